@@ -1,0 +1,529 @@
+//! Configuration loading: YAML files whose errors name the file, line, column and key, and
+//! value types that check themselves while being read (durations, patterns, files, secrets),
+//! so that a bad value is reported where it was written.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::secret::Secret;
+
+/// A configuration error, ready to show to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A value is wrong.
+    #[error("{}", format_invalid(path, *line, *column, key, message))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The key path, such as `collectors.postgres[0].dsn_file`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error found after parsing, at a known key but without a position.
+    pub fn invalid(path: &Path, key: impl Into<String>, message: impl fmt::Display) -> Self {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line: None,
+            column: None,
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+fn format_invalid(
+    path: &Path,
+    line: Option<usize>,
+    column: Option<usize>,
+    key: &str,
+    message: &str,
+) -> String {
+    let mut out = path.display().to_string();
+    if let Some(line) = line {
+        out.push_str(&format!(":{line}"));
+        if let Some(column) = column {
+            out.push_str(&format!(":{column}"));
+        }
+    }
+    if !key.is_empty() {
+        out.push_str(&format!(": {key}"));
+    }
+    out.push_str(&format!(": {message}"));
+    out
+}
+
+thread_local! {
+    /// The directory of the file being read: relative paths inside it are taken from there.
+    static BASE_DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// Reads and parses a YAML file. Unknown keys are errors when `T` denies them.
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_yaml(&text, path)
+}
+
+/// Parses YAML text that came from `origin`; relative paths in it are resolved against
+/// `origin`'s directory.
+pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, ConfigError> {
+    struct Restore(Option<PathBuf>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BASE_DIR.with(|b| *b.borrow_mut() = self.0.take());
+        }
+    }
+    let base = origin
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(Path::to_path_buf);
+    let _restore = Restore(BASE_DIR.with(|b| b.replace(base)));
+
+    // An empty file is an empty mapping: every setting takes its default.
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let deserializer = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = match error.path().to_string() {
+            root if root == "." => String::new(),
+            key => key,
+        };
+        let inner = error.into_inner();
+        let location = inner.location();
+        let mut message = inner.to_string();
+        if let Some(loc) = &location {
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            if let Some(stripped) = message.strip_suffix(&suffix) {
+                message = stripped.to_owned();
+            }
+        }
+        // serde_norway prefixes its own notion of the path; the key is reported separately.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+            && key.starts_with(prefix)
+        {
+            message = rest.to_owned();
+        }
+        let position = location.map(|l| locate_key(text, (l.line(), l.column()), &key));
+        ConfigError::Invalid {
+            path: origin.to_owned(),
+            line: position.map(|p| p.0),
+            column: position.map(|p| p.1),
+            key,
+            message,
+        }
+    })
+}
+
+/// serde_norway places an error raised while reading a value (a bad duration, an unreadable
+/// file) at the start of the enclosing mapping. This moves it to the line of the key itself:
+/// the first line from there that writes the key, in block or flow style.
+fn locate_key(text: &str, reported: (usize, usize), key: &str) -> (usize, usize) {
+    let Some(last) = key
+        .rsplit('.')
+        .next()
+        .filter(|k| !k.is_empty() && !k.ends_with(']'))
+    else {
+        return reported;
+    };
+    let pattern = format!(r#"(^|[\s{{,])(-\s+)?["']?{}["']?\s*:"#, regex::escape(last));
+    let Ok(re) = regex::Regex::new(&pattern) else {
+        return reported;
+    };
+    for (index, line) in text.lines().enumerate().skip(reported.0.saturating_sub(1)) {
+        if let Some(m) = re.find(line) {
+            let number = index + 1;
+            if number == reported.0 {
+                return reported;
+            }
+            let column = m.start() + line[m.start()..].find(last).unwrap_or(0) + 1;
+            return (number, column);
+        }
+    }
+    reported
+}
+
+/// Resolves `path` against the directory of the file being parsed.
+fn resolve(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    BASE_DIR.with(|b| match b.borrow().as_ref() {
+        Some(base) => base.join(&path),
+        None => path,
+    })
+}
+
+/// A file path from a configuration file, relative to that file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigPath(PathBuf);
+
+impl ConfigPath {
+    /// The resolved path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigPath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = PathBuf::deserialize(deserializer)?;
+        if raw.as_os_str().is_empty() {
+            return Err(D::Error::custom("empty path"));
+        }
+        Ok(ConfigPath(resolve(raw)))
+    }
+}
+
+impl Serialize for ConfigPath {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// A secret read from a file while the configuration is read (the `*_file` settings): an
+/// unreadable file is reported at its key and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    path: PathBuf,
+    secret: Secret,
+}
+
+impl SecretFile {
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its content.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ConfigPath(path) = ConfigPath::deserialize(deserializer)?;
+        let secret = Secret::from_file(&path).map_err(|e| {
+            D::Error::custom(format_args!(
+                "cannot read secret file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(SecretFile { path, secret })
+    }
+}
+
+impl Serialize for SecretFile {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.path.serialize(serializer)
+    }
+}
+
+/// Picks a setting given inline or through its `*_file` variant; naming both is an error.
+pub fn secret_setting(
+    key: &str,
+    inline: Option<Secret>,
+    file: Option<SecretFile>,
+) -> Result<Option<Secret>, String> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(format!("set either {key} or {key}_file, not both")),
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(f)) => Ok(Some(f.secret)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A regular expression, unanchored, checked when read.
+#[derive(Clone)]
+pub struct Pattern(regex::Regex);
+
+impl Pattern {
+    /// Compiles a pattern.
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        regex::Regex::new(pattern).map(Pattern)
+    }
+
+    /// Whether `text` contains a match.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+
+    /// The source text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0.as_str())
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Pattern::new(&text).map_err(|e| {
+            // regex errors span several lines; the first names the problem.
+            let first = e.to_string();
+            let reason = first.lines().last().unwrap_or_default().trim().to_owned();
+            D::Error::custom(format_args!(
+                "invalid regular expression {text:?}: {reason}"
+            ))
+        })
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Parses a Prometheus-style duration: `500ms`, `10s`, `1m30s`, `2h`, `1d`, `1w`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration {text:?}: expected a number followed by ms, s, m, h, d or w"
+            ));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let millis_per_unit: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "" => return Err(format!("invalid duration {text:?}: missing unit")),
+            other => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h, d or w)"
+                ));
+            }
+        };
+        let millis = number
+            .checked_mul(millis_per_unit)
+            .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
+        total += Duration::from_millis(millis);
+    }
+    Ok(total)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = millis;
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// Serde helpers for `Duration` fields written as `10s`: `#[serde(with = "duration")]`.
+pub mod duration {
+    use super::*;
+
+    /// Reads a duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text).map_err(D::Error::custom)
+    }
+
+    /// Writes a duration string.
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_duration(*value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[serde(default, with = "duration")]
+        timeout: Duration,
+        pattern: Option<Pattern>,
+        token_file: Option<SecretFile>,
+        nested: Option<Nested>,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Nested {
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    fn error(text: &str) -> String {
+        parse_yaml::<Sample>(text, Path::new("/etc/mcpwatch/config.yml"))
+            .expect_err("must fail")
+            .to_string()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ten seconds").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert_eq!(format_duration(Duration::from_millis(90_500)), "1m30s500ms");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        assert_eq!(
+            error("timeout: 5s\nnested:\n  items:\n    - name: a\n      colour: red\n"),
+            "/etc/mcpwatch/config.yml:5:7: nested.items[0].colour: unknown field `colour`, \
+             expected `name`"
+        );
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_are_located() {
+        let e = error("nested:\n  items: 3\n");
+        assert!(
+            e.starts_with("/etc/mcpwatch/config.yml:2:10: nested.items: invalid type"),
+            "{e}"
+        );
+        let e = error("# comment\ntimeout: soon\n");
+        assert!(
+            e.starts_with("/etc/mcpwatch/config.yml:2:1: timeout: invalid duration"),
+            "{e}"
+        );
+        let e = error("nested:\n  items: []\ntimeout: 1x\n");
+        assert!(
+            e.starts_with("/etc/mcpwatch/config.yml:3:1: timeout: invalid duration"),
+            "{e}"
+        );
+        let e = error("{nested: {items: []}, timeout: soon}\n");
+        assert!(e.starts_with("/etc/mcpwatch/config.yml:1:"), "{e}");
+        let e = error("pattern: \"(unclosed\"\n");
+        assert!(
+            e.contains(":1:") && e.contains("pattern: invalid regular expression"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_files_are_read_relative_to_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("token"), "abc\n").expect("write");
+        let config = dir.path().join("config.yml");
+        let sample: Sample = parse_yaml("token_file: token\n", &config).expect("parse");
+        let file = sample.token_file.expect("token file");
+        assert_eq!(file.secret().expose(), "abc");
+        assert_eq!(file.path(), dir.path().join("token"));
+
+        let e = parse_yaml::<Sample>("\n\ntoken_file: missing\n", &config)
+            .expect_err("missing file")
+            .to_string();
+        assert!(e.contains("config.yml:3:"), "{e}");
+        assert!(e.contains("token_file: cannot read secret file"), "{e}");
+        assert!(e.contains("No such file"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_takes_defaults() {
+        let sample: Sample = parse_yaml("# nothing\n", Path::new("c.yml")).expect("parse");
+        assert_eq!(sample.timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let e = load_yaml::<Sample>(Path::new("/nonexistent/config.yml"))
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/config.yml: cannot read: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn both_inline_and_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pw"), "x").expect("write");
+        let file: SecretFile = parse_yaml("pw", &dir.path().join("c.yml")).expect("secret file");
+        assert!(secret_setting("password", Some("y".into()), Some(file.clone())).is_err());
+        assert_eq!(
+            secret_setting("password", None, Some(file))
+                .expect("ok")
+                .expect("some")
+                .expose(),
+            "x"
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! The exporter's HTTP endpoints: `/metrics`, `/health`, `/` and `POST /-/reload`.
+//!
+//! [`metrics_response`] is the `/metrics` handler alone, for services that mount it in
+//! their own router.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::encode::{Format, accepts_gzip};
+use crate::engine::{CollectorOutcome, ScrapeEngine, parse_scrape_timeout_header};
+
+/// The header Prometheus sends with its scrape timeout.
+pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+/// Runs a scrape and answers in the format and encoding the request's headers ask for.
+pub async fn metrics_response(engine: &ScrapeEngine, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let scraper_timeout = text(SCRAPE_TIMEOUT_HEADER).and_then(parse_scrape_timeout_header);
+    let format = Format::negotiate(text(header::ACCEPT.as_str()));
+    let gzipped = accepts_gzip(text(header::ACCEPT_ENCODING.as_str()));
+    let scrape = engine.scrape(scraper_timeout).await;
+    let body = scrape.body(format, gzipped).await;
+    let mut response = Response::new(Full::new(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Re-reads the configuration; the error names what is wrong and where.
+pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+#[derive(Clone)]
+struct ServiceState {
+    engine: ScrapeEngine,
+    telemetry_path: String,
+    reload: Option<ReloadHook>,
+    started: Instant,
+}
+
+/// The exporter's endpoints as a hyper service. Cheap to clone.
+#[derive(Clone)]
+pub struct ExporterService {
+    state: Arc<ServiceState>,
+}
+
+impl std::fmt::Debug for ExporterService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExporterService")
+            .field("engine", &self.state.engine)
+            .field("telemetry_path", &self.state.telemetry_path)
+            .finish()
+    }
+}
+
+impl ExporterService {
+    /// Endpoints for `engine`, metrics at `/metrics`, no reload.
+    pub fn new(engine: ScrapeEngine) -> Self {
+        Self {
+            state: Arc::new(ServiceState {
+                engine,
+                telemetry_path: "/metrics".to_owned(),
+                reload: None,
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    fn with(self, change: impl FnOnce(&mut ServiceState)) -> Self {
+        let mut state = Arc::unwrap_or_clone(self.state);
+        change(&mut state);
+        Self {
+            state: Arc::new(state),
+        }
+    }
+
+    /// Serves metrics at `path` instead of `/metrics`.
+    pub fn with_telemetry_path(self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        self.with(|s| s.telemetry_path = path)
+    }
+
+    /// Enables `POST /-/reload`.
+    pub fn with_reload(self, reload: ReloadHook) -> Self {
+        self.with(|s| s.reload = Some(reload))
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
+        let state = &self.state;
+        let path = request.uri().path();
+        let method = request.method();
+        match path {
+            p if p == state.telemetry_path => match *method {
+                Method::GET => metrics_response(&state.engine, request.headers()).await,
+                _ => method_not_allowed("GET"),
+            },
+            "/health" => match *method {
+                Method::GET => self.health(),
+                _ => method_not_allowed("GET"),
+            },
+            "/" => match *method {
+                Method::GET => self.index(),
+                _ => method_not_allowed("GET"),
+            },
+            "/-/reload" => match (&state.reload, method) {
+                (Some(reload), &Method::POST | &Method::PUT) => match reload().await {
+                    Ok(()) => text(StatusCode::OK, "Configuration reloaded.\n".to_owned()),
+                    Err(error) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("Configuration not reloaded; the previous one stays: {error}\n"),
+                    ),
+                },
+                (Some(_), _) => method_not_allowed("POST, PUT"),
+                (None, _) => text(StatusCode::NOT_FOUND, "Reload is not enabled.\n".to_owned()),
+            },
+            _ => text(StatusCode::NOT_FOUND, "Not Found\n".to_owned()),
+        }
+    }
+
+    fn health(&self) -> Response<Full<Bytes>> {
+        #[derive(Serialize)]
+        struct Health<'a> {
+            status: &'a str,
+            version: &'a str,
+            revision: &'a str,
+            uptime_seconds: f64,
+            collectors: Vec<CollectorHealth>,
+        }
+        #[derive(Serialize)]
+        struct CollectorHealth {
+            collector: String,
+            target: String,
+            last_success: Option<bool>,
+            last_outcome: Option<&'static str>,
+            last_error: Option<String>,
+            last_duration_seconds: f64,
+            last_scrape_time: Option<String>,
+            last_success_time: Option<String>,
+        }
+        let rfc3339 =
+            |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_millis(t).to_string());
+        let collectors: Vec<CollectorHealth> = self
+            .state
+            .engine
+            .status()
+            .into_iter()
+            .map(|s| CollectorHealth {
+                last_success: s
+                    .last_outcome
+                    .as_ref()
+                    .map(|o| *o == CollectorOutcome::Success),
+                last_outcome: s.last_outcome.as_ref().map(|o| match o {
+                    CollectorOutcome::Success => "success",
+                    CollectorOutcome::Failed(_) => "failed",
+                    CollectorOutcome::TimedOut => "timeout",
+                }),
+                last_error: match &s.last_outcome {
+                    Some(CollectorOutcome::Failed(e)) => Some(e.clone()),
+                    Some(CollectorOutcome::TimedOut) => {
+                        Some("ran past the scrape deadline".to_owned())
+                    }
+                    _ => None,
+                },
+                last_duration_seconds: s.last_duration.as_secs_f64(),
+                last_scrape_time: rfc3339(s.last_scrape),
+                last_success_time: rfc3339(s.last_success),
+                collector: s.collector,
+                target: s.target,
+            })
+            .collect();
+        let degraded = collectors.iter().any(|c| c.last_success == Some(false));
+        let (version, revision) = self.state.engine.build_info();
+        let health = Health {
+            status: if degraded { "degraded" } else { "ok" },
+            version,
+            revision,
+            uptime_seconds: self.state.started.elapsed().as_secs_f64(),
+            collectors,
+        };
+        let body = serde_json::to_vec_pretty(&health).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    fn index(&self) -> Response<Full<Bytes>> {
+        let (version, revision) = self.state.engine.build_info();
+        let mut rows = String::new();
+        for (collector, target) in self.state.engine.collectors() {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>\n",
+                html_escape(&collector),
+                html_escape(&target)
+            ));
+        }
+        let metrics = html_escape(&self.state.telemetry_path);
+        let reload = if self.state.reload.is_some() {
+            "<li><code>POST /-/reload</code>: re-read the configuration</li>\n"
+        } else {
+            ""
+        };
+        let page = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+             <title>mcpwatch exporter</title></head>\n<body>\n<h1>mcpwatch exporter</h1>\n\
+             <p>Version {version} (revision {revision}).</p>\n<h2>Endpoints</h2>\n<ul>\n\
+             <li><a href=\"{metrics}\">{metrics}</a>: metrics (OpenMetrics or text 0.0.4)</li>\n\
+             <li><a href=\"/health\">/health</a>: status of each collector (JSON)</li>\n\
+             {reload}</ul>\n<h2>Collectors</h2>\n<table>\n<tr><th>collector</th><th>target</th></tr>\n\
+             {rows}</table>\n</body>\n</html>\n",
+            version = html_escape(version),
+            revision = html_escape(revision),
+        );
+        let mut response = Response::new(Full::new(Bytes::from(page)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
+    }
+}
+
+impl<B: Send + 'static> hyper::service::Service<Request<B>> for ExporterService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed\n".to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::{CollectError, Collector, ScrapeContext};
+    use crate::metrics::MetricSink;
+    use async_trait::async_trait;
+    use http_body_util::BodyExt;
+
+    struct Target;
+
+    #[async_trait]
+    impl Collector for Target {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn target(&self) -> &str {
+            "<b>db</b>"
+        }
+        async fn collect(
+            &self,
+            _ctx: &ScrapeContext,
+            sink: &mut MetricSink,
+        ) -> Result<(), CollectError> {
+            sink.gauge("test_up", "Up.").add(&[], 1.0);
+            Err(CollectError::msg("half done"))
+        }
+    }
+
+    fn service() -> ExporterService {
+        ExporterService::new(
+            ScrapeEngine::builder()
+                .collector(Target)
+                .build_info("1.2.3", "abc")
+                .build(),
+        )
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> String {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    fn get(path: &str) -> Request<()> {
+        Request::get(path).body(()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn metrics_negotiates_format_and_gzip() {
+        let s = service();
+        let response = s.handle(get("/metrics")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = body(response).await;
+        assert!(text.contains("test_up{target=\"<b>db</b>\"} 1\n"), "{text}");
+        assert!(text.contains("mcpwatch_build_info{version=\"1.2.3\",revision=\"abc\"} 1\n"));
+
+        let request = Request::get("/metrics")
+            .header(
+                header::ACCEPT,
+                "application/openmetrics-text; version=1.0.0",
+            )
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(())
+            .expect("request");
+        let response = s.handle(request).await;
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        assert!(
+            response.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .expect("ascii")
+                .starts_with("application/openmetrics-text; version=1.0.0")
+        );
+    }
+
+    #[tokio::test]
+    async fn health_reports_collectors() {
+        let s = service();
+        let before: serde_json::Value =
+            serde_json::from_str(&body(s.handle(get("/health")).await).await).expect("json");
+        assert_eq!(before["status"], "ok");
+        assert_eq!(
+            before["collectors"][0]["last_success"],
+            serde_json::Value::Null
+        );
+        s.handle(get("/metrics")).await;
+        let after: serde_json::Value =
+            serde_json::from_str(&body(s.handle(get("/health")).await).await).expect("json");
+        assert_eq!(after["status"], "degraded");
+        assert_eq!(after["version"], "1.2.3");
+        assert_eq!(after["collectors"][0]["collector"], "test");
+        assert_eq!(after["collectors"][0]["last_success"], false);
+        assert_eq!(after["collectors"][0]["last_error"], "half done");
+    }
+
+    #[tokio::test]
+    async fn index_escapes_and_unknown_paths_are_404() {
+        let s = service();
+        let page = body(s.handle(get("/")).await).await;
+        assert!(page.contains("&lt;b&gt;db&lt;/b&gt;"));
+        assert!(!page.contains("/-/reload"));
+        assert_eq!(s.handle(get("/nope")).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            s.handle(get("/-/reload")).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let post = Request::post("/metrics").body(()).expect("request");
+        assert_eq!(
+            s.handle(post).await.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[tokio::test]
+    async fn reload_hook_reports_errors() {
+        let s = service().with_reload(Arc::new(|| {
+            Box::pin(async { Err("config.yml:3:5: scrape.timeout: invalid duration".to_owned()) })
+        }));
+        let get_reload = s.handle(get("/-/reload")).await;
+        assert_eq!(get_reload.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let response = s
+            .handle(Request::post("/-/reload").body(()).expect("request"))
+            .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body(response).await.contains("config.yml:3:5"));
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod collector;
+pub mod config;
+pub mod encode;
+pub mod engine;
+pub mod exporter_service;
+pub mod metrics;
+pub mod process;
+pub mod secret;
+pub mod web;
+
+pub use async_trait::async_trait;
+pub use collector::{CollectError, Collector, ScrapeContext};
+pub use engine::{MetricSource, Scrape, ScrapeEngine, ScrapeOptions};
+pub use exporter_service::{ExporterService, metrics_response};
+pub use metrics::{HistogramValue, MetricFamily, MetricKind, MetricSink};
+pub use secret::Secret;

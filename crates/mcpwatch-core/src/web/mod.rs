@@ -1,0 +1,15 @@
+//! Serving HTTP the way exporter-toolkit does: `--web.listen-address` (repeatable) and
+//! `--web.config.file` with TLS, basic auth, security headers and a rate limit.
+
+mod auth;
+mod config;
+mod server;
+mod tls;
+
+pub use auth::{BasicAuth, RateLimiter};
+pub use config::{
+    BcryptHash, ClientAuthType, HttpServerConfig, RateLimit, ResponseHeaders, TlsServerConfig,
+    TlsVersion, WebConfig,
+};
+pub use server::{ServeError, WebServer, shutdown_signal};
+pub use tls::{crypto_provider, install_crypto_provider, server_config};

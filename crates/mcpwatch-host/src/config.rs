@@ -1,0 +1,161 @@
+//! Settings of the host collector (`collectors.host`).
+
+use mcpwatch_core::config::{ConfigPath, Pattern};
+use serde::Deserialize;
+
+/// Mount points left out by default: kernel and container-runtime internals.
+pub const DEFAULT_MOUNTPOINTS_EXCLUDE: &str =
+    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+
+/// Filesystem types left out by default: pseudo and read-only image filesystems.
+pub const DEFAULT_FSTYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|\
+devpts|devtmpfs|erofs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|\
+rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$";
+
+/// Network interfaces left out by default: loopback and per-container veth pairs.
+pub const DEFAULT_NETWORK_DEVICES_EXCLUDE: &str = "^(lo|veth.*)$";
+
+/// `collectors.host`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// Only mount points matching this are reported.
+    pub mountpoints_include: Option<Pattern>,
+    /// Mount points matching this are left out (`null` reports all).
+    pub mountpoints_exclude: Option<Pattern>,
+    /// Only filesystem types matching this are reported.
+    pub fstypes_include: Option<Pattern>,
+    /// Filesystem types matching this are left out (`null` reports all).
+    pub fstypes_exclude: Option<Pattern>,
+    /// Only interfaces matching this are reported.
+    pub network_devices_include: Option<Pattern>,
+    /// Interfaces matching this are left out (`null` reports all).
+    pub network_devices_exclude: Option<Pattern>,
+    /// Processes to watch, such as the MCP server's daemon.
+    pub processes: Vec<WatchedProcess>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        let pattern = |p: &str| Pattern::new(p).ok();
+        Self {
+            enabled: true,
+            mountpoints_include: None,
+            mountpoints_exclude: pattern(DEFAULT_MOUNTPOINTS_EXCLUDE),
+            fstypes_include: None,
+            fstypes_exclude: pattern(DEFAULT_FSTYPES_EXCLUDE),
+            network_devices_include: None,
+            network_devices_exclude: pattern(DEFAULT_NETWORK_DEVICES_EXCLUDE),
+            processes: Vec::new(),
+        }
+    }
+}
+
+/// A process to watch, found by exactly one of `comm`, `cmdline` or `pid_file`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchedProcess {
+    /// The `process` label.
+    pub name: String,
+    /// The exact process name (`comm`, as `ps -o comm` shows it).
+    pub comm: Option<String>,
+    /// A pattern matched against the full command line, arguments joined by spaces.
+    pub cmdline: Option<Pattern>,
+    /// A file holding the process id.
+    pub pid_file: Option<ConfigPath>,
+}
+
+impl HostConfig {
+    /// Checks what the types cannot: one selector per watched process, unique names.
+    /// Returns the offending key and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (i, process) in self.processes.iter().enumerate() {
+            let key = format!("processes[{i}]");
+            let selectors = [
+                process.comm.is_some(),
+                process.cmdline.is_some(),
+                process.pid_file.is_some(),
+            ]
+            .iter()
+            .filter(|set| **set)
+            .count();
+            if selectors != 1 {
+                return Err((
+                    key,
+                    "set exactly one of comm, cmdline or pid_file".to_owned(),
+                ));
+            }
+            if process.name.is_empty() {
+                return Err((format!("{key}.name"), "must not be empty".to_owned()));
+            }
+            if self.processes[..i].iter().any(|p| p.name == process.name) {
+                return Err((
+                    format!("{key}.name"),
+                    format!("{:?} is used twice", process.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `text` passes an include and an exclude pattern; an empty pattern is no pattern.
+pub(crate) fn passes(text: &str, include: Option<&Pattern>, exclude: Option<&Pattern>) -> bool {
+    fn set(p: Option<&Pattern>) -> Option<&Pattern> {
+        p.filter(|p| !p.as_str().is_empty())
+    }
+    set(include).is_none_or(|p| p.is_match(text)) && !set(exclude).is_some_and(|p| p.is_match(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpwatch_core::config::parse_yaml;
+    use std::path::Path;
+
+    fn parse(text: &str) -> HostConfig {
+        parse_yaml(text, Path::new("c.yml")).expect("valid")
+    }
+
+    #[test]
+    fn defaults_exclude_pseudo_filesystems() {
+        let c = parse("enabled: true\n");
+        assert!(c.enabled);
+        let ok = |mp: &str, fs: &str| {
+            passes(
+                mp,
+                c.mountpoints_include.as_ref(),
+                c.mountpoints_exclude.as_ref(),
+            ) && passes(fs, c.fstypes_include.as_ref(), c.fstypes_exclude.as_ref())
+        };
+        assert!(ok("/", "ext4"));
+        assert!(ok("/srv/data", "xfs"));
+        assert!(!ok("/proc", "proc"));
+        assert!(!ok("/sys/fs/cgroup", "cgroup2"));
+        assert!(!ok("/var/lib/docker/overlay2/abc/merged", "overlay"));
+        assert!(!ok("/snap/core/1", "squashfs"));
+        assert!(ok("/devices", "ext4"));
+    }
+
+    #[test]
+    fn null_and_empty_patterns_disable_filtering() {
+        let c = parse("mountpoints_exclude: null\nnetwork_devices_exclude: ''\n");
+        assert!(c.mountpoints_exclude.is_none());
+        assert!(passes("lo", None, c.network_devices_exclude.as_ref()));
+        assert!(passes("/proc", None, None));
+    }
+
+    #[test]
+    fn watched_processes_need_one_selector() {
+        let c =
+            parse("processes:\n  - name: daemon\n    comm: python3\n    pid_file: /run/x.pid\n");
+        assert_eq!(c.validate().expect_err("two selectors").0, "processes[0]");
+        let c =
+            parse("processes:\n  - name: d\n    comm: a\n  - name: d\n    cmdline: 'ws_daemon'\n");
+        assert_eq!(c.validate().expect_err("same name").0, "processes[1].name");
+        let c = parse("processes:\n  - name: d\n    cmdline: 'python.*ws_daemon'\n");
+        assert!(c.validate().is_ok());
+    }
+}
