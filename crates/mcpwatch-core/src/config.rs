@@ -154,8 +154,11 @@ fn locate_key(text: &str, reported: (usize, usize), key: &str) -> (usize, usize)
     else {
         return reported;
     };
-    let pattern = format!(r#"(^|[\s{{,])(-\s+)?["']?{}["']?\s*:"#, regex::escape(last));
-    let Ok(re) = regex::Regex::new(&pattern) else {
+    let pattern = format!(
+        r#"(^|[\s{{,])(-\s+)?["']?{}["']?\s*:"#,
+        regex_lite::escape(last)
+    );
+    let Ok(re) = regex_lite::Regex::new(&pattern) else {
         return reported;
     };
     for (index, line) in text.lines().enumerate().skip(reported.0.saturating_sub(1)) {
@@ -264,12 +267,12 @@ pub fn secret_setting(
 
 /// A regular expression, unanchored, checked when read.
 #[derive(Clone)]
-pub struct Pattern(regex::Regex);
+pub struct Pattern(regex_lite::Regex);
 
 impl Pattern {
     /// Compiles a pattern.
-    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
-        regex::Regex::new(pattern).map(Pattern)
+    pub fn new(pattern: &str) -> Result<Self, regex_lite::Error> {
+        regex_lite::Regex::new(pattern).map(Pattern)
     }
 
     /// Whether `text` contains a match.

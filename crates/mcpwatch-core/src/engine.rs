@@ -25,6 +25,12 @@ pub trait MetricSource: Send + Sync + 'static {
     fn collect(&self, sink: &mut MetricSink);
 }
 
+impl<T: MetricSource + ?Sized> MetricSource for Arc<T> {
+    fn collect(&self, sink: &mut MetricSink) {
+        (**self).collect(sink);
+    }
+}
+
 /// Timing settings of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScrapeOptions {

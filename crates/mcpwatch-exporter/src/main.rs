@@ -1,1 +1,128 @@
-fn main() {}
+//! `mcpwatch-exporter`: reads the configuration, builds the collectors, serves `/metrics`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod exporter;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures_util::FutureExt;
+use mcpwatch_core::ExporterService;
+use mcpwatch_core::web::{WebConfig, WebServer, install_crypto_provider, shutdown_signal};
+
+use crate::cli::{Cli, LogFormat};
+use crate::config::ConfigSource;
+use crate::exporter::Exporter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    install_crypto_provider();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            // The log may go to a file or be filtered out; the reason must reach the user.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("mcpwatch-exporter: {error:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(cli.log_level.filter())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let source = ConfigSource::from_cli(&cli);
+    let config = source.load()?;
+    if let Some(web) = &cli.web_config_file {
+        WebConfig::load(web)?;
+    }
+    if cli.check_config {
+        let what = source.file().map_or_else(
+            || "built-in defaults".to_owned(),
+            |f| f.display().to_string(),
+        );
+        #[allow(clippy::print_stdout)]
+        {
+            println!("mcpwatch-exporter: configuration is valid ({what})");
+        }
+        return Ok(());
+    }
+
+    // Two workers serve any scrape load (concurrent scrapes share one collection), and a
+    // small blocking pool whose threads outlive a scrape interval, so that each scrape does
+    // not start new threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_keep_alive(std::time::Duration::from_secs(300))
+        .enable_all()
+        .thread_name("mcpwatch-exporter")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(cli, source, &config))
+}
+
+async fn serve(
+    cli: Cli,
+    source: ConfigSource,
+    config: &config::ExporterConfig,
+) -> anyhow::Result<()> {
+    let exporter = Arc::new(Exporter::new(source, config).map_err(anyhow::Error::msg)?);
+    let server = WebServer::bind(&cli.listen_addresses, cli.web_config_file.as_deref()).await?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        revision = env!("MCPWATCH_REVISION"),
+        collectors = ?exporter.engine().collectors(),
+        "Starting mcpwatch-exporter."
+    );
+
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(exporter.clone()));
+
+    let reload_target = exporter.clone();
+    let service = ExporterService::new(exporter.engine().clone())
+        .with_telemetry_path(cli.telemetry_path.clone())
+        .with_reload(Arc::new(move || {
+            let exporter = reload_target.clone();
+            async move {
+                tokio::task::spawn_blocking(move || exporter.reload())
+                    .await
+                    .map_err(|e| format!("reload task failed: {e}"))?
+            }
+            .boxed()
+        }));
+    server.serve(service, shutdown_signal()).await;
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(exporter: Arc<Exporter>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot watch SIGHUP; reload with POST /-/reload instead.");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading the configuration.");
+        let exporter = exporter.clone();
+        let _ = tokio::task::spawn_blocking(move || exporter.reload()).await;
+    }
+}

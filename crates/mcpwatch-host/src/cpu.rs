@@ -1,5 +1,5 @@
-//! CPU time per mode. Linux gives it in `/proc/stat`; elsewhere sysinfo's usage ratio per
-//! CPU is reported instead.
+//! CPU time per mode, and runnable and blocked tasks. Linux gives them in `/proc/stat`;
+//! elsewhere sysinfo's usage ratio per CPU is reported instead.
 
 use mcpwatch_core::{CollectError, MetricSink};
 
@@ -29,11 +29,24 @@ pub(crate) fn collect(sink: &mut MetricSink) -> Result<(), CollectError> {
 #[cfg(target_os = "linux")]
 fn write_proc_stat(stat: &str, ticks_per_second: f64, sink: &mut MetricSink) {
     let mut cpus = 0_u32;
+    let mut tasks: Vec<(&'static str, &'static str, f64)> = Vec::new();
     let family = sink.counter(
         "host_cpu_seconds_total",
         "Seconds the CPUs spent in each mode.",
     );
     for line in stat.lines() {
+        if let Some(running) = line.strip_prefix("procs_running ") {
+            if let Ok(n) = running.trim().parse() {
+                tasks.push(("host_procs_running", "Tasks (threads) ready to run.", n));
+            }
+            continue;
+        }
+        if let Some(blocked) = line.strip_prefix("procs_blocked ") {
+            if let Ok(n) = blocked.trim().parse() {
+                tasks.push(("host_procs_blocked", "Tasks (threads) blocked on I/O.", n));
+            }
+            continue;
+        }
         let Some(rest) = line.strip_prefix("cpu") else {
             continue;
         };
@@ -53,6 +66,9 @@ fn write_proc_stat(stat: &str, ticks_per_second: f64, sink: &mut MetricSink) {
     }
     sink.gauge("host_cpus", "Number of logical CPUs.")
         .add(&[], f64::from(cpus));
+    for (name, help, value) in tasks {
+        sink.gauge(name, help).add(&[], value);
+    }
 }
 
 /// Reports sysinfo's usage ratio per CPU (since the previous scrape).
@@ -82,7 +98,7 @@ mod tests {
         let stat = "cpu  10 0 5 100 1 0 0 0 0 0\n\
                     cpu0 600 10 300 5000 20 1 2 3 0 0\n\
                     cpu1 400 0 200 5000 0 0 0 0\n\
-                    intr 123\nbtime 1700000000\n";
+                    intr 123\nbtime 1700000000\nprocs_running 3\nprocs_blocked 1\n";
         let mut sink = MetricSink::default();
         write_proc_stat(stat, 100.0, &mut sink);
         let cpu = sink.find("host_cpu_seconds_total").expect("family");
@@ -90,7 +106,10 @@ mod tests {
         assert_eq!(cpu.value(&[("cpu", "0"), ("mode", "steal")]), Some(0.03));
         assert_eq!(cpu.value(&[("cpu", "1"), ("mode", "idle")]), Some(50.0));
         assert_eq!(cpu.samples().len(), 16);
-        assert_eq!(sink.find("host_cpus").and_then(|f| f.value(&[])), Some(2.0));
+        let value = |name| sink.find(name).and_then(|f| f.value(&[]));
+        assert_eq!(value("host_cpus"), Some(2.0));
+        assert_eq!(value("host_procs_running"), Some(3.0));
+        assert_eq!(value("host_procs_blocked"), Some(1.0));
     }
 
     #[test]

@@ -13,14 +13,14 @@ mod system;
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
-use sysinfo::{Disks, Networks, ProcessesToUpdate, System};
+use sysinfo::{Disks, System};
 
 pub use config::{HostConfig, WatchedProcess};
 
 /// State kept across scrapes: sysinfo's structures remember the previous readings.
 struct SystemState {
     system: System,
-    networks: Networks,
+    networks: network::NetworkReader,
 }
 
 /// Collects the host's metrics (`host_*`). Reading `/proc` and statfs runs on tokio's
@@ -63,13 +63,8 @@ impl HostCollector {
         config
             .validate()
             .map_err(|(key, message)| HostError::Config { key, message })?;
-        let mut system = System::new()?;
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            process::list_refresh_kind(&config.processes),
-        );
-        let networks = Networks::new_with_refreshed_list()?;
+        let system = System::new()?;
+        let networks = network::NetworkReader::new()?;
         let disks = Disks::new_with_refreshed_list_specifics(filesystem::refresh_kind())?;
         Ok(Self {
             config: Arc::new(config),
@@ -110,15 +105,10 @@ impl Collector for HostCollector {
             };
             memory::collect(system, &mut out);
             system::collect(&info, &mut out);
-            system.refresh_processes_specifics(
-                ProcessesToUpdate::All,
-                true,
-                process::list_refresh_kind(&config.processes),
-            );
-            system::collect_process_states(system, &mut out);
+            let processes = system::collect_process_count(system, &mut out);
             process::collect(system, &config.processes, &mut out);
-            network::collect(networks, &config, &mut out);
-            (out, cpu)
+            let network = networks.collect(&config, &mut out);
+            (out, cpu.and(processes).and(network))
         });
         let (config, disks) = (self.config.clone(), self.disks.clone());
         let filesystem_part = tokio::task::spawn_blocking(move || {
@@ -174,6 +164,7 @@ mod tests {
             "host_uptime_seconds",
             "host_boot_time_seconds",
             "host_processes",
+            "host_procs_running",
             "host_filesystem_size_bytes",
             "host_filesystem_avail_bytes",
             "host_network_receive_bytes_total",

@@ -8,72 +8,74 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
 use crate::config::WatchedProcess;
 
-/// What every scrape refreshes for all processes: enough to count them by state, plus the
-/// command line when a watched process is found by it.
-pub(crate) fn list_refresh_kind(watched: &[WatchedProcess]) -> ProcessRefreshKind {
-    let kind = ProcessRefreshKind::nothing().without_tasks();
-    if watched.iter().any(|w| w.cmdline.is_some()) {
-        kind.with_cmd(UpdateKind::OnlyIfNotSet)
-    } else {
-        kind
+/// Finds the watched processes: by pid file with one targeted read, by name or command
+/// line with a scan of every process (only when such a watch is configured).
+fn find_all(system: &mut System, watched: &[WatchedProcess]) -> Vec<Vec<Pid>> {
+    if watched.iter().any(|w| w.pid_file.is_none()) {
+        let kind = ProcessRefreshKind::nothing().without_tasks();
+        let kind = if watched.iter().any(|w| w.cmdline.is_some()) {
+            kind.with_cmd(UpdateKind::OnlyIfNotSet)
+        } else {
+            kind
+        };
+        system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
     }
-}
-
-fn find(system: &System, watched: &WatchedProcess) -> Vec<Pid> {
-    if let Some(pid_file) = &watched.pid_file {
-        return std::fs::read_to_string(pid_file.path())
-            .ok()
-            .and_then(|text| text.trim().parse::<u32>().ok())
-            .map(Pid::from_u32)
-            .filter(|pid| system.process(*pid).is_some())
-            .into_iter()
-            .collect();
-    }
-    system
-        .processes()
+    watched
         .iter()
-        .filter(|(_, p)| {
-            if let Some(comm) = &watched.comm {
-                return p.name() == comm.as_str();
-            }
-            if let Some(pattern) = &watched.cmdline {
-                let cmdline = p
-                    .cmd()
-                    .iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                return pattern.is_match(&cmdline);
-            }
-            false
+        .map(|w| match &w.pid_file {
+            Some(pid_file) => std::fs::read_to_string(pid_file.path())
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .map(Pid::from_u32)
+                .into_iter()
+                .collect(),
+            None => system
+                .processes()
+                .iter()
+                .filter(|(_, p)| matches(w, p))
+                .map(|(pid, _)| *pid)
+                .collect(),
         })
-        .map(|(pid, _)| *pid)
         .collect()
 }
 
-/// Reports every watched process; `system`'s process list was refreshed by the caller.
+fn matches(watched: &WatchedProcess, process: &sysinfo::Process) -> bool {
+    if let Some(comm) = &watched.comm {
+        return process.name() == comm.as_str();
+    }
+    if let Some(pattern) = &watched.cmdline {
+        let cmdline = process
+            .cmd()
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        return pattern.is_match(&cmdline);
+    }
+    false
+}
+
+/// Reports every watched process.
 pub(crate) fn collect(system: &mut System, watched: &[WatchedProcess], sink: &mut MetricSink) {
     if watched.is_empty() {
         return;
     }
-    let matches: Vec<(&WatchedProcess, Vec<Pid>)> =
-        watched.iter().map(|w| (w, find(system, w))).collect();
-    let mut pids: Vec<Pid> = matches
-        .iter()
-        .flat_map(|(_, p)| p.iter().copied())
-        .collect();
+    let found = find_all(system, watched);
+    let mut pids: Vec<Pid> = found.iter().flatten().copied().collect();
     pids.sort_unstable();
     pids.dedup();
     if !pids.is_empty() {
+        // Also drops a pid-file process that has exited since the file was written.
         system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&pids),
-            false,
+            true,
             ProcessRefreshKind::nothing()
                 .without_tasks()
                 .with_cpu()
                 .with_memory(),
         );
     }
+    let matches: Vec<(&WatchedProcess, Vec<Pid>)> = watched.iter().zip(found).collect();
 
     let mut up = MetricFamily::gauge(
         "host_process_up",
@@ -144,16 +146,6 @@ mod tests {
     use super::*;
     use mcpwatch_core::config::{Pattern, parse_yaml};
 
-    fn refreshed(watched: &[WatchedProcess]) -> System {
-        let mut system = System::new().expect("system");
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            list_refresh_kind(watched),
-        );
-        system
-    }
-
     #[test]
     fn watches_this_process_by_pid_file_and_cmdline() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -162,9 +154,12 @@ mod tests {
             format!("{}\n", std::process::id()),
         )
         .expect("pid file");
+        // A pid that cannot be running: above the kernel's pid_max limit.
+        std::fs::write(dir.path().join("stale.pid"), "4194305\n").expect("pid file");
         let config = dir.path().join("c.yml");
         let mut watched: Vec<WatchedProcess> = parse_yaml(
-            "- name: me\n  pid_file: self.pid\n- name: gone\n  comm: no-such-process-name\n",
+            "- name: me\n  pid_file: self.pid\n- name: gone\n  comm: no-such-process-name\n\
+             - name: stale\n  pid_file: stale.pid\n",
             &config,
         )
         .expect("config");
@@ -177,10 +172,10 @@ mod tests {
         watched.push(WatchedProcess {
             name: "by-cmdline".into(),
             comm: None,
-            cmdline: Pattern::new(&regex::escape(&stem)).ok(),
+            cmdline: Pattern::new(&regex_lite::escape(&stem)).ok(),
             pid_file: None,
         });
-        let mut system = refreshed(&watched);
+        let mut system = System::new().expect("system");
         let mut sink = MetricSink::default();
         collect(&mut system, &watched, &mut sink);
         let value = |name: &str, process: &str| {
@@ -196,5 +191,7 @@ mod tests {
         assert_eq!(value("host_process_up", "gone"), Some(0.0));
         assert_eq!(value("host_process_instances", "gone"), Some(0.0));
         assert_eq!(value("host_process_resident_memory_bytes", "gone"), None);
+        assert_eq!(value("host_process_up", "stale"), Some(0.0));
+        assert_eq!(value("host_process_up", "stale"), Some(0.0));
     }
 }

@@ -1,28 +1,7 @@
-//! Load averages, uptime, boot time, processes by state, and what the host is.
+//! Load averages, uptime, boot time, process and thread counts, and what the host is.
 
 use mcpwatch_core::MetricSink;
-use sysinfo::{ProcessStatus, System};
-
-/// Process states reported, each always present so that series do not come and go.
-const STATES: [&str; 6] = [
-    "running",
-    "sleeping",
-    "disk_sleep",
-    "stopped",
-    "zombie",
-    "other",
-];
-
-fn state_index(status: ProcessStatus) -> usize {
-    match status {
-        ProcessStatus::Run | ProcessStatus::Waking => 0,
-        ProcessStatus::Sleep | ProcessStatus::Idle | ProcessStatus::Parked => 1,
-        ProcessStatus::UninterruptibleDiskSleep => 2,
-        ProcessStatus::Stop | ProcessStatus::Tracing | ProcessStatus::Suspended => 3,
-        ProcessStatus::Zombie | ProcessStatus::Dead => 4,
-        _ => 5,
-    }
-}
+use sysinfo::System;
 
 /// Labels of `host_info`, read once: they do not change while the collector runs.
 #[derive(Debug, Clone)]
@@ -75,50 +54,72 @@ pub(crate) fn collect(info: &HostInfo, sink: &mut MetricSink) {
     }
 }
 
-/// Counts the processes in `system` (refreshed by the caller) by state.
-pub(crate) fn collect_process_states(system: &System, sink: &mut MetricSink) {
-    let mut counts = [0_u64; STATES.len()];
-    for process in system.processes().values() {
-        counts[state_index(process.status())] += 1;
+/// Counts processes from the entries of `/proc` (and threads from `/proc/loadavg`), which
+/// costs one directory read instead of opening every process's files.
+#[cfg(target_os = "linux")]
+pub(crate) fn collect_process_count(
+    _system: &mut System,
+    sink: &mut MetricSink,
+) -> Result<(), mcpwatch_core::CollectError> {
+    let processes = std::fs::read_dir("/proc")
+        .map_err(|e| mcpwatch_core::CollectError::from(e).context("listing /proc"))?
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count();
+    sink.gauge("host_processes", "Processes on the host.")
+        .add(&[], processes as f64);
+    // The fourth field is "runnable/total" scheduling entities, that is threads.
+    if let Ok(loadavg) = std::fs::read_to_string("/proc/loadavg")
+        && let Some(total) = loadavg
+            .split_whitespace()
+            .nth(3)
+            .and_then(|f| f.split_once('/'))
+            .and_then(|(_, total)| total.parse::<f64>().ok())
+    {
+        sink.gauge("host_threads", "Threads on the host.")
+            .add(&[], total);
     }
-    let family = sink.gauge("host_processes", "Processes by state.");
-    for (state, count) in STATES.iter().zip(counts) {
-        family.add(&[("state", state)], count as f64);
-    }
+    Ok(())
+}
+
+/// Counts processes from sysinfo's list.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn collect_process_count(
+    system: &mut System,
+    sink: &mut MetricSink,
+) -> Result<(), mcpwatch_core::CollectError> {
+    system.refresh_processes_specifics(
+        sysinfo::ProcessesToUpdate::All,
+        true,
+        sysinfo::ProcessRefreshKind::nothing().without_tasks(),
+    );
+    sink.gauge("host_processes", "Processes on the host.")
+        .add(&[], system.processes().len() as f64);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate};
 
     #[test]
     fn reports_load_uptime_and_processes() {
         let mut sink = MetricSink::default();
         collect(&HostInfo::read(), &mut sink);
-        let value = |sink: &MetricSink, name| sink.find(name).and_then(|f| f.value(&[]));
-        assert!(value(&sink, "host_load1").is_some_and(|l| l >= 0.0));
-        assert!(value(&sink, "host_uptime_seconds").is_some_and(|u| u > 0.0));
-        assert!(value(&sink, "host_boot_time_seconds").is_some_and(|b| b > 1.0e9));
-
         let mut system = System::new().expect("system");
-        system.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            ProcessRefreshKind::nothing().without_tasks(),
-        );
-        let mut sink = MetricSink::default();
-        collect_process_states(&system, &mut sink);
-        let family = sink.find("host_processes").expect("family");
-        let total: f64 = family
-            .samples()
-            .iter()
-            .map(|s| match s.value {
-                mcpwatch_core::metrics::SampleValue::Number(v) => v,
-                mcpwatch_core::metrics::SampleValue::Histogram(_) => 0.0,
-            })
-            .sum();
-        assert!(total >= 1.0, "this test process at least");
-        assert_eq!(family.samples().len(), STATES.len());
+        collect_process_count(&mut system, &mut sink).expect("processes");
+        let value = |name| sink.find(name).and_then(|f| f.value(&[]));
+        assert!(value("host_load1").is_some_and(|l| l >= 0.0));
+        assert!(value("host_uptime_seconds").is_some_and(|u| u > 0.0));
+        assert!(value("host_boot_time_seconds").is_some_and(|b| b > 1.0e9));
+        let processes = value("host_processes").expect("process count");
+        assert!(processes >= 1.0, "this test process at least");
+        #[cfg(target_os = "linux")]
+        assert!(value("host_threads").is_some_and(|t| t >= processes));
     }
 }

@@ -77,18 +77,19 @@ fn split_name(name: &str, kind: MetricKind) -> (&str, Option<Unit>) {
         MetricKind::Info => return (name.strip_suffix("_info").unwrap_or(name), None),
         MetricKind::Gauge | MetricKind::Histogram | MetricKind::Unknown => name,
     };
-    const UNITS: [(&str, fn() -> Unit); 4] = [
-        ("_seconds", || Unit::Seconds),
-        ("_bytes", || Unit::Bytes),
-        ("_ratio", || Unit::Other("ratio".to_owned())),
-        ("_celsius", || Unit::Celsius),
-    ];
-    for (suffix, unit) in UNITS {
-        if let Some(stripped) = base.strip_suffix(suffix) {
-            return (stripped, Some(unit()));
-        }
+    let unit = if let Some(b) = base.strip_suffix("_seconds") {
+        Some((b, Unit::Seconds))
+    } else if let Some(b) = base.strip_suffix("_bytes") {
+        Some((b, Unit::Bytes))
+    } else if let Some(b) = base.strip_suffix("_ratio") {
+        Some((b, Unit::Other("ratio".to_owned())))
+    } else {
+        base.strip_suffix("_celsius").map(|b| (b, Unit::Celsius))
+    };
+    match unit {
+        Some((stripped, unit)) => (stripped, Some(unit)),
+        None => (base, None),
     }
-    (base, None)
 }
 
 fn escape_help(help: &str) -> Cow<'_, str> {

@@ -66,28 +66,15 @@ pub struct TlsServerConfig {
 }
 
 /// `http_server_config`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpServerConfig {
-    /// Offer HTTP/2 (over TLS only).
-    #[serde(default = "default_true")]
-    pub http2: bool,
+    /// Accepted for compatibility with exporter-toolkit files; mcpwatch serves HTTP/1.1,
+    /// which is what scrapers use, and keeps the HTTP/2 stack out of the binary.
+    pub http2: Option<bool>,
     /// Security headers added to every response.
     #[serde(default)]
     pub headers: ResponseHeaders,
-}
-
-impl Default for HttpServerConfig {
-    fn default() -> Self {
-        Self {
-            http2: true,
-            headers: ResponseHeaders::default(),
-        }
-    }
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// The response headers exporter-toolkit allows.
@@ -440,6 +427,6 @@ mod tests {
         let c = parse("").expect("empty");
         assert!(c.tls_server_config.is_none());
         assert!(c.basic_auth_users.is_empty());
-        assert!(c.http_server_config.http2);
+        assert_eq!(c.http_server_config.http2, None);
     }
 }

@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -72,7 +72,9 @@ impl ActiveWebConfig {
 
     fn load(path: &Path) -> Result<(Self, Vec<PathBuf>), ConfigError> {
         let config = WebConfig::load(path)?;
-        let http2 = config.http_server_config.http2;
+        if config.http_server_config.http2 == Some(true) {
+            tracing::info!("http_server_config.http2: mcpwatch serves HTTP/1.1 only.");
+        }
         let mut files = vec![path.to_owned()];
         let tls = match &config.tls_server_config {
             Some(tls) => {
@@ -82,9 +84,7 @@ impl ActiveWebConfig {
                         .flatten()
                         .map(|f| f.path().to_owned()),
                 );
-                Some(TlsAcceptor::from(Arc::new(server_config(
-                    tls, http2, path,
-                )?)))
+                Some(TlsAcceptor::from(Arc::new(server_config(tls, path)?)))
             }
             None => None,
         };
@@ -364,13 +364,10 @@ async fn accept_loop<S, B>(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, service, false, watcher).await,
+                None => serve_connection(stream, service, watcher).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            serve_connection(stream, service, h2, watcher).await;
-                        }
+                        Ok(Ok(stream)) => serve_connection(stream, service, watcher).await,
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed."),
                         Err(_) => tracing::debug!("TLS handshake timed out."),
                     }
@@ -380,7 +377,7 @@ async fn accept_loop<S, B>(
     }
 }
 
-async fn serve_connection<I, S, B>(io: I, service: GuardedService<S>, h2: bool, watcher: Watcher)
+async fn serve_connection<I, S, B>(io: I, service: GuardedService<S>, watcher: Watcher)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -392,20 +389,11 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let io = TokioIo::new(io);
-    let result = if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, service);
-        watcher.watch(conn).await
-    } else {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(io, service);
-        watcher.watch(conn).await
-    };
-    if let Err(error) = result {
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(conn).await {
         tracing::debug!(%error, "Connection ended with an error.");
     }
 }

@@ -30,11 +30,7 @@ pub fn install_crypto_provider() {
 }
 
 /// Builds the rustls configuration; errors name the key at fault in `path`.
-pub fn server_config(
-    tls: &TlsServerConfig,
-    http2: bool,
-    path: &Path,
-) -> Result<ServerConfig, ConfigError> {
+pub fn server_config(tls: &TlsServerConfig, path: &Path) -> Result<ServerConfig, ConfigError> {
     let invalid = |key: &str, message: String| {
         ConfigError::invalid(path, format!("tls_server_config.{key}"), message)
     };
@@ -141,11 +137,7 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| invalid(key_key, format!("does not match the certificate: {e}")))?;
     config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

@@ -1,0 +1,111 @@
+//! Command-line flags, named as Prometheus exporters name theirs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Prometheus exporter for MCP servers and what runs under them.
+#[derive(Debug, Parser)]
+#[command(name = "mcpwatch-exporter", version, about, long_about = None)]
+pub struct Cli {
+    /// YAML configuration file. Without it, the host collector runs with its defaults.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to listen on; repeat for several. `:9810` listens on every interface.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9810"
+    )]
+    pub listen_addresses: Vec<String>,
+
+    /// exporter-toolkit web configuration: TLS, basic auth, headers, rate limit.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Path under which metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
+
+    /// Least severe log level written.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Check the configuration (and web configuration) and exit: 0 when valid, 1 otherwise.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
+    /// Disable the host collector, whatever the configuration file says.
+    #[arg(long = "no-collector.host")]
+    pub no_collector_host: bool,
+}
+
+/// `--log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, including each scrape's details.
+    Debug,
+    /// Start, stop, reloads, collectors failing and recovering.
+    Info,
+    /// Problems only.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter for this level.
+    pub fn filter(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self {
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Error => LevelFilter::ERROR,
+        }
+    }
+}
+
+/// `--log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_prometheus_style() {
+        let cli = Cli::try_parse_from([
+            "mcpwatch-exporter",
+            "--config.file",
+            "/etc/mcpwatch/exporter.yml",
+            "--web.listen-address=127.0.0.1:9810",
+            "--web.listen-address=[::1]:9810",
+            "--log.format=json",
+            "--no-collector.host",
+        ])
+        .expect("parse");
+        assert_eq!(cli.listen_addresses, ["127.0.0.1:9810", "[::1]:9810"]);
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(cli.no_collector_host);
+        let defaults = Cli::try_parse_from(["mcpwatch-exporter"]).expect("parse");
+        assert_eq!(defaults.listen_addresses, [":9810"]);
+        assert_eq!(defaults.telemetry_path, "/metrics");
+        assert!(Cli::try_parse_from(["mcpwatch-exporter", "--log.level=loud"]).is_err());
+    }
+}

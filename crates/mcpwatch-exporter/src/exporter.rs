@@ -1,0 +1,192 @@
+//! The running exporter: collectors built from the configuration, rebuilt on reload.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
+use mcpwatch_host::{HostCollector, HostConfig};
+
+use crate::config::{ConfigSource, ExporterConfig};
+
+/// The configuration a collector was built from; a reload keeps a collector (and the
+/// state it holds, such as connections) when its configuration did not change.
+#[derive(Debug, Clone, PartialEq)]
+enum CollectorSpec {
+    Host(HostConfig),
+}
+
+type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
+
+fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
+    let mut specs = Vec::new();
+    if config.collectors.host.enabled {
+        specs.push(CollectorSpec::Host(config.collectors.host.clone()));
+    }
+    specs
+        .into_iter()
+        .map(|spec| {
+            if let Some((_, kept)) = previous.iter().find(|(old, _)| *old == spec) {
+                return Ok((spec, kept.clone()));
+            }
+            let collector: Arc<dyn Collector> = match &spec {
+                CollectorSpec::Host(host) => {
+                    Arc::new(HostCollector::new(host.clone()).map_err(|e| e.to_string())?)
+                }
+            };
+            Ok((spec, collector))
+        })
+        .collect()
+}
+
+/// `mcpwatch_config_last_reload_*`, as Prometheus and Alertmanager report theirs.
+#[derive(Debug, Default)]
+struct ReloadStatus {
+    successful: AtomicBool,
+    success_timestamp: AtomicU64,
+}
+
+impl ReloadStatus {
+    fn record(&self, ok: bool) {
+        self.successful.store(ok, Ordering::Relaxed);
+        if ok {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.success_timestamp.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+impl MetricSource for ReloadStatus {
+    fn collect(&self, sink: &mut MetricSink) {
+        sink.gauge(
+            "mcpwatch_config_last_reload_successful",
+            "Whether the last configuration load succeeded.",
+        )
+        .add(
+            &[],
+            if self.successful.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        sink.gauge(
+            "mcpwatch_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully, in seconds since the epoch.",
+        )
+        .add(&[], self.success_timestamp.load(Ordering::Relaxed) as f64);
+    }
+}
+
+/// The exporter's collectors and engine.
+pub struct Exporter {
+    source: ConfigSource,
+    engine: ScrapeEngine,
+    built: Mutex<Built>,
+    status: Arc<ReloadStatus>,
+}
+
+impl Exporter {
+    /// Builds the collectors of `config`.
+    pub fn new(source: ConfigSource, config: &ExporterConfig) -> Result<Self, String> {
+        let built = build(config, &Vec::new())?;
+        let status = Arc::new(ReloadStatus::default());
+        status.record(true);
+        let engine = ScrapeEngine::builder()
+            .collectors(built.iter().map(|(_, c)| c.clone()))
+            .options(config.scrape.options())
+            .source(status.clone())
+            .build_info(env!("CARGO_PKG_VERSION"), env!("MCPWATCH_REVISION"))
+            .build();
+        Ok(Self {
+            source,
+            engine,
+            built: Mutex::new(built),
+            status,
+        })
+    }
+
+    /// The engine serving scrapes.
+    pub fn engine(&self) -> &ScrapeEngine {
+        &self.engine
+    }
+
+    /// Re-reads the configuration and swaps the collectors. On error the running ones stay.
+    pub fn reload(&self) -> Result<(), String> {
+        let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self
+            .source
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|config| Ok((build(&config, &built)?, config)));
+        match result {
+            Ok((next, config)) => {
+                self.engine.replace(
+                    next.iter().map(|(_, c)| c.clone()).collect(),
+                    config.scrape.options(),
+                );
+                *built = next;
+                self.status.record(true);
+                tracing::info!(collectors = ?self.engine.collectors(), "Configuration reloaded.");
+                Ok(())
+            }
+            Err(error) => {
+                self.status.record(false);
+                tracing::error!(%error, "Configuration not reloaded; the previous one stays.");
+                Err(error)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    #[tokio::test]
+    async fn reload_keeps_unchanged_collectors_and_survives_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("exporter.yml");
+        std::fs::write(&path, "collectors:\n  host:\n    enabled: true\n").expect("write");
+        let cli = Cli::try_parse_from([
+            "mcpwatch-exporter".to_owned(),
+            format!("--config.file={}", path.display()),
+        ])
+        .expect("flags");
+        let source = ConfigSource::from_cli(&cli);
+        let exporter =
+            Exporter::new(source.clone(), &source.load().expect("config")).expect("exporter");
+        let first = exporter.built.lock().expect("lock")[0].1.clone();
+
+        exporter.reload().expect("same config");
+        let kept = exporter.built.lock().expect("lock")[0].1.clone();
+        assert!(Arc::ptr_eq(&first, &kept), "unchanged collector is kept");
+
+        std::fs::write(&path, "collectors:\n  host:\n    enabled: nope\n").expect("write");
+        let error = exporter.reload().expect_err("bad config");
+        assert!(error.contains("collectors.host.enabled"), "{error}");
+        assert_eq!(
+            exporter.engine().collectors().len(),
+            1,
+            "old collectors stay"
+        );
+        let scrape = exporter.engine().scrape(None).await;
+        assert_eq!(
+            scrape.value("mcpwatch_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+
+        std::fs::write(&path, "collectors:\n  host:\n    enabled: false\n").expect("write");
+        exporter.reload().expect("host disabled");
+        assert!(exporter.engine().collectors().is_empty());
+        let scrape = exporter.engine().scrape(None).await;
+        assert_eq!(
+            scrape.value("mcpwatch_config_last_reload_successful", &[]),
+            Some(1.0)
+        );
+    }
+}
