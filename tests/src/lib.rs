@@ -1,1 +1,60 @@
+//! The test harness of mcpwatch: real services (Prometheus now; PostgreSQL, Redis and
+//! Alertmanager as the collectors that need them arrive) started on free loopback ports in
+//! temporary directories and stopped when dropped, plus the checkers the tests use
+//! (`promtool`, Python's strict OpenMetrics parser).
+//!
+//! A missing program is a test failure that says how to install it, never a skip:
+//! `./tests/run.sh` installs everything.
 
+#![forbid(unsafe_code)]
+
+pub mod binaries;
+pub mod http;
+pub mod ports;
+pub mod process;
+pub mod prometheus;
+pub mod tools;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`; the limit bounds
+/// a test that would otherwise hang, it is not a performance expectation.
+///
+/// # Panics
+/// When `limit` passes, naming `what`.
+#[track_caller]
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The async form of [`wait_for`].
+///
+/// # Panics
+/// When `limit` passes, naming `what`.
+pub async fn wait_for_async<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
