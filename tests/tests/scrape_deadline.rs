@@ -57,7 +57,7 @@ impl Collector for Counting {
         self.gate
             .acquire()
             .await
-            .map_err(|e| CollectError::msg(e))?
+            .map_err(CollectError::msg)?
             .forget();
         sink.gauge("counting_run", "Which collection this is.")
             .add(&[], run as f64);
