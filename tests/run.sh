@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The test command of mcpwatch. On a fresh Debian machine, as root, it installs what is
+# missing; as another user it prints the install command and stops. Then it runs every check:
+# formatting, clippy, the unit, integration and end-to-end tests (real Prometheus, promtool,
+# Python's strict OpenMetrics parser), and the rule and dashboard checks once those exist.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------
+# What the checks need, and how to get it.
+# ---------------------------------------------------------------------------
+apt_missing=()
+command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
+# shellcheck disable=SC2207
+apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
+
+pip_missing=()
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import prometheus_client' 2>/dev/null || pip_missing+=(prometheus_client)
+else
+    pip_missing+=(prometheus_client)
+fi
+
+rustup_missing=()
+cargo fmt --version >/dev/null 2>&1 || rustup_missing+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || rustup_missing+=(clippy)
+
+if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "Missing: ${apt_missing[*]:-} ${pip_missing[*]:-} ${rustup_missing[*]:-}" >&2
+        echo "Install as root, then run this again:" >&2
+        (( ${#apt_missing[@]} )) &&
+            echo "  apt-get update && apt-get install -y --no-install-recommends ${apt_missing[*]}" >&2
+        (( ${#pip_missing[@]} )) && echo "  python3 -m pip install ${pip_missing[*]}" >&2
+        (( ${#rustup_missing[@]} )) && echo "  rustup component add ${rustup_missing[*]}" >&2
+        exit 1
+    fi
+    if (( ${#apt_missing[@]} )); then
+        step "Installing ${apt_missing[*]}"
+        # Packaged services must not start: the tests start their own, on free ports.
+        policy_added=0
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+            policy_added=1
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+        (( policy_added )) && rm -f /usr/sbin/policy-rc.d
+        # The packages enable their services; nothing may listen on the default ports.
+        pkill -x prometheus 2>/dev/null || true
+    fi
+    if (( ${#pip_missing[@]} )); then
+        step "Installing ${pip_missing[*]}"
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+            "${pip_missing[@]}"
+    fi
+    if (( ${#rustup_missing[@]} )); then
+        step "Installing ${rustup_missing[*]}"
+        rustup component add "${rustup_missing[@]}"
+    fi
+fi
+
+# ---------------------------------------------------------------------------
+# The checks.
+# ---------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, integration, end-to-end)"
+cargo test --workspace --locked
+
+if [[ -d "$ROOT/alert-rules" ]]; then
+    step "promtool check rules"
+    promtool check rules "$ROOT"/alert-rules/*.yml
+    if [[ -d "$ROOT/alert-rules/tests" ]]; then
+        step "promtool test rules"
+        promtool test rules "$ROOT"/alert-rules/tests/*.yml
+    fi
+fi
+
+step "All checks passed."
