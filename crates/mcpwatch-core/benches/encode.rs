@@ -53,7 +53,9 @@ fn encode(c: &mut Criterion) {
         b.iter(|| black_box(Format::OpenMetrics.encode(black_box(&groups))))
     });
     let text = Format::Text.encode(&groups);
-    group.bench_function("text_0.0.4_gzip", |b| b.iter(|| black_box(gzip(black_box(&text)))));
+    group.bench_function("text_0.0.4_gzip", |b| {
+        b.iter(|| black_box(gzip(black_box(&text))))
+    });
     group.finish();
 }
 

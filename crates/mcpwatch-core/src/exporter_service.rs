@@ -150,16 +150,18 @@ impl ExporterService {
             uptime_seconds: f64,
             collectors: Vec<CollectorHealth>,
         }
+        /// `ok` tells whether the last run succeeded (null before the first scrape);
+        /// `last_success` is when a run last succeeded.
         #[derive(Serialize)]
         struct CollectorHealth {
             collector: String,
             target: String,
-            last_success: Option<bool>,
+            ok: Option<bool>,
             last_outcome: Option<&'static str>,
             last_error: Option<String>,
             last_duration_seconds: f64,
-            last_scrape_time: Option<String>,
-            last_success_time: Option<String>,
+            last_scrape: Option<String>,
+            last_success: Option<String>,
         }
         let rfc3339 =
             |t: Option<SystemTime>| t.map(|t| humantime::format_rfc3339_millis(t).to_string());
@@ -169,7 +171,7 @@ impl ExporterService {
             .status()
             .into_iter()
             .map(|s| CollectorHealth {
-                last_success: s
+                ok: s
                     .last_outcome
                     .as_ref()
                     .map(|o| *o == CollectorOutcome::Success),
@@ -186,13 +188,13 @@ impl ExporterService {
                     _ => None,
                 },
                 last_duration_seconds: s.last_duration.as_secs_f64(),
-                last_scrape_time: rfc3339(s.last_scrape),
-                last_success_time: rfc3339(s.last_success),
+                last_scrape: rfc3339(s.last_scrape),
+                last_success: rfc3339(s.last_success),
                 collector: s.collector,
                 target: s.target,
             })
             .collect();
-        let degraded = collectors.iter().any(|c| c.last_success == Some(false));
+        let degraded = collectors.iter().any(|c| c.ok == Some(false));
         let (version, revision) = self.state.engine.build_info();
         let health = Health {
             status: if degraded { "degraded" } else { "ok" },
@@ -381,17 +383,19 @@ mod tests {
         let before: serde_json::Value =
             serde_json::from_str(&body(s.handle(get("/health")).await).await).expect("json");
         assert_eq!(before["status"], "ok");
-        assert_eq!(
-            before["collectors"][0]["last_success"],
-            serde_json::Value::Null
-        );
+        assert_eq!(before["collectors"][0]["ok"], serde_json::Value::Null);
         s.handle(get("/metrics")).await;
         let after: serde_json::Value =
             serde_json::from_str(&body(s.handle(get("/health")).await).await).expect("json");
         assert_eq!(after["status"], "degraded");
         assert_eq!(after["version"], "1.2.3");
         assert_eq!(after["collectors"][0]["collector"], "test");
-        assert_eq!(after["collectors"][0]["last_success"], false);
+        assert_eq!(after["collectors"][0]["ok"], false);
+        assert_eq!(
+            after["collectors"][0]["last_success"],
+            serde_json::Value::Null
+        );
+        assert!(after["collectors"][0]["last_scrape"].as_str().is_some());
         assert_eq!(after["collectors"][0]["last_error"], "half done");
     }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcpwatch_core::ScrapeOptions;
-use mcpwatch_core::config::{ConfigError, duration, load_yaml};
+use mcpwatch_core::config::{ConfigError, Problem, duration, load_yaml_checked};
 use mcpwatch_host::HostConfig;
 use serde::Deserialize;
 
@@ -84,34 +84,39 @@ impl ConfigSource {
         self.file.as_deref()
     }
 
-    /// Reads the file (or the defaults), applies the flags and checks the result.
+    /// Reads the file (or the defaults), checks it and applies the flags.
     pub fn load(&self) -> Result<ExporterConfig, ConfigError> {
         let mut config = match &self.file {
-            Some(path) => load_yaml::<ExporterConfig>(path)?,
-            None => ExporterConfig::default(),
+            Some(path) => load_yaml_checked(path, ExporterConfig::validate)?,
+            None => {
+                let config = ExporterConfig::default();
+                config.validate().map_err(|(key, message)| {
+                    ConfigError::invalid(&PathBuf::from("<defaults>"), key, message)
+                })?;
+                config
+            }
         };
         if self.no_collector_host {
             config.collectors.host.enabled = false;
         }
-        let origin = self
-            .file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("<command line>"));
-        config
-            .collectors
+        Ok(config)
+    }
+}
+
+impl ExporterConfig {
+    /// Checks what the types cannot.
+    fn validate(&self) -> Result<(), Problem> {
+        self.collectors
             .host
             .validate()
-            .map_err(|(key, message)| {
-                ConfigError::invalid(&origin, format!("collectors.host.{key}"), message)
-            })?;
-        if config.scrape.timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                &origin,
-                "scrape.timeout",
-                "must be greater than zero",
+            .map_err(|(key, message)| (format!("collectors.host.{key}"), message))?;
+        if self.scrape.timeout.is_zero() {
+            return Err((
+                "scrape.timeout".to_owned(),
+                "must be greater than zero".to_owned(),
             ));
         }
-        Ok(config)
+        Ok(())
     }
 }
 
@@ -191,6 +196,19 @@ mod tests {
             "{e}"
         );
         let e = load("scrape:\n  timeout: 0s\n", &[]).expect_err("zero");
-        assert_eq!(e, "exporter.yml: scrape.timeout: must be greater than zero");
+        assert_eq!(
+            e,
+            "exporter.yml:2:3: scrape.timeout: must be greater than zero"
+        );
+        let e = load(
+            "collectors:\n  host:\n    processes:\n      - name: a\n        comm: x\n      \
+             - name: a\n        comm: y\n",
+            &[],
+        )
+        .expect_err("duplicate");
+        assert_eq!(
+            e,
+            "exporter.yml:6:9: collectors.host.processes[1].name: \"a\" is used twice"
+        );
     }
 }

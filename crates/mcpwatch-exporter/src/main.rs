@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use futures_util::FutureExt;
 use mcpwatch_core::ExporterService;
-use mcpwatch_core::web::{WebConfig, WebServer, install_crypto_provider, shutdown_signal};
+use mcpwatch_core::web::{WebServer, check_web_config, install_crypto_provider, shutdown_signal};
 
 use crate::cli::{Cli, LogFormat};
 use crate::config::ConfigSource;
@@ -23,23 +23,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     install_crypto_provider();
+    let check_only = cli.check_config;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            // The log may go to a file or be filtered out; the reason must reach the user.
+        // `--check-config` answers a person at a terminal; a server's failure goes to its log.
+        Err(error) if check_only => {
             #[allow(clippy::print_stderr)]
             {
                 eprintln!("mcpwatch-exporter: {error:#}");
             }
             ExitCode::FAILURE
         }
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn init_logging(cli: &Cli) {
+    use std::io::IsTerminal;
+    // Events name their own `collector` and `target`; the Rust module path would clash
+    // with the latter in JSON and means nothing to an operator.
     let builder = tracing_subscriber::fmt()
         .with_max_level(cli.log_level.filter())
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
@@ -51,16 +60,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let source = ConfigSource::from_cli(&cli);
     let config = source.load()?;
     if let Some(web) = &cli.web_config_file {
-        WebConfig::load(web)?;
+        check_web_config(web)?;
     }
     if cli.check_config {
-        let what = source.file().map_or_else(
+        let mut checked = vec![source.file().map_or_else(
             || "built-in defaults".to_owned(),
             |f| f.display().to_string(),
-        );
+        )];
+        if let Some(web) = &cli.web_config_file {
+            checked.push(web.display().to_string());
+        }
         #[allow(clippy::print_stdout)]
         {
-            println!("mcpwatch-exporter: configuration is valid ({what})");
+            println!(
+                "mcpwatch-exporter: configuration is valid ({})",
+                checked.join(", ")
+            );
         }
         return Ok(());
     }

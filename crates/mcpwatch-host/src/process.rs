@@ -23,9 +23,10 @@ fn find_all(system: &mut System, watched: &[WatchedProcess]) -> Vec<Vec<Pid>> {
     watched
         .iter()
         .map(|w| match &w.pid_file {
+            // The pid is the first line; PostgreSQL's postmaster.pid, for one, has more.
             Some(pid_file) => std::fs::read_to_string(pid_file.path())
                 .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok())
+                .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
                 .map(Pid::from_u32)
                 .into_iter()
                 .collect(),
@@ -151,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("self.pid"),
-            format!("{}\n", std::process::id()),
+            format!("{}\n/var/lib/data\n1700000000\n", std::process::id()),
         )
         .expect("pid file");
         // A pid that cannot be running: above the kernel's pid_max limit.

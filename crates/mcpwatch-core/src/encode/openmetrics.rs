@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector as PromCollector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -44,28 +44,37 @@ impl PromCollector for Snapshot {
             for family in group.members() {
                 for sample in family.samples() {
                     let labels = (family.const_labels(), sample.labels.as_slice());
-                    match (&sample.value, group.kind()) {
-                        (SampleValue::Number(_), MetricKind::Info) => {
-                            metric.encode_info(&labels)?;
-                        }
-                        (SampleValue::Number(v), MetricKind::Counter) => {
-                            metric
-                                .encode_family(&labels)?
-                                .encode_counter::<NoLabelSet, f64, f64>(v, None)?;
-                        }
-                        (SampleValue::Number(v), _) => {
-                            metric.encode_family(&labels)?.encode_gauge(v)?;
-                        }
-                        (SampleValue::Histogram(h), _) => {
-                            metric
-                                .encode_family(&labels)?
-                                .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
-                        }
+                    if let (SampleValue::Number(_), MetricKind::Info) =
+                        (&sample.value, group.kind())
+                    {
+                        metric.encode_info(&labels)?;
+                    } else if labels.0.is_empty() && labels.1.is_empty() {
+                        // Without labels the sample is written bare, not with `{}`.
+                        encode_value(&mut metric, &sample.value, group.kind())?;
+                    } else {
+                        let mut labelled = metric.encode_family(&labels)?;
+                        encode_value(&mut labelled, &sample.value, group.kind())?;
                     }
                 }
             }
         }
         Ok(())
+    }
+}
+
+fn encode_value(
+    metric: &mut MetricEncoder<'_>,
+    value: &SampleValue,
+    kind: MetricKind,
+) -> Result<(), fmt::Error> {
+    match (value, kind) {
+        (SampleValue::Number(v), MetricKind::Counter) => {
+            metric.encode_counter::<NoLabelSet, f64, f64>(v, None)
+        }
+        (SampleValue::Number(v), _) => metric.encode_gauge(v),
+        (SampleValue::Histogram(h), _) => {
+            metric.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+        }
     }
 }
 

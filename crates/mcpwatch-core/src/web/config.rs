@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{ConfigError, ConfigPath, duration, load_yaml};
+use crate::config::{ConfigError, ConfigPath, Problem, duration, load_yaml_checked};
 use crate::secret::Secret;
 
 /// The file as written.
@@ -277,13 +277,12 @@ impl<'de> Deserialize<'de> for FileContents {
 impl WebConfig {
     /// Reads and checks a web configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: WebConfig = load_yaml(path)?;
-        config.validate(path)?;
-        Ok(config)
+        load_yaml_checked(path, WebConfig::validate)
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::invalid(path, key, message);
+    /// Checks what involves several keys.
+    fn validate(&self) -> Result<(), Problem> {
+        let invalid = |key: &str, message: &str| (key.to_owned(), message.to_owned());
         if let Some(tls) = &self.tls_server_config {
             let key = "tls_server_config";
             match (&tls.cert, &tls.cert_file) {
@@ -354,7 +353,10 @@ mod tests {
     fn parse(text: &str) -> Result<WebConfig, String> {
         let path = Path::new("web.yml");
         parse_yaml::<WebConfig>(text, path)
-            .and_then(|c| c.validate(path).map(|()| c))
+            .and_then(|c| match c.validate() {
+                Ok(()) => Ok(c),
+                Err((key, message)) => Err(ConfigError::located(path, text, key, message)),
+            })
             .map_err(|e| e.to_string())
     }
 
@@ -410,9 +412,9 @@ mod tests {
         );
 
         let e = parse("tls_server_config:\n  cert: x\n").expect_err("no key");
-        assert!(
-            e.contains("tls_server_config: key or key_file is required"),
-            "{e}"
+        assert_eq!(
+            e,
+            "web.yml:1:1: tls_server_config: key or key_file is required"
         );
 
         let e = parse(

@@ -189,6 +189,12 @@ impl WebConfigWatcher {
     }
 }
 
+/// Reads a web configuration file and builds everything it describes (TLS included), as
+/// serving would, without listening: for `--check-config`.
+pub fn check_web_config(path: &Path) -> Result<(), ConfigError> {
+    ActiveWebConfig::load(path).map(|_| ())
+}
+
 /// Resolves a listen address: `:9810` means every interface, as in Go.
 async fn resolve_listen_address(address: &str) -> Result<Vec<SocketAddr>, String> {
     if let Some(port) = address.strip_prefix(':') {

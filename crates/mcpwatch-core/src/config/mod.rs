@@ -12,16 +12,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::secret::Secret;
 
+mod locate;
+
 /// A configuration error, ready to show to the user.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why; part of the message rather than a source, so that it is said once.
+        error: std::io::Error,
     },
     /// A value is wrong.
     #[error("{}", format_invalid(path, *line, *column, key, message))]
@@ -50,7 +52,28 @@ impl ConfigError {
             message: message.to_string(),
         }
     }
+
+    /// An error found after parsing `text`, placed on the line where `key` is written.
+    pub fn located(
+        path: &Path,
+        text: &str,
+        key: impl Into<String>,
+        message: impl fmt::Display,
+    ) -> Self {
+        let key = key.into();
+        let position = locate::locate(text, &key);
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line: position.map(|p| p.0),
+            column: position.map(|p| p.1),
+            key,
+            message: message.to_string(),
+        }
+    }
 }
+
+/// A problem a check found in a configuration: the key at fault and what is wrong.
+pub type Problem = (String, String);
 
 fn format_invalid(
     path: &Path,
@@ -80,11 +103,22 @@ thread_local! {
 
 /// Reads and parses a YAML file. Unknown keys are errors when `T` denies them.
 pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    load_yaml_checked(path, |_| Ok(()))
+}
+
+/// Reads and parses a YAML file, then runs `check` on it; a problem it finds is reported at
+/// the line of its key.
+pub fn load_yaml_checked<T: DeserializeOwned>(
+    path: &Path,
+    check: impl FnOnce(&T) -> Result<(), Problem>,
+) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    parse_yaml(&text, path)
+    let value = parse_yaml(&text, path)?;
+    check(&value).map_err(|(key, message)| ConfigError::located(path, &text, key, message))?;
+    Ok(value)
 }
 
 /// Parses YAML text that came from `origin`; relative paths in it are resolved against
@@ -132,7 +166,15 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
         {
             message = rest.to_owned();
         }
-        let position = location.map(|l| locate_key(text, (l.line(), l.column()), &key));
+        // serde_norway places an error raised while reading a value (a bad duration, an
+        // unreadable file) at the start of the enclosing mapping; the key's own line is
+        // better. Its position is kept when it is on that line (it then points at the value).
+        let reported = location.map(|l| (l.line(), l.column()));
+        let position = match (locate::locate(text, &key), reported) {
+            (Some(found), Some(reported)) if found.0 == reported.0 => Some(reported),
+            (Some(found), _) => Some(found),
+            (None, reported) => reported,
+        };
         ConfigError::Invalid {
             path: origin.to_owned(),
             line: position.map(|p| p.0),
@@ -141,37 +183,6 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
             message,
         }
     })
-}
-
-/// serde_norway places an error raised while reading a value (a bad duration, an unreadable
-/// file) at the start of the enclosing mapping. This moves it to the line of the key itself:
-/// the first line from there that writes the key, in block or flow style.
-fn locate_key(text: &str, reported: (usize, usize), key: &str) -> (usize, usize) {
-    let Some(last) = key
-        .rsplit('.')
-        .next()
-        .filter(|k| !k.is_empty() && !k.ends_with(']'))
-    else {
-        return reported;
-    };
-    let pattern = format!(
-        r#"(^|[\s{{,])(-\s+)?["']?{}["']?\s*:"#,
-        regex_lite::escape(last)
-    );
-    let Ok(re) = regex_lite::Regex::new(&pattern) else {
-        return reported;
-    };
-    for (index, line) in text.lines().enumerate().skip(reported.0.saturating_sub(1)) {
-        if let Some(m) = re.find(line) {
-            let number = index + 1;
-            if number == reported.0 {
-                return reported;
-            }
-            let column = m.start() + line[m.start()..].find(last).unwrap_or(0) + 1;
-            return (number, column);
-        }
-    }
-    reported
 }
 
 /// Resolves `path` against the directory of the file being parsed.
@@ -326,6 +337,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     let mut rest = text;
     let mut total = Duration::ZERO;
+    let mut previous_unit = u64::MAX;
     if rest.is_empty() {
         return Err("empty duration".to_owned());
     }
@@ -357,6 +369,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
+        // As in Prometheus: units from largest to smallest, each once ("1m30s", not "30s1m").
+        if millis_per_unit >= previous_unit {
+            return Err(format!(
+                "invalid duration {text:?}: units must go from largest to smallest, each once"
+            ));
+        }
+        previous_unit = millis_per_unit;
         let millis = number
             .checked_mul(millis_per_unit)
             .ok_or_else(|| format!("invalid duration {text:?}: too large"))?;
@@ -442,6 +461,9 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("ten seconds").is_err());
         assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("30s1m").is_err());
+        assert!(parse_duration("1s1s").is_err());
+        assert!(parse_duration("1.5s").is_err());
         assert_eq!(format_duration(Duration::from_millis(90_500)), "1m30s500ms");
     }
 
@@ -505,13 +527,38 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_names_the_file() {
-        let e = load_yaml::<Sample>(Path::new("/nonexistent/config.yml"))
-            .expect_err("missing")
-            .to_string();
+    fn missing_file_names_the_file_and_the_reason_once() {
+        let e = load_yaml::<Sample>(Path::new("/nonexistent/config.yml")).expect_err("missing");
+        assert!(std::error::Error::source(&e).is_none());
+        let e = e.to_string();
         assert!(
             e.starts_with("/nonexistent/config.yml: cannot read: "),
             "{e}"
+        );
+        assert_eq!(e.matches("No such file").count(), 1, "{e}");
+    }
+
+    #[test]
+    fn checks_after_parsing_are_placed_on_their_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yml");
+        std::fs::write(
+            &path,
+            "timeout: 5s\nnested:\n  items:\n    - name: a\n    - name: a\n",
+        )
+        .expect("write");
+        let e = load_yaml_checked::<Sample>(&path, |s| {
+            let items = &s.nested.as_ref().expect("nested").items;
+            if items[0].name == items[1].name {
+                return Err(("nested.items[1].name".into(), "used twice".into()));
+            }
+            Ok(())
+        })
+        .expect_err("duplicate")
+        .to_string();
+        assert_eq!(
+            e,
+            format!("{}:5:7: nested.items[1].name: used twice", path.display())
         );
     }
 

@@ -1,0 +1,213 @@
+//! Finding where a key path (`collectors.host.processes[1].name`) is written in a YAML text,
+//! so that errors found while or after reading a value name its line.
+//!
+//! Block style is followed key by key and item by item through indentation; a flow mapping
+//! or sequence (`{ a: 1, b: [x] }`) is searched within its line.
+
+#[derive(Debug, PartialEq)]
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn segments(key: &str) -> Option<Vec<Segment<'_>>> {
+    let mut out = Vec::new();
+    for part in key.split('.') {
+        let (name, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            out.push(Segment::Key(name));
+        }
+        while let Some(stripped) = rest.strip_prefix('[') {
+            let end = stripped.find(']')?;
+            out.push(Segment::Index(stripped[..end].parse().ok()?));
+            rest = &stripped[end + 1..];
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+fn is_content(line: &str) -> bool {
+    let trimmed = line.trim();
+    !trimmed.is_empty() && !trimmed.starts_with('#') && trimmed != "---"
+}
+
+/// The byte offset in `text` where `key` is written as a mapping key (`key:`, `"key":`), at
+/// the start or after a flow or sequence separator.
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find(key) {
+        let start = from + found;
+        let before = text[..start].trim_end_matches(['"', '\'']);
+        let boundary = before.is_empty()
+            || before.ends_with([' ', '{', ',', '-', '\t'])
+            || before.ends_with("- ");
+        let after = text[start + key.len()..].trim_start_matches(['"', '\'']);
+        if boundary && after.trim_start().starts_with(':') {
+            return Some(start - (text[..start].len() - before.len()));
+        }
+        from = start + key.len();
+    }
+    None
+}
+
+/// 1-based line and column of `key` in `text`, when it can be found.
+pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut line = 0;
+    let mut column = 0;
+    // Lines that belong to the current node are indented more than this.
+    let mut parent: Option<usize> = None;
+    let mut first = true;
+    for segment in segments(key)? {
+        match segment {
+            Segment::Key(name) => {
+                // The key may follow on the same line: a flow mapping, or a sequence item.
+                if !first && let Some(offset) = find_key(&lines[line][column..], name) {
+                    column += offset;
+                    parent = Some(column);
+                    continue;
+                }
+                let start = if first { 0 } else { line + 1 };
+                let mut found = false;
+                for (i, text_line) in lines.iter().enumerate().skip(start) {
+                    if !is_content(text_line) {
+                        continue;
+                    }
+                    let level = indent(text_line);
+                    if parent.is_some_and(|p| level <= p) {
+                        return None;
+                    }
+                    let trimmed = text_line.trim_start();
+                    // At the start of the line, or after an opening flow brace.
+                    if let Some(offset) = find_key(trimmed, name)
+                        .filter(|&o| trimmed[..o].chars().all(|c| matches!(c, '{' | ' ')))
+                    {
+                        line = i;
+                        column = level + offset;
+                        parent = Some(level);
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    return None;
+                }
+            }
+            Segment::Index(n) => {
+                let mut seen = 0;
+                let mut dash: Option<usize> = None;
+                let mut found = false;
+                for (i, text_line) in lines.iter().enumerate().skip(line + 1) {
+                    if !is_content(text_line) {
+                        continue;
+                    }
+                    let level = indent(text_line);
+                    // A sequence may sit at its key's own indentation.
+                    if parent.is_some_and(|p| level < p) {
+                        return None;
+                    }
+                    if !text_line.trim_start().starts_with("- ") && text_line.trim() != "-" {
+                        if dash.is_some_and(|d| level <= d) {
+                            return None;
+                        }
+                        continue;
+                    }
+                    let item = *dash.get_or_insert(level);
+                    if level != item {
+                        continue;
+                    }
+                    if seen == n {
+                        line = i;
+                        column = level + 2;
+                        parent = Some(level);
+                        found = true;
+                        break;
+                    }
+                    seen += 1;
+                }
+                if !found {
+                    return None;
+                }
+            }
+        }
+        first = false;
+    }
+    Some((line + 1, column + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "\
+# mcpwatch
+collectors:
+  host:
+    enabled: true
+    processes:
+    - name: daemon
+      comm: python3
+    - name: worker   # second
+      cmdline: 'w.*'
+  postgres:
+    - name: main
+      dsn_file: /run/secrets/pg
+scrape:
+  timeout: 10s
+";
+
+    #[test]
+    fn splits_key_paths() {
+        assert_eq!(
+            segments("a.b[2].c").expect("segments"),
+            [
+                Segment::Key("a"),
+                Segment::Key("b"),
+                Segment::Index(2),
+                Segment::Key("c")
+            ]
+        );
+        assert_eq!(segments("").map(|s| s.len()), None);
+    }
+
+    #[test]
+    fn follows_blocks_and_sequences() {
+        assert_eq!(locate(CONFIG, "collectors.host.enabled"), Some((4, 5)));
+        assert_eq!(
+            locate(CONFIG, "collectors.host.processes[0].name"),
+            Some((6, 7))
+        );
+        assert_eq!(locate(CONFIG, "collectors.host.processes[1]"), Some((8, 7)));
+        assert_eq!(
+            locate(CONFIG, "collectors.host.processes[1].cmdline"),
+            Some((9, 7))
+        );
+        assert_eq!(
+            locate(CONFIG, "collectors.postgres[0].dsn_file"),
+            Some((12, 7))
+        );
+        assert_eq!(locate(CONFIG, "scrape.timeout"), Some((14, 3)));
+        assert_eq!(locate(CONFIG, "scrape.bogus"), None);
+        assert_eq!(locate(CONFIG, "collectors.host.processes[2]"), None);
+        // "timeout" exists, but not under collectors.host.
+        assert_eq!(locate(CONFIG, "collectors.host.timeout"), None);
+    }
+
+    #[test]
+    fn searches_flow_style_within_the_line() {
+        let text = "collectors:\n  host: { enabled: true, mountpoints_exclude: \"x\" }\n";
+        assert_eq!(
+            locate(text, "collectors.host.mountpoints_exclude"),
+            Some((2, 26))
+        );
+        let text = "{scrape: {timeout: soon}}\n";
+        assert_eq!(locate(text, "scrape.timeout"), Some((1, 11)));
+    }
+}
