@@ -70,9 +70,45 @@ impl Serialize for Secret {
     }
 }
 
+/// Any scalar is taken as text, so that a password YAML reads as a number (`password:
+/// 12345`) is accepted rather than quoted back in a type error.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret::new)
+        struct SecretVisitor;
+
+        impl serde::de::Visitor<'_> for SecretVisitor {
+            type Value = Secret;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(SecretVisitor)
     }
 }
 
@@ -100,6 +136,16 @@ mod tests {
         assert_eq!(format!("{:?}", Some(&s)), "Some(<secret>)");
         assert_eq!(serde_json::to_string(&s).expect("json"), "\"<secret>\"");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn scalars_that_yaml_reads_as_numbers_are_accepted() {
+        let s: Secret = serde_norway::from_str("12345").expect("number");
+        assert_eq!(s.expose(), "12345");
+        let s: Secret = serde_norway::from_str("'007'").expect("string");
+        assert_eq!(s.expose(), "007");
+        let e = serde_norway::from_str::<Secret>("[hunter2]").expect_err("sequence");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]
