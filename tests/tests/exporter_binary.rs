@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpwatch_tests::binaries::workspace_binary;
+use mcpwatch_tests::exposition::value_of;
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::ports::free_address;
 use mcpwatch_tests::process::ServiceProcess;
@@ -45,14 +46,6 @@ async fn metrics(address: SocketAddr, accept: &str) -> (reqwest::header::HeaderM
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     (headers, response.bytes().await.expect("body").to_vec())
-}
-
-fn value_of(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        line.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    })
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use mcpwatch_core::{
     CollectError, Collector, ExporterService, MetricSink, ScrapeContext, ScrapeEngine,
 };
 use mcpwatch_host::{HostCollector, HostConfig};
+use mcpwatch_tests::exposition::value_of;
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::tools::promtool_check_metrics;
 use mcpwatch_tests::wait_for_async;
@@ -74,14 +75,6 @@ async fn serve(engine: ScrapeEngine) -> SocketAddr {
     address
 }
 
-fn value_of(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        line.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    })
-}
-
 #[tokio::test]
 async fn a_hanging_collector_is_cut_at_the_scrapers_deadline() {
     let engine = ScrapeEngine::builder()
@@ -110,12 +103,29 @@ async fn a_hanging_collector_is_cut_at_the_scrapers_deadline() {
         ),
         Some(0.0)
     );
-    let hung_for = value_of(
-        &text,
-        "mcpwatch_scrape_collector_duration_seconds{collector=\"hanging\",target=\"stuck\"}",
+    assert!(
+        value_of(
+            &text,
+            "mcpwatch_scrape_collector_duration_seconds{collector=\"hanging\",target=\"stuck\"}",
+        )
+        .is_some()
+    );
+    // It was cut by the deadline, not failed by an error.
+    let health: serde_json::Value = serde_json::from_str(
+        &client()
+            .get(format!("http://{address}/health"))
+            .send()
+            .await
+            .expect("health")
+            .text()
+            .await
+            .expect("body"),
     )
-    .expect("duration of the hanging collector");
-    assert!(hung_for >= 1.5, "cut at the deadline, ran {hung_for}s");
+    .expect("JSON");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["collectors"][1]["collector"], "hanging");
+    assert_eq!(health["collectors"][1]["last_outcome"], "timeout");
+    assert_eq!(health["collectors"][0]["last_outcome"], "success");
     assert_eq!(
         value_of(
             &text,

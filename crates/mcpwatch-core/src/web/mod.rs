@@ -11,5 +11,7 @@ pub use config::{
     BcryptHash, ClientAuthType, HttpServerConfig, RateLimit, ResponseHeaders, TlsServerConfig,
     TlsVersion, WebConfig,
 };
-pub use server::{ServeError, WebServer, check_web_config, shutdown_signal};
+pub use server::{
+    HttpService, ResponseBody, ServeError, WebServer, check_web_config, shutdown_signal,
+};
 pub use tls::{crypto_provider, install_crypto_provider, server_config};

@@ -220,6 +220,40 @@ async fn resolve_listen_address(address: &str) -> Result<Vec<SocketAddr>, String
     Ok(addrs)
 }
 
+/// A hyper service [`WebServer::serve`] can serve: cloned per connection, never failing.
+pub trait HttpService<B>:
+    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body [`WebServer::serve`] can send.
+pub trait ResponseBody:
+    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
 /// Listening sockets with their web configuration, ready to serve.
 pub struct WebServer {
     listeners: Vec<TcpListener>,
@@ -289,14 +323,8 @@ impl WebServer {
     /// connections a grace period to finish.
     pub async fn serve<S, B>(self, service: S, shutdown: impl Future<Output = ()>)
     where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: ResponseBody,
     {
         let graceful = Arc::new(GracefulShutdown::new());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -338,14 +366,8 @@ async fn accept_loop<S, B>(
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     loop {
         let accepted = tokio::select! {
@@ -386,14 +408,8 @@ async fn accept_loop<S, B>(
 async fn serve_connection<I, S, B>(io: I, service: GuardedService<S>, watcher: Watcher)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -413,15 +429,12 @@ struct GuardedService<S> {
 
 type GuardedResponse<B> = Response<Either<B, Full<Bytes>>>;
 
+// The response type is spelled out here (not through `HttpService`) because it is what ties
+// `B` to `S`.
 impl<S, B> Service<Request<Incoming>> for GuardedService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    S: HttpService<B> + Service<Request<Incoming>, Response = Response<B>>,
+    B: ResponseBody,
 {
     type Response = GuardedResponse<B>;
     type Error = Infallible;
