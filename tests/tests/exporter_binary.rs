@@ -76,10 +76,19 @@ async fn prometheus_scrapes_the_exporter() {
         .await;
         assert!(count >= 3.0, "{prefix}: only {count} series");
     }
-    let success = prometheus
-        .query("mcpwatch_scrape_collector_success{collector=\"host\"}")
-        .await;
-    assert_eq!(success[0]["value"][1], "1");
+    // Prometheus gives the exporter 1 s (so 0.5 s of collection); on a busy machine one
+    // scrape may run out of it, so this waits for a successful one rather than the latest.
+    wait_for_async(
+        "a successful host collection in Prometheus",
+        LIMIT,
+        || async {
+            let success = prometheus
+                .query("mcpwatch_scrape_collector_success{collector=\"host\"} == 1")
+                .await;
+            (!success.is_empty()).then_some(())
+        },
+    )
+    .await;
     let root = prometheus
         .query("host_filesystem_size_bytes{mountpoint=\"/\"} > 0")
         .await;

@@ -115,7 +115,12 @@ struct EngineState {
 
 type SharedScrape = Shared<BoxFuture<'static, Arc<Scrape>>>;
 
+/// The collection under way, which scrapes arriving before it ends share.
 struct InFlight {
+    /// Tells this collection from a later one that replaced it in the slot.
+    generation: u64,
+    /// When it ends at the latest; a scrape that must answer sooner does not join it.
+    deadline: Instant,
     scrape: SharedScrape,
     joined: Arc<AtomicUsize>,
 }
@@ -128,6 +133,7 @@ struct Inner {
     build_info: (String, String),
     requests: AtomicU64,
     collections: AtomicU64,
+    generations: AtomicU64,
 }
 
 /// Runs collectors for scrapes. Cheap to clone; clones share everything.
@@ -238,6 +244,7 @@ impl ScrapeEngineBuilder {
             build_info: self.build_info,
             requests: AtomicU64::new(0),
             collections: AtomicU64::new(0),
+            generations: AtomicU64::new(0),
         };
         let engine = ScrapeEngine {
             inner: Arc::new(inner),
@@ -366,14 +373,17 @@ impl ScrapeEngine {
         self.inner.collections.load(Ordering::SeqCst)
     }
 
-    /// Serves one scrape. If a collection is under way, waits for it and shares its result;
-    /// otherwise starts one, limited by the configured timeout and `scraper_timeout` (the
-    /// scraper's `X-Prometheus-Scrape-Timeout-Seconds`).
+    /// Serves one scrape. If a collection is under way that ends by this scrape's own
+    /// deadline, waits for it and shares its result; otherwise starts one, limited by the
+    /// configured timeout and `scraper_timeout` (the scraper's
+    /// `X-Prometheus-Scrape-Timeout-Seconds`).
     ///
     /// The collection runs in its own task, so a scraper that disconnects does not cancel
     /// it for the others.
     pub async fn scrape(&self, scraper_timeout: Option<Duration>) -> Arc<Scrape> {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let budget = self.state().options.budget(scraper_timeout);
+        let deadline = Instant::now() + budget;
         let (scrape, joined) = {
             let mut slot = self
                 .inner
@@ -381,13 +391,19 @@ impl ScrapeEngine {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref() {
-                Some(in_flight) => (in_flight.scrape.clone(), in_flight.joined.clone()),
-                None => {
-                    let budget = self.state().options.budget(scraper_timeout);
-                    let deadline = Instant::now() + budget;
+                Some(in_flight) if in_flight.deadline <= deadline => {
+                    (in_flight.scrape.clone(), in_flight.joined.clone())
+                }
+                // None, or one that could end after this scraper gave up: start another,
+                // which later scrapes join instead.
+                _ => {
+                    let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
                     let inner = self.inner.clone();
                     let task = tokio::spawn(async move {
-                        let clear = ClearInFlight(&inner);
+                        let clear = ClearInFlight {
+                            inner: &inner,
+                            generation,
+                        };
                         let scrape = inner.collect(deadline, budget).await;
                         drop(clear);
                         scrape
@@ -395,13 +411,15 @@ impl ScrapeEngine {
                     let scrape: SharedScrape = async move {
                         task.await.unwrap_or_else(|error| {
                             tracing::error!(%error, "Collection task failed.");
-                            Arc::new(Scrape::new(Vec::new()))
+                            Arc::new(Scrape::failed())
                         })
                     }
                     .boxed()
                     .shared();
                     let joined = Arc::new(AtomicUsize::new(0));
                     *slot = Some(InFlight {
+                        generation,
+                        deadline,
                         scrape: scrape.clone(),
                         joined: joined.clone(),
                     });
@@ -409,24 +427,48 @@ impl ScrapeEngine {
                 }
             }
         };
-        joined.fetch_add(1, Ordering::SeqCst);
-        let result = scrape.await;
-        joined.fetch_sub(1, Ordering::SeqCst);
-        result
+        let _waiting = Waiting::new(joined);
+        scrape.await
+    }
+}
+
+/// Counts a scrape as waiting on a collection until it has the result or is dropped (its
+/// client went away).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// Empties the in-flight slot when the collection ends, even by a panic, so that the next
-/// scrape starts a new one.
-struct ClearInFlight<'a>(&'a Inner);
+/// scrape starts a new one; unless a later collection has taken the slot meanwhile.
+struct ClearInFlight<'a> {
+    inner: &'a Inner,
+    generation: u64,
+}
 
 impl Drop for ClearInFlight<'_> {
     fn drop(&mut self) {
-        self.0
+        let mut slot = self
+            .inner
             .in_flight
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot
+            .as_ref()
+            .is_some_and(|f| f.generation == self.generation)
+        {
+            slot.take();
+        }
     }
 }
 
@@ -594,6 +636,7 @@ fn log_transition(
 pub struct Scrape {
     groups: Arc<[FamilyGroup]>,
     encoded: [OnceCell<Bytes>; 4],
+    complete: bool,
 }
 
 impl Scrape {
@@ -601,7 +644,23 @@ impl Scrape {
         Self {
             groups: Arc::from(groups),
             encoded: Default::default(),
+            complete: true,
         }
+    }
+
+    /// The result of a collection that broke down (a bug, logged): no metrics, and not to
+    /// be served as if the scrape had worked.
+    fn failed() -> Self {
+        Self {
+            complete: false,
+            ..Self::new(Vec::new())
+        }
+    }
+
+    /// False when the collection itself broke down; its scrape must fail (HTTP 500) rather
+    /// than look like a target with no series.
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
 
     /// The merged families, sorted by name.
@@ -868,6 +927,81 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(engine.collections(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scrape_that_must_answer_sooner_does_not_wait_for_a_longer_collection() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let engine = ScrapeEngine::builder()
+            .collector(Gate {
+                runs: runs.clone(),
+                open: Arc::new(tokio::sync::Notify::new()),
+            })
+            .build();
+        let long = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.scrape(None).await }
+        });
+        while engine.scrapes_in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let start = Instant::now();
+        let short = engine.scrape(Some(Duration::from_secs(2))).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(1500));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "the short scrape collected on its own"
+        );
+        assert_eq!(
+            short.value(
+                "mcpwatch_scrape_collector_success",
+                &[("collector", "gate")]
+            ),
+            Some(0.0)
+        );
+        let long = long.await.expect("long scrape");
+        assert_eq!(
+            long.value("mcpwatch_scrape_timeout_seconds", &[]),
+            Some(10.0)
+        );
+        assert_eq!(engine.scrapes_in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_scrape_whose_client_left_stops_counting_as_waiting() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(tokio::sync::Notify::new());
+        let engine = ScrapeEngine::builder()
+            .collector(Gate {
+                runs: runs.clone(),
+                open: open.clone(),
+            })
+            .build();
+        let waiting = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.scrape(None).await }
+        });
+        while engine.scrapes_in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(engine.scrapes_in_flight(), 0);
+        // The collection itself goes on, and the next scrape shares it.
+        let next = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.scrape(None).await }
+        });
+        while engine.scrapes_in_flight() < 1 {
+            tokio::task::yield_now().await;
+        }
+        open.notify_one();
+        assert_eq!(
+            next.await.expect("scrape").value("gate_run", &[]),
+            Some(1.0)
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -24,15 +24,21 @@ pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 
 /// Runs a scrape and answers in the format and encoding the request's headers ask for.
 pub async fn metrics_response(engine: &ScrapeEngine, headers: &HeaderMap) -> Response<Full<Bytes>> {
-    let text = |name| {
+    let value = |name| {
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let scraper_timeout = text(SCRAPE_TIMEOUT_HEADER).and_then(parse_scrape_timeout_header);
-    let format = Format::negotiate(text(header::ACCEPT.as_str()));
-    let gzipped = accepts_gzip(text(header::ACCEPT_ENCODING.as_str()));
+    let scraper_timeout = value(SCRAPE_TIMEOUT_HEADER).and_then(parse_scrape_timeout_header);
+    let format = Format::negotiate(value(header::ACCEPT.as_str()));
+    let gzipped = accepts_gzip(value(header::ACCEPT_ENCODING.as_str()));
     let scrape = engine.scrape(scraper_timeout).await;
+    if !scrape.is_complete() {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The collection failed; the exporter's log says why.\n".to_owned(),
+        );
+    }
     let body = scrape.body(format, gzipped).await;
     let mut response = Response::new(Full::new(body));
     let h = response.headers_mut();
@@ -375,6 +381,25 @@ mod tests {
                 .expect("ascii")
                 .starts_with("application/openmetrics-text; version=1.0.0")
         );
+    }
+
+    struct Broken;
+
+    impl crate::engine::MetricSource for Broken {
+        fn collect(&self, _sink: &mut MetricSink) {
+            panic!("bug in a metric source")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_collection_that_breaks_down_is_a_server_error() {
+        let s = ExporterService::new(ScrapeEngine::builder().source(Broken).build());
+        let response = s.handle(get("/metrics")).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // The next scrape collects again rather than sharing the broken one.
+        let response = s.handle(get("/metrics")).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(s.state.engine.collections(), 2);
     }
 
     #[tokio::test]

@@ -70,45 +70,12 @@ impl Serialize for Secret {
     }
 }
 
-/// Any scalar is taken as text, so that a password YAML reads as a number (`password:
-/// 12345`) is accepted rather than quoted back in a type error.
+/// Any scalar is taken verbatim as text (serde_norway hands `12345` or `1e3` to a string
+/// as written), so a password YAML would read as a number is kept exactly and never quoted
+/// back in a type error.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SecretVisitor;
-
-        impl serde::de::Visitor<'_> for SecretVisitor {
-            type Value = Secret;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret::new(v))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
-                Ok(Secret::new(v))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
-                Ok(Secret::new(v.to_string()))
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
-                Ok(Secret::new(v.to_string()))
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Secret, E> {
-                Ok(Secret::new(v.to_string()))
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
-                Ok(Secret::new(v.to_string()))
-            }
-        }
-
-        deserializer.deserialize_any(SecretVisitor)
+        String::deserialize(deserializer).map(Secret::new)
     }
 }
 
@@ -140,8 +107,10 @@ mod tests {
 
     #[test]
     fn scalars_that_yaml_reads_as_numbers_are_accepted() {
-        let s: Secret = serde_norway::from_str("12345").expect("number");
-        assert_eq!(s.expose(), "12345");
+        for text in ["12345", "1e3", "0x1F", "+5", "True"] {
+            let s: Secret = serde_norway::from_str(text).expect("scalar");
+            assert_eq!(s.expose(), text);
+        }
         let s: Secret = serde_norway::from_str("'007'").expect("string");
         assert_eq!(s.expose(), "007");
         let e = serde_norway::from_str::<Secret>("[hunter2]").expect_err("sequence");

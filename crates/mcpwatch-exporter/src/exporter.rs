@@ -128,13 +128,13 @@ impl Exporter {
                     config.scrape.options(),
                 );
                 *built = next;
-                self.status.record(true);
                 tracing::info!(collectors = ?self.engine.collectors(), "Configuration reloaded.");
+                self.status.record(true);
                 Ok(())
             }
             Err(error) => {
-                self.status.record(false);
                 tracing::error!(%error, "Configuration not reloaded; the previous one stays.");
+                self.status.record(false);
                 Err(error)
             }
         }

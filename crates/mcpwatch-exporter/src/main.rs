@@ -91,7 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .thread_name("mcpwatch-exporter")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(cli, source, &config))
+    let result = runtime.block_on(serve(cli, source, &config));
+    // A blocking read stuck on a dead mount must not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 async fn serve(

@@ -129,18 +129,42 @@ impl Collector for HostCollector {
             Ok(out)
         });
 
-        let (system_part, filesystem_part) = tokio::join!(system_part, filesystem_part);
-        let (out, cpu) =
-            system_part.map_err(|e| CollectError::msg(format_args!("host system task: {e}")))?;
-        sink.append(out);
-        let filesystems = filesystem_part
-            .map_err(|e| CollectError::msg(format_args!("host filesystem task: {e}")))
-            .and_then(|r| r);
-        match filesystems {
-            Ok(out) => sink.append(out),
-            Err(e) => return Err(e),
+        // Each part goes into the sink as soon as it is done: when the deadline cuts a slow
+        // part (a hung mount), what the other gathered is still served.
+        tokio::pin!(system_part, filesystem_part);
+        let (mut system_done, mut filesystems_done) = (false, false);
+        let mut result = Ok(());
+        while !(system_done && filesystems_done) {
+            tokio::select! {
+                joined = &mut system_part, if !system_done => {
+                    system_done = true;
+                    match joined {
+                        Ok((out, part_result)) => {
+                            sink.append(out);
+                            result = result.and(part_result);
+                        }
+                        Err(e) => {
+                            result = result.and(Err(CollectError::msg(format_args!(
+                                "host system task: {e}"
+                            ))));
+                        }
+                    }
+                }
+                joined = &mut filesystem_part, if !filesystems_done => {
+                    filesystems_done = true;
+                    match joined {
+                        Ok(Ok(out)) => sink.append(out),
+                        Ok(Err(e)) => result = result.and(Err(e)),
+                        Err(e) => {
+                            result = result.and(Err(CollectError::msg(format_args!(
+                                "host filesystem task: {e}"
+                            ))));
+                        }
+                    }
+                }
+            }
         }
-        cpu
+        result
     }
 }
 
@@ -179,6 +203,38 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[tokio::test]
+    async fn filesystems_still_busy_from_an_earlier_scrape_fail_alone() {
+        let collector = HostCollector::new(HostConfig::default()).expect("host");
+        // A thread holds the filesystems, as an earlier scrape's statfs hanging on a dead
+        // mount would.
+        let disks = collector.disks.clone();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _held = disks.lock().expect("lock");
+            locked_tx.send(()).expect("signal");
+            let _ = release_rx.recv();
+        });
+        locked_rx.recv().expect("filesystems held");
+        let mut sink = MetricSink::default();
+        let ctx =
+            ScrapeContext::new(tokio::time::Instant::now() + std::time::Duration::from_secs(10));
+        let error = collector
+            .collect(&ctx, &mut sink)
+            .await
+            .expect_err("filesystems unavailable");
+        release_tx.send(()).expect("release");
+        holder.join().expect("holder thread");
+        assert!(error.to_string().contains("hung mount"), "{error}");
+        assert!(
+            sink.find("host_memory_total_bytes").is_some(),
+            "other areas served"
+        );
+        assert!(sink.find("host_cpu_seconds_total").is_some() || cfg!(not(target_os = "linux")));
+        assert!(sink.find("host_filesystem_size_bytes").is_none());
     }
 
     #[test]

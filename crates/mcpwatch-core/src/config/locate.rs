@@ -125,7 +125,8 @@ pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
                     }
                     if seen == n {
                         line = i;
-                        column = level + 2;
+                        // After "- "; a bare "-" has its content on the next lines.
+                        column = (level + 2).min(text_line.len());
                         parent = Some(level);
                         found = true;
                         break;
@@ -198,6 +199,29 @@ scrape:
         assert_eq!(locate(CONFIG, "collectors.host.processes[2]"), None);
         // "timeout" exists, but not under collectors.host.
         assert_eq!(locate(CONFIG, "collectors.host.timeout"), None);
+    }
+
+    #[test]
+    fn odd_input_never_panics() {
+        let bare_dash =
+            "collectors:\n  host:\n    processes:\n    -\n      name: \"\"\n      comm: x\n";
+        assert_eq!(
+            locate(bare_dash, "collectors.host.processes[0].name"),
+            Some((5, 7))
+        );
+        for text in [
+            "\u{3000}a: 1\n",
+            "-",
+            "a:",
+            "a:\n  - \u{e9}:\n",
+            "\t- x\n",
+            "[[[",
+            "",
+        ] {
+            for key in ["a", "a[0]", "a[0].b", "a.b.c", "x[3]"] {
+                let _ = locate(text, key);
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Basic auth against bcrypt hashes, and a token-bucket rate limit.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -13,18 +13,17 @@ use super::config::{BcryptHash, RateLimit};
 /// 70 ms at cost 10), and a scraper sends the same credentials every few seconds.
 const CACHE_LIMIT: usize = 256;
 
+/// Bcrypt checks run at once at most; the others wait without holding a thread, so that a
+/// flood of wrong passwords cannot take the blocking pool from the collectors.
+const CONCURRENT_CHECKS: usize = 2;
+
 /// Checks `Authorization: Basic` headers.
 #[derive(Debug)]
 pub struct BasicAuth {
     users: BTreeMap<String, BcryptHash>,
     verified: Mutex<HashSet<[u8; 32]>>,
+    checks: tokio::sync::Semaphore,
 }
-
-/// A hash no password matches, checked for unknown users so that their answer takes as
-/// long as a known user's and does not reveal who exists.
-static UNKNOWN_USER_HASH: LazyLock<String> = LazyLock::new(|| {
-    bcrypt::hash("mcpwatch: no such user", bcrypt::DEFAULT_COST).unwrap_or_default()
-});
 
 impl BasicAuth {
     /// Auth for these users; `None` when there are none, so no auth is required.
@@ -32,6 +31,7 @@ impl BasicAuth {
         (!users.is_empty()).then(|| Self {
             users: users.clone(),
             verified: Mutex::new(HashSet::new()),
+            checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
         })
     }
 
@@ -40,20 +40,29 @@ impl BasicAuth {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
             return false;
         };
+        // An unknown user's password is checked against a configured user's hash all the
+        // same (and then refused), so that the answer takes as long and does not reveal
+        // which users exist.
         let (hash, known) = match self.users.get(&user) {
             Some(hash) => (hash.as_str().to_owned(), true),
-            None => (UNKNOWN_USER_HASH.clone(), false),
+            None => match self.users.values().next() {
+                Some(any) => (any.as_str().to_owned(), false),
+                None => return false,
+            },
         };
         let key = cache_key(&user, &password, &hash);
         if known && self.cache().contains(&key) {
             return true;
         }
-        let ok = tokio::task::spawn_blocking(move || {
+        let Ok(_permit) = self.checks.acquire().await else {
+            return false;
+        };
+        let matches = tokio::task::spawn_blocking(move || {
             bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
         })
         .await
-        .unwrap_or(false)
-            && known;
+        .unwrap_or(false);
+        let ok = matches && known;
         if ok {
             let mut cache = self.cache();
             if cache.len() >= CACHE_LIMIT {
@@ -152,6 +161,8 @@ mod tests {
             parse_yaml(&format!("alice: '{hash}'\n"), Path::new("w.yml")).expect("users");
         let auth = BasicAuth::new(&users).expect("auth");
         assert!(auth.check(Some(&header("alice", "right"))).await);
+        // Alice's password under another name is no way in.
+        assert!(!auth.check(Some(&header("mallory", "right"))).await);
         // Now from the cache.
         assert!(auth.check(Some(&header("alice", "right"))).await);
         assert!(!auth.check(Some(&header("alice", "wrong"))).await);

@@ -164,25 +164,34 @@ impl WebConfigWatcher {
     }
 
     fn reload_if_changed(&self, path: &Path) {
-        let mut check = self.check.lock().unwrap_or_else(PoisonError::into_inner);
+        // One request checks at a time; the others go on with the configuration in force.
+        let Ok(mut check) = self.check.try_lock() else {
+            return;
+        };
         if check.0.elapsed() < RECHECK_INTERVAL {
             return;
         }
         check.0 = Instant::now();
-        let now = stamps(&check.1);
-        if now == check.2 {
+        let before = stamps(&check.1);
+        if before == check.2 {
             return;
         }
         match ActiveWebConfig::load(path) {
             Ok((active, files)) => {
-                check.2 = stamps(&files);
-                check.1 = files;
+                if files != check.1 || stamps(&files) != before {
+                    // Written while being read, or naming other files now: read it again
+                    // at the next check rather than apply what may be half a file.
+                    check.1 = files;
+                    check.2 = Vec::new();
+                    return;
+                }
+                check.2 = before;
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(active);
                 tracing::info!(file = %path.display(), "Web configuration reloaded.");
             }
             Err(error) => {
                 // Remember the broken state so that the error is logged once per change.
-                check.2 = now;
+                check.2 = before;
                 tracing::error!(%error, "Web configuration not reloaded; keeping the previous one.");
             }
         }
