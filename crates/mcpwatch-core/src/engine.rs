@@ -881,6 +881,21 @@ mod tests {
         }
     }
 
+    /// Starts a scrape in a task and returns once `waiting` scrapes wait on a collection.
+    async fn spawn_waiting_scrape(
+        engine: &ScrapeEngine,
+        waiting: usize,
+    ) -> tokio::task::JoinHandle<Arc<Scrape>> {
+        let task = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.scrape(None).await }
+        });
+        while engine.scrapes_in_flight() < waiting {
+            tokio::task::yield_now().await;
+        }
+        task
+    }
+
     #[tokio::test]
     async fn concurrent_scrapes_share_one_collection() {
         let runs = Arc::new(AtomicUsize::new(0));
@@ -914,13 +929,7 @@ mod tests {
         assert_eq!(engine.scrapes_in_flight(), 0);
 
         // The next scrape runs a new collection.
-        let next = tokio::spawn({
-            let engine = engine.clone();
-            async move { engine.scrape(None).await }
-        });
-        while engine.scrapes_in_flight() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let next = spawn_waiting_scrape(&engine, 1).await;
         open.notify_one();
         assert_eq!(
             next.await.expect("scrape").value("gate_run", &[]),
@@ -938,13 +947,7 @@ mod tests {
                 open: Arc::new(tokio::sync::Notify::new()),
             })
             .build();
-        let long = tokio::spawn({
-            let engine = engine.clone();
-            async move { engine.scrape(None).await }
-        });
-        while engine.scrapes_in_flight() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let long = spawn_waiting_scrape(&engine, 1).await;
         let start = Instant::now();
         let short = engine.scrape(Some(Duration::from_secs(2))).await;
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
@@ -978,24 +981,12 @@ mod tests {
                 open: open.clone(),
             })
             .build();
-        let waiting = tokio::spawn({
-            let engine = engine.clone();
-            async move { engine.scrape(None).await }
-        });
-        while engine.scrapes_in_flight() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let waiting = spawn_waiting_scrape(&engine, 1).await;
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(engine.scrapes_in_flight(), 0);
         // The collection itself goes on, and the next scrape shares it.
-        let next = tokio::spawn({
-            let engine = engine.clone();
-            async move { engine.scrape(None).await }
-        });
-        while engine.scrapes_in_flight() < 1 {
-            tokio::task::yield_now().await;
-        }
+        let next = spawn_waiting_scrape(&engine, 1).await;
         open.notify_one();
         assert_eq!(
             next.await.expect("scrape").value("gate_run", &[]),
