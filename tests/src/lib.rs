@@ -12,11 +12,26 @@ pub mod binaries;
 pub mod exposition;
 pub mod http;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod prometheus;
+pub mod redis;
 pub mod tools;
 
+use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
+
+/// A random token, distinct in every call: test passwords that must never show up in any
+/// output are searched for by it.
+pub fn random_token(prefix: &str) -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{prefix}{:016x}", hasher.finish())
+}
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `limit`; the limit bounds
 /// a test that would otherwise hang, it is not a performance expectation.

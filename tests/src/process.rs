@@ -67,6 +67,27 @@ impl ServiceProcess {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Sends `signal` and waits for the process to exit, at most `limit`, then kills it.
+    pub fn stop(&mut self, signal: Signal, limit: Duration) {
+        if !self.is_running() {
+            self.child = None;
+            return;
+        }
+        self.signal(signal);
+        let child = self.child.as_mut().expect("running");
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                self.child = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        self.child = None;
+    }
+
     /// Waits for the process to exit, at most `limit`.
     ///
     /// # Panics

@@ -156,6 +156,14 @@ impl MetricFamily {
         )
     }
 
+    /// Replaces the value of every sample, as when a value written early ("down") turns
+    /// out otherwise.
+    pub fn set_all(&mut self, value: f64) {
+        for sample in &mut self.samples {
+            sample.value = SampleValue::Number(value);
+        }
+    }
+
     /// The full name, as in the classic format.
     pub fn name(&self) -> &str {
         &self.name
@@ -308,9 +316,14 @@ impl MetricSink {
         self.families
     }
 
-    /// The first family named `name`; for tests.
+    /// The first family named `name`.
     pub fn find(&self, name: &str) -> Option<&MetricFamily> {
         self.families.iter().find(|f| f.name() == name)
+    }
+
+    /// The first family named `name`, to change.
+    pub fn find_mut(&mut self, name: &str) -> Option<&mut MetricFamily> {
+        self.families.iter_mut().find(|f| f.name() == name)
     }
 }
 

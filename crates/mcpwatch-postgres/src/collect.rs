@@ -1,0 +1,537 @@
+//! Running a scrape's statements and turning their rows into metric families.
+
+use mcpwatch_core::{CollectError, MetricFamily, MetricSink};
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
+
+use crate::config::PostgresConfig;
+use crate::connection::{Session, describe};
+use crate::queries::MainQuery;
+
+/// What a scrape's statements returned, by statement.
+pub(crate) type Results = Vec<(MainQuery, Result<Vec<Row>, tokio_postgres::Error>)>;
+
+/// Runs every prepared server-wide statement at once: they go out pipelined, in one round
+/// trip.
+pub(crate) async fn run_main(session: &Session, config: &PostgresConfig) -> Results {
+    let limit = |n: u32| i64::from(n);
+    let max_databases = limit(config.max_databases);
+    let max_replication = limit(config.max_replication);
+    let top_statements = limit(config.top_statements);
+    let text_length = i32::try_from(config.statement_text_length).unwrap_or(i32::MAX);
+    let runs = MainQuery::ALL.into_iter().filter_map(|query| {
+        let statement = session.main.get(&query)?;
+        let client = &session.client;
+        let run = async move {
+            let rows = match query {
+                MainQuery::Databases => client.query(statement, &[&max_databases]).await,
+                MainQuery::Replication | MainQuery::Slots => {
+                    client.query(statement, &[&max_replication]).await
+                }
+                MainQuery::Statements if config.statement_text_length > 0 => {
+                    client
+                        .query(statement, &[&top_statements, &text_length])
+                        .await
+                }
+                MainQuery::Statements => client.query(statement, &[&top_statements]).await,
+                _ => client.query(statement, &[]).await,
+            };
+            (query, rows)
+        };
+        Some(run)
+    });
+    futures_util::future::join_all(runs).await
+}
+
+/// Reads column `i`, naming the statement when the type is not the expected one.
+fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize, what: &str) -> Result<T, CollectError> {
+    row.try_get(i)
+        .map_err(|e| CollectError::msg(format_args!("{what}: column {i}: {}", describe(&e))))
+}
+
+fn count(value: i64) -> f64 {
+    value as f64
+}
+
+/// Writes the server-wide families; returns the first failure (the rest is written).
+pub(crate) fn write_main(results: &Results, sink: &mut MetricSink) -> Result<(), CollectError> {
+    let mut first_error = None;
+    for (query, rows) in results {
+        let outcome = match rows {
+            Ok(rows) => match query {
+                MainQuery::Server => write_server(rows, sink),
+                MainQuery::Activity => write_activity(rows, sink),
+                MainQuery::Transactions => write_transactions(rows, sink),
+                MainQuery::Locks => write_locks(rows, sink),
+                MainQuery::Databases => write_databases(rows, sink),
+                MainQuery::Replication => write_replication(rows, sink),
+                MainQuery::Slots => write_slots(rows, sink),
+                MainQuery::Archiver => write_archiver(rows, sink),
+                MainQuery::Checkpointer => write_checkpointer(rows, sink),
+                MainQuery::Statements => write_statements(rows, sink),
+            },
+            Err(e) => Err(CollectError::msg(format_args!(
+                "{}: {}",
+                query.name(),
+                describe(e)
+            ))),
+        };
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    // Said whether or not the extension is there, so that "no statements" is not a gap.
+    let available = results
+        .iter()
+        .any(|(q, rows)| *q == MainQuery::Statements && rows.is_ok());
+    sink.gauge(
+        "pg_stat_statements_available",
+        "Whether pg_stat_statements is installed and readable.",
+    )
+    .add(&[], if available { 1.0 } else { 0.0 });
+    first_error.map_or(Ok(()), Err)
+}
+
+fn write_server(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let Some(row) = rows.first() else {
+        return Ok(());
+    };
+    let what = "server";
+    let version: String = get(row, 0, what)?;
+    let version_num: i64 = get(row, 1, what)?;
+    sink.info(
+        "pg_server_info",
+        "Version of the PostgreSQL server, always 1.",
+    )
+    .add(
+        &[
+            ("version", &version),
+            ("version_num", &version_num.to_string()),
+        ],
+        1.0,
+    );
+    sink.gauge(
+        "pg_postmaster_start_time_seconds",
+        "When the server started, in seconds since the epoch.",
+    )
+    .add(&[], get::<f64>(row, 2, what)?);
+    let in_recovery: bool = get(row, 3, what)?;
+    sink.gauge(
+        "pg_in_recovery",
+        "Whether the server is a standby in recovery (1) or a primary (0).",
+    )
+    .add(&[], if in_recovery { 1.0 } else { 0.0 });
+    sink.gauge(
+        "pg_settings_max_connections",
+        "The max_connections setting.",
+    )
+    .add(&[], count(get(row, 4, what)?));
+    sink.gauge(
+        "pg_settings_superuser_reserved_connections",
+        "Connections reserved for superusers.",
+    )
+    .add(&[], count(get(row, 5, what)?));
+    sink.gauge(
+        "pg_settings_reserved_connections",
+        "Connections reserved for roles with pg_use_reserved_connections (PostgreSQL 16+; \
+         0 before).",
+    )
+    .add(&[], count(get(row, 6, what)?));
+    if let Some(delay) = get::<Option<f64>>(row, 7, what)? {
+        sink.gauge(
+            "pg_replication_replay_delay_seconds",
+            "On a standby: time since the last replayed transaction was committed on the \
+             primary.",
+        )
+        .add(&[], delay);
+    }
+    Ok(())
+}
+
+fn write_activity(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let family = sink.gauge(
+        "pg_stat_activity_connections",
+        "Client connections by database, state and wait event.",
+    );
+    let what = "pg_stat_activity";
+    for row in rows {
+        let (datname, state, wait_type, wait): (String, String, String, String) = (
+            get(row, 0, what)?,
+            get(row, 1, what)?,
+            get(row, 2, what)?,
+            get(row, 3, what)?,
+        );
+        family.add(
+            &[
+                ("datname", &datname),
+                ("state", &state),
+                ("wait_event_type", &wait_type),
+                ("wait_event", &wait),
+            ],
+            count(get(row, 4, what)?),
+        );
+    }
+    Ok(())
+}
+
+fn write_transactions(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let what = "oldest transactions";
+    let mut oldest = MetricFamily::gauge(
+        "pg_oldest_transaction_seconds",
+        "Age of the oldest open transaction, by database.",
+    );
+    let mut idle = MetricFamily::gauge(
+        "pg_oldest_idle_in_transaction_seconds",
+        "How long the oldest idle-in-transaction session has been idle, by database.",
+    );
+    let mut waiting = MetricFamily::gauge(
+        "pg_sessions_waiting_on_locks",
+        "Sessions waiting for a lock, by database.",
+    );
+    for row in rows {
+        let datname: String = get(row, 0, what)?;
+        let labels = [("datname", datname.as_str())];
+        oldest.add(&labels, get(row, 1, what)?);
+        idle.add(&labels, get(row, 2, what)?);
+        waiting.add(&labels, count(get(row, 3, what)?));
+    }
+    sink.family(oldest);
+    sink.family(idle);
+    sink.family(waiting);
+    Ok(())
+}
+
+fn write_locks(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let what = "pg_locks";
+    let mut held = MetricFamily::gauge("pg_locks", "Locks held or awaited, by database and mode.");
+    let mut waiting = MetricFamily::gauge(
+        "pg_locks_waiting",
+        "Locks awaited (not granted), by database and mode.",
+    );
+    for row in rows {
+        let (datname, mode): (String, String) = (get(row, 0, what)?, get(row, 1, what)?);
+        let labels = [("datname", datname.as_str()), ("mode", mode.as_str())];
+        held.add(&labels, count(get(row, 2, what)?));
+        waiting.add(&labels, count(get(row, 3, what)?));
+    }
+    sink.family(held);
+    sink.family(waiting);
+    Ok(())
+}
+
+fn write_databases(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let what = "pg_stat_database";
+    let mut backends = MetricFamily::gauge(
+        "pg_stat_database_numbackends",
+        "Backends connected to the database.",
+    );
+    const COUNTERS: [(&str, &str); 13] = [
+        (
+            "pg_stat_database_xact_commit_total",
+            "Transactions committed.",
+        ),
+        (
+            "pg_stat_database_xact_rollback_total",
+            "Transactions rolled back.",
+        ),
+        ("pg_stat_database_blks_read_total", "Disk blocks read."),
+        (
+            "pg_stat_database_blks_hit_total",
+            "Disk blocks found in the buffer cache.",
+        ),
+        (
+            "pg_stat_database_tup_returned_total",
+            "Rows returned by queries.",
+        ),
+        (
+            "pg_stat_database_tup_fetched_total",
+            "Rows fetched by queries.",
+        ),
+        ("pg_stat_database_tup_inserted_total", "Rows inserted."),
+        ("pg_stat_database_tup_updated_total", "Rows updated."),
+        ("pg_stat_database_tup_deleted_total", "Rows deleted."),
+        (
+            "pg_stat_database_conflicts_total",
+            "Queries canceled by recovery conflicts.",
+        ),
+        (
+            "pg_stat_database_temp_files_total",
+            "Temporary files created by queries.",
+        ),
+        (
+            "pg_stat_database_temp_bytes_total",
+            "Bytes written to temporary files.",
+        ),
+        ("pg_stat_database_deadlocks_total", "Deadlocks detected."),
+    ];
+    let mut counters: Vec<MetricFamily> = COUNTERS
+        .iter()
+        .map(|(name, help)| MetricFamily::counter(*name, *help))
+        .collect();
+    let mut size =
+        MetricFamily::gauge("pg_database_size_bytes", "Disk space used by the database.");
+    for row in rows {
+        let datname: String = get(row, 0, what)?;
+        let labels = [("datname", datname.as_str())];
+        backends.add(&labels, count(get(row, 1, what)?));
+        for (i, family) in counters.iter_mut().enumerate() {
+            family.add(&labels, count(get(row, 2 + i, what)?));
+        }
+        size.add(&labels, count(get(row, 15, what)?));
+    }
+    sink.family(backends);
+    for family in counters {
+        sink.family(family);
+    }
+    sink.family(size);
+    Ok(())
+}
+
+fn write_replication(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let what = "pg_stat_replication";
+    let mut seconds = MetricFamily::gauge(
+        "pg_replication_lag_seconds",
+        "Replay lag of each replica, in seconds (as pg_stat_replication.replay_lag).",
+    );
+    let mut bytes = MetricFamily::gauge(
+        "pg_replication_lag_bytes",
+        "WAL not yet replayed by each replica, in bytes.",
+    );
+    for row in rows {
+        let (name, addr): (String, String) = (get(row, 0, what)?, get(row, 1, what)?);
+        let labels = [
+            ("application_name", name.as_str()),
+            ("client_addr", addr.as_str()),
+        ];
+        seconds.add(&labels, get(row, 3, what)?);
+        if let Some(lag) = get::<Option<f64>>(row, 4, what)? {
+            bytes.add(&labels, lag);
+        }
+    }
+    sink.family(seconds);
+    sink.family(bytes);
+    Ok(())
+}
+
+fn write_slots(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let what = "pg_replication_slots";
+    let mut active = MetricFamily::gauge(
+        "pg_replication_slot_active",
+        "Whether a consumer is connected to the replication slot.",
+    );
+    let mut retained = MetricFamily::gauge(
+        "pg_replication_slot_retained_wal_bytes",
+        "WAL kept on disk for the replication slot, in bytes.",
+    );
+    for row in rows {
+        let (slot, kind): (String, String) = (get(row, 0, what)?, get(row, 1, what)?);
+        let labels = [("slot_name", slot.as_str()), ("slot_type", kind.as_str())];
+        let is_active: bool = get(row, 2, what)?;
+        active.add(&labels, if is_active { 1.0 } else { 0.0 });
+        if let Some(bytes) = get::<Option<f64>>(row, 3, what)? {
+            retained.add(&labels, bytes);
+        }
+    }
+    sink.family(active);
+    sink.family(retained);
+    Ok(())
+}
+
+fn write_archiver(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let Some(row) = rows.first() else {
+        return Ok(());
+    };
+    let what = "pg_stat_archiver";
+    sink.counter(
+        "pg_stat_archiver_archived_total",
+        "WAL files archived successfully.",
+    )
+    .add(&[], count(get(row, 0, what)?));
+    sink.counter(
+        "pg_stat_archiver_failed_total",
+        "Failed attempts to archive WAL files.",
+    )
+    .add(&[], count(get(row, 1, what)?));
+    if let Some(t) = get::<Option<f64>>(row, 2, what)? {
+        sink.gauge(
+            "pg_stat_archiver_last_archived_time_seconds",
+            "When a WAL file was last archived, in seconds since the epoch.",
+        )
+        .add(&[], t);
+    }
+    if let Some(t) = get::<Option<f64>>(row, 3, what)? {
+        sink.gauge(
+            "pg_stat_archiver_last_failed_time_seconds",
+            "When archiving last failed, in seconds since the epoch.",
+        )
+        .add(&[], t);
+    }
+    Ok(())
+}
+
+fn write_checkpointer(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let Some(row) = rows.first() else {
+        return Ok(());
+    };
+    let what = "checkpointer";
+    sink.counter(
+        "pg_checkpoints_timed_total",
+        "Checkpoints started because checkpoint_timeout passed.",
+    )
+    .add(&[], count(get(row, 0, what)?));
+    sink.counter(
+        "pg_checkpoints_requested_total",
+        "Checkpoints requested (by WAL volume, CHECKPOINT, or a backup).",
+    )
+    .add(&[], count(get(row, 1, what)?));
+    sink.counter(
+        "pg_checkpoint_write_seconds_total",
+        "Time checkpoints spent writing files to disk.",
+    )
+    .add(&[], get::<f64>(row, 2, what)? / 1000.0);
+    sink.counter(
+        "pg_checkpoint_sync_seconds_total",
+        "Time checkpoints spent syncing files to disk.",
+    )
+    .add(&[], get::<f64>(row, 3, what)? / 1000.0);
+    sink.counter(
+        "pg_checkpoint_buffers_written_total",
+        "Buffers written by checkpoints.",
+    )
+    .add(&[], count(get(row, 4, what)?));
+    sink.counter(
+        "pg_bgwriter_buffers_clean_total",
+        "Buffers written by the background writer.",
+    )
+    .add(&[], count(get(row, 5, what)?));
+    sink.counter(
+        "pg_bgwriter_maxwritten_clean_total",
+        "Times the background writer stopped because it wrote too many buffers.",
+    )
+    .add(&[], count(get(row, 6, what)?));
+    if let Some(backend) = get::<Option<i64>>(row, 7, what)? {
+        sink.counter(
+            "pg_bgwriter_buffers_backend_total",
+            "Buffers written directly by backends (PostgreSQL 16 and older).",
+        )
+        .add(&[], count(backend));
+    }
+    sink.counter("pg_bgwriter_buffers_alloc_total", "Buffers allocated.")
+        .add(&[], count(get(row, 8, what)?));
+    Ok(())
+}
+
+fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+    let what = "pg_stat_statements";
+    let mut calls = MetricFamily::counter(
+        "pg_stat_statements_calls_total",
+        "Executions of the statement (top statements by total time).",
+    );
+    let mut seconds = MetricFamily::counter(
+        "pg_stat_statements_seconds_total",
+        "Time spent executing the statement (top statements by total time).",
+    );
+    let mut returned = MetricFamily::counter(
+        "pg_stat_statements_rows_total",
+        "Rows retrieved or affected by the statement (top statements by total time).",
+    );
+    let mut texts = MetricFamily::info(
+        "pg_stat_statements_query_info",
+        "The text of a top statement, cut to statement_text_length, always 1.",
+    );
+    for row in rows {
+        let (queryid, datname, user): (String, String, String) =
+            (get(row, 0, what)?, get(row, 1, what)?, get(row, 2, what)?);
+        let labels = [
+            ("queryid", queryid.as_str()),
+            ("datname", datname.as_str()),
+            ("user", user.as_str()),
+        ];
+        calls.add(&labels, count(get(row, 3, what)?));
+        seconds.add(&labels, get(row, 4, what)?);
+        returned.add(&labels, count(get(row, 5, what)?));
+        let text: String = get(row, 6, what)?;
+        if !text.is_empty() {
+            texts.add(
+                &[("queryid", queryid.as_str()), ("query", text.as_str())],
+                1.0,
+            );
+        }
+    }
+    sink.family(calls);
+    sink.family(seconds);
+    sink.family(returned);
+    sink.family(texts);
+    Ok(())
+}
+
+/// The per-table families, filled database by database.
+pub(crate) struct TableFamilies {
+    families: [MetricFamily; 6],
+}
+
+impl TableFamilies {
+    pub(crate) fn new() -> Self {
+        Self {
+            families: [
+                MetricFamily::gauge(
+                    "pg_stat_user_tables_n_live_tup",
+                    "Estimated live rows (top tables by dead rows).",
+                ),
+                MetricFamily::gauge(
+                    "pg_stat_user_tables_n_dead_tup",
+                    "Estimated dead rows (top tables by dead rows).",
+                ),
+                MetricFamily::counter(
+                    "pg_stat_user_tables_seq_scan_total",
+                    "Sequential scans of the table.",
+                ),
+                MetricFamily::counter(
+                    "pg_stat_user_tables_idx_scan_total",
+                    "Index scans of the table.",
+                ),
+                MetricFamily::gauge(
+                    "pg_stat_user_tables_last_autovacuum_age_seconds",
+                    "Time since autovacuum last processed the table; +Inf when never.",
+                ),
+                MetricFamily::gauge(
+                    "pg_stat_user_tables_last_autoanalyze_age_seconds",
+                    "Time since autoanalyze last processed the table; +Inf when never.",
+                ),
+            ],
+        }
+    }
+
+    pub(crate) fn add(&mut self, rows: &[Row]) -> Result<(), CollectError> {
+        let what = "pg_stat_user_tables";
+        for row in rows {
+            let (datname, schema, table): (String, String, String) =
+                (get(row, 0, what)?, get(row, 1, what)?, get(row, 2, what)?);
+            let labels = [
+                ("datname", datname.as_str()),
+                ("schemaname", schema.as_str()),
+                ("relname", table.as_str()),
+            ];
+            let [live, dead, seq, idx, vacuum, analyze] = &mut self.families;
+            live.add(&labels, count(get(row, 3, what)?));
+            dead.add(&labels, count(get(row, 4, what)?));
+            seq.add(&labels, count(get(row, 5, what)?));
+            idx.add(&labels, count(get(row, 6, what)?));
+            vacuum.add(
+                &labels,
+                get::<Option<f64>>(row, 7, what)?.unwrap_or(f64::INFINITY),
+            );
+            analyze.add(
+                &labels,
+                get::<Option<f64>>(row, 8, what)?.unwrap_or(f64::INFINITY),
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, sink: &mut MetricSink) {
+        for family in self.families {
+            sink.family(family);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Settings of one PostgreSQL target (`collectors.postgres[]`).
+
+use std::time::Duration;
+
+use mcpwatch_core::Secret;
+use mcpwatch_core::config::{ConfigPath, Problem, SecretFile, duration, secret_setting};
+use mcpwatch_core::metrics::{is_valid_label_name, is_valid_metric_name};
+use serde::Deserialize;
+
+/// One PostgreSQL server to watch.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// The `target` label.
+    pub name: String,
+    /// Connection string, as a URL (`postgresql://user:password@host:5432/db?sslmode=require`)
+    /// or `key=value` pairs.
+    pub dsn: Option<Secret>,
+    /// A file holding the connection string.
+    pub dsn_file: Option<SecretFile>,
+    /// Databases whose per-database views (tables) are read, each over its own connection;
+    /// empty means the connection string's database.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// CA certificates for `sslmode=verify-ca` and `verify-full` (`sslrootcert` in the
+    /// connection string does the same); the system's roots otherwise.
+    pub ca_file: Option<ConfigPath>,
+    /// How long connecting may take.
+    #[serde(default = "defaults::connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// Server-side limit of every statement of the session.
+    #[serde(default = "defaults::statement_timeout", with = "duration")]
+    pub statement_timeout: Duration,
+    /// Server-side limit on waiting for a lock.
+    #[serde(default = "defaults::lock_timeout", with = "duration")]
+    pub lock_timeout: Duration,
+    /// At most this many databases in the per-database statistics.
+    #[serde(default = "defaults::max_databases")]
+    pub max_databases: u32,
+    /// Tables reported per database: the top N by dead tuples.
+    #[serde(default = "defaults::top_tables")]
+    pub top_tables: u32,
+    /// Statements reported from `pg_stat_statements`: the top N by total execution time.
+    #[serde(default = "defaults::top_statements")]
+    pub top_statements: u32,
+    /// When above 0, `pg_stat_statements_query_info` carries the statement's text cut to
+    /// this many characters; 0 leaves the text out (and spares the server reading it).
+    #[serde(default)]
+    pub statement_text_length: u32,
+    /// At most this many replicas and replication slots.
+    #[serde(default = "defaults::max_replication")]
+    pub max_replication: u32,
+    /// Queries of your own, turned into metrics.
+    #[serde(default)]
+    pub queries: Vec<CustomQuery>,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn statement_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn lock_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn max_databases() -> u32 {
+        64
+    }
+    pub fn top_tables() -> u32 {
+        20
+    }
+    pub fn top_statements() -> u32 {
+        20
+    }
+    pub fn max_replication() -> u32 {
+        32
+    }
+    pub fn max_rows() -> u32 {
+        100
+    }
+}
+
+/// A query of the user's: each row gives one series per value column.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomQuery {
+    /// The metric name prefix: a value column `waiting` gives `<metric>_waiting`.
+    pub metric: String,
+    /// Help text of the metrics.
+    #[serde(default)]
+    pub help: Option<String>,
+    /// The SQL, run read-only under the session's statement timeout.
+    pub sql: String,
+    /// The database to run it in; the connection string's by default.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// `gauge` or `counter` (a counter's names end in `_total`).
+    #[serde(default, rename = "type")]
+    pub kind: CustomKind,
+    /// Columns that become labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Columns that become values (numbers; NULL rows are skipped).
+    pub values: Vec<String>,
+    /// At most this many rows are read.
+    #[serde(default = "defaults::max_rows")]
+    pub max_rows: u32,
+}
+
+/// The type of a custom query's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomKind {
+    /// A value that goes up and down.
+    #[default]
+    Gauge,
+    /// A value that only grows.
+    Counter,
+}
+
+impl CustomQuery {
+    /// The full metric name for a value column.
+    pub fn metric_name(&self, value: &str) -> String {
+        let name = format!("{}_{value}", self.metric);
+        match self.kind {
+            CustomKind::Counter if !name.ends_with("_total") => format!("{name}_total"),
+            _ => name,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// The connection string, from `dsn` or `dsn_file`.
+    pub fn dsn(&self) -> Result<Secret, String> {
+        secret_setting("dsn", self.dsn.clone(), self.dsn_file.clone())?
+            .ok_or_else(|| "set dsn or dsn_file".to_owned())
+    }
+
+    /// Checks what the types cannot; the key is relative to this target's entry.
+    pub fn validate(&self) -> Result<(), Problem> {
+        let problem = |key: &str, message: String| Err((key.to_owned(), message));
+        if self.name.is_empty() {
+            return problem("name", "must not be empty".into());
+        }
+        if let Err(message) = self.dsn() {
+            return problem("dsn", message);
+        }
+        if let Err(message) = crate::dsn::parse(&self.dsn().unwrap_or_else(|_| Secret::new(""))) {
+            return problem(
+                if self.dsn.is_some() {
+                    "dsn"
+                } else {
+                    "dsn_file"
+                },
+                message,
+            );
+        }
+        for (i, query) in self.queries.iter().enumerate() {
+            let key = |k: &str| format!("queries[{i}].{k}");
+            if !is_valid_metric_name(&query.metric) {
+                return problem(
+                    &key("metric"),
+                    format!("{:?} is not a valid metric name", query.metric),
+                );
+            }
+            if query.values.is_empty() {
+                return problem(&key("values"), "name at least one value column".into());
+            }
+            for (j, value) in query.values.iter().enumerate() {
+                if !is_valid_metric_name(&query.metric_name(value)) {
+                    return problem(
+                        &format!("queries[{i}].values[{j}]"),
+                        format!("{value:?} does not make a valid metric name"),
+                    );
+                }
+            }
+            for (j, label) in query.labels.iter().enumerate() {
+                if !is_valid_label_name(label) || label == "target" {
+                    return problem(
+                        &format!("queries[{i}].labels[{j}]"),
+                        format!("{label:?} is not a usable label name"),
+                    );
+                }
+            }
+            if query.sql.trim().is_empty() {
+                return problem(&key("sql"), "must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpwatch_core::config::parse_yaml;
+    use std::path::Path;
+
+    fn parse(text: &str) -> PostgresConfig {
+        parse_yaml(text, Path::new("c.yml")).expect("valid")
+    }
+
+    #[test]
+    fn defaults_and_custom_queries() {
+        let c = parse(
+            "name: main\ndsn: postgresql://monitor:pw@db:5432/app\nqueries:\n  - metric: app_jobs\n    \
+             sql: SELECT queue, count(*) AS waiting FROM jobs GROUP BY queue\n    labels: [queue]\n    \
+             values: [waiting]\n  - metric: app_events\n    type: counter\n    sql: SELECT 1 AS n\n    \
+             values: [n]\n",
+        );
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.top_tables, 20);
+        assert!(c.validate().is_ok());
+        assert_eq!(c.queries[0].metric_name("waiting"), "app_jobs_waiting");
+        assert_eq!(c.queries[1].metric_name("n"), "app_events_n_total");
+        assert!(!format!("{c:?}").contains("pw@"), "the DSN never prints");
+    }
+
+    #[test]
+    fn problems_name_their_key() {
+        let c = parse("name: main\n");
+        assert_eq!(c.validate().expect_err("no dsn").0, "dsn");
+        let c = parse(
+            "name: m\ndsn: postgresql://db/app\nqueries:\n  - metric: ok\n    sql: SELECT 1\n    \
+             labels: [target]\n    values: [x]\n",
+        );
+        assert_eq!(
+            c.validate().expect_err("target label").0,
+            "queries[0].labels[0]"
+        );
+        let c = parse("name: m\ndsn: 'host=db sslmode=sideways'\n");
+        assert_eq!(c.validate().expect_err("bad sslmode").0, "dsn");
+    }
+}

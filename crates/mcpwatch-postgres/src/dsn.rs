@@ -1,0 +1,257 @@
+//! Connection strings: tokio-postgres reads them, except the TLS settings it does not know
+//! (`sslmode=verify-ca`, `verify-full`, `sslrootcert`), which are taken out here first.
+//! Nothing here ever quotes the string back: it holds the password.
+
+use std::path::PathBuf;
+
+use mcpwatch_core::Secret;
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate (libpq's default).
+    Prefer,
+    /// TLS, without checking the certificate (unless a root certificate is given).
+    Require,
+    /// TLS with a certificate signed by a trusted CA.
+    VerifyCa,
+    /// TLS with a trusted certificate for the host connected to.
+    VerifyFull,
+}
+
+/// A connection string taken apart.
+#[derive(Debug)]
+pub(crate) struct ParsedDsn {
+    pub config: tokio_postgres::Config,
+    pub ssl_mode: SslMode,
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Reads a connection string.
+pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
+    let text = dsn.expose().trim();
+    let (rest, params) = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        split_url(text)
+    } else {
+        split_pairs(text)
+    };
+    let mut ssl_mode = SslMode::Prefer;
+    let mut root_cert = None;
+    for (key, value) in params {
+        match key.as_str() {
+            "sslmode" => {
+                ssl_mode = match value.as_str() {
+                    "disable" => SslMode::Disable,
+                    "allow" | "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    _ => {
+                        return Err(
+                            "sslmode must be disable, allow, prefer, require, verify-ca or \
+                             verify-full"
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+            _ => root_cert = Some(PathBuf::from(value)),
+        }
+    }
+    // As in libpq, a root certificate turns `require` into `verify-ca`.
+    if ssl_mode == SslMode::Require && root_cert.is_some() {
+        ssl_mode = SslMode::VerifyCa;
+    }
+    let mut config: tokio_postgres::Config = rest
+        .parse()
+        .map_err(|e| format!("invalid connection string: {e}"))?;
+    config.ssl_mode(match ssl_mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
+    });
+    if config.get_hosts().is_empty() {
+        config.host("localhost");
+    }
+    Ok(ParsedDsn {
+        config,
+        ssl_mode,
+        root_cert,
+    })
+}
+
+const TLS_KEYS: [&str; 2] = ["sslmode", "sslrootcert"];
+
+fn split_url(text: &str) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = text.split_once('?') else {
+        return (text.to_owned(), Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut taken = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if TLS_KEYS.contains(&key) {
+            taken.push((key.to_owned(), percent_decode(value)));
+        } else {
+            kept.push(pair);
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, taken)
+}
+
+fn split_pairs(text: &str) -> (String, Vec<(String, String)>) {
+    let mut kept = String::new();
+    let mut taken = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(start, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        // A key, '=', then a bare or single-quoted value.
+        let mut end = start;
+        let mut key_end = None;
+        let mut quoted = false;
+        let mut escaped = false;
+        let mut value = String::new();
+        for (i, c) in chars.by_ref() {
+            end = i + c.len_utf8();
+            match key_end {
+                None if c == '=' => key_end = Some(i),
+                None if c.is_whitespace() => break,
+                None => {}
+                Some(_) if escaped => {
+                    value.push(c);
+                    escaped = false;
+                }
+                Some(_) if quoted && c == '\\' => escaped = true,
+                Some(_) if c == '\'' => quoted = !quoted,
+                Some(_) if !quoted && c.is_whitespace() => break,
+                Some(_) => value.push(c),
+            }
+        }
+        let token = &text[start..end];
+        let key = key_end.map(|k| text[start..k].trim());
+        match key {
+            Some(k) if TLS_KEYS.contains(&k) => taken.push((k.to_owned(), value)),
+            _ => {
+                kept.push_str(token.trim());
+                kept.push(' ');
+            }
+        }
+    }
+    (kept.trim_end().to_owned(), taken)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A name for a target given on the command line: `host:port/database`, without the user
+/// or password.
+pub fn target_name(dsn: &Secret) -> Option<String> {
+    let parsed = parse(dsn).ok()?;
+    let host = match parsed.config.get_hosts().first()? {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = parsed.config.get_ports().first().copied().unwrap_or(5432);
+    let database = parsed
+        .config
+        .get_dbname()
+        .or(parsed.config.get_user())
+        .unwrap_or("postgres");
+    Some(format!("{host}:{port}/{database}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_tls_settings_are_taken_out() {
+        let p = parse(&Secret::new(
+            "postgresql://monitor:p%40ss@db.example:6432/app?sslmode=verify-full&\
+             sslrootcert=%2Fetc%2Fca.pem&application_name=x",
+        ))
+        .expect("parse");
+        assert_eq!(p.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(p.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(p.config.get_dbname(), Some("app"));
+        assert_eq!(p.config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(p.config.get_ports(), [6432]);
+    }
+
+    #[test]
+    fn key_value_pairs_with_quotes() {
+        let p = parse(&Secret::new(
+            "host=db user=monitor password='a b\\'c' sslmode=require dbname=app",
+        ))
+        .expect("parse");
+        assert_eq!(p.ssl_mode, SslMode::Require);
+        assert_eq!(p.config.get_password(), Some(&b"a b'c"[..]));
+        assert_eq!(p.config.get_dbname(), Some("app"));
+        let p = parse(&Secret::new(
+            "host=db sslrootcert='/etc/my ca.pem' sslmode=require",
+        ))
+        .expect("parse");
+        assert_eq!(
+            p.ssl_mode,
+            SslMode::VerifyCa,
+            "a root certificate means verify-ca"
+        );
+        assert_eq!(p.root_cert, Some(PathBuf::from("/etc/my ca.pem")));
+        assert_eq!(
+            parse(&Secret::new("host=db")).expect("parse").ssl_mode,
+            SslMode::Prefer
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_the_password() {
+        for dsn in [
+            "postgresql://u:hunter2@db/app?sslmode=maybe",
+            "host=db password=hunter2 bogus=1",
+            "postgresql://u:hunter2@db:notaport/app",
+        ] {
+            let e = parse(&Secret::new(dsn)).expect_err(dsn);
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn names_from_the_connection_string() {
+        assert_eq!(
+            target_name(&Secret::new("postgresql://u:pw@db:6432/app")).as_deref(),
+            Some("db:6432/app")
+        );
+        assert_eq!(
+            target_name(&Secret::new("host=10.0.0.5 user=monitor")).as_deref(),
+            Some("10.0.0.5:5432/monitor")
+        );
+    }
+}

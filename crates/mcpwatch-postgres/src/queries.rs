@@ -1,0 +1,220 @@
+//! The statements run on every scrape, written for the server's version (PostgreSQL 12 to
+//! 17). Counts are cast to `int8`, times and sizes to `float8`, names to `text`, so that the
+//! readers need one type per kind of column.
+
+/// Statements prepared on the target's main connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum MainQuery {
+    Server,
+    Activity,
+    Transactions,
+    Locks,
+    Databases,
+    Replication,
+    Slots,
+    Archiver,
+    Checkpointer,
+    Statements,
+}
+
+impl MainQuery {
+    pub(crate) const ALL: [MainQuery; 10] = [
+        MainQuery::Server,
+        MainQuery::Activity,
+        MainQuery::Transactions,
+        MainQuery::Locks,
+        MainQuery::Databases,
+        MainQuery::Replication,
+        MainQuery::Slots,
+        MainQuery::Archiver,
+        MainQuery::Checkpointer,
+        MainQuery::Statements,
+    ];
+
+    /// What the statement reads, for log lines.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            MainQuery::Server => "server",
+            MainQuery::Activity => "pg_stat_activity",
+            MainQuery::Transactions => "oldest transactions",
+            MainQuery::Locks => "pg_locks",
+            MainQuery::Databases => "pg_stat_database",
+            MainQuery::Replication => "pg_stat_replication",
+            MainQuery::Slots => "pg_replication_slots",
+            MainQuery::Archiver => "pg_stat_archiver",
+            MainQuery::Checkpointer => "checkpointer and bgwriter",
+            MainQuery::Statements => "pg_stat_statements",
+        }
+    }
+
+    /// The SQL for a server of `version` (`server_version_num`). Parameters: see
+    /// [`crate::collect`].
+    pub(crate) fn sql(self, version: u32, statement_text: bool) -> String {
+        match self {
+            MainQuery::Server => format!(
+                "SELECT current_setting('server_version')::text, \
+                 current_setting('server_version_num')::int8, \
+                 extract(epoch FROM pg_postmaster_start_time())::float8, \
+                 pg_is_in_recovery(), \
+                 current_setting('max_connections')::int8, \
+                 current_setting('superuser_reserved_connections')::int8, \
+                 {reserved}::int8, \
+                 CASE WHEN pg_is_in_recovery() \
+                   THEN extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) \
+                 END::float8",
+                reserved = if version >= 160_000 {
+                    "current_setting('reserved_connections')"
+                } else {
+                    "0"
+                }
+            ),
+            // Client backends only: the connections an application's pool competes for.
+            MainQuery::Activity => "SELECT coalesce(datname, '')::text, \
+                 coalesce(state, 'unknown')::text, \
+                 coalesce(wait_event_type, '')::text, coalesce(wait_event, '')::text, \
+                 count(*)::int8 \
+                 FROM pg_stat_activity WHERE backend_type = 'client backend' \
+                 GROUP BY 1, 2, 3, 4"
+                .to_owned(),
+            MainQuery::Transactions => "SELECT coalesce(datname, '')::text, \
+                 coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)::float8, \
+                 coalesce(max(extract(epoch FROM clock_timestamp() - state_change)) FILTER \
+                   (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')), \
+                   0)::float8, \
+                 count(*) FILTER (WHERE wait_event_type = 'Lock')::int8 \
+                 FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                 GROUP BY 1"
+                .to_owned(),
+            MainQuery::Locks => {
+                "SELECT coalesce(d.datname, '')::text, l.mode::text, count(*)::int8, \
+                 count(*) FILTER (WHERE NOT l.granted)::int8 \
+                 FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database \
+                 GROUP BY 1, 2"
+                    .to_owned()
+            }
+            MainQuery::Databases => "SELECT datname::text, numbackends::int8, \
+                 xact_commit::int8, xact_rollback::int8, blks_read::int8, blks_hit::int8, \
+                 tup_returned::int8, tup_fetched::int8, tup_inserted::int8, tup_updated::int8, \
+                 tup_deleted::int8, conflicts::int8, temp_files::int8, temp_bytes::int8, \
+                 deadlocks::int8, pg_database_size(datid)::int8 \
+                 FROM pg_stat_database \
+                 WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') \
+                 ORDER BY datname LIMIT $1"
+                .to_owned(),
+            MainQuery::Replication => "SELECT coalesce(application_name, '')::text, \
+                 coalesce(client_addr::text, 'local'), coalesce(state, '')::text, \
+                 coalesce(extract(epoch FROM replay_lag), 0)::float8, \
+                 CASE WHEN pg_is_in_recovery() THEN NULL \
+                   ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) END::float8 \
+                 FROM pg_stat_replication ORDER BY application_name, client_addr LIMIT $1"
+                .to_owned(),
+            MainQuery::Slots => "SELECT slot_name::text, slot_type::text, active, \
+                 pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
+                   ELSE pg_current_wal_lsn() END, restart_lsn)::float8 \
+                 FROM pg_replication_slots ORDER BY slot_name LIMIT $1"
+                .to_owned(),
+            MainQuery::Archiver => "SELECT archived_count::int8, failed_count::int8, \
+                 extract(epoch FROM last_archived_time)::float8, \
+                 extract(epoch FROM last_failed_time)::float8 \
+                 FROM pg_stat_archiver"
+                .to_owned(),
+            // PostgreSQL 17 moved the checkpointer's counters out of pg_stat_bgwriter.
+            MainQuery::Checkpointer if version >= 170_000 => {
+                "SELECT c.num_timed::int8, c.num_requested::int8, c.write_time::float8, \
+                 c.sync_time::float8, c.buffers_written::int8, b.buffers_clean::int8, \
+                 b.maxwritten_clean::int8, NULL::int8, b.buffers_alloc::int8 \
+                 FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
+                    .to_owned()
+            }
+            MainQuery::Checkpointer => "SELECT checkpoints_timed::int8, checkpoints_req::int8, \
+                 checkpoint_write_time::float8, checkpoint_sync_time::float8, \
+                 buffers_checkpoint::int8, buffers_clean::int8, maxwritten_clean::int8, \
+                 buffers_backend::int8, buffers_alloc::int8 FROM pg_stat_bgwriter"
+                .to_owned(),
+            // The top statements by total time, summed over top-level and nested rows.
+            // Without text, pg_stat_statements(false) spares the server reading the query
+            // text file, which is large on busy servers.
+            MainQuery::Statements => {
+                let time = if version >= 130_000 {
+                    "total_exec_time"
+                } else {
+                    "total_time"
+                };
+                let (source, text) = if statement_text {
+                    ("pg_stat_statements(true)", "left(min(s.query), $2::int4)")
+                } else {
+                    ("pg_stat_statements(false)", "''")
+                };
+                format!(
+                    "SELECT s.queryid::text, coalesce(d.datname, '')::text, \
+                     coalesce(r.rolname, '')::text, sum(s.calls)::int8, \
+                     (sum(s.{time}) / 1000)::float8, sum(s.rows)::int8, {text}::text \
+                     FROM {source} s \
+                     LEFT JOIN pg_database d ON d.oid = s.dbid \
+                     LEFT JOIN pg_roles r ON r.oid = s.userid \
+                     WHERE s.queryid IS NOT NULL \
+                     GROUP BY s.queryid, d.datname, r.rolname \
+                     ORDER BY 5 DESC LIMIT $1"
+                )
+            }
+        }
+    }
+}
+
+/// Per database: the tables with the most dead tuples.
+pub(crate) const TABLES: &str = "SELECT current_database()::text, schemaname::text, \
+     relname::text, n_live_tup::int8, n_dead_tup::int8, seq_scan::int8, \
+     coalesce(idx_scan, 0)::int8, \
+     extract(epoch FROM clock_timestamp() - last_autovacuum)::float8, \
+     extract(epoch FROM clock_timestamp() - last_autoanalyze)::float8 \
+     FROM pg_stat_user_tables ORDER BY n_dead_tup DESC, schemaname, relname LIMIT $1";
+
+/// Whether pg_stat_statements is installed in the connected database.
+pub(crate) const HAS_STATEMENTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_pick_their_columns() {
+        assert!(
+            MainQuery::Checkpointer
+                .sql(170_000, false)
+                .contains("pg_stat_checkpointer")
+        );
+        assert!(
+            !MainQuery::Checkpointer
+                .sql(160_004, false)
+                .contains("pg_stat_checkpointer")
+        );
+        assert!(
+            MainQuery::Statements
+                .sql(120_000, false)
+                .contains("total_time")
+        );
+        assert!(
+            MainQuery::Statements
+                .sql(150_000, false)
+                .contains("total_exec_time")
+        );
+        assert!(
+            MainQuery::Statements
+                .sql(150_000, false)
+                .contains("pg_stat_statements(false)")
+        );
+        assert!(MainQuery::Statements.sql(150_000, true).contains("$2"));
+        assert!(
+            MainQuery::Server
+                .sql(160_000, false)
+                .contains("reserved_connections')")
+        );
+        assert!(
+            !MainQuery::Server
+                .sql(150_000, false)
+                .contains("'reserved_connections'")
+        );
+    }
+}

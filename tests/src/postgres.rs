@@ -1,0 +1,241 @@
+//! A real PostgreSQL server: `initdb` in a temporary directory (as the `postgres` user when
+//! the tests run as root), `pg_stat_statements` preloaded, on a free loopback port.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Uid, User, chown};
+
+use crate::ports::free_port;
+use crate::process::ServiceProcess;
+
+/// The monitoring role the exporter logs in as (member of `pg_monitor`).
+pub const MONITOR_USER: &str = "mcpwatch";
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The directory of PostgreSQL's programs: the one `initdb` on PATH is in, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn bin_dir() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("initdb"))
+            .find(|p| p.is_file())
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+    });
+    on_path
+        .or_else(|| {
+            let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|e| Some(e.ok()?.path().join("bin")))
+                .filter(|p| p.join("initdb").is_file())
+                .collect();
+            versions.sort();
+            versions.pop()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL is not installed: run ./tests/run.sh, or as root: \
+                 apt-get install -y postgresql"
+            )
+        })
+}
+
+/// Settings of a server to start.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `max_connections`.
+    pub max_connections: u32,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 40,
+        }
+    }
+}
+
+/// A running PostgreSQL server. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct PostgresServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    owner: Option<(Uid, Gid)>,
+    port: u16,
+    options: PostgresOptions,
+    password: String,
+    process: Option<ServiceProcess>,
+}
+
+impl PostgresServer {
+    /// Creates a cluster, starts it, and creates the monitoring role (with a random
+    /// password) and the `pg_stat_statements` extension.
+    ///
+    /// # Panics
+    /// When PostgreSQL is missing or does not start.
+    pub async fn start(options: PostgresOptions) -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // initdb and postgres refuse to run as root.
+        let owner = Uid::effective().is_root().then(|| {
+            let user = User::from_name("postgres")
+                .ok()
+                .flatten()
+                .expect("the postgres user (apt-get install -y postgresql creates it)");
+            chown(dir.path(), Some(user.uid), Some(user.gid)).expect("chown the cluster dir");
+            (user.uid, user.gid)
+        });
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .arg("-D")
+            .arg(&data)
+            .stdout(std::process::Stdio::null());
+        if let Some((uid, gid)) = owner {
+            initdb.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let out = initdb.output().expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Local superuser by socket for the tests' own setup; everything over TCP needs a
+        // password, as in production.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        let mut server = Self {
+            dir,
+            bin,
+            owner,
+            port: free_port(),
+            options,
+            password: crate::random_token("pg-secret-"),
+            process: None,
+        };
+        server.launch().await;
+        let admin = server.admin("postgres").await;
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {MONITOR_USER} LOGIN PASSWORD '{}' IN ROLE pg_monitor;\
+                 CREATE EXTENSION pg_stat_statements;",
+                server.password
+            ))
+            .await
+            .expect("create the monitoring role");
+        server
+    }
+
+    async fn launch(&mut self) {
+        let data = self.dir.path().join("data");
+        let mut postgres = Command::new(self.bin.join("postgres"));
+        postgres.arg("-D").arg(&data);
+        for setting in [
+            format!("port={}", self.port),
+            "listen_addresses=127.0.0.1".to_owned(),
+            format!("unix_socket_directories={}", self.dir.path().display()),
+            "shared_preload_libraries=pg_stat_statements".to_owned(),
+            "pg_stat_statements.track=all".to_owned(),
+            format!("max_connections={}", self.options.max_connections),
+            "fsync=off".to_owned(),
+            "synchronous_commit=off".to_owned(),
+            "full_page_writes=off".to_owned(),
+            "autovacuum=off".to_owned(),
+            "shared_buffers=32MB".to_owned(),
+        ] {
+            postgres.arg("-c").arg(setting);
+        }
+        if let Some((uid, gid)) = self.owner {
+            postgres.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        self.process = Some(ServiceProcess::spawn("postgres", postgres, self.dir.path()));
+        let socket = self.dir.path().to_owned();
+        let port = self.port;
+        crate::wait_for_async("PostgreSQL to accept connections", LIMIT, || {
+            let socket = socket.clone();
+            async move {
+                let mut config = tokio_postgres::Config::new();
+                config
+                    .host_path(&socket)
+                    .port(port)
+                    .user("postgres")
+                    .dbname("postgres");
+                config.connect(tokio_postgres::NoTls).await.ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The monitoring role's password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// A DSN for the monitoring role over TCP.
+    pub fn dsn(&self, database: &str) -> String {
+        format!(
+            "postgresql://{MONITOR_USER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(ServiceProcess::output)
+            .unwrap_or_default()
+    }
+
+    /// A superuser session over the Unix socket, in `database`.
+    ///
+    /// # Panics
+    /// When the server cannot be reached.
+    pub async fn admin(&self, database: &str) -> tokio_postgres::Client {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(self.dir.path())
+            .port(self.port)
+            .user("postgres")
+            .dbname(database);
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("superuser connection");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Stops the server (fast shutdown), as an operator's `pg_ctl stop` does.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop(Signal::SIGINT, LIMIT);
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.launch().await;
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,121 @@
+//! A real Redis server with a password, on a free loopback port.
+
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::ports::free_port;
+use crate::process::ServiceProcess;
+use crate::tools::require;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A running Redis server. Dropping it stops it.
+#[derive(Debug)]
+pub struct RedisServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    password: String,
+    extra: Vec<String>,
+    process: Option<ServiceProcess>,
+}
+
+impl RedisServer {
+    /// Starts Redis with `requirepass` set to a random password, no persistence, and
+    /// `extra` configuration arguments (such as `["--maxmemory", "2mb"]`).
+    ///
+    /// # Panics
+    /// When redis-server is missing or does not start.
+    pub async fn start(extra: &[&str]) -> Self {
+        let mut server = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            password: crate::random_token("redis-secret-"),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            process: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let binary = require("redis-server", "apt-get install -y redis-server");
+        let mut command = Command::new(binary);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--requirepass", &self.password])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.extra);
+        self.process = Some(ServiceProcess::spawn("redis", command, self.dir.path()));
+        let url = self.url();
+        crate::wait_for_async("Redis to answer", LIMIT, || {
+            let url = url.clone();
+            async move {
+                let client = redis::Client::open(url).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// `redis://:<password>@127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://:{}@127.0.0.1:{}/", self.password, self.port)
+    }
+
+    /// A connection for the tests' own commands.
+    ///
+    /// # Panics
+    /// When Redis cannot be reached.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    /// Redis's log so far.
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(ServiceProcess::output)
+            .unwrap_or_default()
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop(Signal::SIGTERM, LIMIT);
+        }
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.launch().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

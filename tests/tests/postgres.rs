@@ -1,0 +1,349 @@
+//! The PostgreSQL collector against a real server: the metrics move with what the tests do
+//! to it, the server going away and coming back, and the password kept out of everything.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mcpwatch_core::config::parse_yaml;
+use mcpwatch_core::{Scrape, ScrapeEngine, ScrapeOptions};
+use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
+use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+use mcpwatch_tests::tools::promtool_check_metrics;
+use mcpwatch_tests::wait_for_async;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn engine(yaml: &str) -> ScrapeEngine {
+    let config: PostgresConfig = parse_yaml(yaml, Path::new("test.yml")).expect("config");
+    ScrapeEngine::builder()
+        .collector(PostgresCollector::new(config).expect("collector"))
+        .options(ScrapeOptions {
+            timeout: Duration::from_secs(5),
+            timeout_offset: Duration::from_millis(500),
+        })
+        .process_metrics(false)
+        .build()
+}
+
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.value(name, labels)
+}
+
+async fn text(scrape: &Scrape) -> String {
+    let body = scrape
+        .body(mcpwatch_core::encode::Format::Text, false)
+        .await;
+    String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
+/// Scrapes until `check` holds (statistics reach the views asynchronously).
+async fn scrape_until(
+    engine: &ScrapeEngine,
+    what: &str,
+    check: impl Fn(&Scrape) -> bool,
+) -> std::sync::Arc<Scrape> {
+    wait_for_async(what, LIMIT, || async {
+        let scrape = engine.scrape(None).await;
+        check(&scrape).then_some(scrape)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn database_activity_moves_the_metrics() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE app")
+        .await
+        .expect("create database");
+    let app = server.admin("app").await;
+    app.batch_execute(
+        "CREATE TABLE jobs (id serial PRIMARY KEY, queue text, state text);\
+         INSERT INTO jobs (queue, state) SELECT 'q' || (i % 3), 'new' FROM generate_series(1, 300) i;\
+         GRANT SELECT ON jobs TO mcpwatch;",
+    )
+    .await
+    .expect("fixture");
+
+    let engine = engine(&format!(
+        "name: main\ndsn: '{}'\ndatabases: [postgres, app]\nqueries:\n  - metric: app_jobs\n    \
+         help: Jobs by queue.\n    database: app\n    \
+         sql: SELECT queue, count(*) AS waiting FROM jobs GROUP BY queue\n    labels: [queue]\n    \
+         values: [waiting]\n",
+        server.dsn("postgres")
+    ));
+    let first = engine.scrape(None).await;
+    assert_eq!(
+        value(&first, "pg_up", &[("target", "main")]),
+        Some(1.0),
+        "{}",
+        text(&first).await
+    );
+    assert_eq!(
+        value(
+            &first,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "postgres")]
+        ),
+        Some(1.0),
+        "{:?}",
+        engine.status()
+    );
+    assert!(value(&first, "pg_probe_duration_seconds", &[]).is_some());
+    let info = first.group("pg_server_info").expect("server info");
+    let labels = &info.members()[0].samples()[0].labels;
+    assert!(
+        labels
+            .iter()
+            .any(|(k, v)| k == "version_num" && v.len() == 6 && v.as_str() >= "120000"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        value(&first, "pg_settings_max_connections", &[]),
+        Some(40.0)
+    );
+    assert_eq!(value(&first, "pg_in_recovery", &[]), Some(0.0));
+    assert_eq!(
+        value(&first, "pg_stat_statements_available", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&first, "app_jobs_waiting", &[("queue", "q0")]),
+        Some(100.0)
+    );
+    let commits = |s: &Scrape| {
+        value(
+            s,
+            "pg_stat_database_xact_commit_total",
+            &[("datname", "app")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = commits(&first);
+
+    // 20 transactions, and dead rows in jobs.
+    for i in 0..20 {
+        app.batch_execute(&format!(
+            "UPDATE jobs SET state = 'run{i}' WHERE id = {}",
+            i + 1
+        ))
+        .await
+        .expect("update");
+    }
+    app.batch_execute("DELETE FROM jobs WHERE id > 200")
+        .await
+        .expect("delete");
+    let later = scrape_until(&engine, "commits and dead rows to show", |s| {
+        commits(s) >= before + 21.0
+            && value(
+                s,
+                "pg_stat_user_tables_n_dead_tup",
+                &[("datname", "app"), ("relname", "jobs")],
+            )
+            .is_some_and(|dead| dead >= 100.0)
+    })
+    .await;
+    assert!(
+        value(
+            &later,
+            "pg_stat_database_tup_deleted_total",
+            &[("datname", "app")]
+        )
+        .is_some_and(|d| d >= 100.0)
+    );
+    assert!(
+        value(&later, "pg_database_size_bytes", &[("datname", "app")]).is_some_and(|b| b > 1e6)
+    );
+    // Never vacuumed (autovacuum is off in the test server): an infinite age.
+    assert_eq!(
+        value(
+            &later,
+            "pg_stat_user_tables_last_autovacuum_age_seconds",
+            &[("relname", "jobs")]
+        ),
+        Some(f64::INFINITY)
+    );
+    // Ids 3, 6, ..., 198 are left in queue q0.
+    assert_eq!(
+        value(&later, "app_jobs_waiting", &[("queue", "q0")]),
+        Some(66.0)
+    );
+    // The statements the test ran show up among the top statements.
+    assert!(
+        later
+            .group("pg_stat_statements_calls_total")
+            .is_some_and(|g| g.series() > 0)
+    );
+    let exposition = text(&later).await;
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+    assert!(!exposition.contains(server.password()));
+}
+
+#[tokio::test]
+async fn long_transactions_lock_waits_and_connections() {
+    let server = PostgresServer::start(PostgresOptions {
+        max_connections: 20,
+    })
+    .await;
+    let admin = server.admin("postgres").await;
+    admin
+        .batch_execute("CREATE TABLE ledger (id int); INSERT INTO ledger VALUES (1);")
+        .await
+        .expect("fixture");
+    let engine = engine(&format!("name: db\ndsn: '{}'\n", server.dsn("postgres")));
+
+    // A transaction that takes a lock and then sits idle; another session waits on it.
+    let holder = server.admin("postgres").await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .expect("lock");
+    let waiter = server.admin("postgres").await;
+    let blocked = tokio::spawn(async move { waiter.batch_execute("SELECT * FROM ledger").await });
+    // And connections filling up the server.
+    let mut pool = Vec::new();
+    for _ in 0..8 {
+        pool.push(server.admin("postgres").await);
+    }
+
+    let scrape = scrape_until(&engine, "the blocked session to show", |s| {
+        value(
+            s,
+            "pg_sessions_waiting_on_locks",
+            &[("datname", "postgres")],
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+            && value(
+                s,
+                "pg_oldest_idle_in_transaction_seconds",
+                &[("datname", "postgres")],
+            )
+            .unwrap_or(0.0)
+                > 1.0
+    })
+    .await;
+    assert!(
+        value(
+            &scrape,
+            "pg_locks_waiting",
+            &[("datname", "postgres"), ("mode", "AccessShareLock")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        value(
+            &scrape,
+            "pg_locks",
+            &[("datname", "postgres"), ("mode", "AccessExclusiveLock")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        value(
+            &scrape,
+            "pg_oldest_transaction_seconds",
+            &[("datname", "postgres")]
+        )
+        .unwrap_or(0.0)
+            > 1.0
+    );
+    let group = scrape
+        .group("pg_stat_activity_connections")
+        .expect("connections");
+    let connections: f64 = group
+        .members()
+        .iter()
+        .flat_map(|f| f.samples())
+        .map(|s| match s.value {
+            mcpwatch_core::metrics::SampleValue::Number(v) => v,
+            mcpwatch_core::metrics::SampleValue::Histogram(_) => 0.0,
+        })
+        .sum();
+    // 8 in the pool, the holder, the waiter, the admin, and the exporter's own.
+    assert!(connections >= 12.0, "{connections} connections");
+    assert_eq!(
+        value(
+            &scrape,
+            "pg_stat_activity_connections",
+            &[("state", "idle in transaction"), ("datname", "postgres")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&scrape, "pg_settings_max_connections", &[]),
+        Some(20.0)
+    );
+
+    holder.batch_execute("COMMIT").await.expect("commit");
+    blocked.await.expect("task").expect("the waiter proceeds");
+    drop(pool);
+}
+
+#[tokio::test]
+async fn down_and_back_with_the_same_collector() {
+    let mut server = PostgresServer::start(PostgresOptions::default()).await;
+    let engine = engine(&format!("name: db\ndsn: '{}'\n", server.dsn("postgres")));
+    let up = engine.scrape(None).await;
+    assert_eq!(value(&up, "pg_up", &[]), Some(1.0));
+
+    server.stop();
+    let down = engine.scrape(Some(Duration::from_secs(3))).await;
+    assert_eq!(
+        value(&down, "pg_up", &[]),
+        Some(0.0),
+        "{}",
+        text(&down).await
+    );
+    assert_eq!(
+        value(
+            &down,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "postgres")]
+        ),
+        Some(0.0)
+    );
+    // Still inside the deadline, and said in the status.
+    assert_eq!(
+        value(&down, "mcpwatch_scrape_timeout_seconds", &[]),
+        Some(2.5)
+    );
+    let status = engine.status();
+    assert!(status[0].last_outcome.is_some());
+
+    server.restart().await;
+    let back = scrape_until(&engine, "pg_up to return", |s| {
+        value(s, "pg_up", &[]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        value(
+            &back,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "postgres")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_password_is_down_and_never_shown() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let wrong = mcpwatch_tests::random_token("not-the-password-");
+    let engine = engine(&format!(
+        "name: db\ndsn: 'postgresql://{MONITOR_USER}:{wrong}@127.0.0.1:{}/postgres'\n",
+        server.port()
+    ));
+    let scrape = engine.scrape(None).await;
+    assert_eq!(value(&scrape, "pg_up", &[]), Some(0.0));
+    let status = format!("{:?}", engine.status());
+    assert!(
+        status.contains("password authentication failed"),
+        "{status}"
+    );
+    assert!(!status.contains(&wrong));
+    assert!(!text(&scrape).await.contains(&wrong));
+}
