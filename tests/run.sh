@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command of mcpwatch. On a fresh Debian machine, as root, it installs what is
 # missing; as another user it prints the install command and stops. Then it runs every check:
-# formatting, clippy, the unit, integration and end-to-end tests (real Prometheus, promtool,
-# Python's strict OpenMetrics parser), and the rule and dashboard checks once those exist.
+# formatting, clippy, the unit, integration and end-to-end tests (real Prometheus,
+# PostgreSQL and Redis started on free ports, promtool, Python's strict OpenMetrics parser),
+# and the rule and dashboard checks once those exist.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,6 +18,11 @@ apt_missing=()
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
+command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
+# PostgreSQL's programs live under /usr/lib/postgresql/<version>/bin on Debian.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_missing+=(postgresql)
+fi
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 
@@ -54,8 +60,11 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); th
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
         (( policy_added )) && rm -f /usr/sbin/policy-rc.d
-        # The packages enable their services; nothing may listen on the default ports.
-        pkill -x prometheus 2>/dev/null || true
+        # Had a package started its service anyway, it would hold a default port.
+        for service in prometheus redis-server; do
+            [[ " ${apt_missing[*]} " == *" $service "* ]] && pkill -x "$service" 2>/dev/null
+        done
+        true
     fi
     if (( ${#pip_missing[@]} )); then
         step "Installing ${pip_missing[*]}"

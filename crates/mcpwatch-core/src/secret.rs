@@ -79,6 +79,15 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// For command-line flags: parsing cannot fail, and the value stays hidden in `Debug`.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(s))
+    }
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Self::new(value)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use mcpwatch_core::Secret;
 
 /// Prometheus exporter for MCP servers and what runs under them.
 #[derive(Debug, Parser)]
@@ -47,6 +48,27 @@ pub struct Cli {
     /// Disable the host collector, whatever the configuration file says.
     #[arg(long = "no-collector.host")]
     pub no_collector_host: bool,
+
+    /// Watch a PostgreSQL server (a URL or key=value connection string); repeatable. The
+    /// target is named host:port/database. Prefer dsn_file in the configuration file: a
+    /// command line is visible to every user of the host.
+    #[arg(
+        long = "postgres.dsn",
+        value_name = "DSN",
+        env = "MCPWATCH_POSTGRES_DSN",
+        hide_env_values = true
+    )]
+    pub postgres_dsn: Vec<Secret>,
+
+    /// Watch a Redis server (redis:// or rediss:// URL); repeatable. The target is named
+    /// host:port.
+    #[arg(
+        long = "redis.url",
+        value_name = "URL",
+        env = "MCPWATCH_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Vec<Secret>,
 }
 
 /// `--log.level`.
@@ -98,8 +120,13 @@ mod tests {
             "--web.listen-address=[::1]:9810",
             "--log.format=json",
             "--no-collector.host",
+            "--postgres.dsn=postgresql://m:hunter2@db/app",
+            "--redis.url=redis://:hunter2@cache:6379",
         ])
         .expect("parse");
+        assert_eq!(cli.postgres_dsn.len(), 1);
+        assert_eq!(cli.redis_url.len(), 1);
+        assert!(!format!("{cli:?}").contains("hunter2"));
         assert_eq!(cli.listen_addresses, ["127.0.0.1:9810", "[::1]:9810"]);
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(cli.no_collector_host);

@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcpwatch_core::ScrapeOptions;
 use mcpwatch_core::config::{ConfigError, Problem, duration, load_yaml_checked};
+use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_host::HostConfig;
+use mcpwatch_postgres::PostgresConfig;
+use mcpwatch_redis::RedisConfig;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -29,6 +31,12 @@ pub struct CollectorsConfig {
     /// The host collector.
     #[serde(default)]
     pub host: HostConfig,
+    /// PostgreSQL servers.
+    #[serde(default)]
+    pub postgres: Vec<PostgresConfig>,
+    /// Redis servers.
+    #[serde(default)]
+    pub redis: Vec<RedisConfig>,
 }
 
 /// `scrape`.
@@ -68,6 +76,8 @@ impl ScrapeConfig {
 pub struct ConfigSource {
     file: Option<PathBuf>,
     no_collector_host: bool,
+    postgres_dsns: Vec<Secret>,
+    redis_urls: Vec<Secret>,
 }
 
 impl ConfigSource {
@@ -76,6 +86,8 @@ impl ConfigSource {
         Self {
             file: cli.config_file.clone(),
             no_collector_host: cli.no_collector_host,
+            postgres_dsns: cli.postgres_dsn.clone(),
+            redis_urls: cli.redis_url.clone(),
         }
     }
 
@@ -99,8 +111,49 @@ impl ConfigSource {
         if self.no_collector_host {
             config.collectors.host.enabled = false;
         }
+        self.add_flag_targets(&mut config)?;
         Ok(config)
     }
+
+    /// Adds the targets of `--postgres.dsn` and `--redis.url`, named after their address.
+    fn add_flag_targets(&self, config: &mut ExporterConfig) -> Result<(), ConfigError> {
+        let origin = PathBuf::from("<command line>");
+        for (i, dsn) in self.postgres_dsns.iter().enumerate() {
+            let key = format!("--postgres.dsn #{}", i + 1);
+            let base = mcpwatch_postgres::target_name(dsn).ok_or_else(|| {
+                ConfigError::invalid(&origin, &key, "not a valid PostgreSQL connection string")
+            })?;
+            let name = unique_name(&base, config.collectors.postgres.iter().map(|p| &p.name));
+            let target = PostgresConfig::from_dsn(name, dsn.clone());
+            target
+                .validate()
+                .map_err(|(_, message)| ConfigError::invalid(&origin, &key, message))?;
+            config.collectors.postgres.push(target);
+        }
+        for (i, url) in self.redis_urls.iter().enumerate() {
+            let key = format!("--redis.url #{}", i + 1);
+            let base = mcpwatch_redis::target_name(url)
+                .ok_or_else(|| ConfigError::invalid(&origin, &key, "not a valid Redis URL"))?;
+            let name = unique_name(&base, config.collectors.redis.iter().map(|r| &r.name));
+            let target = RedisConfig::from_url(name, url.clone());
+            target
+                .validate()
+                .map_err(|(_, message)| ConfigError::invalid(&origin, &key, message))?;
+            config.collectors.redis.push(target);
+        }
+        Ok(())
+    }
+}
+
+/// `base`, or `base-2`, `base-3`... when a target already has the name.
+fn unique_name<'a>(base: &str, taken: impl Iterator<Item = &'a String> + Clone) -> String {
+    let mut name = base.to_owned();
+    let mut n = 1;
+    while taken.clone().any(|t| *t == name) {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    name
 }
 
 impl ExporterConfig {
@@ -110,6 +163,32 @@ impl ExporterConfig {
             .host
             .validate()
             .map_err(|(key, message)| (format!("collectors.host.{key}"), message))?;
+        for (i, target) in self.collectors.postgres.iter().enumerate() {
+            let key = |k: String| format!("collectors.postgres[{i}].{k}");
+            target.validate().map_err(|(k, m)| (key(k), m))?;
+            if self.collectors.postgres[..i]
+                .iter()
+                .any(|t| t.name == target.name)
+            {
+                return Err((
+                    key("name".into()),
+                    format!("{:?} is used twice", target.name),
+                ));
+            }
+        }
+        for (i, target) in self.collectors.redis.iter().enumerate() {
+            let key = |k: String| format!("collectors.redis[{i}].{k}");
+            target.validate().map_err(|(k, m)| (key(k), m))?;
+            if self.collectors.redis[..i]
+                .iter()
+                .any(|t| t.name == target.name)
+            {
+                return Err((
+                    key("name".into()),
+                    format!("{:?} is used twice", target.name),
+                ));
+            }
+        }
         if self.scrape.timeout.is_zero() {
             return Err((
                 "scrape.timeout".to_owned(),
@@ -160,6 +239,59 @@ mod tests {
             Some("^/(proc|sys|dev)")
         );
         assert_eq!(config.scrape.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn targets_from_the_file_and_the_flags() {
+        let config = load(
+            "collectors:\n  postgres:\n    - name: main\n      dsn: postgresql://m:pw@db:5432/app\n  \
+             redis:\n    - name: cache\n      url: redis://cache:6379\n",
+            &[
+                "--postgres.dsn=postgresql://m:pw@db:5432/app",
+                "--postgres.dsn=postgresql://m:pw@db:5432/app",
+                "--redis.url=redis://:pw@127.0.0.1:6380/0",
+            ],
+        )
+        .expect("valid");
+        let names: Vec<&str> = config
+            .collectors
+            .postgres
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["main", "db:5432/app", "db:5432/app-2"]);
+        assert_eq!(config.collectors.redis[1].name, "127.0.0.1:6380");
+    }
+
+    #[test]
+    fn target_errors_name_their_entry() {
+        let e = load(
+            "collectors:\n  postgres:\n    - name: a\n      dsn: postgresql://db/x\n    \
+             - name: a\n      dsn: postgresql://db/y\n",
+            &[],
+        )
+        .expect_err("duplicate");
+        assert_eq!(
+            e,
+            "exporter.yml:5:7: collectors.postgres[1].name: \"a\" is used twice"
+        );
+        let e = load(
+            "collectors:\n  redis:\n    - name: c\n      url: 'http://hunter2@x'\n",
+            &[],
+        )
+        .expect_err("scheme");
+        assert!(
+            e.starts_with("exporter.yml:4:7: collectors.redis[0].url: expected"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"));
+        let e = load(
+            "",
+            &["--postgres.dsn=host=db password=hunter2 sslmode=sideways"],
+        )
+        .expect_err("flag");
+        assert!(e.starts_with("<command line>: --postgres.dsn #1: "), "{e}");
+        assert!(!e.contains("hunter2"));
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_host::{HostCollector, HostConfig};
+use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
+use mcpwatch_redis::{RedisCollector, RedisConfig};
 
 use crate::config::{ConfigSource, ExporterConfig};
 
@@ -14,6 +16,8 @@ use crate::config::{ConfigSource, ExporterConfig};
 #[derive(Debug, Clone, PartialEq)]
 enum CollectorSpec {
     Host(HostConfig),
+    Postgres(PostgresConfig),
+    Redis(RedisConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -23,6 +27,22 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
     if config.collectors.host.enabled {
         specs.push(CollectorSpec::Host(config.collectors.host.clone()));
     }
+    specs.extend(
+        config
+            .collectors
+            .postgres
+            .iter()
+            .cloned()
+            .map(CollectorSpec::Postgres),
+    );
+    specs.extend(
+        config
+            .collectors
+            .redis
+            .iter()
+            .cloned()
+            .map(CollectorSpec::Redis),
+    );
     specs
         .into_iter()
         .map(|spec| {
@@ -33,6 +53,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::Host(host) => {
                     Arc::new(HostCollector::new(host.clone()).map_err(|e| e.to_string())?)
                 }
+                CollectorSpec::Postgres(target) => Arc::new(
+                    PostgresCollector::new(target.clone())
+                        .map_err(|e| format!("postgres target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Redis(target) => Arc::new(
+                    RedisCollector::new(target.clone())
+                        .map_err(|e| format!("redis target {:?}: {e}", target.name))?,
+                ),
             };
             Ok((spec, collector))
         })

@@ -134,6 +134,26 @@ impl CustomQuery {
 }
 
 impl PostgresConfig {
+    /// A target from a connection string alone, as `--postgres.dsn` gives.
+    pub fn from_dsn(name: String, dsn: Secret) -> Self {
+        Self {
+            name,
+            dsn: Some(dsn),
+            dsn_file: None,
+            databases: Vec::new(),
+            ca_file: None,
+            connect_timeout: defaults::connect_timeout(),
+            statement_timeout: defaults::statement_timeout(),
+            lock_timeout: defaults::lock_timeout(),
+            max_databases: defaults::max_databases(),
+            top_tables: defaults::top_tables(),
+            top_statements: defaults::top_statements(),
+            statement_text_length: 0,
+            max_replication: defaults::max_replication(),
+            queries: Vec::new(),
+        }
+    }
+
     /// The connection string, from `dsn` or `dsn_file`.
     pub fn dsn(&self) -> Result<Secret, String> {
         secret_setting("dsn", self.dsn.clone(), self.dsn_file.clone())?

@@ -1,0 +1,341 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+mod info;
+mod metrics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, Value};
+
+pub use config::RedisConfig;
+
+use crate::info::Info;
+use crate::metrics::Extras;
+
+/// Why a collector could not be built: the key at fault and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct RedisError {
+    /// The key, relative to the target's entry.
+    pub key: String,
+    /// What is wrong; never the URL or the password.
+    pub message: String,
+}
+
+/// Connection settings from the URL and the password settings.
+fn connection_info(config: &RedisConfig) -> Result<ConnectionInfo, String> {
+    let url = config.url.expose();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+    {
+        return Err("expected redis://, rediss:// or unix://".to_owned());
+    }
+    // The parser's own message may quote the URL, and with it the password.
+    let info = url.into_connection_info().map_err(|_| {
+        "invalid URL (expected redis://[user[:password]@]host[:port][/db])".to_owned()
+    })?;
+    // No CLIENT SETINFO: servers before 7.2 answer it with an error reply, which counts in
+    // their error statistics; the connection is named with CLIENT SETNAME instead.
+    let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
+    if let Some(user) = &config.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = config.password()? {
+        redis = redis.set_password(password.expose());
+    }
+    Ok(info.set_redis_settings(redis))
+}
+
+/// A target name from a URL given on the command line: `host:port`, without credentials.
+pub fn target_name(url: &Secret) -> Option<String> {
+    let info = url.expose().into_connection_info().ok()?;
+    Some(match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{host}:{port}")
+        }
+        other => other.to_string(),
+    })
+}
+
+/// Collects the metrics of one Redis server (`redis_*`), labelled `target="<name>"`.
+///
+/// It keeps one multiplexed connection, made again on the scrape after it broke. A scrape
+/// sends `PING` (`redis_up`, `redis_ping_duration_seconds`), then `INFO ALL`, `SLOWLOG LEN`,
+/// `CONFIG GET maxmemory` and `CONFIG GET maxclients` (unless the ACL refused them) and, in
+/// cluster mode, `CLUSTER INFO`, in one pipeline. Nothing it sends is answered with an error
+/// in the normal case, so the server's own error statistics stay the application's.
+pub struct RedisCollector {
+    config: RedisConfig,
+    client: redis::Client,
+    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Learned from INFO: ask CLUSTER INFO only in cluster mode, since elsewhere it is an
+    /// error reply that would count in the server's own error statistics.
+    cluster_mode: AtomicBool,
+    /// False once CONFIG GET was refused (an ACL without it): not asked again on this
+    /// connection, for the same reason.
+    config_allowed: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCollector")
+            .field("target", &self.config.name)
+            .finish()
+    }
+}
+
+impl RedisCollector {
+    /// Checks the configuration; nothing connects until the first scrape.
+    pub fn new(config: RedisConfig) -> Result<Self, RedisError> {
+        config
+            .validate()
+            .map_err(|(key, message)| RedisError { key, message })?;
+        let error = |message: String| RedisError {
+            key: "url".to_owned(),
+            message,
+        };
+        let info = connection_info(&config).map_err(error)?;
+        let client = match &config.ca_file {
+            Some(ca) => {
+                let root_cert = std::fs::read(ca.path()).map_err(|e| RedisError {
+                    key: "ca_file".to_owned(),
+                    message: format!("cannot read {}: {e}", ca.path().display()),
+                })?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            None => redis::Client::open(info),
+        }
+        .map_err(|_| error("cannot use these connection settings".to_owned()))?;
+        Ok(Self {
+            config,
+            client,
+            connection: tokio::sync::Mutex::new(None),
+            cluster_mode: AtomicBool::new(false),
+            config_allowed: AtomicBool::new(true),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The open connection, or a new one made within the scrape's time.
+    async fn connection(&self, ctx: &ScrapeContext) -> Result<MultiplexedConnection, CollectError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let connect = self
+            .config
+            .connect_timeout
+            .min(ctx.remaining().mul_f64(0.5));
+        let settings = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(self.config.response_timeout));
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+            .map_err(|e| CollectError::msg(describe(&e)).context("connecting"))?;
+        // Shows who this is in CLIENT LIST; a server that refuses it is no failure.
+        let _: Result<Value, _> = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg("mcpwatch")
+            .query_async(&mut connection)
+            .await;
+        *slot = Some(connection.clone());
+        self.config_allowed.store(true, Ordering::Relaxed);
+        Ok(connection)
+    }
+
+    /// Forgets a connection that failed, so that the next scrape connects again.
+    async fn forget(&self) {
+        self.connection.lock().await.take();
+    }
+}
+
+/// A Redis error's text; the crate's errors carry no credentials.
+fn describe(error: &redis::RedisError) -> String {
+    error.to_string()
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// The value of `CONFIG GET <name>`, as an array (RESP2) or a map (RESP3).
+fn config_value(value: &Value) -> Option<f64> {
+    let raw = match value {
+        Value::Array(items) => items.get(1).and_then(text),
+        Value::Map(pairs) => pairs.first().and_then(|(_, v)| text(v)),
+        _ => None,
+    }?;
+    raw.parse().ok()
+}
+
+#[async_trait]
+impl Collector for RedisCollector {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    fn target(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn collect(
+        &self,
+        ctx: &ScrapeContext,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        // Down until PING answers, so that a cut scrape still says so.
+        sink.gauge("redis_up", "Whether this scrape reached the server.")
+            .add(&[], 0.0);
+        let mut connection = self.connection(ctx).await?;
+        let start = Instant::now();
+        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+        if let Err(e) = pong {
+            self.forget().await;
+            return Err(CollectError::msg(describe(&e)).context("PING"));
+        }
+        let ping = start.elapsed();
+        if let Some(up) = sink.find_mut("redis_up") {
+            up.set_all(1.0);
+        }
+        sink.gauge(
+            "redis_ping_duration_seconds",
+            "Round trip of PING on the monitoring connection.",
+        )
+        .add(&[], ping.as_secs_f64());
+
+        let ask_config = self.config_allowed.load(Ordering::Relaxed);
+        let ask_cluster = self.cluster_mode.load(Ordering::Relaxed);
+        let mut pipe = redis::pipe();
+        pipe.cmd("INFO").arg("ALL").cmd("SLOWLOG").arg("LEN");
+        if ask_config {
+            pipe.cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory")
+                .cmd("CONFIG")
+                .arg("GET")
+                .arg("maxclients");
+        }
+        if ask_cluster {
+            pipe.cmd("CLUSTER").arg("INFO");
+        }
+        pipe.ignore_errors();
+        let replies: Vec<redis::RedisResult<Value>> = match pipe.query_async(&mut connection).await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                self.forget().await;
+                return Err(CollectError::msg(describe(&e)).context("INFO"));
+            }
+        };
+        let mut replies = replies.into_iter();
+        let info_text = match replies.next() {
+            Some(Ok(value)) => {
+                text(&value).ok_or_else(|| CollectError::msg("INFO ALL: unexpected reply"))?
+            }
+            Some(Err(e)) => return Err(CollectError::msg(describe(&e)).context("INFO ALL")),
+            None => return Err(CollectError::msg("INFO ALL: no reply")),
+        };
+        let info = Info::parse(&info_text);
+        let mut extras = Extras {
+            slowlog_length: match replies.next() {
+                Some(Ok(Value::Int(n))) => Some(n as f64),
+                _ => None,
+            },
+            ..Extras::default()
+        };
+        if ask_config {
+            let (maxmemory, maxclients) = (replies.next(), replies.next());
+            if matches!(&maxmemory, Some(Err(_))) {
+                tracing::debug!(target = %self.config.name, "CONFIG GET is not allowed; INFO alone is used.");
+                self.config_allowed.store(false, Ordering::Relaxed);
+            }
+            extras.maxmemory = maxmemory
+                .and_then(|r| r.ok())
+                .as_ref()
+                .and_then(config_value);
+            extras.maxclients = maxclients
+                .and_then(|r| r.ok())
+                .as_ref()
+                .and_then(config_value);
+        }
+        let cluster_enabled = info.number("cluster_enabled") == Some(1.0);
+        self.cluster_mode.store(cluster_enabled, Ordering::Relaxed);
+        extras.cluster_info = if ask_cluster {
+            replies.next().and_then(|r| r.ok()).as_ref().and_then(text)
+        } else if cluster_enabled {
+            // First seen in this INFO: one more round trip, this once.
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async::<Value>(&mut connection)
+                .await
+                .ok()
+                .as_ref()
+                .and_then(text)
+        } else {
+            None
+        };
+        metrics::write(&info, &extras, &self.config, sink);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names() {
+        let mut config = RedisConfig::from_url(
+            "c".into(),
+            Secret::new("redis://user:hunter2@cache.example:6380/2"),
+        );
+        assert!(connection_info(&config).is_ok());
+        assert_eq!(
+            target_name(&config.url).as_deref(),
+            Some("cache.example:6380")
+        );
+        config.url = Secret::new("redis://:hunter2@[bad");
+        let e = connection_info(&config).expect_err("bad url");
+        assert!(!e.contains("hunter2"), "{e}");
+        config.url = Secret::new("http://x");
+        assert!(connection_info(&config).is_err());
+    }
+
+    #[test]
+    fn config_replies_in_both_protocols() {
+        let resp2 = Value::Array(vec![
+            Value::BulkString(b"maxmemory".to_vec()),
+            Value::BulkString(b"1048576".to_vec()),
+        ]);
+        assert_eq!(config_value(&resp2), Some(1_048_576.0));
+        let resp3 = Value::Map(vec![(
+            Value::BulkString(b"maxclients".to_vec()),
+            Value::BulkString(b"10000".to_vec()),
+        )]);
+        assert_eq!(config_value(&resp3), Some(10_000.0));
+        assert_eq!(config_value(&Value::Nil), None);
+    }
+}

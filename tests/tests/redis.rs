@@ -1,0 +1,283 @@
+//! The Redis collector against a real server with a password: the metrics move with what
+//! the tests do, an ACL without CONFIG is no failure, the server going away and coming back,
+//! and the password kept out of everything.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mcpwatch_core::config::parse_yaml;
+use mcpwatch_core::{Scrape, ScrapeEngine, ScrapeOptions};
+use mcpwatch_redis::{RedisCollector, RedisConfig};
+use mcpwatch_tests::redis::RedisServer;
+use mcpwatch_tests::tools::promtool_check_metrics;
+use mcpwatch_tests::wait_for_async;
+use redis::AsyncCommands;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn engine(yaml: &str) -> ScrapeEngine {
+    let config: RedisConfig = parse_yaml(yaml, Path::new("test.yml")).expect("config");
+    ScrapeEngine::builder()
+        .collector(RedisCollector::new(config).expect("collector"))
+        .options(ScrapeOptions {
+            timeout: Duration::from_secs(5),
+            timeout_offset: Duration::from_millis(500),
+        })
+        .process_metrics(false)
+        .build()
+}
+
+async fn text(scrape: &Scrape) -> String {
+    let body = scrape
+        .body(mcpwatch_core::encode::Format::Text, false)
+        .await;
+    String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .value(name, labels)
+        .unwrap_or_else(|| panic!("{name} {labels:?} missing"))
+}
+
+#[tokio::test]
+async fn keys_hits_misses_and_commands_move_the_metrics() {
+    let server = RedisServer::start(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("redis.pw"),
+        format!("{}\n", server.password()),
+    )
+    .expect("password file");
+    let engine = engine(&format!(
+        "name: cache\nurl: redis://127.0.0.1:{}/\npassword_file: {}\n",
+        server.port(),
+        dir.path().join("redis.pw").display()
+    ));
+    let first = engine.scrape(None).await;
+    assert_eq!(
+        value(&first, "redis_up", &[("target", "cache")]),
+        1.0,
+        "{}",
+        text(&first).await
+    );
+    assert_eq!(
+        value(
+            &first,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "redis")]
+        ),
+        1.0
+    );
+    assert!(value(&first, "redis_maxclients", &[]) > 0.0);
+    assert!(value(&first, "redis_memory_used_bytes", &[]) > 0.0);
+    assert_eq!(value(&first, "redis_memory_max_bytes", &[]), 0.0);
+    assert!(
+        first
+            .value("redis_instance_info", &[("role", "master")])
+            .is_some()
+    );
+    // The exporter's own commands are no error replies: the server's error statistics stay
+    // the application's.
+    let again = engine.scrape(None).await;
+    assert_eq!(
+        value(&again, "redis_error_replies_total", &[]),
+        value(&first, "redis_error_replies_total", &[])
+    );
+    let hits = value(&first, "redis_keyspace_hits_total", &[]);
+    let misses = value(&first, "redis_keyspace_misses_total", &[]);
+
+    let mut conn = server.connection().await;
+    for i in 0..10 {
+        let _: () = conn
+            .set_ex(format!("session:{i}"), "x", 300)
+            .await
+            .expect("set");
+    }
+    for i in 0..5 {
+        let _: () = conn.set(format!("tool:{i}"), "y").await.expect("set");
+    }
+    for i in 0..7 {
+        let _: Option<String> = conn.get(format!("session:{i}")).await.expect("get");
+    }
+    for i in 0..3 {
+        let _: Option<String> = conn.get(format!("absent:{i}")).await.expect("get");
+    }
+    let after = engine.scrape(None).await;
+    assert_eq!(value(&after, "redis_db_keys", &[("db", "db0")]), 15.0);
+    assert_eq!(
+        value(&after, "redis_db_keys_expiring", &[("db", "db0")]),
+        10.0
+    );
+    assert_eq!(value(&after, "redis_keyspace_hits_total", &[]) - hits, 7.0);
+    assert_eq!(
+        value(&after, "redis_keyspace_misses_total", &[]) - misses,
+        3.0
+    );
+    assert!(value(&after, "redis_commands_total", &[("cmd", "setex")]) >= 10.0);
+    assert!(value(&after, "redis_commands_total", &[("cmd", "get")]) >= 10.0);
+    assert!(
+        value(
+            &after,
+            "redis_commands_duration_seconds_total",
+            &[("cmd", "get")]
+        ) > 0.0
+    );
+    assert!(after.value("redis_slowlog_length", &[]).is_some());
+    assert!(value(&after, "redis_ping_duration_seconds", &[]) > 0.0);
+
+    // Redis estimates the average time to live in its expiry cycle, a moment later.
+    let ttl = wait_for_async("the average TTL estimate", LIMIT, || async {
+        let scrape = engine.scrape(None).await;
+        scrape
+            .value("redis_db_avg_ttl_seconds", &[("db", "db0")])
+            .filter(|ttl| *ttl > 0.0)
+    })
+    .await;
+    assert!(ttl > 100.0 && ttl <= 300.0, "{ttl}");
+
+    let exposition = text(&after).await;
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+    assert!(!exposition.contains(server.password()));
+}
+
+#[tokio::test]
+async fn evictions_under_a_small_maxmemory_and_rejected_connections() {
+    let server = RedisServer::start(&[
+        "--maxmemory",
+        "2mb",
+        "--maxmemory-policy",
+        "allkeys-lru",
+        "--maxclients",
+        "6",
+    ])
+    .await;
+    let engine = engine(&format!("name: cache\nurl: '{}'\n", server.url()));
+    // The exporter connects first: at maxclients it could not.
+    assert_eq!(value(&*engine.scrape(None).await, "redis_up", &[]), 1.0);
+    let mut conn = server.connection().await;
+    let blob = "v".repeat(10_000);
+    for i in 0..600 {
+        let _: () = conn.set(format!("blob:{i}"), &blob).await.expect("set");
+    }
+    // Connections past maxclients are refused by the server.
+    let mut extra = Vec::new();
+    for _ in 0..8 {
+        if let Ok(c) = redis::Client::open(server.url())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+        {
+            extra.push(c);
+        }
+    }
+    let scrape = wait_for_async("evictions and rejections to show", LIMIT, || async {
+        let scrape = engine.scrape(None).await;
+        (scrape.value("redis_evicted_keys_total", &[]).unwrap_or(0.0) > 0.0
+            && scrape
+                .value("redis_rejected_connections_total", &[])
+                .unwrap_or(0.0)
+                > 0.0)
+            .then_some(scrape)
+    })
+    .await;
+    assert_eq!(
+        value(&scrape, "redis_memory_max_bytes", &[]),
+        2.0 * 1024.0 * 1024.0
+    );
+    assert_eq!(value(&scrape, "redis_maxclients", &[]), 6.0);
+    assert!(value(&scrape, "redis_db_keys", &[("db", "db0")]) < 600.0);
+    assert!(
+        scrape
+            .value(
+                "redis_instance_info",
+                &[("maxmemory_policy", "allkeys-lru")]
+            )
+            .is_some()
+    );
+    drop(extra);
+}
+
+#[tokio::test]
+async fn an_acl_without_config_is_no_failure() {
+    let server = RedisServer::start(&[]).await;
+    let mut admin = server.connection().await;
+    let limited_password = mcpwatch_tests::random_token("limited-");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("monitor")
+        .arg("on")
+        .arg(format!(">{limited_password}"))
+        .arg("+@all")
+        .arg("-config")
+        .query_async(&mut admin)
+        .await
+        .expect("acl");
+    let engine = engine(&format!(
+        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: monitor\npassword: '{limited_password}'\n",
+        server.port()
+    ));
+    let scrape = engine.scrape(None).await;
+    assert_eq!(value(&scrape, "redis_up", &[]), 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "redis")]
+        ),
+        1.0,
+        "{:?}",
+        engine.status()
+    );
+    // INFO still tells the limits, and the refused CONFIG GET is not asked again.
+    assert!(value(&scrape, "redis_maxclients", &[]) > 0.0);
+    let second = engine.scrape(None).await;
+    let third = engine.scrape(None).await;
+    assert_eq!(
+        value(&third, "redis_error_replies_total", &[]),
+        value(&second, "redis_error_replies_total", &[])
+    );
+    assert!(!text(&scrape).await.contains(&limited_password));
+}
+
+#[tokio::test]
+async fn down_and_back_with_the_same_collector() {
+    let mut server = RedisServer::start(&[]).await;
+    let engine = engine(&format!("name: cache\nurl: '{}'\n", server.url()));
+    assert_eq!(value(&*engine.scrape(None).await, "redis_up", &[]), 1.0);
+
+    server.stop();
+    let down = engine.scrape(Some(Duration::from_secs(3))).await;
+    assert_eq!(value(&down, "redis_up", &[]), 0.0);
+    assert_eq!(
+        value(
+            &down,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "redis")]
+        ),
+        0.0
+    );
+    assert_eq!(value(&down, "mcpwatch_scrape_timeout_seconds", &[]), 2.5);
+
+    server.restart().await;
+    wait_for_async("redis_up to return", LIMIT, || async {
+        (engine.scrape(None).await.value("redis_up", &[]) == Some(1.0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_down_and_never_shown() {
+    let server = RedisServer::start(&[]).await;
+    let wrong = mcpwatch_tests::random_token("wrong-");
+    let engine = engine(&format!(
+        "name: cache\nurl: 'redis://:{wrong}@127.0.0.1:{}/'\n",
+        server.port()
+    ));
+    let scrape = engine.scrape(None).await;
+    assert_eq!(value(&scrape, "redis_up", &[]), 0.0);
+    let status = format!("{:?}", engine.status());
+    assert!(status.contains("authentication failed"), "{status}");
+    assert!(!status.contains(&wrong));
+    assert!(!text(&scrape).await.contains(&wrong));
+}
