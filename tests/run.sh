@@ -62,9 +62,10 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); th
         (( policy_added )) && rm -f /usr/sbin/policy-rc.d
         # Had a package started its service anyway, it would hold a default port.
         for service in prometheus redis-server; do
-            [[ " ${apt_missing[*]} " == *" $service "* ]] && pkill -x "$service" 2>/dev/null
+            if [[ " ${apt_missing[*]} " == *" $service "* ]]; then
+                pkill -x "$service" 2>/dev/null || true
+            fi
         done
-        true
     fi
     if (( ${#pip_missing[@]} )); then
         step "Installing ${pip_missing[*]}"
