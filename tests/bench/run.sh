@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
-# Side-by-side benchmarks against the peer tools, in one run on loopback. Prints numbers and
-# ratios; never passes or fails on a time.
+# Side-by-side benchmarks against the peer tools, in one run on loopback: node_exporter,
+# postgres_exporter and redis_exporter from Debian, against PostgreSQL and Redis servers
+# started here. Prints numbers and ratios; never passes or fails on a time.
 #
-#   ./tests/bench/run.sh [seconds per scenario, default 10]
+#   ./tests/bench/run.sh [seconds per scenario, default 10] [--only host|postgres|redis|all]...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seconds=${1:-10}
+seconds=10
+if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
+    seconds=$1
+    shift
+fi
+
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || missing+=(prometheus-postgres-exporter)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing+=(postgresql)
 if (( ${#missing[@]} )); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "Missing ${missing[*]}; as root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
         exit 1
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    pkill -x prometheus-node-exporter 2>/dev/null || true
+    # Packaged services must not hold the ports or skew the measurements.
+    for service in prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter redis-server; do
+        pkill -x "$service" 2>/dev/null || true
+    done
 fi
 
 cargo build --release --locked -p mcpwatch-exporter
-exporter=$(pwd)/target/release/mcpwatch-exporter
-
-echo "== host: mcpwatch-exporter (host collector only) vs prometheus-node-exporter (defaults) =="
 prometheus-node-exporter --version 2>&1 | head -1
-python3 tests/bench/compare.py --seconds "$seconds" \
-    --ours "$exporter" \
-    --peer "prometheus-node-exporter" --peer-name node_exporter
+prometheus-postgres-exporter --version 2>&1 | head -1
+prometheus-redis-exporter --version 2>&1 | head -1
+exec python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter --seconds "$seconds" "$@"

@@ -12,19 +12,28 @@ use crate::queries::MainQuery;
 pub(crate) type Results = Vec<(MainQuery, Result<Vec<Row>, tokio_postgres::Error>)>;
 
 /// Runs every prepared server-wide statement at once: they go out pipelined, in one round
-/// trip.
-pub(crate) async fn run_main(session: &Session, config: &PostgresConfig) -> Results {
+/// trip. Database sizes are read only when `with_sizes`.
+pub(crate) async fn run_main(
+    session: &Session,
+    config: &PostgresConfig,
+    with_sizes: bool,
+) -> Results {
     let limit = |n: u32| i64::from(n);
     let max_databases = limit(config.max_databases);
     let max_replication = limit(config.max_replication);
     let top_statements = limit(config.top_statements);
     let text_length = i32::try_from(config.statement_text_length).unwrap_or(i32::MAX);
     let runs = MainQuery::ALL.into_iter().filter_map(|query| {
+        if query == MainQuery::Sizes && !with_sizes {
+            return None;
+        }
         let statement = session.main.get(&query)?;
         let client = &session.client;
         let run = async move {
             let rows = match query {
-                MainQuery::Databases => client.query(statement, &[&max_databases]).await,
+                MainQuery::Databases | MainQuery::Sizes => {
+                    client.query(statement, &[&max_databases]).await
+                }
                 MainQuery::Replication | MainQuery::Slots => {
                     client.query(statement, &[&max_replication]).await
                 }
@@ -66,9 +75,9 @@ pub(crate) fn write_main(results: &Results, sink: &mut MetricSink) -> Result<(),
                 MainQuery::Databases => write_databases(rows, sink),
                 MainQuery::Replication => write_replication(rows, sink),
                 MainQuery::Slots => write_slots(rows, sink),
-                MainQuery::Archiver => write_archiver(rows, sink),
-                MainQuery::Checkpointer => write_checkpointer(rows, sink),
                 MainQuery::Statements => write_statements(rows, sink),
+                // Written from the cache by the caller.
+                MainQuery::Sizes => Ok(()),
             },
             Err(e) => Err(CollectError::msg(format_args!(
                 "{}: {}",
@@ -96,6 +105,12 @@ fn write_server(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError>
     let Some(row) = rows.first() else {
         return Ok(());
     };
+    write_server_row(row, sink)?;
+    write_archiver(row, 8, sink)?;
+    write_checkpointer(row, 12, sink)
+}
+
+fn write_server_row(row: &Row, sink: &mut MetricSink) -> Result<(), CollectError> {
     let what = "server";
     let version: String = get(row, 0, what)?;
     let version_num: i64 = get(row, 1, what)?;
@@ -268,8 +283,6 @@ fn write_databases(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectErr
         .iter()
         .map(|(name, help)| MetricFamily::counter(*name, *help))
         .collect();
-    let mut size =
-        MetricFamily::gauge("pg_database_size_bytes", "Disk space used by the database.");
     for row in rows {
         let datname: String = get(row, 0, what)?;
         let labels = [("datname", datname.as_str())];
@@ -277,14 +290,35 @@ fn write_databases(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectErr
         for (i, family) in counters.iter_mut().enumerate() {
             family.add(&labels, count(get(row, 2 + i, what)?));
         }
-        size.add(&labels, count(get(row, 15, what)?));
     }
     sink.family(backends);
     for family in counters {
         sink.family(family);
     }
-    sink.family(size);
     Ok(())
+}
+
+/// Database sizes from their statement's rows.
+pub(crate) fn read_sizes(rows: &[Row]) -> Result<Vec<(String, f64)>, CollectError> {
+    rows.iter()
+        .map(|row| {
+            Ok((
+                get(row, 0, "database sizes")?,
+                count(get(row, 1, "database sizes")?),
+            ))
+        })
+        .collect()
+}
+
+/// Writes `pg_database_size_bytes`.
+pub(crate) fn write_sizes(sizes: &[(String, f64)], sink: &mut MetricSink) {
+    let family = sink.gauge(
+        "pg_database_size_bytes",
+        "Disk space used by the database (read every size_interval).",
+    );
+    for (datname, bytes) in sizes {
+        family.add(&[("datname", datname)], *bytes);
+    }
 }
 
 fn write_replication(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
@@ -337,29 +371,26 @@ fn write_slots(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> 
     Ok(())
 }
 
-fn write_archiver(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
-    let Some(row) = rows.first() else {
-        return Ok(());
-    };
+fn write_archiver(row: &Row, at: usize, sink: &mut MetricSink) -> Result<(), CollectError> {
     let what = "pg_stat_archiver";
     sink.counter(
         "pg_stat_archiver_archived_total",
         "WAL files archived successfully.",
     )
-    .add(&[], count(get(row, 0, what)?));
+    .add(&[], count(get(row, at, what)?));
     sink.counter(
         "pg_stat_archiver_failed_total",
         "Failed attempts to archive WAL files.",
     )
-    .add(&[], count(get(row, 1, what)?));
-    if let Some(t) = get::<Option<f64>>(row, 2, what)? {
+    .add(&[], count(get(row, at + 1, what)?));
+    if let Some(t) = get::<Option<f64>>(row, at + 2, what)? {
         sink.gauge(
             "pg_stat_archiver_last_archived_time_seconds",
             "When a WAL file was last archived, in seconds since the epoch.",
         )
         .add(&[], t);
     }
-    if let Some(t) = get::<Option<f64>>(row, 3, what)? {
+    if let Some(t) = get::<Option<f64>>(row, at + 3, what)? {
         sink.gauge(
             "pg_stat_archiver_last_failed_time_seconds",
             "When archiving last failed, in seconds since the epoch.",
@@ -369,47 +400,44 @@ fn write_archiver(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectErro
     Ok(())
 }
 
-fn write_checkpointer(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
-    let Some(row) = rows.first() else {
-        return Ok(());
-    };
+fn write_checkpointer(row: &Row, at: usize, sink: &mut MetricSink) -> Result<(), CollectError> {
     let what = "checkpointer";
     sink.counter(
         "pg_checkpoints_timed_total",
         "Checkpoints started because checkpoint_timeout passed.",
     )
-    .add(&[], count(get(row, 0, what)?));
+    .add(&[], count(get(row, at, what)?));
     sink.counter(
         "pg_checkpoints_requested_total",
         "Checkpoints requested (by WAL volume, CHECKPOINT, or a backup).",
     )
-    .add(&[], count(get(row, 1, what)?));
+    .add(&[], count(get(row, at + 1, what)?));
     sink.counter(
         "pg_checkpoint_write_seconds_total",
         "Time checkpoints spent writing files to disk.",
     )
-    .add(&[], get::<f64>(row, 2, what)? / 1000.0);
+    .add(&[], get::<f64>(row, at + 2, what)? / 1000.0);
     sink.counter(
         "pg_checkpoint_sync_seconds_total",
         "Time checkpoints spent syncing files to disk.",
     )
-    .add(&[], get::<f64>(row, 3, what)? / 1000.0);
+    .add(&[], get::<f64>(row, at + 3, what)? / 1000.0);
     sink.counter(
         "pg_checkpoint_buffers_written_total",
         "Buffers written by checkpoints.",
     )
-    .add(&[], count(get(row, 4, what)?));
+    .add(&[], count(get(row, at + 4, what)?));
     sink.counter(
         "pg_bgwriter_buffers_clean_total",
         "Buffers written by the background writer.",
     )
-    .add(&[], count(get(row, 5, what)?));
+    .add(&[], count(get(row, at + 5, what)?));
     sink.counter(
         "pg_bgwriter_maxwritten_clean_total",
         "Times the background writer stopped because it wrote too many buffers.",
     )
-    .add(&[], count(get(row, 6, what)?));
-    if let Some(backend) = get::<Option<i64>>(row, 7, what)? {
+    .add(&[], count(get(row, at + 6, what)?));
+    if let Some(backend) = get::<Option<i64>>(row, at + 7, what)? {
         sink.counter(
             "pg_bgwriter_buffers_backend_total",
             "Buffers written directly by backends (PostgreSQL 16 and older).",
@@ -417,7 +445,7 @@ fn write_checkpointer(rows: &[Row], sink: &mut MetricSink) -> Result<(), Collect
         .add(&[], count(backend));
     }
     sink.counter("pg_bgwriter_buffers_alloc_total", "Buffers allocated.")
-        .add(&[], count(get(row, 8, what)?));
+        .add(&[], count(get(row, at + 8, what)?));
     Ok(())
 }
 

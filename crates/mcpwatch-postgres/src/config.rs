@@ -34,6 +34,10 @@ pub struct PostgresConfig {
     /// Server-side limit on waiting for a lock.
     #[serde(default = "defaults::lock_timeout", with = "duration")]
     pub lock_timeout: Duration,
+    /// How often database sizes are read (from the files of each database, which is slow
+    /// on large ones); `0s` reads them on every scrape.
+    #[serde(default = "defaults::size_interval", with = "duration")]
+    pub size_interval: Duration,
     /// At most this many databases in the per-database statistics.
     #[serde(default = "defaults::max_databases")]
     pub max_databases: u32,
@@ -69,6 +73,9 @@ mod defaults {
     }
     pub fn max_databases() -> u32 {
         64
+    }
+    pub fn size_interval() -> Duration {
+        Duration::from_secs(60)
     }
     pub fn top_tables() -> u32 {
         20
@@ -145,6 +152,7 @@ impl PostgresConfig {
             connect_timeout: defaults::connect_timeout(),
             statement_timeout: defaults::statement_timeout(),
             lock_timeout: defaults::lock_timeout(),
+            size_interval: defaults::size_interval(),
             max_databases: defaults::max_databases(),
             top_tables: defaults::top_tables(),
             top_statements: defaults::top_statements(),

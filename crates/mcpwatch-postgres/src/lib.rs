@@ -11,6 +11,8 @@ mod queries;
 mod tls;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
@@ -20,6 +22,9 @@ pub use dsn::target_name;
 
 use crate::collect::TableFamilies;
 use crate::connection::{Connection, Role, Session};
+
+/// Database sizes (name, bytes) and when they were read.
+type SizesRead = (Instant, Vec<(String, f64)>);
 
 /// Why a collector could not be built: the key at fault and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,8 @@ pub struct PostgresCollector {
     main_database: String,
     /// Other databases, by name.
     others: BTreeMap<String, Connection>,
+    /// Database sizes and when they were read.
+    sizes: Mutex<Option<SizesRead>>,
 }
 
 impl std::fmt::Debug for PostgresCollector {
@@ -135,6 +142,7 @@ impl PostgresCollector {
             main,
             main_database,
             others,
+            sizes: Mutex::new(None),
         })
     }
 
@@ -157,6 +165,33 @@ impl PostgresCollector {
             )
     }
 
+    /// Writes the database sizes, read now or earlier.
+    fn write_sizes(
+        &self,
+        results: &collect::Results,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        let mut cache = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut outcome = Ok(());
+        if let Some((_, rows)) = results
+            .iter()
+            .find(|(q, _)| *q == queries::MainQuery::Sizes)
+        {
+            match rows
+                .as_ref()
+                .map_err(|e| CollectError::msg(connection::describe(e)))
+                .and_then(|rows| collect::read_sizes(rows))
+            {
+                Ok(sizes) => *cache = Some((Instant::now(), sizes)),
+                Err(e) => outcome = Err(e.context("database sizes")),
+            }
+        }
+        if let Some((_, sizes)) = cache.as_ref() {
+            collect::write_sizes(sizes, sink);
+        }
+        outcome
+    }
+
     fn connection(&self, database: Option<&str>) -> &Connection {
         database
             .and_then(|d| self.others.get(d))
@@ -164,13 +199,17 @@ impl PostgresCollector {
     }
 }
 
-/// Drops the connection when the probe is cut by the deadline (its future dropped).
-struct ResetUnlessAnswered<'a>(Option<&'a Connection>);
+/// Drops the connection when the probe was not answered before the scrape ended: cut by
+/// the deadline, its socket may be dead without being closed.
+struct ResetUnlessAnswered<'a> {
+    connection: &'a Connection,
+    answered: &'a AtomicBool,
+}
 
 impl Drop for ResetUnlessAnswered<'_> {
     fn drop(&mut self) {
-        if let Some(connection) = self.0 {
-            connection.reset();
+        if !self.answered.load(Ordering::SeqCst) {
+            self.connection.reset();
         }
     }
 }
@@ -199,23 +238,35 @@ impl Collector for PostgresCollector {
             .session(ctx, 0.5)
             .await
             .map_err(|e| e.context("connecting"))?;
-        let start = Instant::now();
-        let mut unanswered = ResetUnlessAnswered(Some(&self.main));
-        main.client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| CollectError::msg(connection::describe(&e)).context("probe"))?;
-        unanswered.0 = None;
-        let probe = start.elapsed();
-        if let Some(up) = sink.find_mut("pg_up") {
-            up.set_all(1.0);
-        }
-        sink.gauge(
-            "pg_probe_duration_seconds",
-            "Round trip of SELECT 1 on the monitoring connection.",
-        )
-        .add(&[], probe.as_secs_f64());
-
+        // The probe goes out first, in the same pipeline as everything else: its answer
+        // decides pg_up and gives the round trip, with no round trip of its own.
+        let answered = AtomicBool::new(false);
+        let _reset = ResetUnlessAnswered {
+            connection: &self.main,
+            answered: &answered,
+        };
+        let probe = async {
+            let start = Instant::now();
+            let result = main.client.simple_query("SELECT 1").await;
+            answered.store(true, Ordering::SeqCst);
+            if result.is_ok() {
+                if let Some(up) = sink.find_mut("pg_up") {
+                    up.set_all(1.0);
+                }
+                sink.gauge(
+                    "pg_probe_duration_seconds",
+                    "Round trip of SELECT 1 on the monitoring connection.",
+                )
+                .add(&[], start.elapsed().as_secs_f64());
+            }
+            result.map_err(|e| CollectError::msg(connection::describe(&e)).context("probe"))
+        };
+        let sizes_due = self
+            .sizes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|(read, _)| read.elapsed() >= self.config.size_interval);
         let main = &main;
         let tables = async {
             let mut families = TableFamilies::new();
@@ -271,10 +322,16 @@ impl Collector for PostgresCollector {
                 };
                 (out, result)
             }));
-        let (results, (tables, table_error), custom) =
-            tokio::join!(collect::run_main(main, &self.config), tables, custom);
+        let (probe, results, (tables, table_error), custom) = tokio::join!(
+            probe,
+            collect::run_main(main, &self.config, sizes_due),
+            tables,
+            custom
+        );
+        probe?;
 
         let mut result = collect::write_main(&results, sink);
+        result = result.and(self.write_sizes(&results, sink));
         tables.finish(sink);
         if let Some(e) = table_error {
             result = result.and(Err(e));

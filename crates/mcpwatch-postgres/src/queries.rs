@@ -12,13 +12,12 @@ pub(crate) enum MainQuery {
     Databases,
     Replication,
     Slots,
-    Archiver,
-    Checkpointer,
     Statements,
+    Sizes,
 }
 
 impl MainQuery {
-    pub(crate) const ALL: [MainQuery; 10] = [
+    pub(crate) const ALL: [MainQuery; 9] = [
         MainQuery::Server,
         MainQuery::Activity,
         MainQuery::Transactions,
@@ -26,24 +25,22 @@ impl MainQuery {
         MainQuery::Databases,
         MainQuery::Replication,
         MainQuery::Slots,
-        MainQuery::Archiver,
-        MainQuery::Checkpointer,
         MainQuery::Statements,
+        MainQuery::Sizes,
     ];
 
     /// What the statement reads, for log lines.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            MainQuery::Server => "server",
+            MainQuery::Server => "server, archiver and checkpointer",
             MainQuery::Activity => "pg_stat_activity",
             MainQuery::Transactions => "oldest transactions",
             MainQuery::Locks => "pg_locks",
             MainQuery::Databases => "pg_stat_database",
             MainQuery::Replication => "pg_stat_replication",
             MainQuery::Slots => "pg_replication_slots",
-            MainQuery::Archiver => "pg_stat_archiver",
-            MainQuery::Checkpointer => "checkpointer and bgwriter",
             MainQuery::Statements => "pg_stat_statements",
+            MainQuery::Sizes => "database sizes",
         }
     }
 
@@ -51,6 +48,9 @@ impl MainQuery {
     /// [`crate::collect`].
     pub(crate) fn sql(self, version: u32, statement_text: bool) -> String {
         match self {
+            // One row: the server, then pg_stat_archiver (from column 8), then the
+            // checkpointer and bgwriter (from column 12); PostgreSQL 17 moved the
+            // checkpointer's counters out of pg_stat_bgwriter.
             MainQuery::Server => format!(
                 "SELECT current_setting('server_version')::text, \
                  current_setting('server_version_num')::int8, \
@@ -61,11 +61,31 @@ impl MainQuery {
                  {reserved}::int8, \
                  CASE WHEN pg_is_in_recovery() \
                    THEN extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) \
-                 END::float8",
+                 END::float8, \
+                 a.archived_count::int8, a.failed_count::int8, \
+                 extract(epoch FROM a.last_archived_time)::float8, \
+                 extract(epoch FROM a.last_failed_time)::float8, \
+                 {checkpointer} \
+                 FROM pg_stat_archiver a, pg_stat_bgwriter b{checkpointer_view}",
                 reserved = if version >= 160_000 {
                     "current_setting('reserved_connections')"
                 } else {
                     "0"
+                },
+                checkpointer = if version >= 170_000 {
+                    "c.num_timed::int8, c.num_requested::int8, c.write_time::float8, \
+                     c.sync_time::float8, c.buffers_written::int8, b.buffers_clean::int8, \
+                     b.maxwritten_clean::int8, NULL::int8, b.buffers_alloc::int8"
+                } else {
+                    "b.checkpoints_timed::int8, b.checkpoints_req::int8, \
+                     b.checkpoint_write_time::float8, b.checkpoint_sync_time::float8, \
+                     b.buffers_checkpoint::int8, b.buffers_clean::int8, \
+                     b.maxwritten_clean::int8, b.buffers_backend::int8, b.buffers_alloc::int8"
+                },
+                checkpointer_view = if version >= 170_000 {
+                    ", pg_stat_checkpointer c"
+                } else {
+                    ""
                 }
             ),
             // Client backends only: the connections an application's pool competes for.
@@ -97,7 +117,14 @@ impl MainQuery {
                  xact_commit::int8, xact_rollback::int8, blks_read::int8, blks_hit::int8, \
                  tup_returned::int8, tup_fetched::int8, tup_inserted::int8, tup_updated::int8, \
                  tup_deleted::int8, conflicts::int8, temp_files::int8, temp_bytes::int8, \
-                 deadlocks::int8, pg_database_size(datid)::int8 \
+                 deadlocks::int8 \
+                 FROM pg_stat_database \
+                 WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') \
+                 ORDER BY datname LIMIT $1"
+                .to_owned(),
+            // Sizes are read from the files of each database, which is slow on large ones:
+            // this runs every `size_interval`, not every scrape.
+            MainQuery::Sizes => "SELECT datname::text, pg_database_size(datid)::int8 \
                  FROM pg_stat_database \
                  WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') \
                  ORDER BY datname LIMIT $1"
@@ -113,24 +140,6 @@ impl MainQuery {
                  pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
                    ELSE pg_current_wal_lsn() END, restart_lsn)::float8 \
                  FROM pg_replication_slots ORDER BY slot_name LIMIT $1"
-                .to_owned(),
-            MainQuery::Archiver => "SELECT archived_count::int8, failed_count::int8, \
-                 extract(epoch FROM last_archived_time)::float8, \
-                 extract(epoch FROM last_failed_time)::float8 \
-                 FROM pg_stat_archiver"
-                .to_owned(),
-            // PostgreSQL 17 moved the checkpointer's counters out of pg_stat_bgwriter.
-            MainQuery::Checkpointer if version >= 170_000 => {
-                "SELECT c.num_timed::int8, c.num_requested::int8, c.write_time::float8, \
-                 c.sync_time::float8, c.buffers_written::int8, b.buffers_clean::int8, \
-                 b.maxwritten_clean::int8, NULL::int8, b.buffers_alloc::int8 \
-                 FROM pg_stat_checkpointer c, pg_stat_bgwriter b"
-                    .to_owned()
-            }
-            MainQuery::Checkpointer => "SELECT checkpoints_timed::int8, checkpoints_req::int8, \
-                 checkpoint_write_time::float8, checkpoint_sync_time::float8, \
-                 buffers_checkpoint::int8, buffers_clean::int8, maxwritten_clean::int8, \
-                 buffers_backend::int8, buffers_alloc::int8 FROM pg_stat_bgwriter"
                 .to_owned(),
             // The top statements by total time, summed over top-level and nested rows.
             // Without text, pg_stat_statements(false) spares the server reading the query
@@ -181,12 +190,12 @@ mod tests {
     #[test]
     fn versions_pick_their_columns() {
         assert!(
-            MainQuery::Checkpointer
+            MainQuery::Server
                 .sql(170_000, false)
-                .contains("pg_stat_checkpointer")
+                .contains("pg_stat_checkpointer c")
         );
         assert!(
-            !MainQuery::Checkpointer
+            !MainQuery::Server
                 .sql(160_004, false)
                 .contains("pg_stat_checkpointer")
         );

@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""Side-by-side scrape benchmarks: mcpwatch-exporter against the peer exporters, in one run.
+
+Every exporter is started on a free loopback port and scraped with wrk over keep-alive
+connections. Each scenario reports scrapes per second, p50 and p99 latency, CPU seconds per
+1,000 scrapes (from /proc/<pid>/stat) and each process's peak resident memory (VmHWM). The
+PostgreSQL comparison also counts, on the server, the statements each exporter runs and the
+connections it opens per scrape. Ratios are printed; nothing passes or fails on a time.
+
+    python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter [--seconds 10]
+"""
+
+import argparse
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# What Prometheus 2.x sends with each scrape.
+PROMETHEUS_HEADERS = [
+    "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding: gzip",
+]
+
+SCENARIOS = [
+    ("1 connection", 1, []),
+    ("8 connections", 8, []),
+    ("1 connection, Prometheus headers (gzip)", 1, PROMETHEUS_HEADERS),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, check, limit=60):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, subprocess.CalledProcessError):
+            pass
+        time.sleep(0.1)
+    sys.exit(f"gave up waiting for {what}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15; fields[0] is field 3.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def to_ms(text):
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url, connections, seconds, headers):
+    args = ["wrk", f"-t{min(connections, 2)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": to_ms(latency["50"]),
+        "p99": to_ms(latency["99"]),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+class Exporter:
+    """An exporter process on a free port, stopped by stop()."""
+
+    def __init__(self, name, command, env=None, listen_flag="--web.listen-address"):
+        self.name = name
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.log_path = f"/tmp/bench-{name}.log"
+        log = open(self.log_path, "w")
+        full_env = dict(os.environ, **(env or {}))
+        self.proc = subprocess.Popen(
+            command + [f"{listen_flag}=127.0.0.1:{port}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        wait_until(f"{name} to serve", lambda: self.ready())
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            sys.exit(f"{self.name} exited; see {self.log_path}")
+        urllib.request.urlopen(self.url, timeout=5).read()
+        return True
+
+    def series(self):
+        body = urllib.request.urlopen(self.url, timeout=10).read().decode()
+        return sum(1 for line in body.splitlines() if line and not line.startswith("#"))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def as_postgres_user():
+    """The uid and gid initdb and postgres must run as when we are root."""
+    if os.geteuid() != 0:
+        return None
+    user = pwd.getpwnam("postgres")
+    return user.pw_uid, user.pw_gid
+
+
+def pg_bin():
+    found = shutil.which("initdb")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    versions = sorted(
+        d for d in os.listdir("/usr/lib/postgresql") if os.path.exists(f"/usr/lib/postgresql/{d}/bin/initdb")
+    )
+    return f"/usr/lib/postgresql/{versions[-1]}/bin"
+
+
+class Postgres:
+    """A PostgreSQL server in a temporary directory, with pg_stat_statements and a table of
+    data, and one login role per exporter so that each one's statements can be counted."""
+
+    def __init__(self, roles):
+        self.bin = pg_bin()
+        self.dir = tempfile.mkdtemp(prefix="mcpwatch-bench-pg-")
+        self.owner = as_postgres_user()
+        if self.owner:
+            os.chown(self.dir, *self.owner)
+        self.port = free_port()
+        data = f"{self.dir}/data"
+        self.run([f"{self.bin}/initdb", "-A", "trust", "-U", "postgres", "--no-sync", "-D", data])
+        with open(f"{data}/pg_hba.conf", "w") as f:
+            f.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+        settings = [
+            f"port={self.port}",
+            "listen_addresses=127.0.0.1",
+            f"unix_socket_directories={self.dir}",
+            "shared_preload_libraries=pg_stat_statements",
+            "pg_stat_statements.track=all",
+            "max_connections=300",
+            "fsync=off",
+        ]
+        command = [f"{self.bin}/postgres", "-D", data]
+        for s in settings:
+            command += ["-c", s]
+        self.log = open(f"{self.dir}/postgres.log", "w")
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.demote)
+        wait_until("PostgreSQL", lambda: self.sql("SELECT 1") == "1")
+        self.passwords = {}
+        for role in roles:
+            password = f"bench-{role}-{os.getpid()}"
+            self.passwords[role] = password
+            self.sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE pg_monitor")
+        self.sql("CREATE EXTENSION pg_stat_statements")
+        # Something to report: a few tables with rows, as an application database has.
+        self.run([f"{self.bin}/pgbench", "-i", "-s", "2", "-q", "-h", self.dir, "-p", str(self.port), "-U", "postgres", "postgres"])
+
+    def demote(self):
+        if self.owner:
+            os.setgid(self.owner[1])
+            os.setuid(self.owner[0])
+
+    def run(self, command):
+        subprocess.run(command, check=True, capture_output=True, preexec_fn=self.demote)
+
+    def sql(self, statement):
+        out = subprocess.run(
+            [f"{self.bin}/psql", "-h", self.dir, "-p", str(self.port), "-U", "postgres", "-d", "postgres", "-Atqc", statement],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    def dsn(self, role):
+        return f"postgresql://{role}:{self.passwords[role]}@127.0.0.1:{self.port}/postgres?sslmode=disable"
+
+    def counters(self, role):
+        """Statements run by `role`, and sessions opened on the server; in one psql session,
+        which the caller discounts."""
+        statements, sessions = self.sql(
+            "SELECT (SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s "
+            f"JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '{role}'), "
+            "(SELECT coalesce(sum(sessions), 0) FROM pg_stat_database)"
+        ).split("|")
+        return int(statements), int(sessions)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Redis:
+    """A Redis server with a password and some keys."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="mcpwatch-bench-redis-")
+        self.port = free_port()
+        self.password = f"bench-redis-{os.getpid()}"
+        self.log = open(f"{self.dir}/redis.log", "w")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--requirepass", self.password, "--dir", self.dir],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until("Redis", lambda: self.cli("PING") == "PONG")
+        # 10,000 keys in two databases, some with a time to live, and some traffic.
+        commands = []
+        for i in range(10_000):
+            commands.append(f"SET key:{i} value-{i}" + (" EX 3600" if i % 3 == 0 else ""))
+        commands += [f"GET key:{i}" for i in range(0, 2000, 7)]
+        commands += ["SELECT 1"] + [f"SET other:{i} x" for i in range(500)]
+        subprocess.run(self.cli_command() + ["--pipe"], input=self.resp(commands), capture_output=True, check=True)
+
+    def cli_command(self):
+        return ["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", self.password]
+
+    def cli(self, *args):
+        return subprocess.run(self.cli_command() + list(args), capture_output=True, text=True, check=True).stdout.strip()
+
+    @staticmethod
+    def resp(commands):
+        out = []
+        for command in commands:
+            parts = command.split(" ")
+            out.append(f"*{len(parts)}\r\n" + "".join(f"${len(p)}\r\n{p}\r\n" for p in parts))
+        return "".join(out).encode()
+
+    def url(self):
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def measure(exporter, connections, seconds, headers, postgres=None, role=None):
+    before_cpu = cpu_seconds(exporter.proc.pid)
+    before = postgres.counters(role) if postgres else None
+    result = wrk(exporter.url, connections, seconds, headers)
+    result["cpu_per_1k"] = (cpu_seconds(exporter.proc.pid) - before_cpu) / max(result["requests"], 1) * 1000
+    if postgres:
+        statements, sessions = postgres.counters(role)
+        # The counting query runs as the superuser, in one session of its own.
+        result["statements"] = (statements - before[0]) / max(result["requests"], 1)
+        result["sessions_per_1k"] = (sessions - before[1] - 1) / max(result["requests"], 1) * 1000
+    return result
+
+
+def compare(title, ours, peer, seconds, postgres=None, roles=(None, None)):
+    print(f"\n== {title}: {ours.name} vs {peer.name} ==")
+    print(f"series per scrape: {ours.name} {ours.series()}, {peer.name} {peer.series()}")
+    rows = []
+    for label, connections, headers in SCENARIOS:
+        # Alternate the two so that neither gets a quieter machine.
+        for exporter, role in ((ours, roles[0]), (peer, roles[1])):
+            rows.append((label, exporter.name, measure(exporter, connections, seconds, headers, postgres, role)))
+    extra = postgres is not None
+    print(f"{'scenario':<42} {'exporter':<22} {'scrapes/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU s/1k':>9}"
+          + (f" {'stmts/scrape':>12} {'conns/1k':>9}" if extra else "") + f" {'errors':>7}")
+    for label, name, r in rows:
+        print(f"{label:<42} {name:<22} {r['rps']:>10.1f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['cpu_per_1k']:>9.3f}"
+              + (f" {r['statements']:>12.2f} {r['sessions_per_1k']:>9.1f}" if extra else "") + f" {r['errors']:>7}")
+    print(f"ratios ({ours.name} / {peer.name}):")
+    for label, _, _ in SCENARIOS:
+        mine = next(r for l, n, r in rows if l == label and n == ours.name)
+        theirs = next(r for l, n, r in rows if l == label and n == peer.name)
+        print(f"  {label:<42} scrapes/s x{mine['rps'] / theirs['rps']:.2f}   p50 x{mine['p50'] / theirs['p50']:.3f}   "
+              f"p99 x{mine['p99'] / theirs['p99']:.3f}   CPU/1k x{mine['cpu_per_1k'] / max(theirs['cpu_per_1k'], 1e-9):.3f}")
+    rss = {e.name: peak_rss_kib(e.proc.pid) for e in (ours, peer)}
+    print(f"peak RSS: {ours.name} {rss[ours.name] / 1024:.1f} MiB, {peer.name} {rss[peer.name] / 1024:.1f} MiB, "
+          f"ratio x{rss[ours.name] / rss[peer.name]:.3f}")
+    return rows, rss
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exporter", required=True, help="the mcpwatch-exporter binary")
+    parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
+    parser.add_argument("--only", choices=["host", "postgres", "redis", "all"], action="append")
+    args = parser.parse_args()
+    only = set(args.only or ["host", "postgres", "redis", "all"])
+    ours_bin = os.path.realpath(args.exporter)
+    summary = []
+
+    if "host" in only:
+        ours = Exporter("mcpwatch(host)", [ours_bin])
+        peer = Exporter("node_exporter", ["prometheus-node-exporter"])
+        try:
+            rows, rss = compare("host", ours, peer, args.seconds)
+        finally:
+            ours.stop()
+            peer.stop()
+        first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
+        summary.append(f"host: x{first[0]['rps'] / first[1]['rps']:.1f} node_exporter's scrapes/s at 1 connection; "
+                       f"RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
+
+    needs_db = only & {"postgres", "redis", "all"}
+    postgres = Postgres(["mcpwatch_bench", "pgexporter_bench"]) if needs_db else None
+    redis = Redis() if needs_db else None
+    peer_rss = {}
+    try:
+        if "postgres" in only:
+            ours = Exporter("mcpwatch(postgres)", [ours_bin, "--no-collector.host",
+                                                   f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}"])
+            peer = Exporter("postgres_exporter", ["prometheus-postgres-exporter"],
+                            env={"DATA_SOURCE_NAME": postgres.dsn("pgexporter_bench")})
+            try:
+                rows, rss = compare("postgres", ours, peer, args.seconds, postgres,
+                                    ("mcpwatch_bench", "pgexporter_bench"))
+            finally:
+                ours.stop()
+                peer.stop()
+            peer_rss["postgres_exporter"] = rss["postgres_exporter"]
+            first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
+            summary.append(
+                f"postgres: x{first[0]['rps'] / first[1]['rps']:.1f} postgres_exporter's scrapes/s at 1 connection; "
+                f"statements per scrape {first[0]['statements']:.1f} vs {first[1]['statements']:.1f}; "
+                f"connections opened per 1,000 scrapes {first[0]['sessions_per_1k']:.1f} vs {first[1]['sessions_per_1k']:.1f}")
+        if "redis" in only:
+            ours = Exporter("mcpwatch(redis)", [ours_bin, "--no-collector.host", f"--redis.url={redis.url()}"])
+            peer = Exporter("redis_exporter", ["prometheus-redis-exporter", f"-redis.addr=redis://127.0.0.1:{redis.port}"],
+                            env={"REDIS_PASSWORD": redis.password}, listen_flag="-web.listen-address")
+            try:
+                rows, rss = compare("redis", ours, peer, args.seconds)
+            finally:
+                ours.stop()
+                peer.stop()
+            peer_rss["redis_exporter"] = rss["redis_exporter"]
+            first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
+            summary.append(f"redis: x{first[0]['rps'] / first[1]['rps']:.1f} redis_exporter's scrapes/s at 1 connection")
+        if "all" in only:
+            everything = Exporter("mcpwatch(all)", [ours_bin, f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}",
+                                                    f"--redis.url={redis.url()}"])
+            try:
+                print(f"\n== every collector in one process: {everything.name} ==")
+                print(f"series per scrape: {everything.series()}")
+                for label, connections, headers in SCENARIOS:
+                    r = measure(everything, connections, args.seconds, headers)
+                    print(f"{label:<42} {r['rps']:>10.1f} scrapes/s  p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  "
+                          f"CPU {r['cpu_per_1k']:.3f} s/1k  errors {r['errors']}")
+                rss = peak_rss_kib(everything.proc.pid)
+            finally:
+                everything.stop()
+            line = f"every collector: peak RSS {rss / 1024:.1f} MiB"
+            for name, peer in sorted(peer_rss.items()):
+                line += f"; {name} alone {peer / 1024:.1f} MiB (x{rss / peer:.2f})"
+            print(line)
+            summary.append(line)
+    finally:
+        if postgres:
+            postgres.stop()
+        if redis:
+            redis.stop()
+
+    print("\n== summary ==")
+    for line in summary:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
