@@ -70,7 +70,6 @@ pub(crate) fn write_main(results: &Results, sink: &mut MetricSink) -> Result<(),
             Ok(rows) => match query {
                 MainQuery::Server => write_server(rows, sink),
                 MainQuery::Activity => write_activity(rows, sink),
-                MainQuery::Transactions => write_transactions(rows, sink),
                 MainQuery::Locks => write_locks(rows, sink),
                 MainQuery::Databases => write_databases(rows, sink),
                 MainQuery::Replication => write_replication(rows, sink),
@@ -164,33 +163,11 @@ fn write_server_row(row: &Row, sink: &mut MetricSink) -> Result<(), CollectError
 }
 
 fn write_activity(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
-    let family = sink.gauge(
+    let what = "pg_stat_activity";
+    let mut connections = MetricFamily::gauge(
         "pg_stat_activity_connections",
         "Client connections by database, state and wait event.",
     );
-    let what = "pg_stat_activity";
-    for row in rows {
-        let (datname, state, wait_type, wait): (String, String, String, String) = (
-            get(row, 0, what)?,
-            get(row, 1, what)?,
-            get(row, 2, what)?,
-            get(row, 3, what)?,
-        );
-        family.add(
-            &[
-                ("datname", &datname),
-                ("state", &state),
-                ("wait_event_type", &wait_type),
-                ("wait_event", &wait),
-            ],
-            count(get(row, 4, what)?),
-        );
-    }
-    Ok(())
-}
-
-fn write_transactions(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
-    let what = "oldest transactions";
     let mut oldest = MetricFamily::gauge(
         "pg_oldest_transaction_seconds",
         "Age of the oldest open transaction, by database.",
@@ -205,14 +182,29 @@ fn write_transactions(rows: &[Row], sink: &mut MetricSink) -> Result<(), Collect
     );
     for row in rows {
         let datname: String = get(row, 0, what)?;
-        let labels = [("datname", datname.as_str())];
-        oldest.add(&labels, get(row, 1, what)?);
-        idle.add(&labels, get(row, 2, what)?);
-        waiting.add(&labels, count(get(row, 3, what)?));
+        let per_database = get::<i32>(row, 8, what)? != 0;
+        if per_database {
+            let labels = [("datname", datname.as_str())];
+            oldest.add(&labels, get(row, 5, what)?);
+            idle.add(&labels, get(row, 6, what)?);
+            waiting.add(&labels, count(get(row, 7, what)?));
+        } else {
+            let (state, wait_type, wait): (String, String, String) =
+                (get(row, 1, what)?, get(row, 2, what)?, get(row, 3, what)?);
+            connections.add(
+                &[
+                    ("datname", &datname),
+                    ("state", &state),
+                    ("wait_event_type", &wait_type),
+                    ("wait_event", &wait),
+                ],
+                count(get(row, 4, what)?),
+            );
+        }
     }
-    sink.family(oldest);
-    sink.family(idle);
-    sink.family(waiting);
+    for family in [connections, oldest, idle, waiting] {
+        sink.family(family);
+    }
     Ok(())
 }
 

@@ -7,7 +7,6 @@
 pub(crate) enum MainQuery {
     Server,
     Activity,
-    Transactions,
     Locks,
     Databases,
     Replication,
@@ -17,10 +16,9 @@ pub(crate) enum MainQuery {
 }
 
 impl MainQuery {
-    pub(crate) const ALL: [MainQuery; 9] = [
+    pub(crate) const ALL: [MainQuery; 8] = [
         MainQuery::Server,
         MainQuery::Activity,
-        MainQuery::Transactions,
         MainQuery::Locks,
         MainQuery::Databases,
         MainQuery::Replication,
@@ -34,7 +32,6 @@ impl MainQuery {
         match self {
             MainQuery::Server => "server, archiver and checkpointer",
             MainQuery::Activity => "pg_stat_activity",
-            MainQuery::Transactions => "oldest transactions",
             MainQuery::Locks => "pg_locks",
             MainQuery::Databases => "pg_stat_database",
             MainQuery::Replication => "pg_stat_replication",
@@ -88,23 +85,24 @@ impl MainQuery {
                     ""
                 }
             ),
-            // Client backends only: the connections an application's pool competes for.
+            // Client backends only: the connections an application's pool competes for. One
+            // snapshot of pg_stat_activity, grouped two ways: rows with a 0 in the last
+            // column count connections by database, state and wait event; rows with a 1 are
+            // per-database totals with the oldest transactions and lock waits (the
+            // scrape's own session left out).
             MainQuery::Activity => "SELECT coalesce(datname, '')::text, \
                  coalesce(state, 'unknown')::text, \
                  coalesce(wait_event_type, '')::text, coalesce(wait_event, '')::text, \
-                 count(*)::int8 \
-                 FROM pg_stat_activity WHERE backend_type = 'client backend' \
-                 GROUP BY 1, 2, 3, 4"
-                .to_owned(),
-            MainQuery::Transactions => "SELECT coalesce(datname, '')::text, \
-                 coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)::float8, \
+                 count(*)::int8, \
+                 coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)) \
+                   FILTER (WHERE pid <> pg_backend_pid()), 0)::float8, \
                  coalesce(max(extract(epoch FROM clock_timestamp() - state_change)) FILTER \
                    (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')), \
                    0)::float8, \
-                 count(*) FILTER (WHERE wait_event_type = 'Lock')::int8 \
-                 FROM pg_stat_activity \
-                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
-                 GROUP BY 1"
+                 count(*) FILTER (WHERE wait_event_type = 'Lock')::int8, \
+                 GROUPING(state, wait_event_type, wait_event)::int4 \
+                 FROM pg_stat_activity WHERE backend_type = 'client backend' \
+                 GROUP BY GROUPING SETS ((datname, state, wait_event_type, wait_event), (datname))"
                 .to_owned(),
             MainQuery::Locks => {
                 "SELECT coalesce(d.datname, '')::text, l.mode::text, count(*)::int8, \
