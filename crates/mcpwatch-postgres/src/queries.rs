@@ -149,33 +149,45 @@ impl MainQuery {
                     "total_time"
                 };
                 let (source, text) = if statement_text {
-                    ("pg_stat_statements(true)", "left(min(s.query), $2::int4)")
+                    ("pg_stat_statements(true)", "left(min(query), $2::int4)")
                 } else {
                     ("pg_stat_statements(false)", "''")
                 };
+                // The top N are picked first; only they are joined to their names.
                 format!(
                     "SELECT s.queryid::text, coalesce(d.datname, '')::text, \
-                     coalesce(r.rolname, '')::text, sum(s.calls)::int8, \
-                     (sum(s.{time}) / 1000)::float8, sum(s.rows)::int8, {text}::text \
-                     FROM {source} s \
+                     coalesce(r.rolname, '')::text, s.calls, s.seconds, s.rows, s.text \
+                     FROM (SELECT queryid, dbid, userid, sum(calls)::int8 AS calls, \
+                       (sum({time}) / 1000)::float8 AS seconds, sum(rows)::int8 AS rows, \
+                       {text}::text AS text \
+                       FROM {source} WHERE queryid IS NOT NULL \
+                       GROUP BY queryid, dbid, userid ORDER BY 5 DESC LIMIT $1) s \
                      LEFT JOIN pg_database d ON d.oid = s.dbid \
                      LEFT JOIN pg_roles r ON r.oid = s.userid \
-                     WHERE s.queryid IS NOT NULL \
-                     GROUP BY s.queryid, d.datname, r.rolname \
-                     ORDER BY 5 DESC LIMIT $1"
+                     ORDER BY s.seconds DESC"
                 )
             }
         }
     }
 }
 
-/// Per database: the tables with the most dead tuples.
-pub(crate) const TABLES: &str = "SELECT current_database()::text, schemaname::text, \
-     relname::text, n_live_tup::int8, n_dead_tup::int8, seq_scan::int8, \
-     coalesce(idx_scan, 0)::int8, \
-     extract(epoch FROM clock_timestamp() - last_autovacuum)::float8, \
-     extract(epoch FROM clock_timestamp() - last_autoanalyze)::float8 \
-     FROM pg_stat_user_tables ORDER BY n_dead_tup DESC, schemaname, relname LIMIT $1";
+/// Per database: the tables with the most dead tuples. The statistics functions are called
+/// directly, and only for what is reported: pg_stat_user_tables computes some 25 columns
+/// for every table before the top N are kept.
+pub(crate) const TABLES: &str = "SELECT current_database()::text, t.nspname::text, \
+     t.relname::text, pg_stat_get_live_tuples(t.oid)::int8, t.dead::int8, \
+     pg_stat_get_numscans(t.oid)::int8, \
+     coalesce((SELECT sum(pg_stat_get_numscans(i.indexrelid)) FROM pg_index i \
+       WHERE i.indrelid = t.oid), 0)::int8, \
+     extract(epoch FROM clock_timestamp() - pg_stat_get_last_autovacuum_time(t.oid))::float8, \
+     extract(epoch FROM clock_timestamp() - pg_stat_get_last_autoanalyze_time(t.oid))::float8 \
+     FROM (SELECT c.oid, n.nspname, c.relname, pg_stat_get_dead_tuples(c.oid) AS dead \
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+       WHERE c.relkind IN ('r', 'm', 'p') \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname !~ '^pg_toast' \
+       ORDER BY 4 DESC, 2, 3 LIMIT $1) t \
+     ORDER BY t.dead DESC, t.nspname, t.relname";
 
 /// Whether pg_stat_statements is installed in the connected database.
 pub(crate) const HAS_STATEMENTS: &str =
