@@ -50,12 +50,15 @@ fn bin_dir() -> PathBuf {
 pub struct PostgresOptions {
     /// `max_connections`.
     pub max_connections: u32,
+    /// A certificate and key (PEM): TCP connections must then use TLS.
+    pub tls: Option<(String, String)>,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
         Self {
             max_connections: 40,
+            tls: None,
         }
     }
 }
@@ -107,12 +110,30 @@ impl PostgresServer {
             String::from_utf8_lossy(&out.stderr)
         );
         // Local superuser by socket for the tests' own setup; everything over TCP needs a
-        // password, as in production.
+        // password, as in production, and TLS when the server has a certificate.
+        let tcp = if options.tls.is_some() {
+            "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n"
+        } else {
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        };
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+            format!("local all all trust\n{tcp}"),
         )
         .expect("write pg_hba.conf");
+        if let Some((cert, key)) = &options.tls {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).expect("write TLS file");
+                // PostgreSQL refuses a key others can read.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+                if let Some((uid, gid)) = owner {
+                    chown(&path, Some(uid), Some(gid)).expect("chown TLS file");
+                }
+            }
+        }
         let mut server = Self {
             dir,
             bin,
@@ -151,6 +172,14 @@ impl PostgresServer {
             "full_page_writes=off".to_owned(),
             "autovacuum=off".to_owned(),
             "shared_buffers=32MB".to_owned(),
+            format!(
+                "ssl={}",
+                if self.options.tls.is_some() {
+                    "on"
+                } else {
+                    "off"
+                }
+            ),
         ] {
             postgres.arg("-c").arg(setting);
         }
@@ -218,6 +247,21 @@ impl PostgresServer {
             .expect("superuser connection");
         tokio::spawn(connection);
         client
+    }
+
+    /// The pids of the backends serving `application_name` (to stall one with SIGSTOP).
+    pub async fn backends_of(&self, application: &str) -> Vec<i32> {
+        self.admin("postgres")
+            .await
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                &[&application],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .iter()
+            .map(|row| row.get::<_, i32>(0))
+            .collect()
     }
 
     /// Stops the server (fast shutdown), as an operator's `pg_ctl stop` does.

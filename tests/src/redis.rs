@@ -18,6 +18,7 @@ pub struct RedisServer {
     port: u16,
     password: String,
     extra: Vec<String>,
+    tls: bool,
     process: Option<ServiceProcess>,
 }
 
@@ -33,6 +34,36 @@ impl RedisServer {
             port: free_port(),
             password: crate::random_token("redis-secret-"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            tls: false,
+            process: None,
+        };
+        server.launch().await;
+        server
+    }
+
+    /// Starts Redis serving TLS only, with this certificate and key (PEM).
+    ///
+    /// # Panics
+    /// When redis-server is missing or does not start.
+    pub async fn start_tls(cert: &str, key: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("tls.crt"), cert).expect("write cert");
+        std::fs::write(dir.path().join("tls.key"), key).expect("write key");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let extra = vec![
+            "--tls-cert-file".to_owned(),
+            path("tls.crt"),
+            "--tls-key-file".to_owned(),
+            path("tls.key"),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut server = Self {
+            dir,
+            port: free_port(),
+            password: crate::random_token("redis-secret-"),
+            extra,
+            tls: true,
             process: None,
         };
         server.launch().await;
@@ -42,14 +73,28 @@ impl RedisServer {
     async fn launch(&mut self) {
         let binary = require("redis-server", "apt-get install -y redis-server");
         let mut command = Command::new(binary);
+        let port = self.port.to_string();
+        if self.tls {
+            command.args(["--port", "0", "--tls-port", &port]);
+        } else {
+            command.args(["--port", &port]);
+        }
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--requirepass", &self.password])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra);
         self.process = Some(ServiceProcess::spawn("redis", command, self.dir.path()));
+        if self.tls {
+            // Accepting TCP is enough; the tests check the TLS side themselves.
+            let address = format!("127.0.0.1:{}", self.port);
+            crate::wait_for("Redis to listen", LIMIT, || {
+                std::net::TcpStream::connect(&address).ok().map(|_| ())
+            });
+            return;
+        }
         let url = self.url();
         crate::wait_for_async("Redis to answer", LIMIT, || {
             let url = url.clone();
@@ -90,6 +135,11 @@ impl RedisServer {
             .get_multiplexed_async_connection()
             .await
             .expect("redis connection")
+    }
+
+    /// The server's process id (to stall it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("running").pid()
     }
 
     /// Redis's log so far.

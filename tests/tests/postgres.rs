@@ -184,6 +184,7 @@ async fn database_activity_moves_the_metrics() {
 async fn long_transactions_lock_waits_and_connections() {
     let server = PostgresServer::start(PostgresOptions {
         max_connections: 20,
+        ..PostgresOptions::default()
     })
     .await;
     let admin = server.admin("postgres").await;

@@ -167,6 +167,20 @@ impl RedisCollector {
     }
 }
 
+/// Forgets the connection when PING was not answered before the scrape ended: cut by the
+/// deadline, the server may be stalled or the socket dead without being closed.
+struct ForgetUnlessAnswered<'a>(Option<&'a RedisCollector>);
+
+impl Drop for ForgetUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if let Some(collector) = self.0
+            && let Ok(mut slot) = collector.connection.try_lock()
+        {
+            slot.take();
+        }
+    }
+}
+
 /// A Redis error's text; the crate's errors carry no credentials.
 fn describe(error: &redis::RedisError) -> String {
     error.to_string()
@@ -211,7 +225,9 @@ impl Collector for RedisCollector {
             .add(&[], 0.0);
         let mut connection = self.connection(ctx).await?;
         let start = Instant::now();
+        let mut unanswered = ForgetUnlessAnswered(Some(self));
         let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+        unanswered.0 = None;
         if let Err(e) = pong {
             self.forget().await;
             return Err(CollectError::msg(describe(&e)).context("PING"));
