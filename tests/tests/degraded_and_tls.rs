@@ -3,6 +3,7 @@
 //! collectors; PostgreSQL's `sslmode` values and Redis over TLS with a private CA.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcpwatch_core::config::parse_yaml;
@@ -19,9 +20,9 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn engine(collectors: Vec<Box<dyn FnOnce() -> std::sync::Arc<dyn Collector>>>) -> ScrapeEngine {
+fn engine(collectors: Vec<Arc<dyn Collector>>) -> ScrapeEngine {
     ScrapeEngine::builder()
-        .collectors(collectors.into_iter().map(|make| make()))
+        .collectors(collectors)
         .options(ScrapeOptions {
             timeout: Duration::from_secs(5),
             timeout_offset: Duration::from_millis(500),
@@ -30,15 +31,15 @@ fn engine(collectors: Vec<Box<dyn FnOnce() -> std::sync::Arc<dyn Collector>>>) -
         .build()
 }
 
-fn postgres(yaml: &str) -> std::sync::Arc<dyn Collector> {
-    std::sync::Arc::new(
+fn postgres(yaml: &str) -> Arc<dyn Collector> {
+    Arc::new(
         PostgresCollector::new(parse_yaml(yaml, Path::new("t.yml")).expect("config"))
             .expect("collector"),
     )
 }
 
-fn redis(yaml: &str) -> std::sync::Arc<dyn Collector> {
-    std::sync::Arc::new(
+fn redis(yaml: &str) -> Arc<dyn Collector> {
+    Arc::new(
         RedisCollector::new(parse_yaml(yaml, Path::new("t.yml")).expect("config"))
             .expect("collector"),
     )
@@ -59,12 +60,10 @@ fn signal(pid: i32, signal: Signal) {
 async fn stalled_servers_are_cut_at_the_deadline_and_come_back() {
     let pg = PostgresServer::start(PostgresOptions::default()).await;
     let cache = RedisServer::start(&[]).await;
-    let pg_yaml = format!("name: db\ndsn: '{}'\n", pg.dsn("postgres"));
-    let redis_yaml = format!("name: cache\nurl: '{}'\n", cache.url());
     let engine = engine(vec![
-        Box::new(|| std::sync::Arc::new(HostCollector::new(HostConfig::default()).expect("host"))),
-        Box::new(move || postgres(&pg_yaml)),
-        Box::new(move || redis(&redis_yaml)),
+        Arc::new(HostCollector::new(HostConfig::default()).expect("host")),
+        postgres(&format!("name: db\ndsn: '{}'\n", pg.dsn("postgres"))),
+        redis(&format!("name: cache\nurl: '{}'\n", cache.url())),
     ]);
     let healthy = engine.scrape(None).await;
     assert_eq!(healthy.value("pg_up", &[]), Some(1.0));
@@ -172,10 +171,7 @@ async fn postgres_sslmodes_mean_what_libpq_says() {
         (dsn("sslmode=disable"), 0.0, "no encryption"),
     ];
     for (dsn, up, error) in cases {
-        let engine = engine(vec![Box::new({
-            let dsn = dsn.clone();
-            move || postgres(&format!("name: db\ndsn: '{dsn}'\n"))
-        })]);
+        let engine = engine(vec![postgres(&format!("name: db\ndsn: '{dsn}'\n"))]);
         let scrape = engine.scrape(None).await;
         let status = format!("{:?}", engine.status());
         assert_eq!(scrape.value("pg_up", &[]), Some(up), "{dsn}: {status}");
@@ -192,13 +188,10 @@ async fn redis_over_tls_with_a_private_ca() {
     std::fs::write(dir.path().join("ca.pem"), ca).expect("write");
     let url = format!("rediss://:{}@127.0.0.1:{}/", cache.password(), cache.port());
 
-    let trusted = engine(vec![Box::new({
-        let yaml = format!(
-            "name: cache\nurl: '{url}'\nca_file: {}\n",
-            dir.path().join("ca.pem").display()
-        );
-        move || redis(&yaml)
-    })]);
+    let trusted = engine(vec![redis(&format!(
+        "name: cache\nurl: '{url}'\nca_file: {}\n",
+        dir.path().join("ca.pem").display()
+    ))]);
     let scrape = trusted.scrape(None).await;
     assert_eq!(
         scrape.value("redis_up", &[]),
@@ -209,10 +202,7 @@ async fn redis_over_tls_with_a_private_ca() {
     assert!(scrape.value("redis_connected_clients", &[]).is_some());
 
     // The system's roots do not know the private CA.
-    let untrusted = engine(vec![Box::new({
-        let yaml = format!("name: cache\nurl: '{url}'\n");
-        move || redis(&yaml)
-    })]);
+    let untrusted = engine(vec![redis(&format!("name: cache\nurl: '{url}'\n"))]);
     let scrape = untrusted.scrape(None).await;
     assert_eq!(scrape.value("redis_up", &[]), Some(0.0));
     assert!(!format!("{:?}", untrusted.status()).contains(cache.password()));

@@ -348,3 +348,41 @@ async fn a_refused_password_is_down_and_never_shown() {
     assert!(!status.contains(&wrong));
     assert!(!text(&scrape).await.contains(&wrong));
 }
+
+#[tokio::test]
+async fn no_extension_is_no_error_and_a_failing_query_spares_the_rest() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE plain")
+        .await
+        .expect("create database");
+    // pg_stat_statements is installed in "postgres" only.
+    let engine = engine(&format!(
+        "name: plain\ndsn: '{}'\nqueries:\n  - metric: broken\n    sql: SELECT * FROM no_such_table\n    \
+         values: [n]\n  - metric: fine\n    sql: SELECT 2 AS n\n    values: [n]\n",
+        server.dsn("plain")
+    ));
+    let scrape = engine.scrape(None).await;
+    assert_eq!(value(&scrape, "pg_up", &[]), Some(1.0));
+    assert_eq!(
+        value(&scrape, "pg_stat_statements_available", &[]),
+        Some(0.0)
+    );
+    assert_eq!(value(&scrape, "fine_n", &[]), Some(2.0));
+    assert!(value(&scrape, "pg_settings_max_connections", &[]).is_some());
+    assert_eq!(
+        value(
+            &scrape,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "postgres")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        engine.status()[0].last_outcome,
+        Some(mcpwatch_core::engine::CollectorOutcome::Failed(
+            "query broken: ERROR: relation \"no_such_table\" does not exist".to_owned()
+        ))
+    );
+}
