@@ -386,3 +386,45 @@ async fn no_extension_is_no_error_and_a_failing_query_spares_the_rest() {
         ))
     );
 }
+
+#[tokio::test]
+async fn a_slow_custom_query_is_cut_and_the_rest_is_served() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let engine = engine(&format!(
+        "name: db\ndsn: '{}'\nstatement_timeout: 2s\nqueries:\n  - metric: slow\n    \
+         sql: SELECT 1 AS n FROM pg_sleep(30)\n    values: [n]\n",
+        server.dsn("postgres")
+    ));
+    let scrape = engine.scrape(Some(Duration::from_secs(2))).await;
+    // Everything but the slow query, within the 1.5 s the scrape had.
+    assert_eq!(value(&scrape, "pg_up", &[]), Some(1.0));
+    assert!(value(&scrape, "pg_settings_max_connections", &[]).is_some());
+    assert!(
+        value(
+            &scrape,
+            "pg_stat_database_xact_commit_total",
+            &[("datname", "postgres")]
+        )
+        .is_some()
+    );
+    assert_eq!(value(&scrape, "slow_n", &[]), None);
+    assert_eq!(
+        value(
+            &scrape,
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "postgres")]
+        ),
+        Some(0.0)
+    );
+    // The server cancels it at statement_timeout; a later scrape says so and the
+    // connection keeps serving.
+    let later = scrape_until(&engine, "the statement timeout to be reported", |_| {
+        matches!(
+            &engine.status()[0].last_outcome,
+            Some(mcpwatch_core::engine::CollectorOutcome::Failed(e))
+                if e.contains("canceling statement due to statement timeout")
+        )
+    })
+    .await;
+    assert_eq!(value(&later, "pg_up", &[]), Some(1.0));
+}

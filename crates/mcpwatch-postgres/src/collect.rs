@@ -8,48 +8,36 @@ use crate::config::PostgresConfig;
 use crate::connection::{Session, describe};
 use crate::queries::MainQuery;
 
-/// What a scrape's statements returned, by statement.
-pub(crate) type Results = Vec<(MainQuery, Result<Vec<Row>, tokio_postgres::Error>)>;
-
-/// Runs every prepared server-wide statement at once: they go out pipelined, in one round
-/// trip. Database sizes are read only when `with_sizes`.
-pub(crate) async fn run_main(
+/// Runs one prepared server-wide statement with its limit.
+pub(crate) async fn run(
     session: &Session,
+    query: MainQuery,
     config: &PostgresConfig,
-    with_sizes: bool,
-) -> Results {
-    let limit = |n: u32| i64::from(n);
-    let max_databases = limit(config.max_databases);
-    let max_replication = limit(config.max_replication);
-    let top_statements = limit(config.top_statements);
-    let text_length = i32::try_from(config.statement_text_length).unwrap_or(i32::MAX);
-    let runs = MainQuery::ALL.into_iter().filter_map(|query| {
-        if query == MainQuery::Sizes && !with_sizes {
-            return None;
+) -> Option<Result<Vec<Row>, tokio_postgres::Error>> {
+    let statement = session.main.get(&query)?;
+    let limit = match query {
+        MainQuery::Server => return Some(session.client.query(statement, &[]).await),
+        MainQuery::Replication | MainQuery::Slots => i64::from(config.max_replication),
+        MainQuery::Activity | MainQuery::Locks | MainQuery::Databases | MainQuery::Sizes => {
+            i64::from(config.max_databases)
         }
-        let statement = session.main.get(&query)?;
-        let client = &session.client;
-        let run = async move {
-            let rows = match query {
-                MainQuery::Databases | MainQuery::Sizes => {
-                    client.query(statement, &[&max_databases]).await
-                }
-                MainQuery::Replication | MainQuery::Slots => {
-                    client.query(statement, &[&max_replication]).await
-                }
-                MainQuery::Statements if config.statement_text_length > 0 => {
-                    client
-                        .query(statement, &[&top_statements, &text_length])
-                        .await
-                }
-                MainQuery::Statements => client.query(statement, &[&top_statements]).await,
-                _ => client.query(statement, &[]).await,
-            };
-            (query, rows)
-        };
-        Some(run)
-    });
-    futures_util::future::join_all(runs).await
+    };
+    Some(session.client.query(statement, &[&limit]).await)
+}
+
+/// Runs the pg_stat_statements statement.
+pub(crate) async fn run_statements(
+    session: &Session,
+    statement: &tokio_postgres::Statement,
+    config: &PostgresConfig,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let top = i64::from(config.top_statements);
+    if config.statement_text_length > 0 {
+        let length = i32::try_from(config.statement_text_length).unwrap_or(i32::MAX);
+        session.client.query(statement, &[&top, &length]).await
+    } else {
+        session.client.query(statement, &[&top]).await
+    }
 }
 
 /// Reads column `i`, naming the statement when the type is not the expected one.
@@ -62,42 +50,33 @@ fn count(value: i64) -> f64 {
     value as f64
 }
 
-/// Writes the server-wide families; returns the first failure (the rest is written).
-pub(crate) fn write_main(results: &Results, sink: &mut MetricSink) -> Result<(), CollectError> {
-    let mut first_error = None;
-    for (query, rows) in results {
-        let outcome = match rows {
-            Ok(rows) => match query {
-                MainQuery::Server => write_server(rows, sink),
-                MainQuery::Activity => write_activity(rows, sink),
-                MainQuery::Locks => write_locks(rows, sink),
-                MainQuery::Databases => write_databases(rows, sink),
-                MainQuery::Replication => write_replication(rows, sink),
-                MainQuery::Slots => write_slots(rows, sink),
-                MainQuery::Statements => write_statements(rows, sink),
-                // Written from the cache by the caller.
-                MainQuery::Sizes => Ok(()),
-            },
-            Err(e) => Err(CollectError::msg(format_args!(
-                "{}: {}",
-                query.name(),
-                describe(e)
-            ))),
-        };
-        if let Err(e) = outcome {
-            first_error.get_or_insert(e);
-        }
+/// Writes the families of one server-wide statement (sizes are the caller's).
+pub(crate) fn write(
+    query: MainQuery,
+    rows: &Result<Vec<Row>, tokio_postgres::Error>,
+    sink: &mut MetricSink,
+) -> Result<(), CollectError> {
+    let rows = rows
+        .as_ref()
+        .map_err(|e| CollectError::msg(format_args!("{}: {}", query.name(), describe(e))))?;
+    match query {
+        MainQuery::Server => write_server(rows, sink),
+        MainQuery::Activity => write_activity(rows, sink),
+        MainQuery::Locks => write_locks(rows, sink),
+        MainQuery::Databases => write_databases(rows, sink),
+        MainQuery::Replication => write_replication(rows, sink),
+        MainQuery::Slots => write_slots(rows, sink),
+        MainQuery::Sizes => Ok(()),
     }
-    // Said whether or not the extension is there, so that "no statements" is not a gap.
-    let available = results
-        .iter()
-        .any(|(q, rows)| *q == MainQuery::Statements && rows.is_ok());
+}
+
+/// `pg_stat_statements_available`: said either way, so that "no statements" is no gap.
+pub(crate) fn write_statements_available(available: bool, sink: &mut MetricSink) {
     sink.gauge(
         "pg_stat_statements_available",
         "Whether pg_stat_statements is installed and readable.",
     )
     .add(&[], if available { 1.0 } else { 0.0 });
-    first_error.map_or(Ok(()), Err)
 }
 
 fn write_server(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
@@ -329,8 +308,8 @@ fn write_replication(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectE
             ("application_name", name.as_str()),
             ("client_addr", addr.as_str()),
         ];
-        seconds.add(&labels, get(row, 3, what)?);
-        if let Some(lag) = get::<Option<f64>>(row, 4, what)? {
+        seconds.add(&labels, get(row, 2, what)?);
+        if let Some(lag) = get::<Option<f64>>(row, 3, what)? {
             bytes.add(&labels, lag);
         }
     }
@@ -441,7 +420,7 @@ fn write_checkpointer(row: &Row, at: usize, sink: &mut MetricSink) -> Result<(),
     Ok(())
 }
 
-fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+pub(crate) fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
     let what = "pg_stat_statements";
     let mut calls = MetricFamily::counter(
         "pg_stat_statements_calls_total",

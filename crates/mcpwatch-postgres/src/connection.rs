@@ -4,19 +4,24 @@
 //! connection of its own.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use mcpwatch_core::{CollectError, ScrapeContext};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::queries::{HAS_STATEMENTS, MainQuery, TABLES};
+use crate::queries::{MainQuery, STATEMENTS_VERSION, TABLES, has_exec_time, statements_sql};
 
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How often a connection without pg_stat_statements looks for it again.
+const STATEMENTS_RECHECK: Duration = Duration::from_secs(300);
 
 /// Which statements a connection prepares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,22 +32,89 @@ pub(crate) enum Role {
     Tables,
 }
 
+/// The pg_stat_statements statement, which can come and go with the extension.
+#[derive(Debug)]
+struct StatementsSlot {
+    statement: Option<Statement>,
+    checked: Instant,
+}
+
 /// A connected session with its prepared statements.
 pub(crate) struct Session {
     pub client: Client,
+    /// Which connection of its supervisor this is; a reset names the one it means.
+    pub generation: u64,
     /// `server_version_num`.
     pub version: u32,
     /// Server-wide statements that prepared; a view the role may not read is left out.
     pub main: HashMap<MainQuery, Statement>,
     pub tables: Option<Statement>,
+    statement_text: Option<bool>,
+    statements: Mutex<StatementsSlot>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
+            .field("generation", &self.generation)
             .field("version", &self.version)
             .field("main", &self.main.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+impl Session {
+    /// The pg_stat_statements statement, looked for again every few minutes while the
+    /// extension is missing: it may be created after the exporter connected.
+    pub(crate) async fn statements(&self) -> Option<Statement> {
+        let text = self.statement_text?;
+        let recheck = {
+            let slot = self
+                .statements
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if slot.statement.is_some() {
+                return slot.statement.clone();
+            }
+            slot.checked.elapsed() >= STATEMENTS_RECHECK
+        };
+        if !recheck {
+            return None;
+        }
+        let statement = prepare_statements(&self.client, text).await;
+        let mut slot = self
+            .statements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *slot = StatementsSlot {
+            statement: statement.clone(),
+            checked: Instant::now(),
+        };
+        statement
+    }
+
+    /// Forgets the pg_stat_statements statement after an error that says the extension is
+    /// gone or not loaded; returns whether the error was of that kind.
+    pub(crate) fn statements_gone(&self, error: &tokio_postgres::Error) -> bool {
+        let gone = error.code().is_some_and(|code| {
+            [
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                SqlState::UNDEFINED_TABLE,
+                SqlState::UNDEFINED_FUNCTION,
+                SqlState::UNDEFINED_COLUMN,
+            ]
+            .contains(code)
+        });
+        if gone {
+            *self
+                .statements
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = StatementsSlot {
+                statement: None,
+                checked: Instant::now(),
+            };
+        }
+        gone
     }
 }
 
@@ -59,17 +131,20 @@ struct Shared {
     /// `target/database`, for log lines.
     label: String,
     config: tokio_postgres::Config,
+    connect_timeout: Duration,
     tls: MakeRustlsConnect,
     role: Role,
     state: watch::Sender<State>,
     nudge: Notify,
     reset: Notify,
+    /// The generation a reset was asked for.
+    reset_generation: AtomicU64,
 }
 
 /// A supervised connection to one database.
 pub(crate) struct Connection {
     shared: Arc<Shared>,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -85,6 +160,7 @@ impl Connection {
     pub(crate) fn new(
         label: String,
         config: tokio_postgres::Config,
+        connect_timeout: Duration,
         tls: MakeRustlsConnect,
         role: Role,
     ) -> Self {
@@ -92,21 +168,20 @@ impl Connection {
             shared: Arc::new(Shared {
                 label,
                 config,
+                connect_timeout,
                 tls,
                 role,
                 state: watch::Sender::new(State::Connecting),
                 nudge: Notify::new(),
                 reset: Notify::new(),
+                reset_generation: AtomicU64::new(u64::MAX),
             }),
-            task: std::sync::Mutex::new(None),
+            task: Mutex::new(None),
         }
     }
 
     fn ensure_started(&self) {
-        let mut task = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
         if task.is_none() {
             *task = Some(tokio::spawn(supervise(self.shared.clone())));
         }
@@ -149,12 +224,14 @@ impl Connection {
             }
         }
     }
-}
 
-impl Connection {
-    /// Drops the connection and connects again: for a server that did not answer a probe
-    /// before the deadline, whose socket may be dead without being closed.
-    pub(crate) fn reset(&self) {
+    /// Drops the session `generation` and connects again: for a server that did not answer
+    /// before the deadline, whose socket may be dead without being closed. A reset meant for
+    /// an earlier session is ignored.
+    pub(crate) fn reset(&self, generation: u64) {
+        self.shared
+            .reset_generation
+            .store(generation, Ordering::SeqCst);
         self.shared.reset.notify_one();
     }
 }
@@ -164,7 +241,7 @@ impl Drop for Connection {
         if let Some(task) = self
             .task
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
             // Dropping the task drops the connection: the server sees it close.
@@ -173,13 +250,52 @@ impl Drop for Connection {
     }
 }
 
+/// Resets a connection when dropped before [`ResetUnlessAnswered::answered`]: a query cut by
+/// the scrape's deadline leaves it armed.
+pub(crate) struct ResetUnlessAnswered<'a> {
+    connection: Option<&'a Connection>,
+    generation: u64,
+}
+
+impl<'a> ResetUnlessAnswered<'a> {
+    pub(crate) fn new(connection: &'a Connection, session: &Session) -> Self {
+        Self {
+            connection: Some(connection),
+            generation: session.generation,
+        }
+    }
+
+    /// The query was answered (with rows or an error): the connection is alive.
+    pub(crate) fn answered(mut self) {
+        self.connection = None;
+    }
+}
+
+impl Drop for ResetUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection {
+            connection.reset(self.generation);
+        }
+    }
+}
+
 async fn supervise(shared: Arc<Shared>) {
     let mut backoff = Duration::from_secs(1);
     let mut last_error: Option<String> = None;
+    let mut generation = 0_u64;
     loop {
         shared.state.send_replace(State::Connecting);
-        match connect(&shared).await {
-            Ok((session, driver)) => {
+        generation += 1;
+        let attempt = tokio::time::timeout(shared.connect_timeout, connect(&shared, generation));
+        let outcome = match attempt.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!(
+                "connecting took longer than connect_timeout ({:?})",
+                shared.connect_timeout
+            )),
+        };
+        match outcome {
+            Ok((session, mut driver)) => {
                 if last_error.take().is_some() {
                     tracing::info!(target = %shared.label, "PostgreSQL connection restored.");
                 } else {
@@ -188,16 +304,20 @@ async fn supervise(shared: Arc<Shared>) {
                 backoff = Duration::from_secs(1);
                 shared.state.send_replace(State::Ready(Arc::new(session)));
                 // Runs until the connection ends; a lost server is seen here at once.
-                let mut driver = driver;
-                let reason = tokio::select! {
-                    ended = &mut driver => match ended {
-                        Ok(Ok(())) => "the server closed the connection".to_owned(),
-                        Ok(Err(e)) => format!("connection lost: {e}"),
-                        Err(e) => format!("connection task ended: {e}"),
-                    },
-                    () = shared.reset.notified() => {
-                        driver.abort();
-                        "the server did not answer before the scrape deadline".to_owned()
+                let reason = loop {
+                    tokio::select! {
+                        ended = &mut driver => break match ended {
+                            Ok(Ok(())) => "the server closed the connection".to_owned(),
+                            Ok(Err(e)) => format!("connection lost: {e}"),
+                            Err(e) => format!("connection task ended: {e}"),
+                        },
+                        () = shared.reset.notified() => {
+                            if shared.reset_generation.load(Ordering::SeqCst) == generation {
+                                driver.abort();
+                                break "the server did not answer before the scrape deadline"
+                                    .to_owned();
+                            }
+                        }
                     }
                 };
                 tracing::warn!(target = %shared.label, error = %reason, "PostgreSQL connection lost.");
@@ -226,23 +346,33 @@ async fn supervise(shared: Arc<Shared>) {
 
 type Driver = JoinHandle<Result<(), tokio_postgres::Error>>;
 
-async fn connect(shared: &Shared) -> Result<(Session, Driver), String> {
+/// Connects and prepares; the driver task is aborted if preparing fails or this future is
+/// dropped by the connect timeout.
+async fn connect(shared: &Shared, generation: u64) -> Result<(Session, Driver), String> {
     let (client, connection) = shared
         .config
         .connect(shared.tls.clone())
         .await
         .map_err(|e| describe(&e))?;
-    let driver = tokio::spawn(connection);
-    match prepare(client, shared.role, &shared.label).await {
-        Ok(session) => Ok((session, driver)),
-        Err(e) => {
-            driver.abort();
-            Err(e)
+    struct AbortOnDrop(Option<Driver>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            if let Some(driver) = &self.0 {
+                driver.abort();
+            }
         }
     }
+    let mut driver = AbortOnDrop(Some(tokio::spawn(connection)));
+    let session = prepare(client, shared.role, &shared.label, generation).await?;
+    Ok((session, driver.0.take().ok_or("driver")?))
 }
 
-async fn prepare(client: Client, role: Role, label: &str) -> Result<Session, String> {
+async fn prepare(
+    client: Client,
+    role: Role,
+    label: &str,
+    generation: u64,
+) -> Result<Session, String> {
     let version: u32 = client
         .query_one("SELECT current_setting('server_version_num')::int4", &[])
         .await
@@ -257,24 +387,21 @@ async fn prepare(client: Client, role: Role, label: &str) -> Result<Session, Str
         .map_err(|e| tracing::warn!(target = %label, error = %describe(&e), "Table statistics unavailable."))
         .ok();
     let mut main = HashMap::new();
-    if let Role::Main { statement_text } = role {
-        let has_statements: bool = client
-            .query_one(HAS_STATEMENTS, &[])
-            .await
-            .and_then(|row| row.try_get(0))
-            .unwrap_or(false);
-        let wanted: Vec<MainQuery> = MainQuery::ALL
-            .into_iter()
-            .filter(|q| *q != MainQuery::Statements || has_statements)
-            .collect();
-        let sql: Vec<String> = wanted
-            .iter()
-            .map(|q| q.sql(version, statement_text))
-            .collect();
+    let mut statement_text = None;
+    let mut statements = None;
+    if let Role::Main {
+        statement_text: text,
+    } = role
+    {
+        statement_text = Some(text);
+        let sql: Vec<String> = MainQuery::ALL.iter().map(|q| q.sql(version)).collect();
         // Prepared together: the Parse messages go out pipelined.
-        let prepared =
-            futures_util::future::join_all(sql.iter().map(|text| client.prepare(text))).await;
-        for (query, statement) in wanted.into_iter().zip(prepared) {
+        let (prepared, statements_prepared) = tokio::join!(
+            futures_util::future::join_all(sql.iter().map(|text| client.prepare(text))),
+            prepare_statements(&client, text)
+        );
+        statements = statements_prepared;
+        for (query, statement) in MainQuery::ALL.into_iter().zip(prepared) {
             match statement {
                 Ok(statement) => {
                     main.insert(query, statement);
@@ -290,10 +417,32 @@ async fn prepare(client: Client, role: Role, label: &str) -> Result<Session, Str
     }
     Ok(Session {
         client,
+        generation,
         version,
         main,
         tables,
+        statement_text,
+        statements: Mutex::new(StatementsSlot {
+            statement: statements,
+            checked: Instant::now(),
+        }),
     })
+}
+
+/// The pg_stat_statements statement for the installed extension's version, or none when
+/// it is not installed in the connected database.
+async fn prepare_statements(client: &Client, text: bool) -> Option<Statement> {
+    let version: String = client
+        .query_opt(STATEMENTS_VERSION, &[])
+        .await
+        .ok()
+        .flatten()?
+        .try_get(0)
+        .ok()?;
+    client
+        .prepare(&statements_sql(has_exec_time(&version), text))
+        .await
+        .ok()
 }
 
 /// A driver error's text with the server's own message, which tokio-postgres keeps in the

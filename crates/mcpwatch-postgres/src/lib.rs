@@ -11,9 +11,13 @@ mod queries;
 mod tls;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
 
@@ -21,7 +25,8 @@ pub use config::{CustomKind, CustomQuery, PostgresConfig};
 pub use dsn::target_name;
 
 use crate::collect::TableFamilies;
-use crate::connection::{Connection, Role, Session};
+use crate::connection::{Connection, ResetUnlessAnswered, Role, Session};
+use crate::queries::MainQuery;
 
 /// Database sizes (name, bytes) and when they were read.
 type SizesRead = (Instant, Vec<(String, f64)>);
@@ -111,6 +116,7 @@ impl PostgresCollector {
         let main = Connection::new(
             format!("{}/{main_database}", config.name),
             base.clone(),
+            config.connect_timeout,
             tls.clone(),
             Role::Main {
                 statement_text: config.statement_text_length > 0,
@@ -132,6 +138,7 @@ impl PostgresCollector {
                 Connection::new(
                     format!("{}/{database}", config.name),
                     db_config,
+                    config.connect_timeout,
                     tls.clone(),
                     Role::Tables,
                 ),
@@ -165,33 +172,6 @@ impl PostgresCollector {
             )
     }
 
-    /// Writes the database sizes, read now or earlier.
-    fn write_sizes(
-        &self,
-        results: &collect::Results,
-        sink: &mut MetricSink,
-    ) -> Result<(), CollectError> {
-        let mut cache = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut outcome = Ok(());
-        if let Some((_, rows)) = results
-            .iter()
-            .find(|(q, _)| *q == queries::MainQuery::Sizes)
-        {
-            match rows
-                .as_ref()
-                .map_err(|e| CollectError::msg(connection::describe(e)))
-                .and_then(|rows| collect::read_sizes(rows))
-            {
-                Ok(sizes) => *cache = Some((Instant::now(), sizes)),
-                Err(e) => outcome = Err(e.context("database sizes")),
-            }
-        }
-        if let Some((_, sizes)) = cache.as_ref() {
-            collect::write_sizes(sizes, sink);
-        }
-        outcome
-    }
-
     fn connection(&self, database: Option<&str>) -> &Connection {
         database
             .and_then(|d| self.others.get(d))
@@ -199,20 +179,23 @@ impl PostgresCollector {
     }
 }
 
-/// Drops the connection when the probe was not answered before the scrape ended: cut by
-/// the deadline, its socket may be dead without being closed.
-struct ResetUnlessAnswered<'a> {
-    connection: &'a Connection,
-    answered: &'a AtomicBool,
+/// What one of a scrape's queries gave, written to the sink as soon as it arrives.
+enum Part {
+    Probe(Result<std::time::Duration, tokio_postgres::Error>),
+    Main(
+        MainQuery,
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    ),
+    /// `None`: pg_stat_statements is not available.
+    Statements(
+        Option<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+        Arc<Session>,
+    ),
+    Tables(String, Result<Vec<tokio_postgres::Row>, CollectError>),
+    Custom(MetricSink, Result<(), CollectError>),
 }
 
-impl Drop for ResetUnlessAnswered<'_> {
-    fn drop(&mut self) {
-        if !self.answered.load(Ordering::SeqCst) {
-            self.connection.reset();
-        }
-    }
-}
+type PartFuture<'a> = Pin<Box<dyn Future<Output = Part> + Send + 'a>>;
 
 #[async_trait]
 impl Collector for PostgresCollector {
@@ -238,109 +221,205 @@ impl Collector for PostgresCollector {
             .session(ctx, 0.5)
             .await
             .map_err(|e| e.context("connecting"))?;
-        // The probe goes out first, in the same pipeline as everything else: its answer
-        // decides pg_up and gives the round trip, with no round trip of its own.
-        let answered = AtomicBool::new(false);
-        let _reset = ResetUnlessAnswered {
-            connection: &self.main,
-            answered: &answered,
-        };
-        let probe = async {
-            let start = Instant::now();
-            let result = main.client.simple_query("SELECT 1").await;
-            answered.store(true, Ordering::SeqCst);
-            if result.is_ok() {
-                if let Some(up) = sink.find_mut("pg_up") {
-                    up.set_all(1.0);
-                }
-                sink.gauge(
-                    "pg_probe_duration_seconds",
-                    "Round trip of SELECT 1 on the monitoring connection.",
-                )
-                .add(&[], start.elapsed().as_secs_f64());
+
+        // Everything goes out at once, in this order on the main connection: the probe
+        // (its answer decides pg_up and gives the round trip), the built-in statements,
+        // then the user's queries, so that a slow custom query delays none of ours. Each
+        // result is written as it arrives: when the deadline cuts a slow query, the rest
+        // is served.
+        let mut parts: FuturesUnordered<PartFuture<'_>> = FuturesUnordered::new();
+        parts.push(Box::pin(self.probe(&main)));
+        let sizes_due = self.sizes_due();
+        for query in MainQuery::ALL {
+            if query == MainQuery::Sizes && !sizes_due {
+                continue;
             }
-            result.map_err(|e| CollectError::msg(connection::describe(&e)).context("probe"))
+            let main = main.clone();
+            parts.push(Box::pin(async move {
+                match collect::run(&main, query, &self.config).await {
+                    Some(rows) => Part::Main(query, rows),
+                    // Not prepared (no privilege): nothing to report.
+                    None => Part::Main(query, Ok(Vec::new())),
+                }
+            }));
+        }
+        parts.push(Box::pin({
+            let main = main.clone();
+            async move {
+                let rows = match main.statements().await {
+                    Some(statement) => {
+                        Some(collect::run_statements(&main, &statement, &self.config).await)
+                    }
+                    None => None,
+                };
+                Part::Statements(rows, main)
+            }
+        }));
+        for database in self.table_databases() {
+            parts.push(Box::pin(self.tables(database, &main, ctx)));
+        }
+        for query in &self.config.queries {
+            parts.push(Box::pin(self.custom(query, &main, ctx)));
+        }
+        if !sizes_due {
+            self.write_cached_sizes(sink);
+        }
+
+        let mut result = Ok(());
+        while let Some(part) = parts.next().await {
+            let outcome = match part {
+                Part::Probe(Ok(round_trip)) => {
+                    if let Some(up) = sink.find_mut("pg_up") {
+                        up.set_all(1.0);
+                    }
+                    sink.gauge(
+                        "pg_probe_duration_seconds",
+                        "Round trip of SELECT 1 on the monitoring connection.",
+                    )
+                    .add(&[], round_trip.as_secs_f64());
+                    Ok(())
+                }
+                // The server did not answer: nothing else is to be trusted.
+                Part::Probe(Err(e)) => {
+                    return Err(CollectError::msg(connection::describe(&e)).context("probe"));
+                }
+                Part::Main(MainQuery::Sizes, rows) => self.read_sizes(&rows, sink),
+                Part::Main(query, rows) => collect::write(query, &rows, sink),
+                Part::Statements(None, _) => {
+                    collect::write_statements_available(false, sink);
+                    Ok(())
+                }
+                Part::Statements(Some(Ok(rows)), _) => {
+                    collect::write_statements_available(true, sink);
+                    collect::write_statements(&rows, sink)
+                }
+                Part::Statements(Some(Err(e)), session) => {
+                    collect::write_statements_available(false, sink);
+                    // Dropped, or installed without shared_preload_libraries: no error.
+                    if session.statements_gone(&e) {
+                        Ok(())
+                    } else {
+                        Err(CollectError::msg(connection::describe(&e))
+                            .context("pg_stat_statements"))
+                    }
+                }
+                Part::Tables(database, rows) => {
+                    let mut families = TableFamilies::new();
+                    let added = rows.and_then(|rows| families.add(&rows));
+                    families.finish(sink);
+                    added.map_err(|e| e.context(format_args!("tables of {database}")))
+                }
+                Part::Custom(out, outcome) => {
+                    sink.append(out);
+                    outcome
+                }
+            };
+            result = result.and(outcome);
+        }
+        result
+    }
+}
+
+impl PostgresCollector {
+    /// `SELECT 1` on the main connection; reset if the deadline comes first.
+    async fn probe(&self, main: &Arc<Session>) -> Part {
+        let unanswered = ResetUnlessAnswered::new(&self.main, main);
+        let start = Instant::now();
+        let result = main.client.simple_query("SELECT 1").await;
+        unanswered.answered();
+        Part::Probe(result.map(|_| start.elapsed()))
+    }
+
+    /// The top tables of `database`, on its own connection when it is not the main one.
+    async fn tables(&self, database: &str, main: &Arc<Session>, ctx: &ScrapeContext) -> Part {
+        let (connection, session) = if database == self.main_database {
+            (&self.main, Ok(main.clone()))
+        } else {
+            let connection = self.connection(Some(database));
+            (connection, connection.session(ctx, 0.5).await)
         };
-        let sizes_due = self
-            .sizes
+        let rows = match session {
+            Err(e) => Err(e),
+            Ok(session) => match &session.tables {
+                None => Ok(Vec::new()),
+                Some(statement) => {
+                    let unanswered = ResetUnlessAnswered::new(connection, &session);
+                    let rows = session
+                        .client
+                        .query(statement, &[&i64::from(self.config.top_tables)])
+                        .await;
+                    unanswered.answered();
+                    rows.map_err(|e| CollectError::msg(connection::describe(&e)))
+                }
+            },
+        };
+        Part::Tables(database.to_owned(), rows)
+    }
+
+    /// One custom query, in its own sink.
+    async fn custom(&self, query: &CustomQuery, main: &Arc<Session>, ctx: &ScrapeContext) -> Part {
+        let mut out = MetricSink::default();
+        let database = query
+            .database
+            .as_deref()
+            .filter(|d| *d != self.main_database);
+        let connection = self.connection(database);
+        let session = match database {
+            Some(_) => connection.session(ctx, 0.5).await,
+            None => Ok(main.clone()),
+        };
+        let result = match session {
+            Ok(session) => {
+                // Only another database's connection is reset: the main one answered its
+                // probe, so a slow custom query there is only slow.
+                let unanswered = database.map(|_| ResetUnlessAnswered::new(connection, &session));
+                let result = custom::run(&session, query, &mut out).await;
+                if let Some(unanswered) = unanswered {
+                    unanswered.answered();
+                }
+                result
+            }
+            Err(e) => Err(e.context(format_args!("query {}", query.metric))),
+        };
+        Part::Custom(out, result)
+    }
+
+    fn sizes_due(&self) -> bool {
+        self.sizes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_none_or(|(read, _)| read.elapsed() >= self.config.size_interval);
-        let main = &main;
-        let tables = async {
-            let mut families = TableFamilies::new();
-            let mut first_error = None;
-            let sessions =
-                futures_util::future::join_all(self.table_databases().map(|db| async move {
-                    if db == self.main_database {
-                        Ok(main.clone())
-                    } else {
-                        self.connection(Some(db)).session(ctx, 0.5).await
-                    }
-                }))
-                .await;
-            let queries = sessions.iter().map(|session| async move {
-                let session: &Session = match session {
-                    Ok(s) => s,
-                    Err(e) => return Err(CollectError::msg(e)),
-                };
-                match &session.tables {
-                    Some(statement) => session
-                        .client
-                        .query(statement, &[&i64::from(self.config.top_tables)])
-                        .await
-                        .map_err(|e| CollectError::msg(connection::describe(&e))),
-                    None => Ok(Vec::new()),
-                }
-            });
-            for (db, rows) in self
-                .table_databases()
-                .zip(futures_util::future::join_all(queries).await)
-            {
-                match rows.and_then(|rows| families.add(&rows)) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e.context(format_args!("tables of {db}")));
-                    }
-                }
-            }
-            (families, first_error)
-        };
-        let custom =
-            futures_util::future::join_all(self.config.queries.iter().map(|query| async {
-                let mut out = MetricSink::default();
-                let session = match query.database.as_deref() {
-                    Some(db) if db != self.main_database => {
-                        self.connection(Some(db)).session(ctx, 0.5).await
-                    }
-                    _ => Ok(main.clone()),
-                };
-                let result = match session {
-                    Ok(session) => custom::run(&session, query, &mut out).await,
-                    Err(e) => Err(e.context(format_args!("query {}", query.metric))),
-                };
-                (out, result)
-            }));
-        let (probe, results, (tables, table_error), custom) = tokio::join!(
-            probe,
-            collect::run_main(main, &self.config, sizes_due),
-            tables,
-            custom
-        );
-        probe?;
+            .is_none_or(|(read, _)| read.elapsed() >= self.config.size_interval)
+    }
 
-        let mut result = collect::write_main(&results, sink);
-        result = result.and(self.write_sizes(&results, sink));
-        tables.finish(sink);
-        if let Some(e) = table_error {
-            result = result.and(Err(e));
+    /// Keeps the sizes just read and writes them.
+    fn read_sizes(
+        &self,
+        rows: &Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        let read = rows
+            .as_ref()
+            .map_err(|e| CollectError::msg(connection::describe(e)))
+            .and_then(|rows| collect::read_sizes(rows))
+            .map_err(|e| e.context("database sizes"));
+        if let Ok(sizes) = &read {
+            *self.sizes.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((Instant::now(), sizes.clone()));
         }
-        for (out, query_result) in custom {
-            sink.append(out);
-            result = result.and(query_result);
+        self.write_cached_sizes(sink);
+        read.map(|_| ())
+    }
+
+    /// Writes the sizes read last, unless they are older than two intervals (their
+    /// statement keeps failing): stale sizes would hide a dropped database.
+    fn write_cached_sizes(&self, sink: &mut MetricSink) {
+        let cache = self.sizes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((read, sizes)) = cache.as_ref()
+            && read.elapsed() <= self.config.size_interval * 2
+        {
+            collect::write_sizes(sizes, sink);
         }
-        result
     }
 }
 

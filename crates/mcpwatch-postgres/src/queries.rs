@@ -11,19 +11,17 @@ pub(crate) enum MainQuery {
     Databases,
     Replication,
     Slots,
-    Statements,
     Sizes,
 }
 
 impl MainQuery {
-    pub(crate) const ALL: [MainQuery; 8] = [
+    pub(crate) const ALL: [MainQuery; 7] = [
         MainQuery::Server,
         MainQuery::Activity,
         MainQuery::Locks,
         MainQuery::Databases,
         MainQuery::Replication,
         MainQuery::Slots,
-        MainQuery::Statements,
         MainQuery::Sizes,
     ];
 
@@ -36,14 +34,13 @@ impl MainQuery {
             MainQuery::Databases => "pg_stat_database",
             MainQuery::Replication => "pg_stat_replication",
             MainQuery::Slots => "pg_replication_slots",
-            MainQuery::Statements => "pg_stat_statements",
             MainQuery::Sizes => "database sizes",
         }
     }
 
-    /// The SQL for a server of `version` (`server_version_num`). Parameters: see
-    /// [`crate::collect`].
-    pub(crate) fn sql(self, version: u32, statement_text: bool) -> String {
+    /// The SQL for a server of `version` (`server_version_num`). Every statement but
+    /// Server takes one parameter, a limit: `max_databases` or `max_replication`.
+    pub(crate) fn sql(self, version: u32) -> String {
         match self {
             // One row: the server, then pg_stat_archiver (from column 8), then the
             // checkpointer and bgwriter (from column 12); PostgreSQL 17 moved the
@@ -90,8 +87,15 @@ impl MainQuery {
             // column count connections by database, state and wait event; rows with a 1 are
             // per-database totals with the oldest transactions and lock waits (the
             // scrape's own session left out).
-            MainQuery::Activity => "SELECT coalesce(datname, '')::text, \
-                 coalesce(state, 'unknown')::text, \
+            // The databases with the most connections keep their name; the rest are counted
+            // as "(other)", so that a cluster of many databases stays bounded.
+            MainQuery::Activity => "WITH a AS (SELECT * FROM pg_stat_activity \
+                   WHERE backend_type = 'client backend'), \
+                 top AS (SELECT datname FROM a GROUP BY datname \
+                   ORDER BY count(*) DESC, datname LIMIT $1), \
+                 named AS (SELECT CASE WHEN a.datname IN (SELECT datname FROM top) \
+                   THEN coalesce(a.datname, '') ELSE '(other)' END AS db, a.* FROM a) \
+                 SELECT db::text, coalesce(state, 'unknown')::text, \
                  coalesce(wait_event_type, '')::text, coalesce(wait_event, '')::text, \
                  count(*)::int8, \
                  coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)) \
@@ -101,16 +105,19 @@ impl MainQuery {
                    0)::float8, \
                  count(*) FILTER (WHERE wait_event_type = 'Lock')::int8, \
                  GROUPING(state, wait_event_type, wait_event)::int4 \
-                 FROM pg_stat_activity WHERE backend_type = 'client backend' \
-                 GROUP BY GROUPING SETS ((datname, state, wait_event_type, wait_event), (datname))"
+                 FROM named \
+                 GROUP BY GROUPING SETS ((db, state, wait_event_type, wait_event), (db))"
                 .to_owned(),
-            MainQuery::Locks => {
-                "SELECT coalesce(d.datname, '')::text, l.mode::text, count(*)::int8, \
-                 count(*) FILTER (WHERE NOT l.granted)::int8 \
-                 FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database \
-                 GROUP BY 1, 2"
-                    .to_owned()
-            }
+            MainQuery::Locks => "WITH l AS (SELECT coalesce(d.datname, '') AS datname, \
+                   l.mode, l.granted FROM pg_locks l \
+                   LEFT JOIN pg_database d ON d.oid = l.database), \
+                 top AS (SELECT datname FROM l GROUP BY datname \
+                   ORDER BY count(*) DESC, datname LIMIT $1) \
+                 SELECT CASE WHEN datname IN (SELECT datname FROM top) THEN datname \
+                   ELSE '(other)' END::text, mode::text, count(*)::int8, \
+                 count(*) FILTER (WHERE NOT granted)::int8 \
+                 FROM l GROUP BY 1, 2"
+                .to_owned(),
             MainQuery::Databases => "SELECT datname::text, numbackends::int8, \
                  xact_commit::int8, xact_rollback::int8, blks_read::int8, blks_hit::int8, \
                  tup_returned::int8, tup_fetched::int8, tup_inserted::int8, tup_updated::int8, \
@@ -127,48 +134,65 @@ impl MainQuery {
                  WHERE datname IS NOT NULL AND datname NOT IN ('template0', 'template1') \
                  ORDER BY datname LIMIT $1"
                 .to_owned(),
+            // Replicas sharing a name and an address (behind one NAT, on one host) are
+            // reported once, by the one furthest behind.
             MainQuery::Replication => "SELECT coalesce(application_name, '')::text, \
-                 coalesce(client_addr::text, 'local'), coalesce(state, '')::text, \
-                 coalesce(extract(epoch FROM replay_lag), 0)::float8, \
+                 coalesce(client_addr::text, 'local'), \
+                 coalesce(max(extract(epoch FROM replay_lag)), 0)::float8, \
                  CASE WHEN pg_is_in_recovery() THEN NULL \
-                   ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) END::float8 \
-                 FROM pg_stat_replication ORDER BY application_name, client_addr LIMIT $1"
+                   ELSE max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)) END::float8 \
+                 FROM pg_stat_replication GROUP BY 1, 2 ORDER BY 1, 2 LIMIT $1"
                 .to_owned(),
             MainQuery::Slots => "SELECT slot_name::text, slot_type::text, active, \
                  pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
                    ELSE pg_current_wal_lsn() END, restart_lsn)::float8 \
                  FROM pg_replication_slots ORDER BY slot_name LIMIT $1"
                 .to_owned(),
-            // The top statements by total time, summed over top-level and nested rows.
-            // Without text, pg_stat_statements(false) spares the server reading the query
-            // text file, which is large on busy servers.
-            MainQuery::Statements => {
-                let time = if version >= 130_000 {
-                    "total_exec_time"
-                } else {
-                    "total_time"
-                };
-                let (source, text) = if statement_text {
-                    ("pg_stat_statements(true)", "left(min(query), $2::int4)")
-                } else {
-                    ("pg_stat_statements(false)", "''")
-                };
-                // The top N are picked first; only they are joined to their names.
-                format!(
-                    "SELECT s.queryid::text, coalesce(d.datname, '')::text, \
-                     coalesce(r.rolname, '')::text, s.calls, s.seconds, s.rows, s.text \
-                     FROM (SELECT queryid, dbid, userid, sum(calls)::int8 AS calls, \
-                       (sum({time}) / 1000)::float8 AS seconds, sum(rows)::int8 AS rows, \
-                       {text}::text AS text \
-                       FROM {source} WHERE queryid IS NOT NULL \
-                       GROUP BY queryid, dbid, userid ORDER BY 5 DESC LIMIT $1) s \
-                     LEFT JOIN pg_database d ON d.oid = s.dbid \
-                     LEFT JOIN pg_roles r ON r.oid = s.userid \
-                     ORDER BY s.seconds DESC"
-                )
-            }
         }
     }
+}
+
+/// The top statements by total time, summed over top-level and nested rows. `exec_time`:
+/// the extension is 1.8 or newer (`total_exec_time`, not `total_time`). Without text,
+/// `pg_stat_statements(false)` spares the server reading the query text file, large on busy
+/// servers. Parameters: the limit, then (with text) the text length.
+pub(crate) fn statements_sql(exec_time: bool, text: bool) -> String {
+    let time = if exec_time {
+        "total_exec_time"
+    } else {
+        "total_time"
+    };
+    // Utility statements are kept verbatim before PostgreSQL 16: an ALTER ROLE ... PASSWORD
+    // must not reach a label.
+    let (source, text) = if text {
+        (
+            "pg_stat_statements(true)",
+            "CASE WHEN min(query) ~* 'password' THEN '<redacted: mentions a password>' \
+             ELSE left(min(query), $2::int4) END",
+        )
+    } else {
+        ("pg_stat_statements(false)", "''")
+    };
+    // The top N are picked first; only they are joined to their names.
+    format!(
+        "SELECT s.queryid::text, coalesce(d.datname, '')::text, \
+         coalesce(r.rolname, '')::text, s.calls, s.seconds, s.rows, s.text \
+         FROM (SELECT queryid, dbid, userid, sum(calls)::int8 AS calls, \
+           (sum({time}) / 1000)::float8 AS seconds, sum(rows)::int8 AS rows, \
+           {text}::text AS text \
+           FROM {source} WHERE queryid IS NOT NULL \
+           GROUP BY queryid, dbid, userid ORDER BY 5 DESC LIMIT $1) s \
+         LEFT JOIN pg_database d ON d.oid = s.dbid \
+         LEFT JOIN pg_roles r ON r.oid = s.userid \
+         ORDER BY s.seconds DESC"
+    )
+}
+
+/// Whether pg_stat_statements 1.8 or newer (with `total_exec_time`) is `version`.
+pub(crate) fn has_exec_time(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 8)
 }
 
 /// Per database: the tables with the most dead tuples. The statistics functions are called
@@ -189,9 +213,9 @@ pub(crate) const TABLES: &str = "SELECT current_database()::text, t.nspname::tex
        ORDER BY 4 DESC, 2, 3 LIMIT $1) t \
      ORDER BY t.dead DESC, t.nspname, t.relname";
 
-/// Whether pg_stat_statements is installed in the connected database.
-pub(crate) const HAS_STATEMENTS: &str =
-    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')";
+/// The version of pg_stat_statements installed in the connected database, if any.
+pub(crate) const STATEMENTS_VERSION: &str =
+    "SELECT extversion::text FROM pg_extension WHERE extname = 'pg_stat_statements'";
 
 #[cfg(test)]
 mod tests {
@@ -201,39 +225,37 @@ mod tests {
     fn versions_pick_their_columns() {
         assert!(
             MainQuery::Server
-                .sql(170_000, false)
+                .sql(170_000)
                 .contains("pg_stat_checkpointer c")
         );
         assert!(
             !MainQuery::Server
-                .sql(160_004, false)
+                .sql(160_004)
                 .contains("pg_stat_checkpointer")
         );
         assert!(
-            MainQuery::Statements
-                .sql(120_000, false)
-                .contains("total_time")
-        );
-        assert!(
-            MainQuery::Statements
-                .sql(150_000, false)
-                .contains("total_exec_time")
-        );
-        assert!(
-            MainQuery::Statements
-                .sql(150_000, false)
-                .contains("pg_stat_statements(false)")
-        );
-        assert!(MainQuery::Statements.sql(150_000, true).contains("$2"));
-        assert!(
             MainQuery::Server
-                .sql(160_000, false)
+                .sql(160_000)
                 .contains("reserved_connections')")
         );
         assert!(
             !MainQuery::Server
-                .sql(150_000, false)
+                .sql(150_000)
                 .contains("'reserved_connections'")
         );
+        assert!(statements_sql(false, false).contains("sum(total_time)"));
+        assert!(statements_sql(true, false).contains("sum(total_exec_time)"));
+        assert!(statements_sql(true, false).contains("pg_stat_statements(false)"));
+        let with_text = statements_sql(true, true);
+        assert!(with_text.contains("$2") && with_text.contains("password"));
+    }
+
+    #[test]
+    fn extension_versions() {
+        assert!(!has_exec_time("1.7"));
+        assert!(has_exec_time("1.8"));
+        assert!(has_exec_time("1.10"));
+        assert!(has_exec_time("2.0"));
+        assert!(!has_exec_time("garbage"));
     }
 }

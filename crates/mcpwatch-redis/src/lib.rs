@@ -6,7 +6,7 @@ pub mod config;
 mod info;
 mod metrics;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
@@ -73,13 +73,16 @@ pub fn target_name(url: &Secret) -> Option<String> {
 pub struct RedisCollector {
     config: RedisConfig,
     client: redis::Client,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The connection and its number, so that forgetting a broken one never drops a newer
+    /// one another scrape made meanwhile.
+    connection: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    connections_made: AtomicU64,
     /// Learned from INFO: ask CLUSTER INFO only in cluster mode, since elsewhere it is an
     /// error reply that would count in the server's own error statistics.
     cluster_mode: AtomicBool,
-    /// False once CONFIG GET was refused (an ACL without it): not asked again on this
-    /// connection, for the same reason.
-    config_allowed: AtomicBool,
+    /// Commands an ACL refused on this connection (CONFIG GET, SLOWLOG LEN, CLUSTER INFO):
+    /// not asked again until the next connection, for the same reason.
+    refused: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -122,8 +125,9 @@ impl RedisCollector {
             config,
             client,
             connection: tokio::sync::Mutex::new(None),
+            connections_made: AtomicU64::new(0),
             cluster_mode: AtomicBool::new(false),
-            config_allowed: AtomicBool::new(true),
+            refused: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -132,8 +136,11 @@ impl RedisCollector {
         &self.config
     }
 
-    /// The open connection, or a new one made within the scrape's time.
-    async fn connection(&self, ctx: &ScrapeContext) -> Result<MultiplexedConnection, CollectError> {
+    /// The open connection (and its number), or a new one made within the scrape's time.
+    async fn connection(
+        &self,
+        ctx: &ScrapeContext,
+    ) -> Result<(u64, MultiplexedConnection), CollectError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
@@ -156,27 +163,36 @@ impl RedisCollector {
             .arg("mcpwatch")
             .query_async(&mut connection)
             .await;
-        *slot = Some(connection.clone());
-        self.config_allowed.store(true, Ordering::Relaxed);
-        Ok(connection)
+        let number = self.connections_made.fetch_add(1, Ordering::Relaxed);
+        *slot = Some((number, connection.clone()));
+        self.refused_now().clear();
+        Ok((number, connection))
     }
 
-    /// Forgets a connection that failed, so that the next scrape connects again.
-    async fn forget(&self) {
-        self.connection.lock().await.take();
+    fn refused_now(&self) -> std::sync::MutexGuard<'_, Vec<&'static str>> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets connection `number` after it failed, so that the next scrape connects again.
+    fn forget(&self, number: u64) {
+        if let Ok(mut slot) = self.connection.try_lock()
+            && slot.as_ref().is_some_and(|(n, _)| *n == number)
+        {
+            slot.take();
+        }
     }
 }
 
 /// Forgets the connection when PING was not answered before the scrape ended: cut by the
 /// deadline, the server may be stalled or the socket dead without being closed.
-struct ForgetUnlessAnswered<'a>(Option<&'a RedisCollector>);
+struct ForgetUnlessAnswered<'a>(Option<(&'a RedisCollector, u64)>);
 
 impl Drop for ForgetUnlessAnswered<'_> {
     fn drop(&mut self) {
-        if let Some(collector) = self.0
-            && let Ok(mut slot) = collector.connection.try_lock()
-        {
-            slot.take();
+        if let Some((collector, number)) = self.0 {
+            collector.forget(number);
         }
     }
 }
@@ -223,13 +239,13 @@ impl Collector for RedisCollector {
         // Down until PING answers, so that a cut scrape still says so.
         sink.gauge("redis_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
-        let mut connection = self.connection(ctx).await?;
+        let (number, mut connection) = self.connection(ctx).await?;
         let start = Instant::now();
-        let mut unanswered = ForgetUnlessAnswered(Some(self));
+        let mut unanswered = ForgetUnlessAnswered(Some((self, number)));
         let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
         unanswered.0 = None;
         if let Err(e) = pong {
-            self.forget().await;
+            self.forget(number);
             return Err(CollectError::msg(describe(&e)).context("PING"));
         }
         let ping = start.elapsed();
@@ -242,27 +258,39 @@ impl Collector for RedisCollector {
         )
         .add(&[], ping.as_secs_f64());
 
-        let ask_config = self.config_allowed.load(Ordering::Relaxed);
-        let ask_cluster = self.cluster_mode.load(Ordering::Relaxed);
+        // INFO ALL first, then what INFO lacks; what an ACL refused before is not asked.
+        let refused = self.refused_now().clone();
+        let mut asked: Vec<&'static str> = Vec::new();
         let mut pipe = redis::pipe();
-        pipe.cmd("INFO").arg("ALL").cmd("SLOWLOG").arg("LEN");
-        if ask_config {
-            pipe.cmd("CONFIG")
-                .arg("GET")
-                .arg("maxmemory")
-                .cmd("CONFIG")
-                .arg("GET")
-                .arg("maxclients");
-        }
-        if ask_cluster {
-            pipe.cmd("CLUSTER").arg("INFO");
+        pipe.cmd("INFO").arg("ALL");
+        for (name, args) in [
+            ("SLOWLOG LEN", &["SLOWLOG", "LEN"][..]),
+            ("CONFIG GET maxmemory", &["CONFIG", "GET", "maxmemory"][..]),
+            (
+                "CONFIG GET maxclients",
+                &["CONFIG", "GET", "maxclients"][..],
+            ),
+            ("CLUSTER INFO", &["CLUSTER", "INFO"][..]),
+        ] {
+            let cluster_only = name == "CLUSTER INFO";
+            if refused.contains(&name)
+                || (cluster_only && !self.cluster_mode.load(Ordering::Relaxed))
+            {
+                continue;
+            }
+            let mut cmd = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            pipe.add_command(cmd);
+            asked.push(name);
         }
         pipe.ignore_errors();
         let replies: Vec<redis::RedisResult<Value>> = match pipe.query_async(&mut connection).await
         {
             Ok(replies) => replies,
             Err(e) => {
-                self.forget().await;
+                self.forget(number);
                 return Err(CollectError::msg(describe(&e)).context("INFO"));
             }
         };
@@ -275,44 +303,43 @@ impl Collector for RedisCollector {
             None => return Err(CollectError::msg("INFO ALL: no reply")),
         };
         let info = Info::parse(&info_text);
-        let mut extras = Extras {
-            slowlog_length: match replies.next() {
-                Some(Ok(Value::Int(n))) => Some(n as f64),
-                _ => None,
-            },
-            ..Extras::default()
-        };
-        if ask_config {
-            let (maxmemory, maxclients) = (replies.next(), replies.next());
-            if matches!(&maxmemory, Some(Err(_))) {
-                tracing::debug!(target = %self.config.name, "CONFIG GET is not allowed; INFO alone is used.");
-                self.config_allowed.store(false, Ordering::Relaxed);
+        let mut extras = Extras::default();
+        for (name, reply) in asked.into_iter().zip(replies) {
+            let value = match reply {
+                Ok(value) => value,
+                Err(error) => {
+                    tracing::debug!(target = %self.config.name, command = name, %error, "Command refused; not asked again on this connection.");
+                    self.refused_now().push(name);
+                    continue;
+                }
+            };
+            match name {
+                "SLOWLOG LEN" => {
+                    if let Value::Int(n) = value {
+                        extras.slowlog_length = Some(n as f64);
+                    }
+                }
+                "CONFIG GET maxmemory" => extras.maxmemory = config_value(&value),
+                "CONFIG GET maxclients" => extras.maxclients = config_value(&value),
+                _ => extras.cluster_info = text(&value),
             }
-            extras.maxmemory = maxmemory
-                .and_then(|r| r.ok())
-                .as_ref()
-                .and_then(config_value);
-            extras.maxclients = maxclients
-                .and_then(|r| r.ok())
-                .as_ref()
-                .and_then(config_value);
         }
         let cluster_enabled = info.number("cluster_enabled") == Some(1.0);
-        self.cluster_mode.store(cluster_enabled, Ordering::Relaxed);
-        extras.cluster_info = if ask_cluster {
-            replies.next().and_then(|r| r.ok()).as_ref().and_then(text)
-        } else if cluster_enabled {
+        let newly_clustered =
+            cluster_enabled && !self.cluster_mode.swap(cluster_enabled, Ordering::Relaxed);
+        if !cluster_enabled {
+            self.cluster_mode.store(false, Ordering::Relaxed);
+        }
+        if newly_clustered {
             // First seen in this INFO: one more round trip, this once.
-            redis::cmd("CLUSTER")
+            extras.cluster_info = redis::cmd("CLUSTER")
                 .arg("INFO")
                 .query_async::<Value>(&mut connection)
                 .await
                 .ok()
                 .as_ref()
-                .and_then(text)
-        } else {
-            None
-        };
+                .and_then(text);
+        }
         metrics::write(&info, &extras, &self.config, sink);
         Ok(())
     }
