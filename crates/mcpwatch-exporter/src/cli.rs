@@ -60,8 +60,8 @@ pub struct Cli {
     )]
     pub postgres_dsn: Vec<Secret>,
 
-    /// Watch a Redis server (redis:// or rediss:// URL); repeatable. The target is named
-    /// host:port.
+    /// Watch a Redis server (redis://, rediss:// or unix:// URL); repeatable. The target is
+    /// named host:port.
     #[arg(
         long = "redis.url",
         value_name = "URL",

@@ -120,9 +120,8 @@ impl ConfigSource {
         let origin = PathBuf::from("<command line>");
         for (i, dsn) in self.postgres_dsns.iter().enumerate() {
             let key = format!("--postgres.dsn #{}", i + 1);
-            let base = mcpwatch_postgres::target_name(dsn).ok_or_else(|| {
-                ConfigError::invalid(&origin, &key, "not a valid PostgreSQL connection string")
-            })?;
+            let base = mcpwatch_postgres::target_name(dsn)
+                .map_err(|message| ConfigError::invalid(&origin, &key, message))?;
             let name = unique_name(&base, config.collectors.postgres.iter().map(|p| &p.name));
             let target = PostgresConfig::from_dsn(name, dsn.clone());
             target
@@ -133,7 +132,7 @@ impl ConfigSource {
         for (i, url) in self.redis_urls.iter().enumerate() {
             let key = format!("--redis.url #{}", i + 1);
             let base = mcpwatch_redis::target_name(url)
-                .ok_or_else(|| ConfigError::invalid(&origin, &key, "not a valid Redis URL"))?;
+                .map_err(|message| ConfigError::invalid(&origin, &key, message))?;
             let name = unique_name(&base, config.collectors.redis.iter().map(|r| &r.name));
             let target = RedisConfig::from_url(name, url.clone());
             target

@@ -67,6 +67,12 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
         .collect()
 }
 
+/// Builds every collector of `config` and drops them, as `--check-config` does: a CA file
+/// that does not parse is found there, not at start. Nothing connects.
+pub fn check(config: &ExporterConfig) -> Result<(), String> {
+    build(config, &Vec::new()).map(|_| ())
+}
+
 /// `mcpwatch_config_last_reload_*`, as Prometheus and Alertmanager report theirs.
 #[derive(Debug, Default)]
 struct ReloadStatus {

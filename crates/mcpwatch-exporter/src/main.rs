@@ -63,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         check_web_config(web)?;
     }
     if cli.check_config {
+        exporter::check(&config).map_err(anyhow::Error::msg)?;
         let mut checked = vec![source.file().map_or_else(
             || "built-in defaults".to_owned(),
             |f| f.display().to_string(),

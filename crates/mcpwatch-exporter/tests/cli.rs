@@ -162,3 +162,23 @@ fn listen_address_in_use_is_reported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_builds_every_collector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "ca.pem", "this is not a certificate\n");
+    let config = write(
+        dir.path(),
+        "exporter.yml",
+        "collectors:\n  postgres:\n    - name: main\n      \
+         dsn: 'postgresql://m:hunter2@db.example/app?sslmode=verify-full'\n      ca_file: ca.pem\n",
+    );
+    let out = exporter(&[&format!("--config.file={config}"), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("postgres target \"main\": ca_file: no trusted CA certificate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"));
+}

@@ -38,7 +38,8 @@ pub struct PostgresConfig {
     /// on large ones); `0s` reads them on every scrape.
     #[serde(default = "defaults::size_interval", with = "duration")]
     pub size_interval: Duration,
-    /// At most this many databases in the per-database statistics.
+    /// At most this many databases in the per-database statistics; connections and locks
+    /// of databases past this (the least busy) are counted under `datname="(other)"`.
     #[serde(default = "defaults::max_databases")]
     pub max_databases: u32,
     /// Tables reported per database: the top N by dead tuples.
@@ -111,9 +112,10 @@ pub struct CustomQuery {
     /// Columns that become labels.
     #[serde(default)]
     pub labels: Vec<String>,
-    /// Columns that become values (numbers; NULL rows are skipped).
+    /// Columns that become values (numbers, or t/f; a NULL value gives no sample).
     pub values: Vec<String>,
-    /// At most this many rows are read.
+    /// At most this many rows become series (the server still sends all the query returns:
+    /// put a LIMIT in the SQL for large results).
     #[serde(default = "defaults::max_rows")]
     pub max_rows: u32,
 }

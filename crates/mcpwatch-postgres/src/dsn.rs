@@ -39,6 +39,7 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
     };
     let mut ssl_mode = SslMode::Prefer;
     let mut root_cert = None;
+    let mut system_roots = false;
     for (key, value) in params {
         match key.as_str() {
             "sslmode" => {
@@ -57,8 +58,16 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
                     }
                 }
             }
+            // libpq 16: the system's roots, and verify-full unless said otherwise.
+            _ if value == "system" => {
+                root_cert = None;
+                system_roots = true;
+            }
             _ => root_cert = Some(PathBuf::from(value)),
         }
+    }
+    if system_roots && matches!(ssl_mode, SslMode::Prefer | SslMode::Require) {
+        ssl_mode = SslMode::VerifyFull;
     }
     // As in libpq, a root certificate turns `require` into `verify-ca`.
     if ssl_mode == SslMode::Require && root_cert.is_some() {
@@ -170,14 +179,16 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A name for a target given on the command line: `host:port/database`, without the user
-/// or password.
-pub fn target_name(dsn: &Secret) -> Option<String> {
-    let parsed = parse(dsn).ok()?;
-    let host = match parsed.config.get_hosts().first()? {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+/// A name for a target given on the command line: `host:port/database` (`[::1]:5432/app`
+/// for IPv6), without the user or password; or why the string cannot be used.
+pub fn target_name(dsn: &Secret) -> Result<String, String> {
+    let parsed = parse(dsn)?;
+    let host = match parsed.config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
-        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
     };
     let port = parsed.config.get_ports().first().copied().unwrap_or(5432);
     let database = parsed
@@ -185,7 +196,7 @@ pub fn target_name(dsn: &Secret) -> Option<String> {
         .get_dbname()
         .or(parsed.config.get_user())
         .unwrap_or("postgres");
-    Some(format!("{host}:{port}/{database}"))
+    Ok(format!("{host}:{port}/{database}"))
 }
 
 #[cfg(test)]
@@ -247,11 +258,20 @@ mod tests {
     fn names_from_the_connection_string() {
         assert_eq!(
             target_name(&Secret::new("postgresql://u:pw@db:6432/app")).as_deref(),
-            Some("db:6432/app")
+            Ok("db:6432/app")
         );
         assert_eq!(
             target_name(&Secret::new("host=10.0.0.5 user=monitor")).as_deref(),
-            Some("10.0.0.5:5432/monitor")
+            Ok("10.0.0.5:5432/monitor")
+        );
+        assert_eq!(
+            target_name(&Secret::new("postgresql://u:pw@[::1]:5432/app")).as_deref(),
+            Ok("[::1]:5432/app")
+        );
+        assert!(
+            target_name(&Secret::new("host=db sslmode=sideways"))
+                .expect_err("bad sslmode")
+                .contains("sslmode")
         );
     }
 }

@@ -90,7 +90,21 @@ impl PostgresCollector {
             .as_ref()
             .map(|p| p.path().to_owned())
             .or(parsed.root_cert.clone());
-        let tls = tls::connector(parsed.ssl_mode, root_cert.as_deref()).map_err(error)?;
+        // As with sslrootcert, a CA file turns `require` into `verify-ca`.
+        let ssl_mode = match (parsed.ssl_mode, &config.ca_file) {
+            (dsn::SslMode::Require, Some(_)) => dsn::SslMode::VerifyCa,
+            (mode, _) => mode,
+        };
+        let tls =
+            tls::connector(ssl_mode, root_cert.as_deref()).map_err(|message| PostgresError {
+                key: if config.ca_file.is_some() {
+                    "ca_file"
+                } else {
+                    dsn_key
+                }
+                .to_owned(),
+                message,
+            })?;
 
         let mut base = parsed.config;
         // Server-side limits for everything the session runs, and a read-only session:
@@ -331,24 +345,27 @@ impl PostgresCollector {
     }
 
     /// The top tables of `database`, on its own connection when it is not the main one.
+    /// Another database's connection is reset when its query is cut by the deadline (its
+    /// socket may be dead); the main one answered its probe, so there it is only slow.
     async fn tables(&self, database: &str, main: &Arc<Session>, ctx: &ScrapeContext) -> Part {
-        let (connection, session) = if database == self.main_database {
-            (&self.main, Ok(main.clone()))
-        } else {
-            let connection = self.connection(Some(database));
-            (connection, connection.session(ctx, 0.5).await)
+        let other = (database != self.main_database).then(|| self.connection(Some(database)));
+        let session = match other {
+            Some(connection) => connection.session(ctx, 0.5).await,
+            None => Ok(main.clone()),
         };
         let rows = match session {
             Err(e) => Err(e),
             Ok(session) => match &session.tables {
                 None => Ok(Vec::new()),
                 Some(statement) => {
-                    let unanswered = ResetUnlessAnswered::new(connection, &session);
+                    let unanswered = other.map(|c| ResetUnlessAnswered::new(c, &session));
                     let rows = session
                         .client
                         .query(statement, &[&i64::from(self.config.top_tables)])
                         .await;
-                    unanswered.answered();
+                    if let Some(unanswered) = unanswered {
+                        unanswered.answered();
+                    }
                     rows.map_err(|e| CollectError::msg(connection::describe(&e)))
                 }
             },
@@ -403,12 +420,18 @@ impl PostgresCollector {
             .map_err(|e| CollectError::msg(connection::describe(e)))
             .and_then(|rows| collect::read_sizes(rows))
             .map_err(|e| e.context("database sizes"));
-        if let Ok(sizes) = &read {
-            *self.sizes.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((Instant::now(), sizes.clone()));
+        match read {
+            Ok(sizes) => {
+                collect::write_sizes(&sizes, sink);
+                *self.sizes.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((Instant::now(), sizes));
+                Ok(())
+            }
+            Err(e) => {
+                self.write_cached_sizes(sink);
+                Err(e)
+            }
         }
-        self.write_cached_sizes(sink);
-        read.map(|_| ())
     }
 
     /// Writes the sizes read last, unless they are older than two intervals (their

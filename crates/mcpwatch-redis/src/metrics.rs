@@ -233,6 +233,7 @@ pub(crate) fn write(info: &Info<'_>, extras: &Extras, config: &RedisConfig, sink
     }
     write_replicas(info, config, sink);
     write_commands(info, config, sink);
+    write_errors(info, config, sink);
     write_keyspace(info, config, sink);
     if let Some(length) = extras.slowlog_length {
         sink.gauge("redis_slowlog_length", "Entries in the slow log.")
@@ -307,11 +308,11 @@ fn write_commands(info: &Info<'_>, config: &RedisConfig, sink: &mut MetricSink) 
     );
     let mut rejected = MetricFamily::counter(
         "redis_commands_rejected_calls_total",
-        "Calls of each command rejected before executing (Redis 7).",
+        "Calls of each command rejected before executing (Redis 6.2 and later).",
     );
     let mut failed = MetricFamily::counter(
         "redis_commands_failed_calls_total",
-        "Calls of each command that failed while executing (Redis 7).",
+        "Calls of each command that failed while executing (Redis 6.2 and later).",
     );
     for (name, count, attrs) in commands {
         let labels = [("cmd", name)];
@@ -329,13 +330,23 @@ fn write_commands(info: &Info<'_>, config: &RedisConfig, sink: &mut MetricSink) 
     for family in [calls, seconds, rejected, failed] {
         sink.family(family);
     }
-    if !info.errors.is_empty() {
-        let errors = sink.counter("redis_errors_total", "Error replies, by error prefix.");
-        for (prefix, attrs) in info.errors.iter().take(config.max_commands as usize) {
-            if let Some(count) = attribute(attrs, "count") {
-                errors.add(&[("err", prefix)], count);
-            }
-        }
+}
+
+/// `INFO errorstats` (Redis 6.2 and later): the most frequent error prefixes.
+fn write_errors(info: &Info<'_>, config: &RedisConfig, sink: &mut MetricSink) {
+    let mut errors: Vec<(&str, f64)> = info
+        .errors
+        .iter()
+        .filter_map(|(prefix, attrs)| Some((*prefix, attribute(attrs, "count")?)))
+        .collect();
+    if errors.is_empty() {
+        return;
+    }
+    errors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    errors.truncate(config.max_commands as usize);
+    let family = sink.counter("redis_errors_total", "Error replies, by error prefix.");
+    for (prefix, count) in errors {
+        family.add(&[("err", prefix)], count);
     }
 }
 

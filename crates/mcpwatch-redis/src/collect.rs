@@ -1,0 +1,329 @@
+//! The collector: one connection, PING, then one pipeline of INFO ALL and what INFO lacks.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
+
+use crate::config::RedisConfig;
+use crate::info::Info;
+use crate::metrics::Extras;
+use crate::{RedisError, connection_info};
+
+/// Collects the metrics of one Redis server (`redis_*`), labelled `target="<name>"`.
+///
+/// It keeps one multiplexed connection, made again on the scrape after it broke. A scrape
+/// sends `PING` (`redis_up`, `redis_ping_duration_seconds`), then `INFO ALL`, `SLOWLOG LEN`,
+/// `CONFIG GET maxmemory` and `CONFIG GET maxclients` (unless the ACL refused them) and, in
+/// cluster mode, `CLUSTER INFO`, in one pipeline. Nothing it sends is answered with an error
+/// in the normal case, so the server's own error statistics stay the application's.
+pub struct RedisCollector {
+    config: RedisConfig,
+    client: redis::Client,
+    /// The connection and its number, so that forgetting a broken one never drops a newer
+    /// one another scrape made meanwhile.
+    connection: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    connections_made: AtomicU64,
+    /// Learned from INFO: ask CLUSTER INFO only in cluster mode, since elsewhere it is an
+    /// error reply that would count in the server's own error statistics.
+    cluster_mode: AtomicBool,
+    /// Commands an ACL refused on this connection (CONFIG GET, SLOWLOG LEN, CLUSTER INFO):
+    /// not asked again until the next connection, for the same reason.
+    refused: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl std::fmt::Debug for RedisCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCollector")
+            .field("target", &self.config.name)
+            .finish()
+    }
+}
+
+impl RedisCollector {
+    /// Checks the configuration; nothing connects until the first scrape.
+    pub fn new(config: RedisConfig) -> Result<Self, RedisError> {
+        config
+            .validate()
+            .map_err(|(key, message)| RedisError { key, message })?;
+        let error = |message: String| RedisError {
+            key: "url".to_owned(),
+            message,
+        };
+        let info = connection_info(&config).map_err(error)?;
+        let client = match &config.ca_file {
+            Some(ca) => {
+                let root_cert = std::fs::read(ca.path()).map_err(|e| RedisError {
+                    key: "ca_file".to_owned(),
+                    message: format!("cannot read {}: {e}", ca.path().display()),
+                })?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            None => redis::Client::open(info),
+        }
+        .map_err(|_| match &config.ca_file {
+            Some(ca) => RedisError {
+                key: "ca_file".to_owned(),
+                message: format!("no usable PEM certificate in {}", ca.path().display()),
+            },
+            None => error("cannot use these connection settings".to_owned()),
+        })?;
+        Ok(Self {
+            config,
+            client,
+            connection: tokio::sync::Mutex::new(None),
+            connections_made: AtomicU64::new(0),
+            cluster_mode: AtomicBool::new(false),
+            refused: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The open connection (and its number), or a new one made within the scrape's time.
+    async fn connection(
+        &self,
+        ctx: &ScrapeContext,
+    ) -> Result<(u64, MultiplexedConnection), CollectError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let connect = self
+            .config
+            .connect_timeout
+            .min(ctx.remaining().mul_f64(0.5));
+        let settings = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(self.config.response_timeout));
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&settings)
+            .await
+            .map_err(|e| CollectError::msg(describe(&e)).context("connecting"))?;
+        // Shows who this is in CLIENT LIST; a server that refuses it is no failure.
+        let _: Result<Value, _> = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg("mcpwatch")
+            .query_async(&mut connection)
+            .await;
+        let number = self.connections_made.fetch_add(1, Ordering::Relaxed);
+        *slot = Some((number, connection.clone()));
+        self.refused_now().clear();
+        Ok((number, connection))
+    }
+
+    fn refused_now(&self) -> std::sync::MutexGuard<'_, Vec<&'static str>> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets connection `number` after it failed, so that the next scrape connects again.
+    fn forget(&self, number: u64) {
+        if let Ok(mut slot) = self.connection.try_lock()
+            && slot.as_ref().is_some_and(|(n, _)| *n == number)
+        {
+            slot.take();
+        }
+    }
+}
+
+/// Forgets the connection when PING was not answered before the scrape ended: cut by the
+/// deadline, the server may be stalled or the socket dead without being closed.
+struct ForgetUnlessAnswered<'a>(Option<(&'a RedisCollector, u64)>);
+
+impl Drop for ForgetUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if let Some((collector, number)) = self.0 {
+            collector.forget(number);
+        }
+    }
+}
+
+/// A Redis error's text; the crate's errors carry no credentials.
+fn describe(error: &redis::RedisError) -> String {
+    error.to_string()
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// The value of `CONFIG GET <name>`, as an array (RESP2) or a map (RESP3).
+fn config_value(value: &Value) -> Option<f64> {
+    let raw = match value {
+        Value::Array(items) => items.get(1).and_then(text),
+        Value::Map(pairs) => pairs.first().and_then(|(_, v)| text(v)),
+        _ => None,
+    }?;
+    raw.parse().ok()
+}
+
+#[async_trait]
+impl Collector for RedisCollector {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    fn target(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn collect(
+        &self,
+        ctx: &ScrapeContext,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        // Down until PING answers, so that a cut scrape still says so.
+        sink.gauge("redis_up", "Whether this scrape reached the server.")
+            .add(&[], 0.0);
+        let (number, mut connection) = self.connection(ctx).await?;
+        let start = Instant::now();
+        let mut unanswered = ForgetUnlessAnswered(Some((self, number)));
+        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+        unanswered.0 = None;
+        if let Err(e) = pong {
+            self.forget(number);
+            return Err(CollectError::msg(describe(&e)).context("PING"));
+        }
+        let ping = start.elapsed();
+        if let Some(up) = sink.find_mut("redis_up") {
+            up.set_all(1.0);
+        }
+        sink.gauge(
+            "redis_ping_duration_seconds",
+            "Round trip of PING on the monitoring connection.",
+        )
+        .add(&[], ping.as_secs_f64());
+
+        // INFO ALL first, then what INFO lacks; what an ACL refused before is not asked.
+        let refused = self.refused_now().clone();
+        let mut asked: Vec<&'static str> = Vec::new();
+        let mut pipe = redis::pipe();
+        pipe.cmd("INFO").arg("ALL");
+        for (name, args) in [
+            ("SLOWLOG LEN", &["SLOWLOG", "LEN"][..]),
+            ("CONFIG GET maxmemory", &["CONFIG", "GET", "maxmemory"][..]),
+            (
+                "CONFIG GET maxclients",
+                &["CONFIG", "GET", "maxclients"][..],
+            ),
+            ("CLUSTER INFO", &["CLUSTER", "INFO"][..]),
+        ] {
+            let cluster_only = name == "CLUSTER INFO";
+            if refused.contains(&name)
+                || (cluster_only && !self.cluster_mode.load(Ordering::Relaxed))
+            {
+                continue;
+            }
+            let mut cmd = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            pipe.add_command(cmd);
+            asked.push(name);
+        }
+        pipe.ignore_errors();
+        let replies: Vec<redis::RedisResult<Value>> = match pipe.query_async(&mut connection).await
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                self.forget(number);
+                return Err(CollectError::msg(describe(&e)).context("INFO"));
+            }
+        };
+        let mut replies = replies.into_iter();
+        let info_text = match replies.next() {
+            Some(Ok(value)) => {
+                text(&value).ok_or_else(|| CollectError::msg("INFO ALL: unexpected reply"))?
+            }
+            Some(Err(e)) => return Err(CollectError::msg(describe(&e)).context("INFO ALL")),
+            None => return Err(CollectError::msg("INFO ALL: no reply")),
+        };
+        let info = Info::parse(&info_text);
+        let mut extras = Extras::default();
+        for (name, reply) in asked.into_iter().zip(replies) {
+            let value = match reply {
+                Ok(value) => value,
+                Err(error) => {
+                    // An ACL (NOPERM) or a managed service that renamed the command away:
+                    // not asked again on this connection. Anything else may pass.
+                    let refused = error.code() == Some("NOPERM")
+                        || error
+                            .detail()
+                            .is_some_and(|d| d.starts_with("unknown command"));
+                    if refused {
+                        tracing::debug!(target = %self.config.name, command = name, %error, "Command refused; not asked again on this connection.");
+                        self.refused_now().push(name);
+                    }
+                    continue;
+                }
+            };
+            match name {
+                "SLOWLOG LEN" => {
+                    if let Value::Int(n) = value {
+                        extras.slowlog_length = Some(n as f64);
+                    }
+                }
+                "CONFIG GET maxmemory" => extras.maxmemory = config_value(&value),
+                "CONFIG GET maxclients" => extras.maxclients = config_value(&value),
+                _ => extras.cluster_info = text(&value),
+            }
+        }
+        let cluster_enabled = info.number("cluster_enabled") == Some(1.0);
+        let newly_clustered =
+            cluster_enabled && !self.cluster_mode.swap(cluster_enabled, Ordering::Relaxed);
+        if !cluster_enabled {
+            self.cluster_mode.store(false, Ordering::Relaxed);
+        }
+        if newly_clustered {
+            // First seen in this INFO: one more round trip, this once.
+            extras.cluster_info = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async::<Value>(&mut connection)
+                .await
+                .ok()
+                .as_ref()
+                .and_then(text);
+        }
+        crate::metrics::write(&info, &extras, &self.config, sink);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_replies_in_both_protocols() {
+        let resp2 = Value::Array(vec![
+            Value::BulkString(b"maxmemory".to_vec()),
+            Value::BulkString(b"1048576".to_vec()),
+        ]);
+        assert_eq!(config_value(&resp2), Some(1_048_576.0));
+        let resp3 = Value::Map(vec![(
+            Value::BulkString(b"maxclients".to_vec()),
+            Value::BulkString(b"10000".to_vec()),
+        )]);
+        assert_eq!(config_value(&resp3), Some(10_000.0));
+        assert_eq!(config_value(&Value::Nil), None);
+    }
+}
