@@ -81,12 +81,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // Two workers serve any scrape load (concurrent scrapes share one collection), and a
-    // small blocking pool whose threads outlive a scrape interval, so that each scrape does
-    // not start new threads.
+    // One worker serves any scrape load (concurrent scrapes share one collection and its
+    // encoding; reading /proc runs on the blocking pool), and each thread costs memory, as
+    // node_exporter's GOMAXPROCS=1 default reflects. The blocking pool's threads outlive a
+    // scrape interval, so that each scrape does not start new threads.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(8)
+        .worker_threads(1)
+        .max_blocking_threads(4)
         .thread_keep_alive(std::time::Duration::from_secs(300))
         .enable_all()
         .thread_name("mcpwatch-exporter")
