@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod binaries;
+pub mod engine;
 pub mod exposition;
 pub mod http;
 pub mod ports;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcpwatch_core::config::parse_yaml;
-use mcpwatch_core::{Collector, Scrape, ScrapeEngine, ScrapeOptions};
+use mcpwatch_core::{Collector, Scrape};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::PostgresCollector;
 use mcpwatch_redis::RedisCollector;
+use mcpwatch_tests::engine::engine;
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::redis::RedisServer;
 use mcpwatch_tests::wait_for_async;
@@ -19,17 +20,6 @@ use nix::unistd::Pid;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn engine(collectors: Vec<Arc<dyn Collector>>) -> ScrapeEngine {
-    ScrapeEngine::builder()
-        .collectors(collectors)
-        .options(ScrapeOptions {
-            timeout: Duration::from_secs(5),
-            timeout_offset: Duration::from_millis(500),
-        })
-        .process_metrics(false)
-        .build()
-}
 
 fn postgres(yaml: &str) -> Arc<dyn Collector> {
     Arc::new(

@@ -2,11 +2,13 @@
 //! to it, the server going away and coming back, and the password kept out of everything.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcpwatch_core::config::parse_yaml;
-use mcpwatch_core::{Scrape, ScrapeEngine, ScrapeOptions};
+use mcpwatch_core::{Scrape, ScrapeEngine};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
+use mcpwatch_tests::engine::text;
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::tools::promtool_check_metrics;
 use mcpwatch_tests::wait_for_async;
@@ -15,25 +17,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn engine(yaml: &str) -> ScrapeEngine {
     let config: PostgresConfig = parse_yaml(yaml, Path::new("test.yml")).expect("config");
-    ScrapeEngine::builder()
-        .collector(PostgresCollector::new(config).expect("collector"))
-        .options(ScrapeOptions {
-            timeout: Duration::from_secs(5),
-            timeout_offset: Duration::from_millis(500),
-        })
-        .process_metrics(false)
-        .build()
-}
-
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape.value(name, labels)
-}
-
-async fn text(scrape: &Scrape) -> String {
-    let body = scrape
-        .body(mcpwatch_core::encode::Format::Text, false)
-        .await;
-    String::from_utf8(body.to_vec()).expect("utf-8")
+    mcpwatch_tests::engine::engine(vec![Arc::new(
+        PostgresCollector::new(config).expect("collector"),
+    )])
 }
 
 /// Scrapes until `check` holds (statistics reach the views asynchronously).
@@ -75,14 +61,13 @@ async fn database_activity_moves_the_metrics() {
     ));
     let first = engine.scrape(None).await;
     assert_eq!(
-        value(&first, "pg_up", &[("target", "main")]),
+        first.value("pg_up", &[("target", "main")]),
         Some(1.0),
         "{}",
         text(&first).await
     );
     assert_eq!(
-        value(
-            &first,
+        first.value(
             "mcpwatch_scrape_collector_success",
             &[("collector", "postgres")]
         ),
@@ -90,7 +75,7 @@ async fn database_activity_moves_the_metrics() {
         "{:?}",
         engine.status()
     );
-    assert!(value(&first, "pg_probe_duration_seconds", &[]).is_some());
+    assert!(first.value("pg_probe_duration_seconds", &[]).is_some());
     let info = first.group("pg_server_info").expect("server info");
     let labels = &info.members()[0].samples()[0].labels;
     assert!(
@@ -99,26 +84,16 @@ async fn database_activity_moves_the_metrics() {
             .any(|(k, v)| k == "version_num" && v.len() == 6 && v.as_str() >= "120000"),
         "{labels:?}"
     );
+    assert_eq!(first.value("pg_settings_max_connections", &[]), Some(40.0));
+    assert_eq!(first.value("pg_in_recovery", &[]), Some(0.0));
+    assert_eq!(first.value("pg_stat_statements_available", &[]), Some(1.0));
     assert_eq!(
-        value(&first, "pg_settings_max_connections", &[]),
-        Some(40.0)
-    );
-    assert_eq!(value(&first, "pg_in_recovery", &[]), Some(0.0));
-    assert_eq!(
-        value(&first, "pg_stat_statements_available", &[]),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(&first, "app_jobs_waiting", &[("queue", "q0")]),
+        first.value("app_jobs_waiting", &[("queue", "q0")]),
         Some(100.0)
     );
     let commits = |s: &Scrape| {
-        value(
-            s,
-            "pg_stat_database_xact_commit_total",
-            &[("datname", "app")],
-        )
-        .unwrap_or(0.0)
+        s.value("pg_stat_database_xact_commit_total", &[("datname", "app")])
+            .unwrap_or(0.0)
     };
     let before = commits(&first);
 
@@ -136,8 +111,7 @@ async fn database_activity_moves_the_metrics() {
         .expect("delete");
     let later = scrape_until(&engine, "commits and dead rows to show", |s| {
         commits(s) >= before + 21.0
-            && value(
-                s,
+            && s.value(
                 "pg_stat_user_tables_n_dead_tup",
                 &[("datname", "app"), ("relname", "jobs")],
             )
@@ -145,20 +119,18 @@ async fn database_activity_moves_the_metrics() {
     })
     .await;
     assert!(
-        value(
-            &later,
-            "pg_stat_database_tup_deleted_total",
-            &[("datname", "app")]
-        )
-        .is_some_and(|d| d >= 100.0)
+        later
+            .value("pg_stat_database_tup_deleted_total", &[("datname", "app")])
+            .is_some_and(|d| d >= 100.0)
     );
     assert!(
-        value(&later, "pg_database_size_bytes", &[("datname", "app")]).is_some_and(|b| b > 1e6)
+        later
+            .value("pg_database_size_bytes", &[("datname", "app")])
+            .is_some_and(|b| b > 1e6)
     );
     // Never vacuumed (autovacuum is off in the test server): an infinite age.
     assert_eq!(
-        value(
-            &later,
+        later.value(
             "pg_stat_user_tables_last_autovacuum_age_seconds",
             &[("relname", "jobs")]
         ),
@@ -166,7 +138,7 @@ async fn database_activity_moves_the_metrics() {
     );
     // Ids 3, 6, ..., 198 are left in queue q0.
     assert_eq!(
-        value(&later, "app_jobs_waiting", &[("queue", "q0")]),
+        later.value("app_jobs_waiting", &[("queue", "q0")]),
         Some(66.0)
     );
     // The statements the test ran show up among the top statements.
@@ -209,15 +181,10 @@ async fn long_transactions_lock_waits_and_connections() {
     }
 
     let scrape = scrape_until(&engine, "the blocked session to show", |s| {
-        value(
-            s,
-            "pg_sessions_waiting_on_locks",
-            &[("datname", "postgres")],
-        )
-        .unwrap_or(0.0)
+        s.value("pg_sessions_waiting_on_locks", &[("datname", "postgres")])
+            .unwrap_or(0.0)
             >= 1.0
-            && value(
-                s,
+            && s.value(
                 "pg_oldest_idle_in_transaction_seconds",
                 &[("datname", "postgres")],
             )
@@ -226,30 +193,27 @@ async fn long_transactions_lock_waits_and_connections() {
     })
     .await;
     assert!(
-        value(
-            &scrape,
-            "pg_locks_waiting",
-            &[("datname", "postgres"), ("mode", "AccessShareLock")]
-        )
-        .unwrap_or(0.0)
+        scrape
+            .value(
+                "pg_locks_waiting",
+                &[("datname", "postgres"), ("mode", "AccessShareLock")]
+            )
+            .unwrap_or(0.0)
             >= 1.0
     );
     assert!(
-        value(
-            &scrape,
-            "pg_locks",
-            &[("datname", "postgres"), ("mode", "AccessExclusiveLock")]
-        )
-        .unwrap_or(0.0)
+        scrape
+            .value(
+                "pg_locks",
+                &[("datname", "postgres"), ("mode", "AccessExclusiveLock")]
+            )
+            .unwrap_or(0.0)
             >= 1.0
     );
     assert!(
-        value(
-            &scrape,
-            "pg_oldest_transaction_seconds",
-            &[("datname", "postgres")]
-        )
-        .unwrap_or(0.0)
+        scrape
+            .value("pg_oldest_transaction_seconds", &[("datname", "postgres")])
+            .unwrap_or(0.0)
             > 1.0
     );
     let group = scrape
@@ -267,17 +231,13 @@ async fn long_transactions_lock_waits_and_connections() {
     // 8 in the pool, the holder, the waiter, the admin, and the exporter's own.
     assert!(connections >= 12.0, "{connections} connections");
     assert_eq!(
-        value(
-            &scrape,
+        scrape.value(
             "pg_stat_activity_connections",
             &[("state", "idle in transaction"), ("datname", "postgres")]
         ),
         Some(1.0)
     );
-    assert_eq!(
-        value(&scrape, "pg_settings_max_connections", &[]),
-        Some(20.0)
-    );
+    assert_eq!(scrape.value("pg_settings_max_connections", &[]), Some(20.0));
 
     holder.batch_execute("COMMIT").await.expect("commit");
     blocked.await.expect("task").expect("the waiter proceeds");
@@ -289,19 +249,13 @@ async fn down_and_back_with_the_same_collector() {
     let mut server = PostgresServer::start(PostgresOptions::default()).await;
     let engine = engine(&format!("name: db\ndsn: '{}'\n", server.dsn("postgres")));
     let up = engine.scrape(None).await;
-    assert_eq!(value(&up, "pg_up", &[]), Some(1.0));
+    assert_eq!(up.value("pg_up", &[]), Some(1.0));
 
     server.stop();
     let down = engine.scrape(Some(Duration::from_secs(3))).await;
+    assert_eq!(down.value("pg_up", &[]), Some(0.0), "{}", text(&down).await);
     assert_eq!(
-        value(&down, "pg_up", &[]),
-        Some(0.0),
-        "{}",
-        text(&down).await
-    );
-    assert_eq!(
-        value(
-            &down,
+        down.value(
             "mcpwatch_scrape_collector_success",
             &[("collector", "postgres")]
         ),
@@ -309,7 +263,7 @@ async fn down_and_back_with_the_same_collector() {
     );
     // Still inside the deadline, and said in the status.
     assert_eq!(
-        value(&down, "mcpwatch_scrape_timeout_seconds", &[]),
+        down.value("mcpwatch_scrape_timeout_seconds", &[]),
         Some(2.5)
     );
     let status = engine.status();
@@ -317,12 +271,11 @@ async fn down_and_back_with_the_same_collector() {
 
     server.restart().await;
     let back = scrape_until(&engine, "pg_up to return", |s| {
-        value(s, "pg_up", &[]) == Some(1.0)
+        s.value("pg_up", &[]) == Some(1.0)
     })
     .await;
     assert_eq!(
-        value(
-            &back,
+        back.value(
             "mcpwatch_scrape_collector_success",
             &[("collector", "postgres")]
         ),
@@ -339,7 +292,7 @@ async fn a_refused_password_is_down_and_never_shown() {
         server.port()
     ));
     let scrape = engine.scrape(None).await;
-    assert_eq!(value(&scrape, "pg_up", &[]), Some(0.0));
+    assert_eq!(scrape.value("pg_up", &[]), Some(0.0));
     let status = format!("{:?}", engine.status());
     assert!(
         status.contains("password authentication failed"),
@@ -364,16 +317,12 @@ async fn no_extension_is_no_error_and_a_failing_query_spares_the_rest() {
         server.dsn("plain")
     ));
     let scrape = engine.scrape(None).await;
-    assert_eq!(value(&scrape, "pg_up", &[]), Some(1.0));
+    assert_eq!(scrape.value("pg_up", &[]), Some(1.0));
+    assert_eq!(scrape.value("pg_stat_statements_available", &[]), Some(0.0));
+    assert_eq!(scrape.value("fine_n", &[]), Some(2.0));
+    assert!(scrape.value("pg_settings_max_connections", &[]).is_some());
     assert_eq!(
-        value(&scrape, "pg_stat_statements_available", &[]),
-        Some(0.0)
-    );
-    assert_eq!(value(&scrape, "fine_n", &[]), Some(2.0));
-    assert!(value(&scrape, "pg_settings_max_connections", &[]).is_some());
-    assert_eq!(
-        value(
-            &scrape,
+        scrape.value(
             "mcpwatch_scrape_collector_success",
             &[("collector", "postgres")]
         ),
@@ -397,20 +346,19 @@ async fn a_slow_custom_query_is_cut_and_the_rest_is_served() {
     ));
     let scrape = engine.scrape(Some(Duration::from_secs(2))).await;
     // Everything but the slow query, within the 1.5 s the scrape had.
-    assert_eq!(value(&scrape, "pg_up", &[]), Some(1.0));
-    assert!(value(&scrape, "pg_settings_max_connections", &[]).is_some());
+    assert_eq!(scrape.value("pg_up", &[]), Some(1.0));
+    assert!(scrape.value("pg_settings_max_connections", &[]).is_some());
     assert!(
-        value(
-            &scrape,
-            "pg_stat_database_xact_commit_total",
-            &[("datname", "postgres")]
-        )
-        .is_some()
+        scrape
+            .value(
+                "pg_stat_database_xact_commit_total",
+                &[("datname", "postgres")]
+            )
+            .is_some()
     );
-    assert_eq!(value(&scrape, "slow_n", &[]), None);
+    assert_eq!(scrape.value("slow_n", &[]), None);
     assert_eq!(
-        value(
-            &scrape,
+        scrape.value(
             "mcpwatch_scrape_collector_success",
             &[("collector", "postgres")]
         ),
@@ -426,5 +374,5 @@ async fn a_slow_custom_query_is_cut_and_the_rest_is_served() {
         )
     })
     .await;
-    assert_eq!(value(&later, "pg_up", &[]), Some(1.0));
+    assert_eq!(later.value("pg_up", &[]), Some(1.0));
 }

@@ -3,11 +3,13 @@
 //! and the password kept out of everything.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcpwatch_core::config::parse_yaml;
-use mcpwatch_core::{Scrape, ScrapeEngine, ScrapeOptions};
+use mcpwatch_core::{Scrape, ScrapeEngine};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
+use mcpwatch_tests::engine::text;
 use mcpwatch_tests::redis::RedisServer;
 use mcpwatch_tests::tools::promtool_check_metrics;
 use mcpwatch_tests::wait_for_async;
@@ -17,21 +19,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn engine(yaml: &str) -> ScrapeEngine {
     let config: RedisConfig = parse_yaml(yaml, Path::new("test.yml")).expect("config");
-    ScrapeEngine::builder()
-        .collector(RedisCollector::new(config).expect("collector"))
-        .options(ScrapeOptions {
-            timeout: Duration::from_secs(5),
-            timeout_offset: Duration::from_millis(500),
-        })
-        .process_metrics(false)
-        .build()
-}
-
-async fn text(scrape: &Scrape) -> String {
-    let body = scrape
-        .body(mcpwatch_core::encode::Format::Text, false)
-        .await;
-    String::from_utf8(body.to_vec()).expect("utf-8")
+    mcpwatch_tests::engine::engine(vec![Arc::new(
+        RedisCollector::new(config).expect("collector"),
+    )])
 }
 
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
