@@ -2,8 +2,9 @@
 # The test command of mcpwatch. On a fresh Debian machine, as root, it installs what is
 # missing; as another user it prints the install command and stops. Then it runs every check:
 # formatting, clippy, the unit, integration and end-to-end tests (real Prometheus,
-# PostgreSQL and Redis started on free ports, promtool, Python's strict OpenMetrics parser),
-# and the rule and dashboard checks once those exist.
+# PostgreSQL, Redis and an MCP server built with the official Python SDK, started on free
+# ports; promtool; Python's strict OpenMetrics parser), and the rule and dashboard checks
+# once those exist.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,11 +27,16 @@ fi
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 
+# The strict OpenMetrics parser, and the official MCP SDK (1.x: it still ships the
+# WebSocket server transport beside Streamable HTTP) for the MCP server the tests probe.
+MCP_SDK='mcp[ws]>=1.20,<2'
 pip_missing=()
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import prometheus_client' 2>/dev/null || pip_missing+=(prometheus_client)
+    python3 -c 'import mcp.server.websocket, uvicorn, websockets' 2>/dev/null ||
+        pip_missing+=("$MCP_SDK")
 else
-    pip_missing+=(prometheus_client)
+    pip_missing+=(prometheus_client "$MCP_SDK")
 fi
 
 rustup_missing=()
@@ -43,7 +49,8 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); th
         echo "Install as root, then run this again:" >&2
         (( ${#apt_missing[@]} )) &&
             echo "  apt-get update && apt-get install -y --no-install-recommends ${apt_missing[*]}" >&2
-        (( ${#pip_missing[@]} )) && echo "  python3 -m pip install ${pip_missing[*]}" >&2
+        (( ${#pip_missing[@]} )) &&
+            echo "  python3 -m pip install$(printf " '%s'" "${pip_missing[@]}")" >&2
         (( ${#rustup_missing[@]} )) && echo "  rustup component add ${rustup_missing[*]}" >&2
         exit 1
     fi

@@ -1,7 +1,7 @@
-//! The test harness of mcpwatch: real services (Prometheus now; PostgreSQL, Redis and
-//! Alertmanager as the collectors that need them arrive) started on free loopback ports in
-//! temporary directories and stopped when dropped, plus the checkers the tests use
-//! (`promtool`, Python's strict OpenMetrics parser).
+//! The test harness of mcpwatch: real services (Prometheus, PostgreSQL, Redis, an MCP
+//! server built with the official Python SDK) started on free loopback ports in temporary
+//! directories and stopped when dropped, a stand-in MCP daemon with faults on demand, plus
+//! the checkers the tests use (`promtool`, Python's strict OpenMetrics parser).
 //!
 //! A missing program is a test failure that says how to install it, never a skip:
 //! `./tests/run.sh` installs everything.
@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 pub mod binaries;
+pub mod daemon;
 pub mod engine;
 pub mod exposition;
 pub mod http;
+pub mod mcp;
 pub mod ports;
 pub mod postgres;
 pub mod process;

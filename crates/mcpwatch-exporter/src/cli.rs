@@ -69,6 +69,17 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub redis_url: Vec<Secret>,
+
+    /// Watch an MCP server's daemon; repeatable. An http(s):// URL is its JSON health
+    /// endpoint (/health is added to a bare host); a ws(s):// URL is probed with an MCP
+    /// session over WebSocket, with /health on the same host and port. The target is named
+    /// host:port.
+    #[arg(
+        long = "wsdaemon.url",
+        value_name = "URL",
+        env = "MCPWATCH_WSDAEMON_URL"
+    )]
+    pub wsdaemon_url: Vec<String>,
 }
 
 /// `--log.level`.

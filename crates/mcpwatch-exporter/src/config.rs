@@ -8,6 +8,7 @@ use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_host::HostConfig;
 use mcpwatch_postgres::PostgresConfig;
 use mcpwatch_redis::RedisConfig;
+use mcpwatch_wsdaemon::WsDaemonConfig;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -37,6 +38,9 @@ pub struct CollectorsConfig {
     /// Redis servers.
     #[serde(default)]
     pub redis: Vec<RedisConfig>,
+    /// MCP servers' daemons.
+    #[serde(default)]
+    pub wsdaemon: Vec<WsDaemonConfig>,
 }
 
 /// `scrape`.
@@ -78,6 +82,7 @@ pub struct ConfigSource {
     no_collector_host: bool,
     postgres_dsns: Vec<Secret>,
     redis_urls: Vec<Secret>,
+    wsdaemon_urls: Vec<String>,
 }
 
 impl ConfigSource {
@@ -88,6 +93,7 @@ impl ConfigSource {
             no_collector_host: cli.no_collector_host,
             postgres_dsns: cli.postgres_dsn.clone(),
             redis_urls: cli.redis_url.clone(),
+            wsdaemon_urls: cli.wsdaemon_url.clone(),
         }
     }
 
@@ -115,7 +121,8 @@ impl ConfigSource {
         Ok(config)
     }
 
-    /// Adds the targets of `--postgres.dsn` and `--redis.url`, named after their address.
+    /// Adds the targets of `--postgres.dsn`, `--redis.url` and `--wsdaemon.url`, named
+    /// after their address.
     fn add_flag_targets(&self, config: &mut ExporterConfig) -> Result<(), ConfigError> {
         let origin = PathBuf::from("<command line>");
         for (i, dsn) in self.postgres_dsns.iter().enumerate() {
@@ -140,6 +147,15 @@ impl ConfigSource {
                 .map_err(|(_, message)| ConfigError::invalid(&origin, &key, message))?;
             config.collectors.redis.push(target);
         }
+        for (i, url) in self.wsdaemon_urls.iter().enumerate() {
+            let key = format!("--wsdaemon.url #{}", i + 1);
+            let invalid = |message: String| ConfigError::invalid(&origin, &key, message);
+            let base = mcpwatch_wsdaemon::target_name(url).map_err(invalid)?;
+            let name = unique_name(&base, config.collectors.wsdaemon.iter().map(|w| &w.name));
+            let target = WsDaemonConfig::from_url(name, url).map_err(invalid)?;
+            target.validate().map_err(|(_, message)| invalid(message))?;
+            config.collectors.wsdaemon.push(target);
+        }
         Ok(())
     }
 }
@@ -155,6 +171,26 @@ fn unique_name<'a>(base: &str, taken: impl Iterator<Item = &'a String> + Clone) 
     name
 }
 
+/// Checks each target of `collectors.<kind>` and that no two share a name.
+fn check_targets<T>(
+    kind: &str,
+    targets: &[T],
+    name: fn(&T) -> &String,
+    validate: fn(&T) -> Result<(), Problem>,
+) -> Result<(), Problem> {
+    for (i, target) in targets.iter().enumerate() {
+        let key = |k: String| format!("collectors.{kind}[{i}].{k}");
+        validate(target).map_err(|(k, m)| (key(k), m))?;
+        if targets[..i].iter().any(|t| name(t) == name(target)) {
+            return Err((
+                key("name".into()),
+                format!("{:?} is used twice", name(target)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ExporterConfig {
     /// Checks what the types cannot.
     fn validate(&self) -> Result<(), Problem> {
@@ -162,32 +198,24 @@ impl ExporterConfig {
             .host
             .validate()
             .map_err(|(key, message)| (format!("collectors.host.{key}"), message))?;
-        for (i, target) in self.collectors.postgres.iter().enumerate() {
-            let key = |k: String| format!("collectors.postgres[{i}].{k}");
-            target.validate().map_err(|(k, m)| (key(k), m))?;
-            if self.collectors.postgres[..i]
-                .iter()
-                .any(|t| t.name == target.name)
-            {
-                return Err((
-                    key("name".into()),
-                    format!("{:?} is used twice", target.name),
-                ));
-            }
-        }
-        for (i, target) in self.collectors.redis.iter().enumerate() {
-            let key = |k: String| format!("collectors.redis[{i}].{k}");
-            target.validate().map_err(|(k, m)| (key(k), m))?;
-            if self.collectors.redis[..i]
-                .iter()
-                .any(|t| t.name == target.name)
-            {
-                return Err((
-                    key("name".into()),
-                    format!("{:?} is used twice", target.name),
-                ));
-            }
-        }
+        check_targets(
+            "postgres",
+            &self.collectors.postgres,
+            |t| &t.name,
+            PostgresConfig::validate,
+        )?;
+        check_targets(
+            "redis",
+            &self.collectors.redis,
+            |t| &t.name,
+            RedisConfig::validate,
+        )?;
+        check_targets(
+            "wsdaemon",
+            &self.collectors.wsdaemon,
+            |t| &t.name,
+            WsDaemonConfig::validate,
+        )?;
         if self.scrape.timeout.is_zero() {
             return Err((
                 "scrape.timeout".to_owned(),
@@ -260,6 +288,49 @@ mod tests {
             .collect();
         assert_eq!(names, ["main", "db:5432/app", "db:5432/app-2"]);
         assert_eq!(config.collectors.redis[1].name, "127.0.0.1:6380");
+    }
+
+    #[test]
+    fn wsdaemon_targets_from_the_documented_example_and_flags() {
+        let config = load(
+            "collectors:\n  wsdaemon:\n    - name: exai\n      \
+             health_url: http://127.0.0.1:3001/health\n      \
+             websocket_url: ws://127.0.0.1:3001/\n      \
+             health_file: logs/ws_daemon.health.json\n",
+            &[
+                "--wsdaemon.url=ws://127.0.0.1:3001/",
+                "--wsdaemon.url=http://gw:8000",
+            ],
+        )
+        .expect("valid");
+        let targets = &config.collectors.wsdaemon;
+        assert_eq!(targets[0].name, "exai");
+        let file = targets[0].health_file.as_ref().expect("health file");
+        assert!(
+            file.path().is_absolute(),
+            "relative to the configuration file"
+        );
+        assert_eq!(targets[1].name, "127.0.0.1:3001");
+        assert_eq!(
+            targets[1].websocket_url.as_deref(),
+            Some("ws://127.0.0.1:3001/")
+        );
+        assert_eq!(
+            targets[2].health_url.as_deref(),
+            Some("http://gw:8000/health")
+        );
+        let e = load("", &["--wsdaemon.url=ftp://x"]).expect_err("scheme");
+        assert!(e.starts_with("<command line>: --wsdaemon.url #1: "), "{e}");
+        let e = load(
+            "collectors:\n  wsdaemon:\n    - name: d\n      health_url: http://x/\n      \
+             mappings:\n        - pointer: /q\n          metric: wsdaemon_up\n",
+            &[],
+        )
+        .expect_err("clash");
+        assert!(
+            e.starts_with("exporter.yml:7:11: collectors.wsdaemon[0].mappings[0].metric: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
+use mcpwatch_wsdaemon::{WsDaemonCollector, WsDaemonConfig};
 
 use crate::config::{ConfigSource, ExporterConfig};
 
@@ -18,6 +19,7 @@ enum CollectorSpec {
     Host(HostConfig),
     Postgres(PostgresConfig),
     Redis(RedisConfig),
+    WsDaemon(WsDaemonConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -43,6 +45,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             .cloned()
             .map(CollectorSpec::Redis),
     );
+    specs.extend(
+        config
+            .collectors
+            .wsdaemon
+            .iter()
+            .cloned()
+            .map(CollectorSpec::WsDaemon),
+    );
     specs
         .into_iter()
         .map(|spec| {
@@ -60,6 +70,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::Redis(target) => Arc::new(
                     RedisCollector::new(target.clone())
                         .map_err(|e| format!("redis target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::WsDaemon(target) => Arc::new(
+                    WsDaemonCollector::new(target.clone())
+                        .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))

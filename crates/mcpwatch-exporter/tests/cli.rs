@@ -177,8 +177,23 @@ fn check_config_builds_every_collector() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("postgres target \"main\": ca_file: no trusted CA certificate"),
+        stderr.contains("postgres target \"main\": ca_file: sslrootcert ")
+            && stderr.contains("ca.pem: no PEM certificate"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"));
+
+    let config = write(
+        dir.path(),
+        "exporter.yml",
+        "collectors:\n  wsdaemon:\n    - name: exai\n      \
+         websocket_url: wss://daemon.example:3001/\n      ca_file: ca.pem\n",
+    );
+    let out = exporter(&[&format!("--config.file={config}"), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("wsdaemon target \"exai\": ca_file: ") && stderr.contains("no PEM"),
+        "{stderr}"
+    );
 }

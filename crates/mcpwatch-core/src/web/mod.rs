@@ -2,11 +2,13 @@
 //! `--web.config.file` with TLS, basic auth, security headers and a rate limit.
 
 mod auth;
+mod client_tls;
 mod config;
 mod server;
 mod tls;
 
 pub use auth::{BasicAuth, RateLimiter};
+pub use client_tls::{ServerCheck, client_config};
 pub use config::{
     BcryptHash, ClientAuthType, HttpServerConfig, RateLimit, ResponseHeaders, TlsServerConfig,
     TlsVersion, WebConfig,

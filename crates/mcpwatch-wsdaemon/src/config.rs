@@ -1,0 +1,447 @@
+//! Settings of one MCP daemon target (`collectors.wsdaemon[]`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mcpwatch_core::Secret;
+use mcpwatch_core::config::{ConfigPath, Problem, SecretFile, duration, secret_setting};
+use mcpwatch_core::metrics::{is_valid_label_name, is_valid_metric_name};
+use serde::Deserialize;
+
+/// One MCP server's daemon to watch. Every part is optional; at least one is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsDaemonConfig {
+    /// The `target` label.
+    pub name: String,
+    /// The JSON health endpoint, `http://127.0.0.1:3001/health`.
+    pub health_url: Option<String>,
+    /// The MCP probe over WebSocket (`ws://` or `wss://`), with the `mcp` subprotocol.
+    pub websocket_url: Option<String>,
+    /// The MCP probe over Streamable HTTP (`http://host:8000/mcp`).
+    pub mcp_url: Option<String>,
+    /// A file the daemon rewrites with its health, as JSON.
+    pub health_file: Option<ConfigPath>,
+    /// A health file older than this is stale.
+    #[serde(default = "defaults::health_file_max_age", with = "duration")]
+    pub health_file_max_age: Duration,
+    /// JSON-lines request logs to follow.
+    pub request_log: Option<RequestLogConfig>,
+    /// Limit of each probe; the scrape's deadline may cut it shorter.
+    #[serde(default = "defaults::timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Sent as `Authorization: Bearer <token>` to the health endpoint and the MCP probes.
+    pub bearer_token: Option<Secret>,
+    /// A file holding the bearer token.
+    pub bearer_token_file: Option<SecretFile>,
+    /// CA certificates for `https://` and `wss://`; the system's roots otherwise.
+    pub ca_file: Option<ConfigPath>,
+    /// Accept any server certificate (for self-signed test daemons only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Read the default health shape (`status`, `uptime`, `version`, `tools`, `sessions`,
+    /// `requests_per_minute`, providers, dependencies); true by default.
+    #[serde(default = "defaults::yes")]
+    pub default_mapping: bool,
+    /// Further values of the health JSON, by JSON pointer.
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// At most this many providers and dependencies are reported.
+    #[serde(default = "defaults::max_entries")]
+    pub max_entries: u32,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn health_file_max_age() -> Duration {
+        Duration::from_secs(120)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn max_entries() -> u32 {
+        32
+    }
+    pub fn max_series() -> u32 {
+        200
+    }
+    pub fn max_line_bytes() -> u32 {
+        65_536
+    }
+    pub fn provider_field() -> String {
+        "provider".to_owned()
+    }
+    pub fn tool_field() -> String {
+        "tool".to_owned()
+    }
+    pub fn outcome_field() -> String {
+        "status".to_owned()
+    }
+    pub fn duration_field() -> String {
+        "duration_ms".to_owned()
+    }
+    pub fn success_values() -> Vec<String> {
+        ["success", "ok", "true", "succeeded", "completed"]
+            .map(String::from)
+            .to_vec()
+    }
+    pub fn buckets() -> Vec<f64> {
+        vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
+    }
+}
+
+/// A value of the health JSON turned into a metric.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// RFC 6901 JSON pointer, such as `/queue/depth` or `/providers/glm/status`.
+    pub pointer: String,
+    /// The metric name; a counter's ends in `_total`.
+    pub metric: String,
+    /// `gauge` (default) or `counter`.
+    #[serde(default, rename = "type")]
+    pub kind: MappingKind,
+    /// Help text.
+    pub help: Option<String>,
+    /// Values for strings (`{"connected": 1, "degraded": 0.5}`); a string not listed gives
+    /// no sample. Numbers are taken as they are, booleans as 1 and 0.
+    #[serde(default)]
+    pub values: BTreeMap<String, f64>,
+    /// Multiplies the value (0.001 turns milliseconds into seconds).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Labels of the series besides `target` and `source`, such as `{provider: glm}`, so
+    /// that several pointers can fill one metric.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The type of a mapped metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingKind {
+    /// A value that goes up and down.
+    #[default]
+    Gauge,
+    /// A value that only grows.
+    Counter,
+}
+
+/// JSON-lines request logs: one record per request the daemon served.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLogConfig {
+    /// A file, or a pattern of file names in one directory (`.logs/*.jsonl`); relative to
+    /// the configuration file.
+    pub path: ConfigPath,
+    /// Field of the provider (a JSON pointer when it starts with `/`).
+    #[serde(default = "defaults::provider_field")]
+    pub provider_field: String,
+    /// Field of the tool.
+    #[serde(default = "defaults::tool_field")]
+    pub tool_field: String,
+    /// Field of the outcome.
+    #[serde(default = "defaults::outcome_field")]
+    pub outcome_field: String,
+    /// Outcome values counted as success (case-insensitive); booleans true and HTTP
+    /// statuses below 400 are success too.
+    #[serde(default = "defaults::success_values")]
+    pub success_values: Vec<String>,
+    /// Field of the duration.
+    #[serde(default = "defaults::duration_field")]
+    pub duration_field: String,
+    /// Unit of the duration field.
+    #[serde(default)]
+    pub duration_unit: DurationUnit,
+    /// Histogram bucket bounds, in seconds.
+    #[serde(default = "defaults::buckets")]
+    pub buckets: Vec<f64>,
+    /// At most this many provider and tool pairs; the rest count as `other`.
+    #[serde(default = "defaults::max_series")]
+    pub max_series: u32,
+    /// Longer lines are skipped (and counted as invalid).
+    #[serde(default = "defaults::max_line_bytes")]
+    pub max_line_bytes: u32,
+    /// Read the files already there from their start at the first scrape, instead of
+    /// from their end.
+    #[serde(default)]
+    pub read_existing: bool,
+}
+
+/// Unit of a duration field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurationUnit {
+    /// Milliseconds.
+    #[default]
+    Ms,
+    /// Seconds.
+    S,
+    /// Microseconds.
+    Us,
+}
+
+impl DurationUnit {
+    /// Seconds per unit.
+    pub fn seconds(self) -> f64 {
+        match self {
+            DurationUnit::Ms => 0.001,
+            DurationUnit::S => 1.0,
+            DurationUnit::Us => 0.000_001,
+        }
+    }
+}
+
+impl WsDaemonConfig {
+    /// A target from one URL, as `--wsdaemon.url` gives: an `http(s)://` URL is the health
+    /// endpoint (`/health` is added to a bare host); a `ws(s)://` URL is the MCP probe, with
+    /// `/health` on the same host and port.
+    pub fn from_url(name: String, url: &str) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{url:?} has no host"))?
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let (health, websocket) = match uri.scheme_str() {
+            Some("http" | "https") => {
+                let health = if uri.path().is_empty() || uri.path() == "/" {
+                    format!(
+                        "{}://{authority}/health",
+                        uri.scheme_str().unwrap_or("http")
+                    )
+                } else {
+                    url.to_owned()
+                };
+                (health, None)
+            }
+            Some(scheme @ ("ws" | "wss")) => {
+                let http = if scheme == "wss" { "https" } else { "http" };
+                (format!("{http}://{authority}/health"), Some(url.to_owned()))
+            }
+            _ => {
+                return Err(format!(
+                    "{url:?}: expected http://, https://, ws:// or wss://"
+                ));
+            }
+        };
+        Ok(Self {
+            name,
+            health_url: Some(health),
+            websocket_url: websocket,
+            mcp_url: None,
+            health_file: None,
+            health_file_max_age: defaults::health_file_max_age(),
+            request_log: None,
+            timeout: defaults::timeout(),
+            bearer_token: None,
+            bearer_token_file: None,
+            ca_file: None,
+            insecure_skip_verify: false,
+            default_mapping: true,
+            mappings: Vec::new(),
+            max_entries: defaults::max_entries(),
+        })
+    }
+
+    /// The bearer token from `bearer_token` or `bearer_token_file`, if either is set.
+    pub fn bearer_token(&self) -> Result<Option<Secret>, String> {
+        secret_setting(
+            "bearer_token",
+            self.bearer_token.clone(),
+            self.bearer_token_file.clone(),
+        )
+    }
+
+    /// Checks what the types cannot; the key is relative to this target's entry.
+    pub fn validate(&self) -> Result<(), Problem> {
+        let problem = |key: &str, message: String| Err((key.to_owned(), message));
+        if self.name.is_empty() {
+            return problem("name", "must not be empty".into());
+        }
+        if self.health_url.is_none()
+            && self.websocket_url.is_none()
+            && self.mcp_url.is_none()
+            && self.health_file.is_none()
+            && self.request_log.is_none()
+        {
+            return problem(
+                "name",
+                "set at least one of health_url, websocket_url, mcp_url, health_file or \
+                 request_log"
+                    .into(),
+            );
+        }
+        for (key, url, schemes) in [
+            ("health_url", &self.health_url, &["http", "https"][..]),
+            ("websocket_url", &self.websocket_url, &["ws", "wss"][..]),
+            ("mcp_url", &self.mcp_url, &["http", "https"][..]),
+        ] {
+            if let Some(url) = url {
+                let uri: http::Uri = match url.parse() {
+                    Ok(uri) => uri,
+                    Err(_) => return problem(key, format!("{url:?} is not a URL")),
+                };
+                if !uri.scheme_str().is_some_and(|s| schemes.contains(&s)) || uri.host().is_none() {
+                    return problem(
+                        key,
+                        format!(
+                            "{url:?}: expected {}:// and a host",
+                            schemes.join(":// or ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let Err(message) = self.bearer_token() {
+            return problem("bearer_token", message);
+        }
+        for (i, mapping) in self.mappings.iter().enumerate() {
+            if crate::METRIC_NAMES.contains(&mapping.metric.as_str()) {
+                return problem(
+                    &format!("mappings[{i}].metric"),
+                    format!("{:?} is one of the collector's own metrics", mapping.metric),
+                );
+            }
+            if let Some(label) = mapping
+                .labels
+                .keys()
+                .find(|l| !is_valid_label_name(l) || ["source", "target"].contains(&l.as_str()))
+            {
+                return problem(
+                    &format!("mappings[{i}].labels"),
+                    format!("{label:?} is not a valid label name, or is one mcpwatch sets"),
+                );
+            }
+            let earlier = self.mappings[..i]
+                .iter()
+                .find(|m| m.metric == mapping.metric);
+            if let Some(other) = earlier
+                && (other.kind != mapping.kind || other.labels == mapping.labels)
+            {
+                let why = if other.kind != mapping.kind {
+                    "with another type"
+                } else {
+                    "with the same labels"
+                };
+                return problem(
+                    &format!("mappings[{i}].metric"),
+                    format!("{:?} is already mapped {why}", mapping.metric),
+                );
+            }
+            if !(mapping.pointer.is_empty() || mapping.pointer.starts_with('/')) {
+                return problem(
+                    &format!("mappings[{i}].pointer"),
+                    "a JSON pointer starts with / (RFC 6901)".into(),
+                );
+            }
+            let counter = mapping.kind == MappingKind::Counter;
+            if !is_valid_metric_name(&mapping.metric)
+                || counter != mapping.metric.ends_with("_total")
+            {
+                return problem(
+                    &format!("mappings[{i}].metric"),
+                    format!(
+                        "{:?} is not a valid metric name{}",
+                        mapping.metric,
+                        if counter {
+                            " ending in _total"
+                        } else {
+                            " (only counters end in _total)"
+                        }
+                    ),
+                );
+            }
+        }
+        if let Some(log) = &self.request_log {
+            if log.buckets.is_empty()
+                || log.buckets.windows(2).any(|w| w[0] >= w[1])
+                || log.buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+            {
+                return problem(
+                    "request_log.buckets",
+                    "give positive bounds in increasing order".into(),
+                );
+            }
+            if let Err(e) = crate::request_log::FilePattern::new(log.path.path()) {
+                return problem("request_log.path", e);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpwatch_core::config::parse_yaml;
+    use std::path::Path;
+
+    fn parse(text: &str) -> WsDaemonConfig {
+        parse_yaml(text, Path::new("c.yml")).expect("config")
+    }
+
+    #[test]
+    fn reads_the_documented_example() {
+        let c = parse(
+            "name: exai\nhealth_url: http://127.0.0.1:3001/health\nwebsocket_url: ws://127.0.0.1:3001/\n\
+             health_file: /srv/exai/logs/ws_daemon.health.json\nrequest_log:\n  path: /srv/exai/.logs/*.jsonl\n",
+        );
+        assert!(c.validate().is_ok());
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.request_log.as_ref().map(|l| l.duration_unit),
+            Some(DurationUnit::Ms)
+        );
+    }
+
+    #[test]
+    fn urls_from_the_command_line() {
+        let c = WsDaemonConfig::from_url("d".into(), "ws://127.0.0.1:3001/").expect("ws");
+        assert_eq!(
+            c.health_url.as_deref(),
+            Some("http://127.0.0.1:3001/health")
+        );
+        assert_eq!(c.websocket_url.as_deref(), Some("ws://127.0.0.1:3001/"));
+        let c = WsDaemonConfig::from_url("d".into(), "https://gw.example:8000").expect("https");
+        assert_eq!(
+            c.health_url.as_deref(),
+            Some("https://gw.example:8000/health")
+        );
+        let c = WsDaemonConfig::from_url("d".into(), "http://gw:9000/api/health").expect("path");
+        assert_eq!(c.health_url.as_deref(), Some("http://gw:9000/api/health"));
+        assert!(WsDaemonConfig::from_url("d".into(), "ftp://x").is_err());
+    }
+
+    #[test]
+    fn problems_name_their_key() {
+        let c = parse("name: d\nhealth_url: 'ws://x/health'\n");
+        assert_eq!(c.validate().expect_err("scheme").0, "health_url");
+        let c = parse("name: d\n");
+        assert_eq!(c.validate().expect_err("nothing").0, "name");
+        let c = parse(
+            "name: d\nhealth_url: http://x/\nmappings:\n  - pointer: queue/depth\n    metric: q\n",
+        );
+        assert_eq!(c.validate().expect_err("pointer").0, "mappings[0].pointer");
+        let c = parse(
+            "name: d\nhealth_url: http://x/\nmappings:\n  - pointer: /q\n    metric: q_total\n",
+        );
+        assert_eq!(
+            c.validate().expect_err("gauge _total").0,
+            "mappings[0].metric"
+        );
+        let c = parse("name: d\nrequest_log:\n  path: x.jsonl\n  buckets: [1, 0.5]\n");
+        assert_eq!(c.validate().expect_err("buckets").0, "request_log.buckets");
+    }
+}

@@ -1,0 +1,403 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+mod health;
+mod health_file;
+mod http;
+mod mapping;
+mod mcp;
+mod net;
+mod request_log;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mcpwatch_core::web::{ServerCheck, client_config};
+use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
+use rustls::ClientConfig;
+use tokio::time::{Instant, timeout_at};
+
+pub use config::WsDaemonConfig;
+
+use crate::health::HealthReport;
+use crate::health_file::FileState;
+use crate::mcp::{McpReport, Transport};
+use crate::net::{Endpoint, Reason};
+use crate::request_log::RequestLog;
+
+/// Names the default mapping and the probes use; a configured mapping may not take them.
+pub(crate) const METRIC_NAMES: &[&str] = &[
+    "wsdaemon_up",
+    "wsdaemon_healthy",
+    "wsdaemon_status",
+    "wsdaemon_uptime_seconds",
+    "wsdaemon_info",
+    "wsdaemon_tools",
+    "wsdaemon_sessions",
+    "wsdaemon_requests_per_minute",
+    "wsdaemon_health_timestamp_seconds",
+    "wsdaemon_provider_up",
+    "wsdaemon_provider_latency_seconds",
+    "wsdaemon_dependency_up",
+    "wsdaemon_dependency_latency_seconds",
+    "wsdaemon_health_http_status",
+    "wsdaemon_health_duration_seconds",
+    "wsdaemon_health_failure",
+    "wsdaemon_health_file_present",
+    "wsdaemon_health_file_parse_error",
+    "wsdaemon_health_file_stale",
+    "wsdaemon_health_file_mtime_seconds",
+    "wsdaemon_health_file_age_seconds",
+    "wsdaemon_mcp_up",
+    "wsdaemon_mcp_duration_seconds",
+    "wsdaemon_mcp_phase_duration_seconds",
+    "wsdaemon_mcp_tools",
+    "wsdaemon_mcp_server_info",
+    "wsdaemon_mcp_failure",
+    "wsdaemon_requests_total",
+    "wsdaemon_request_duration_seconds",
+    "wsdaemon_request_log_lines_total",
+    "wsdaemon_request_log_read_bytes_total",
+    "wsdaemon_request_log_rotations_total",
+    "wsdaemon_request_log_files",
+];
+
+/// Time kept back from the scrape's deadline, so that a probe cut short by it still has its
+/// `wsdaemon_up 0` written before the engine stops waiting.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+/// Why a collector could not be built: the key at fault and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct WsDaemonError {
+    /// The key, relative to the target's entry.
+    pub key: String,
+    /// What is wrong; never the token.
+    pub message: String,
+}
+
+/// A target name from a URL given on the command line: `host:port`.
+pub fn target_name(url: &str) -> Result<String, String> {
+    let endpoint = Endpoint::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+    Ok(if endpoint.host.contains(':') {
+        format!("[{}]:{}", endpoint.host, endpoint.port)
+    } else {
+        format!("{}:{}", endpoint.host, endpoint.port)
+    })
+}
+
+/// How the probes reach the daemon: TLS settings and the bearer token.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    pub(crate) tls: Option<Arc<ClientConfig>>,
+    pub(crate) token: Option<Secret>,
+}
+
+/// What reading the daemon's files found.
+#[derive(Debug)]
+struct Files {
+    sink: MetricSink,
+    health_file: Option<FileState>,
+    /// Request log files followed.
+    log_files: Option<usize>,
+}
+
+/// Collects the metrics of one MCP server's daemon (`wsdaemon_*`), labelled
+/// `target="<name>"`: its health endpoint, an MCP session over WebSocket and over
+/// Streamable HTTP, its health file and its JSON-lines request log, whichever are set.
+///
+/// The probes run concurrently under the smaller of `timeout` and the scrape's deadline;
+/// the files are read on the blocking pool meanwhile. A failed health or MCP probe fails
+/// the collection (`mcpwatch_scrape_collector_success 0`) with every metric still served;
+/// a missing or stale health file, or a request log with bad lines, does not.
+pub struct WsDaemonCollector {
+    config: Arc<WsDaemonConfig>,
+    health: Option<Endpoint>,
+    websocket: Option<Endpoint>,
+    mcp_http: Option<Endpoint>,
+    access: Access,
+    request_log: Option<Arc<Mutex<RequestLog>>>,
+}
+
+impl std::fmt::Debug for WsDaemonCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsDaemonCollector")
+            .field("target", &self.config.name)
+            .finish()
+    }
+}
+
+impl WsDaemonCollector {
+    /// Checks the configuration, reads the CA and token files, and starts following the
+    /// request log at the end of its files. Nothing connects until the first scrape.
+    pub fn new(config: WsDaemonConfig) -> Result<Self, WsDaemonError> {
+        let error = |key: &str, message: String| WsDaemonError {
+            key: key.to_owned(),
+            message,
+        };
+        config
+            .validate()
+            .map_err(|(key, message)| WsDaemonError { key, message })?;
+        let endpoint = |key: &str, url: &Option<String>| {
+            url.as_deref()
+                .map(Endpoint::parse)
+                .transpose()
+                .map_err(|message| error(key, message))
+        };
+        let health = endpoint("health_url", &config.health_url)?;
+        let websocket = endpoint("websocket_url", &config.websocket_url)?;
+        let mcp_http = endpoint("mcp_url", &config.mcp_url)?;
+        let token = config
+            .bearer_token()
+            .map_err(|message| error("bearer_token", message))?;
+        let needs_tls = [&health, &websocket, &mcp_http]
+            .iter()
+            .any(|e| e.as_ref().is_some_and(|e| e.tls));
+        let tls = if needs_tls || config.ca_file.is_some() {
+            let check = if config.insecure_skip_verify {
+                ServerCheck::None
+            } else {
+                ServerCheck::Full
+            };
+            let ca = config.ca_file.as_ref().map(|c| c.path());
+            Some(Arc::new(client_config(check, ca).map_err(|message| {
+                error(
+                    if ca.is_some() {
+                        "ca_file"
+                    } else {
+                        "insecure_skip_verify"
+                    },
+                    message,
+                )
+            })?))
+        } else {
+            None
+        };
+        let request_log = config
+            .request_log
+            .clone()
+            .map(RequestLog::new)
+            .transpose()
+            .map_err(|message| error("request_log.path", message))?
+            .map(|log| Arc::new(Mutex::new(log)));
+        Ok(Self {
+            config: Arc::new(config),
+            health,
+            websocket,
+            mcp_http,
+            access: Access { tls, token },
+            request_log,
+        })
+    }
+
+    /// Reads the health file and the request log on the blocking pool.
+    async fn read_files(&self, deadline: Instant) -> Option<Files> {
+        if self.config.health_file.is_none() && self.request_log.is_none() {
+            return None;
+        }
+        let config = self.config.clone();
+        let log = self.request_log.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut sink = MetricSink::default();
+            let state = config
+                .health_file
+                .as_ref()
+                .map(|file| health_file::read(file.path(), &config, &mut sink));
+            let log_files = log.map(|log| {
+                let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                log.poll();
+                log.metrics(&mut sink);
+                log.files()
+            });
+            Files {
+                sink,
+                health_file: state,
+                log_files,
+            }
+        });
+        match timeout_at(deadline, task).await {
+            Ok(Ok(read)) => Some(read),
+            Ok(Err(error)) => {
+                tracing::error!(target = %self.config.name, %error, "Reading the daemon's files failed.");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(target = %self.config.name, "Reading the daemon's files did not finish in time.");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Collector for WsDaemonCollector {
+    fn name(&self) -> &str {
+        "wsdaemon"
+    }
+
+    fn target(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn collect(
+        &self,
+        ctx: &ScrapeContext,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        let budget = ctx
+            .remaining()
+            .saturating_sub(DEADLINE_MARGIN)
+            .min(self.config.timeout);
+        let deadline = Instant::now() + budget;
+        let access = &self.access;
+        let health = async {
+            match &self.health {
+                Some(endpoint) => Some(health::probe(endpoint, access, deadline).await),
+                None => None,
+            }
+        };
+        let probe = |transport, endpoint: &Option<Endpoint>| {
+            let endpoint = endpoint.clone();
+            async move {
+                match endpoint {
+                    Some(endpoint) => {
+                        Some(mcp::probe(transport, &endpoint, access, deadline).await)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let (health, websocket, mcp_http, files) = tokio::join!(
+            health,
+            probe(Transport::WebSocket, &self.websocket),
+            probe(Transport::StreamableHttp, &self.mcp_http),
+            self.read_files(deadline),
+        );
+        let mcp: Vec<McpReport> = [websocket, mcp_http].into_iter().flatten().collect();
+
+        let file_state = files.as_ref().and_then(|f| f.health_file);
+        let log_files = files.as_ref().and_then(|f| f.log_files);
+        let up = match (&health, mcp.is_empty(), file_state) {
+            (Some(health), _, _) => health.failure.is_none(),
+            (None, false, _) => mcp.iter().all(|r| r.failure.is_none()),
+            (None, true, Some(state)) => state == FileState::Fresh,
+            (None, true, None) => log_files.is_some_and(|n| n > 0),
+        };
+        sink.gauge(
+            "wsdaemon_up",
+            "Whether the daemon answered: its health endpoint if set, else its MCP probes, \
+             else a fresh health file, else a request log to follow.",
+        )
+        .add(&[], if up { 1.0 } else { 0.0 });
+
+        let mut failures = Vec::new();
+        if let (Some(report), Some(endpoint)) = (&health, &self.health) {
+            health_metrics(report, &self.config, sink);
+            if let Some(failure) = &report.failure {
+                failures.push(format!("health endpoint {endpoint}: {failure}"));
+            }
+        }
+        for report in &mcp {
+            mcp_metrics(report, sink);
+            if let Some(failure) = &report.failure {
+                failures.push(format!(
+                    "MCP probe over {}: {failure}",
+                    report.transport.as_str()
+                ));
+            }
+        }
+        if let Some(files) = files {
+            sink.append(files.sink);
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(CollectError::msg(failures.join("; ")))
+        }
+    }
+}
+
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
+fn health_metrics(report: &HealthReport, config: &WsDaemonConfig, sink: &mut MetricSink) {
+    sink.gauge(
+        "wsdaemon_health_http_status",
+        "The HTTP status of the health endpoint's answer; 0 when it gave none.",
+    )
+    .add(&[], report.status.map_or(0.0, f64::from));
+    sink.gauge(
+        "wsdaemon_health_duration_seconds",
+        "Time the health endpoint took to answer, connection included.",
+    )
+    .add(&[], report.duration);
+    let failed = sink.gauge(
+        "wsdaemon_health_failure",
+        "Why the health probe failed: 1 for the reason, 0 for the others.",
+    );
+    let reason = report.failure.as_ref().map(|f| f.reason);
+    for each in Reason::HEALTH {
+        failed.add(&[("reason", each.as_str())], flag(reason == Some(each)));
+    }
+    if let Some(body) = &report.body {
+        mapping::map_health(body, "http", config, sink);
+    }
+}
+
+fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
+    let transport = report.transport.as_str();
+    sink.gauge(
+        "wsdaemon_mcp_up",
+        "Whether an MCP session (initialize, tools/list, ping) succeeded.",
+    )
+    .add(&[("transport", transport)], flag(report.failure.is_none()));
+    sink.gauge(
+        "wsdaemon_mcp_duration_seconds",
+        "Time of the whole MCP probe, close included.",
+    )
+    .add(&[("transport", transport)], report.duration);
+    let phases = sink.gauge(
+        "wsdaemon_mcp_phase_duration_seconds",
+        "Time of each completed phase of the MCP probe: connect, handshake (TLS and \
+         WebSocket upgrade), initialize, tools_list, ping.",
+    );
+    for (phase, seconds) in &report.phases {
+        phases.add(
+            &[("transport", transport), ("phase", phase.as_str())],
+            *seconds,
+        );
+    }
+    if let Some(tools) = report.tools {
+        sink.gauge("wsdaemon_mcp_tools", "Tools the MCP server lists.")
+            .add(&[("transport", transport)], tools as f64);
+    }
+    if let Some(server) = &report.server {
+        sink.info(
+            "wsdaemon_mcp_server_info",
+            "The MCP server's name, version and negotiated protocol version.",
+        )
+        .add(
+            &[
+                ("transport", transport),
+                ("name", &server.name),
+                ("version", &server.version),
+                ("protocol_version", &server.protocol_version),
+            ],
+            1.0,
+        );
+    }
+    let failed = sink.gauge(
+        "wsdaemon_mcp_failure",
+        "Why the MCP probe failed: 1 for the reason, 0 for the others.",
+    );
+    let reason = report.failure.as_ref().map(|f| f.reason);
+    for each in Reason::MCP {
+        failed.add(
+            &[("transport", transport), ("reason", each.as_str())],
+            flag(reason == Some(each)),
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Connections to the daemon: TCP with a deadline, then TLS for `https://` and `wss://`, and
+//! the bounded reasons a probe gives when something fails.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Why a probe failed; the `reason` label, a bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// Nothing accepted the connection (refused, unreachable, no such host).
+    Refused,
+    /// The deadline passed.
+    Timeout,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// The WebSocket upgrade was refused or malformed.
+    Handshake,
+    /// The peer broke the protocol: not JSON-RPC, wrong answers, closed mid-exchange.
+    Protocol,
+    /// The server answered with an error (a JSON-RPC error, an HTTP error status).
+    ErrorResponse,
+    /// The health endpoint answered with a status other than 2xx.
+    HttpStatus,
+    /// The health endpoint's body is not a JSON object.
+    InvalidJson,
+}
+
+impl Reason {
+    /// Reasons of the health endpoint probe, in label order.
+    pub(crate) const HEALTH: [Reason; 6] = [
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::Tls,
+        Reason::Protocol,
+        Reason::HttpStatus,
+        Reason::InvalidJson,
+    ];
+    /// Reasons of the MCP probe, in label order.
+    pub(crate) const MCP: [Reason; 6] = [
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::Tls,
+        Reason::Handshake,
+        Reason::Protocol,
+        Reason::ErrorResponse,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Refused => "refused",
+            Reason::Timeout => "timeout",
+            Reason::Tls => "tls",
+            Reason::Handshake => "handshake",
+            Reason::Protocol => "protocol",
+            Reason::ErrorResponse => "error_response",
+            Reason::HttpStatus => "http_status",
+            Reason::InvalidJson => "invalid_json",
+        }
+    }
+}
+
+/// A failed probe step: the bounded reason, and a message for the log that never holds a
+/// secret.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    pub(crate) reason: Reason,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(reason: Reason, message: impl fmt::Display) -> Self {
+        Self {
+            reason,
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn timeout(what: &str) -> Self {
+        Self::new(Reason::Timeout, format_args!("{what}: timed out"))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason.as_str())
+    }
+}
+
+/// Where a URL points: enough to connect and to write the request line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Host name or address, without IPv6 brackets.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// Whether TLS is spoken (`https://`, `wss://`).
+    pub(crate) tls: bool,
+    /// The `Host` header: host and port as the URL gives them, without credentials.
+    pub(crate) authority: String,
+    /// Path and query.
+    pub(crate) path: String,
+    /// The URL without credentials, for the WebSocket request and logs.
+    pub(crate) uri: http::Uri,
+}
+
+impl Endpoint {
+    /// Parses an `http`, `https`, `ws` or `wss` URL.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
+        let tls = match uri.scheme_str() {
+            Some("http" | "ws") => false,
+            Some("https" | "wss") => true,
+            _ => return Err("expected http://, https://, ws:// or wss://".to_owned()),
+        };
+        let authority = uri.authority().ok_or_else(|| "no host".to_owned())?;
+        // Credentials in the URL would reach the Host header and the logs.
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not supported; use bearer_token".to_owned());
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path
+        };
+        Ok(Self {
+            host,
+            port,
+            tls,
+            authority: authority.as_str().to_owned(),
+            path,
+            uri,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.uri)
+    }
+}
+
+/// A connection, plain or TLS.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Opens a TCP connection by `deadline`.
+pub(crate) async fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, Failure> {
+    let address = (endpoint.host.as_str(), endpoint.port);
+    match timeout_at(deadline, TcpStream::connect(address)).await {
+        Err(_) => Err(Failure::timeout("connect")),
+        Ok(Err(e)) => Err(Failure::new(Reason::Refused, format_args!("connect: {e}"))),
+        Ok(Ok(tcp)) => {
+            // Small request and answer exchanges: no waiting for more to send.
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        }
+    }
+}
+
+/// Speaks TLS over `tcp` when the endpoint asks for it.
+pub(crate) async fn secure(
+    tcp: TcpStream,
+    endpoint: &Endpoint,
+    tls: Option<&Arc<ClientConfig>>,
+    deadline: Instant,
+) -> Result<Stream, Failure> {
+    if !endpoint.tls {
+        return Ok(Stream::Plain(tcp));
+    }
+    let config = tls
+        .cloned()
+        .ok_or_else(|| Failure::new(Reason::Tls, "TLS is not configured"))?;
+    let name = ServerName::try_from(endpoint.host.clone())
+        .map_err(|_| Failure::new(Reason::Tls, "the host is no valid TLS server name"))?;
+    match timeout_at(deadline, TlsConnector::from(config).connect(name, tcp)).await {
+        Err(_) => Err(Failure::timeout("TLS handshake")),
+        Ok(Err(e)) => Err(Failure::new(
+            Reason::Tls,
+            format_args!("TLS handshake: {e}"),
+        )),
+        Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("http://127.0.0.1:3001/health").expect("http");
+        assert_eq!((e.host.as_str(), e.port, e.tls), ("127.0.0.1", 3001, false));
+        assert_eq!(
+            (e.authority.as_str(), e.path.as_str()),
+            ("127.0.0.1:3001", "/health")
+        );
+        let e = Endpoint::parse("wss://[::1]/mcp?x=1").expect("wss");
+        assert_eq!((e.host.as_str(), e.port, e.tls), ("::1", 443, true));
+        assert_eq!(e.path, "/mcp?x=1");
+        let e = Endpoint::parse("ws://daemon:3001").expect("no path");
+        assert_eq!(e.path, "/");
+        assert!(Endpoint::parse("http://user:pw@x/").is_err());
+        assert!(Endpoint::parse("ftp://x/").is_err());
+    }
+
+    #[tokio::test]
+    async fn refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let e = Endpoint::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+        let far = Instant::now() + std::time::Duration::from_secs(5);
+        assert_eq!(
+            connect(&e, far).await.expect_err("closed port").reason,
+            Reason::Refused
+        );
+    }
+}
