@@ -1,18 +1,24 @@
 //! A stand-in for an MCP server's daemon, as its operators describe it: a JSON `GET /health`
-//! and an MCP endpoint over WebSocket on one port, with the faults the wsdaemon collector must
-//! report on demand (slow, erroring, silent, half-open). The success path of MCP itself is
-//! proven against the official SDK's server ([`crate::mcp::McpServer`]).
+//! and an MCP endpoint over WebSocket on one port, plain or TLS, with the faults the wsdaemon
+//! collector must report on demand (slow, erroring, silent, half-open). The success path of
+//! MCP itself is proven against the official SDK's server ([`crate::mcp::McpServer`]).
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
@@ -22,6 +28,8 @@ pub const HEALTHY_BODY: &str = r#"{"status":"healthy","uptime":3600,"version":"2
 /// How long a stalled answer stalls: longer than any probe timeout of the tests, bounded
 /// so that nothing outlives a test by much.
 const STALL: Duration = Duration::from_secs(30);
+/// A request head larger than this is not read.
+const HEAD_LIMIT: usize = 16 * 1024;
 
 /// What the MCP endpoint does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +71,20 @@ impl Default for Behaviour {
     }
 }
 
+/// What the daemon was sent.
+#[derive(Debug, Default)]
+struct Seen {
+    health_requests: AtomicUsize,
+    authorization: Mutex<Option<String>>,
+}
+
 /// A running daemon on a free loopback port; it stops accepting when dropped.
 #[derive(Debug)]
 pub struct Daemon {
     address: SocketAddr,
+    tls: bool,
     behaviour: Arc<Mutex<Behaviour>>,
-    health_requests: Arc<AtomicUsize>,
+    seen: Arc<Seen>,
     accept: JoinHandle<()>,
 }
 
@@ -79,26 +95,62 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
-    /// Starts the daemon on the current tokio runtime.
+    /// Starts the daemon, plain HTTP, on the current tokio runtime.
     ///
     /// # Panics
     /// When no loopback port can be bound.
     pub async fn start(behaviour: Behaviour) -> Self {
+        Self::launch(behaviour, None).await
+    }
+
+    /// Starts the daemon serving TLS only, with this certificate and key (PEM).
+    ///
+    /// # Panics
+    /// When the certificate or key does not parse, or no port can be bound.
+    pub async fn start_tls(behaviour: Behaviour, cert: &str, key: &str) -> Self {
+        let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificate");
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            mcpwatch_core::web::crypto_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("TLS server configuration");
+        Self::launch(behaviour, Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn launch(behaviour: Behaviour, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let health_requests = Arc::new(AtomicUsize::new(0));
-        let (state, count) = (behaviour.clone(), health_requests.clone());
+        let seen = Arc::new(Seen::default());
+        let (state, record, secure) = (behaviour.clone(), seen.clone(), tls.is_some());
         let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            while let Ok((tcp, _)) = listener.accept().await {
                 let current = state.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                tokio::spawn(serve(stream, current, count.clone()));
+                let record = record.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(tcp, current, record).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                serve(stream, current, record).await;
+                            }
+                        }
+                    }
+                });
             }
         });
         Self {
             address,
+            tls: secure,
             behaviour,
-            health_requests,
+            seen,
             accept,
         }
     }
@@ -113,60 +165,129 @@ impl Daemon {
         );
     }
 
-    /// `http://127.0.0.1:<port>/health`.
+    /// `http://127.0.0.1:<port>/health`, or `https://` with TLS.
     pub fn health_url(&self) -> String {
-        format!("http://{}/health", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/health", self.address)
     }
 
-    /// `ws://127.0.0.1:<port>/`.
+    /// `ws://127.0.0.1:<port>/`, or `wss://` with TLS.
     pub fn websocket_url(&self) -> String {
-        format!("ws://{}/", self.address)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/", self.address)
     }
 
     /// `/health` requests served so far.
     pub fn health_requests(&self) -> usize {
-        self.health_requests.load(Ordering::Relaxed)
+        self.seen.health_requests.load(Ordering::Relaxed)
+    }
+
+    /// The `Authorization` header of the last request, of any kind.
+    pub fn authorization(&self) -> Option<String> {
+        self.seen
+            .authorization
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
-/// The request head, peeked so that a WebSocket handshake can still read it.
-async fn peek_head(stream: &TcpStream) -> Option<String> {
-    let mut buffer = vec![0u8; 8192];
-    for _ in 0..200 {
-        let n = stream.peek(&mut buffer).await.ok()?;
+/// A stream whose first bytes were already read: they are read again first, so that the
+/// WebSocket handshake sees the whole request.
+struct Rewind<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Reads until the end of the request head; returns all bytes read.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+        if buffer.len() > HEAD_LIMIT {
+            return None;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
         if n == 0 {
             return None;
         }
-        if let Some(end) = buffer[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(String::from_utf8_lossy(&buffer[..end + 4]).into_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        buffer.extend_from_slice(&chunk[..n]);
     }
-    None
+    Some(buffer)
 }
 
-async fn serve(mut stream: TcpStream, behaviour: Behaviour, health_requests: Arc<AtomicUsize>) {
-    let Some(head) = peek_head(&stream).await else {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    behaviour: Behaviour,
+    seen: Arc<Seen>,
+) {
+    let Some(head) = read_head(&mut stream).await else {
         return;
     };
-    let lower = head.to_ascii_lowercase();
-    if lower.contains("\r\nupgrade: websocket") {
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let authorization = text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("authorization")
+            .then(|| value.trim().to_owned())
+    });
+    *seen
+        .authorization
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = authorization;
+    if text.to_ascii_lowercase().contains("\r\nupgrade: websocket") {
         if behaviour.mcp == McpMode::NoUpgrade {
             tokio::time::sleep(STALL).await;
             return;
         }
-        if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, choose_mcp).await {
+        let replay = Rewind {
+            prefix: head,
+            at: 0,
+            inner: stream,
+        };
+        if let Ok(ws) = tokio_tungstenite::accept_hdr_async(replay, choose_mcp).await {
             serve_mcp(ws, behaviour.mcp).await;
         }
         return;
     }
-    let mut consumed = vec![0u8; head.len()];
-    if stream.read_exact(&mut consumed).await.is_err() {
-        return;
-    }
-    let path = head.split_whitespace().nth(1).unwrap_or("/");
+    let path = text.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = if path.starts_with("/health") {
-        health_requests.fetch_add(1, Ordering::Relaxed);
+        seen.health_requests.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(behaviour.health_delay).await;
         (behaviour.health_status, behaviour.health_body)
     } else {
@@ -199,7 +320,10 @@ fn choose_mcp(request: &Request, mut response: Response) -> Result<Response, Err
     Ok(response)
 }
 
-async fn serve_mcp(mut ws: tokio_tungstenite::WebSocketStream<TcpStream>, mode: McpMode) {
+async fn serve_mcp<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    mode: McpMode,
+) {
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else {
             continue;

@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod tls;
 pub mod tools;
 
 use std::hash::{BuildHasher, Hasher};

@@ -14,10 +14,10 @@ use mcpwatch_redis::RedisCollector;
 use mcpwatch_tests::engine::engine;
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::redis::RedisServer;
+use mcpwatch_tests::tls::ca_and_server;
 use mcpwatch_tests::wait_for_async;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -93,20 +93,6 @@ async fn stalled_servers_are_cut_at_the_deadline_and_come_back() {
         now[0], backends[0],
         "a new connection replaced the stalled one"
     );
-}
-
-/// A CA and a server certificate it signs for `name`.
-fn ca_and_server(name: &str) -> (String, String, String) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec![name.to_owned()])
-        .expect("params")
-        .signed_by(&key, &ca)
-        .expect("server certificate");
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use mcpwatch_tests::mcp::McpServer;
 use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
+use mcpwatch_tests::tls::ca_and_server;
 use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
 use mcpwatch_tests::wait_for_async;
 use mcpwatch_wsdaemon::WsDaemonCollector;
@@ -379,7 +380,7 @@ impl Faults {
                 self.slow.health_url()
             ),
             format!(
-                "{{name: error_500, health_url: '{}', timeout: 1s}}",
+                "{{name: error_500, health_url: '{}', timeout: 1s, bearer_token_file: token}}",
                 self.error_500.health_url()
             ),
             format!(
@@ -395,7 +396,7 @@ impl Faults {
                 self.no_upgrade.websocket_url()
             ),
             format!(
-                "{{name: init_error, websocket_url: '{}', timeout: 1s}}",
+                "{{name: init_error, websocket_url: '{}', timeout: 1s, bearer_token_file: token}}",
                 self.init_error.websocket_url()
             ),
             format!("{{name: truncated, health_file: '{d}/truncated.json'}}"),
@@ -420,6 +421,8 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
         &faults.dir.path().join("half.jsonl"),
         "{\"provider\":\"glm\",\"tool\":\"chat\",\"sta",
     );
+    let token = mcpwatch_tests::random_token("daemon-token-");
+    std::fs::write(faults.dir.path().join("token"), format!("{token}\n")).expect("token");
     let config = faults.dir.path().join("exporter.yml");
     std::fs::write(&config, faults.config()).expect("config");
     let address = free_address();
@@ -588,6 +591,36 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
         assert!(seconds < 5.0, "{line}");
     }
     assert_eq!(promtool_check_metrics(text.as_bytes()), "");
+    // The token is sent, over HTTP and in the WebSocket upgrade, and shown nowhere.
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        faults.error_500.authorization().as_deref(),
+        Some(bearer.as_str())
+    );
+    assert_eq!(
+        faults.init_error.authorization().as_deref(),
+        Some(bearer.as_str())
+    );
+    assert_eq!(faults.slow.authorization(), None);
+    let exporter_health = client()
+        .get(&health)
+        .send()
+        .await
+        .expect("/health")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        exporter_health.contains("error_response"),
+        "{exporter_health}"
+    );
+    for (what, output) in [
+        ("/metrics", &text),
+        ("/health", &exporter_health),
+        ("the log", &exporter.output()),
+    ] {
+        assert!(!output.contains(&token), "the token appears in {what}");
+    }
     let om = client()
         .get(format!("http://{address}/metrics"))
         .header("accept", "application/openmetrics-text")
@@ -618,5 +651,63 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
             .await
             .len(),
         1
+    );
+}
+
+#[tokio::test]
+async fn https_and_wss_are_checked_against_the_configured_ca() {
+    let (ca, cert, key) = ca_and_server("127.0.0.1");
+    let daemon = Daemon::start_tls(Behaviour::default(), &cert, &key).await;
+    let (_, other_cert, other_key) = ca_and_server("daemon.example");
+    let misnamed = Daemon::start_tls(Behaviour::default(), &other_cert, &other_key).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).expect("write");
+    let target = |daemon: &Daemon, extra: &str| {
+        collector(&format!(
+            "name: d\nhealth_url: {}\nwebsocket_url: {}\n{extra}",
+            daemon.health_url(),
+            daemon.websocket_url()
+        ))
+    };
+    let tls_failures = |scrape: &Scrape| {
+        (
+            scrape.value("wsdaemon_health_failure", &[("reason", "tls")]),
+            scrape.value("wsdaemon_mcp_failure", &[("reason", "tls")]),
+        )
+    };
+
+    let trusted = engine(vec![target(
+        &daemon,
+        &format!("ca_file: {}\n", ca_file.display()),
+    )])
+    .scrape(None)
+    .await;
+    assert_eq!(success(&trusted), Some(1.0));
+    assert_eq!(trusted.value("wsdaemon_up", &[]), Some(1.0));
+    assert_eq!(trusted.value("wsdaemon_mcp_tools", &[]), Some(29.0));
+    assert_eq!(tls_failures(&trusted), (Some(0.0), Some(0.0)));
+
+    // The system's roots do not know the private CA.
+    let untrusted = engine(vec![target(&daemon, "")]).scrape(None).await;
+    assert_eq!(untrusted.value("wsdaemon_up", &[]), Some(0.0));
+    assert_eq!(tls_failures(&untrusted), (Some(1.0), Some(1.0)));
+
+    // A certificate of the right CA for another name.
+    let wrong_name = engine(vec![target(
+        &misnamed,
+        &format!("ca_file: {}\n", ca_file.display()),
+    )])
+    .scrape(None)
+    .await;
+    assert_eq!(tls_failures(&wrong_name), (Some(1.0), Some(1.0)));
+
+    let insecure = engine(vec![target(&misnamed, "insecure_skip_verify: true\n")])
+        .scrape(None)
+        .await;
+    assert_eq!(insecure.value("wsdaemon_up", &[]), Some(1.0));
+    assert_eq!(
+        insecure.value("wsdaemon_mcp_up", &[("transport", "websocket")]),
+        Some(1.0)
     );
 }

@@ -162,16 +162,9 @@ impl WsDaemonCollector {
                 ServerCheck::Full
             };
             let ca = config.ca_file.as_ref().map(|c| c.path());
-            Some(Arc::new(client_config(check, ca).map_err(|message| {
-                error(
-                    if ca.is_some() {
-                        "ca_file"
-                    } else {
-                        "insecure_skip_verify"
-                    },
-                    message,
-                )
-            })?))
+            Some(Arc::new(
+                client_config(check, ca).map_err(|message| error("ca_file", message))?,
+            ))
         } else {
             None
         };
@@ -377,7 +370,7 @@ fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
     if let Some(server) = &report.server {
         sink.info(
             "wsdaemon_mcp_server_info",
-            "The MCP server's name, version and negotiated protocol version.",
+            "The MCP server's name, version and negotiated protocol version, always 1.",
         )
         .add(
             &[

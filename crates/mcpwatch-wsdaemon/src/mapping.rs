@@ -305,7 +305,7 @@ fn default_shape(object: &Map<String, Value>, max_entries: usize, out: &mut Fami
         let source = out.source;
         out.get(
             "wsdaemon_info",
-            "The version the daemon reports.",
+            "The version the daemon reports, always 1.",
             MetricKind::Info,
         )
         .add(

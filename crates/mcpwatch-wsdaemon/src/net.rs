@@ -109,7 +109,7 @@ pub(crate) struct Endpoint {
     pub(crate) authority: String,
     /// Path and query.
     pub(crate) path: String,
-    /// The URL without credentials, for the WebSocket request and logs.
+    /// The URL, for the WebSocket request.
     pub(crate) uri: http::Uri,
 }
 
@@ -150,9 +150,16 @@ impl Endpoint {
     }
 }
 
+/// The URL without its query string, which may hold a key: for logs and errors.
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.uri)
+        write!(
+            f,
+            "{}://{}{}",
+            self.uri.scheme_str().unwrap_or("http"),
+            self.authority,
+            self.uri.path()
+        )
     }
 }
 
@@ -259,6 +266,8 @@ mod tests {
         assert_eq!(e.path, "/mcp?x=1");
         let e = Endpoint::parse("ws://daemon:3001").expect("no path");
         assert_eq!(e.path, "/");
+        let e = Endpoint::parse("https://gw:8000/health?key=s3cret").expect("query");
+        assert_eq!(e.to_string(), "https://gw:8000/health");
         assert!(Endpoint::parse("http://user:pw@x/").is_err());
         assert!(Endpoint::parse("ftp://x/").is_err());
     }

@@ -479,18 +479,14 @@ fn outcome(record: &Value, config: &RequestLogConfig) -> Outcome {
         Some(Value::Number(n)) => n.as_f64().map_or(Outcome::Error, by_status),
         Some(Value::String(s)) => {
             let s = s.trim();
+            let word = s.to_ascii_lowercase().replace(['_', '-', ' '], "");
             if config
                 .success_values
                 .iter()
                 .any(|v| v.eq_ignore_ascii_case(s))
             {
                 Outcome::Success
-            } else if s
-                .to_ascii_lowercase()
-                .replace(['_', '-', ' '], "")
-                .contains("timedout")
-                || s.eq_ignore_ascii_case("timeout")
-            {
+            } else if word.contains("timeout") || word.contains("timedout") {
                 Outcome::Timeout
             } else if let Ok(n) = s.parse::<f64>() {
                 by_status(n)
