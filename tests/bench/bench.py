@@ -5,7 +5,11 @@ Every exporter is started on a free loopback port and scraped with wrk over keep
 connections. Each scenario reports scrapes per second, p50 and p99 latency, CPU seconds per
 1,000 scrapes (from /proc/<pid>/stat) and each process's peak resident memory (VmHWM). The
 PostgreSQL comparison also counts, on the server, the statements each exporter runs and the
-connections it opens per scrape. Ratios are printed; nothing passes or fails on a time.
+connections it opens per scrape. The MCP daemon comparison probes an MCP server built with
+the official Python SDK (tests/fixtures/mcp_server.py) and sets the exporter's time beside
+the daemon's own: a direct GET of its /health, blackbox_exporter's probe of it, and
+mcpwatch with and without the MCP probes. Ratios are printed; nothing passes or fails on a
+time.
 
     python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter [--seconds 10]
 """
@@ -20,9 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 # What Prometheus 2.x sends with each scrape.
 PROMETHEUS_HEADERS = [
@@ -267,6 +273,99 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class McpDaemon:
+    """The SDK's MCP server with its /health, as a daemon to probe."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.log = open("/tmp/bench-mcp-daemon.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, f"{ROOT}/tests/fixtures/mcp_server.py", "--port", str(self.port),
+             "--tools", "29", "--page-size", "100"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.health = f"http://127.0.0.1:{self.port}/health"
+        wait_until("the MCP daemon", lambda: urllib.request.urlopen(self.health, timeout=5).read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wsdaemon_comparison(ours_bin, seconds):
+    """Scrape latency with one daemon target beside the daemon's own answer time."""
+    daemon = McpDaemon()
+    work = tempfile.mkdtemp(prefix="mcpwatch-bench-wsdaemon-")
+    configs = {
+        "health": f"health_url: {daemon.health}",
+        "health+ws": f"health_url: {daemon.health}\n      websocket_url: ws://127.0.0.1:{daemon.port}/ws",
+        "health+ws+http": f"health_url: {daemon.health}\n      websocket_url: ws://127.0.0.1:{daemon.port}/ws"
+                          f"\n      mcp_url: http://127.0.0.1:{daemon.port}/mcp",
+    }
+    with open(f"{work}/blackbox.yml", "w") as f:
+        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")
+    rows = []
+
+    def run(name, url, exporter=None, headers=()):
+        before = cpu_seconds(daemon.proc.pid)
+        before_exporter = cpu_seconds(exporter.proc.pid) if exporter else 0.0
+        r = wrk(url, 1, seconds, list(headers))
+        n = max(r["requests"], 1)
+        r["daemon_cpu_ms"] = (cpu_seconds(daemon.proc.pid) - before) / n * 1000
+        r["exporter_cpu_ms"] = (cpu_seconds(exporter.proc.pid) - before_exporter) / n * 1000 if exporter else 0.0
+        r["rss"] = peak_rss_kib(exporter.proc.pid) if exporter else 0
+        rows.append((name, r))
+
+    try:
+        # The daemon alone, a new connection per request as a probe makes.
+        run("daemon /health, direct", daemon.health, headers=["Connection: close"])
+        blackbox = Exporter("blackbox_exporter", ["prometheus-blackbox-exporter", f"--config.file={work}/blackbox.yml"])
+        try:
+            blackbox.url = (blackbox.url.replace("/metrics", "/probe")
+                            + f"?module=http_2xx&target={urllib.parse.quote(daemon.health)}")
+            run("blackbox_exporter http probe of /health", blackbox.url, blackbox)
+        finally:
+            blackbox.stop()
+        for name, target in configs.items():
+            with open(f"{work}/{name}.yml", "w") as f:
+                f.write(f"collectors:\n  host: {{enabled: false}}\n  wsdaemon:\n    - name: bench\n      {target}\n")
+            ours = Exporter(f"mcpwatch({name})", [ours_bin, f"--config.file={work}/{name}.yml"])
+            try:
+                run(ours.name, ours.url, ours)
+            finally:
+                ours.stop()
+    finally:
+        daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print("\n== MCP daemon: one target, 1 connection; the daemon is the SDK's Python server ==")
+    print(f"{'what is measured':<42} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'daemon CPU ms':>14} "
+          f"{'exporter CPU ms':>16} {'peak RSS MiB':>13} {'errors':>7}")
+    for name, r in rows:
+        print(f"{name:<42} {r['rps']:>8.1f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['daemon_cpu_ms']:>14.3f} "
+              f"{r['exporter_cpu_ms']:>16.3f} {r['rss'] / 1024:>13.1f} {r['errors']:>7}")
+    by = dict(rows)
+    direct, blackbox_row, health = by["daemon /health, direct"], by["blackbox_exporter http probe of /health"], by["mcpwatch(health)"]
+    full = by["mcpwatch(health+ws+http)"]
+    lines = [
+        f"wsdaemon: added to the daemon's own /health time (p50 {direct['p50']:.3f} ms): "
+        f"mcpwatch {health['p50'] - direct['p50']:+.3f} ms, blackbox_exporter {blackbox_row['p50'] - direct['p50']:+.3f} ms; "
+        f"exporter CPU per probe mcpwatch {health['exporter_cpu_ms']:.3f} ms vs blackbox {blackbox_row['exporter_cpu_ms']:.3f} ms "
+        f"(x{health['exporter_cpu_ms'] / max(blackbox_row['exporter_cpu_ms'], 1e-9):.2f}); "
+        f"peak RSS {health['rss'] / 1024:.1f} vs {blackbox_row['rss'] / 1024:.1f} MiB",
+        f"wsdaemon: with both MCP probes a scrape takes p50 {full['p50']:.3f} ms; per scrape the daemon spends "
+        f"{full['daemon_cpu_ms']:.3f} ms of CPU and mcpwatch {full['exporter_cpu_ms']:.3f} ms "
+        f"({full['exporter_cpu_ms'] / max(full['daemon_cpu_ms'] + full['exporter_cpu_ms'], 1e-9):.0%} of the two)",
+    ]
+    for line in lines:
+        print(line)
+    return lines
+
+
 def measure(exporter, connections, seconds, headers, postgres=None, role=None):
     before_cpu = cpu_seconds(exporter.proc.pid)
     before = postgres.counters(role) if postgres else None
@@ -310,9 +409,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exporter", required=True, help="the mcpwatch-exporter binary")
     parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
-    parser.add_argument("--only", choices=["host", "postgres", "redis", "all"], action="append")
+    parser.add_argument("--only", choices=["host", "postgres", "redis", "wsdaemon", "all"], action="append")
     args = parser.parse_args()
-    only = set(args.only or ["host", "postgres", "redis", "all"])
+    only = set(args.only or ["host", "postgres", "redis", "wsdaemon", "all"])
     ours_bin = os.path.realpath(args.exporter)
     summary = []
 
@@ -327,6 +426,9 @@ def main():
         first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
         summary.append(f"host: x{first[0]['rps'] / first[1]['rps']:.1f} node_exporter's scrapes/s at 1 connection; "
                        f"RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
+
+    if "wsdaemon" in only:
+        summary += wsdaemon_comparison(ours_bin, args.seconds)
 
     needs_db = only & {"postgres", "redis", "all"}
     postgres = Postgres(["mcpwatch_bench", "pgexporter_bench"]) if needs_db else None

@@ -68,6 +68,11 @@ impl McpServer {
         }
     }
 
+    /// `http://127.0.0.1:<port>/health`.
+    pub fn health_url(&self) -> String {
+        format!("http://127.0.0.1:{}/health", self.port)
+    }
+
     /// `ws://127.0.0.1:<port>/ws`.
     pub fn websocket_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)

@@ -46,7 +46,8 @@ fn success(scrape: &Scrape) -> Option<f64> {
 async fn the_sdk_server_is_probed_over_both_transports() {
     let server = McpServer::start(29, 10, "exai-mcp", "2.3.0");
     let engine = engine(vec![collector(&format!(
-        "name: exai\nwebsocket_url: {}\nmcp_url: {}\n",
+        "name: exai\nhealth_url: {}\nwebsocket_url: {}\nmcp_url: {}\n",
+        server.health_url(),
         server.websocket_url(),
         server.streamable_http_url()
     ))]);
@@ -55,6 +56,14 @@ async fn the_sdk_server_is_probed_over_both_transports() {
         assert_eq!(success(&scrape), Some(1.0), "{}", server.log());
         assert_eq!(
             scrape.value("wsdaemon_up", &[("target", "exai")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            scrape.value("wsdaemon_tools", &[("source", "http")]),
+            Some(29.0)
+        );
+        assert_eq!(
+            scrape.value("wsdaemon_healthy", &[("source", "http")]),
             Some(1.0)
         );
         for transport in ["websocket", "streamable_http"] {

@@ -146,11 +146,6 @@ impl EventStream {
         }
     }
 
-    /// Whether the server ended the stream (the connection can carry another request).
-    pub(crate) fn ended(&self) -> bool {
-        self.ended
-    }
-
     /// The data of the next event, or `None` when the stream ends.
     pub(crate) async fn next_event(
         &mut self,
@@ -212,6 +207,19 @@ impl EventStream {
                 }
             }
         }
+    }
+
+    /// Reads the rest of the stream by `deadline`, so that the connection can carry the
+    /// next request; returns whether the stream ended.
+    pub(crate) async fn finish(&mut self, deadline: Instant) -> bool {
+        while !self.ended {
+            match timeout_at(deadline, self.body.frame()).await {
+                Ok(None) => self.ended = true,
+                Ok(Some(Ok(_))) => {}
+                Err(_) | Ok(Some(Err(_))) => return false,
+            }
+        }
+        true
     }
 
     fn too_large(&self, what: &str) -> Failure {

@@ -29,6 +29,8 @@ const MAX_PAGES: usize = 100;
 /// Messages that are not the awaited answer (notifications, server requests) read at most
 /// per request.
 const MAX_UNRELATED: usize = 256;
+/// The longest the probe waits for an event stream to end after its answer.
+const STREAM_END_GRACE: Duration = Duration::from_millis(100);
 /// The longest the probe waits for a clean close.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -604,8 +606,10 @@ impl HttpSession<'_> {
         if content_type.starts_with("text/event-stream") {
             let mut events = EventStream::new(response.into_body(), MESSAGE_LIMIT);
             let answer = self.answer_in_events(&mut events, id, what, deadline).await;
-            if !events.ended() {
-                // The rest of an unfinished stream would block the connection.
+            // A server ends the stream once it has answered; one that keeps it open would
+            // block the connection, which is then given up for a new one.
+            let grace = deadline.min(Instant::now() + STREAM_END_GRACE);
+            if answer.is_err() || !events.finish(grace).await {
                 self.connection = None;
             }
             return answer.map(Some);
