@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "binary")]
+pub mod binary;
 pub mod collector;
 pub mod config;
 pub mod encode;

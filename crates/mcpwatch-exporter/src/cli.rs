@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mcpwatch_core::Secret;
+pub use mcpwatch_core::binary::{LogFormat, LogLevel};
 
 /// Prometheus exporter for MCP servers and what runs under them.
 #[derive(Debug, Parser)]
@@ -80,41 +81,6 @@ pub struct Cli {
         env = "MCPWATCH_WSDAEMON_URL"
     )]
     pub wsdaemon_url: Vec<String>,
-}
-
-/// `--log.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    /// Everything, including each scrape's details.
-    Debug,
-    /// Start, stop, reloads, collectors failing and recovering.
-    Info,
-    /// Problems only.
-    Warn,
-    /// Errors only.
-    Error,
-}
-
-impl LogLevel {
-    /// The `tracing` filter for this level.
-    pub fn filter(self) -> tracing::level_filters::LevelFilter {
-        use tracing::level_filters::LevelFilter;
-        match self {
-            LogLevel::Debug => LevelFilter::DEBUG,
-            LogLevel::Info => LevelFilter::INFO,
-            LogLevel::Warn => LevelFilter::WARN,
-            LogLevel::Error => LevelFilter::ERROR,
-        }
-    }
-}
-
-/// `--log.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[cfg(test)]

@@ -15,13 +15,13 @@ use futures_util::FutureExt;
 use mcpwatch_core::ExporterService;
 use mcpwatch_core::web::{WebServer, check_web_config, install_crypto_provider, shutdown_signal};
 
-use crate::cli::{Cli, LogFormat};
+use crate::cli::Cli;
 use crate::config::ConfigSource;
 use crate::exporter::Exporter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    mcpwatch_core::binary::init_logging(cli.log_level, cli.log_format);
     install_crypto_provider();
     let check_only = cli.check_config;
     match run(cli) {
@@ -38,21 +38,6 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(cli: &Cli) {
-    use std::io::IsTerminal;
-    // Events name their own `collector` and `target`; the Rust module path would clash
-    // with the latter in JSON and means nothing to an operator.
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(cli.log_level.filter())
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

@@ -57,6 +57,44 @@ fn find_key(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// The byte offset of item `n` of the flow sequence that follows the key in `text`
+/// (`key: [a, b]`), when there is one on this line.
+fn flow_item(text: &str, n: usize) -> Option<usize> {
+    let colon = text.find(':')?;
+    let after = &text[colon + 1..];
+    let open = colon + 1 + after.find(|c: char| c != ' ')?;
+    if !text[open..].starts_with('[') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let mut item = 0usize;
+    let mut start = open + 1;
+    let mut quote: Option<char> = None;
+    for (i, c) in text.char_indices().skip_while(|(i, _)| *i <= open) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') if depth == 0 => break,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                if item == n {
+                    break;
+                }
+                item += 1;
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if item != n {
+        return None;
+    }
+    let skipped = text[start..].len() - text[start..].trim_start().len();
+    Some(start + skipped)
+}
+
 /// 1-based line and column of `key` in `text`, when it can be found.
 pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
@@ -101,6 +139,13 @@ pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
                 }
             }
             Segment::Index(n) => {
+                // A flow sequence on the key's own line: `channels: [a, b]`.
+                if !first && let Some(offset) = flow_item(&lines[line][column..], n) {
+                    column += offset;
+                    parent = Some(column);
+                    first = false;
+                    continue;
+                }
                 let mut seen = 0;
                 let mut dash: Option<usize> = None;
                 let mut found = false;
@@ -146,6 +191,15 @@ pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_sequence_items() {
+        let text =
+            "route:\n  routes:\n    - matchers: ['a=\"x,y\"']\n      channels: [pager, chat]\n";
+        assert_eq!(locate(text, "route.routes[0].channels[1]"), Some((4, 25)));
+        assert_eq!(locate(text, "route.routes[0].matchers[0]"), Some((3, 18)));
+        assert_eq!(locate(text, "route.routes[0].channels[2]"), None);
+    }
 
     const CONFIG: &str = "\
 # mcpwatch

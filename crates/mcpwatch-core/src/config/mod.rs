@@ -207,6 +207,13 @@ impl ConfigPath {
     }
 }
 
+impl From<PathBuf> for ConfigPath {
+    /// A path given in code (a default), taken as it is.
+    fn from(path: PathBuf) -> Self {
+        ConfigPath(path)
+    }
+}
+
 impl<'de> Deserialize<'de> for ConfigPath {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = PathBuf::deserialize(deserializer)?;

@@ -1,6 +1,9 @@
 //! Records the source revision for `mcpwatch_build_info{revision}`: `MCPWATCH_REVISION` when
 //! set (container builds without `.git`), else `git rev-parse`, else "unknown".
 
+// A build script speaks to cargo on standard output.
+#![allow(clippy::print_stdout)]
+
 use std::process::Command;
 
 fn main() {

@@ -1,0 +1,219 @@
+//! The channels a notification is delivered through, and how their failures are told
+//! apart: transient (retried, honouring `Retry-After`) or permanent (a dead letter at once).
+
+mod email;
+mod http;
+mod log;
+mod pagerduty;
+mod slack;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ChannelKind, DeliveryConfig, NotifierConfig, RateLimitConfig, RetryConfig};
+use crate::payload::Notification;
+use crate::template::{MessageContext, Templates};
+
+pub use pagerduty::{pagerduty_dedup_key, pagerduty_severity};
+pub use webhook::signature;
+
+/// One message to send: a notification, restricted to the alerts routed to the channel.
+#[derive(Debug)]
+pub struct Message<'a> {
+    /// The whole notification as received.
+    pub notification: &'a Notification,
+    /// Indices of the alerts this channel gets.
+    pub alerts: &'a [usize],
+    /// What templates see.
+    pub context: &'a MessageContext,
+    /// The compiled templates.
+    pub templates: &'a Templates,
+    /// The store's id of this delivery (for idempotency headers).
+    pub delivery_id: i64,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+}
+
+impl Message<'_> {
+    /// Renders one template part of `channel`.
+    pub fn render(&self, kind: ChannelKind, channel: &str, part: &str) -> String {
+        self.templates.render(kind, channel, part, self.context)
+    }
+
+    /// The notification with only this message's alerts; every other field kept.
+    pub fn restricted(&self) -> Notification {
+        let mut n = self.notification.clone();
+        n.alerts = self
+            .alerts
+            .iter()
+            .filter_map(|&i| self.notification.alerts.get(i).cloned())
+            .collect();
+        n.status = self.context.status;
+        n
+    }
+}
+
+/// Why a send failed. The text never holds a secret (no URL, no key).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// Worth another try: a timeout, a refused connection, 429, 5xx, SMTP 4xx.
+    Transient {
+        /// A bounded label for metrics: timeout, connection, rate_limited, server_error, ...
+        kind: &'static str,
+        /// What happened.
+        reason: String,
+        /// The wait the receiver asked for.
+        retry_after: Option<Duration>,
+    },
+    /// Will never succeed as it is: 4xx, SMTP 5xx, a rejected payload.
+    Permanent {
+        /// A bounded label for metrics.
+        kind: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl SendError {
+    /// A transient failure.
+    pub fn transient(kind: &'static str, reason: impl Into<String>) -> Self {
+        SendError::Transient {
+            kind,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(kind: &'static str, reason: impl Into<String>) -> Self {
+        SendError::Permanent {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// The metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendError::Transient { kind, .. } | SendError::Permanent { kind, .. } => kind,
+        }
+    }
+
+    /// The text stored and shown.
+    pub fn reason(&self) -> &str {
+        match self {
+            SendError::Transient { reason, .. } | SendError::Permanent { reason, .. } => reason,
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Sends messages of one kind.
+#[async_trait::async_trait]
+pub trait Sender: Send + Sync + 'static {
+    /// Sends one message.
+    async fn send(&self, message: &Message<'_>) -> Result<(), SendError>;
+}
+
+/// A configured channel: its sender and delivery settings.
+pub struct Channel {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: ChannelKind,
+    /// Sends resolved notifications too.
+    pub send_resolved: bool,
+    /// Backoff.
+    pub retry: RetryConfig,
+    /// Dead-letter time.
+    pub dead_letter_after: Duration,
+    /// Attempt timeout.
+    pub timeout: Duration,
+    /// Rate limit.
+    pub rate_limit: Option<RateLimitConfig>,
+    sender: Box<dyn Sender>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// Sends one message within the channel's timeout.
+    pub async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout, self.sender.send(message)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::transient(
+                "timeout",
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                ),
+            )),
+        }
+    }
+}
+
+fn present<'a, T>(setting: &'a Option<T>, kind: &str) -> Result<&'a T, String> {
+    setting
+        .as_ref()
+        .ok_or_else(|| format!("{kind} settings are missing"))
+}
+
+/// Builds every configured channel. Errors name the channel.
+pub fn build(config: &NotifierConfig) -> Result<BTreeMap<String, Arc<Channel>>, String> {
+    let mut channels = BTreeMap::new();
+    for (name, c) in &config.channels {
+        let kind = c.kind().map_err(|e| format!("channels.{name}: {e}"))?;
+        let defaults: &DeliveryConfig = &config.delivery;
+        let timeout = c.timeout(defaults);
+        let within = |e: String| format!("channels.{name}.{}: {e}", kind.as_str());
+        let sender: Box<dyn Sender> = match kind {
+            ChannelKind::Email => Box::new(
+                email::EmailSender::new(name, present(&c.email, "email")?, timeout)
+                    .map_err(within)?,
+            ),
+            ChannelKind::Slack => Box::new(
+                slack::SlackSender::new(name, present(&c.slack, "slack")?, timeout)
+                    .map_err(within)?,
+            ),
+            ChannelKind::PagerDuty => Box::new(
+                pagerduty::PagerDutySender::new(name, present(&c.pagerduty, "pagerduty")?, timeout)
+                    .map_err(within)?,
+            ),
+            ChannelKind::Webhook => Box::new(
+                webhook::WebhookSender::new(name, present(&c.webhook, "webhook")?, timeout)
+                    .map_err(within)?,
+            ),
+            ChannelKind::Log => {
+                Box::new(log::LogSender::new(name, present(&c.log, "log")?).map_err(within)?)
+            }
+        };
+        channels.insert(
+            name.clone(),
+            Arc::new(Channel {
+                name: name.clone(),
+                kind,
+                send_resolved: c.send_resolved,
+                retry: c.retry(defaults),
+                dead_letter_after: c.dead_letter_after(defaults),
+                timeout,
+                rate_limit: c.rate_limit(),
+                sender,
+            }),
+        );
+    }
+    Ok(channels)
+}

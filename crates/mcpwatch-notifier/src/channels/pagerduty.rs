@@ -1,0 +1,220 @@
+//! PagerDuty Events API v2: `trigger` while any routed alert fires, `resolve` when all have
+//! resolved, under one stable `dedup_key` per alert group, with the severity mapped to
+//! PagerDuty's four values. 400 is permanent (PagerDuty will never take that event);
+//! 429 and 5xx are retried.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mcpwatch_core::Secret;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{Message, SendError, Sender, http};
+use crate::config::{ChannelKind, PagerDutyConfig};
+use crate::payload::{Status, hex};
+
+/// PagerDuty's limit on an event, in bytes; past it the custom details are dropped.
+const MAX_EVENT_BYTES: usize = 512_000;
+
+/// The key one alert group's events share in PagerDuty, the same across retries, replicas
+/// and restarts: a SHA-256 of Alertmanager's receiver and group key.
+pub fn pagerduty_dedup_key(receiver: &str, group_key: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(receiver.as_bytes());
+    hash.update([0]);
+    hash.update(group_key.as_bytes());
+    hex(&hash.finalize())
+}
+
+/// PagerDuty's severity for a label value: the configured table first, then the built-in
+/// one; anything unknown is `error`, as Alertmanager's default.
+pub fn pagerduty_severity(value: &str, table: &BTreeMap<String, String>) -> &'static str {
+    if let Some(mapped) = table.get(value) {
+        return match mapped.as_str() {
+            "critical" => "critical",
+            "warning" => "warning",
+            "info" => "info",
+            _ => "error",
+        };
+    }
+    match value.to_ascii_lowercase().as_str() {
+        "critical" | "page" | "high" | "emergency" | "fatal" => "critical",
+        "warning" | "warn" | "minor" | "medium" => "warning",
+        "info" | "low" | "none" | "notice" | "informational" => "info",
+        _ => "error",
+    }
+}
+
+fn rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 3,
+        "error" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
+}
+
+pub struct PagerDutySender {
+    name: String,
+    routing_key: Secret,
+    config: PagerDutyConfig,
+    client: reqwest::Client,
+}
+
+impl PagerDutySender {
+    pub fn new(name: &str, config: &PagerDutyConfig, timeout: Duration) -> Result<Self, String> {
+        Ok(Self {
+            name: name.to_owned(),
+            routing_key: config.routing_key()?,
+            client: http::client(&config.tls_config, timeout)?,
+            config: config.clone(),
+        })
+    }
+
+    fn event(&self, message: &Message<'_>) -> Value {
+        let context = message.context;
+        let dedup_key = pagerduty_dedup_key(&context.receiver, &context.group_key);
+        if context.status == Status::Resolved {
+            return json!({
+                "routing_key": self.routing_key.expose(),
+                "event_action": "resolve",
+                "dedup_key": dedup_key,
+            });
+        }
+        let severity = context
+            .firing
+            .iter()
+            .map(|a| {
+                let value = a
+                    .labels
+                    .get(&self.config.severity_label)
+                    .map_or("", String::as_str);
+                pagerduty_severity(value, &self.config.severity_map)
+            })
+            .max_by_key(|s| rank(s))
+            .unwrap_or("error");
+        let summary: String = message
+            .render(ChannelKind::PagerDuty, &self.name, "summary")
+            .chars()
+            .take(1024)
+            .collect();
+        let mut source = message.render(ChannelKind::PagerDuty, &self.name, "source");
+        if source.trim().is_empty() {
+            source.clone_from(&context.receiver);
+        }
+        let mut links = Vec::new();
+        for alert in context.firing.iter().take(5) {
+            if !alert.runbook_url.is_empty() {
+                links.push(
+                    json!({"href": alert.runbook_url, "text": format!("Runbook: {}", alert.name)}),
+                );
+            }
+            if !alert.generator_url.is_empty() {
+                links.push(
+                    json!({"href": alert.generator_url, "text": format!("Source: {}", alert.name)}),
+                );
+            }
+        }
+        if let Some(ack) = &context.ack_url {
+            links.push(json!({"href": ack, "text": "Acknowledge in mcpwatch"}));
+        }
+        let first = context.firing.first();
+        let mut payload = json!({
+            "summary": summary,
+            "source": source,
+            "severity": severity,
+            "custom_details": {
+                "firing": context.firing.iter().map(details).collect::<Vec<_>>(),
+                "resolved": context.resolved.iter().map(details).collect::<Vec<_>>(),
+                "num_firing": context.counts.firing,
+                "num_resolved": context.counts.resolved,
+                "group_labels": context.group_labels,
+                "truncated_alerts": context.truncated_alerts,
+            },
+        });
+        if let Some(first) = first {
+            payload["timestamp"] = Value::String(first.starts_at.clone());
+            payload["class"] = Value::String(first.name.clone());
+            if let Some(job) = context.common_labels.get("job") {
+                payload["group"] = Value::String(job.clone());
+            }
+            if let Some(service) = context.common_labels.get("service") {
+                payload["component"] = Value::String(service.clone());
+            }
+        }
+        let mut event = json!({
+            "routing_key": self.routing_key.expose(),
+            "event_action": "trigger",
+            "dedup_key": dedup_key,
+            "client": self.config.client,
+            "payload": payload,
+            "links": links,
+        });
+        if !context.external_url.is_empty() {
+            event["client_url"] = Value::String(context.external_url.clone());
+        }
+        if serde_json::to_vec(&event).map_or(0, |v| v.len()) > MAX_EVENT_BYTES {
+            event["payload"]["custom_details"] = json!({
+                "error": "The details were left out: the event was larger than PagerDuty accepts.",
+                "num_firing": context.counts.firing,
+                "num_resolved": context.counts.resolved,
+            });
+        }
+        event
+    }
+}
+
+fn details(alert: &crate::template::AlertContext) -> Value {
+    json!({
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
+    })
+}
+
+#[async_trait::async_trait]
+impl Sender for PagerDutySender {
+    async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
+        let response = self
+            .client
+            .post(&self.config.url)
+            .json(&self.event(message))
+            .send()
+            .await
+            .map_err(http::request_error)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(http::failure(response).await)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_map_to_pagerdutys_four() {
+        let mut table = BTreeMap::new();
+        table.insert("p1".to_owned(), "critical".to_owned());
+        assert_eq!(pagerduty_severity("critical", &table), "critical");
+        assert_eq!(pagerduty_severity("page", &table), "critical");
+        assert_eq!(pagerduty_severity("p1", &table), "critical");
+        assert_eq!(pagerduty_severity("Warning", &table), "warning");
+        assert_eq!(pagerduty_severity("info", &table), "info");
+        assert_eq!(pagerduty_severity("none", &table), "info");
+        assert_eq!(pagerduty_severity("", &table), "error");
+        assert_eq!(pagerduty_severity("whatever", &table), "error");
+    }
+
+    #[test]
+    fn dedup_key_is_stable_and_fits() {
+        let a = pagerduty_dedup_key("web\\.hook", "{}:{alertname=\"X\"}");
+        assert_eq!(a, pagerduty_dedup_key("web\\.hook", "{}:{alertname=\"X\"}"));
+        assert_ne!(a, pagerduty_dedup_key("other", "{}:{alertname=\"X\"}"));
+        assert_eq!(a.len(), 64);
+    }
+}

@@ -1,0 +1,143 @@
+//! Slack incoming webhooks: one attachment coloured by status and severity, the title
+//! and text templates, and Slack's answers read as its documentation gives them (200 `ok`;
+//! 429 with `Retry-After`; 4xx such as `invalid_payload` permanent).
+
+use std::time::Duration;
+
+use mcpwatch_core::Secret;
+use serde_json::{Value, json};
+
+use super::{Message, SendError, Sender, http};
+use crate::config::{ChannelKind, SlackConfig};
+use crate::payload::Status;
+
+/// Longest attachment text sent; Slack shows longer ones folded, and a page of alerts is
+/// not read past this anyway.
+const MAX_TEXT: usize = 3500;
+
+pub struct SlackSender {
+    name: String,
+    url: Secret,
+    config: SlackConfig,
+    client: reqwest::Client,
+}
+
+impl SlackSender {
+    pub fn new(name: &str, config: &SlackConfig, timeout: Duration) -> Result<Self, String> {
+        Ok(Self {
+            name: name.to_owned(),
+            url: config.url()?,
+            client: http::client(&config.tls_config, timeout)?,
+            config: config.clone(),
+        })
+    }
+
+    fn body(&self, message: &Message<'_>) -> Value {
+        let context = message.context;
+        let title = message.render(ChannelKind::Slack, &self.name, "title");
+        let text = cut(
+            &message.render(ChannelKind::Slack, &self.name, "text"),
+            MAX_TEXT,
+        );
+        let critical = context
+            .firing
+            .iter()
+            .any(|a| a.labels.get("severity").is_some_and(|s| s == "critical"));
+        let color = match (context.status, critical) {
+            (Status::Resolved, _) => "good",
+            (Status::Firing, true) => "danger",
+            (Status::Firing, false) => "warning",
+        };
+        let mut attachment = json!({
+            "color": color,
+            "title": cut(&title, 1024),
+            "text": text,
+            "fallback": cut(&title, 1024),
+            "mrkdwn_in": ["text"],
+            "footer": "mcpwatch",
+        });
+        if !context.external_url.is_empty() {
+            attachment["title_link"] = Value::String(context.external_url.clone());
+        }
+        let mut body = json!({ "attachments": [attachment], "text": "" });
+        if let Some(channel) = &self.config.channel {
+            body["channel"] = Value::String(channel.clone());
+        }
+        if let Some(username) = &self.config.username {
+            body["username"] = Value::String(username.clone());
+        }
+        if let Some(icon) = &self.config.icon_emoji {
+            body["icon_emoji"] = Value::String(icon.clone());
+        }
+        body
+    }
+}
+
+/// At most `limit` bytes, cut at a line (or char) boundary, marked when cut.
+fn cut(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit.saturating_sub(4);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    let head = head.rfind('\n').map_or(head, |i| &head[..i]);
+    format!("{head}\n…")
+}
+
+#[async_trait::async_trait]
+impl Sender for SlackSender {
+    async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
+        let response = self
+            .client
+            .post(self.url.expose())
+            .json(&self.body(message))
+            .send()
+            .await
+            .map_err(http::request_error)?;
+        if !response.status().is_success() {
+            return Err(http::failure(response).await);
+        }
+        let json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let body = response.text().await.unwrap_or_default();
+        if json {
+            let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if value.get("ok") == Some(&Value::Bool(false)) {
+                let error = value["error"].as_str().unwrap_or("unknown error");
+                return Err(SendError::permanent(
+                    "rejected",
+                    format!("Slack refused the message: {error}"),
+                ));
+            }
+            return Ok(());
+        }
+        if body.trim() == "ok" {
+            Ok(())
+        } else {
+            let excerpt: String = body.chars().take(200).collect();
+            Err(SendError::permanent(
+                "invalid_response",
+                format!("Slack answered 200 without \"ok\": {excerpt:?}"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_at_a_line() {
+        let text = "line one\nline two\nline three";
+        assert_eq!(cut(text, 100), text);
+        assert_eq!(cut(text, 20), "line one\n…");
+        assert_eq!(cut("ééééé", 7), "é\n…");
+    }
+}

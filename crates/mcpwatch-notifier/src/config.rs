@@ -1,0 +1,1030 @@
+//! The notifier's YAML configuration. Unknown keys are errors; every error names the file,
+//! the line and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mcpwatch_core::Secret;
+use mcpwatch_core::config::{
+    ConfigError, ConfigPath, Problem, SecretFile, duration, load_yaml_checked, secret_setting,
+};
+use serde::{Deserialize, Deserializer};
+
+use crate::route::Matcher;
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// `POST /webhook`.
+    #[serde(default)]
+    pub receiver: ReceiverConfig,
+    /// The admin API under `/api/v1/`.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Where notifications and delivery state live.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Retries, dead letters, timeouts.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Template overrides shared by every channel (a channel's own win).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+    /// Named channels. A `log` channel to standard output exists unless one is defined.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// The routing tree.
+    #[serde(default)]
+    pub route: RouteConfig,
+}
+
+/// `receiver`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiverConfig {
+    /// What Alertmanager's `http_config` must send.
+    pub auth: Option<AuthConfig>,
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+/// `api`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// What callers of `/api/v1/` must send (besides the web configuration's basic auth).
+    pub auth: Option<AuthConfig>,
+}
+
+/// Bearer token or basic auth, as Alertmanager's `http_config` sends either.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<Secret>,
+    /// The token, read from a file.
+    pub bearer_token_file: Option<SecretFile>,
+    /// `Authorization: Basic ...`.
+    pub basic_auth: Option<BasicAuthConfig>,
+}
+
+/// `basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// User name.
+    pub username: String,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Password, read from a file.
+    #[serde(default)]
+    pub password_file: Option<SecretFile>,
+}
+
+/// `storage`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The SQLite database file (created with its directory).
+    pub path: ConfigPath,
+    /// A copy arriving within this time of the first is a duplicate.
+    #[serde(with = "duration")]
+    pub dedup_window: Duration,
+    /// Delivered and dead notifications are deleted after this long.
+    #[serde(with = "duration")]
+    pub retention: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: ConfigPath::from(PathBuf::from("./data/notifier.db")),
+            dedup_window: Duration::from_secs(3600),
+            retention: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// `delivery` (and each channel's own overrides).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// The backoff between attempts.
+    pub retry: RetryConfig,
+    /// A notification still undelivered this long after it arrived becomes a dead letter.
+    #[serde(with = "duration")]
+    pub dead_letter_after: Duration,
+    /// The longest one attempt may take.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Deliveries in flight at once, over all channels.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryConfig::default(),
+            dead_letter_after: Duration::from_secs(6 * 3600),
+            timeout: Duration::from_secs(30),
+            concurrency: 16,
+        }
+    }
+}
+
+/// `retry`: exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Wait before the second attempt.
+    #[serde(with = "duration")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// Each wait is this many times the one before.
+    pub multiplier: f64,
+    /// Each wait varies randomly by up to this fraction either way.
+    pub jitter: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryConfig {
+    fn validate(&self) -> Result<(), Problem> {
+        if self.initial_backoff.is_zero() {
+            return Err(("initial_backoff".into(), "must be more than 0s".into()));
+        }
+        if self.max_backoff < self.initial_backoff {
+            return Err((
+                "max_backoff".into(),
+                "must not be less than initial_backoff".into(),
+            ));
+        }
+        if !(self.multiplier >= 1.0 && self.multiplier <= 10.0) {
+            return Err(("multiplier".into(), "must be between 1 and 10".into()));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(("jitter".into(), "must be between 0 and 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A per-channel rate limit: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Messages per second, sustained.
+    pub per_second: f64,
+    /// Messages sent at once after a quiet spell.
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One named channel: exactly one of `email`, `slack`, `pagerduty`, `webhook`, `log`, and
+/// the settings every kind shares.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Email over SMTP.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    /// A Slack incoming webhook.
+    #[serde(default)]
+    pub slack: Option<SlackConfig>,
+    /// PagerDuty Events API v2.
+    #[serde(default)]
+    pub pagerduty: Option<PagerDutyConfig>,
+    /// A JSON POST to any URL.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Standard output or a file.
+    #[serde(default)]
+    pub log: Option<LogConfig>,
+    /// Whether resolved notifications are sent too.
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    /// Overrides of `delivery.retry`.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// Override of `delivery.dead_letter_after`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub dead_letter_after: Option<Duration>,
+    /// Override of `delivery.timeout`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    /// At most this many messages per second (Slack's default: 1 per second, bursts of 3).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Template overrides for this channel.
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration::deserialize(d).map(Some)
+}
+
+/// What kind a channel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelKind {
+    /// `email`.
+    Email,
+    /// `slack`.
+    Slack,
+    /// `pagerduty`.
+    PagerDuty,
+    /// `webhook`.
+    Webhook,
+    /// `log`.
+    Log,
+}
+
+impl ChannelKind {
+    /// The key naming it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Email => "email",
+            ChannelKind::Slack => "slack",
+            ChannelKind::PagerDuty => "pagerduty",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Log => "log",
+        }
+    }
+
+    /// The template parts this kind renders.
+    pub fn template_parts(self) -> &'static [&'static str] {
+        match self {
+            ChannelKind::Email => &["subject", "text", "html"],
+            ChannelKind::Slack => &["title", "text"],
+            ChannelKind::PagerDuty => &["summary", "source"],
+            ChannelKind::Webhook => &[],
+            ChannelKind::Log => &["text"],
+        }
+    }
+}
+
+impl ChannelConfig {
+    /// A `log` channel writing to standard output.
+    pub fn stdout_log() -> Self {
+        Self {
+            log: Some(LogConfig::default()),
+            send_resolved: true,
+            ..Self::default()
+        }
+    }
+
+    /// The kind, when exactly one is set.
+    pub fn kind(&self) -> Result<ChannelKind, String> {
+        let kinds: Vec<ChannelKind> = [
+            (self.email.is_some(), ChannelKind::Email),
+            (self.slack.is_some(), ChannelKind::Slack),
+            (self.pagerduty.is_some(), ChannelKind::PagerDuty),
+            (self.webhook.is_some(), ChannelKind::Webhook),
+            (self.log.is_some(), ChannelKind::Log),
+        ]
+        .into_iter()
+        .filter_map(|(set, kind)| set.then_some(kind))
+        .collect();
+        match kinds.as_slice() {
+            [kind] => Ok(*kind),
+            [] => Err("set one of email, slack, pagerduty, webhook or log".into()),
+            many => Err(format!(
+                "set only one of {}",
+                many.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Retry settings in force.
+    pub fn retry(&self, defaults: &DeliveryConfig) -> RetryConfig {
+        self.retry.unwrap_or(defaults.retry)
+    }
+
+    /// Dead-letter time in force.
+    pub fn dead_letter_after(&self, defaults: &DeliveryConfig) -> Duration {
+        self.dead_letter_after.unwrap_or(defaults.dead_letter_after)
+    }
+
+    /// Attempt timeout in force.
+    pub fn timeout(&self, defaults: &DeliveryConfig) -> Duration {
+        self.timeout.unwrap_or(defaults.timeout)
+    }
+
+    /// Rate limit in force: Slack asks for about one message a second.
+    pub fn rate_limit(&self) -> Option<RateLimitConfig> {
+        self.rate_limit.or_else(|| {
+            self.slack.as_ref().map(|_| RateLimitConfig {
+                per_second: 1.0,
+                burst: 3,
+            })
+        })
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let kind = self.kind().map_err(|m| (String::new(), m))?;
+        let within = |(k, m): Problem| (format!("{}.{k}", kind.as_str()), m);
+        match kind {
+            ChannelKind::Email => self
+                .email
+                .as_ref()
+                .map_or(Ok(()), |c| c.validate().map_err(within)),
+            ChannelKind::Slack => self
+                .slack
+                .as_ref()
+                .map_or(Ok(()), |c| c.validate().map_err(within)),
+            ChannelKind::PagerDuty => self
+                .pagerduty
+                .as_ref()
+                .map_or(Ok(()), |c| c.validate().map_err(within)),
+            ChannelKind::Webhook => self
+                .webhook
+                .as_ref()
+                .map_or(Ok(()), |c| c.validate().map_err(within)),
+            ChannelKind::Log => Ok(()),
+        }?;
+        if let Some(retry) = &self.retry {
+            retry
+                .validate()
+                .map_err(|(k, m)| (format!("retry.{k}"), m))?;
+        }
+        if let Some(limit) = &self.rate_limit
+            && !(limit.per_second > 0.0 && limit.per_second.is_finite() && limit.burst >= 1)
+        {
+            return Err((
+                "rate_limit".into(),
+                "per_second must be more than 0 and burst at least 1".into(),
+            ));
+        }
+        for part in self.templates.keys() {
+            if !kind.template_parts().contains(&part.as_str()) {
+                return Err((
+                    format!("templates.{part}"),
+                    format!(
+                        "a {} channel has no template {part:?} (it has: {})",
+                        kind.as_str(),
+                        list_or_none(kind.template_parts())
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// TLS settings of an outgoing connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientTlsConfig {
+    /// CA certificates (PEM) to trust instead of the system's.
+    pub ca_file: Option<ConfigPath>,
+    /// Skip checking the server's certificate (test setups only).
+    pub insecure_skip_verify: bool,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS; refused if the server does not offer it.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS at all: only with `allow_insecure: true`.
+    None,
+}
+
+/// `email`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `host:port` of the SMTP server.
+    pub smarthost: String,
+    /// The sender address (`Name <addr>` allowed).
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// `starttls` (default), `implicit` (the default on port 465) or `none`.
+    #[serde(default)]
+    pub security: Option<SmtpSecurity>,
+    /// Required to send without TLS.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// The name sent in EHLO (default: this host's name).
+    #[serde(default)]
+    pub hello: Option<String>,
+    /// SMTP AUTH (PLAIN or LOGIN, after TLS).
+    #[serde(default)]
+    pub auth: Option<SmtpAuthConfig>,
+    /// Certificate checks.
+    #[serde(default)]
+    pub tls_config: ClientTlsConfig,
+}
+
+/// `email.auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpAuthConfig {
+    /// User name.
+    pub username: String,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Password, read from a file.
+    #[serde(default)]
+    pub password_file: Option<SecretFile>,
+}
+
+impl EmailConfig {
+    /// Host and port of the smarthost.
+    pub fn host_port(&self) -> Result<(String, u16), String> {
+        let (host, port) = self
+            .smarthost
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{:?} is not host:port", self.smarthost))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{:?}: the port is not a number", self.smarthost))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{:?} has no host", self.smarthost));
+        }
+        Ok((host.to_owned(), port))
+    }
+
+    /// The security in force: implicit TLS on 465, STARTTLS elsewhere, unless set.
+    pub fn security(&self) -> SmtpSecurity {
+        self.security.unwrap_or_else(|| match self.host_port() {
+            Ok((_, 465)) => SmtpSecurity::Implicit,
+            _ => SmtpSecurity::Starttls,
+        })
+    }
+
+    /// The AUTH password.
+    pub fn password(&self) -> Result<Option<Secret>, String> {
+        match &self.auth {
+            None => Ok(None),
+            Some(auth) => secret_setting(
+                "password",
+                auth.password.clone(),
+                auth.password_file.clone(),
+            ),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        self.host_port().map_err(|m| ("smarthost".into(), m))?;
+        check_address(&self.from).map_err(|m| ("from".into(), m))?;
+        if self.to.is_empty() {
+            return Err(("to".into(), "name at least one recipient".into()));
+        }
+        for (i, to) in self.to.iter().enumerate() {
+            check_address(to).map_err(|m| (format!("to[{i}]"), m))?;
+        }
+        if self.security() == SmtpSecurity::None && !self.allow_insecure {
+            return Err((
+                "security".into(),
+                "mail without TLS sends passwords and alerts in clear text; set allow_insecure: true to allow it".into(),
+            ));
+        }
+        if let Some(auth) = &self.auth {
+            match self.password() {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err((
+                        "auth.password".into(),
+                        "set password or password_file".into(),
+                    ));
+                }
+                Err(m) => return Err(("auth.password".into(), m)),
+            }
+            if auth.username.is_empty() {
+                return Err(("auth.username".into(), "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_address(text: &str) -> Result<(), String> {
+    text.parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|e| format!("{text:?} is not an email address: {e}"))
+}
+
+/// `slack`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL (a secret: it is the credential).
+    pub url: Option<Secret>,
+    /// The URL, read from a file.
+    pub url_file: Option<SecretFile>,
+    /// Overrides the webhook's channel (legacy webhooks only).
+    pub channel: Option<String>,
+    /// The name shown as sender.
+    pub username: Option<String>,
+    /// An emoji shown as the sender's icon, such as `:rotating_light:`.
+    pub icon_emoji: Option<String>,
+    /// Alerts listed one by one; the rest are counted by name.
+    pub max_alerts_listed: Option<usize>,
+    /// Certificate checks.
+    pub tls_config: ClientTlsConfig,
+}
+
+impl SlackConfig {
+    /// The webhook URL.
+    pub fn url(&self) -> Result<Secret, String> {
+        secret_setting("url", self.url.clone(), self.url_file.clone())?
+            .ok_or_else(|| "set url or url_file".to_owned())
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let url = self.url().map_err(|m| ("url".into(), m))?;
+        check_http_url(url.expose()).map_err(|m| ("url".into(), m))
+    }
+}
+
+/// `pagerduty`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// The integration's routing key.
+    #[serde(default)]
+    pub routing_key: Option<Secret>,
+    /// The routing key, read from a file.
+    #[serde(default)]
+    pub routing_key_file: Option<SecretFile>,
+    /// The Events API v2 endpoint.
+    #[serde(default = "pagerduty_url")]
+    pub url: String,
+    /// The `client` shown in PagerDuty.
+    #[serde(default = "pagerduty_client")]
+    pub client: String,
+    /// The label whose value becomes the event's severity.
+    #[serde(default = "severity_label")]
+    pub severity_label: String,
+    /// Label values mapped to PagerDuty's critical, error, warning or info (added to the
+    /// built-in table: critical/page/high → critical, error/major → error,
+    /// warning/warn/minor → warning, info/low/none → info; anything else is error).
+    #[serde(default)]
+    pub severity_map: BTreeMap<String, String>,
+    /// Certificate checks.
+    #[serde(default)]
+    pub tls_config: ClientTlsConfig,
+}
+
+fn pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".to_owned()
+}
+
+fn pagerduty_client() -> String {
+    "mcpwatch".to_owned()
+}
+
+fn severity_label() -> String {
+    "severity".to_owned()
+}
+
+/// PagerDuty's four severities.
+pub const PAGERDUTY_SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
+
+impl PagerDutyConfig {
+    /// The routing key.
+    pub fn routing_key(&self) -> Result<Secret, String> {
+        secret_setting(
+            "routing_key",
+            self.routing_key.clone(),
+            self.routing_key_file.clone(),
+        )?
+        .ok_or_else(|| "set routing_key or routing_key_file".to_owned())
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let key = self.routing_key().map_err(|m| ("routing_key".into(), m))?;
+        if key.expose().trim().is_empty() {
+            return Err(("routing_key".into(), "must not be empty".into()));
+        }
+        check_http_url(&self.url).map_err(|m| ("url".into(), m))?;
+        for (from, to) in &self.severity_map {
+            if !PAGERDUTY_SEVERITIES.contains(&to.as_str()) {
+                return Err((
+                    format!("severity_map.{from}"),
+                    format!("{to:?} is not one of PagerDuty's critical, error, warning, info"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `webhook`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Where to POST (a secret: URLs often carry tokens).
+    pub url: Option<Secret>,
+    /// The URL, read from a file.
+    pub url_file: Option<SecretFile>,
+    /// HMAC-SHA256 key: each request is signed in `X-Mcpwatch-Signature`.
+    pub hmac_secret: Option<Secret>,
+    /// The key, read from a file.
+    pub hmac_secret_file: Option<SecretFile>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Certificate checks.
+    pub tls_config: ClientTlsConfig,
+}
+
+impl WebhookConfig {
+    /// The URL.
+    pub fn url(&self) -> Result<Secret, String> {
+        secret_setting("url", self.url.clone(), self.url_file.clone())?
+            .ok_or_else(|| "set url or url_file".to_owned())
+    }
+
+    /// The signing key, if any.
+    pub fn hmac_secret(&self) -> Result<Option<Secret>, String> {
+        secret_setting(
+            "hmac_secret",
+            self.hmac_secret.clone(),
+            self.hmac_secret_file.clone(),
+        )
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let url = self.url().map_err(|m| ("url".into(), m))?;
+        check_http_url(url.expose()).map_err(|m| ("url".into(), m))?;
+        self.hmac_secret().map_err(|m| ("hmac_secret".into(), m))?;
+        for name in self.headers.keys() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err((format!("headers.{name}"), "not a valid header name".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `log`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Append to this file instead of writing to standard output.
+    pub path: Option<ConfigPath>,
+    /// `text` (default) or `json` (one object per notification).
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// The rendered `text` template.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    // Only the scheme and host are named: the rest of a webhook URL is its credential.
+    match url.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            Ok(())
+        }
+        Ok(_) => Err("must be an absolute http:// or https:// URL".into()),
+        Err(_) => Err("is not a valid URL".into()),
+    }
+}
+
+/// `route` and each of its `routes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Alertmanager-style matchers, all of which an alert's labels must satisfy.
+    pub matchers: Vec<Matcher>,
+    /// Channels an alert that stops here goes to (the root's default: `log`).
+    pub channels: Vec<String>,
+    /// Keep looking at the next sibling after this route matched.
+    #[serde(rename = "continue")]
+    pub continue_matching: bool,
+    /// Child routes, tried in order.
+    pub routes: Vec<RouteConfig>,
+}
+
+impl NotifierConfig {
+    /// Reads the file, checks it, and compiles its templates against a sample so that a
+    /// template error is found now, not when an alert fires.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = load_yaml_checked(path, |c: &Self| c.validate())?;
+        config.fill_defaults();
+        Ok(config)
+    }
+
+    /// Parses YAML text (relative paths taken from `origin`'s directory).
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = mcpwatch_core::config::parse_yaml(text, origin)?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::located(origin, text, key, message))?;
+        config.fill_defaults();
+        Ok(config)
+    }
+
+    /// The defaults a user sees with no file: every alert to a log on standard output.
+    pub fn builtin() -> Self {
+        let mut config = Self::default();
+        config.fill_defaults();
+        config
+    }
+
+    fn fill_defaults(&mut self) {
+        self.channels
+            .entry("log".to_owned())
+            .or_insert_with(ChannelConfig::stdout_log);
+        if self.route.channels.is_empty() {
+            self.route.channels.push("log".to_owned());
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), Problem> {
+        if let Some(auth) = &self.receiver.auth {
+            auth.validate()
+                .map_err(|(k, m)| (format!("receiver.auth.{k}"), m))?;
+        }
+        if let Some(auth) = &self.api.auth {
+            auth.validate()
+                .map_err(|(k, m)| (format!("api.auth.{k}"), m))?;
+        }
+        if self.receiver.max_body_bytes < 1024 {
+            return Err((
+                "receiver.max_body_bytes".into(),
+                "must be at least 1024".into(),
+            ));
+        }
+        self.delivery
+            .retry
+            .validate()
+            .map_err(|(k, m)| (format!("delivery.retry.{k}"), m))?;
+        if self.delivery.concurrency == 0 {
+            return Err(("delivery.concurrency".into(), "must be at least 1".into()));
+        }
+        if self.delivery.timeout.is_zero() {
+            return Err(("delivery.timeout".into(), "must be more than 0s".into()));
+        }
+        if self.storage.dedup_window > self.storage.retention {
+            return Err((
+                "storage.dedup_window".into(),
+                "must not be longer than storage.retention".into(),
+            ));
+        }
+        for part in self.templates.keys() {
+            if !crate::template::PARTS.contains(&part.as_str()) {
+                return Err((
+                    format!("templates.{part}"),
+                    format!(
+                        "no template is named {part:?} (there are: {})",
+                        crate::template::PARTS.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (name, channel) in &self.channels {
+            if !is_channel_name(name) {
+                return Err((
+                    format!("channels.{name}"),
+                    "a channel name is letters, digits, '-' and '_'".into(),
+                ));
+            }
+            channel
+                .validate()
+                .map_err(|(k, m)| (join_key(&format!("channels.{name}"), &k), m))?;
+        }
+        self.check_route(&self.route, "route")?;
+        // Templates are checked as they will run: with the built-in log channel added.
+        let mut complete = self.clone();
+        complete.fill_defaults();
+        crate::template::Templates::check(&complete)?;
+        Ok(())
+    }
+
+    fn check_route(&self, route: &RouteConfig, key: &str) -> Result<(), Problem> {
+        for (i, channel) in route.channels.iter().enumerate() {
+            let builtin_log = channel == "log" && !self.channels.contains_key("log");
+            if !self.channels.contains_key(channel) && !builtin_log {
+                return Err((
+                    format!("{key}.channels[{i}]"),
+                    format!("no channel is named {channel:?}"),
+                ));
+            }
+        }
+        for (i, child) in route.routes.iter().enumerate() {
+            self.check_route(child, &format!("{key}.routes[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if key.is_empty() {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn is_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), Problem> {
+        let token = secret_setting(
+            "bearer_token",
+            self.bearer_token.clone(),
+            self.bearer_token_file.clone(),
+        )
+        .map_err(|m| ("bearer_token".into(), m))?;
+        match (&token, &self.basic_auth) {
+            (None, None) => Err((
+                String::new(),
+                "set bearer_token, bearer_token_file or basic_auth".into(),
+            )),
+            (Some(t), _) if t.expose().trim().is_empty() => {
+                Err(("bearer_token".into(), "must not be empty".into()))
+            }
+            (_, Some(basic)) => {
+                let password = secret_setting(
+                    "password",
+                    basic.password.clone(),
+                    basic.password_file.clone(),
+                )
+                .map_err(|m| ("basic_auth.password".into(), m))?;
+                if password.is_none() {
+                    return Err((
+                        "basic_auth.password".into(),
+                        "set password or password_file".into(),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The accepted token.
+    pub fn token(&self) -> Option<Secret> {
+        secret_setting(
+            "bearer_token",
+            self.bearer_token.clone(),
+            self.bearer_token_file.clone(),
+        )
+        .ok()
+        .flatten()
+    }
+
+    /// The accepted user and password.
+    pub fn basic(&self) -> Option<(String, Secret)> {
+        let basic = self.basic_auth.as_ref()?;
+        let password = secret_setting(
+            "password",
+            basic.password.clone(),
+            basic.password_file.clone(),
+        )
+        .ok()
+        .flatten()?;
+        Some((basic.username.clone(), password))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NotifierConfig, String> {
+        NotifierConfig::parse(text, Path::new("/etc/mcpwatch/notifier.yml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_logs_everything() {
+        let config = parse("").expect("parse");
+        assert_eq!(config.route.channels, ["log"]);
+        assert_eq!(config.channels["log"].kind(), Ok(ChannelKind::Log));
+        assert_eq!(config.storage.dedup_window, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let error = parse("channels:\n  chat:\n    slack:\n      url: https://hooks.example.com/x\n      colour: red\n")
+            .expect_err("unknown key");
+        assert!(
+            error.starts_with("/etc/mcpwatch/notifier.yml:5:"),
+            "{error}"
+        );
+        assert!(error.contains("colour"), "{error}");
+
+        let error = parse("channels:\n  chat:\n    slack: {}\n").expect_err("no url");
+        assert!(
+            error.contains("channels.chat.slack.url: set url or url_file"),
+            "{error}"
+        );
+
+        let error =
+            parse("channels:\n  both:\n    log: {}\n    webhook: {url: http://127.0.0.1/}\n")
+                .expect_err("two kinds");
+        assert!(
+            error.contains("channels.both: set only one of webhook, log"),
+            "{error}"
+        );
+
+        let error = parse("route:\n  routes:\n    - matchers: ['severity=\"critical\"']\n      channels: [pager]\n")
+            .expect_err("unknown channel");
+        assert!(error.contains(":4:"), "{error}");
+        assert!(
+            error.contains("route.routes[0].channels[0]: no channel is named \"pager\""),
+            "{error}"
+        );
+
+        let error = parse("route:\n  matchers: ['severity=~\"(\"']\n").expect_err("bad regex");
+        assert!(error.contains("route.matchers[0]"), "{error}");
+
+        let error = parse(
+            "channels:\n  mail:\n    email: {smarthost: 'mx:25', from: a@example.com, to: [b@example.com], security: none}\n",
+        )
+        .expect_err("insecure");
+        assert!(error.contains("allow_insecure"), "{error}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_errors_or_debug() {
+        let error = parse(
+            "channels:\n  chat:\n    slack:\n      url: 'hooks.example.com/services/T0/B0/hunter2'\n",
+        )
+        .expect_err("not absolute");
+        assert!(!error.contains("hunter2"), "{error}");
+        let config = parse(
+            "channels:\n  pager:\n    pagerduty: {routing_key: hunter2hunter2}\nreceiver:\n  auth: {bearer_token: hunter3}\n",
+        )
+        .expect("parse");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("hunter3"));
+    }
+
+    #[test]
+    fn smtp_security_follows_the_port() {
+        let config = parse(
+            "channels:\n  a:\n    email: {smarthost: 'smtp.example.com:465', from: a@example.com, to: [b@example.com]}\n  b:\n    email: {smarthost: 'smtp.example.com:587', from: 'Alerts <a@example.com>', to: [b@example.com]}\n",
+        )
+        .expect("parse");
+        let security = |n: &str| config.channels[n].email.as_ref().map(EmailConfig::security);
+        assert_eq!(security("a"), Some(SmtpSecurity::Implicit));
+        assert_eq!(security("b"), Some(SmtpSecurity::Starttls));
+    }
+}

@@ -1,0 +1,496 @@
+//! The dispatcher: claims due deliveries from the store within each channel's concurrency
+//! and rate limit, sends them, and records the outcome: delivered, retry later (exponential
+//! backoff with jitter, never sooner than the receiver's `Retry-After`), or a dead letter.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+
+use crate::Setup;
+use crate::channels::{Message, SendError};
+use crate::config::{RateLimitConfig, RetryConfig};
+use crate::metrics::NotifierMetrics;
+use crate::payload::Notification;
+use crate::store::{Claimed, Outcome, Store};
+use crate::time::now_ms;
+
+/// Attempts in flight per channel at most.
+const PER_CHANNEL: usize = 4;
+
+/// The longest `Retry-After` honoured; a longer one is taken as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// How often finished notifications past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// The wait before attempt `attempt + 1` after `attempt` failed.
+pub fn backoff(retry: &RetryConfig, attempt: u32, random: f64) -> Duration {
+    let exponent = i32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(i32::MAX)
+        .min(64);
+    let base = retry.initial_backoff.as_secs_f64() * retry.multiplier.powi(exponent);
+    let base = base.min(retry.max_backoff.as_secs_f64());
+    // random in [0, 1): spread evenly over ±jitter.
+    let jittered = base * (1.0 + retry.jitter * (2.0 * random - 1.0));
+    Duration::from_secs_f64(jittered.clamp(0.0, retry.max_backoff.as_secs_f64() * 2.0))
+}
+
+/// What to record after an attempt that failed with `error`.
+pub fn after_failure(
+    error: &SendError,
+    claimed: &Claimed,
+    retry: &RetryConfig,
+    dead_letter_after: Duration,
+    now: i64,
+) -> Outcome {
+    match error {
+        SendError::Permanent { reason, .. } => Outcome::Dead {
+            error: reason.clone(),
+        },
+        SendError::Transient {
+            reason,
+            retry_after,
+            ..
+        } => {
+            let mut wait = backoff(retry, claimed.attempt, fastrand::f64());
+            if let Some(asked) = retry_after {
+                wait = wait.max((*asked).min(MAX_RETRY_AFTER));
+            }
+            let at = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+            let deadline = claimed
+                .queued_at
+                .saturating_add(i64::try_from(dead_letter_after.as_millis()).unwrap_or(i64::MAX));
+            if at > deadline {
+                Outcome::Dead {
+                    error: format!(
+                        "gave up after {} attempts over {}: {reason}",
+                        claimed.attempt,
+                        humantime::format_duration(Duration::from_secs(
+                            u64::try_from((now - claimed.queued_at) / 1000).unwrap_or(0)
+                        ))
+                    ),
+                }
+            } else {
+                Outcome::Retry {
+                    at,
+                    error: reason.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// A token bucket.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(limit: RateLimitConfig) -> Self {
+        Self {
+            rate: limit.per_second,
+            burst: f64::from(limit.burst),
+            tokens: f64::from(limit.burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn available(&self) -> usize {
+        self.tokens.floor().max(0.0) as usize
+    }
+
+    fn take(&mut self) {
+        self.tokens -= 1.0;
+    }
+
+    fn next_token_in(&self) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.001))
+    }
+}
+
+/// Sends what the store holds.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    setup: watch::Receiver<Arc<Setup>>,
+    metrics: Arc<NotifierMetrics>,
+    wake: Arc<Notify>,
+    in_flight: Arc<Mutex<BTreeMap<String, usize>>>,
+    limiters: BTreeMap<String, (RateLimitConfig, TokenBucket)>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, following the setup in `setup` (swapped on reload) and
+    /// woken through `wake` when a notification arrives.
+    pub fn new(
+        store: Arc<dyn Store>,
+        setup: watch::Receiver<Arc<Setup>>,
+        metrics: Arc<NotifierMetrics>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            setup,
+            metrics,
+            wake,
+            in_flight: Arc::new(Mutex::new(BTreeMap::new())),
+            limiters: BTreeMap::new(),
+        }
+    }
+
+    fn in_flight(&self) -> BTreeMap<String, usize> {
+        self.in_flight.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// How many deliveries each channel may start now; and, when some channel waits only
+    /// for its rate limit, how soon it gets a token.
+    fn budgets(&mut self, setup: &Setup) -> (Vec<(String, usize)>, Option<Duration>) {
+        let in_flight = self.in_flight();
+        let total: usize = in_flight.values().sum();
+        let mut free = setup.config.delivery.concurrency.saturating_sub(total);
+        let now = Instant::now();
+        let mut budgets = Vec::new();
+        let mut soonest: Option<Duration> = None;
+        for (name, channel) in &setup.channels {
+            let busy = in_flight.get(name).copied().unwrap_or(0);
+            let mut budget = PER_CHANNEL
+                .min(setup.config.delivery.concurrency)
+                .saturating_sub(busy)
+                .min(free);
+            if let Some(limit) = channel.rate_limit {
+                let entry = self
+                    .limiters
+                    .entry(name.clone())
+                    .or_insert_with(|| (limit, TokenBucket::new(limit)));
+                if entry.0 != limit {
+                    *entry = (limit, TokenBucket::new(limit));
+                }
+                entry.1.refill(now);
+                let tokens = entry.1.available();
+                if tokens == 0 {
+                    let wait = entry.1.next_token_in();
+                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                }
+                budget = budget.min(tokens);
+            }
+            free -= budget;
+            budgets.push((name.clone(), budget));
+        }
+        (budgets, soonest)
+    }
+
+    /// Runs until `shutdown` turns true, then waits (up to `grace`) for attempts in flight.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let mut last_prune = Instant::now()
+            .checked_sub(PRUNE_EVERY)
+            .unwrap_or_else(Instant::now);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let setup = self.setup.borrow().clone();
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = Instant::now();
+                let storage = &setup.config.storage;
+                match self
+                    .store
+                    .prune(storage.retention, storage.dedup_window)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        notifications = n,
+                        "Deleted notifications past their retention."
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "Pruning the store failed."),
+                }
+            }
+            let (budgets, throttled) = self.budgets(&setup);
+            let mut sleep = Duration::from_secs(5);
+            if budgets.iter().any(|(_, b)| *b > 0) {
+                let lease = setup
+                    .channels
+                    .values()
+                    .map(|c| c.timeout)
+                    .max()
+                    .unwrap_or(Duration::from_secs(30))
+                    + Duration::from_secs(60);
+                match self.store.claim(now_ms(), budgets, lease).await {
+                    Ok(batch) => {
+                        for claimed in batch.claimed {
+                            self.start(&setup, claimed, &mut tasks);
+                        }
+                        if let Some(next) = batch.next_due {
+                            let until = u64::try_from(next - now_ms()).unwrap_or(0);
+                            sleep = sleep.min(Duration::from_millis(until.max(5)));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "Claiming deliveries failed; trying again shortly.");
+                        sleep = Duration::from_secs(1);
+                    }
+                }
+            }
+            if let Some(wait) = throttled {
+                sleep = sleep.min(wait);
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        if !tasks.is_empty() {
+            tracing::info!(in_flight = tasks.len(), "Waiting for deliveries in flight.");
+            let _ =
+                tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+                    .await;
+        }
+    }
+
+    fn start(
+        &mut self,
+        setup: &Arc<Setup>,
+        claimed: Claimed,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        if let Some((_, bucket)) = self.limiters.get_mut(&claimed.channel) {
+            bucket.take();
+        }
+        if let Ok(mut map) = self.in_flight.lock() {
+            *map.entry(claimed.channel.clone()).or_default() += 1;
+        }
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let in_flight = self.in_flight.clone();
+        let wake = self.wake.clone();
+        let setup = setup.clone();
+        tasks.spawn(async move {
+            let channel = claimed.channel.clone();
+            deliver(&setup, store.as_ref(), &metrics, claimed).await;
+            if let Ok(mut map) = in_flight.lock()
+                && let Some(n) = map.get_mut(&channel)
+            {
+                *n = n.saturating_sub(1);
+            }
+            wake.notify_one();
+        });
+    }
+}
+
+/// One attempt of one delivery, recorded.
+async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, claimed: Claimed) {
+    let outcome = attempt(setup, metrics, &claimed).await;
+    if let Outcome::Dead { error } = &outcome {
+        metrics.dead_lettered(&claimed.channel);
+        tracing::error!(
+            channel = %claimed.channel,
+            notification = claimed.notification_id,
+            delivery = claimed.id,
+            attempt = claimed.attempt,
+            error = %error,
+            "Delivery given up; it is a dead letter (replay it with POST /api/v1/notifications/{}/replay).",
+            claimed.notification_id
+        );
+    }
+    match store.complete(claimed.id, outcome).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            delivery = claimed.id,
+            "The delivery's claim had expired; its outcome was not recorded."
+        ),
+        Err(e) => tracing::error!(
+            delivery = claimed.id,
+            error = %e,
+            "Recording a delivery's outcome failed; it will be attempted again."
+        ),
+    }
+}
+
+async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) -> Outcome {
+    let Some(channel) = setup.channels.get(&claimed.channel) else {
+        return Outcome::Dead {
+            error: format!("channel {:?} is no longer configured", claimed.channel),
+        };
+    };
+    let notification: Notification = match serde_json::from_str(&claimed.payload) {
+        Ok(n) => n,
+        Err(e) => {
+            return Outcome::Dead {
+                error: format!("the stored notification cannot be read: {e}"),
+            };
+        }
+    };
+    let context = setup
+        .templates
+        .context(&notification, &claimed.alerts, &channel.name, None);
+    let message = Message {
+        notification: &notification,
+        alerts: &claimed.alerts,
+        context: &context,
+        templates: &setup.templates,
+        delivery_id: claimed.id,
+        attempt: claimed.attempt,
+    };
+    let started = Instant::now();
+    let result = channel.send(&message).await;
+    let now = now_ms();
+    match result {
+        Ok(()) => {
+            #[allow(clippy::cast_precision_loss)]
+            let latency = (now - claimed.received_at).max(0) as f64 / 1000.0;
+            metrics.delivered(&channel.name, latency);
+            tracing::info!(
+                channel = %channel.name,
+                notification = claimed.notification_id,
+                delivery = claimed.id,
+                attempt = claimed.attempt,
+                status = %context.status,
+                alerts = claimed.alerts.len(),
+                took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "Delivered."
+            );
+            Outcome::Delivered
+        }
+        Err(error) => {
+            let outcome = after_failure(
+                &error,
+                claimed,
+                &channel.retry,
+                channel.dead_letter_after,
+                now,
+            );
+            let retry = matches!(outcome, Outcome::Retry { .. });
+            metrics.failed(&channel.name, error.kind(), retry);
+            if let Outcome::Retry { at, .. } = &outcome {
+                tracing::warn!(
+                    channel = %channel.name,
+                    notification = claimed.notification_id,
+                    delivery = claimed.id,
+                    attempt = claimed.attempt,
+                    error = %error,
+                    retry_in_ms = at - now,
+                    "Delivery failed; it will be retried."
+                );
+            }
+            outcome
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(attempt: u32, queued_at: i64) -> Claimed {
+        Claimed {
+            id: 1,
+            notification_id: 1,
+            channel: "chat".into(),
+            alerts: vec![0],
+            attempt,
+            received_at: queued_at,
+            queued_at,
+            payload: String::new(),
+        }
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let retry = RetryConfig {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.2,
+        };
+        assert_eq!(backoff(&retry, 1, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(&retry, 3, 0.5), Duration::from_secs(4));
+        assert_eq!(backoff(&retry, 30, 0.5), Duration::from_secs(60));
+        assert_eq!(backoff(&retry, 1, 0.0), Duration::from_millis(800));
+        assert!(backoff(&retry, 1, 0.999_999) < Duration::from_millis(1201));
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_permanent_is_dead() {
+        let retry = RetryConfig::default();
+        let now = 1_000_000;
+        let error = SendError::Transient {
+            kind: "rate_limited",
+            reason: "HTTP 429".into(),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        match after_failure(
+            &error,
+            &claimed(1, now),
+            &retry,
+            Duration::from_secs(3600),
+            now,
+        ) {
+            Outcome::Retry { at, .. } => assert!(at >= now + 2000),
+            other => panic!("{other:?}"),
+        }
+        let permanent = SendError::permanent("rejected", "HTTP 400");
+        assert_eq!(
+            after_failure(
+                &permanent,
+                &claimed(1, now),
+                &retry,
+                Duration::from_secs(3600),
+                now
+            ),
+            Outcome::Dead {
+                error: "HTTP 400".into()
+            }
+        );
+        // Past the dead-letter time a transient failure gives up too.
+        let late = after_failure(
+            &SendError::transient("connection", "refused"),
+            &claimed(9, now - 7_200_000),
+            &retry,
+            Duration::from_secs(3600),
+            now,
+        );
+        assert!(
+            matches!(late, Outcome::Dead { ref error } if error.starts_with("gave up after 9 attempts over 2h")),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn token_bucket() {
+        let mut bucket = TokenBucket::new(RateLimitConfig {
+            per_second: 1.0,
+            burst: 3,
+        });
+        assert_eq!(bucket.available(), 3);
+        bucket.take();
+        bucket.take();
+        bucket.take();
+        assert_eq!(bucket.available(), 0);
+        assert!(bucket.next_token_in() <= Duration::from_secs(1));
+        let later = bucket.last + Duration::from_millis(1500);
+        bucket.refill(later);
+        assert_eq!(bucket.available(), 1);
+    }
+}

@@ -1,0 +1,274 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod channels;
+pub mod config;
+pub mod dispatch;
+pub mod metrics;
+pub mod payload;
+pub mod route;
+pub mod server;
+pub mod store;
+pub mod template;
+pub mod time;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mcpwatch_core::ScrapeEngine;
+use tokio::sync::{Notify, watch};
+
+use crate::channels::Channel;
+use crate::config::NotifierConfig;
+use crate::dispatch::Dispatcher;
+use crate::metrics::{NotifierMetrics, QueueCollector};
+use crate::payload::{Notification, Status};
+use crate::route::Router;
+use crate::store::{Accepted, NewDelivery, NewNotification, SqliteStore, Store, StoreError};
+use crate::template::Templates;
+
+/// Everything built from one configuration: swapped whole on reload.
+#[derive(Debug)]
+pub struct Setup {
+    /// The configuration.
+    pub config: NotifierConfig,
+    /// The routing tree.
+    pub router: Router,
+    /// The channels.
+    pub channels: BTreeMap<String, Arc<Channel>>,
+    /// The compiled templates.
+    pub templates: Templates,
+}
+
+impl Setup {
+    /// Builds channels, templates and routes. The error names the key at fault.
+    pub fn build(config: NotifierConfig) -> Result<Self, String> {
+        let templates = Templates::build(&config).map_err(|(k, m)| format!("{k}: {m}"))?;
+        let channels = channels::build(&config)?;
+        Ok(Self {
+            router: Router::new(config.route.clone()),
+            channels,
+            templates,
+            config,
+        })
+    }
+
+    /// One delivery per channel the alerts route to, each with its alerts; a channel that
+    /// does not send resolved notifications gets none when all its alerts have resolved.
+    pub fn deliveries(&self, notification: &Notification) -> Vec<NewDelivery> {
+        let mut by_channel: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, alert) in notification.alerts.iter().enumerate() {
+            for channel in self.router.channels(&alert.labels) {
+                by_channel.entry(channel).or_default().push(index);
+            }
+        }
+        by_channel
+            .into_iter()
+            .filter(|(channel, alerts)| {
+                let sends_resolved = self.channels.get(channel).is_none_or(|c| c.send_resolved);
+                sends_resolved
+                    || alerts
+                        .iter()
+                        .any(|&i| notification.alerts[i].status == Status::Firing)
+            })
+            .map(|(channel, alerts)| NewDelivery { channel, alerts })
+            .collect()
+    }
+}
+
+/// What became of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Stored under this id, with deliveries to these channels.
+    Stored {
+        /// Notification id.
+        id: i64,
+        /// Channels it will be delivered to.
+        channels: Vec<String>,
+    },
+    /// A copy of notification `id`; nothing new is sent.
+    Duplicate {
+        /// The first copy's id.
+        id: i64,
+    },
+}
+
+/// The notifier: store, setup, metrics and the dispatcher's wake-up.
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    setup: watch::Sender<Arc<Setup>>,
+    metrics: Arc<NotifierMetrics>,
+    wake: Arc<Notify>,
+    engine: ScrapeEngine,
+    channel_names: Arc<Mutex<Vec<String>>>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier").finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// Opens the store, returns deliveries a stopped process left in flight to the queue,
+    /// and builds the channels. Run the returned dispatcher to send.
+    pub async fn start(config: NotifierConfig) -> Result<(Arc<Self>, Dispatcher), String> {
+        let path = config.storage.path.path().to_owned();
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|e| format!("opening the store: {e}"))?
+                .map_err(|e| e.to_string())?,
+        );
+        Self::with_store(config, store).await
+    }
+
+    /// As [`Notifier::start`], over a store opened elsewhere.
+    pub async fn with_store(
+        config: NotifierConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<(Arc<Self>, Dispatcher), String> {
+        let setup = Setup::build(config)?;
+        let recovered = store.recover().await.map_err(|e| e.to_string())?;
+        if recovered > 0 {
+            tracing::warn!(
+                deliveries = recovered,
+                "Deliveries were in flight when the notifier last stopped; they are sent again."
+            );
+        }
+        let names: Vec<String> = setup.channels.keys().cloned().collect();
+        retire(store.as_ref(), &names).await;
+        let metrics = NotifierMetrics::new(&names);
+        let channel_names = Arc::new(Mutex::new(names));
+        let engine = ScrapeEngine::builder()
+            .collector(QueueCollector::new(store.clone(), channel_names.clone()))
+            .source(metrics.clone())
+            .build_info(env!("CARGO_PKG_VERSION"), revision())
+            .build();
+        let (setup_tx, setup_rx) = watch::channel(Arc::new(setup));
+        let wake = Arc::new(Notify::new());
+        let dispatcher = Dispatcher::new(store.clone(), setup_rx, metrics.clone(), wake.clone());
+        Ok((
+            Arc::new(Self {
+                store,
+                setup: setup_tx,
+                metrics,
+                wake,
+                engine,
+                channel_names,
+                started: Instant::now(),
+            }),
+            dispatcher,
+        ))
+    }
+
+    /// Stores a parsed notification (once) and wakes the dispatcher.
+    pub async fn receive(&self, notification: &Notification) -> Result<Received, StoreError> {
+        let setup = self.setup.borrow().clone();
+        let deliveries = setup.deliveries(notification);
+        let channels: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
+        let payload = serde_json::to_string(notification)
+            .map_err(|e| StoreError::Other(format!("encoding the payload: {e}")))?;
+        let accepted = self
+            .store
+            .accept(NewNotification {
+                dedup_key: notification.dedup_key(),
+                receiver: notification.receiver.clone(),
+                group_key: notification.group_key.clone(),
+                status: notification.status.as_str().to_owned(),
+                alert_count: notification.alerts.len(),
+                payload,
+                deliveries,
+                received_at: time::now_ms(),
+                dedup_window: setup.config.storage.dedup_window,
+            })
+            .await?;
+        Ok(match accepted {
+            Accepted::Stored(id) => {
+                self.metrics.received(false);
+                self.wake.notify_one();
+                Received::Stored { id, channels }
+            }
+            Accepted::Duplicate(id) => {
+                self.metrics.received(true);
+                Received::Duplicate { id }
+            }
+        })
+    }
+
+    /// Replaces the configuration; the old one stays when the new one does not build.
+    pub async fn reload(&self, config: NotifierConfig) -> Result<(), String> {
+        let setup = Setup::build(config)?;
+        let names: Vec<String> = setup.channels.keys().cloned().collect();
+        self.metrics.register(&names);
+        if let Ok(mut current) = self.channel_names.lock() {
+            current.clone_from(&names);
+        }
+        self.setup.send_replace(Arc::new(setup));
+        retire(self.store.as_ref(), &names).await;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The setup in force.
+    pub fn setup(&self) -> Arc<Setup> {
+        self.setup.borrow().clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Arc<NotifierMetrics> {
+        &self.metrics
+    }
+
+    /// The engine behind `/metrics`.
+    pub fn engine(&self) -> &ScrapeEngine {
+        &self.engine
+    }
+
+    /// Since when it runs.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Wakes the dispatcher (after a replay).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+async fn retire(store: &dyn Store, names: &[String]) {
+    match store.retire_channels(names.to_vec()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            deliveries = n,
+            "Queued deliveries to channels no longer configured are dead letters now."
+        ),
+        Err(e) => tracing::error!(error = %e, "Checking the queue for removed channels failed."),
+    }
+}
+
+/// The source revision this binary was built from.
+pub fn revision() -> &'static str {
+    option_env!("MCPWATCH_REVISION").unwrap_or("unknown")
+}
+
+/// The set of channel names routing can produce, for checks.
+pub fn routed_channels(config: &NotifierConfig) -> BTreeSet<String> {
+    fn walk(route: &config::RouteConfig, out: &mut BTreeSet<String>) {
+        out.extend(route.channels.iter().cloned());
+        for child in &route.routes {
+            walk(child, out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&config.route, &mut out);
+    out
+}

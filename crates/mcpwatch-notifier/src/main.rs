@@ -1,0 +1,231 @@
+//! `mcpwatch-notifier`: receives Alertmanager webhooks, stores them, delivers them once.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use futures_util::FutureExt;
+use mcpwatch_core::binary::{LogFormat, LogLevel, init_logging};
+use mcpwatch_core::web::{WebServer, check_web_config, install_crypto_provider, shutdown_signal};
+use mcpwatch_notifier::channels::Message;
+use mcpwatch_notifier::config::NotifierConfig;
+use mcpwatch_notifier::payload::{Notification, Status};
+use mcpwatch_notifier::{Notifier, Setup};
+
+/// Receives Alertmanager webhooks and delivers every notification once, by email, Slack,
+/// PagerDuty, webhook or log.
+#[derive(Debug, Parser)]
+#[command(name = "mcpwatch-notifier", version, about, long_about = None)]
+struct Cli {
+    /// YAML configuration file. Without it, every notification is logged to standard output.
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
+    config_file: Option<PathBuf>,
+
+    /// Address to listen on; repeat for several. `:9811` listens on every interface.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":9811"
+    )]
+    listen_addresses: Vec<String>,
+
+    /// exporter-toolkit web configuration: TLS, basic auth, headers, rate limit.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
+
+    /// Least severe log level written.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    log_level: LogLevel,
+
+    /// Log line format.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+
+    /// Check the configuration (templates rendered against samples) and exit: 0 when valid.
+    #[arg(long = "check-config")]
+    check_config: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Push a sample notification through one channel now, bypassing the queue, and say
+    /// whether it was delivered.
+    SendTest {
+        /// The channel's name in the configuration.
+        #[arg(long)]
+        channel: String,
+        /// Send the sample as resolved.
+        #[arg(long)]
+        resolved: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level, cli.log_format);
+    install_crypto_provider();
+    let interactive = cli.check_config || cli.command.is_some();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if interactive => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("mcpwatch-notifier: {error:#}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(file: Option<&PathBuf>) -> anyhow::Result<NotifierConfig> {
+    match file {
+        Some(path) => Ok(NotifierConfig::load(path)?),
+        None => Ok(NotifierConfig::builtin()),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load(cli.config_file.as_ref())?;
+    if let Some(web) = &cli.web_config_file {
+        check_web_config(web)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .thread_name("mcpwatch-notifier")
+        .build()
+        .context("starting the runtime")?;
+    if cli.check_config {
+        // Channels are built too (CA files read, addresses parsed); nothing is contacted.
+        runtime
+            .block_on(async { Setup::build(config) })
+            .map_err(anyhow::Error::msg)?;
+        let mut checked = vec![cli.config_file.as_ref().map_or_else(
+            || "built-in defaults".to_owned(),
+            |f| f.display().to_string(),
+        )];
+        if let Some(web) = &cli.web_config_file {
+            checked.push(web.display().to_string());
+        }
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "mcpwatch-notifier: configuration is valid ({})",
+                checked.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    if let Some(Command::SendTest { channel, resolved }) = &cli.command {
+        return runtime.block_on(send_test(config, channel, *resolved));
+    }
+    runtime.block_on(serve(cli, config))
+}
+
+async fn send_test(config: NotifierConfig, channel: &str, resolved: bool) -> anyhow::Result<()> {
+    let setup = Setup::build(config).map_err(anyhow::Error::msg)?;
+    let Some(target) = setup.channels.get(channel) else {
+        let names: Vec<&String> = setup.channels.keys().collect();
+        anyhow::bail!("no channel is named {channel:?}; the configuration has {names:?}");
+    };
+    let mut notification = Notification::sample();
+    if resolved {
+        notification.status = Status::Resolved;
+        for alert in &mut notification.alerts {
+            alert.status = Status::Resolved;
+            alert.ends_at = mcpwatch_notifier::time::now_rfc3339();
+        }
+    }
+    let alerts: Vec<usize> = (0..notification.alerts.len()).collect();
+    let context = setup
+        .templates
+        .context(&notification, &alerts, channel, None);
+    let message = Message {
+        notification: &notification,
+        alerts: &alerts,
+        context: &context,
+        templates: &setup.templates,
+        delivery_id: 0,
+        attempt: 1,
+    };
+    target
+        .send(&message)
+        .await
+        .map_err(|e| anyhow::anyhow!("channel {channel:?} failed: {e}"))?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("mcpwatch-notifier: test notification delivered through {channel:?}");
+    }
+    Ok(())
+}
+
+async fn serve(cli: Cli, config: NotifierConfig) -> anyhow::Result<()> {
+    let (notifier, dispatcher) = Notifier::start(config).await.map_err(anyhow::Error::msg)?;
+    let server = WebServer::bind(&cli.listen_addresses, cli.web_config_file.as_deref()).await?;
+    let setup = notifier.setup();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        revision = mcpwatch_notifier::revision(),
+        storage = %setup.config.storage.path.path().display(),
+        channels = ?setup.channels.keys().collect::<Vec<_>>(),
+        "Starting mcpwatch-notifier."
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let dispatching = tokio::spawn(dispatcher.run(stop_rx, Duration::from_secs(10)));
+
+    let file = cli.config_file.clone();
+    let reload_target = notifier.clone();
+    let reload: mcpwatch_notifier::server::ReloadHook = Arc::new(move || {
+        let notifier = reload_target.clone();
+        let file = file.clone();
+        async move {
+            let config = tokio::task::spawn_blocking(move || load(file.as_ref()))
+                .await
+                .map_err(|e| format!("reload task failed: {e}"))?
+                .map_err(|e| format!("{e:#}"))?;
+            notifier.reload(config).await?;
+            tracing::info!("Configuration reloaded.");
+            Ok(())
+        }
+        .boxed()
+    });
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(reload.clone()));
+
+    let router = mcpwatch_notifier::server::router(notifier.clone(), Some(reload));
+    // axum routers are tower services; the server takes hyper's.
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    server.serve(service, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = dispatching.await;
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(reload: mcpwatch_notifier::server::ReloadHook) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("Cannot watch SIGHUP; reload with POST /-/reload instead.");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading the configuration.");
+        if let Err(e) = reload().await {
+            tracing::error!(error = %e, "Reload failed; the previous configuration stays.");
+        }
+    }
+}

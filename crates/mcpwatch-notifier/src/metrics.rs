@@ -1,0 +1,269 @@
+//! The notifier's own metrics (`mcpwatch_notifier_*`): what came in, what went out per
+//! channel, what failed and why, the queue, and how long delivery took.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mcpwatch_core::engine::MetricSource;
+use mcpwatch_core::{
+    CollectError, Collector, HistogramValue, MetricSink, ScrapeContext, async_trait,
+};
+
+use crate::store::Store;
+
+/// Upper bounds of the delivery latency buckets, in seconds: from an instant webhook to an
+/// hour of retries.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: f64) {
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn value(&self) -> HistogramValue {
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .zip(self.buckets.iter())
+            .map(|(b, n)| (*b, *n))
+            .collect();
+        buckets.push((f64::INFINITY, self.buckets[LATENCY_BUCKETS.len()]));
+        HistogramValue {
+            buckets,
+            sum: self.sum,
+            count: self.count,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ChannelCounters {
+    delivered: u64,
+    retries: u64,
+    dead_letters: u64,
+    failures: BTreeMap<&'static str, u64>,
+    latency: Histogram,
+}
+
+/// Counters the receiver and the dispatcher move.
+#[derive(Debug, Default)]
+pub struct NotifierMetrics {
+    received: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    channels: Mutex<BTreeMap<String, ChannelCounters>>,
+}
+
+/// Why a webhook was refused, as a label.
+pub const REJECT_REASONS: [&str; 6] = [
+    "bad_request",
+    "unauthorized",
+    "too_large",
+    "unsupported_media_type",
+    "storage",
+    "method",
+];
+
+impl NotifierMetrics {
+    /// Counters for these channels start at zero, so that rates exist before anything fails.
+    pub fn new<'a>(channels: impl IntoIterator<Item = &'a String>) -> Arc<Self> {
+        let metrics = Self::default();
+        metrics.register(channels);
+        Arc::new(metrics)
+    }
+
+    /// Adds channels (after a reload).
+    pub fn register<'a>(&self, channels: impl IntoIterator<Item = &'a String>) {
+        if let Ok(mut map) = self.channels.lock() {
+            for name in channels {
+                map.entry(name.clone()).or_default();
+            }
+        }
+    }
+
+    /// A notification accepted (new or duplicate).
+    pub fn received(&self, duplicate: bool) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        if duplicate {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A webhook refused.
+    pub fn rejected(&self, reason: &'static str) {
+        if let Ok(mut map) = self.rejected.lock() {
+            *map.entry(reason).or_default() += 1;
+        }
+    }
+
+    fn channel(&self, name: &str, f: impl FnOnce(&mut ChannelCounters)) {
+        if let Ok(mut map) = self.channels.lock() {
+            f(map.entry(name.to_owned()).or_default());
+        }
+    }
+
+    /// A delivery sent, `latency` seconds after it was received.
+    pub fn delivered(&self, channel: &str, latency: f64) {
+        self.channel(channel, |c| {
+            c.delivered += 1;
+            c.latency.observe(latency);
+        });
+    }
+
+    /// An attempt failed; `retry` when another is scheduled.
+    pub fn failed(&self, channel: &str, kind: &'static str, retry: bool) {
+        self.channel(channel, |c| {
+            *c.failures.entry(kind).or_default() += 1;
+            if retry {
+                c.retries += 1;
+            }
+        });
+    }
+
+    /// A delivery given up.
+    pub fn dead_lettered(&self, channel: &str) {
+        self.channel(channel, |c| c.dead_letters += 1);
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn f(value: u64) -> f64 {
+    value as f64
+}
+
+impl MetricSource for NotifierMetrics {
+    fn collect(&self, sink: &mut MetricSink) {
+        sink.counter(
+            "mcpwatch_notifier_notifications_received_total",
+            "Webhook notifications accepted from Alertmanager, duplicates included.",
+        )
+        .add(&[], f(self.received.load(Ordering::Relaxed)));
+        sink.counter(
+            "mcpwatch_notifier_notifications_duplicate_total",
+            "Accepted notifications that were copies of one already stored (retries, replicas).",
+        )
+        .add(&[], f(self.duplicates.load(Ordering::Relaxed)));
+        let rejected = self.rejected.lock().map(|m| m.clone()).unwrap_or_default();
+        let family = sink.counter(
+            "mcpwatch_notifier_webhook_rejected_total",
+            "Webhook requests refused, by reason.",
+        );
+        for reason in REJECT_REASONS {
+            family.add(
+                &[("reason", reason)],
+                f(rejected.get(reason).copied().unwrap_or(0)),
+            );
+        }
+        let Ok(channels) = self.channels.lock() else {
+            return;
+        };
+        let family = sink.counter(
+            "mcpwatch_notifier_delivered_total",
+            "Deliveries sent, by channel.",
+        );
+        for (name, c) in channels.iter() {
+            family.add(&[("channel", name)], f(c.delivered));
+        }
+        let family = sink.counter(
+            "mcpwatch_notifier_delivery_failures_total",
+            "Failed delivery attempts, by channel and kind of failure.",
+        );
+        for (name, c) in channels.iter() {
+            for (kind, n) in &c.failures {
+                family.add(&[("channel", name), ("kind", kind)], f(*n));
+            }
+        }
+        let family = sink.counter(
+            "mcpwatch_notifier_retries_total",
+            "Failed attempts followed by a scheduled retry, by channel.",
+        );
+        for (name, c) in channels.iter() {
+            family.add(&[("channel", name)], f(c.retries));
+        }
+        let family = sink.counter(
+            "mcpwatch_notifier_dead_letters_total",
+            "Deliveries given up (a permanent failure or too long undelivered), by channel.",
+        );
+        for (name, c) in channels.iter() {
+            family.add(&[("channel", name)], f(c.dead_letters));
+        }
+        let family = sink.histogram(
+            "mcpwatch_notifier_delivery_latency_seconds",
+            "Time from receiving a notification to delivering it, by channel.",
+        );
+        for (name, c) in channels.iter() {
+            family.add_histogram(&[("channel", name)], c.latency.value());
+        }
+    }
+}
+
+/// Reads the queue's size from the store at each scrape.
+#[derive(Debug)]
+pub struct QueueCollector {
+    store: Arc<dyn Store>,
+    channels: Arc<Mutex<Vec<String>>>,
+}
+
+impl QueueCollector {
+    /// A collector over `store`; `channels` are reported even when empty.
+    pub fn new(store: Arc<dyn Store>, channels: Arc<Mutex<Vec<String>>>) -> Self {
+        Self { store, channels }
+    }
+}
+
+#[async_trait]
+impl Collector for QueueCollector {
+    fn name(&self) -> &str {
+        "notifier_queue"
+    }
+
+    async fn collect(
+        &self,
+        _ctx: &ScrapeContext,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        let stats = self.store.stats().await.map_err(CollectError::from)?;
+        let channels = self.channels.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut depth: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for channel in &channels {
+            for state in ["pending", "sending", "dead"] {
+                depth.insert((channel.clone(), state.to_owned()), 0);
+            }
+        }
+        for (channel, state, n) in stats.depth {
+            depth.insert((channel, state), n);
+        }
+        let family = sink.gauge(
+            "mcpwatch_notifier_queue_depth",
+            "Deliveries waiting (pending), being sent (sending) or given up (dead), by channel.",
+        );
+        for ((channel, state), n) in &depth {
+            family.add(&[("channel", channel), ("state", state)], f(*n));
+        }
+        let mut ages: BTreeMap<String, f64> = channels.iter().map(|c| (c.clone(), 0.0)).collect();
+        ages.extend(stats.oldest_pending);
+        let family = sink.gauge(
+            "mcpwatch_notifier_oldest_pending_age_seconds",
+            "Age of the oldest delivery not yet sent, by channel (0 when none waits).",
+        );
+        for (channel, age) in &ages {
+            family.add(&[("channel", channel)], *age);
+        }
+        Ok(())
+    }
+}

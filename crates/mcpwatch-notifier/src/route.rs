@@ -1,0 +1,237 @@
+//! The routing tree: Alertmanager-style matchers on each alert's labels, `continue`, and
+//! the channels of the routes an alert stops at.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::config::RouteConfig;
+use crate::payload::LabelSet;
+
+/// How a matcher compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~` (fully anchored)
+    Regex,
+    /// `!~` (fully anchored)
+    NotRegex,
+}
+
+/// One matcher, such as `severity="critical"` or `service=~"gateway|db"`. A missing label
+/// is the empty string, as in Alertmanager.
+#[derive(Clone)]
+pub struct Matcher {
+    name: String,
+    op: MatchOp,
+    value: String,
+    regex: Option<regex_lite::Regex>,
+}
+
+impl fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        };
+        write!(f, "{}{op}{:?}", self.name, self.value)
+    }
+}
+
+impl Matcher {
+    /// Parses `name="value"` (the value may be unquoted) with `=`, `!=`, `=~` or `!~`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let position = text
+            .find(['=', '!'])
+            .ok_or_else(|| format!("{text:?}: expected name=\"value\" (or !=, =~, !~)"))?;
+        let name = text[..position].trim();
+        let rest = &text[position..];
+        let (op, value) = if let Some(v) = rest.strip_prefix("=~") {
+            (MatchOp::Regex, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (MatchOp::NotRegex, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (MatchOp::NotEqual, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (MatchOp::Equal, v)
+        } else {
+            return Err(format!("{text:?}: expected =, !=, =~ or !~ after the name"));
+        };
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || name.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(format!("{text:?}: {name:?} is not a label name"));
+        }
+        let value = value.trim();
+        let value = if value.starts_with('"') {
+            serde_json::from_str::<String>(value).map_err(|_| {
+                format!("{text:?}: the quoted value is not closed or has a bad escape")
+            })?
+        } else {
+            value.to_owned()
+        };
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(
+                regex_lite::Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("{text:?}: bad regular expression: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            op,
+            value,
+            regex,
+        })
+    }
+
+    /// Whether `labels` satisfy it.
+    pub fn matches(&self, labels: &LabelSet) -> bool {
+        let actual = labels.get(&self.name).map_or("", String::as_str);
+        match (self.op, &self.regex) {
+            (MatchOp::Equal, _) => actual == self.value,
+            (MatchOp::NotEqual, _) => actual != self.value,
+            (MatchOp::Regex, Some(re)) => re.is_match(actual),
+            (MatchOp::NotRegex, Some(re)) => !re.is_match(actual),
+            (_, None) => false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Matcher {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Matcher::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an alert goes: the channels of every route it stops at.
+#[derive(Debug, Clone)]
+pub struct Router {
+    root: RouteConfig,
+}
+
+impl Router {
+    /// A router over a checked routing tree.
+    pub fn new(root: RouteConfig) -> Self {
+        Self { root }
+    }
+
+    /// The channels for an alert with these labels. The root always matches; a matching
+    /// child takes the alert unless it says `continue`, and an alert no child takes stays
+    /// with its parent's channels.
+    pub fn channels(&self, labels: &LabelSet) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        walk(&self.root, labels, &mut out);
+        out
+    }
+}
+
+/// Adds the channels of the routes under `route` that `labels` stop at; `route` itself
+/// has matched.
+fn walk(route: &RouteConfig, labels: &LabelSet, out: &mut BTreeSet<String>) {
+    let mut taken = false;
+    for child in &route.routes {
+        if child.matchers.iter().all(|m| m.matches(labels)) {
+            walk(child, labels, out);
+            taken = true;
+            if !child.continue_matching {
+                break;
+            }
+        }
+    }
+    if !taken {
+        out.extend(route.channels.iter().cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn route(matchers: &[&str], channels: &[&str], cont: bool) -> RouteConfig {
+        RouteConfig {
+            matchers: matchers
+                .iter()
+                .map(|m| Matcher::parse(m).expect("matcher"))
+                .collect(),
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            continue_matching: cont,
+            routes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn matchers() {
+        let l = labels(&[("severity", "critical"), ("service", "gateway")]);
+        assert!(
+            Matcher::parse("severity=\"critical\"")
+                .expect("m")
+                .matches(&l)
+        );
+        assert!(
+            Matcher::parse("severity = critical")
+                .expect("m")
+                .matches(&l)
+        );
+        assert!(
+            Matcher::parse("service=~\"gateway|db\"")
+                .expect("m")
+                .matches(&l)
+        );
+        assert!(!Matcher::parse("service=~\"gate\"").expect("m").matches(&l));
+        assert!(Matcher::parse("service!~\"db.*\"").expect("m").matches(&l));
+        assert!(Matcher::parse("team!=\"mcp\"").expect("m").matches(&l));
+        assert!(Matcher::parse("team=\"\"").expect("m").matches(&l));
+        assert!(Matcher::parse("severity").is_err());
+        assert!(Matcher::parse("1x=\"a\"").is_err());
+        assert!(Matcher::parse("a=~\"(\"").is_err());
+        assert!(Matcher::parse("a=\"open").is_err());
+    }
+
+    #[test]
+    fn severity_routing_with_continue() {
+        let mut root = route(&[], &["log"], false);
+        root.routes = vec![
+            route(&["severity=\"critical\""], &["pager"], true),
+            route(&["severity=~\"critical|warning\""], &["chat"], false),
+            route(&["severity=\"info\""], &["log"], false),
+        ];
+        let router = Router::new(root);
+        let set = |s: &[&str]| s.iter().map(|c| (*c).to_owned()).collect::<BTreeSet<_>>();
+        assert_eq!(
+            router.channels(&labels(&[("severity", "critical")])),
+            set(&["chat", "pager"])
+        );
+        assert_eq!(
+            router.channels(&labels(&[("severity", "warning")])),
+            set(&["chat"])
+        );
+        assert_eq!(
+            router.channels(&labels(&[("severity", "info")])),
+            set(&["log"])
+        );
+        assert_eq!(router.channels(&labels(&[])), set(&["log"]));
+    }
+}

@@ -1,0 +1,435 @@
+//! The HTTP surface: `POST /webhook`, `GET /health`, `GET /metrics`, the admin API under
+//! `/api/v1/`, `POST /-/reload` and `GET /`.
+//!
+//! `/webhook` answers 200 only once the notification is committed to the store; 503 when
+//! the store fails (Alertmanager retries); and 4xx with a JSON error for what can never
+//! succeed: 400 (not JSON, a missing or wrong field, a version other than 4), 401, 413,
+//! 415.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::future::BoxFuture;
+use mcpwatch_core::Secret;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::config::AuthConfig;
+use crate::payload::{Notification, PayloadError};
+use crate::store::{ListFilter, state};
+use crate::{Notifier, Received};
+
+/// Re-reads the configuration; the error names what is wrong and where.
+pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+#[derive(Clone)]
+struct App {
+    notifier: Arc<Notifier>,
+    reload: Option<ReloadHook>,
+}
+
+/// The router of every endpoint.
+pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/webhook", post(webhook).fallback(method_not_allowed))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/notifications", get(list))
+        .route("/api/v1/notifications/{id}", get(one))
+        .route("/api/v1/notifications/{id}/replay", post(replay))
+        .route("/-/reload", post(reload_config))
+        .fallback(not_found)
+        .with_state(App { notifier, reload })
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed(app: State<App>) -> Response {
+    app.notifier.metrics().rejected("method");
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "POST an Alertmanager webhook payload here",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        concat!(
+            "<!DOCTYPE html><html><head><title>mcpwatch-notifier</title></head><body>",
+            "<h1>mcpwatch-notifier ",
+            env!("CARGO_PKG_VERSION"),
+            "</h1><ul>",
+            "<li>POST <code>/webhook</code>: Alertmanager webhook receiver</li>",
+            "<li><a href=\"/health\">/health</a></li>",
+            "<li><a href=\"/metrics\">/metrics</a></li>",
+            "<li><a href=\"/api/v1/notifications\">/api/v1/notifications</a> (<code>?state=dead</code>)</li>",
+            "<li>POST <code>/api/v1/notifications/{id}/replay</code></li>",
+            "</ul></body></html>"
+        ),
+    )
+        .into_response()
+}
+
+/// Whether the request carries the credentials `auth` asks for, compared in constant
+/// time.
+fn authorized(auth: &AuthConfig, headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return auth.token().is_some_and(|t: Secret| {
+            bool::from(t.expose().as_bytes().ct_eq(credentials.as_bytes()))
+        });
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine as _;
+        let Some((user, password)) = auth.basic() else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials) else {
+            return false;
+        };
+        let expected = format!("{user}:{}", password.expose());
+        return bool::from(decoded.ct_eq(expected.as_bytes()));
+    }
+    false
+}
+
+fn unauthorized(auth: &AuthConfig) -> Response {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong credentials in the Authorization header",
+    );
+    let challenge = if auth.basic_auth.is_some() {
+        "Basic realm=\"mcpwatch-notifier\""
+    } else {
+        "Bearer"
+    };
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+async fn webhook(State(app): State<App>, request: Request) -> Response {
+    let notifier = &app.notifier;
+    let setup = notifier.setup();
+    let receiver = &setup.config.receiver;
+    let metrics = notifier.metrics();
+    if let Some(auth) = &receiver.auth
+        && !authorized(auth, request.headers())
+    {
+        metrics.rejected("unauthorized");
+        return unauthorized(auth);
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        metrics.rejected("unsupported_media_type");
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type must be application/json, not {:?}",
+                if content_type.is_empty() {
+                    "(none)"
+                } else {
+                    content_type
+                }
+            ),
+        );
+    }
+    let limit = receiver.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        metrics.rejected("too_large");
+        return too_large(limit);
+    }
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(body) => body,
+        Err(e) => {
+            // The limit is the only error a complete request can meet here.
+            let length_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if length_limit {
+                metrics.rejected("too_large");
+                return too_large(limit);
+            }
+            metrics.rejected("bad_request");
+            return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
+        }
+    };
+    let notification = match Notification::parse(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            metrics.rejected("bad_request");
+            let message = match &e {
+                PayloadError::Invalid(m) => format!("invalid webhook payload: {m}"),
+                PayloadError::Version(_) => e.to_string(),
+            };
+            tracing::warn!(error = %message, "Webhook refused.");
+            return error(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    match notifier.receive(&notification).await {
+        Ok(Received::Stored { id, channels }) => {
+            tracing::debug!(notification = id, group_key = %notification.group_key, ?channels, "Notification stored.");
+            (
+                StatusCode::OK,
+                axum::Json(json!({"status": "stored", "id": id, "channels": channels})),
+            )
+                .into_response()
+        }
+        Ok(Received::Duplicate { id }) => {
+            tracing::info!(notification = id, group_key = %notification.group_key, "Duplicate notification; stored once already.");
+            (
+                StatusCode::OK,
+                axum::Json(json!({"status": "duplicate", "id": id})),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            metrics.rejected("storage");
+            tracing::error!(error = %e, "Storing a notification failed; Alertmanager will retry.");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the notification could not be stored: {e}"),
+            )
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is larger than receiver.max_body_bytes ({limit} bytes); lower max_alerts in Alertmanager's webhook_config or raise the limit"
+        ),
+    )
+}
+
+async fn health(State(app): State<App>) -> Response {
+    let notifier = &app.notifier;
+    let setup = notifier.setup();
+    let stats = notifier.store().stats().await;
+    let uptime = notifier.started().elapsed().as_secs_f64();
+    let channels: Vec<&String> = setup.channels.keys().collect();
+    match stats {
+        Ok(stats) => {
+            let count = |state: &str| -> u64 {
+                stats
+                    .depth
+                    .iter()
+                    .filter(|(_, s, _)| s == state)
+                    .map(|(_, _, n)| n)
+                    .sum()
+            };
+            axum::Json(json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_seconds": uptime,
+                "storage": "ok",
+                "channels": channels,
+                "queue": {"pending": count(state::PENDING), "sending": count(state::SENDING), "dead": count(state::DEAD)},
+            }))
+            .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "unavailable",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_seconds": uptime,
+                "storage": e.to_string(),
+                "channels": channels,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    let response = mcpwatch_core::metrics_response(app.notifier.engine(), &headers).await;
+    response.map(Body::new)
+}
+
+fn api_guard(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let setup = app.notifier.setup();
+    let auth = setup.config.api.auth.as_ref()?;
+    (!authorized(auth, headers)).then(|| unauthorized(auth))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    channel: Option<String>,
+    receiver: Option<String>,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if let Some(s) = &query.state
+        && !state::ALL.contains(&s.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("state: {s:?} is not one of {}", state::ALL.join(", ")),
+        );
+    }
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let filter = ListFilter {
+        state: query.state,
+        channel: query.channel,
+        receiver: query.receiver,
+        before: query.before,
+        limit,
+    };
+    match app.notifier.store().list(filter).await {
+        Ok(notifications) => {
+            let next = (notifications.len() == limit)
+                .then(|| notifications.last().map(|n| n.id))
+                .flatten();
+            axum::Json(json!({"notifications": notifications, "next_before": next})).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn one(
+    State(app): State<App>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the notification id is a number");
+    };
+    match app.notifier.store().get(id).await {
+        Ok(Some(n)) => axum::Json(n).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no notification {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn replay(
+    State(app): State<App>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the notification id is a number");
+    };
+    let store = app.notifier.store();
+    match store.get(id).await {
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no notification {id}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Ok(Some(_)) => {}
+    }
+    match store.replay(id).await {
+        Ok(0) => error(
+            StatusCode::CONFLICT,
+            format!("notification {id} has no dead delivery to replay"),
+        ),
+        Ok(n) => {
+            tracing::info!(notification = id, deliveries = n, "Dead letters replayed.");
+            app.notifier.wake();
+            axum::Json(json!({"replayed": n, "id": id})).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn reload_config(State(app): State<App>) -> Response {
+    let Some(hook) = &app.reload else {
+        return error(StatusCode::NOT_FOUND, "reloading is not enabled");
+    };
+    match hook().await {
+        Ok(()) => axum::Json(json!({"status": "reloaded"})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_and_basic_auth() {
+        use base64::Engine as _;
+        let auth: AuthConfig =
+            serde_json::from_value(json!({"bearer_token": "s3cret"})).expect("auth");
+        let mut headers = HeaderMap::new();
+        assert!(!authorized(&auth, &headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert!(authorized(&auth, &headers));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cre"),
+        );
+        assert!(!authorized(&auth, &headers));
+        let basic: AuthConfig =
+            serde_json::from_value(json!({"basic_auth": {"username": "am", "password": "pw"}}))
+                .expect("auth");
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("am:pw")
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&good).expect("header"),
+        );
+        assert!(authorized(&basic, &headers));
+        assert!(!authorized(&auth, &headers));
+    }
+}

@@ -1,0 +1,231 @@
+//! The durable queue: accepted notifications, their deliveries (one per channel) and each
+//! attempt. A notification is acknowledged to Alertmanager only once it is committed here;
+//! a delivery is claimed before it is sent and recorded delivered after, so a restart at
+//! any moment resends at most what was in flight and never what was recorded delivered.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+/// Delivery states.
+pub mod state {
+    /// Waiting for its next attempt.
+    pub const PENDING: &str = "pending";
+    /// Claimed by a sender; its attempt is under way.
+    pub const SENDING: &str = "sending";
+    /// Sent.
+    pub const DELIVERED: &str = "delivered";
+    /// Given up: a permanent failure, or too long undelivered. Replayable.
+    pub const DEAD: &str = "dead";
+    /// Every state, in the order listings use.
+    pub const ALL: [&str; 4] = [PENDING, SENDING, DELIVERED, DEAD];
+}
+
+/// Why the store failed. Transient as far as Alertmanager is concerned: it answers 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The writer thread is gone (shutting down).
+    #[error("storage is shutting down")]
+    Closed,
+    /// Something else.
+    #[error("storage: {0}")]
+    Other(String),
+}
+
+/// A notification to store, with the deliveries routing gave it.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// The deduplication key.
+    pub dedup_key: String,
+    /// Alertmanager's receiver.
+    pub receiver: String,
+    /// The group key.
+    pub group_key: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Number of alerts.
+    pub alert_count: usize,
+    /// The payload as JSON (unknown fields included).
+    pub payload: String,
+    /// One delivery per channel, with the indices of the alerts routed to it.
+    pub deliveries: Vec<NewDelivery>,
+    /// When it arrived, Unix ms.
+    pub received_at: i64,
+    /// Copies arriving within this window of the first are duplicates.
+    pub dedup_window: Duration,
+}
+
+/// A delivery to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// Channel name.
+    pub channel: String,
+    /// Indices into the notification's alerts.
+    pub alerts: Vec<usize>,
+}
+
+/// What became of a notification handed to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored under this id.
+    Stored(i64),
+    /// A copy of the notification with this id; nothing new was queued.
+    Duplicate(i64),
+}
+
+/// A delivery claimed for sending.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Delivery id.
+    pub id: i64,
+    /// Notification id.
+    pub notification_id: i64,
+    /// Channel name.
+    pub channel: String,
+    /// Indices of its alerts.
+    pub alerts: Vec<usize>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// When the notification arrived, Unix ms.
+    pub received_at: i64,
+    /// When the delivery was (re)queued: the dead-letter clock starts here.
+    pub queued_at: i64,
+    /// The payload JSON.
+    pub payload: String,
+}
+
+/// Claimed deliveries, and when the next one falls due.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimBatch {
+    /// Ready to send.
+    pub claimed: Vec<Claimed>,
+    /// The earliest pending delivery not yet due, Unix ms.
+    pub next_due: Option<i64>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent.
+    Delivered,
+    /// Failed; try again at this time (Unix ms).
+    Retry {
+        /// When.
+        at: i64,
+        /// Why it failed (no secrets).
+        error: String,
+    },
+    /// Failed for good.
+    Dead {
+        /// Why (no secrets).
+        error: String,
+    },
+}
+
+/// A delivery as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    /// Delivery id.
+    pub id: i64,
+    /// Channel.
+    pub channel: String,
+    /// pending, sending, delivered or dead.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (pending), RFC 3339.
+    pub next_attempt_at: Option<String>,
+    /// When it was delivered, RFC 3339.
+    pub delivered_at: Option<String>,
+    /// How many alerts it carries.
+    pub alerts: usize,
+}
+
+/// A notification as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationView {
+    /// Id.
+    pub id: i64,
+    /// When it arrived, RFC 3339.
+    pub received_at: String,
+    /// Alertmanager's receiver.
+    pub receiver: String,
+    /// Group key.
+    pub group_key: String,
+    /// firing or resolved.
+    pub status: String,
+    /// Number of alerts.
+    pub alerts: usize,
+    /// Copies received after the first.
+    pub duplicates: u64,
+    /// Its deliveries.
+    pub deliveries: Vec<DeliveryView>,
+    /// The payload (only when one notification is asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// What `/api/v1/notifications` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Notifications with a delivery in this state.
+    pub state: Option<String>,
+    /// Notifications with a delivery to this channel.
+    pub channel: Option<String>,
+    /// Alertmanager receiver.
+    pub receiver: Option<String>,
+    /// Ids below this (paging backwards).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Queue sizes for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    /// (channel, state, deliveries) for pending, sending and dead.
+    pub depth: Vec<(String, String, u64)>,
+    /// (channel, age of the oldest pending delivery in seconds).
+    pub oldest_pending: Vec<(String, f64)>,
+}
+
+/// Where the notifier keeps its state.
+#[async_trait::async_trait]
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// Stores a notification and its deliveries durably, or finds it is a duplicate.
+    async fn accept(&self, notification: NewNotification) -> Result<Accepted, StoreError>;
+    /// Claims due deliveries for `lease`: up to the budget of each channel named.
+    async fn claim(
+        &self,
+        now: i64,
+        budgets: Vec<(String, usize)>,
+        lease: Duration,
+    ) -> Result<ClaimBatch, StoreError>;
+    /// Dead-letters queued deliveries to channels no longer configured; how many.
+    async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError>;
+    /// Records how a claimed delivery's attempt ended; false when the claim was lost.
+    async fn complete(&self, delivery: i64, outcome: Outcome) -> Result<bool, StoreError>;
+    /// Puts a notification's dead deliveries back in the queue; how many.
+    async fn replay(&self, notification: i64) -> Result<usize, StoreError>;
+    /// Returns deliveries left `sending` by a process that stopped to the queue.
+    async fn recover(&self) -> Result<usize, StoreError>;
+    /// Deletes finished notifications older than `retention` and dedup keys older than
+    /// `dedup_window`.
+    async fn prune(&self, retention: Duration, dedup_window: Duration)
+    -> Result<usize, StoreError>;
+    /// Lists notifications, newest first.
+    async fn list(&self, filter: ListFilter) -> Result<Vec<NotificationView>, StoreError>;
+    /// One notification with its payload.
+    async fn get(&self, id: i64) -> Result<Option<NotificationView>, StoreError>;
+    /// Queue sizes.
+    async fn stats(&self) -> Result<QueueStats, StoreError>;
+}

@@ -1,0 +1,843 @@
+//! The embedded store: one SQLite file in WAL mode. Every write goes through one writer
+//! thread that commits whatever arrived together in one transaction (group commit), so a
+//! burst of webhooks costs one fsync, not one each; readers use their own connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::{
+    Accepted, ClaimBatch, Claimed, DeliveryView, ListFilter, NewNotification, NotificationView,
+    Outcome, QueueStats, Store, StoreError, state,
+};
+use crate::time::{format_rfc3339, now_ms};
+
+/// Writes committed together at most.
+const MAX_BATCH: usize = 512;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    receiver TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    alert_count INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dedup_keys (
+    key TEXT PRIMARY KEY,
+    notification_id INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dedup_keys_received ON dedup_keys (received_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    notification_id INTEGER NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
+    channel TEXT NOT NULL,
+    alerts TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    queued_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    claimed_until INTEGER,
+    last_error TEXT,
+    delivered_at INTEGER,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+";
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Op {
+    Accept(Box<NewNotification>, Reply<Accepted>),
+    Claim {
+        now: i64,
+        budgets: Vec<(String, usize)>,
+        lease: Duration,
+        reply: Reply<ClaimBatch>,
+    },
+    Retire(Vec<String>, Reply<usize>),
+    Complete(i64, Outcome, Reply<bool>),
+    Replay(i64, Reply<usize>),
+    Recover(Reply<usize>),
+    Prune(Duration, Duration, Reply<usize>),
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<Sender<Op>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before Alertmanager hears 200; group commit pays for it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the database at `path` and its directory.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = open(path)
+            .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+        migrate(&mut conn)?;
+        let reader = open(path)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("notifier-store".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops the writer after what it has queued; later writes fail with `Closed`.
+    pub fn close(&self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
+            writer
+                .as_ref()
+                .ok_or(StoreError::Closed)?
+                .send(op(tx))
+                .map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| StoreError::Closed)?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("read task: {e}")))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Other(format!(
+            "the database has schema version {version}, newer than this notifier's {SCHEMA_VERSION}; use a newer notifier"
+        )));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A reply held until its batch commits.
+enum Pending {
+    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
+    Claim(Reply<ClaimBatch>, Result<ClaimBatch, StoreError>),
+    Bool(Reply<bool>, Result<bool, StoreError>),
+    Count(Reply<usize>, Result<usize, StoreError>),
+}
+
+impl Pending {
+    fn send(self, commit: &Result<(), String>) {
+        fn pass<T>(reply: Reply<T>, result: Result<T, StoreError>, commit: &Result<(), String>) {
+            let result = match commit {
+                Ok(()) => result,
+                Err(e) => Err(StoreError::Other(format!("commit failed: {e}"))),
+            };
+            let _ = reply.send(result);
+        }
+        match self {
+            Pending::Accept(r, v) => pass(r, v, commit),
+            Pending::Claim(r, v) => pass(r, v, commit),
+            Pending::Bool(r, v) => pass(r, v, commit),
+            Pending::Count(r, v) => pass(r, v, commit),
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(ops.len());
+        let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(mut tx) => {
+                for op in ops {
+                    replies.push(apply(&mut tx, op));
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for op in ops {
+                    replies.push(fail(op, &message));
+                }
+                Err(message)
+            }
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "The store could not commit; the writes of this batch are refused.");
+        }
+        for reply in replies {
+            reply.send(&commit);
+        }
+    }
+}
+
+fn fail(op: Op, message: &str) -> Pending {
+    fn error<T>(message: &str) -> Result<T, StoreError> {
+        Err(StoreError::Other(message.to_owned()))
+    }
+    match op {
+        Op::Accept(_, r) => Pending::Accept(r, error(message)),
+        Op::Claim { reply, .. } => Pending::Claim(reply, error(message)),
+        Op::Complete(_, _, r) => Pending::Bool(r, error(message)),
+        Op::Replay(_, r) | Op::Recover(r) | Op::Prune(_, _, r) | Op::Retire(_, r) => {
+            Pending::Count(r, error(message))
+        }
+    }
+}
+
+/// Runs one write inside a savepoint, so that its failure undoes only its own changes.
+fn apply(tx: &mut Transaction<'_>, op: Op) -> Pending {
+    fn within<T>(
+        tx: &mut Transaction<'_>,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let sp = tx.savepoint()?;
+        let value = f(&sp)?;
+        sp.commit()?;
+        Ok(value)
+    }
+    match op {
+        Op::Accept(n, r) => Pending::Accept(r, within(tx, |c| accept(c, &n))),
+        Op::Claim {
+            now,
+            budgets,
+            lease,
+            reply,
+        } => Pending::Claim(reply, within(tx, |c| claim(c, now, &budgets, lease))),
+        Op::Retire(known, r) => Pending::Count(r, within(tx, |c| retire(c, &known, now_ms()))),
+        Op::Complete(id, outcome, r) => {
+            Pending::Bool(r, within(tx, |c| complete(c, id, &outcome, now_ms())))
+        }
+        Op::Replay(id, r) => Pending::Count(r, within(tx, |c| replay(c, id, now_ms()))),
+        Op::Recover(r) => Pending::Count(r, within(tx, |c| recover(c, now_ms()))),
+        Op::Prune(retention, window, r) => {
+            Pending::Count(r, within(tx, |c| prune(c, now_ms(), retention, window)))
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn accept(c: &Connection, n: &NewNotification) -> Result<Accepted, rusqlite::Error> {
+    let window_start = n.received_at.saturating_sub(millis(n.dedup_window));
+    let existing: Option<(i64, i64)> = c
+        .prepare_cached("SELECT notification_id, received_at FROM dedup_keys WHERE key = ?1")?
+        .query_row(params![n.dedup_key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((id, seen)) = existing
+        && seen >= window_start
+    {
+        c.prepare_cached("UPDATE notifications SET duplicates = duplicates + 1 WHERE id = ?1")?
+            .execute(params![id])?;
+        return Ok(Accepted::Duplicate(id));
+    }
+    c.prepare_cached(
+        "INSERT INTO notifications (received_at, receiver, group_key, status, alert_count, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        n.received_at,
+        n.receiver,
+        n.group_key,
+        n.status,
+        i64::try_from(n.alert_count).unwrap_or(i64::MAX),
+        n.payload
+    ])?;
+    let id = c.last_insert_rowid();
+    c.prepare_cached(
+        "INSERT INTO dedup_keys (key, notification_id, received_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET notification_id = excluded.notification_id,
+                                         received_at = excluded.received_at",
+    )?
+    .execute(params![n.dedup_key, id, n.received_at])?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+    )?;
+    for delivery in &n.deliveries {
+        let alerts = serde_json::to_string(&delivery.alerts).unwrap_or_else(|_| "[]".into());
+        insert.execute(params![id, delivery.channel, alerts, n.received_at])?;
+    }
+    Ok(Accepted::Stored(id))
+}
+
+fn claim(
+    c: &Connection,
+    now: i64,
+    budgets: &[(String, usize)],
+    lease: Duration,
+) -> Result<ClaimBatch, rusqlite::Error> {
+    let mut batch = ClaimBatch::default();
+    let mut select = c.prepare_cached(
+        "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at, d.queued_at, n.payload
+         FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+         WHERE d.channel = ?3 AND ((d.state = 'pending' AND d.next_attempt_at <= ?1)
+                                   OR (d.state = 'sending' AND d.claimed_until <= ?1))
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT ?2",
+    )?;
+    for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
+        let rows = select.query_map(
+            params![now, i64::try_from(*budget).unwrap_or(i64::MAX), channel],
+            |r| {
+                let alerts: String = r.get(3)?;
+                let attempts: u32 = r.get(4)?;
+                Ok(Claimed {
+                    id: r.get(0)?,
+                    notification_id: r.get(1)?,
+                    channel: r.get(2)?,
+                    alerts: serde_json::from_str(&alerts).unwrap_or_default(),
+                    attempt: attempts + 1,
+                    received_at: r.get(5)?,
+                    queued_at: r.get(6)?,
+                    payload: r.get(7)?,
+                })
+            },
+        )?;
+        for row in rows {
+            batch.claimed.push(row?);
+        }
+    }
+    let mut update = c.prepare_cached(
+        "UPDATE deliveries SET state = 'sending', attempts = ?2, claimed_until = ?3, updated_at = ?4
+         WHERE id = ?1",
+    )?;
+    let mut attempt = c.prepare_cached(
+        "INSERT INTO attempts (delivery_id, number, started_at) VALUES (?1, ?2, ?3)",
+    )?;
+    // An attempt left unfinished by a claim that expired is closed as unknown.
+    let mut orphan = c.prepare_cached(
+        "UPDATE attempts SET finished_at = ?2, outcome = 'unknown',
+         detail = 'the sender stopped before recording an outcome'
+         WHERE delivery_id = ?1 AND finished_at IS NULL",
+    )?;
+    let until = now.saturating_add(millis(lease));
+    for claimed in &batch.claimed {
+        orphan.execute(params![claimed.id, now])?;
+        update.execute(params![claimed.id, claimed.attempt, until, now])?;
+        attempt.execute(params![claimed.id, claimed.attempt, now])?;
+    }
+    batch.next_due = c
+        .prepare_cached(
+            "SELECT MIN(t) FROM (
+                SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'
+                UNION ALL SELECT MIN(claimed_until) FROM deliveries WHERE state = 'sending')",
+        )?
+        .query_row([], |r| r.get::<_, Option<i64>>(0))?;
+    Ok(batch)
+}
+
+fn complete(c: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<bool, rusqlite::Error> {
+    let changed = match outcome {
+        Outcome::Delivered => c
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', delivered_at = ?2, claimed_until = NULL,
+                 last_error = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'sending'",
+            )?
+            .execute(params![id, now])?,
+        Outcome::Retry { at, error } => c
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, claimed_until = NULL,
+                 last_error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'sending'",
+            )?
+            .execute(params![id, at, error, now])?,
+        Outcome::Dead { error } => c
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'dead', claimed_until = NULL, last_error = ?2,
+                 updated_at = ?3 WHERE id = ?1 AND state = 'sending'",
+            )?
+            .execute(params![id, error, now])?,
+    };
+    let (name, detail) = match outcome {
+        Outcome::Delivered => ("delivered", None),
+        Outcome::Retry { error, .. } => ("retry", Some(error.as_str())),
+        Outcome::Dead { error } => ("dead", Some(error.as_str())),
+    };
+    c.prepare_cached(
+        "UPDATE attempts SET finished_at = ?2, outcome = ?3, detail = ?4
+         WHERE delivery_id = ?1 AND finished_at IS NULL",
+    )?
+    .execute(params![id, now, name, detail])?;
+    Ok(changed == 1)
+}
+
+fn replay(c: &Connection, notification: i64, now: i64) -> Result<usize, rusqlite::Error> {
+    c.prepare_cached(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, queued_at = ?2, next_attempt_at = ?2,
+         last_error = NULL, updated_at = ?2 WHERE notification_id = ?1 AND state = 'dead'",
+    )?
+    .execute(params![notification, now])
+}
+
+fn recover(c: &Connection, now: i64) -> Result<usize, rusqlite::Error> {
+    c.prepare_cached(
+        "UPDATE attempts SET finished_at = ?1, outcome = 'unknown', detail = 'the notifier stopped during the attempt'
+         WHERE finished_at IS NULL",
+    )?
+    .execute(params![now])?;
+    c.prepare_cached(
+        "UPDATE deliveries SET state = 'pending', claimed_until = NULL, next_attempt_at = ?1, updated_at = ?1
+         WHERE state = 'sending'",
+    )?
+    .execute(params![now])
+}
+
+fn retire(c: &Connection, known: &[String], now: i64) -> Result<usize, rusqlite::Error> {
+    let mut channels = c.prepare_cached(
+        "SELECT DISTINCT channel FROM deliveries WHERE state IN ('pending', 'sending')",
+    )?;
+    let queued: Vec<String> = channels
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut retired = 0;
+    for channel in queued.iter().filter(|c| !known.contains(c)) {
+        retired += c
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'dead', claimed_until = NULL, last_error = ?2,
+                 updated_at = ?3 WHERE channel = ?1 AND state IN ('pending', 'sending')",
+            )?
+            .execute(params![
+                channel,
+                format!("channel {channel:?} is no longer configured"),
+                now
+            ])?;
+    }
+    Ok(retired)
+}
+
+fn prune(
+    c: &Connection,
+    now: i64,
+    retention: Duration,
+    window: Duration,
+) -> Result<usize, rusqlite::Error> {
+    c.prepare_cached("DELETE FROM dedup_keys WHERE received_at < ?1")?
+        .execute(params![now.saturating_sub(millis(window))])?;
+    c.prepare_cached(
+        "DELETE FROM notifications WHERE received_at < ?1 AND NOT EXISTS (
+            SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
+            AND d.state IN ('pending', 'sending'))",
+    )?
+    .execute(params![now.saturating_sub(millis(retention))])
+}
+
+fn deliveries_of(c: &Connection, notification: i64) -> Result<Vec<DeliveryView>, StoreError> {
+    let mut statement = c.prepare_cached(
+        "SELECT id, channel, state, attempts, last_error, next_attempt_at, delivered_at, alerts
+         FROM deliveries WHERE notification_id = ?1 ORDER BY id",
+    )?;
+    let rows = statement.query_map(params![notification], |r| {
+        let state: String = r.get(2)?;
+        let next: i64 = r.get(5)?;
+        let alerts: String = r.get(7)?;
+        Ok(DeliveryView {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            next_attempt_at: (state == state::PENDING).then(|| format_rfc3339(next)),
+            state,
+            attempts: r.get(3)?,
+            last_error: r.get(4)?,
+            delivered_at: r.get::<_, Option<i64>>(6)?.map(format_rfc3339),
+            alerts: serde_json::from_str::<Vec<usize>>(&alerts).map_or(0, |a| a.len()),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn view(r: &rusqlite::Row<'_>) -> Result<NotificationView, rusqlite::Error> {
+    Ok(NotificationView {
+        id: r.get(0)?,
+        received_at: format_rfc3339(r.get(1)?),
+        receiver: r.get(2)?,
+        group_key: r.get(3)?,
+        status: r.get(4)?,
+        alerts: r.get::<_, i64>(5)?.try_into().unwrap_or(0),
+        duplicates: r.get::<_, i64>(6)?.try_into().unwrap_or(0),
+        deliveries: Vec::new(),
+        payload: None,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn accept(&self, notification: NewNotification) -> Result<Accepted, StoreError> {
+        self.write(|r| Op::Accept(Box::new(notification), r)).await
+    }
+
+    async fn claim(
+        &self,
+        now: i64,
+        budgets: Vec<(String, usize)>,
+        lease: Duration,
+    ) -> Result<ClaimBatch, StoreError> {
+        self.write(|reply| Op::Claim {
+            now,
+            budgets,
+            lease,
+            reply,
+        })
+        .await
+    }
+
+    async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError> {
+        self.write(|r| Op::Retire(known, r)).await
+    }
+
+    async fn complete(&self, delivery: i64, outcome: Outcome) -> Result<bool, StoreError> {
+        self.write(|r| Op::Complete(delivery, outcome, r)).await
+    }
+
+    async fn replay(&self, notification: i64) -> Result<usize, StoreError> {
+        self.write(|r| Op::Replay(notification, r)).await
+    }
+
+    async fn recover(&self) -> Result<usize, StoreError> {
+        self.write(Op::Recover).await
+    }
+
+    async fn prune(&self, retention: Duration, window: Duration) -> Result<usize, StoreError> {
+        self.write(|r| Op::Prune(retention, window, r)).await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<NotificationView>, StoreError> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT n.id, n.received_at, n.receiver, n.group_key, n.status, n.alert_count, n.duplicates
+                 FROM notifications n
+                 WHERE (?1 IS NULL OR n.id < ?1)
+                   AND (?2 IS NULL OR n.receiver = ?2)
+                   AND (?3 IS NULL AND ?4 IS NULL OR EXISTS (
+                        SELECT 1 FROM deliveries d WHERE d.notification_id = n.id
+                        AND (?3 IS NULL OR d.state = ?3) AND (?4 IS NULL OR d.channel = ?4)))
+                 ORDER BY n.id DESC LIMIT ?5",
+            )?;
+            let mut list = statement
+                .query_map(
+                    params![
+                        filter.before,
+                        filter.receiver,
+                        filter.state,
+                        filter.channel,
+                        i64::try_from(filter.limit).unwrap_or(100)
+                    ],
+                    view,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            for n in &mut list {
+                n.deliveries = deliveries_of(c, n.id)?;
+            }
+            Ok(list)
+        })
+        .await
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<NotificationView>, StoreError> {
+        self.read(move |c| {
+            let found = c
+                .prepare_cached(
+                    "SELECT id, received_at, receiver, group_key, status, alert_count, duplicates, payload
+                     FROM notifications WHERE id = ?1",
+                )?
+                .query_row(params![id], |r| {
+                    let mut v = view(r)?;
+                    let payload: String = r.get(7)?;
+                    v.payload = serde_json::from_str(&payload).ok();
+                    Ok(v)
+                })
+                .optional()?;
+            match found {
+                Some(mut n) => {
+                    n.deliveries = deliveries_of(c, n.id)?;
+                    Ok(Some(n))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<QueueStats, StoreError> {
+        self.read(|c| {
+            let now = now_ms();
+            let depth = c
+                .prepare_cached(
+                    "SELECT channel, state, COUNT(*) FROM deliveries
+                     WHERE state IN ('pending', 'sending', 'dead') GROUP BY channel, state",
+                )?
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let oldest_pending = c
+                .prepare_cached(
+                    "SELECT channel, MIN(queued_at) FROM deliveries
+                     WHERE state IN ('pending', 'sending') GROUP BY channel",
+                )?
+                .query_map([], |r| {
+                    let queued: i64 = r.get(1)?;
+                    #[allow(clippy::cast_precision_loss)]
+                    let age = (now - queued).max(0) as f64 / 1000.0;
+                    Ok((r.get(0)?, age))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(QueueStats {
+                depth,
+                oldest_pending,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewDelivery;
+
+    fn notification(key: &str, at: i64) -> NewNotification {
+        NewNotification {
+            dedup_key: key.to_owned(),
+            receiver: "mcp".into(),
+            group_key: "{}:{}".into(),
+            status: "firing".into(),
+            alert_count: 1,
+            payload: "{\"alerts\":[]}".into(),
+            deliveries: vec![
+                NewDelivery {
+                    channel: "chat".into(),
+                    alerts: vec![0],
+                },
+                NewDelivery {
+                    channel: "log".into(),
+                    alerts: vec![0],
+                },
+            ],
+            received_at: at,
+            dedup_window: Duration::from_secs(60),
+        }
+    }
+
+    fn budgets() -> Vec<(String, usize)> {
+        vec![("chat".into(), 10), ("log".into(), 10)]
+    }
+
+    #[tokio::test]
+    async fn stores_once_claims_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/notifier.db");
+        let now = now_ms() - 200_000;
+        let store = SqliteStore::open(&path).expect("open");
+        let first = store.accept(notification("k1", now)).await.expect("accept");
+        let Accepted::Stored(id) = first else {
+            panic!("not stored: {first:?}")
+        };
+        assert_eq!(
+            store
+                .accept(notification("k1", now + 1000))
+                .await
+                .expect("again"),
+            Accepted::Duplicate(id)
+        );
+        // Outside the window the same key is news again.
+        assert!(matches!(
+            store
+                .accept(notification("k1", now + 120_000))
+                .await
+                .expect("later"),
+            Accepted::Stored(_)
+        ));
+        // Claimed before the later copy was due: only the first notification's two.
+        let batch = store
+            .claim(now + 1, budgets(), Duration::from_secs(60))
+            .await
+            .expect("claim");
+        assert_eq!(batch.claimed.len(), 2);
+        assert_eq!(batch.claimed[0].attempt, 1);
+        assert_eq!(batch.next_due, Some(now + 60_001));
+        assert!(
+            store
+                .complete(batch.claimed[0].id, Outcome::Delivered)
+                .await
+                .expect("complete")
+        );
+        // A second completion of the same claim is refused.
+        assert!(
+            !store
+                .complete(batch.claimed[0].id, Outcome::Delivered)
+                .await
+                .expect("again")
+        );
+        drop(store);
+
+        let store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(store.recover().await.expect("recover"), 1);
+        let batch = store
+            .claim(now_ms(), budgets(), Duration::from_secs(60))
+            .await
+            .expect("claim");
+        let channels: Vec<_> = batch.claimed.iter().map(|c| c.channel.as_str()).collect();
+        // The delivered one is never claimed again; the one in flight and the later
+        // notification's two are.
+        assert_eq!(batch.claimed.len(), 3, "{channels:?}");
+        let second = batch
+            .claimed
+            .iter()
+            .find(|c| c.notification_id == id)
+            .expect("in flight");
+        assert_eq!(second.attempt, 2);
+        assert!(
+            store
+                .complete(
+                    second.id,
+                    Outcome::Dead {
+                        error: "HTTP 400".into()
+                    }
+                )
+                .await
+                .expect("dead")
+        );
+        let dead = store
+            .list(ListFilter {
+                state: Some("dead".into()),
+                limit: 10,
+                ..ListFilter::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].duplicates, 1);
+        assert_eq!(store.replay(id).await.expect("replay"), 1);
+        let detail = store.get(id).await.expect("get").expect("exists");
+        assert!(
+            detail
+                .deliveries
+                .iter()
+                .any(|d| d.state == "pending" && d.attempts == 0)
+        );
+        assert!(detail.payload.is_some());
+        let stats = store.stats().await.expect("stats");
+        assert!(
+            stats
+                .depth
+                .iter()
+                .any(|(c, s, n)| c == "log" && s == "pending" && *n == 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_accepts_are_committed_in_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("n.db")).expect("open"));
+        let now = now_ms();
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .accept(notification(&format!("k{}", i % 100), now))
+                        .await
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        let mut duplicates = 0;
+        for task in tasks {
+            match task.await.expect("join").expect("accept") {
+                Accepted::Stored(_) => stored += 1,
+                Accepted::Duplicate(_) => duplicates += 1,
+            }
+        }
+        assert_eq!((stored, duplicates), (100, 100));
+    }
+}

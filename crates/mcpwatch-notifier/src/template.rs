@@ -1,0 +1,532 @@
+//! Message templates (minijinja): good defaults per channel kind, overridable for all
+//! channels (`templates:`) or one (`channels.<name>.templates:`). Every template is compiled
+//! and rendered against sample notifications when the configuration is read, so that a
+//! mistake shows at `--check-config`, not when an alert fires.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::config::{ChannelKind, NotifierConfig};
+use crate::payload::{Alert, LabelSet, Notification, Status};
+
+/// Every template part any channel kind renders.
+pub const PARTS: &[&str] = &["subject", "title", "text", "html", "summary", "source"];
+
+const TITLE: &str = "[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \
+{{ group_label_values or receiver }}{% if common_labels.instance is defined and 'instance' not in group_labels %} ({{ common_labels.instance }}){% endif %}";
+
+const SLACK_TEXT: &str = r#"{% for a in listed %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.summary|slack }}*{% if a.labels.instance %} · `{{ a.labels.instance|slack }}`{% endif %}{% if a.labels.severity %} · {{ a.labels.severity|slack }}{% endif %}
+{% if a.description %}{{ a.description|slack }}
+{% endif %}{% if a.runbook_url %}<{{ a.runbook_url }}|Runbook>{% endif %}{% if a.runbook_url and a.generator_url %} · {% endif %}{% if a.generator_url %}<{{ a.generator_url }}|Source>{% endif %}{% if a.runbook_url or a.generator_url %}
+{% endif %}{% endfor %}{% if unlisted %}…and {{ unlisted_count }} more: {% for u in unlisted %}{{ u.name|slack }} ×{{ u.count }} {{ u.status }}{% if not loop.last %}, {% endif %}{% endfor %}
+{% endif %}{% if truncated_alerts %}({{ truncated_alerts }} alerts left out by Alertmanager's max_alerts)
+{% endif %}{% if ack_url %}<{{ ack_url }}|Acknowledge>
+{% endif %}"#;
+
+const PLAIN_TEXT: &str = r#"{{ counts.firing }} firing, {{ counts.resolved }} resolved{% if group_label_values %} for {{ group_label_values }}{% endif %} (receiver {{ receiver }}).
+{% for a in listed %}
+[{{ a.status|upper }}] {{ a.summary }}
+{% if a.description %}  {{ a.description }}
+{% endif %}  Labels: {% for k, v in a.labels|items %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}
+  Started: {{ a.starts_at }}{% if a.status == 'resolved' %}, resolved: {{ a.ends_at }}{% endif %}
+{% if a.runbook_url %}  Runbook: {{ a.runbook_url }}
+{% endif %}{% if a.generator_url %}  Source: {{ a.generator_url }}
+{% endif %}{% endfor %}{% if unlisted %}
+...and {{ unlisted_count }} more: {% for u in unlisted %}{{ u.name }} x{{ u.count }} {{ u.status }}{% if not loop.last %}, {% endif %}{% endfor %}
+{% endif %}{% if truncated_alerts %}
+{{ truncated_alerts }} alerts were left out by Alertmanager's max_alerts.
+{% endif %}{% if ack_url %}
+Acknowledge: {{ ack_url }}
+{% endif %}{% if external_url %}
+Alertmanager: {{ external_url }}
+{% endif %}"#;
+
+const LOG_TEXT: &str = r#"{{ title }}{% for a in listed %} | {{ a.status }} {{ a.name }}{% if a.labels.instance %} {{ a.labels.instance }}{% endif %}: {{ a.summary }}{% endfor %}{% if unlisted %} | and {{ unlisted_count }} more{% endif %}"#;
+
+const EMAIL_HTML: &str = r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{{ title }}</title></head>
+<body style="font-family: -apple-system, Helvetica, Arial, sans-serif; font-size: 14px; color: #222;">
+<h2 style="color: {% if status == 'firing' %}#c0392b{% else %}#27ae60{% endif %};">{{ title }}</h2>
+<p>{{ counts.firing }} firing, {{ counts.resolved }} resolved (receiver {{ receiver }}).</p>
+{% for a in listed %}<table style="border-left: 4px solid {% if a.status == 'firing' %}#c0392b{% else %}#27ae60{% endif %}; margin: 12px 0; padding-left: 8px;">
+<tr><td><strong>[{{ a.status|upper }}] {{ a.summary }}</strong></td></tr>
+{% if a.description %}<tr><td>{{ a.description }}</td></tr>{% endif %}
+<tr><td style="color: #666;">{% for k, v in a.labels|items %}{{ k }}={{ v }}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+<tr><td style="color: #666;">Started {{ a.starts_at }}{% if a.status == 'resolved' %}, resolved {{ a.ends_at }}{% endif %}</td></tr>
+<tr><td>{% if a.runbook_url %}<a href="{{ a.runbook_url }}">Runbook</a>{% endif %}{% if a.runbook_url and a.generator_url %} · {% endif %}{% if a.generator_url %}<a href="{{ a.generator_url }}">Source</a>{% endif %}</td></tr>
+</table>
+{% endfor %}{% if unlisted %}<p>…and {{ unlisted_count }} more: {% for u in unlisted %}{{ u.name }} ×{{ u.count }} {{ u.status }}{% if not loop.last %}, {% endif %}{% endfor %}</p>{% endif %}
+{% if truncated_alerts %}<p>{{ truncated_alerts }} alerts were left out by Alertmanager's max_alerts.</p>{% endif %}
+{% if ack_url %}<p><a href="{{ ack_url }}">Acknowledge</a></p>{% endif %}
+{% if external_url %}<p style="color: #666;">Sent by <a href="{{ external_url }}">Alertmanager</a> through mcpwatch-notifier.</p>{% endif %}
+</body></html>
+"#;
+
+const PAGERDUTY_SUMMARY: &str = "{{ title }}{% if common_annotations.summary %}: {{ common_annotations.summary }}{% elif alerts|length == 1 and alerts[0].summary %}: {{ alerts[0].summary }}{% endif %}";
+
+const PAGERDUTY_SOURCE: &str = "{{ common_labels.instance or common_labels.job or receiver }}";
+
+/// The built-in template of a part for a kind.
+fn builtin(kind: ChannelKind, part: &str) -> &'static str {
+    match (kind, part) {
+        (ChannelKind::Slack, "text") => SLACK_TEXT,
+        (ChannelKind::Email, "text") => PLAIN_TEXT,
+        (ChannelKind::Email, "html") => EMAIL_HTML,
+        (ChannelKind::Log, "text") => LOG_TEXT,
+        (ChannelKind::PagerDuty, "summary") => PAGERDUTY_SUMMARY,
+        (ChannelKind::PagerDuty, "source") => PAGERDUTY_SOURCE,
+        // subject and title
+        _ => TITLE,
+    }
+}
+
+/// How many alerts each kind lists one by one before counting the rest by name.
+fn default_listed(kind: ChannelKind) -> usize {
+    match kind {
+        ChannelKind::Slack => 10,
+        ChannelKind::Email => 50,
+        ChannelKind::Log | ChannelKind::PagerDuty | ChannelKind::Webhook => 20,
+    }
+}
+
+/// Compiled templates of every channel.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+    listed: BTreeMap<String, usize>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("channels", &self.listed.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn template_name(channel: &str, part: &str) -> String {
+    // The `.html` suffix turns on HTML escaping for that template.
+    if part == "html" {
+        format!("{channel}/{part}.html")
+    } else {
+        format!("{channel}/{part}")
+    }
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.add_filter("slack", |value: String| slack_escape(&value));
+    env
+}
+
+/// Escapes the three characters Slack's mrkdwn gives meaning to.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Templates {
+    /// Compiles every channel's templates. The error names the configuration key.
+    pub fn build(config: &NotifierConfig) -> Result<Self, (String, String)> {
+        let mut env = environment();
+        let mut listed = BTreeMap::new();
+        for (name, channel) in &config.channels {
+            let Ok(kind) = channel.kind() else { continue };
+            for part in kind.template_parts() {
+                let (source, key) = if let Some(own) = channel.templates.get(*part) {
+                    (own.clone(), format!("channels.{name}.templates.{part}"))
+                } else if let Some(shared) = config.templates.get(*part) {
+                    (shared.clone(), format!("templates.{part}"))
+                } else {
+                    (builtin(kind, part).to_owned(), format!("templates.{part}"))
+                };
+                env.add_template_owned(template_name(name, part), source)
+                    .map_err(|e| (key, describe(&e)))?;
+                env.add_template_owned(
+                    template_name(&format!("builtin-{}", kind.as_str()), part),
+                    builtin(kind, part),
+                )
+                .map_err(|e| (format!("templates.{part}"), describe(&e)))?;
+            }
+            let max = channel
+                .slack
+                .as_ref()
+                .and_then(|s| s.max_alerts_listed)
+                .unwrap_or_else(|| default_listed(kind));
+            listed.insert(name.clone(), max.max(1));
+        }
+        Ok(Self {
+            env: Arc::new(env),
+            listed,
+        })
+    }
+
+    /// Builds the templates and renders each against sample notifications.
+    pub fn check(config: &NotifierConfig) -> Result<(), (String, String)> {
+        let templates = Self::build(config)?;
+        let mut bare = Notification::sample();
+        for alert in &mut bare.alerts {
+            alert.annotations.clear();
+            alert.generator_url.clear();
+        }
+        bare.common_annotations.clear();
+        bare.external_url.clear();
+        for (name, channel) in &config.channels {
+            let Ok(kind) = channel.kind() else { continue };
+            for sample in [Notification::sample(), bare.clone()] {
+                let all: Vec<usize> = (0..sample.alerts.len()).collect();
+                let context =
+                    templates.context(&sample, &all, name, Some("https://example.com/ack"));
+                for part in kind.template_parts() {
+                    let key = if channel.templates.contains_key(*part) {
+                        format!("channels.{name}.templates.{part}")
+                    } else {
+                        format!("templates.{part}")
+                    };
+                    templates
+                        .env
+                        .get_template(&template_name(name, part))
+                        .and_then(|t| t.render(&context))
+                        .map_err(|e| (key, describe(&e)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The values a template sees for `alerts` (indices into the notification's alerts).
+    pub fn context(
+        &self,
+        notification: &Notification,
+        alerts: &[usize],
+        channel: &str,
+        ack_url: Option<&str>,
+    ) -> MessageContext {
+        let max = self.listed.get(channel).copied().unwrap_or(20);
+        MessageContext::new(notification, alerts, channel, max, ack_url)
+    }
+
+    /// Renders one part. A template that fails at run time (it passed the check, so the
+    /// data is unusual) falls back to the built-in one, so that the message still goes out.
+    pub fn render(
+        &self,
+        kind: ChannelKind,
+        channel: &str,
+        part: &str,
+        context: &MessageContext,
+    ) -> String {
+        let render = |name: &str| self.env.get_template(name).and_then(|t| t.render(context));
+        match render(&template_name(channel, part)) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(channel, part, error = %describe(&error), "Template failed; the built-in one is used.");
+                render(&template_name(&format!("builtin-{}", kind.as_str()), part))
+                    .unwrap_or_else(|_| context.title.clone())
+            }
+        }
+    }
+}
+
+fn describe(error: &minijinja::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// One alert as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertContext {
+    /// `firing` or `resolved`.
+    pub status: Status,
+    /// `alertname`.
+    pub name: String,
+    /// Labels.
+    pub labels: LabelSet,
+    /// Annotations.
+    pub annotations: LabelSet,
+    /// The `summary` annotation, else the alert name.
+    pub summary: String,
+    /// The `description` annotation (or `message`).
+    pub description: String,
+    /// The `runbook_url` annotation (or `runbook`).
+    pub runbook_url: String,
+    /// Link to the rule in Prometheus.
+    pub generator_url: String,
+    /// Start time.
+    pub starts_at: String,
+    /// End time (resolved alerts).
+    pub ends_at: String,
+    /// Alertmanager's fingerprint.
+    pub fingerprint: String,
+}
+
+impl AlertContext {
+    fn new(alert: &Alert) -> Self {
+        let annotation = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| alert.annotations.get(*n).filter(|v| !v.is_empty()))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let summary = annotation(&["summary", "title"]);
+        Self {
+            status: alert.status,
+            name: alert.name().to_owned(),
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            summary: if summary.is_empty() {
+                alert.name().to_owned()
+            } else {
+                summary
+            },
+            description: annotation(&["description", "message"]),
+            runbook_url: annotation(&["runbook_url", "runbook"]),
+            generator_url: alert.generator_url.clone(),
+            starts_at: alert.starts_at.clone(),
+            ends_at: alert.ends_at.clone(),
+            fingerprint: alert.fingerprint.clone(),
+        }
+    }
+}
+
+/// Alerts not listed one by one, counted by name and status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unlisted {
+    /// `alertname`.
+    pub name: String,
+    /// `firing` or `resolved`.
+    pub status: Status,
+    /// How many.
+    pub count: usize,
+}
+
+/// Counts of a message's alerts.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Counts {
+    /// Firing.
+    pub firing: usize,
+    /// Resolved.
+    pub resolved: usize,
+    /// Both.
+    pub total: usize,
+}
+
+/// Everything a template can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageContext {
+    /// `firing` when any of this message's alerts fires.
+    pub status: Status,
+    /// Alertmanager's receiver.
+    pub receiver: String,
+    /// The group key.
+    pub group_key: String,
+    /// Grouping labels.
+    pub group_labels: LabelSet,
+    /// Labels the alerts share.
+    pub common_labels: LabelSet,
+    /// Annotations the alerts share.
+    pub common_annotations: LabelSet,
+    /// The values of the grouping labels, space-separated.
+    pub group_label_values: String,
+    /// The sending Alertmanager.
+    pub external_url: String,
+    /// Why Alertmanager sent it, when it says.
+    pub notification_reason: Option<String>,
+    /// Alerts Alertmanager left out.
+    pub truncated_alerts: u64,
+    /// This message's alerts, firing first.
+    pub alerts: Vec<AlertContext>,
+    /// The firing ones.
+    pub firing: Vec<AlertContext>,
+    /// The resolved ones.
+    pub resolved: Vec<AlertContext>,
+    /// The ones listed one by one (firing first).
+    pub listed: Vec<AlertContext>,
+    /// The rest, counted by name.
+    pub unlisted: Vec<Unlisted>,
+    /// How many alerts `unlisted` covers.
+    pub unlisted_count: usize,
+    /// Counts.
+    pub counts: Counts,
+    /// The channel rendering it.
+    pub channel: String,
+    /// The default title (`[FIRING:2] ...`).
+    pub title: String,
+    /// A signed acknowledgement link, when escalation is on.
+    pub ack_url: Option<String>,
+}
+
+impl MessageContext {
+    fn new(
+        notification: &Notification,
+        alerts: &[usize],
+        channel: &str,
+        max_listed: usize,
+        ack_url: Option<&str>,
+    ) -> Self {
+        let mut chosen: Vec<AlertContext> = alerts
+            .iter()
+            .filter_map(|&i| notification.alerts.get(i))
+            .map(AlertContext::new)
+            .collect();
+        // Firing first; Alertmanager's own order (job, instance, labels) within each.
+        chosen.sort_by_key(|a| a.status != Status::Firing);
+        let firing: Vec<_> = chosen
+            .iter()
+            .filter(|a| a.status == Status::Firing)
+            .cloned()
+            .collect();
+        let resolved: Vec<_> = chosen
+            .iter()
+            .filter(|a| a.status == Status::Resolved)
+            .cloned()
+            .collect();
+        let listed: Vec<_> = chosen.iter().take(max_listed).cloned().collect();
+        let mut unlisted: Vec<Unlisted> = Vec::new();
+        for alert in chosen.iter().skip(max_listed) {
+            match unlisted
+                .iter_mut()
+                .find(|u| u.name == alert.name && u.status == alert.status)
+            {
+                Some(u) => u.count += 1,
+                None => unlisted.push(Unlisted {
+                    name: alert.name.clone(),
+                    status: alert.status,
+                    count: 1,
+                }),
+            }
+        }
+        let counts = Counts {
+            firing: firing.len(),
+            resolved: resolved.len(),
+            total: chosen.len(),
+        };
+        let status = if counts.firing > 0 {
+            Status::Firing
+        } else {
+            Status::Resolved
+        };
+        let group_label_values = notification
+            .group_labels
+            .values()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut title = format!("[{}", status.as_str().to_uppercase());
+        if status == Status::Firing {
+            title.push_str(&format!(":{}", counts.firing));
+        }
+        title.push_str("] ");
+        title.push_str(if group_label_values.is_empty() {
+            &notification.receiver
+        } else {
+            &group_label_values
+        });
+        Self {
+            status,
+            receiver: notification.receiver.clone(),
+            group_key: notification.group_key.clone(),
+            group_labels: notification.group_labels.clone(),
+            common_labels: notification.common_labels.clone(),
+            common_annotations: notification.common_annotations.clone(),
+            group_label_values,
+            external_url: notification.external_url.clone(),
+            notification_reason: notification.notification_reason.clone(),
+            truncated_alerts: notification.truncated_alerts,
+            unlisted_count: chosen.len().saturating_sub(max_listed),
+            alerts: chosen,
+            firing,
+            resolved,
+            listed,
+            unlisted,
+            counts,
+            channel: channel.to_owned(),
+            title,
+            ack_url: ack_url.map(str::to_owned),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> Result<NotifierConfig, String> {
+        NotifierConfig::parse(text, Path::new("/etc/notifier.yml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_template_error_is_a_config_error_at_its_line() {
+        let error = config(
+            "channels:\n  chat:\n    slack:\n      url: https://hooks.example.com/x\n    templates:\n      title: '{{ status '\n",
+        )
+        .expect_err("syntax");
+        assert!(error.contains("/etc/notifier.yml:6:"), "{error}");
+        assert!(error.contains("channels.chat.templates.title"), "{error}");
+        let error =
+            config("templates:\n  text: '{{ alerts|nosuchfilter }}'\n").expect_err("filter");
+        assert!(error.contains("templates.text"), "{error}");
+        assert!(error.contains("nosuchfilter"), "{error}");
+        let error = config("templates:\n  text: '{{ \"x\" + 1 }}'\n").expect_err("runtime");
+        assert!(error.contains("templates.text"), "{error}");
+    }
+
+    #[test]
+    fn fifty_alerts_stay_readable_in_slack() {
+        let config =
+            config("channels:\n  chat:\n    slack:\n      url: https://hooks.example.com/x\n")
+                .expect("config");
+        let templates = Templates::build(&config).expect("build");
+        let mut notification = Notification::sample();
+        let template = notification.alerts[0].clone();
+        notification.alerts = (0..50)
+            .map(|i| {
+                let mut a = template.clone();
+                a.labels.insert("instance".into(), format!("mcp-{i}:3001"));
+                if i % 10 == 0 {
+                    a.labels.insert("alertname".into(), "ProviderDown".into());
+                }
+                a
+            })
+            .collect();
+        let all: Vec<usize> = (0..50).collect();
+        let context = templates.context(&notification, &all, "chat", None);
+        assert_eq!(context.title, "[FIRING:50] McpwatchTestNotification");
+        let text = templates.render(ChannelKind::Slack, "chat", "text", &context);
+        assert_eq!(text.matches(":red_circle:").count(), 10, "{text}");
+        assert!(text.contains("…and 40 more: "), "{text}");
+        assert!(text.contains("ProviderDown ×"), "{text}");
+        assert!(text.len() < 4000, "{} bytes", text.len());
+    }
+
+    #[test]
+    fn html_is_escaped_and_slack_text_too() {
+        let config = config(
+            "channels:\n  mail:\n    email: {smarthost: 'mx:587', from: a@example.com, to: [b@example.com]}\n  chat:\n    slack: {url: 'https://hooks.example.com/x'}\n",
+        )
+        .expect("config");
+        let templates = Templates::build(&config).expect("build");
+        let mut notification = Notification::sample();
+        notification.alerts[0]
+            .annotations
+            .insert("summary".into(), "<script>x</script> & more".into());
+        let context = templates.context(&notification, &[0], "mail", None);
+        let html = templates.render(ChannelKind::Email, "mail", "html", &context);
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        let text = templates.render(ChannelKind::Slack, "chat", "text", &context);
+        assert!(
+            text.contains("&lt;script&gt;x&lt;/script&gt; &amp; more"),
+            "{text}"
+        );
+    }
+}
