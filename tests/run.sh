@@ -2,9 +2,9 @@
 # The test command of mcpwatch. On a fresh Debian machine, as root, it installs what is
 # missing; as another user it prints the install command and stops. Then it runs every check:
 # formatting, clippy, the unit, integration and end-to-end tests (real Prometheus,
-# PostgreSQL, Redis and an MCP server built with the official Python SDK, started on free
-# ports; promtool; Python's strict OpenMetrics parser), and the rule and dashboard checks
-# once those exist.
+# Alertmanager, PostgreSQL, Redis, an MCP server built with the official Python SDK and an
+# SMTP server built with aiosmtpd, started on free ports; promtool, amtool; Python's strict
+# OpenMetrics parser), and the rule and dashboard checks once those exist.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,6 +20,9 @@ command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
+# Debian's Alertmanager package ships amtool too.
+command -v prometheus-alertmanager >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 # PostgreSQL's programs live under /usr/lib/postgresql/<version>/bin on Debian.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_missing+=(postgresql)
@@ -27,16 +30,18 @@ fi
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 
-# The strict OpenMetrics parser, and the official MCP SDK (1.x: it still ships the
-# WebSocket server transport beside Streamable HTTP) for the MCP server the tests probe.
+# The strict OpenMetrics parser, the official MCP SDK (1.x: it still ships the WebSocket
+# server transport beside Streamable HTTP) for the MCP server the tests probe, and aiosmtpd
+# for the SMTP server the notifier's e-mail tests send to.
 MCP_SDK='mcp[ws]>=1.20,<2'
 pip_missing=()
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import prometheus_client' 2>/dev/null || pip_missing+=(prometheus_client)
     python3 -c 'import mcp.server.websocket, uvicorn, websockets' 2>/dev/null ||
         pip_missing+=("$MCP_SDK")
+    python3 -c 'import aiosmtpd' 2>/dev/null || pip_missing+=(aiosmtpd)
 else
-    pip_missing+=(prometheus_client "$MCP_SDK")
+    pip_missing+=(prometheus_client "$MCP_SDK" aiosmtpd)
 fi
 
 rustup_missing=()
@@ -73,6 +78,12 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); th
                 pkill -x "$service" 2>/dev/null || true
             fi
         done
+        if [[ " ${apt_missing[*]} " == *" prometheus-alertmanager "* ]]; then
+            # Its process name is cut to 15 characters: match the command line too, of the
+            # package's own user only (the tests' Alertmanagers run as the caller).
+            pkill -x alertmanager 2>/dev/null || true
+            pkill -u prometheus -f '^/usr/bin/prometheus-alertmanager' 2>/dev/null || true
+        fi
     fi
     if (( ${#pip_missing[@]} )); then
         step "Installing ${pip_missing[*]}"

@@ -1,24 +1,31 @@
-//! The test harness of mcpwatch: real services (Prometheus, PostgreSQL, Redis, an MCP
-//! server built with the official Python SDK) started on free loopback ports in temporary
-//! directories and stopped when dropped, a stand-in MCP daemon with faults on demand, plus
-//! the checkers the tests use (`promtool`, Python's strict OpenMetrics parser).
+//! The test harness of mcpwatch: real services (Prometheus, Alertmanager alone or as a
+//! gossiping cluster, PostgreSQL, Redis, an MCP server built with the official Python SDK,
+//! an SMTP server built with Python's `aiosmtpd`) started on free loopback ports in temporary
+//! directories and stopped when dropped; a stand-in MCP daemon and in-process stand-ins for
+//! Slack's incoming webhooks, PagerDuty's Events API v2 and a generic webhook, with faults on
+//! demand; plus the checkers the tests use (`promtool`, `amtool`, Python's strict
+//! OpenMetrics parser).
 //!
 //! A missing program is a test failure that says how to install it, never a skip:
 //! `./tests/run.sh` installs everything.
 
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
 pub mod binaries;
 pub mod daemon;
 pub mod engine;
 pub mod exposition;
 pub mod http;
 pub mod mcp;
+pub mod notifier;
 pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod smtp;
+pub mod stand_in;
 pub mod tls;
 pub mod tools;
 

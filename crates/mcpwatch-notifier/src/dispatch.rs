@@ -129,6 +129,7 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     in_flight: Arc<Mutex<BTreeMap<String, usize>>>,
     limiters: BTreeMap<String, (RateLimitConfig, TokenBucket)>,
+    rotation: usize,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -153,6 +154,7 @@ impl Dispatcher {
             wake,
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
             limiters: BTreeMap::new(),
+            rotation: 0,
         }
     }
 
@@ -160,21 +162,19 @@ impl Dispatcher {
         self.in_flight.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// How many deliveries each channel may start now; and, when some channel waits only
-    /// for its rate limit, how soon it gets a token.
-    fn budgets(&mut self, setup: &Setup) -> (Vec<(String, usize)>, Option<Duration>) {
+    /// How many deliveries each channel may start now (in a rotating order, so that no
+    /// channel waits behind the others for free slots), how many in all; and, when some
+    /// channel waits only for its rate limit, how soon it gets a token.
+    fn budgets(&mut self, setup: &Setup) -> (Vec<(String, usize)>, usize, Option<Duration>) {
         let in_flight = self.in_flight();
-        let total: usize = in_flight.values().sum();
-        let mut free = setup.config.delivery.concurrency.saturating_sub(total);
+        let busy_total: usize = in_flight.values().sum();
+        let free = setup.config.delivery.concurrency.saturating_sub(busy_total);
         let now = Instant::now();
         let mut budgets = Vec::new();
         let mut soonest: Option<Duration> = None;
         for (name, channel) in &setup.channels {
             let busy = in_flight.get(name).copied().unwrap_or(0);
-            let mut budget = PER_CHANNEL
-                .min(setup.config.delivery.concurrency)
-                .saturating_sub(busy)
-                .min(free);
+            let mut budget = PER_CHANNEL.saturating_sub(busy).min(free);
             if let Some(limit) = channel.rate_limit {
                 let entry = self
                     .limiters
@@ -191,10 +191,13 @@ impl Dispatcher {
                 }
                 budget = budget.min(tokens);
             }
-            free -= budget;
             budgets.push((name.clone(), budget));
         }
-        (budgets, soonest)
+        if !budgets.is_empty() {
+            self.rotation = (self.rotation + 1) % budgets.len();
+            budgets.rotate_left(self.rotation);
+        }
+        (budgets, free, soonest)
     }
 
     /// Runs until `shutdown` turns true, then waits (up to `grace`) for attempts in flight.
@@ -224,7 +227,7 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %e, "Pruning the store failed."),
                 }
             }
-            let (budgets, throttled) = self.budgets(&setup);
+            let (budgets, free, throttled) = self.budgets(&setup);
             let mut sleep = Duration::from_secs(5);
             if budgets.iter().any(|(_, b)| *b > 0) {
                 let lease = setup
@@ -234,7 +237,7 @@ impl Dispatcher {
                     .max()
                     .unwrap_or(Duration::from_secs(30))
                     + Duration::from_secs(60);
-                match self.store.claim(now_ms(), budgets, lease).await {
+                match self.store.claim(now_ms(), budgets, free, lease).await {
                     Ok(batch) => {
                         for claimed in batch.claimed {
                             self.start(&setup, claimed, &mut tasks);

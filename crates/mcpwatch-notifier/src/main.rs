@@ -110,8 +110,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     if cli.check_config {
         // Channels are built too (CA files read, addresses parsed); nothing is contacted.
+        // (and dropped inside the runtime: lettre's connection pool needs one to close).
         runtime
-            .block_on(async { Setup::build(config) })
+            .block_on(async { Setup::build(config).map(drop) })
             .map_err(anyhow::Error::msg)?;
         let mut checked = vec![cli.config_file.as_ref().map_or_else(
             || "built-in defaults".to_owned(),

@@ -165,9 +165,16 @@ impl Templates {
         })
     }
 
-    /// Builds the templates and renders each against sample notifications.
+    /// Builds the templates and renders each against sample notifications, the shared
+    /// overrides too (whether a channel uses them yet or not).
     pub fn check(config: &NotifierConfig) -> Result<(), (String, String)> {
-        let templates = Self::build(config)?;
+        let mut templates = Self::build(config)?;
+        let mut env = (*templates.env).clone();
+        for (part, source) in &config.templates {
+            env.add_template_owned(template_name("shared", part), source.clone())
+                .map_err(|e| (format!("templates.{part}"), describe(&e)))?;
+        }
+        templates.env = Arc::new(env);
         let mut bare = Notification::sample();
         for alert in &mut bare.alerts {
             alert.annotations.clear();
@@ -175,6 +182,18 @@ impl Templates {
         }
         bare.common_annotations.clear();
         bare.external_url.clear();
+        for sample in [Notification::sample(), bare.clone()] {
+            let all: Vec<usize> = (0..sample.alerts.len()).collect();
+            let context =
+                templates.context(&sample, &all, "shared", Some("https://example.com/ack"));
+            for part in config.templates.keys() {
+                templates
+                    .env
+                    .get_template(&template_name("shared", part))
+                    .and_then(|t| t.render(&context))
+                    .map_err(|e| (format!("templates.{part}"), describe(&e)))?;
+            }
+        }
         for (name, channel) in &config.channels {
             let Ok(kind) = channel.kind() else { continue };
             for sample in [Notification::sample(), bare.clone()] {

@@ -98,6 +98,13 @@ fn flow_item(text: &str, n: usize) -> Option<usize> {
 /// 1-based line and column of `key` in `text`, when it can be found.
 pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
+    // The first key is a top-level one: at the least indentation of the document.
+    let top = lines
+        .iter()
+        .filter(|l| is_content(l))
+        .map(|l| indent(l))
+        .min()
+        .unwrap_or(0);
     let mut line = 0;
     let mut column = 0;
     // Lines that belong to the current node are indented more than this.
@@ -121,6 +128,9 @@ pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
                     let level = indent(text_line);
                     if parent.is_some_and(|p| level <= p) {
                         return None;
+                    }
+                    if first && level != top {
+                        continue;
                     }
                     let trimmed = text_line.trim_start();
                     // At the start of the line, or after an opening flow brace.
@@ -191,6 +201,12 @@ pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_key_is_a_top_level_one() {
+        let text = "channels:\n  hook:\n    templates: {}\ntemplates:\n  title: x\n";
+        assert_eq!(locate(text, "templates.title"), Some((5, 3)));
+    }
 
     #[test]
     fn flow_sequence_items() {

@@ -203,11 +203,13 @@ pub struct QueueStats {
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Stores a notification and its deliveries durably, or finds it is a duplicate.
     async fn accept(&self, notification: NewNotification) -> Result<Accepted, StoreError>;
-    /// Claims due deliveries for `lease`: up to the budget of each channel named.
+    /// Claims due deliveries for `lease`: up to the budget of each channel named, taken in
+    /// the order given, and `total` in all.
     async fn claim(
         &self,
         now: i64,
         budgets: Vec<(String, usize)>,
+        total: usize,
         lease: Duration,
     ) -> Result<ClaimBatch, StoreError>;
     /// Dead-letters queued deliveries to channels no longer configured; how many.

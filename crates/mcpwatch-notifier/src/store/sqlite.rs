@@ -73,6 +73,7 @@ enum Op {
     Claim {
         now: i64,
         budgets: Vec<(String, usize)>,
+        total: usize,
         lease: Duration,
         reply: Reply<ClaimBatch>,
     },
@@ -286,9 +287,10 @@ fn apply(tx: &mut Transaction<'_>, op: Op) -> Pending {
         Op::Claim {
             now,
             budgets,
+            total,
             lease,
             reply,
-        } => Pending::Claim(reply, within(tx, |c| claim(c, now, &budgets, lease))),
+        } => Pending::Claim(reply, within(tx, |c| claim(c, now, &budgets, total, lease))),
         Op::Retire(known, r) => Pending::Count(r, within(tx, |c| retire(c, &known, now_ms()))),
         Op::Complete(id, outcome, r) => {
             Pending::Bool(r, within(tx, |c| complete(c, id, &outcome, now_ms())))
@@ -352,6 +354,7 @@ fn claim(
     c: &Connection,
     now: i64,
     budgets: &[(String, usize)],
+    total: usize,
     lease: Duration,
 ) -> Result<ClaimBatch, rusqlite::Error> {
     let mut batch = ClaimBatch::default();
@@ -364,8 +367,12 @@ fn claim(
          LIMIT ?2",
     )?;
     for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
+        let room = total.saturating_sub(batch.claimed.len()).min(*budget);
+        if room == 0 {
+            break;
+        }
         let rows = select.query_map(
-            params![now, i64::try_from(*budget).unwrap_or(i64::MAX), channel],
+            params![now, i64::try_from(room).unwrap_or(i64::MAX), channel],
             |r| {
                 let alerts: String = r.get(3)?;
                 let attempts: u32 = r.get(4)?;
@@ -555,11 +562,13 @@ impl Store for SqliteStore {
         &self,
         now: i64,
         budgets: Vec<(String, usize)>,
+        total: usize,
         lease: Duration,
     ) -> Result<ClaimBatch, StoreError> {
         self.write(|reply| Op::Claim {
             now,
             budgets,
+            total,
             lease,
             reply,
         })
