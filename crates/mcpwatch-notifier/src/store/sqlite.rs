@@ -748,7 +748,7 @@ mod tests {
         ));
         // Claimed before the later copy was due: only the first notification's two.
         let batch = store
-            .claim(now + 1, budgets(), Duration::from_secs(60))
+            .claim(now + 1, budgets(), 16, Duration::from_secs(60))
             .await
             .expect("claim");
         assert_eq!(batch.claimed.len(), 2);
@@ -772,7 +772,7 @@ mod tests {
         let store = SqliteStore::open(&path).expect("reopen");
         assert_eq!(store.recover().await.expect("recover"), 1);
         let batch = store
-            .claim(now_ms(), budgets(), Duration::from_secs(60))
+            .claim(now_ms(), budgets(), 16, Duration::from_secs(60))
             .await
             .expect("claim");
         let channels: Vec<_> = batch.claimed.iter().map(|c| c.channel.as_str()).collect();
