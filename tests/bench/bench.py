@@ -12,6 +12,9 @@ mcpwatch with and without the MCP probes. Ratios are printed; nothing passes or 
 time.
 
     python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter [--seconds 10]
+        [--notifier target/release/mcpwatch-notifier]
+
+The notifier's throughput is described in notifier_bench.py.
 """
 
 import argparse
@@ -408,10 +411,11 @@ def compare(title, ours, peer, seconds, postgres=None, roles=(None, None)):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exporter", required=True, help="the mcpwatch-exporter binary")
+    parser.add_argument("--notifier", help="the mcpwatch-notifier binary, for its throughput")
     parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
-    parser.add_argument("--only", choices=["host", "postgres", "redis", "wsdaemon", "all"], action="append")
+    parser.add_argument("--only", choices=["host", "postgres", "redis", "wsdaemon", "all", "notifier"], action="append")
     args = parser.parse_args()
-    only = set(args.only or ["host", "postgres", "redis", "wsdaemon", "all"])
+    only = set(args.only or ["host", "postgres", "redis", "wsdaemon", "all", "notifier"])
     ours_bin = os.path.realpath(args.exporter)
     summary = []
 
@@ -429,6 +433,10 @@ def main():
 
     if "wsdaemon" in only:
         summary += wsdaemon_comparison(ours_bin, args.seconds)
+
+    if "notifier" in only and args.notifier:
+        from notifier_bench import notifier_throughput
+        summary += notifier_throughput(os.path.realpath(args.notifier), args.seconds)
 
     needs_db = only & {"postgres", "redis", "all"}
     postgres = Postgres(["mcpwatch_bench", "pgexporter_bench"]) if needs_db else None

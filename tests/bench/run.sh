@@ -4,7 +4,7 @@
 # Redis servers and an MCP server (the official Python SDK) started here. Prints numbers and
 # ratios; never passes or fails on a time.
 #
-#   ./tests/bench/run.sh [seconds per scenario, default 10] [--only host|postgres|redis|wsdaemon|all]...
+#   ./tests/bench/run.sh [seconds per scenario, default 10] [--only host|postgres|redis|wsdaemon|all|notifier]...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -43,9 +43,10 @@ if ! python3 -c 'import mcp.server.websocket, uvicorn, websockets' 2>/dev/null; 
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'mcp[ws]>=1.20,<2'
 fi
 
-cargo build --release --locked -p mcpwatch-exporter
+cargo build --release --locked -p mcpwatch-exporter -p mcpwatch-notifier
 prometheus-node-exporter --version 2>&1 | head -1
 prometheus-postgres-exporter --version 2>&1 | head -1
 prometheus-redis-exporter --version 2>&1 | head -1
 prometheus-blackbox-exporter --version 2>&1 | head -1
-exec python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter --seconds "$seconds" "$@"
+exec python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter \
+    --notifier target/release/mcpwatch-notifier --seconds "$seconds" "$@"

@@ -16,8 +16,9 @@ use crate::payload::Notification;
 use crate::store::{Claimed, Outcome, Store};
 use crate::time::now_ms;
 
-/// Attempts in flight per channel at most.
+/// Attempts in flight per channel at most; a log channel writes locally and takes more.
 const PER_CHANNEL: usize = 4;
+const PER_LOG_CHANNEL: usize = 16;
 
 /// The longest `Retry-After` honoured; a longer one is taken as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -174,7 +175,12 @@ impl Dispatcher {
         let mut soonest: Option<Duration> = None;
         for (name, channel) in &setup.channels {
             let busy = in_flight.get(name).copied().unwrap_or(0);
-            let mut budget = PER_CHANNEL.saturating_sub(busy).min(free);
+            let most = if channel.kind == crate::config::ChannelKind::Log {
+                PER_LOG_CHANNEL
+            } else {
+                PER_CHANNEL
+            };
+            let mut budget = most.saturating_sub(busy).min(free);
             if let Some(limit) = channel.rate_limit {
                 let entry = self
                     .limiters

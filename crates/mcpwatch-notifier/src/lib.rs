@@ -165,13 +165,21 @@ impl Notifier {
         ))
     }
 
-    /// Stores a parsed notification (once) and wakes the dispatcher.
-    pub async fn receive(&self, notification: &Notification) -> Result<Received, StoreError> {
+    /// Stores a notification (once) and wakes the dispatcher. `body` is the JSON it was
+    /// parsed from, stored as it came (unknown fields and all); `None` stores it re-encoded.
+    pub async fn receive(
+        &self,
+        notification: &Notification,
+        body: Option<&str>,
+    ) -> Result<Received, StoreError> {
         let setup = self.setup.borrow().clone();
         let deliveries = setup.deliveries(notification);
         let channels: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
-        let payload = serde_json::to_string(notification)
-            .map_err(|e| StoreError::Other(format!("encoding the payload: {e}")))?;
+        let payload = match body {
+            Some(body) => body.to_owned(),
+            None => serde_json::to_string(notification)
+                .map_err(|e| StoreError::Other(format!("encoding the payload: {e}")))?,
+        };
         let accepted = self
             .store
             .accept(NewNotification {

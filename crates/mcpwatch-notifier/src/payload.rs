@@ -141,20 +141,11 @@ pub enum PayloadError {
 impl Notification {
     /// Parses and checks a webhook body.
     pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let notification: Notification = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                let inner = error.into_inner();
-                if path == "." {
-                    PayloadError::Invalid(format!("body: {inner}"))
-                } else {
-                    PayloadError::Invalid(format!("{path}: {inner}"))
-                }
-            })?;
-        deserializer
-            .end()
-            .map_err(|e| PayloadError::Invalid(format!("body: {e}")))?;
+        // The fast path; a body that fails is parsed again to name the field at fault.
+        let notification: Notification = match serde_json::from_slice(body) {
+            Ok(n) => n,
+            Err(_) => return Err(Self::explain(body)),
+        };
         if notification.version != VERSION {
             return Err(PayloadError::Version(notification.version));
         }
@@ -167,6 +158,27 @@ impl Notification {
             }
         }
         Ok(notification)
+    }
+
+    /// Why `body` does not parse, with the path of the field at fault.
+    fn explain(body: &[u8]) -> PayloadError {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let result: Result<Notification, _> = serde_path_to_error::deserialize(&mut deserializer);
+        match result {
+            Err(error) => {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                if path == "." {
+                    PayloadError::Invalid(format!("body: {inner}"))
+                } else {
+                    PayloadError::Invalid(format!("{path}: {inner}"))
+                }
+            }
+            Ok(_) => match deserializer.end() {
+                Err(e) => PayloadError::Invalid(format!("body: {e}")),
+                Ok(()) => PayloadError::Invalid("body: not a webhook payload".into()),
+            },
+        }
     }
 
     /// The key copies of this notification share, whichever Alertmanager replica sent it

@@ -202,7 +202,9 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
             return error(StatusCode::BAD_REQUEST, message);
         }
     };
-    match notifier.receive(&notification).await {
+    // The body parsed as JSON, so it is UTF-8.
+    let text = std::str::from_utf8(&body).ok();
+    match notifier.receive(&notification, text).await {
         Ok(Received::Stored { id, channels }) => {
             tracing::debug!(notification = id, group_key = %notification.group_key, ?channels, "Notification stored.");
             (

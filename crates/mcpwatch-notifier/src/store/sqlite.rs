@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
@@ -120,11 +121,28 @@ impl SqliteStore {
         let mut conn = open(path)
             .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
         migrate(&mut conn)?;
+        // Checkpoints (copying the WAL into the database) run on their own thread, off the
+        // path of the commits that acknowledge webhooks.
+        conn.pragma_update(None, "wal_autocheckpoint", 0_i64)?;
+        // The writer keeps a queue's hot pages (indexes, recent rows) cached: 8 MiB.
+        conn.pragma_update(None, "cache_size", -8192_i64)?;
         let reader = open(path)?;
+        let checkpointer = open(path)?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        std::thread::Builder::new()
+            .name("notifier-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &stopped))
+            .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
         let thread = std::thread::Builder::new()
             .name("notifier-store".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || {
+                writer_loop(conn, rx, &wal);
+                drop(stop_checkpoints);
+            })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             path: path.to_owned(),
@@ -197,6 +215,22 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Copies the WAL into the database every half second, without blocking writers
+/// (`PASSIVE`), until `stop` is dropped; then once more, truncating the WAL.
+fn checkpoint_loop(conn: &Connection, stop: &Receiver<()>) {
+    let checkpoint = |mode: &str| {
+        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again.");
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(Duration::from_millis(500))
+    {
+        checkpoint("PASSIVE");
+    }
+    checkpoint("TRUNCATE");
+}
+
 /// A reply held until its batch commits.
 enum Pending {
     Accept(Reply<Accepted>, Result<Accepted, StoreError>),
@@ -223,8 +257,20 @@ impl Pending {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Op>) {
+/// Past this size the writer checkpoints the WAL itself (a sustained burst outruns the
+/// checkpoint thread), so that the WAL's disk use stays bounded.
+const WAL_LIMIT: u64 = 256 << 20;
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Op>, wal: &Path) {
+    let mut batches: u64 = 0;
     while let Ok(first) = rx.recv() {
+        batches += 1;
+        if batches.is_multiple_of(64)
+            && std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed.");
+        }
         let mut ops = vec![first];
         while ops.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -358,38 +404,51 @@ fn claim(
     lease: Duration,
 ) -> Result<ClaimBatch, rusqlite::Error> {
     let mut batch = ClaimBatch::default();
-    let mut select = c.prepare_cached(
-        "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at, d.queued_at, n.payload
-         FROM deliveries d JOIN notifications n ON n.id = d.notification_id
-         WHERE d.channel = ?3 AND ((d.state = 'pending' AND d.next_attempt_at <= ?1)
-                                   OR (d.state = 'sending' AND d.claimed_until <= ?1))
-         ORDER BY d.next_attempt_at, d.id
-         LIMIT ?2",
-    )?;
+    // Two statements, each a range of the (channel, state, next_attempt_at) index: an OR
+    // of the two states would scan the channel's every row.
+    let columns = "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at, d.queued_at, n.payload
+         FROM deliveries d JOIN notifications n ON n.id = d.notification_id";
+    let mut due = c.prepare_cached(&format!(
+        "{columns} WHERE d.channel = ?3 AND d.state = 'pending' AND d.next_attempt_at <= ?1
+         ORDER BY d.next_attempt_at LIMIT ?2"
+    ))?;
+    let mut expired = c.prepare_cached(&format!(
+        "{columns} WHERE d.channel = ?3 AND d.state = 'sending' AND d.claimed_until <= ?1
+         ORDER BY d.claimed_until LIMIT ?2"
+    ))?;
+    let row = |r: &rusqlite::Row<'_>| {
+        let alerts: String = r.get(3)?;
+        let attempts: u32 = r.get(4)?;
+        Ok(Claimed {
+            id: r.get(0)?,
+            notification_id: r.get(1)?,
+            channel: r.get(2)?,
+            alerts: serde_json::from_str(&alerts).unwrap_or_default(),
+            attempt: attempts + 1,
+            received_at: r.get(5)?,
+            queued_at: r.get(6)?,
+            payload: r.get(7)?,
+        })
+    };
     for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
-        let room = total.saturating_sub(batch.claimed.len()).min(*budget);
-        if room == 0 {
-            break;
-        }
-        let rows = select.query_map(
-            params![now, i64::try_from(room).unwrap_or(i64::MAX), channel],
-            |r| {
-                let alerts: String = r.get(3)?;
-                let attempts: u32 = r.get(4)?;
-                Ok(Claimed {
-                    id: r.get(0)?,
-                    notification_id: r.get(1)?,
-                    channel: r.get(2)?,
-                    alerts: serde_json::from_str(&alerts).unwrap_or_default(),
-                    attempt: attempts + 1,
-                    received_at: r.get(5)?,
-                    queued_at: r.get(6)?,
-                    payload: r.get(7)?,
-                })
-            },
-        )?;
-        for row in rows {
-            batch.claimed.push(row?);
+        for statement in [&mut expired, &mut due] {
+            let room = total.saturating_sub(batch.claimed.len()).min(*budget);
+            let taken = batch
+                .claimed
+                .iter()
+                .filter(|c| &c.channel == channel)
+                .count();
+            let room = room.min(budget.saturating_sub(taken));
+            if room == 0 {
+                continue;
+            }
+            let rows = statement.query_map(
+                params![now, i64::try_from(room).unwrap_or(i64::MAX), channel],
+                row,
+            )?;
+            for claimed in rows {
+                batch.claimed.push(claimed?);
+            }
         }
     }
     let mut update = c.prepare_cached(

@@ -1,0 +1,156 @@
+"""The notifier's throughput: webhooks durably accepted per second.
+
+mcpwatch-notifier (release build) is started on a free loopback port with its SQLite store
+in a temporary directory on the same disk as the rest of the run and one `log` channel
+writing to a file. wrk posts a realistic Alertmanager payload (10 alerts with labels,
+annotations and generator URLs, about 6.5 KB), each request with a group key of its own so
+that none is a duplicate. Reported: acceptances per second, p50 and p99 acknowledgement
+latency, the notifier's CPU per 1,000 acceptances and its peak memory, the fsync rate the
+same disk sustains (measured in the same run, for scale: every acknowledged batch costs
+one), and how fast the queue of deliveries it built up then drains.
+
+    python3 tests/bench/notifier_bench.py --notifier target/release/mcpwatch-notifier [--seconds 10]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from bench import cpu_seconds, free_port, peak_rss_kib, to_ms
+
+LUA = os.path.join(os.path.dirname(os.path.realpath(__file__)), "notifier.lua")
+
+
+def payload():
+    alerts = []
+    for i in range(10):
+        alerts.append({
+            "status": "firing",
+            "labels": {"alertname": "McpProviderDown", "severity": "warning", "provider": f"provider-{i}",
+                       "instance": "mcp-1:3001", "job": "wsdaemon"},
+            "annotations": {
+                "summary": f"Provider provider-{i} is down.",
+                "description": f'wsdaemon_provider_up{{provider="provider-{i}"}} has been 0 for 2 minutes on mcp-1:3001.',
+                "runbook_url": "https://example.com/runbooks#mcpproviderdown",
+            },
+            "startsAt": "2026-11-22T10:00:00.123456789Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=wsdaemon_provider_up+%3D%3D+0&g0.tab=1",
+            "fingerprint": f"{i:016x}",
+        })
+    return {
+        "receiver": "mcpwatch", "status": "firing", "alerts": alerts,
+        "groupLabels": {"alertname": "McpProviderDown"},
+        "commonLabels": {"alertname": "McpProviderDown", "severity": "warning", "instance": "mcp-1:3001",
+                         "job": "wsdaemon"},
+        "commonAnnotations": {"runbook_url": "https://example.com/runbooks#mcpproviderdown"},
+        "externalURL": "http://alertmanager:9093", "version": "4",
+        "groupKey": '{}/{severity="warning"}:{alertname="McpProviderDown", cluster="__KEY__"}',
+        "truncatedAlerts": 0,
+    }
+
+
+def fsync_rate(directory, seconds=2.0):
+    """fsyncs per second of 4 KiB appends, in `directory`."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        start, n = time.monotonic(), 0
+        while time.monotonic() - start < seconds:
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+            n += 1
+        return n / (time.monotonic() - start)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def health(url):
+    with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
+        return json.load(r)
+
+
+def notifier_throughput(binary, seconds, connections=64):
+    work = tempfile.mkdtemp(prefix="mcpwatch-bench-notifier-")
+    try:
+        with open(f"{work}/payload.json", "w") as f:
+            f.write(json.dumps(payload()))
+        with open(f"{work}/notifier.yml", "w") as f:
+            f.write(f"storage: {{path: {work}/data/notifier.db}}\n"
+                    f"channels:\n  log:\n    log: {{path: {work}/deliveries.log}}\n")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = open(f"{work}/notifier.out", "w")
+        proc = subprocess.Popen([binary, f"--config.file={work}/notifier.yml",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    health(url)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        sys.exit(f"the notifier did not start; see {work}/notifier.out")
+                    time.sleep(0.1)
+            fsyncs = fsync_rate(work)
+            before = cpu_seconds(proc.pid)
+            out = subprocess.run(
+                ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", LUA, url],
+                capture_output=True, text=True, check=True, env=dict(os.environ, PAYLOAD=f"{work}/payload.json"),
+            ).stdout
+            cpu = cpu_seconds(proc.pid) - before
+            requests = int(re.search(r"(\d+) requests in", out).group(1))
+            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+            errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            state = health(url)
+            stored = sum(state["queue"].values())
+            # The deliveries the burst queued, drained with no load coming in.
+            pending_before = state["queue"]["pending"]
+            start = time.monotonic()
+            while state["queue"]["pending"] + state["queue"]["sending"] > 0 and time.monotonic() - start < 120:
+                time.sleep(0.5)
+                state = health(url)
+            drain_seconds = time.monotonic() - start
+            drained = pending_before - state["queue"]["pending"]
+            rss = peak_rss_kib(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        print("\n== notifier: webhooks durably accepted (SQLite, synchronous=FULL, group commit) ==")
+        print(f"payload {os.path.getsize(f'{work}/payload.json')} bytes, 10 alerts; wrk 1 thread, "
+              f"{connections} connections, {seconds} s, on the same 2 cores as the notifier")
+        print(f"accepted {rps:,.0f}/s  p50 {to_ms(latency['50']):.2f} ms  p99 {to_ms(latency['99']):.2f} ms  "
+              f"non-2xx {int(errors.group(1)) if errors else 0}  ({requests} requests)")
+        print(f"notifier CPU {cpu / max(requests, 1) * 1e6:.0f} us per acceptance (deliveries running alongside); "
+              f"peak RSS {rss / 1024:.1f} MiB")
+        print(f"disk: {fsyncs:,.0f} fsync/s for scale; acceptances per fsync needed at this rate: "
+              f"{rps / fsyncs:.2f}")
+        print(f"deliveries queued by the burst ({pending_before}) drained at {drained / max(drain_seconds, 0.001):,.0f}/s")
+        return [f"notifier: {rps:,.0f} durable acceptances/s (p50 {to_ms(latency['50']):.1f} ms, "
+                f"p99 {to_ms(latency['99']):.1f} ms), disk {fsyncs:,.0f} fsync/s, peak RSS {rss / 1024:.1f} MiB"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notifier", required=True, help="the mcpwatch-notifier binary (release)")
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    for line in notifier_throughput(os.path.realpath(args.notifier), args.seconds):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
