@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-static BUILD: Mutex<()> = Mutex::new(());
+/// The binaries built (or found up to date) by this test process.
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The path of a workspace binary in the profile the tests run under. `cargo test
-/// --workspace` builds it already; when only this crate's tests run it is built here.
+/// The path of a workspace binary in the profile the tests run under, built (or found up
+/// to date) by cargo once per test process: `cargo test` does not build another package's
+/// binaries, and one left from an earlier build may be stale.
 ///
 /// # Panics
 /// When it cannot be built.
@@ -20,18 +22,21 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .expect("test binary under target/<profile>/deps")
         .to_path_buf();
     let path = profile_dir.join(name);
-    let _guard = BUILD
+    let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !path.exists() {
+    if !built.iter().any(|b| b == name) {
         let release = profile_dir.file_name().is_some_and(|p| p == "release");
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "--bin", name]);
+        // The package of each binary is named as the binary; from this crate's directory
+        // cargo would look for the binary in this package alone.
+        cargo.args(["build", "-p", name, "--bin", name]);
         if release {
             cargo.arg("--release");
         }
         let status = cargo.status().expect("run cargo build");
         assert!(status.success(), "cargo build --bin {name} failed");
+        built.push(name.to_owned());
     }
     path
 }

@@ -529,6 +529,12 @@ impl EmailConfig {
             ));
         }
         if let Some(auth) = &self.auth {
+            if self.security() == SmtpSecurity::None {
+                return Err((
+                    "auth".into(),
+                    "SMTP AUTH would send the password in clear text; use security: starttls or implicit".into(),
+                ));
+            }
             match self.password() {
                 Ok(Some(_)) => {}
                 Ok(None) => {
@@ -671,8 +677,8 @@ pub struct WebhookConfig {
     pub hmac_secret: Option<Secret>,
     /// The key, read from a file.
     pub hmac_secret_file: Option<SecretFile>,
-    /// Extra request headers.
-    pub headers: BTreeMap<String, String>,
+    /// Extra request headers (values are treated as secrets: they often carry tokens).
+    pub headers: BTreeMap<String, Secret>,
     /// Certificate checks.
     pub tls_config: ClientTlsConfig,
 }
@@ -1010,11 +1016,13 @@ mod tests {
         .expect_err("not absolute");
         assert!(!error.contains("hunter2"), "{error}");
         let config = parse(
-            "channels:\n  pager:\n    pagerduty: {routing_key: hunter2hunter2}\nreceiver:\n  auth: {bearer_token: hunter3}\n",
+            "channels:\n  pager:\n    pagerduty: {routing_key: hunter2hunter2}\n  hook:\n    webhook: {url: 'https://example.com/', headers: {Authorization: 'Bearer hunter4'}}\nreceiver:\n  auth: {bearer_token: hunter3}\n",
         )
         .expect("parse");
         let debug = format!("{config:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("hunter3"));
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
     }
 
     #[test]

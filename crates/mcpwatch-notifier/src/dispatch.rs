@@ -219,6 +219,12 @@ impl Dispatcher {
             let setup = self.setup.borrow().clone();
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();
+                // A webhook stored while a reload removed its channel is caught here.
+                crate::retire(
+                    self.store.as_ref(),
+                    &setup.channels.keys().cloned().collect::<Vec<_>>(),
+                )
+                .await;
                 let storage = &setup.config.storage;
                 match self
                     .store
@@ -296,15 +302,32 @@ impl Dispatcher {
         let wake = self.wake.clone();
         let setup = setup.clone();
         tasks.spawn(async move {
-            let channel = claimed.channel.clone();
+            // The slot is given back however the attempt ends, a panic included.
+            let _slot = Slot {
+                channel: claimed.channel.clone(),
+                in_flight,
+                wake,
+            };
             deliver(&setup, store.as_ref(), &metrics, claimed).await;
-            if let Ok(mut map) = in_flight.lock()
-                && let Some(n) = map.get_mut(&channel)
-            {
-                *n = n.saturating_sub(1);
-            }
-            wake.notify_one();
         });
+    }
+}
+
+/// A channel's in-flight slot, returned on drop.
+struct Slot {
+    channel: String,
+    in_flight: Arc<Mutex<BTreeMap<String, usize>>>,
+    wake: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.in_flight.lock()
+            && let Some(n) = map.get_mut(&self.channel)
+        {
+            *n = n.saturating_sub(1);
+        }
+        self.wake.notify_one();
     }
 }
 
@@ -323,7 +346,7 @@ async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, cl
             claimed.notification_id
         );
     }
-    match store.complete(claimed.id, outcome).await {
+    match store.complete(claimed.id, claimed.attempt, outcome).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
             delivery = claimed.id,

@@ -252,7 +252,7 @@ impl Notifier {
     }
 }
 
-async fn retire(store: &dyn Store, names: &[String]) {
+pub(crate) async fn retire(store: &dyn Store, names: &[String]) {
     match store.retire_channels(names.to_vec()).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

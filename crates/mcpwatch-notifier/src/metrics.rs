@@ -70,8 +70,9 @@ pub struct NotifierMetrics {
 }
 
 /// Why a webhook was refused, as a label.
-pub const REJECT_REASONS: [&str; 6] = [
+pub const REJECT_REASONS: [&str; 7] = [
     "bad_request",
+    "body_read",
     "unauthorized",
     "too_large",
     "unsupported_media_type",

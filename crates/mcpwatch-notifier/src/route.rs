@@ -136,18 +136,24 @@ impl Router {
     /// with its parent's channels.
     pub fn channels(&self, labels: &LabelSet) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        walk(&self.root, labels, &mut out);
+        walk(&self.root, &self.root.channels, labels, &mut out);
         out
     }
 }
 
 /// Adds the channels of the routes under `route` that `labels` stop at; `route` itself
-/// has matched.
-fn walk(route: &RouteConfig, labels: &LabelSet, out: &mut BTreeSet<String>) {
+/// has matched. A route without channels of its own has its parent's, as an Alertmanager
+/// route without a receiver has its parent's receiver.
+fn walk(route: &RouteConfig, inherited: &[String], labels: &LabelSet, out: &mut BTreeSet<String>) {
+    let own = if route.channels.is_empty() {
+        inherited
+    } else {
+        &route.channels
+    };
     let mut taken = false;
     for child in &route.routes {
         if child.matchers.iter().all(|m| m.matches(labels)) {
-            walk(child, labels, out);
+            walk(child, own, labels, out);
             taken = true;
             if !child.continue_matching {
                 break;
@@ -155,7 +161,7 @@ fn walk(route: &RouteConfig, labels: &LabelSet, out: &mut BTreeSet<String>) {
         }
     }
     if !taken {
-        out.extend(route.channels.iter().cloned());
+        out.extend(own.iter().cloned());
     }
 }
 
@@ -233,5 +239,18 @@ mod tests {
             set(&["log"])
         );
         assert_eq!(router.channels(&labels(&[])), set(&["log"]));
+    }
+
+    #[test]
+    fn a_route_without_channels_has_its_parents() {
+        let mut team = route(&["team=\"mcp\""], &["chat"], false);
+        team.routes = vec![route(&["severity=\"critical\""], &[], false)];
+        let mut root = route(&[], &["log"], false);
+        root.routes = vec![team, route(&["team=\"db\""], &[], false)];
+        let router = Router::new(root);
+        let set = |s: &[&str]| s.iter().map(|c| (*c).to_owned()).collect::<BTreeSet<_>>();
+        let l = labels(&[("team", "mcp"), ("severity", "critical")]);
+        assert_eq!(router.channels(&l), set(&["chat"]));
+        assert_eq!(router.channels(&labels(&[("team", "db")])), set(&["log"]));
     }
 }

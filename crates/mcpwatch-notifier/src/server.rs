@@ -186,8 +186,12 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
                 metrics.rejected("too_large");
                 return too_large(limit);
             }
-            metrics.rejected("bad_request");
-            return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
+            // The connection broke mid-body: worth Alertmanager's retry.
+            metrics.rejected("body_read");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("reading the body failed: {e}"),
+            );
         }
     };
     let notification = match Notification::parse(&body) {

@@ -93,10 +93,11 @@ impl Sender for EmailSender {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.replace(['\r', '\n'], " "))
+            // The same for every attempt of a delivery, so that a receiver folds a repeat.
             .message_id(Some(format!(
                 "<mcpwatch.{}.{}@{}>",
                 message.delivery_id,
-                crate::time::now_ms(),
+                &crate::channels::pagerduty_dedup_key(&message.context.group_key)[..16],
                 self.from.email.domain()
             )))
             .user_agent(concat!("mcpwatch-notifier/", env!("CARGO_PKG_VERSION")).to_owned());

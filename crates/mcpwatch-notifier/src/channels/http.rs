@@ -47,8 +47,10 @@ pub fn request_error(error: reqwest::Error) -> SendError {
 const BODY_EXCERPT: usize = 300;
 
 /// An answer that is not a success, read by its status: 429 and 5xx (and 408) are
-/// transient, with the receiver's `Retry-After`; any other 4xx is permanent.
-pub async fn failure(response: reqwest::Response) -> SendError {
+/// transient, with the receiver's `Retry-After`; any other 4xx is permanent. `secret` (the
+/// URL or key the request carried) is taken out of the body excerpt kept in the error: an
+/// error page often echoes the request's path.
+pub async fn failure(response: reqwest::Response, secret: &str) -> SendError {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -56,7 +58,10 @@ pub async fn failure(response: reqwest::Response) -> SendError {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
     let body = response.text().await.unwrap_or_default();
-    let excerpt: String = body.trim().chars().take(BODY_EXCERPT).collect();
+    let excerpt: String = redact(body.trim(), secret)
+        .chars()
+        .take(BODY_EXCERPT)
+        .collect();
     let reason = if excerpt.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -78,6 +83,24 @@ pub async fn failure(response: reqwest::Response) -> SendError {
     } else {
         SendError::permanent("rejected", reason)
     }
+}
+
+/// `text` without `secret`, nor the path (and query) of `secret` when it is a URL.
+fn redact(text: &str, secret: &str) -> String {
+    let mut out = text.to_owned();
+    if !secret.is_empty() {
+        out = out.replace(secret, mcpwatch_core::secret::REDACTED);
+    }
+    if let Ok(uri) = secret.parse::<http::Uri>()
+        && let Some(path) = uri.path_and_query().map(|p| p.as_str())
+        && path.len() > 1
+    {
+        out = out.replace(path, mcpwatch_core::secret::REDACTED);
+        if uri.path().len() > 1 {
+            out = out.replace(uri.path(), mcpwatch_core::secret::REDACTED);
+        }
+    }
+    out
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
@@ -115,6 +138,17 @@ fn parse_http_date(value: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_cut_out_of_error_pages() {
+        let url = "https://hooks.example.com/services/T0/B0/s3cret";
+        assert_eq!(
+            redact("Cannot POST /services/T0/B0/s3cret", url),
+            "Cannot POST <secret>"
+        );
+        assert_eq!(redact("bad key R0UT1NG", "R0UT1NG"), "bad key <secret>");
+        assert_eq!(redact("invalid_payload", url), "invalid_payload");
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {

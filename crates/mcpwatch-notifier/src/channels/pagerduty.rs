@@ -18,13 +18,10 @@ use crate::payload::{Status, hex};
 const MAX_EVENT_BYTES: usize = 512_000;
 
 /// The key one alert group's events share in PagerDuty, the same across retries, replicas
-/// and restarts: a SHA-256 of Alertmanager's receiver and group key.
-pub fn pagerduty_dedup_key(receiver: &str, group_key: &str) -> String {
-    let mut hash = Sha256::new();
-    hash.update(receiver.as_bytes());
-    hash.update([0]);
-    hash.update(group_key.as_bytes());
-    hex(&hash.finalize())
+/// and restarts: the SHA-256 of Alertmanager's group key, as Alertmanager's own PagerDuty
+/// integration computes it, so that incidents it opened resolve after a switch.
+pub fn pagerduty_dedup_key(group_key: &str) -> String {
+    hex(&Sha256::digest(group_key.as_bytes()))
 }
 
 /// PagerDuty's severity for a label value: the configured table first, then the built-in
@@ -74,7 +71,7 @@ impl PagerDutySender {
 
     fn event(&self, message: &Message<'_>) -> Value {
         let context = message.context;
-        let dedup_key = pagerduty_dedup_key(&context.receiver, &context.group_key);
+        let dedup_key = pagerduty_dedup_key(&context.group_key);
         if context.status == Status::Resolved {
             return json!({
                 "routing_key": self.routing_key.expose(),
@@ -187,7 +184,7 @@ impl Sender for PagerDutySender {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(http::failure(response).await)
+            Err(http::failure(response, self.routing_key.expose()).await)
         }
     }
 }
@@ -211,10 +208,13 @@ mod tests {
     }
 
     #[test]
-    fn dedup_key_is_stable_and_fits() {
-        let a = pagerduty_dedup_key("web\\.hook", "{}:{alertname=\"X\"}");
-        assert_eq!(a, pagerduty_dedup_key("web\\.hook", "{}:{alertname=\"X\"}"));
-        assert_ne!(a, pagerduty_dedup_key("other", "{}:{alertname=\"X\"}"));
-        assert_eq!(a.len(), 64);
+    fn dedup_key_is_alertmanagers() {
+        // `printf '%s' '{}:{alertname="X"}' | sha256sum`
+        let a = pagerduty_dedup_key("{}:{alertname=\"X\"}");
+        assert_eq!(
+            a,
+            "25fb0bff77cf7f8850f1cb3aeea9e63be0fbd3e78a8c0ef038392ade26e7d3a6"
+        );
+        assert_ne!(a, pagerduty_dedup_key("{}:{alertname=\"Y\"}"));
     }
 }

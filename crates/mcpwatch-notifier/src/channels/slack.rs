@@ -98,7 +98,7 @@ impl Sender for SlackSender {
             .await
             .map_err(http::request_error)?;
         if !response.status().is_success() {
-            return Err(http::failure(response).await);
+            return Err(http::failure(response, self.url.expose()).await);
         }
         let json = response
             .headers()

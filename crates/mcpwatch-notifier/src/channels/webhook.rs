@@ -39,7 +39,7 @@ impl WebhookSender {
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers: {name:?} is not a header name"))?;
-            let value = HeaderValue::from_str(value)
+            let value = HeaderValue::from_str(value.expose())
                 .map_err(|_| format!("headers: the value of {name} is not a valid header value"))?;
             headers.insert(name, value);
         }
@@ -85,7 +85,7 @@ impl Sender for WebhookSender {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(http::failure(response).await)
+            Err(http::failure(response, self.url.expose()).await)
         }
     }
 }

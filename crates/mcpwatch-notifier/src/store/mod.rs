@@ -214,8 +214,14 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<ClaimBatch, StoreError>;
     /// Dead-letters queued deliveries to channels no longer configured; how many.
     async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError>;
-    /// Records how a claimed delivery's attempt ended; false when the claim was lost.
-    async fn complete(&self, delivery: i64, outcome: Outcome) -> Result<bool, StoreError>;
+    /// Records how attempt `attempt` of a claimed delivery ended; false when that claim
+    /// was lost (it expired and the delivery was claimed again).
+    async fn complete(
+        &self,
+        delivery: i64,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Result<bool, StoreError>;
     /// Puts a notification's dead deliveries back in the queue; how many.
     async fn replay(&self, notification: i64) -> Result<usize, StoreError>;
     /// Returns deliveries left `sending` by a process that stopped to the queue.

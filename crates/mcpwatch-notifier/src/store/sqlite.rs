@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS notifications_received ON notifications (received_at);
 CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
@@ -79,7 +80,7 @@ enum Op {
         reply: Reply<ClaimBatch>,
     },
     Retire(Vec<String>, Reply<usize>),
-    Complete(i64, Outcome, Reply<bool>),
+    Complete(i64, u32, Outcome, Reply<bool>),
     Replay(i64, Reply<usize>),
     Recover(Reply<usize>),
     Prune(Duration, Duration, Reply<usize>),
@@ -88,6 +89,7 @@ enum Op {
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
+    _lock: std::fs::File,
     writer: Mutex<Option<Sender<Op>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Arc<Mutex<Connection>>,
@@ -118,6 +120,27 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
         }
+        // One notifier per file: a second one would take the first one's deliveries in
+        // flight for abandoned and send them again. The lock goes with the process.
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError::Other(format!(
+                    "cannot open {}: {e}",
+                    PathBuf::from(&lock_path).display()
+                ))
+            })?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Other(format!(
+                "{} is in use by another notifier; give each its own storage.path (or share storage.postgres)",
+                path.display()
+            ))
+        })?;
         let mut conn = open(path)
             .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
         migrate(&mut conn)?;
@@ -146,6 +169,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             path: path.to_owned(),
+            _lock: lock,
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             reader: Arc::new(Mutex::new(reader)),
@@ -310,7 +334,7 @@ fn fail(op: Op, message: &str) -> Pending {
     match op {
         Op::Accept(_, r) => Pending::Accept(r, error(message)),
         Op::Claim { reply, .. } => Pending::Claim(reply, error(message)),
-        Op::Complete(_, _, r) => Pending::Bool(r, error(message)),
+        Op::Complete(_, _, _, r) => Pending::Bool(r, error(message)),
         Op::Replay(_, r) | Op::Recover(r) | Op::Prune(_, _, r) | Op::Retire(_, r) => {
             Pending::Count(r, error(message))
         }
@@ -338,9 +362,10 @@ fn apply(tx: &mut Transaction<'_>, op: Op) -> Pending {
             reply,
         } => Pending::Claim(reply, within(tx, |c| claim(c, now, &budgets, total, lease))),
         Op::Retire(known, r) => Pending::Count(r, within(tx, |c| retire(c, &known, now_ms()))),
-        Op::Complete(id, outcome, r) => {
-            Pending::Bool(r, within(tx, |c| complete(c, id, &outcome, now_ms())))
-        }
+        Op::Complete(id, attempt, outcome, r) => Pending::Bool(
+            r,
+            within(tx, |c| complete(c, id, attempt, &outcome, now_ms())),
+        ),
         Op::Replay(id, r) => Pending::Count(r, within(tx, |c| replay(c, id, now_ms()))),
         Op::Recover(r) => Pending::Count(r, within(tx, |c| recover(c, now_ms()))),
         Op::Prune(retention, window, r) => {
@@ -470,17 +495,40 @@ fn claim(
         update.execute(params![claimed.id, claimed.attempt, until, now])?;
         attempt.execute(params![claimed.id, claimed.attempt, now])?;
     }
-    batch.next_due = c
-        .prepare_cached(
-            "SELECT MIN(t) FROM (
-                SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE state = 'pending'
-                UNION ALL SELECT MIN(claimed_until) FROM deliveries WHERE state = 'sending')",
-        )?
-        .query_row([], |r| r.get::<_, Option<i64>>(0))?;
+    // When the next claim is worth making, among the channels that had room: the others
+    // wake the dispatcher themselves (an attempt ending, a rate-limit token).
+    let mut next_due = c.prepare_cached(
+        "SELECT MIN(t) FROM (
+            SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE channel = ?1 AND state = 'pending'
+            UNION ALL SELECT MIN(claimed_until) FROM deliveries WHERE channel = ?1 AND state = 'sending')",
+    )?;
+    for (channel, _) in budgets.iter().filter(|(_, b)| *b > 0) {
+        if let Some(t) = next_due.query_row(params![channel], |r| r.get::<_, Option<i64>>(0))? {
+            batch.next_due = Some(batch.next_due.map_or(t, |n: i64| n.min(t)));
+        }
+    }
     Ok(batch)
 }
 
-fn complete(c: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<bool, rusqlite::Error> {
+fn complete(
+    c: &Connection,
+    id: i64,
+    attempt: u32,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<bool, rusqlite::Error> {
+    // Only the claim that made this attempt may record its outcome: a claim that expired
+    // and was taken again has a higher attempt number.
+    let current: Option<(String, u32)> = c
+        .prepare_cached("SELECT state, attempts FROM deliveries WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if current
+        .as_ref()
+        .is_none_or(|(state, n)| state != "sending" || *n != attempt)
+    {
+        return Ok(false);
+    }
     let changed = match outcome {
         Outcome::Delivered => c
             .prepare_cached(
@@ -508,9 +556,9 @@ fn complete(c: &Connection, id: i64, outcome: &Outcome, now: i64) -> Result<bool
     };
     c.prepare_cached(
         "UPDATE attempts SET finished_at = ?2, outcome = ?3, detail = ?4
-         WHERE delivery_id = ?1 AND finished_at IS NULL",
+         WHERE delivery_id = ?1 AND number = ?5 AND finished_at IS NULL",
     )?
-    .execute(params![id, now, name, detail])?;
+    .execute(params![id, now, name, detail, attempt])?;
     Ok(changed == 1)
 }
 
@@ -536,9 +584,8 @@ fn recover(c: &Connection, now: i64) -> Result<usize, rusqlite::Error> {
 }
 
 fn retire(c: &Connection, known: &[String], now: i64) -> Result<usize, rusqlite::Error> {
-    let mut channels = c.prepare_cached(
-        "SELECT DISTINCT channel FROM deliveries WHERE state IN ('pending', 'sending')",
-    )?;
+    let mut channels =
+        c.prepare_cached("SELECT DISTINCT channel FROM deliveries WHERE state = 'pending'")?;
     let queued: Vec<String> = channels
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -546,8 +593,8 @@ fn retire(c: &Connection, known: &[String], now: i64) -> Result<usize, rusqlite:
     for channel in queued.iter().filter(|c| !known.contains(c)) {
         retired += c
             .prepare_cached(
-                "UPDATE deliveries SET state = 'dead', claimed_until = NULL, last_error = ?2,
-                 updated_at = ?3 WHERE channel = ?1 AND state IN ('pending', 'sending')",
+                "UPDATE deliveries SET state = 'dead', last_error = ?2,
+                 updated_at = ?3 WHERE channel = ?1 AND state = 'pending'",
             )?
             .execute(params![
                 channel,
@@ -638,8 +685,14 @@ impl Store for SqliteStore {
         self.write(|r| Op::Retire(known, r)).await
     }
 
-    async fn complete(&self, delivery: i64, outcome: Outcome) -> Result<bool, StoreError> {
-        self.write(|r| Op::Complete(delivery, outcome, r)).await
+    async fn complete(
+        &self,
+        delivery: i64,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Result<bool, StoreError> {
+        self.write(|r| Op::Complete(delivery, attempt, outcome, r))
+            .await
     }
 
     async fn replay(&self, notification: i64) -> Result<usize, StoreError> {
@@ -786,6 +839,11 @@ mod tests {
         let path = dir.path().join("sub/notifier.db");
         let now = now_ms() - 200_000;
         let store = SqliteStore::open(&path).expect("open");
+        let second = SqliteStore::open(&path).expect_err("a second notifier on the same file");
+        assert!(
+            second.to_string().contains("in use by another notifier"),
+            "{second}"
+        );
         let first = store.accept(notification("k1", now)).await.expect("accept");
         let Accepted::Stored(id) = first else {
             panic!("not stored: {first:?}")
@@ -815,14 +873,14 @@ mod tests {
         assert_eq!(batch.next_due, Some(now + 60_001));
         assert!(
             store
-                .complete(batch.claimed[0].id, Outcome::Delivered)
+                .complete(batch.claimed[0].id, 1, Outcome::Delivered)
                 .await
                 .expect("complete")
         );
         // A second completion of the same claim is refused.
         assert!(
             !store
-                .complete(batch.claimed[0].id, Outcome::Delivered)
+                .complete(batch.claimed[0].id, 1, Outcome::Delivered)
                 .await
                 .expect("again")
         );
@@ -848,6 +906,7 @@ mod tests {
             store
                 .complete(
                     second.id,
+                    2,
                     Outcome::Dead {
                         error: "HTTP 400".into()
                     }
