@@ -38,6 +38,49 @@ pub enum LogFormat {
     Json,
 }
 
+/// The exit code of a run. A failure of `--check-config` or a subcommand answers a person at
+/// a terminal (standard error, prefixed by `program`); a server's goes to its log.
+pub fn exit_code(
+    program: &str,
+    result: anyhow::Result<()>,
+    interactive: bool,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            if interactive {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("{program}: {error:#}");
+                }
+            } else {
+                tracing::error!("{error:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `--check-config` prints when everything read is valid: the configuration file
+/// (or the built-in defaults) and the web configuration file.
+pub fn print_valid(
+    program: &str,
+    config_file: Option<&std::path::Path>,
+    web_config_file: Option<&std::path::Path>,
+) {
+    let mut checked = vec![config_file.map_or_else(
+        || "built-in defaults".to_owned(),
+        |f| f.display().to_string(),
+    )];
+    if let Some(web) = web_config_file {
+        checked.push(web.display().to_string());
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{program}: configuration is valid ({})", checked.join(", "));
+    }
+}
+
 /// Logs to standard error at `level` in `format`.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
     use std::io::IsTerminal;

@@ -24,21 +24,7 @@ fn main() -> ExitCode {
     mcpwatch_core::binary::init_logging(cli.log_level, cli.log_format);
     install_crypto_provider();
     let check_only = cli.check_config;
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        // `--check-config` answers a person at a terminal; a server's failure goes to its log.
-        Err(error) if check_only => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("mcpwatch-exporter: {error:#}");
-            }
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    mcpwatch_core::binary::exit_code("mcpwatch-exporter", run(cli), check_only)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,20 +35,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.check_config {
         exporter::check(&config).map_err(anyhow::Error::msg)?;
-        let mut checked = vec![source.file().map_or_else(
-            || "built-in defaults".to_owned(),
-            |f| f.display().to_string(),
-        )];
-        if let Some(web) = &cli.web_config_file {
-            checked.push(web.display().to_string());
-        }
-        #[allow(clippy::print_stdout)]
-        {
-            println!(
-                "mcpwatch-exporter: configuration is valid ({})",
-                checked.join(", ")
-            );
-        }
+        mcpwatch_core::binary::print_valid(
+            "mcpwatch-exporter",
+            source.file(),
+            cli.web_config_file.as_deref(),
+        );
         return Ok(());
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures_util::FutureExt;
-use mcpwatch_core::binary::{LogFormat, LogLevel, init_logging};
+use mcpwatch_core::binary::{LogFormat, LogLevel, exit_code, init_logging, print_valid};
 use mcpwatch_core::web::{WebServer, check_web_config, install_crypto_provider, shutdown_signal};
 use mcpwatch_notifier::channels::Message;
 use mcpwatch_notifier::config::NotifierConfig;
@@ -78,20 +78,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_level, cli.log_format);
     install_crypto_provider();
     let interactive = cli.check_config || cli.command.is_some();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if interactive => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("mcpwatch-notifier: {error:#}");
-            }
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("mcpwatch-notifier", run(cli), interactive)
 }
 
 fn load(file: Option<&PathBuf>) -> anyhow::Result<NotifierConfig> {
@@ -119,20 +106,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         runtime
             .block_on(async { Setup::build(config).map(drop) })
             .map_err(anyhow::Error::msg)?;
-        let mut checked = vec![cli.config_file.as_ref().map_or_else(
-            || "built-in defaults".to_owned(),
-            |f| f.display().to_string(),
-        )];
-        if let Some(web) = &cli.web_config_file {
-            checked.push(web.display().to_string());
-        }
-        #[allow(clippy::print_stdout)]
-        {
-            println!(
-                "mcpwatch-notifier: configuration is valid ({})",
-                checked.join(", ")
-            );
-        }
+        print_valid(
+            "mcpwatch-notifier",
+            cli.config_file.as_deref(),
+            cli.web_config_file.as_deref(),
+        );
         return Ok(());
     }
     if let Some(Command::SendTest { channel, resolved }) = &cli.command {

@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
 use crate::payload::{Notification, PayloadError};
-use crate::store::{ListFilter, state};
+use crate::store::{ListFilter, NotificationView, state};
 use crate::{Notifier, Received};
 
 /// Re-reads the configuration; the error names what is wrong and where.
@@ -344,42 +344,47 @@ async fn list(
     }
 }
 
-async fn one(
-    State(app): State<App>,
-    headers: HeaderMap,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    if let Some(denied) = api_guard(&app, &headers) {
-        return denied;
+type IdPath = Result<Path<i64>, axum::extract::rejection::PathRejection>;
+
+/// The notification an `/api/v1/notifications/{id}` request names, after the API's auth;
+/// else the answer: 401, 400 (not a number), 404, 503.
+async fn requested(
+    app: &App,
+    headers: &HeaderMap,
+    id: IdPath,
+) -> Result<NotificationView, Response> {
+    if let Some(denied) = api_guard(app, headers) {
+        return Err(denied);
     }
     let Ok(Path(id)) = id else {
-        return error(StatusCode::BAD_REQUEST, "the notification id is a number");
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "the notification id is a number",
+        ));
     };
     match app.notifier.store().get(id).await {
-        Ok(Some(n)) => axum::Json(n).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no notification {id}")),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no notification {id}"),
+        )),
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
 
-async fn replay(
-    State(app): State<App>,
-    headers: HeaderMap,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    if let Some(denied) = api_guard(&app, &headers) {
-        return denied;
+async fn one(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
+    match requested(&app, &headers, id).await {
+        Ok(n) => axum::Json(n).into_response(),
+        Err(answer) => answer,
     }
-    let Ok(Path(id)) = id else {
-        return error(StatusCode::BAD_REQUEST, "the notification id is a number");
+}
+
+async fn replay(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
+    let id = match requested(&app, &headers, id).await {
+        Ok(n) => n.id,
+        Err(answer) => return answer,
     };
-    let store = app.notifier.store();
-    match store.get(id).await {
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no notification {id}")),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Ok(Some(_)) => {}
-    }
-    match store.replay(id).await {
+    match app.notifier.store().replay(id).await {
         Ok(0) => error(
             StatusCode::CONFLICT,
             format!("notification {id} has no dead delivery to replay"),

@@ -43,6 +43,20 @@ pub fn request_error(error: reqwest::Error) -> SendError {
     SendError::transient(kind, text)
 }
 
+/// Sends a request; a success answer is returned, anything else is the failure it means.
+/// `secret` is what the request carried that error texts must not show (see [`failure`]).
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    secret: &str,
+) -> Result<reqwest::Response, SendError> {
+    let response = request.send().await.map_err(request_error)?;
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(failure(response, secret).await)
+    }
+}
+
 /// The longest part of a response body kept in an error.
 const BODY_EXCERPT: usize = 300;
 

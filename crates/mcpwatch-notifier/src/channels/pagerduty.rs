@@ -174,18 +174,13 @@ fn details(alert: &crate::template::AlertContext) -> Value {
 #[async_trait::async_trait]
 impl Sender for PagerDutySender {
     async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
-        let response = self
+        let request = self
             .client
             .post(&self.config.url)
-            .json(&self.event(message))
-            .send()
+            .json(&self.event(message));
+        http::send(request, self.routing_key.expose())
             .await
-            .map_err(http::request_error)?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(http::failure(response, self.routing_key.expose()).await)
-        }
+            .map(drop)
     }
 }
 

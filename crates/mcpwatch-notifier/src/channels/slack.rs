@@ -90,16 +90,11 @@ fn cut(text: &str, limit: usize) -> String {
 #[async_trait::async_trait]
 impl Sender for SlackSender {
     async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
-        let response = self
+        let request = self
             .client
             .post(self.url.expose())
-            .json(&self.body(message))
-            .send()
-            .await
-            .map_err(http::request_error)?;
-        if !response.status().is_success() {
-            return Err(http::failure(response, self.url.expose()).await);
-        }
+            .json(&self.body(message));
+        let response = http::send(request, self.url.expose()).await?;
         let json = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

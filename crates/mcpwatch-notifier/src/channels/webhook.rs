@@ -77,16 +77,9 @@ impl Sender for WebhookSender {
                     signature(key.expose().as_bytes(), timestamp, &body),
                 );
         }
-        let response = request
-            .body(body)
-            .send()
+        http::send(request.body(body), self.url.expose())
             .await
-            .map_err(http::request_error)?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(http::failure(response, self.url.expose()).await)
-        }
+            .map(drop)
     }
 }
 
