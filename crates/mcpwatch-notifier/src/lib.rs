@@ -13,7 +13,7 @@ pub mod store;
 pub mod template;
 pub mod time;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -266,17 +266,4 @@ pub(crate) async fn retire(store: &dyn Store, names: &[String]) {
 /// The source revision this binary was built from.
 pub fn revision() -> &'static str {
     option_env!("MCPWATCH_REVISION").unwrap_or("unknown")
-}
-
-/// The set of channel names routing can produce, for checks.
-pub fn routed_channels(config: &NotifierConfig) -> BTreeSet<String> {
-    fn walk(route: &config::RouteConfig, out: &mut BTreeSet<String>) {
-        out.extend(route.channels.iter().cloned());
-        for child in &route.routes {
-            walk(child, out);
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(&config.route, &mut out);
-    out
 }
