@@ -680,7 +680,7 @@ async fn bad_requests_get_4xx_naming_the_problem() {
     ))
     .await;
     let client = mcpwatch_tests::http::client();
-    let post = |body: String, content_type: &'static str, auth: bool| {
+    let post = |body: Vec<u8>, content_type: &'static str, auth: bool| {
         let mut request = client
             .post(notifier.webhook_url())
             .header("Content-Type", content_type)
@@ -705,26 +705,26 @@ async fn bad_requests_get_4xx_naming_the_problem() {
         }
     };
     let good = simple_payload("HostCpuHigh", "warning").to_string();
-    let (status, body, challenge) = post(good.clone(), "application/json", false).await;
+    let (status, body, challenge) = post(good.clone().into(), "application/json", false).await;
     assert_eq!(
         (status, challenge.as_deref()),
         (401, Some("Bearer")),
         "{body}"
     );
-    let (status, body, _) = post(good.clone(), "text/plain", true).await;
+    let (status, body, _) = post(good.clone().into(), "text/plain", true).await;
     assert_eq!(status, 415, "{body}");
     assert!(
         body["error"]
             .as_str()
             .is_some_and(|e| e.contains("application/json"))
     );
-    let (status, body, _) = post("x".repeat(5000), "application/json", true).await;
+    let (status, body, _) = post("x".repeat(5000).into(), "application/json", true).await;
     assert_eq!(status, 413, "{body}");
-    let (status, body, _) = post("{\"version\": \"4\", ".into(), "application/json", true).await;
+    let (status, body, _) = post(b"{\"version\": \"4\", ".to_vec(), "application/json", true).await;
     assert_eq!(status, 400, "{body}");
     let mut wrong: Value = serde_json::from_str(&good).expect("json");
     wrong["version"] = "3".into();
-    let (status, body, _) = post(wrong.to_string(), "application/json", true).await;
+    let (status, body, _) = post(wrong.to_string().into(), "application/json", true).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]
@@ -734,7 +734,7 @@ async fn bad_requests_get_4xx_naming_the_problem() {
     );
     let mut wrong: Value = serde_json::from_str(&good).expect("json");
     wrong["alerts"][0]["status"] = "burning".into();
-    let (status, body, _) = post(wrong.to_string(), "application/json", true).await;
+    let (status, body, _) = post(wrong.to_string().into(), "application/json", true).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]
@@ -742,11 +742,35 @@ async fn bad_requests_get_4xx_naming_the_problem() {
             .is_some_and(|e| e.contains("alerts[0].status")),
         "{body}"
     );
+    // Not UTF-8, in a field the notifier does not know: refused, since it could not be
+    // delivered as it came.
+    let mut unknown: Value = serde_json::from_str(&good).expect("json");
+    unknown["futureField"] = "@@".into();
+    let bytes = unknown.to_string().replace("@@", "\u{1}").into_bytes();
+    let bytes: Vec<u8> = bytes
+        .into_iter()
+        .map(|b| if b == 1 { 0xff } else { b })
+        .collect();
+    let (status, body, _) = post(bytes, "application/json", true).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("futureField")
+                || e.contains("UTF-8")
+                || e.contains("unicode")),
+        "{body}"
+    );
     // Fields Alertmanager adds later are kept, not refused.
     let mut newer: Value = serde_json::from_str(&good).expect("json");
     newer["routeLabels"] = serde_json::json!({"team": "mcp"});
     newer["notification_reason"] = "first notification".into();
-    let (status, body, _) = post(newer.to_string(), "application/json; charset=utf-8", true).await;
+    let (status, body, _) = post(
+        newer.to_string().into(),
+        "application/json; charset=utf-8",
+        true,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let id = body["id"].as_i64().expect("id");
     let stored = notifier
@@ -763,7 +787,7 @@ async fn bad_requests_get_4xx_naming_the_problem() {
         notifier
             .metric("mcpwatch_notifier_webhook_rejected_total{reason=\"bad_request\"}")
             .await,
-        3.0
+        4.0
     );
 }
 

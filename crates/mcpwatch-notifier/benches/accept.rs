@@ -1,5 +1,6 @@
 //! The CPU side of accepting one webhook: parsing a 10-alert payload, its dedup key, and
-//! routing its alerts; and, on the delivery side, the template context and a Slack text.
+//! routing its alerts; and, on the delivery side, parsing it into owned values, the
+//! template context and a Slack text.
 //!
 //! `cargo bench -p mcpwatch-notifier --bench accept`
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mcpwatch_notifier::Setup;
 use mcpwatch_notifier::config::{ChannelKind, NotifierConfig};
-use mcpwatch_notifier::payload::Notification;
+use mcpwatch_notifier::payload::{Incoming, Notification};
 
 /// Ten alerts as Alertmanager sends them for a provider outage, about 6.5 KB.
 fn payload() -> Vec<u8> {
@@ -41,14 +42,25 @@ fn bench(c: &mut Criterion) {
     let notification = Notification::parse(&body).expect("payload");
     let mut group = c.benchmark_group("webhook");
     group.throughput(Throughput::Bytes(body.len() as u64));
+    // What the receiver parses (borrowing), and what a delivery parses (owning).
+    let text = std::str::from_utf8(&body).expect("UTF-8");
     group.bench_function("parse", |b| {
+        b.iter(|| Incoming::parse(black_box(text)).map(|n| n.alerts().len()))
+    });
+    group.bench_function("parse_owned", |b| {
         b.iter(|| Notification::parse(black_box(&body)))
     });
-    group.bench_function("dedup_key", |b| {
-        b.iter(|| black_box(&notification).dedup_key())
-    });
+    let incoming = Incoming::parse(text).expect("payload");
+    group.bench_function("dedup_key", |b| b.iter(|| black_box(&incoming).dedup_key()));
     group.bench_function("route", |b| {
-        b.iter(|| setup.deliveries(black_box(&notification)))
+        b.iter(|| {
+            setup.deliveries(
+                black_box(&incoming)
+                    .alerts()
+                    .iter()
+                    .map(|a| (a.status, &a.labels)),
+            )
+        })
     });
     let all: Vec<usize> = (0..notification.alerts.len()).collect();
     group.bench_function("context", |b| {

@@ -13,7 +13,7 @@ use crate::channels::{Message, SendError};
 use crate::config::{RateLimitConfig, RetryConfig};
 use crate::metrics::NotifierMetrics;
 use crate::payload::Notification;
-use crate::store::{Claimed, Outcome, Store};
+use crate::store::{Claimed, Outcome, Store, StoreError};
 use crate::time::now_ms;
 
 /// Attempts in flight per channel at most; a log channel writes locally and takes more.
@@ -366,7 +366,10 @@ async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) ->
             error: format!("channel {:?} is no longer configured", claimed.channel),
         };
     };
-    let notification: Notification = match serde_json::from_str(&claimed.payload) {
+    let parsed = claimed.payload.json().and_then(|json| {
+        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Other(e.to_string()))
+    });
+    let notification = match parsed {
         Ok(n) => n,
         Err(e) => {
             return Outcome::Dead {
@@ -434,6 +437,7 @@ async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Body;
 
     fn claimed(attempt: u32, queued_at: i64) -> Claimed {
         Claimed {
@@ -444,7 +448,7 @@ mod tests {
             attempt,
             received_at: queued_at,
             queued_at,
-            payload: String::new(),
+            payload: Body::Json(String::new()),
         }
     }
 

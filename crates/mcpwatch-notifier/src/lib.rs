@@ -24,9 +24,9 @@ use crate::channels::Channel;
 use crate::config::NotifierConfig;
 use crate::dispatch::Dispatcher;
 use crate::metrics::{NotifierMetrics, QueueCollector};
-use crate::payload::{Notification, Status};
+use crate::payload::{Incoming, Labels, Status};
 use crate::route::Router;
-use crate::store::{Accepted, NewDelivery, NewNotification, SqliteStore, Store, StoreError};
+use crate::store::{Accepted, Body, NewDelivery, NewNotification, SqliteStore, Store, StoreError};
 use crate::template::Templates;
 
 /// Everything built from one configuration: swapped whole on reload.
@@ -57,23 +57,24 @@ impl Setup {
 
     /// One delivery per channel the alerts route to, each with its alerts; a channel that
     /// does not send resolved notifications gets none when all its alerts have resolved.
-    pub fn deliveries(&self, notification: &Notification) -> Vec<NewDelivery> {
-        let mut by_channel: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (index, alert) in notification.alerts.iter().enumerate() {
-            for channel in self.router.channels(&alert.labels) {
-                by_channel.entry(channel).or_default().push(index);
+    pub fn deliveries<'l, L: Labels + 'l>(
+        &self,
+        alerts: impl IntoIterator<Item = (Status, &'l L)>,
+    ) -> Vec<NewDelivery> {
+        let mut by_channel: BTreeMap<String, (Vec<usize>, bool)> = BTreeMap::new();
+        for (index, (status, labels)) in alerts.into_iter().enumerate() {
+            for channel in self.router.channels(labels) {
+                let (alerts, firing) = by_channel.entry(channel).or_default();
+                alerts.push(index);
+                *firing |= status == Status::Firing;
             }
         }
         by_channel
             .into_iter()
-            .filter(|(channel, alerts)| {
-                let sends_resolved = self.channels.get(channel).is_none_or(|c| c.send_resolved);
-                sends_resolved
-                    || alerts
-                        .iter()
-                        .any(|&i| notification.alerts[i].status == Status::Firing)
+            .filter(|(channel, (_, firing))| {
+                *firing || self.channels.get(channel).is_none_or(|c| c.send_resolved)
             })
-            .map(|(channel, alerts)| NewDelivery { channel, alerts })
+            .map(|(channel, (alerts, _))| NewDelivery { channel, alerts })
             .collect()
     }
 }
@@ -166,29 +167,24 @@ impl Notifier {
     }
 
     /// Stores a notification (once) and wakes the dispatcher. `body` is the JSON it was
-    /// parsed from, stored as it came (unknown fields and all); `None` stores it re-encoded.
+    /// parsed from, stored as it came (unknown fields and all).
     pub async fn receive(
         &self,
-        notification: &Notification,
-        body: Option<&str>,
+        incoming: &Incoming<'_>,
+        body: &str,
     ) -> Result<Received, StoreError> {
         let setup = self.setup.borrow().clone();
-        let deliveries = setup.deliveries(notification);
+        let deliveries = setup.deliveries(incoming.alerts().iter().map(|a| (a.status, &a.labels)));
         let channels: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
-        let payload = match body {
-            Some(body) => body.to_owned(),
-            None => serde_json::to_string(notification)
-                .map_err(|e| StoreError::Other(format!("encoding the payload: {e}")))?,
-        };
         let accepted = self
             .store
             .accept(NewNotification {
-                dedup_key: notification.dedup_key(),
-                receiver: notification.receiver.clone(),
-                group_key: notification.group_key.clone(),
-                status: notification.status.as_str().to_owned(),
-                alert_count: notification.alerts.len(),
-                payload,
+                dedup_key: incoming.dedup_key(),
+                receiver: incoming.receiver().to_owned(),
+                group_key: incoming.group_key().to_owned(),
+                status: incoming.status().as_str().to_owned(),
+                alert_count: incoming.alerts().len(),
+                payload: Body::compress(body),
                 deliveries,
                 received_at: time::now_ms(),
                 dedup_window: setup.config.storage.dedup_window,

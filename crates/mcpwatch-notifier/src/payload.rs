@@ -1,9 +1,11 @@
 //! Alertmanager's webhook payload, version "4": every documented field, and any field it
 //! adds later kept as it came.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -13,6 +15,23 @@ pub const VERSION: &str = "4";
 
 /// A label or annotation set.
 pub type LabelSet = BTreeMap<String, String>;
+
+/// Labels looked up by name: an owned [`LabelSet`] or the borrowed ones of [`Incoming`].
+pub trait Labels {
+    /// The value of label `name`.
+    fn label(&self, name: &str) -> Option<&str>;
+    /// Every label, sorted by name.
+    fn sorted(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl Labels for LabelSet {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name).map(String::as_str)
+    }
+    fn sorted(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
 
 /// Firing or resolved, for a group and for each alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,7 +60,10 @@ impl fmt::Display for Status {
 }
 
 /// One webhook notification: a group of alerts for one receiver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized by hand (below) rather than with `#[serde(flatten)]`, which buffers every
+/// field before sorting them out and made parsing several times slower.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notification {
     /// Always "4".
     pub version: String,
@@ -49,26 +71,26 @@ pub struct Notification {
     #[serde(rename = "groupKey")]
     pub group_key: String,
     /// Alerts left out by the receiver's `max_alerts`.
-    #[serde(rename = "truncatedAlerts", default)]
+    #[serde(rename = "truncatedAlerts")]
     pub truncated_alerts: u64,
     /// The group's status.
     pub status: Status,
     /// The Alertmanager receiver's name (regexp-quoted by Alertmanager).
     pub receiver: String,
     /// The labels the group is grouped by.
-    #[serde(rename = "groupLabels", default)]
+    #[serde(rename = "groupLabels")]
     pub group_labels: LabelSet,
     /// Labels every alert shares.
-    #[serde(rename = "commonLabels", default)]
+    #[serde(rename = "commonLabels")]
     pub common_labels: LabelSet,
     /// Annotations every alert shares.
-    #[serde(rename = "commonAnnotations", default)]
+    #[serde(rename = "commonAnnotations")]
     pub common_annotations: LabelSet,
     /// The sending Alertmanager.
-    #[serde(rename = "externalURL", default)]
+    #[serde(rename = "externalURL")]
     pub external_url: String,
     /// Why Alertmanager sent it (0.32 and later).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub notification_reason: Option<String>,
     /// The alerts.
     pub alerts: Vec<Alert>,
@@ -78,26 +100,24 @@ pub struct Notification {
 }
 
 /// One alert of a notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     /// `firing` or `resolved`.
     pub status: Status,
     /// Its labels, `alertname` among them.
     pub labels: LabelSet,
     /// Its annotations: `summary`, `description`, `runbook_url`, ...
-    #[serde(default)]
     pub annotations: LabelSet,
     /// When it started firing (RFC 3339).
     #[serde(rename = "startsAt")]
     pub starts_at: String,
     /// When it resolved; `0001-01-01T00:00:00Z` while firing.
-    #[serde(rename = "endsAt", default)]
+    #[serde(rename = "endsAt")]
     pub ends_at: String,
     /// The rule's expression in the Prometheus that raised it.
-    #[serde(rename = "generatorURL", default)]
+    #[serde(rename = "generatorURL")]
     pub generator_url: String,
     /// Alertmanager's hash of the label set.
-    #[serde(default)]
     pub fingerprint: String,
     /// Fields this version does not know.
     #[serde(flatten)]
@@ -112,20 +132,349 @@ impl Alert {
 
     /// The fingerprint Alertmanager sent, or one computed from the labels when it sent
     /// none (payloads from other senders).
-    pub fn stable_fingerprint(&self) -> String {
-        if !self.fingerprint.is_empty() {
-            return self.fingerprint.clone();
-        }
-        let mut hash = Sha256::new();
-        for (name, value) in &self.labels {
-            hash.update(name.as_bytes());
-            hash.update([0xff]);
-            hash.update(value.as_bytes());
-            hash.update([0xff]);
-        }
-        hex(&hash.finalize()[..8])
+    pub fn stable_fingerprint(&self) -> Cow<'_, str> {
+        fingerprint(&self.fingerprint, &self.labels)
     }
 }
+
+/// `sent`, or a hash of `labels` when it is empty.
+fn fingerprint<'a>(sent: &'a str, labels: &impl Labels) -> Cow<'a, str> {
+    if !sent.is_empty() {
+        return Cow::Borrowed(sent);
+    }
+    let mut hash = Sha256::new();
+    for (name, value) in labels.sorted() {
+        hash.update(name.as_bytes());
+        hash.update([0xff]);
+        hash.update(value.as_bytes());
+        hash.update([0xff]);
+    }
+    Cow::Owned(hex(&hash.finalize()[..8]))
+}
+
+/// The key copies of a notification share, whichever Alertmanager replica sent it and
+/// however often: the receiver, the group, and each alert's fingerprint, status and start.
+/// Never the raw body, which differs between replicas (`externalURL`) and versions.
+fn dedup_key<'a>(
+    receiver: &str,
+    group_key: &str,
+    alerts: impl Iterator<Item = (Cow<'a, str>, Status, &'a str)>,
+) -> String {
+    let mut entries: Vec<(Cow<'a, str>, Status, i128)> = alerts
+        .map(|(fingerprint, status, starts_at)| {
+            (
+                fingerprint,
+                status,
+                parse_rfc3339(starts_at).unwrap_or_default(),
+            )
+        })
+        .collect();
+    entries.sort();
+    entries.dedup();
+    let mut hash = Sha256::new();
+    hash.update(b"mcpwatch-dedup-v1\0");
+    hash.update(receiver.as_bytes());
+    hash.update([0]);
+    hash.update(group_key.as_bytes());
+    hash.update([0]);
+    let mut digits = itoa::Buffer::new();
+    for (fingerprint, status, starts) in &entries {
+        hash.update(fingerprint.as_bytes());
+        hash.update([0]);
+        hash.update(status.as_str().as_bytes());
+        hash.update([0]);
+        hash.update(digits.format(*starts).as_bytes());
+        hash.update([b'\n']);
+    }
+    hex(&hash.finalize())
+}
+
+/// The checks beyond JSON types: the version, and start times that are times.
+fn check<'s>(version: &str, starts: impl Iterator<Item = &'s str>) -> Result<(), PayloadError> {
+    if version != VERSION {
+        return Err(PayloadError::Version(version.to_owned()));
+    }
+    for (index, starts_at) in starts.enumerate() {
+        if parse_rfc3339(starts_at).is_none() {
+            return Err(PayloadError::Invalid(format!(
+                "alerts[{index}].startsAt: not an RFC 3339 time: {starts_at:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A string borrowed from the body when it has no escapes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(v.into()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(v.to_owned().into()))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// A label set borrowed from the body: sorted by name, the last of a repeated name kept
+/// (as a [`LabelSet`] keeps it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelView<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de> Deserialize<'de> for LabelView<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = LabelView<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LabelView<'de>, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Text(name), Text(value))) =
+                    map.next_entry::<Text<'de>, Text<'de>>()?
+                {
+                    pairs.push((name, value));
+                }
+                // Stable: among equal names the last comes last, and is the one kept.
+                pairs.sort_by(|a: &(Cow<'_, str>, _), b| a.0.cmp(&b.0));
+                let mut kept: Vec<(Cow<'de, str>, Cow<'de, str>)> = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    match kept.last_mut() {
+                        Some(last) if last.0 == pair.0 => *last = pair,
+                        _ => kept.push(pair),
+                    }
+                }
+                Ok(LabelView(kept))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl Labels for LabelView<'_> {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+    fn sorted(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+/// A webhook body as the receiver needs it to store and route it: checked exactly as
+/// [`Notification`] is (a body one accepts, the other accepts), but borrowing its strings
+/// from the body and skipping fields it does not know, which are stored with the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming<'a> {
+    version: Text<'a>,
+    group_key: Text<'a>,
+    truncated_alerts: u64,
+    status: Status,
+    receiver: Text<'a>,
+    group_labels: LabelView<'a>,
+    common_labels: LabelView<'a>,
+    common_annotations: LabelView<'a>,
+    external_url: Text<'a>,
+    notification_reason: Option<Text<'a>>,
+    alerts: Vec<IncomingAlert<'a>>,
+}
+
+/// One alert of an [`Incoming`] body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingAlert<'a> {
+    /// `firing` or `resolved`.
+    pub status: Status,
+    /// Its labels.
+    pub labels: LabelView<'a>,
+    annotations: LabelView<'a>,
+    starts_at: Text<'a>,
+    ends_at: Text<'a>,
+    generator_url: Text<'a>,
+    fingerprint: Text<'a>,
+}
+
+impl<'a> Incoming<'a> {
+    /// Parses and checks a webhook body, as [`Notification::parse`] does.
+    pub fn parse(body: &'a str) -> Result<Self, PayloadError> {
+        let incoming: Incoming<'a> = match serde_json::from_str(body) {
+            Ok(n) => n,
+            Err(_) => return Err(Notification::explain(body.as_bytes())),
+        };
+        check(
+            &incoming.version.0,
+            incoming.alerts.iter().map(|a| a.starts_at.0.as_ref()),
+        )?;
+        Ok(incoming)
+    }
+
+    /// The Alertmanager receiver's name.
+    pub fn receiver(&self) -> &str {
+        &self.receiver.0
+    }
+
+    /// The group key.
+    pub fn group_key(&self) -> &str {
+        &self.group_key.0
+    }
+
+    /// The group's status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The alerts.
+    pub fn alerts(&self) -> &[IncomingAlert<'a>] {
+        &self.alerts
+    }
+
+    /// The same key as [`Notification::dedup_key`] of the same body.
+    pub fn dedup_key(&self) -> String {
+        dedup_key(
+            &self.receiver.0,
+            &self.group_key.0,
+            self.alerts.iter().map(|a| {
+                (
+                    fingerprint(&a.fingerprint.0, &a.labels),
+                    a.status,
+                    a.starts_at.0.as_ref(),
+                )
+            }),
+        )
+    }
+}
+
+/// A struct's `Deserialize` from a JSON object: the named fields (`required` ones missing
+/// are an error naming them, `default` ones fall back to their default), a repeated field
+/// refused, and every other key either kept in the struct's `extra` as it came (`keep`) or
+/// skipped (`skip`).
+macro_rules! deserialize_object {
+    ($ty:ty, $ctor:ident, $expecting:expr, $unknown:ident,
+     { $($field:ident: $name:literal $kind:ident),* $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl<'de> de::Visitor<'de> for Visitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
+                        $(let mut $field = None;)*
+                        #[allow(unused_mut)]
+                        let mut extra = Map::new();
+                        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                            match key.as_ref() {
+                                $($name => {
+                                    if $field.is_some() {
+                                        return Err(de::Error::duplicate_field($name));
+                                    }
+                                    $field = Some(map.next_value()?);
+                                })*
+                                _ => deserialize_object!(@unknown $unknown, map, extra, key),
+                            }
+                        }
+                        Ok(deserialize_object!(@build $unknown, $ctor, extra, {
+                            $($field: deserialize_object!(@value $kind, $field, $name),)*
+                        }))
+                    }
+                }
+                deserializer.deserialize_map(Visitor)
+            }
+        }
+    };
+    (@unknown keep, $map:ident, $extra:ident, $key:ident) => {{
+        let value: Value = $map.next_value()?;
+        $extra.insert($key.into_owned(), value);
+    }};
+    (@unknown skip, $map:ident, $extra:ident, $key:ident) => {{
+        $map.next_value::<de::IgnoredAny>()?;
+    }};
+    (@build keep, $ctor:ident, $extra:ident, { $($body:tt)* }) => {
+        $ctor { $($body)* extra: $extra }
+    };
+    (@build skip, $ctor:ident, $extra:ident, { $($body:tt)* }) => {{
+        let _: Map<String, Value> = $extra;
+        $ctor { $($body)* }
+    }};
+    (@value required, $field:ident, $name:literal) => {
+        $field.ok_or_else(|| de::Error::missing_field($name))?
+    };
+    (@value default, $field:ident, $name:literal) => {
+        $field.unwrap_or_default()
+    };
+}
+
+/// Calls `$m!(args, { fields })` with the fields of a notification: one list for the
+/// owned and the borrowed type, so that they check the same body the same way.
+macro_rules! notification_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m!($($args)* {
+            version: "version" required,
+            group_key: "groupKey" required,
+            truncated_alerts: "truncatedAlerts" default,
+            status: "status" required,
+            receiver: "receiver" required,
+            group_labels: "groupLabels" default,
+            common_labels: "commonLabels" default,
+            common_annotations: "commonAnnotations" default,
+            external_url: "externalURL" default,
+            notification_reason: "notification_reason" default,
+            alerts: "alerts" required,
+        });
+    };
+}
+
+/// The same for an alert.
+macro_rules! alert_fields {
+    ($m:ident!($($args:tt)*)) => {
+        $m!($($args)* {
+            status: "status" required,
+            labels: "labels" required,
+            annotations: "annotations" default,
+            starts_at: "startsAt" required,
+            ends_at: "endsAt" default,
+            generator_url: "generatorURL" default,
+            fingerprint: "fingerprint" default,
+        });
+    };
+}
+
+const NOTIFICATION: &str = "an Alertmanager webhook payload (an object)";
+const ALERT: &str = "an alert (an object)";
+
+notification_fields!(deserialize_object!(
+    Notification,
+    Notification,
+    NOTIFICATION,
+    keep,
+));
+notification_fields!(deserialize_object!(
+    Incoming<'de>,
+    Incoming,
+    NOTIFICATION,
+    skip,
+));
+alert_fields!(deserialize_object!(Alert, Alert, ALERT, keep,));
+alert_fields!(deserialize_object!(
+    IncomingAlert<'de>,
+    IncomingAlert,
+    ALERT,
+    skip,
+));
 
 /// Why a webhook body was refused; the text names the field and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -146,22 +495,15 @@ impl Notification {
             Ok(n) => n,
             Err(_) => return Err(Self::explain(body)),
         };
-        if notification.version != VERSION {
-            return Err(PayloadError::Version(notification.version));
-        }
-        for (index, alert) in notification.alerts.iter().enumerate() {
-            if parse_rfc3339(&alert.starts_at).is_none() {
-                return Err(PayloadError::Invalid(format!(
-                    "alerts[{index}].startsAt: not an RFC 3339 time: {:?}",
-                    alert.starts_at
-                )));
-            }
-        }
+        check(
+            &notification.version,
+            notification.alerts.iter().map(|a| a.starts_at.as_str()),
+        )?;
         Ok(notification)
     }
 
     /// Why `body` does not parse, with the path of the field at fault.
-    fn explain(body: &[u8]) -> PayloadError {
+    pub(crate) fn explain(body: &[u8]) -> PayloadError {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
         let result: Result<Notification, _> = serde_path_to_error::deserialize(&mut deserializer);
         match result {
@@ -181,39 +523,16 @@ impl Notification {
         }
     }
 
-    /// The key copies of this notification share, whichever Alertmanager replica sent it
-    /// and however often: the receiver, the group, and each alert's fingerprint, status and
-    /// start. Never the raw body, which differs between replicas (`externalURL`) and
-    /// versions.
+    /// The key copies of this notification share (see [`Incoming::dedup_key`], which
+    /// gives the same key for the same body).
     pub fn dedup_key(&self) -> String {
-        let mut entries: Vec<(String, Status, i128)> = self
-            .alerts
-            .iter()
-            .map(|a| {
-                (
-                    a.stable_fingerprint(),
-                    a.status,
-                    parse_rfc3339(&a.starts_at).unwrap_or_default(),
-                )
-            })
-            .collect();
-        entries.sort();
-        entries.dedup();
-        let mut hash = Sha256::new();
-        hash.update(b"mcpwatch-dedup-v1\0");
-        hash.update(self.receiver.as_bytes());
-        hash.update([0]);
-        hash.update(self.group_key.as_bytes());
-        hash.update([0]);
-        for (fingerprint, status, starts) in &entries {
-            hash.update(fingerprint.as_bytes());
-            hash.update([0]);
-            hash.update(status.as_str().as_bytes());
-            hash.update([0]);
-            hash.update(starts.to_string().as_bytes());
-            hash.update([b'\n']);
-        }
-        hex(&hash.finalize())
+        dedup_key(
+            &self.receiver,
+            &self.group_key,
+            self.alerts
+                .iter()
+                .map(|a| (a.stable_fingerprint(), a.status, a.starts_at.as_str())),
+        )
     }
 
     /// How many alerts fire.
@@ -448,11 +767,126 @@ mod tests {
         ));
         let error = Notification::parse(b"{\"version\": ").expect_err("truncated");
         assert!(error.to_string().contains("EOF while parsing"), "{error}");
+        let twice = BODY.replace(r#""version": "4","#, r#""version": "4", "version": "4","#);
+        let error = Notification::parse(twice.as_bytes()).expect_err("repeated");
+        assert!(
+            error.to_string().contains("duplicate field `version`"),
+            "{error}"
+        );
+        let error = Notification::parse(b"[1]").expect_err("array");
+        assert!(
+            error
+                .to_string()
+                .contains("an Alertmanager webhook payload"),
+            "{error}"
+        );
+        let error = Notification::parse(
+            BODY.replace(
+                r#""labels": {"alertname""#,
+                r#""labels": 7, "x": {"alertname""#,
+            )
+            .as_bytes(),
+        )
+        .expect_err("labels");
+        assert!(
+            error
+                .to_string()
+                .starts_with("alerts[0].labels: invalid type"),
+            "{error}"
+        );
+        // A key spelled with an escape is still the field it names.
+        let escaped = BODY.replace(r#""groupKey""#, r#""group\u004bey""#);
+        assert!(Notification::parse(escaped.as_bytes()).is_ok());
         let time = BODY.replace("2026-11-22T10:00:00.123456789+01:00", "yesterday");
         let error = Notification::parse(time.as_bytes()).expect_err("time");
         assert!(
             error.to_string().starts_with("alerts[0].startsAt"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_borrowed_view_accepts_and_refuses_what_the_notification_does() {
+        let variants = [
+            BODY.to_owned(),
+            BODY.replace(
+                r#""status": "firing", "labels""#,
+                r#""status": "fired", "labels""#,
+            ),
+            BODY.replace(r#""groupKey""#, r#""groupkey""#),
+            BODY.replace(r#""groupKey""#, r#""group\u004bey""#),
+            BODY.replace(r#""version": "4""#, r#""version": "3""#),
+            BODY.replace(r#""version": "4","#, r#""version": "4", "version": "4","#),
+            BODY.replace(r#""truncatedAlerts": 0"#, r#""truncatedAlerts": -1"#),
+            BODY.replace(
+                r#""externalURL": "http://am-1:9093""#,
+                r#""externalURL": null"#,
+            ),
+            BODY.replace(
+                r#""notification_reason": "first notification""#,
+                r#""notification_reason": null"#,
+            ),
+            BODY.replace(
+                r#""notification_reason": "first notification""#,
+                r#""notification_reason": 3"#,
+            ),
+            BODY.replace(
+                r#""commonAnnotations": {}"#,
+                r#""commonAnnotations": {"a": 1}"#,
+            ),
+            BODY.replace(r#""commonAnnotations": {}"#, r#""commonAnnotations": []"#),
+            BODY.replace(
+                r#""annotations": {"summary""#,
+                r#""annotations": {"x": "1", "x": "2", "summary""#,
+            ),
+            BODY.replace(
+                r#""generatorURL": "http://prom/graph""#,
+                r#""generatorURL": false"#,
+            ),
+            BODY.replace(r#""fingerprint": "8a07086b74f3ba78", "#, ""),
+            BODY.replace(
+                r#""startsAt": "2026-11-22T10:00:00.123456789+01:00""#,
+                r#""startsAt": "soon""#,
+            ),
+            BODY.replace(
+                r#""futureAlertField": [1]"#,
+                r#""futureAlertField": {"deep": [null, "\u00e9"]}"#,
+            ),
+            BODY.replace(
+                r#""routeLabels": {"team": "mcp"}"#,
+                r#""routeLabels": {"team": "mcp"}, "x": [1, 2"#,
+            ),
+            "[]".to_owned(),
+            "{}".to_owned(),
+        ];
+        for body in &variants {
+            let owned = Notification::parse(body.as_bytes());
+            let borrowed = Incoming::parse(body);
+            match (&owned, &borrowed) {
+                (Ok(owned), Ok(borrowed)) => {
+                    assert_eq!(owned.dedup_key(), borrowed.dedup_key(), "{body}");
+                    for (a, b) in owned.alerts.iter().zip(borrowed.alerts()) {
+                        let a: Vec<_> = a.labels.sorted().collect();
+                        let b: Vec<_> = b.labels.sorted().collect();
+                        assert_eq!(a, b);
+                    }
+                }
+                (Err(owned), Err(borrowed)) => {
+                    assert_eq!(owned.to_string(), borrowed.to_string(), "{body}");
+                }
+                _ => panic!(
+                    "one parse accepts what the other refuses: {owned:?} / {borrowed:?}\n{body}"
+                ),
+            }
+        }
+        let repeated = Incoming::parse(&variants[12]).expect("repeated annotation");
+        assert_eq!(repeated.alerts()[0].annotations.label("x"), Some("2"));
+        let no_fingerprint = Incoming::parse(&variants[14]).expect("no fingerprint");
+        assert_eq!(
+            no_fingerprint.dedup_key(),
+            Notification::parse(variants[14].as_bytes())
+                .expect("parse")
+                .dedup_key()
         );
     }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::RouteConfig;
-use crate::payload::LabelSet;
+use crate::payload::Labels;
 
 /// How a matcher compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +100,8 @@ impl Matcher {
     }
 
     /// Whether `labels` satisfy it.
-    pub fn matches(&self, labels: &LabelSet) -> bool {
-        let actual = labels.get(&self.name).map_or("", String::as_str);
+    pub fn matches(&self, labels: &impl Labels) -> bool {
+        let actual = labels.label(&self.name).unwrap_or("");
         match (self.op, &self.regex) {
             (MatchOp::Equal, _) => actual == self.value,
             (MatchOp::NotEqual, _) => actual != self.value,
@@ -134,7 +134,7 @@ impl Router {
     /// The channels for an alert with these labels. The root always matches; a matching
     /// child takes the alert unless it says `continue`, and an alert no child takes stays
     /// with its parent's channels.
-    pub fn channels(&self, labels: &LabelSet) -> BTreeSet<String> {
+    pub fn channels(&self, labels: &impl Labels) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         walk(&self.root, &self.root.channels, labels, &mut out);
         out
@@ -144,7 +144,12 @@ impl Router {
 /// Adds the channels of the routes under `route` that `labels` stop at; `route` itself
 /// has matched. A route without channels of its own has its parent's, as an Alertmanager
 /// route without a receiver has its parent's receiver.
-fn walk(route: &RouteConfig, inherited: &[String], labels: &LabelSet, out: &mut BTreeSet<String>) {
+fn walk(
+    route: &RouteConfig,
+    inherited: &[String],
+    labels: &impl Labels,
+    out: &mut BTreeSet<String>,
+) {
     let own = if route.channels.is_empty() {
         inherited
     } else {
@@ -168,6 +173,7 @@ fn walk(route: &RouteConfig, inherited: &[String], labels: &LabelSet, out: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::LabelSet;
 
     fn labels(pairs: &[(&str, &str)]) -> LabelSet {
         pairs

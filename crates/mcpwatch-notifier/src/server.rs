@@ -21,7 +21,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
-use crate::payload::{Notification, PayloadError};
+use crate::payload::{Incoming, Notification, PayloadError};
 use crate::store::{ListFilter, NotificationView, state};
 use crate::{Notifier, Received};
 
@@ -194,23 +194,26 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
             );
         }
     };
-    let notification = match Notification::parse(&body) {
-        Ok(n) => n,
+    // Checked as UTF-8 once here, so that the parser need not check each string again.
+    let parsed = std::str::from_utf8(&body)
+        .map_err(|_| Notification::parse(&body).err())
+        .and_then(|text| Incoming::parse(text).map(|n| (text, n)).map_err(Some));
+    let (text, notification) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             metrics.rejected("bad_request");
             let message = match &e {
-                PayloadError::Invalid(m) => format!("invalid webhook payload: {m}"),
-                PayloadError::Version(_) => e.to_string(),
+                Some(PayloadError::Invalid(m)) => format!("invalid webhook payload: {m}"),
+                Some(e @ PayloadError::Version(_)) => e.to_string(),
+                None => "invalid webhook payload: body: not UTF-8".to_owned(),
             };
             tracing::warn!(error = %message, "Webhook refused.");
             return error(StatusCode::BAD_REQUEST, message);
         }
     };
-    // The body parsed as JSON, so it is UTF-8.
-    let text = std::str::from_utf8(&body).ok();
     match notifier.receive(&notification, text).await {
         Ok(Received::Stored { id, channels }) => {
-            tracing::debug!(notification = id, group_key = %notification.group_key, ?channels, "Notification stored.");
+            tracing::debug!(notification = id, group_key = %notification.group_key(), ?channels, "Notification stored.");
             (
                 StatusCode::OK,
                 axum::Json(json!({"status": "stored", "id": id, "channels": channels})),
@@ -218,7 +221,7 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
                 .into_response()
         }
         Ok(Received::Duplicate { id }) => {
-            tracing::info!(notification = id, group_key = %notification.group_key, "Duplicate notification; stored once already.");
+            tracing::info!(notification = id, group_key = %notification.group_key(), "Duplicate notification; stored once already.");
             (
                 StatusCode::OK,
                 axum::Json(json!({"status": "duplicate", "id": id})),

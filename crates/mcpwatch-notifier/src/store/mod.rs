@@ -39,6 +39,50 @@ pub enum StoreError {
     Other(String),
 }
 
+/// A notification's body as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// JSON text.
+    Json(String),
+    /// JSON compressed with LZ4 (block format, its length first as 4 bytes, little-endian).
+    Lz4(Vec<u8>),
+}
+
+/// Larger than any body the receiver takes (a guard against a damaged length).
+const MAX_BODY: usize = 1 << 30;
+
+impl Body {
+    /// `json` compressed. A webhook body repeats its label names and values alert after
+    /// alert and shrinks to a fifth or less: that much less for the store to write.
+    pub fn compress(json: &str) -> Self {
+        Body::Lz4(lz4_flex::compress_prepend_size(json.as_bytes()))
+    }
+
+    /// The JSON.
+    pub fn json(&self) -> Result<std::borrow::Cow<'_, str>, StoreError> {
+        match self {
+            Body::Json(text) => Ok(text.as_str().into()),
+            Body::Lz4(bytes) => {
+                let damaged = |e: &dyn std::fmt::Display| {
+                    StoreError::Other(format!("the stored body is damaged: {e}"))
+                };
+                let length = bytes
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes)
+                    .ok_or_else(|| damaged(&"shorter than its length"))?;
+                if usize::try_from(length).map_or(true, |n| n > MAX_BODY) {
+                    return Err(damaged(&format!("a length of {length} bytes")));
+                }
+                let raw = lz4_flex::decompress_size_prepended(bytes).map_err(|e| damaged(&e))?;
+                String::from_utf8(raw)
+                    .map(Into::into)
+                    .map_err(|e| damaged(&e))
+            }
+        }
+    }
+}
+
 /// A notification to store, with the deliveries routing gave it.
 #[derive(Debug, Clone)]
 pub struct NewNotification {
@@ -52,8 +96,8 @@ pub struct NewNotification {
     pub status: String,
     /// Number of alerts.
     pub alert_count: usize,
-    /// The payload as JSON (unknown fields included).
-    pub payload: String,
+    /// The payload (unknown fields included).
+    pub payload: Body,
     /// One delivery per channel, with the indices of the alerts routed to it.
     pub deliveries: Vec<NewDelivery>,
     /// When it arrived, Unix ms.
@@ -97,8 +141,8 @@ pub struct Claimed {
     pub received_at: i64,
     /// When the delivery was (re)queued: the dead-letter clock starts here.
     pub queued_at: i64,
-    /// The payload JSON.
-    pub payload: String,
+    /// The payload.
+    pub payload: Body,
 }
 
 /// Claimed deliveries, and when the next one falls due.
@@ -236,4 +280,40 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn get(&self, id: i64) -> Result<Option<NotificationView>, StoreError>;
     /// Queue sizes.
     async fn stats(&self) -> Result<QueueStats, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_compressed_and_read_back() {
+        let json = format!(
+            "{{\"alerts\":[{}]}}",
+            vec!["{\"labels\":{\"severity\":\"warning\"}}"; 50].join(",")
+        );
+        let body = Body::compress(&json);
+        let Body::Lz4(bytes) = &body else {
+            panic!("compressed")
+        };
+        assert!(
+            bytes.len() * 5 < json.len(),
+            "{} of {}",
+            bytes.len(),
+            json.len()
+        );
+        assert_eq!(body.json().expect("json"), json);
+        assert_eq!(Body::Json(json.clone()).json().expect("json"), json);
+        let damaged = Body::Lz4(vec![0xff, 0xff, 0xff, 0x7f, 1, 2]);
+        assert!(
+            damaged
+                .json()
+                .expect_err("damaged")
+                .to_string()
+                .contains("damaged")
+        );
+        let truncated = Body::Lz4(bytes[..bytes.len() / 2].to_vec());
+        assert!(truncated.json().is_err());
+        assert!(Body::Lz4(vec![1]).json().is_err());
+    }
 }

@@ -7,12 +7,13 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Accepted, ClaimBatch, Claimed, DeliveryView, ListFilter, NewNotification, NotificationView,
-    Outcome, QueueStats, Store, StoreError, state,
+    Accepted, Body, ClaimBatch, Claimed, DeliveryView, ListFilter, NewNotification,
+    NotificationView, Outcome, QueueStats, Store, StoreError, state,
 };
 use crate::time::{format_rfc3339, now_ms};
 
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     status TEXT NOT NULL,
     alert_count INTEGER NOT NULL,
     duplicates INTEGER NOT NULL DEFAULT 0,
-    payload TEXT NOT NULL
+    -- A BLOB of LZ4-compressed JSON, or JSON TEXT (see store::Body).
+    payload NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dedup_keys (
     key TEXT PRIMARY KEY,
@@ -68,23 +70,76 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
 ";
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-enum Op {
-    Accept(Box<NewNotification>, Reply<Accepted>),
+/// A write, run on the writer thread inside a batch.
+enum Work {
+    Accept(Box<NewNotification>),
     Claim {
         now: i64,
         budgets: Vec<(String, usize)>,
         total: usize,
         lease: Duration,
-        reply: Reply<ClaimBatch>,
     },
-    Retire(Vec<String>, Reply<usize>),
-    Complete(i64, u32, Outcome, Reply<bool>),
-    Replay(i64, Reply<usize>),
-    Recover(Reply<usize>),
-    Prune(Duration, Duration, Reply<usize>),
+    Retire(Vec<String>),
+    Complete(i64, u32, Outcome),
+    Replay(i64),
+    Recover,
+    Prune(Duration, Duration),
 }
+
+/// What a write returns.
+enum Done {
+    Accepted(Accepted),
+    Claimed(ClaimBatch),
+    Flag(bool),
+    Count(usize),
+}
+
+/// The value of one kind of write, out of its [`Done`].
+trait FromDone: Sized {
+    fn from_done(done: Done) -> Option<Self>;
+}
+
+impl FromDone for Accepted {
+    fn from_done(done: Done) -> Option<Self> {
+        if let Done::Accepted(v) = done {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+impl FromDone for ClaimBatch {
+    fn from_done(done: Done) -> Option<Self> {
+        if let Done::Claimed(v) = done {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+impl FromDone for bool {
+    fn from_done(done: Done) -> Option<Self> {
+        if let Done::Flag(v) = done {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+impl FromDone for usize {
+    fn from_done(done: Done) -> Option<Self> {
+        if let Done::Count(v) = done {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+type Op = (Work, oneshot::Sender<Result<Done, StoreError>>);
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -149,6 +204,11 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0_i64)?;
         // The writer keeps a queue's hot pages (indexes, recent rows) cached: 8 MiB.
         conn.pragma_update(None, "cache_size", -8192_i64)?;
+        // The writer's commits do not wait for the disk: the sync thread flushes the WAL
+        // after each commit (many commits per flush when they come quickly), and answers a
+        // write only then, while the writer goes on with the next batch. A commit is as
+        // durable before its answer as with synchronous=FULL; the flush overlaps the work.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         let reader = open(path)?;
         let checkpointer = open(path)?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -163,7 +223,19 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("notifier-store".into())
             .spawn(move || {
-                writer_loop(conn, rx, &wal);
+                std::thread::scope(|scope| {
+                    let (synced, to_sync) = std::sync::mpsc::channel();
+                    let wal = &wal;
+                    let syncer = std::thread::Builder::new()
+                        .name("notifier-sync".into())
+                        .spawn_scoped(scope, move || sync_loop(&to_sync, wal));
+                    match syncer {
+                        Ok(_) => writer_loop(conn, rx, wal, &synced),
+                        Err(e) => {
+                            tracing::error!(error = %e, "Cannot start the sync thread; the store refuses writes.");
+                        }
+                    }
+                });
                 drop(stop_checkpoints);
             })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
@@ -192,17 +264,19 @@ impl SqliteStore {
         }
     }
 
-    async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+    async fn write<T: FromDone>(&self, work: Work) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         {
             let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
             writer
                 .as_ref()
                 .ok_or(StoreError::Closed)?
-                .send(op(tx))
+                .send((work, tx))
                 .map_err(|_| StoreError::Closed)?;
         }
-        rx.await.map_err(|_| StoreError::Closed)?
+        let done = rx.await.map_err(|_| StoreError::Closed)??;
+        T::from_done(done)
+            .ok_or_else(|| StoreError::Other("the writer answered another write".into()))
     }
 
     async fn read<T: Send + 'static>(
@@ -255,37 +329,17 @@ fn checkpoint_loop(conn: &Connection, stop: &Receiver<()>) {
     checkpoint("TRUNCATE");
 }
 
-/// A reply held until its batch commits.
-enum Pending {
-    Accept(Reply<Accepted>, Result<Accepted, StoreError>),
-    Claim(Reply<ClaimBatch>, Result<ClaimBatch, StoreError>),
-    Bool(Reply<bool>, Result<bool, StoreError>),
-    Count(Reply<usize>, Result<usize, StoreError>),
-}
-
-impl Pending {
-    fn send(self, commit: &Result<(), String>) {
-        fn pass<T>(reply: Reply<T>, result: Result<T, StoreError>, commit: &Result<(), String>) {
-            let result = match commit {
-                Ok(()) => result,
-                Err(e) => Err(StoreError::Other(format!("commit failed: {e}"))),
-            };
-            let _ = reply.send(result);
-        }
-        match self {
-            Pending::Accept(r, v) => pass(r, v, commit),
-            Pending::Claim(r, v) => pass(r, v, commit),
-            Pending::Bool(r, v) => pass(r, v, commit),
-            Pending::Count(r, v) => pass(r, v, commit),
-        }
-    }
-}
-
 /// Past this size the writer checkpoints the WAL itself (a sustained burst outruns the
 /// checkpoint thread), so that the WAL's disk use stays bounded.
 const WAL_LIMIT: u64 = 256 << 20;
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Op>, wal: &Path) {
+/// The answers to a committed batch, sent once the WAL is on disk.
+type Answers = Vec<(
+    oneshot::Sender<Result<Done, StoreError>>,
+    Result<Done, StoreError>,
+)>;
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Op>, wal: &Path, synced: &Sender<Answers>) {
     let mut batches: u64 = 0;
     while let Ok(first) = rx.recv() {
         batches += 1;
@@ -302,74 +356,164 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Op>, wal: &Path) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let mut replies = Vec::with_capacity(ops.len());
-        let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(mut tx) => {
-                for op in ops {
-                    replies.push(apply(&mut tx, op));
-                }
-                tx.commit().map_err(|e| e.to_string())
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for op in ops {
-                    replies.push(fail(op, &message));
-                }
-                Err(message)
-            }
+        let works: Vec<&Work> = ops.iter().map(|(work, _)| work).collect();
+        // All writes in one transaction; when one of them fails, the batch is rolled back
+        // and run again with each write in a savepoint of its own, so that the failure
+        // undoes only that write. Savepoints on every write would cost the common case.
+        let batch = match run_batch(&mut conn, &works, false) {
+            Err(BatchError::Write) => run_batch(&mut conn, &works, true),
+            other => other,
         };
-        if let Err(e) = &commit {
+        let results = batch.unwrap_or_else(|e| {
+            let e = match e {
+                BatchError::Write => "a write failed".to_owned(),
+                BatchError::Transaction(e) => e,
+            };
             tracing::error!(error = %e, "The store could not commit; the writes of this batch are refused.");
-        }
-        for reply in replies {
-            reply.send(&commit);
-        }
-    }
-}
-
-fn fail(op: Op, message: &str) -> Pending {
-    fn error<T>(message: &str) -> Result<T, StoreError> {
-        Err(StoreError::Other(message.to_owned()))
-    }
-    match op {
-        Op::Accept(_, r) => Pending::Accept(r, error(message)),
-        Op::Claim { reply, .. } => Pending::Claim(reply, error(message)),
-        Op::Complete(_, _, _, r) => Pending::Bool(r, error(message)),
-        Op::Replay(_, r) | Op::Recover(r) | Op::Prune(_, _, r) | Op::Retire(_, r) => {
-            Pending::Count(r, error(message))
+            works
+                .iter()
+                .map(|_| Err(StoreError::Other(format!("commit failed: {e}"))))
+                .collect()
+        });
+        let answers: Answers = ops
+            .into_iter()
+            .map(|(_, reply)| reply)
+            .zip(results)
+            .collect();
+        if synced.send(answers).is_err() {
+            return;
         }
     }
 }
 
-/// Runs one write inside a savepoint, so that its failure undoes only its own changes.
-fn apply(tx: &mut Transaction<'_>, op: Op) -> Pending {
-    fn within<T>(
-        tx: &mut Transaction<'_>,
-        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
-    ) -> Result<T, StoreError> {
-        let sp = tx.savepoint()?;
-        let value = f(&sp)?;
-        sp.commit()?;
-        Ok(value)
+/// Flushes the WAL to disk for each batch of commits the writer hands over (all that are
+/// waiting, with one flush), then answers their writes. After a failed flush the pages
+/// the kernel dropped cannot be told from those it kept: every later write is refused,
+/// and a restart recovers what the disk has.
+fn sync_loop(batches: &Receiver<Answers>, wal: &Path) {
+    let mut file: Option<std::fs::File> = None;
+    let mut broken: Option<String> = None;
+    while let Ok(first) = batches.recv() {
+        let mut answers = first;
+        while let Ok(more) = batches.try_recv() {
+            answers.extend(more);
+        }
+        if broken.is_none()
+            && let Err(e) = sync_wal(&mut file, wal)
+        {
+            tracing::error!(error = %e, wal = %wal.display(), "Flushing the store to disk failed; the notifier refuses every write until it is restarted.");
+            broken = Some(e);
+        }
+        for (reply, result) in answers {
+            let result = match &broken {
+                None => result,
+                Some(e) => Err(StoreError::Other(format!(
+                    "flushing the store to disk failed ({e}); restart the notifier"
+                ))),
+            };
+            let _ = reply.send(result);
+        }
     }
-    match op {
-        Op::Accept(n, r) => Pending::Accept(r, within(tx, |c| accept(c, &n))),
-        Op::Claim {
+}
+
+/// `fdatasync` of the WAL file, opened again if SQLite replaced it.
+fn sync_wal(file: &mut Option<std::fs::File>, wal: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let current = std::fs::metadata(wal).map_err(|e| format!("{}: {e}", wal.display()))?;
+    let same = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .is_some_and(|m| m.ino() == current.ino() && m.dev() == current.dev());
+    if !same {
+        *file = Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(wal)
+                .map_err(|e| format!("{}: {e}", wal.display()))?,
+        );
+    }
+    match file {
+        Some(f) => f.sync_data().map_err(|e| format!("{}: {e}", wal.display())),
+        None => Ok(()),
+    }
+}
+
+/// Why a batch committed nothing.
+enum BatchError {
+    /// A write failed outside a savepoint (never when each write has its own).
+    Write,
+    /// The transaction could not begin or commit.
+    Transaction(String),
+}
+
+/// Runs a batch of writes in one transaction, each write in a savepoint when `isolate`;
+/// every write's own result when it commits.
+fn run_batch(
+    conn: &mut Connection,
+    works: &[&Work],
+    isolate: bool,
+) -> Result<Vec<Result<Done, StoreError>>, BatchError> {
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| BatchError::Transaction(e.to_string()))?;
+    let mut results = Vec::with_capacity(works.len());
+    for work in works {
+        let result = if isolate {
+            tx.savepoint().and_then(|sp| {
+                let value = run(&sp, work)?;
+                sp.commit()?;
+                Ok(value)
+            })
+        } else {
+            run(&tx, work)
+        };
+        match result {
+            Ok(done) => results.push(Ok(done)),
+            Err(e) if isolate => results.push(Err(StoreError::from(e))),
+            Err(_) => return Err(BatchError::Write),
+        }
+    }
+    tx.commit()
+        .map_err(|e| BatchError::Transaction(e.to_string()))?;
+    Ok(results)
+}
+
+fn run(c: &Connection, work: &Work) -> Result<Done, rusqlite::Error> {
+    Ok(match work {
+        Work::Accept(n) => Done::Accepted(accept(c, n)?),
+        Work::Claim {
             now,
             budgets,
             total,
             lease,
-            reply,
-        } => Pending::Claim(reply, within(tx, |c| claim(c, now, &budgets, total, lease))),
-        Op::Retire(known, r) => Pending::Count(r, within(tx, |c| retire(c, &known, now_ms()))),
-        Op::Complete(id, attempt, outcome, r) => Pending::Bool(
-            r,
-            within(tx, |c| complete(c, id, attempt, &outcome, now_ms())),
-        ),
-        Op::Replay(id, r) => Pending::Count(r, within(tx, |c| replay(c, id, now_ms()))),
-        Op::Recover(r) => Pending::Count(r, within(tx, |c| recover(c, now_ms()))),
-        Op::Prune(retention, window, r) => {
-            Pending::Count(r, within(tx, |c| prune(c, now_ms(), retention, window)))
+        } => Done::Claimed(claim(c, *now, budgets, *total, *lease)?),
+        Work::Retire(known) => Done::Count(retire(c, known, now_ms())?),
+        Work::Complete(id, attempt, outcome) => {
+            Done::Flag(complete(c, *id, *attempt, outcome, now_ms())?)
+        }
+        Work::Replay(id) => Done::Count(replay(c, *id, now_ms())?),
+        Work::Recover => Done::Count(recover(c, now_ms())?),
+        Work::Prune(retention, window) => Done::Count(prune(c, now_ms(), *retention, *window)?),
+    })
+}
+
+impl rusqlite::ToSql for Body {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Body::Json(text) => ValueRef::Text(text.as_bytes()),
+            Body::Lz4(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
+}
+
+impl FromSql for Body {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value {
+            ValueRef::Text(text) => std::str::from_utf8(text)
+                .map(|t| Body::Json(t.to_owned()))
+                .map_err(|e| FromSqlError::Other(Box::new(e))),
+            ValueRef::Blob(bytes) => Ok(Body::Lz4(bytes.to_vec())),
+            _ => Err(FromSqlError::InvalidType),
         }
     }
 }
@@ -661,7 +805,7 @@ fn view(r: &rusqlite::Row<'_>) -> Result<NotificationView, rusqlite::Error> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn accept(&self, notification: NewNotification) -> Result<Accepted, StoreError> {
-        self.write(|r| Op::Accept(Box::new(notification), r)).await
+        self.write(Work::Accept(Box::new(notification))).await
     }
 
     async fn claim(
@@ -671,18 +815,17 @@ impl Store for SqliteStore {
         total: usize,
         lease: Duration,
     ) -> Result<ClaimBatch, StoreError> {
-        self.write(|reply| Op::Claim {
+        self.write(Work::Claim {
             now,
             budgets,
             total,
             lease,
-            reply,
         })
         .await
     }
 
     async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError> {
-        self.write(|r| Op::Retire(known, r)).await
+        self.write(Work::Retire(known)).await
     }
 
     async fn complete(
@@ -691,20 +834,19 @@ impl Store for SqliteStore {
         attempt: u32,
         outcome: Outcome,
     ) -> Result<bool, StoreError> {
-        self.write(|r| Op::Complete(delivery, attempt, outcome, r))
-            .await
+        self.write(Work::Complete(delivery, attempt, outcome)).await
     }
 
     async fn replay(&self, notification: i64) -> Result<usize, StoreError> {
-        self.write(|r| Op::Replay(notification, r)).await
+        self.write(Work::Replay(notification)).await
     }
 
     async fn recover(&self) -> Result<usize, StoreError> {
-        self.write(Op::Recover).await
+        self.write(Work::Recover).await
     }
 
     async fn prune(&self, retention: Duration, window: Duration) -> Result<usize, StoreError> {
-        self.write(|r| Op::Prune(retention, window, r)).await
+        self.write(Work::Prune(retention, window)).await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<NotificationView>, StoreError> {
@@ -748,8 +890,11 @@ impl Store for SqliteStore {
                 )?
                 .query_row(params![id], |r| {
                     let mut v = view(r)?;
-                    let payload: String = r.get(7)?;
-                    v.payload = serde_json::from_str(&payload).ok();
+                    let payload: Body = r.get(7)?;
+                    v.payload = payload
+                        .json()
+                        .ok()
+                        .and_then(|json| serde_json::from_str(&json).ok());
                     Ok(v)
                 })
                 .optional()?;
@@ -813,7 +958,7 @@ mod tests {
             group_key: "{}:{}".into(),
             status: "firing".into(),
             alert_count: 1,
-            payload: "{\"alerts\":[]}".into(),
+            payload: Body::Json("{\"alerts\":[]}".into()),
             deliveries: vec![
                 NewDelivery {
                     channel: "chat".into(),
@@ -831,6 +976,54 @@ mod tests {
 
     fn budgets() -> Vec<(String, usize)> {
         vec![("chat".into(), 10), ("log".into(), 10)]
+    }
+
+    #[test]
+    fn a_failing_write_undoes_only_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open(&dir.path().join("notifier.db")).expect("open");
+        migrate(&mut conn).expect("migrate");
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON notifications WHEN NEW.receiver = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .expect("trigger");
+        let now = now_ms();
+        let mut refused = notification("b", now);
+        refused.receiver = "refused".into();
+        let works = [
+            Work::Accept(Box::new(notification("a", now))),
+            Work::Accept(Box::new(refused)),
+            Work::Accept(Box::new(notification("c", now))),
+        ];
+        let works: Vec<&Work> = works.iter().collect();
+        assert!(matches!(
+            run_batch(&mut conn, &works, false),
+            Err(BatchError::Write)
+        ));
+        let count = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
+                .expect("count")
+        };
+        assert_eq!(count(&conn), 0, "the failed batch left nothing behind");
+        let results = run_batch(&mut conn, &works, true).unwrap_or_else(|_| panic!("batch"));
+        assert!(matches!(
+            results[0],
+            Ok(Done::Accepted(Accepted::Stored(_)))
+        ));
+        assert!(
+            matches!(&results[1], Err(e) if e.to_string().contains("refused by the test")),
+            "the failure is the write's own"
+        );
+        assert!(matches!(
+            results[2],
+            Ok(Done::Accepted(Accepted::Stored(_)))
+        ));
+        assert_eq!(count(&conn), 2);
+        let deliveries: i64 = conn
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .expect("deliveries");
+        assert_eq!(deliveries, 4, "the refused write's deliveries went with it");
     }
 
     #[tokio::test]
