@@ -137,6 +137,16 @@ impl Alert {
     }
 }
 
+/// What copies of one notification share: a SHA-256 (see [`Notification::dedup_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DedupKey(pub [u8; 32]);
+
+impl fmt::Display for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
 /// `sent`, or a hash of `labels` when it is empty.
 fn fingerprint<'a>(sent: &'a str, labels: &impl Labels) -> Cow<'a, str> {
     if !sent.is_empty() {
@@ -159,7 +169,7 @@ fn dedup_key<'a>(
     receiver: &str,
     group_key: &str,
     alerts: impl Iterator<Item = (Cow<'a, str>, Status, &'a str)>,
-) -> String {
+) -> DedupKey {
     let mut entries: Vec<(Cow<'a, str>, Status, i128)> = alerts
         .map(|(fingerprint, status, starts_at)| {
             (
@@ -186,7 +196,7 @@ fn dedup_key<'a>(
         hash.update(digits.format(*starts).as_bytes());
         hash.update([b'\n']);
     }
-    hex(&hash.finalize())
+    DedupKey(hash.finalize().into())
 }
 
 /// The checks beyond JSON types: the version, and start times that are times.
@@ -342,7 +352,7 @@ impl<'a> Incoming<'a> {
     }
 
     /// The same key as [`Notification::dedup_key`] of the same body.
-    pub fn dedup_key(&self) -> String {
+    pub fn dedup_key(&self) -> DedupKey {
         dedup_key(
             &self.receiver.0,
             &self.group_key.0,
@@ -525,7 +535,7 @@ impl Notification {
 
     /// The key copies of this notification share (see [`Incoming::dedup_key`], which
     /// gives the same key for the same body).
-    pub fn dedup_key(&self) -> String {
+    pub fn dedup_key(&self) -> DedupKey {
         dedup_key(
             &self.receiver,
             &self.group_key,

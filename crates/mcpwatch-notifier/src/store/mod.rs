@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::payload::DedupKey;
+
 pub use sqlite::SqliteStore;
 
 /// Delivery states.
@@ -87,7 +89,7 @@ impl Body {
 #[derive(Debug, Clone)]
 pub struct NewNotification {
     /// The deduplication key.
-    pub dedup_key: String,
+    pub dedup_key: DedupKey,
     /// Alertmanager's receiver.
     pub receiver: String,
     /// The group key.

@@ -2,8 +2,9 @@
 //! thread that commits whatever arrived together in one transaction (group commit), so a
 //! burst of webhooks costs one fsync, not one each; readers use their own connection.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Accepted, Body, ClaimBatch, Claimed, DeliveryView, ListFilter, NewNotification,
+    Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, ListFilter, NewNotification,
     NotificationView, Outcome, QueueStats, Store, StoreError, state,
 };
 use crate::time::{format_rfc3339, now_ms};
@@ -20,7 +21,9 @@ use crate::time::{format_rfc3339, now_ms};
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: dedup keys moved from their own indexed table into the notifications, indexed in
+/// memory by the writer.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -32,14 +35,11 @@ CREATE TABLE IF NOT EXISTS notifications (
     alert_count INTEGER NOT NULL,
     duplicates INTEGER NOT NULL DEFAULT 0,
     -- A BLOB of LZ4-compressed JSON, or JSON TEXT (see store::Body).
-    payload NOT NULL
+    payload NOT NULL,
+    -- The 32 bytes of its DedupKey; no index: the writer keeps those of the dedup window
+    -- in memory (an index would cost a write to a random page per notification).
+    dedup_key BLOB
 );
-CREATE TABLE IF NOT EXISTS dedup_keys (
-    key TEXT PRIMARY KEY,
-    notification_id INTEGER NOT NULL,
-    received_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS dedup_keys_received ON dedup_keys (received_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
     notification_id INTEGER NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
@@ -139,13 +139,26 @@ impl FromDone for usize {
     }
 }
 
-type Op = (Work, oneshot::Sender<Result<Done, StoreError>>);
+/// Where a write's answer goes.
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
+
+type Op = (Work, Reply);
+
+/// What the writer thread hears.
+enum Msg {
+    /// A write to make.
+    Write(Op),
+    /// The sync thread has flushed what it was given and is free.
+    Flushed,
+    /// The store is closing: commit what is open, then stop.
+    Close,
+}
 
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     _lock: std::fs::File,
-    writer: Mutex<Option<Sender<Op>>>,
+    writer: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Arc<Mutex<Connection>>,
 }
@@ -212,6 +225,7 @@ impl SqliteStore {
         let reader = open(path)?;
         let checkpointer = open(path)?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let tx_for_sync = tx.clone();
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
@@ -226,11 +240,12 @@ impl SqliteStore {
                 std::thread::scope(|scope| {
                     let (synced, to_sync) = std::sync::mpsc::channel();
                     let wal = &wal;
+                    let flushed = tx_for_sync;
                     let syncer = std::thread::Builder::new()
                         .name("notifier-sync".into())
-                        .spawn_scoped(scope, move || sync_loop(&to_sync, wal));
+                        .spawn_scoped(scope, move || sync_loop(&to_sync, wal, &flushed));
                     match syncer {
-                        Ok(_) => writer_loop(conn, rx, wal, &synced),
+                        Ok(_) => writer_loop(&conn, &rx, wal, &synced),
                         Err(e) => {
                             tracing::error!(error = %e, "Cannot start the sync thread; the store refuses writes.");
                         }
@@ -255,8 +270,10 @@ impl SqliteStore {
 
     /// Stops the writer after what it has queued; later writes fail with `Closed`.
     pub fn close(&self) {
-        if let Ok(mut writer) = self.writer.lock() {
-            writer.take();
+        if let Ok(mut writer) = self.writer.lock()
+            && let Some(writer) = writer.take()
+        {
+            let _ = writer.send(Msg::Close);
         }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
@@ -271,7 +288,7 @@ impl SqliteStore {
             writer
                 .as_ref()
                 .ok_or(StoreError::Closed)?
-                .send((work, tx))
+                .send(Msg::Write((work, tx)))
                 .map_err(|_| StoreError::Closed)?;
         }
         let done = rx.await.map_err(|_| StoreError::Closed)??;
@@ -308,6 +325,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
+    if version == 1 {
+        tx.execute_batch(
+            "ALTER TABLE notifications ADD COLUMN dedup_key BLOB;
+             UPDATE notifications SET dedup_key =
+                 (SELECT unhex(k.key) FROM dedup_keys k WHERE k.notification_id = notifications.id);
+             DROP TABLE dedup_keys;",
+        )?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
@@ -334,63 +359,146 @@ fn checkpoint_loop(conn: &Connection, stop: &Receiver<()>) {
 const WAL_LIMIT: u64 = 256 << 20;
 
 /// The answers to a committed batch, sent once the WAL is on disk.
-type Answers = Vec<(
-    oneshot::Sender<Result<Done, StoreError>>,
-    Result<Done, StoreError>,
-)>;
+type Answers = Vec<(Reply, Result<Done, StoreError>)>;
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Op>, wal: &Path, synced: &Sender<Answers>) {
-    let mut batches: u64 = 0;
-    while let Ok(first) = rx.recv() {
-        batches += 1;
-        if batches.is_multiple_of(64)
+/// The writer: each write applied as it arrives, in a transaction left open while the
+/// sync thread flushes the previous commit, and committed (then handed to the sync
+/// thread) as soon as the flush is done. Commits thus come as fast as the disk flushes,
+/// each as large as what arrived meanwhile: the index pages every write touches are
+/// written once per flush rather than once per write.
+fn writer_loop(conn: &Connection, rx: &Receiver<Msg>, wal: &Path, synced: &Sender<Answers>) {
+    let mut batch = Batch::default();
+    let mut flushing = false;
+    let mut commits: u64 = 0;
+    let mut closing = false;
+    while !closing {
+        let Ok(first) = rx.recv() else { break };
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Write(op) => batch.add(conn, op),
+                Msg::Flushed => flushing = false,
+                Msg::Close => closing = true,
+            }
+            next = if batch.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if batch.len() == 0 || (flushing && batch.len() < MAX_BATCH && !closing) {
+            continue;
+        }
+        let answers = batch.commit(conn);
+        commits += 1;
+        flushing = true;
+        if synced.send(answers).is_err() {
+            break;
+        }
+        if commits.is_multiple_of(64)
             && std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT)
             && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
         {
             tracing::warn!(error = %e, "WAL checkpoint failed.");
         }
-        let mut ops = vec![first];
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        let works: Vec<&Work> = ops.iter().map(|(work, _)| work).collect();
-        // All writes in one transaction; when one of them fails, the batch is rolled back
-        // and run again with each write in a savepoint of its own, so that the failure
-        // undoes only that write. Savepoints on every write would cost the common case.
-        let batch = match run_batch(&mut conn, &works, false) {
-            Err(BatchError::Write) => run_batch(&mut conn, &works, true),
-            other => other,
-        };
-        let results = batch.unwrap_or_else(|e| {
-            let e = match e {
-                BatchError::Write => "a write failed".to_owned(),
-                BatchError::Transaction(e) => e,
-            };
-            tracing::error!(error = %e, "The store could not commit; the writes of this batch are refused.");
-            works
-                .iter()
-                .map(|_| Err(StoreError::Other(format!("commit failed: {e}"))))
-                .collect()
-        });
-        let answers: Answers = ops
-            .into_iter()
-            .map(|(_, reply)| reply)
-            .zip(results)
-            .collect();
-        if synced.send(answers).is_err() {
-            return;
-        }
     }
 }
 
-/// Flushes the WAL to disk for each batch of commits the writer hands over (all that are
-/// waiting, with one flush), then answers their writes. After a failed flush the pages
-/// the kernel dropped cannot be told from those it kept: every later write is refused,
-/// and a restart recovers what the disk has.
-fn sync_loop(batches: &Receiver<Answers>, wal: &Path) {
+/// The writes of the open transaction, each with its result so far.
+#[derive(Default)]
+struct Batch {
+    open: bool,
+    index: DedupIndex,
+    entries: Vec<(Work, Reply, Result<Done, StoreError>)>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Applies a write in the open transaction (beginning one if none is). When it fails,
+    /// the transaction is rolled back and every write in it made again, each in a
+    /// savepoint of its own, so that the failure undoes only its own write; savepoints on
+    /// every write would cost the common case.
+    fn add(&mut self, conn: &Connection, (work, reply): Op) {
+        if !self.open {
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                tracing::error!(error = %e, "The store cannot begin a transaction; the write is refused.");
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+            self.open = true;
+        }
+        match run(conn, &mut self.index, &work) {
+            Ok(done) => self.entries.push((work, reply, Ok(done))),
+            Err(e) => {
+                self.entries.push((work, reply, Err(e.into())));
+                self.redo_isolated(conn);
+            }
+        }
+    }
+
+    fn redo_isolated(&mut self, conn: &Connection) {
+        // The index may hold keys of the writes rolled back.
+        self.index.invalidate();
+        let again = conn
+            .execute_batch("ROLLBACK")
+            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+        if let Err(e) = again {
+            tracing::error!(error = %e, "The store cannot begin a transaction; the writes of this batch are refused.");
+            self.open = false;
+            for (_, reply, _) in self.entries.drain(..) {
+                let _ = reply.send(Err(StoreError::Other(format!(
+                    "the store cannot begin a transaction: {e}"
+                ))));
+            }
+            return;
+        }
+        for (work, _, result) in &mut self.entries {
+            *result = conn
+                .execute_batch("SAVEPOINT write")
+                .and_then(|()| match run(conn, &mut self.index, work) {
+                    Ok(done) => conn.execute_batch("RELEASE write").map(|()| done),
+                    Err(e) => {
+                        conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
+                        Err(e)
+                    }
+                })
+                .map_err(StoreError::from);
+        }
+    }
+
+    /// Commits the open transaction: each write's answer, or the commit's failure for all.
+    fn commit(&mut self, conn: &Connection) -> Answers {
+        let committed = if self.open {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })
+        } else {
+            Ok(())
+        };
+        self.open = false;
+        if let Err(e) = &committed {
+            self.index.invalidate();
+            tracing::error!(error = %e, "The store could not commit; the writes of this batch are refused.");
+        }
+        self.entries
+            .drain(..)
+            .map(|(_, reply, result)| match &committed {
+                Ok(()) => (reply, result),
+                Err(e) => (reply, Err(StoreError::Other(format!("commit failed: {e}")))),
+            })
+            .collect()
+    }
+}
+
+/// Flushes the WAL to disk for each commit the writer hands over, answers its writes,
+/// and tells the writer it is free. After a failed flush the pages the kernel dropped
+/// cannot be told from those it kept: every later write is refused, and a restart
+/// recovers what the disk has.
+fn sync_loop(batches: &Receiver<Answers>, wal: &Path, flushed: &Sender<Msg>) {
     let mut file: Option<std::fs::File> = None;
     let mut broken: Option<String> = None;
     while let Ok(first) = batches.recv() {
@@ -413,6 +521,7 @@ fn sync_loop(batches: &Receiver<Answers>, wal: &Path) {
             };
             let _ = reply.send(result);
         }
+        let _ = flushed.send(Msg::Flushed);
     }
 }
 
@@ -438,49 +547,9 @@ fn sync_wal(file: &mut Option<std::fs::File>, wal: &Path) -> Result<(), String> 
     }
 }
 
-/// Why a batch committed nothing.
-enum BatchError {
-    /// A write failed outside a savepoint (never when each write has its own).
-    Write,
-    /// The transaction could not begin or commit.
-    Transaction(String),
-}
-
-/// Runs a batch of writes in one transaction, each write in a savepoint when `isolate`;
-/// every write's own result when it commits.
-fn run_batch(
-    conn: &mut Connection,
-    works: &[&Work],
-    isolate: bool,
-) -> Result<Vec<Result<Done, StoreError>>, BatchError> {
-    let mut tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| BatchError::Transaction(e.to_string()))?;
-    let mut results = Vec::with_capacity(works.len());
-    for work in works {
-        let result = if isolate {
-            tx.savepoint().and_then(|sp| {
-                let value = run(&sp, work)?;
-                sp.commit()?;
-                Ok(value)
-            })
-        } else {
-            run(&tx, work)
-        };
-        match result {
-            Ok(done) => results.push(Ok(done)),
-            Err(e) if isolate => results.push(Err(StoreError::from(e))),
-            Err(_) => return Err(BatchError::Write),
-        }
-    }
-    tx.commit()
-        .map_err(|e| BatchError::Transaction(e.to_string()))?;
-    Ok(results)
-}
-
-fn run(c: &Connection, work: &Work) -> Result<Done, rusqlite::Error> {
+fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, rusqlite::Error> {
     Ok(match work {
-        Work::Accept(n) => Done::Accepted(accept(c, n)?),
+        Work::Accept(n) => Done::Accepted(accept(c, index, n)?),
         Work::Claim {
             now,
             budgets,
@@ -493,7 +562,9 @@ fn run(c: &Connection, work: &Work) -> Result<Done, rusqlite::Error> {
         }
         Work::Replay(id) => Done::Count(replay(c, *id, now_ms())?),
         Work::Recover => Done::Count(recover(c, now_ms())?),
-        Work::Prune(retention, window) => Done::Count(prune(c, now_ms(), *retention, *window)?),
+        Work::Prune(retention, window) => {
+            Done::Count(prune(c, index, now_ms(), *retention, *window)?)
+        }
     })
 }
 
@@ -522,22 +593,102 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn accept(c: &Connection, n: &NewNotification) -> Result<Accepted, rusqlite::Error> {
+/// The dedup keys of the notifications received within the dedup window, kept in memory
+/// by the writer; loaded from the notifications table (its `received_at` index) for the
+/// part of the window it does not cover, and dropped whenever a rollback may have left
+/// keys of writes that did not commit. About 60 bytes per notification in the window.
+#[derive(Debug, Default)]
+struct DedupIndex {
+    /// Key: (notification id, received at).
+    keys: HashMap<DedupKey, (i64, i64)>,
+    /// Every notification received from this time on is in `keys`; `None`: not loaded.
+    from: Option<i64>,
+    /// Past this many keys, those older than the window are dropped.
+    prune_at: usize,
+}
+
+impl DedupIndex {
+    /// The newest notification with `key` received at `start` or later.
+    fn find(
+        &mut self,
+        c: &Connection,
+        key: &DedupKey,
+        start: i64,
+    ) -> Result<Option<i64>, rusqlite::Error> {
+        self.cover(c, start)?;
+        Ok(self
+            .keys
+            .get(key)
+            .filter(|(_, at)| *at >= start)
+            .map(|(id, _)| *id))
+    }
+
+    /// Loads the keys received from `start` on that are not loaded yet.
+    fn cover(&mut self, c: &Connection, start: i64) -> Result<(), rusqlite::Error> {
+        let end = match self.from {
+            Some(from) if from <= start => return Ok(()),
+            Some(from) => from,
+            None => i64::MAX,
+        };
+        let mut statement = c.prepare_cached(
+            "SELECT dedup_key, id, received_at FROM notifications
+             WHERE received_at >= ?1 AND received_at < ?2 AND dedup_key IS NOT NULL",
+        )?;
+        let mut rows = statement.query(params![start, end])?;
+        while let Some(row) = rows.next()? {
+            let Ok(key) = <[u8; 32]>::try_from(row.get_ref(0)?.as_blob()?) else {
+                continue;
+            };
+            let (id, at): (i64, i64) = (row.get(1)?, row.get(2)?);
+            self.keys
+                .entry(DedupKey(key))
+                .and_modify(|e| {
+                    if id > e.0 {
+                        *e = (id, at);
+                    }
+                })
+                .or_insert((id, at));
+        }
+        self.from = Some(start);
+        Ok(())
+    }
+
+    fn insert(&mut self, key: DedupKey, id: i64, at: i64, start: i64) {
+        self.keys.insert(key, (id, at));
+        if self.keys.len() > self.prune_at {
+            self.prune(start);
+        }
+    }
+
+    /// Drops the keys received before `start`.
+    fn prune(&mut self, start: i64) {
+        self.keys.retain(|_, (_, at)| *at >= start);
+        self.from = self.from.map(|from| from.max(start));
+        self.prune_at = (self.keys.len() * 2).max(4096);
+    }
+
+    /// Forgets everything; the next lookup loads again.
+    fn invalidate(&mut self) {
+        self.keys = HashMap::new();
+        self.from = None;
+        self.prune_at = 0;
+    }
+}
+
+fn accept(
+    c: &Connection,
+    index: &mut DedupIndex,
+    n: &NewNotification,
+) -> Result<Accepted, rusqlite::Error> {
     let window_start = n.received_at.saturating_sub(millis(n.dedup_window));
-    let existing: Option<(i64, i64)> = c
-        .prepare_cached("SELECT notification_id, received_at FROM dedup_keys WHERE key = ?1")?
-        .query_row(params![n.dedup_key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((id, seen)) = existing
-        && seen >= window_start
-    {
+    if let Some(id) = index.find(c, &n.dedup_key, window_start)? {
         c.prepare_cached("UPDATE notifications SET duplicates = duplicates + 1 WHERE id = ?1")?
             .execute(params![id])?;
         return Ok(Accepted::Duplicate(id));
     }
     c.prepare_cached(
-        "INSERT INTO notifications (received_at, receiver, group_key, status, alert_count, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO notifications (received_at, receiver, group_key, status, alert_count, payload, dedup_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         n.received_at,
@@ -545,15 +696,10 @@ fn accept(c: &Connection, n: &NewNotification) -> Result<Accepted, rusqlite::Err
         n.group_key,
         n.status,
         i64::try_from(n.alert_count).unwrap_or(i64::MAX),
-        n.payload
+        n.payload,
+        &n.dedup_key.0[..]
     ])?;
     let id = c.last_insert_rowid();
-    c.prepare_cached(
-        "INSERT INTO dedup_keys (key, notification_id, received_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (key) DO UPDATE SET notification_id = excluded.notification_id,
-                                         received_at = excluded.received_at",
-    )?
-    .execute(params![n.dedup_key, id, n.received_at])?;
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at)
          VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
@@ -562,6 +708,8 @@ fn accept(c: &Connection, n: &NewNotification) -> Result<Accepted, rusqlite::Err
         let alerts = serde_json::to_string(&delivery.alerts).unwrap_or_else(|_| "[]".into());
         insert.execute(params![id, delivery.channel, alerts, n.received_at])?;
     }
+    // Last: a write that fails leaves the index as it was.
+    index.insert(n.dedup_key, id, n.received_at, window_start);
     Ok(Accepted::Stored(id))
 }
 
@@ -751,12 +899,12 @@ fn retire(c: &Connection, known: &[String], now: i64) -> Result<usize, rusqlite:
 
 fn prune(
     c: &Connection,
+    index: &mut DedupIndex,
     now: i64,
     retention: Duration,
     window: Duration,
 ) -> Result<usize, rusqlite::Error> {
-    c.prepare_cached("DELETE FROM dedup_keys WHERE received_at < ?1")?
-        .execute(params![now.saturating_sub(millis(window))])?;
+    index.prune(now.saturating_sub(millis(window)));
     c.prepare_cached(
         "DELETE FROM notifications WHERE received_at < ?1 AND NOT EXISTS (
             SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
@@ -953,7 +1101,11 @@ mod tests {
 
     fn notification(key: &str, at: i64) -> NewNotification {
         NewNotification {
-            dedup_key: key.to_owned(),
+            dedup_key: {
+                let mut bytes = [0_u8; 32];
+                bytes[..key.len()].copy_from_slice(key.as_bytes());
+                DedupKey(bytes)
+            },
             receiver: "mcp".into(),
             group_key: "{}:{}".into(),
             status: "firing".into(),
@@ -983,6 +1135,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = open(&dir.path().join("notifier.db")).expect("open");
         migrate(&mut conn).expect("migrate");
+        let conn = conn;
         conn.execute_batch(
             "CREATE TRIGGER refuse BEFORE INSERT ON notifications WHEN NEW.receiver = 'refused'
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
@@ -991,22 +1144,26 @@ mod tests {
         let now = now_ms();
         let mut refused = notification("b", now);
         refused.receiver = "refused".into();
-        let works = [
-            Work::Accept(Box::new(notification("a", now))),
-            Work::Accept(Box::new(refused)),
-            Work::Accept(Box::new(notification("c", now))),
-        ];
-        let works: Vec<&Work> = works.iter().collect();
-        assert!(matches!(
-            run_batch(&mut conn, &works, false),
-            Err(BatchError::Write)
-        ));
         let count = |conn: &Connection| -> i64 {
             conn.query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
                 .expect("count")
         };
-        assert_eq!(count(&conn), 0, "the failed batch left nothing behind");
-        let results = run_batch(&mut conn, &works, true).unwrap_or_else(|_| panic!("batch"));
+        let mut batch = Batch::default();
+        let mut answers = Vec::new();
+        for work in [
+            Work::Accept(Box::new(notification("a", now))),
+            Work::Accept(Box::new(refused)),
+            Work::Accept(Box::new(notification("c", now))),
+        ] {
+            let (reply, answer) = oneshot::channel();
+            batch.add(&conn, (work, reply));
+            answers.push(answer);
+        }
+        let results: Vec<Result<Done, StoreError>> = batch
+            .commit(&conn)
+            .into_iter()
+            .map(|(_, result)| result)
+            .collect();
         assert!(matches!(
             results[0],
             Ok(Done::Accepted(Accepted::Stored(_)))
@@ -1024,6 +1181,65 @@ mod tests {
             .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
             .expect("deliveries");
         assert_eq!(deliveries, 4, "the refused write's deliveries went with it");
+    }
+
+    #[tokio::test]
+    async fn a_version_1_store_keeps_its_dedup_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notifier.db");
+        let now = now_ms();
+        let key = notification("old", now).dedup_key;
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(&format!(
+                "CREATE TABLE notifications (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL,
+                     receiver TEXT NOT NULL, group_key TEXT NOT NULL, status TEXT NOT NULL,
+                     alert_count INTEGER NOT NULL, duplicates INTEGER NOT NULL DEFAULT 0,
+                     payload TEXT NOT NULL);
+                 CREATE TABLE dedup_keys (key TEXT PRIMARY KEY, notification_id INTEGER NOT NULL,
+                     received_at INTEGER NOT NULL);
+                 INSERT INTO notifications (id, received_at, receiver, group_key, status, alert_count, payload)
+                     VALUES (7, {now}, 'mcp', '{{}}:{{}}', 'firing', 1, '{{}}');
+                 INSERT INTO dedup_keys VALUES ('{key}', 7, {now});
+                 PRAGMA user_version = 1;"
+            ))
+            .expect("version 1");
+        }
+        let store = SqliteStore::open(&path).expect("open");
+        assert!(matches!(
+            store
+                .accept(notification("old", now + 10))
+                .await
+                .expect("copy"),
+            Accepted::Duplicate(7)
+        ));
+        assert!(matches!(
+            store
+                .accept(notification("new", now + 10))
+                .await
+                .expect("new"),
+            Accepted::Stored(8)
+        ));
+        // A wider window than the first lookup's still finds what is older.
+        let mut wide = notification("old", now + 61_000);
+        wide.dedup_window = Duration::from_secs(120);
+        assert!(matches!(
+            store
+                .accept(notification("old", now + 61_000))
+                .await
+                .expect("late"),
+            Accepted::Stored(9)
+        ));
+        assert!(matches!(
+            store.accept(wide).await.expect("wide"),
+            Accepted::Duplicate(9)
+        ));
+        let mut wider = notification("new", now + 100_000);
+        wider.dedup_window = Duration::from_secs(3600);
+        assert!(matches!(
+            store.accept(wider).await.expect("wider"),
+            Accepted::Duplicate(8)
+        ));
     }
 
     #[tokio::test]
@@ -1081,6 +1297,16 @@ mod tests {
 
         let store = SqliteStore::open(&path).expect("reopen");
         assert_eq!(store.recover().await.expect("recover"), 1);
+        // The dedup keys are found again after the restart: a copy of the later
+        // notification is its duplicate.
+        let Accepted::Duplicate(copy) = store
+            .accept(notification("k1", now + 121_000))
+            .await
+            .expect("copy after restart")
+        else {
+            panic!("a copy after the restart was stored again")
+        };
+        assert!(copy > id);
         let batch = store
             .claim(now_ms(), budgets(), 16, Duration::from_secs(60))
             .await
