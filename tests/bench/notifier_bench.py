@@ -6,8 +6,8 @@ writing to a file. wrk posts a realistic Alertmanager payload (10 alerts with la
 annotations and generator URLs, about 6.5 KB), each request with a group key of its own so
 that none is a duplicate. Reported: acceptances per second, p50 and p99 acknowledgement
 latency, the notifier's CPU per 1,000 acceptances and its peak memory, the fsync rate the
-same disk sustains (measured in the same run, for scale: every acknowledged batch costs
-one), and how fast the queue of deliveries it built up then drains. A second run holds the
+same disk sustains (measured in the same run, for scale: every acknowledged batch of
+commits costs one flush of the WAL), and how fast the queue of deliveries it built up then drains. A second run holds the
 deliveries back (a rate limit) to measure acceptance alone.
 
     python3 tests/bench/notifier_bench.py --notifier target/release/mcpwatch-notifier [--seconds 10]
@@ -74,6 +74,17 @@ def fsync_rate(directory, seconds=2.0):
         os.unlink(path)
 
 
+def store_counters(url):
+    """The store's writes, commits, flushes and flush seconds, from /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    values = {}
+    for name in ("writes", "commits", "flushes", "flush_seconds"):
+        m = re.search(rf"^mcpwatch_notifier_store_{name}_total (\S+)$", text, re.M)
+        values[name] = float(m.group(1)) if m else 0.0
+    return values
+
+
 def health(url):
     with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
         return json.load(r)
@@ -115,11 +126,14 @@ def run_scenario(binary, seconds, connections, hold_deliveries):
                     time.sleep(0.1)
             fsyncs = fsync_rate(work)
             before = cpu_seconds(proc.pid)
+            store_before = store_counters(url)
             out = subprocess.run(
                 ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", LUA, url],
                 capture_output=True, text=True, check=True, env=dict(os.environ, PAYLOAD=f"{work}/payload.json"),
             ).stdout
             cpu = cpu_seconds(proc.pid) - before
+            store_after = store_counters(url)
+            store = {k: store_after[k] - store_before[k] for k in store_after}
             requests = int(re.search(r"(\d+) requests in", out).group(1))
             rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
             latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
@@ -140,7 +154,7 @@ def run_scenario(binary, seconds, connections, hold_deliveries):
             proc.terminate()
             proc.wait(timeout=30)
         scenario = "deliveries held (acceptance alone)" if hold_deliveries else "a log channel delivering alongside"
-        print(f"\n== notifier: webhooks durably accepted (SQLite, synchronous=FULL, group commit); {scenario} ==")
+        print(f"\n== notifier: webhooks durably accepted (SQLite WAL flushed before each answer); {scenario} ==")
         print(f"payload {os.path.getsize(f'{work}/payload.json')} bytes, 10 alerts; wrk 1 thread, "
               f"{connections} connections, {seconds} s, on the same 2 cores as the notifier")
         print(f"accepted {rps:,.0f}/s  p50 {to_ms(latency['50']):.2f} ms  p99 {to_ms(latency['99']):.2f} ms  "
@@ -148,13 +162,17 @@ def run_scenario(binary, seconds, connections, hold_deliveries):
         per = cpu / max(requests, 1)
         print(f"notifier CPU {per * 1e6:.0f} us per acceptance; at that cost 2 cores with nothing else on them "
               f"would accept {2 / per:,.0f}/s; peak RSS {rss / 1024:.1f} MiB")
-        print(f"disk: {fsyncs:,.0f} fsync/s for scale; acceptances per fsync needed at this rate: "
-              f"{rps / fsyncs:.2f}")
+        flushes = max(store["flushes"], 1)
+        print(f"disk: {fsyncs:,.0f} fsync/s of 4 KiB appends for scale; during the run "
+              f"{store['flushes']:,.0f} WAL flushes of {1000 * store['flush_seconds'] / flushes:.2f} ms each "
+              f"({requests / flushes:.1f} acceptances per flush), "
+              f"{store['writes'] / max(store['commits'], 1):.1f} writes per commit")
         if not hold_deliveries:
             print(f"deliveries queued by the burst ({pending_before}) drained at "
                   f"{drained / max(drain_seconds, 0.001):,.0f}/s")
         return [f"notifier, {scenario}: {rps:,.0f} durable acceptances/s (p50 {to_ms(latency['50']):.1f} ms, "
-                f"p99 {to_ms(latency['99']):.1f} ms), {per * 1e6:.0f} us CPU each, disk {fsyncs:,.0f} fsync/s, "
+                f"p99 {to_ms(latency['99']):.1f} ms), {per * 1e6:.0f} us CPU each, {requests / flushes:.1f} per "
+                f"flush of {1000 * store['flush_seconds'] / flushes:.2f} ms, disk {fsyncs:,.0f} fsync/s, "
                 f"peak RSS {rss / 1024:.1f} MiB"]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -265,6 +265,28 @@ impl Collector for QueueCollector {
         for (channel, age) in &ages {
             family.add(&[("channel", channel)], *age);
         }
+        if let Some(disk) = stats.disk {
+            sink.counter(
+                "mcpwatch_notifier_store_writes_total",
+                "Writes to the store: notifications accepted, deliveries claimed and completed.",
+            )
+            .add(&[], f(disk.writes));
+            sink.counter(
+                "mcpwatch_notifier_store_commits_total",
+                "Store transactions committed, each with the writes that arrived while the previous one was flushed.",
+            )
+            .add(&[], f(disk.commits));
+            sink.counter(
+                "mcpwatch_notifier_store_flushes_total",
+                "Flushes of the store to disk (fdatasync); the writes they cover are answered after them.",
+            )
+            .add(&[], f(disk.flushes));
+            sink.counter(
+                "mcpwatch_notifier_store_flush_seconds_total",
+                "Time spent flushing the store to disk; divided by the flushes, the disk's flush latency.",
+            )
+            .add(&[], disk.flush_seconds);
+        }
         Ok(())
     }
 }

@@ -242,6 +242,21 @@ pub struct QueueStats {
     pub depth: Vec<(String, String, u64)>,
     /// (channel, age of the oldest pending delivery in seconds).
     pub oldest_pending: Vec<(String, f64)>,
+    /// How the store's writes reached the disk, when the store counts it.
+    pub disk: Option<DiskStats>,
+}
+
+/// Counts of the store's transactions and of its flushes to disk, since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DiskStats {
+    /// Writes made.
+    pub writes: u64,
+    /// Transactions committed (each with every write that arrived meanwhile).
+    pub commits: u64,
+    /// Flushes to disk (each acknowledging every commit since the last).
+    pub flushes: u64,
+    /// Time spent flushing, seconds.
+    pub flush_seconds: f64,
 }
 
 /// Where the notifier keeps its state.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, ListFilter, NewNotification,
-    NotificationView, Outcome, QueueStats, Store, StoreError, state,
+    Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, DiskStats, ListFilter,
+    NewNotification, NotificationView, Outcome, QueueStats, Store, StoreError, state,
 };
 use crate::time::{format_rfc3339, now_ms};
 
@@ -161,6 +162,16 @@ pub struct SqliteStore {
     writer: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Arc<Mutex<Connection>>,
+    disk: Arc<DiskCounters>,
+}
+
+/// What [`DiskStats`] reports, counted by the writer and sync threads.
+#[derive(Debug, Default)]
+struct DiskCounters {
+    writes: AtomicU64,
+    commits: AtomicU64,
+    flushes: AtomicU64,
+    flush_nanos: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -226,6 +237,8 @@ impl SqliteStore {
         let checkpointer = open(path)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let tx_for_sync = tx.clone();
+        let disk = Arc::new(DiskCounters::default());
+        let (writer_counts, sync_counts) = (disk.clone(), disk.clone());
         let (stop_checkpoints, stopped) = std::sync::mpsc::channel::<()>();
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
@@ -243,9 +256,9 @@ impl SqliteStore {
                     let flushed = tx_for_sync;
                     let syncer = std::thread::Builder::new()
                         .name("notifier-sync".into())
-                        .spawn_scoped(scope, move || sync_loop(&to_sync, wal, &flushed));
+                        .spawn_scoped(scope, move || sync_loop(&to_sync, wal, &flushed, &sync_counts));
                     match syncer {
-                        Ok(_) => writer_loop(&conn, &rx, wal, &synced),
+                        Ok(_) => writer_loop(&conn, &rx, wal, &synced, &writer_counts),
                         Err(e) => {
                             tracing::error!(error = %e, "Cannot start the sync thread; the store refuses writes.");
                         }
@@ -260,6 +273,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             reader: Arc::new(Mutex::new(reader)),
+            disk,
         })
     }
 
@@ -366,7 +380,13 @@ type Answers = Vec<(Reply, Result<Done, StoreError>)>;
 /// thread) as soon as the flush is done. Commits thus come as fast as the disk flushes,
 /// each as large as what arrived meanwhile: the index pages every write touches are
 /// written once per flush rather than once per write.
-fn writer_loop(conn: &Connection, rx: &Receiver<Msg>, wal: &Path, synced: &Sender<Answers>) {
+fn writer_loop(
+    conn: &Connection,
+    rx: &Receiver<Msg>,
+    wal: &Path,
+    synced: &Sender<Answers>,
+    counts: &DiskCounters,
+) {
     let mut batch = Batch::default();
     let mut flushing = false;
     let mut commits: u64 = 0;
@@ -390,6 +410,10 @@ fn writer_loop(conn: &Connection, rx: &Receiver<Msg>, wal: &Path, synced: &Sende
             continue;
         }
         let answers = batch.commit(conn);
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        counts
+            .writes
+            .fetch_add(answers.len() as u64, Ordering::Relaxed);
         commits += 1;
         flushing = true;
         if synced.send(answers).is_err() {
@@ -498,7 +522,12 @@ impl Batch {
 /// and tells the writer it is free. After a failed flush the pages the kernel dropped
 /// cannot be told from those it kept: every later write is refused, and a restart
 /// recovers what the disk has.
-fn sync_loop(batches: &Receiver<Answers>, wal: &Path, flushed: &Sender<Msg>) {
+fn sync_loop(
+    batches: &Receiver<Answers>,
+    wal: &Path,
+    flushed: &Sender<Msg>,
+    counts: &DiskCounters,
+) {
     let mut file: Option<std::fs::File> = None;
     let mut broken: Option<String> = None;
     while let Ok(first) = batches.recv() {
@@ -506,9 +535,18 @@ fn sync_loop(batches: &Receiver<Answers>, wal: &Path, flushed: &Sender<Msg>) {
         while let Ok(more) = batches.try_recv() {
             answers.extend(more);
         }
-        if broken.is_none()
-            && let Err(e) = sync_wal(&mut file, wal)
-        {
+        let started = std::time::Instant::now();
+        let synced = if broken.is_none() {
+            sync_wal(&mut file, wal)
+        } else {
+            Ok(())
+        };
+        counts.flushes.fetch_add(1, Ordering::Relaxed);
+        counts.flush_nanos.fetch_add(
+            u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if let Err(e) = synced {
             tracing::error!(error = %e, wal = %wal.display(), "Flushing the store to disk failed; the notifier refuses every write until it is restarted.");
             broken = Some(e);
         }
@@ -1088,9 +1126,20 @@ impl Store for SqliteStore {
             Ok(QueueStats {
                 depth,
                 oldest_pending,
+                disk: None,
             })
         })
         .await
+        .map(|stats| QueueStats {
+            disk: Some(DiskStats {
+                writes: self.disk.writes.load(Ordering::Relaxed),
+                commits: self.disk.commits.load(Ordering::Relaxed),
+                flushes: self.disk.flushes.load(Ordering::Relaxed),
+                #[allow(clippy::cast_precision_loss)]
+                flush_seconds: self.disk.flush_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            }),
+            ..stats
+        })
     }
 }
 
@@ -1385,5 +1434,10 @@ mod tests {
             }
         }
         assert_eq!((stored, duplicates), (100, 100));
+        let disk = store.stats().await.expect("stats").disk.expect("disk");
+        assert_eq!(disk.writes, 200);
+        assert!(disk.commits >= 1 && disk.commits <= 200, "{disk:?}");
+        assert!(disk.flushes >= 1 && disk.flushes <= disk.commits, "{disk:?}");
+        assert!(disk.flush_seconds > 0.0, "{disk:?}");
     }
 }
