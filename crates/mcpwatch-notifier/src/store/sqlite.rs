@@ -1437,7 +1437,10 @@ mod tests {
         let disk = store.stats().await.expect("stats").disk.expect("disk");
         assert_eq!(disk.writes, 200);
         assert!(disk.commits >= 1 && disk.commits <= 200, "{disk:?}");
-        assert!(disk.flushes >= 1 && disk.flushes <= disk.commits, "{disk:?}");
+        assert!(
+            disk.flushes >= 1 && disk.flushes <= disk.commits,
+            "{disk:?}"
+        );
         assert!(disk.flush_seconds > 0.0, "{disk:?}");
     }
 }
