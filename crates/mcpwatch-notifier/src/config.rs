@@ -105,6 +105,34 @@ pub struct StorageConfig {
     /// Delivered and dead notifications are deleted after this long.
     #[serde(with = "duration")]
     pub retention: Duration,
+    /// PostgreSQL instead of the SQLite file: one state shared by several replicas.
+    pub postgres: Option<PostgresStorage>,
+}
+
+/// `storage.postgres`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStorage {
+    /// The connection string (libpq's keywords or a URL, `sslmode` and `sslrootcert`
+    /// included).
+    pub dsn: Option<Secret>,
+    /// A file holding the connection string (a mounted secret).
+    pub dsn_file: Option<SecretFile>,
+    /// Connections each replica opens at most.
+    #[serde(default = "default_pg_connections")]
+    pub max_connections: usize,
+}
+
+fn default_pg_connections() -> usize {
+    8
+}
+
+impl PostgresStorage {
+    /// The connection string, from `dsn` or `dsn_file`.
+    pub fn dsn(&self) -> Result<Secret, String> {
+        secret_setting("dsn", self.dsn.clone(), self.dsn_file.clone())?
+            .ok_or_else(|| "set dsn or dsn_file".to_owned())
+    }
 }
 
 impl Default for StorageConfig {
@@ -113,6 +141,7 @@ impl Default for StorageConfig {
             path: ConfigPath::from(PathBuf::from("./data/notifier.db")),
             dedup_window: Duration::from_secs(3600),
             retention: Duration::from_secs(7 * 86_400),
+            postgres: None,
         }
     }
 }
@@ -819,6 +848,19 @@ impl NotifierConfig {
         }
         if self.delivery.timeout.is_zero() {
             return Err(("delivery.timeout".into(), "must be more than 0s".into()));
+        }
+        if let Some(postgres) = &self.storage.postgres {
+            let dsn = postgres
+                .dsn()
+                .map_err(|m| ("storage.postgres".to_owned(), m))?;
+            mcpwatch_postgres::client_config(&dsn)
+                .map_err(|m| ("storage.postgres.dsn".to_owned(), m))?;
+            if postgres.max_connections == 0 {
+                return Err((
+                    "storage.postgres.max_connections".into(),
+                    "must be at least 1".into(),
+                ));
+            }
         }
         if self.storage.dedup_window > self.storage.retention {
             return Err((

@@ -26,7 +26,9 @@ use crate::dispatch::Dispatcher;
 use crate::metrics::{NotifierMetrics, QueueCollector};
 use crate::payload::{Incoming, Labels, Status};
 use crate::route::Router;
-use crate::store::{Accepted, Body, NewDelivery, NewNotification, SqliteStore, Store, StoreError};
+use crate::store::{
+    Accepted, Body, NewDelivery, NewNotification, PostgresStore, SqliteStore, Store, StoreError,
+};
 use crate::template::Templates;
 
 /// Everything built from one configuration: swapped whole on reload.
@@ -117,13 +119,27 @@ impl Notifier {
     /// Opens the store, returns deliveries a stopped process left in flight to the queue,
     /// and builds the channels. Run the returned dispatcher to send.
     pub async fn start(config: NotifierConfig) -> Result<(Arc<Self>, Dispatcher), String> {
-        let path = config.storage.path.path().to_owned();
-        let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SqliteStore::open(&path))
-                .await
-                .map_err(|e| format!("opening the store: {e}"))?
-                .map_err(|e| e.to_string())?,
-        );
+        let store: Arc<dyn Store> = match &config.storage.postgres {
+            Some(postgres) => {
+                let dsn = postgres
+                    .dsn()
+                    .map_err(|e| format!("storage.postgres: {e}"))?;
+                let store = PostgresStore::open(&dsn, postgres.max_connections)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(target = store.target(), "State kept in PostgreSQL.");
+                Arc::new(store)
+            }
+            None => {
+                let path = config.storage.path.path().to_owned();
+                Arc::new(
+                    tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                        .await
+                        .map_err(|e| format!("opening the store: {e}"))?
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        };
         Self::with_store(config, store).await
     }
 

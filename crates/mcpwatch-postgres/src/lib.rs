@@ -24,6 +24,23 @@ use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, 
 pub use config::{CustomKind, CustomQuery, PostgresConfig};
 pub use dsn::target_name;
 
+/// How to connect to PostgreSQL the way the collector does: the connection string as
+/// tokio-postgres reads it, plus libpq's `sslmode` (`verify-ca`, `verify-full`) and
+/// `sslrootcert`, which it does not. For other crates that keep their state there.
+pub fn client_config(
+    dsn: &Secret,
+) -> Result<
+    (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    String,
+> {
+    let parsed = dsn::parse(dsn)?;
+    let tls = tls::connector(parsed.ssl_mode, parsed.root_cert.as_deref())?;
+    Ok((parsed.config, tls))
+}
+
 use crate::collect::TableFamilies;
 use crate::connection::{Connection, ResetUnlessAnswered, Role, Session};
 use crate::queries::MainQuery;

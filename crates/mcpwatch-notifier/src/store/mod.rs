@@ -3,6 +3,7 @@
 //! a delivery is claimed before it is sent and recorded delivered after, so a restart at
 //! any moment resends at most what was in flight and never what was recorded delivered.
 
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 pub use crate::payload::DedupKey;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Delivery states.

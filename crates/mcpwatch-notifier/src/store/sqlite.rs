@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -153,6 +153,17 @@ enum Msg {
     Flushed,
     /// The store is closing: commit what is open, then stop.
     Close,
+    /// The sync thread has stopped: nothing can be acknowledged any more.
+    SyncGone,
+}
+
+/// Sends [`Msg::SyncGone`] when dropped, as the sync thread ends (or panics).
+struct SyncGone(Sender<Msg>);
+
+impl Drop for SyncGone {
+    fn drop(&mut self) {
+        let _ = self.0.send(Msg::SyncGone);
+    }
 }
 
 /// The SQLite store.
@@ -160,7 +171,8 @@ pub struct SqliteStore {
     path: PathBuf,
     _lock: std::fs::File,
     writer: Mutex<Option<Sender<Msg>>>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer thread, then the checkpoint thread (which stops after it).
+    thread: Mutex<Option<(std::thread::JoinHandle<()>, std::thread::JoinHandle<()>)>>,
     reader: Arc<Mutex<Connection>>,
     disk: Arc<DiskCounters>,
 }
@@ -233,6 +245,8 @@ impl SqliteStore {
         // write only then, while the writer goes on with the next batch. A commit is as
         // durable before its answer as with synchronous=FULL; the flush overlaps the work.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A WAL that a burst grew is cut back to this when it starts over.
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP)?;
         let reader = open(path)?;
         let checkpointer = open(path)?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -243,10 +257,11 @@ impl SqliteStore {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
-        std::thread::Builder::new()
+        let checkpoints = std::thread::Builder::new()
             .name("notifier-checkpoint".into())
             .spawn(move || checkpoint_loop(&checkpointer, &stopped))
             .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
+        let (started, start) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         let thread = std::thread::Builder::new()
             .name("notifier-store".into())
             .spawn(move || {
@@ -256,22 +271,35 @@ impl SqliteStore {
                     let flushed = tx_for_sync;
                     let syncer = std::thread::Builder::new()
                         .name("notifier-sync".into())
-                        .spawn_scoped(scope, move || sync_loop(&to_sync, wal, &flushed, &sync_counts));
+                        .spawn_scoped(scope, move || {
+                            // However the thread ends, the writer hears of it and stops
+                            // rather than wait for a flush that will not come.
+                            let gone = SyncGone(flushed.clone());
+                            sync_loop(&to_sync, wal, &flushed, &sync_counts);
+                            drop(gone);
+                        });
                     match syncer {
-                        Ok(_) => writer_loop(&conn, &rx, wal, &synced, &writer_counts),
+                        Ok(_) => {
+                            let _ = started.send(Ok(()));
+                            writer_loop(&conn, &rx, wal, &synced, &writer_counts);
+                        }
                         Err(e) => {
-                            tracing::error!(error = %e, "Cannot start the sync thread; the store refuses writes.");
+                            let _ = started.send(Err(format!("cannot start the sync thread: {e}")));
                         }
                     }
                 });
                 drop(stop_checkpoints);
             })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        start
+            .recv()
+            .map_err(|_| StoreError::Other("the writer thread stopped at start".into()))?
+            .map_err(StoreError::Other)?;
         Ok(Self {
             path: path.to_owned(),
             _lock: lock,
             writer: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            thread: Mutex::new(Some((thread, checkpoints))),
             reader: Arc::new(Mutex::new(reader)),
             disk,
         })
@@ -284,14 +312,22 @@ impl SqliteStore {
 
     /// Stops the writer after what it has queued; later writes fail with `Closed`.
     pub fn close(&self) {
-        if let Ok(mut writer) = self.writer.lock()
-            && let Some(writer) = writer.take()
-        {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
             let _ = writer.send(Msg::Close);
         }
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        let threads = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((writer, checkpoints)) = threads {
+            let _ = writer.join();
+            let _ = checkpoints.join();
         }
     }
 
@@ -372,6 +408,9 @@ fn checkpoint_loop(conn: &Connection, stop: &Receiver<()>) {
 /// checkpoint thread), so that the WAL's disk use stays bounded.
 const WAL_LIMIT: u64 = 256 << 20;
 
+/// What a WAL that grew is cut back to when it starts over (`journal_size_limit`).
+const WAL_KEEP: i64 = 64 << 20;
+
 /// The answers to a committed batch, sent once the WAL is on disk.
 type Answers = Vec<(Reply, Result<Done, StoreError>)>;
 
@@ -399,6 +438,13 @@ fn writer_loop(
                 Msg::Write(op) => batch.add(conn, op),
                 Msg::Flushed => flushing = false,
                 Msg::Close => closing = true,
+                Msg::SyncGone => {
+                    batch.abort(
+                        conn,
+                        "the store's sync thread stopped; restart the notifier",
+                    );
+                    return;
+                }
             }
             next = if batch.len() < MAX_BATCH {
                 rx.try_recv().ok()
@@ -419,11 +465,13 @@ fn writer_loop(
         if synced.send(answers).is_err() {
             break;
         }
-        if commits.is_multiple_of(64)
-            && std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT)
-            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed.");
+        if commits.is_multiple_of(64) && std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+            // (busy, frames in the WAL, frames checkpointed); busy: tried again later.
+            match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+                Ok(0) => {}
+                Ok(_) => tracing::debug!("The WAL checkpoint was busy; it is tried again."),
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed."),
+            }
         }
     }
 }
@@ -447,7 +495,15 @@ impl Batch {
     /// every write would cost the common case.
     fn add(&mut self, conn: &Connection, (work, reply): Op) {
         if !self.open {
-            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // A transaction a failed rollback left open is ended first.
+            let begun = conn.execute_batch("BEGIN IMMEDIATE").or_else(|e| {
+                if conn.is_autocommit() {
+                    Err(e)
+                } else {
+                    conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE")
+                }
+            });
+            if let Err(e) = begun {
                 tracing::error!(error = %e, "The store cannot begin a transaction; the write is refused.");
                 let _ = reply.send(Err(e.into()));
                 return;
@@ -466,30 +522,46 @@ impl Batch {
     fn redo_isolated(&mut self, conn: &Connection) {
         // The index may hold keys of the writes rolled back.
         self.index.invalidate();
-        let again = conn
+        if let Err(e) = conn
             .execute_batch("ROLLBACK")
-            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
-        if let Err(e) = again {
-            tracing::error!(error = %e, "The store cannot begin a transaction; the writes of this batch are refused.");
-            self.open = false;
-            for (_, reply, _) in self.entries.drain(..) {
-                let _ = reply.send(Err(StoreError::Other(format!(
-                    "the store cannot begin a transaction: {e}"
-                ))));
-            }
+            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
+        {
+            self.abort(conn, &format!("the store cannot begin a transaction: {e}"));
             return;
         }
         for (work, _, result) in &mut self.entries {
-            *result = conn
-                .execute_batch("SAVEPOINT write")
-                .and_then(|()| match run(conn, &mut self.index, work) {
-                    Ok(done) => conn.execute_batch("RELEASE write").map(|()| done),
-                    Err(e) => {
-                        conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
-                        Err(e)
+            if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+                *result = Err(e.into());
+                continue;
+            }
+            *result = match run(conn, &mut self.index, work) {
+                Ok(done) => match conn.execute_batch("RELEASE write") {
+                    Ok(()) => Ok(done),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => {
+                    // A write whose changes cannot be undone must not be committed with
+                    // the others: none of the batch is.
+                    if let Err(undo) = conn.execute_batch("ROLLBACK TO write; RELEASE write") {
+                        self.abort(conn, &format!("undoing a failed write failed: {undo}"));
+                        return;
                     }
-                })
-                .map_err(StoreError::from);
+                    Err(e.into())
+                }
+            };
+        }
+    }
+
+    /// Rolls back the open transaction and refuses every write of it.
+    fn abort(&mut self, conn: &Connection, message: &str) {
+        tracing::error!(error = %message, "The writes of this batch are refused.");
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.open = false;
+        self.index.invalidate();
+        for (_, reply, _) in self.entries.drain(..) {
+            let _ = reply.send(Err(StoreError::Other(message.to_owned())));
         }
     }
 
@@ -497,7 +569,9 @@ impl Batch {
     fn commit(&mut self, conn: &Connection) -> Answers {
         let committed = if self.open {
             conn.execute_batch("COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
                 e.to_string()
             })
         } else {

@@ -1,0 +1,322 @@
+//! The notifier's stores, SQLite and PostgreSQL, held to the same contract; and two
+//! replicas sharing one PostgreSQL: a copy accepted by both is stored once, a delivery is
+//! claimed by one of them only, and a claim whose replica died is taken over when it
+//! expires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpwatch_core::Secret;
+use mcpwatch_notifier::store::{
+    Accepted, Body, DedupKey, ListFilter, NewDelivery, NewNotification, Outcome, PostgresStore,
+    SqliteStore, Store,
+};
+use mcpwatch_notifier::time::now_ms;
+use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+
+fn key(name: &str) -> DedupKey {
+    let mut bytes = [0_u8; 32];
+    bytes[..name.len()].copy_from_slice(name.as_bytes());
+    DedupKey(bytes)
+}
+
+fn notification(name: &str, at: i64) -> NewNotification {
+    NewNotification {
+        dedup_key: key(name),
+        receiver: "mcp".into(),
+        group_key: format!("{{}}:{{alertname=\"{name}\"}}"),
+        status: "firing".into(),
+        alert_count: 1,
+        payload: Body::compress(r#"{"version":"4","alerts":[{"labels":{"alertname":"X"}}]}"#),
+        deliveries: ["chat", "log"]
+            .into_iter()
+            .map(|channel| NewDelivery {
+                channel: channel.into(),
+                alerts: vec![0],
+            })
+            .collect(),
+        received_at: at,
+        dedup_window: Duration::from_secs(60),
+    }
+}
+
+fn budgets() -> Vec<(String, usize)> {
+    vec![("chat".into(), 10), ("log".into(), 10)]
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// The contract every store keeps, from accepting to pruning.
+async fn contract(store: Arc<dyn Store>) {
+    let now = now_ms() - 300_000;
+    let Accepted::Stored(first) = store.accept(notification("k1", now)).await.expect("accept")
+    else {
+        panic!("the first copy is stored")
+    };
+    assert_eq!(
+        store
+            .accept(notification("k1", now + 1_000))
+            .await
+            .expect("copy"),
+        Accepted::Duplicate(first)
+    );
+    let Accepted::Stored(later) = store
+        .accept(notification("k1", now + 120_000))
+        .await
+        .expect("after the window")
+    else {
+        panic!("a copy after the dedup window is stored again")
+    };
+    assert!(later > first);
+
+    // Claimed before the later notification is due: the first one's two deliveries.
+    let batch = store
+        .claim(now + 1, budgets(), 16, LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(batch.claimed.len(), 2, "{:?}", batch.claimed);
+    assert!(
+        batch
+            .claimed
+            .iter()
+            .all(|c| c.notification_id == first && c.attempt == 1)
+    );
+    assert_eq!(batch.next_due, Some(now + 1 + 60_000));
+    let json = batch.claimed[0].payload.json().expect("body");
+    assert!(json.contains("alertname"), "{json}");
+    let (chat, log) = {
+        let chat = batch
+            .claimed
+            .iter()
+            .find(|c| c.channel == "chat")
+            .expect("chat");
+        let log = batch
+            .claimed
+            .iter()
+            .find(|c| c.channel == "log")
+            .expect("log");
+        (chat.id, log.id)
+    };
+    // Nothing more is due at the same moment: claimed deliveries are not claimed twice.
+    let again = store
+        .claim(now + 2, budgets(), 16, LEASE)
+        .await
+        .expect("claim");
+    assert!(again.claimed.is_empty(), "{:?}", again.claimed);
+
+    assert!(
+        store
+            .complete(chat, 1, Outcome::Delivered)
+            .await
+            .expect("done")
+    );
+    assert!(
+        !store
+            .complete(chat, 1, Outcome::Delivered)
+            .await
+            .expect("twice"),
+        "a second completion of one claim is refused"
+    );
+    assert!(
+        !store
+            .complete(log, 2, Outcome::Delivered)
+            .await
+            .expect("wrong attempt"),
+        "only the claim that made the attempt records it"
+    );
+
+    // The log delivery's claim expires: it is claimed again, as attempt 2, and the first
+    // claim can no longer record anything.
+    let batch = store
+        .claim(now + 61_000, budgets(), 16, LEASE)
+        .await
+        .expect("expired");
+    assert_eq!(batch.claimed.len(), 1, "{:?}", batch.claimed);
+    assert_eq!((batch.claimed[0].id, batch.claimed[0].attempt), (log, 2));
+    assert!(
+        !store
+            .complete(log, 1, Outcome::Delivered)
+            .await
+            .expect("late")
+    );
+    assert!(
+        store
+            .complete(
+                log,
+                2,
+                Outcome::Dead {
+                    error: "HTTP 400".into()
+                }
+            )
+            .await
+            .expect("dead")
+    );
+    let dead = store
+        .list(ListFilter {
+            state: Some("dead".into()),
+            limit: 10,
+            ..ListFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(dead.iter().map(|n| n.id).collect::<Vec<_>>(), vec![first]);
+    let view = store.get(first).await.expect("get").expect("found");
+    assert_eq!(view.duplicates, 1);
+    assert!(view.payload.is_some());
+    let states: Vec<(&str, &str, u32)> = view
+        .deliveries
+        .iter()
+        .map(|d| (d.channel.as_str(), d.state.as_str(), d.attempts))
+        .collect();
+    assert_eq!(states, vec![("chat", "delivered", 1), ("log", "dead", 2)]);
+    assert_eq!(view.deliveries[1].last_error.as_deref(), Some("HTTP 400"));
+
+    // A replayed dead letter is queued afresh.
+    assert_eq!(store.replay(first).await.expect("replay"), 1);
+    let batch = store
+        .claim(now_ms(), budgets(), 16, LEASE)
+        .await
+        .expect("replayed");
+    let mut claimed: Vec<(i64, &str, u32)> = batch
+        .claimed
+        .iter()
+        .map(|c| (c.notification_id, c.channel.as_str(), c.attempt))
+        .collect();
+    claimed.sort_unstable();
+    assert_eq!(
+        claimed,
+        vec![(first, "log", 1), (later, "chat", 1), (later, "log", 1)]
+    );
+    for c in &batch.claimed {
+        let outcome = if c.channel == "chat" {
+            Outcome::Retry {
+                at: now_ms() + 3_600_000,
+                error: "HTTP 503".into(),
+            }
+        } else {
+            Outcome::Delivered
+        };
+        assert!(
+            store
+                .complete(c.id, c.attempt, outcome)
+                .await
+                .expect("complete")
+        );
+    }
+    let stats = store.stats().await.expect("stats");
+    assert!(
+        stats.depth.contains(&("chat".into(), "pending".into(), 1)),
+        "{:?}",
+        stats.depth
+    );
+
+    // A channel removed from the configuration: what waits for it is dead-lettered.
+    assert_eq!(
+        store
+            .retire_channels(vec!["log".into()])
+            .await
+            .expect("retire"),
+        1
+    );
+    // Finished notifications past retention go; the first one (all finished) does, the
+    // later one (dead and delivered now) too.
+    let pruned = store
+        .prune(Duration::from_secs(1), Duration::from_secs(1))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 2);
+    assert!(store.get(first).await.expect("get").is_none());
+}
+
+async fn postgres_database(pg: &PostgresServer, name: &str) -> Secret {
+    pg.admin("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name} OWNER {MONITOR_USER}"))
+        .await
+        .expect("create database");
+    Secret::new(pg.dsn(name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("notifier.db")).expect("open");
+    contract(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_contract_and_replicas_share_it() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = postgres_database(&pg, "notifier").await;
+    // Two replicas starting together: the schema is created once.
+    let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (
+        Arc::new(a.expect("replica a")),
+        Arc::new(b.expect("replica b")),
+    );
+    contract(a.clone()).await;
+
+    // Each copy reaches both replicas at once (Alertmanager's HA pair): stored once.
+    let now = now_ms();
+    let mut tasks = Vec::new();
+    for i in 0..25 {
+        for store in [&a, &b] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.accept(notification(&format!("r{i}"), now)).await
+            }));
+        }
+    }
+    let (mut stored, mut duplicates) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await.expect("join").expect("accept") {
+            Accepted::Stored(id) => stored.push(id),
+            Accepted::Duplicate(_) => duplicates += 1,
+        }
+    }
+    assert_eq!((stored.len(), duplicates), (25, 25));
+
+    // Both replicas claim at once: each delivery goes to one of them.
+    let claim = |store: Arc<dyn Store>| async move {
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            let batch = store
+                .claim(now_ms(), budgets(), 8, Duration::from_secs(2))
+                .await
+                .expect("claim");
+            ids.extend(batch.claimed.iter().map(|c| (c.id, c.attempt)));
+        }
+        ids
+    };
+    let (from_a, from_b) = tokio::join!(claim(a.clone()), claim(b.clone()));
+    let mut all: Vec<i64> = from_a.iter().chain(&from_b).map(|(id, _)| *id).collect();
+    all.sort_unstable();
+    let total = all.len();
+    all.dedup();
+    assert_eq!(all.len(), total, "a delivery was claimed by both replicas");
+    assert_eq!(total, 50, "a: {}, b: {}", from_a.len(), from_b.len());
+    assert!(
+        !from_a.is_empty() && !from_b.is_empty(),
+        "both replicas took a share"
+    );
+
+    // Replica a dies holding its claims: b takes them over once they expire.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let mut taken = Vec::new();
+    for _ in 0..10 {
+        let batch = b
+            .claim(now_ms(), budgets(), 16, LEASE)
+            .await
+            .expect("take over");
+        taken.extend(batch.claimed.iter().map(|c| (c.id, c.attempt)));
+    }
+    let mut expected: Vec<(i64, u32)> = from_a
+        .iter()
+        .chain(&from_b)
+        .map(|(id, attempt)| (*id, attempt + 1))
+        .collect();
+    expected.sort_unstable();
+    taken.sort_unstable();
+    assert_eq!(taken, expected, "every expired claim is taken again, once");
+}
