@@ -248,7 +248,7 @@ impl Dispatcher {
                     .map(|c| c.timeout)
                     .max()
                     .unwrap_or(Duration::from_secs(30))
-                    + Duration::from_secs(60);
+                    + CLAIM_MARGIN;
                 match self.store.claim(now_ms(), budgets, free, lease).await {
                     Ok(batch) => {
                         for claimed in batch.claimed {
@@ -359,6 +359,11 @@ async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, cl
         ),
     }
 }
+
+/// How long a claim outlasts the longest attempt a channel allows: long enough that an
+/// attempt still running is not claimed again, short enough that another replica takes over
+/// soon the claims of one that died.
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) -> Outcome {
     let Some(channel) = setup.channels.get(&claimed.channel) else {
