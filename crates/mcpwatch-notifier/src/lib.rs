@@ -12,6 +12,7 @@ pub mod server;
 pub mod store;
 pub mod template;
 pub mod time;
+pub mod timeinterval;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
