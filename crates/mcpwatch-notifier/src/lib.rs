@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod ack;
 pub mod channels;
 pub mod config;
 pub mod dispatch;
