@@ -22,6 +22,9 @@ use crate::time::{format_rfc3339, now_ms};
 /// The schema this notifier writes; a database at a later one is refused.
 const SCHEMA_VERSION: i32 = 1;
 
+/// A channel unknown to this replica is retired only from deliveries queued this long ago.
+const RETIRE_AFTER_MS: i64 = 3_600_000;
+
 /// Held while the schema is checked and changed: any 64-bit number the notifier alone uses.
 const MIGRATION_LOCK: i64 = 0x6d63_7077_6e74_6672;
 
@@ -94,7 +97,7 @@ impl From<tokio_postgres::Error> for StoreError {
         // The server's own message when there is one (never the connection string).
         let message = e.as_db_error().map_or_else(
             || e.to_string(),
-            |db| format!("{}: {}", db.severity(), db.message()),
+            |db| format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
         );
         StoreError::Other(format!("PostgreSQL: {message}"))
     }
@@ -132,6 +135,18 @@ impl PostgresStore {
     /// Host, port and database, without credentials.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// A transaction at READ COMMITTED whatever the database's default: the dedup row
+    /// and the claims rely on seeing what other replicas committed meanwhile.
+    async fn transaction(
+        client: &mut Object,
+    ) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+        Ok(client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await?)
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -204,7 +219,7 @@ fn count(n: u64) -> usize {
 impl Store for PostgresStore {
     async fn accept(&self, n: NewNotification) -> Result<Accepted, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = Self::transaction(&mut client).await?;
         let window_start = n.received_at.saturating_sub(millis(n.dedup_window));
         let key = &n.dedup_key.0[..];
         // The key's row first: a replica accepting the same copy at the same moment waits
@@ -286,7 +301,9 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> Result<ClaimBatch, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = Self::transaction(&mut client).await?;
+        // Leases are read on the replicas' clocks, which must agree within the margin a
+        // claim has over the longest attempt (NTP does far better).
         let until = now.saturating_add(millis(lease));
         // Rows another replica holds locked are skipped, not waited for: it is claiming them.
         let take = tx
@@ -378,18 +395,35 @@ impl Store for PostgresStore {
         Ok(batch)
     }
 
+    /// Dead-letters what waits for a channel no replica has configured for an hour: during
+    /// a rolling change of configuration, a replica that does not know a new channel yet
+    /// must not dead-letter what the others queue for it. A delivery left `sending` to such
+    /// a channel by a replica that stopped goes too (its claim expired), its attempt closed.
     async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = Self::transaction(&mut client).await?;
         let now = now_ms();
-        let retired = client
+        let before = now.saturating_sub(RETIRE_AFTER_MS);
+        tx.execute(
+            "UPDATE mcpwatch_attempts a SET finished_at = $2, outcome = 'unknown',
+             detail = 'the sender stopped before recording an outcome'
+             FROM mcpwatch_deliveries d
+             WHERE a.delivery_id = d.id AND a.finished_at IS NULL AND d.state = 'sending'
+               AND d.claimed_until <= $2 AND d.queued_at < $3 AND NOT (d.channel = ANY($1))",
+            &[&known, &now, &before],
+        )
+        .await?;
+        let retired = tx
             .execute(
                 "UPDATE mcpwatch_deliveries
-                 SET state = 'dead', last_error = format('channel %s is no longer configured', to_json(channel)),
-                     updated_at = $2
-                 WHERE state = 'pending' AND NOT (channel = ANY($1))",
-                &[&known, &now],
+                 SET state = 'dead', claimed_until = NULL, updated_at = $2,
+                     last_error = format('channel %s is no longer configured', to_json(channel))
+                 WHERE queued_at < $3 AND NOT (channel = ANY($1))
+                   AND (state = 'pending' OR (state = 'sending' AND claimed_until <= $2))",
+                &[&known, &now, &before],
             )
             .await?;
+        tx.commit().await?;
         Ok(count(retired))
     }
 
@@ -400,7 +434,7 @@ impl Store for PostgresStore {
         outcome: Outcome,
     ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = Self::transaction(&mut client).await?;
         let now = now_ms();
         let number = i32::try_from(attempt).unwrap_or(i32::MAX);
         // Only the claim that made this attempt may record its outcome: a claim that
