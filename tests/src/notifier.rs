@@ -195,6 +195,23 @@ impl Drop for NotifierProcess {
     }
 }
 
+/// Webhook `i` of load worker `worker`: its group key (distinct for every pair) and body,
+/// one firing alert.
+pub fn load_payload(worker: usize, i: usize) -> (String, Value) {
+    let key = format!("{{}}:{{alertname=\"Load{worker}x{i}\"}}");
+    let body = payload(
+        "mcpwatch",
+        &key,
+        &[(
+            &[("alertname", "Load"), ("n", &format!("{worker}-{i}"))],
+            "firing",
+            "2026-11-22T10:00:00Z",
+        )],
+        "http://am:9093",
+    );
+    (key, body)
+}
+
 /// An alert of [`payload`]: its labels, status and `startsAt`.
 pub type TestAlert<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mcpwatch_tests::alertmanager::{Alertmanager, alert, resolved_alert};
-use mcpwatch_tests::notifier::{NotifierProcess, payload};
+use mcpwatch_tests::notifier::{NotifierProcess, load_payload, payload};
 use mcpwatch_tests::random_token;
 use mcpwatch_tests::smtp::{SmtpOptions, SmtpServer, SmtpTls};
 use mcpwatch_tests::stand_in::{HttpStandIn, Scripted};
@@ -546,17 +546,7 @@ async fn kill_9_loses_nothing_acknowledged_and_repeats_nothing_recorded_delivere
         let acked = acked_tx.clone();
         senders.push(tokio::spawn(async move {
             for i in 0..100 {
-                let key = format!("{{}}:{{alertname=\"Load{worker}x{i}\"}}");
-                let body = payload(
-                    "mcpwatch",
-                    &key,
-                    &[(
-                        &[("alertname", "Load"), ("n", &format!("{worker}-{i}"))],
-                        "firing",
-                        "2026-11-22T10:00:00Z",
-                    )],
-                    "http://am:9093",
-                );
+                let (key, body) = load_payload(worker, i);
                 let sent = client
                     .post(&url)
                     .header("Content-Type", "application/json")

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mcpwatch_tests::alertmanager::{Alertmanager, alert};
-use mcpwatch_tests::notifier::{NotifierProcess, payload};
+use mcpwatch_tests::notifier::{NotifierProcess, load_payload};
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::stand_in::HttpStandIn;
 
@@ -108,18 +108,8 @@ async fn replicas_on_postgres_deliver_once_and_survive_kill_9() {
         let acked = acked_tx.clone();
         senders.push(tokio::spawn(async move {
             for i in 0..60 {
-                let key = format!("{{}}:{{alertname=\"Load{worker}x{i}\"}}");
-                let body = payload(
-                    "mcpwatch",
-                    &key,
-                    &[(
-                        &[("alertname", "Load"), ("n", &format!("{worker}-{i}"))],
-                        "firing",
-                        "2026-11-22T10:00:00Z",
-                    )],
-                    "http://am:9093",
-                )
-                .to_string();
+                let (key, body) = load_payload(worker, i);
+                let body = body.to_string();
                 let mut any = false;
                 for url in &urls {
                     let sent = client

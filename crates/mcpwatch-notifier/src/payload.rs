@@ -384,8 +384,7 @@ macro_rules! deserialize_object {
                     }
                     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
                         $(let mut $field = None;)*
-                        #[allow(unused_mut)]
-                        let mut extra = Map::new();
+                        deserialize_object!(@declare $unknown, extra);
                         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                             match key.as_ref() {
                                 $($name => {
@@ -406,6 +405,10 @@ macro_rules! deserialize_object {
             }
         }
     };
+    (@declare keep, $extra:ident) => {
+        let mut $extra = Map::new();
+    };
+    (@declare skip, $extra:ident) => {};
     (@unknown keep, $map:ident, $extra:ident, $key:ident) => {{
         let value: Value = $map.next_value()?;
         $extra.insert($key.into_owned(), value);
@@ -416,10 +419,9 @@ macro_rules! deserialize_object {
     (@build keep, $ctor:ident, $extra:ident, { $($body:tt)* }) => {
         $ctor { $($body)* extra: $extra }
     };
-    (@build skip, $ctor:ident, $extra:ident, { $($body:tt)* }) => {{
-        let _: Map<String, Value> = $extra;
+    (@build skip, $ctor:ident, $extra:ident, { $($body:tt)* }) => {
         $ctor { $($body)* }
-    }};
+    };
     (@value required, $field:ident, $name:literal) => {
         $field.ok_or_else(|| de::Error::missing_field($name))?
     };

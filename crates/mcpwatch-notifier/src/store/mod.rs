@@ -43,6 +43,28 @@ pub enum StoreError {
     Other(String),
 }
 
+/// A duration in whole milliseconds, as the stores keep times (Unix ms).
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A delivery's alert indices as the stores keep them: a JSON array.
+pub(crate) fn encode_alerts(alerts: &[usize]) -> String {
+    serde_json::to_string(alerts).unwrap_or_else(|_| "[]".into())
+}
+
+/// The alert indices [`encode_alerts`] wrote; none when unreadable.
+pub(crate) fn decode_alerts(text: &str) -> Vec<usize> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Seconds from `since` to `now` (both Unix ms), never negative.
+pub(crate) fn age_seconds(now: i64, since: i64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let age = (now - since).max(0) as f64 / 1000.0;
+    age
+}
+
 /// A notification's body as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {

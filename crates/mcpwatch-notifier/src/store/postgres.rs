@@ -15,7 +15,8 @@ use tokio_postgres::types::ToSql;
 
 use super::{
     Accepted, Body, ClaimBatch, Claimed, DeliveryView, ListFilter, NewNotification,
-    NotificationView, Outcome, QueueStats, Store, StoreError, state,
+    NotificationView, Outcome, QueueStats, Store, StoreError, age_seconds, decode_alerts,
+    encode_alerts, millis, state,
 };
 use crate::time::{format_rfc3339, now_ms};
 
@@ -207,10 +208,6 @@ fn decode(encoding: &str, bytes: Vec<u8>) -> Result<Body, StoreError> {
     }
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 fn count(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -285,7 +282,7 @@ impl Store for PostgresStore {
             )
             .await?;
         for delivery in &n.deliveries {
-            let alerts = serde_json::to_string(&delivery.alerts).unwrap_or_else(|_| "[]".into());
+            let alerts = encode_alerts(&delivery.alerts);
             tx.execute(&insert, &[&id, &delivery.channel, &alerts, &n.received_at])
                 .await?;
         }
@@ -370,7 +367,7 @@ impl Store for PostgresStore {
                     id: row.get(0),
                     notification_id,
                     channel: row.get(2),
-                    alerts: serde_json::from_str(&alerts).unwrap_or_default(),
+                    alerts: decode_alerts(&alerts),
                     attempt: u32::try_from(attempts).unwrap_or(0),
                     received_at,
                     queued_at: row.get(5),
@@ -604,9 +601,7 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| {
                 let queued: i64 = r.get(1);
-                #[allow(clippy::cast_precision_loss)]
-                let age = (now - queued).max(0) as f64 / 1000.0;
-                (r.get(0), age)
+                (r.get(0), age_seconds(now, queued))
             })
             .collect();
         Ok(QueueStats {
@@ -661,7 +656,7 @@ async fn deliveries_of(
                 attempts: u32::try_from(attempts).unwrap_or(0),
                 last_error: r.get(4),
                 delivered_at: r.get::<_, Option<i64>>(6).map(format_rfc3339),
-                alerts: serde_json::from_str::<Vec<usize>>(&alerts).map_or(0, |a| a.len()),
+                alerts: decode_alerts(&alerts).len(),
             }
         })
         .collect())

@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 
 use super::{
     Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, DiskStats, ListFilter,
-    NewNotification, NotificationView, Outcome, QueueStats, Store, StoreError, state,
+    NewNotification, NotificationView, Outcome, QueueStats, Store, StoreError, age_seconds,
+    decode_alerts, encode_alerts, millis, state,
 };
 use crate::time::{format_rfc3339, now_ms};
 
@@ -701,10 +702,6 @@ impl FromSql for Body {
     }
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// The dedup keys of the notifications received within the dedup window, kept in memory
 /// by the writer; loaded from the notifications table (its `received_at` index) for the
 /// part of the window it does not cover, and dropped whenever a rollback may have left
@@ -817,7 +814,7 @@ fn accept(
          VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
     )?;
     for delivery in &n.deliveries {
-        let alerts = serde_json::to_string(&delivery.alerts).unwrap_or_else(|_| "[]".into());
+        let alerts = encode_alerts(&delivery.alerts);
         insert.execute(params![id, delivery.channel, alerts, n.received_at])?;
     }
     // Last: a write that fails leaves the index as it was.
@@ -852,7 +849,7 @@ fn claim(
             id: r.get(0)?,
             notification_id: r.get(1)?,
             channel: r.get(2)?,
-            alerts: serde_json::from_str(&alerts).unwrap_or_default(),
+            alerts: decode_alerts(&alerts),
             attempt: attempts + 1,
             received_at: r.get(5)?,
             queued_at: r.get(6)?,
@@ -1042,7 +1039,7 @@ fn deliveries_of(c: &Connection, notification: i64) -> Result<Vec<DeliveryView>,
             attempts: r.get(3)?,
             last_error: r.get(4)?,
             delivered_at: r.get::<_, Option<i64>>(6)?.map(format_rfc3339),
-            alerts: serde_json::from_str::<Vec<usize>>(&alerts).map_or(0, |a| a.len()),
+            alerts: decode_alerts(&alerts).len(),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -1192,9 +1189,7 @@ impl Store for SqliteStore {
                 )?
                 .query_map([], |r| {
                     let queued: i64 = r.get(1)?;
-                    #[allow(clippy::cast_precision_loss)]
-                    let age = (now - queued).max(0) as f64 / 1000.0;
-                    Ok((r.get(0)?, age))
+                    Ok((r.get(0)?, age_seconds(now, queued)))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(QueueStats {
