@@ -33,10 +33,12 @@ fn notification(name: &str, at: i64) -> NewNotification {
             .map(|channel| NewDelivery {
                 channel: channel.into(),
                 alerts: vec![0],
+                hold: None,
             })
             .collect(),
         received_at: at,
         dedup_window: Duration::from_secs(60),
+        incidents: Vec::new(),
     }
 }
 

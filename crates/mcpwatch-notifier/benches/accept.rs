@@ -54,11 +54,13 @@ fn bench(c: &mut Criterion) {
     group.bench_function("dedup_key", |b| b.iter(|| black_box(&incoming).dedup_key()));
     group.bench_function("route", |b| {
         b.iter(|| {
-            setup.deliveries(
+            setup.plan(
                 black_box(&incoming)
                     .alerts()
                     .iter()
                     .map(|a| (a.status, &a.labels)),
+                &[],
+                0,
             )
         })
     });

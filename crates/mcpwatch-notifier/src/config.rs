@@ -38,6 +38,100 @@ pub struct NotifierConfig {
     /// The routing tree.
     #[serde(default)]
     pub route: RouteConfig,
+    /// Escalation policies, chosen by a route's `escalation`.
+    #[serde(default)]
+    pub escalation_policies: BTreeMap<String, EscalationPolicyConfig>,
+    /// Acknowledgement links in messages.
+    #[serde(default)]
+    pub acknowledgement: Option<AcknowledgementConfig>,
+    /// Named time intervals, in Alertmanager's `time_intervals` format.
+    #[serde(default)]
+    pub time_intervals: Vec<NamedTimeInterval>,
+    /// Recurring maintenance windows (one-off windows are added through the API).
+    #[serde(default)]
+    pub maintenance_windows: Vec<MaintenanceWindowConfig>,
+}
+
+/// One of `escalation_policies`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicyConfig {
+    /// Levels, told in order while the incident fires unacknowledged.
+    pub levels: Vec<EscalationLevelConfig>,
+    /// Tell the last level again this often until someone acknowledges.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub repeat_last_level: Option<Duration>,
+}
+
+/// One level of a policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevelConfig {
+    /// Who this level is (shown in messages and the API), e.g. `senior engineer`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How long after the previous level was told this one is (not for the first level).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub after: Option<Duration>,
+    /// The channels this level is told through.
+    pub channels: Vec<String>,
+}
+
+/// `acknowledgement`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgementConfig {
+    /// The notifier's address as people reach it (links start with it).
+    pub external_url: String,
+    /// The key links are signed with (HMAC-SHA256).
+    pub secret: Option<Secret>,
+    /// A file holding the key.
+    pub secret_file: Option<SecretFile>,
+    /// How long a link works.
+    #[serde(default = "default_link_ttl", with = "duration")]
+    pub link_ttl: Duration,
+}
+
+fn default_link_ttl() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+impl AcknowledgementConfig {
+    /// The signing key.
+    pub fn secret(&self) -> Result<Secret, String> {
+        let secret = secret_setting("secret", self.secret.clone(), self.secret_file.clone())?
+            .ok_or_else(|| "set secret or secret_file".to_owned())?;
+        if secret.expose().trim().len() < 16 {
+            return Err("must be at least 16 characters".into());
+        }
+        Ok(secret)
+    }
+}
+
+/// One of `time_intervals`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedTimeInterval {
+    /// Its name.
+    pub name: String,
+    /// Its specs; a time within any of them is within the interval.
+    pub time_intervals: Vec<crate::timeinterval::SpecConfig>,
+}
+
+/// One of `maintenance_windows`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindowConfig {
+    /// Its name (how held notifications and the summary refer to it).
+    pub name: String,
+    /// The `time_intervals` it is active in.
+    pub time_intervals: Vec<String>,
+    /// The alerts it holds (all when empty).
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+    /// Hold critical alerts too (by default they pass).
+    #[serde(default)]
+    pub hold_critical: bool,
 }
 
 /// `receiver`.
@@ -784,6 +878,8 @@ pub struct RouteConfig {
     /// Keep looking at the next sibling after this route matched.
     #[serde(rename = "continue")]
     pub continue_matching: bool,
+    /// The escalation policy the alerts that stop here climb.
+    pub escalation: Option<String>,
     /// Child routes, tried in order.
     pub routes: Vec<RouteConfig>,
 }
@@ -891,6 +987,8 @@ impl NotifierConfig {
                 .map_err(|(k, m)| (join_key(&format!("channels.{name}"), &k), m))?;
         }
         self.check_route(&self.route, "route")?;
+        self.check_escalation()?;
+        self.check_windows()?;
         // Templates are checked as they will run: with the built-in log channel added.
         let mut complete = self.clone();
         complete.fill_defaults();
@@ -908,8 +1006,136 @@ impl NotifierConfig {
                 ));
             }
         }
+        if let Some(policy) = &route.escalation
+            && !self.escalation_policies.contains_key(policy)
+        {
+            return Err((
+                format!("{key}.escalation"),
+                format!("no escalation policy is named {policy:?}"),
+            ));
+        }
         for (i, child) in route.routes.iter().enumerate() {
             self.check_route(child, &format!("{key}.routes[{i}]"))?;
+        }
+        Ok(())
+    }
+
+    fn check_escalation(&self) -> Result<(), Problem> {
+        for (name, policy) in &self.escalation_policies {
+            let key = format!("escalation_policies.{name}");
+            if policy.levels.is_empty() {
+                return Err((format!("{key}.levels"), "give at least one level".into()));
+            }
+            for (i, level) in policy.levels.iter().enumerate() {
+                let key = format!("{key}.levels[{i}]");
+                match (i, level.after) {
+                    (0, Some(_)) => {
+                        return Err((
+                            format!("{key}.after"),
+                            "the first level is told at once; no delay".into(),
+                        ));
+                    }
+                    (0, None) => {}
+                    (_, None) => {
+                        return Err((
+                            format!("{key}.after"),
+                            "set how long after the previous level this one is told".into(),
+                        ));
+                    }
+                    (_, Some(d)) if d < Duration::from_secs(1) => {
+                        return Err((format!("{key}.after"), "must be at least 1s".into()));
+                    }
+                    _ => {}
+                }
+                if level.channels.is_empty() {
+                    return Err((format!("{key}.channels"), "give at least one channel".into()));
+                }
+                for (j, channel) in level.channels.iter().enumerate() {
+                    let builtin_log = channel == "log" && !self.channels.contains_key("log");
+                    if !self.channels.contains_key(channel) && !builtin_log {
+                        return Err((
+                            format!("{key}.channels[{j}]"),
+                            format!("no channel is named {channel:?}"),
+                        ));
+                    }
+                }
+            }
+            if policy
+                .repeat_last_level
+                .is_some_and(|d| d < Duration::from_secs(1))
+            {
+                return Err((
+                    format!("{key}.repeat_last_level"),
+                    "must be at least 1s".into(),
+                ));
+            }
+        }
+        if let Some(ack) = &self.acknowledgement {
+            ack.secret()
+                .map_err(|m| ("acknowledgement.secret".to_owned(), m))?;
+            let url = ack.external_url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err((
+                    "acknowledgement.external_url".into(),
+                    "must start with http:// or https://".into(),
+                ));
+            }
+            if ack.link_ttl < Duration::from_secs(60) {
+                return Err((
+                    "acknowledgement.link_ttl".into(),
+                    "must be at least 1m".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_windows(&self) -> Result<(), Problem> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, interval) in self.time_intervals.iter().enumerate() {
+            if !names.insert(interval.name.as_str()) {
+                return Err((
+                    format!("time_intervals[{i}].name"),
+                    format!("{:?} is defined twice", interval.name),
+                ));
+            }
+            if let Err(e) = crate::timeinterval::TimeInterval::new(&interval.time_intervals) {
+                let (at, message) = e.split_once(": ").unwrap_or(("", &e));
+                return Err((
+                    format!("time_intervals[{i}].time_intervals{at}"),
+                    message.to_owned(),
+                ));
+            }
+        }
+        let mut windows = std::collections::BTreeSet::new();
+        for (i, window) in self.maintenance_windows.iter().enumerate() {
+            let key = format!("maintenance_windows[{i}]");
+            if window.name.is_empty() || window.name.starts_with('#') {
+                return Err((
+                    format!("{key}.name"),
+                    "a name, not empty and not starting with '#'".into(),
+                ));
+            }
+            if !windows.insert(window.name.as_str()) {
+                return Err((
+                    format!("{key}.name"),
+                    format!("{:?} is defined twice", window.name),
+                ));
+            }
+            if window.time_intervals.is_empty() {
+                return Err((
+                    format!("{key}.time_intervals"),
+                    "name at least one of time_intervals".into(),
+                ));
+            }
+            for (j, name) in window.time_intervals.iter().enumerate() {
+                if !names.contains(name.as_str()) {
+                    return Err((
+                        format!("{key}.time_intervals[{j}]"),
+                        format!("no time interval is named {name:?}"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -8,13 +8,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use crate::Setup;
+use crate::ack::Action;
 use crate::channels::{Message, SendError};
 use crate::config::{RateLimitConfig, RetryConfig};
+use crate::incident::{Event, Step};
+use crate::maintenance;
 use crate::metrics::NotifierMetrics;
-use crate::payload::Notification;
-use crate::store::{Claimed, Outcome, Store, StoreError};
+use crate::payload::{Notification, Status};
+use crate::store::{Body, Claimed, Outcome, Store, StoreError};
+use crate::template::EventContext;
 use crate::time::now_ms;
+use crate::{OneOffWindows, Setup};
 
 /// Attempts in flight per channel at most; a log channel writes locally and takes more.
 const PER_CHANNEL: usize = 4;
@@ -25,6 +29,12 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How often finished notifications past their retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// How often escalations and maintenance windows are looked at.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Incidents escalated in one transaction at most.
+const ESCALATE_BATCH: usize = 100;
 
 /// The wait before attempt `attempt + 1` after `attempt` failed.
 pub fn backoff(retry: &RetryConfig, attempt: u32, random: f64) -> Duration {
@@ -131,6 +141,7 @@ pub struct Dispatcher {
     in_flight: Arc<Mutex<BTreeMap<String, usize>>>,
     limiters: BTreeMap<String, (RateLimitConfig, TokenBucket)>,
     rotation: usize,
+    windows: OneOffWindows,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -156,6 +167,77 @@ impl Dispatcher {
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
             limiters: BTreeMap::new(),
             rotation: 0,
+            windows: OneOffWindows::default(),
+        }
+    }
+
+    /// Shares the notifier's one-off maintenance windows (refreshed at each tick).
+    pub fn with_windows(mut self, windows: OneOffWindows) -> Self {
+        self.windows = windows;
+        self
+    }
+
+    /// The timed work, once a second: one-off windows read again (another replica may
+    /// have added one), escalations due told, and the summaries of windows that ended
+    /// queued.
+    async fn tick(&self, setup: &Setup) {
+        let now = now_ms();
+        if let Err(e) = crate::refresh_windows(self.store.as_ref(), &self.windows, now).await {
+            tracing::warn!(error = %e, "Reading the maintenance windows failed; trying again shortly.");
+        }
+        match self.store.next_escalation().await {
+            Ok(Some(due)) if due <= now => {
+                match self
+                    .store
+                    .escalate(now, setup.policies.clone(), ESCALATE_BATCH)
+                    .await
+                {
+                    Ok(escalated) => {
+                        for (incident, policy, level) in &escalated {
+                            self.metrics.escalated(policy, *level);
+                            tracing::warn!(
+                                incident,
+                                policy = %policy,
+                                level,
+                                "Nobody acknowledged the incident in time; its next level is told."
+                            );
+                        }
+                        if !escalated.is_empty() {
+                            self.wake.notify_one();
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "Escalating incidents failed; trying again shortly."),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "Reading escalations due failed; trying again shortly."),
+        }
+        let held = match self.store.held().await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(error = %e, "Reading held notifications failed; trying again shortly.");
+                return;
+            }
+        };
+        let one_off = self.windows.read().map(|w| w.clone()).unwrap_or_default();
+        for (window, notifications) in held {
+            if maintenance::still_active(&setup.recurring, &one_off, &window, now) {
+                continue;
+            }
+            match self.store.release(window.clone(), now).await {
+                Ok(0) => {}
+                Ok(summaries) => {
+                    self.metrics.summarized(&window, summaries);
+                    tracing::info!(
+                        window = %window,
+                        notifications,
+                        summaries,
+                        "A maintenance window ended; what it held is sent as one summary per channel."
+                    );
+                    self.wake.notify_one();
+                }
+                Err(e) => tracing::error!(window = %window, error = %e, "Releasing a maintenance window's notifications failed; trying again shortly."),
+            }
         }
     }
 
@@ -212,11 +294,18 @@ impl Dispatcher {
             .checked_sub(PRUNE_EVERY)
             .unwrap_or_else(Instant::now);
         let mut tasks = tokio::task::JoinSet::new();
+        let mut last_tick = Instant::now()
+            .checked_sub(TICK)
+            .unwrap_or_else(Instant::now);
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let setup = self.setup.borrow().clone();
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.tick(&setup).await;
+            }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();
                 // A webhook stored while a reload removed its channel is caught here.
@@ -268,6 +357,7 @@ impl Dispatcher {
             if let Some(wait) = throttled {
                 sleep = sleep.min(wait);
             }
+            sleep = sleep.min(TICK.saturating_sub(last_tick.elapsed()).max(Duration::from_millis(5)));
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
@@ -333,7 +423,7 @@ impl Drop for Slot {
 
 /// One attempt of one delivery, recorded.
 async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, claimed: Claimed) {
-    let outcome = attempt(setup, metrics, &claimed).await;
+    let outcome = attempt(setup, store, metrics, &claimed).await;
     if let Outcome::Dead { error } = &outcome {
         metrics.dead_lettered(&claimed.channel);
         tracing::error!(
@@ -365,33 +455,156 @@ async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, cl
 /// soon the claims of one that died.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
-async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) -> Outcome {
+fn parse(body: &Body) -> Result<Notification, StoreError> {
+    body.json().and_then(|json| {
+        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Other(e.to_string()))
+    })
+}
+
+/// What a maintenance window held for one channel, as one notification: the newest
+/// notification held, with every alert held, each in its latest state (an alert that
+/// resolved inside the window is reported resolved). `None` when nothing held is left.
+async fn summary(
+    store: &dyn Store,
+    held: &[(i64, Vec<usize>)],
+) -> Result<Option<Notification>, StoreError> {
+    let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
+    let bodies: BTreeMap<i64, Body> = store.payloads(ids).await?.into_iter().collect();
+    let mut latest: Option<Notification> = None;
+    let mut alerts: Vec<crate::payload::Alert> = Vec::new();
+    for (id, indices) in held {
+        let Some(body) = bodies.get(id) else { continue };
+        let notification = parse(body)?;
+        for &i in indices {
+            let Some(alert) = notification.alerts.get(i) else {
+                continue;
+            };
+            let key = alert.stable_fingerprint();
+            match alerts.iter_mut().find(|a| a.stable_fingerprint() == key) {
+                Some(known) => *known = alert.clone(),
+                None => alerts.push(alert.clone()),
+            }
+        }
+        latest = Some(notification);
+    }
+    Ok(latest.map(|mut n| {
+        n.status = if alerts.iter().any(|a| a.status == Status::Firing) {
+            Status::Firing
+        } else {
+            Status::Resolved
+        };
+        n.alerts = alerts;
+        n
+    }))
+}
+
+/// What templates and channels hear about a delivery's event; links signed when
+/// acknowledgement is configured.
+fn event_context(setup: &Setup, event: &Event, held: usize) -> EventContext {
+    let link = |action: Action, incident: i64, generation: i64| {
+        setup.links.as_ref().map(|links| {
+            let expires = now_ms() / 1000 + i64::try_from(links.ttl.as_secs()).unwrap_or(0);
+            links
+                .signer
+                .link(&links.base, action, incident, generation, expires)
+        })
+    };
+    let mut context = EventContext::new(event, held);
+    match event {
+        Event::Incident {
+            incident,
+            step,
+            generation,
+            ..
+        } if *step != Step::Resolved => {
+            context.ack_url = link(Action::Ack, *incident, *generation);
+        }
+        Event::Acknowledged {
+            incident,
+            generation,
+            ..
+        } => {
+            context.unack_url = link(Action::Unack, *incident, *generation);
+        }
+        Event::Unacknowledged {
+            incident,
+            generation,
+            ..
+        } => {
+            context.ack_url = link(Action::Ack, *incident, *generation);
+        }
+        _ => {}
+    }
+    context
+}
+
+async fn attempt(
+    setup: &Setup,
+    store: &dyn Store,
+    metrics: &NotifierMetrics,
+    claimed: &Claimed,
+) -> Outcome {
     let Some(channel) = setup.channels.get(&claimed.channel) else {
         return Outcome::Dead {
             error: format!("channel {:?} is no longer configured", claimed.channel),
         };
     };
-    let parsed = claimed.payload.json().and_then(|json| {
-        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Other(e.to_string()))
-    });
-    let notification = match parsed {
-        Ok(n) => n,
-        Err(e) => {
-            return Outcome::Dead {
-                error: format!("the stored notification cannot be read: {e}"),
-            };
-        }
+    let (notification, alerts) = match &claimed.event {
+        Some(Event::Summary { held, .. }) => match summary(store, held).await {
+            Ok(Some(n)) => {
+                let all: Vec<usize> = (0..n.alerts.len()).collect();
+                (n, all)
+            }
+            Ok(None) => {
+                return Outcome::Dead {
+                    error: "the held notifications were deleted before the summary was sent"
+                        .into(),
+                };
+            }
+            Err(e @ StoreError::Other(_)) if e.to_string().contains("damaged") => {
+                return Outcome::Dead {
+                    error: format!("a held notification cannot be read: {e}"),
+                };
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    at: now_ms() + 5000,
+                    error: format!("reading the held notifications: {e}"),
+                };
+            }
+        },
+        _ => match parse(&claimed.payload) {
+            Ok(n) => (n, claimed.alerts.clone()),
+            Err(e) => {
+                return Outcome::Dead {
+                    error: format!("the stored notification cannot be read: {e}"),
+                };
+            }
+        },
     };
-    let context = setup
-        .templates
-        .context(&notification, &claimed.alerts, &channel.name, None);
+    let event = claimed.event.as_ref().map(|event| {
+        let held = match event {
+            Event::Summary { held, .. } => held.len(),
+            _ => 0,
+        };
+        event_context(setup, event, held)
+    });
+    let ack_url = event.as_ref().and_then(|e| e.ack_url.clone());
+    let mut context =
+        setup
+            .templates
+            .context(&notification, &alerts, &channel.name, ack_url.as_deref());
+    if let Some(event) = event {
+        context = context.with_event(event);
+    }
     let message = Message {
         notification: &notification,
-        alerts: &claimed.alerts,
+        alerts: &alerts,
         context: &context,
         templates: &setup.templates,
         delivery_id: claimed.id,
         attempt: claimed.attempt,
+        event: claimed.event.as_ref(),
     };
     let started = Instant::now();
     let result = channel.send(&message).await;
@@ -407,7 +620,7 @@ async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) ->
                 delivery = claimed.id,
                 attempt = claimed.attempt,
                 status = %context.status,
-                alerts = claimed.alerts.len(),
+                alerts = alerts.len(),
                 took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "Delivered."
             );
@@ -442,7 +655,6 @@ async fn attempt(setup: &Setup, metrics: &NotifierMetrics, claimed: &Claimed) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Body;
 
     fn claimed(attempt: u32, queued_at: i64) -> Claimed {
         Claimed {
@@ -454,6 +666,7 @@ mod tests {
             received_at: queued_at,
             queued_at,
             payload: Body::Json(String::new()),
+            event: None,
         }
     }
 

@@ -6,6 +6,8 @@ pub mod ack;
 pub mod channels;
 pub mod config;
 pub mod dispatch;
+pub mod incident;
+pub mod maintenance;
 pub mod metrics;
 pub mod payload;
 pub mod route;
@@ -28,8 +30,12 @@ use crate::dispatch::Dispatcher;
 use crate::metrics::{NotifierMetrics, QueueCollector};
 use crate::payload::{Incoming, Labels, Status};
 use crate::route::Router;
+use crate::ack::LinkSigner;
+use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView, Policies, Policy, Touch};
+use crate::maintenance::{OneOff, Recurring};
 use crate::store::{
     Accepted, Body, NewDelivery, NewNotification, PostgresStore, SqliteStore, Store, StoreError,
+    age_seconds,
 };
 use crate::template::Templates;
 
@@ -44,6 +50,32 @@ pub struct Setup {
     pub channels: BTreeMap<String, Arc<Channel>>,
     /// The compiled templates.
     pub templates: Templates,
+    /// Escalation policies.
+    pub policies: Arc<Policies>,
+    /// Recurring maintenance windows.
+    pub recurring: Vec<Recurring>,
+    /// Signs acknowledgement links, when `acknowledgement` is configured.
+    pub links: Option<Links>,
+}
+
+/// Acknowledgement links: signer, base URL, lifetime.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// The signer.
+    pub signer: LinkSigner,
+    /// The notifier's external URL.
+    pub base: String,
+    /// How long a link works.
+    pub ttl: std::time::Duration,
+}
+
+/// Where a notification's alerts go.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Deliveries, held ones included.
+    pub deliveries: Vec<NewDelivery>,
+    /// What it brings to each escalation policy.
+    pub incidents: Vec<Touch>,
 }
 
 impl Setup {
@@ -51,37 +83,113 @@ impl Setup {
     pub fn build(config: NotifierConfig) -> Result<Self, String> {
         let templates = Templates::build(&config).map_err(|(k, m)| format!("{k}: {m}"))?;
         let channels = channels::build(&config)?;
+        let links = match &config.acknowledgement {
+            Some(ack) => Some(Links {
+                signer: LinkSigner::new(ack.secret().map_err(|e| format!("acknowledgement.secret: {e}"))?),
+                base: ack.external_url.trim().trim_end_matches('/').to_owned(),
+                ttl: ack.link_ttl,
+            }),
+            None => None,
+        };
         Ok(Self {
             router: Router::new(config.route.clone()),
             channels,
             templates,
+            policies: Arc::new(Policy::all(&config)),
+            recurring: Recurring::all(&config),
+            links,
             config,
         })
     }
 
-    /// One delivery per channel the alerts route to, each with its alerts; a channel that
-    /// does not send resolved notifications gets none when all its alerts have resolved.
-    pub fn deliveries<'l, L: Labels + 'l>(
+    /// Where the alerts go at `now`: one delivery per channel they route to, each with
+    /// its alerts (a channel that does not send resolved notifications gets none when all
+    /// its alerts have resolved); what they bring to each escalation policy; and, for the
+    /// alerts a maintenance window holds, held deliveries to the channels they would reach
+    /// (a policy's first level).
+    pub fn plan<'l, L: Labels + 'l>(
         &self,
         alerts: impl IntoIterator<Item = (Status, &'l L)>,
-    ) -> Vec<NewDelivery> {
+        one_off: &[OneOff],
+        now: i64,
+    ) -> Plan {
         let mut by_channel: BTreeMap<String, (Vec<usize>, bool)> = BTreeMap::new();
+        let mut held: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        // policy → (alerts, any firing, the window holding each alert)
+        let mut by_policy: BTreeMap<String, (Vec<usize>, bool, Vec<Option<String>>)> =
+            BTreeMap::new();
         for (index, (status, labels)) in alerts.into_iter().enumerate() {
-            for channel in self.router.channels(labels) {
-                let (alerts, firing) = by_channel.entry(channel).or_default();
+            let targets = self.router.targets(labels);
+            let hold = maintenance::holding(&self.recurring, one_off, labels, now);
+            for channel in targets.channels {
+                if let Some(window) = &hold {
+                    held.entry((window.clone(), channel)).or_default().push(index);
+                } else {
+                    let (alerts, firing) = by_channel.entry(channel).or_default();
+                    alerts.push(index);
+                    *firing |= status == Status::Firing;
+                }
+            }
+            for policy in targets.policies {
+                let (alerts, firing, holds) = by_policy.entry(policy).or_default();
                 alerts.push(index);
                 *firing |= status == Status::Firing;
+                holds.push(hold.clone());
             }
         }
-        by_channel
+        let mut deliveries: Vec<NewDelivery> = by_channel
             .into_iter()
             .filter(|(channel, (_, firing))| {
                 *firing || self.channels.get(channel).is_none_or(|c| c.send_resolved)
             })
-            .map(|(channel, (alerts, _))| NewDelivery { channel, alerts })
-            .collect()
+            .map(|(channel, (alerts, _))| NewDelivery {
+                channel,
+                alerts,
+                hold: None,
+            })
+            .collect();
+        deliveries.extend(
+            held.into_iter()
+                .map(|((window, channel), alerts)| NewDelivery {
+                    channel,
+                    alerts,
+                    hold: Some(window),
+                }),
+        );
+        let quiet: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| !c.send_resolved)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let incidents = by_policy
+            .into_iter()
+            .filter_map(|(name, (alerts, firing, holds))| {
+                // Held only when every alert is: an alert that passes takes the rest of its
+                // group along.
+                let hold = if holds.iter().all(Option::is_some) {
+                    holds.into_iter().flatten().next()
+                } else {
+                    None
+                };
+                Some(Touch {
+                    policy: self.policies.get(&name)?.clone(),
+                    alerts,
+                    firing,
+                    quiet_when_resolved: quiet.clone(),
+                    hold,
+                })
+            })
+            .collect();
+        Plan {
+            deliveries,
+            incidents,
+        }
     }
 }
+
+/// The one-off maintenance windows in force, as last read from the store.
+pub type OneOffWindows = Arc<std::sync::RwLock<Arc<Vec<OneOff>>>>;
 
 /// What became of a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +217,7 @@ pub struct Notifier {
     engine: ScrapeEngine,
     channel_names: Arc<Mutex<Vec<String>>>,
     started: Instant,
+    one_off: OneOffWindows,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -169,7 +278,12 @@ impl Notifier {
             .build();
         let (setup_tx, setup_rx) = watch::channel(Arc::new(setup));
         let wake = Arc::new(Notify::new());
-        let dispatcher = Dispatcher::new(store.clone(), setup_rx, metrics.clone(), wake.clone());
+        let one_off: OneOffWindows = Arc::default();
+        let dispatcher = Dispatcher::new(store.clone(), setup_rx, metrics.clone(), wake.clone())
+            .with_windows(one_off.clone());
+        refresh_windows(store.as_ref(), &one_off, time::now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
         Ok((
             Arc::new(Self {
                 store,
@@ -179,6 +293,7 @@ impl Notifier {
                 engine,
                 channel_names,
                 started: Instant::now(),
+                one_off,
             }),
             dispatcher,
         ))
@@ -192,8 +307,18 @@ impl Notifier {
         body: &str,
     ) -> Result<Received, StoreError> {
         let setup = self.setup.borrow().clone();
-        let deliveries = setup.deliveries(incoming.alerts().iter().map(|a| (a.status, &a.labels)));
-        let channels: Vec<String> = deliveries.iter().map(|d| d.channel.clone()).collect();
+        let now = time::now_ms();
+        let plan = setup.plan(
+            incoming.alerts().iter().map(|a| (a.status, &a.labels)),
+            &self.windows(),
+            now,
+        );
+        let channels: Vec<String> = plan
+            .deliveries
+            .iter()
+            .filter(|d| d.hold.is_none())
+            .map(|d| d.channel.clone())
+            .collect();
         let accepted = self
             .store
             .accept(NewNotification {
@@ -203,9 +328,10 @@ impl Notifier {
                 status: incoming.status().as_str().to_owned(),
                 alert_count: incoming.alerts().len(),
                 payload: Body::compress(body),
-                deliveries,
-                received_at: time::now_ms(),
+                deliveries: plan.deliveries,
+                received_at: now,
                 dedup_window: setup.config.storage.dedup_window,
+                incidents: plan.incidents,
             })
             .await?;
         Ok(match accepted {
@@ -264,6 +390,68 @@ impl Notifier {
     pub fn wake(&self) {
         self.wake.notify_one();
     }
+
+    /// The one-off maintenance windows in force.
+    pub fn windows(&self) -> Arc<Vec<OneOff>> {
+        self.one_off
+            .read()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads the one-off windows from the store again (after one was added or ended).
+    pub async fn refresh_windows(&self) -> Result<(), StoreError> {
+        refresh_windows(self.store.as_ref(), &self.one_off, time::now_ms()).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Acknowledges an incident (or takes it back); the incident after, or why not.
+    pub async fn acknowledge(
+        &self,
+        incident: i64,
+        request: AckRequest,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+        let setup = self.setup();
+        let action = request.action;
+        let now = request.now;
+        let by = request.by.clone();
+        let result = self
+            .store
+            .acknowledge(incident, request, setup.policies.clone())
+            .await?;
+        if let Ok(view) = &result {
+            if action == AckAction::Ack {
+                self.metrics
+                    .acknowledged(&view.policy, age_seconds(now, view.opened_ms));
+            }
+            tracing::info!(
+                incident,
+                policy = %view.policy,
+                level = view.level,
+                by = %by,
+                action = if action == AckAction::Ack { "acknowledged" } else { "unacknowledged" },
+                "Incident {}.",
+                if action == AckAction::Ack { "acknowledged" } else { "no longer acknowledged" }
+            );
+            self.wake.notify_one();
+        }
+        Ok(result)
+    }
+}
+
+/// Reads the one-off windows that have not ended into `into`.
+pub(crate) async fn refresh_windows(
+    store: &dyn Store,
+    into: &OneOffWindows,
+    now: i64,
+) -> Result<(), StoreError> {
+    let rows = store.windows(now).await?;
+    let windows = Arc::new(rows.into_iter().map(OneOff::new).collect::<Vec<_>>());
+    if let Ok(mut current) = into.write() {
+        *current = windows;
+    }
+    Ok(())
 }
 
 pub(crate) async fn retire(store: &dyn Store, names: &[String]) {

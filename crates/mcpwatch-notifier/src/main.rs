@@ -144,6 +144,7 @@ async fn send_test(config: NotifierConfig, channel: &str, resolved: bool) -> any
         templates: &setup.templates,
         delivery_id: 0,
         attempt: 1,
+        event: None,
     };
     target
         .send(&message)

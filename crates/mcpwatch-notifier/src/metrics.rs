@@ -67,6 +67,18 @@ pub struct NotifierMetrics {
     duplicates: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     channels: Mutex<BTreeMap<String, ChannelCounters>>,
+    incidents: Mutex<IncidentCounters>,
+}
+
+/// Counters of escalation, acknowledgement and maintenance windows.
+#[derive(Debug, Default)]
+struct IncidentCounters {
+    /// (policy, level) → times told.
+    escalations: BTreeMap<(String, u32), u64>,
+    /// policy → time to acknowledge.
+    time_to_ack: BTreeMap<String, Histogram>,
+    /// window → summaries sent.
+    summaries: BTreeMap<String, u64>,
 }
 
 /// Why a webhook was refused, as a label.
@@ -140,6 +152,30 @@ impl NotifierMetrics {
     pub fn dead_lettered(&self, channel: &str) {
         self.channel(channel, |c| c.dead_letters += 1);
     }
+
+    /// An incident's level `level` (from 1) was told, its first included.
+    pub fn escalated(&self, policy: &str, level: u32) {
+        if let Ok(mut c) = self.incidents.lock() {
+            *c.escalations.entry((policy.to_owned(), level)).or_default() += 1;
+        }
+    }
+
+    /// An incident of `policy` was acknowledged `seconds` after it opened.
+    pub fn acknowledged(&self, policy: &str, seconds: f64) {
+        if let Ok(mut c) = self.incidents.lock() {
+            c.time_to_ack
+                .entry(policy.to_owned())
+                .or_default()
+                .observe(seconds);
+        }
+    }
+
+    /// A maintenance window ended and its summaries were queued.
+    pub fn summarized(&self, window: &str, summaries: usize) {
+        if let Ok(mut c) = self.incidents.lock() {
+            *c.summaries.entry(window.to_owned()).or_default() += summaries as u64;
+        }
+    }
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -169,6 +205,29 @@ impl MetricSource for NotifierMetrics {
                 &[("reason", reason)],
                 f(rejected.get(reason).copied().unwrap_or(0)),
             );
+        }
+        if let Ok(incidents) = self.incidents.lock() {
+            let family = sink.counter(
+                "mcpwatch_notifier_escalations_total",
+                "Escalation levels told (a new incident's first level included), by policy and level.",
+            );
+            for ((policy, level), n) in &incidents.escalations {
+                family.add(&[("policy", policy), ("level", &level.to_string())], f(*n));
+            }
+            let family = sink.histogram(
+                "mcpwatch_notifier_time_to_acknowledge_seconds",
+                "Time from an incident opening to someone acknowledging it, by policy.",
+            );
+            for (policy, h) in &incidents.time_to_ack {
+                family.add_histogram(&[("policy", policy)], h.value());
+            }
+            let family = sink.counter(
+                "mcpwatch_notifier_maintenance_summaries_total",
+                "Summaries sent when a maintenance window ended (one per channel), by window.",
+            );
+            for (window, n) in &incidents.summaries {
+                family.add(&[("window", window)], f(*n));
+            }
         }
         let Ok(channels) = self.channels.lock() else {
             return;
@@ -242,7 +301,7 @@ impl Collector for QueueCollector {
         let channels = self.channels.lock().map(|c| c.clone()).unwrap_or_default();
         let mut depth: BTreeMap<(String, String), u64> = BTreeMap::new();
         for channel in &channels {
-            for state in ["pending", "sending", "dead"] {
+            for state in ["pending", "sending", "dead", "held"] {
                 depth.insert((channel.clone(), state.to_owned()), 0);
             }
         }
@@ -251,7 +310,7 @@ impl Collector for QueueCollector {
         }
         let family = sink.gauge(
             "mcpwatch_notifier_queue_depth",
-            "Deliveries waiting (pending), being sent (sending) or given up (dead), by channel.",
+            "Deliveries waiting (pending), being sent (sending), given up (dead) or held by a maintenance window (held), by channel.",
         );
         for ((channel, state), n) in &depth {
             family.add(&[("channel", channel), ("state", state)], f(*n));
@@ -264,6 +323,25 @@ impl Collector for QueueCollector {
         );
         for (channel, age) in &ages {
             family.add(&[("channel", channel)], *age);
+        }
+        let family = sink.gauge(
+            "mcpwatch_notifier_incidents_open",
+            "Incidents firing, by escalation policy, the level told last, and whether someone acknowledged them.",
+        );
+        for (policy, level, acked, n) in &stats.incidents {
+            let level = level.to_string();
+            let acked = if *acked { "true" } else { "false" };
+            family.add(
+                &[("policy", policy), ("level", &level), ("acknowledged", acked)],
+                f(*n),
+            );
+        }
+        let family = sink.gauge(
+            "mcpwatch_notifier_held_notifications",
+            "Notifications held by a maintenance window until it ends, by window.",
+        );
+        for (window, n) in &stats.held {
+            family.add(&[("window", window)], f(*n));
         }
         if let Some(disk) = stats.disk {
             sink.counter(

@@ -135,25 +135,48 @@ impl Router {
     /// child takes the alert unless it says `continue`, and an alert no child takes stays
     /// with its parent's channels.
     pub fn channels(&self, labels: &impl Labels) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        walk(&self.root, &self.root.channels, labels, &mut out);
+        self.targets(labels).channels
+    }
+
+    /// The channels and escalation policies for an alert with these labels.
+    pub fn targets(&self, labels: &impl Labels) -> Targets {
+        let mut out = Targets::default();
+        let own = Own {
+            channels: &self.root.channels,
+            escalation: self.root.escalation.as_deref(),
+        };
+        walk(&self.root, own, labels, &mut out);
         out
     }
 }
 
-/// Adds the channels of the routes under `route` that `labels` stop at; `route` itself
-/// has matched. A route without channels of its own has its parent's, as an Alertmanager
-/// route without a receiver has its parent's receiver.
-fn walk(
-    route: &RouteConfig,
-    inherited: &[String],
-    labels: &impl Labels,
-    out: &mut BTreeSet<String>,
-) {
-    let own = if route.channels.is_empty() {
+/// Where an alert goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Channels told directly.
+    pub channels: BTreeSet<String>,
+    /// Escalation policies the alert climbs.
+    pub policies: BTreeSet<String>,
+}
+
+/// What a route sends to: its own, or else its parent's.
+#[derive(Clone, Copy)]
+struct Own<'a> {
+    channels: &'a [String],
+    escalation: Option<&'a str>,
+}
+
+/// Adds the targets of the routes under `route` that `labels` stop at; `route` itself has
+/// matched. A route with neither channels nor an escalation policy of its own has its
+/// parent's, as an Alertmanager route without a receiver has its parent's receiver.
+fn walk(route: &RouteConfig, inherited: Own<'_>, labels: &impl Labels, out: &mut Targets) {
+    let own = if route.channels.is_empty() && route.escalation.is_none() {
         inherited
     } else {
-        &route.channels
+        Own {
+            channels: &route.channels,
+            escalation: route.escalation.as_deref(),
+        }
     };
     let mut taken = false;
     for child in &route.routes {
@@ -166,7 +189,10 @@ fn walk(
         }
     }
     if !taken {
-        out.extend(own.iter().cloned());
+        out.channels.extend(own.channels.iter().cloned());
+        if let Some(policy) = own.escalation {
+            out.policies.insert(policy.to_owned());
+        }
     }
 }
 
@@ -190,6 +216,7 @@ mod tests {
                 .collect(),
             channels: channels.iter().map(|c| (*c).to_owned()).collect(),
             continue_matching: cont,
+            escalation: None,
             routes: Vec::new(),
         }
     }
@@ -258,5 +285,20 @@ mod tests {
         let l = labels(&[("team", "mcp"), ("severity", "critical")]);
         assert_eq!(router.channels(&l), set(&["chat"]));
         assert_eq!(router.channels(&labels(&[("team", "db")])), set(&["log"]));
+    }
+
+    #[test]
+    fn an_escalation_route_climbs_its_policy_and_is_inherited() {
+        let mut critical = route(&["severity=\"critical\""], &[], true);
+        critical.escalation = Some("default".into());
+        critical.routes = vec![route(&["team=\"db\""], &[], false)];
+        let mut root = route(&[], &["log"], false);
+        root.routes = vec![critical, route(&[], &["chat"], false)];
+        let router = Router::new(root);
+        let targets = router.targets(&labels(&[("severity", "critical"), ("team", "db")]));
+        assert_eq!(targets.policies.iter().collect::<Vec<_>>(), ["default"]);
+        assert_eq!(targets.channels.iter().collect::<Vec<_>>(), ["chat"]);
+        let warning = router.targets(&labels(&[("severity", "warning")]));
+        assert!(warning.policies.is_empty());
     }
 }

@@ -15,10 +15,11 @@ use crate::payload::{Alert, LabelSet, Notification, Status};
 /// Every template part any channel kind renders.
 pub const PARTS: &[&str] = &["subject", "title", "text", "html", "summary", "source"];
 
-const TITLE: &str = "[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \
+const TITLE: &str = "{% if event and event.label %}[{{ event.label }}] {% endif %}[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \
 {{ group_label_values or receiver }}{% if common_labels.instance is defined and 'instance' not in group_labels %} ({{ common_labels.instance }}){% endif %}";
 
-const SLACK_TEXT: &str = r#"{% for a in listed %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.summary|slack }}*{% if a.labels.instance %} · `{{ a.labels.instance|slack }}`{% endif %}{% if a.labels.severity %} · {{ a.labels.severity|slack }}{% endif %}
+const SLACK_TEXT: &str = r#"{% if event %}*{{ event.headline|slack }}*
+{% endif %}{% for a in listed %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.summary|slack }}*{% if a.labels.instance %} · `{{ a.labels.instance|slack }}`{% endif %}{% if a.labels.severity %} · {{ a.labels.severity|slack }}{% endif %}
 {% if a.description %}{{ a.description|slack }}
 {% endif %}{% if a.runbook_url %}<{{ a.runbook_url }}|Runbook>{% endif %}{% if a.runbook_url and a.generator_url %} · {% endif %}{% if a.generator_url %}<{{ a.generator_url }}|Source>{% endif %}{% if a.runbook_url or a.generator_url %}
 {% endif %}{% endfor %}{% if unlisted %}…and {{ unlisted_count }} more: {% for u in unlisted %}{{ u.name|slack }} ×{{ u.count }} {{ u.status }}{% if not loop.last %}, {% endif %}{% endfor %}
@@ -26,7 +27,9 @@ const SLACK_TEXT: &str = r#"{% for a in listed %}{% if a.status == 'firing' %}:r
 {% endif %}{% if ack_url %}<{{ ack_url }}|Acknowledge>
 {% endif %}"#;
 
-const PLAIN_TEXT: &str = r#"{{ counts.firing }} firing, {{ counts.resolved }} resolved{% if group_label_values %} for {{ group_label_values }}{% endif %} (receiver {{ receiver }}).
+const PLAIN_TEXT: &str = r#"{% if event %}{{ event.headline }}
+
+{% endif %}{{ counts.firing }} firing, {{ counts.resolved }} resolved{% if group_label_values %} for {{ group_label_values }}{% endif %} (receiver {{ receiver }}).
 {% for a in listed %}
 [{{ a.status|upper }}] {{ a.summary }}
 {% if a.description %}  {{ a.description }}
@@ -50,6 +53,7 @@ const EMAIL_HTML: &str = r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{{ title }}</title></head>
 <body style="font-family: -apple-system, Helvetica, Arial, sans-serif; font-size: 14px; color: #222;">
 <h2 style="color: {% if status == 'firing' %}#c0392b{% else %}#27ae60{% endif %};">{{ title }}</h2>
+{% if event %}<p><strong>{{ event.headline }}</strong></p>{% endif %}
 <p>{{ counts.firing }} firing, {{ counts.resolved }} resolved (receiver {{ receiver }}).</p>
 {% for a in listed %}<table style="border-left: 4px solid {% if a.status == 'firing' %}#c0392b{% else %}#27ae60{% endif %}; margin: 12px 0; padding-left: 8px;">
 <tr><td><strong>[{{ a.status|upper }}] {{ a.summary }}</strong></td></tr>
@@ -382,6 +386,157 @@ pub struct MessageContext {
     pub title: String,
     /// A signed acknowledgement link, when escalation is on.
     pub ack_url: Option<String>,
+    /// A signed link taking an acknowledgement back (in the announcement of one).
+    pub unack_url: Option<String>,
+    /// What the message is about besides the alerts: an incident's step, an
+    /// acknowledgement, a maintenance window's summary.
+    pub event: Option<EventContext>,
+}
+
+/// What templates see of a delivery's event.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EventContext {
+    /// opened, escalated, repeated, update, resolved, acknowledged, unacknowledged or
+    /// summary.
+    pub kind: &'static str,
+    /// The incident.
+    pub incident: Option<i64>,
+    /// Its escalation policy.
+    pub policy: Option<String>,
+    /// The level told, from 1.
+    pub level: Option<u32>,
+    /// The level's name.
+    pub level_name: Option<String>,
+    /// Who acknowledged (or took it back).
+    pub by: Option<String>,
+    /// The maintenance window summarized.
+    pub window: Option<String>,
+    /// Notifications the window held.
+    pub held: usize,
+    /// One line saying what happened.
+    pub headline: String,
+    /// A short tag for titles (`ESCALATED L2`, `ACKNOWLEDGED`, `MAINTENANCE ENDED`).
+    pub label: String,
+    /// The acknowledgement link.
+    pub ack_url: Option<String>,
+    /// The link taking an acknowledgement back.
+    pub unack_url: Option<String>,
+}
+
+impl EventContext {
+    /// The context of `event`; `held`: notifications a summary covers.
+    pub fn new(event: &crate::incident::Event, held: usize) -> Self {
+        use crate::incident::{Event, Step};
+        match event {
+            Event::Incident {
+                incident,
+                policy,
+                level,
+                level_name,
+                step,
+                ..
+            } => {
+                let who = level_name
+                    .as_ref()
+                    .map_or_else(|| format!("level {level}"), |n| format!("level {level} ({n})"));
+                let (kind, label, headline) = match step {
+                    Step::Opened => (
+                        "opened",
+                        String::new(),
+                        format!("Incident {incident} opened; {who} of policy {policy} is told."),
+                    ),
+                    Step::Escalated => (
+                        "escalated",
+                        format!("ESCALATED L{level}"),
+                        format!(
+                            "Incident {incident} escalated to {who} of policy {policy}: nobody acknowledged it in time."
+                        ),
+                    ),
+                    Step::Repeated => (
+                        "repeated",
+                        format!("STILL UNACKNOWLEDGED L{level}"),
+                        format!("Incident {incident} is still unacknowledged; {who} is told again."),
+                    ),
+                    Step::Update => (
+                        "update",
+                        String::new(),
+                        format!("Incident {incident} changed ({who} of policy {policy})."),
+                    ),
+                    Step::Resolved => (
+                        "resolved",
+                        String::new(),
+                        format!("Incident {incident} resolved."),
+                    ),
+                };
+                Self {
+                    kind,
+                    incident: Some(*incident),
+                    policy: Some(policy.clone()),
+                    level: Some(*level),
+                    level_name: level_name.clone(),
+                    headline,
+                    label,
+                    ..Self::default()
+                }
+            }
+            Event::Acknowledged {
+                incident,
+                policy,
+                by,
+                ..
+            } => Self {
+                kind: "acknowledged",
+                incident: Some(*incident),
+                policy: Some(policy.clone()),
+                by: Some(by.clone()),
+                headline: format!("Incident {incident} was acknowledged by {by}; escalation stopped."),
+                label: "ACKNOWLEDGED".into(),
+                ..Self::default()
+            },
+            Event::Unacknowledged {
+                incident,
+                policy,
+                by,
+                ..
+            } => Self {
+                kind: "unacknowledged",
+                incident: Some(*incident),
+                policy: Some(policy.clone()),
+                by: Some(by.clone()),
+                headline: format!(
+                    "{by} took back the acknowledgement of incident {incident}; escalation goes on."
+                ),
+                label: "UNACKNOWLEDGED".into(),
+                ..Self::default()
+            },
+            Event::Summary { window, .. } => Self {
+                kind: "summary",
+                window: Some(window.clone()),
+                held,
+                headline: format!(
+                    "Maintenance window {window} ended. It held {held} notification{}; below, what still fires and what resolved during it.",
+                    if held == 1 { "" } else { "s" }
+                ),
+                label: "MAINTENANCE ENDED".into(),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+impl MessageContext {
+    /// The context with an event: its tag in front of the title, its links.
+    pub fn with_event(mut self, event: EventContext) -> Self {
+        if !event.label.is_empty() {
+            self.title = format!("[{}] {}", event.label, self.title);
+        }
+        if event.ack_url.is_some() {
+            self.ack_url.clone_from(&event.ack_url);
+        }
+        self.unack_url.clone_from(&event.unack_url);
+        self.event = Some(event);
+        self
+    }
 }
 
 impl MessageContext {
@@ -471,6 +626,8 @@ impl MessageContext {
             channel: channel.to_owned(),
             title,
             ack_url: ack_url.map(str::to_owned),
+            unack_url: None,
+            event: None,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Message<'a> {
     pub delivery_id: i64,
     /// Attempt number, from 1.
     pub attempt: u32,
+    /// What it says besides the alerts (an incident's step, an acknowledgement, a
+    /// maintenance summary).
+    pub event: Option<&'a crate::incident::Event>,
 }
 
 impl Message<'_> {

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Message, SendError, Sender, http};
 use crate::config::{ChannelKind, PagerDutyConfig};
+use crate::incident::Event;
 use crate::payload::{Status, hex};
 
 /// PagerDuty's limit on an event, in bytes; past it the custom details are dropped.
@@ -72,6 +73,14 @@ impl PagerDutySender {
     fn event(&self, message: &Message<'_>) -> Value {
         let context = message.context;
         let dedup_key = pagerduty_dedup_key(&context.group_key);
+        // Acknowledged in mcpwatch: PagerDuty's incident of the group is acknowledged too.
+        if matches!(message.event, Some(Event::Acknowledged { .. })) {
+            return json!({
+                "routing_key": self.routing_key.expose(),
+                "event_action": "acknowledge",
+                "dedup_key": dedup_key,
+            });
+        }
         if context.status == Status::Resolved {
             return json!({
                 "routing_key": self.routing_key.expose(),

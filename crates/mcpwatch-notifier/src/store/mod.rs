@@ -6,10 +6,13 @@
 mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::incident::{AckRefused, AckRequest, Event, IncidentView, Policies, Touch};
+pub use crate::maintenance::{NewWindow, WindowRow};
 pub use crate::payload::DedupKey;
 
 pub use postgres::PostgresStore;
@@ -25,8 +28,12 @@ pub mod state {
     pub const DELIVERED: &str = "delivered";
     /// Given up: a permanent failure, or too long undelivered. Replayable.
     pub const DEAD: &str = "dead";
+    /// Held by a maintenance window until it ends.
+    pub const HELD: &str = "held";
+    /// Held, then told in the window's summary.
+    pub const SUMMARIZED: &str = "summarized";
     /// Every state, in the order listings use.
-    pub const ALL: [&str; 4] = [PENDING, SENDING, DELIVERED, DEAD];
+    pub const ALL: [&str; 6] = [PENDING, SENDING, DELIVERED, DEAD, HELD, SUMMARIZED];
 }
 
 /// Why the store failed. Transient as far as Alertmanager is concerned: it answers 503.
@@ -130,6 +137,8 @@ pub struct NewNotification {
     pub received_at: i64,
     /// Copies arriving within this window of the first are duplicates.
     pub dedup_window: Duration,
+    /// What it brings to each escalation policy its alerts climb.
+    pub incidents: Vec<Touch>,
 }
 
 /// A delivery to create.
@@ -139,6 +148,8 @@ pub struct NewDelivery {
     pub channel: String,
     /// Indices into the notification's alerts.
     pub alerts: Vec<usize>,
+    /// The maintenance window holding it, if one does.
+    pub hold: Option<String>,
 }
 
 /// What became of a notification handed to the store.
@@ -169,6 +180,9 @@ pub struct Claimed {
     pub queued_at: i64,
     /// The payload.
     pub payload: Body,
+    /// What it says besides the alerts (an incident's step, an acknowledgement, a
+    /// maintenance summary).
+    pub event: Option<Event>,
 }
 
 /// Claimed deliveries, and when the next one falls due.
@@ -268,6 +282,10 @@ pub struct QueueStats {
     pub oldest_pending: Vec<(String, f64)>,
     /// How the store's writes reached the disk, when the store counts it.
     pub disk: Option<DiskStats>,
+    /// (policy, level from 1, acknowledged, incidents) of open incidents.
+    pub incidents: Vec<(String, u32, bool, u64)>,
+    /// (window, notifications held) of each window holding some.
+    pub held: Vec<(String, u64)>,
 }
 
 /// Counts of the store's transactions and of its flushes to disk, since it opened.
@@ -321,6 +339,72 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     async fn get(&self, id: i64) -> Result<Option<NotificationView>, StoreError>;
     /// Queue sizes.
     async fn stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Tells the next level of every incident whose escalation is due (at most `limit`);
+    /// the incidents escalated, each with its policy and new level.
+    async fn escalate(
+        &self,
+        now: i64,
+        policies: Arc<Policies>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, u32)>, StoreError>;
+    /// When the next escalation falls due.
+    async fn next_escalation(&self) -> Result<Option<i64>, StoreError>;
+    /// Acknowledges an incident or takes it back; the incident after, or why not.
+    async fn acknowledge(
+        &self,
+        incident: i64,
+        request: AckRequest,
+        policies: Arc<Policies>,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError>;
+    /// Incidents, newest first: open and acknowledged ones only, or all.
+    async fn incidents(&self, open_only: bool, limit: usize)
+    -> Result<Vec<IncidentView>, StoreError>;
+    /// One incident.
+    async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError>;
+    /// Stores a one-off maintenance window.
+    async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError>;
+    /// Ends a one-off window at `now` (if it ends later); the window after.
+    async fn end_window(&self, id: i64, now: i64) -> Result<Option<WindowRow>, StoreError>;
+    /// One-off windows that end after `since`.
+    async fn windows(&self, since: i64) -> Result<Vec<WindowRow>, StoreError>;
+    /// The windows holding deliveries, each with how many notifications it holds.
+    async fn held(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Releases what `window` held: one summary delivery per channel; how many.
+    async fn release(&self, window: String, now: i64) -> Result<usize, StoreError>;
+    /// The payloads of these notifications (those still stored).
+    async fn payloads(&self, ids: Vec<i64>) -> Result<Vec<(i64, Body)>, StoreError>;
+}
+
+/// A summary of the deliveries `window` held for one channel: (channel, newest
+/// notification, delivery event).
+pub(crate) fn summaries(
+    window: &str,
+    held: Vec<(String, i64, Vec<usize>)>,
+) -> Vec<(String, i64, Event)> {
+    let mut by_channel: std::collections::BTreeMap<String, Vec<(i64, Vec<usize>)>> =
+        std::collections::BTreeMap::new();
+    for (channel, notification, alerts) in held {
+        by_channel
+            .entry(channel)
+            .or_default()
+            .push((notification, alerts));
+    }
+    by_channel
+        .into_iter()
+        .map(|(channel, mut held)| {
+            held.sort_by_key(|(id, _)| *id);
+            let newest = held.last().map_or(0, |(id, _)| *id);
+            (
+                channel,
+                newest,
+                Event::Summary {
+                    window: window.to_owned(),
+                    held,
+                },
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

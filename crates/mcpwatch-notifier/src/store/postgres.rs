@@ -7,6 +7,7 @@
 //!
 //! A commit is durable when PostgreSQL says so (`synchronous_commit`, on by default).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -14,14 +15,17 @@ use mcpwatch_core::Secret;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    Accepted, Body, ClaimBatch, Claimed, DeliveryView, ListFilter, NewNotification,
-    NotificationView, Outcome, QueueStats, Store, StoreError, age_seconds, decode_alerts,
-    encode_alerts, millis, state,
+    AckRefused, AckRequest, Accepted, Body, ClaimBatch, Claimed, DeliveryView, Event,
+    IncidentView, ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies,
+    QueueStats, Store, StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts, millis,
+    state,
 };
+use crate::incident::{self, Change, IncidentRow};
 use crate::time::{format_rfc3339, now_ms};
 
 /// The schema this notifier writes; a database at a later one is refused.
-const SCHEMA_VERSION: i32 = 1;
+/// 2: incidents, maintenance windows, a delivery's event and hold.
+const SCHEMA_VERSION: i32 = 2;
 
 /// A channel unknown to this replica is retired only from deliveries queued this long ago.
 const RETIRE_AFTER_MS: i64 = 3_600_000;
@@ -63,6 +67,38 @@ CREATE TABLE IF NOT EXISTS mcpwatch_deliveries (
     last_error TEXT,
     delivered_at BIGINT,
     updated_at BIGINT NOT NULL
+);
+ALTER TABLE mcpwatch_deliveries ADD COLUMN IF NOT EXISTS event TEXT;
+ALTER TABLE mcpwatch_deliveries ADD COLUMN IF NOT EXISTS hold TEXT;
+CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_held ON mcpwatch_deliveries (hold) WHERE state = 'held';
+CREATE TABLE IF NOT EXISTS mcpwatch_incidents (
+    id BIGSERIAL PRIMARY KEY,
+    policy TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    open BOOLEAN NOT NULL,
+    level INTEGER NOT NULL,
+    told TEXT NOT NULL,
+    notification_id BIGINT NOT NULL,
+    alerts TEXT NOT NULL,
+    opened_at BIGINT NOT NULL,
+    next_at BIGINT,
+    acked_at BIGINT,
+    acked_by TEXT,
+    generation BIGINT NOT NULL,
+    resolved_at BIGINT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS mcpwatch_incidents_group ON mcpwatch_incidents (group_key, receiver, policy) WHERE open;
+CREATE INDEX IF NOT EXISTS mcpwatch_incidents_due ON mcpwatch_incidents (next_at) WHERE next_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mcpwatch_windows (
+    id BIGSERIAL PRIMARY KEY,
+    starts_at BIGINT NOT NULL,
+    ends_at BIGINT NOT NULL,
+    matchers TEXT NOT NULL,
+    author TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    hold_critical BOOLEAN NOT NULL,
+    created_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_due ON mcpwatch_deliveries (channel, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_claimed ON mcpwatch_deliveries (channel, state, claimed_until);
@@ -277,14 +313,61 @@ impl Store for PostgresStore {
         let insert = tx
             .prepare_cached(
                 "INSERT INTO mcpwatch_deliveries
-                     (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at)
-                 VALUES ($1, $2, $3, 'pending', $4, $4, $4)",
+                     (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, hold)
+                 VALUES ($1, $2, $3, $5, $4, $4, $4, $6)",
             )
             .await?;
         for delivery in &n.deliveries {
             let alerts = encode_alerts(&delivery.alerts);
-            tx.execute(&insert, &[&id, &delivery.channel, &alerts, &n.received_at])
-                .await?;
+            let state = if delivery.hold.is_some() {
+                state::HELD
+            } else {
+                state::PENDING
+            };
+            tx.execute(
+                &insert,
+                &[
+                    &id,
+                    &delivery.channel,
+                    &alerts,
+                    &n.received_at,
+                    &state,
+                    &delivery.hold,
+                ],
+            )
+            .await?;
+        }
+        for touch in &n.incidents {
+            // One group's notifications reaching two replicas at once take turns here, so
+            // that one incident opens, not two.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&format!("{}\n{}\n{}", n.receiver, n.group_key, touch.policy.name)],
+            )
+            .await?;
+            let open = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {INCIDENT} FROM mcpwatch_incidents
+                         WHERE group_key = $1 AND receiver = $2 AND policy = $3 AND open FOR UPDATE"
+                    ),
+                    &[&n.group_key, &n.receiver, &touch.policy.name],
+                )
+                .await?
+                .map(|r| incident_row(&r));
+            let change = incident::on_notification(
+                open,
+                touch,
+                &n.receiver,
+                &n.group_key,
+                id,
+                n.received_at,
+            );
+            if change.row.is_none() {
+                let hold = change.hold.as_deref();
+                tell(&tx, id, &touch.alerts, &change.tell, n.received_at, hold).await?;
+            }
+            apply(&tx, change, n.received_at).await?;
         }
         tx.commit().await?;
         Ok(Accepted::Stored(id))
@@ -313,7 +396,7 @@ impl Store for PostgresStore {
                  UPDATE mcpwatch_deliveries d
                  SET state = 'sending', attempts = d.attempts + 1, claimed_until = $4, updated_at = $2
                  FROM taken WHERE d.id = taken.id
-                 RETURNING d.id, d.notification_id, d.channel, d.alerts, d.attempts, d.queued_at",
+                 RETURNING d.id, d.notification_id, d.channel, d.alerts, d.attempts, d.queued_at, d.event",
             )
             .await?;
         let mut batch = ClaimBatch::default();
@@ -372,6 +455,7 @@ impl Store for PostgresStore {
                     received_at,
                     queued_at: row.get(5),
                     payload,
+                    event: Event::decode(row.get::<_, Option<&str>>(6)),
                 });
             }
         }
@@ -512,12 +596,23 @@ impl Store for PostgresStore {
                 &[&now.saturating_sub(millis(window))],
             )
             .await?;
+        let before = now.saturating_sub(millis(retention));
+        client
+            .execute(
+                "DELETE FROM mcpwatch_incidents WHERE NOT open AND resolved_at < $1",
+                &[&before],
+            )
+            .await?;
+        client
+            .execute("DELETE FROM mcpwatch_windows WHERE ends_at < $1", &[&before])
+            .await?;
         let n = client
             .execute(
                 "DELETE FROM mcpwatch_notifications n WHERE received_at < $1 AND NOT EXISTS (
                      SELECT 1 FROM mcpwatch_deliveries d WHERE d.notification_id = n.id
-                     AND d.state IN ('pending', 'sending'))",
-                &[&now.saturating_sub(millis(retention))],
+                     AND d.state IN ('pending', 'sending', 'held'))
+                   AND NOT EXISTS (SELECT 1 FROM mcpwatch_incidents i WHERE i.notification_id = n.id)",
+                &[&before],
             )
             .await?;
         Ok(count(n))
@@ -581,7 +676,7 @@ impl Store for PostgresStore {
         let depth = client
             .query(
                 "SELECT channel, state, COUNT(*) FROM mcpwatch_deliveries
-                 WHERE state IN ('pending', 'sending', 'dead') GROUP BY channel, state",
+                 WHERE state IN ('pending', 'sending', 'dead', 'held') GROUP BY channel, state",
                 &[],
             )
             .await?
@@ -604,11 +699,416 @@ impl Store for PostgresStore {
                 (r.get(0), age_seconds(now, queued))
             })
             .collect();
+        let incidents = client
+            .query(
+                "SELECT policy, level + 1, acked_at IS NOT NULL, COUNT(*) FROM mcpwatch_incidents
+                 WHERE open GROUP BY 1, 2, 3",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let level: i32 = r.get(1);
+                let n: i64 = r.get(3);
+                (
+                    r.get(0),
+                    u32::try_from(level).unwrap_or(0),
+                    r.get(2),
+                    u64::try_from(n).unwrap_or(0),
+                )
+            })
+            .collect();
         Ok(QueueStats {
             depth,
             oldest_pending,
             disk: None,
+            incidents,
+            held: self.held().await?,
         })
+    }
+
+    async fn escalate(
+        &self,
+        now: i64,
+        policies: Arc<Policies>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, u32)>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = Self::transaction(&mut client).await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // An incident another replica is escalating (or a webhook is updating) is skipped:
+        // its turn comes at the next tick, once that is committed.
+        let due: Vec<IncidentRow> = tx
+            .query(
+                &format!(
+                    "SELECT {INCIDENT} FROM mcpwatch_incidents WHERE next_at <= $1
+                     ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&now, &limit],
+            )
+            .await?
+            .iter()
+            .map(incident_row)
+            .collect();
+        let mut escalated = Vec::new();
+        for row in due {
+            let policy = policies.get(&row.policy);
+            let change = incident::escalate(row, policy, now);
+            let told = !change.tell.is_empty();
+            if let Some(row) = apply(&tx, change, now).await?
+                && told
+            {
+                escalated.push((row.id, row.policy, row.level + 1));
+            }
+        }
+        tx.commit().await?;
+        Ok(escalated)
+    }
+
+    async fn next_escalation(&self) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "SELECT MIN(next_at) FROM mcpwatch_incidents WHERE next_at IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0))
+    }
+
+    async fn acknowledge(
+        &self,
+        incident: i64,
+        request: AckRequest,
+        policies: Arc<Policies>,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = Self::transaction(&mut client).await?;
+        let Some(row) = tx
+            .query_opt(
+                &format!("SELECT {INCIDENT} FROM mcpwatch_incidents WHERE id = $1 FOR UPDATE"),
+                &[&incident],
+            )
+            .await?
+            .map(|r| incident_row(&r))
+        else {
+            return Ok(Err(AckRefused::NotFound(incident)));
+        };
+        let policy = policies.get(&row.policy);
+        let change = match incident::acknowledge(row, &request, policy) {
+            Ok(change) => change,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let row = apply(&tx, change, request.now).await?;
+        tx.commit().await?;
+        Ok(row
+            .map(|row| row.view())
+            .ok_or(AckRefused::NotFound(incident)))
+    }
+
+    async fn incidents(
+        &self,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<IncidentView>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(client
+            .query(
+                &format!(
+                    "SELECT {INCIDENT} FROM mcpwatch_incidents WHERE open OR NOT $1
+                     ORDER BY id DESC LIMIT $2"
+                ),
+                &[&open_only, &limit],
+            )
+            .await?
+            .iter()
+            .map(|r| incident_row(r).view())
+            .collect())
+    }
+
+    async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                &format!("SELECT {INCIDENT} FROM mcpwatch_incidents WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .map(|r| incident_row(&r).view()))
+    }
+
+    async fn add_window(&self, w: NewWindow) -> Result<WindowRow, StoreError> {
+        let client = self.client().await?;
+        let matchers = serde_json::to_string(&w.matchers).unwrap_or_default();
+        let id: i64 = client
+            .query_one(
+                "INSERT INTO mcpwatch_windows
+                     (starts_at, ends_at, matchers, author, reason, hold_critical, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &w.starts_at,
+                    &w.ends_at,
+                    &matchers,
+                    &w.author,
+                    &w.reason,
+                    &w.hold_critical,
+                    &w.created_at,
+                ],
+            )
+            .await?
+            .get(0);
+        Ok(WindowRow { id, window: w })
+    }
+
+    async fn end_window(&self, id: i64, now: i64) -> Result<Option<WindowRow>, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE mcpwatch_windows SET ends_at = $2 WHERE id = $1 AND ends_at > $2",
+                &[&id, &now],
+            )
+            .await?;
+        Ok(client
+            .query_opt(
+                &format!("SELECT {WINDOW} FROM mcpwatch_windows WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .map(|r| window_row(&r)))
+    }
+
+    async fn windows(&self, since: i64) -> Result<Vec<WindowRow>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                &format!("SELECT {WINDOW} FROM mcpwatch_windows WHERE ends_at > $1 ORDER BY id"),
+                &[&since],
+            )
+            .await?
+            .iter()
+            .map(window_row)
+            .collect())
+    }
+
+    async fn held(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT hold, COUNT(DISTINCT notification_id) FROM mcpwatch_deliveries
+                 WHERE state = 'held' GROUP BY hold",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                let n: i64 = r.get(1);
+                (r.get(0), u64::try_from(n).unwrap_or(0))
+            })
+            .collect())
+    }
+
+    async fn release(&self, window: String, now: i64) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = Self::transaction(&mut client).await?;
+        let rows = tx
+            .query(
+                "SELECT id, channel, notification_id, alerts FROM mcpwatch_deliveries
+                 WHERE state = 'held' AND hold = $1 ORDER BY id FOR UPDATE SKIP LOCKED",
+                &[&window],
+            )
+            .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let held = rows
+            .iter()
+            .map(|r| {
+                let alerts: &str = r.get(3);
+                (r.get(1), r.get(2), decode_alerts(alerts))
+            })
+            .collect();
+        let summaries = super::summaries(&window, held);
+        for (channel, notification, event) in &summaries {
+            tell(
+                &tx,
+                *notification,
+                &[],
+                &[(channel.clone(), Some(event.clone()))],
+                now,
+                None,
+            )
+            .await?;
+        }
+        tx.execute(
+            "UPDATE mcpwatch_deliveries SET state = 'summarized', updated_at = $2 WHERE id = ANY($1)",
+            &[&ids, &now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(summaries.len())
+    }
+
+    async fn payloads(&self, ids: Vec<i64>) -> Result<Vec<(i64, Body)>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT id, payload_encoding, payload FROM mcpwatch_notifications WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+            .into_iter()
+            .map(|r| {
+                let encoding: String = r.get(1);
+                Ok((r.get(0), decode(&encoding, r.get(2))?))
+            })
+            .collect()
+    }
+}
+
+/// The columns [`incident_row`] reads, in its order.
+const INCIDENT: &str = "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
+    opened_at, next_at, acked_at, acked_by, generation, resolved_at";
+
+fn incident_row(r: &tokio_postgres::Row) -> IncidentRow {
+    let level: i32 = r.get(5);
+    let told: &str = r.get(6);
+    let alerts: &str = r.get(8);
+    IncidentRow {
+        id: r.get(0),
+        policy: r.get(1),
+        receiver: r.get(2),
+        group_key: r.get(3),
+        open: r.get(4),
+        level: u32::try_from(level).unwrap_or(0),
+        told: serde_json::from_str(told).unwrap_or_default(),
+        notification_id: r.get(7),
+        alerts: decode_alerts(alerts),
+        opened_at: r.get(9),
+        next_at: r.get(10),
+        acked_at: r.get(11),
+        acked_by: r.get(12),
+        generation: r.get(13),
+        resolved_at: r.get(14),
+    }
+}
+
+/// Writes an incident's row (a new one gets its id) and the deliveries it asks for.
+async fn apply(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: Change,
+    now: i64,
+) -> Result<Option<IncidentRow>, StoreError> {
+    let change = match &change.row {
+        Some(row) => {
+            let level = i32::try_from(row.level).unwrap_or(i32::MAX);
+            let told = serde_json::to_string(&row.told).unwrap_or_default();
+            let alerts = encode_alerts(&row.alerts);
+            if row.id == 0 {
+                let id: i64 = tx
+                    .query_one(
+                        "INSERT INTO mcpwatch_incidents (policy, receiver, group_key, open, level, told,
+                             notification_id, alerts, opened_at, next_at, acked_at, acked_by, generation,
+                             resolved_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                         RETURNING id",
+                        &[
+                            &row.policy,
+                            &row.receiver,
+                            &row.group_key,
+                            &row.open,
+                            &level,
+                            &told,
+                            &row.notification_id,
+                            &alerts,
+                            &row.opened_at,
+                            &row.next_at,
+                            &row.acked_at,
+                            &row.acked_by,
+                            &row.generation,
+                            &row.resolved_at,
+                        ],
+                    )
+                    .await?
+                    .get(0);
+                change.with_id(id)
+            } else {
+                tx.execute(
+                    "UPDATE mcpwatch_incidents SET open = $2, level = $3, told = $4,
+                         notification_id = $5, alerts = $6, next_at = $7, acked_at = $8,
+                         acked_by = $9, generation = $10, resolved_at = $11
+                     WHERE id = $1",
+                    &[
+                        &row.id,
+                        &row.open,
+                        &level,
+                        &told,
+                        &row.notification_id,
+                        &alerts,
+                        &row.next_at,
+                        &row.acked_at,
+                        &row.acked_by,
+                        &row.generation,
+                        &row.resolved_at,
+                    ],
+                )
+                .await?;
+                change
+            }
+        }
+        None => change,
+    };
+    if let Some(row) = &change.row {
+        tell(tx, row.notification_id, &row.alerts, &change.tell, now, None).await?;
+    }
+    Ok(change.row)
+}
+
+async fn tell(
+    tx: &deadpool_postgres::Transaction<'_>,
+    notification: i64,
+    alerts: &[usize],
+    tell: &[(String, Option<Event>)],
+    now: i64,
+    hold: Option<&str>,
+) -> Result<(), StoreError> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO mcpwatch_deliveries
+                 (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, event, hold)
+             VALUES ($1, $2, $3, $6, $4, $4, $4, $5, $7)",
+        )
+        .await?;
+    let alerts = encode_alerts(alerts);
+    let state = if hold.is_some() {
+        state::HELD
+    } else {
+        state::PENDING
+    };
+    for (channel, event) in tell {
+        let event = event.as_ref().map(Event::encode);
+        tx.execute(
+            &insert,
+            &[&notification, channel, &alerts, &now, &event, &state, &hold],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+const WINDOW: &str = "id, starts_at, ends_at, matchers, author, reason, hold_critical, created_at";
+
+fn window_row(r: &tokio_postgres::Row) -> WindowRow {
+    let matchers: &str = r.get(3);
+    WindowRow {
+        id: r.get(0),
+        window: NewWindow {
+            starts_at: r.get(1),
+            ends_at: r.get(2),
+            matchers: serde_json::from_str(matchers).unwrap_or_default(),
+            author: r.get(4),
+            reason: r.get(5),
+            hold_critical: r.get(6),
+            created_at: r.get(7),
+        },
     }
 }
 

@@ -14,18 +14,20 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, DiskStats, ListFilter,
-    NewNotification, NotificationView, Outcome, QueueStats, Store, StoreError, age_seconds,
-    decode_alerts, encode_alerts, millis, state,
+    AckRefused, AckRequest, Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView,
+    DiskStats, Event, IncidentView, ListFilter, NewNotification, NewWindow, NotificationView,
+    Outcome, Policies, QueueStats, Store, StoreError, WindowRow, age_seconds, decode_alerts,
+    encode_alerts, millis, state,
 };
+use crate::incident::{self, Change, IncidentRow};
 use crate::time::{format_rfc3339, now_ms};
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
 /// 2: dedup keys moved from their own indexed table into the notifications, indexed in
-/// memory by the writer.
-const SCHEMA_VERSION: i64 = 2;
+/// memory by the writer. 3: incidents, maintenance windows, a delivery's event and hold.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
@@ -54,7 +56,41 @@ CREATE TABLE IF NOT EXISTS deliveries (
     claimed_until INTEGER,
     last_error TEXT,
     delivered_at INTEGER,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    -- What it says besides the alerts (incident::Event as JSON).
+    event TEXT,
+    -- The maintenance window holding it (state 'held').
+    hold TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries (hold) WHERE state = 'held';
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    policy TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    told TEXT NOT NULL,
+    notification_id INTEGER NOT NULL,
+    alerts TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    next_at INTEGER,
+    acked_at INTEGER,
+    acked_by TEXT,
+    generation INTEGER NOT NULL,
+    resolved_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_key, receiver, policy) WHERE open = 1;
+CREATE INDEX IF NOT EXISTS incidents_due ON incidents (next_at) WHERE next_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS windows (
+    id INTEGER PRIMARY KEY,
+    starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL,
+    matchers TEXT NOT NULL,
+    author TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    hold_critical INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, next_attempt_at);
@@ -86,6 +122,11 @@ enum Work {
     Replay(i64),
     Recover,
     Prune(Duration, Duration),
+    Escalate(i64, Arc<Policies>, usize),
+    Acknowledge(i64, AckRequest, Arc<Policies>),
+    AddWindow(NewWindow),
+    EndWindow(i64, i64),
+    Release(String, i64),
 }
 
 /// What a write returns.
@@ -94,6 +135,9 @@ enum Done {
     Claimed(ClaimBatch),
     Flag(bool),
     Count(usize),
+    Escalated(Vec<(i64, String, u32)>),
+    Acknowledged(Result<IncidentView, AckRefused>),
+    Window(Option<WindowRow>),
 }
 
 /// The value of one kind of write, out of its [`Done`].
@@ -101,45 +145,25 @@ trait FromDone: Sized {
     fn from_done(done: Done) -> Option<Self>;
 }
 
-impl FromDone for Accepted {
-    fn from_done(done: Done) -> Option<Self> {
-        if let Done::Accepted(v) = done {
-            Some(v)
-        } else {
-            None
+macro_rules! from_done {
+    ($($variant:ident($type:ty)),* $(,)?) => {$(
+        impl FromDone for $type {
+            fn from_done(done: Done) -> Option<Self> {
+                if let Done::$variant(v) = done { Some(v) } else { None }
+            }
         }
-    }
+    )*};
 }
 
-impl FromDone for ClaimBatch {
-    fn from_done(done: Done) -> Option<Self> {
-        if let Done::Claimed(v) = done {
-            Some(v)
-        } else {
-            None
-        }
-    }
-}
-
-impl FromDone for bool {
-    fn from_done(done: Done) -> Option<Self> {
-        if let Done::Flag(v) = done {
-            Some(v)
-        } else {
-            None
-        }
-    }
-}
-
-impl FromDone for usize {
-    fn from_done(done: Done) -> Option<Self> {
-        if let Done::Count(v) = done {
-            Some(v)
-        } else {
-            None
-        }
-    }
-}
+from_done!(
+    Accepted(Accepted),
+    Claimed(ClaimBatch),
+    Flag(bool),
+    Count(usize),
+    Escalated(Vec<(i64, String, u32)>),
+    Acknowledged(Result<IncidentView, AckRefused>),
+    Window(Option<WindowRow>),
+);
 
 /// Where a write's answer goes.
 type Reply = oneshot::Sender<Result<Done, StoreError>>;
@@ -375,6 +399,23 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Before 3, deliveries had no event and hold (the schema below indexes hold).
+    let columns: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('deliveries')",
+        [],
+        |r| r.get(0),
+    )?;
+    let has_hold: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('deliveries') WHERE name = 'hold'",
+        [],
+        |r| r.get(0),
+    )?;
+    if columns > 0 && has_hold == 0 {
+        tx.execute_batch(
+            "ALTER TABLE deliveries ADD COLUMN event TEXT;
+             ALTER TABLE deliveries ADD COLUMN hold TEXT;",
+        )?;
+    }
     tx.execute_batch(SCHEMA)?;
     if version == 1 {
         tx.execute_batch(
@@ -678,6 +719,13 @@ fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, rusq
         Work::Prune(retention, window) => {
             Done::Count(prune(c, index, now_ms(), *retention, *window)?)
         }
+        Work::Escalate(now, policies, limit) => Done::Escalated(escalate(c, *now, policies, *limit)?),
+        Work::Acknowledge(id, request, policies) => {
+            Done::Acknowledged(acknowledge(c, *id, request, policies)?)
+        }
+        Work::AddWindow(window) => Done::Window(Some(add_window(c, window)?)),
+        Work::EndWindow(id, now) => Done::Window(end_window(c, *id, *now)?),
+        Work::Release(window, now) => Done::Count(release(c, window, *now)?),
     })
 }
 
@@ -810,12 +858,40 @@ fn accept(
     ])?;
     let id = c.last_insert_rowid();
     let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+        "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, hold)
+         VALUES (?1, ?2, ?3, ?5, ?4, ?4, ?4, ?6)",
     )?;
     for delivery in &n.deliveries {
         let alerts = encode_alerts(&delivery.alerts);
-        insert.execute(params![id, delivery.channel, alerts, n.received_at])?;
+        let state = if delivery.hold.is_some() {
+            state::HELD
+        } else {
+            state::PENDING
+        };
+        insert.execute(params![
+            id,
+            delivery.channel,
+            alerts,
+            n.received_at,
+            state,
+            delivery.hold
+        ])?;
+    }
+    for touch in &n.incidents {
+        let open = c
+            .prepare_cached(&format!(
+                "SELECT {INCIDENT} FROM incidents
+                 WHERE group_key = ?1 AND receiver = ?2 AND policy = ?3 AND open = 1"
+            ))?
+            .query_row(params![n.group_key, n.receiver, touch.policy.name], incident_row)
+            .optional()?;
+        let change =
+            incident::on_notification(open, touch, &n.receiver, &n.group_key, id, n.received_at);
+        if change.row.is_none() {
+            let hold = change.hold.as_deref();
+            tell(c, id, &touch.alerts, &change.tell, n.received_at, hold)?;
+        }
+        apply(c, change, n.received_at)?;
     }
     // Last: a write that fails leaves the index as it was.
     index.insert(n.dedup_key, id, n.received_at, window_start);
@@ -832,7 +908,7 @@ fn claim(
     let mut batch = ClaimBatch::default();
     // Two statements, each a range of the (channel, state, next_attempt_at) index: an OR
     // of the two states would scan the channel's every row.
-    let columns = "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at, d.queued_at, n.payload
+    let columns = "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at, d.queued_at, n.payload, d.event
          FROM deliveries d JOIN notifications n ON n.id = d.notification_id";
     let mut due = c.prepare_cached(&format!(
         "{columns} WHERE d.channel = ?3 AND d.state = 'pending' AND d.next_attempt_at <= ?1
@@ -854,6 +930,7 @@ fn claim(
             received_at: r.get(5)?,
             queued_at: r.get(6)?,
             payload: r.get(7)?,
+            event: Event::decode(r.get::<_, Option<String>>(8)?.as_deref()),
         })
     };
     for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
@@ -1014,12 +1091,270 @@ fn prune(
     window: Duration,
 ) -> Result<usize, rusqlite::Error> {
     index.prune(now.saturating_sub(millis(window)));
+    let before = now.saturating_sub(millis(retention));
+    c.prepare_cached("DELETE FROM incidents WHERE open = 0 AND resolved_at < ?1")?
+        .execute(params![before])?;
+    c.prepare_cached("DELETE FROM windows WHERE ends_at < ?1")?
+        .execute(params![before])?;
     c.prepare_cached(
         "DELETE FROM notifications WHERE received_at < ?1 AND NOT EXISTS (
             SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
-            AND d.state IN ('pending', 'sending'))",
+            AND d.state IN ('pending', 'sending', 'held'))
+          AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.notification_id = notifications.id)",
     )?
-    .execute(params![now.saturating_sub(millis(retention))])
+    .execute(params![before])
+}
+
+/// The columns [`incident_row`] reads, in its order.
+const INCIDENT: &str = "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
+    opened_at, next_at, acked_at, acked_by, generation, resolved_at";
+
+fn incident_row(r: &rusqlite::Row<'_>) -> Result<IncidentRow, rusqlite::Error> {
+    let told: String = r.get(6)?;
+    let alerts: String = r.get(8)?;
+    Ok(IncidentRow {
+        id: r.get(0)?,
+        policy: r.get(1)?,
+        receiver: r.get(2)?,
+        group_key: r.get(3)?,
+        open: r.get(4)?,
+        level: r.get(5)?,
+        told: serde_json::from_str(&told).unwrap_or_default(),
+        notification_id: r.get(7)?,
+        alerts: decode_alerts(&alerts),
+        opened_at: r.get(9)?,
+        next_at: r.get(10)?,
+        acked_at: r.get(11)?,
+        acked_by: r.get(12)?,
+        generation: r.get(13)?,
+        resolved_at: r.get(14)?,
+    })
+}
+
+/// Writes an incident's row (a new one gets its id) and the deliveries it asks for.
+fn apply(c: &Connection, change: Change, now: i64) -> Result<Option<IncidentRow>, rusqlite::Error> {
+    let change = match &change.row {
+        Some(row) if row.id == 0 => {
+            c.prepare_cached(
+                "INSERT INTO incidents (policy, receiver, group_key, open, level, told, notification_id,
+                     alerts, opened_at, next_at, acked_at, acked_by, generation, resolved_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                row.policy,
+                row.receiver,
+                row.group_key,
+                row.open,
+                row.level,
+                serde_json::to_string(&row.told).unwrap_or_default(),
+                row.notification_id,
+                encode_alerts(&row.alerts),
+                row.opened_at,
+                row.next_at,
+                row.acked_at,
+                row.acked_by,
+                row.generation,
+                row.resolved_at
+            ])?;
+            change.with_id(c.last_insert_rowid())
+        }
+        Some(row) => {
+            c.prepare_cached(
+                "UPDATE incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5, alerts = ?6,
+                     next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10, resolved_at = ?11
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                row.id,
+                row.open,
+                row.level,
+                serde_json::to_string(&row.told).unwrap_or_default(),
+                row.notification_id,
+                encode_alerts(&row.alerts),
+                row.next_at,
+                row.acked_at,
+                row.acked_by,
+                row.generation,
+                row.resolved_at
+            ])?;
+            change
+        }
+        None => change,
+    };
+    if let Some(row) = &change.row {
+        tell(c, row.notification_id, &row.alerts, &change.tell, now, None)?;
+    }
+    Ok(change.row)
+}
+
+fn tell(
+    c: &Connection,
+    notification: i64,
+    alerts: &[usize],
+    tell: &[(String, Option<Event>)],
+    now: i64,
+    hold: Option<&str>,
+) -> Result<(), rusqlite::Error> {
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, event, hold)
+         VALUES (?1, ?2, ?3, ?6, ?4, ?4, ?4, ?5, ?7)",
+    )?;
+    let alerts = encode_alerts(alerts);
+    let state = if hold.is_some() {
+        state::HELD
+    } else {
+        state::PENDING
+    };
+    for (channel, event) in tell {
+        insert.execute(params![
+            notification,
+            channel,
+            alerts,
+            now,
+            event.as_ref().map(Event::encode),
+            state,
+            hold
+        ])?;
+    }
+    Ok(())
+}
+
+fn escalate(
+    c: &Connection,
+    now: i64,
+    policies: &Policies,
+    limit: usize,
+) -> Result<Vec<(i64, String, u32)>, rusqlite::Error> {
+    let due = c
+        .prepare_cached(&format!(
+            "SELECT {INCIDENT} FROM incidents WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2"
+        ))?
+        .query_map(
+            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+            incident_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut escalated = Vec::new();
+    for row in due {
+        let policy = policies.get(&row.policy);
+        let change = incident::escalate(row, policy, now);
+        let told = !change.tell.is_empty();
+        if let Some(row) = apply(c, change, now)?
+            && told
+        {
+            escalated.push((row.id, row.policy, row.level + 1));
+        }
+    }
+    Ok(escalated)
+}
+
+fn acknowledge(
+    c: &Connection,
+    id: i64,
+    request: &AckRequest,
+    policies: &Policies,
+) -> Result<Result<IncidentView, AckRefused>, rusqlite::Error> {
+    let Some(row) = c
+        .prepare_cached(&format!("SELECT {INCIDENT} FROM incidents WHERE id = ?1"))?
+        .query_row(params![id], incident_row)
+        .optional()?
+    else {
+        return Ok(Err(AckRefused::NotFound(id)));
+    };
+    let policy = policies.get(&row.policy);
+    match incident::acknowledge(row, request, policy) {
+        Ok(change) => Ok(apply(c, change, request.now)?
+            .map(|row| row.view())
+            .ok_or(AckRefused::NotFound(id))),
+        Err(refused) => Ok(Err(refused)),
+    }
+}
+
+const WINDOW: &str =
+    "id, starts_at, ends_at, matchers, author, reason, hold_critical, created_at";
+
+fn window_row(r: &rusqlite::Row<'_>) -> Result<WindowRow, rusqlite::Error> {
+    let matchers: String = r.get(3)?;
+    Ok(WindowRow {
+        id: r.get(0)?,
+        window: NewWindow {
+            starts_at: r.get(1)?,
+            ends_at: r.get(2)?,
+            matchers: serde_json::from_str(&matchers).unwrap_or_default(),
+            author: r.get(4)?,
+            reason: r.get(5)?,
+            hold_critical: r.get(6)?,
+            created_at: r.get(7)?,
+        },
+    })
+}
+
+fn add_window(c: &Connection, w: &NewWindow) -> Result<WindowRow, rusqlite::Error> {
+    c.prepare_cached(
+        "INSERT INTO windows (starts_at, ends_at, matchers, author, reason, hold_critical, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        w.starts_at,
+        w.ends_at,
+        serde_json::to_string(&w.matchers).unwrap_or_default(),
+        w.author,
+        w.reason,
+        w.hold_critical,
+        w.created_at
+    ])?;
+    Ok(WindowRow {
+        id: c.last_insert_rowid(),
+        window: w.clone(),
+    })
+}
+
+fn end_window(c: &Connection, id: i64, now: i64) -> Result<Option<WindowRow>, rusqlite::Error> {
+    c.prepare_cached("UPDATE windows SET ends_at = ?2 WHERE id = ?1 AND ends_at > ?2")?
+        .execute(params![id, now])?;
+    c.prepare_cached(&format!("SELECT {WINDOW} FROM windows WHERE id = ?1"))?
+        .query_row(params![id], window_row)
+        .optional()
+}
+
+fn held(c: &Connection) -> Result<Vec<(String, u64)>, rusqlite::Error> {
+    c.prepare_cached(
+        "SELECT hold, COUNT(DISTINCT notification_id) FROM deliveries
+         WHERE state = 'held' GROUP BY hold",
+    )?
+    .query_map([], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)?.try_into().unwrap_or(0)))
+    })?
+    .collect()
+}
+
+fn release(c: &Connection, window: &str, now: i64) -> Result<usize, rusqlite::Error> {
+    let held = c
+        .prepare_cached(
+            "SELECT channel, notification_id, alerts FROM deliveries
+             WHERE state = 'held' AND hold = ?1 ORDER BY id",
+        )?
+        .query_map(params![window], |r| {
+            let alerts: String = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, decode_alerts(&alerts)))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let summaries = super::summaries(window, held);
+    for (channel, notification, event) in &summaries {
+        tell(
+            c,
+            *notification,
+            &[],
+            &[(channel.clone(), Some(event.clone()))],
+            now,
+            None,
+        )?;
+    }
+    c.prepare_cached(
+        "UPDATE deliveries SET state = 'summarized', updated_at = ?2 WHERE state = 'held' AND hold = ?1",
+    )?
+    .execute(params![window, now])?;
+    Ok(summaries.len())
 }
 
 fn deliveries_of(c: &Connection, notification: i64) -> Result<Vec<DeliveryView>, StoreError> {
@@ -1166,13 +1501,113 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn escalate(
+        &self,
+        now: i64,
+        policies: Arc<Policies>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, u32)>, StoreError> {
+        self.write(Work::Escalate(now, policies, limit)).await
+    }
+
+    async fn next_escalation(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT MIN(next_at) FROM incidents WHERE next_at IS NOT NULL")?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn acknowledge(
+        &self,
+        incident: i64,
+        request: AckRequest,
+        policies: Arc<Policies>,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+        self.write(Work::Acknowledge(incident, request, policies))
+            .await
+    }
+
+    async fn incidents(
+        &self,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<IncidentView>, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {INCIDENT} FROM incidents WHERE open = 1 OR NOT ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(
+                params![open_only, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| incident_row(r).map(|row| row.view()),
+            )?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!("SELECT {INCIDENT} FROM incidents WHERE id = ?1"))?
+                .query_row(params![id], |r| incident_row(r).map(|row| row.view()))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {
+        let added: Option<WindowRow> = self.write(Work::AddWindow(window)).await?;
+        added.ok_or_else(|| StoreError::Other("the window was not stored".into()))
+    }
+
+    async fn end_window(&self, id: i64, now: i64) -> Result<Option<WindowRow>, StoreError> {
+        self.write(Work::EndWindow(id, now)).await
+    }
+
+    async fn windows(&self, since: i64) -> Result<Vec<WindowRow>, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {WINDOW} FROM windows WHERE ends_at > ?1 ORDER BY id"
+            ))?
+            .query_map(params![since], window_row)?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn held(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| Ok(held(c)?)).await
+    }
+
+    async fn release(&self, window: String, now: i64) -> Result<usize, StoreError> {
+        self.write(Work::Release(window, now)).await
+    }
+
+    async fn payloads(&self, ids: Vec<i64>) -> Result<Vec<(i64, Body)>, StoreError> {
+        self.read(move |c| {
+            let mut statement =
+                c.prepare_cached("SELECT id, payload FROM notifications WHERE id = ?1")?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(found) = statement
+                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                {
+                    out.push(found);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<QueueStats, StoreError> {
         self.read(|c| {
             let now = now_ms();
             let depth = c
                 .prepare_cached(
                     "SELECT channel, state, COUNT(*) FROM deliveries
-                     WHERE state IN ('pending', 'sending', 'dead') GROUP BY channel, state",
+                     WHERE state IN ('pending', 'sending', 'dead', 'held') GROUP BY channel, state",
                 )?
                 .query_map([], |r| {
                     Ok((
@@ -1192,10 +1627,26 @@ impl Store for SqliteStore {
                     Ok((r.get(0)?, age_seconds(now, queued)))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            let incidents = c
+                .prepare_cached(
+                    "SELECT policy, level + 1, acked_at IS NOT NULL, COUNT(*) FROM incidents
+                     WHERE open = 1 GROUP BY 1, 2, 3",
+                )?
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get::<_, i64>(3)?.try_into().unwrap_or(0),
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(QueueStats {
                 depth,
                 oldest_pending,
                 disk: None,
+                incidents,
+                held: held(c)?,
             })
         })
         .await
@@ -1233,14 +1684,17 @@ mod tests {
                 NewDelivery {
                     channel: "chat".into(),
                     alerts: vec![0],
+                    hold: None,
                 },
                 NewDelivery {
                     channel: "log".into(),
                     alerts: vec![0],
+                    hold: None,
                 },
             ],
             received_at: at,
             dedup_window: Duration::from_secs(60),
+            incidents: Vec::new(),
         }
     }
 

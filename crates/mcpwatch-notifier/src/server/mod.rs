@@ -1,6 +1,8 @@
 //! The HTTP surface: `POST /webhook`, `GET /health`, `GET /metrics`, the admin API under
 //! `/api/v1/`, `POST /-/reload` and `GET /`.
 //!
+//! The escalation and maintenance endpoints are in [`operations`].
+//!
 //! `/webhook` answers 200 only once the notification is committed to the store; 503 when
 //! the store fails (Alertmanager retries); and 4xx with a JSON error for what can never
 //! succeed: 400 (not JSON, a missing or wrong field, a version other than 4), 401, 413,
@@ -13,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use futures_util::future::BoxFuture;
 use mcpwatch_core::Secret;
 use serde::Deserialize;
@@ -24,6 +26,8 @@ use crate::config::AuthConfig;
 use crate::payload::{Incoming, Notification, PayloadError};
 use crate::store::{ListFilter, NotificationView, state};
 use crate::{Notifier, Received};
+
+mod operations;
 
 /// Re-reads the configuration; the error names what is wrong and where.
 pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -44,6 +48,21 @@ pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
         .route("/api/v1/notifications", get(list))
         .route("/api/v1/notifications/{id}", get(one))
         .route("/api/v1/notifications/{id}/replay", post(replay))
+        .route("/api/v1/incidents", get(operations::incidents))
+        .route("/api/v1/incidents/{id}", get(operations::incident))
+        .route(
+            "/api/v1/incidents/{id}/ack",
+            get(operations::link_page).post(operations::ack),
+        )
+        .route(
+            "/api/v1/incidents/{id}/unack",
+            get(operations::link_page).post(operations::unack),
+        )
+        .route(
+            "/api/v1/windows",
+            get(operations::windows).post(operations::add_window),
+        )
+        .route("/api/v1/windows/{id}", delete(operations::end_window))
         .route("/-/reload", post(reload_config))
         .fallback(not_found)
         .with_state(App { notifier, reload })
@@ -82,6 +101,8 @@ async fn index() -> Response {
             "<li><a href=\"/metrics\">/metrics</a></li>",
             "<li><a href=\"/api/v1/notifications\">/api/v1/notifications</a> (<code>?state=dead</code>)</li>",
             "<li>POST <code>/api/v1/notifications/{id}/replay</code></li>",
+            "<li><a href=\"/api/v1/incidents\">/api/v1/incidents</a> (<code>?state=all</code>); POST <code>/api/v1/incidents/{id}/ack</code> and <code>/unack</code></li>",
+            "<li><a href=\"/api/v1/windows\">/api/v1/windows</a>; POST to add a one-off maintenance window, DELETE <code>/api/v1/windows/{id}</code> to end one</li>",
             "</ul></body></html>"
         ),
     )

@@ -1,0 +1,764 @@
+//! Incidents and their escalation: an alert group routed to an escalation policy opens an
+//! incident that tells the policy's first level at once and each next level after its
+//! delay, while it fires unacknowledged. Acknowledging stops the climb and is announced to
+//! every channel told; resolving stops it and sends the resolve to every channel told.
+//!
+//! The decisions are made here, on plain rows; each store loads the row, applies one of
+//! these functions and writes the row and the deliveries it asks for in one transaction,
+//! so that a restart (or another replica) neither skips nor repeats a level.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::NotifierConfig;
+use crate::store::millis;
+use crate::time::format_rfc3339;
+
+/// One level of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Level {
+    /// Who it is.
+    pub name: Option<String>,
+    /// How long after the previous level it is told (zero for the first).
+    pub after: Duration,
+    /// Its channels.
+    pub channels: Vec<String>,
+}
+
+/// An escalation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Its name.
+    pub name: String,
+    /// Its levels, at least one.
+    pub levels: Vec<Level>,
+    /// How often the last level is told again until someone acknowledges.
+    pub repeat_last_level: Option<Duration>,
+}
+
+/// Every policy, by name.
+pub type Policies = BTreeMap<String, Policy>;
+
+impl Policy {
+    /// The policies of a checked configuration.
+    pub fn all(config: &NotifierConfig) -> Policies {
+        config
+            .escalation_policies
+            .iter()
+            .map(|(name, policy)| {
+                let levels = policy
+                    .levels
+                    .iter()
+                    .map(|level| Level {
+                        name: level.name.clone(),
+                        after: level.after.unwrap_or_default(),
+                        channels: level.channels.clone(),
+                    })
+                    .collect();
+                (
+                    name.clone(),
+                    Policy {
+                        name: name.clone(),
+                        levels,
+                        repeat_last_level: policy.repeat_last_level,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// How long after level `level` (from 0) was told the next telling is due, if any.
+    fn next_delay(&self, level: usize) -> Option<Duration> {
+        match self.levels.get(level + 1) {
+            Some(next) => Some(next.after),
+            None => self.repeat_last_level,
+        }
+    }
+
+    fn level(&self, level: usize) -> Option<&Level> {
+        self.levels.get(level).or_else(|| self.levels.last())
+    }
+}
+
+/// What a delivery of an incident (or a maintenance summary) says besides the alerts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The incident's alerts, told to a level.
+    Incident {
+        /// Incident id.
+        incident: i64,
+        /// Its policy.
+        policy: String,
+        /// The level told, from 1.
+        level: u32,
+        /// The level's name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        level_name: Option<String>,
+        /// Why.
+        step: Step,
+        /// The incident's acknowledgement generation (links carry it).
+        generation: i64,
+    },
+    /// Someone acknowledged the incident.
+    Acknowledged {
+        /// Incident id.
+        incident: i64,
+        /// Its policy.
+        policy: String,
+        /// Who.
+        by: String,
+        /// The generation after the acknowledgement.
+        generation: i64,
+    },
+    /// Someone took the acknowledgement back: the climb goes on.
+    Unacknowledged {
+        /// Incident id.
+        incident: i64,
+        /// Its policy.
+        policy: String,
+        /// Who.
+        by: String,
+        /// The generation after.
+        generation: i64,
+    },
+    /// A maintenance window ended: what it held, as one message.
+    Summary {
+        /// The window's key (a configured window's name, or `#<id>` for a one-off one).
+        window: String,
+        /// The held notifications and, in each, the alerts held for this channel.
+        held: Vec<(i64, Vec<usize>)>,
+    },
+}
+
+/// Why an incident's alerts are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The incident opened: its first level.
+    Opened,
+    /// Nobody acknowledged in time: the next level.
+    Escalated,
+    /// The last level, again.
+    Repeated,
+    /// The group changed (an alert joined or resolved): the current level.
+    Update,
+    /// Every alert resolved: every channel told.
+    Resolved,
+}
+
+impl Event {
+    /// The incident this event is about.
+    pub fn incident(&self) -> Option<i64> {
+        match self {
+            Event::Incident { incident, .. }
+            | Event::Acknowledged { incident, .. }
+            | Event::Unacknowledged { incident, .. } => Some(*incident),
+            Event::Summary { .. } => None,
+        }
+    }
+
+    fn set_incident(&mut self, id: i64) {
+        match self {
+            Event::Incident { incident, .. }
+            | Event::Acknowledged { incident, .. }
+            | Event::Unacknowledged { incident, .. } => *incident = id,
+            Event::Summary { .. } => {}
+        }
+    }
+
+    /// As the stores keep it.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// What [`Event::encode`] wrote; none when unreadable.
+    pub fn decode(text: Option<&str>) -> Option<Self> {
+        serde_json::from_str(text?).ok()
+    }
+}
+
+/// An incident as the stores keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRow {
+    /// Id (0 before it is first stored).
+    pub id: i64,
+    /// Its policy.
+    pub policy: String,
+    /// Alertmanager's receiver.
+    pub receiver: String,
+    /// The alert group.
+    pub group_key: String,
+    /// Firing (not resolved).
+    pub open: bool,
+    /// The highest level told, from 0.
+    pub level: u32,
+    /// Every channel told so far.
+    pub told: Vec<String>,
+    /// The latest notification of the group.
+    pub notification_id: i64,
+    /// Its alerts that climb this policy.
+    pub alerts: Vec<usize>,
+    /// When it opened, Unix ms.
+    pub opened_at: i64,
+    /// When the next level (or repeat) is due, Unix ms.
+    pub next_at: Option<i64>,
+    /// When it was acknowledged.
+    pub acked_at: Option<i64>,
+    /// By whom.
+    pub acked_by: Option<String>,
+    /// Counts acknowledgements and their withdrawals: a link signed for an earlier
+    /// generation is refused as replayed.
+    pub generation: i64,
+    /// When it resolved.
+    pub resolved_at: Option<i64>,
+}
+
+/// What a notification brings to one policy.
+#[derive(Debug, Clone)]
+pub struct Touch {
+    /// The policy (as configured when the notification arrived).
+    pub policy: Policy,
+    /// Its alerts routed to this policy.
+    pub alerts: Vec<usize>,
+    /// Whether any of them fires.
+    pub firing: bool,
+    /// Channels that do not send resolved notifications.
+    pub quiet_when_resolved: Vec<String>,
+    /// The maintenance window holding every one of these alerts, if one does: no incident
+    /// opens, and the first level hears of them in the window's summary.
+    pub hold: Option<String>,
+}
+
+/// What to write: the row (when it changed) and the deliveries to make, each with the
+/// incident's notification and alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The row to store; `None`: nothing to store.
+    pub row: Option<IncidentRow>,
+    /// (channel, event) of each delivery; an event of a new incident gets its id once the
+    /// row is stored ([`Change::with_id`]).
+    pub tell: Vec<(String, Option<Event>)>,
+    /// Without a row: the window the deliveries are held by.
+    pub hold: Option<String>,
+}
+
+impl Change {
+    /// The events, with the id of the incident just stored.
+    pub fn with_id(mut self, id: i64) -> Self {
+        for (_, event) in &mut self.tell {
+            if let Some(event) = event {
+                event.set_incident(id);
+            }
+        }
+        if let Some(row) = &mut self.row {
+            row.id = id;
+        }
+        self
+    }
+}
+
+fn at(now: i64, delay: Option<Duration>) -> Option<i64> {
+    delay.map(|d| now.saturating_add(millis(d)))
+}
+
+fn incident_event(row: &IncidentRow, policy: &Policy, step: Step) -> Event {
+    let level = usize::try_from(row.level).unwrap_or(0);
+    Event::Incident {
+        incident: row.id,
+        policy: row.policy.clone(),
+        level: row.level + 1,
+        level_name: policy.level(level).and_then(|l| l.name.clone()),
+        step,
+        generation: row.generation,
+    }
+}
+
+fn tell_level(row: &mut IncidentRow, policy: &Policy, step: Step) -> Vec<(String, Option<Event>)> {
+    let level = usize::try_from(row.level).unwrap_or(0);
+    let channels = policy.level(level).map(|l| l.channels.clone()).unwrap_or_default();
+    for channel in &channels {
+        if !row.told.contains(channel) {
+            row.told.push(channel.clone());
+        }
+    }
+    let event = incident_event(row, policy, step);
+    channels
+        .into_iter()
+        .map(|c| (c, Some(event.clone())))
+        .collect()
+}
+
+/// A notification of the group arrived: `open` is the group's open incident under this
+/// policy, if any.
+pub fn on_notification(
+    open: Option<IncidentRow>,
+    touch: &Touch,
+    receiver: &str,
+    group_key: &str,
+    notification_id: i64,
+    now: i64,
+) -> Change {
+    let policy = &touch.policy;
+    let first_level = || {
+        policy
+            .levels
+            .first()
+            .map(|l| l.channels.clone())
+            .unwrap_or_default()
+    };
+    match open {
+        // An incident already open goes on whatever window began since; a new one does
+        // not open inside a window that holds its alerts.
+        None if touch.hold.is_some() => Change {
+            row: None,
+            tell: first_level().into_iter().map(|c| (c, None)).collect(),
+            hold: touch.hold.clone(),
+        },
+        None if touch.firing => {
+            let mut row = IncidentRow {
+                id: 0,
+                policy: policy.name.clone(),
+                receiver: receiver.to_owned(),
+                group_key: group_key.to_owned(),
+                open: true,
+                level: 0,
+                told: Vec::new(),
+                notification_id,
+                alerts: touch.alerts.clone(),
+                opened_at: now,
+                next_at: at(now, policy.next_delay(0)),
+                acked_at: None,
+                acked_by: None,
+                generation: 0,
+                resolved_at: None,
+            };
+            let tell = tell_level(&mut row, policy, Step::Opened);
+            Change {
+                row: Some(row),
+                tell,
+                hold: None,
+            }
+        }
+        // Resolved with no incident open (it was never seen firing, or was pruned): the
+        // first level hears it, as a plain notification.
+        None => Change {
+            row: None,
+            tell: first_level()
+                .into_iter()
+                .filter(|c| !touch.quiet_when_resolved.contains(c))
+                .map(|c| (c, None))
+                .collect(),
+            hold: None,
+        },
+        Some(mut row) if touch.firing => {
+            // The group changed: the level the incident is at hears it; the climb goes on
+            // (or stays stopped when acknowledged) from where it is.
+            row.notification_id = notification_id;
+            row.alerts.clone_from(&touch.alerts);
+            let tell = tell_level(&mut row, policy, Step::Update);
+            Change {
+                row: Some(row),
+                tell,
+                hold: None,
+            }
+        }
+        Some(mut row) => {
+            row.notification_id = notification_id;
+            row.alerts.clone_from(&touch.alerts);
+            row.open = false;
+            row.next_at = None;
+            row.resolved_at = Some(now);
+            let event = incident_event(&row, policy, Step::Resolved);
+            let tell = row
+                .told
+                .iter()
+                .filter(|c| !touch.quiet_when_resolved.contains(c))
+                .map(|c| (c.clone(), Some(event.clone())))
+                .collect();
+            Change {
+                row: Some(row),
+                tell,
+                hold: None,
+            }
+        }
+    }
+}
+
+/// The incident's next level is due: tell it (or the last level again), and set the next
+/// time. A policy no longer configured stops the climb.
+pub fn escalate(mut row: IncidentRow, policy: Option<&Policy>, now: i64) -> Change {
+    let Some(policy) = policy else {
+        row.next_at = None;
+        return Change {
+            row: Some(row),
+            tell: Vec::new(),
+            hold: None,
+        };
+    };
+    if !row.open || row.acked_at.is_some() {
+        row.next_at = None;
+        return Change {
+            row: Some(row),
+            tell: Vec::new(),
+            hold: None,
+        };
+    }
+    let level = usize::try_from(row.level).unwrap_or(0);
+    let step = if level + 1 < policy.levels.len() {
+        row.level += 1;
+        Step::Escalated
+    } else if policy.repeat_last_level.is_some() {
+        // A policy shortened since: the last level it has.
+        row.level = u32::try_from(policy.levels.len().saturating_sub(1)).unwrap_or(0);
+        Step::Repeated
+    } else {
+        row.next_at = None;
+        return Change {
+            row: Some(row),
+            tell: Vec::new(),
+            hold: None,
+        };
+    };
+    row.next_at = at(
+        now,
+        policy.next_delay(usize::try_from(row.level).unwrap_or(0)),
+    );
+    let tell = tell_level(&mut row, policy, step);
+    Change {
+        row: Some(row),
+        tell,
+        hold: None,
+    }
+}
+
+/// Acknowledge or take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckAction {
+    /// Acknowledge: the climb stops.
+    Ack,
+    /// Take the acknowledgement back: the climb goes on from the current level.
+    Unack,
+}
+
+/// Why an acknowledgement changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckRefused {
+    /// No such incident.
+    #[error("no incident {0}")]
+    NotFound(i64),
+    /// The link was made before the incident was last acknowledged or taken back.
+    #[error("the link was used already, or the incident was acknowledged or taken back since")]
+    Replayed,
+    /// It resolved.
+    #[error("incident {0} has resolved")]
+    Resolved(i64),
+    /// Acknowledged already.
+    #[error("incident {id} is acknowledged already (by {by})")]
+    AlreadyAcknowledged {
+        /// The incident.
+        id: i64,
+        /// By whom.
+        by: String,
+    },
+    /// Not acknowledged.
+    #[error("incident {0} is not acknowledged")]
+    NotAcknowledged(i64),
+}
+
+/// An acknowledgement (or its withdrawal) to record.
+#[derive(Debug, Clone)]
+pub struct AckRequest {
+    /// Which.
+    pub action: AckAction,
+    /// Who (a name, or where the link was followed).
+    pub by: String,
+    /// The generation a signed link carried; `None` through the authenticated API.
+    pub generation: Option<i64>,
+    /// When, Unix ms.
+    pub now: i64,
+}
+
+/// Acknowledges `row` (or takes it back), announcing it to every channel told.
+pub fn acknowledge(
+    mut row: IncidentRow,
+    request: &AckRequest,
+    policy: Option<&Policy>,
+) -> Result<Change, AckRefused> {
+    if request.generation.is_some_and(|g| g != row.generation) {
+        return Err(AckRefused::Replayed);
+    }
+    if !row.open {
+        return Err(AckRefused::Resolved(row.id));
+    }
+    let event = match request.action {
+        AckAction::Ack => {
+            if row.acked_at.is_some() {
+                return Err(AckRefused::AlreadyAcknowledged {
+                    id: row.id,
+                    by: row.acked_by.clone().unwrap_or_default(),
+                });
+            }
+            row.acked_at = Some(request.now);
+            row.acked_by = Some(request.by.clone());
+            row.next_at = None;
+            row.generation += 1;
+            Event::Acknowledged {
+                incident: row.id,
+                policy: row.policy.clone(),
+                by: request.by.clone(),
+                generation: row.generation,
+            }
+        }
+        AckAction::Unack => {
+            if row.acked_at.is_none() {
+                return Err(AckRefused::NotAcknowledged(row.id));
+            }
+            row.acked_at = None;
+            row.acked_by = None;
+            row.generation += 1;
+            row.next_at = policy.and_then(|p| {
+                at(
+                    request.now,
+                    p.next_delay(usize::try_from(row.level).unwrap_or(0)),
+                )
+            });
+            Event::Unacknowledged {
+                incident: row.id,
+                policy: row.policy.clone(),
+                by: request.by.clone(),
+                generation: row.generation,
+            }
+        }
+    };
+    let tell = row
+        .told
+        .iter()
+        .map(|c| (c.clone(), Some(event.clone())))
+        .collect();
+    Ok(Change {
+        row: Some(row),
+        tell,
+        hold: None,
+    })
+}
+
+/// An incident as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IncidentView {
+    /// Id.
+    pub id: i64,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: &'static str,
+    /// Its policy.
+    pub policy: String,
+    /// The highest level told, from 1.
+    pub level: u32,
+    /// Alertmanager's receiver.
+    pub receiver: String,
+    /// The alert group.
+    pub group_key: String,
+    /// Channels told.
+    pub told: Vec<String>,
+    /// The latest notification.
+    pub notification_id: i64,
+    /// Its alerts under this policy.
+    pub alerts: usize,
+    /// RFC 3339.
+    pub opened_at: String,
+    /// When it opened, Unix ms.
+    #[serde(skip)]
+    pub opened_ms: i64,
+    /// When the next level (or repeat) is due, RFC 3339.
+    pub next_escalation_at: Option<String>,
+    /// RFC 3339.
+    pub acknowledged_at: Option<String>,
+    /// Who acknowledged.
+    pub acknowledged_by: Option<String>,
+    /// RFC 3339.
+    pub resolved_at: Option<String>,
+    /// The acknowledgement generation.
+    pub generation: i64,
+}
+
+impl IncidentRow {
+    /// `open`, `acknowledged` or `resolved`.
+    pub fn state(&self) -> &'static str {
+        match (self.open, self.acked_at.is_some()) {
+            (false, _) => "resolved",
+            (true, true) => "acknowledged",
+            (true, false) => "open",
+        }
+    }
+
+    /// As the API shows it.
+    pub fn view(&self) -> IncidentView {
+        IncidentView {
+            id: self.id,
+            state: self.state(),
+            policy: self.policy.clone(),
+            level: self.level + 1,
+            receiver: self.receiver.clone(),
+            group_key: self.group_key.clone(),
+            told: self.told.clone(),
+            notification_id: self.notification_id,
+            alerts: self.alerts.len(),
+            opened_at: format_rfc3339(self.opened_at),
+            opened_ms: self.opened_at,
+            next_escalation_at: self.next_at.map(format_rfc3339),
+            acknowledged_at: self.acked_at.map(format_rfc3339),
+            acknowledged_by: self.acked_by.clone(),
+            resolved_at: self.resolved_at.map(format_rfc3339),
+            generation: self.generation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(repeat: Option<u64>) -> Policy {
+        let level = |after: u64, channels: &[&str]| Level {
+            name: None,
+            after: Duration::from_secs(after),
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+        };
+        Policy {
+            name: "default".into(),
+            levels: vec![
+                level(0, &["chat", "pager"]),
+                level(900, &["senior"]),
+                level(1800, &["manager"]),
+            ],
+            repeat_last_level: repeat.map(Duration::from_secs),
+        }
+    }
+
+    fn touch(firing: bool, repeat: Option<u64>) -> Touch {
+        Touch {
+            policy: policy(repeat),
+            alerts: vec![0, 1],
+            firing,
+            quiet_when_resolved: vec!["pager".into()],
+            hold: None,
+        }
+    }
+
+    fn channels(change: &Change) -> Vec<&str> {
+        change.tell.iter().map(|(c, _)| c.as_str()).collect()
+    }
+
+    #[test]
+    fn climbs_level_by_level_then_stops_or_repeats() {
+        let opened = on_notification(None, &touch(true, None), "r", "g", 1, 0).with_id(7);
+        assert_eq!(channels(&opened), ["chat", "pager"]);
+        let row = opened.row.clone().expect("row");
+        assert_eq!((row.id, row.level, row.next_at), (7, 0, Some(900_000)));
+        assert!(matches!(
+            opened.tell[0].1,
+            Some(Event::Incident { incident: 7, level: 1, step: Step::Opened, .. })
+        ));
+        let policy = policy(None);
+        let second = escalate(row, Some(&policy), 900_000);
+        assert_eq!(channels(&second), ["senior"]);
+        let row = second.row.expect("row");
+        assert_eq!((row.level, row.next_at), (1, Some(2_700_000)));
+        let third = escalate(row, Some(&policy), 2_700_000);
+        assert_eq!(channels(&third), ["manager"]);
+        let row = third.row.expect("row");
+        assert_eq!(row.next_at, None);
+        assert_eq!(row.told, ["chat", "pager", "senior", "manager"]);
+        assert!(escalate(row.clone(), Some(&policy), 9_000_000).tell.is_empty());
+
+        let repeating = policy_repeat(row, 60);
+        assert_eq!(channels(&repeating), ["manager"]);
+        assert_eq!(repeating.row.expect("row").next_at, Some(9_060_000));
+    }
+
+    fn policy_repeat(row: IncidentRow, every: u64) -> Change {
+        escalate(row, Some(&policy(Some(every))), 9_000_000)
+    }
+
+    #[test]
+    fn resolving_tells_every_channel_told_and_acknowledging_stops_the_climb() {
+        let row = on_notification(None, &touch(true, None), "r", "g", 1, 0)
+            .with_id(3)
+            .row
+            .expect("row");
+        let row = escalate(row, Some(&policy(None)), 900_000)
+            .row
+            .expect("row");
+        // An update goes to the current level only.
+        let update = on_notification(Some(row.clone()), &touch(true, None), "r", "g", 2, 1000);
+        assert_eq!(channels(&update), ["senior"]);
+        // The resolve goes to everyone told, but not to a channel that sends no resolved.
+        let resolved = on_notification(Some(row.clone()), &touch(false, None), "r", "g", 3, 2000);
+        assert_eq!(channels(&resolved), ["chat", "senior"]);
+        let closed = resolved.row.expect("row");
+        assert!(!closed.open && closed.next_at.is_none());
+        assert_eq!(closed.state(), "resolved");
+
+        let ack = AckRequest {
+            action: AckAction::Ack,
+            by: "alice".into(),
+            generation: Some(0),
+            now: 5000,
+        };
+        let acked = acknowledge(row.clone(), &ack, Some(&policy(None))).expect("ack");
+        assert_eq!(channels(&acked), ["chat", "pager", "senior"]);
+        let acked_row = acked.row.expect("row");
+        assert_eq!(
+            (acked_row.next_at, acked_row.generation, acked_row.state()),
+            (None, 1, "acknowledged")
+        );
+        // The same link again: replayed. Through the API: acknowledged already.
+        assert_eq!(
+            acknowledge(acked_row.clone(), &ack, None),
+            Err(AckRefused::Replayed)
+        );
+        let api = AckRequest {
+            generation: None,
+            ..ack.clone()
+        };
+        assert!(matches!(
+            acknowledge(acked_row.clone(), &api, None),
+            Err(AckRefused::AlreadyAcknowledged { .. })
+        ));
+        // An escalation due meanwhile does nothing.
+        assert!(escalate(acked_row.clone(), Some(&policy(None)), 9_000_000).tell.is_empty());
+        // A new alert joins: the current level hears it, the climb stays stopped.
+        let joined = on_notification(Some(acked_row.clone()), &touch(true, None), "r", "g", 4, 6000);
+        assert_eq!(channels(&joined), ["senior"]);
+        assert_eq!(joined.row.expect("row").next_at, None);
+        // Taken back: the climb resumes from the current level.
+        let unack = AckRequest {
+            action: AckAction::Unack,
+            by: "bob".into(),
+            generation: None,
+            now: 10_000,
+        };
+        let resumed = acknowledge(acked_row, &unack, Some(&policy(None)))
+            .expect("unack")
+            .row
+            .expect("row");
+        assert_eq!((resumed.next_at, resumed.generation), (Some(1_810_000), 2));
+        assert_eq!(
+            acknowledge(closed, &api, None),
+            Err(AckRefused::Resolved(3))
+        );
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let event = Event::Summary {
+            window: "#4".into(),
+            held: vec![(1, vec![0, 2])],
+        };
+        assert_eq!(Event::decode(Some(&event.encode())), Some(event));
+        assert_eq!(Event::decode(Some("{\"kind\":\"other\"}")), None);
+        assert_eq!(Event::decode(None), None);
+    }
+}

@@ -1,0 +1,494 @@
+//! The admin API of escalation and maintenance: `/api/v1/incidents` (list, one, ack and
+//! unack, by the API's credentials or by a signed link) and `/api/v1/windows` (list, add a
+//! one-off window, end one).
+//!
+//! A signed link is checked before anything else: a forged, altered or expired one is
+//! refused with 403, and one made before the incident was last acknowledged or taken back
+//! (a replay) too; none of them changes anything. Following a link (GET) only shows a page
+//! with a button: the acknowledgement itself is a POST, so that mail scanners and chat
+//! previews that fetch links acknowledge nothing.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{App, api_guard, error};
+use crate::ack::{Action, LinkError};
+use crate::incident::{AckAction, AckRefused, AckRequest};
+use crate::maintenance::{NewWindow, WindowView};
+use crate::route::Matcher;
+use crate::time::now_ms;
+
+/// The longest one-off window the API takes.
+const MAX_WINDOW: Duration = Duration::from_secs(31 * 86_400);
+
+#[derive(Debug, Deserialize)]
+pub(super) struct IncidentsQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn incidents(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<IncidentsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let open_only = match query.state.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state: {other:?} is not one of open, all"),
+            );
+        }
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    match app.notifier.store().incidents(open_only, limit).await {
+        Ok(list) => axum::Json(json!({ "incidents": list })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+type IdPath = Result<Path<i64>, axum::extract::rejection::PathRejection>;
+
+pub(super) async fn incident(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the incident id is a number");
+    };
+    match app.notifier.store().incident(id).await {
+        Ok(Some(incident)) => axum::Json(incident).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no incident {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// The query of a signed link.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct LinkQuery {
+    generation: Option<String>,
+    expires: Option<String>,
+    sig: Option<String>,
+}
+
+impl LinkQuery {
+    fn present(&self) -> bool {
+        self.sig.is_some() || self.expires.is_some() || self.generation.is_some()
+    }
+}
+
+fn forbidden(message: impl Into<String>) -> Response {
+    error(StatusCode::FORBIDDEN, message)
+}
+
+/// Checks a signed link; its generation when it holds, else the 403.
+fn check_link(app: &App, action: Action, id: i64, link: &LinkQuery) -> Result<i64, Response> {
+    let setup = app.notifier.setup();
+    let Some(links) = &setup.links else {
+        return Err(forbidden(
+            "acknowledgement links are not enabled (set acknowledgement in the configuration)",
+        ));
+    };
+    let number = |v: &Option<String>| v.as_deref().and_then(|v| v.trim().parse::<i64>().ok());
+    let (Some(generation), Some(expires), Some(sig)) =
+        (number(&link.generation), number(&link.expires), &link.sig)
+    else {
+        return Err(forbidden(
+            "the link is incomplete: generation, expires and sig are required",
+        ));
+    };
+    match links
+        .signer
+        .verify(action, id, generation, expires, sig, now_ms() / 1000)
+    {
+        Ok(()) => Ok(generation),
+        Err(e @ (LinkError::Forged | LinkError::Expired)) => {
+            tracing::warn!(incident = id, action = action.as_str(), error = %e, "An acknowledgement link was refused.");
+            Err(forbidden(e.to_string()))
+        }
+    }
+}
+
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':')?.0.to_owned())
+}
+
+/// `by` from a JSON or form body, if any.
+fn by_from_body(body: &Bytes) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        return value.get("by")?.as_str().map(str::to_owned);
+    }
+    std::str::from_utf8(body).ok()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "by").then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high * 16 + low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Who acknowledges: the `by` given (trimmed, at most 100 characters), else the basic
+/// auth user, else how it came.
+fn who(body: &Bytes, headers: &HeaderMap, link: bool) -> String {
+    let given = by_from_body(body)
+        .map(|b| b.trim().chars().take(100).collect::<String>())
+        .filter(|b| !b.is_empty());
+    given
+        .or_else(|| basic_user(headers))
+        .unwrap_or_else(|| if link { "an acknowledgement link" } else { "the API" }.to_owned())
+}
+
+async fn act(
+    app: App,
+    headers: HeaderMap,
+    id: IdPath,
+    link: LinkQuery,
+    body: Bytes,
+    action: Action,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the incident id is a number");
+    };
+    // A link is its own credential; without one, the API's.
+    let generation = if link.present() {
+        match check_link(&app, action, id, &link) {
+            Ok(g) => Some(g),
+            Err(denied) => return denied,
+        }
+    } else {
+        if let Some(denied) = api_guard(&app, &headers) {
+            return denied;
+        }
+        None
+    };
+    let request = AckRequest {
+        action: match action {
+            Action::Ack => AckAction::Ack,
+            Action::Unack => AckAction::Unack,
+        },
+        by: who(&body, &headers, generation.is_some()),
+        generation,
+        now: now_ms(),
+    };
+    match app.notifier.acknowledge(id, request).await {
+        Ok(Ok(incident)) => axum::Json(json!({ "incident": incident })).into_response(),
+        Ok(Err(refused @ AckRefused::NotFound(_))) => {
+            error(StatusCode::NOT_FOUND, refused.to_string())
+        }
+        Ok(Err(refused @ AckRefused::Replayed)) => forbidden(refused.to_string()),
+        Ok(Err(refused)) => error(StatusCode::CONFLICT, refused.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+pub(super) async fn ack(
+    State(app): State<App>,
+    headers: HeaderMap,
+    id: IdPath,
+    Query(link): Query<LinkQuery>,
+    body: Bytes,
+) -> Response {
+    act(app, headers, id, link, body, Action::Ack).await
+}
+
+pub(super) async fn unack(
+    State(app): State<App>,
+    headers: HeaderMap,
+    id: IdPath,
+    Query(link): Query<LinkQuery>,
+    body: Bytes,
+) -> Response {
+    act(app, headers, id, link, body, Action::Unack).await
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A followed link: a page with a button that POSTs it (nothing changes on GET).
+pub(super) async fn link_page(
+    State(app): State<App>,
+    id: IdPath,
+    uri: axum::http::Uri,
+    Query(link): Query<LinkQuery>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the incident id is a number");
+    };
+    let action = if uri.path().ends_with("/unack") {
+        Action::Unack
+    } else {
+        Action::Ack
+    };
+    if let Err(denied) = check_link(&app, action, id, &link) {
+        return denied;
+    }
+    let (verb, button) = match action {
+        Action::Ack => ("Acknowledge", "Acknowledge: I am on it"),
+        Action::Unack => ("Take back the acknowledgement of", "Take back"),
+    };
+    let target = escape(&uri.to_string());
+    let page = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{verb} incident {id}</title></head>\
+         <body style=\"font-family: sans-serif\"><h1>{verb} incident {id}</h1>\
+         <form method=\"post\" action=\"{target}\"><p><label>Your name: <input name=\"by\" maxlength=\"100\"></label></p>\
+         <p><button type=\"submit\">{button}</button></p></form></body></html>"
+    );
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+pub(super) async fn windows(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let now = now_ms();
+    let store = app.notifier.store();
+    let held = match store.held().await {
+        Ok(held) => held,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let held_by = |key: &str| {
+        held.iter()
+            .find(|(k, _)| k == key)
+            .map_or(0, |(_, n)| *n)
+    };
+    let one_off = match store.windows(now.saturating_sub(86_400_000)).await {
+        Ok(rows) => rows,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let setup = app.notifier.setup();
+    let mut list: Vec<WindowView> = setup
+        .recurring
+        .iter()
+        .map(|w| WindowView::recurring(w, now, held_by(&w.name)))
+        .collect();
+    list.extend(
+        one_off
+            .iter()
+            .map(|row| WindowView::one_off(row, now, held_by(&row.key()))),
+    );
+    axum::Json(json!({ "windows": list })).into_response()
+}
+
+/// `POST /api/v1/windows`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WindowRequest {
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    duration: Option<String>,
+    #[serde(default)]
+    matchers: Vec<String>,
+    author: Option<String>,
+    reason: Option<String>,
+    #[serde(default)]
+    hold_critical: bool,
+}
+
+fn timestamp(field: &str, text: &str) -> Result<i64, String> {
+    text.trim()
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| format!("{field}: {text:?} is not an RFC 3339 time: {e}"))
+}
+
+impl WindowRequest {
+    fn check(self, now: i64) -> Result<NewWindow, String> {
+        let text = |field: &str, value: Option<String>| {
+            value
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{field}: required (who adds the window, and why)"))
+        };
+        let author = text("author", self.author)?;
+        let reason = text("reason", self.reason)?;
+        for (i, m) in self.matchers.iter().enumerate() {
+            Matcher::parse(m).map_err(|e| format!("matchers[{i}]: {e}"))?;
+        }
+        let starts_at = match &self.starts_at {
+            Some(t) => timestamp("starts_at", t)?,
+            None => now,
+        };
+        let ends_at = match (&self.ends_at, &self.duration) {
+            (Some(_), Some(_)) => return Err("give ends_at or duration, not both".into()),
+            (None, None) => return Err("ends_at or duration: required".into()),
+            (Some(t), None) => timestamp("ends_at", t)?,
+            (None, Some(d)) => {
+                let d = mcpwatch_core::config::parse_duration(d)
+                    .map_err(|e| format!("duration: {e}"))?;
+                starts_at.saturating_add(crate::store::millis(d))
+            }
+        };
+        if ends_at <= starts_at {
+            return Err("ends_at: must be after starts_at".into());
+        }
+        if ends_at <= now {
+            return Err("ends_at: the window would be over already".into());
+        }
+        if ends_at - starts_at > crate::store::millis(MAX_WINDOW) {
+            return Err("the window is longer than 31 days; use maintenance_windows in the configuration for a recurring one".into());
+        }
+        Ok(NewWindow {
+            starts_at,
+            ends_at,
+            matchers: self.matchers,
+            author: author.chars().take(200).collect(),
+            reason: reason.chars().take(1000).collect(),
+            hold_critical: self.hold_critical,
+            created_at: now,
+        })
+    }
+}
+
+pub(super) async fn add_window(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let request: WindowRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid window: {e}")),
+    };
+    let now = now_ms();
+    let window = match request.check(now) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid window: {e}")),
+    };
+    match app.notifier.store().add_window(window).await {
+        Ok(row) => {
+            tracing::info!(
+                window = %row.key(),
+                author = %row.window.author,
+                reason = %row.window.reason,
+                "A maintenance window was added."
+            );
+            if let Err(e) = app.notifier.refresh_windows().await {
+                tracing::warn!(error = %e, "Reading the maintenance windows failed.");
+            }
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({ "window": WindowView::one_off(&row, now, 0) })),
+            )
+                .into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+pub(super) async fn end_window(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the window id is a number");
+    };
+    let now = now_ms();
+    match app.notifier.store().end_window(id, now).await {
+        Ok(Some(row)) => {
+            tracing::info!(window = %row.key(), "A maintenance window was ended.");
+            if let Err(e) = app.notifier.refresh_windows().await {
+                tracing::warn!(error = %e, "Reading the maintenance windows failed.");
+            }
+            axum::Json(json!({ "window": WindowView::one_off(&row, now, 0) })).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no window {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_name_who_acknowledges() {
+        assert_eq!(
+            by_from_body(&Bytes::from_static(b"{\"by\":\"alice\"}")),
+            Some("alice".into())
+        );
+        assert_eq!(
+            by_from_body(&Bytes::from_static(b"by=Bob+Smith%21")),
+            Some("Bob Smith!".into())
+        );
+        assert_eq!(by_from_body(&Bytes::from_static(b"by=%4")), Some("%4".into()));
+        assert_eq!(by_from_body(&Bytes::new()), None);
+    }
+
+    #[test]
+    fn a_window_request_is_checked() {
+        let request = |json: &str| {
+            serde_json::from_str::<WindowRequest>(json)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.check(1_000_000))
+        };
+        let ok = request(r#"{"duration":"1h","author":"ops","reason":"upgrade","matchers":["service=\"mcp\""]}"#)
+            .expect("window");
+        assert_eq!((ok.starts_at, ok.ends_at), (1_000_000, 4_600_000));
+        assert!(request(r#"{"duration":"1h","reason":"x"}"#).unwrap_err().contains("author"));
+        assert!(request(r#"{"duration":"1h","author":"a","reason":"x","matchers":["bad"]}"#)
+            .unwrap_err()
+            .contains("matchers[0]"));
+        assert!(request(r#"{"author":"a","reason":"x"}"#).unwrap_err().contains("duration"));
+        assert!(request(r#"{"ends_at":"1970-01-01T00:00:01Z","author":"a","reason":"x"}"#)
+            .unwrap_err()
+            .contains("ends_at"));
+        assert!(request(r#"{"duration":"1h","author":"a","reason":"x","colour":1}"#).is_err());
+    }
+}
