@@ -130,11 +130,9 @@ mod tests {
     fn a_link_works_until_it_expires_and_not_once_altered() {
         let signer = LinkSigner::new(Secret::new("s3cret-ack-key"));
         let link = signer.link("https://notifier.example.com/", Action::Ack, 42, 3, 2_000);
-        assert!(
-            link.starts_with(
-                "https://notifier.example.com/api/v1/incidents/42/ack?generation=3&expires=2000&sig="
-            )
-        );
+        assert!(link.starts_with(
+            "https://notifier.example.com/api/v1/incidents/42/ack?generation=3&expires=2000&sig="
+        ));
         let sig = link.rsplit("sig=").next().expect("sig");
         assert_eq!(signer.verify(Action::Ack, 42, 3, 2_000, sig, 1_999), Ok(()));
         assert_eq!(

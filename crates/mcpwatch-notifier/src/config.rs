@@ -1048,7 +1048,10 @@ impl NotifierConfig {
                     _ => {}
                 }
                 if level.channels.is_empty() {
-                    return Err((format!("{key}.channels"), "give at least one channel".into()));
+                    return Err((
+                        format!("{key}.channels"),
+                        "give at least one channel".into(),
+                    ));
                 }
                 for (j, channel) in level.channels.iter().enumerate() {
                     let builtin_log = channel == "log" && !self.channels.contains_key("log");

@@ -206,11 +206,15 @@ impl Dispatcher {
                             self.wake.notify_one();
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "Escalating incidents failed; trying again shortly."),
+                    Err(e) => {
+                        tracing::error!(error = %e, "Escalating incidents failed; trying again shortly.")
+                    }
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "Reading escalations due failed; trying again shortly."),
+            Err(e) => {
+                tracing::error!(error = %e, "Reading escalations due failed; trying again shortly.")
+            }
         }
         let held = match self.store.held().await {
             Ok(held) => held,
@@ -236,7 +240,9 @@ impl Dispatcher {
                     );
                     self.wake.notify_one();
                 }
-                Err(e) => tracing::error!(window = %window, error = %e, "Releasing a maintenance window's notifications failed; trying again shortly."),
+                Err(e) => {
+                    tracing::error!(window = %window, error = %e, "Releasing a maintenance window's notifications failed; trying again shortly.")
+                }
             }
         }
     }
@@ -357,7 +363,10 @@ impl Dispatcher {
             if let Some(wait) = throttled {
                 sleep = sleep.min(wait);
             }
-            sleep = sleep.min(TICK.saturating_sub(last_tick.elapsed()).max(Duration::from_millis(5)));
+            sleep = sleep.min(
+                TICK.saturating_sub(last_tick.elapsed())
+                    .max(Duration::from_millis(5)),
+            );
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
@@ -557,8 +566,7 @@ async fn attempt(
             }
             Ok(None) => {
                 return Outcome::Dead {
-                    error: "the held notifications were deleted before the summary was sent"
-                        .into(),
+                    error: "the held notifications were deleted before the summary was sent".into(),
                 };
             }
             Err(e @ StoreError::Other(_)) if e.to_string().contains("damaged") => {

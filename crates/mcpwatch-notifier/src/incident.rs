@@ -278,7 +278,10 @@ fn incident_event(row: &IncidentRow, policy: &Policy, step: Step) -> Event {
 
 fn tell_level(row: &mut IncidentRow, policy: &Policy, step: Step) -> Vec<(String, Option<Event>)> {
     let level = usize::try_from(row.level).unwrap_or(0);
-    let channels = policy.level(level).map(|l| l.channels.clone()).unwrap_or_default();
+    let channels = policy
+        .level(level)
+        .map(|l| l.channels.clone())
+        .unwrap_or_default();
     for channel in &channels {
         if !row.told.contains(channel) {
             row.told.push(channel.clone());
@@ -659,7 +662,12 @@ mod tests {
         assert_eq!((row.id, row.level, row.next_at), (7, 0, Some(900_000)));
         assert!(matches!(
             opened.tell[0].1,
-            Some(Event::Incident { incident: 7, level: 1, step: Step::Opened, .. })
+            Some(Event::Incident {
+                incident: 7,
+                level: 1,
+                step: Step::Opened,
+                ..
+            })
         ));
         let policy = policy(None);
         let second = escalate(row, Some(&policy), 900_000);
@@ -671,7 +679,11 @@ mod tests {
         let row = third.row.expect("row");
         assert_eq!(row.next_at, None);
         assert_eq!(row.told, ["chat", "pager", "senior", "manager"]);
-        assert!(escalate(row.clone(), Some(&policy), 9_000_000).tell.is_empty());
+        assert!(
+            escalate(row.clone(), Some(&policy), 9_000_000)
+                .tell
+                .is_empty()
+        );
 
         let repeating = policy_repeat(row, 60);
         assert_eq!(channels(&repeating), ["manager"]);
@@ -728,9 +740,20 @@ mod tests {
             Err(AckRefused::AlreadyAcknowledged { .. })
         ));
         // An escalation due meanwhile does nothing.
-        assert!(escalate(acked_row.clone(), Some(&policy(None)), 9_000_000).tell.is_empty());
+        assert!(
+            escalate(acked_row.clone(), Some(&policy(None)), 9_000_000)
+                .tell
+                .is_empty()
+        );
         // A new alert joins: the current level hears it, the climb stays stopped.
-        let joined = on_notification(Some(acked_row.clone()), &touch(true, None), "r", "g", 4, 6000);
+        let joined = on_notification(
+            Some(acked_row.clone()),
+            &touch(true, None),
+            "r",
+            "g",
+            4,
+            6000,
+        );
         assert_eq!(channels(&joined), ["senior"]);
         assert_eq!(joined.row.expect("row").next_at, None);
         // Taken back: the climb resumes from the current level.

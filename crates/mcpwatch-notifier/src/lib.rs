@@ -24,15 +24,15 @@ use std::time::Instant;
 use mcpwatch_core::ScrapeEngine;
 use tokio::sync::{Notify, watch};
 
+use crate::ack::LinkSigner;
 use crate::channels::Channel;
 use crate::config::NotifierConfig;
 use crate::dispatch::Dispatcher;
+use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView, Policies, Policy, Touch};
+use crate::maintenance::{OneOff, Recurring};
 use crate::metrics::{NotifierMetrics, QueueCollector};
 use crate::payload::{Incoming, Labels, Status};
 use crate::route::Router;
-use crate::ack::LinkSigner;
-use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView, Policies, Policy, Touch};
-use crate::maintenance::{OneOff, Recurring};
 use crate::store::{
     Accepted, Body, NewDelivery, NewNotification, PostgresStore, SqliteStore, Store, StoreError,
     age_seconds,
@@ -85,7 +85,10 @@ impl Setup {
         let channels = channels::build(&config)?;
         let links = match &config.acknowledgement {
             Some(ack) => Some(Links {
-                signer: LinkSigner::new(ack.secret().map_err(|e| format!("acknowledgement.secret: {e}"))?),
+                signer: LinkSigner::new(
+                    ack.secret()
+                        .map_err(|e| format!("acknowledgement.secret: {e}"))?,
+                ),
                 base: ack.external_url.trim().trim_end_matches('/').to_owned(),
                 ttl: ack.link_ttl,
             }),
@@ -123,7 +126,9 @@ impl Setup {
             let hold = maintenance::holding(&self.recurring, one_off, labels, now);
             for channel in targets.channels {
                 if let Some(window) = &hold {
-                    held.entry((window.clone(), channel)).or_default().push(index);
+                    held.entry((window.clone(), channel))
+                        .or_default()
+                        .push(index);
                 } else {
                     let (alerts, firing) = by_channel.entry(channel).or_default();
                     alerts.push(index);
@@ -393,10 +398,7 @@ impl Notifier {
 
     /// The one-off maintenance windows in force.
     pub fn windows(&self) -> Arc<Vec<OneOff>> {
-        self.one_off
-            .read()
-            .map(|w| w.clone())
-            .unwrap_or_default()
+        self.one_off.read().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// Reads the one-off windows from the store again (after one was added or ended).

@@ -71,6 +71,21 @@ enum Command {
         #[arg(long)]
         resolved: bool,
     },
+    /// Acknowledges an incident on a running notifier (its escalation stops), or takes the
+    /// acknowledgement back with --unack. Uses the API credentials of --config.file.
+    Ack {
+        /// The incident id (in messages, and in /api/v1/incidents).
+        incident: i64,
+        /// Take the acknowledgement back: the escalation goes on.
+        #[arg(long)]
+        unack: bool,
+        /// Who acknowledges (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// The notifier's address.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9811")]
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +131,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::SendTest { channel, resolved }) = &cli.command {
         return runtime.block_on(send_test(config, channel, *resolved));
     }
+    if let Some(Command::Ack {
+        incident,
+        unack,
+        by,
+        url,
+    }) = &cli.command
+    {
+        return runtime.block_on(ack(&config, *incident, *unack, by.clone(), url));
+    }
     runtime.block_on(serve(cli, config))
 }
 
@@ -153,6 +177,58 @@ async fn send_test(config: NotifierConfig, channel: &str, resolved: bool) -> any
     #[allow(clippy::print_stdout)]
     {
         println!("mcpwatch-notifier: test notification delivered through {channel:?}");
+    }
+    Ok(())
+}
+
+async fn ack(
+    config: &NotifierConfig,
+    incident: i64,
+    unack: bool,
+    by: Option<String>,
+    url: &str,
+) -> anyhow::Result<()> {
+    let action = if unack { "unack" } else { "ack" };
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "mcpwatch-notifier ack".to_owned());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("building the HTTP client")?;
+    let mut request = client
+        .post(format!(
+            "{}/api/v1/incidents/{incident}/{action}",
+            url.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({ "by": by }));
+    if let Some(auth) = &config.api.auth {
+        if let Some(token) = auth.token() {
+            request = request.bearer_auth(token.expose());
+        } else if let Some((user, password)) = auth.basic() {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("contacting the notifier at {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let message = body["error"].as_str().unwrap_or("no explanation given");
+        anyhow::bail!("the notifier answered {status}: {message}");
+    }
+    let incident = &body["incident"];
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "mcpwatch-notifier: incident {} ({} level {}) is {} now",
+            incident["id"],
+            incident["policy"].as_str().unwrap_or("?"),
+            incident["level"],
+            incident["state"].as_str().unwrap_or("?")
+        );
     }
     Ok(())
 }

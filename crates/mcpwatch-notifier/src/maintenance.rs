@@ -100,8 +100,12 @@ impl OneOff {
     /// Compiles the row's matchers (checked when it was added; one that no longer parses
     /// matches nothing).
     pub fn new(row: WindowRow) -> Self {
-        let parsed: Result<Vec<Matcher>, _> =
-            row.window.matchers.iter().map(|m| Matcher::parse(m)).collect();
+        let parsed: Result<Vec<Matcher>, _> = row
+            .window
+            .matchers
+            .iter()
+            .map(|m| Matcher::parse(m))
+            .collect();
         let matchers = parsed.unwrap_or_else(|_| {
             vec![Matcher::parse("__mcpwatch_unparsable=\"x\"").expect("a valid matcher")]
         });
@@ -146,9 +150,7 @@ pub fn holding(
 /// Whether the window with this key is still on (an unknown key is not).
 pub fn still_active(recurring: &[Recurring], one_off: &[OneOff], key: &str, now: i64) -> bool {
     if key.starts_with('#') {
-        one_off
-            .iter()
-            .any(|w| w.row.key() == key && w.active(now))
+        one_off.iter().any(|w| w.row.key() == key && w.active(now))
     } else {
         recurring.iter().any(|w| w.name == key && w.active(now))
     }
@@ -283,7 +285,10 @@ mod tests {
             holding(&windows, &[], &warning, sunday_3am),
             Some("weekly".into())
         );
-        assert_eq!(holding(&windows, &[], &warning, sunday_3am + 3_600_000), None);
+        assert_eq!(
+            holding(&windows, &[], &warning, sunday_3am + 3_600_000),
+            None
+        );
         assert!(still_active(&windows, &[], "weekly", sunday_3am));
     }
 }

@@ -332,7 +332,11 @@ impl Collector for QueueCollector {
             let level = level.to_string();
             let acked = if *acked { "true" } else { "false" };
             family.add(
-                &[("policy", policy), ("level", &level), ("acknowledged", acked)],
+                &[
+                    ("policy", policy),
+                    ("level", &level),
+                    ("acknowledged", acked),
+                ],
                 f(*n),
             );
         }

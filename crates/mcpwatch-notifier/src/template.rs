@@ -436,9 +436,10 @@ impl EventContext {
                 step,
                 ..
             } => {
-                let who = level_name
-                    .as_ref()
-                    .map_or_else(|| format!("level {level}"), |n| format!("level {level} ({n})"));
+                let who = level_name.as_ref().map_or_else(
+                    || format!("level {level}"),
+                    |n| format!("level {level} ({n})"),
+                );
                 let (kind, label, headline) = match step {
                     Step::Opened => (
                         "opened",
@@ -455,7 +456,9 @@ impl EventContext {
                     Step::Repeated => (
                         "repeated",
                         format!("STILL UNACKNOWLEDGED L{level}"),
-                        format!("Incident {incident} is still unacknowledged; {who} is told again."),
+                        format!(
+                            "Incident {incident} is still unacknowledged; {who} is told again."
+                        ),
                     ),
                     Step::Update => (
                         "update",
@@ -489,7 +492,9 @@ impl EventContext {
                 incident: Some(*incident),
                 policy: Some(policy.clone()),
                 by: Some(by.clone()),
-                headline: format!("Incident {incident} was acknowledged by {by}; escalation stopped."),
+                headline: format!(
+                    "Incident {incident} was acknowledged by {by}; escalation stopped."
+                ),
                 label: "ACKNOWLEDGED".into(),
                 ..Self::default()
             },

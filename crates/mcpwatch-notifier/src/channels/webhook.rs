@@ -55,17 +55,13 @@ impl WebhookSender {
 #[async_trait::async_trait]
 impl Sender for WebhookSender {
     async fn send(&self, message: &Message<'_>) -> Result<(), SendError> {
-        let encoding = |e: serde_json::Error| {
-            SendError::permanent("encoding", format!("cannot encode: {e}"))
-        };
+        let encoding =
+            |e: serde_json::Error| SendError::permanent("encoding", format!("cannot encode: {e}"));
         // Alertmanager's payload, with what mcpwatch adds (an incident's step, an
         // acknowledgement, a maintenance summary) under a key of its own.
         let mut value = serde_json::to_value(message.restricted()).map_err(encoding)?;
         if let (Some(event), Some(map)) = (&message.context.event, value.as_object_mut()) {
-            map.insert(
-                "mcpwatch".into(),
-                serde_json::json!({ "event": event }),
-            );
+            map.insert("mcpwatch".into(), serde_json::json!({ "event": event }));
         }
         let body = serde_json::to_vec(&value).map_err(encoding)?;
         let mut request = self

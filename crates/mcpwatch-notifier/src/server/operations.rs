@@ -153,7 +153,11 @@ fn by_from_body(body: &Bytes) -> Option<String> {
 }
 
 fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -180,9 +184,14 @@ fn who(body: &Bytes, headers: &HeaderMap, link: bool) -> String {
     let given = by_from_body(body)
         .map(|b| b.trim().chars().take(100).collect::<String>())
         .filter(|b| !b.is_empty());
-    given
-        .or_else(|| basic_user(headers))
-        .unwrap_or_else(|| if link { "an acknowledgement link" } else { "the API" }.to_owned())
+    given.or_else(|| basic_user(headers)).unwrap_or_else(|| {
+        if link {
+            "an acknowledgement link"
+        } else {
+            "the API"
+        }
+        .to_owned()
+    })
 }
 
 async fn act(
@@ -284,11 +293,7 @@ pub(super) async fn link_page(
          <form method=\"post\" action=\"{target}\"><p><label>Your name: <input name=\"by\" maxlength=\"100\"></label></p>\
          <p><button type=\"submit\">{button}</button></p></form></body></html>"
     );
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 pub(super) async fn windows(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -301,11 +306,7 @@ pub(super) async fn windows(State(app): State<App>, headers: HeaderMap) -> Respo
         Ok(held) => held,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let held_by = |key: &str| {
-        held.iter()
-            .find(|(k, _)| k == key)
-            .map_or(0, |(_, n)| *n)
-    };
+    let held_by = |key: &str| held.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
     let one_off = match store.windows(now.saturating_sub(86_400_000)).await {
         Ok(rows) => rows,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -467,7 +468,10 @@ mod tests {
             by_from_body(&Bytes::from_static(b"by=Bob+Smith%21")),
             Some("Bob Smith!".into())
         );
-        assert_eq!(by_from_body(&Bytes::from_static(b"by=%4")), Some("%4".into()));
+        assert_eq!(
+            by_from_body(&Bytes::from_static(b"by=%4")),
+            Some("%4".into())
+        );
         assert_eq!(by_from_body(&Bytes::new()), None);
     }
 
@@ -478,17 +482,31 @@ mod tests {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.check(1_000_000))
         };
-        let ok = request(r#"{"duration":"1h","author":"ops","reason":"upgrade","matchers":["service=\"mcp\""]}"#)
-            .expect("window");
+        let ok = request(
+            r#"{"duration":"1h","author":"ops","reason":"upgrade","matchers":["service=\"mcp\""]}"#,
+        )
+        .expect("window");
         assert_eq!((ok.starts_at, ok.ends_at), (1_000_000, 4_600_000));
-        assert!(request(r#"{"duration":"1h","reason":"x"}"#).unwrap_err().contains("author"));
-        assert!(request(r#"{"duration":"1h","author":"a","reason":"x","matchers":["bad"]}"#)
-            .unwrap_err()
-            .contains("matchers[0]"));
-        assert!(request(r#"{"author":"a","reason":"x"}"#).unwrap_err().contains("duration"));
-        assert!(request(r#"{"ends_at":"1970-01-01T00:00:01Z","author":"a","reason":"x"}"#)
-            .unwrap_err()
-            .contains("ends_at"));
+        assert!(
+            request(r#"{"duration":"1h","reason":"x"}"#)
+                .unwrap_err()
+                .contains("author")
+        );
+        assert!(
+            request(r#"{"duration":"1h","author":"a","reason":"x","matchers":["bad"]}"#)
+                .unwrap_err()
+                .contains("matchers[0]")
+        );
+        assert!(
+            request(r#"{"author":"a","reason":"x"}"#)
+                .unwrap_err()
+                .contains("duration")
+        );
+        assert!(
+            request(r#"{"ends_at":"1970-01-01T00:00:01Z","author":"a","reason":"x"}"#)
+                .unwrap_err()
+                .contains("ends_at")
+        );
         assert!(request(r#"{"duration":"1h","author":"a","reason":"x","colour":1}"#).is_err());
     }
 }

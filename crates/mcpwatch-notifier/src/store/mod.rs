@@ -358,8 +358,11 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         policies: Arc<Policies>,
     ) -> Result<Result<IncidentView, AckRefused>, StoreError>;
     /// Incidents, newest first: open and acknowledged ones only, or all.
-    async fn incidents(&self, open_only: bool, limit: usize)
-    -> Result<Vec<IncidentView>, StoreError>;
+    async fn incidents(
+        &self,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<IncidentView>, StoreError>;
     /// One incident.
     async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError>;
     /// Stores a one-off maintenance window.

@@ -15,10 +15,9 @@ use mcpwatch_core::Secret;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    AckRefused, AckRequest, Accepted, Body, ClaimBatch, Claimed, DeliveryView, Event,
-    IncidentView, ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies,
-    QueueStats, Store, StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts, millis,
-    state,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, Claimed, DeliveryView, Event, IncidentView,
+    ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats, Store,
+    StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts, millis, state,
 };
 use crate::incident::{self, Change, IncidentRow};
 use crate::time::{format_rfc3339, now_ms};
@@ -342,7 +341,10 @@ impl Store for PostgresStore {
             // that one incident opens, not two.
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&format!("{}\n{}\n{}", n.receiver, n.group_key, touch.policy.name)],
+                &[&format!(
+                    "{}\n{}\n{}",
+                    n.receiver, n.group_key, touch.policy.name
+                )],
             )
             .await?;
             let open = tx
@@ -604,7 +606,10 @@ impl Store for PostgresStore {
             )
             .await?;
         client
-            .execute("DELETE FROM mcpwatch_windows WHERE ends_at < $1", &[&before])
+            .execute(
+                "DELETE FROM mcpwatch_windows WHERE ends_at < $1",
+                &[&before],
+            )
             .await?;
         let n = client
             .execute(
@@ -965,7 +970,8 @@ impl Store for PostgresStore {
 }
 
 /// The columns [`incident_row`] reads, in its order.
-const INCIDENT: &str = "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
+const INCIDENT: &str =
+    "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
     opened_at, next_at, acked_at, acked_by, generation, resolved_at";
 
 fn incident_row(r: &tokio_postgres::Row) -> IncidentRow {
@@ -1057,7 +1063,15 @@ async fn apply(
         None => change,
     };
     if let Some(row) = &change.row {
-        tell(tx, row.notification_id, &row.alerts, &change.tell, now, None).await?;
+        tell(
+            tx,
+            row.notification_id,
+            &row.alerts,
+            &change.tell,
+            now,
+            None,
+        )
+        .await?;
     }
     Ok(change.row)
 }

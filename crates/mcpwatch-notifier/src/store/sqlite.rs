@@ -14,10 +14,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
-    AckRefused, AckRequest, Accepted, Body, ClaimBatch, Claimed, DedupKey, DeliveryView,
-    DiskStats, Event, IncidentView, ListFilter, NewNotification, NewWindow, NotificationView,
-    Outcome, Policies, QueueStats, Store, StoreError, WindowRow, age_seconds, decode_alerts,
-    encode_alerts, millis, state,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, DiskStats,
+    Event, IncidentView, ListFilter, NewNotification, NewWindow, NotificationView, Outcome,
+    Policies, QueueStats, Store, StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts,
+    millis, state,
 };
 use crate::incident::{self, Change, IncidentRow};
 use crate::time::{format_rfc3339, now_ms};
@@ -719,7 +719,9 @@ fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, rusq
         Work::Prune(retention, window) => {
             Done::Count(prune(c, index, now_ms(), *retention, *window)?)
         }
-        Work::Escalate(now, policies, limit) => Done::Escalated(escalate(c, *now, policies, *limit)?),
+        Work::Escalate(now, policies, limit) => {
+            Done::Escalated(escalate(c, *now, policies, *limit)?)
+        }
         Work::Acknowledge(id, request, policies) => {
             Done::Acknowledged(acknowledge(c, *id, request, policies)?)
         }
@@ -883,7 +885,10 @@ fn accept(
                 "SELECT {INCIDENT} FROM incidents
                  WHERE group_key = ?1 AND receiver = ?2 AND policy = ?3 AND open = 1"
             ))?
-            .query_row(params![n.group_key, n.receiver, touch.policy.name], incident_row)
+            .query_row(
+                params![n.group_key, n.receiver, touch.policy.name],
+                incident_row,
+            )
             .optional()?;
         let change =
             incident::on_notification(open, touch, &n.receiver, &n.group_key, id, n.received_at);
@@ -1106,7 +1111,8 @@ fn prune(
 }
 
 /// The columns [`incident_row`] reads, in its order.
-const INCIDENT: &str = "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
+const INCIDENT: &str =
+    "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
     opened_at, next_at, acked_at, acked_by, generation, resolved_at";
 
 fn incident_row(r: &rusqlite::Row<'_>) -> Result<IncidentRow, rusqlite::Error> {
@@ -1270,8 +1276,7 @@ fn acknowledge(
     }
 }
 
-const WINDOW: &str =
-    "id, starts_at, ends_at, matchers, author, reason, hold_critical, created_at";
+const WINDOW: &str = "id, starts_at, ends_at, matchers, author, reason, hold_critical, created_at";
 
 fn window_row(r: &rusqlite::Row<'_>) -> Result<WindowRow, rusqlite::Error> {
     let matchers: String = r.get(3)?;
@@ -1512,8 +1517,10 @@ impl Store for SqliteStore {
 
     async fn next_escalation(&self) -> Result<Option<i64>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT MIN(next_at) FROM incidents WHERE next_at IS NOT NULL")?
-                .query_row([], |r| r.get(0))?)
+            Ok(
+                c.prepare_cached("SELECT MIN(next_at) FROM incidents WHERE next_at IS NOT NULL")?
+                    .query_row([], |r| r.get(0))?,
+            )
         })
         .await
     }
@@ -1548,9 +1555,11 @@ impl Store for SqliteStore {
 
     async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!("SELECT {INCIDENT} FROM incidents WHERE id = ?1"))?
-                .query_row(params![id], |r| incident_row(r).map(|row| row.view()))
-                .optional()?)
+            Ok(
+                c.prepare_cached(&format!("SELECT {INCIDENT} FROM incidents WHERE id = ?1"))?
+                    .query_row(params![id], |r| incident_row(r).map(|row| row.view()))
+                    .optional()?,
+            )
         })
         .await
     }
