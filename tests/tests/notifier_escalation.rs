@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mcpwatch_notifier::ack::{Action, LinkSigner};
 use mcpwatch_notifier::channels::pagerduty_dedup_key;
 use mcpwatch_tests::binaries::workspace_binary;
-use mcpwatch_tests::notifier::{NotifierProcess, payload};
+use mcpwatch_tests::notifier::{NotifierProcess, TestAlert, payload};
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::stand_in::{HttpStandIn, ReceivedRequest};
 use serde_json::Value;
@@ -105,7 +105,7 @@ fn webhook(name: &str, severity: &str, alerts: &[(&str, &str)]) -> Value {
             ]
         })
         .collect();
-    let test_alerts: Vec<(&[(&str, &str)], &str, &str)> = labels
+    let test_alerts: Vec<TestAlert<'_>> = labels
         .iter()
         .zip(alerts)
         .map(|(l, (_, status))| (l.as_slice(), *status, "2026-11-22T10:00:00Z"))

@@ -118,9 +118,7 @@ impl Setup {
     ) -> Plan {
         let mut by_channel: BTreeMap<String, (Vec<usize>, bool)> = BTreeMap::new();
         let mut held: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-        // policy → (alerts, any firing, the window holding each alert)
-        let mut by_policy: BTreeMap<String, (Vec<usize>, bool, Vec<Option<String>>)> =
-            BTreeMap::new();
+        let mut by_policy: BTreeMap<String, PolicyAlerts> = BTreeMap::new();
         for (index, (status, labels)) in alerts.into_iter().enumerate() {
             let targets = self.router.targets(labels);
             let hold = maintenance::holding(&self.recurring, one_off, labels, now);
@@ -136,10 +134,10 @@ impl Setup {
                 }
             }
             for policy in targets.policies {
-                let (alerts, firing, holds) = by_policy.entry(policy).or_default();
-                alerts.push(index);
-                *firing |= status == Status::Firing;
-                holds.push(hold.clone());
+                let entry = by_policy.entry(policy).or_default();
+                entry.alerts.push(index);
+                entry.firing |= status == Status::Firing;
+                entry.holds.push(hold.clone());
             }
         }
         let mut deliveries: Vec<NewDelivery> = by_channel
@@ -169,18 +167,18 @@ impl Setup {
             .collect();
         let incidents = by_policy
             .into_iter()
-            .filter_map(|(name, (alerts, firing, holds))| {
+            .filter_map(|(name, routed)| {
                 // Held only when every alert is: an alert that passes takes the rest of its
                 // group along.
-                let hold = if holds.iter().all(Option::is_some) {
-                    holds.into_iter().flatten().next()
+                let hold = if routed.holds.iter().all(Option::is_some) {
+                    routed.holds.into_iter().flatten().next()
                 } else {
                     None
                 };
                 Some(Touch {
                     policy: self.policies.get(&name)?.clone(),
-                    alerts,
-                    firing,
+                    alerts: routed.alerts,
+                    firing: routed.firing,
                     quiet_when_resolved: quiet.clone(),
                     hold,
                 })
@@ -191,6 +189,15 @@ impl Setup {
             incidents,
         }
     }
+}
+
+/// The alerts of one notification routed to one escalation policy.
+#[derive(Default)]
+struct PolicyAlerts {
+    alerts: Vec<usize>,
+    firing: bool,
+    /// The window holding each alert, if one does.
+    holds: Vec<Option<String>>,
 }
 
 /// The one-off maintenance windows in force, as last read from the store.

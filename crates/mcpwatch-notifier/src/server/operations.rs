@@ -96,21 +96,20 @@ fn forbidden(message: impl Into<String>) -> Response {
     error(StatusCode::FORBIDDEN, message)
 }
 
-/// Checks a signed link; its generation when it holds, else the 403.
-fn check_link(app: &App, action: Action, id: i64, link: &LinkQuery) -> Result<i64, Response> {
+/// Checks a signed link; its generation when it holds, else why it is refused (a 403).
+fn check_link(app: &App, action: Action, id: i64, link: &LinkQuery) -> Result<i64, String> {
     let setup = app.notifier.setup();
     let Some(links) = &setup.links else {
-        return Err(forbidden(
-            "acknowledgement links are not enabled (set acknowledgement in the configuration)",
-        ));
+        return Err(
+            "acknowledgement links are not enabled (set acknowledgement in the configuration)"
+                .into(),
+        );
     };
     let number = |v: &Option<String>| v.as_deref().and_then(|v| v.trim().parse::<i64>().ok());
     let (Some(generation), Some(expires), Some(sig)) =
         (number(&link.generation), number(&link.expires), &link.sig)
     else {
-        return Err(forbidden(
-            "the link is incomplete: generation, expires and sig are required",
-        ));
+        return Err("the link is incomplete: generation, expires and sig are required".into());
     };
     match links
         .signer
@@ -119,7 +118,7 @@ fn check_link(app: &App, action: Action, id: i64, link: &LinkQuery) -> Result<i6
         Ok(()) => Ok(generation),
         Err(e @ (LinkError::Forged | LinkError::Expired)) => {
             tracing::warn!(incident = id, action = action.as_str(), error = %e, "An acknowledgement link was refused.");
-            Err(forbidden(e.to_string()))
+            Err(e.to_string())
         }
     }
 }
@@ -209,7 +208,7 @@ async fn act(
     let generation = if link.present() {
         match check_link(&app, action, id, &link) {
             Ok(g) => Some(g),
-            Err(denied) => return denied,
+            Err(refused) => return forbidden(refused),
         }
     } else {
         if let Some(denied) = api_guard(&app, &headers) {
@@ -279,8 +278,8 @@ pub(super) async fn link_page(
     } else {
         Action::Ack
     };
-    if let Err(denied) = check_link(&app, action, id, &link) {
-        return denied;
+    if let Err(refused) = check_link(&app, action, id, &link) {
+        return forbidden(refused);
     }
     let (verb, button) = match action {
         Action::Ack => ("Acknowledge", "Acknowledge: I am on it"),
@@ -489,22 +488,22 @@ mod tests {
         assert_eq!((ok.starts_at, ok.ends_at), (1_000_000, 4_600_000));
         assert!(
             request(r#"{"duration":"1h","reason":"x"}"#)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("author")
         );
         assert!(
             request(r#"{"duration":"1h","author":"a","reason":"x","matchers":["bad"]}"#)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("matchers[0]")
         );
         assert!(
             request(r#"{"author":"a","reason":"x"}"#)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("duration")
         );
         assert!(
             request(r#"{"ends_at":"1970-01-01T00:00:01Z","author":"a","reason":"x"}"#)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("ends_at")
         );
         assert!(request(r#"{"duration":"1h","author":"a","reason":"x","colour":1}"#).is_err());
