@@ -1,12 +1,17 @@
 //! The notifier's stores, SQLite and PostgreSQL, held to the same contract; and two
 //! replicas sharing one PostgreSQL: a copy accepted by both is stored once, a delivery is
-//! claimed by one of them only, and a claim whose replica died is taken over when it
-//! expires.
+//! claimed by one of them only, a claim whose replica died is taken over when it expires,
+//! one alert group opens one incident, a due level is told once, and a window's summary
+//! is made once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcpwatch_core::Secret;
+use mcpwatch_notifier::incident::{
+    AckAction, AckRefused, AckRequest, Event, Level, Policies, Policy, Touch,
+};
+use mcpwatch_notifier::maintenance::NewWindow;
 use mcpwatch_notifier::store::{
     Accepted, Body, DedupKey, ListFilter, NewDelivery, NewNotification, Outcome, PostgresStore,
     SqliteStore, Store,
@@ -230,6 +235,219 @@ async fn contract(store: Arc<dyn Store>) {
         .expect("prune");
     assert_eq!(pruned, 2);
     assert!(store.get(first).await.expect("get").is_none());
+}
+
+fn policy() -> Policy {
+    let level = |after: u64, channel: &str| Level {
+        name: None,
+        after: Duration::from_secs(after),
+        channels: vec![channel.to_owned()],
+    };
+    Policy {
+        name: "default".into(),
+        levels: vec![level(0, "l1"), level(60, "l2"), level(60, "l3")],
+        repeat_last_level: None,
+    }
+}
+
+/// Notification `i` of one alert group, firing or resolved, climbing the policy.
+fn of_group(i: usize, at: i64, firing: bool) -> NewNotification {
+    let mut n = notification(&format!("incident-{i}"), at);
+    n.group_key = "{}:{alertname=\"GatewayDown\"}".into();
+    n.deliveries.clear();
+    n.incidents = vec![Touch {
+        policy: policy(),
+        alerts: vec![0],
+        firing,
+        quiet_when_resolved: Vec::new(),
+        hold: None,
+    }];
+    n
+}
+
+/// Incidents, their escalation and acknowledgement, and maintenance windows: the same on
+/// every store; `a` and `b` are two replicas (or the same store twice).
+async fn incidents_and_windows(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let policies: Arc<Policies> = Arc::new([("default".to_owned(), policy())].into());
+    let start = now_ms() - 3_600_000;
+    // Ten notifications of one group reach the replicas at once: one incident opens.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store.accept(of_group(i, start, true)).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("join").expect("accept");
+    }
+    let open = a.incidents(true, 10).await.expect("incidents");
+    assert_eq!(open.len(), 1, "{open:?}");
+    let id = open[0].id;
+    assert_eq!((open[0].level, open[0].state), (1, "open"));
+    assert_eq!(
+        a.next_escalation().await.expect("next"),
+        Some(start + 60_000)
+    );
+
+    // Both replicas escalate at once when level 2 is due: it is told once.
+    let due = start + 61_000;
+    let (x, y) = tokio::join!(
+        a.escalate(due, policies.clone(), 10),
+        b.escalate(due, policies.clone(), 10)
+    );
+    let mut told: Vec<_> = x
+        .expect("escalate")
+        .into_iter()
+        .chain(y.expect("escalate"))
+        .collect();
+    assert_eq!(told, [(id, "default".to_owned(), 2)]);
+    assert!(
+        a.escalate(due, policies.clone(), 10)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    told.clear();
+
+    // A link of an older generation is a replay; the API's ack works once.
+    let ack = |generation| AckRequest {
+        action: AckAction::Ack,
+        by: "alice".into(),
+        generation,
+        now: due + 1000,
+    };
+    assert_eq!(
+        b.acknowledge(id, ack(Some(7)), policies.clone())
+            .await
+            .expect("ack"),
+        Err(AckRefused::Replayed)
+    );
+    let acked = b
+        .acknowledge(id, ack(Some(0)), policies.clone())
+        .await
+        .expect("ack")
+        .expect("acknowledged");
+    assert_eq!((acked.state, acked.generation), ("acknowledged", 1));
+    assert!(matches!(
+        a.acknowledge(id, ack(None), policies.clone())
+            .await
+            .expect("ack"),
+        Err(AckRefused::AlreadyAcknowledged { .. })
+    ));
+    assert_eq!(
+        a.acknowledge(id + 1000, ack(None), policies.clone())
+            .await
+            .expect("ack"),
+        Err(AckRefused::NotFound(id + 1000))
+    );
+    assert!(
+        a.escalate(due + 999_999, policies.clone(), 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
+    // Resolved: the incident closes; those told hear it.
+    a.accept(of_group(99, due + 2000, false))
+        .await
+        .expect("resolve");
+    assert!(a.incidents(true, 10).await.expect("open").is_empty());
+    let closed = a.incident(id).await.expect("incident").expect("found");
+    assert_eq!(closed.state, "resolved");
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        let batch = a
+            .claim(
+                now_ms(),
+                vec![("l1".into(), 100), ("l2".into(), 100), ("l3".into(), 100)],
+                300,
+                LEASE,
+            )
+            .await
+            .expect("claim");
+        events.extend(batch.claimed.into_iter().map(|c| (c.channel, c.event)));
+    }
+    let kinds = |channel: &str| {
+        events
+            .iter()
+            .filter(|(c, _)| c == channel)
+            .map(|(_, e)| match e {
+                Some(Event::Incident { step, .. }) => format!("{step:?}"),
+                Some(Event::Acknowledged { .. }) => "Acknowledged".into(),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let l1 = kinds("l1");
+    assert_eq!(l1.iter().filter(|k| *k == "Opened").count(), 1, "{l1:?}");
+    assert_eq!(l1.iter().filter(|k| *k == "Update").count(), 9, "{l1:?}");
+    assert_eq!(kinds("l2"), ["Escalated", "Acknowledged", "Resolved"]);
+    assert!(kinds("l3").is_empty());
+
+    // A one-off window holds a delivery; released once it ends: one summary.
+    let window = a
+        .add_window(NewWindow {
+            starts_at: start,
+            ends_at: now_ms() + 60_000,
+            matchers: vec!["service=\"mcp\"".into()],
+            author: "ops".into(),
+            reason: "upgrade".into(),
+            hold_critical: false,
+            created_at: start,
+        })
+        .await
+        .expect("window");
+    assert_eq!(b.windows(now_ms()).await.expect("windows").len(), 1);
+    let key = format!("#{}", window.id);
+    let mut held = notification("held-1", now_ms());
+    for delivery in &mut held.deliveries {
+        delivery.hold = Some(key.clone());
+    }
+    a.accept(held).await.expect("held");
+    assert_eq!(b.held().await.expect("held"), [(key.clone(), 1)]);
+    let ended = b
+        .end_window(window.id, now_ms())
+        .await
+        .expect("end")
+        .expect("window");
+    assert!(ended.window.ends_at <= now_ms());
+    let (x, y) = tokio::join!(
+        a.release(key.clone(), now_ms()),
+        b.release(key.clone(), now_ms())
+    );
+    assert_eq!(x.expect("release") + y.expect("release"), 2, "chat and log");
+    assert!(a.held().await.expect("held").is_empty());
+    let batch = a
+        .claim(now_ms(), budgets(), 10, LEASE)
+        .await
+        .expect("claim");
+    let summaries: Vec<_> = batch
+        .claimed
+        .iter()
+        .filter(|c| matches!(&c.event, Some(Event::Summary { window, held }) if *window == key && held.len() == 1))
+        .collect();
+    assert_eq!(summaries.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_incidents_and_windows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("notifier.db")).expect("open"));
+    incidents_and_windows(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_incidents_and_windows_shared_by_replicas() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = postgres_database(&pg, "incidents").await;
+    let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
+    incidents_and_windows(
+        Arc::new(a.expect("replica a")),
+        Arc::new(b.expect("replica b")),
+    )
+    .await;
 }
 
 async fn postgres_database(pg: &PostgresServer, name: &str) -> Secret {
