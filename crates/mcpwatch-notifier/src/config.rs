@@ -1306,4 +1306,59 @@ mod tests {
         assert_eq!(security("a"), Some(SmtpSecurity::Implicit));
         assert_eq!(security("b"), Some(SmtpSecurity::Starttls));
     }
+
+    #[test]
+    fn escalation_and_windows_are_checked() {
+        let base = "channels:\n  pager:\n    log: {}\n";
+        let ok = parse(&format!(
+            "{base}escalation_policies:\n  default:\n    levels:\n      - channels: [pager]\n      - {{after: 15m, channels: [log]}}\n\
+             acknowledgement: {{external_url: 'https://n.example.com', secret: 0123456789abcdef}}\n\
+             route:\n  routes:\n    - matchers: ['severity=\"critical\"']\n      escalation: default\n"
+        ))
+        .expect("valid");
+        assert_eq!(ok.escalation_policies["default"].levels.len(), 2);
+        let cases = [
+            (
+                "escalation_policies:\n  p:\n    levels:\n      - {after: 1m, channels: [pager]}\n",
+                "escalation_policies.p.levels[0].after: the first level is told at once",
+            ),
+            (
+                "escalation_policies:\n  p:\n    levels:\n      - channels: [pager]\n      - channels: [pager]\n",
+                "escalation_policies.p.levels[1].after: set how long",
+            ),
+            (
+                "escalation_policies:\n  p:\n    levels:\n      - channels: [nobody]\n",
+                "escalation_policies.p.levels[0].channels[0]: no channel is named \"nobody\"",
+            ),
+            (
+                "route:\n  escalation: missing\n",
+                "route.escalation: no escalation policy is named \"missing\"",
+            ),
+            (
+                "acknowledgement: {external_url: 'https://n.example.com', secret: short}\n",
+                "acknowledgement.secret: must be at least 16 characters",
+            ),
+            (
+                "acknowledgement: {external_url: 'n.example.com', secret: 0123456789abcdef}\n",
+                "acknowledgement.external_url: must start with http",
+            ),
+            (
+                "time_intervals:\n  - name: t\n    time_intervals: [{weekdays: [funday]}]\n",
+                "time_intervals[0].time_intervals[0].weekdays[0]: \"funday\" is not a day of the week",
+            ),
+            (
+                "maintenance_windows:\n  - {name: w, time_intervals: [none]}\n",
+                "maintenance_windows[0].time_intervals[0]: no time interval is named \"none\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&format!("{base}{text}")).expect_err(text);
+            assert!(error.contains(expected), "{error}");
+        }
+        let error = parse(&format!(
+            "{base}acknowledgement: {{external_url: 'https://n.example.com', secret: hunter2-is-my-secret!}}\nescalation_policies: {{}}\nroute: {{escalation: x}}\n"
+        ))
+        .expect_err("unknown policy");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
 }
