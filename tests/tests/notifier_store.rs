@@ -406,6 +406,9 @@ async fn incidents_and_windows(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     }
     a.accept(held).await.expect("held");
     assert_eq!(b.held().await.expect("held"), [(key.clone(), 1)]);
+    // Not released while the store says the window goes on, whatever a replica thinks.
+    assert_eq!(a.release(key.clone(), now_ms()).await.expect("release"), 0);
+    assert_eq!(b.held().await.expect("held"), [(key.clone(), 1)]);
     let ended = b
         .end_window(window.id, now_ms())
         .await

@@ -1074,6 +1074,13 @@ impl NotifierConfig {
             }
         }
         if let Some(ack) = &self.acknowledgement {
+            // A signed link is one credential; the API without a link must ask for another.
+            if self.api.auth.is_none() {
+                return Err((
+                    "acknowledgement".into(),
+                    "set api.auth too: without it anyone reaching the API could acknowledge without a link".into(),
+                ));
+            }
             ack.secret()
                 .map_err(|m| ("acknowledgement.secret".to_owned(), m))?;
             let url = ack.external_url.trim();
@@ -1309,7 +1316,15 @@ mod tests {
 
     #[test]
     fn escalation_and_windows_are_checked() {
-        let base = "channels:\n  pager:\n    log: {}\n";
+        let base = "api: {auth: {bearer_token: admin-token}}\nchannels:\n  pager:\n    log: {}\n";
+        let open_api = parse(
+            "acknowledgement: {external_url: 'https://n.example.com', secret: 0123456789abcdef}\n",
+        )
+        .expect_err("no api.auth");
+        assert!(
+            open_api.contains("acknowledgement: set api.auth too"),
+            "{open_api}"
+        );
         let ok = parse(&format!(
             "{base}escalation_policies:\n  default:\n    levels:\n      - channels: [pager]\n      - {{after: 15m, channels: [log]}}\n\
              acknowledgement: {{external_url: 'https://n.example.com', secret: 0123456789abcdef}}\n\

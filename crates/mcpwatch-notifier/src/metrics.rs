@@ -209,7 +209,7 @@ impl MetricSource for NotifierMetrics {
         if let Ok(incidents) = self.incidents.lock() {
             let family = sink.counter(
                 "mcpwatch_notifier_escalations_total",
-                "Escalation levels told (a new incident's first level included), by policy and level.",
+                "Escalation levels told because nobody acknowledged in time (repeats of the last level included), by policy and level.",
             );
             for ((policy, level), n) in &incidents.escalations {
                 family.add(&[("policy", policy), ("level", &level.to_string())], f(*n));

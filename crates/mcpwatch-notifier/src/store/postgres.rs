@@ -616,7 +616,11 @@ impl Store for PostgresStore {
                 "DELETE FROM mcpwatch_notifications n WHERE received_at < $1 AND NOT EXISTS (
                      SELECT 1 FROM mcpwatch_deliveries d WHERE d.notification_id = n.id
                      AND d.state IN ('pending', 'sending', 'held'))
-                   AND NOT EXISTS (SELECT 1 FROM mcpwatch_incidents i WHERE i.notification_id = n.id)",
+                   AND NOT EXISTS (SELECT 1 FROM mcpwatch_incidents i WHERE i.notification_id = n.id)
+                   AND NOT (EXISTS (SELECT 1 FROM mcpwatch_deliveries d WHERE d.notification_id = n.id
+                                    AND d.state = 'summarized')
+                            AND EXISTS (SELECT 1 FROM mcpwatch_deliveries s WHERE s.state IN ('pending', 'sending')
+                                        AND s.event LIKE '{\"kind\":\"summary\"%'))",
                 &[&before],
             )
             .await?;
@@ -916,10 +920,30 @@ impl Store for PostgresStore {
     async fn release(&self, window: String, now: i64) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
         let tx = Self::transaction(&mut client).await?;
+        // Replicas releasing the same window take turns: the second finds nothing held.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
+            &[&format!("release\n{window}")],
+        )
+        .await?;
+        // A one-off window is over when the database says so, whatever this replica's
+        // view of the windows (one added elsewhere a moment ago) says.
+        if let Some(id) = window
+            .strip_prefix('#')
+            .and_then(|id| id.parse::<i64>().ok())
+        {
+            let ends: Option<i64> = tx
+                .query_opt("SELECT ends_at FROM mcpwatch_windows WHERE id = $1", &[&id])
+                .await?
+                .map(|r| r.get(0));
+            if ends.is_some_and(|ends| ends > now) {
+                return Ok(0);
+            }
+        }
         let rows = tx
             .query(
                 "SELECT id, channel, notification_id, alerts FROM mcpwatch_deliveries
-                 WHERE state = 'held' AND hold = $1 ORDER BY id FOR UPDATE SKIP LOCKED",
+                 WHERE state = 'held' AND hold = $1 ORDER BY id FOR UPDATE",
                 &[&window],
             )
             .await?;

@@ -63,8 +63,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     hold TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries (hold) WHERE state = 'held';
+-- AUTOINCREMENT: an id is never used again (a signed link names one).
 CREATE TABLE IF NOT EXISTS incidents (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     policy TEXT NOT NULL,
     receiver TEXT NOT NULL,
     group_key TEXT NOT NULL,
@@ -1105,7 +1106,11 @@ fn prune(
         "DELETE FROM notifications WHERE received_at < ?1 AND NOT EXISTS (
             SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
             AND d.state IN ('pending', 'sending', 'held'))
-          AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.notification_id = notifications.id)",
+          AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.notification_id = notifications.id)
+          AND NOT (EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
+                           AND d.state = 'summarized')
+                   AND EXISTS (SELECT 1 FROM deliveries s WHERE s.state IN ('pending', 'sending')
+                               AND s.event LIKE '{\"kind\":\"summary\"%'))",
     )?
     .execute(params![before])
 }
@@ -1334,6 +1339,9 @@ fn held(c: &Connection) -> Result<Vec<(String, u64)>, rusqlite::Error> {
 }
 
 fn release(c: &Connection, window: &str, now: i64) -> Result<usize, rusqlite::Error> {
+    if !one_off_over(c, window, now)? {
+        return Ok(0);
+    }
     let held = c
         .prepare_cached(
             "SELECT channel, notification_id, alerts FROM deliveries
@@ -1360,6 +1368,23 @@ fn release(c: &Connection, window: &str, now: i64) -> Result<usize, rusqlite::Er
     )?
     .execute(params![window, now])?;
     Ok(summaries.len())
+}
+
+/// Whether `window`, when it is a one-off one (`#<id>`), has ended by the store's record,
+/// whatever a replica's view of the windows says; a configured window is the caller's to
+/// judge.
+fn one_off_over(c: &Connection, window: &str, now: i64) -> Result<bool, rusqlite::Error> {
+    let Some(id) = window
+        .strip_prefix('#')
+        .and_then(|id| id.parse::<i64>().ok())
+    else {
+        return Ok(true);
+    };
+    let ends: Option<i64> = c
+        .prepare_cached("SELECT ends_at FROM windows WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    Ok(ends.is_none_or(|ends| ends <= now))
 }
 
 fn deliveries_of(c: &Connection, notification: i64) -> Result<Vec<DeliveryView>, StoreError> {
