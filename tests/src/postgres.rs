@@ -222,6 +222,20 @@ impl PostgresServer {
         )
     }
 
+    /// Creates `database`, owned by the monitoring role (which a notifier's store then
+    /// fills); its DSN.
+    ///
+    /// # Panics
+    /// When the database cannot be created.
+    pub async fn owned_database(&self, database: &str) -> String {
+        self.admin("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {database} OWNER {MONITOR_USER}"))
+            .await
+            .expect("create database");
+        self.dsn(database)
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         self.process

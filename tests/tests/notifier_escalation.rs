@@ -8,7 +8,7 @@ use mcpwatch_notifier::ack::{Action, LinkSigner};
 use mcpwatch_notifier::channels::pagerduty_dedup_key;
 use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::notifier::{NotifierProcess, TestAlert, payload};
-use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 use mcpwatch_tests::stand_in::{HttpStandIn, ReceivedRequest};
 use serde_json::Value;
 
@@ -570,14 +570,6 @@ async fn escalation_acknowledgement_and_windows_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escalation_acknowledgement_and_windows_on_postgres() {
     let pg = PostgresServer::start(PostgresOptions::default()).await;
-    pg.admin("postgres")
-        .await
-        .batch_execute(&format!("CREATE DATABASE notifier OWNER {MONITOR_USER}"))
-        .await
-        .expect("create database");
-    suite(&format!(
-        "storage:\n  postgres: {{dsn: '{}'}}\n",
-        pg.dsn("notifier")
-    ))
-    .await;
+    let dsn = pg.owned_database("notifier").await;
+    suite(&format!("storage:\n  postgres: {{dsn: '{}'}}\n", dsn)).await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mcpwatch_tests::alertmanager::{Alertmanager, alert};
 use mcpwatch_tests::notifier::{NotifierProcess, load_payload};
-use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 use mcpwatch_tests::stand_in::HttpStandIn;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -34,15 +34,11 @@ fn sink_counts(hook: &HttpStandIn) -> BTreeMap<String, (usize, BTreeSet<String>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_postgres_deliver_once_and_survive_kill_9() {
     let pg = PostgresServer::start(PostgresOptions::default()).await;
-    pg.admin("postgres")
-        .await
-        .batch_execute(&format!("CREATE DATABASE notifier OWNER {MONITOR_USER}"))
-        .await
-        .expect("create database");
+    let dsn = pg.owned_database("notifier").await;
     let hook = HttpStandIn::webhook().await;
     let config = format!(
         "storage:\n  postgres: {{dsn: '{}'}}\n{DELIVERY}channels:\n  hook:\n    webhook: {{url: '{}'}}\nroute:\n  channels: [hook]\n",
-        pg.dsn("notifier"),
+        dsn,
         hook.endpoint()
     );
     // Started together: the schema is created once, under the advisory lock.

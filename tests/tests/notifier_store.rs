@@ -17,7 +17,7 @@ use mcpwatch_notifier::store::{
     SqliteStore, Store,
 };
 use mcpwatch_notifier::time::now_ms;
-use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 
 fn key(name: &str) -> DedupKey {
     let mut bytes = [0_u8; 32];
@@ -444,22 +444,13 @@ async fn sqlite_incidents_and_windows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_incidents_and_windows_shared_by_replicas() {
     let pg = PostgresServer::start(PostgresOptions::default()).await;
-    let dsn = postgres_database(&pg, "incidents").await;
+    let dsn = Secret::new(pg.owned_database("incidents").await);
     let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
     incidents_and_windows(
         Arc::new(a.expect("replica a")),
         Arc::new(b.expect("replica b")),
     )
     .await;
-}
-
-async fn postgres_database(pg: &PostgresServer, name: &str) -> Secret {
-    pg.admin("postgres")
-        .await
-        .batch_execute(&format!("CREATE DATABASE {name} OWNER {MONITOR_USER}"))
-        .await
-        .expect("create database");
-    Secret::new(pg.dsn(name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +463,7 @@ async fn sqlite_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_the_contract_and_replicas_share_it() {
     let pg = PostgresServer::start(PostgresOptions::default()).await;
-    let dsn = postgres_database(&pg, "notifier").await;
+    let dsn = Secret::new(pg.owned_database("notifier").await);
     // Two replicas starting together: the schema is created once.
     let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
     let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (

@@ -126,17 +126,27 @@ fn authorized(auth: &AuthConfig, headers: &HeaderMap) -> bool {
         });
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        use base64::Engine as _;
-        let Some((user, password)) = auth.basic() else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials) else {
+        let (Some((user, password)), Some(decoded)) = (auth.basic(), basic_credentials(headers))
+        else {
             return false;
         };
         let expected = format!("{user}:{}", password.expose());
         return bool::from(decoded.ct_eq(expected.as_bytes()));
     }
     false
+}
+
+/// The decoded `user:password` of a Basic Authorization header.
+fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()
 }
 
 fn unauthorized(auth: &AuthConfig) -> Response {

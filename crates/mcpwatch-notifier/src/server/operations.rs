@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{App, api_guard, error};
+use super::{App, IdPath, api_guard, basic_credentials, error};
 use crate::ack::{Action, LinkError};
 use crate::incident::{AckAction, AckRefused, AckRequest};
 use crate::maintenance::{NewWindow, WindowView};
@@ -61,8 +61,6 @@ pub(super) async fn incidents(
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
-
-type IdPath = Result<Path<i64>, axum::extract::rejection::PathRejection>;
 
 pub(super) async fn incident(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
     if let Some(denied) = api_guard(&app, &headers) {
@@ -124,16 +122,7 @@ fn check_link(app: &App, action: Action, id: i64, link: &LinkQuery) -> Result<i6
 }
 
 fn basic_user(headers: &HeaderMap) -> Option<String> {
-    use base64::Engine as _;
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credentials) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(credentials.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
+    let text = String::from_utf8(basic_credentials(headers)?).ok()?;
     Some(text.split_once(':')?.0.to_owned())
 }
 
