@@ -25,15 +25,31 @@ impl Prometheus {
     /// # Panics
     /// When Prometheus is missing or does not become ready.
     pub async fn start(scrape_configs: &str, rule_files: &[&Path]) -> Self {
+        Self::start_alerting(scrape_configs, rule_files, None).await
+    }
+
+    /// As [`Prometheus::start`], and sends its alerts to the Alertmanager at
+    /// `alertmanager` (`host:port`) when one is given.
+    ///
+    /// # Panics
+    /// When Prometheus is missing or does not become ready.
+    pub async fn start_alerting(
+        scrape_configs: &str,
+        rule_files: &[&Path],
+        alertmanager: Option<&str>,
+    ) -> Self {
         let binary = require("prometheus", "apt-get install -y prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
         let rules = rule_files
             .iter()
             .map(|r| format!("  - {}\n", r.display()))
             .collect::<String>();
+        let alerting = alertmanager.map_or_else(String::new, |address| {
+            format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{address}']\n")
+        });
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n{rules}scrape_configs:\n{scrape_configs}"
+             {alerting}rule_files:\n{rules}scrape_configs:\n{scrape_configs}"
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
@@ -98,6 +114,22 @@ impl Prometheus {
     pub async fn query(&self, expr: &str) -> Vec<Value> {
         let data = self.api("/api/v1/query", &[("query", expr)]).await;
         data["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The alerts Prometheus holds, pending and firing (`/api/v1/alerts`).
+    pub async fn alerts(&self) -> Vec<Value> {
+        self.api("/api/v1/alerts", &[]).await["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The rule groups Prometheus loaded, with each rule's health (`/api/v1/rules`).
+    pub async fn rule_groups(&self) -> Vec<Value> {
+        self.api("/api/v1/rules", &[]).await["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until every active target's last scrape succeeded; returns the targets.
