@@ -117,4 +117,16 @@ if [[ -d "$ROOT/alert-rules" ]]; then
     fi
 fi
 
+step "promtool check config (deploy/prometheus.yml)"
+# The stack mounts alert-rules/ at /etc/prometheus/rules: check the configuration with its
+# rule files read from there (a glob that matches nothing is valid too).
+deploy_tmp=$(mktemp -d)
+trap 'rm -rf "$deploy_tmp"' EXIT
+sed "s|/etc/prometheus/rules/|$ROOT/alert-rules/|" "$ROOT/deploy/prometheus.yml" \
+    > "$deploy_tmp/prometheus.yml"
+promtool check config "$deploy_tmp/prometheus.yml"
+
+step "amtool check-config (deploy/alertmanager.yml)"
+amtool check-config "$ROOT/deploy/alertmanager.yml"
+
 step "All checks passed."
