@@ -31,6 +31,26 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         // The package of each binary is named as the binary; from this crate's directory
         // cargo would look for the binary in this package alone.
         cargo.args(["build", "-p", name, "--bin", name]);
+        // What cargo set for this test process describes this package, not the build: build
+        // scripts that watch such variables (ring's watch CARGO_MANIFEST_DIR and CARGO_PKG_*)
+        // would see them change, and the next `cargo test` would rebuild them once more.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_MANIFEST_LINKS",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                cargo.env_remove(key.as_ref());
+            }
+        }
         if release {
             cargo.arg("--release");
         }
