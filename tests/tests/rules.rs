@@ -414,7 +414,9 @@ async fn redis_down_fires_when_redis_stops_and_resolves_when_it_is_back() {
         .arg("--no-collector.host");
     let exporter = ServiceProcess::spawn("mcpwatch-exporter", command, dir.path());
 
-    let rules = rules_with_short_redis_down(dir.path(), "5s");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("rules dir");
+    let rules = rules_with_short_redis_down(&rules_dir, "5s");
     let rule_refs: Vec<&Path> = rules.iter().map(PathBuf::as_path).collect();
     let am_address = alertmanager.url().trim_start_matches("http://").to_owned();
     let prometheus = Prometheus::start_alerting(
