@@ -24,6 +24,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod repo;
 pub mod smtp;
 pub mod stand_in;
 pub mod tls;

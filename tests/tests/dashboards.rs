@@ -31,6 +31,7 @@ use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::redis::RedisServer;
+use mcpwatch_tests::repo::{read, root};
 use mcpwatch_tests::wait_for_async;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
@@ -121,17 +122,15 @@ const UNITS: &[&str] = &[
 const MAY_BE_EMPTY: &[(&str, &str)] = &[];
 
 fn dashboards_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana-dashboards")
+    root().join("grafana-dashboards")
 }
 
 fn rules_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../alert-rules")
+    root().join("alert-rules")
 }
 
 fn load(file: &str) -> Value {
-    let path = dashboards_dir().join(file);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = read(&dashboards_dir().join(file));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"))
 }
 

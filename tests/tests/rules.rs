@@ -16,6 +16,7 @@ use mcpwatch_tests::ports::free_address;
 use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::redis::RedisServer;
+use mcpwatch_tests::repo::{read, root, yaml};
 use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
@@ -28,21 +29,6 @@ const RUNBOOKS: &str = "https://github.com/mcpwatch/mcpwatch/blob/main/docs/runb
 const PROMETHEUS_RULE: &str = "deploy/kubernetes/prometheusrule.yaml";
 const UPDATE: &str = "MCPWATCH_UPDATE_GENERATED";
 const LIMIT: Duration = Duration::from_secs(90);
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn yaml(path: &Path) -> Value {
-    serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn rule_file(area: &str) -> PathBuf {
     root().join("alert-rules").join(format!("{area}.yml"))
