@@ -382,3 +382,111 @@ async fn a_slow_custom_query_is_cut_and_the_rest_is_served() {
     .await;
     assert_eq!(later.value("pg_up", &[]), Some(1.0));
 }
+
+/// The lines of `family` (exactly that name) in a text exposition.
+fn lines_of<'a>(exposition: &'a str, family: &str) -> Vec<&'a str> {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_series_per_statement_database_and_user() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE app2")
+        .await
+        .expect("create database");
+    admin
+        .batch_execute("CREATE ROLE alice; CREATE ROLE bob; CREATE ROLE carol; CREATE ROLE dave;")
+        .await
+        .expect("create roles");
+    let app2 = server.admin("app2").await;
+    app2.batch_execute("CREATE TABLE jobs (id int); INSERT INTO jobs VALUES (1);")
+        .await
+        .expect("table");
+    // One statement (pg_class has the same oid everywhere, so the same queryid) run in two
+    // databases, and as two more users; then as two users that are dropped afterwards,
+    // whose rows are left without a role name.
+    let marker = "SELECT count(*) FROM pg_class WHERE relname = 'mcpwatch_marker'";
+    admin.batch_execute(marker).await.expect("as postgres");
+    app2.batch_execute(marker).await.expect("in app2");
+    for role in ["alice", "bob"] {
+        admin
+            .batch_execute(&format!("SET ROLE {role}; {marker}; RESET ROLE;"))
+            .await
+            .expect("as a role");
+    }
+    for role in ["carol", "dave"] {
+        app2.batch_execute(&format!("SET ROLE {role}; {marker}; RESET ROLE;"))
+            .await
+            .expect("as a role");
+    }
+    admin
+        .batch_execute("DROP ROLE carol; DROP ROLE dave;")
+        .await
+        .expect("drop roles");
+
+    // app2 listed twice: its tables are still read once.
+    let engine = engine(&format!(
+        "name: db\ndsn: '{}'\ndatabases: [postgres, app2, app2]\nstatement_text_length: 200\n\
+         top_statements: 1000\n",
+        server.dsn("postgres")
+    ));
+    let scrape = engine.scrape(None).await;
+    let exposition = text(&scrape).await;
+    assert_eq!(scrape.value("pg_up", &[]), Some(1.0), "{exposition}");
+    let texts: Vec<&str> = lines_of(&exposition, "pg_stat_statements_query_info")
+        .into_iter()
+        .filter(|l| l.contains("FROM pg_class WHERE relname = $1"))
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    let queryid = texts[0]
+        .split("queryid=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("queryid label");
+    let mut calls: Vec<(String, f64)> = lines_of(&exposition, "pg_stat_statements_calls_total")
+        .into_iter()
+        .filter(|l| l.contains(&format!("queryid=\"{queryid}\"")))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("a sample");
+            let labels = |name: &str| {
+                series
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                format!("{}/{}", labels("datname"), labels("user")),
+                value.parse().expect("a number"),
+            )
+        })
+        .collect();
+    calls.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        calls,
+        [
+            ("app2/".to_owned(), 2.0),
+            ("app2/postgres".to_owned(), 1.0),
+            ("postgres/alice".to_owned(), 1.0),
+            ("postgres/bob".to_owned(), 1.0),
+            ("postgres/postgres".to_owned(), 1.0),
+        ]
+    );
+    assert_eq!(
+        lines_of(&exposition, "pg_stat_user_tables_n_live_tup")
+            .iter()
+            .filter(|l| l.contains("datname=\"app2\"") && l.contains("relname=\"jobs\""))
+            .count(),
+        1
+    );
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+}

@@ -1,5 +1,8 @@
 //! Running a scrape's statements and turning their rows into metric families.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use mcpwatch_core::{CollectError, MetricFamily, MetricSink};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
@@ -434,10 +437,10 @@ pub(crate) fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<()
         "pg_stat_statements_rows_total",
         "Rows retrieved or affected by the statement (top statements by total time).",
     );
-    let mut texts = MetricFamily::info(
-        "pg_stat_statements_query_info",
-        "The text of a top statement, cut to statement_text_length, always 1.",
-    );
+    // One text per queryid, as postgres_exporter does: the rows of a statement run in
+    // several databases or by several users share it. The smallest is kept when their
+    // first-seen texts differ.
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
     for row in rows {
         let (queryid, datname, user): (String, String, String) =
             (get(row, 0, what)?, get(row, 1, what)?, get(row, 2, what)?);
@@ -451,16 +454,29 @@ pub(crate) fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<()
         returned.add(&labels, count(get(row, 5, what)?));
         let text: String = get(row, 6, what)?;
         if !text.is_empty() {
-            texts.add(
-                &[("queryid", queryid.as_str()), ("query", text.as_str())],
-                1.0,
-            );
+            match texts.entry(queryid) {
+                Entry::Vacant(entry) => {
+                    entry.insert(text);
+                }
+                Entry::Occupied(mut entry) => {
+                    if text < *entry.get() {
+                        entry.insert(text);
+                    }
+                }
+            }
         }
     }
     sink.family(calls);
     sink.family(seconds);
     sink.family(returned);
-    sink.family(texts);
+    let mut info = MetricFamily::info(
+        "pg_stat_statements_query_info",
+        "The text of a top statement, cut to statement_text_length, always 1.",
+    );
+    for (queryid, text) in &texts {
+        info.add(&[("queryid", queryid), ("query", text)], 1.0);
+    }
+    sink.family(info);
     Ok(())
 }
 

@@ -189,7 +189,8 @@ impl PostgresCollector {
         &self.config
     }
 
-    /// Databases whose tables are reported.
+    /// Databases whose tables are reported, each once (a database listed twice would give
+    /// every table's series twice).
     fn table_databases(&self) -> impl Iterator<Item = &str> {
         let listed = !self.config.databases.is_empty();
         std::iter::once(self.main_database.as_str())
@@ -198,8 +199,11 @@ impl PostgresCollector {
                 self.config
                     .databases
                     .iter()
-                    .map(String::as_str)
-                    .filter(|d| *d != self.main_database),
+                    .enumerate()
+                    .filter(|(i, d)| {
+                        **d != self.main_database && !self.config.databases[..*i].contains(d)
+                    })
+                    .map(|(_, d)| d.as_str()),
             )
     }
 
@@ -488,6 +492,14 @@ mod tests {
         let elsewhere = collector("name: m\ndsn: postgresql://m:pw@db/app\ndatabases: [other]\n")
             .expect("collector");
         assert_eq!(elsewhere.table_databases().collect::<Vec<_>>(), ["other"]);
+        let twice = collector(
+            "name: m\ndsn: postgresql://m:pw@db/app\ndatabases: [b, app, b, app, c, c]\n",
+        )
+        .expect("collector");
+        assert_eq!(
+            twice.table_databases().collect::<Vec<_>>(),
+            ["app", "b", "c"]
+        );
     }
 
     #[test]

@@ -173,10 +173,13 @@ pub(crate) fn statements_sql(exec_time: bool, text: bool) -> String {
     } else {
         ("pg_stat_statements(false)", "''")
     };
-    // The top N are picked first; only they are joined to their names.
+    // The top N are picked first; only they are joined to their names. Rows are summed
+    // again by name: the rows of dropped databases or roles have none, and would otherwise
+    // give the same labels twice.
     format!(
         "SELECT s.queryid::text, coalesce(d.datname, '')::text, \
-         coalesce(r.rolname, '')::text, s.calls, s.seconds, s.rows, s.text \
+         coalesce(r.rolname, '')::text, sum(s.calls)::int8, sum(s.seconds)::float8, \
+         sum(s.rows)::int8, min(s.text)::text \
          FROM (SELECT queryid, dbid, userid, sum(calls)::int8 AS calls, \
            (sum({time}) / 1000)::float8 AS seconds, sum(rows)::int8 AS rows, \
            {text}::text AS text \
@@ -184,7 +187,7 @@ pub(crate) fn statements_sql(exec_time: bool, text: bool) -> String {
            GROUP BY queryid, dbid, userid ORDER BY 5 DESC LIMIT $1) s \
          LEFT JOIN pg_database d ON d.oid = s.dbid \
          LEFT JOIN pg_roles r ON r.oid = s.userid \
-         ORDER BY s.seconds DESC"
+         GROUP BY 1, 2, 3 ORDER BY 5 DESC"
     )
 }
 
