@@ -329,6 +329,64 @@ async fn the_daemon_health_file_and_request_log_across_a_rotation() {
     assert_eq!(daemon.health_requests(), 4, "one GET of /health per scrape");
 }
 
+fn set_age(path: &Path, age: Duration) {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now() - age))
+        .expect("set the file's modification time");
+}
+
+#[tokio::test]
+async fn a_health_file_past_its_age_limit_is_not_healthy() {
+    let daemon = Daemon::start(Behaviour::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let health_file = dir.path().join("ws_daemon.health.json");
+    let body = r#"{"status":"healthy","sessions":2}"#;
+    std::fs::write(&health_file, body).expect("health file");
+    let engine = engine(vec![collector(&format!(
+        "name: exai\nhealth_url: {}\nhealth_file: {}\nhealth_file_max_age: 2m\n",
+        daemon.health_url(),
+        health_file.display()
+    ))]);
+    let (http, file) = (("source", "http"), ("source", "file"));
+    let states = |scrape: &Scrape| {
+        [
+            scrape.value("wsdaemon_up", &[]),
+            scrape.value("wsdaemon_healthy", &[http]),
+            scrape.value("wsdaemon_healthy", &[file]),
+            scrape.value("wsdaemon_health_file_stale", &[]),
+            scrape.value("wsdaemon_sessions", &[file]),
+        ]
+    };
+
+    set_age(&health_file, Duration::from_secs(100));
+    let fresh = engine.scrape(None).await;
+    assert_eq!(success(&fresh), Some(1.0));
+    assert_eq!(
+        states(&fresh),
+        [Some(1.0), Some(1.0), Some(1.0), Some(0.0), Some(2.0)]
+    );
+
+    // The writer stopped 10 minutes ago: the file still says healthy, which is no longer
+    // known. The endpoint still answers, so the daemon is up and the scrape succeeds.
+    set_age(&health_file, Duration::from_secs(600));
+    let stale = engine.scrape(None).await;
+    assert_eq!(success(&stale), Some(1.0));
+    assert_eq!(
+        states(&stale),
+        [Some(1.0), Some(1.0), Some(0.0), Some(1.0), Some(2.0)]
+    );
+    assert_eq!(promtool_check_metrics(text(&stale).await.as_bytes()), "");
+
+    std::fs::write(&health_file, body).expect("rewrite");
+    let again = engine.scrape(None).await;
+    assert_eq!(
+        states(&again),
+        [Some(1.0), Some(1.0), Some(1.0), Some(0.0), Some(2.0)]
+    );
+}
+
 /// One target per fault, in one exporter.
 struct Faults {
     down_port: u16,
@@ -571,6 +629,11 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
         );
     }
     assert!(target("stale", "wsdaemon_health_file_age_seconds", "").is_some_and(|a| a >= 600.0));
+    // It says healthy, but 10 minutes ago.
+    assert_eq!(
+        target("stale", "wsdaemon_healthy", ",source=\"file\""),
+        Some(0.0)
+    );
     assert_eq!(collector_success("half_line"), Some(1.0));
     assert_eq!(
         target(

@@ -1,6 +1,8 @@
 //! The health file a daemon rewrites (`logs/ws_daemon.health.json`): its age, whether it
 //! parses, and its values through the same mapping as the endpoint's, labelled
-//! `source="file"`. A missing, stale or half-written file shows as such and fails nothing.
+//! `source="file"`. A missing, stale or half-written file shows as such and fails nothing;
+//! a stale file is not known to be healthy (`wsdaemon_healthy{source="file"} 0`), whatever
+//! it last said.
 
 use std::io::Read;
 use std::path::Path;
@@ -40,12 +42,21 @@ pub(crate) fn read(path: &Path, config: &WsDaemonConfig, sink: &mut MetricSink) 
             let state = match json {
                 None => FileState::Unparsable,
                 Some(json) => {
-                    map_health(&json, "file", config, sink);
-                    if age > config.health_file_max_age {
+                    let mut values = MetricSink::default();
+                    map_health(&json, "file", config, &mut values);
+                    let state = if age > config.health_file_max_age {
                         FileState::Stale
                     } else {
                         FileState::Fresh
+                    };
+                    if state == FileState::Stale {
+                        // What a stale file says may no longer hold: healthy is not known.
+                        if let Some(healthy) = values.find_mut("wsdaemon_healthy") {
+                            healthy.set_all(0.0);
+                        }
                     }
+                    sink.append(values);
+                    state
                 }
             };
             (state, Some((modified, age)))
@@ -174,5 +185,52 @@ mod tests {
         assert_eq!(value(&sink, "wsdaemon_health_file_stale", &[]), Some(1.0));
         let age = value(&sink, "wsdaemon_health_file_age_seconds", &[]).expect("age");
         assert!(age >= 600.0, "{age}");
+    }
+
+    #[test]
+    fn a_stale_file_is_not_known_to_be_healthy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ws_daemon.health.json");
+        let config: WsDaemonConfig = parse_yaml(
+            &format!(
+                "name: d\nhealth_file: {}\nhealth_file_max_age: 1m\n",
+                path.display()
+            ),
+            Path::new("c.yml"),
+        )
+        .expect("config");
+        let file = [("source", "file")];
+        let age = |seconds: u64| {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(seconds)))
+                .expect("set mtime");
+        };
+        std::fs::write(&path, r#"{"status":"healthy","sessions":3}"#).expect("write");
+
+        // Within the limit: what the file says.
+        age(50);
+        let mut sink = MetricSink::default();
+        assert_eq!(read(&path, &config, &mut sink), FileState::Fresh);
+        assert_eq!(value(&sink, "wsdaemon_healthy", &file), Some(1.0));
+
+        // Past it: not known to be healthy; the rest is still shown as last written.
+        age(70);
+        let mut sink = MetricSink::default();
+        assert_eq!(read(&path, &config, &mut sink), FileState::Stale);
+        assert_eq!(value(&sink, "wsdaemon_health_file_stale", &[]), Some(1.0));
+        assert_eq!(value(&sink, "wsdaemon_healthy", &file), Some(0.0));
+        assert_eq!(
+            value(&sink, "wsdaemon_status", &[file[0], ("status", "healthy")]),
+            Some(1.0)
+        );
+        assert_eq!(value(&sink, "wsdaemon_sessions", &file), Some(3.0));
+
+        // Rewritten: healthy again.
+        std::fs::write(&path, r#"{"status":"healthy","sessions":3}"#).expect("write");
+        let mut sink = MetricSink::default();
+        assert_eq!(read(&path, &config, &mut sink), FileState::Fresh);
+        assert_eq!(value(&sink, "wsdaemon_healthy", &file), Some(1.0));
     }
 }
