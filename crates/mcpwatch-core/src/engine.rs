@@ -1,5 +1,15 @@
-//! The scrape engine: runs every collector concurrently under one deadline, shares one
-//! collection among the scrapes that arrive while it runs, and adds its own metrics.
+//! The scrape engine: runs every collector concurrently under one deadline, shares a
+//! collection with the scrapes that arrive while it runs when that cannot cost them
+//! anything, and adds its own metrics.
+//!
+//! Sharing rule: a scrape with budget `b` and deadline `d` joins a collection under way
+//! only if that collection was given at least `b` and ends by `d`. It then gave every
+//! collector at least the time the scrape itself would have, so a collector it cut short
+//! would have been cut short by the scrape's own collection too; and its result arrives
+//! before the scrape must answer. Scrapes with the same budget (one Prometheus, or an HA
+//! pair with one `scrape_timeout`) share; a scrape with a longer budget never receives a
+//! result cut at a shorter one's deadline, and one with a shorter budget never waits past
+//! its own.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -115,19 +125,30 @@ struct EngineState {
 
 type SharedScrape = Shared<BoxFuture<'static, Arc<Scrape>>>;
 
-/// The collection under way, which scrapes arriving before it ends share.
+/// A collection under way, which later scrapes may share (see the module's sharing rule).
 struct InFlight {
-    /// Tells this collection from a later one that replaced it in the slot.
+    /// Tells this collection from the others under way.
     generation: u64,
-    /// When it ends at the latest; a scrape that must answer sooner does not join it.
+    /// The time its collectors were given.
+    budget: Duration,
+    /// When it ends at the latest.
     deadline: Instant,
     scrape: SharedScrape,
     joined: Arc<AtomicUsize>,
 }
 
+impl InFlight {
+    /// Whether a scrape with this budget and deadline may take this collection's result.
+    fn serves(&self, budget: Duration, deadline: Instant) -> bool {
+        self.budget >= budget && self.deadline <= deadline
+    }
+}
+
 struct Inner {
     state: RwLock<Arc<EngineState>>,
-    in_flight: Mutex<Option<InFlight>>,
+    /// Collections under way; more than one only while scrapes with different budgets
+    /// overlap.
+    in_flight: Mutex<Vec<InFlight>>,
     status: Mutex<HashMap<(String, String), CollectorStatus>>,
     sources: Vec<Arc<dyn MetricSource>>,
     build_info: (String, String),
@@ -238,7 +259,7 @@ impl ScrapeEngineBuilder {
                 entries: Vec::new(),
                 options: self.options,
             })),
-            in_flight: Mutex::new(None),
+            in_flight: Mutex::new(Vec::new()),
             status: Mutex::new(HashMap::new()),
             sources: self.sources,
             build_info: self.build_info,
@@ -358,14 +379,15 @@ impl ScrapeEngine {
         (&self.inner.build_info.0, &self.inner.build_info.1)
     }
 
-    /// Number of scrapes waiting on the collection under way (0 when none runs).
+    /// Number of scrapes waiting on collections under way (0 when none runs).
     pub fn scrapes_in_flight(&self) -> usize {
         self.inner
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map_or(0, |f| f.joined.load(Ordering::SeqCst))
+            .iter()
+            .map(|f| f.joined.load(Ordering::SeqCst))
+            .sum()
     }
 
     /// Number of collections run so far.
@@ -373,10 +395,10 @@ impl ScrapeEngine {
         self.inner.collections.load(Ordering::SeqCst)
     }
 
-    /// Serves one scrape. If a collection is under way that ends by this scrape's own
-    /// deadline, waits for it and shares its result; otherwise starts one, limited by the
-    /// configured timeout and `scraper_timeout` (the scraper's
-    /// `X-Prometheus-Scrape-Timeout-Seconds`).
+    /// Serves one scrape, limited by the configured timeout and `scraper_timeout` (the
+    /// scraper's `X-Prometheus-Scrape-Timeout-Seconds`). If a collection is under way that
+    /// was given at least this scrape's budget and ends by its deadline, waits for it and
+    /// shares its result; otherwise starts one, which later scrapes may share in turn.
     ///
     /// The collection runs in its own task, so a scraper that disconnects does not cancel
     /// it for the others.
@@ -385,18 +407,17 @@ impl ScrapeEngine {
         let budget = self.state().options.budget(scraper_timeout);
         let deadline = Instant::now() + budget;
         let (scrape, joined) = {
-            let mut slot = self
+            let mut in_flight = self
                 .inner
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            match slot.as_ref() {
-                Some(in_flight) if in_flight.deadline <= deadline => {
-                    (in_flight.scrape.clone(), in_flight.joined.clone())
-                }
-                // None, or one that could end after this scraper gave up: start another,
-                // which later scrapes join instead.
-                _ => {
+            // The latest one that qualifies has the freshest data.
+            match in_flight.iter().rev().find(|f| f.serves(budget, deadline)) {
+                Some(shared) => (shared.scrape.clone(), shared.joined.clone()),
+                // None, or only ones that were given less time than this scrape has, or
+                // that could end after this scraper gave up: start another.
+                None => {
                     let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
                     let inner = self.inner.clone();
                     let task = tokio::spawn(async move {
@@ -417,8 +438,9 @@ impl ScrapeEngine {
                     .boxed()
                     .shared();
                     let joined = Arc::new(AtomicUsize::new(0));
-                    *slot = Some(InFlight {
+                    in_flight.push(InFlight {
                         generation,
+                        budget,
                         deadline,
                         scrape: scrape.clone(),
                         joined: joined.clone(),
@@ -449,8 +471,8 @@ impl Drop for Waiting {
     }
 }
 
-/// Empties the in-flight slot when the collection ends, even by a panic, so that the next
-/// scrape starts a new one; unless a later collection has taken the slot meanwhile.
+/// Takes a collection off the list of those under way when it ends, even by a panic, so
+/// that the next scrape starts a new one.
 struct ClearInFlight<'a> {
     inner: &'a Inner,
     generation: u64,
@@ -458,17 +480,11 @@ struct ClearInFlight<'a> {
 
 impl Drop for ClearInFlight<'_> {
     fn drop(&mut self) {
-        let mut slot = self
-            .inner
+        self.inner
             .in_flight
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if slot
-            .as_ref()
-            .is_some_and(|f| f.generation == self.generation)
-        {
-            slot.take();
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|f| f.generation != self.generation);
     }
 }
 
@@ -969,6 +985,162 @@ mod tests {
             Some(10.0)
         );
         assert_eq!(engine.scrapes_in_flight(), 0);
+    }
+
+    /// Takes `duration` per run, as a daemon that answers in 0.7 s does.
+    struct Slow {
+        duration: Duration,
+        runs: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl Collector for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        async fn collect(
+            &self,
+            _ctx: &ScrapeContext,
+            sink: &mut MetricSink,
+        ) -> Result<(), CollectError> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            sink.gauge("slow_up", "Written before the wait.")
+                .add(&[], 0.0);
+            tokio::time::sleep(self.duration).await;
+            if let Some(up) = sink.find_mut("slow_up") {
+                up.set_all(1.0);
+            }
+            Ok(())
+        }
+    }
+
+    fn slow_engine(duration: Duration) -> (ScrapeEngine, Arc<AtomicUsize>) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let engine = ScrapeEngine::builder()
+            .collector(Slow {
+                duration,
+                runs: runs.clone(),
+            })
+            .process_metrics(false)
+            .build();
+        (engine, runs)
+    }
+
+    /// Starts scrapes at the given offsets (in ms) with the given scraper timeouts, and
+    /// returns each one's `slow_up` and collector success, in order.
+    async fn staggered(
+        engine: &ScrapeEngine,
+        scrapes: &[(u64, Option<Duration>)],
+    ) -> Vec<(Option<f64>, Option<f64>)> {
+        let start = Instant::now();
+        let tasks: Vec<_> = scrapes
+            .iter()
+            .map(|&(offset, timeout)| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(start + Duration::from_millis(offset)).await;
+                    let scrape = engine.scrape(timeout).await;
+                    (
+                        scrape.value("slow_up", &[]),
+                        scrape.value(
+                            "mcpwatch_scrape_collector_success",
+                            &[("collector", "slow")],
+                        ),
+                    )
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.expect("scrape task"));
+        }
+        results
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_longer_scrape_never_takes_a_result_cut_at_a_shorter_deadline() {
+        let (engine, runs) = slow_engine(Duration::from_millis(700));
+        // A 1 s scraper (0.5 s budget), and 50 ms later one with no timeout (10 s).
+        let results = staggered(&engine, &[(0, Some(Duration::from_secs(1))), (50, None)]).await;
+        assert_eq!(results[0], (Some(0.0), Some(0.0)), "0.5 s is too short");
+        assert_eq!(results[1], (Some(1.0), Some(1.0)), "10 s is long enough");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(engine.collections(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scrapes_with_one_budget_share_one_collection_whenever_they_arrive() {
+        let (engine, runs) = slow_engine(Duration::from_millis(700));
+        let timeout = Some(Duration::from_secs(2));
+        let scrapes: Vec<_> = (0..8).map(|i| (i * 60, timeout)).collect();
+        let results = staggered(&engine, &scrapes).await;
+        assert!(results.iter().all(|r| *r == (Some(1.0), Some(1.0))));
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "eight scrapes, one collection"
+        );
+        assert_eq!(engine.collections(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interleaved_budgets_share_per_budget() {
+        let (engine, runs) = slow_engine(Duration::from_millis(700));
+        let short = Some(Duration::from_secs(1));
+        let scrapes: Vec<_> = (0..8)
+            .map(|i| (i * 10, if i % 2 == 0 { short } else { None }))
+            .collect();
+        let results = staggered(&engine, &scrapes).await;
+        for (i, result) in results.iter().enumerate() {
+            let expected = if i % 2 == 0 { 0.0 } else { 1.0 };
+            assert_eq!(*result, (Some(expected), Some(expected)), "scrape {i}");
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "one collection per budget");
+    }
+
+    /// Whatever the mix of budgets and arrival times, a scrape whose own budget lets the
+    /// collector finish gets the finished result.
+    #[tokio::test(start_paused = true)]
+    async fn no_scrape_is_served_a_cut_result_its_own_budget_would_have_avoided() {
+        let duration = Duration::from_millis(700);
+        let timeouts = [
+            None,
+            Some(Duration::from_millis(600)),
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_millis(1250)),
+            Some(Duration::from_millis(1300)),
+            Some(Duration::from_secs(2)),
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let (engine, runs) = slow_engine(duration);
+        let options = engine.options();
+        let mut scrapes = Vec::new();
+        let mut offset = 0;
+        for _ in 0..200 {
+            offset += next(120);
+            scrapes.push((offset, timeouts[next(timeouts.len() as u64) as usize]));
+        }
+        let results = staggered(&engine, &scrapes).await;
+        let mut long_enough = 0;
+        for ((offset, timeout), result) in scrapes.iter().zip(&results) {
+            if options.budget(*timeout) >= duration {
+                long_enough += 1;
+                assert_eq!(
+                    *result,
+                    (Some(1.0), Some(1.0)),
+                    "scrape at {offset} ms with timeout {timeout:?}"
+                );
+            }
+        }
+        assert!(long_enough > 0);
+        let runs = runs.load(Ordering::SeqCst);
+        assert!(runs < scrapes.len(), "{runs} collections for 200 scrapes");
     }
 
     #[tokio::test]
