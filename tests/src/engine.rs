@@ -1,10 +1,13 @@
-//! Scrape engines for the in-process tests of collectors.
+//! Scrape engines for the in-process tests of collectors, and the one way those tests
+//! scrape: through [`scrape`], which checks every exposition for duplicate series.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcpwatch_core::encode::Format;
 use mcpwatch_core::{Collector, Scrape, ScrapeEngine, ScrapeOptions};
+
+use crate::exposition::checked;
 
 /// An engine over `collectors` with a 5 s timeout and no `process_*` metrics.
 pub fn engine(collectors: Vec<Arc<dyn Collector>>) -> ScrapeEngine {
@@ -18,11 +21,22 @@ pub fn engine(collectors: Vec<Arc<dyn Collector>>) -> ScrapeEngine {
         .build()
 }
 
-/// A scrape in the classic text format.
+/// Serves one scrape, as `engine.scrape(scraper_timeout)` does, and fails the test when its
+/// exposition holds a series twice.
 ///
 /// # Panics
-/// When the encoding is not UTF-8.
+/// On a duplicate series.
+pub async fn scrape(engine: &ScrapeEngine, scraper_timeout: Option<Duration>) -> Arc<Scrape> {
+    let scrape = engine.scrape(scraper_timeout).await;
+    text(&scrape).await;
+    scrape
+}
+
+/// A scrape in the classic text format, checked for duplicate series.
+///
+/// # Panics
+/// When the encoding is not UTF-8, or on a duplicate series.
 pub async fn text(scrape: &Scrape) -> String {
     let body = scrape.body(Format::Text, false).await;
-    String::from_utf8(body.to_vec()).expect("utf-8")
+    checked(String::from_utf8(body.to_vec()).expect("utf-8"))
 }

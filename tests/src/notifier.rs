@@ -173,13 +173,7 @@ impl NotifierProcess {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
+        crate::exposition::value_of(&crate::exposition::checked(text), series).unwrap_or(0.0)
     }
 }
 

@@ -137,10 +137,37 @@ impl Prometheus {
     /// # Panics
     /// When a target stays unhealthy for `limit`.
     pub async fn wait_for_healthy_targets(&self, limit: Duration) -> Vec<Value> {
-        crate::wait_for_async("every target to be up", limit, || async {
+        let targets = crate::wait_for_async("every target to be up", limit, || async {
             let targets = self.active_targets().await;
             (!targets.is_empty() && targets.iter().all(|t| t["health"] == "up")).then_some(targets)
         })
-        .await
+        .await;
+        self.assert_no_duplicate_samples().await;
+        targets
+    }
+
+    /// Fails when a scrape so far had a series twice: Prometheus drops the second sample
+    /// and counts it in its own `prometheus_target_scrapes_sample_duplicate_timestamp_total`.
+    ///
+    /// # Panics
+    /// When it counted any.
+    pub async fn assert_no_duplicate_samples(&self) {
+        let own = crate::http::client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET Prometheus's /metrics")
+            .text()
+            .await
+            .expect("Prometheus's metrics");
+        let duplicates = crate::exposition::value_of(
+            &own,
+            "prometheus_target_scrapes_sample_duplicate_timestamp_total",
+        );
+        assert_eq!(
+            duplicates,
+            Some(0.0),
+            "Prometheus dropped samples of a series written twice in one scrape"
+        );
     }
 }

@@ -1163,6 +1163,8 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
         pending = still;
     }
     traffic.abort();
+    // No scrape of the exporter or the notifier held a series twice.
+    prometheus.assert_no_duplicate_samples().await;
     let mut allowed: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for query in &pending {
         let uses_rules = query.expr.contains(':') || query.expr.contains("ALERTS");

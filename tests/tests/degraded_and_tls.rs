@@ -11,7 +11,7 @@ use mcpwatch_core::{Collector, Scrape};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::PostgresCollector;
 use mcpwatch_redis::RedisCollector;
-use mcpwatch_tests::engine::engine;
+use mcpwatch_tests::engine::{engine, scrape};
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::redis::RedisServer;
 use mcpwatch_tests::tls::ca_and_server;
@@ -55,7 +55,7 @@ async fn stalled_servers_are_cut_at_the_deadline_and_come_back() {
         postgres(&format!("name: db\ndsn: '{}'\n", pg.dsn("postgres"))),
         redis(&format!("name: cache\nurl: '{}'\n", cache.url())),
     ]);
-    let healthy = engine.scrape(None).await;
+    let healthy = scrape(&engine, None).await;
     assert_eq!(healthy.value("pg_up", &[]), Some(1.0));
     assert_eq!(healthy.value("redis_up", &[]), Some(1.0));
 
@@ -66,7 +66,7 @@ async fn stalled_servers_are_cut_at_the_deadline_and_come_back() {
     let redis_pid = i32::try_from(cache.pid()).expect("pid");
     signal(redis_pid, Signal::SIGSTOP);
 
-    let stalled = engine.scrape(Some(Duration::from_secs(3))).await;
+    let stalled = scrape(&engine, Some(Duration::from_secs(3))).await;
     signal(redis_pid, Signal::SIGCONT);
     signal(backends[0], Signal::SIGCONT);
     assert_eq!(
@@ -82,8 +82,8 @@ async fn stalled_servers_are_cut_at_the_deadline_and_come_back() {
 
     // Back, with the same collectors: the stalled connections were dropped and made again.
     wait_for_async("both targets to answer again", LIMIT, || async {
-        let scrape = engine.scrape(None).await;
-        (scrape.value("pg_up", &[]) == Some(1.0) && scrape.value("redis_up", &[]) == Some(1.0))
+        let scraped = scrape(&engine, None).await;
+        (scraped.value("pg_up", &[]) == Some(1.0) && scraped.value("redis_up", &[]) == Some(1.0))
             .then_some(())
     })
     .await;
@@ -148,9 +148,9 @@ async fn postgres_sslmodes_mean_what_libpq_says() {
     ];
     for (dsn, up, error) in cases {
         let engine = engine(vec![postgres(&format!("name: db\ndsn: '{dsn}'\n"))]);
-        let scrape = engine.scrape(None).await;
+        let scraped = scrape(&engine, None).await;
         let status = format!("{:?}", engine.status());
-        assert_eq!(scrape.value("pg_up", &[]), Some(up), "{dsn}: {status}");
+        assert_eq!(scraped.value("pg_up", &[]), Some(up), "{dsn}: {status}");
         assert!(status.contains(error), "{dsn}: {status}");
         assert!(!status.contains(pg.password()));
     }
@@ -168,18 +168,18 @@ async fn redis_over_tls_with_a_private_ca() {
         "name: cache\nurl: '{url}'\nca_file: {}\n",
         dir.path().join("ca.pem").display()
     ))]);
-    let scrape = trusted.scrape(None).await;
+    let scraped = scrape(&trusted, None).await;
     assert_eq!(
-        scrape.value("redis_up", &[]),
+        scraped.value("redis_up", &[]),
         Some(1.0),
         "{:?}",
         trusted.status()
     );
-    assert!(scrape.value("redis_connected_clients", &[]).is_some());
+    assert!(scraped.value("redis_connected_clients", &[]).is_some());
 
     // The system's roots do not know the private CA.
     let untrusted = engine(vec![redis(&format!("name: cache\nurl: '{url}'\n"))]);
-    let scrape = untrusted.scrape(None).await;
-    assert_eq!(scrape.value("redis_up", &[]), Some(0.0));
+    let scraped = scrape(&untrusted, None).await;
+    assert_eq!(scraped.value("redis_up", &[]), Some(0.0));
     assert!(!format!("{:?}", untrusted.status()).contains(cache.password()));
 }

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use mcpwatch_core::{ScrapeEngine, metrics_response};
 use mcpwatch_host::{HostCollector, HostConfig};
+use mcpwatch_tests::exposition::checked;
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
 
@@ -49,6 +50,7 @@ async fn axum_router_serves_the_engine() {
         .text()
         .await
         .expect("body");
+    let text = checked(text);
     assert!(text.contains("\nhost_load1 "), "{text}");
     assert!(
         !text.contains("process_cpu_seconds_total"),
@@ -62,8 +64,8 @@ async fn axum_router_serves_the_engine() {
         .send()
         .await
         .expect("metrics")
-        .bytes()
+        .text()
         .await
         .expect("body");
-    parse_openmetrics(&om).expect("OpenMetrics parses");
+    parse_openmetrics(checked(om).as_bytes()).expect("OpenMetrics parses");
 }

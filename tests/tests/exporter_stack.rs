@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpwatch_tests::binaries::workspace_binary;
+use mcpwatch_tests::exposition::checked;
 use mcpwatch_tests::exposition::value_of;
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::ports::free_address;
@@ -92,7 +93,7 @@ async fn prometheus_scrapes_every_collector_and_no_password_leaks() {
     );
 
     let metrics_url = format!("http://{address}/metrics");
-    let text = get(&metrics_url, "text/plain").await;
+    let text = checked(get(&metrics_url, "text/plain").await);
     assert_eq!(promtool_check_metrics(text.as_bytes()), "");
     for collector in ["host", "postgres", "redis"] {
         let success = text
@@ -105,7 +106,7 @@ async fn prometheus_scrapes_every_collector_and_no_password_leaks() {
         assert!(success.ends_with(" 1"), "{collector}: {success}");
     }
     assert_eq!(value_of(&text, "pg_up{target=\"main\"}"), Some(1.0));
-    let om = get(&metrics_url, "application/openmetrics-text").await;
+    let om = checked(get(&metrics_url, "application/openmetrics-text").await);
     parse_openmetrics(om.as_bytes()).expect("OpenMetrics parses");
     let health = get(&health, "application/json").await;
     let index = get(&format!("http://{address}/"), "text/html").await;
@@ -121,4 +122,5 @@ async fn prometheus_scrapes_every_collector_and_no_password_leaks() {
             assert!(!output.contains(secret), "a password appears in {what}");
         }
     }
+    prometheus.assert_no_duplicate_samples().await;
 }

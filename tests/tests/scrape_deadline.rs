@@ -12,7 +12,7 @@ use mcpwatch_core::{
     CollectError, Collector, ExporterService, MetricSink, ScrapeContext, ScrapeEngine,
 };
 use mcpwatch_host::{HostCollector, HostConfig};
-use mcpwatch_tests::exposition::value_of;
+use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::tools::promtool_check_metrics;
 use mcpwatch_tests::wait_for_async;
@@ -89,7 +89,7 @@ async fn a_hanging_collector_is_cut_at_the_scrapers_deadline() {
         .await
         .expect("scrape");
     assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("body");
+    let text = checked(response.text().await.expect("body"));
 
     // The deadline came from the header (2 s minus the 0.5 s margin), not the 10 s default.
     assert_eq!(
@@ -159,7 +159,9 @@ async fn thirty_two_concurrent_scrapes_cause_one_collection() {
     let scrapes: Vec<_> = (0..32)
         .map(|_| {
             let request = http.get(format!("http://{address}/metrics")).send();
-            tokio::spawn(async move { request.await.expect("scrape").text().await.expect("body") })
+            tokio::spawn(async move {
+                checked(request.await.expect("scrape").text().await.expect("body"))
+            })
         })
         .collect();
     // Every scrape has reached the engine and waits on the one collection under way.
