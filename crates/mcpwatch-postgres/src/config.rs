@@ -189,6 +189,9 @@ impl PostgresConfig {
                 message,
             );
         }
+        // Which query and value made each metric name: two must not make the same one,
+        // or their series could be written twice in a scrape.
+        let mut made: Vec<(String, usize)> = Vec::new();
         for (i, query) in self.queries.iter().enumerate() {
             let key = |k: &str| format!("queries[{i}].{k}");
             if !is_valid_metric_name(&query.metric) {
@@ -201,18 +204,36 @@ impl PostgresConfig {
                 return problem(&key("values"), "name at least one value column".into());
             }
             for (j, value) in query.values.iter().enumerate() {
-                if !is_valid_metric_name(&query.metric_name(value)) {
+                let name = query.metric_name(value);
+                if !is_valid_metric_name(&name) {
                     return problem(
                         &format!("queries[{i}].values[{j}]"),
                         format!("{value:?} does not make a valid metric name"),
                     );
                 }
+                if let Some((_, other)) = made.iter().find(|(n, _)| *n == name) {
+                    return problem(
+                        &format!("queries[{i}].values[{j}]"),
+                        format!(
+                            "makes {name}, which queries[{other}] makes too: name the \
+                             metrics apart, or return both from one query with a label \
+                             that tells them apart"
+                        ),
+                    );
+                }
+                made.push((name, i));
             }
             for (j, label) in query.labels.iter().enumerate() {
                 if !is_valid_label_name(label) || label == "target" {
                     return problem(
                         &format!("queries[{i}].labels[{j}]"),
                         format!("{label:?} is not a usable label name"),
+                    );
+                }
+                if query.labels[..j].contains(label) {
+                    return problem(
+                        &format!("queries[{i}].labels[{j}]"),
+                        format!("{label:?} is listed twice"),
                     );
                 }
             }
@@ -264,5 +285,28 @@ mod tests {
         );
         let c = parse("name: m\ndsn: 'host=db sslmode=sideways'\n");
         assert_eq!(c.validate().expect_err("bad sslmode").0, "dsn");
+    }
+
+    #[test]
+    fn no_two_queries_make_one_series() {
+        let c = parse(
+            "name: m\ndsn: postgresql://db/app\nqueries:\n  - metric: jobs\n    sql: SELECT 1 AS n\n    \
+             values: [n]\n  - metric: jobs\n    database: other\n    sql: SELECT 2 AS n\n    \
+             values: [n]\n",
+        );
+        let (key, message) = c.validate().expect_err("same metric twice");
+        assert_eq!(key, "queries[1].values[0]");
+        assert!(
+            message.contains("jobs_n, which queries[0] makes too"),
+            "{message}"
+        );
+        let c = parse(
+            "name: m\ndsn: postgresql://db/app\nqueries:\n  - metric: jobs\n    sql: SELECT 1 AS n\n    \
+             labels: [q, q]\n    values: [n]\n",
+        );
+        assert_eq!(
+            c.validate().expect_err("label twice").0,
+            "queries[0].labels[1]"
+        );
     }
 }

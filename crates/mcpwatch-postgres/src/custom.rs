@@ -1,6 +1,9 @@
 //! Queries of the user's: each row becomes one series per value column, labelled by the
 //! label columns. They run with the simple protocol, so any column type is read as text.
 
+use std::collections::HashSet;
+
+use mcpwatch_core::metrics::Label;
 use mcpwatch_core::{CollectError, MetricFamily, MetricSink};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -37,6 +40,10 @@ pub(crate) async fn run(
         .collect();
     let mut rows = 0_u32;
     let mut truncated = false;
+    // Rows whose label values an earlier row had: served once, as the first row, since
+    // a series written twice is dropped by Prometheus.
+    let mut seen: HashSet<Vec<Label>> = HashSet::new();
+    let mut repeated = 0_u32;
     for message in messages {
         let SimpleQueryMessage::Row(row) = message else {
             continue;
@@ -54,6 +61,11 @@ pub(crate) async fn run(
                 .unwrap_or_default();
             labels.push((std::borrow::Cow::Owned(label.clone()), value.to_owned()));
         }
+        if seen.contains(&labels) {
+            repeated += 1;
+            continue;
+        }
+        seen.insert(labels.clone());
         for (family, column) in families.iter_mut().zip(&query.values) {
             let text = row
                 .try_get(column.as_str())
@@ -73,6 +85,13 @@ pub(crate) async fn run(
     }
     if truncated {
         tracing::debug!(query = %query.metric, max_rows = query.max_rows, "Custom query cut at max_rows.");
+    }
+    if repeated > 0 {
+        return Err(context(format!(
+            "{repeated} of {rows} rows repeat the label values ({}) of an earlier row and \
+             were left out: add the columns that tell them apart to labels",
+            query.labels.join(", ")
+        )));
     }
     Ok(())
 }
