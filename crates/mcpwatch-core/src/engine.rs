@@ -129,6 +129,8 @@ type SharedScrape = Shared<BoxFuture<'static, Arc<Scrape>>>;
 struct InFlight {
     /// Tells this collection from the others under way.
     generation: u64,
+    /// The collectors and options it runs with; a scrape after a reload does not join it.
+    state: Arc<EngineState>,
     /// The time its collectors were given.
     budget: Duration,
     /// When it ends at the latest.
@@ -138,9 +140,10 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// Whether a scrape with this budget and deadline may take this collection's result.
-    fn serves(&self, budget: Duration, deadline: Instant) -> bool {
-        self.budget >= budget && self.deadline <= deadline
+    /// Whether a scrape with this configuration, budget and deadline may take this
+    /// collection's result.
+    fn serves(&self, state: &Arc<EngineState>, budget: Duration, deadline: Instant) -> bool {
+        Arc::ptr_eq(&self.state, state) && self.budget >= budget && self.deadline <= deadline
     }
 }
 
@@ -404,7 +407,8 @@ impl ScrapeEngine {
     /// it for the others.
     pub async fn scrape(&self, scraper_timeout: Option<Duration>) -> Arc<Scrape> {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
-        let budget = self.state().options.budget(scraper_timeout);
+        let state = self.state();
+        let budget = state.options.budget(scraper_timeout);
         let deadline = Instant::now() + budget;
         let (scrape, joined) = {
             let mut in_flight = self
@@ -413,19 +417,25 @@ impl ScrapeEngine {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             // The latest one that qualifies has the freshest data.
-            match in_flight.iter().rev().find(|f| f.serves(budget, deadline)) {
+            match in_flight
+                .iter()
+                .rev()
+                .find(|f| f.serves(&state, budget, deadline))
+            {
                 Some(shared) => (shared.scrape.clone(), shared.joined.clone()),
-                // None, or only ones that were given less time than this scrape has, or
-                // that could end after this scraper gave up: start another.
+                // None, or only ones that were given less time than this scrape has, that
+                // could end after this scraper gave up, or that run a configuration since
+                // replaced: start another.
                 None => {
                     let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
                     let inner = self.inner.clone();
+                    let collected = state.clone();
                     let task = tokio::spawn(async move {
                         let clear = ClearInFlight {
                             inner: &inner,
                             generation,
                         };
-                        let scrape = inner.collect(deadline, budget).await;
+                        let scrape = inner.collect(&collected, deadline, budget).await;
                         drop(clear);
                         scrape
                     });
@@ -440,6 +450,7 @@ impl ScrapeEngine {
                     let joined = Arc::new(AtomicUsize::new(0));
                     in_flight.push(InFlight {
                         generation,
+                        state,
                         budget,
                         deadline,
                         scrape: scrape.clone(),
@@ -489,13 +500,13 @@ impl Drop for ClearInFlight<'_> {
 }
 
 impl Inner {
-    async fn collect(&self, deadline: Instant, budget: Duration) -> Arc<Scrape> {
+    async fn collect(
+        &self,
+        state: &EngineState,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Arc<Scrape> {
         self.collections.fetch_add(1, Ordering::Relaxed);
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         let ctx = ScrapeContext::new(deadline);
         let mut sinks: Vec<MetricSink> = state
             .entries
@@ -525,7 +536,7 @@ impl Inner {
         let outcomes = join_all(runs).await;
 
         let mut own = MetricSink::default();
-        self.record(&state, &outcomes, budget, &mut own);
+        self.record(state, &outcomes, budget, &mut own);
         for source in &self.sources {
             source.collect(&mut own);
         }
@@ -1141,6 +1152,37 @@ mod tests {
         assert!(long_enough > 0);
         let runs = runs.load(Ordering::SeqCst);
         assert!(runs < scrapes.len(), "{runs} collections for 200 scrapes");
+    }
+
+    #[tokio::test]
+    async fn a_scrape_after_a_reload_does_not_take_the_old_configurations_collection() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(tokio::sync::Notify::new());
+        let engine = ScrapeEngine::builder()
+            .collector(Gate {
+                runs: runs.clone(),
+                open: open.clone(),
+            })
+            .process_metrics(false)
+            .build();
+        let old = spawn_waiting_scrape(&engine, 1).await;
+        engine.replace(
+            vec![Arc::new(Fixed {
+                target: "new",
+                value: 3.0,
+            })],
+            engine.options(),
+        );
+        // Joining the old collection would wait on its gate for ever.
+        let new = tokio::time::timeout(Duration::from_secs(30), engine.scrape(None))
+            .await
+            .expect("the scrape after the reload waited on the old collection");
+        assert_eq!(new.value("fixed_value", &[("target", "new")]), Some(3.0));
+        assert_eq!(new.value("gate_run", &[]), None, "nothing of the old set");
+        open.notify_one();
+        let old = old.await.expect("old scrape");
+        assert_eq!(old.value("gate_run", &[]), Some(1.0));
+        assert_eq!(engine.collections(), 2);
     }
 
     #[tokio::test]
