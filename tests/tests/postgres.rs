@@ -438,7 +438,7 @@ async fn one_series_per_statement_database_and_user() {
          top_statements: 1000\n",
         server.dsn("postgres")
     ));
-    let scrape = engine.scrape(None).await;
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     let exposition = text(&scrape).await;
     assert_eq!(scrape.value("pg_up", &[]), Some(1.0), "{exposition}");
     let texts: Vec<&str> = lines_of(&exposition, "pg_stat_statements_query_info")
@@ -489,4 +489,140 @@ async fn one_series_per_statement_database_and_user() {
         1
     );
     assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+}
+
+/// The log lines the code under test writes on this thread while the guard lives: the
+/// collector's connection tasks run on it too, in the tests' single-threaded runtime.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// Captures until the second value (the subscriber's guard) is dropped.
+    fn start() -> (Self, Box<dyn std::any::Any>) {
+        use tracing_subscriber::util::SubscriberInitExt;
+        let log = Self::default();
+        let writer = log.clone();
+        let guard = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .finish()
+            .set_default();
+        (log, Box::new(guard))
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(
+            &self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect()
+    }
+}
+
+/// The client connections `pg_stat_activity_connections` counts.
+fn client_connections(scrape: &Scrape) -> f64 {
+    scrape
+        .group("pg_stat_activity_connections")
+        .map(|group| {
+            group
+                .members()
+                .iter()
+                .flat_map(|f| f.samples())
+                .map(|s| match s.value {
+                    mcpwatch_core::metrics::SampleValue::Number(v) => v,
+                    mcpwatch_core::metrics::SampleValue::Histogram(_) => 0.0,
+                })
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_role_without_pg_read_all_stats_is_reported_once_and_as_a_metric() {
+    let (log, _guard) = CapturedLog::start();
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let password = mcpwatch_tests::random_token("limited-");
+    // Six sessions of another role, one of them in an open transaction.
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(server.admin("postgres").await);
+    }
+    sessions[0]
+        .batch_execute(&format!("CREATE ROLE limited LOGIN PASSWORD '{password}'"))
+        .await
+        .expect("create role");
+    sessions[1]
+        .batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await
+        .expect("open a transaction");
+    let engine = engine(&format!(
+        "name: db\ndsn: 'postgresql://limited:{password}@127.0.0.1:{}/postgres'\n",
+        server.port()
+    ));
+    let warnings = || {
+        log.lines()
+            .into_iter()
+            .filter(|l| l.contains("WARN") && l.contains("pg_read_all_stats"))
+            .collect::<Vec<_>>()
+    };
+
+    let mut scrapes = Vec::new();
+    for _ in 0..5 {
+        scrapes.push(mcpwatch_tests::engine::scrape(&engine, None).await);
+    }
+    let last = scrapes.last().expect("scrapes");
+    let exposition = text(last).await;
+    assert_eq!(last.value("pg_up", &[]), Some(1.0), "{exposition}");
+    // What the role sees: its own session only, and no transaction of another.
+    assert_eq!(client_connections(last), 1.0, "{exposition}");
+    assert_eq!(
+        last.value("pg_oldest_transaction_seconds", &[("datname", "postgres")]),
+        Some(0.0)
+    );
+    // And that it sees only that: the metric, and one warning for the connection.
+    for scrape in &scrapes {
+        assert_eq!(scrape.value("pg_monitor_privileges", &[]), Some(0.0));
+    }
+    assert_eq!(warnings().len(), 1, "{:#?}", log.lines());
+    assert!(warnings()[0].contains("pg_monitor"), "{:?}", warnings());
+
+    // Granted: the same connection sees the 7 sessions (the 6 and its own) at once.
+    sessions[0]
+        .batch_execute("GRANT pg_monitor TO limited")
+        .await
+        .expect("grant");
+    let granted = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(granted.value("pg_monitor_privileges", &[]), Some(1.0));
+    assert_eq!(
+        client_connections(&granted),
+        7.0,
+        "{}",
+        text(&granted).await
+    );
+    assert!(
+        granted
+            .value("pg_oldest_transaction_seconds", &[("datname", "postgres")])
+            .is_some_and(|age| age > 0.0)
+    );
+    assert_eq!(warnings().len(), 1, "{:#?}", log.lines());
+    sessions[1].batch_execute("COMMIT").await.expect("commit");
 }

@@ -88,7 +88,16 @@ fn write_server(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError>
     };
     write_server_row(row, sink)?;
     write_archiver(row, 8, sink)?;
-    write_checkpointer(row, 12, sink)
+    write_checkpointer(row, 12, sink)?;
+    let reads_all: bool = get(row, 21, "server")?;
+    sink.gauge(
+        "pg_monitor_privileges",
+        "Whether the monitoring role sees every session and statement (1: it has the \
+         privileges of pg_read_all_stats, through pg_monitor or as a superuser) or only its \
+         own (0).",
+    )
+    .add(&[], if reads_all { 1.0 } else { 0.0 });
+    Ok(())
 }
 
 fn write_server_row(row: &Row, sink: &mut MetricSink) -> Result<(), CollectError> {

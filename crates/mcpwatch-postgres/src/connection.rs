@@ -15,7 +15,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::queries::{MainQuery, STATEMENTS_VERSION, TABLES, has_exec_time, statements_sql};
+use crate::queries::{
+    MainQuery, READ_ALL_STATS, STATEMENTS_VERSION, TABLES, has_exec_time, statements_sql,
+};
 
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -373,14 +375,34 @@ async fn prepare(
     label: &str,
     generation: u64,
 ) -> Result<Session, String> {
-    let version: u32 = client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+    let identity = client
+        .query_one(
+            &format!(
+                "SELECT current_setting('server_version_num')::int4, current_user::text, \
+                 {READ_ALL_STATS}"
+            ),
+            &[],
+        )
         .await
-        .map_err(|e| describe(&e))?
+        .map_err(|e| describe(&e))?;
+    let version: u32 = identity
         .try_get::<_, i32>(0)
         .map_err(|e| describe(&e))?
         .try_into()
         .unwrap_or(0);
+    // Said once per connection: every scrape reports it as pg_monitor_privileges.
+    if matches!(role, Role::Main { .. })
+        && !identity.try_get::<_, bool>(2).map_err(|e| describe(&e))?
+    {
+        let user: String = identity.try_get(1).map_err(|e| describe(&e))?;
+        tracing::warn!(
+            target = %label,
+            role = %user,
+            "The monitoring role lacks the privileges of pg_read_all_stats: other roles' \
+             sessions, transactions and statements are hidden from it, so connection counts, \
+             transaction ages and pg_stat_statements cover its own only. Grant it pg_monitor."
+        );
+    }
     let tables = client
         .prepare(TABLES)
         .await

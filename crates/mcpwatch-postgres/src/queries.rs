@@ -43,8 +43,10 @@ impl MainQuery {
     pub(crate) fn sql(self, version: u32) -> String {
         match self {
             // One row: the server, then pg_stat_archiver (from column 8), then the
-            // checkpointer and bgwriter (from column 12); PostgreSQL 17 moved the
-            // checkpointer's counters out of pg_stat_bgwriter.
+            // checkpointer and bgwriter (from column 12; PostgreSQL 17 moved the
+            // checkpointer's counters out of pg_stat_bgwriter), then whether the role sees
+            // every session and statement (column 21), read on every scrape so that a
+            // GRANT shows at once.
             MainQuery::Server => format!(
                 "SELECT current_setting('server_version')::text, \
                  current_setting('server_version_num')::int8, \
@@ -59,7 +61,8 @@ impl MainQuery {
                  a.archived_count::int8, a.failed_count::int8, \
                  extract(epoch FROM a.last_archived_time)::float8, \
                  extract(epoch FROM a.last_failed_time)::float8, \
-                 {checkpointer} \
+                 {checkpointer}, \
+                 {READ_ALL_STATS} \
                  FROM pg_stat_archiver a, pg_stat_bgwriter b{checkpointer_view}",
                 reserved = if version >= 160_000 {
                     "current_setting('reserved_connections')"
@@ -216,6 +219,12 @@ pub(crate) const TABLES: &str = "SELECT current_database()::text, t.nspname::tex
        ORDER BY 4 DESC, 2, 3 LIMIT $1) t \
      ORDER BY t.dead DESC, t.nspname, t.relname";
 
+/// Whether the session's role has the privileges of `pg_read_all_stats` (a member of
+/// `pg_monitor` that inherits, or a superuser). Without them `pg_stat_activity` hides the
+/// state, times and type of other roles' sessions, and `pg_stat_statements` their
+/// statements.
+pub(crate) const READ_ALL_STATS: &str = "pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')";
+
 /// The version of pg_stat_statements installed in the connected database, if any.
 pub(crate) const STATEMENTS_VERSION: &str =
     "SELECT extversion::text FROM pg_extension WHERE extname = 'pg_stat_statements'";
@@ -231,6 +240,7 @@ mod tests {
                 .sql(170_000)
                 .contains("pg_stat_checkpointer c")
         );
+        assert!(MainQuery::Server.sql(150_000).contains(READ_ALL_STATS));
         assert!(
             !MainQuery::Server
                 .sql(160_004)
