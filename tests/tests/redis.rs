@@ -274,3 +274,52 @@ async fn a_wrong_password_is_down_and_never_shown() {
     assert!(!status.contains(&wrong));
     assert!(!text(&scrape).await.contains(&wrong));
 }
+
+/// `errorstat_NOPERM` of `INFO errorstats`: the commands the server refused for want of
+/// an ACL permission.
+async fn noperm_replies(server: &RedisServer) -> u64 {
+    let mut admin = server.connection().await;
+    let stats: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query_async(&mut admin)
+        .await
+        .expect("INFO errorstats");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("errorstat_NOPERM:count="))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn a_user_allowed_only_ping_is_refused_each_command_once_per_connection() {
+    let server = RedisServer::start(&[]).await;
+    let mut admin = server.connection().await;
+    let password = mcpwatch_tests::random_token("pinger-");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("pinger")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg("+ping")
+        .query_async(&mut admin)
+        .await
+        .expect("acl");
+    assert_eq!(noperm_replies(&server).await, 0);
+    let engine = engine(&format!(
+        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: pinger\npassword: '{password}'\n",
+        server.port()
+    ));
+    for _ in 0..20 {
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+        assert_eq!(value(&scrape, "redis_up", &[]), 1.0);
+    }
+    // One connection: CLIENT SETNAME, INFO ALL, SLOWLOG LEN and the two CONFIG GET are
+    // each refused once, then not asked again.
+    assert_eq!(noperm_replies(&server).await, 5, "{:?}", engine.status());
+    match &engine.status()[0].last_outcome {
+        Some(mcpwatch_core::engine::CollectorOutcome::Failed(e)) => {
+            assert!(e.contains("INFO ALL") && e.contains("NOPERM"), "{e}");
+        }
+        other => panic!("the collection fails without INFO: {other:?}"),
+    }
+}

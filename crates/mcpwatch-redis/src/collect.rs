@@ -16,8 +16,8 @@ use crate::{RedisError, connection_info};
 ///
 /// It keeps one multiplexed connection, made again on the scrape after it broke. A scrape
 /// sends `PING` (`redis_up`, `redis_ping_duration_seconds`), then `INFO ALL`, `SLOWLOG LEN`,
-/// `CONFIG GET maxmemory` and `CONFIG GET maxclients` (unless the ACL refused them) and, in
-/// cluster mode, `CLUSTER INFO`, in one pipeline. Nothing it sends is answered with an error
+/// `CONFIG GET maxmemory` and `CONFIG GET maxclients` (each unless the ACL refused it
+/// before on this connection) and, in cluster mode, `CLUSTER INFO`, in one pipeline. Nothing it sends is answered with an error
 /// in the normal case, so the server's own error statistics stay the application's.
 pub struct RedisCollector {
     config: RedisConfig,
@@ -29,8 +29,8 @@ pub struct RedisCollector {
     /// Learned from INFO: ask CLUSTER INFO only in cluster mode, since elsewhere it is an
     /// error reply that would count in the server's own error statistics.
     cluster_mode: AtomicBool,
-    /// Commands an ACL refused on this connection (CONFIG GET, SLOWLOG LEN, CLUSTER INFO):
-    /// not asked again until the next connection, for the same reason.
+    /// Commands an ACL refused on this connection (INFO ALL, CONFIG GET, SLOWLOG LEN,
+    /// CLUSTER INFO): not asked again until the next connection, for the same reason.
     refused: std::sync::Mutex<Vec<&'static str>>,
 }
 
@@ -152,6 +152,9 @@ impl Drop for ForgetUnlessAnswered<'_> {
     }
 }
 
+/// The name `INFO ALL` goes by among the commands a scrape sends.
+const INFO: &str = "INFO ALL";
+
 /// A Redis error's text; the crate's errors carry no credentials.
 fn describe(error: &redis::RedisError) -> String {
     error.to_string()
@@ -213,12 +216,20 @@ impl Collector for RedisCollector {
         )
         .add(&[], ping.as_secs_f64());
 
-        // INFO ALL first, then what INFO lacks; what an ACL refused before is not asked.
+        // INFO ALL first, then what INFO lacks; what an ACL refused before is not asked,
+        // INFO included: a user allowed PING alone is refused each command once per
+        // connection, not on every scrape.
         let refused = self.refused_now().clone();
+        if refused.contains(&INFO) {
+            return Err(CollectError::msg(
+                "INFO ALL: refused on this connection (NOPERM, or the command is renamed \
+                 away); allow the monitoring user INFO",
+            ));
+        }
         let mut asked: Vec<&'static str> = Vec::new();
         let mut pipe = redis::pipe();
-        pipe.cmd("INFO").arg("ALL");
         for (name, args) in [
+            (INFO, &["INFO", "ALL"][..]),
             ("SLOWLOG LEN", &["SLOWLOG", "LEN"][..]),
             ("CONFIG GET maxmemory", &["CONFIG", "GET", "maxmemory"][..]),
             (
@@ -249,15 +260,7 @@ impl Collector for RedisCollector {
                 return Err(CollectError::msg(describe(&e)).context("INFO"));
             }
         };
-        let mut replies = replies.into_iter();
-        let info_text = match replies.next() {
-            Some(Ok(value)) => {
-                text(&value).ok_or_else(|| CollectError::msg("INFO ALL: unexpected reply"))?
-            }
-            Some(Err(e)) => return Err(CollectError::msg(describe(&e)).context("INFO ALL")),
-            None => return Err(CollectError::msg("INFO ALL: no reply")),
-        };
-        let info = Info::parse(&info_text);
+        let mut info_reply = None;
         let mut extras = Extras::default();
         for (name, reply) in asked.into_iter().zip(replies) {
             let value = match reply {
@@ -273,10 +276,14 @@ impl Collector for RedisCollector {
                         tracing::debug!(target = %self.config.name, command = name, %error, "Command refused; not asked again on this connection.");
                         self.refused_now().push(name);
                     }
+                    if name == INFO {
+                        info_reply = Some(Err(error));
+                    }
                     continue;
                 }
             };
             match name {
+                INFO => info_reply = Some(Ok(value)),
                 "SLOWLOG LEN" => {
                     if let Value::Int(n) = value {
                         extras.slowlog_length = Some(n as f64);
@@ -287,6 +294,14 @@ impl Collector for RedisCollector {
                 _ => extras.cluster_info = text(&value),
             }
         }
+        let info_text = match info_reply {
+            Some(Ok(value)) => {
+                text(&value).ok_or_else(|| CollectError::msg("INFO ALL: unexpected reply"))?
+            }
+            Some(Err(e)) => return Err(CollectError::msg(describe(&e)).context("INFO ALL")),
+            None => return Err(CollectError::msg("INFO ALL: no reply")),
+        };
+        let info = Info::parse(&info_text);
         let cluster_enabled = info.number("cluster_enabled") == Some(1.0);
         let newly_clustered =
             cluster_enabled && !self.cluster_mode.swap(cluster_enabled, Ordering::Relaxed);
