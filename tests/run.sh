@@ -20,6 +20,8 @@ command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
+# logrotate rotates the request logs the wsdaemon tests follow; it lives in /usr/sbin.
+command -v logrotate >/dev/null 2>&1 || [[ -x /usr/sbin/logrotate ]] || apt_missing+=(logrotate)
 # Debian's Alertmanager package ships amtool too.
 command -v prometheus-alertmanager >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)

@@ -3,9 +3,10 @@
 //! request log, and every fault it must name; then the exporter binary with a fault per
 //! target, scraped by a real Prometheus.
 
+use std::borrow::Borrow;
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,7 +23,7 @@ use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::tls::ca_and_server;
-use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
+use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics, require};
 use mcpwatch_tests::wait_for_async;
 use mcpwatch_wsdaemon::WsDaemonCollector;
 
@@ -385,6 +386,334 @@ async fn a_health_file_past_its_age_limit_is_not_healthy() {
         states(&again),
         [Some(1.0), Some(1.0), Some(1.0), Some(0.0), Some(2.0)]
     );
+}
+
+/// logrotate: on the PATH, or where Debian puts it (a user's PATH often lacks /usr/sbin).
+fn logrotate_program() -> PathBuf {
+    let debian = Path::new("/usr/sbin/logrotate");
+    if debian.is_file() {
+        return debian.to_owned();
+    }
+    require("logrotate", "apt-get install -y logrotate")
+}
+
+/// The real logrotate on one log file, with its configuration and state file in `dir`.
+struct Logrotate {
+    program: PathBuf,
+    log: PathBuf,
+    config: PathBuf,
+    state: PathBuf,
+}
+
+impl Logrotate {
+    fn new(dir: &Path, log: &Path, options: &str) -> Self {
+        let rotate = Self {
+            program: logrotate_program(),
+            log: log.to_owned(),
+            config: dir.join("logrotate.conf"),
+            state: dir.join("logrotate.state"),
+        };
+        rotate.configure(options);
+        rotate
+    }
+
+    fn configure(&self, options: &str) {
+        std::fs::write(
+            &self.config,
+            format!("{} {{\n{options}\n}}\n", self.log.display()),
+        )
+        .expect("logrotate.conf");
+    }
+
+    /// One rotation now, as `logrotate --force` from cron would do when due.
+    fn rotate(&self) {
+        let out = Command::new(&self.program)
+            .arg("--force")
+            .arg("--state")
+            .arg(&self.state)
+            .arg(&self.config)
+            .output()
+            .expect("run logrotate");
+        assert!(
+            out.status.success(),
+            "logrotate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A daemon writing its request log: the file kept open for appending, one write per
+/// record, each record numbered (so lines differ in length), every line starting with a
+/// `service` field `pad` bytes long.
+struct LogWriter {
+    path: PathBuf,
+    file: File,
+    next: u32,
+    pad: usize,
+}
+
+impl LogWriter {
+    fn open(path: &Path, pad: usize) -> Self {
+        Self {
+            path: path.to_owned(),
+            file: Self::append_to(path),
+            next: 0,
+            pad,
+        }
+    }
+
+    fn append_to(path: &Path) -> File {
+        File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open the request log")
+    }
+
+    fn line(&mut self) -> String {
+        let n = self.next;
+        self.next += 1;
+        format!(
+            "{{\"service\":\"{}\",\"provider\":\"glm\",\"tool\":\"chat\",\"status\":\"success\",\
+             \"duration_ms\":{n}}}\n",
+            "x".repeat(self.pad)
+        )
+    }
+
+    fn write(&mut self, records: u32) {
+        for _ in 0..records {
+            let line = self.line();
+            self.file
+                .write_all(line.as_bytes())
+                .expect("write a record");
+        }
+    }
+
+    /// Writes the first half of a record; returns the rest.
+    fn write_half(&mut self) -> String {
+        let line = self.line();
+        let (head, tail) = line.split_at(line.len() / 2);
+        self.file
+            .write_all(head.as_bytes())
+            .expect("write half a record");
+        tail.to_owned()
+    }
+
+    fn finish(&mut self, rest: &str) {
+        self.file
+            .write_all(rest.as_bytes())
+            .expect("finish a record");
+    }
+
+    /// Opens the log again by name, as a daemon does when told that its log was rotated.
+    fn reopen(&mut self) {
+        self.file = Self::append_to(&self.path);
+    }
+}
+
+/// Records counted, lines parsed, invalid lines and rotations seen, from a scrape.
+fn follower(scrape: impl Borrow<Scrape>) -> (f64, f64, f64, f64) {
+    let scrape = scrape.borrow();
+    let lines = |result| {
+        scrape
+            .value("wsdaemon_request_log_lines_total", &[("result", result)])
+            .unwrap_or(-1.0)
+    };
+    (
+        scrape
+            .value(
+                "wsdaemon_requests_total",
+                &[
+                    ("provider", "glm"),
+                    ("tool", "chat"),
+                    ("outcome", "success"),
+                ],
+            )
+            .unwrap_or(0.0),
+        lines("parsed"),
+        lines("invalid"),
+        scrape
+            .value("wsdaemon_request_log_rotations_total", &[])
+            .unwrap_or(-1.0),
+    )
+}
+
+/// A target with only a request log, `pattern` in `dir/logs`, and its engine.
+fn log_engine(dir: &Path, pattern: &str) -> mcpwatch_core::ScrapeEngine {
+    engine(vec![collector(&format!(
+        "name: exai\nrequest_log:\n  path: {}/logs/{pattern}\n",
+        dir.display()
+    ))])
+}
+
+fn log_dirs() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("logs")).expect("logs");
+    let log = dir.path().join("logs/requests.jsonl");
+    (dir, log)
+}
+
+#[tokio::test]
+async fn logrotate_copytruncate_loses_and_repeats_no_record() {
+    let (dir, log) = log_dirs();
+    let mut writer = LogWriter::open(&log, 0);
+    let rotate = Logrotate::new(dir.path(), &log, "copytruncate\nrotate 3");
+    let engine = log_engine(dir.path(), "*.jsonl");
+    writer.write(200);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (200.0, 200.0, 0.0, 0.0)
+    );
+
+    // More bytes than the file had before are written by the next scrape.
+    rotate.rotate();
+    assert_eq!(std::fs::metadata(&log).expect("log").len(), 0, "truncated");
+    writer.write(210);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (410.0, 410.0, 0.0, 1.0)
+    );
+
+    // Fewer.
+    rotate.rotate();
+    writer.write(20);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (430.0, 430.0, 0.0, 2.0)
+    );
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (430.0, 430.0, 0.0, 2.0)
+    );
+}
+
+#[tokio::test]
+async fn logrotate_copytruncate_of_lines_sharing_a_long_prefix() {
+    let (dir, log) = log_dirs();
+    // Each line starts with the same 5000 bytes: so does the file after each truncation.
+    let mut writer = LogWriter::open(&log, 5000);
+    let rotate = Logrotate::new(dir.path(), &log, "copytruncate\nrotate 3");
+    let engine = log_engine(dir.path(), "*.jsonl");
+    writer.write(100);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (100.0, 100.0, 0.0, 0.0)
+    );
+    rotate.rotate();
+    writer.write(150);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (250.0, 250.0, 0.0, 1.0)
+    );
+    rotate.rotate();
+    writer.write(100);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (350.0, 350.0, 0.0, 2.0)
+    );
+}
+
+#[tokio::test]
+async fn logrotate_copytruncate_copies_the_pattern_matches_complete_the_count() {
+    let (dir, log) = log_dirs();
+    let mut writer = LogWriter::open(&log, 0);
+    // The copies are requests.1.jsonl, requests.2.jsonl...: `*.jsonl` matches them.
+    let rotate = Logrotate::new(dir.path(), &log, "copytruncate\nrotate 3\nextension .jsonl");
+    let engine = log_engine(dir.path(), "*.jsonl");
+    writer.write(50);
+    assert_eq!(follower(engine.scrape(None).await), (50.0, 50.0, 0.0, 0.0));
+    writer.write(5);
+    let rest = writer.write_half();
+    assert_eq!(follower(engine.scrape(None).await), (55.0, 55.0, 0.0, 0.0));
+
+    // The half line is finished and four more written before the rotation: they are in the
+    // copy only.
+    writer.finish(&rest);
+    writer.write(4);
+    rotate.rotate();
+    writer.write(30);
+    assert_eq!(follower(engine.scrape(None).await), (90.0, 90.0, 0.0, 1.0));
+
+    // The next copy pushes the first to requests.2.jsonl.
+    writer.write(10);
+    rotate.rotate();
+    writer.write(5);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (105.0, 105.0, 0.0, 2.0)
+    );
+
+    // Two rotations between scrapes; the oldest copy is deleted.
+    writer.write(3);
+    rotate.rotate();
+    writer.write(4);
+    rotate.rotate();
+    writer.write(2);
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (114.0, 114.0, 0.0, 4.0)
+    );
+    assert_eq!(
+        follower(engine.scrape(None).await),
+        (114.0, 114.0, 0.0, 4.0)
+    );
+}
+
+#[tokio::test]
+async fn logrotate_create_and_a_new_file_appearing_late() {
+    let (dir, log) = log_dirs();
+    let mut writer = LogWriter::open(&log, 0);
+    let rotate = Logrotate::new(dir.path(), &log, "create\nrotate 3");
+    let engine = log_engine(dir.path(), "*.jsonl");
+    writer.write(40);
+    assert_eq!(follower(engine.scrape(None).await), (40.0, 40.0, 0.0, 0.0));
+
+    // Renamed to requests.jsonl.1 and a new file created; the daemon writes to the old one
+    // until it reopens its log.
+    writer.write(5);
+    rotate.rotate();
+    writer.write(3);
+    writer.reopen();
+    writer.write(6);
+    assert_eq!(follower(engine.scrape(None).await), (54.0, 54.0, 0.0, 1.0));
+
+    // Without `create`, the new file appears when the daemon next opens its log, scrapes
+    // later.
+    rotate.configure("nocreate\nrotate 3");
+    writer.write(2);
+    rotate.rotate();
+    assert!(!log.exists());
+    writer.write(1);
+    for _ in 0..3 {
+        assert_eq!(follower(engine.scrape(None).await), (57.0, 57.0, 0.0, 1.0));
+    }
+    writer.reopen();
+    writer.write(4);
+    assert_eq!(follower(engine.scrape(None).await), (61.0, 61.0, 0.0, 2.0));
+}
+
+#[tokio::test]
+async fn several_logrotate_create_rotations_between_two_scrapes() {
+    let (dir, log) = log_dirs();
+    let mut writer = LogWriter::open(&log, 0);
+    // The rotated files keep the extension: `requests*.jsonl` follows every one.
+    let rotate = Logrotate::new(dir.path(), &log, "create\nrotate 5\nextension .jsonl");
+    let engine = log_engine(dir.path(), "requests*.jsonl");
+    writer.write(10);
+    assert_eq!(follower(engine.scrape(None).await), (10.0, 10.0, 0.0, 0.0));
+    rotate.rotate();
+    writer.reopen();
+    writer.write(10);
+    assert_eq!(follower(engine.scrape(None).await), (20.0, 20.0, 0.0, 1.0));
+    writer.write(5);
+    rotate.rotate();
+    writer.reopen();
+    writer.write(5);
+    rotate.rotate();
+    writer.reopen();
+    writer.write(5);
+    assert_eq!(follower(engine.scrape(None).await), (35.0, 35.0, 0.0, 3.0));
+    assert_eq!(follower(engine.scrape(None).await), (35.0, 35.0, 0.0, 3.0));
 }
 
 /// One target per fault, in one exporter.

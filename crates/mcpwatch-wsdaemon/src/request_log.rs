@@ -10,16 +10,26 @@
 //! - a file renamed away or deleted is read to its end through the handle still open on it,
 //!   so records written just before a rotation are counted; it is let go once it stops
 //!   growing;
-//! - a file truncated in place (copytruncate) is read again from its start;
-//! - only complete lines are parsed: a half-written last line waits for its newline;
+//! - a file truncated in place (copytruncate) is read again from its start. A file written
+//!   past its old size before the next scrape is still told from the same file grown: each
+//!   file keeps a fingerprint of what was read of it (a hash of its first 4 KiB, and the
+//!   last 1 KiB before the offset, where lines differ even when they share a long prefix);
+//! - the copy copytruncate makes, when the pattern matches it (logrotate's `extension`), is
+//!   read on from where the original was left: the records written between the last scrape
+//!   and the rotation are counted, the rest of the copy is not read again. A copy seen before
+//!   the original's truncation waits for it;
+//! - a rotation is counted when a file is truncated in place, and when a new file appears
+//!   under a name that a followed file left (renamed away or deleted);
+//! - only complete lines are parsed: a half-written last line waits for its newline; the
+//!   start of a line cut by a truncation is dropped, not counted (its end is in the copy);
 //! - memory is bounded: one partial line per file (at most `max_line_bytes`), at most
 //!   `max_series` provider and tool pairs (the rest count as `other`), a read budget per
 //!   scrape, and a bounded number of files and open handles.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use mcpwatch_core::config::Pattern;
@@ -38,7 +48,15 @@ const MAX_FILES: usize = 256;
 const MAX_OPEN: usize = 32;
 /// Scrapes without growth after which a file gone from the directory is let go.
 const GONE_IDLE_SCANS: u32 = 2;
+/// Scrapes the state of a file found truncated waits for its copy to appear.
+const COPY_WAIT_SCANS: u32 = 2;
 const CHUNK: usize = 64 * 1024;
+/// Bytes at the start of a file hashed into its fingerprint.
+const HEAD_BYTES: u64 = 4096;
+/// Bytes before the offset kept in the fingerprint: the end of the last line read.
+const TAIL_BYTES: usize = 1024;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// A file, or a pattern of names (`*` and `?` as in a shell) in one directory.
 #[derive(Debug, Clone)]
@@ -103,10 +121,84 @@ impl FilePattern {
     }
 }
 
+/// Device and inode.
+type FileId = (u64, u64);
+
+/// Size, modification and change times: a file whose stamp did not change was not written.
+type Stamp = (u64, i64, i64, i64, i64);
+
+fn stamp(meta: &Metadata) -> Stamp {
+    (
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
+/// FNV-1a, which hashes bytes one after the other: a hash can be extended as a file is read.
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// What was read of a file: a hash of its first bytes and its last bytes read. A file
+/// truncated in place and written again no longer has it, even when it is longer than the
+/// offset again; a copy of the file has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    /// FNV-1a of the first `min(offset, HEAD_BYTES)` bytes.
+    head: u64,
+    /// The last `min(offset, TAIL_BYTES)` bytes before the offset.
+    tail: Vec<u8>,
+}
+
+impl Fingerprint {
+    /// The fingerprint of nothing read.
+    fn empty() -> Self {
+        Self {
+            head: FNV_OFFSET,
+            tail: Vec::new(),
+        }
+    }
+
+    /// The fingerprint of the first `offset` bytes of `file`.
+    fn of(file: &File, offset: u64) -> std::io::Result<Self> {
+        let mut head = vec![0; usize::try_from(offset.min(HEAD_BYTES)).unwrap_or(0)];
+        file.read_exact_at(&mut head, 0)?;
+        let tail_len = offset.min(TAIL_BYTES as u64);
+        let mut tail = vec![0; usize::try_from(tail_len).unwrap_or(0)];
+        file.read_exact_at(&mut tail, offset - tail_len)?;
+        Ok(Self {
+            head: fnv(FNV_OFFSET, &head),
+            tail,
+        })
+    }
+
+    /// Takes in `bytes`, read at `at`: the offset before them.
+    fn extend(&mut self, at: u64, bytes: &[u8]) {
+        if at < HEAD_BYTES {
+            let n = usize::try_from(HEAD_BYTES - at).map_or(bytes.len(), |n| n.min(bytes.len()));
+            self.head = fnv(self.head, &bytes[..n]);
+        }
+        let bytes = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
+        let excess = (self.tail.len() + bytes.len()).saturating_sub(TAIL_BYTES);
+        self.tail.drain(..excess);
+        self.tail.extend_from_slice(bytes);
+    }
+
+    /// Whether what was read ends inside a line.
+    fn mid_line(&self) -> bool {
+        self.tail.last().is_some_and(|b| *b != b'\n')
+    }
+}
+
 /// One file followed by identity.
 #[derive(Debug)]
 struct Followed {
-    id: (u64, u64),
+    id: FileId,
     path: PathBuf,
     file: Option<File>,
     /// Bytes consumed (the partial line included).
@@ -115,10 +207,115 @@ struct Followed {
     partial: Vec<u8>,
     /// Inside a line being dropped (too long, or cut by starting at the end of the file).
     discarding: bool,
+    /// What was read, to tell a truncated file written again from the file grown; `None`
+    /// when the file could not be read yet.
+    fingerprint: Option<Fingerprint>,
+    /// The stamp of the last listing; while it stays the same the file is not checked.
+    stamp: Option<Stamp>,
+    /// Set on a copy of a followed file caught between logrotate's copy and truncation: it
+    /// is not read until the original is found truncated (then it goes on from where the
+    /// original was left) or is gone.
+    copy_of: Option<FileId>,
     /// Whether the last listing showed it.
     present: bool,
     /// Scrapes since it last grew.
     idle: u32,
+}
+
+impl Followed {
+    /// A file to read from `offset` on.
+    fn new(id: FileId, path: PathBuf, offset: u64, fingerprint: Option<Fingerprint>) -> Self {
+        Self {
+            id,
+            path,
+            file: None,
+            offset,
+            partial: Vec::new(),
+            discarding: false,
+            fingerprint,
+            stamp: None,
+            copy_of: None,
+            present: true,
+            idle: 0,
+        }
+    }
+
+    /// Whether the file still holds what was read of it: false when it was truncated and
+    /// written again.
+    fn unchanged(&mut self) -> bool {
+        if self.offset == 0 {
+            return true;
+        }
+        if self.file.is_none() {
+            self.file = open_same(&self.path, self.id);
+        }
+        let Some(file) = &self.file else {
+            return true;
+        };
+        let Some(fingerprint) = &self.fingerprint else {
+            // Not readable when found: what is there now is taken as what was read.
+            self.fingerprint = Fingerprint::of(file, self.offset).ok();
+            return true;
+        };
+        match Fingerprint::of(file, self.offset) {
+            Ok(now) => now == *fingerprint,
+            // Shorter than the offset since it was listed.
+            Err(error) if error.kind() == ErrorKind::UnexpectedEof => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Starts the file again from its beginning; returns where it was.
+    fn restart(&mut self) -> Remnant {
+        Remnant {
+            offset: std::mem::take(&mut self.offset),
+            partial: std::mem::take(&mut self.partial),
+            discarding: std::mem::take(&mut self.discarding),
+            fingerprint: self.fingerprint.replace(Fingerprint::empty()),
+            waited: 0,
+        }
+    }
+
+    /// Goes on from where the original of this copy was left.
+    fn resume(&mut self, remnant: Remnant) {
+        self.copy_of = None;
+        self.offset = remnant.offset;
+        self.partial = remnant.partial;
+        self.discarding = remnant.discarding;
+        self.fingerprint = remnant.fingerprint;
+    }
+
+    /// Takes a copy as read to its end: what it holds was read from the original.
+    fn read_through(&mut self) {
+        self.copy_of = None;
+        self.partial.clear();
+        self.offset = self.stamp.map_or(0, |s| s.0);
+        self.fingerprint = open_same(&self.path, self.id)
+            .and_then(|file| Fingerprint::of(&file, self.offset).ok());
+        self.discarding = self.fingerprint.as_ref().is_some_and(Fingerprint::mid_line);
+    }
+}
+
+/// Where a file was when it was found truncated in place, for its copy to go on from.
+#[derive(Debug)]
+struct Remnant {
+    offset: u64,
+    partial: Vec<u8>,
+    discarding: bool,
+    fingerprint: Option<Fingerprint>,
+    /// Scrapes it has waited for its copy.
+    waited: u32,
+}
+
+impl Remnant {
+    /// Whether `file`, `len` bytes long, is a copy of the file this was.
+    fn copied_to(&self, file: &File, len: u64) -> bool {
+        self.offset > 0
+            && len >= self.offset
+            && self.fingerprint.as_ref().is_some_and(|fingerprint| {
+                Fingerprint::of(file, self.offset).is_ok_and(|now| now == *fingerprint)
+            })
+    }
 }
 
 /// How a request ended; the `outcome` label.
@@ -171,6 +368,10 @@ pub(crate) struct RequestLog {
     config: RequestLogConfig,
     pattern: FilePattern,
     files: Vec<Followed>,
+    /// Files found truncated whose copy has not appeared yet.
+    remnants: Vec<Remnant>,
+    /// Names that followed files left and no new file has taken yet.
+    vacated: Vec<PathBuf>,
     stats: Stats,
 }
 
@@ -183,21 +384,22 @@ impl RequestLog {
             config,
             pattern,
             files: Vec::new(),
+            remnants: Vec::new(),
+            vacated: Vec::new(),
             stats: Stats::default(),
         };
         if !log.config.read_existing {
             for (path, meta) in log.pattern.list() {
-                let discarding = !ends_with_newline(&path, meta.len());
-                log.files.push(Followed {
-                    id: (meta.dev(), meta.ino()),
-                    path,
-                    file: None,
-                    offset: meta.len(),
-                    partial: Vec::new(),
-                    discarding,
-                    present: true,
-                    idle: 0,
-                });
+                let id = (meta.dev(), meta.ino());
+                let fingerprint =
+                    open_same(&path, id).and_then(|file| Fingerprint::of(&file, meta.len()).ok());
+                let mut followed = Followed::new(id, path, meta.len(), fingerprint);
+                // A line being written when the collector starts is not a record.
+                followed.discarding = followed
+                    .fingerprint
+                    .as_ref()
+                    .is_some_and(Fingerprint::mid_line);
+                log.files.push(followed);
             }
         }
         Ok(log)
@@ -205,38 +407,70 @@ impl RequestLog {
 
     /// Reads what was appended since the last call.
     pub(crate) fn poll(&mut self) {
+        let previously: Vec<bool> = self.files.iter().map(|f| f.present).collect();
         for followed in &mut self.files {
             followed.present = false;
         }
+        let mut left = Vec::new();
+        let mut moved = Vec::new();
+        let mut truncated = Vec::new();
+        let mut fresh = Vec::new();
         for (path, meta) in self.pattern.list() {
             let id = (meta.dev(), meta.ino());
-            match self.files.iter_mut().find(|f| f.id == id) {
-                Some(followed) => {
-                    followed.present = true;
-                    followed.path = path;
-                    if meta.len() < followed.offset {
-                        // Truncated in place: what is there now is new.
-                        followed.offset = 0;
-                        followed.partial.clear();
-                        followed.discarding = false;
-                        self.stats.rotations += 1;
-                    }
-                    if meta.len() > followed.offset && followed.file.is_none() {
-                        followed.file = open_same(&followed.path, id);
-                    }
+            let Some(at) = self.files.iter().position(|f| f.id == id) else {
+                fresh.push((path, meta));
+                continue;
+            };
+            let followed = &mut self.files[at];
+            followed.present = true;
+            if followed.path != path {
+                let old = std::mem::replace(&mut followed.path, path);
+                if previously[at] {
+                    left.push(old);
+                    moved.push(id);
                 }
-                None => self.files.push(Followed {
-                    id,
-                    file: open_same(&path, id),
-                    path,
-                    offset: 0,
-                    partial: Vec::new(),
-                    discarding: false,
-                    present: true,
-                    idle: 0,
-                }),
+            }
+            let now = stamp(&meta);
+            if followed.copy_of.is_none()
+                && followed.stamp != Some(now)
+                && (meta.len() < followed.offset || !followed.unchanged())
+            {
+                // Truncated in place: what is there now is new.
+                truncated.push((id, followed.restart()));
+                self.stats.rotations += 1;
+            }
+            followed.stamp = Some(now);
+            if followed.copy_of.is_none() && meta.len() > followed.offset && followed.file.is_none()
+            {
+                followed.file = open_same(&followed.path, id);
             }
         }
+        for (followed, was) in self.files.iter().zip(previously) {
+            if was && !followed.present {
+                left.push(followed.path.clone());
+            }
+        }
+        self.settle_copies(truncated);
+        for name in left {
+            if !self.vacated.contains(&name) {
+                self.vacated.push(name);
+            }
+        }
+        let files = &self.files;
+        self.vacated
+            .retain(|name| !files.iter().any(|f| f.present && f.path == *name));
+        for (path, meta) in fresh {
+            self.follow_new(path, &meta, &moved);
+        }
+        let excess = self.vacated.len().saturating_sub(MAX_FILES);
+        self.vacated.drain(..excess);
+        // A copy that has not appeared by now is not followed: the start of a line cut by
+        // the truncation is dropped with it.
+        self.remnants.retain_mut(|remnant| {
+            remnant.waited += 1;
+            remnant.waited < COPY_WAIT_SCANS
+        });
+
         let mut budget = READ_BUDGET;
         let Self {
             config,
@@ -251,12 +485,9 @@ impl RequestLog {
         files.retain(|followed| {
             let keep =
                 followed.present || (followed.file.is_some() && followed.idle < GONE_IDLE_SCANS);
-            if !keep {
-                // Renamed away or deleted, and read to its end.
-                stats.rotations += 1;
-                if !followed.partial.is_empty() {
-                    stats.invalid += 1;
-                }
+            if !keep && !followed.partial.is_empty() {
+                // Renamed away or deleted, and read to its end, with a line never finished.
+                stats.invalid += 1;
             }
             keep
         });
@@ -272,6 +503,119 @@ impl RequestLog {
                 followed.file = None;
             }
         }
+    }
+
+    /// Hands what files found truncated had read to the copies seen before the truncation,
+    /// and keeps the rest for copies still to appear; copies whose original is gone are
+    /// taken as read.
+    fn settle_copies(&mut self, truncated: Vec<(FileId, Remnant)>) {
+        for (original, remnant) in truncated {
+            let mut remnant = Some(remnant);
+            for copy in self
+                .files
+                .iter_mut()
+                .filter(|f| f.copy_of == Some(original))
+            {
+                let len = copy.stamp.map_or(0, |s| s.0);
+                let file = open_same(&copy.path, copy.id);
+                let copied = remnant.take_if(|remnant| {
+                    file.as_ref()
+                        .is_some_and(|file| remnant.copied_to(file, len))
+                });
+                match copied {
+                    Some(remnant) => {
+                        copy.resume(remnant);
+                        copy.file = file;
+                    }
+                    // Copied before the last read of the original ended, or an older copy:
+                    // all of it was read from the original.
+                    None => copy.read_through(),
+                }
+            }
+            self.remnants.extend(remnant);
+        }
+        let originals: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|f| f.present && f.copy_of.is_none())
+            .map(|f| f.id)
+            .collect();
+        for followed in &mut self.files {
+            if followed
+                .copy_of
+                .is_some_and(|original| !originals.contains(&original))
+            {
+                followed.read_through();
+            }
+        }
+    }
+
+    /// Starts following a file that appeared: the copy of a file found truncated goes on
+    /// from where that file was left, a copy of a file still followed waits for its
+    /// truncation, any other file is read from its start.
+    fn follow_new(&mut self, path: PathBuf, meta: &Metadata, moved: &[FileId]) {
+        let id = (meta.dev(), meta.ino());
+        let len = meta.len();
+        let file = open_same(&path, id);
+        let vacated = match self.vacated.iter().position(|name| *name == path) {
+            Some(at) => {
+                self.vacated.remove(at);
+                true
+            }
+            None => false,
+        };
+        let mut followed = Followed::new(id, path, 0, Some(Fingerprint::empty()));
+        followed.stamp = Some(stamp(meta));
+        let remnant = file
+            .as_ref()
+            .and_then(|file| self.remnants.iter().position(|r| r.copied_to(file, len)));
+        if let Some(at) = remnant {
+            followed.resume(self.remnants.swap_remove(at));
+        } else if let Some(original) = file
+            .as_ref()
+            .and_then(|file| self.copied_from(file, len, moved))
+        {
+            followed.copy_of = Some(original);
+        } else if vacated {
+            // A new file under the name a followed file left: a rotation by renaming.
+            self.stats.rotations += 1;
+        }
+        if followed.copy_of.is_none() {
+            followed.file = file;
+        }
+        self.files.push(followed);
+    }
+
+    /// The followed file, still under its name, that `file` (`len` bytes) is a copy of.
+    fn copied_from(&self, file: &File, len: u64, moved: &[FileId]) -> Option<FileId> {
+        if len == 0 {
+            return None;
+        }
+        let copy = Fingerprint::of(file, len).ok()?;
+        self.files
+            .iter()
+            .filter(|f| {
+                f.present
+                    && f.copy_of.is_none()
+                    && f.offset > 0
+                    && !moved.contains(&f.id)
+                    && f.stamp.is_some_and(|s| s.0 >= len)
+            })
+            .find(|f| {
+                let opened;
+                let original = match &f.file {
+                    Some(original) => original,
+                    None => match open_same(&f.path, f.id) {
+                        Some(file) => {
+                            opened = file;
+                            &opened
+                        }
+                        None => return false,
+                    },
+                };
+                Fingerprint::of(original, len).is_ok_and(|theirs| theirs == copy)
+            })
+            .map(|f| f.id)
     }
 
     /// Files followed.
@@ -334,7 +678,8 @@ impl RequestLog {
         .add(&[], stats.bytes as f64);
         sink.counter(
             "wsdaemon_request_log_rotations_total",
-            "Request log files seen rotated away, deleted or truncated.",
+            "Request log rotations seen: a file truncated in place, or a new file under a name \
+             that a followed file left.",
         )
         .add(&[], stats.rotations as f64);
         sink.gauge("wsdaemon_request_log_files", "Request log files followed.")
@@ -343,23 +688,10 @@ impl RequestLog {
 }
 
 /// Opens `path` if it is still the file `id`.
-fn open_same(path: &Path, id: (u64, u64)) -> Option<File> {
+fn open_same(path: &Path, id: FileId) -> Option<File> {
     let file = File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     ((meta.dev(), meta.ino()) == id).then_some(file)
-}
-
-fn ends_with_newline(path: &Path, len: u64) -> bool {
-    if len == 0 {
-        return true;
-    }
-    let mut last = [0u8; 1];
-    File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(len - 1))?;
-            f.read_exact(&mut last)
-        })
-        .map_or(true, |()| last[0] == b'\n')
 }
 
 /// Reads what `followed` has past its offset, within `budget`; returns the bytes read.
@@ -390,6 +722,9 @@ fn read_new(
             }
         };
         consume(followed, &chunk[..n], config, stats);
+        if let Some(fingerprint) = &mut followed.fingerprint {
+            fingerprint.extend(followed.offset, &chunk[..n]);
+        }
         followed.offset += n as u64;
         total += n as u64;
         *budget -= n as u64;
@@ -699,6 +1034,229 @@ mod tests {
         assert_eq!(log.stats.parsed, 6);
         log.poll();
         assert_eq!(log.stats.parsed, 6, "nothing is read twice");
+    }
+
+    /// Records `from..to`, each with its number: lines of different lengths.
+    fn numbered(from: u32, to: u32) -> String {
+        (from..to)
+            .map(|n| record("glm", "chat", "success", n))
+            .collect()
+    }
+
+    /// logrotate's copytruncate: a copy, then the file truncated in place.
+    fn copytruncate(path: &Path, copy: &Path) {
+        std::fs::copy(path, copy).expect("copy");
+        File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+    }
+
+    fn counts(log: &RequestLog) -> (u64, u64, u64) {
+        (log.stats.parsed, log.stats.invalid, log.stats.rotations)
+    }
+
+    #[test]
+    fn copytruncate_then_more_bytes_than_before_is_read_from_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let copy = dir.path().join("requests.jsonl.1");
+        // Followed from its end: the first 50 records are not counted.
+        append(&path, &numbered(0, 50));
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(50, 190));
+        log.poll();
+        assert_eq!(counts(&log), (140, 0, 0));
+
+        // Truncated, then more bytes written than the file had before the next scrape.
+        copytruncate(&path, &copy);
+        append(&path, &numbered(190, 400));
+        log.poll();
+        assert_eq!(counts(&log), (350, 0, 1));
+
+        // Again, with fewer bytes.
+        copytruncate(&path, &copy);
+        append(&path, &numbered(400, 410));
+        log.poll();
+        assert_eq!(counts(&log), (360, 0, 2));
+        log.poll();
+        assert_eq!(counts(&log), (360, 0, 2), "nothing is read twice");
+        assert_eq!(count(&log, "glm", "chat", Outcome::Success), 360);
+    }
+
+    #[test]
+    fn copytruncate_of_lines_sharing_a_long_prefix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        // Every line starts with the same 6000 bytes and has the same length: the first
+        // bytes of the file are the same after the truncation.
+        let line = |n: u32| {
+            format!(
+                "{{\"service\":\"{}\",\"provider\":\"glm\",\"tool\":\"chat\",\"status\":\"ok\",\"seq\":\"{n:06}\"}}\n",
+                "x".repeat(6000)
+            )
+        };
+        let lines = |from: u32, to: u32| (from..to).map(line).collect::<String>();
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &lines(0, 100));
+        log.poll();
+        assert_eq!(counts(&log), (100, 0, 0));
+        copytruncate(&path, &dir.path().join("requests.jsonl.1"));
+        append(&path, &lines(100, 250));
+        log.poll();
+        assert_eq!(counts(&log), (250, 0, 1));
+        log.poll();
+        assert_eq!(counts(&log), (250, 0, 1));
+    }
+
+    #[test]
+    fn a_copy_the_pattern_matches_is_read_on_from_where_the_original_was_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        // logrotate's `extension .jsonl`: the copy matches the pattern too.
+        let copy = dir.path().join("requests.1.jsonl");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(0, 20));
+        let half = record("glm", "chat", "success", 20);
+        append(&path, &half[..30]);
+        log.poll();
+        assert_eq!(counts(&log), (20, 0, 0), "the half line waits");
+
+        // The line is finished and five more written, then the file is copied and
+        // truncated before the next scrape: those six are only in the copy.
+        append(&path, &half[30..]);
+        append(&path, &numbered(21, 26));
+        copytruncate(&path, &copy);
+        append(&path, &numbered(26, 36));
+        log.poll();
+        assert_eq!(counts(&log), (36, 0, 1));
+        log.poll();
+        assert_eq!(counts(&log), (36, 0, 1), "the copy is not read again");
+
+        // The next rotation renames the old copy away (same file) and makes a new one.
+        append(&path, &numbered(36, 40));
+        std::fs::rename(&copy, dir.path().join("requests.2.jsonl")).expect("rename");
+        copytruncate(&path, &copy);
+        append(&path, &numbered(40, 41));
+        log.poll();
+        assert_eq!(counts(&log), (41, 0, 2));
+        assert_eq!(count(&log, "glm", "chat", Outcome::Success), 41);
+    }
+
+    #[test]
+    fn a_copy_seen_before_the_truncation_waits_for_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let copy = dir.path().join("requests.1.jsonl");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(0, 20));
+        log.poll();
+        append(&path, &numbered(20, 25));
+        // The scrape comes while logrotate copies: 22 records copied so far.
+        let copied: String = numbered(0, 22);
+        std::fs::write(&copy, &copied).expect("copy, first part");
+        log.poll();
+        assert_eq!(
+            counts(&log),
+            (25, 0, 0),
+            "the copy's records are not counted twice"
+        );
+        // One more record reaches the original before the copy ends, then the truncation.
+        append(&path, &numbered(25, 26));
+        append(&copy, &numbered(22, 26));
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+        append(&path, &numbered(26, 29));
+        log.poll();
+        assert_eq!(counts(&log), (29, 0, 1));
+        log.poll();
+        assert_eq!(counts(&log), (29, 0, 1));
+    }
+
+    #[test]
+    fn a_plain_copy_of_a_followed_file_is_not_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(0, 30));
+        log.poll();
+        // A backup the pattern matches, taken while the log goes on.
+        std::fs::copy(&path, dir.path().join("backup.jsonl")).expect("cp");
+        append(&path, &numbered(30, 35));
+        log.poll();
+        log.poll();
+        assert_eq!(counts(&log), (35, 0, 0));
+        // A later copytruncate still finds its own copy.
+        append(&path, &numbered(35, 40));
+        copytruncate(&path, &dir.path().join("requests.1.jsonl"));
+        append(&path, &numbered(40, 42));
+        log.poll();
+        assert_eq!(counts(&log), (42, 0, 1));
+        // The original is deleted: the backup is taken as read, not read now.
+        std::fs::remove_file(&path).expect("rm");
+        for _ in 0..4 {
+            log.poll();
+        }
+        assert_eq!(counts(&log), (42, 0, 1));
+    }
+
+    #[test]
+    fn renames_count_once_per_rotation_even_several_between_scrapes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let name = |n: u32| dir.path().join(format!("requests.{n}.jsonl"));
+        // As logrotate's `create` with `extension .jsonl`: every file matches.
+        let rotate = |kept: u32| {
+            for n in (1..kept).rev() {
+                if name(n).exists() {
+                    std::fs::rename(name(n), name(n + 1)).expect("shift");
+                }
+            }
+            std::fs::rename(&path, name(1)).expect("rotate");
+            File::create(&path).expect("create");
+        };
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(0, 10));
+        log.poll();
+        rotate(5);
+        append(&path, &numbered(10, 20));
+        log.poll();
+        assert_eq!(counts(&log), (20, 0, 1));
+        // Two rotations between scrapes, records in each file.
+        append(&path, &numbered(20, 25));
+        rotate(5);
+        append(&path, &numbered(25, 30));
+        rotate(5);
+        append(&path, &numbered(30, 35));
+        log.poll();
+        assert_eq!(counts(&log), (35, 0, 3));
+        log.poll();
+        log.poll();
+        assert_eq!(counts(&log), (35, 0, 3));
+    }
+
+    #[test]
+    fn a_new_file_appearing_late_after_a_rename_counts_one_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(0, 10));
+        log.poll();
+        let rotated = dir.path().join("requests.jsonl.1");
+        std::fs::rename(&path, &rotated).expect("rotate");
+        append(&rotated, &numbered(10, 12));
+        for _ in 0..4 {
+            log.poll();
+        }
+        assert_eq!(log.files.len(), 0, "the renamed file is let go");
+        assert_eq!(counts(&log).0, 12);
+        append(&path, &numbered(12, 15));
+        log.poll();
+        assert_eq!(counts(&log), (15, 0, 1));
     }
 
     #[test]
