@@ -19,4 +19,4 @@ pub use collector::{CollectError, Collector, ScrapeContext};
 pub use engine::{MetricSource, Scrape, ScrapeEngine, ScrapeOptions};
 pub use exporter_service::{ExporterService, metrics_response};
 pub use metrics::{HistogramValue, MetricFamily, MetricKind, MetricSink};
-pub use secret::Secret;
+pub use secret::{RedactedUrl, Secret};

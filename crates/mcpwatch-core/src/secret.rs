@@ -100,6 +100,101 @@ impl From<&str> for Secret {
     }
 }
 
+/// A URL as it may be shown in an error, a log line, a label or a page: user info is
+/// replaced by `<secret>` and the query string and fragment are left out, while the scheme,
+/// host, port and path are kept (`http://<secret>@db:3001/health`).
+///
+/// Everything up to the last `@` is taken as user info, since a password may hold `/`, `?`
+/// or `#` unescaped: a URL with an `@` in its path or query then shows less than it could,
+/// never more. Text that does not start with a scheme (`name://`) is shown as `<secret>`
+/// whole, since nothing tells which part of it is safe to show. `Debug` quotes the result.
+#[derive(Clone, Copy)]
+pub struct RedactedUrl<'a>(&'a str);
+
+impl<'a> RedactedUrl<'a> {
+    /// Wraps a URL (or what was given as one) for display.
+    pub fn new(url: &'a str) -> Self {
+        Self(url)
+    }
+}
+
+/// `scheme` and the rest after `scheme://`, when the text starts with a valid scheme.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((scheme, rest)) = split_scheme(self.0) else {
+            return f.write_str(REDACTED);
+        };
+        write!(f, "{scheme}://")?;
+        let rest = match rest.rfind('@') {
+            Some(at) => {
+                write!(f, "{REDACTED}@")?;
+                &rest[at + 1..]
+            }
+            None => rest,
+        };
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        f.write_str(&rest[..end])
+    }
+}
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+/// `text` with every URL in it shown as [`RedactedUrl`]: for messages that quote a value
+/// (a parser's "invalid type: string \"...\""), so that a URL written under the wrong key
+/// is not printed whole. A URL in quotes (`"`, `'` or a backtick) runs to the closing quote;
+/// one without, to the next space, quote or angle bracket.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(separator) = rest.find("://") {
+        let start = rest[..separator]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let after = &rest[separator + 3..];
+        let length = match rest[..start].chars().last() {
+            Some(quote @ ('"' | '\'' | '`')) => closing_quote(after, quote),
+            _ => {
+                after.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            }
+        }
+        .unwrap_or(after.len());
+        let end = separator + 3 + length;
+        out.push_str(&rest[..start]);
+        out.push_str(&RedactedUrl::new(&rest[start..end]).to_string());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The offset of the first `quote` in `text` that a backslash does not escape.
+fn closing_quote(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +219,77 @@ mod tests {
         assert_eq!(s.expose(), "007");
         let e = serde_norway::from_str::<Secret>("[hunter2]").expect_err("sequence");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn urls_show_neither_user_info_nor_query() {
+        let shown = |url: &str| RedactedUrl::new(url).to_string();
+        assert_eq!(
+            shown("http://ops:hunter2@db.example:3001/health?token=hunter2#x"),
+            "http://<secret>@db.example:3001/health"
+        );
+        assert_eq!(
+            shown("https://gw:8000/health?key=hunter2"),
+            "https://gw:8000/health"
+        );
+        assert_eq!(shown("ws://[::1]:3001/"), "ws://[::1]:3001/");
+        assert_eq!(
+            shown("redis://:hunter2@127.0.0.1:6379/0"),
+            "redis://<secret>@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            shown("postgresql://monitor@db/app?password=hunter2&sslmode=require"),
+            "postgresql://<secret>@db/app"
+        );
+        assert_eq!(
+            shown("unix:///run/redis.sock?pass=hunter2"),
+            "unix:///run/redis.sock"
+        );
+        // A password with the characters that end an authority, unescaped.
+        for url in [
+            "http://ops:hun/ter2@db:3001/health",
+            "http://ops:hun?ter2@db:3001/health",
+            "http://ops:hun#ter2@db:3001/health",
+            "http://ops:hun@ter2@db:3001/health",
+            "http://ops:hun ter2@db:3001/health",
+        ] {
+            assert_eq!(shown(url), "http://<secret>@db:3001/health", "{url}");
+        }
+        // Not a URL: nothing tells what is safe to show.
+        for text in [
+            "hunter2",
+            "ops:hunter2@db/health",
+            "://hunter2@x",
+            "1http://x",
+            "",
+        ] {
+            assert_eq!(shown(text), "<secret>", "{text}");
+        }
+        assert_eq!(
+            format!("{:?}", RedactedUrl::new("http://u:hunter2@x/")),
+            "\"http://<secret>@x/\""
+        );
+    }
+
+    #[test]
+    fn urls_in_messages_are_redacted() {
+        assert_eq!(
+            redact_urls(
+                "invalid type: string \"http://u:hunter2@x:1/a?token=hunter2\", expected u32"
+            ),
+            "invalid type: string \"http://<secret>@x:1/a\", expected u32"
+        );
+        assert_eq!(
+            redact_urls("unknown variant `ws://u:p w@x/?t=hunter2`, expected `gauge`"),
+            "unknown variant `ws://<secret>@x/`, expected `gauge`"
+        );
+        assert_eq!(
+            redact_urls("string \"http://u:a\\\"hunter2@x/\" and http://y/?k=hunter2 end"),
+            "string \"http://<secret>@x/\" and http://y/ end"
+        );
+        assert_eq!(redact_urls("no URL: here"), "no URL: here");
+        assert_eq!(redact_urls("odd ://hunter2 «x»"), "odd <secret> «x»");
+        assert_eq!(redact_urls("«http://u:hunter2@x/»"), "«http://<secret>@x/»");
     }
 
     #[test]

@@ -78,9 +78,10 @@ pub struct Cli {
     #[arg(
         long = "wsdaemon.url",
         value_name = "URL",
-        env = "MCPWATCH_WSDAEMON_URL"
+        env = "MCPWATCH_WSDAEMON_URL",
+        hide_env_values = true
     )]
-    pub wsdaemon_url: Vec<String>,
+    pub wsdaemon_url: Vec<Secret>,
 }
 
 #[cfg(test)]
@@ -99,10 +100,12 @@ mod tests {
             "--no-collector.host",
             "--postgres.dsn=postgresql://m:hunter2@db/app",
             "--redis.url=redis://:hunter2@cache:6379",
+            "--wsdaemon.url=http://gw:8000/health?token=hunter2",
         ])
         .expect("parse");
         assert_eq!(cli.postgres_dsn.len(), 1);
         assert_eq!(cli.redis_url.len(), 1);
+        assert_eq!(cli.wsdaemon_url.len(), 1);
         assert!(!format!("{cli:?}").contains("hunter2"));
         assert_eq!(cli.listen_addresses, ["127.0.0.1:9810", "[::1]:9810"]);
         assert_eq!(cli.log_format, LogFormat::Json);
@@ -111,5 +114,19 @@ mod tests {
         assert_eq!(defaults.listen_addresses, [":9810"]);
         assert_eq!(defaults.telemetry_path, "/metrics");
         assert!(Cli::try_parse_from(["mcpwatch-exporter", "--log.level=loud"]).is_err());
+    }
+
+    #[test]
+    fn help_hides_the_value_of_every_variable() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let with_variables: Vec<_> = command
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .collect();
+        assert_eq!(with_variables.len(), 3);
+        for argument in with_variables {
+            assert!(argument.is_hide_env_values_set(), "{}", argument.get_id());
+        }
     }
 }

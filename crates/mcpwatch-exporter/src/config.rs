@@ -82,7 +82,7 @@ pub struct ConfigSource {
     no_collector_host: bool,
     postgres_dsns: Vec<Secret>,
     redis_urls: Vec<Secret>,
-    wsdaemon_urls: Vec<String>,
+    wsdaemon_urls: Vec<Secret>,
 }
 
 impl ConfigSource {
@@ -150,9 +150,9 @@ impl ConfigSource {
         for (i, url) in self.wsdaemon_urls.iter().enumerate() {
             let key = format!("--wsdaemon.url #{}", i + 1);
             let invalid = |message: String| ConfigError::invalid(&origin, &key, message);
-            let base = mcpwatch_wsdaemon::target_name(url).map_err(invalid)?;
+            let base = mcpwatch_wsdaemon::target_name(url.expose()).map_err(invalid)?;
             let name = unique_name(&base, config.collectors.wsdaemon.iter().map(|w| &w.name));
-            let target = WsDaemonConfig::from_url(name, url).map_err(invalid)?;
+            let target = WsDaemonConfig::from_url(name, url.expose()).map_err(invalid)?;
             target.validate().map_err(|(_, message)| invalid(message))?;
             config.collectors.wsdaemon.push(target);
         }
@@ -362,6 +362,29 @@ mod tests {
         .expect_err("flag");
         assert!(e.starts_with("<command line>: --postgres.dsn #1: "), "{e}");
         assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_quoting_them() {
+        assert_eq!(
+            load(
+                "",
+                &["--wsdaemon.url=http://ops:hunter2@gw:8000/health?k=hunter2"]
+            )
+            .expect_err("user info"),
+            "<command line>: --wsdaemon.url #1: \"http://<secret>@gw:8000/health\": \
+             credentials in the URL are not supported; use bearer_token"
+        );
+        assert_eq!(
+            load(
+                "collectors:\n  wsdaemon:\n    - name: d\n      \
+                 mcp_url: http://ops:hunter2@gw:8000/mcp\n",
+                &[]
+            )
+            .expect_err("user info"),
+            "exporter.yml:4:7: collectors.wsdaemon[0].mcp_url: \"http://<secret>@gw:8000/mcp\": \
+             credentials in the URL are not supported; use bearer_token"
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mcpwatch_core::Secret;
 use mcpwatch_core::config::{ConfigPath, Problem, SecretFile, duration, secret_setting};
 use mcpwatch_core::metrics::{is_valid_label_name, is_valid_metric_name};
+use mcpwatch_core::{RedactedUrl, Secret};
 use serde::Deserialize;
+
+use crate::net::Endpoint;
 
 /// One MCP server's daemon to watch. Every part is optional; at least one is set.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -205,14 +207,13 @@ impl WsDaemonConfig {
     /// endpoint (`/health` is added to a bare host); a `ws(s)://` URL is the MCP probe, with
     /// `/health` on the same host and port.
     pub fn from_url(name: String, url: &str) -> Result<Self, String> {
-        let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+        let shown = RedactedUrl::new(url);
+        let uri: http::Uri = url.parse().map_err(|_| format!("{shown:?} is not a URL"))?;
+        // Kept whole, user info included, so that checking the target refuses it.
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("{url:?} has no host"))?
+            .ok_or_else(|| format!("{shown:?} has no host"))?
             .as_str()
-            .rsplit('@')
-            .next()
-            .unwrap_or_default()
             .to_owned();
         let (health, websocket) = match uri.scheme_str() {
             Some("http" | "https") => {
@@ -232,7 +233,7 @@ impl WsDaemonConfig {
             }
             _ => {
                 return Err(format!(
-                    "{url:?}: expected http://, https://, ws:// or wss://"
+                    "{shown:?}: expected http://, https://, ws:// or wss://"
                 ));
             }
         };
@@ -289,18 +290,16 @@ impl WsDaemonConfig {
             ("mcp_url", &self.mcp_url, &["http", "https"][..]),
         ] {
             if let Some(url) = url {
-                let uri: http::Uri = match url.parse() {
-                    Ok(uri) => uri,
-                    Err(_) => return problem(key, format!("{url:?} is not a URL")),
-                };
-                if !uri.scheme_str().is_some_and(|s| schemes.contains(&s)) || uri.host().is_none() {
+                let shown = RedactedUrl::new(url);
+                let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+                if !scheme.is_some_and(|s| schemes.contains(&s)) {
                     return problem(
                         key,
-                        format!(
-                            "{url:?}: expected {}:// and a host",
-                            schemes.join(":// or ")
-                        ),
+                        format!("{shown:?}: expected {}://", schemes.join(":// or ")),
                     );
+                }
+                if let Err(e) = Endpoint::parse(url) {
+                    return problem(key, format!("{shown:?}: {e}"));
                 }
             }
         }
@@ -422,12 +421,58 @@ mod tests {
         let c = WsDaemonConfig::from_url("d".into(), "http://gw:9000/api/health").expect("path");
         assert_eq!(c.health_url.as_deref(), Some("http://gw:9000/api/health"));
         assert!(WsDaemonConfig::from_url("d".into(), "ftp://x").is_err());
+        let e = WsDaemonConfig::from_url("d".into(), "ftp://u:hunter2@x/?k=hunter2")
+            .expect_err("scheme");
+        assert_eq!(
+            e,
+            "\"ftp://<secret>@x/\": expected http://, https://, ws:// or wss://"
+        );
+        // User info is kept for the check to refuse, never dropped without a word.
+        let c = WsDaemonConfig::from_url("d".into(), "http://u:hunter2@gw:8000").expect("bare");
+        assert_eq!(
+            c.validate(),
+            Err((
+                "health_url".to_owned(),
+                "\"http://<secret>@gw:8000/health\": credentials in the URL are not \
+                 supported; use bearer_token"
+                    .to_owned()
+            ))
+        );
     }
 
     #[test]
     fn problems_name_their_key() {
         let c = parse("name: d\nhealth_url: 'ws://x/health'\n");
         assert_eq!(c.validate().expect_err("scheme").0, "health_url");
+        for (key, url, expected) in [
+            (
+                "mcp_url",
+                "ftp://u:hunter2@x/mcp?k=hunter2",
+                "\"ftp://<secret>@x/mcp\": expected http:// or https://",
+            ),
+            (
+                "websocket_url",
+                "http://x/mcp?k=hunter2",
+                "\"http://x/mcp\": expected ws:// or wss://",
+            ),
+            (
+                "health_url",
+                "http://u:hunter2@x/he alth",
+                "\"http://<secret>@x/he alth\": not a URL",
+            ),
+            (
+                "health_url",
+                "http://u:hunter/2@x/health",
+                "\"http://<secret>@x/health\": invalid port",
+            ),
+        ] {
+            let c = parse(&format!("name: d\n{key}: '{url}'\n"));
+            assert_eq!(
+                c.validate(),
+                Err((key.to_owned(), expected.to_owned())),
+                "{url}"
+            );
+        }
         let c = parse("name: d\n");
         assert_eq!(c.validate().expect_err("nothing").0, "name");
         let c = parse(

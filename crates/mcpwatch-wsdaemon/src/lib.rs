@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mcpwatch_core::web::{ServerCheck, client_config};
-use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
+use mcpwatch_core::{
+    CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
+};
 use rustls::ClientConfig;
 use tokio::time::{Instant, timeout_at};
 
@@ -80,7 +82,7 @@ pub struct WsDaemonError {
 
 /// A target name from a URL given on the command line: `host:port`.
 pub fn target_name(url: &str) -> Result<String, String> {
-    let endpoint = Endpoint::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+    let endpoint = Endpoint::parse(url).map_err(|e| format!("{:?}: {e}", RedactedUrl::new(url)))?;
     Ok(if endpoint.host.contains(':') {
         format!("[{}]:{}", endpoint.host, endpoint.port)
     } else {

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use mcpwatch_core::RedactedUrl;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -132,7 +133,22 @@ impl Endpoint {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        if host.is_empty() {
+            return Err("no host".to_owned());
+        }
+        // The parser takes `ops:pa/ss@db` as host `ops` with port `pa`, and gives no port.
+        let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+            Some(port) if !port.is_empty() => {
+                port.parse::<u16>().map_err(|_| "invalid port".to_owned())?
+            }
+            _ => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+        };
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let path = if path.is_empty() {
             "/".to_owned()
@@ -150,16 +166,10 @@ impl Endpoint {
     }
 }
 
-/// The URL without its query string, which may hold a key: for logs and errors.
+/// The URL as logs and errors show it: without its query string, which may hold a key.
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}://{}{}",
-            self.uri.scheme_str().unwrap_or("http"),
-            self.authority,
-            self.uri.path()
-        )
+        fmt::Display::fmt(&RedactedUrl::new(&self.uri.to_string()), f)
     }
 }
 
@@ -269,6 +279,15 @@ mod tests {
         let e = Endpoint::parse("https://gw:8000/health?key=s3cret").expect("query");
         assert_eq!(e.to_string(), "https://gw:8000/health");
         assert!(Endpoint::parse("http://user:pw@x/").is_err());
+        // A password holding `/` makes the parser see host `user` and port `pw`.
+        assert_eq!(
+            Endpoint::parse("http://user:pw/x@db:3001/health"),
+            Err("invalid port".to_owned())
+        );
+        assert_eq!(Endpoint::parse("http://:3001/"), Err("no host".to_owned()));
+        assert_eq!(Endpoint::parse("http://db:/").expect("empty port").port, 80);
+        let e = Endpoint::parse("http://[::1]:3001/").expect("IPv6");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 3001));
         assert!(Endpoint::parse("ftp://x/").is_err());
     }
 

@@ -98,6 +98,19 @@ fn flow_item(text: &str, n: usize) -> Option<usize> {
 /// 1-based line and column of `key` in `text`, when it can be found.
 pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
+    find(&lines, key).map(|found| (found.line + 1, found.column + 1))
+}
+
+/// Where a key path is written: 0-based line and column of its key, or of the content of
+/// its sequence item (after `- `).
+struct Found {
+    line: usize,
+    column: usize,
+    /// Whether the path ends with a sequence index.
+    item: bool,
+}
+
+fn find(lines: &[&str], key: &str) -> Option<Found> {
     // The first key is a top-level one: at the least indentation of the document.
     let top = lines
         .iter()
@@ -195,7 +208,83 @@ pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
         }
         first = false;
     }
-    Some((line + 1, column + 1))
+    let item = matches!(segments(key)?.last(), Some(Segment::Index(_)));
+    Some(Found { line, column, item })
+}
+
+/// 1-based line and column of the second `field` key of the mapping at `key` (the
+/// document's top level when `key` is empty): where a key written twice is repeated.
+pub(super) fn locate_repeated(text: &str, key: &str, field: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut least = 0;
+    // The line the mapping starts on, and the column of its first entry when it is there.
+    let (line, start) = if key.is_empty() {
+        let first = lines.iter().position(|l| is_content(l))?;
+        (first, Some(indent(lines[first])))
+    } else {
+        let found = find(&lines, key)?;
+        // Entries of a block mapping on the following lines are indented past this.
+        least = if found.item {
+            found.column
+        } else {
+            found.column + 1
+        };
+        let text_line = lines[found.line];
+        let value = if found.item {
+            found.column
+        } else {
+            let colon = found.column + text_line[found.column..].find(':')? + 1;
+            colon + (text_line[colon..].len() - text_line[colon..].trim_start().len())
+        };
+        let rest = text_line.get(value..).unwrap_or_default();
+        let on_line = !(rest.is_empty() || rest.starts_with('#'));
+        (found.line, on_line.then_some(value))
+    };
+    let mut seen = 0;
+    let mut second = |line: usize, column: usize| {
+        seen += 1;
+        (seen == 2).then_some((line + 1, column + 1))
+    };
+    let entries = match start {
+        // A flow mapping: searched within its line.
+        Some(column) if lines[line][column..].starts_with('{') => {
+            let mut from = column;
+            while let Some(offset) = find_key(&lines[line][from..], field) {
+                if let Some(found) = second(line, from + offset) {
+                    return Some(found);
+                }
+                from += offset + field.len();
+            }
+            return None;
+        }
+        Some(column) => {
+            if find_key(&lines[line][column..], field) == Some(0)
+                && let Some(found) = second(line, column)
+            {
+                return Some(found);
+            }
+            column
+        }
+        // A block mapping on the following lines, at the indentation of its first entry.
+        None => Some(indent(lines.iter().skip(line + 1).find(|l| is_content(l))?))
+            .filter(|&level| level >= least)?,
+    };
+    for (i, text_line) in lines.iter().enumerate().skip(line + 1) {
+        if !is_content(text_line) {
+            continue;
+        }
+        let level = indent(text_line);
+        if level < entries {
+            break;
+        }
+        if level == entries
+            && find_key(text_line.trim_start(), field) == Some(0)
+            && let Some(found) = second(i, level)
+        {
+            return Some(found);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -269,6 +358,40 @@ scrape:
         assert_eq!(locate(CONFIG, "collectors.host.processes[2]"), None);
         // "timeout" exists, but not under collectors.host.
         assert_eq!(locate(CONFIG, "collectors.host.timeout"), None);
+    }
+
+    #[test]
+    fn repeated_keys_at_every_level() {
+        let text = "\
+a: 1
+b:
+  x: 1
+  list:
+    - name: p
+      name: q
+    -
+      name: r
+      other:
+        name: inner
+      name: s
+  x: 2
+c: {y: 1, y: 2}
+a: 3
+";
+        assert_eq!(locate_repeated(text, "", "a"), Some((14, 1)));
+        assert_eq!(locate_repeated(text, "b", "x"), Some((12, 3)));
+        assert_eq!(locate_repeated(text, "b.list[0]", "name"), Some((6, 7)));
+        // The nested `name` belongs to another mapping.
+        assert_eq!(locate_repeated(text, "b.list[1]", "name"), Some((11, 7)));
+        assert_eq!(locate_repeated(text, "c", "y"), Some((13, 11)));
+        assert_eq!(locate_repeated(text, "b.list[1].other", "name"), None);
+        assert_eq!(locate_repeated(text, "b", "list"), None);
+        assert_eq!(locate_repeated("a:\nb: 1\nb: 2\n", "a", "b"), None);
+        for text in ["", "-", "a:", "{", "a: {", "- - x\n"] {
+            for key in ["", "a", "a[0]"] {
+                let _ = locate_repeated(text, key, "x");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::secret::Secret;
+use crate::secret::{Secret, redact_urls};
 
 mod locate;
 
@@ -146,13 +146,19 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
     let text = if text.trim().is_empty() { "{}" } else { text };
     let deserializer = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let key = match error.path().to_string() {
+        // A syntax error (a tab that indents, an unclosed quote) is placed by the parser on
+        // the character at fault; the key being read when it stopped is beside the point.
+        if let Err(syntax) = serde_norway::from_str::<serde::de::IgnoredAny>(text) {
+            return syntax_error(origin, &syntax);
+        }
+        let mut key = match error.path().to_string() {
             root if root == "." => String::new(),
             key => key,
         };
         let inner = error.into_inner();
         let location = inner.location();
-        let mut message = inner.to_string();
+        // A value quoted back may be a URL with a password, written under the wrong key.
+        let mut message = redact_urls(&inner.to_string());
         if let Some(loc) = &location {
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
             if let Some(stripped) = message.strip_suffix(&suffix) {
@@ -170,6 +176,26 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
         // unreadable file) at the start of the enclosing mapping; the key's own line is
         // better. Its position is kept when it is on that line (it then points at the value).
         let reported = location.map(|l| (l.line(), l.column()));
+        // A key written twice is reported for its mapping: the second one is the mistake.
+        if let Some(field) = message
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field.to_owned())
+        {
+            let position = locate::locate_repeated(text, &key, &field).or(reported);
+            key = if key.is_empty() {
+                field
+            } else {
+                format!("{key}.{field}")
+            };
+            return ConfigError::Invalid {
+                path: origin.to_owned(),
+                line: position.map(|p| p.0),
+                column: position.map(|p| p.1),
+                key,
+                message,
+            };
+        }
         let position = match (locate::locate(text, &key), reported) {
             (Some(found), Some(reported)) if found.0 == reported.0 => Some(reported),
             (Some(found), _) => Some(found),
@@ -183,6 +209,26 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
             message,
         }
     })
+}
+
+/// A YAML syntax error at the parser's own position, said once.
+fn syntax_error(origin: &Path, error: &serde_norway::Error) -> ConfigError {
+    let mut message = error.to_string();
+    let location = error.location();
+    if let Some(loc) = &location {
+        message = message.replacen(
+            &format!(" at line {} column {}", loc.line(), loc.column()),
+            "",
+            1,
+        );
+    }
+    ConfigError::Invalid {
+        path: origin.to_owned(),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        key: String::new(),
+        message,
+    }
 }
 
 /// Resolves `path` against the directory of the file being parsed.
@@ -543,6 +589,85 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.matches("No such file").count(), 1, "{e}");
+    }
+
+    #[test]
+    fn values_quoted_back_show_no_password() {
+        let e = error("timeout: http://u:hunter2@x/?t=hunter2\n");
+        assert!(
+            e.starts_with(
+                "/etc/mcpwatch/config.yml:1:1: timeout: invalid duration \"http://<secret>@x/\""
+            ),
+            "{e}"
+        );
+        let e = error("nested:\n  items:\n    - 'redis://:hunter2@cache/0'\n");
+        assert_eq!(
+            e,
+            "/etc/mcpwatch/config.yml:3:7: nested.items[0]: invalid type: string \
+             \"redis://<secret>@cache/0\", expected struct Item"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_offending_character() {
+        // A tab indents line 4; the parser was reading the value on line 3.
+        assert_eq!(
+            error("nested:\n  items:\n    - name: a\n\t  name: b\n"),
+            "/etc/mcpwatch/config.yml:4:1: found a tab character that violates indentation, \
+             while scanning a plain scalar at line 3 column 13"
+        );
+        assert_eq!(
+            error("timeout: 5s\nnested:\n  items: []\n  \titems: []\n"),
+            "/etc/mcpwatch/config.yml:4:3: found character that cannot start any token, \
+             while scanning for the next token"
+        );
+        assert_eq!(
+            error("nested:\n  items:\n\t- name: b\n"),
+            "/etc/mcpwatch/config.yml:3:1: found character that cannot start any token, \
+             while scanning for the next token"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_point_at_the_second_one() {
+        assert_eq!(
+            error("timeout: 5s\nnested:\n  items: []\ntimeout: 6s\n"),
+            "/etc/mcpwatch/config.yml:4:1: timeout: duplicate field `timeout`"
+        );
+        assert_eq!(
+            error("nested:\n  items:\n    - name: a\n    - name: b\n      # x\n      name: c\n"),
+            "/etc/mcpwatch/config.yml:6:7: nested.items[1].name: duplicate field `name`"
+        );
+        assert_eq!(
+            error("nested:\n  items:\n    -\n      name: a\n      name: b\n"),
+            "/etc/mcpwatch/config.yml:5:7: nested.items[0].name: duplicate field `name`"
+        );
+        assert_eq!(
+            error("timeout: 5s\nnested:\n  items: []\n  items:\n    - name: a\n"),
+            "/etc/mcpwatch/config.yml:4:3: nested.items: duplicate field `items`"
+        );
+        assert_eq!(
+            error("timeout: 5s\nnested: {items: [], items: []}\n"),
+            "/etc/mcpwatch/config.yml:2:21: nested.items: duplicate field `items`"
+        );
+        assert_eq!(
+            error("nested:\n  items:\n    - {name: a, name: b}\n"),
+            "/etc/mcpwatch/config.yml:3:17: nested.items[0].name: duplicate field `name`"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_inside_items_are_located() {
+        assert_eq!(
+            error("nested:\n  items:\n    - name: a\n    - name: b\n      colour: red\n"),
+            "/etc/mcpwatch/config.yml:5:7: nested.items[1].colour: unknown field `colour`, \
+             expected `name`"
+        );
+        assert_eq!(
+            error("nested:\n  items:\n    - name: a\n    - name: [b]\n"),
+            "/etc/mcpwatch/config.yml:4:13: nested.items[1].name: invalid type: sequence, \
+             expected a string"
+        );
     }
 
     #[test]

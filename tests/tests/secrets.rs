@@ -1,0 +1,528 @@
+//! No credential is ever printed: a distinctive password in every URL-bearing flag,
+//! environment variable and configuration key of the exporter (in user info and in query
+//! strings), over every output path — standard output and error, text and JSON logs at
+//! debug level, `/health`, `/`, `/metrics`, `/probe`, `--check-config` on valid and invalid
+//! configurations, start-up failures, and `--help`. The targets are real servers and closed
+//! loopback ports, so that failures are logged too.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mcpwatch_tests::binaries::workspace_binary;
+use mcpwatch_tests::daemon::{Behaviour, Daemon};
+use mcpwatch_tests::http::client;
+use mcpwatch_tests::ports::{free_address, free_port};
+use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+use mcpwatch_tests::process::ServiceProcess;
+use mcpwatch_tests::redis::RedisServer;
+use mcpwatch_tests::{random_token, wait_for_async};
+use nix::sys::signal::Signal;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The environment variables of the exporter that take a URL.
+const URL_VARIABLES: [&str; 3] = [
+    "MCPWATCH_WSDAEMON_URL",
+    "MCPWATCH_POSTGRES_DSN",
+    "MCPWATCH_REDIS_URL",
+];
+
+/// Where a secret was seen: each output checked, and those that showed one.
+#[derive(Debug, Default)]
+struct Leaks {
+    checked: usize,
+    found: Vec<String>,
+}
+
+impl Leaks {
+    /// Records each of `secrets` that occurs in `text`.
+    fn check(&mut self, secrets: &[&str], what: &str, text: &str) {
+        self.checked += 1;
+        for secret in secrets {
+            let count = text.matches(secret).count();
+            if count > 0 {
+                self.found.push(format!("{what}: {count} times:\n{text}"));
+            }
+        }
+    }
+}
+
+/// A setting the exporter must refuse: a flag, a variable or a configuration file.
+#[derive(Debug)]
+struct Refusal {
+    what: String,
+    config: Option<String>,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Refusal {
+    /// `--flag=value`, then the same value in the flag's variable.
+    fn flag_and_variable(flag: &str, value: &str) -> [Refusal; 2] {
+        let variable = variable(flag);
+        [
+            Refusal {
+                what: format!("--{flag}={value}"),
+                config: None,
+                args: vec![format!("--{flag}={value}")],
+                env: vec![],
+            },
+            Refusal {
+                what: format!("{variable}={value}"),
+                config: None,
+                args: vec![],
+                env: vec![(variable, value.to_owned())],
+            },
+        ]
+    }
+
+    fn file(what: &str, text: String) -> Refusal {
+        Refusal {
+            what: what.to_owned(),
+            config: Some(text),
+            args: vec![],
+            env: vec![],
+        }
+    }
+}
+
+/// An exporter command with no URL variable inherited from the test's environment.
+fn exporter() -> Command {
+    let mut command = Command::new(workspace_binary("mcpwatch-exporter"));
+    for variable in URL_VARIABLES {
+        command.env_remove(variable);
+    }
+    command
+}
+
+/// Runs the exporter to its end: exit success and everything it wrote.
+fn run(
+    dir: &Path,
+    config: Option<&str>,
+    args: &[String],
+    env: &[(&str, String)],
+) -> (bool, String) {
+    let mut command = exporter();
+    if let Some(text) = config {
+        let path = dir.join("exporter.yml");
+        std::fs::write(&path, text).expect("write config");
+        command.arg(format!("--config.file={}", path.display()));
+    }
+    command
+        .arg(format!("--web.listen-address={}", free_address()))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let out = command.output().expect("run the exporter");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every configuration key that holds a URL, with `password` in user info and in query
+/// strings; targets on the real servers and on `closed`, a port nothing listens on.
+fn valid_config(
+    password: &str,
+    daemon: &Daemon,
+    closed: u16,
+    postgres: &PostgresServer,
+    redis: &RedisServer,
+) -> String {
+    let p = password;
+    format!(
+        "collectors:
+  host:
+    enabled: false
+  postgres:
+    - name: pg-wrong-password
+      dsn: postgresql://{MONITOR_USER}:{p}@127.0.0.1:{pg}/postgres?sslmode=disable
+    - name: pg-closed
+      dsn: postgresql://{MONITOR_USER}@127.0.0.1:{closed}/postgres?password={p}&sslmode=disable
+    - name: pg-real
+      dsn: {real_pg}?sslmode=disable
+  redis:
+    - name: redis-wrong-password
+      url: redis://monitor:{p}@127.0.0.1:{rd}/0
+    - name: redis-closed
+      url: redis://:{p}@127.0.0.1:{closed}/0
+    - name: redis-real
+      url: {real_redis}
+  wsdaemon:
+    - name: daemon
+      health_url: {health}?token={p}
+      websocket_url: {websocket}?token={p}
+      timeout: 2s
+    - name: daemon-closed
+      health_url: http://127.0.0.1:{closed}/health?token={p}
+      websocket_url: ws://127.0.0.1:{closed}/?token={p}
+      mcp_url: http://127.0.0.1:{closed}/mcp?token={p}
+      timeout: 2s
+scrape:
+  timeout: 5s
+",
+        pg = postgres.port(),
+        real_pg = postgres.dsn("postgres"),
+        rd = redis.port(),
+        real_redis = redis.url(),
+        health = daemon.health_url(),
+        websocket = daemon.websocket_url(),
+    )
+}
+
+/// The URL-bearing flags, or the same values as environment variables.
+fn url_values(password: &str, daemon: &Daemon, closed: u16) -> [(&'static str, String); 3] {
+    let p = password;
+    [
+        (
+            "wsdaemon.url",
+            format!("{}?token={p}", daemon.websocket_url()),
+        ),
+        (
+            "postgres.dsn",
+            format!("postgresql://monitor:{p}@127.0.0.1:{closed}/app?sslmode=disable"),
+        ),
+        ("redis.url", format!("redis://:{p}@127.0.0.1:{closed}/0")),
+    ]
+}
+
+fn variable(flag: &str) -> &'static str {
+    match flag {
+        "wsdaemon.url" => "MCPWATCH_WSDAEMON_URL",
+        "postgres.dsn" => "MCPWATCH_POSTGRES_DSN",
+        _ => "MCPWATCH_REDIS_URL",
+    }
+}
+
+async fn get(address: SocketAddr, path: &str) -> String {
+    let response = client()
+        .get(format!("http://{address}{path}"))
+        .send()
+        .await
+        .expect("request");
+    response.text().await.expect("body")
+}
+
+/// Runs the exporter with `args` and `env`, asks every endpoint, reloads into an invalid
+/// configuration, stops it; everything it served and wrote.
+async fn serve_and_collect(
+    dir: &Path,
+    config: &str,
+    invalid: &str,
+    args: &[String],
+    env: &[(&str, String)],
+    password: &str,
+) -> String {
+    let path = dir.join("exporter.yml");
+    std::fs::write(&path, config).expect("write config");
+    let address = free_address();
+    let mut command = exporter();
+    command
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!("--web.listen-address={address}"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let mut process = ServiceProcess::spawn("mcpwatch-exporter", command, dir);
+    let http = client();
+    let health_url = format!("http://{address}/health");
+    wait_for_async("the exporter to answer /health", LIMIT, || {
+        let request = http.get(&health_url).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+
+    let mut served = String::new();
+    // Twice: the second scrape logs "still failing" at debug level.
+    for _ in 0..2 {
+        let metrics = get(address, "/metrics").await;
+        assert!(
+            metrics.contains("wsdaemon_up{target=\"daemon\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("redis_up{target=\"redis-real\"} 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("pg_up{target=\"pg-real\"} 1"), "{metrics}");
+        served.push_str(&metrics);
+    }
+    let health = get(address, "/health").await;
+    assert!(
+        health.contains("\"last_error\": \"health endpoint http://127.0.0.1:"),
+        "{health}"
+    );
+    served.push_str(&health);
+    served.push_str(&get(address, "/").await);
+    for target in [
+        format!("http://ops:{password}@127.0.0.1:1/health?token={password}"),
+        format!("ws://127.0.0.1:1/?token={password}"),
+    ] {
+        let query = format!("/probe?target={target}&module=wsdaemon");
+        served.push_str(&get(address, &query).await);
+    }
+
+    std::fs::write(&path, invalid).expect("write invalid config");
+    let reload = http
+        .post(format!("http://{address}/-/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert!(!reload.status().is_success());
+    served.push_str(&reload.text().await.expect("body"));
+    served.push_str(&get(address, "/metrics").await);
+
+    process.signal(Signal::SIGTERM);
+    process.wait(LIMIT);
+    let output = process.output();
+    assert!(output.contains("Collector failed."), "{output}");
+    assert!(output.contains("Configuration not reloaded"), "{output}");
+    format!("{served}{output}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_in_any_output() {
+    let password = random_token("Pw0rd");
+    let p = password.as_str();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(Behaviour::default()).await;
+    let postgres = PostgresServer::start(PostgresOptions::default()).await;
+    let redis = RedisServer::start(&[]).await;
+    let closed = free_port();
+    let secrets = [p, postgres.password(), redis.password()];
+    let config = valid_config(p, &daemon, closed, &postgres, &redis);
+    let mut leaks = Leaks::default();
+    // A bad key next to a URL.
+    let invalid = format!(
+        "collectors:\n  wsdaemon:\n    - name: d\n      \
+         health_url: http://127.0.0.1:{closed}/?token={p}\n      \
+         bogus: http://ops:{p}@127.0.0.1:{closed}/\n"
+    );
+
+    // Flags, text logs; then the same values as environment variables, JSON logs.
+    let flags: Vec<String> = url_values(p, &daemon, closed)
+        .iter()
+        .map(|(flag, value)| format!("--{flag}={value}"))
+        .chain([
+            "--log.level=debug".to_owned(),
+            "--log.format=text".to_owned(),
+        ])
+        .collect();
+    let everything = serve_and_collect(dir.path(), &config, &invalid, &flags, &[], p).await;
+    leaks.check(
+        &secrets,
+        "the exporter run with flags and text logs",
+        &everything,
+    );
+    let env: Vec<(&str, String)> = url_values(p, &daemon, closed)
+        .into_iter()
+        .map(|(flag, value)| (variable(flag), value))
+        .collect();
+    let json = [
+        "--log.level=debug".to_owned(),
+        "--log.format=json".to_owned(),
+    ];
+    let everything = serve_and_collect(dir.path(), &config, &invalid, &json, &env, p).await;
+    assert!(everything.contains("\"level\":\"WARN\""), "{everything}");
+    leaks.check(
+        &secrets,
+        "the exporter run with variables and JSON logs",
+        &everything,
+    );
+
+    // --check-config on the valid configuration, with the flags and with the variables.
+    let check = |extra: &[String]| {
+        let mut args = vec!["--check-config".to_owned()];
+        args.extend_from_slice(extra);
+        args
+    };
+    let (ok, out) = run(dir.path(), Some(&config), &check(&flags), &[]);
+    assert!(ok, "{out}");
+    leaks.check(&secrets, "--check-config with flags", &out);
+    let (ok, out) = run(dir.path(), Some(&config), &check(&json), &env);
+    assert!(ok, "{out}");
+    leaks.check(&secrets, "--check-config with variables", &out);
+
+    // --help, with every variable set.
+    let (ok, out) = run(dir.path(), None, &["--help".to_owned()], &env);
+    assert!(ok && out.contains("MCPWATCH_WSDAEMON_URL"), "{out}");
+    leaks.check(&secrets, "--help", &out);
+
+    // Invalid settings: each is refused, and the refusal does not quote the password.
+    let c = closed;
+    let wsdaemon = |entry: &str| format!("collectors:\n  wsdaemon:\n    - name: d\n{entry}");
+    let postgres = |entry: &str| format!("collectors:\n  postgres:\n    - name: a\n{entry}");
+    let redis = |entry: &str| format!("collectors:\n  redis:\n    - name: a\n{entry}");
+    let mut refused = Vec::new();
+    for url in [
+        format!("http://ops:{p}@127.0.0.1:{c}/health"),
+        format!("http://ops:{p}@127.0.0.1:{c}"),
+        format!("ws://ops:{p}@127.0.0.1:{c}/?token={p}"),
+        format!("ftp://ops:{p}@127.0.0.1:{c}/?token={p}"),
+        format!("http://ops:{p}@127.0.0.1:{c}/he alth?token={p}"),
+        format!("http://ops:{p}/x@127.0.0.1:{c}/health"),
+        format!("ops:{p}@127.0.0.1:{c}/health"),
+    ] {
+        refused.extend(Refusal::flag_and_variable("wsdaemon.url", &url));
+    }
+    for dsn in [
+        format!("postgresql://ops:{p}@127.0.0.1:{c}/app?sslmode=sideways"),
+        format!("postgresql://ops:{p}@127.0.0.1:{c}/app?token={p}"),
+        format!("postgresql://ops:{p}@127.0.0.1:port/app"),
+        format!("host=127.0.0.1 password={p} sslmode=sideways"),
+    ] {
+        refused.extend(Refusal::flag_and_variable("postgres.dsn", &dsn));
+    }
+    for url in [
+        format!("http://ops:{p}@127.0.0.1:{c}/0"),
+        format!("redis://ops:{p}@[127.0.0.1:{c}/0?token={p}"),
+    ] {
+        refused.extend(Refusal::flag_and_variable("redis.url", &url));
+    }
+    let user_info = format!("http://ops:{p}@127.0.0.1:{c}");
+    let query = format!("http://127.0.0.1:{c}/health?token={p}");
+    for (what, text) in [
+        (
+            "health_url with user info",
+            wsdaemon(&format!("      health_url: {user_info}/health\n")),
+        ),
+        (
+            "websocket_url with user info",
+            wsdaemon(&format!(
+                "      websocket_url: ws://ops:{p}@127.0.0.1:{c}/?token={p}\n"
+            )),
+        ),
+        (
+            "mcp_url with user info",
+            wsdaemon(&format!("      mcp_url: {user_info}/mcp?token={p}\n")),
+        ),
+        (
+            "mcp_url of another scheme",
+            wsdaemon(&format!("      mcp_url: ftp://ops:{p}@127.0.0.1:{c}/mcp\n")),
+        ),
+        (
+            "health_url that is no URL",
+            wsdaemon(&format!(
+                "      health_url: \"{user_info}/he alth?token={p}\"\n"
+            )),
+        ),
+        (
+            "a bad key next to a URL",
+            wsdaemon(&format!("      health_url: {query}\n      bogus: 1\n")),
+        ),
+        (
+            "the same key twice",
+            wsdaemon(&format!(
+                "      health_url: {query}\n      health_url: {user_info}\n"
+            )),
+        ),
+        (
+            "a URL as a duration",
+            wsdaemon(&format!(
+                "      health_url: {query}\n      timeout: {user_info}/?token={p}\n"
+            )),
+        ),
+        (
+            "a URL as a boolean",
+            wsdaemon(&format!(
+                "      health_url: {query}\n      \
+                 insecure_skip_verify: '{user_info}/?token={p}'\n"
+            )),
+        ),
+        (
+            "a URL as a mapping type",
+            wsdaemon(&format!(
+                "      health_url: {query}\n      mappings:\n        - pointer: /a\n          \
+                 metric: a\n          type: {user_info}/?token={p}\n"
+            )),
+        ),
+        (
+            "a URL as the target list",
+            format!("collectors:\n  wsdaemon: \"{user_info}/?token={p}\"\n"),
+        ),
+        (
+            "a URL as a target",
+            format!("collectors:\n  wsdaemon:\n    - \"{user_info}/?token={p}\"\n"),
+        ),
+        (
+            "a PostgreSQL DSN with a bad sslmode",
+            postgres(&format!(
+                "      dsn: postgresql://ops:{p}@127.0.0.1:{c}/app?sslmode=sideways\n"
+            )),
+        ),
+        (
+            "a PostgreSQL DSN with an unknown option",
+            postgres(&format!(
+                "      dsn: postgresql://ops:{p}@127.0.0.1:{c}/app?token={p}\n"
+            )),
+        ),
+        (
+            "a bad key next to a PostgreSQL DSN",
+            postgres(&format!(
+                "      dsn: postgresql://ops:{p}@127.0.0.1:{c}/app\n      bogus: 1\n"
+            )),
+        ),
+        (
+            "a Redis URL of another scheme",
+            redis(&format!("      url: http://ops:{p}@127.0.0.1:{c}/0\n")),
+        ),
+        (
+            "a Redis URL that does not parse",
+            redis(&format!(
+                "      url: redis://ops:{p}@[127.0.0.1:{c}/0?token={p}\n"
+            )),
+        ),
+        (
+            "a bad key next to a Redis URL",
+            redis(&format!(
+                "      url: redis://ops:{p}@127.0.0.1:{c}/0?token={p}\n      bogus: 1\n"
+            )),
+        ),
+    ] {
+        refused.push(Refusal::file(what, text));
+    }
+    assert_eq!(refused.len(), 44);
+    // Each is refused by --check-config, and at start-up with text and with JSON logs.
+    let mut accepted = Vec::new();
+    for Refusal {
+        what,
+        config,
+        args,
+        env,
+    } in &refused
+    {
+        for mode in [
+            vec!["--check-config".to_owned(), "--log.level=debug".to_owned()],
+            vec![
+                "--log.level=debug".to_owned(),
+                "--log.format=text".to_owned(),
+            ],
+            vec![
+                "--log.level=debug".to_owned(),
+                "--log.format=json".to_owned(),
+            ],
+        ] {
+            let mut all = mode.clone();
+            all.extend_from_slice(args);
+            let (ok, out) = run(dir.path(), config.as_deref(), &all, env);
+            leaks.check(&secrets, &format!("{what} ({mode:?})"), &out);
+            if ok {
+                // Accepted by --check-config: a start-up would serve and not end.
+                accepted.push(format!("{what}: {out}"));
+                break;
+            }
+            assert!(!out.trim().is_empty(), "{what} ({mode:?}): no message");
+        }
+    }
+    assert_eq!(leaks.checked, 5 + 3 * 44 - 2 * accepted.len());
+    assert!(
+        leaks.found.is_empty(),
+        "{} of {} outputs show a secret:\n\n{}",
+        leaks.found.len(),
+        leaks.checked,
+        leaks.found.join("\n\n")
+    );
+    assert!(accepted.is_empty(), "accepted: {accepted:#?}");
+}
