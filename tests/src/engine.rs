@@ -40,3 +40,31 @@ pub async fn text(scrape: &Scrape) -> String {
     let body = scrape.body(Format::Text, false).await;
     checked(String::from_utf8(body.to_vec()).expect("utf-8"))
 }
+
+/// The samples of family `name` in a scrape, as (value of `label`, sample value), in the
+/// order written.
+pub fn values_by_label(scrape: &Scrape, name: &str, label: &str) -> Vec<(String, f64)> {
+    scrape
+        .group(name)
+        .map(|group| {
+            group
+                .members()
+                .iter()
+                .flat_map(|f| f.samples())
+                .map(|s| {
+                    let key = s
+                        .labels
+                        .iter()
+                        .find(|(k, _)| k == label)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    let value = match s.value {
+                        mcpwatch_core::metrics::SampleValue::Number(v) => v,
+                        mcpwatch_core::metrics::SampleValue::Histogram(_) => f64::NAN,
+                    };
+                    (key, value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -18,3 +18,21 @@ pub fn free_port() -> u16 {
 pub fn free_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
+
+/// A loopback port whose listener answers every connection with a line no database
+/// protocol expects, then closes it: a peer that is not the server configured. The
+/// listener lives as long as the test process.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub fn babbling_port() -> u16 {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    port
+}

@@ -626,3 +626,143 @@ async fn a_role_without_pg_read_all_stats_is_reported_once_and_as_a_metric() {
     assert_eq!(warnings().len(), 1, "{:#?}", log.lines());
     sessions[1].batch_execute("COMMIT").await.expect("commit");
 }
+
+/// Every reason `pg_connect_failure` has, in the order written.
+const REASONS: [&str; 8] = [
+    "refused",
+    "timeout",
+    "dns",
+    "tls",
+    "auth",
+    "too_many_connections",
+    "protocol",
+    "other",
+];
+
+/// The reason `pg_connect_failure` gives (every reason must be there, one at most at 1),
+/// or `None` when connected.
+fn connect_failure(scrape: &Scrape) -> Option<String> {
+    let values = mcpwatch_tests::engine::values_by_label(scrape, "pg_connect_failure", "reason");
+    let names: Vec<&str> = values.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(names, REASONS, "{values:?}");
+    let set: Vec<&(String, f64)> = values.iter().filter(|(_, v)| *v != 0.0).collect();
+    assert!(
+        set.len() <= 1 && set.iter().all(|(_, v)| *v == 1.0),
+        "{values:?}"
+    );
+    set.first().map(|(r, _)| r.clone())
+}
+
+/// One scrape of a collector for `dsn`, which cannot connect: its reason.
+async fn failure_of(dsn: &str, extra: &str) -> Option<String> {
+    let engine = engine(&format!(
+        "name: db\ndsn: '{dsn}'\nconnect_timeout: 1s\n{extra}"
+    ));
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(scrape.value("pg_up", &[]), Some(0.0));
+    connect_failure(&scrape)
+}
+
+#[tokio::test]
+async fn why_the_server_cannot_be_reached_is_a_metric() {
+    // 6 slots, 3 of them reserved for superusers: with 4 taken, the monitoring role (no
+    // superuser) is refused while the server is up.
+    let server = PostgresServer::start(PostgresOptions {
+        max_connections: 6,
+        ..PostgresOptions::default()
+    })
+    .await;
+    let engine = engine(&format!(
+        "name: db\ndsn: '{}'\nconnect_timeout: 1s\n",
+        server.dsn("postgres")
+    ));
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(server.admin("postgres").await);
+    }
+    wait_for_async("4 client connections, the setup's gone", LIMIT, || async {
+        let row = sessions[0]
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .expect("count");
+        (row.get::<_, i64>(0) == 4).then_some(())
+    })
+    .await;
+    let full = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(full.value("pg_up", &[]), Some(0.0));
+    assert_eq!(
+        connect_failure(&full).as_deref(),
+        Some("too_many_connections"),
+        "{:?}",
+        engine.status()
+    );
+    // A slot freed: connected, no reason.
+    sessions.truncate(2);
+    let back = scrape_until(&engine, "pg_up to return", |s| {
+        s.value("pg_up", &[]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(connect_failure(&back), None);
+
+    let port = server.port();
+    let wrong = mcpwatch_tests::random_token("wrong-");
+    assert_eq!(
+        failure_of(
+            &format!("postgresql://{MONITOR_USER}:{wrong}@127.0.0.1:{port}/postgres"),
+            ""
+        )
+        .await
+        .as_deref(),
+        Some("auth")
+    );
+    // TLS demanded of a server without it.
+    assert_eq!(
+        failure_of(&format!("{}?sslmode=require", server.dsn("postgres")), "")
+            .await
+            .as_deref(),
+        Some("tls")
+    );
+    let closed = mcpwatch_tests::ports::free_port();
+    assert_eq!(
+        failure_of(
+            &format!("postgresql://m:pw@127.0.0.1:{closed}/postgres"),
+            ""
+        )
+        .await
+        .as_deref(),
+        Some("refused")
+    );
+    assert_eq!(
+        failure_of("postgresql://m:pw@no-such-host.invalid:5432/postgres", "")
+            .await
+            .as_deref(),
+        Some("dns")
+    );
+    // A port that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("address").port();
+    assert_eq!(
+        failure_of(
+            &format!("postgresql://m:pw@127.0.0.1:{silent_port}/postgres"),
+            ""
+        )
+        .await
+        .as_deref(),
+        Some("timeout")
+    );
+    // Something that is not PostgreSQL.
+    let babbling = mcpwatch_tests::ports::babbling_port();
+    assert_eq!(
+        failure_of(
+            &format!("postgresql://m:pw@127.0.0.1:{babbling}/postgres"),
+            ""
+        )
+        .await
+        .as_deref(),
+        Some("protocol")
+    );
+    drop(sessions);
+}

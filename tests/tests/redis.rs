@@ -323,3 +323,234 @@ async fn a_user_allowed_only_ping_is_refused_each_command_once_per_connection() 
         other => panic!("the collection fails without INFO: {other:?}"),
     }
 }
+
+/// Every reason `redis_connect_failure` has, in the order written.
+const REASONS: [&str; 8] = [
+    "refused",
+    "timeout",
+    "dns",
+    "tls",
+    "auth",
+    "too_many_connections",
+    "protocol",
+    "other",
+];
+
+/// The reason `redis_connect_failure` gives (every reason must be there, one at most at
+/// 1), or `None` when connected.
+fn connect_failure(scrape: &Scrape) -> Option<String> {
+    let values = mcpwatch_tests::engine::values_by_label(scrape, "redis_connect_failure", "reason");
+    let names: Vec<&str> = values.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(names, REASONS, "{values:?}");
+    let set: Vec<&(String, f64)> = values.iter().filter(|(_, v)| *v != 0.0).collect();
+    assert!(
+        set.len() <= 1 && set.iter().all(|(_, v)| *v == 1.0),
+        "{values:?}"
+    );
+    set.first().map(|(r, _)| r.clone())
+}
+
+/// One scrape of a collector configured with `yaml` (after its name), which cannot
+/// connect: its reason.
+async fn failure_of(yaml: &str) -> Option<String> {
+    let engine = engine(&format!("name: cache\nconnect_timeout: 1s\n{yaml}"));
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(value(&scrape, "redis_up", &[]), 0.0);
+    let reason = connect_failure(&scrape);
+    assert!(
+        format!("{:?}", engine.status()).contains("connecting"),
+        "{:?}",
+        engine.status()
+    );
+    reason
+}
+
+#[tokio::test]
+async fn why_the_server_cannot_be_reached_is_a_metric() {
+    let server = RedisServer::start(&["--maxclients", "4"]).await;
+    let engine = engine(&format!(
+        "name: cache\nurl: '{}'\nconnect_timeout: 1s\n",
+        server.url()
+    ));
+    // The clients: one, once the harness's own connection is gone, then three more.
+    let mut clients = vec![server.connection().await];
+    wait_for_async("the harness's connection to close", LIMIT, || {
+        let mut admin = clients[0].clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut admin)
+                .await
+                .expect("INFO clients");
+            info.lines()
+                .any(|l| l.trim() == "connected_clients:1")
+                .then_some(())
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        clients.push(server.connection().await);
+    }
+    let full = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(value(&full, "redis_up", &[]), 0.0);
+    assert_eq!(
+        connect_failure(&full).as_deref(),
+        Some("too_many_connections"),
+        "{:?}",
+        engine.status()
+    );
+    clients.truncate(1);
+    let back = wait_for_async("redis_up to return", LIMIT, || async {
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+        (scrape.value("redis_up", &[]) == Some(1.0)).then_some(scrape)
+    })
+    .await;
+    assert_eq!(connect_failure(&back), None);
+
+    let port = server.port();
+    let wrong = mcpwatch_tests::random_token("wrong-");
+    assert_eq!(
+        failure_of(&format!("url: 'redis://:{wrong}@127.0.0.1:{port}/'\n"))
+            .await
+            .as_deref(),
+        Some("auth")
+    );
+    // No password for a server that needs one (NOAUTH).
+    assert_eq!(
+        failure_of(&format!("url: 'redis://127.0.0.1:{port}/'\n"))
+            .await
+            .as_deref(),
+        Some("auth")
+    );
+    let closed = mcpwatch_tests::ports::free_port();
+    assert_eq!(
+        failure_of(&format!("url: 'redis://127.0.0.1:{closed}/'\n"))
+            .await
+            .as_deref(),
+        Some("refused")
+    );
+    assert_eq!(
+        failure_of("url: 'redis://no-such-host.invalid:6379/'\n")
+            .await
+            .as_deref(),
+        Some("dns")
+    );
+    // A port that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("address").port();
+    assert_eq!(
+        failure_of(&format!(
+            "url: 'redis://:pw@127.0.0.1:{silent_port}/'\nresponse_timeout: 1s\n"
+        ))
+        .await
+        .as_deref(),
+        Some("timeout")
+    );
+    // Something that is not Redis.
+    let babbling = mcpwatch_tests::ports::babbling_port();
+    assert_eq!(
+        failure_of(&format!("url: 'redis://127.0.0.1:{babbling}/'\n"))
+            .await
+            .as_deref(),
+        Some("protocol")
+    );
+    // A certificate from a CA the exporter does not trust.
+    let (_ca, cert, key) = mcpwatch_tests::tls::ca_and_server("127.0.0.1");
+    let tls = RedisServer::start_tls(&cert, &key).await;
+    assert_eq!(
+        failure_of(&format!(
+            "url: 'rediss://:{}@127.0.0.1:{}/'\n",
+            tls.password(),
+            tls.port()
+        ))
+        .await
+        .as_deref(),
+        Some("tls")
+    );
+    drop(clients);
+}
+
+/// A stand-in for a Redis server older than 6 (no `HELLO`, so no RESP3) on a loopback
+/// port: it answers `AUTH`, `CLIENT`, `PING` and a minimal `INFO`, refuses the rest as
+/// unknown commands, and records the commands it got.
+fn redis5_stand_in() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let commands = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = commands.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let count: usize = line.trim().trim_start_matches('*').parse().unwrap_or(0);
+                    let mut args = Vec::new();
+                    for _ in 0..count {
+                        line.clear();
+                        reader.read_line(&mut line).expect("length");
+                        let len: usize = line.trim().trim_start_matches('$').parse().expect("len");
+                        let mut arg = vec![0; len + 2];
+                        reader.read_exact(&mut arg).expect("argument");
+                        args.push(String::from_utf8_lossy(&arg[..len]).to_uppercase());
+                    }
+                    let name = args.first().cloned().unwrap_or_default();
+                    seen.lock().expect("lock").push(name.clone());
+                    let info = "# Server\r\nredis_version:5.0.14\r\n";
+                    let reply = match name.as_str() {
+                        "HELLO" => {
+                            "-ERR unknown command `HELLO`, with args beginning with: `3`, \r\n"
+                                .to_owned()
+                        }
+                        "AUTH" | "CLIENT" => "+OK\r\n".to_owned(),
+                        "PING" => "+PONG\r\n".to_owned(),
+                        "INFO" => format!("${}\r\n{info}\r\n", info.len()),
+                        _ => "-ERR unknown command\r\n".to_owned(),
+                    };
+                    if writer.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, commands)
+}
+
+#[tokio::test]
+async fn a_server_without_hello_is_spoken_to_in_resp2() {
+    let (port, commands) = redis5_stand_in();
+    let engine = engine(&format!(
+        "name: old\nurl: 'redis://:pw@127.0.0.1:{port}/'\n"
+    ));
+    for _ in 0..2 {
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+        assert_eq!(
+            value(&scrape, "redis_up", &[]),
+            1.0,
+            "{:?}",
+            engine.status()
+        );
+        assert_eq!(connect_failure(&scrape), None);
+        assert!(
+            scrape
+                .value("redis_instance_info", &[("version", "5.0.14")])
+                .is_some()
+        );
+    }
+    let commands = commands.lock().expect("lock").clone();
+    // HELLO once, then AUTH on a new connection; RESP2 is kept after that.
+    assert_eq!(
+        commands.iter().filter(|c| *c == "HELLO").count(),
+        1,
+        "{commands:?}"
+    );
+    assert_eq!(commands[..2], ["HELLO", "AUTH"], "{commands:?}");
+}

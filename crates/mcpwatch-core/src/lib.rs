@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod collector;
 pub mod config;
+pub mod connect_failure;
 pub mod encode;
 pub mod engine;
 pub mod exporter_service;

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mcpwatch_core::{CollectError, ScrapeContext};
+use mcpwatch_core::ScrapeContext;
+use mcpwatch_core::connect_failure::{ConnectFailure, unresolvable};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
@@ -120,13 +121,78 @@ impl Session {
     }
 }
 
+/// Why there is no session: a message safe to show, and the bounded reason.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct ConnectError {
+    pub message: Arc<str>,
+    pub reason: ConnectFailure,
+}
+
+impl ConnectError {
+    fn new(message: impl Into<Arc<str>>, reason: ConnectFailure) -> Self {
+        Self {
+            message: message.into(),
+            reason,
+        }
+    }
+
+    /// A failed connection attempt, with the reason its error gives.
+    async fn of(error: &tokio_postgres::Error, config: &tokio_postgres::Config) -> Self {
+        let mut reason = reason_of(error);
+        // A failed name lookup is an I/O error of no telling kind: look the names up again.
+        if reason == ConnectFailure::Other && error.code().is_none() {
+            for host in config.get_hosts() {
+                if let tokio_postgres::config::Host::Tcp(name) = host
+                    && unresolvable(name).await
+                {
+                    reason = ConnectFailure::Dns;
+                }
+            }
+        }
+        Self::new(describe(error), reason)
+    }
+}
+
+/// The reason a driver error gives: the SQLSTATE of the server's refusal, else the TLS or
+/// I/O error underneath, else the error's kind.
+fn reason_of(error: &tokio_postgres::Error) -> ConnectFailure {
+    if let Some(code) = error.code() {
+        return match code.code() {
+            // too_many_connections: max_connections reached, or only the slots reserved
+            // for superusers (or pg_use_reserved_connections) are left.
+            "53300" => ConnectFailure::TooManyConnections,
+            // invalid_authorization_specification, invalid_password, and no CONNECT
+            // privilege on the database.
+            "28000" | "28P01" | "42501" => ConnectFailure::Auth,
+            _ => ConnectFailure::Other,
+        };
+    }
+    if let Some(reason) = ConnectFailure::in_chain(error) {
+        return reason;
+    }
+    // tokio-postgres has no accessor for its error kind; its Display is the kind's fixed
+    // description, never the server's or the system's text.
+    match error.to_string().as_str() {
+        "error performing TLS handshake" => ConnectFailure::Tls,
+        // At connect time the only configuration error a checked DSN meets is a password
+        // the server asks for and the DSN lacks.
+        "authentication error" | "invalid configuration" => ConnectFailure::Auth,
+        "connection closed"
+        | "unexpected message from server"
+        | "error parsing response from server" => ConnectFailure::Protocol,
+        "timeout waiting for server" => ConnectFailure::Timeout,
+        _ => ConnectFailure::Other,
+    }
+}
+
 #[derive(Clone, Debug)]
 enum State {
     /// Not started, or an attempt under way.
     Connecting,
     Ready(Arc<Session>),
-    /// The last attempt failed, or the connection dropped; the text is safe to show.
-    Down(Arc<str>),
+    /// The last attempt failed, or the connection dropped.
+    Down(ConnectError),
 }
 
 struct Shared {
@@ -195,7 +261,7 @@ impl Connection {
         &self,
         ctx: &ScrapeContext,
         wait_share: f64,
-    ) -> Result<Arc<Session>, CollectError> {
+    ) -> Result<Arc<Session>, ConnectError> {
         self.ensure_started();
         let mut state = self.shared.state.subscribe();
         if let State::Ready(session) = &*state.borrow_and_update()
@@ -210,18 +276,26 @@ impl Connection {
         loop {
             match tokio::time::timeout_at(limit, state.changed()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(CollectError::msg("connection supervisor stopped")),
+                Ok(Err(_)) => {
+                    return Err(ConnectError::new(
+                        "connection supervisor stopped",
+                        ConnectFailure::Other,
+                    ));
+                }
                 Err(_) => {
                     return Err(match &*state.borrow() {
-                        State::Down(error) if !attempted => CollectError::msg(error),
-                        _ => CollectError::msg("connecting took longer than the scrape allows"),
+                        State::Down(error) if !attempted => error.clone(),
+                        _ => ConnectError::new(
+                            "connecting took longer than the scrape allows",
+                            ConnectFailure::Timeout,
+                        ),
                     });
                 }
             }
             match &*state.borrow_and_update() {
                 State::Ready(session) => return Ok(session.clone()),
                 State::Connecting => attempted = true,
-                State::Down(error) if attempted => return Err(CollectError::msg(error)),
+                State::Down(error) if attempted => return Err(error.clone()),
                 State::Down(_) => {}
             }
         }
@@ -291,9 +365,12 @@ async fn supervise(shared: Arc<Shared>) {
         let attempt = tokio::time::timeout(shared.connect_timeout, connect(&shared, generation));
         let outcome = match attempt.await {
             Ok(outcome) => outcome,
-            Err(_) => Err(format!(
-                "connecting took longer than connect_timeout ({:?})",
-                shared.connect_timeout
+            Err(_) => Err(ConnectError::new(
+                format!(
+                    "connecting took longer than connect_timeout ({:?})",
+                    shared.connect_timeout
+                ),
+                ConnectFailure::Timeout,
             )),
         };
         match outcome {
@@ -306,36 +383,43 @@ async fn supervise(shared: Arc<Shared>) {
                 backoff = Duration::from_secs(1);
                 shared.state.send_replace(State::Ready(Arc::new(session)));
                 // Runs until the connection ends; a lost server is seen here at once.
-                let reason = loop {
+                let lost = loop {
                     tokio::select! {
                         ended = &mut driver => break match ended {
-                            Ok(Ok(())) => "the server closed the connection".to_owned(),
-                            Ok(Err(e)) => format!("connection lost: {e}"),
-                            Err(e) => format!("connection task ended: {e}"),
+                            Ok(Ok(())) => ConnectError::new(
+                                "the server closed the connection",
+                                ConnectFailure::Protocol,
+                            ),
+                            Ok(Err(e)) => ConnectError::new(
+                                format!("connection lost: {e}"),
+                                reason_of(&e),
+                            ),
+                            Err(e) => ConnectError::new(
+                                format!("connection task ended: {e}"),
+                                ConnectFailure::Other,
+                            ),
                         },
                         () = shared.reset.notified() => {
                             if shared.reset_generation.load(Ordering::SeqCst) == generation {
                                 driver.abort();
-                                break "the server did not answer before the scrape deadline"
-                                    .to_owned();
+                                break ConnectError::new(
+                                    "the server did not answer before the scrape deadline",
+                                    ConnectFailure::Timeout,
+                                );
                             }
                         }
                     }
                 };
-                tracing::warn!(target = %shared.label, error = %reason, "PostgreSQL connection lost.");
-                shared
-                    .state
-                    .send_replace(State::Down(Arc::from(reason.as_str())));
-                last_error = Some(reason);
+                tracing::warn!(target = %shared.label, error = %lost, reason = lost.reason.as_str(), "PostgreSQL connection lost.");
+                last_error = Some(lost.message.to_string());
+                shared.state.send_replace(State::Down(lost));
             }
             Err(error) => {
-                if last_error.as_deref() != Some(error.as_str()) {
-                    tracing::warn!(target = %shared.label, %error, "Cannot connect to PostgreSQL.");
+                if last_error.as_deref() != Some(&*error.message) {
+                    tracing::warn!(target = %shared.label, %error, reason = error.reason.as_str(), "Cannot connect to PostgreSQL.");
                 }
-                shared
-                    .state
-                    .send_replace(State::Down(Arc::from(error.as_str())));
-                last_error = Some(error);
+                last_error = Some(error.message.to_string());
+                shared.state.send_replace(State::Down(error));
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = shared.nudge.notified() => {}
@@ -350,12 +434,11 @@ type Driver = JoinHandle<Result<(), tokio_postgres::Error>>;
 
 /// Connects and prepares; the driver task is aborted if preparing fails or this future is
 /// dropped by the connect timeout.
-async fn connect(shared: &Shared, generation: u64) -> Result<(Session, Driver), String> {
-    let (client, connection) = shared
-        .config
-        .connect(shared.tls.clone())
-        .await
-        .map_err(|e| describe(&e))?;
+async fn connect(shared: &Shared, generation: u64) -> Result<(Session, Driver), ConnectError> {
+    let (client, connection) = match shared.config.connect(shared.tls.clone()).await {
+        Ok(connected) => connected,
+        Err(e) => return Err(ConnectError::of(&e, &shared.config).await),
+    };
     struct AbortOnDrop(Option<Driver>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
@@ -365,8 +448,15 @@ async fn connect(shared: &Shared, generation: u64) -> Result<(Session, Driver), 
         }
     }
     let mut driver = AbortOnDrop(Some(tokio::spawn(connection)));
-    let session = prepare(client, shared.role, &shared.label, generation).await?;
-    Ok((session, driver.0.take().ok_or("driver")?))
+    let session = match prepare(client, shared.role, &shared.label, generation).await {
+        Ok(session) => session,
+        Err(e) => return Err(ConnectError::of(&e, &shared.config).await),
+    };
+    let driver = driver
+        .0
+        .take()
+        .ok_or_else(|| ConnectError::new("no driver", ConnectFailure::Other))?;
+    Ok((session, driver))
 }
 
 async fn prepare(
@@ -374,7 +464,7 @@ async fn prepare(
     role: Role,
     label: &str,
     generation: u64,
-) -> Result<Session, String> {
+) -> Result<Session, tokio_postgres::Error> {
     let identity = client
         .query_one(
             &format!(
@@ -383,18 +473,11 @@ async fn prepare(
             ),
             &[],
         )
-        .await
-        .map_err(|e| describe(&e))?;
-    let version: u32 = identity
-        .try_get::<_, i32>(0)
-        .map_err(|e| describe(&e))?
-        .try_into()
-        .unwrap_or(0);
+        .await?;
+    let version: u32 = identity.try_get::<_, i32>(0)?.try_into().unwrap_or(0);
     // Said once per connection: every scrape reports it as pg_monitor_privileges.
-    if matches!(role, Role::Main { .. })
-        && !identity.try_get::<_, bool>(2).map_err(|e| describe(&e))?
-    {
-        let user: String = identity.try_get(1).map_err(|e| describe(&e))?;
+    if matches!(role, Role::Main { .. }) && !identity.try_get::<_, bool>(2)? {
+        let user: String = identity.try_get(1)?;
         tracing::warn!(
             target = %label,
             role = %user,

@@ -19,6 +19,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use mcpwatch_core::connect_failure::write_connect_failure;
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
 
 pub use config::{CustomKind, CustomQuery, PostgresConfig};
@@ -251,11 +252,16 @@ impl Collector for PostgresCollector {
         // it is served even when the deadline cuts the collection.
         sink.gauge("pg_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
-        let main = self
-            .main
-            .session(ctx, 0.5)
-            .await
-            .map_err(|e| e.context("connecting"))?;
+        let main = match self.main.session(ctx, 0.5).await {
+            Ok(main) => {
+                write_connect_failure(sink, "pg", None);
+                main
+            }
+            Err(e) => {
+                write_connect_failure(sink, "pg", Some(e.reason));
+                return Err(CollectError::from(e).context("connecting"));
+            }
+        };
 
         // Everything goes out at once, in this order on the main connection: the probe
         // (its answer decides pg_up and gives the round trip), the built-in statements,
@@ -371,7 +377,10 @@ impl PostgresCollector {
     async fn tables(&self, database: &str, main: &Arc<Session>, ctx: &ScrapeContext) -> Part {
         let other = (database != self.main_database).then(|| self.connection(Some(database)));
         let session = match other {
-            Some(connection) => connection.session(ctx, 0.5).await,
+            Some(connection) => connection
+                .session(ctx, 0.5)
+                .await
+                .map_err(CollectError::from),
             None => Ok(main.clone()),
         };
         let rows = match session {
@@ -403,7 +412,10 @@ impl PostgresCollector {
             .filter(|d| *d != self.main_database);
         let connection = self.connection(database);
         let session = match database {
-            Some(_) => connection.session(ctx, 0.5).await,
+            Some(_) => connection
+                .session(ctx, 0.5)
+                .await
+                .map_err(CollectError::from),
             None => Ok(main.clone()),
         };
         let result = match session {

@@ -3,9 +3,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use mcpwatch_core::connect_failure::{ConnectFailure, unresolvable, write_connect_failure};
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Value};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, ProtocolVersion, Value};
 
 use crate::config::RedisConfig;
 use crate::info::Info;
@@ -21,7 +22,14 @@ use crate::{RedisError, connection_info};
 /// in the normal case, so the server's own error statistics stay the application's.
 pub struct RedisCollector {
     config: RedisConfig,
+    /// Connects with `HELLO 3`, whose refusal keeps the server's error code (`WRONGPASS`,
+    /// `NOAUTH`, `ERR max number of clients reached`); with RESP2 the client library
+    /// reports any refused `AUTH` as an authentication failure.
     client: redis::Client,
+    /// RESP2, for servers before Redis 6 that have no `HELLO`.
+    client_resp2: redis::Client,
+    /// The server answered `HELLO` as an unknown command: RESP2 from then on.
+    resp2: AtomicBool,
     /// The connection and its number, so that forgetting a broken one never drops a newer
     /// one another scrape made meanwhile.
     connection: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
@@ -53,32 +61,41 @@ impl RedisCollector {
             message,
         };
         let info = connection_info(&config).map_err(error)?;
-        let client = match &config.ca_file {
-            Some(ca) => {
-                let root_cert = std::fs::read(ca.path()).map_err(|e| RedisError {
-                    key: "ca_file".to_owned(),
-                    message: format!("cannot read {}: {e}", ca.path().display()),
-                })?;
-                redis::Client::build_with_tls(
+        let root_cert = match &config.ca_file {
+            Some(ca) => Some(std::fs::read(ca.path()).map_err(|e| RedisError {
+                key: "ca_file".to_owned(),
+                message: format!("cannot read {}: {e}", ca.path().display()),
+            })?),
+            None => None,
+        };
+        let build = |protocol: ProtocolVersion| {
+            let redis = info.redis_settings().clone().set_protocol(protocol);
+            let info = info.clone().set_redis_settings(redis);
+            match &root_cert {
+                Some(root_cert) => redis::Client::build_with_tls(
                     info,
                     redis::TlsCertificates {
                         client_tls: None,
-                        root_cert: Some(root_cert),
+                        root_cert: Some(root_cert.clone()),
                     },
-                )
+                ),
+                None => redis::Client::open(info),
             }
-            None => redis::Client::open(info),
-        }
-        .map_err(|_| match &config.ca_file {
-            Some(ca) => RedisError {
-                key: "ca_file".to_owned(),
-                message: format!("no usable PEM certificate in {}", ca.path().display()),
-            },
-            None => error("cannot use these connection settings".to_owned()),
-        })?;
+            .map_err(|_| match &config.ca_file {
+                Some(ca) => RedisError {
+                    key: "ca_file".to_owned(),
+                    message: format!("no usable PEM certificate in {}", ca.path().display()),
+                },
+                None => error("cannot use these connection settings".to_owned()),
+            })
+        };
+        let client = build(ProtocolVersion::RESP3)?;
+        let client_resp2 = build(ProtocolVersion::RESP2)?;
         Ok(Self {
             config,
             client,
+            client_resp2,
+            resp2: AtomicBool::new(false),
             connection: tokio::sync::Mutex::new(None),
             connections_made: AtomicU64::new(0),
             cluster_mode: AtomicBool::new(false),
@@ -91,11 +108,12 @@ impl RedisCollector {
         &self.config
     }
 
-    /// The open connection (and its number), or a new one made within the scrape's time.
+    /// The open connection (and its number), or a new one made within the scrape's time;
+    /// when none can be made, why, with the reason.
     async fn connection(
         &self,
         ctx: &ScrapeContext,
-    ) -> Result<(u64, MultiplexedConnection), CollectError> {
+    ) -> Result<(u64, MultiplexedConnection), (CollectError, ConnectFailure)> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
@@ -107,11 +125,27 @@ impl RedisCollector {
         let settings = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect))
             .set_response_timeout(Some(self.config.response_timeout));
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&settings)
-            .await
-            .map_err(|e| CollectError::msg(describe(&e)).context("connecting"))?;
+        let mut attempt = self.connect(&settings).await;
+        if attempt
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::RESP3NotSupported)
+        {
+            tracing::debug!(target = %self.config.name, "The server has no HELLO (before Redis 6): RESP2 from now on.");
+            self.resp2.store(true, Ordering::Relaxed);
+            attempt = self.connect(&settings).await;
+        }
+        let mut connection = match attempt {
+            Ok(connection) => connection,
+            Err(e) => {
+                let reason = self.reason_of(&e).await;
+                let what = match reason {
+                    ConnectFailure::Auth => "connecting: authentication failed",
+                    ConnectFailure::TooManyConnections => "connecting: out of connection slots",
+                    _ => "connecting",
+                };
+                return Err((CollectError::msg(describe(&e)).context(what), reason));
+            }
+        };
         // Shows who this is in CLIENT LIST; a server that refuses it is no failure.
         let _: Result<Value, _> = redis::cmd("CLIENT")
             .arg("SETNAME")
@@ -122,6 +156,58 @@ impl RedisCollector {
         *slot = Some((number, connection.clone()));
         self.refused_now().clear();
         Ok((number, connection))
+    }
+
+    async fn connect(
+        &self,
+        settings: &AsyncConnectionConfig,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let client = if self.resp2.load(Ordering::Relaxed) {
+            &self.client_resp2
+        } else {
+            &self.client
+        };
+        client
+            .get_multiplexed_async_connection_with_config(settings)
+            .await
+    }
+
+    /// Why connecting failed: the server's error code, else the TLS or I/O error
+    /// underneath, else the error's kind.
+    async fn reason_of(&self, error: &redis::RedisError) -> ConnectFailure {
+        match error.code() {
+            Some("WRONGPASS" | "NOAUTH" | "NOPERM") => return ConnectFailure::Auth,
+            // Sent in place of any answer, then the connection is closed. The code is the
+            // generic ERR: only the text tells it.
+            Some("ERR")
+                if error
+                    .detail()
+                    .is_some_and(|d| d.starts_with("max number of clients")) =>
+            {
+                return ConnectFailure::TooManyConnections;
+            }
+            Some(_) => return ConnectFailure::Other,
+            None => {}
+        }
+        if let Some(reason) = ConnectFailure::in_chain(error) {
+            return reason;
+        }
+        match error.kind() {
+            // With RESP2 (servers before Redis 6) any refused AUTH, the maxclients error
+            // included, comes as this.
+            ErrorKind::AuthenticationFailed => ConnectFailure::Auth,
+            ErrorKind::Parse | ErrorKind::UnexpectedReturnType => ConnectFailure::Protocol,
+            // Closed by the server during the handshake.
+            ErrorKind::Io if error.is_connection_dropped() => ConnectFailure::Protocol,
+            _ => match self.client.get_connection_info().addr() {
+                ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. }
+                    if unresolvable(host).await =>
+                {
+                    ConnectFailure::Dns
+                }
+                _ => ConnectFailure::Other,
+            },
+        }
     }
 
     fn refused_now(&self) -> std::sync::MutexGuard<'_, Vec<&'static str>> {
@@ -197,7 +283,16 @@ impl Collector for RedisCollector {
         // Down until PING answers, so that a cut scrape still says so.
         sink.gauge("redis_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
-        let (number, mut connection) = self.connection(ctx).await?;
+        let (number, mut connection) = match self.connection(ctx).await {
+            Ok(connection) => {
+                write_connect_failure(sink, "redis", None);
+                connection
+            }
+            Err((error, reason)) => {
+                write_connect_failure(sink, "redis", Some(reason));
+                return Err(error);
+            }
+        };
         let start = Instant::now();
         let mut unanswered = ForgetUnlessAnswered(Some((self, number)));
         let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
