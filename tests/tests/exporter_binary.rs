@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcpwatch_tests::binaries::workspace_binary;
-use mcpwatch_tests::exposition::value_of;
+use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::ports::free_address;
 use mcpwatch_tests::process::ServiceProcess;
@@ -45,7 +45,8 @@ async fn metrics(address: SocketAddr, accept: &str) -> (reqwest::header::HeaderM
         .expect("scrape");
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
-    (headers, response.bytes().await.expect("body").to_vec())
+    let body = response.text().await.expect("body");
+    (headers, checked(body).into_bytes())
 }
 
 #[tokio::test]
@@ -93,6 +94,7 @@ async fn prometheus_scrapes_the_exporter() {
         .query("host_filesystem_size_bytes{mountpoint=\"/\"} > 0")
         .await;
     assert_eq!(root.len(), 1, "root filesystem reported");
+    prometheus.assert_no_duplicate_samples().await;
 }
 
 #[tokio::test]
@@ -130,6 +132,7 @@ async fn outputs_pass_promtool_and_the_strict_openmetrics_parser() {
     flate2::read::GzDecoder::new(&compressed[..])
         .read_to_end(&mut plain)
         .expect("gunzip");
+    let plain = checked(String::from_utf8(plain).expect("utf-8")).into_bytes();
     assert_eq!(promtool_check_metrics(&plain), "");
 }
 

@@ -29,7 +29,7 @@ async fn scrape_until(
     check: impl Fn(&Scrape) -> bool,
 ) -> std::sync::Arc<Scrape> {
     wait_for_async(what, LIMIT, || async {
-        let scrape = engine.scrape(None).await;
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
         check(&scrape).then_some(scrape)
     })
     .await
@@ -59,7 +59,7 @@ async fn database_activity_moves_the_metrics() {
          values: [waiting]\n",
         server.dsn("postgres")
     ));
-    let first = engine.scrape(None).await;
+    let first = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(
         first.value("pg_up", &[("target", "main")]),
         Some(1.0),
@@ -248,11 +248,11 @@ async fn long_transactions_lock_waits_and_connections() {
 async fn down_and_back_with_the_same_collector() {
     let mut server = PostgresServer::start(PostgresOptions::default()).await;
     let engine = engine(&format!("name: db\ndsn: '{}'\n", server.dsn("postgres")));
-    let up = engine.scrape(None).await;
+    let up = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(up.value("pg_up", &[]), Some(1.0));
 
     server.stop();
-    let down = engine.scrape(Some(Duration::from_secs(3))).await;
+    let down = mcpwatch_tests::engine::scrape(&engine, Some(Duration::from_secs(3))).await;
     assert_eq!(down.value("pg_up", &[]), Some(0.0), "{}", text(&down).await);
     assert_eq!(
         down.value(
@@ -291,7 +291,7 @@ async fn a_refused_password_is_down_and_never_shown() {
         "name: db\ndsn: 'postgresql://{MONITOR_USER}:{wrong}@127.0.0.1:{}/postgres'\n",
         server.port()
     ));
-    let scrape = engine.scrape(None).await;
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(scrape.value("pg_up", &[]), Some(0.0));
     let status = format!("{:?}", engine.status());
     assert!(
@@ -316,7 +316,7 @@ async fn no_extension_is_no_error_and_a_failing_query_spares_the_rest() {
          values: [n]\n  - metric: fine\n    sql: SELECT 2 AS n\n    values: [n]\n",
         server.dsn("plain")
     ));
-    let scrape = engine.scrape(None).await;
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(scrape.value("pg_up", &[]), Some(1.0));
     assert_eq!(scrape.value("pg_stat_statements_available", &[]), Some(0.0));
     assert_eq!(scrape.value("fine_n", &[]), Some(2.0));
@@ -347,10 +347,10 @@ async fn a_slow_custom_query_is_cut_and_the_rest_is_served() {
     // A first scrape with no deadline opens the connection (on a loaded machine that
     // alone can take longer than the short scrape below allows) and waits for the
     // server to cancel the slow query.
-    let first = engine.scrape(None).await;
+    let first = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(first.value("pg_up", &[]), Some(1.0));
     assert_eq!(first.value("slow_n", &[]), None);
-    let scrape = engine.scrape(Some(Duration::from_secs(2))).await;
+    let scrape = mcpwatch_tests::engine::scrape(&engine, Some(Duration::from_secs(2))).await;
     // Everything but the slow query, within the 1.5 s the scrape had.
     assert_eq!(scrape.value("pg_up", &[]), Some(1.0));
     assert!(scrape.value("pg_settings_max_connections", &[]).is_some());

@@ -44,7 +44,7 @@ async fn keys_hits_misses_and_commands_move_the_metrics() {
         server.port(),
         dir.path().join("redis.pw").display()
     ));
-    let first = engine.scrape(None).await;
+    let first = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(
         value(&first, "redis_up", &[("target", "cache")]),
         1.0,
@@ -69,7 +69,7 @@ async fn keys_hits_misses_and_commands_move_the_metrics() {
     );
     // The exporter's own commands are no error replies: the server's error statistics stay
     // the application's.
-    let again = engine.scrape(None).await;
+    let again = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(
         value(&again, "redis_error_replies_total", &[]),
         value(&first, "redis_error_replies_total", &[])
@@ -93,7 +93,7 @@ async fn keys_hits_misses_and_commands_move_the_metrics() {
     for i in 0..3 {
         let _: Option<String> = conn.get(format!("absent:{i}")).await.expect("get");
     }
-    let after = engine.scrape(None).await;
+    let after = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(value(&after, "redis_db_keys", &[("db", "db0")]), 15.0);
     assert_eq!(
         value(&after, "redis_db_keys_expiring", &[("db", "db0")]),
@@ -118,7 +118,7 @@ async fn keys_hits_misses_and_commands_move_the_metrics() {
 
     // Redis estimates the average time to live in its expiry cycle, a moment later.
     let ttl = wait_for_async("the average TTL estimate", LIMIT, || async {
-        let scrape = engine.scrape(None).await;
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
         scrape
             .value("redis_db_avg_ttl_seconds", &[("db", "db0")])
             .filter(|ttl| *ttl > 0.0)
@@ -144,7 +144,14 @@ async fn evictions_under_a_small_maxmemory_and_rejected_connections() {
     .await;
     let engine = engine(&format!("name: cache\nurl: '{}'\n", server.url()));
     // The exporter connects first: at maxclients it could not.
-    assert_eq!(value(&*engine.scrape(None).await, "redis_up", &[]), 1.0);
+    assert_eq!(
+        value(
+            &*mcpwatch_tests::engine::scrape(&engine, None).await,
+            "redis_up",
+            &[]
+        ),
+        1.0
+    );
     let mut conn = server.connection().await;
     let blob = "v".repeat(10_000);
     for i in 0..600 {
@@ -162,7 +169,7 @@ async fn evictions_under_a_small_maxmemory_and_rejected_connections() {
         }
     }
     let scrape = wait_for_async("evictions and rejections to show", LIMIT, || async {
-        let scrape = engine.scrape(None).await;
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
         (scrape.value("redis_evicted_keys_total", &[]).unwrap_or(0.0) > 0.0
             && scrape
                 .value("redis_rejected_connections_total", &[])
@@ -208,7 +215,7 @@ async fn an_acl_without_config_is_no_failure() {
         "name: cache\nurl: redis://127.0.0.1:{}/\nusername: monitor\npassword: '{limited_password}'\n",
         server.port()
     ));
-    let scrape = engine.scrape(None).await;
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(value(&scrape, "redis_up", &[]), 1.0);
     assert_eq!(
         value(
@@ -224,8 +231,8 @@ async fn an_acl_without_config_is_no_failure() {
     // would count as error replies on every scrape.
     assert!(value(&scrape, "redis_maxclients", &[]) > 0.0);
     assert!(scrape.value("redis_slowlog_length", &[]).is_none());
-    let second = engine.scrape(None).await;
-    let third = engine.scrape(None).await;
+    let second = mcpwatch_tests::engine::scrape(&engine, None).await;
+    let third = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(
         value(&third, "redis_error_replies_total", &[]),
         value(&second, "redis_error_replies_total", &[])
@@ -237,10 +244,17 @@ async fn an_acl_without_config_is_no_failure() {
 async fn down_and_back_with_the_same_collector() {
     let mut server = RedisServer::start(&[]).await;
     let engine = engine(&format!("name: cache\nurl: '{}'\n", server.url()));
-    assert_eq!(value(&*engine.scrape(None).await, "redis_up", &[]), 1.0);
+    assert_eq!(
+        value(
+            &*mcpwatch_tests::engine::scrape(&engine, None).await,
+            "redis_up",
+            &[]
+        ),
+        1.0
+    );
 
     server.stop();
-    let down = engine.scrape(Some(Duration::from_secs(3))).await;
+    let down = mcpwatch_tests::engine::scrape(&engine, Some(Duration::from_secs(3))).await;
     assert_eq!(value(&down, "redis_up", &[]), 0.0);
     assert_eq!(
         value(
@@ -254,7 +268,11 @@ async fn down_and_back_with_the_same_collector() {
 
     server.restart().await;
     wait_for_async("redis_up to return", LIMIT, || async {
-        (engine.scrape(None).await.value("redis_up", &[]) == Some(1.0)).then_some(())
+        (mcpwatch_tests::engine::scrape(&engine, None)
+            .await
+            .value("redis_up", &[])
+            == Some(1.0))
+        .then_some(())
     })
     .await;
 }
@@ -267,7 +285,7 @@ async fn a_wrong_password_is_down_and_never_shown() {
         "name: cache\nurl: 'redis://:{wrong}@127.0.0.1:{}/'\n",
         server.port()
     ));
-    let scrape = engine.scrape(None).await;
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(value(&scrape, "redis_up", &[]), 0.0);
     let status = format!("{:?}", engine.status());
     assert!(status.contains("authentication failed"), "{status}");

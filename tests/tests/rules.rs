@@ -508,4 +508,5 @@ async fn redis_down_fires_when_redis_stops_and_resolves_when_it_is_back() {
         alertmanager.log(),
         exporter.output()
     );
+    prometheus.assert_no_duplicate_samples().await;
 }

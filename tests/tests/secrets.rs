@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::daemon::{Behaviour, Daemon};
+use mcpwatch_tests::exposition::checked;
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
@@ -203,7 +204,12 @@ async fn get(address: SocketAddr, path: &str) -> String {
         .send()
         .await
         .expect("request");
-    response.text().await.expect("body")
+    let body = response.text().await.expect("body");
+    if path == "/metrics" {
+        checked(body)
+    } else {
+        body
+    }
 }
 
 /// Runs the exporter with `args` and `env`, asks every endpoint, reloads into an invalid

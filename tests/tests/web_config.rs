@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mcpwatch_core::web::WebServer;
 use mcpwatch_core::{ExporterService, ScrapeEngine};
+use mcpwatch_tests::exposition::checked;
 use mcpwatch_tests::http::{client, tls_client};
 use mcpwatch_tests::wait_for_async;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -83,13 +84,7 @@ async fn basic_auth_refuses_wrong_passwords() {
             .await
             .expect("request");
         assert_eq!(right.status(), 200);
-        assert!(
-            right
-                .text()
-                .await
-                .expect("body")
-                .contains("mcpwatch_build_info")
-        );
+        assert!(checked(right.text().await.expect("body")).contains("mcpwatch_build_info"));
     }
     let health = http
         .get(format!("http://{address}/health"))

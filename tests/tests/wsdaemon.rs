@@ -16,7 +16,7 @@ use mcpwatch_core::{Collector, Scrape};
 use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::daemon::{Behaviour, Daemon, McpMode};
 use mcpwatch_tests::engine::{engine, text};
-use mcpwatch_tests::exposition::value_of;
+use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::mcp::McpServer;
 use mcpwatch_tests::ports::{free_address, free_port};
@@ -53,7 +53,7 @@ async fn the_sdk_server_is_probed_over_both_transports() {
         server.streamable_http_url()
     ))]);
     for _ in 0..2 {
-        let scrape = engine.scrape(None).await;
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
         assert_eq!(success(&scrape), Some(1.0), "{}", server.log());
         assert_eq!(
             scrape.value("wsdaemon_up", &[("target", "exai")]),
@@ -204,7 +204,7 @@ async fn the_daemon_health_file_and_request_log_across_a_rotation() {
         dir.path().display()
     ))]);
 
-    let first = engine.scrape(None).await;
+    let first = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(success(&first), Some(1.0));
     let http = ("source", "http");
     let file = ("source", "file");
@@ -270,7 +270,7 @@ async fn the_daemon_health_file_and_request_log_across_a_rotation() {
     let half = record("glm", "chat", "success", 4000);
     let (head, tail) = half.split_at(37);
     append(&log, head);
-    let second = engine.scrape(None).await;
+    let second = mcpwatch_tests::engine::scrape(&engine, None).await;
     let text2 = text(&second).await;
     let glm = requests(&text2, "glm", "chat");
     assert_eq!(
@@ -308,7 +308,7 @@ async fn the_daemon_health_file_and_request_log_across_a_rotation() {
     append(&rotated, &record("glm", "chat", "success", 10));
     append(&log, &record("glm", "chat", "success", 1000));
     append(&log, &record("kimi", "search", "success", 150));
-    let third = engine.scrape(None).await;
+    let third = mcpwatch_tests::engine::scrape(&engine, None).await;
     let text3 = text(&third).await;
     let after = requests(&text3, "glm", "chat");
     assert_eq!(after.success - glm.success, 3.0);
@@ -322,7 +322,7 @@ async fn the_daemon_health_file_and_request_log_across_a_rotation() {
     assert_eq!(lines(&text3, "invalid"), Some(0.0));
 
     // Nothing is read twice.
-    let fourth = engine.scrape(None).await;
+    let fourth = mcpwatch_tests::engine::scrape(&engine, None).await;
     let text4 = text(&fourth).await;
     assert_eq!(requests(&text4, "glm", "chat"), after);
     assert_eq!(lines(&text4, "parsed"), Some(10.0));
@@ -362,7 +362,7 @@ async fn a_health_file_past_its_age_limit_is_not_healthy() {
     };
 
     set_age(&health_file, Duration::from_secs(100));
-    let fresh = engine.scrape(None).await;
+    let fresh = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(success(&fresh), Some(1.0));
     assert_eq!(
         states(&fresh),
@@ -372,7 +372,7 @@ async fn a_health_file_past_its_age_limit_is_not_healthy() {
     // The writer stopped 10 minutes ago: the file still says healthy, which is no longer
     // known. The endpoint still answers, so the daemon is up and the scrape succeeds.
     set_age(&health_file, Duration::from_secs(600));
-    let stale = engine.scrape(None).await;
+    let stale = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(success(&stale), Some(1.0));
     assert_eq!(
         states(&stale),
@@ -381,7 +381,7 @@ async fn a_health_file_past_its_age_limit_is_not_healthy() {
     assert_eq!(promtool_check_metrics(text(&stale).await.as_bytes()), "");
 
     std::fs::write(&health_file, body).expect("rewrite");
-    let again = engine.scrape(None).await;
+    let again = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(
         states(&again),
         [Some(1.0), Some(1.0), Some(1.0), Some(0.0), Some(2.0)]
@@ -561,7 +561,7 @@ async fn logrotate_copytruncate_loses_and_repeats_no_record() {
     let engine = log_engine(dir.path(), "*.jsonl");
     writer.write(200);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (200.0, 200.0, 0.0, 0.0)
     );
 
@@ -570,7 +570,7 @@ async fn logrotate_copytruncate_loses_and_repeats_no_record() {
     assert_eq!(std::fs::metadata(&log).expect("log").len(), 0, "truncated");
     writer.write(210);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (410.0, 410.0, 0.0, 1.0)
     );
 
@@ -578,11 +578,11 @@ async fn logrotate_copytruncate_loses_and_repeats_no_record() {
     rotate.rotate();
     writer.write(20);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (430.0, 430.0, 0.0, 2.0)
     );
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (430.0, 430.0, 0.0, 2.0)
     );
 }
@@ -596,19 +596,19 @@ async fn logrotate_copytruncate_of_lines_sharing_a_long_prefix() {
     let engine = log_engine(dir.path(), "*.jsonl");
     writer.write(100);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (100.0, 100.0, 0.0, 0.0)
     );
     rotate.rotate();
     writer.write(150);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (250.0, 250.0, 0.0, 1.0)
     );
     rotate.rotate();
     writer.write(100);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (350.0, 350.0, 0.0, 2.0)
     );
 }
@@ -621,10 +621,16 @@ async fn logrotate_copytruncate_copies_the_pattern_matches_complete_the_count() 
     let rotate = Logrotate::new(dir.path(), &log, "copytruncate\nrotate 3\nextension .jsonl");
     let engine = log_engine(dir.path(), "*.jsonl");
     writer.write(50);
-    assert_eq!(follower(engine.scrape(None).await), (50.0, 50.0, 0.0, 0.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (50.0, 50.0, 0.0, 0.0)
+    );
     writer.write(5);
     let rest = writer.write_half();
-    assert_eq!(follower(engine.scrape(None).await), (55.0, 55.0, 0.0, 0.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (55.0, 55.0, 0.0, 0.0)
+    );
 
     // The half line is finished and four more written before the rotation: they are in the
     // copy only.
@@ -632,14 +638,17 @@ async fn logrotate_copytruncate_copies_the_pattern_matches_complete_the_count() 
     writer.write(4);
     rotate.rotate();
     writer.write(30);
-    assert_eq!(follower(engine.scrape(None).await), (90.0, 90.0, 0.0, 1.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (90.0, 90.0, 0.0, 1.0)
+    );
 
     // The next copy pushes the first to requests.2.jsonl.
     writer.write(10);
     rotate.rotate();
     writer.write(5);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (105.0, 105.0, 0.0, 2.0)
     );
 
@@ -650,11 +659,11 @@ async fn logrotate_copytruncate_copies_the_pattern_matches_complete_the_count() 
     rotate.rotate();
     writer.write(2);
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (114.0, 114.0, 0.0, 4.0)
     );
     assert_eq!(
-        follower(engine.scrape(None).await),
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
         (114.0, 114.0, 0.0, 4.0)
     );
 }
@@ -666,7 +675,10 @@ async fn logrotate_create_and_a_new_file_appearing_late() {
     let rotate = Logrotate::new(dir.path(), &log, "create\nrotate 3");
     let engine = log_engine(dir.path(), "*.jsonl");
     writer.write(40);
-    assert_eq!(follower(engine.scrape(None).await), (40.0, 40.0, 0.0, 0.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (40.0, 40.0, 0.0, 0.0)
+    );
 
     // Renamed to requests.jsonl.1 and a new file created; the daemon writes to the old one
     // until it reopens its log.
@@ -675,7 +687,10 @@ async fn logrotate_create_and_a_new_file_appearing_late() {
     writer.write(3);
     writer.reopen();
     writer.write(6);
-    assert_eq!(follower(engine.scrape(None).await), (54.0, 54.0, 0.0, 1.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (54.0, 54.0, 0.0, 1.0)
+    );
 
     // Without `create`, the new file appears when the daemon next opens its log, scrapes
     // later.
@@ -685,11 +700,17 @@ async fn logrotate_create_and_a_new_file_appearing_late() {
     assert!(!log.exists());
     writer.write(1);
     for _ in 0..3 {
-        assert_eq!(follower(engine.scrape(None).await), (57.0, 57.0, 0.0, 1.0));
+        assert_eq!(
+            follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+            (57.0, 57.0, 0.0, 1.0)
+        );
     }
     writer.reopen();
     writer.write(4);
-    assert_eq!(follower(engine.scrape(None).await), (61.0, 61.0, 0.0, 2.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (61.0, 61.0, 0.0, 2.0)
+    );
 }
 
 #[tokio::test]
@@ -700,11 +721,17 @@ async fn several_logrotate_create_rotations_between_two_scrapes() {
     let rotate = Logrotate::new(dir.path(), &log, "create\nrotate 5\nextension .jsonl");
     let engine = log_engine(dir.path(), "requests*.jsonl");
     writer.write(10);
-    assert_eq!(follower(engine.scrape(None).await), (10.0, 10.0, 0.0, 0.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (10.0, 10.0, 0.0, 0.0)
+    );
     rotate.rotate();
     writer.reopen();
     writer.write(10);
-    assert_eq!(follower(engine.scrape(None).await), (20.0, 20.0, 0.0, 1.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (20.0, 20.0, 0.0, 1.0)
+    );
     writer.write(5);
     rotate.rotate();
     writer.reopen();
@@ -712,8 +739,14 @@ async fn several_logrotate_create_rotations_between_two_scrapes() {
     rotate.rotate();
     writer.reopen();
     writer.write(5);
-    assert_eq!(follower(engine.scrape(None).await), (35.0, 35.0, 0.0, 3.0));
-    assert_eq!(follower(engine.scrape(None).await), (35.0, 35.0, 0.0, 3.0));
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (35.0, 35.0, 0.0, 3.0)
+    );
+    assert_eq!(
+        follower(mcpwatch_tests::engine::scrape(&engine, None).await),
+        (35.0, 35.0, 0.0, 3.0)
+    );
 }
 
 /// One target per fault, in one exporter.
@@ -843,7 +876,7 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
         .await
         .unwrap_or_else(|e| panic!("scrape within the deadline: {e}\n{}", exporter.output()));
     assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("body");
+    let text = checked(response.text().await.expect("body"));
     let value = |series: &str| value_of(&text, series);
     let target = |name: &str, metric: &str, extra: &str| {
         value(&format!("{metric}{{target=\"{name}\"{extra}}}"))
@@ -1031,7 +1064,7 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
         .text()
         .await
         .expect("body");
-    parse_openmetrics(om.as_bytes()).expect("OpenMetrics parses");
+    parse_openmetrics(checked(om).as_bytes()).expect("OpenMetrics parses");
 
     // Prometheus scrapes every second with a 1 s timeout: the probes are cut at half a
     // second and still report.
@@ -1053,6 +1086,7 @@ async fn every_fault_is_named_and_the_scrape_still_answers_in_time() {
             .len(),
         1
     );
+    prometheus.assert_no_duplicate_samples().await;
 }
 
 #[tokio::test]
@@ -1078,11 +1112,13 @@ async fn https_and_wss_are_checked_against_the_configured_ca() {
         )
     };
 
-    let trusted = engine(vec![target(
-        &daemon,
-        &format!("ca_file: {}\n", ca_file.display()),
-    )])
-    .scrape(None)
+    let trusted = mcpwatch_tests::engine::scrape(
+        &engine(vec![target(
+            &daemon,
+            &format!("ca_file: {}\n", ca_file.display()),
+        )]),
+        None,
+    )
     .await;
     assert_eq!(success(&trusted), Some(1.0));
     assert_eq!(trusted.value("wsdaemon_up", &[]), Some(1.0));
@@ -1090,22 +1126,26 @@ async fn https_and_wss_are_checked_against_the_configured_ca() {
     assert_eq!(tls_failures(&trusted), (Some(0.0), Some(0.0)));
 
     // The system's roots do not know the private CA.
-    let untrusted = engine(vec![target(&daemon, "")]).scrape(None).await;
+    let untrusted = mcpwatch_tests::engine::scrape(&engine(vec![target(&daemon, "")]), None).await;
     assert_eq!(untrusted.value("wsdaemon_up", &[]), Some(0.0));
     assert_eq!(tls_failures(&untrusted), (Some(1.0), Some(1.0)));
 
     // A certificate of the right CA for another name.
-    let wrong_name = engine(vec![target(
-        &misnamed,
-        &format!("ca_file: {}\n", ca_file.display()),
-    )])
-    .scrape(None)
+    let wrong_name = mcpwatch_tests::engine::scrape(
+        &engine(vec![target(
+            &misnamed,
+            &format!("ca_file: {}\n", ca_file.display()),
+        )]),
+        None,
+    )
     .await;
     assert_eq!(tls_failures(&wrong_name), (Some(1.0), Some(1.0)));
 
-    let insecure = engine(vec![target(&misnamed, "insecure_skip_verify: true\n")])
-        .scrape(None)
-        .await;
+    let insecure = mcpwatch_tests::engine::scrape(
+        &engine(vec![target(&misnamed, "insecure_skip_verify: true\n")]),
+        None,
+    )
+    .await;
     assert_eq!(insecure.value("wsdaemon_up", &[]), Some(1.0));
     assert_eq!(
         insecure.value("wsdaemon_mcp_up", &[("transport", "websocket")]),
