@@ -532,3 +532,31 @@ async fn no_password_in_any_output() {
     );
     assert!(accepted.is_empty(), "accepted: {accepted:#?}");
 }
+
+/// The notifier's `ack` command names the notifier it could not reach without the
+/// credentials or the query string of its URL.
+#[test]
+fn the_ack_command_never_prints_its_urls_credentials() {
+    let password = random_token("AckPw");
+    let closed = free_port();
+    let url = format!("http://ops:{password}@127.0.0.1:{closed}/?token={password}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(workspace_binary("mcpwatch-notifier"))
+        .current_dir(dir.path())
+        .args(["ack", "7", "--url", &url])
+        .output()
+        .expect("run mcpwatch-notifier ack");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "contacting the notifier at http://<secret>@127.0.0.1:{closed}/"
+        )),
+        "{text}"
+    );
+    assert_eq!(text.matches(&password).count(), 0, "{text}");
+}

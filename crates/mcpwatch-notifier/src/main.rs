@@ -209,10 +209,18 @@ async fn ack(
             request = request.basic_auth(user, Some(password.expose()));
         }
     }
+    // The URL may carry credentials: the error shows it redacted, and reqwest's own text
+    // without it.
     let response = request
         .send()
         .await
-        .with_context(|| format!("contacting the notifier at {url}"))?;
+        .map_err(|e| anyhow::Error::new(e.without_url()))
+        .with_context(|| {
+            format!(
+                "contacting the notifier at {}",
+                mcpwatch_core::RedactedUrl::new(&url)
+            )
+        })?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
