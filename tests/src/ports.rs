@@ -36,3 +36,11 @@ pub fn babbling_port() -> u16 {
     });
     port
 }
+
+/// A host name that no resolver can resolve and that the system's resolver refuses before
+/// asking any name server (its first label is longer than DNS allows): a name lookup that
+/// fails with no traffic off the machine, where `no-such-host.invalid` would be sent to the
+/// configured name server.
+pub fn unresolvable_host() -> String {
+    format!("{}.invalid", "x".repeat(64))
+}

@@ -736,9 +736,15 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
         Some("refused")
     );
     assert_eq!(
-        failure_of("postgresql://m:pw@no-such-host.invalid:5432/postgres", "")
-            .await
-            .as_deref(),
+        failure_of(
+            &format!(
+                "postgresql://m:pw@{}:5432/postgres",
+                mcpwatch_tests::ports::unresolvable_host()
+            ),
+            ""
+        )
+        .await
+        .as_deref(),
         Some("dns")
     );
     // A port that accepts and never answers.

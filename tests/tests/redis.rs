@@ -448,9 +448,12 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
         Some("refused")
     );
     assert_eq!(
-        failure_of("url: 'redis://no-such-host.invalid:6379/'\n")
-            .await
-            .as_deref(),
+        failure_of(&format!(
+            "url: 'redis://{}:6379/'\n",
+            mcpwatch_tests::ports::unresolvable_host()
+        ))
+        .await
+        .as_deref(),
         Some("dns")
     );
     // A port that accepts and never answers.
