@@ -218,7 +218,7 @@ async fn ack(
         .with_context(|| {
             format!(
                 "contacting the notifier at {}",
-                mcpwatch_core::RedactedUrl::new(&url)
+                mcpwatch_core::RedactedUrl::new(url)
             )
         })?;
     let status = response.status();
