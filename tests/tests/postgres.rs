@@ -29,7 +29,7 @@ async fn scrape_until(
     check: impl Fn(&Scrape) -> bool,
 ) -> std::sync::Arc<Scrape> {
     wait_for_async(what, LIMIT, || async {
-        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+        let scrape = mcpwatch_tests::engine::scrape(engine, None).await;
         check(&scrape).then_some(scrape)
     })
     .await

@@ -76,6 +76,12 @@ async fn rounds(
     (answers, engine.collections() - before)
 }
 
+/// Prints what a run of scrapes cost, for the closing figures (`--nocapture`).
+#[allow(clippy::print_stderr)]
+fn report(line: &str) {
+    eprintln!("{line}");
+}
+
 fn success(text: &str, collector: &str, target: &str) -> Option<f64> {
     value_of(
         text,
@@ -115,7 +121,9 @@ async fn a_daemon_that_answers_in_time_is_up_whatever_shorter_scrape_came_first(
         assert_eq!(up(&answers[1]), Some(1.0), "round {round}: no timeout");
         assert_eq!(success(&answers[1], "wsdaemon", "exai"), Some(1.0));
     }
-    println!("mixed deadlines (1 s, then none): {collections} collections for 10 scrapes");
+    report(&format!(
+        "mixed deadlines (1 s, then none): {collections} collections for 10 scrapes"
+    ));
 
     // Scrapes with one timeout share: eight started 50 ms apart.
     let same: Vec<_> = (0..8).map(|i| (i * 50, Some("2"))).collect();
@@ -126,7 +134,9 @@ async fn a_daemon_that_answers_in_time_is_up_whatever_shorter_scrape_came_first(
         .filter(|a| up(a) == Some(1.0))
         .count();
     assert_eq!(up_answers, 24, "every 2 s scrape sees the daemon up");
-    println!("same deadline (2 s): {collections} collections for 24 scrapes");
+    report(&format!(
+        "same deadline (2 s): {collections} collections for 24 scrapes"
+    ));
 
     // Both kinds interleaved, eight at a time.
     let mixed: Vec<_> = (0..8)
@@ -139,7 +149,9 @@ async fn a_daemon_that_answers_in_time_is_up_whatever_shorter_scrape_came_first(
             assert_eq!(up(answer), Some(expected), "scrape {i}");
         }
     }
-    println!("mixed deadlines (1 s and 3 s interleaved): {collections} collections for 24 scrapes");
+    report(&format!(
+        "mixed deadlines (1 s and 3 s interleaved): {collections} collections for 24 scrapes"
+    ));
     assert_eq!(engine.scrapes_in_flight(), 0);
 }
 
@@ -188,12 +200,16 @@ async fn postgres_is_up_for_every_scrape_whose_budget_holds_its_queries() {
             "round {round}"
         );
     }
-    println!("mixed deadlines (0.5 s, then 2 s): {collections} collections for 20 scrapes");
+    report(&format!(
+        "mixed deadlines (0.5 s, then 2 s): {collections} collections for 20 scrapes"
+    ));
 
     let same: Vec<_> = (0..8).map(|i| (i * 20, Some("2"))).collect();
     let (answers, collections) = rounds(&engine, address, 3, &same).await;
     for answer in answers.iter().flatten() {
         assert_eq!(value_of(answer, "slow_n{target=\"db\"}"), Some(1.0));
     }
-    println!("same deadline (2 s): {collections} collections for 24 scrapes");
+    report(&format!(
+        "same deadline (2 s): {collections} collections for 24 scrapes"
+    ));
 }
