@@ -68,3 +68,32 @@ pub fn values_by_label(scrape: &Scrape, name: &str, label: &str) -> Vec<(String,
         })
         .unwrap_or_default()
 }
+
+/// Every reason a `<prefix>_connect_failure` family has, in the order written.
+const CONNECT_FAILURE_REASONS: [&str; 8] = [
+    "refused",
+    "timeout",
+    "dns",
+    "tls",
+    "auth",
+    "too_many_connections",
+    "protocol",
+    "other",
+];
+
+/// The reason `family` (`pg_connect_failure`, `redis_connect_failure`) gives, or `None`
+/// when connected; every reason must be there, one at most at 1.
+///
+/// # Panics
+/// When a reason is missing or more than one is set.
+pub fn connect_failure(scrape: &Scrape, family: &str) -> Option<String> {
+    let values = values_by_label(scrape, family, "reason");
+    let names: Vec<&str> = values.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(names, CONNECT_FAILURE_REASONS, "{family}: {values:?}");
+    let set: Vec<&(String, f64)> = values.iter().filter(|(_, v)| *v != 0.0).collect();
+    assert!(
+        set.len() <= 1 && set.iter().all(|(_, v)| *v == 1.0),
+        "{family}: {values:?}"
+    );
+    set.first().map(|(r, _)| r.clone())
+}

@@ -44,3 +44,33 @@ pub fn babbling_port() -> u16 {
 pub fn unresolvable_host() -> String {
     format!("{}.invalid", "x".repeat(64))
 }
+
+/// Places a client cannot connect to, each for its own reason, as `(reason, host, port)`
+/// with the reason `<prefix>_connect_failure` gives: `refused` (a closed port), `dns` (an
+/// [`unresolvable_host`]), `timeout` (a port that accepts and never answers) and `protocol`
+/// (a [`babbling_port`]). The silent listener lives as long as the value.
+#[derive(Debug)]
+pub struct Unreachable {
+    /// `(reason, host, port)`.
+    pub cases: Vec<(&'static str, String, u16)>,
+    _silent: TcpListener,
+}
+
+/// The [`Unreachable`] places, made afresh.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub fn unreachable() -> Unreachable {
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let silent_port = silent.local_addr().expect("local address").port();
+    let loopback = || "127.0.0.1".to_owned();
+    Unreachable {
+        cases: vec![
+            ("refused", loopback(), free_port()),
+            ("dns", unresolvable_host(), 5432),
+            ("timeout", loopback(), silent_port),
+            ("protocol", loopback(), babbling_port()),
+        ],
+        _silent: silent,
+    }
+}

@@ -137,6 +137,25 @@ impl RedisServer {
             .expect("redis connection")
     }
 
+    /// Creates the ACL user `name` with these rules (`+ping`, `-config`, ...) and a random
+    /// password, which it returns.
+    ///
+    /// # Panics
+    /// When Redis refuses the rules.
+    pub async fn acl_user(&self, name: &str, rules: &[&str]) -> String {
+        let password = crate::random_token(&format!("{name}-"));
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg(rules)
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("ACL SETUSER");
+        password
+    }
+
     /// The server's process id (to stall it with SIGSTOP).
     pub fn pid(&self) -> u32 {
         self.process.as_ref().expect("running").pid()

@@ -627,30 +627,9 @@ async fn a_role_without_pg_read_all_stats_is_reported_once_and_as_a_metric() {
     sessions[1].batch_execute("COMMIT").await.expect("commit");
 }
 
-/// Every reason `pg_connect_failure` has, in the order written.
-const REASONS: [&str; 8] = [
-    "refused",
-    "timeout",
-    "dns",
-    "tls",
-    "auth",
-    "too_many_connections",
-    "protocol",
-    "other",
-];
-
-/// The reason `pg_connect_failure` gives (every reason must be there, one at most at 1),
-/// or `None` when connected.
+/// The reason `pg_connect_failure` gives, or `None` when connected.
 fn connect_failure(scrape: &Scrape) -> Option<String> {
-    let values = mcpwatch_tests::engine::values_by_label(scrape, "pg_connect_failure", "reason");
-    let names: Vec<&str> = values.iter().map(|(r, _)| r.as_str()).collect();
-    assert_eq!(names, REASONS, "{values:?}");
-    let set: Vec<&(String, f64)> = values.iter().filter(|(_, v)| *v != 0.0).collect();
-    assert!(
-        set.len() <= 1 && set.iter().all(|(_, v)| *v == 1.0),
-        "{values:?}"
-    );
-    set.first().map(|(r, _)| r.clone())
+    mcpwatch_tests::engine::connect_failure(scrape, "pg_connect_failure")
 }
 
 /// One scrape of a collector for `dsn`, which cannot connect: its reason.
@@ -725,50 +704,17 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
             .as_deref(),
         Some("tls")
     );
-    let closed = mcpwatch_tests::ports::free_port();
-    assert_eq!(
-        failure_of(
-            &format!("postgresql://m:pw@127.0.0.1:{closed}/postgres"),
-            ""
-        )
-        .await
-        .as_deref(),
-        Some("refused")
-    );
-    assert_eq!(
-        failure_of(
-            &format!(
-                "postgresql://m:pw@{}:5432/postgres",
-                mcpwatch_tests::ports::unresolvable_host()
-            ),
-            ""
-        )
-        .await
-        .as_deref(),
-        Some("dns")
-    );
-    // A port that accepts and never answers.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let silent_port = silent.local_addr().expect("address").port();
-    assert_eq!(
-        failure_of(
-            &format!("postgresql://m:pw@127.0.0.1:{silent_port}/postgres"),
-            ""
-        )
-        .await
-        .as_deref(),
-        Some("timeout")
-    );
-    // Something that is not PostgreSQL.
-    let babbling = mcpwatch_tests::ports::babbling_port();
-    assert_eq!(
-        failure_of(
-            &format!("postgresql://m:pw@127.0.0.1:{babbling}/postgres"),
-            ""
-        )
-        .await
-        .as_deref(),
-        Some("protocol")
-    );
+    // A closed port, a name that does not resolve, a port that never answers, and
+    // something that is not PostgreSQL.
+    let unreachable = mcpwatch_tests::ports::unreachable();
+    for (reason, host, port) in &unreachable.cases {
+        assert_eq!(
+            failure_of(&format!("postgresql://m:pw@{host}:{port}/postgres"), "")
+                .await
+                .as_deref(),
+            Some(*reason),
+            "{host}:{port}"
+        );
+    }
     drop(sessions);
 }

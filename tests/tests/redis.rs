@@ -198,19 +198,9 @@ async fn evictions_under_a_small_maxmemory_and_rejected_connections() {
 #[tokio::test]
 async fn an_acl_without_config_is_no_failure() {
     let server = RedisServer::start(&[]).await;
-    let mut admin = server.connection().await;
-    let limited_password = mcpwatch_tests::random_token("limited-");
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("monitor")
-        .arg("on")
-        .arg(format!(">{limited_password}"))
-        .arg("+@all")
-        .arg("-config")
-        .arg("-slowlog")
-        .query_async(&mut admin)
-        .await
-        .expect("acl");
+    let limited_password = server
+        .acl_user("monitor", &["+@all", "-config", "-slowlog"])
+        .await;
     let engine = engine(&format!(
         "name: cache\nurl: redis://127.0.0.1:{}/\nusername: monitor\npassword: '{limited_password}'\n",
         server.port()
@@ -311,17 +301,7 @@ async fn noperm_replies(server: &RedisServer) -> u64 {
 #[tokio::test]
 async fn a_user_allowed_only_ping_is_refused_each_command_once_per_connection() {
     let server = RedisServer::start(&[]).await;
-    let mut admin = server.connection().await;
-    let password = mcpwatch_tests::random_token("pinger-");
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("pinger")
-        .arg("on")
-        .arg(format!(">{password}"))
-        .arg("+ping")
-        .query_async(&mut admin)
-        .await
-        .expect("acl");
+    let password = server.acl_user("pinger", &["+ping"]).await;
     assert_eq!(noperm_replies(&server).await, 0);
     let engine = engine(&format!(
         "name: cache\nurl: redis://127.0.0.1:{}/\nusername: pinger\npassword: '{password}'\n",
@@ -342,30 +322,9 @@ async fn a_user_allowed_only_ping_is_refused_each_command_once_per_connection() 
     }
 }
 
-/// Every reason `redis_connect_failure` has, in the order written.
-const REASONS: [&str; 8] = [
-    "refused",
-    "timeout",
-    "dns",
-    "tls",
-    "auth",
-    "too_many_connections",
-    "protocol",
-    "other",
-];
-
-/// The reason `redis_connect_failure` gives (every reason must be there, one at most at
-/// 1), or `None` when connected.
+/// The reason `redis_connect_failure` gives, or `None` when connected.
 fn connect_failure(scrape: &Scrape) -> Option<String> {
-    let values = mcpwatch_tests::engine::values_by_label(scrape, "redis_connect_failure", "reason");
-    let names: Vec<&str> = values.iter().map(|(r, _)| r.as_str()).collect();
-    assert_eq!(names, REASONS, "{values:?}");
-    let set: Vec<&(String, f64)> = values.iter().filter(|(_, v)| *v != 0.0).collect();
-    assert!(
-        set.len() <= 1 && set.iter().all(|(_, v)| *v == 1.0),
-        "{values:?}"
-    );
-    set.first().map(|(r, _)| r.clone())
+    mcpwatch_tests::engine::connect_failure(scrape, "redis_connect_failure")
 }
 
 /// One scrape of a collector configured with `yaml` (after its name), which cannot
@@ -440,41 +399,20 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
             .as_deref(),
         Some("auth")
     );
-    let closed = mcpwatch_tests::ports::free_port();
-    assert_eq!(
-        failure_of(&format!("url: 'redis://127.0.0.1:{closed}/'\n"))
+    // A closed port, a name that does not resolve, a port that never answers, and
+    // something that is not Redis.
+    let unreachable = mcpwatch_tests::ports::unreachable();
+    for (reason, host, port) in &unreachable.cases {
+        assert_eq!(
+            failure_of(&format!(
+                "url: 'redis://:pw@{host}:{port}/'\nresponse_timeout: 1s\n"
+            ))
             .await
             .as_deref(),
-        Some("refused")
-    );
-    assert_eq!(
-        failure_of(&format!(
-            "url: 'redis://{}:6379/'\n",
-            mcpwatch_tests::ports::unresolvable_host()
-        ))
-        .await
-        .as_deref(),
-        Some("dns")
-    );
-    // A port that accepts and never answers.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let silent_port = silent.local_addr().expect("address").port();
-    assert_eq!(
-        failure_of(&format!(
-            "url: 'redis://:pw@127.0.0.1:{silent_port}/'\nresponse_timeout: 1s\n"
-        ))
-        .await
-        .as_deref(),
-        Some("timeout")
-    );
-    // Something that is not Redis.
-    let babbling = mcpwatch_tests::ports::babbling_port();
-    assert_eq!(
-        failure_of(&format!("url: 'redis://127.0.0.1:{babbling}/'\n"))
-            .await
-            .as_deref(),
-        Some("protocol")
-    );
+            Some(*reason),
+            "{host}:{port}"
+        );
+    }
     // A certificate from a CA the exporter does not trust.
     let (_ca, cert, key) = mcpwatch_tests::tls::ca_and_server("127.0.0.1");
     let tls = RedisServer::start_tls(&cert, &key).await;

@@ -908,6 +908,20 @@ mod tests {
         }
     }
 
+    /// An engine with one [`Gate`]: its runs, and what opens the gate.
+    fn gate_engine() -> (ScrapeEngine, Arc<AtomicUsize>, Arc<tokio::sync::Notify>) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(tokio::sync::Notify::new());
+        let engine = ScrapeEngine::builder()
+            .collector(Gate {
+                runs: runs.clone(),
+                open: open.clone(),
+            })
+            .process_metrics(false)
+            .build();
+        (engine, runs, open)
+    }
+
     /// Starts a scrape in a task and returns once `waiting` scrapes wait on a collection.
     async fn spawn_waiting_scrape(
         engine: &ScrapeEngine,
@@ -925,14 +939,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_scrapes_share_one_collection() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let open = Arc::new(tokio::sync::Notify::new());
-        let engine = ScrapeEngine::builder()
-            .collector(Gate {
-                runs: runs.clone(),
-                open: open.clone(),
-            })
-            .build();
+        let (engine, runs, open) = gate_engine();
         let scrapes: Vec<_> = (0..32)
             .map(|_| {
                 let engine = engine.clone();
@@ -1156,15 +1163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scrape_after_a_reload_does_not_take_the_old_configurations_collection() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let open = Arc::new(tokio::sync::Notify::new());
-        let engine = ScrapeEngine::builder()
-            .collector(Gate {
-                runs: runs.clone(),
-                open: open.clone(),
-            })
-            .process_metrics(false)
-            .build();
+        let (engine, _runs, open) = gate_engine();
         let old = spawn_waiting_scrape(&engine, 1).await;
         engine.replace(
             vec![Arc::new(Fixed {
@@ -1187,14 +1186,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_scrape_whose_client_left_stops_counting_as_waiting() {
-        let runs = Arc::new(AtomicUsize::new(0));
-        let open = Arc::new(tokio::sync::Notify::new());
-        let engine = ScrapeEngine::builder()
-            .collector(Gate {
-                runs: runs.clone(),
-                open: open.clone(),
-            })
-            .build();
+        let (engine, runs, open) = gate_engine();
         let waiting = spawn_waiting_scrape(&engine, 1).await;
         waiting.abort();
         let _ = waiting.await;
