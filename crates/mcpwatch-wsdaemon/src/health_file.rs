@@ -36,15 +36,19 @@ pub(crate) fn read(path: &Path, config: &WsDaemonConfig, sink: &mut MetricSink) 
             (FileState::Missing, None)
         }
         Ok((modified, json)) => {
-            let age = SystemTime::now()
-                .duration_since(modified)
-                .unwrap_or(Duration::ZERO);
+            // A file written "in the future" (a clock set wrong, on the daemon's host or
+            // this one) by more than the limit cannot be told fresh either.
+            let (age, ahead) = match SystemTime::now().duration_since(modified) {
+                Ok(age) => (age, Duration::ZERO),
+                Err(early) => (Duration::ZERO, early.duration()),
+            };
+            let stale = age.max(ahead) > config.health_file_max_age;
             let state = match json {
                 None => FileState::Unparsable,
                 Some(json) => {
                     let mut values = MetricSink::default();
                     map_health(&json, "file", config, &mut values);
-                    let state = if age > config.health_file_max_age {
+                    let state = if stale {
                         FileState::Stale
                     } else {
                         FileState::Fresh
@@ -59,7 +63,7 @@ pub(crate) fn read(path: &Path, config: &WsDaemonConfig, sink: &mut MetricSink) 
                     state
                 }
             };
-            (state, Some((modified, age)))
+            (state, Some((modified, age, stale)))
         }
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
@@ -81,10 +85,10 @@ pub(crate) fn read(path: &Path, config: &WsDaemonConfig, sink: &mut MetricSink) 
         &[],
         flag(
             matches!(state, FileState::Missing | FileState::Stale)
-                || modified.is_some_and(|(_, age)| age > config.health_file_max_age),
+                || modified.is_some_and(|(_, _, stale)| stale),
         ),
     );
-    if let Some((modified, age)) = modified {
+    if let Some((modified, age, _)) = modified {
         sink.gauge(
             "wsdaemon_health_file_mtime_seconds",
             "When the health file was last written, in seconds since the epoch.",
@@ -232,5 +236,26 @@ mod tests {
         let mut sink = MetricSink::default();
         assert_eq!(read(&path, &config, &mut sink), FileState::Fresh);
         assert_eq!(value(&sink, "wsdaemon_healthy", &file), Some(1.0));
+
+        // Written "in the future": a little is clock skew, more than the limit is stale.
+        let ahead = |seconds: u64| {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now() + Duration::from_secs(seconds)))
+                .expect("set mtime");
+        };
+        ahead(30);
+        let mut sink = MetricSink::default();
+        assert_eq!(read(&path, &config, &mut sink), FileState::Fresh);
+        assert_eq!(
+            value(&sink, "wsdaemon_health_file_age_seconds", &[]),
+            Some(0.0)
+        );
+        ahead(50 * 365 * 86_400);
+        let mut sink = MetricSink::default();
+        assert_eq!(read(&path, &config, &mut sink), FileState::Stale);
+        assert_eq!(value(&sink, "wsdaemon_health_file_stale", &[]), Some(1.0));
+        assert_eq!(value(&sink, "wsdaemon_healthy", &file), Some(0.0));
     }
 }

@@ -187,13 +187,20 @@ impl WsDaemonCollector {
         })
     }
 
-    /// Reads the health file and the request log on the blocking pool.
-    async fn read_files(&self, deadline: Instant) -> Option<Files> {
+    /// Reads the health file and the request log on the blocking pool; `Ok(None)` when
+    /// neither is set, an error when the read broke down or missed the deadline.
+    async fn read_files(&self, deadline: Instant) -> Result<Option<Files>, String> {
         if self.config.health_file.is_none() && self.request_log.is_none() {
-            return None;
+            return Ok(None);
         }
         let config = self.config.clone();
         let log = self.request_log.clone();
+        // A large backlog is read over several scrapes: this one stops reading in time to
+        // report what it read.
+        let stop = deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(deadline)
+            .into_std();
         let task = tokio::task::spawn_blocking(move || {
             let mut sink = MetricSink::default();
             let state = config
@@ -202,7 +209,7 @@ impl WsDaemonCollector {
                 .map(|file| health_file::read(file.path(), &config, &mut sink));
             let log_files = log.map(|log| {
                 let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
-                log.poll();
+                log.poll(stop);
                 log.metrics(&mut sink);
                 log.files()
             });
@@ -213,15 +220,10 @@ impl WsDaemonCollector {
             }
         });
         match timeout_at(deadline, task).await {
-            Ok(Ok(read)) => Some(read),
-            Ok(Err(error)) => {
-                tracing::error!(target = %self.config.name, %error, "Reading the daemon's files failed.");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(target = %self.config.name, "Reading the daemon's files did not finish in time.");
-                None
-            }
+            Ok(Ok(read)) => Ok(Some(read)),
+            Ok(Err(error)) => Err(format!("reading the daemon's files failed: {error}")),
+            // The read waited for another scrape's, still under way.
+            Err(_) => Err("reading the daemon's files did not finish in time".to_owned()),
         }
     }
 }
@@ -271,6 +273,11 @@ impl Collector for WsDaemonCollector {
             self.read_files(deadline),
         );
         let mcp: Vec<McpReport> = [websocket, mcp_http].into_iter().flatten().collect();
+        let mut failures = Vec::new();
+        let files = files.unwrap_or_else(|error| {
+            failures.push(error);
+            None
+        });
 
         let file_state = files.as_ref().and_then(|f| f.health_file);
         let log_files = files.as_ref().and_then(|f| f.log_files);
@@ -287,7 +294,6 @@ impl Collector for WsDaemonCollector {
         )
         .add(&[], if up { 1.0 } else { 0.0 });
 
-        let mut failures = Vec::new();
         if let (Some(report), Some(endpoint)) = (&health, &self.health) {
             health_metrics(report, &self.config, sink);
             if let Some(failure) = &report.failure {

@@ -31,6 +31,7 @@ use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use mcpwatch_core::config::Pattern;
 use mcpwatch_core::{HistogramValue, MetricSink};
@@ -389,11 +390,16 @@ impl RequestLog {
             stats: Stats::default(),
         };
         if !log.config.read_existing {
-            for (path, meta) in log.pattern.list() {
+            for (path, meta) in one_name_per_file(log.pattern.list(), &[]) {
                 let id = (meta.dev(), meta.ino());
-                let fingerprint =
-                    open_same(&path, id).and_then(|file| Fingerprint::of(&file, meta.len()).ok());
+                let file = open_same(&path, id);
+                let fingerprint = file
+                    .as_ref()
+                    .and_then(|file| Fingerprint::of(file, meta.len()).ok());
                 let mut followed = Followed::new(id, path, meta.len(), fingerprint);
+                // Held from the start, so that a file renamed away before it grew is
+                // still read to its end.
+                followed.file = file;
                 // A line being written when the collector starts is not a record.
                 followed.discarding = followed
                     .fingerprint
@@ -405,8 +411,9 @@ impl RequestLog {
         Ok(log)
     }
 
-    /// Reads what was appended since the last call.
-    pub(crate) fn poll(&mut self) {
+    /// Reads what was appended since the last call, stopping at `stop` (the rest is read
+    /// by the next call).
+    pub(crate) fn poll(&mut self, stop: Instant) {
         let previously: Vec<bool> = self.files.iter().map(|f| f.present).collect();
         for followed in &mut self.files {
             followed.present = false;
@@ -415,7 +422,7 @@ impl RequestLog {
         let mut moved = Vec::new();
         let mut truncated = Vec::new();
         let mut fresh = Vec::new();
-        for (path, meta) in self.pattern.list() {
+        for (path, meta) in one_name_per_file(self.pattern.list(), &self.files) {
             let id = (meta.dev(), meta.ino());
             let Some(at) = self.files.iter().position(|f| f.id == id) else {
                 fresh.push((path, meta));
@@ -440,8 +447,9 @@ impl RequestLog {
                 self.stats.rotations += 1;
             }
             followed.stamp = Some(now);
-            if followed.copy_of.is_none() && meta.len() > followed.offset && followed.file.is_none()
-            {
+            // Held even when nothing is new, so that a file renamed away before it grows
+            // is still read to its end.
+            if followed.copy_of.is_none() && followed.file.is_none() {
                 followed.file = open_same(&followed.path, id);
             }
         }
@@ -479,7 +487,7 @@ impl RequestLog {
             ..
         } = self;
         for followed in files.iter_mut() {
-            let read = read_new(followed, &mut budget, config, stats);
+            let read = read_new(followed, &mut budget, stop, config, stats);
             followed.idle = if read > 0 { 0 } else { followed.idle + 1 };
         }
         files.retain(|followed| {
@@ -687,6 +695,28 @@ impl RequestLog {
     }
 }
 
+/// The listing with one name per file (device and inode): a file under several names (a
+/// symbolic or hard link, a `current` link to the newest file) is read once, under the name
+/// it is followed by when that is among them, else under the first.
+fn one_name_per_file(
+    listing: Vec<(PathBuf, Metadata)>,
+    followed: &[Followed],
+) -> Vec<(PathBuf, Metadata)> {
+    let mut names: Vec<(PathBuf, Metadata)> = Vec::with_capacity(listing.len());
+    for (path, meta) in listing {
+        let id = (meta.dev(), meta.ino());
+        match names.iter().position(|(_, m)| (m.dev(), m.ino()) == id) {
+            Some(at) => {
+                if followed.iter().any(|f| f.id == id && f.path == path) {
+                    names[at] = (path, meta);
+                }
+            }
+            None => names.push((path, meta)),
+        }
+    }
+    names
+}
+
 /// Opens `path` if it is still the file `id`.
 fn open_same(path: &Path, id: FileId) -> Option<File> {
     let file = File::open(path).ok()?;
@@ -694,10 +724,12 @@ fn open_same(path: &Path, id: FileId) -> Option<File> {
     ((meta.dev(), meta.ino()) == id).then_some(file)
 }
 
-/// Reads what `followed` has past its offset, within `budget`; returns the bytes read.
+/// Reads what `followed` has past its offset, within `budget` and until `stop`; returns
+/// the bytes read.
 fn read_new(
     followed: &mut Followed,
     budget: &mut u64,
+    stop: Instant,
     config: &RequestLogConfig,
     stats: &mut Stats,
 ) -> u64 {
@@ -710,7 +742,7 @@ fn read_new(
     let mut healthy = true;
     let mut total = 0;
     let mut chunk = vec![0u8; CHUNK];
-    while *budget > 0 {
+    while *budget > 0 && Instant::now() < stop {
         let want = chunk.len().min(usize::try_from(*budget).unwrap_or(CHUNK));
         let n = match file.read(&mut chunk[..want]) {
             Ok(0) => break,
@@ -909,6 +941,11 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stop no test reaches.
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(3600)
+    }
     use mcpwatch_core::config::parse_yaml;
     use std::io::Write;
 
@@ -963,13 +1000,13 @@ mod tests {
         // The collector starts while a line is half-written: that fragment is not a record.
         append(&path, "{\"provider\":\"glm\",\"tool\":\"ch");
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
-        log.poll();
+        log.poll(later());
         assert_eq!(log.stats.parsed, 0, "existing lines are not counted");
         append(&path, "at\"}\n");
         append(&path, &record("glm", "chat", "success", 100));
         append(&path, &record("glm", "chat", "error", 3000));
         append(&path, &record("kimi", "search", "timeout", 30_000));
-        log.poll();
+        log.poll(later());
         assert_eq!(log.stats.parsed, 3);
         assert_eq!(log.stats.invalid, 0);
         assert_eq!(count(&log, "glm", "chat", Outcome::Success), 1);
@@ -989,13 +1026,13 @@ mod tests {
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         let line = record("glm", "chat", "success", 5);
         append(&path, &line[..20]);
-        log.poll();
+        log.poll(later());
         assert_eq!((log.stats.parsed, log.stats.invalid), (0, 0));
         append(&path, &line[20..]);
-        log.poll();
+        log.poll(later());
         assert_eq!((log.stats.parsed, log.stats.invalid), (1, 0));
         append(&path, "not json\n\n");
-        log.poll();
+        log.poll(later());
         assert_eq!((log.stats.parsed, log.stats.invalid), (1, 1));
     }
 
@@ -1006,7 +1043,7 @@ mod tests {
         append(&path, &record("glm", "chat", "success", 1));
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &record("glm", "chat", "success", 1));
-        log.poll();
+        log.poll(later());
         assert_eq!(log.stats.parsed, 1);
 
         // Written, then rotated away before the next scrape, then written again by a
@@ -1017,11 +1054,11 @@ mod tests {
         append(&rotated, &record("glm", "chat", "error", 1));
         append(&path, &record("glm", "chat", "success", 1));
         append(&path, &record("glm", "chat", "success", 1));
-        log.poll();
+        log.poll(later());
         assert_eq!(count(&log, "glm", "chat", Outcome::Success), 4);
         assert_eq!(count(&log, "glm", "chat", Outcome::Error), 1);
-        log.poll();
-        log.poll();
+        log.poll(later());
+        log.poll(later());
         assert_eq!(log.files.len(), 1, "the rotated file is let go");
         assert_eq!(log.stats.rotations, 1);
         assert_eq!(log.stats.parsed, 5);
@@ -1029,10 +1066,10 @@ mod tests {
         // copytruncate
         std::fs::write(&path, "").expect("truncate");
         append(&path, &record("kimi", "chat", "success", 1));
-        log.poll();
+        log.poll(later());
         assert_eq!(count(&log, "kimi", "chat", Outcome::Success), 1);
         assert_eq!(log.stats.parsed, 6);
-        log.poll();
+        log.poll(later());
         assert_eq!(log.stats.parsed, 6, "nothing is read twice");
     }
 
@@ -1066,21 +1103,21 @@ mod tests {
         append(&path, &numbered(0, 50));
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &numbered(50, 190));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (140, 0, 0));
 
         // Truncated, then more bytes written than the file had before the next scrape.
         copytruncate(&path, &copy);
         append(&path, &numbered(190, 400));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (350, 0, 1));
 
         // Again, with fewer bytes.
         copytruncate(&path, &copy);
         append(&path, &numbered(400, 410));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (360, 0, 2));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (360, 0, 2), "nothing is read twice");
         assert_eq!(count(&log, "glm", "chat", Outcome::Success), 360);
     }
@@ -1100,13 +1137,13 @@ mod tests {
         let lines = |from: u32, to: u32| (from..to).map(line).collect::<String>();
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &lines(0, 100));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (100, 0, 0));
         copytruncate(&path, &dir.path().join("requests.jsonl.1"));
         append(&path, &lines(100, 250));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (250, 0, 1));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (250, 0, 1));
     }
 
@@ -1120,7 +1157,7 @@ mod tests {
         append(&path, &numbered(0, 20));
         let half = record("glm", "chat", "success", 20);
         append(&path, &half[..30]);
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (20, 0, 0), "the half line waits");
 
         // The line is finished and five more written, then the file is copied and
@@ -1129,9 +1166,9 @@ mod tests {
         append(&path, &numbered(21, 26));
         copytruncate(&path, &copy);
         append(&path, &numbered(26, 36));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (36, 0, 1));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (36, 0, 1), "the copy is not read again");
 
         // The next rotation renames the old copy away (same file) and makes a new one.
@@ -1139,7 +1176,7 @@ mod tests {
         std::fs::rename(&copy, dir.path().join("requests.2.jsonl")).expect("rename");
         copytruncate(&path, &copy);
         append(&path, &numbered(40, 41));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (41, 0, 2));
         assert_eq!(count(&log, "glm", "chat", Outcome::Success), 41);
     }
@@ -1151,12 +1188,12 @@ mod tests {
         let copy = dir.path().join("requests.1.jsonl");
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &numbered(0, 20));
-        log.poll();
+        log.poll(later());
         append(&path, &numbered(20, 25));
         // The scrape comes while logrotate copies: 22 records copied so far.
         let copied: String = numbered(0, 22);
         std::fs::write(&copy, &copied).expect("copy, first part");
-        log.poll();
+        log.poll(later());
         assert_eq!(
             counts(&log),
             (25, 0, 0),
@@ -1171,9 +1208,9 @@ mod tests {
             .and_then(|f| f.set_len(0))
             .expect("truncate");
         append(&path, &numbered(26, 29));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (29, 0, 1));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (29, 0, 1));
     }
 
@@ -1183,23 +1220,23 @@ mod tests {
         let path = dir.path().join("requests.jsonl");
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &numbered(0, 30));
-        log.poll();
+        log.poll(later());
         // A backup the pattern matches, taken while the log goes on.
         std::fs::copy(&path, dir.path().join("backup.jsonl")).expect("cp");
         append(&path, &numbered(30, 35));
-        log.poll();
-        log.poll();
+        log.poll(later());
+        log.poll(later());
         assert_eq!(counts(&log), (35, 0, 0));
         // A later copytruncate still finds its own copy.
         append(&path, &numbered(35, 40));
         copytruncate(&path, &dir.path().join("requests.1.jsonl"));
         append(&path, &numbered(40, 42));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (42, 0, 1));
         // The original is deleted: the backup is taken as read, not read now.
         std::fs::remove_file(&path).expect("rm");
         for _ in 0..4 {
-            log.poll();
+            log.poll(later());
         }
         assert_eq!(counts(&log), (42, 0, 1));
     }
@@ -1221,10 +1258,10 @@ mod tests {
         };
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &numbered(0, 10));
-        log.poll();
+        log.poll(later());
         rotate(5);
         append(&path, &numbered(10, 20));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (20, 0, 1));
         // Two rotations between scrapes, records in each file.
         append(&path, &numbered(20, 25));
@@ -1232,10 +1269,10 @@ mod tests {
         append(&path, &numbered(25, 30));
         rotate(5);
         append(&path, &numbered(30, 35));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (35, 0, 3));
-        log.poll();
-        log.poll();
+        log.poll(later());
+        log.poll(later());
         assert_eq!(counts(&log), (35, 0, 3));
     }
 
@@ -1245,18 +1282,67 @@ mod tests {
         let path = dir.path().join("requests.jsonl");
         let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
         append(&path, &numbered(0, 10));
-        log.poll();
+        log.poll(later());
         let rotated = dir.path().join("requests.jsonl.1");
         std::fs::rename(&path, &rotated).expect("rotate");
         append(&rotated, &numbered(10, 12));
         for _ in 0..4 {
-            log.poll();
+            log.poll(later());
         }
         assert_eq!(log.files.len(), 0, "the renamed file is let go");
         assert_eq!(counts(&log).0, 12);
         append(&path, &numbered(12, 15));
-        log.poll();
+        log.poll(later());
         assert_eq!(counts(&log), (15, 0, 1));
+    }
+
+    #[test]
+    fn a_file_under_two_names_is_read_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        // Appear after the start: a file and a link to it, both matched.
+        let file = dir.path().join("requests-2.jsonl");
+        append(&file, &numbered(0, 5));
+        std::os::unix::fs::symlink(&file, dir.path().join("current.jsonl")).expect("symlink");
+        std::fs::hard_link(&file, dir.path().join("hard.jsonl")).expect("hard link");
+        for round in 1..=4 {
+            append(&file, &numbered(round * 10, round * 10 + 10));
+            log.poll(later());
+            assert_eq!(log.files.len(), 1);
+            assert_eq!(log.stats.parsed, u64::from(5 + round * 10), "round {round}");
+        }
+        assert_eq!(log.stats.rotations, 0);
+    }
+
+    #[test]
+    fn a_file_empty_at_the_start_and_renamed_away_is_read_to_its_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        append(&path, "");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        log.poll(later());
+        log.poll(later());
+        // Written, rotated by renaming out of the pattern, written again by the writer that
+        // holds the old file, then into the new one; all before the next scrape.
+        append(&path, &numbered(0, 30));
+        let rotated = dir.path().join("requests.jsonl.1");
+        std::fs::rename(&path, &rotated).expect("rename");
+        append(&rotated, &numbered(30, 32));
+        append(&path, &numbered(32, 42));
+        log.poll(later());
+        assert_eq!(counts(&log), (42, 0, 1));
+    }
+
+    #[test]
+    fn a_backlog_is_read_until_the_stop_and_the_rest_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        append(&path, &numbered(0, 100));
+        log.poll(Instant::now());
+        assert_eq!(counts(&log), (0, 0, 0), "the stop has passed: nothing read");
+        log.poll(later());
+        assert_eq!(counts(&log), (100, 0, 0));
     }
 
     #[test]
@@ -1275,7 +1361,7 @@ mod tests {
         for p in ["a", "b", "c", "d"] {
             append(&path, &record(p, "t", "ok", 1));
         }
-        log.poll();
+        log.poll(later());
         assert_eq!(log.stats.too_long, 1);
         assert_eq!(log.stats.parsed, 4);
         assert_eq!(log.stats.series.len(), 3);
