@@ -322,6 +322,74 @@ async fn a_user_allowed_only_ping_is_refused_each_command_once_per_connection() 
     }
 }
 
+#[tokio::test]
+async fn refusals_are_asked_once_whatever_the_user_lacks() {
+    // (rules, extra server arguments, refusals expected over 20 scrapes)
+    let cases: [(&[&str], &[&str], u64); 3] = [
+        // PING refused: the pipeline's answer tells the server is there.
+        (&["+@all", "-ping"], &[], 1),
+        (&["+@all", "-slowlog", "-config"], &[], 3),
+        // In cluster mode, CLUSTER INFO is asked once when cluster mode is first seen.
+        (&["+@all", "-cluster"], &["--cluster-enabled", "yes"], 1),
+    ];
+    for (rules, extra, expected) in cases {
+        let server = RedisServer::start(extra).await;
+        let password = server.acl_user("limited", rules).await;
+        let engine = engine(&format!(
+            "name: cache\nurl: redis://127.0.0.1:{}/\nusername: limited\npassword: '{password}'\n",
+            server.port()
+        ));
+        for _ in 0..20 {
+            let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+            assert_eq!(value(&scrape, "redis_up", &[]), 1.0, "{rules:?}");
+            assert!(value(&scrape, "redis_connected_clients", &[]) > 0.0);
+        }
+        assert_eq!(noperm_replies(&server).await, expected, "{rules:?}");
+        assert_eq!(
+            engine.status()[0].last_outcome,
+            Some(mcpwatch_core::engine::CollectorOutcome::Success),
+            "{rules:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_broke_since_the_last_scrape_is_made_again_at_once() {
+    let mut server = RedisServer::start(&[]).await;
+    let engine = engine(&format!("name: cache\nurl: '{}'\n", server.url()));
+    let first = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(value(&first, "redis_up", &[]), 1.0);
+    // Killed by the server (CLIENT KILL, a timeout): the next scrape still reaches it.
+    let mut admin = server.connection().await;
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg("default")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+    assert_eq!(killed, 1, "the exporter's connection");
+    let after_kill = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(
+        value(&after_kill, "redis_up", &[]),
+        1.0,
+        "{:?}",
+        engine.status()
+    );
+    // A restart between two scrapes: the same.
+    server.restart().await;
+    let after_restart = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(
+        value(&after_restart, "redis_up", &[]),
+        1.0,
+        "{:?}",
+        engine.status()
+    );
+    assert_eq!(connect_failure(&after_restart), None);
+}
+
 /// The reason `redis_connect_failure` gives, or `None` when connected.
 fn connect_failure(scrape: &Scrape) -> Option<String> {
     mcpwatch_tests::engine::connect_failure(scrape, "redis_connect_failure")
@@ -375,6 +443,13 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
         Some("too_many_connections"),
         "{:?}",
         engine.status()
+    );
+    // The same with a database in the URL: it is not selected, so the refusal is read.
+    assert_eq!(
+        failure_of(&format!("url: '{}1'\n", server.url()))
+            .await
+            .as_deref(),
+        Some("too_many_connections")
     );
     clients.truncate(1);
     let back = wait_for_async("redis_up to return", LIMIT, || async {

@@ -1,7 +1,7 @@
 //! The collector: one connection, PING, then one pipeline of INFO ALL and what INFO lacks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcpwatch_core::connect_failure::{ConnectFailure, unresolvable, write_connect_failure};
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
@@ -13,13 +13,19 @@ use crate::info::Info;
 use crate::metrics::Extras;
 use crate::{RedisError, connection_info};
 
+/// How long a command an ACL refused is left alone before it is asked again on the same
+/// connection: a permission granted later shows without a reconnect, and a user that
+/// stays limited is refused once in this time, not on every scrape.
+const REFUSED_RETRY: Duration = Duration::from_secs(600);
+
 /// Collects the metrics of one Redis server (`redis_*`), labelled `target="<name>"`.
 ///
-/// It keeps one multiplexed connection, made again on the scrape after it broke. A scrape
-/// sends `PING` (`redis_up`, `redis_ping_duration_seconds`), then `INFO ALL`, `SLOWLOG LEN`,
-/// `CONFIG GET maxmemory` and `CONFIG GET maxclients` (each unless the ACL refused it
-/// before on this connection) and, in cluster mode, `CLUSTER INFO`, in one pipeline. Nothing it sends is answered with an error
-/// in the normal case, so the server's own error statistics stay the application's.
+/// It keeps one multiplexed connection; one found broken is made again within the same
+/// scrape. A scrape sends `PING` (`redis_up`, `redis_ping_duration_seconds`), then
+/// `INFO ALL`, `SLOWLOG LEN`, `CONFIG GET maxmemory` and `CONFIG GET maxclients` and, in
+/// cluster mode, `CLUSTER INFO`, in one pipeline; a command an ACL refused is not asked
+/// again for [`REFUSED_RETRY`]. Nothing it sends is answered with an error in the normal
+/// case, so the server's own error statistics stay the application's.
 pub struct RedisCollector {
     config: RedisConfig,
     /// Connects with `HELLO 3`, whose refusal keeps the server's error code (`WRONGPASS`,
@@ -37,9 +43,10 @@ pub struct RedisCollector {
     /// Learned from INFO: ask CLUSTER INFO only in cluster mode, since elsewhere it is an
     /// error reply that would count in the server's own error statistics.
     cluster_mode: AtomicBool,
-    /// Commands an ACL refused on this connection (INFO ALL, CONFIG GET, SLOWLOG LEN,
-    /// CLUSTER INFO): not asked again until the next connection, for the same reason.
-    refused: std::sync::Mutex<Vec<&'static str>>,
+    /// Commands an ACL refused on this connection (PING, INFO ALL, CONFIG GET, SLOWLOG
+    /// LEN, CLUSTER INFO) and when: not asked again until [`REFUSED_RETRY`] has passed or
+    /// the next connection.
+    refused: std::sync::Mutex<Vec<(&'static str, Instant)>>,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -108,15 +115,15 @@ impl RedisCollector {
         &self.config
     }
 
-    /// The open connection (and its number), or a new one made within the scrape's time;
-    /// when none can be made, why, with the reason.
+    /// The open connection (its number, and whether it was made just now), or a new one
+    /// made within the scrape's time; when none can be made, why, with the reason.
     async fn connection(
         &self,
         ctx: &ScrapeContext,
-    ) -> Result<(u64, MultiplexedConnection), (CollectError, ConnectFailure)> {
+    ) -> Result<(u64, MultiplexedConnection, bool), (CollectError, ConnectFailure)> {
         let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok(connection.clone());
+        if let Some((number, connection)) = slot.as_ref() {
+            return Ok((*number, connection.clone(), false));
         }
         let connect = self
             .config
@@ -155,7 +162,7 @@ impl RedisCollector {
         let number = self.connections_made.fetch_add(1, Ordering::Relaxed);
         *slot = Some((number, connection.clone()));
         self.refused_now().clear();
-        Ok((number, connection))
+        Ok((number, connection, true))
     }
 
     async fn connect(
@@ -210,10 +217,53 @@ impl RedisCollector {
         }
     }
 
-    fn refused_now(&self) -> std::sync::MutexGuard<'_, Vec<&'static str>> {
+    fn refused_now(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, Instant)>> {
         self.refused
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The commands an ACL refused less than [`REFUSED_RETRY`] ago.
+    fn refused(&self) -> Vec<&'static str> {
+        let mut refused = self.refused_now();
+        refused.retain(|(_, when)| when.elapsed() < REFUSED_RETRY);
+        refused.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// Notes that the server refused `name` (an ACL's NOPERM, or a command renamed away)
+    /// and returns true; false for any other error.
+    fn note_refusal(&self, name: &'static str, error: &redis::RedisError) -> bool {
+        let refused = error.code() == Some("NOPERM")
+            || error
+                .detail()
+                .is_some_and(|d| d.starts_with("unknown command"));
+        if refused {
+            tracing::debug!(target = %self.config.name, command = name, %error, "Command refused; not asked again for a while on this connection.");
+            let mut all = self.refused_now();
+            all.retain(|(n, _)| *n != name);
+            all.push((name, Instant::now()));
+        }
+        refused
+    }
+
+    /// PING on `connection`, unless an ACL refused it lately (then the pipeline that
+    /// follows shows whether the server answers).
+    async fn ping(&self, connection: &mut MultiplexedConnection, number: u64) -> Ping {
+        if self.refused().contains(&PING) {
+            return Ping::Refused;
+        }
+        let start = Instant::now();
+        let mut unanswered = ForgetUnlessAnswered(Some((self, number)));
+        let pong: Result<String, _> = redis::cmd("PING").query_async(connection).await;
+        unanswered.0 = None;
+        match pong {
+            Ok(_) => Ping::Answered(start.elapsed()),
+            Err(e) if self.note_refusal(PING, &e) => Ping::Refused,
+            // The server answered, with an error (LOADING, BUSY, MASTERDOWN): the
+            // connection is fine.
+            Err(e) if e.code().is_some() => Ping::Error(e),
+            Err(e) => Ping::Broken(e),
+        }
     }
 
     /// Forgets connection `number` after it failed, so that the next scrape connects again.
@@ -224,6 +274,18 @@ impl RedisCollector {
             slot.take();
         }
     }
+}
+
+/// How PING went.
+enum Ping {
+    /// Answered, in this time.
+    Answered(Duration),
+    /// Refused by an ACL, now or lately: the server is there.
+    Refused,
+    /// Answered with an error reply.
+    Error(redis::RedisError),
+    /// No answer: the connection is broken (closed, reset, timed out).
+    Broken(redis::RedisError),
 }
 
 /// Forgets the connection when PING was not answered before the scrape ended: cut by the
@@ -240,6 +302,8 @@ impl Drop for ForgetUnlessAnswered<'_> {
 
 /// The name `INFO ALL` goes by among the commands a scrape sends.
 const INFO: &str = "INFO ALL";
+/// The name of `PING` among them.
+const PING: &str = "PING";
 
 /// A Redis error's text; the crate's errors carry no credentials.
 fn describe(error: &redis::RedisError) -> String {
@@ -283,43 +347,56 @@ impl Collector for RedisCollector {
         // Down until PING answers, so that a cut scrape still says so.
         sink.gauge("redis_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
-        let (number, mut connection) = match self.connection(ctx).await {
-            Ok(connection) => {
-                write_connect_failure(sink, "redis", None);
-                connection
-            }
-            Err((error, reason)) => {
-                write_connect_failure(sink, "redis", Some(reason));
-                return Err(error);
+        // A connection that broke since the last scrape (a restart, CLIENT KILL, a timeout
+        // on the server) is made again at once, so that the scrape still tells how the
+        // server is; a new connection that fails is the answer.
+        let (number, mut connection, ping) = loop {
+            let (number, mut connection, fresh) = match self.connection(ctx).await {
+                Ok(connection) => connection,
+                Err((error, reason)) => {
+                    write_connect_failure(sink, "redis", Some(reason));
+                    return Err(error);
+                }
+            };
+            match self.ping(&mut connection, number).await {
+                Ping::Answered(round_trip) => break (number, connection, Some(round_trip)),
+                Ping::Refused => break (number, connection, None),
+                Ping::Error(e) => {
+                    write_connect_failure(sink, "redis", None);
+                    return Err(CollectError::msg(describe(&e)).context("PING"));
+                }
+                Ping::Broken(e) => {
+                    self.forget(number);
+                    if fresh {
+                        write_connect_failure(sink, "redis", None);
+                        return Err(CollectError::msg(describe(&e)).context("PING"));
+                    }
+                    tracing::debug!(target = %self.config.name, error = %e, "The connection broke; connecting again.");
+                }
             }
         };
-        let start = Instant::now();
-        let mut unanswered = ForgetUnlessAnswered(Some((self, number)));
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
-        unanswered.0 = None;
-        if let Err(e) = pong {
-            self.forget(number);
-            return Err(CollectError::msg(describe(&e)).context("PING"));
+        write_connect_failure(sink, "redis", None);
+        if let Some(round_trip) = ping {
+            if let Some(up) = sink.find_mut("redis_up") {
+                up.set_all(1.0);
+            }
+            sink.gauge(
+                "redis_ping_duration_seconds",
+                "Round trip of PING on the monitoring connection.",
+            )
+            .add(&[], round_trip.as_secs_f64());
         }
-        let ping = start.elapsed();
-        if let Some(up) = sink.find_mut("redis_up") {
-            up.set_all(1.0);
-        }
-        sink.gauge(
-            "redis_ping_duration_seconds",
-            "Round trip of PING on the monitoring connection.",
-        )
-        .add(&[], ping.as_secs_f64());
 
-        // INFO ALL first, then what INFO lacks; what an ACL refused before is not asked,
-        // INFO included: a user allowed PING alone is refused each command once per
-        // connection, not on every scrape.
-        let refused = self.refused_now().clone();
+        // INFO ALL first, then what INFO lacks; what an ACL refused lately is not asked,
+        // INFO included: a user allowed PING alone is refused each command once in
+        // REFUSED_RETRY, not on every scrape.
+        let refused = self.refused();
         if refused.contains(&INFO) {
-            return Err(CollectError::msg(
-                "INFO ALL: refused on this connection (NOPERM, or the command is renamed \
-                 away); allow the monitoring user INFO",
-            ));
+            return Err(CollectError::msg(format!(
+                "INFO ALL: refused (NOPERM, or the command is renamed away); allow the \
+                 monitoring user INFO: it is asked again within {} minutes",
+                REFUSED_RETRY.as_secs() / 60
+            )));
         }
         let mut asked: Vec<&'static str> = Vec::new();
         let mut pipe = redis::pipe();
@@ -355,6 +432,10 @@ impl Collector for RedisCollector {
                 return Err(CollectError::msg(describe(&e)).context("INFO"));
             }
         };
+        // With PING refused, the pipeline's answer is what tells the server is there.
+        if let Some(up) = sink.find_mut("redis_up") {
+            up.set_all(1.0);
+        }
         let mut info_reply = None;
         let mut extras = Extras::default();
         for (name, reply) in asked.into_iter().zip(replies) {
@@ -362,15 +443,8 @@ impl Collector for RedisCollector {
                 Ok(value) => value,
                 Err(error) => {
                     // An ACL (NOPERM) or a managed service that renamed the command away:
-                    // not asked again on this connection. Anything else may pass.
-                    let refused = error.code() == Some("NOPERM")
-                        || error
-                            .detail()
-                            .is_some_and(|d| d.starts_with("unknown command"));
-                    if refused {
-                        tracing::debug!(target = %self.config.name, command = name, %error, "Command refused; not asked again on this connection.");
-                        self.refused_now().push(name);
-                    }
+                    // not asked again for a while. Anything else may pass.
+                    self.note_refusal(name, &error);
                     if name == INFO {
                         info_reply = Some(Err(error));
                     }
@@ -405,13 +479,17 @@ impl Collector for RedisCollector {
         }
         if newly_clustered {
             // First seen in this INFO: one more round trip, this once.
-            extras.cluster_info = redis::cmd("CLUSTER")
+            extras.cluster_info = match redis::cmd("CLUSTER")
                 .arg("INFO")
                 .query_async::<Value>(&mut connection)
                 .await
-                .ok()
-                .as_ref()
-                .and_then(text);
+            {
+                Ok(value) => text(&value),
+                Err(error) => {
+                    self.note_refusal("CLUSTER INFO", &error);
+                    None
+                }
+            };
         }
         crate::metrics::write(&info, &extras, &self.config, sink);
         Ok(())

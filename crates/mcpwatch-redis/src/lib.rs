@@ -36,7 +36,15 @@ fn connection_info(config: &RedisConfig) -> Result<ConnectionInfo, String> {
     })?;
     // No CLIENT SETINFO: servers before 7.2 answer it with an error reply, which counts in
     // their error statistics; the connection is named with CLIENT SETNAME instead.
-    let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
+    // Nothing the collector sends depends on the selected database, so the URL's is not
+    // selected: a SELECT in the handshake would hide the server's answer to a refused
+    // connection (maxclients, sent before closing) behind a broken pipe, and an ACL that
+    // refuses SELECT would refuse every connection.
+    let mut redis = info
+        .redis_settings()
+        .clone()
+        .set_skip_set_lib_name()
+        .set_db(0);
     if let Some(user) = &config.username {
         redis = redis.set_username(user);
     }

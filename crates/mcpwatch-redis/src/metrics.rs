@@ -266,23 +266,42 @@ fn write_replicas(info: &Info<'_>, config: &RedisConfig, sink: &mut MetricSink) 
         "Seconds since each replica last acknowledged.",
     );
     let mut online = MetricFamily::gauge("redis_replica_online", "Whether each replica is online.");
+    // Replicas that announce one address (behind NAT, in containers with one port) are one
+    // series, as the worst of them: the most lag, offline if any is.
+    let mut replicas: Vec<(String, Option<f64>, Option<f64>, f64)> = Vec::new();
     for replica in info.replicas.iter().take(config.max_replicas as usize) {
         let address = format!(
             "{}:{}",
             attribute_text(replica, "ip").unwrap_or(""),
             attribute_text(replica, "port").unwrap_or("")
         );
+        let bytes = master_offset
+            .zip(attribute(replica, "offset"))
+            .map(|(master, offset)| (master - offset).max(0.0));
+        let seconds = attribute(replica, "lag");
+        let up = flag(attribute_text(replica, "state"), "online").unwrap_or(0.0);
+        let worse = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        match replicas.iter_mut().find(|r| r.0 == address) {
+            Some(seen) => {
+                seen.1 = worse(seen.1, bytes);
+                seen.2 = worse(seen.2, seconds);
+                seen.3 = seen.3.min(up);
+            }
+            None => replicas.push((address, bytes, seconds, up)),
+        }
+    }
+    for (address, bytes, seconds, up) in &replicas {
         let labels = [("replica", address.as_str())];
-        if let (Some(master), Some(offset)) = (master_offset, attribute(replica, "offset")) {
-            lag_bytes.add(&labels, (master - offset).max(0.0));
+        if let Some(bytes) = bytes {
+            lag_bytes.add(&labels, *bytes);
         }
-        if let Some(lag) = attribute(replica, "lag") {
-            lag_seconds.add(&labels, lag);
+        if let Some(seconds) = seconds {
+            lag_seconds.add(&labels, *seconds);
         }
-        online.add(
-            &labels,
-            flag(attribute_text(replica, "state"), "online").unwrap_or(0.0),
-        );
+        online.add(&labels, *up);
     }
     sink.family(lag_bytes);
     sink.family(lag_seconds);
@@ -449,7 +468,9 @@ mod tests {
     #[test]
     fn replicas_and_cluster() {
         let text = "role:master\r\nmaster_repl_offset:1000\r\n\
-                    slave0:ip=10.0.0.2,port=6380,state=online,offset=900,lag=1\r\n";
+                    slave0:ip=10.0.0.2,port=6380,state=online,offset=900,lag=1\r\n\
+                    slave1:ip=10.9.9.9,port=7000,state=online,offset=990,lag=0\r\n\
+                    slave2:ip=10.9.9.9,port=7000,state=wait_bgsave,offset=700,lag=3\r\n";
         let info = Info::parse(text);
         let config = RedisConfig::from_url("c".into(), Secret::new("redis://x"));
         let extras = Extras {
@@ -460,6 +481,14 @@ mod tests {
         write(&info, &extras, &config, &mut sink);
         let lag = sink.find("redis_replica_lag_bytes").expect("lag");
         assert_eq!(lag.value(&[("replica", "10.0.0.2:6380")]), Some(100.0));
+        // Two replicas behind one announced address: one series each, the worst.
+        assert_eq!(lag.samples().len(), 2);
+        assert_eq!(lag.value(&[("replica", "10.9.9.9:7000")]), Some(300.0));
+        let online = sink.find("redis_replica_online").expect("online");
+        assert_eq!(online.samples().len(), 2);
+        assert_eq!(online.value(&[("replica", "10.9.9.9:7000")]), Some(0.0));
+        let seconds = sink.find("redis_replica_lag_seconds").expect("seconds");
+        assert_eq!(seconds.value(&[("replica", "10.9.9.9:7000")]), Some(3.0));
         assert_eq!(
             sink.find("redis_cluster_state_ok")
                 .and_then(|f| f.value(&[])),
