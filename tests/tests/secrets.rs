@@ -560,3 +560,74 @@ fn the_ack_command_never_prints_its_urls_credentials() {
     );
     assert_eq!(text.matches(&password).count(), 0, "{text}");
 }
+
+/// A webhook receiver whose error page echoes the request: the notifier's error text (log,
+/// API, `send-test`) shows neither the header values it sent nor the URL's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_echo_of_the_request_is_not_repeated() {
+    let token = random_token("HdrTok");
+    let hook = mcpwatch_tests::stand_in::HttpStandIn::webhook().await;
+    hook.push_response(mcpwatch_tests::stand_in::Scripted::Status(
+        500,
+        format!("upstream failed for POST /hook with X-Api-Key: {token}"),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("notifier.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  hook:\n    webhook: {{url: '{}', headers: {{X-Api-Key: '{token}'}}}}\n",
+            hook.endpoint()
+        ),
+    )
+    .expect("write");
+    let binary = workspace_binary("mcpwatch-notifier");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .args(["send-test", "--channel=hook"])
+            .output()
+            .expect("run send-test")
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("HTTP 500"), "{text}");
+    assert_eq!(text.matches(&token).count(), 0, "{text}");
+    assert_eq!(
+        hook.requests()[0].header("x-api-key"),
+        Some(token.as_str()),
+        "the header was sent"
+    );
+}
+
+/// A connection URL given without its flag is refused by the command-line parser, whose
+/// message names the argument: redacted, in both binaries.
+#[test]
+fn a_url_given_without_its_flag_is_not_printed() {
+    let password = random_token("ArgPw");
+    for binary in ["mcpwatch-exporter", "mcpwatch-notifier"] {
+        for argument in [
+            format!("postgresql://ops:{password}@127.0.0.1/app"),
+            format!("--log.level=redis://:{password}@127.0.0.1:6379/"),
+        ] {
+            let output = Command::new(workspace_binary(binary))
+                .arg(&argument)
+                .output()
+                .expect("run");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(output.status.code(), Some(2), "{binary}: {text}");
+            assert!(text.contains("<secret>@127.0.0.1"), "{binary}: {text}");
+            assert_eq!(text.matches(&password).count(), 0, "{binary}: {text}");
+        }
+    }
+}

@@ -38,6 +38,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// The command line, as `P::parse()` reads it, except that a refused command line's message
+/// goes through the URL redaction: clap quotes the argument it did not expect, which may be
+/// a connection URL given without its flag. Help and version print as clap prints them.
+pub fn parse_args<P: clap::Parser>() -> P {
+    use clap::error::ErrorKind;
+    match P::try_parse() {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                error.exit();
+            }
+            #[allow(clippy::print_stderr)]
+            {
+                eprint!(
+                    "{}",
+                    crate::secret::redact_urls(&error.render().to_string())
+                );
+            }
+            std::process::exit(error.exit_code());
+        }
+    }
+}
+
 /// The exit code of a run. A failure of `--check-config` or a subcommand answers a person at
 /// a terminal (standard error, prefixed by `program`); a server's goes to its log.
 pub fn exit_code(

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser;
 use futures_util::FutureExt;
 use mcpwatch_core::ExporterService;
 use mcpwatch_core::web::{WebServer, check_web_config, install_crypto_provider, shutdown_signal};
@@ -20,7 +19,7 @@ use crate::config::ConfigSource;
 use crate::exporter::Exporter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = mcpwatch_core::binary::parse_args();
     mcpwatch_core::binary::init_logging(cli.log_level, cli.log_format);
     install_crypto_provider();
     let check_only = cli.check_config;

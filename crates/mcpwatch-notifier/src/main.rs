@@ -89,7 +89,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = mcpwatch_core::binary::parse_args();
     init_logging(cli.log_level, cli.log_format);
     install_crypto_provider();
     let interactive = cli.check_config || cli.command.is_some();

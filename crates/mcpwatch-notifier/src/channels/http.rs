@@ -44,16 +44,17 @@ pub fn request_error(error: reqwest::Error) -> SendError {
 }
 
 /// Sends a request; a success answer is returned, anything else is the failure it means.
-/// `secret` is what the request carried that error texts must not show (see [`failure`]).
+/// `secrets` are what the request carried that error texts must not show (its URL, a key,
+/// header values; see [`failure`]).
 pub async fn send(
     request: reqwest::RequestBuilder,
-    secret: &str,
+    secrets: &[&str],
 ) -> Result<reqwest::Response, SendError> {
     let response = request.send().await.map_err(request_error)?;
     if response.status().is_success() {
         Ok(response)
     } else {
-        Err(failure(response, secret).await)
+        Err(failure(response, secrets).await)
     }
 }
 
@@ -61,10 +62,10 @@ pub async fn send(
 const BODY_EXCERPT: usize = 300;
 
 /// An answer that is not a success, read by its status: 429 and 5xx (and 408) are
-/// transient, with the receiver's `Retry-After`; any other 4xx is permanent. `secret` (the
-/// URL or key the request carried) is taken out of the body excerpt kept in the error: an
-/// error page often echoes the request's path.
-pub async fn failure(response: reqwest::Response, secret: &str) -> SendError {
+/// transient, with the receiver's `Retry-After`; any other 4xx is permanent. `secrets` (the
+/// URL, key and header values the request carried) are taken out of the body excerpt kept
+/// in the error: an error page often echoes the request's path, or the whole request.
+pub async fn failure(response: reqwest::Response, secrets: &[&str]) -> SendError {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -72,7 +73,7 @@ pub async fn failure(response: reqwest::Response, secret: &str) -> SendError {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
     let body = response.text().await.unwrap_or_default();
-    let excerpt: String = redact(body.trim(), secret)
+    let excerpt: String = redact(body.trim(), secrets)
         .chars()
         .take(BODY_EXCERPT)
         .collect();
@@ -99,19 +100,20 @@ pub async fn failure(response: reqwest::Response, secret: &str) -> SendError {
     }
 }
 
-/// `text` without `secret`, nor the path (and query) of `secret` when it is a URL.
-fn redact(text: &str, secret: &str) -> String {
+/// `text` without any of `secrets`, nor the path (and query) of one that is a URL.
+fn redact(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
-    if !secret.is_empty() {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
         out = out.replace(secret, mcpwatch_core::secret::REDACTED);
-    }
-    if let Ok(uri) = secret.parse::<http::Uri>()
-        && let Some(path) = uri.path_and_query().map(|p| p.as_str())
-        && path.len() > 1
-    {
-        out = out.replace(path, mcpwatch_core::secret::REDACTED);
-        if uri.path().len() > 1 {
-            out = out.replace(uri.path(), mcpwatch_core::secret::REDACTED);
+        if let Ok(uri) = secret.parse::<http::Uri>()
+            && uri.scheme().is_some()
+            && let Some(path) = uri.path_and_query().map(|p| p.as_str())
+            && path.len() > 1
+        {
+            out = out.replace(path, mcpwatch_core::secret::REDACTED);
+            if uri.path().len() > 1 {
+                out = out.replace(uri.path(), mcpwatch_core::secret::REDACTED);
+            }
         }
     }
     out
@@ -157,11 +159,19 @@ mod tests {
     fn secrets_are_cut_out_of_error_pages() {
         let url = "https://hooks.example.com/services/T0/B0/s3cret";
         assert_eq!(
-            redact("Cannot POST /services/T0/B0/s3cret", url),
+            redact("Cannot POST /services/T0/B0/s3cret", &[url]),
             "Cannot POST <secret>"
         );
-        assert_eq!(redact("bad key R0UT1NG", "R0UT1NG"), "bad key <secret>");
-        assert_eq!(redact("invalid_payload", url), "invalid_payload");
+        assert_eq!(redact("bad key R0UT1NG", &["R0UT1NG"]), "bad key <secret>");
+        assert_eq!(redact("invalid_payload", &[url]), "invalid_payload");
+        // A receiver that echoes the request's headers.
+        assert_eq!(
+            redact(
+                "500: POST /hook X-Api-Key: k3y-value Authorization: Bearer t0ken",
+                &["https://example.com/hook", "k3y-value", "Bearer t0ken", ""]
+            ),
+            "500: POST <secret> X-Api-Key: <secret> Authorization: <secret>"
+        );
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl Sender for PagerDutySender {
             .client
             .post(&self.config.url)
             .json(&self.event(message));
-        http::send(request, self.routing_key.expose())
+        http::send(request, &[self.routing_key.expose()])
             .await
             .map(drop)
     }

@@ -94,7 +94,7 @@ impl Sender for SlackSender {
             .client
             .post(self.url.expose())
             .json(&self.body(message));
-        let response = http::send(request, self.url.expose()).await?;
+        let response = http::send(request, &[self.url.expose()]).await?;
         let json = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

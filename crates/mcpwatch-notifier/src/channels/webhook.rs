@@ -30,6 +30,9 @@ pub struct WebhookSender {
     url: Secret,
     key: Option<Secret>,
     headers: HeaderMap,
+    /// The header values, kept out of error texts (a receiver's error page may echo the
+    /// request).
+    header_values: Vec<Secret>,
     client: reqwest::Client,
 }
 
@@ -47,6 +50,7 @@ impl WebhookSender {
             url: config.url()?,
             key: config.hmac_secret()?,
             headers,
+            header_values: config.headers.values().cloned().collect(),
             client: http::client(&config.tls_config, timeout)?,
         })
     }
@@ -84,9 +88,10 @@ impl Sender for WebhookSender {
                     signature(key.expose().as_bytes(), timestamp, &body),
                 );
         }
-        http::send(request.body(body), self.url.expose())
-            .await
-            .map(drop)
+        let secrets: Vec<&str> = std::iter::once(self.url.expose())
+            .chain(self.header_values.iter().map(Secret::expose))
+            .collect();
+        http::send(request.body(body), &secrets).await.map(drop)
     }
 }
 
