@@ -37,6 +37,45 @@ pub fn babbling_port() -> u16 {
     port
 }
 
+/// What an [`answering_port`] does once it has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAnswer {
+    /// Ends its side of the stream, as an HTTP server does after a `400`: the client reads
+    /// the answer, then the end.
+    EndStream,
+    /// Sends nothing more and keeps the connection open.
+    KeepOpen,
+}
+
+/// A loopback port whose listener reads what a client sends first, answers `answer`, then
+/// does as `after` says, and keeps the connection until the client closes it: a peer that
+/// is not the server configured and, unlike [`babbling_port`], takes in what it is sent,
+/// so that the client meets the answer rather than a reset. The listener lives as long as
+/// the test process.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub fn answering_port(answer: &'static [u8], after: AfterAnswer) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buffer = [0_u8; 4096];
+                if stream.read(&mut buffer).is_err() || stream.write_all(answer).is_err() {
+                    return;
+                }
+                if after == AfterAnswer::EndStream {
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                }
+                while matches!(stream.read(&mut buffer), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
 /// A host name that no resolver can resolve and that the system's resolver refuses before
 /// asking any name server (its first label is longer than DNS allows): a name lookup that
 /// fails with no traffic off the machine, where `no-such-host.invalid` would be sent to the

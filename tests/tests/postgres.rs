@@ -9,6 +9,7 @@ use mcpwatch_core::config::parse_yaml;
 use mcpwatch_core::{Scrape, ScrapeEngine};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_tests::engine::text;
+use mcpwatch_tests::ports::{AfterAnswer, answering_port};
 use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
 use mcpwatch_tests::tools::promtool_check_metrics;
 use mcpwatch_tests::wait_for_async;
@@ -150,6 +151,102 @@ async fn database_activity_moves_the_metrics() {
     let exposition = text(&later).await;
     assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
     assert!(!exposition.contains(server.password()));
+}
+
+#[tokio::test]
+async fn every_family_of_a_full_scrape_is_one_the_collector_lists() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    admin
+        .batch_execute("CREATE DATABASE app")
+        .await
+        .expect("create database");
+    admin
+        .batch_execute(
+            "CREATE TABLE ledger (id int); \
+             SELECT pg_create_physical_replication_slot('standby', true);",
+        )
+        .await
+        .expect("fixture");
+    let app = server.admin("app").await;
+    app.batch_execute(
+        "CREATE TABLE jobs (queue text); INSERT INTO jobs VALUES ('a'), ('b'); \
+         GRANT SELECT ON jobs TO mcpwatch;",
+    )
+    .await
+    .expect("fixture");
+    let version: i32 = admin
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("version")
+        .get(0);
+    let engine = engine(&format!(
+        "name: db\ndsn: '{}'\ndatabases: [postgres, app]\nstatement_text_length: 100\n\
+         queries:\n  - metric: app_jobs\n    database: app\n    \
+         sql: SELECT queue, count(*) AS waiting FROM jobs GROUP BY queue\n    \
+         labels: [queue]\n    values: [waiting]\n",
+        server.dsn("postgres")
+    ));
+    let scrape = scrape_until(&engine, "statements to show", |s| {
+        s.group("pg_stat_statements_query_info").is_some()
+    })
+    .await;
+    assert_eq!(
+        scrape.value(
+            "mcpwatch_scrape_collector_success",
+            &[("collector", "postgres")]
+        ),
+        Some(1.0),
+        "{:?}",
+        engine.status()
+    );
+    let mut written = Vec::new();
+    for group in scrape.groups() {
+        let name = group.name();
+        if name.starts_with("mcpwatch_") || name.starts_with("app_jobs_") {
+            continue;
+        }
+        assert!(
+            mcpwatch_postgres::METRIC_NAMES.contains(&name),
+            "{name} is written but not in METRIC_NAMES"
+        );
+        // Config validation reads the type from the name.
+        let kind = group.kind();
+        assert_eq!(
+            kind == mcpwatch_core::metrics::MetricKind::Counter,
+            name.ends_with("_total"),
+            "{name}"
+        );
+        assert_eq!(
+            kind == mcpwatch_core::metrics::MetricKind::Info,
+            name.ends_with("_info"),
+            "{name}"
+        );
+        written.push(name);
+    }
+    // And the list names nothing else than what only a standby, a replica, WAL archiving
+    // or PostgreSQL 16 and older give.
+    let mut unwritten: Vec<&str> = mcpwatch_postgres::METRIC_NAMES
+        .iter()
+        .copied()
+        .filter(|n| !written.contains(n))
+        .collect();
+    unwritten.sort_unstable();
+    let mut conditional = vec![
+        "pg_replication_lag_bytes",
+        "pg_replication_lag_seconds",
+        "pg_replication_replay_delay_seconds",
+        "pg_stat_archiver_last_archived_time_seconds",
+        "pg_stat_archiver_last_failed_time_seconds",
+    ];
+    if version >= 170_000 {
+        conditional.push("pg_bgwriter_buffers_backend_total");
+        conditional.sort_unstable();
+    }
+    assert_eq!(
+        unwritten, conditional,
+        "listed but not written (left), and what only those conditions write (right)"
+    );
 }
 
 #[tokio::test]
@@ -627,6 +724,180 @@ async fn a_role_without_pg_read_all_stats_is_reported_once_and_as_a_metric() {
     sessions[1].batch_execute("COMMIT").await.expect("commit");
 }
 
+/// The log lines at `level` (`WARN`, `INFO`) that mention pg_read_all_stats.
+fn privilege_lines(log: &CapturedLog, level: &str) -> Vec<String> {
+    log.lines()
+        .into_iter()
+        .filter(|l| l.contains(level) && l.contains("pg_read_all_stats"))
+        .collect()
+}
+
+#[tokio::test]
+async fn losing_pg_read_all_stats_while_connected_is_logged_once_per_change() {
+    let (log, _guard) = CapturedLog::start();
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    let password = mcpwatch_tests::random_token("watcher-");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE watcher LOGIN PASSWORD '{password}' IN ROLE pg_monitor"
+        ))
+        .await
+        .expect("create role");
+    let engine = engine(&format!(
+        "name: db\ndsn: 'postgresql://watcher:{password}@127.0.0.1:{}/postgres'\n",
+        server.port()
+    ));
+    let privileges = |scrape: &Scrape| scrape.value("pg_monitor_privileges", &[]);
+    let counts = || {
+        (
+            privilege_lines(&log, "WARN").len(),
+            privilege_lines(&log, "INFO").len(),
+        )
+    };
+
+    let granted = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(privileges(&granted), Some(1.0), "{}", text(&granted).await);
+    assert_eq!(counts(), (0, 0), "{:#?}", log.lines());
+
+    // Revoked on the same connection: one warning, however many scrapes see it.
+    admin
+        .batch_execute("REVOKE pg_monitor FROM watcher")
+        .await
+        .expect("revoke");
+    for _ in 0..3 {
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+        assert_eq!(privileges(&scrape), Some(0.0));
+    }
+    assert_eq!(counts(), (1, 0), "{:#?}", log.lines());
+    assert!(
+        privilege_lines(&log, "WARN")[0].contains("GRANT pg_monitor TO watcher"),
+        "{:#?}",
+        log.lines()
+    );
+
+    // Granted again: one info line.
+    admin
+        .batch_execute("GRANT pg_monitor TO watcher")
+        .await
+        .expect("grant");
+    for _ in 0..2 {
+        let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+        assert_eq!(privileges(&scrape), Some(1.0));
+    }
+    assert_eq!(counts(), (1, 1), "{:#?}", log.lines());
+
+    // And lost again: a second warning.
+    admin
+        .batch_execute("REVOKE pg_monitor FROM watcher")
+        .await
+        .expect("revoke");
+    let lost = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(privileges(&lost), Some(0.0));
+    assert_eq!(counts(), (2, 1), "{:#?}", log.lines());
+}
+
+#[tokio::test]
+async fn a_noinherit_member_of_pg_monitor_is_told_how_to_inherit() {
+    let (log, _guard) = CapturedLog::start();
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    let password = mcpwatch_tests::random_token("lean-");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE lean LOGIN NOINHERIT PASSWORD '{password}' IN ROLE pg_monitor"
+        ))
+        .await
+        .expect("create role");
+    let version: i32 = admin
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("version")
+        .get(0);
+    // Before PostgreSQL 16 the role's attribute decides; from 16 each grant's own option,
+    // which ALTER ROLE does not change.
+    let fix = if version < 160_000 {
+        "ALTER ROLE lean INHERIT;"
+    } else {
+        "GRANT pg_monitor TO lean WITH INHERIT TRUE;"
+    };
+    let engine = engine(&format!(
+        "name: db\ndsn: 'postgresql://lean:{password}@127.0.0.1:{}/postgres'\n",
+        server.port()
+    ));
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(scrape.value("pg_monitor_privileges", &[]), Some(0.0));
+    let warnings = privilege_lines(&log, "WARN");
+    assert_eq!(warnings.len(), 1, "{:#?}", log.lines());
+    assert!(warnings[0].contains(fix), "{warnings:#?}");
+    assert!(!warnings[0].contains("Grant it"), "{warnings:#?}");
+
+    // Doing what it says is enough.
+    admin.batch_execute(fix).await.expect("the advised fix");
+    let fixed = mcpwatch_tests::engine::scrape(&engine, None).await;
+    assert_eq!(fixed.value("pg_monitor_privileges", &[]), Some(1.0));
+    assert_eq!(privilege_lines(&log, "INFO").len(), 1, "{:#?}", log.lines());
+}
+
+#[tokio::test]
+async fn a_dsn_naming_no_user_and_no_database_reads_each_database_once() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    // Without user and dbname, the exporter logs in as the user running it, into the
+    // database of that name.
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+        .expect("look the user up")
+        .expect("the user running the tests")
+        .name;
+    let password = mcpwatch_tests::random_token("os-user-");
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE \"{user}\"; EXCEPTION WHEN duplicate_object THEN NULL; \
+             END $$; ALTER ROLE \"{user}\" LOGIN PASSWORD '{password}'; \
+             GRANT pg_monitor TO \"{user}\"; CREATE TABLE in_postgres (id int);"
+        ))
+        .await
+        .expect("the OS user's role");
+    if user != "postgres" {
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{user}\""))
+            .await
+            .expect("the OS user's database");
+    }
+    server
+        .admin(&user)
+        .await
+        .batch_execute("CREATE TABLE in_users (id int)")
+        .await
+        .expect("a table in the user's database");
+
+    let engine = engine(&format!(
+        "name: db\ndsn: 'host=127.0.0.1 port={} password={password}'\n\
+         databases: [postgres, \"{user}\"]\n",
+        server.port()
+    ));
+    // The scrape fails on any series written twice.
+    let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
+    let exposition = text(&scrape).await;
+    assert_eq!(scrape.value("pg_up", &[]), Some(1.0), "{exposition}");
+    let tables = |datname: &str, relname: &str| {
+        lines_of(&exposition, "pg_stat_user_tables_n_live_tup")
+            .iter()
+            .filter(|l| {
+                l.contains(&format!("datname=\"{datname}\""))
+                    && l.contains(&format!("relname=\"{relname}\""))
+            })
+            .count()
+    };
+    assert_eq!(tables("postgres", "in_postgres"), 1, "{exposition}");
+    assert_eq!(tables(&user, "in_users"), 1, "{exposition}");
+    assert_eq!(
+        lines_of(&exposition, "pg_stat_user_tables_n_live_tup").len(),
+        2,
+        "{exposition}"
+    );
+}
+
 /// The reason `pg_connect_failure` gives, or `None` when connected.
 fn connect_failure(scrape: &Scrape) -> Option<String> {
     mcpwatch_tests::engine::connect_failure(scrape, "pg_connect_failure")
@@ -714,6 +985,28 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
                 .as_deref(),
             Some(*reason),
             "{host}:{port}"
+        );
+    }
+    // Peers that are not PostgreSQL and take in what the client sends: an HTTP server that
+    // answers 400 and ends the stream (the client is left with bytes that make no
+    // message), and one that declines TLS ("N"), answers with a message of no type
+    // PostgreSQL has, and keeps the connection open.
+    for (what, port) in [
+        (
+            "an HTTP server",
+            answering_port(b"HTTP/1.1 400 Bad Request\r\n\r\n", AfterAnswer::EndStream),
+        ),
+        (
+            "a message of no known type",
+            answering_port(b"N\x01\x00\x00\x00\x04", AfterAnswer::KeepOpen),
+        ),
+    ] {
+        assert_eq!(
+            failure_of(&format!("postgresql://m:pw@127.0.0.1:{port}/postgres"), "")
+                .await
+                .as_deref(),
+            Some("protocol"),
+            "{what}"
         );
     }
     drop(sessions);

@@ -9,6 +9,7 @@ use tokio_postgres::types::FromSql;
 
 use crate::config::PostgresConfig;
 use crate::connection::{Session, describe};
+use crate::privileges::Visibility;
 use crate::queries::MainQuery;
 
 /// Runs one prepared server-wide statement with its limit.
@@ -53,7 +54,8 @@ fn count(value: i64) -> f64 {
     value as f64
 }
 
-/// Writes the families of one server-wide statement (sizes are the caller's).
+/// Writes the families of one server-wide statement (the server's and the sizes are the
+/// caller's: see [`write_server`]).
 pub(crate) fn write(
     query: MainQuery,
     rows: &Result<Vec<Row>, tokio_postgres::Error>,
@@ -63,13 +65,12 @@ pub(crate) fn write(
         .as_ref()
         .map_err(|e| CollectError::msg(format_args!("{}: {}", query.name(), describe(e))))?;
     match query {
-        MainQuery::Server => write_server(rows, sink),
         MainQuery::Activity => write_activity(rows, sink),
         MainQuery::Locks => write_locks(rows, sink),
         MainQuery::Databases => write_databases(rows, sink),
         MainQuery::Replication => write_replication(rows, sink),
         MainQuery::Slots => write_slots(rows, sink),
-        MainQuery::Sizes => Ok(()),
+        MainQuery::Server | MainQuery::Sizes => Ok(()),
     }
 }
 
@@ -82,22 +83,36 @@ pub(crate) fn write_statements_available(available: bool, sink: &mut MetricSink)
     .add(&[], if available { 1.0 } else { 0.0 });
 }
 
-fn write_server(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectError> {
+/// Writes the families of the server statement; returns what it says of the monitoring
+/// role's privileges.
+pub(crate) fn write_server(
+    rows: &Result<Vec<Row>, tokio_postgres::Error>,
+    sink: &mut MetricSink,
+) -> Result<Option<Visibility>, CollectError> {
+    let what = MainQuery::Server.name();
+    let rows = rows
+        .as_ref()
+        .map_err(|e| CollectError::msg(format_args!("{what}: {}", describe(e))))?;
     let Some(row) = rows.first() else {
-        return Ok(());
+        return Ok(None);
     };
     write_server_row(row, sink)?;
     write_archiver(row, 8, sink)?;
     write_checkpointer(row, 12, sink)?;
-    let reads_all: bool = get(row, 21, "server")?;
+    let seen = Visibility {
+        reads_all: get(row, 21, what)?,
+        member: get(row, 22, what)?,
+        role: get(row, 23, what)?,
+        version: u32::try_from(get::<i64>(row, 1, what)?).unwrap_or(0),
+    };
     sink.gauge(
         "pg_monitor_privileges",
         "Whether the monitoring role sees every session and statement (1: it has the \
          privileges of pg_read_all_stats, through pg_monitor or as a superuser) or only its \
          own (0).",
     )
-    .add(&[], if reads_all { 1.0 } else { 0.0 });
-    Ok(())
+    .add(&[], if seen.reads_all { 1.0 } else { 0.0 });
+    Ok(Some(seen))
 }
 
 fn write_server_row(row: &Row, sink: &mut MetricSink) -> Result<(), CollectError> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mcpwatch_core::Secret;
 use mcpwatch_core::config::{ConfigPath, Problem, SecretFile, duration, secret_setting};
-use mcpwatch_core::metrics::{is_valid_label_name, is_valid_metric_name};
+use mcpwatch_core::metrics::{MetricKind, is_valid_label_name, is_valid_metric_name};
 use serde::Deserialize;
 
 /// One PostgreSQL server to watch.
@@ -140,6 +140,53 @@ impl CustomQuery {
             _ => name,
         }
     }
+
+    fn metric_kind(&self) -> MetricKind {
+        match self.kind {
+            CustomKind::Gauge => MetricKind::Gauge,
+            CustomKind::Counter => MetricKind::Counter,
+        }
+    }
+}
+
+/// The type of one of the collector's own metrics, read from its name (see
+/// [`crate::METRIC_NAMES`]).
+fn own_kind(name: &str) -> MetricKind {
+    if name.ends_with("_total") {
+        MetricKind::Counter
+    } else if name.ends_with("_info") {
+        MetricKind::Info
+    } else {
+        MetricKind::Gauge
+    }
+}
+
+/// The names a family takes in one exposition format or the other: its own; for a counter
+/// also its OpenMetrics family name (without `_total`) and that family's `_created` sample;
+/// for an info its family name (without `_info`).
+fn names_taken(name: &str, kind: MetricKind) -> Vec<String> {
+    let mut names = vec![name.to_owned()];
+    match kind {
+        MetricKind::Counter => {
+            if let Some(family) = name.strip_suffix("_total") {
+                names.push(family.to_owned());
+                names.push(format!("{family}_created"));
+            }
+        }
+        MetricKind::Info => {
+            if let Some(family) = name.strip_suffix("_info") {
+                names.push(family.to_owned());
+            }
+        }
+        MetricKind::Gauge | MetricKind::Histogram | MetricKind::Unknown => {}
+    }
+    names
+}
+
+/// Whether two families would be written as one, or give an exposition with one name twice.
+fn clash(a: (&str, MetricKind), b: (&str, MetricKind)) -> bool {
+    let taken = names_taken(b.0, b.1);
+    names_taken(a.0, a.1).iter().any(|n| taken.contains(n))
 }
 
 impl PostgresConfig {
@@ -189,9 +236,9 @@ impl PostgresConfig {
                 message,
             );
         }
-        // Which query and value made each metric name: two must not make the same one,
-        // or their series could be written twice in a scrape.
-        let mut made: Vec<(String, usize)> = Vec::new();
+        // Which query and value made each metric name: two must not make the same one, nor
+        // one of the collector's own, or their series could be written twice in a scrape.
+        let mut made: Vec<(String, MetricKind, usize)> = Vec::new();
         for (i, query) in self.queries.iter().enumerate() {
             let key = |k: &str| format!("queries[{i}].{k}");
             if !is_valid_metric_name(&query.metric) {
@@ -204,24 +251,49 @@ impl PostgresConfig {
                 return problem(&key("values"), "name at least one value column".into());
             }
             for (j, value) in query.values.iter().enumerate() {
+                let at = format!("queries[{i}].values[{j}]");
                 let name = query.metric_name(value);
+                let kind = query.metric_kind();
                 if !is_valid_metric_name(&name) {
+                    return problem(&at, format!("{value:?} does not make a valid metric name"));
+                }
+                let own = crate::METRIC_NAMES
+                    .iter()
+                    .find(|own| clash((&name, kind), (own, own_kind(own))));
+                if let Some(own) = own {
+                    let why = if **own == name {
+                        format!("makes {name}, which is one of the collector's own metrics")
+                    } else {
+                        format!(
+                            "makes {name}, which clashes with {own}, one of the collector's \
+                             own metrics (OpenMetrics names a counter's family without \
+                             _total and its creation time with _created, an info's family \
+                             without _info)"
+                        )
+                    };
                     return problem(
-                        &format!("queries[{i}].values[{j}]"),
-                        format!("{value:?} does not make a valid metric name"),
+                        &at,
+                        format!("{why}: give the query's metric a prefix of your own"),
                     );
                 }
-                if let Some((_, other)) = made.iter().find(|(n, _)| *n == name) {
+                let earlier = made
+                    .iter()
+                    .find(|(other, other_kind, _)| clash((&name, kind), (other, *other_kind)));
+                if let Some((other_name, _, other)) = earlier {
+                    let why = if *other_name == name {
+                        format!("makes {name}, which queries[{other}] makes too")
+                    } else {
+                        format!("makes {name}, which clashes with {other_name} of queries[{other}]")
+                    };
                     return problem(
-                        &format!("queries[{i}].values[{j}]"),
+                        &at,
                         format!(
-                            "makes {name}, which queries[{other}] makes too: name the \
-                             metrics apart, or return both from one query with a label \
-                             that tells them apart"
+                            "{why}: name the metrics apart, or return both from one query \
+                             with a label that tells them apart"
                         ),
                     );
                 }
-                made.push((name, i));
+                made.push((name, kind, i));
             }
             for (j, label) in query.labels.iter().enumerate() {
                 if !is_valid_label_name(label) || label == "target" {
@@ -287,6 +359,99 @@ mod tests {
         assert_eq!(c.validate().expect_err("bad sslmode").0, "dsn");
     }
 
+    /// The error of a target whose only query is `query` (YAML, indented as an item).
+    fn query_problem(query: &str) -> (String, String) {
+        parse(&format!(
+            "name: m\ndsn: postgresql://db/app\nqueries:\n  - {query}\n"
+        ))
+        .validate()
+        .expect_err(query)
+    }
+
+    #[test]
+    fn a_custom_metric_may_not_take_a_name_of_the_collectors() {
+        // As postgres_exporter's stock queries.yaml has it, and a port of pg_stat_database.
+        let (key, message) = query_problem(
+            "{metric: pg_postmaster, sql: \"SELECT extract(epoch FROM \
+             pg_postmaster_start_time()) AS start_time_seconds\", values: [start_time_seconds]}",
+        );
+        assert_eq!(key, "queries[0].values[0]");
+        assert_eq!(
+            message,
+            "makes pg_postmaster_start_time_seconds, which is one of the collector's own \
+             metrics: give the query's metric a prefix of your own"
+        );
+        let (key, message) = query_problem(
+            "{metric: pg_stat_database, sql: SELECT 1, labels: [datname], \
+             values: [numbackends, xact_commit]}",
+        );
+        assert_eq!(key, "queries[0].values[0]");
+        assert!(
+            message.starts_with(
+                "makes pg_stat_database_numbackends, which is one of the collector's own metrics"
+            ),
+            "{message}"
+        );
+        // A counter gets _total: the collector's counter exactly.
+        let (key, message) = query_problem(
+            "{metric: pg_stat_database, type: counter, sql: SELECT 1, labels: [datname], \
+             values: [deadlocks]}",
+        );
+        assert_eq!(key, "queries[0].values[0]");
+        assert!(
+            message.starts_with(
+                "makes pg_stat_database_deadlocks_total, which is one of the collector's own \
+                 metrics"
+            ),
+            "{message}"
+        );
+        // Names that differ from one of the collector's only by a suffix an exposition
+        // format adds or takes away: a counter's family without _total (and its _created
+        // sample), an info's without _info.
+        for (query, name, own) in [
+            (
+                "{metric: pg_stat_database, sql: SELECT 1, values: [deadlocks]}",
+                "pg_stat_database_deadlocks",
+                "pg_stat_database_deadlocks_total",
+            ),
+            (
+                "{metric: pg_stat_database, sql: SELECT 1, values: [deadlocks_created]}",
+                "pg_stat_database_deadlocks_created",
+                "pg_stat_database_deadlocks_total",
+            ),
+            (
+                "{metric: pg, type: counter, sql: SELECT 1, values: [up]}",
+                "pg_up_total",
+                "pg_up",
+            ),
+            (
+                "{metric: pg, sql: SELECT 1, values: [server]}",
+                "pg_server",
+                "pg_server_info",
+            ),
+        ] {
+            let (key, message) = query_problem(query);
+            assert_eq!(key, "queries[0].values[0]", "{query}");
+            assert!(
+                message.starts_with(&format!(
+                    "makes {name}, which clashes with {own}, one of the collector's own metrics"
+                )),
+                "{query}: {message}"
+            );
+        }
+        // Near names that clash with nothing are fine.
+        for query in [
+            "{metric: pg_stat_database, sql: SELECT 1, values: [numbackends_max]}",
+            "{metric: pg, sql: SELECT 1, values: [up_total]}",
+            "{metric: app, type: counter, sql: SELECT 1, values: [up]}",
+        ] {
+            let c = parse(&format!(
+                "name: m\ndsn: postgresql://db/app\nqueries:\n  - {query}\n"
+            ));
+            assert_eq!(c.validate(), Ok(()), "{query}");
+        }
+    }
+
     #[test]
     fn no_two_queries_make_one_series() {
         let c = parse(
@@ -307,6 +472,18 @@ mod tests {
         assert_eq!(
             c.validate().expect_err("label twice").0,
             "queries[0].labels[1]"
+        );
+        // A gauge jobs_n and a counter jobs_n_total are one family in OpenMetrics.
+        let c = parse(
+            "name: m\ndsn: postgresql://db/app\nqueries:\n  - metric: jobs\n    sql: SELECT 1 AS n\n    \
+             values: [n]\n  - metric: jobs\n    type: counter\n    sql: SELECT 2 AS n\n    \
+             values: [n]\n",
+        );
+        let (key, message) = c.validate().expect_err("one family twice");
+        assert_eq!(key, "queries[1].values[0]");
+        assert!(
+            message.starts_with("makes jobs_n_total, which clashes with jobs_n of queries[0]"),
+            "{message}"
         );
     }
 }

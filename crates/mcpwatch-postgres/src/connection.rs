@@ -16,9 +16,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::queries::{
-    MainQuery, READ_ALL_STATS, STATEMENTS_VERSION, TABLES, has_exec_time, statements_sql,
-};
+use crate::queries::{MainQuery, STATEMENTS_VERSION, TABLES, has_exec_time, statements_sql};
 
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -171,6 +169,9 @@ fn reason_of(error: &tokio_postgres::Error) -> ConnectFailure {
     if let Some(reason) = ConnectFailure::in_chain(error) {
         return reason;
     }
+    if peer_bytes_make_no_message(error) {
+        return ConnectFailure::Protocol;
+    }
     // tokio-postgres has no accessor for its error kind; its Display is the kind's fixed
     // description, never the server's or the system's text.
     match error.to_string().as_str() {
@@ -184,6 +185,31 @@ fn reason_of(error: &tokio_postgres::Error) -> ConnectFailure {
         "timeout waiting for server" => ConnectFailure::Timeout,
         _ => ConnectFailure::Other,
     }
+}
+
+/// Whether reading the server's messages failed on bytes that make none: a peer that is
+/// not PostgreSQL. postgres-protocol's parser says so with an I/O error of kind
+/// `InvalidInput` (a message of no known type; `InvalidData`, a bad length, is mapped by
+/// kind already); tokio-util's framing, when the stream ends inside a message, with one
+/// of kind `Other` whose text is its own fixed "bytes remaining on stream", the one way to
+/// tell it (never the server's or the system's text).
+fn peer_bytes_make_no_message(error: &tokio_postgres::Error) -> bool {
+    // Errors on the stream, not while opening the socket ("error connecting to server").
+    if error.to_string() != "error communicating with the server" {
+        return false;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidInput
+                || (io.kind() == std::io::ErrorKind::Other
+                    && io
+                        .get_ref()
+                        .is_some_and(|inner| inner.to_string() == "bytes remaining on stream"));
+        }
+        source = e.source();
+    }
+    false
 }
 
 #[derive(Clone, Debug)]
@@ -465,27 +491,14 @@ async fn prepare(
     label: &str,
     generation: u64,
 ) -> Result<Session, tokio_postgres::Error> {
-    let identity = client
-        .query_one(
-            &format!(
-                "SELECT current_setting('server_version_num')::int4, current_user::text, \
-                 {READ_ALL_STATS}"
-            ),
-            &[],
-        )
-        .await?;
-    let version: u32 = identity.try_get::<_, i32>(0)?.try_into().unwrap_or(0);
-    // Said once per connection: every scrape reports it as pg_monitor_privileges.
-    if matches!(role, Role::Main { .. }) && !identity.try_get::<_, bool>(2)? {
-        let user: String = identity.try_get(1)?;
-        tracing::warn!(
-            target = %label,
-            role = %user,
-            "The monitoring role lacks the privileges of pg_read_all_stats: other roles' \
-             sessions, transactions and statements are hidden from it, so connection counts, \
-             transaction ages and pg_stat_statements cover its own only. Grant it pg_monitor."
-        );
-    }
+    // Whether the role sees every session is read by every scrape (pg_monitor_privileges),
+    // which logs when it changes.
+    let version: u32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?
+        .try_get::<_, i32>(0)?
+        .try_into()
+        .unwrap_or(0);
     let tables = client
         .prepare(TABLES)
         .await

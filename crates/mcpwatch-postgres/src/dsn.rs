@@ -84,6 +84,18 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
     if config.get_hosts().is_empty() {
         config.host("localhost");
     }
+    // tokio-postgres logs in as the user running the process when none is named, and the
+    // server then picks the database of that name: said here, so that the collector knows
+    // which database it lands in.
+    if config.get_user().is_none() {
+        let user = whoami::username().map_err(|e| {
+            format!(
+                "names no user, and the system user this process runs as has no name to log in \
+                 as ({e}): add user=..."
+            )
+        })?;
+        config.user(user);
+    }
     Ok(ParsedDsn {
         config,
         ssl_mode,
@@ -191,12 +203,16 @@ pub fn target_name(dsn: &Secret) -> Result<String, String> {
         None => "localhost".to_owned(),
     };
     let port = parsed.config.get_ports().first().copied().unwrap_or(5432);
-    let database = parsed
-        .config
+    Ok(format!("{host}:{port}/{}", database(&parsed.config)))
+}
+
+/// The database a connection lands in: the one named, else the user's (the user is
+/// always set by [`parse`]).
+pub(crate) fn database(config: &tokio_postgres::Config) -> &str {
+    config
         .get_dbname()
-        .or(parsed.config.get_user())
-        .unwrap_or("postgres");
-    Ok(format!("{host}:{port}/{database}"))
+        .or(config.get_user())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -263,6 +279,14 @@ mod tests {
         assert_eq!(
             target_name(&Secret::new("host=10.0.0.5 user=monitor")).as_deref(),
             Ok("10.0.0.5:5432/monitor")
+        );
+        // No user, no database: the user running the process, and its database.
+        assert_eq!(
+            target_name(&Secret::new("host=10.0.0.5 password=pw")),
+            Ok(format!(
+                "10.0.0.5:5432/{}",
+                whoami::username().expect("the user running the tests")
+            ))
         );
         assert_eq!(
             target_name(&Secret::new("postgresql://u:pw@[::1]:5432/app")).as_deref(),

@@ -7,6 +7,7 @@ pub mod config;
 mod connection;
 mod custom;
 mod dsn;
+mod privileges;
 mod queries;
 mod tls;
 
@@ -44,7 +45,74 @@ pub fn client_config(
 
 use crate::collect::TableFamilies;
 use crate::connection::{Connection, ResetUnlessAnswered, Role, Session};
+use crate::privileges::PrivilegeWatch;
 use crate::queries::MainQuery;
+
+/// Every metric name the collector writes, for the checks that keep a custom query from
+/// writing one of them. A counter's name ends in `_total` and an info's in `_info`, and no
+/// other name does: the checks read the type from the name.
+pub const METRIC_NAMES: &[&str] = &[
+    "pg_up",
+    "pg_connect_failure",
+    "pg_probe_duration_seconds",
+    "pg_monitor_privileges",
+    "pg_server_info",
+    "pg_postmaster_start_time_seconds",
+    "pg_in_recovery",
+    "pg_settings_max_connections",
+    "pg_settings_superuser_reserved_connections",
+    "pg_settings_reserved_connections",
+    "pg_replication_replay_delay_seconds",
+    "pg_stat_archiver_archived_total",
+    "pg_stat_archiver_failed_total",
+    "pg_stat_archiver_last_archived_time_seconds",
+    "pg_stat_archiver_last_failed_time_seconds",
+    "pg_checkpoints_timed_total",
+    "pg_checkpoints_requested_total",
+    "pg_checkpoint_write_seconds_total",
+    "pg_checkpoint_sync_seconds_total",
+    "pg_checkpoint_buffers_written_total",
+    "pg_bgwriter_buffers_clean_total",
+    "pg_bgwriter_maxwritten_clean_total",
+    "pg_bgwriter_buffers_backend_total",
+    "pg_bgwriter_buffers_alloc_total",
+    "pg_stat_activity_connections",
+    "pg_oldest_transaction_seconds",
+    "pg_oldest_idle_in_transaction_seconds",
+    "pg_sessions_waiting_on_locks",
+    "pg_locks",
+    "pg_locks_waiting",
+    "pg_stat_database_numbackends",
+    "pg_stat_database_xact_commit_total",
+    "pg_stat_database_xact_rollback_total",
+    "pg_stat_database_blks_read_total",
+    "pg_stat_database_blks_hit_total",
+    "pg_stat_database_tup_returned_total",
+    "pg_stat_database_tup_fetched_total",
+    "pg_stat_database_tup_inserted_total",
+    "pg_stat_database_tup_updated_total",
+    "pg_stat_database_tup_deleted_total",
+    "pg_stat_database_conflicts_total",
+    "pg_stat_database_temp_files_total",
+    "pg_stat_database_temp_bytes_total",
+    "pg_stat_database_deadlocks_total",
+    "pg_database_size_bytes",
+    "pg_replication_lag_seconds",
+    "pg_replication_lag_bytes",
+    "pg_replication_slot_active",
+    "pg_replication_slot_retained_wal_bytes",
+    "pg_stat_statements_available",
+    "pg_stat_statements_calls_total",
+    "pg_stat_statements_seconds_total",
+    "pg_stat_statements_rows_total",
+    "pg_stat_statements_query_info",
+    "pg_stat_user_tables_n_live_tup",
+    "pg_stat_user_tables_n_dead_tup",
+    "pg_stat_user_tables_seq_scan_total",
+    "pg_stat_user_tables_idx_scan_total",
+    "pg_stat_user_tables_last_autovacuum_age_seconds",
+    "pg_stat_user_tables_last_autoanalyze_age_seconds",
+];
 
 /// Database sizes (name, bytes) and when they were read.
 type SizesRead = (Instant, Vec<(String, f64)>);
@@ -73,6 +141,8 @@ pub struct PostgresCollector {
     others: BTreeMap<String, Connection>,
     /// Database sizes and when they were read.
     sizes: Mutex<Option<SizesRead>>,
+    /// Whether the role saw every session at the last scrape.
+    privileges: PrivilegeWatch,
 }
 
 impl std::fmt::Debug for PostgresCollector {
@@ -140,11 +210,7 @@ impl PostgresCollector {
             .application_name("mcpwatch")
             .connect_timeout(config.connect_timeout)
             .keepalives_idle(std::time::Duration::from_secs(30));
-        let main_database = base
-            .get_dbname()
-            .or(base.get_user())
-            .unwrap_or("postgres")
-            .to_owned();
+        let main_database = dsn::database(&base).to_owned();
         let main = Connection::new(
             format!("{}/{main_database}", config.name),
             base.clone(),
@@ -182,6 +248,7 @@ impl PostgresCollector {
             main_database,
             others,
             sizes: Mutex::new(None),
+            privileges: PrivilegeWatch::default(),
         })
     }
 
@@ -323,6 +390,13 @@ impl Collector for PostgresCollector {
                 // The server did not answer: nothing else is to be trusted.
                 Part::Probe(Err(e)) => {
                     return Err(CollectError::msg(connection::describe(&e)).context("probe"));
+                }
+                Part::Main(MainQuery::Server, rows) => {
+                    let written = collect::write_server(&rows, sink);
+                    if let Ok(Some(seen)) = &written {
+                        self.privileges.observe(&self.config.name, seen);
+                    }
+                    written.map(drop)
                 }
                 Part::Main(MainQuery::Sizes, rows) => self.read_sizes(&rows, sink),
                 Part::Main(query, rows) => collect::write(query, &rows, sink),
@@ -512,6 +586,25 @@ mod tests {
             twice.table_databases().collect::<Vec<_>>(),
             ["app", "b", "c"]
         );
+    }
+
+    #[test]
+    fn with_no_user_and_no_database_the_main_database_is_the_os_users() {
+        // The server takes the database named as the user, and tokio-postgres logs in as
+        // the user running the process.
+        let user = whoami::username().expect("the user running the tests");
+        let c = collector(&format!(
+            "name: m\ndsn: 'host=127.0.0.1 port=5432 password=r'\ndatabases: [postgres, {user}]\n"
+        ))
+        .expect("collector");
+        assert_eq!(c.main_database, user);
+        if user != "postgres" {
+            assert_eq!(c.others.keys().collect::<Vec<_>>(), ["postgres"]);
+            assert_eq!(
+                c.table_databases().collect::<Vec<_>>(),
+                [user.as_str(), "postgres"]
+            );
+        }
     }
 
     #[test]

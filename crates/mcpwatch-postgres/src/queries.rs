@@ -45,8 +45,9 @@ impl MainQuery {
             // One row: the server, then pg_stat_archiver (from column 8), then the
             // checkpointer and bgwriter (from column 12; PostgreSQL 17 moved the
             // checkpointer's counters out of pg_stat_bgwriter), then whether the role sees
-            // every session and statement (column 21), read on every scrape so that a
-            // GRANT shows at once.
+            // every session and statement (column 21), whether it is a member that could
+            // (22), and its name (23), read on every scrape so that a GRANT or REVOKE shows
+            // at once.
             MainQuery::Server => format!(
                 "SELECT current_setting('server_version')::text, \
                  current_setting('server_version_num')::int8, \
@@ -62,7 +63,7 @@ impl MainQuery {
                  extract(epoch FROM a.last_archived_time)::float8, \
                  extract(epoch FROM a.last_failed_time)::float8, \
                  {checkpointer}, \
-                 {READ_ALL_STATS} \
+                 {READ_ALL_STATS}, {READ_ALL_STATS_MEMBER}, quote_ident(current_user)::text \
                  FROM pg_stat_archiver a, pg_stat_bgwriter b{checkpointer_view}",
                 reserved = if version >= 160_000 {
                     "current_setting('reserved_connections')"
@@ -225,6 +226,11 @@ pub(crate) const TABLES: &str = "SELECT current_database()::text, t.nspname::tex
 /// statements.
 pub(crate) const READ_ALL_STATS: &str = "pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')";
 
+/// Whether the session's role is a member of `pg_read_all_stats`, whether it inherits its
+/// privileges or not: a member without them is one that does not inherit.
+pub(crate) const READ_ALL_STATS_MEMBER: &str =
+    "pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')";
+
 /// The version of pg_stat_statements installed in the connected database, if any.
 pub(crate) const STATEMENTS_VERSION: &str =
     "SELECT extversion::text FROM pg_extension WHERE extname = 'pg_stat_statements'";
@@ -241,6 +247,11 @@ mod tests {
                 .contains("pg_stat_checkpointer c")
         );
         assert!(MainQuery::Server.sql(150_000).contains(READ_ALL_STATS));
+        assert!(
+            MainQuery::Server
+                .sql(150_000)
+                .contains(READ_ALL_STATS_MEMBER)
+        );
         assert!(
             !MainQuery::Server
                 .sql(160_004)
