@@ -213,3 +213,64 @@ async fn postgres_is_up_for_every_scrape_whose_budget_holds_its_queries() {
         "same deadline (2 s): {collections} collections for 24 scrapes"
     ));
 }
+
+/// The collector's connections are shared by concurrent collections too: a collection cut
+/// by a short deadline must neither reset a connection under a longer one's query, nor
+/// leave work on it that the next collection queues behind, on the main database or
+/// another.
+#[tokio::test]
+async fn one_collections_deadline_never_fails_another_on_the_same_connection() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    server
+        .admin("postgres")
+        .await
+        .batch_execute("CREATE DATABASE other")
+        .await
+        .expect("create database");
+    let collector = PostgresCollector::new(
+        parse_yaml(
+            &format!(
+                "name: db\ndsn: '{}'\nqueries:\n  - metric: slow\n    \
+                 sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n  \
+                 - metric: elsewhere\n    database: other\n    \
+                 sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n",
+                server.dsn("postgres")
+            ),
+            Path::new("t.yml"),
+        )
+        .expect("config"),
+    )
+    .expect("collector");
+    let (engine, address) = serve(Arc::new(collector)).await;
+    let first = scrape_after(address, Duration::ZERO, None)
+        .await
+        .expect("scrape");
+    assert_eq!(success(&first, "postgres", "db"), Some(1.0), "{first}");
+    let complete = |text: &str| {
+        success(text, "postgres", "db") == Some(1.0)
+            && value_of(text, "slow_n{target=\"db\"}") == Some(1.0)
+            && value_of(text, "elsewhere_n{target=\"db\"}") == Some(1.0)
+    };
+
+    // A scrape with no timeout, then one whose 0.5 s cannot hold the queries: the first
+    // still gets everything.
+    let (answers, _) = rounds(&engine, address, 3, &[(0, None), (100, Some("1"))]).await;
+    for (round, answers) in answers.iter().enumerate() {
+        assert!(complete(&answers[0]), "round {round}:\n{}", answers[0]);
+        assert_eq!(success(&answers[1], "postgres", "db"), Some(0.0));
+    }
+    // Three overlapping scrapes whose budgets each hold the queries: none waits behind
+    // another's.
+    let (answers, _) = rounds(
+        &engine,
+        address,
+        3,
+        &[(0, None), (50, Some("3")), (100, Some("2"))],
+    )
+    .await;
+    for (round, answers) in answers.iter().enumerate() {
+        for (i, answer) in answers.iter().enumerate() {
+            assert!(complete(answer), "round {round}, scrape {i}:\n{answer}");
+        }
+    }
+}

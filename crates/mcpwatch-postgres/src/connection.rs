@@ -1,7 +1,12 @@
 //! One long-lived connection per database, kept by a supervising task: it connects,
 //! prepares the scrape's statements once, drives the connection, notices the moment it
-//! drops, and reconnects with backoff (at once when a scrape asks). A scrape never opens a
-//! connection of its own.
+//! drops, and reconnects with backoff (at once when a scrape asks).
+//!
+//! A collection holds the connection alone for as long as it runs ([`Lease`]), so that one
+//! collection's deadline never cuts, resets or queues behind another's work: concurrent
+//! collections (scrapes with different budgets) get a session of their own, closed when
+//! they end. What a collection cut by its deadline left running on the server is cancelled
+//! before the connection serves the next one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +25,13 @@ use crate::queries::{MainQuery, STATEMENTS_VERSION, TABLES, has_exec_time, state
 
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The generation of a session a collection made for itself: no reset means it.
+const PRIVATE: u64 = 0;
+
+/// The longest a cut collection's work is waited for (cancelled, then drained) before its
+/// connection serves again; a server that answers nothing by then is the supervisor's.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// How often a connection without pg_stat_statements looks for it again.
 const STATEMENTS_RECHECK: Duration = Duration::from_secs(300);
@@ -128,7 +140,7 @@ pub(crate) struct ConnectError {
 }
 
 impl ConnectError {
-    fn new(message: impl Into<Arc<str>>, reason: ConnectFailure) -> Self {
+    pub(crate) fn new(message: impl Into<Arc<str>>, reason: ConnectFailure) -> Self {
         Self {
             message: message.into(),
             reason,
@@ -239,6 +251,82 @@ struct Shared {
 pub(crate) struct Connection {
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Held by the collection using the supervised session.
+    busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A collection's hold on a session, for as long as the collection runs.
+pub(crate) struct Lease {
+    session: Arc<Session>,
+    hold: Hold,
+    tls: MakeRustlsConnect,
+    finished: bool,
+}
+
+enum Hold {
+    /// The supervised session, which no other collection uses meanwhile.
+    Supervised(tokio::sync::OwnedMutexGuard<()>),
+    /// A session made for this collection, closed when it ends.
+    Private(Driver),
+    /// The supervised session, shared: another collection holds it and no session of this
+    /// collection's own could be made (out of connection slots).
+    Shared,
+}
+
+impl Lease {
+    /// The session.
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The session a reset of this collection's may name: the supervised one only while
+    /// this collection holds it alone; a session of its own is closed anyway, and a shared
+    /// one is another collection's to reset.
+    pub(crate) fn generation(&self) -> u64 {
+        match self.hold {
+            Hold::Supervised(_) => self.session.generation,
+            Hold::Private(_) | Hold::Shared => PRIVATE,
+        }
+    }
+
+    /// The collection ended with every query answered: nothing is left to cancel.
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let hold = std::mem::replace(&mut self.hold, Hold::Shared);
+        if self.finished {
+            if let Hold::Private(driver) = hold {
+                driver.abort();
+            }
+            return;
+        }
+        // Cut by the deadline (or given up on an error): what it sent may still run on the
+        // server, and would hold up the next collection. Cancelled, then waited for, off
+        // the scrape's path.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = self.session.clone();
+        let tls = self.tls.clone();
+        runtime.spawn(async move {
+            let cancel = session.client.cancel_token();
+            let _ = tokio::time::timeout(DRAIN_LIMIT, cancel.cancel_query(tls)).await;
+            match hold {
+                Hold::Private(driver) => driver.abort(),
+                Hold::Supervised(guard) => {
+                    // An empty query is answered once everything sent before it is done.
+                    let _ =
+                        tokio::time::timeout(DRAIN_LIMIT, session.client.simple_query("")).await;
+                    drop(guard);
+                }
+                Hold::Shared => {}
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -271,6 +359,36 @@ impl Connection {
                 reset_generation: AtomicU64::new(u64::MAX),
             }),
             task: Mutex::new(None),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The session for one collection: the supervised one when no other collection holds
+    /// it, else one made for this collection (within `wait_share` of the time left), else,
+    /// when none can be made, the supervised one shared.
+    pub(crate) async fn lease(
+        &self,
+        ctx: &ScrapeContext,
+        wait_share: f64,
+    ) -> Result<Lease, ConnectError> {
+        let session = self.session(ctx, wait_share).await?;
+        let lease = |session, hold| Lease {
+            session,
+            hold,
+            tls: self.shared.tls.clone(),
+            finished: false,
+        };
+        if let Ok(guard) = self.busy.clone().try_lock_owned() {
+            return Ok(lease(session, Hold::Supervised(guard)));
+        }
+        let limit = ctx.remaining().mul_f64(wait_share);
+        match tokio::time::timeout(limit, connect(&self.shared, PRIVATE)).await {
+            Ok(Ok((private, driver))) => Ok(lease(Arc::new(private), Hold::Private(driver))),
+            Ok(Err(error)) => {
+                tracing::debug!(target = %self.shared.label, %error, "No session of its own for a concurrent collection; sharing the connection.");
+                Ok(lease(session, Hold::Shared))
+            }
+            Err(_) => Ok(lease(session, Hold::Shared)),
         }
     }
 
@@ -331,6 +449,10 @@ impl Connection {
     /// before the deadline, whose socket may be dead without being closed. A reset meant for
     /// an earlier session is ignored.
     pub(crate) fn reset(&self, generation: u64) {
+        if generation == PRIVATE {
+            // A collection's own session closes when the collection ends.
+            return;
+        }
         self.shared
             .reset_generation
             .store(generation, Ordering::SeqCst);
@@ -360,10 +482,11 @@ pub(crate) struct ResetUnlessAnswered<'a> {
 }
 
 impl<'a> ResetUnlessAnswered<'a> {
-    pub(crate) fn new(connection: &'a Connection, session: &Session) -> Self {
+    /// Armed for the session `generation` of `connection` (see [`Lease::generation`]).
+    pub(crate) fn new(connection: &'a Connection, generation: u64) -> Self {
         Self {
             connection: Some(connection),
-            generation: session.generation,
+            generation,
         }
     }
 
@@ -502,7 +625,11 @@ async fn prepare(
     let tables = client
         .prepare(TABLES)
         .await
-        .map_err(|e| tracing::warn!(target = %label, error = %describe(&e), "Table statistics unavailable."))
+        .map_err(|e| {
+            if generation != PRIVATE {
+                tracing::warn!(target = %label, error = %describe(&e), "Table statistics unavailable.");
+            }
+        })
         .ok();
     let mut main = HashMap::new();
     let mut statement_text = None;
@@ -524,12 +651,14 @@ async fn prepare(
                 Ok(statement) => {
                     main.insert(query, statement);
                 }
-                Err(e) => tracing::warn!(
+                // Said once, by the supervised session.
+                Err(e) if generation != PRIVATE => tracing::warn!(
                     target = %label,
                     view = query.name(),
                     error = %describe(&e),
                     "Statistics unavailable; check the role's privileges (pg_monitor)."
                 ),
+                Err(_) => {}
             }
         }
     }

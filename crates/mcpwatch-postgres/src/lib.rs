@@ -44,7 +44,7 @@ pub fn client_config(
 }
 
 use crate::collect::TableFamilies;
-use crate::connection::{Connection, ResetUnlessAnswered, Role, Session};
+use crate::connection::{ConnectError, Connection, Lease, ResetUnlessAnswered, Role, Session};
 use crate::privileges::PrivilegeWatch;
 use crate::queries::MainQuery;
 
@@ -130,7 +130,9 @@ pub struct PostgresError {
 /// Collects the metrics of one PostgreSQL server (`pg_*`), labelled `target="<name>"`.
 ///
 /// It keeps one connection per database it reads (the connection string's, and those in
-/// `databases` and the custom queries), each supervised and reconnected in the background.
+/// `databases` and the custom queries), each supervised and reconnected in the background,
+/// and held by one collection at a time (a concurrent collection gets a session of its
+/// own).
 /// A scrape first checks the server with `SELECT 1` (`pg_up`, `pg_probe_duration_seconds`),
 /// then sends every prepared statement at once.
 pub struct PostgresCollector {
@@ -319,10 +321,12 @@ impl Collector for PostgresCollector {
         // it is served even when the deadline cuts the collection.
         sink.gauge("pg_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
-        let main = match self.main.session(ctx, 0.5).await {
-            Ok(main) => {
+        // This collection's own hold on each connection, so that another collection's
+        // deadline never cuts its queries, nor theirs queue behind its own.
+        let mut main_lease = match self.main.lease(ctx, 0.5).await {
+            Ok(lease) => {
                 write_connect_failure(sink, "pg", None);
-                main
+                lease
             }
             Err(e) => {
                 write_connect_failure(sink, "pg", Some(e.reason));
@@ -335,8 +339,10 @@ impl Collector for PostgresCollector {
         // then the user's queries, so that a slow custom query delays none of ours. Each
         // result is written as it arrives: when the deadline cuts a slow query, the rest
         // is served.
+        let main = main_lease.session().clone();
+        let mut others = OtherLeases::new(self, ctx);
         let mut parts: FuturesUnordered<PartFuture<'_>> = FuturesUnordered::new();
-        parts.push(Box::pin(self.probe(&main)));
+        parts.push(Box::pin(self.probe(&main, main_lease.generation())));
         let sizes_due = self.sizes_due();
         for query in MainQuery::ALL {
             if query == MainQuery::Sizes && !sizes_due {
@@ -364,10 +370,10 @@ impl Collector for PostgresCollector {
             }
         }));
         for database in self.table_databases() {
-            parts.push(Box::pin(self.tables(database, &main, ctx)));
+            parts.push(Box::pin(self.tables(database, &main, &others)));
         }
         for query in &self.config.queries {
-            parts.push(Box::pin(self.custom(query, &main, ctx)));
+            parts.push(Box::pin(self.custom(query, &main, &others)));
         }
         if !sizes_due {
             self.write_cached_sizes(sink);
@@ -431,14 +437,69 @@ impl Collector for PostgresCollector {
             };
             result = result.and(outcome);
         }
+        // Every query was answered: nothing of this collection runs on the server.
+        drop(parts);
+        main_lease.finish();
+        others.finish();
         result
+    }
+}
+
+/// The sessions of the other databases one collection reads, each leased on first use and
+/// shared by that collection's queries.
+struct OtherLeases<'a> {
+    collector: &'a PostgresCollector,
+    ctx: &'a ScrapeContext,
+    leases: BTreeMap<&'a str, tokio::sync::OnceCell<Result<Lease, ConnectError>>>,
+}
+
+impl<'a> OtherLeases<'a> {
+    fn new(collector: &'a PostgresCollector, ctx: &'a ScrapeContext) -> Self {
+        Self {
+            collector,
+            ctx,
+            leases: collector
+                .others
+                .keys()
+                .map(|database| (database.as_str(), tokio::sync::OnceCell::new()))
+                .collect(),
+        }
+    }
+
+    /// The session of `database` (one of the others) for this collection, and the
+    /// generation a reset may name.
+    async fn session(&self, database: &str) -> Result<(Arc<Session>, u64), ConnectError> {
+        let connection = self.collector.connection(Some(database));
+        let Some(cell) = self.leases.get(database) else {
+            return Err(ConnectError::new(
+                format!("no connection to {database}"),
+                mcpwatch_core::connect_failure::ConnectFailure::Other,
+            ));
+        };
+        cell.get_or_init(|| connection.lease(self.ctx, 0.5))
+            .await
+            .as_ref()
+            .map(|lease| (lease.session().clone(), lease.generation()))
+            .map_err(Clone::clone)
+    }
+
+    /// Every query on them was answered.
+    fn finish(&mut self) {
+        for lease in self
+            .leases
+            .values_mut()
+            .filter_map(|cell| cell.get_mut())
+            .flatten()
+        {
+            lease.finish();
+        }
     }
 }
 
 impl PostgresCollector {
     /// `SELECT 1` on the main connection; reset if the deadline comes first.
-    async fn probe(&self, main: &Arc<Session>) -> Part {
-        let unanswered = ResetUnlessAnswered::new(&self.main, main);
+    async fn probe(&self, main: &Arc<Session>, generation: u64) -> Part {
+        let unanswered = ResetUnlessAnswered::new(&self.main, generation);
         let start = Instant::now();
         let result = main.client.simple_query("SELECT 1").await;
         unanswered.answered();
@@ -448,21 +509,18 @@ impl PostgresCollector {
     /// The top tables of `database`, on its own connection when it is not the main one.
     /// Another database's connection is reset when its query is cut by the deadline (its
     /// socket may be dead); the main one answered its probe, so there it is only slow.
-    async fn tables(&self, database: &str, main: &Arc<Session>, ctx: &ScrapeContext) -> Part {
+    async fn tables(&self, database: &str, main: &Arc<Session>, others: &OtherLeases<'_>) -> Part {
         let other = (database != self.main_database).then(|| self.connection(Some(database)));
         let session = match other {
-            Some(connection) => connection
-                .session(ctx, 0.5)
-                .await
-                .map_err(CollectError::from),
-            None => Ok(main.clone()),
+            Some(_) => others.session(database).await.map_err(CollectError::from),
+            None => Ok((main.clone(), 0)),
         };
         let rows = match session {
             Err(e) => Err(e),
-            Ok(session) => match &session.tables {
+            Ok((session, generation)) => match &session.tables {
                 None => Ok(Vec::new()),
                 Some(statement) => {
-                    let unanswered = other.map(|c| ResetUnlessAnswered::new(c, &session));
+                    let unanswered = other.map(|c| ResetUnlessAnswered::new(c, generation));
                     let rows = session
                         .client
                         .query(statement, &[&i64::from(self.config.top_tables)])
@@ -478,7 +536,12 @@ impl PostgresCollector {
     }
 
     /// One custom query, in its own sink.
-    async fn custom(&self, query: &CustomQuery, main: &Arc<Session>, ctx: &ScrapeContext) -> Part {
+    async fn custom(
+        &self,
+        query: &CustomQuery,
+        main: &Arc<Session>,
+        others: &OtherLeases<'_>,
+    ) -> Part {
         let mut out = MetricSink::default();
         let database = query
             .database
@@ -486,17 +549,14 @@ impl PostgresCollector {
             .filter(|d| *d != self.main_database);
         let connection = self.connection(database);
         let session = match database {
-            Some(_) => connection
-                .session(ctx, 0.5)
-                .await
-                .map_err(CollectError::from),
-            None => Ok(main.clone()),
+            Some(database) => others.session(database).await.map_err(CollectError::from),
+            None => Ok((main.clone(), 0)),
         };
         let result = match session {
-            Ok(session) => {
+            Ok((session, generation)) => {
                 // Only another database's connection is reset: the main one answered its
                 // probe, so a slow custom query there is only slow.
-                let unanswered = database.map(|_| ResetUnlessAnswered::new(connection, &session));
+                let unanswered = database.map(|_| ResetUnlessAnswered::new(connection, generation));
                 let result = custom::run(&session, query, &mut out).await;
                 if let Some(unanswered) = unanswered {
                     unanswered.answered();
