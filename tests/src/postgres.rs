@@ -244,6 +244,27 @@ impl PostgresServer {
             .unwrap_or_default()
     }
 
+    /// Creates a role that can log in, with these attributes (`NOINHERIT IN ROLE
+    /// pg_monitor`, ...) and a random password, which it returns; and the connection
+    /// string of `database` as that role.
+    ///
+    /// # Panics
+    /// When the server refuses the role.
+    pub async fn login_role(&self, name: &str, attributes: &str, database: &str) -> String {
+        let password = crate::random_token(&format!("{name}-"));
+        self.admin("postgres")
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {name} LOGIN PASSWORD '{password}' {attributes}"
+            ))
+            .await
+            .expect("CREATE ROLE");
+        format!(
+            "postgresql://{name}:{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+
     /// A superuser session over the Unix socket, in `database`.
     ///
     /// # Panics

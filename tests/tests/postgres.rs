@@ -737,17 +737,10 @@ async fn losing_pg_read_all_stats_while_connected_is_logged_once_per_change() {
     let (log, _guard) = CapturedLog::start();
     let server = PostgresServer::start(PostgresOptions::default()).await;
     let admin = server.admin("postgres").await;
-    let password = mcpwatch_tests::random_token("watcher-");
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE watcher LOGIN PASSWORD '{password}' IN ROLE pg_monitor"
-        ))
-        .await
-        .expect("create role");
-    let engine = engine(&format!(
-        "name: db\ndsn: 'postgresql://watcher:{password}@127.0.0.1:{}/postgres'\n",
-        server.port()
-    ));
+    let dsn = server
+        .login_role("watcher", "IN ROLE pg_monitor", "postgres")
+        .await;
+    let engine = engine(&format!("name: db\ndsn: '{dsn}'\n"));
     let privileges = |scrape: &Scrape| scrape.value("pg_monitor_privileges", &[]);
     let counts = || {
         (
@@ -802,13 +795,9 @@ async fn a_noinherit_member_of_pg_monitor_is_told_how_to_inherit() {
     let (log, _guard) = CapturedLog::start();
     let server = PostgresServer::start(PostgresOptions::default()).await;
     let admin = server.admin("postgres").await;
-    let password = mcpwatch_tests::random_token("lean-");
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE lean LOGIN NOINHERIT PASSWORD '{password}' IN ROLE pg_monitor"
-        ))
-        .await
-        .expect("create role");
+    let dsn = server
+        .login_role("lean", "NOINHERIT IN ROLE pg_monitor", "postgres")
+        .await;
     let version: i32 = admin
         .query_one("SELECT current_setting('server_version_num')::int4", &[])
         .await
@@ -821,10 +810,7 @@ async fn a_noinherit_member_of_pg_monitor_is_told_how_to_inherit() {
     } else {
         "GRANT pg_monitor TO lean WITH INHERIT TRUE;"
     };
-    let engine = engine(&format!(
-        "name: db\ndsn: 'postgresql://lean:{password}@127.0.0.1:{}/postgres'\n",
-        server.port()
-    ));
+    let engine = engine(&format!("name: db\ndsn: '{dsn}'\n"));
     let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(scrape.value("pg_monitor_privileges", &[]), Some(0.0));
     let warnings = privilege_lines(&log, "WARN");
