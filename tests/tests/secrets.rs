@@ -631,3 +631,269 @@ fn a_url_given_without_its_flag_is_not_printed() {
         }
     }
 }
+
+/// A file the exporter or the notifier is given, or a flag, that must be refused.
+struct Refused {
+    what: &'static str,
+    binary: &'static str,
+    /// `--config.file` or `--web.config.file`, and the file's text.
+    file: Option<(&'static str, String)>,
+    args: Vec<String>,
+}
+
+impl Refused {
+    fn exporter(what: &'static str, text: String) -> Self {
+        Self::file(what, "mcpwatch-exporter", "--config.file", text)
+    }
+
+    fn file(what: &'static str, binary: &'static str, flag: &'static str, text: String) -> Self {
+        Self {
+            what,
+            binary,
+            file: Some((flag, text)),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// Secrets that are not in a URL's user info or query string are not quoted back either:
+/// a password written as a key (no space after its colon), a libpq connection string or a
+/// URL whose password holds a backtick under a key of another type, a URL whose path is
+/// the secret (a Slack webhook), a URL used as a name, a metric, a label or a CA file (whose
+/// reading fails when the collector is built), a target named by a URL with credentials
+/// (refused: it would become the `target` label), a password in a URL's port, brackets
+/// around something that is not an IPv6 address; in the exporter's and the notifier's
+/// configuration, the web configuration, and the body and log line of a reload that fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_quoted_back_from_values_keys_and_names() {
+    let p = random_token("Pw0rd");
+    let tail = random_token("Bt1ck");
+    let secrets = [p.as_str(), tail.as_str()];
+    let c = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = |entry: &str| format!("collectors:\n  redis:\n    - name: a\n{entry}");
+    let postgres = |entry: &str| format!("collectors:\n  postgres:\n    - name: a\n{entry}");
+    let wsdaemon = |entry: &str| {
+        format!(
+            "collectors:\n  wsdaemon:\n    - name: a\n      \
+             health_url: http://127.0.0.1:{c}/health\n      mappings:\n        \
+             - pointer: /a\n{entry}"
+        )
+    };
+    let slack = format!("https://127.0.0.1:{c}/services/T0/B0/{p}");
+    let notifier = |what, text| Refused::file(what, "mcpwatch-notifier", "--config.file", text);
+    let mut cases = vec![
+        Refused::exporter(
+            "a password written as a key",
+            format!(
+                "collectors:\n  redis: [{{name: a, url: \"redis://127.0.0.1:{c}\", \
+                 password:{p}}}]\n"
+            ),
+        ),
+        Refused::exporter(
+            "a DSN written as a key",
+            format!(
+                "collectors:\n  postgres: [{{name: a, dsn:postgresql://m:{p}@127.0.0.1:{c}/app}}]\n"
+            ),
+        ),
+        Refused::exporter(
+            "a connection string written as a key",
+            postgres(&format!("      host=127.0.0.1 password={p}: x\n")),
+        ),
+        Refused::exporter(
+            "a URL written as a key",
+            redis(&format!("      redis://:{p}@127.0.0.1: 1\n")),
+        ),
+        Refused::exporter(
+            "a connection string as a duration",
+            format!("scrape:\n  timeout: \"host=db password={p}\"\n"),
+        ),
+        Refused::exporter(
+            "a connection string as a number",
+            redis(&format!(
+                "      url: redis://127.0.0.1:{c}\n      \
+                 max_commands: \"host=x password='{p} {tail}'\"\n"
+            )),
+        ),
+        Refused::exporter(
+            "a token in a pattern",
+            format!("collectors:\n  host:\n    mountpoints_exclude: \"(token={p}\"\n"),
+        ),
+        Refused::exporter(
+            "a URL whose password holds a backtick, as a mapping type",
+            wsdaemon(&format!(
+                "          metric: a\n          type: \"http://u:{p}`{tail}@127.0.0.1/\"\n"
+            )),
+        ),
+        Refused::exporter(
+            "a Slack webhook URL as a duration",
+            format!("scrape:\n  timeout: \"{slack}\"\n"),
+        ),
+        Refused::exporter(
+            "a URL as a name used twice",
+            format!(
+                "collectors:\n  host:\n    processes:\n      - name: \"{slack}\"\n        \
+                 comm: a\n      - name: \"{slack}\"\n        comm: b\n"
+            ),
+        ),
+        Refused::exporter(
+            "a URL as a query's metric",
+            postgres(&format!(
+                "      dsn: postgresql://127.0.0.1:{c}/app\n      queries:\n        \
+                 - metric: \"{slack}\"\n          sql: select 1\n          values: [a]\n"
+            )),
+        ),
+        Refused::exporter(
+            "a URL as a mapping's metric",
+            wsdaemon(&format!("          metric: \"http://u:{p}@127.0.0.1/\"\n")),
+        ),
+        Refused::exporter(
+            "a URL as a label",
+            wsdaemon(&format!(
+                "          metric: a\n          labels: {{\"{slack}\": /x}}\n"
+            )),
+        ),
+        Refused::exporter(
+            "a Redis target named by a URL with credentials",
+            format!(
+                "collectors:\n  redis:\n    - name: \"redis://:{p}@127.0.0.1:{c}\"\n      \
+                 url: redis://127.0.0.1:{c}\n"
+            ),
+        ),
+        Refused::exporter(
+            "a PostgreSQL target named by a URL with credentials",
+            format!(
+                "collectors:\n  postgres:\n    \
+                 - name: \"postgresql://m:{p}@127.0.0.1:{c}/app\"\n      \
+                 dsn: postgresql://127.0.0.1:{c}/app\n"
+            ),
+        ),
+        Refused::exporter(
+            "a daemon target named with credentials",
+            format!(
+                "collectors:\n  wsdaemon:\n    - name: \"ops:{p}@127.0.0.1:{c}\"\n      \
+                 health_url: http://127.0.0.1:{c}/health\n"
+            ),
+        ),
+        Refused::exporter(
+            "a URL as a CA file",
+            format!(
+                "collectors:\n  redis:\n    - name: a\n      url: rediss://127.0.0.1:{c}\n      \
+                 ca_file: \"rediss://:{p}@127.0.0.1:{c}\"\n"
+            ),
+        ),
+        Refused::file(
+            "a web password written as a key",
+            "mcpwatch-exporter",
+            "--web.config.file",
+            format!("basic_auth_users: {{alice:{p}}}\n"),
+        ),
+        Refused::file(
+            "a TLS key written as a key",
+            "mcpwatch-exporter",
+            "--web.config.file",
+            format!("tls_server_config: {{key:{p}}}\n"),
+        ),
+        notifier(
+            "a Slack URL written as a key",
+            format!("channels:\n  chat:\n    slack: {{url:{slack}}}\nroute:\n  channels: [chat]\n"),
+        ),
+        notifier(
+            "a Slack URL as a route's channel",
+            format!("channels:\n  chat:\n    log: {{}}\nroute:\n  channels: [\"{slack}\"]\n"),
+        ),
+        notifier(
+            "a Slack URL as a channel's name",
+            format!("channels:\n  \"{slack}\":\n    log: {{}}\nroute:\n  channels: [chat]\n"),
+        ),
+    ];
+    for url in [
+        format!("http://127.0.0.1:{p}/health"),
+        format!("http://[{p}]/health"),
+    ] {
+        cases.push(Refused {
+            what: "a --wsdaemon.url that is refused",
+            binary: "mcpwatch-exporter",
+            file: None,
+            args: vec![format!("--wsdaemon.url={url}")],
+        });
+    }
+    assert_eq!(cases.len(), 24);
+
+    let mut leaks = Leaks::default();
+    let mut accepted = Vec::new();
+    for case in &cases {
+        let mut command = Command::new(workspace_binary(case.binary));
+        for variable in URL_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.arg("--check-config").args(&case.args);
+        if let Some((flag, text)) = &case.file {
+            let path = dir.path().join("config.yml");
+            std::fs::write(&path, text).expect("write config");
+            command.arg(format!("{flag}={}", path.display()));
+        }
+        let out = command.output().expect("run");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        leaks.check(&secrets, case.what, &text);
+        if out.status.success() {
+            accepted.push(format!("{}: {text}", case.what));
+        }
+    }
+
+    // A reload into a configuration that quotes a connection string: the answer and the
+    // log line.
+    let path = dir.path().join("exporter.yml");
+    std::fs::write(&path, "collectors:\n  host:\n    enabled: false\n").expect("write config");
+    let address = free_address();
+    let mut command = exporter();
+    command
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!("--web.listen-address={address}"));
+    let mut process = ServiceProcess::spawn("mcpwatch-exporter", command, dir.path());
+    let http = client();
+    let health_url = format!("http://{address}/health");
+    wait_for_async("the exporter to answer /health", LIMIT, || {
+        let request = http.get(&health_url).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+    std::fs::write(
+        &path,
+        format!("scrape:\n  timeout: \"host=db password={p} user=m\"\n"),
+    )
+    .expect("write invalid config");
+    let reload = http
+        .post(format!("http://{address}/-/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(reload.status().as_u16(), 500);
+    let body = reload.text().await.expect("body");
+    leaks.check(&secrets, "the reload's answer", &body);
+    process.signal(Signal::SIGTERM);
+    process.wait(LIMIT);
+    let output = process.output();
+    assert!(output.contains("Configuration not reloaded"), "{output}");
+    leaks.check(&secrets, "the reload's log", &output);
+
+    assert_eq!(leaks.checked, 24 + 2);
+    assert!(
+        leaks.found.is_empty() && accepted.is_empty(),
+        "{} of {} outputs show a secret:\n\n{}\n\n{} of {} refusals accepted:\n{}",
+        leaks.found.len(),
+        leaks.checked,
+        leaks.found.join("\n\n"),
+        accepted.len(),
+        cases.len(),
+        accepted.join("\n")
+    );
+    assert!(
+        body.contains("scrape.timeout: invalid duration \"host=db password=<secret> user=m\""),
+        "{body}"
+    );
+}

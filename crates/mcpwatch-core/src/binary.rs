@@ -39,8 +39,9 @@ pub enum LogFormat {
 }
 
 /// The command line, as `P::parse()` reads it, except that a refused command line's message
-/// goes through the URL redaction: clap quotes the argument it did not expect, which may be
-/// a connection URL given without its flag. Help and version print as clap prints them.
+/// goes through [`crate::secret::redact_message`]: clap quotes the argument it did not
+/// expect, which may be a connection URL given without its flag. Help and version print as
+/// clap prints them.
 pub fn parse_args<P: clap::Parser>() -> P {
     use clap::error::ErrorKind;
     match P::try_parse() {
@@ -58,7 +59,7 @@ pub fn parse_args<P: clap::Parser>() -> P {
             {
                 eprint!(
                     "{}",
-                    crate::secret::redact_urls(&error.render().to_string())
+                    crate::secret::redact_message(&error.render().to_string())
                 );
             }
             std::process::exit(error.exit_code());

@@ -106,7 +106,9 @@ impl From<&str> for Secret {
 ///
 /// Everything up to the last `@` is taken as user info, since a password may hold `/`, `?`
 /// or `#` unescaped: a URL with an `@` in its path or query then shows less than it could,
-/// never more. Text that does not start with a scheme (`name://`) is shown as `<secret>`
+/// never more. A port that is not a number (a password the parser took for one, as in
+/// `http://ops:pa/ss@db`) and brackets that do not hold an IPv6 address are shown as
+/// `<secret>`. Text that does not start with a scheme (`name://`) is shown as `<secret>`
 /// whole, since nothing tells which part of it is safe to show. `Debug` quotes the result.
 #[derive(Clone, Copy)]
 pub struct RedactedUrl<'a>(&'a str);
@@ -121,27 +123,77 @@ impl<'a> RedactedUrl<'a> {
 /// `scheme` and the rest after `scheme://`, when the text starts with a valid scheme.
 fn split_scheme(url: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
-    let mut chars = scheme.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let valid = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(is_scheme_char);
     valid.then_some((scheme, rest))
+}
+
+fn is_scheme_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')
+}
+
+/// Writes `url` redacted; its path too when `path` is set, else `/<…>` for whatever follows
+/// the host and port (a path can be the secret itself: a Slack webhook's is).
+fn write_url(f: &mut fmt::Formatter<'_>, url: &str, path: bool) -> fmt::Result {
+    let Some((scheme, rest)) = split_scheme(url) else {
+        return f.write_str(REDACTED);
+    };
+    write!(f, "{scheme}://")?;
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            write!(f, "{REDACTED}@")?;
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    write_authority(f, &rest[..authority_end])?;
+    let rest = &rest[authority_end..];
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    match &rest[..end] {
+        shown if path => f.write_str(shown),
+        "" if rest.is_empty() => Ok(()),
+        "/" if end == rest.len() => f.write_str("/"),
+        _ => f.write_str("/<…>"),
+    }
+}
+
+/// Host and port: the port only when it is a number, brackets only around an IPv6 address.
+fn write_authority(f: &mut fmt::Formatter<'_>, authority: &str) -> fmt::Result {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(inside) => match inside.split_once(']') {
+            Some((address, after)) if address.parse::<std::net::Ipv6Addr>().is_ok() => {
+                write!(f, "[{address}]")?;
+                (
+                    None,
+                    after
+                        .strip_prefix(':')
+                        .or(Some(after).filter(|a| !a.is_empty())),
+                )
+            }
+            _ => return f.write_str(REDACTED),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        },
+    };
+    if let Some(host) = host {
+        f.write_str(host)?;
+    }
+    match port {
+        Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => write!(f, ":{port}"),
+        Some(_) => write!(f, ":{REDACTED}"),
+        None => Ok(()),
+    }
 }
 
 impl fmt::Display for RedactedUrl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some((scheme, rest)) = split_scheme(self.0) else {
-            return f.write_str(REDACTED);
-        };
-        write!(f, "{scheme}://")?;
-        let rest = match rest.rfind('@') {
-            Some(at) => {
-                write!(f, "{REDACTED}@")?;
-                &rest[at + 1..]
-            }
-            None => rest,
-        };
-        let end = rest.find(['?', '#']).unwrap_or(rest.len());
-        f.write_str(&rest[..end])
+        write_url(f, self.0, true)
     }
 }
 
@@ -151,31 +203,103 @@ impl fmt::Debug for RedactedUrl<'_> {
     }
 }
 
-/// `text` with every URL in it shown as [`RedactedUrl`]: for messages that quote a value
-/// (a parser's "invalid type: string \"...\""), so that a URL written under the wrong key
-/// is not printed whole. A URL in quotes (`"`, `'` or a backtick) runs to the closing quote;
-/// one without, to the next space, quote or angle bracket.
-pub fn redact_urls(text: &str) -> String {
+/// A URL quoted back from somewhere whose meaning is unknown: scheme, host and port only.
+struct UrlInMessage<'a>(&'a str);
+
+impl fmt::Display for UrlInMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_url(f, self.0, false)
+    }
+}
+
+/// Names whose value is a secret in `name=value` text (libpq connection strings, query
+/// strings), matched at the end of the name: `sslpassword=`, `api_key=`, `auth_token=`.
+const SECRET_NAMES: [&str; 5] = ["password", "passwd", "token", "secret", "key"];
+
+/// `text` with every secret it may quote replaced, for messages that quote values (a
+/// parser's "invalid type: string \"...\"", a check's "\"...\" is used twice") and whose
+/// context is unknown:
+///
+/// - a URL shows its scheme, host and port, `<secret>` for user info and `/<…>` for the rest
+///   (`http://<secret>@db:3001/<…>`). A URL in quotes (`"`, `'` or a backtick) runs to the
+///   closing quote, one without to the next space, quote or angle bracket; and either runs
+///   on to the last `@` before the next space, since a password may hold a quote.
+/// - in `name=value` text, the value of every name ending in `password`, `passwd`, `token`,
+///   `secret` or `key` is `<secret>`: up to the next space, or a libpq quoted value whole.
+pub fn redact_message(text: &str) -> String {
+    redact_assignments(&redact_urls(text))
+}
+
+fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(separator) = rest.find("://") {
         let start = rest[..separator]
             .char_indices()
             .rev()
-            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .find(|&(_, c)| !is_scheme_char(c))
             .map_or(0, |(i, c)| i + c.len_utf8());
         let after = &rest[separator + 3..];
-        let length = match rest[..start].chars().last() {
+        let ends_word = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+        let mut length = match rest[..start].chars().last() {
             Some(quote @ ('"' | '\'' | '`')) => closing_quote(after, quote),
-            _ => {
-                after.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
-            }
+            _ => after.find(ends_word),
         }
         .unwrap_or(after.len());
+        // A quote or bracket inside a password ends the URL too early: user info runs to the
+        // last `@` of the word.
+        let word = length
+            + after[length..]
+                .find(char::is_whitespace)
+                .unwrap_or(after.len() - length);
+        if let Some(at) = after[..word].rfind('@').filter(|&at| at >= length) {
+            length = at
+                + 1
+                + after[at + 1..]
+                    .find(ends_word)
+                    .unwrap_or(after.len() - at - 1);
+        }
         let end = separator + 3 + length;
         out.push_str(&rest[..start]);
-        out.push_str(&RedactedUrl::new(&rest[start..end]).to_string());
+        out.push_str(&UrlInMessage(&rest[start..end]).to_string());
         rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces the values of secret `name=value` assignments.
+fn redact_assignments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(equals) = rest.find('=') {
+        let name_start = rest[..equals]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let name = rest[name_start..equals].to_ascii_lowercase();
+        out.push_str(&rest[..=equals]);
+        rest = &rest[equals + 1..];
+        if !SECRET_NAMES.iter().any(|secret| name.ends_with(secret)) {
+            continue;
+        }
+        let length = if let Some(quoted) = rest.strip_prefix('\'') {
+            // libpq's quoting: 'a b\'c'.
+            closing_quote(quoted, '\'').map_or(rest.len(), |end| end + 2)
+        } else {
+            let word = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            // The quote (and punctuation) that closes the value where it is quoted back, as
+            // in `invalid duration "host=db password=...":`, is kept.
+            let closer = rest[..word]
+                .rfind(['"', '\'', '`'])
+                .filter(|&q| rest[q + 1..word].chars().all(|c| ",.:;)]}>".contains(c)));
+            closer.unwrap_or(word)
+        };
+        if length > 0 {
+            out.push_str(REDACTED);
+        }
+        rest = &rest[length..];
     }
     out.push_str(rest);
     out
@@ -274,22 +398,114 @@ mod tests {
     #[test]
     fn urls_in_messages_are_redacted() {
         assert_eq!(
-            redact_urls(
+            redact_message(
                 "invalid type: string \"http://u:hunter2@x:1/a?token=hunter2\", expected u32"
             ),
-            "invalid type: string \"http://<secret>@x:1/a\", expected u32"
+            "invalid type: string \"http://<secret>@x:1/<…>\", expected u32"
         );
         assert_eq!(
-            redact_urls("unknown variant `ws://u:p w@x/?t=hunter2`, expected `gauge`"),
-            "unknown variant `ws://<secret>@x/`, expected `gauge`"
+            redact_message("unknown variant `ws://u:p w@x/?t=hunter2`, expected `gauge`"),
+            "unknown variant `ws://<secret>@x/<…>`, expected `gauge`"
         );
         assert_eq!(
-            redact_urls("string \"http://u:a\\\"hunter2@x/\" and http://y/?k=hunter2 end"),
-            "string \"http://<secret>@x/\" and http://y/ end"
+            redact_message("string \"http://u:a\\\"hunter2@x/\" and http://y/?k=hunter2 end"),
+            "string \"http://<secret>@x/\" and http://y/<…> end"
         );
-        assert_eq!(redact_urls("no URL: here"), "no URL: here");
-        assert_eq!(redact_urls("odd ://hunter2 «x»"), "odd <secret> «x»");
-        assert_eq!(redact_urls("«http://u:hunter2@x/»"), "«http://<secret>@x/»");
+        assert_eq!(redact_message("no URL: here"), "no URL: here");
+    }
+
+    #[test]
+    fn ports_that_are_no_number_and_brackets_without_an_address_are_hidden() {
+        let shown = |url: &str| RedactedUrl::new(url).to_string();
+        assert_eq!(
+            shown("http://127.0.0.1:hunter2/health"),
+            "http://127.0.0.1:<secret>/health"
+        );
+        assert_eq!(shown("http://db:/health"), "http://db:/health");
+        assert_eq!(shown("http://[hunter2]/health"), "http://<secret>/health");
+        assert_eq!(shown("http://[hunter2/health"), "http://<secret>/health");
+        assert_eq!(
+            shown("http://[::1]:hunter2/health"),
+            "http://[::1]:<secret>/health"
+        );
+        assert_eq!(shown("ws://[::1]x/"), "ws://[::1]:<secret>/");
+    }
+
+    #[test]
+    fn messages_show_no_path_no_query_and_no_secret_assignment() {
+        let cases = [
+            // A webhook's path is its secret.
+            (
+                "invalid duration \"https://hooks.example:443/services/T0/B0/hunter2\": x",
+                "invalid duration \"https://hooks.example:443/<…>\": x",
+            ),
+            (
+                "no channel is named \"https://h/services/hunter2?x=1\"",
+                "no channel is named \"https://h/<…>\"",
+            ),
+            (
+                "at http://h:1/ and http://h:2",
+                "at http://h:1/ and http://h:2",
+            ),
+            ("at http://h:1?token=hunter2.", "at http://h:1/<…>"),
+            // A password holding the quote that closes the value.
+            (
+                "unknown variant `http://u:hun`ter2@127.0.0.1/`, expected `gauge` or `counter`",
+                "unknown variant `http://<secret>@127.0.0.1/`, expected `gauge` or `counter`",
+            ),
+            (
+                "string \"http://u:hun\\\"ter2@x/\", expected",
+                "string \"http://<secret>@x/\", expected",
+            ),
+            (
+                "see ftp://u:hun<ter2@x/a here",
+                "see ftp://<secret>@x/<…> here",
+            ),
+            (
+                "unknown field `dsn:postgresql://m:hunter2@h/app`",
+                "unknown field `dsn:postgresql://<secret>@h/<…>`",
+            ),
+            // libpq connection strings and other assignments.
+            (
+                "invalid duration \"host=db password=hunter2\": expected a number",
+                "invalid duration \"host=db password=<secret>\": expected a number",
+            ),
+            (
+                "invalid type: string \"host=db PASSWORD='hun ter\\'2' user=m\", expected u32",
+                "invalid type: string \"host=db PASSWORD=<secret> user=m\", expected u32",
+            ),
+            (
+                "cannot read /x/host=h passwd=hunter2: No such file",
+                "cannot read /x/host=h passwd=<secret> No such file",
+            ),
+            (
+                "token=hunter2 api_key=hunter2, sslpassword=hunter2 client_secret=hunter2",
+                "token=<secret> api_key=<secret> sslpassword=<secret> client_secret=<secret>",
+            ),
+            (
+                "unknown field `password=hun`ter2`, expected",
+                "unknown field `password=<secret>`, expected",
+            ),
+            ("sslmode=require user=m", "sslmode=require user=m"),
+            ("a == b, password=", "a == b, password="),
+            ("password='hunter2", "password=<secret>"),
+            ("odd ://hunter2 «x»", "odd <secret> «x»"),
+            ("«http://u:hunter2@x/»", "«http://<secret>@x/<…>"),
+        ];
+        let mut wrong = Vec::new();
+        for (text, expected) in cases {
+            let got = redact_message(text);
+            if got != expected {
+                wrong.push(format!("{text}\n  got:      {got}\n  expected: {expected}"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of {} wrong:\n{}",
+            wrong.len(),
+            cases.len(),
+            wrong.join("\n")
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcpwatch_core::config::{ConfigError, Problem, duration, load_yaml_checked};
+use mcpwatch_core::config::{ConfigError, Problem, check_target_name, duration, load_yaml_checked};
 use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_host::HostConfig;
 use mcpwatch_postgres::PostgresConfig;
@@ -171,7 +171,8 @@ fn unique_name<'a>(base: &str, taken: impl Iterator<Item = &'a String> + Clone) 
     name
 }
 
-/// Checks each target of `collectors.<kind>` and that no two share a name.
+/// Checks each target of `collectors.<kind>`: its name (which every series carries as its
+/// `target` label) first, then the target itself, and that no two share a name.
 fn check_targets<T>(
     kind: &str,
     targets: &[T],
@@ -180,6 +181,7 @@ fn check_targets<T>(
 ) -> Result<(), Problem> {
     for (i, target) in targets.iter().enumerate() {
         let key = |k: String| format!("collectors.{kind}[{i}].{k}");
+        check_target_name(name(target)).map_err(|m| (key("name".into()), m))?;
         validate(target).map_err(|(k, m)| (key(k), m))?;
         if targets[..i].iter().any(|t| name(t) == name(target)) {
             return Err((
@@ -372,7 +374,7 @@ mod tests {
                 &["--wsdaemon.url=http://ops:hunter2@gw:8000/health?k=hunter2"]
             )
             .expect_err("user info"),
-            "<command line>: --wsdaemon.url #1: \"http://<secret>@gw:8000/health\": \
+            "<command line>: --wsdaemon.url #1: \"http://<secret>@gw:8000/<…>\": \
              credentials in the URL are not supported; use bearer_token"
         );
         assert_eq!(
@@ -382,9 +384,33 @@ mod tests {
                 &[]
             )
             .expect_err("user info"),
-            "exporter.yml:4:7: collectors.wsdaemon[0].mcp_url: \"http://<secret>@gw:8000/mcp\": \
+            "exporter.yml:4:7: collectors.wsdaemon[0].mcp_url: \"http://<secret>@gw:8000/<…>\": \
              credentials in the URL are not supported; use bearer_token"
         );
+    }
+
+    #[test]
+    fn a_target_named_by_a_url_is_refused_at_its_name() {
+        for (kind, entry) in [
+            ("postgres", "dsn: postgresql://127.0.0.1:1/app"),
+            ("redis", "url: redis://127.0.0.1:1"),
+            ("wsdaemon", "health_url: http://127.0.0.1:1/health"),
+        ] {
+            for name in ["redis://:hunter2@127.0.0.1:1", "ops:hunter2@127.0.0.1"] {
+                let e = load(
+                    &format!("collectors:\n  {kind}:\n    - name: '{name}'\n      {entry}\n"),
+                    &[],
+                )
+                .expect_err(name);
+                assert!(
+                    e.starts_with(&format!(
+                        "exporter.yml:3:7: collectors.{kind}[0].name: must not be a URL"
+                    )),
+                    "{e}"
+                );
+                assert!(!e.contains("hunter2"), "{e}");
+            }
+        }
     }
 
     #[test]
@@ -413,6 +439,12 @@ mod tests {
         let e = load("scrape:\n  timeout: 10\n", &[]).expect_err("no unit");
         assert!(
             e.starts_with("exporter.yml:2:3: scrape.timeout: invalid duration"),
+            "{e}"
+        );
+        // The parser places a bad value at the start of its flow mapping, before the key.
+        let e = load("scrape: {timeout: 5y}\n", &[]).expect_err("unit");
+        assert!(
+            e.starts_with("exporter.yml:1:10: scrape.timeout: invalid duration"),
             "{e}"
         );
         let e = load("collectors:\n  host:\n    enabled: maybe\n", &[]).expect_err("type");

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
@@ -24,6 +25,9 @@ enum CollectorSpec {
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
 
+/// Builds the collectors of `config`, keeping those of `previous` whose configuration did
+/// not change. A collector's error may quote a value read from the configuration (the path
+/// of a CA file) that holds a secret: it is redacted as configuration errors are.
 fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
     let mut specs = Vec::new();
     if config.collectors.host.enabled {
@@ -78,7 +82,8 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             };
             Ok((spec, collector))
         })
-        .collect()
+        .collect::<Result<Built, String>>()
+        .map_err(|error| redact_message(&error))
 }
 
 /// Builds every collector of `config` and drops them, as `--check-config` does: a CA file

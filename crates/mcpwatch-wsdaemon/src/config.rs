@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mcpwatch_core::config::{ConfigPath, Problem, SecretFile, duration, secret_setting};
+use mcpwatch_core::config::{
+    ConfigPath, Problem, SecretFile, check_target_name, duration, secret_setting,
+};
 use mcpwatch_core::metrics::{is_valid_label_name, is_valid_metric_name};
 use mcpwatch_core::{RedactedUrl, Secret};
 use serde::Deserialize;
@@ -268,8 +270,8 @@ impl WsDaemonConfig {
     /// Checks what the types cannot; the key is relative to this target's entry.
     pub fn validate(&self) -> Result<(), Problem> {
         let problem = |key: &str, message: String| Err((key.to_owned(), message));
-        if self.name.is_empty() {
-            return problem("name", "must not be empty".into());
+        if let Err(message) = check_target_name(&self.name) {
+            return problem("name", message);
         }
         if self.health_url.is_none()
             && self.websocket_url.is_none()
@@ -488,5 +490,23 @@ mod tests {
         );
         let c = parse("name: d\nrequest_log:\n  path: x.jsonl\n  buckets: [1, 0.5]\n");
         assert_eq!(c.validate().expect_err("buckets").0, "request_log.buckets");
+    }
+
+    #[test]
+    fn a_name_is_no_url_and_holds_no_credentials() {
+        for name in [
+            "http://ops:hunter2@127.0.0.1:3001",
+            "ops:hunter2@127.0.0.1:3001",
+            "ws://127.0.0.1:3001/",
+        ] {
+            let c = parse(&format!(
+                "name: '{name}'\nhealth_url: http://127.0.0.1:3001/\n"
+            ));
+            let (key, message) = c.validate().expect_err(name);
+            assert_eq!(key, "name", "{name}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let c = parse("name: '127.0.0.1:3001'\nhealth_url: http://127.0.0.1:3001/\n");
+        assert_eq!(c.validate(), Ok(()));
     }
 }

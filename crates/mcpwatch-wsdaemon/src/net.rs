@@ -128,11 +128,15 @@ impl Endpoint {
         if authority.as_str().contains('@') {
             return Err("credentials in the URL are not supported; use bearer_token".to_owned());
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let host = match authority.host().strip_prefix('[') {
+            // Brackets hold an IPv6 address, nothing else: a name in them would be looked up.
+            Some(bracketed) => bracketed
+                .strip_suffix(']')
+                .filter(|address| address.parse::<std::net::Ipv6Addr>().is_ok())
+                .ok_or_else(|| "brackets in a URL hold an IPv6 address only".to_owned())?
+                .to_owned(),
+            None => authority.host().to_owned(),
+        };
         if host.is_empty() {
             return Err("no host".to_owned());
         }
@@ -289,6 +293,28 @@ mod tests {
         let e = Endpoint::parse("http://[::1]:3001/").expect("IPv6");
         assert_eq!((e.host.as_str(), e.port), ("::1", 3001));
         assert!(Endpoint::parse("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn brackets_hold_an_ipv6_address_only() {
+        for url in [
+            "http://[hunter2]/health",
+            "http://[db.example]:3001/",
+            "ws://[127.0.0.1]/",
+        ] {
+            assert_eq!(
+                Endpoint::parse(url),
+                Err("brackets in a URL hold an IPv6 address only".to_owned()),
+                "{url}"
+            );
+        }
+        let e = Endpoint::parse("http://[fe80::1]:8080/").expect("IPv6");
+        assert_eq!((e.host.as_str(), e.port), ("fe80::1", 8080));
+        // Refusing a password taken for a port or a host does not quote it.
+        for url in ["http://127.0.0.1:hunter2/health", "http://[hunter2]/health"] {
+            let e = crate::target_name(url).expect_err(url);
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     #[tokio::test]

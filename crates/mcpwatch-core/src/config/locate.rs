@@ -2,7 +2,8 @@
 //! so that errors found while or after reading a value name its line.
 //!
 //! Block style is followed key by key and item by item through indentation; a flow mapping
-//! or sequence (`{ a: 1, b: [x] }`) is searched within its line.
+//! or sequence (`{ a: 1, b: [x] }`) is searched within its line. Columns count characters,
+//! as the YAML parser's own positions do.
 
 #[derive(Debug, PartialEq)]
 enum Segment<'a> {
@@ -98,7 +99,28 @@ fn flow_item(text: &str, n: usize) -> Option<usize> {
 /// 1-based line and column of `key` in `text`, when it can be found.
 pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
-    find(&lines, key).map(|found| (found.line + 1, found.column + 1))
+    find(&lines, key).map(|found| position(&lines, found.line, found.column))
+}
+
+/// 1-based line and column of `key`, or of the nearest enclosing key or item that is
+/// written: where a key that is missing belongs.
+pub(super) fn locate_nearest(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut key = key;
+    loop {
+        if let Some(found) = locate(text, key) {
+            return Some(found);
+        }
+        key = &key[..key.rfind(['.', '['])?];
+    }
+}
+
+/// The 1-based position of byte `column` of line `line` (0-based), in characters.
+fn position(lines: &[&str], line: usize, column: usize) -> (usize, usize) {
+    let before = lines
+        .get(line)
+        .and_then(|l| l.get(..column))
+        .map_or(column, |b| b.chars().count());
+    (line + 1, before + 1)
 }
 
 /// Where a key path is written: 0-based line and column of its key, or of the content of
@@ -243,7 +265,7 @@ pub(super) fn locate_repeated(text: &str, key: &str, field: &str) -> Option<(usi
     let mut seen = 0;
     let mut second = |line: usize, column: usize| {
         seen += 1;
-        (seen == 2).then_some((line + 1, column + 1))
+        (seen == 2).then_some(position(&lines, line, column))
     };
     let entries = match start {
         // A flow mapping: searched within its line.
@@ -358,6 +380,32 @@ scrape:
         assert_eq!(locate(CONFIG, "collectors.host.processes[2]"), None);
         // "timeout" exists, but not under collectors.host.
         assert_eq!(locate(CONFIG, "collectors.host.timeout"), None);
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let text = "a: {x: \"\u{e9}\u{e9}\u{e9}\", b: 1, b: 2}\nc:\n  - \u{e9}: 1\n    d: 2\n";
+        assert_eq!(locate(text, "a.b"), Some((1, 15)));
+        assert_eq!(locate_repeated(text, "a", "b"), Some((1, 21)));
+        assert_eq!(locate(text, "c[0].d"), Some((4, 5)));
+    }
+
+    #[test]
+    fn a_missing_key_is_placed_at_what_encloses_it() {
+        assert_eq!(
+            locate_nearest(CONFIG, "collectors.postgres[0].dsn"),
+            Some((11, 7))
+        );
+        assert_eq!(
+            locate_nearest(CONFIG, "collectors.host.processes[1].pid_file"),
+            Some((8, 7))
+        );
+        assert_eq!(
+            locate_nearest(CONFIG, "collectors.redis[0].url"),
+            Some((2, 1))
+        );
+        assert_eq!(locate_nearest(CONFIG, "scrape.timeout"), Some((14, 3)));
+        assert_eq!(locate_nearest(CONFIG, "storage.path"), None);
     }
 
     #[test]

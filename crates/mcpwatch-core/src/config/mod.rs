@@ -10,12 +10,14 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::secret::{Secret, redact_urls};
+use crate::secret::{REDACTED, Secret, redact_message};
 
 mod locate;
 
-/// A configuration error, ready to show to the user.
-#[derive(Debug, thiserror::Error)]
+/// A configuration error, ready to show to the user. Its text (`Display`, and `Debug`, which
+/// shows the same) has every secret the key or the message may quote replaced, by
+/// [`redact_message`] and for a key written as `name:value` after its colon.
+#[derive(thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{}: cannot read: {error}", path.display())]
@@ -34,11 +36,18 @@ pub enum ConfigError {
         line: Option<usize>,
         /// 1-based column, when known.
         column: Option<usize>,
-        /// The key path, such as `collectors.postgres[0].dsn_file`.
+        /// The key path, such as `collectors.postgres[0].dsn_file`; shown redacted.
         key: String,
-        /// What is wrong.
+        /// What is wrong; shown redacted.
         message: String,
     },
+}
+
+/// The text the user sees, so that no field is ever shown unredacted.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl ConfigError {
@@ -53,7 +62,9 @@ impl ConfigError {
         }
     }
 
-    /// An error found after parsing `text`, placed on the line where `key` is written.
+    /// An error found after parsing `text`, placed on the line where `key` is written; a
+    /// key that is missing (a required one) is placed at the nearest enclosing key or item
+    /// that is written.
     pub fn located(
         path: &Path,
         text: &str,
@@ -61,7 +72,7 @@ impl ConfigError {
         message: impl fmt::Display,
     ) -> Self {
         let key = key.into();
-        let position = locate::locate(text, &key);
+        let position = locate::locate_nearest(without_bom(text), &key);
         ConfigError::Invalid {
             path: path.to_owned(),
             line: position.map(|p| p.0),
@@ -70,10 +81,60 @@ impl ConfigError {
             message: message.to_string(),
         }
     }
+
+    /// An error found in the file at `path` after it was parsed and checked (the content of
+    /// a file it names, say), placed as [`ConfigError::located`] places it when the file can
+    /// still be read.
+    pub fn in_file(path: &Path, key: impl Into<String>, message: impl fmt::Display) -> Self {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::located(path, &text, key, message),
+            Err(_) => Self::invalid(path, key, message),
+        }
+    }
 }
 
 /// A problem a check found in a configuration: the key at fault and what is wrong.
 pub type Problem = (String, String);
+
+/// Checks the name of a target: it becomes the `target` label of every series it gives and
+/// is shown in `/health`, `/` and the logs, so it must not be empty, nor be a URL or hold
+/// credentials (`://`, `@`). The name is not quoted back. Collectors call this from their
+/// `validate`, with the key `name`.
+pub fn check_target_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if name.contains("://") || name.contains('@') {
+        return Err(
+            "must not be a URL or hold `@`: the name is the target label of every \
+             series, and is shown in /health, / and the logs; name the target after its \
+             host:port, or in words"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// `text` without the byte order mark some editors write first: it is no column of line 1.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// The key path and the message as shown. A key written as `name:value` (no space after
+/// the colon) holds what was meant as its value: it is shown as `name:<secret>`, in the key
+/// path and where the message quotes it (`unknown field ...`).
+fn redacted(key: &str, message: &str) -> (String, String) {
+    let Some(colon) = key.find(':') else {
+        return (redact_message(key), redact_message(message));
+    };
+    let segment = key[..colon].rfind(['.', ']']).map_or(0, |i| i + 1);
+    let shown = format!("{}:{REDACTED}", &key[segment..colon]);
+    let message = message.replace(&key[segment..], &shown);
+    (
+        redact_message(&format!("{}{shown}", &key[..segment])),
+        redact_message(&message),
+    )
+}
 
 fn format_invalid(
     path: &Path,
@@ -89,6 +150,7 @@ fn format_invalid(
             out.push_str(&format!(":{column}"));
         }
     }
+    let (key, message) = redacted(key, message);
     if !key.is_empty() {
         out.push_str(&format!(": {key}"));
     }
@@ -142,6 +204,7 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
         .map(Path::to_path_buf);
     let _restore = Restore(BASE_DIR.with(|b| b.replace(base)));
 
+    let text = without_bom(text);
     // An empty file is an empty mapping: every setting takes its default.
     let text = if text.trim().is_empty() { "{}" } else { text };
     let deserializer = serde_norway::Deserializer::from_str(text);
@@ -157,8 +220,9 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
         };
         let inner = error.into_inner();
         let location = inner.location();
-        // A value quoted back may be a URL with a password, written under the wrong key.
-        let mut message = redact_urls(&inner.to_string());
+        // A value quoted back may be a secret written under the wrong key: the error's text
+        // is redacted when it is shown.
+        let mut message = inner.to_string();
         if let Some(loc) = &location {
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
             if let Some(stripped) = message.strip_suffix(&suffix) {
@@ -173,8 +237,9 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
             message = rest.to_owned();
         }
         // serde_norway places an error raised while reading a value (a bad duration, an
-        // unreadable file) at the start of the enclosing mapping; the key's own line is
-        // better. Its position is kept when it is on that line (it then points at the value).
+        // unreadable file) at the start of the enclosing mapping; the key's own position is
+        // better. The parser's is kept when it is on that line and not before the key (it
+        // then points at the value; a flow mapping's start is before the key).
         let reported = location.map(|l| (l.line(), l.column()));
         // A key written twice is reported for its mapping: the second one is the mistake.
         if let Some(field) = message
@@ -197,7 +262,9 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, C
             };
         }
         let position = match (locate::locate(text, &key), reported) {
-            (Some(found), Some(reported)) if found.0 == reported.0 => Some(reported),
+            (Some(found), Some(reported)) if found.0 == reported.0 && found.1 <= reported.1 => {
+                Some(reported)
+            }
             (Some(found), _) => Some(found),
             (None, reported) => reported,
         };
@@ -596,7 +663,8 @@ mod tests {
         let e = error("timeout: http://u:hunter2@x/?t=hunter2\n");
         assert!(
             e.starts_with(
-                "/etc/mcpwatch/config.yml:1:1: timeout: invalid duration \"http://<secret>@x/\""
+                "/etc/mcpwatch/config.yml:1:1: timeout: invalid duration \
+                 \"http://<secret>@x/<…>\""
             ),
             "{e}"
         );
@@ -604,8 +672,116 @@ mod tests {
         assert_eq!(
             e,
             "/etc/mcpwatch/config.yml:3:7: nested.items[0]: invalid type: string \
-             \"redis://<secret>@cache/0\", expected struct Item"
+             \"redis://<secret>@cache/<…>\", expected struct Item"
         );
+    }
+
+    #[test]
+    fn keys_written_with_their_value_show_no_value() {
+        assert_eq!(
+            error("nested:\n  items: [{name: a, password:hunter2}]\n"),
+            "/etc/mcpwatch/config.yml:2:21: nested.items[0].password:<secret>: unknown field \
+             `password:<secret>`, expected `name`"
+        );
+        assert_eq!(
+            error("nested:\n  items:\n    - name: a\n      url:http://x/services/hunter2: 1\n"),
+            "/etc/mcpwatch/config.yml:4:7: nested.items[0].url:<secret>: unknown field \
+             `url:<secret>`, expected `name`"
+        );
+        assert_eq!(
+            error("host=db password=hunter2: 1\n"),
+            "/etc/mcpwatch/config.yml:1:1: host=db password=<secret>: unknown field \
+             `host=db password=<secret>`, expected one of `timeout`, `pattern`, `token_file`, \
+             `nested`"
+        );
+        let e = ConfigError::invalid(
+            Path::new("c.yml"),
+            "names.https://h/services/hunter2",
+            "\"https://h/services/hunter2\" is used twice",
+        );
+        let shown = "c.yml: names.https:<secret>: \"https:<secret>\" is used twice";
+        assert_eq!(e.to_string(), shown);
+        assert_eq!(format!("{e:?}"), shown);
+    }
+
+    #[test]
+    fn values_that_are_no_url_show_no_secret() {
+        assert_eq!(
+            error("timeout: \"host=db password=hunter2\"\n"),
+            "/etc/mcpwatch/config.yml:1:1: timeout: invalid duration \"host=db \
+             password=<secret>\": expected a number followed by ms, s, m, h, d or w"
+        );
+        assert_eq!(
+            error("timeout: \"https://hooks.example/services/T0/hunter2\"\n"),
+            "/etc/mcpwatch/config.yml:1:1: timeout: invalid duration \
+             \"https://hooks.example/<…>\": expected a number followed by ms, s, m, h, d or w"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_no_column() {
+        assert_eq!(
+            error("\u{feff}bogus: 1\n"),
+            "/etc/mcpwatch/config.yml:1:1: bogus: unknown field `bogus`, expected one of \
+             `timeout`, `pattern`, `token_file`, `nested`"
+        );
+        assert_eq!(
+            error("\u{feff}timeout: 1s\ntimeout: 2s\n"),
+            "/etc/mcpwatch/config.yml:2:1: timeout: duplicate field `timeout`"
+        );
+        assert_eq!(
+            error("\u{feff}\ttimeout: 1s\n"),
+            "/etc/mcpwatch/config.yml:1:1: found character that cannot start any token, \
+             while scanning for the next token"
+        );
+        let e = ConfigError::located(
+            Path::new("c.yml"),
+            "\u{feff}nested:\n  items: []\n",
+            "nested.items",
+            "x",
+        );
+        assert_eq!(e.to_string(), "c.yml:2:3: nested.items: x");
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        assert_eq!(
+            error("{pattern: \"\u{e9}\u{e9}\u{e9}\", timeout: 1s, timeout: 2s}\n"),
+            "/etc/mcpwatch/config.yml:1:31: timeout: duplicate field `timeout`"
+        );
+        assert_eq!(
+            error("nested: {items: [{name: \"\u{e9}\"}, {name: b, colour: red}]}\n"),
+            "/etc/mcpwatch/config.yml:1:41: nested.items[1].colour: unknown field `colour`, \
+             expected `name`"
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_placed_at_its_item() {
+        let text = "nested:\n  items:\n    - name: a\n    - name: b\n";
+        let e = ConfigError::located(Path::new("c.yml"), text, "nested.items[1].colour", "x");
+        assert_eq!(e.to_string(), "c.yml:4:7: nested.items[1].colour: x");
+        let e = ConfigError::located(Path::new("c.yml"), text, "other.colour", "x");
+        assert_eq!(e.to_string(), "c.yml: other.colour: x");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yml");
+        std::fs::write(&path, format!("# c\n{text}")).expect("write");
+        let e = ConfigError::in_file(&path, "nested.items[0].name", "x");
+        assert_eq!(
+            e.to_string(),
+            format!("{}:4:7: nested.items[0].name: x", path.display())
+        );
+    }
+
+    #[test]
+    fn a_target_name_is_no_url() {
+        assert_eq!(check_target_name("main"), Ok(()));
+        assert_eq!(check_target_name("db:5432/app"), Ok(()));
+        assert_eq!(check_target_name("[::1]:6379"), Ok(()));
+        for name in ["", "redis://:hunter2@x", "ops:hunter2@x", "http://x/"] {
+            let e = check_target_name(name).expect_err(name);
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl ActiveWebConfig {
                 HeaderValue::try_from(value)
                     .map(|v| (HeaderName::from_static(name), v))
                     .map_err(|_| {
-                        ConfigError::invalid(
+                        ConfigError::in_file(
                             path,
                             format!("http_server_config.headers.{name}"),
                             "not a valid header value",

@@ -29,10 +29,10 @@ pub fn install_crypto_provider() {
     let _ = crypto_provider().install_default();
 }
 
-/// Builds the rustls configuration; errors name the key at fault in `path`.
+/// Builds the rustls configuration; errors name the key at fault in `path`, and its line.
 pub fn server_config(tls: &TlsServerConfig, path: &Path) -> Result<ServerConfig, ConfigError> {
     let invalid = |key: &str, message: String| {
-        ConfigError::invalid(path, format!("tls_server_config.{key}"), message)
+        ConfigError::in_file(path, format!("tls_server_config.{key}"), message)
     };
     let (cert_pem, cert_key) = match (&tls.cert, &tls.cert_file) {
         (Some(inline), _) => (inline.as_str(), "cert"),
