@@ -220,9 +220,7 @@ impl PostgresConfig {
     /// Checks what the types cannot; the key is relative to this target's entry.
     pub fn validate(&self) -> Result<(), Problem> {
         let problem = |key: &str, message: String| Err((key.to_owned(), message));
-        if self.name.is_empty() {
-            return problem("name", "must not be empty".into());
-        }
+        mcpwatch_core::config::check_target_name(&self.name).map_err(|m| ("name".to_owned(), m))?;
         if let Err(message) = self.dsn() {
             return problem("dsn", message);
         }

@@ -85,9 +85,7 @@ impl RedisConfig {
 
     /// Checks what the types cannot; the key is relative to this target's entry.
     pub fn validate(&self) -> Result<(), Problem> {
-        if self.name.is_empty() {
-            return Err(("name".to_owned(), "must not be empty".to_owned()));
-        }
+        mcpwatch_core::config::check_target_name(&self.name).map_err(|m| ("name".to_owned(), m))?;
         self.password()
             .map_err(|message| ("password".to_owned(), message))?;
         crate::connection_info(self).map_err(|message| ("url".to_owned(), message))?;
