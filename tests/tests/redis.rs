@@ -388,6 +388,30 @@ async fn a_connection_that_broke_since_the_last_scrape_is_made_again_at_once() {
         engine.status()
     );
     assert_eq!(connect_failure(&after_restart), None);
+
+    // With PING refused by the ACL, the pipeline finds the connection broken: the same.
+    let password = server.acl_user("noping", &["+@all", "-ping"]).await;
+    let noping = crate::engine(&format!(
+        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: noping\npassword: '{password}'\n",
+        server.port()
+    ));
+    let first = mcpwatch_tests::engine::scrape(&noping, None).await;
+    assert_eq!(value(&first, "redis_up", &[]), 1.0, "{:?}", noping.status());
+    let mut admin = server.connection().await;
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg("noping")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+    let after_kill = mcpwatch_tests::engine::scrape(&noping, None).await;
+    assert_eq!(
+        value(&after_kill, "redis_up", &[]),
+        1.0,
+        "{:?}",
+        noping.status()
+    );
 }
 
 /// The reason `redis_connect_failure` gives, or `None` when connected.

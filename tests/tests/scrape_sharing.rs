@@ -274,3 +274,60 @@ async fn one_collections_deadline_never_fails_another_on_the_same_connection() {
         }
     }
 }
+
+/// Out of connection slots, a concurrent collection shares the connection: cut by its
+/// deadline, it must not cancel what runs there, which is the other collection's.
+#[tokio::test]
+async fn sharing_a_connection_for_want_of_slots_cancels_nothing_of_another_collection() {
+    // 6 slots, 3 reserved for superusers: the collector's connection and two others take
+    // what the monitoring role may use, so no session of its own can be opened.
+    let server = PostgresServer::start(PostgresOptions {
+        max_connections: 6,
+        ..PostgresOptions::default()
+    })
+    .await;
+    let collector = PostgresCollector::new(
+        parse_yaml(
+            &format!(
+                "name: db\ndsn: '{}'\nqueries:\n  - metric: slow\n    \
+                 sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n",
+                server.dsn("postgres")
+            ),
+            Path::new("t.yml"),
+        )
+        .expect("config"),
+    )
+    .expect("collector");
+    let (engine, address) = serve(Arc::new(collector)).await;
+    let first = scrape_after(address, Duration::ZERO, None)
+        .await
+        .expect("scrape");
+    assert_eq!(success(&first, "postgres", "db"), Some(1.0), "{first}");
+    let others = [
+        server.admin("postgres").await,
+        server.admin("postgres").await,
+    ];
+    mcpwatch_tests::wait_for_async("3 client connections", Duration::from_secs(60), || async {
+        let row = others[0]
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .expect("count");
+        (row.get::<_, i64>(0) == 3).then_some(())
+    })
+    .await;
+    let (answers, _) = rounds(&engine, address, 3, &[(0, None), (50, Some("1"))]).await;
+    for (round, answers) in answers.iter().enumerate() {
+        assert_eq!(
+            success(&answers[0], "postgres", "db"),
+            Some(1.0),
+            "round {round}:\n{}",
+            answers[0]
+        );
+        assert_eq!(value_of(&answers[0], "slow_n{target=\"db\"}"), Some(1.0));
+        assert_eq!(success(&answers[1], "postgres", "db"), Some(0.0));
+    }
+    drop(others);
+}

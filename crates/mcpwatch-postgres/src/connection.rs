@@ -298,11 +298,16 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let hold = std::mem::replace(&mut self.hold, Hold::Shared);
-        if self.finished {
-            if let Hold::Private(driver) = hold {
+        match hold {
+            // What runs on a shared connection may be the other collection's: a cancel
+            // would hit it.
+            Hold::Shared => return,
+            Hold::Private(driver) if self.finished => {
                 driver.abort();
+                return;
             }
-            return;
+            Hold::Supervised(_) if self.finished => return,
+            Hold::Private(_) | Hold::Supervised(_) => {}
         }
         // Cut by the deadline (or given up on an error): what it sent may still run on the
         // server, and would hold up the next collection. Cancelled, then waited for, off

@@ -246,6 +246,38 @@ impl RedisCollector {
         refused
     }
 
+    /// The pipeline of a scrape: `INFO ALL` and what INFO lacks, less what an ACL refused
+    /// lately, and `CLUSTER INFO` in cluster mode only; with the names of what it asks.
+    fn pipeline(&self, refused: &[&'static str]) -> (Vec<&'static str>, redis::Pipeline) {
+        let mut asked: Vec<&'static str> = Vec::new();
+        let mut pipe = redis::pipe();
+        for (name, args) in [
+            (INFO, &["INFO", "ALL"][..]),
+            ("SLOWLOG LEN", &["SLOWLOG", "LEN"][..]),
+            ("CONFIG GET maxmemory", &["CONFIG", "GET", "maxmemory"][..]),
+            (
+                "CONFIG GET maxclients",
+                &["CONFIG", "GET", "maxclients"][..],
+            ),
+            ("CLUSTER INFO", &["CLUSTER", "INFO"][..]),
+        ] {
+            let cluster_only = name == "CLUSTER INFO";
+            if refused.contains(&name)
+                || (cluster_only && !self.cluster_mode.load(Ordering::Relaxed))
+            {
+                continue;
+            }
+            let mut cmd = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            pipe.add_command(cmd);
+            asked.push(name);
+        }
+        pipe.ignore_errors();
+        (asked, pipe)
+    }
+
     /// PING on `connection`, unless an ACL refused it lately (then the pipeline that
     /// follows shows whether the server answers).
     async fn ping(&self, connection: &mut MultiplexedConnection, number: u64) -> Ping {
@@ -349,8 +381,10 @@ impl Collector for RedisCollector {
             .add(&[], 0.0);
         // A connection that broke since the last scrape (a restart, CLIENT KILL, a timeout
         // on the server) is made again at once, so that the scrape still tells how the
-        // server is; a new connection that fails is the answer.
-        let (number, mut connection, ping) = loop {
+        // server is; a new connection that fails is the answer. With PING refused by an
+        // ACL, the pipeline is what finds a connection broken.
+        let mut retried = false;
+        let (mut connection, asked, replies) = loop {
             let (number, mut connection, fresh) = match self.connection(ctx).await {
                 Ok(connection) => connection,
                 Err((error, reason)) => {
@@ -358,80 +392,66 @@ impl Collector for RedisCollector {
                     return Err(error);
                 }
             };
-            match self.ping(&mut connection, number).await {
-                Ping::Answered(round_trip) => break (number, connection, Some(round_trip)),
-                Ping::Refused => break (number, connection, None),
+            let ping = match self.ping(&mut connection, number).await {
+                Ping::Answered(round_trip) => Some(round_trip),
+                Ping::Refused => None,
                 Ping::Error(e) => {
                     write_connect_failure(sink, "redis", None);
                     return Err(CollectError::msg(describe(&e)).context("PING"));
                 }
                 Ping::Broken(e) => {
                     self.forget(number);
-                    if fresh {
+                    if fresh || retried {
                         write_connect_failure(sink, "redis", None);
                         return Err(CollectError::msg(describe(&e)).context("PING"));
                     }
+                    retried = true;
                     tracing::debug!(target = %self.config.name, error = %e, "The connection broke; connecting again.");
+                    continue;
+                }
+            };
+            if let Some(round_trip) = ping {
+                if let Some(up) = sink.find_mut("redis_up") {
+                    up.set_all(1.0);
+                }
+                sink.gauge(
+                    "redis_ping_duration_seconds",
+                    "Round trip of PING on the monitoring connection.",
+                )
+                .add(&[], round_trip.as_secs_f64());
+            }
+
+            // INFO ALL first, then what INFO lacks; what an ACL refused lately is not
+            // asked, INFO included: a user allowed PING alone is refused each command once
+            // in REFUSED_RETRY, not on every scrape.
+            let refused = self.refused();
+            if refused.contains(&INFO) {
+                write_connect_failure(sink, "redis", None);
+                return Err(CollectError::msg(format!(
+                    "INFO ALL: refused (NOPERM, or the command is renamed away); allow the \
+                     monitoring user INFO: it is asked again within {} minutes",
+                    REFUSED_RETRY.as_secs() / 60
+                )));
+            }
+            let (asked, pipe) = self.pipeline(&refused);
+            let answer: redis::RedisResult<Vec<redis::RedisResult<Value>>> =
+                pipe.query_async(&mut connection).await;
+            match answer {
+                Ok(replies) => break (connection, asked, replies),
+                Err(e) => {
+                    self.forget(number);
+                    let unchecked = ping.is_none() && e.code().is_none();
+                    if unchecked && !fresh && !retried {
+                        retried = true;
+                        tracing::debug!(target = %self.config.name, error = %e, "The connection broke; connecting again.");
+                        continue;
+                    }
+                    write_connect_failure(sink, "redis", None);
+                    return Err(CollectError::msg(describe(&e)).context("INFO"));
                 }
             }
         };
         write_connect_failure(sink, "redis", None);
-        if let Some(round_trip) = ping {
-            if let Some(up) = sink.find_mut("redis_up") {
-                up.set_all(1.0);
-            }
-            sink.gauge(
-                "redis_ping_duration_seconds",
-                "Round trip of PING on the monitoring connection.",
-            )
-            .add(&[], round_trip.as_secs_f64());
-        }
-
-        // INFO ALL first, then what INFO lacks; what an ACL refused lately is not asked,
-        // INFO included: a user allowed PING alone is refused each command once in
-        // REFUSED_RETRY, not on every scrape.
-        let refused = self.refused();
-        if refused.contains(&INFO) {
-            return Err(CollectError::msg(format!(
-                "INFO ALL: refused (NOPERM, or the command is renamed away); allow the \
-                 monitoring user INFO: it is asked again within {} minutes",
-                REFUSED_RETRY.as_secs() / 60
-            )));
-        }
-        let mut asked: Vec<&'static str> = Vec::new();
-        let mut pipe = redis::pipe();
-        for (name, args) in [
-            (INFO, &["INFO", "ALL"][..]),
-            ("SLOWLOG LEN", &["SLOWLOG", "LEN"][..]),
-            ("CONFIG GET maxmemory", &["CONFIG", "GET", "maxmemory"][..]),
-            (
-                "CONFIG GET maxclients",
-                &["CONFIG", "GET", "maxclients"][..],
-            ),
-            ("CLUSTER INFO", &["CLUSTER", "INFO"][..]),
-        ] {
-            let cluster_only = name == "CLUSTER INFO";
-            if refused.contains(&name)
-                || (cluster_only && !self.cluster_mode.load(Ordering::Relaxed))
-            {
-                continue;
-            }
-            let mut cmd = redis::cmd(args[0]);
-            for arg in &args[1..] {
-                cmd.arg(*arg);
-            }
-            pipe.add_command(cmd);
-            asked.push(name);
-        }
-        pipe.ignore_errors();
-        let replies: Vec<redis::RedisResult<Value>> = match pipe.query_async(&mut connection).await
-        {
-            Ok(replies) => replies,
-            Err(e) => {
-                self.forget(number);
-                return Err(CollectError::msg(describe(&e)).context("INFO"));
-            }
-        };
         // With PING refused, the pipeline's answer is what tells the server is there.
         if let Some(up) = sink.find_mut("redis_up") {
             up.set_all(1.0);
