@@ -318,3 +318,23 @@ impl Drop for PostgresServer {
         self.stop();
     }
 }
+
+/// Waits until the server `via` is connected to has `count` client connections, `via`
+/// included, as a setup that takes connection slots needs before it goes on. It asks over
+/// `via` so as to take no slot of its own.
+///
+/// # Panics
+/// When the count is not reached within a minute.
+pub async fn wait_for_client_connections(via: &tokio_postgres::Client, count: i64) {
+    crate::wait_for_async(&format!("{count} client connections"), LIMIT, || async {
+        let row = via
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .expect("count the client connections");
+        (row.get::<_, i64>(0) == count).then_some(())
+    })
+    .await;
+}

@@ -916,17 +916,8 @@ async fn why_the_server_cannot_be_reached_is_a_metric() {
     for _ in 0..4 {
         sessions.push(server.admin("postgres").await);
     }
-    wait_for_async("4 client connections, the setup's gone", LIMIT, || async {
-        let row = sessions[0]
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                &[],
-            )
-            .await
-            .expect("count");
-        (row.get::<_, i64>(0) == 4).then_some(())
-    })
-    .await;
+    // The setup's own connections gone, the four taken.
+    mcpwatch_tests::postgres::wait_for_client_connections(&sessions[0], 4).await;
     let full = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(full.value("pg_up", &[]), Some(0.0));
     assert_eq!(

@@ -198,13 +198,8 @@ async fn evictions_under_a_small_maxmemory_and_rejected_connections() {
 #[tokio::test]
 async fn an_acl_without_config_is_no_failure() {
     let server = RedisServer::start(&[]).await;
-    let limited_password = server
-        .acl_user("monitor", &["+@all", "-config", "-slowlog"])
-        .await;
-    let engine = engine(&format!(
-        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: monitor\npassword: '{limited_password}'\n",
-        server.port()
-    ));
+    let (engine, limited_password) =
+        acl_engine(&server, "monitor", &["+@all", "-config", "-slowlog"]).await;
     let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert_eq!(value(&scrape, "redis_up", &[]), 1.0);
     assert_eq!(
@@ -283,6 +278,17 @@ async fn a_wrong_password_is_down_and_never_shown() {
     assert!(!text(&scrape).await.contains(&wrong));
 }
 
+/// An engine scraping `server` as the ACL user `user`, made with these rules; and the
+/// user's password.
+async fn acl_engine(server: &RedisServer, user: &str, rules: &[&str]) -> (ScrapeEngine, String) {
+    let password = server.acl_user(user, rules).await;
+    let engine = engine(&format!(
+        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: {user}\npassword: '{password}'\n",
+        server.port()
+    ));
+    (engine, password)
+}
+
 /// `errorstat_NOPERM` of `INFO errorstats`: the commands the server refused for want of
 /// an ACL permission.
 async fn noperm_replies(server: &RedisServer) -> u64 {
@@ -301,12 +307,8 @@ async fn noperm_replies(server: &RedisServer) -> u64 {
 #[tokio::test]
 async fn a_user_allowed_only_ping_is_refused_each_command_once_per_connection() {
     let server = RedisServer::start(&[]).await;
-    let password = server.acl_user("pinger", &["+ping"]).await;
+    let (engine, _) = acl_engine(&server, "pinger", &["+ping"]).await;
     assert_eq!(noperm_replies(&server).await, 0);
-    let engine = engine(&format!(
-        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: pinger\npassword: '{password}'\n",
-        server.port()
-    ));
     for _ in 0..20 {
         let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
         assert_eq!(value(&scrape, "redis_up", &[]), 1.0);
@@ -334,11 +336,7 @@ async fn refusals_are_asked_once_whatever_the_user_lacks() {
     ];
     for (rules, extra, expected) in cases {
         let server = RedisServer::start(extra).await;
-        let password = server.acl_user("limited", rules).await;
-        let engine = engine(&format!(
-            "name: cache\nurl: redis://127.0.0.1:{}/\nusername: limited\npassword: '{password}'\n",
-            server.port()
-        ));
+        let (engine, _) = acl_engine(&server, "limited", rules).await;
         for _ in 0..20 {
             let scrape = mcpwatch_tests::engine::scrape(&engine, None).await;
             assert_eq!(value(&scrape, "redis_up", &[]), 1.0, "{rules:?}");
@@ -390,11 +388,7 @@ async fn a_connection_that_broke_since_the_last_scrape_is_made_again_at_once() {
     assert_eq!(connect_failure(&after_restart), None);
 
     // With PING refused by the ACL, the pipeline finds the connection broken: the same.
-    let password = server.acl_user("noping", &["+@all", "-ping"]).await;
-    let noping = crate::engine(&format!(
-        "name: cache\nurl: redis://127.0.0.1:{}/\nusername: noping\npassword: '{password}'\n",
-        server.port()
-    ));
+    let (noping, _) = acl_engine(&server, "noping", &["+@all", "-ping"]).await;
     let first = mcpwatch_tests::engine::scrape(&noping, None).await;
     assert_eq!(value(&first, "redis_up", &[]), 1.0, "{:?}", noping.status());
     let mut admin = server.connection().await;

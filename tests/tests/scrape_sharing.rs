@@ -16,7 +16,7 @@ use mcpwatch_postgres::PostgresCollector;
 use mcpwatch_tests::daemon::{Behaviour, Daemon};
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
-use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
+use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer, wait_for_client_connections};
 use mcpwatch_wsdaemon::WsDaemonCollector;
 
 const HEALTH_DELAY: Duration = Duration::from_millis(700);
@@ -31,6 +31,33 @@ async fn serve(collector: Arc<dyn Collector>) -> (ScrapeEngine, SocketAddr) {
         .expect("bind");
     let address = server.local_addrs()[0];
     tokio::spawn(server.serve(ExporterService::new(engine.clone()), std::future::pending()));
+    (engine, address)
+}
+
+/// Serves the PostgreSQL collector of `server` with these custom `queries` (YAML items),
+/// after a first scrape that opens its connections and succeeds.
+async fn serve_postgres(server: &PostgresServer, queries: &str) -> (ScrapeEngine, SocketAddr) {
+    let collector = PostgresCollector::new(
+        parse_yaml(
+            &format!(
+                "name: db\ndsn: '{}'\nqueries:\n{queries}",
+                server.dsn("postgres")
+            ),
+            Path::new("t.yml"),
+        )
+        .expect("config"),
+    )
+    .expect("collector");
+    let (engine, address) = serve(Arc::new(collector)).await;
+    let first = scrape_after(address, Duration::ZERO, None)
+        .await
+        .expect("scrape");
+    assert_eq!(
+        value_of(&first, "pg_up{target=\"db\"}"),
+        Some(1.0),
+        "{first}"
+    );
+    assert_eq!(success(&first, "postgres", "db"), Some(1.0), "{first}");
     (engine, address)
 }
 
@@ -158,24 +185,11 @@ async fn a_daemon_that_answers_in_time_is_up_whatever_shorter_scrape_came_first(
 #[tokio::test]
 async fn postgres_is_up_for_every_scrape_whose_budget_holds_its_queries() {
     let server = PostgresServer::start(PostgresOptions::default()).await;
-    let collector = PostgresCollector::new(
-        parse_yaml(
-            &format!(
-                "name: db\ndsn: '{}'\nqueries:\n  - metric: slow\n    \
-                 sql: SELECT 1 AS n FROM pg_sleep(0.3)\n    values: [n]\n",
-                server.dsn("postgres")
-            ),
-            Path::new("t.yml"),
-        )
-        .expect("config"),
+    let (engine, address) = serve_postgres(
+        &server,
+        "  - metric: slow\n    sql: SELECT 1 AS n FROM pg_sleep(0.3)\n    values: [n]\n",
     )
-    .expect("collector");
-    let (engine, address) = serve(Arc::new(collector)).await;
-    // The first scrape opens the connection.
-    let first = scrape_after(address, Duration::ZERO, None)
-        .await
-        .expect("scrape");
-    assert_eq!(value_of(&first, "pg_up{target=\"db\"}"), Some(1.0));
+    .await;
 
     // A 0.5 s scraper (0.25 s to collect: too short for the query), then 50 ms later a 2 s
     // one (1.5 s): the second always has every query.
@@ -227,25 +241,13 @@ async fn one_collections_deadline_never_fails_another_on_the_same_connection() {
         .batch_execute("CREATE DATABASE other")
         .await
         .expect("create database");
-    let collector = PostgresCollector::new(
-        parse_yaml(
-            &format!(
-                "name: db\ndsn: '{}'\nqueries:\n  - metric: slow\n    \
-                 sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n  \
-                 - metric: elsewhere\n    database: other\n    \
-                 sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n",
-                server.dsn("postgres")
-            ),
-            Path::new("t.yml"),
-        )
-        .expect("config"),
+    let (engine, address) = serve_postgres(
+        &server,
+        "  - metric: slow\n    sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n  \
+         - metric: elsewhere\n    database: other\n    \
+         sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n",
     )
-    .expect("collector");
-    let (engine, address) = serve(Arc::new(collector)).await;
-    let first = scrape_after(address, Duration::ZERO, None)
-        .await
-        .expect("scrape");
-    assert_eq!(success(&first, "postgres", "db"), Some(1.0), "{first}");
+    .await;
     let complete = |text: &str| {
         success(text, "postgres", "db") == Some(1.0)
             && value_of(text, "slow_n{target=\"db\"}") == Some(1.0)
@@ -286,38 +288,16 @@ async fn sharing_a_connection_for_want_of_slots_cancels_nothing_of_another_colle
         ..PostgresOptions::default()
     })
     .await;
-    let collector = PostgresCollector::new(
-        parse_yaml(
-            &format!(
-                "name: db\ndsn: '{}'\nqueries:\n  - metric: slow\n    \
-                 sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n",
-                server.dsn("postgres")
-            ),
-            Path::new("t.yml"),
-        )
-        .expect("config"),
+    let (engine, address) = serve_postgres(
+        &server,
+        "  - metric: slow\n    sql: SELECT 1 AS n FROM pg_sleep(0.7)\n    values: [n]\n",
     )
-    .expect("collector");
-    let (engine, address) = serve(Arc::new(collector)).await;
-    let first = scrape_after(address, Duration::ZERO, None)
-        .await
-        .expect("scrape");
-    assert_eq!(success(&first, "postgres", "db"), Some(1.0), "{first}");
+    .await;
     let others = [
         server.admin("postgres").await,
         server.admin("postgres").await,
     ];
-    mcpwatch_tests::wait_for_async("3 client connections", Duration::from_secs(60), || async {
-        let row = others[0]
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                &[],
-            )
-            .await
-            .expect("count");
-        (row.get::<_, i64>(0) == 3).then_some(())
-    })
-    .await;
+    wait_for_client_connections(&others[0], 3).await;
     let (answers, _) = rounds(&engine, address, 3, &[(0, None), (50, Some("1"))]).await;
     for (round, answers) in answers.iter().enumerate() {
         assert_eq!(

@@ -134,18 +134,32 @@ mod tests {
         sink.find(name).and_then(|f| f.value(labels))
     }
 
-    #[test]
-    fn fresh_truncated_stale_and_missing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("ws_daemon.health.json");
-        let config: WsDaemonConfig = parse_yaml(
+    /// A target with the health file at `path` and a one-minute age limit.
+    fn config(path: &Path) -> WsDaemonConfig {
+        parse_yaml(
             &format!(
                 "name: d\nhealth_file: {}\nhealth_file_max_age: 1m\n",
                 path.display()
             ),
             Path::new("c.yml"),
         )
-        .expect("config");
+        .expect("config")
+    }
+
+    /// Dates the file at `path` to `when`.
+    fn set_mtime(path: &Path, when: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(when))
+            .expect("set mtime");
+    }
+
+    #[test]
+    fn fresh_truncated_stale_and_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ws_daemon.health.json");
+        let config = config(&path);
 
         let mut sink = MetricSink::default();
         assert_eq!(read(&path, &config, &mut sink), FileState::Missing);
@@ -178,12 +192,7 @@ mod tests {
         assert!(sink.find("wsdaemon_sessions").is_none());
 
         std::fs::write(&path, r#"{"status":"healthy"}"#).expect("write");
-        let old = SystemTime::now() - Duration::from_secs(600);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(old))
-            .expect("set mtime");
+        set_mtime(&path, SystemTime::now() - Duration::from_secs(600));
         let mut sink = MetricSink::default();
         assert_eq!(read(&path, &config, &mut sink), FileState::Stale);
         assert_eq!(value(&sink, "wsdaemon_health_file_stale", &[]), Some(1.0));
@@ -195,22 +204,9 @@ mod tests {
     fn a_stale_file_is_not_known_to_be_healthy() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("ws_daemon.health.json");
-        let config: WsDaemonConfig = parse_yaml(
-            &format!(
-                "name: d\nhealth_file: {}\nhealth_file_max_age: 1m\n",
-                path.display()
-            ),
-            Path::new("c.yml"),
-        )
-        .expect("config");
+        let config = config(&path);
         let file = [("source", "file")];
-        let age = |seconds: u64| {
-            std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(seconds)))
-                .expect("set mtime");
-        };
+        let age = |seconds: u64| set_mtime(&path, SystemTime::now() - Duration::from_secs(seconds));
         std::fs::write(&path, r#"{"status":"healthy","sessions":3}"#).expect("write");
 
         // Within the limit: what the file says.
@@ -238,13 +234,8 @@ mod tests {
         assert_eq!(value(&sink, "wsdaemon_healthy", &file), Some(1.0));
 
         // Written "in the future": a little is clock skew, more than the limit is stale.
-        let ahead = |seconds: u64| {
-            std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(SystemTime::now() + Duration::from_secs(seconds)))
-                .expect("set mtime");
-        };
+        let ahead =
+            |seconds: u64| set_mtime(&path, SystemTime::now() + Duration::from_secs(seconds));
         ahead(30);
         let mut sink = MetricSink::default();
         assert_eq!(read(&path, &config, &mut sink), FileState::Fresh);
