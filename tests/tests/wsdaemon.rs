@@ -83,7 +83,8 @@ async fn the_sdk_server_is_probed_over_both_transports() {
                         t,
                         ("name", "exai-mcp"),
                         ("version", "2.3.0"),
-                        ("protocol_version", "2025-06-18")
+                        ("protocol_version", "2025-11-25"),
+                        ("era", "legacy")
                     ]
                 ),
                 Some(1.0),
@@ -103,8 +104,12 @@ async fn the_sdk_server_is_probed_over_both_transports() {
                 "timeout",
                 "tls",
                 "handshake",
-                "protocol",
+                "unauthorized",
+                "unsupported_version",
+                "header_mismatch",
+                "method_not_found",
                 "error_response",
+                "protocol",
             ] {
                 assert_eq!(
                     scrape.value("wsdaemon_mcp_failure", &[t, ("reason", reason)]),

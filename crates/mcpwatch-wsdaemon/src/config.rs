@@ -38,6 +38,19 @@ pub struct WsDaemonConfig {
     pub bearer_token: Option<Secret>,
     /// A file holding the bearer token.
     pub bearer_token_file: Option<SecretFile>,
+    /// Further headers of every request to the daemon (an API key, a tenant); their values
+    /// are kept as secrets and never shown.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// The MCP revision the Streamable HTTP probe speaks: `auto` (the default) finds the
+    /// server's era as the specification's backward-compatibility rules say, remembers it,
+    /// and finds it again when a probe fails; a revision (`2026-07-28`, `2025-11-25`, ...)
+    /// pins it. The WebSocket probe always speaks the legacy era.
+    #[serde(default = "defaults::protocol")]
+    pub protocol: String,
+    /// A synthetic `tools/call` after the tool list: off unless set. It calls a real tool,
+    /// with whatever side effects and costs that tool has.
+    pub tool_call: Option<ToolCallConfig>,
     /// CA certificates for `https://` and `wss://`; the system's roots otherwise.
     pub ca_file: Option<ConfigPath>,
     /// Accept any server certificate (for self-signed test daemons only).
@@ -60,6 +73,9 @@ mod defaults {
 
     pub fn timeout() -> Duration {
         Duration::from_secs(5)
+    }
+    pub fn protocol() -> String {
+        "auto".to_owned()
     }
     pub fn health_file_max_age() -> Duration {
         Duration::from_secs(120)
@@ -137,6 +153,20 @@ pub enum MappingKind {
     Gauge,
     /// A value that only grows.
     Counter,
+}
+
+/// The synthetic tool call of the MCP probes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallConfig {
+    /// The tool to call; one the server does not list is not called.
+    pub name: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// A regular expression the text of the result must match (its text content blocks,
+    /// else its structured content as JSON).
+    pub expect: Option<String>,
 }
 
 /// JSON-lines request logs: one record per request the daemon served.
@@ -250,6 +280,9 @@ impl WsDaemonConfig {
             timeout: defaults::timeout(),
             bearer_token: None,
             bearer_token_file: None,
+            headers: BTreeMap::new(),
+            protocol: defaults::protocol(),
+            tool_call: None,
             ca_file: None,
             insecure_skip_verify: false,
             default_mapping: true,
@@ -307,6 +340,44 @@ impl WsDaemonConfig {
         }
         if let Err(message) = self.bearer_token() {
             return problem("bearer_token", message);
+        }
+        if let Err(message) = crate::era::Pin::parse(&self.protocol) {
+            return problem("protocol", message);
+        }
+        if self.websocket_url.is_some()
+            && crate::era::Pin::parse(&self.protocol)
+                .is_ok_and(|pin| pin.era() == Some(crate::era::Era::Modern))
+        {
+            return problem(
+                "protocol",
+                format!(
+                    "{:?} is a modern revision, and websocket_url speaks the legacy era only \
+                     (WebSocket was never a standard MCP transport); pin it on a target \
+                     with mcp_url alone",
+                    self.protocol
+                ),
+            );
+        }
+        for name in self.headers.keys() {
+            if let Err(message) = crate::http::check_extra_header(name) {
+                return problem(&format!("headers.{name}"), message);
+            }
+        }
+        if let Some(call) = &self.tool_call {
+            if self.websocket_url.is_none() && self.mcp_url.is_none() {
+                return problem(
+                    "tool_call",
+                    "a tool call needs an MCP probe: set mcp_url or websocket_url".into(),
+                );
+            }
+            if call.name.is_empty() {
+                return problem("tool_call.name", "name the tool to call".into());
+            }
+            if let Some(expect) = &call.expect
+                && let Err(e) = regex_lite::Regex::new(expect)
+            {
+                return problem("tool_call.expect", format!("not a regular expression: {e}"));
+            }
         }
         for (i, mapping) in self.mappings.iter().enumerate() {
             if crate::METRIC_NAMES.contains(&mapping.metric.as_str()) {
@@ -507,6 +578,66 @@ mod tests {
             assert!(!message.contains("hunter2"), "{message}");
         }
         let c = parse("name: '127.0.0.1:3001'\nhealth_url: http://127.0.0.1:3001/\n");
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn protocol_headers_and_tool_call_are_checked() {
+        let c = parse(
+            "name: d\nmcp_url: http://x/mcp\nprotocol: '2026-07-28'\nheaders:\n  X-Tenant: t1\n\
+             tool_call:\n  name: glm_chat\n  arguments: {prompt: ping, max_tokens: 1}\n  \
+             expect: '(?i)pong'\n",
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let call = c.tool_call.as_ref().expect("tool call");
+        assert_eq!(
+            call.arguments.get("max_tokens"),
+            Some(&serde_json::json!(1))
+        );
+        for (text, key, needle) in [
+            (
+                "mcp_url: http://x/mcp\nprotocol: latest\n",
+                "protocol",
+                "neither auto",
+            ),
+            (
+                "websocket_url: ws://x/\nprotocol: '2026-07-28'\n",
+                "protocol",
+                "legacy era only",
+            ),
+            (
+                "mcp_url: http://x/mcp\nheaders:\n  Mcp-Method: x\n",
+                "headers.Mcp-Method",
+                "sets itself",
+            ),
+            (
+                "mcp_url: http://x/mcp\nheaders:\n  'bad name': x\n",
+                "headers.bad name",
+                "not a valid header name",
+            ),
+            (
+                "health_url: http://x/\ntool_call: {name: t}\n",
+                "tool_call",
+                "set mcp_url or websocket_url",
+            ),
+            (
+                "mcp_url: http://x/mcp\ntool_call: {name: t, expect: '('}\n",
+                "tool_call.expect",
+                "not a regular expression",
+            ),
+            (
+                "mcp_url: http://x/mcp\ntool_call: {name: ''}\n",
+                "tool_call.name",
+                "name the tool",
+            ),
+        ] {
+            let c = parse(&format!("name: d\n{text}"));
+            let (at, message) = c.validate().expect_err(text);
+            assert_eq!(at, key, "{text}");
+            assert!(message.contains(needle), "{text}: {message}");
+        }
+        // A legacy pin suits WebSocket too.
+        let c = parse("name: d\nwebsocket_url: ws://x/\nprotocol: '2025-06-18'\n");
         assert_eq!(c.validate(), Ok(()));
     }
 }

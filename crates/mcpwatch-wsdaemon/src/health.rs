@@ -55,7 +55,7 @@ async fn exchange(
     let get = request(
         Method::GET,
         endpoint,
-        access.token.as_ref(),
+        access,
         &[("accept", "application/json")],
         Bytes::new(),
     )?;

@@ -3,16 +3,16 @@
 //! bodies read with a size limit, and Server-Sent Events read one event at a time.
 
 use bytes::{Buf, Bytes};
-use http::header::{AUTHORIZATION, HOST, HeaderValue, USER_AGENT};
+use http::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use mcpwatch_core::Secret;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
+use crate::Access;
 use crate::net::{Endpoint, Failure, Reason, Stream};
 
 /// The `User-Agent` of every probe.
@@ -71,12 +71,49 @@ impl HttpConnection {
     }
 }
 
-/// A request to `endpoint` with the headers every probe sends.
+/// Headers the probes set themselves, which `headers:` may not give.
+const OWN_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "authorization",
+    "content-type",
+    "content-length",
+    "accept",
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+];
+
+/// Checks a name of `headers:`: a valid header name that is neither one the probes set nor
+/// an MCP header (`Mcp-*`, `MCP-Protocol-Version`), nor a WebSocket handshake header.
+pub(crate) fn check_extra_header(name: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase();
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    if OWN_HEADERS.contains(&lower.as_str())
+        || lower.starts_with("mcp-")
+        || lower.starts_with("sec-websocket-")
+    {
+        return Err(format!(
+            "{name:?} is a header the probe sets itself (use bearer_token for authorization)"
+        ));
+    }
+    Ok(())
+}
+
+/// A request to `endpoint` with the headers every probe sends: the bearer token and the
+/// configured headers (both marked sensitive), then `headers`.
 pub(crate) fn request(
     method: Method,
     endpoint: &Endpoint,
-    token: Option<&Secret>,
-    headers: &[(&'static str, &str)],
+    access: &Access,
+    headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, Failure> {
     let invalid = |what: &str| Failure::new(Reason::Protocol, format_args!("invalid {what}"));
@@ -91,17 +128,28 @@ pub(crate) fn request(
         HeaderValue::from_str(&endpoint.authority).map_err(|_| invalid("host"))?,
     );
     map.insert(USER_AGENT, HeaderValue::from_static(AGENT));
-    if let Some(token) = token {
+    if let Some(token) = &access.token {
         let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| invalid("bearer token (it holds characters a header cannot)"))?;
         value.set_sensitive(true);
         map.insert(AUTHORIZATION, value);
     }
+    for (name, value) in &access.headers {
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+            Failure::new(
+                Reason::Protocol,
+                format_args!(
+                    "invalid value of header {name} (it holds characters a header cannot)"
+                ),
+            )
+        })?;
+        value.set_sensitive(true);
+        map.insert(name.clone(), value);
+    }
     for (name, value) in headers {
-        map.insert(
-            *name,
-            HeaderValue::from_str(value).map_err(|_| invalid(name))?,
-        );
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid(name))?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid(name.as_str()))?;
+        map.insert(name, value);
     }
     Ok(request)
 }
@@ -158,9 +206,11 @@ impl EventStream {
                 let line = line.strip_suffix(b"\n").unwrap_or(&line);
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if line.is_empty() {
-                    if !self.data.is_empty() {
-                        let mut data = std::mem::take(&mut self.data);
-                        data.pop();
+                    // An event whose data is empty (a priming event: `data:` with an `id`
+                    // and a `retry`) is not dispatched, as the format says.
+                    let mut data = std::mem::take(&mut self.data);
+                    data.pop();
+                    if !data.is_empty() {
                         return Ok(Some(data));
                     }
                     continue;

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod era;
 mod health;
 mod health_file;
 mod http;
@@ -23,9 +24,10 @@ use tokio::time::{Instant, timeout_at};
 
 pub use config::WsDaemonConfig;
 
+use crate::era::{EraMemory, Pin};
 use crate::health::HealthReport;
 use crate::health_file::FileState;
-use crate::mcp::{McpReport, Transport};
+use crate::mcp::{CAPABILITIES, McpReport, Outcome, Plan, ToolCall, Transport};
 use crate::net::{Endpoint, Reason};
 use crate::request_log::RequestLog;
 
@@ -57,7 +59,13 @@ pub(crate) const METRIC_NAMES: &[&str] = &[
     "wsdaemon_mcp_phase_duration_seconds",
     "wsdaemon_mcp_tools",
     "wsdaemon_mcp_server_info",
+    "wsdaemon_mcp_supported_version",
+    "wsdaemon_mcp_capability",
+    "wsdaemon_mcp_tools_ttl_seconds",
     "wsdaemon_mcp_failure",
+    "wsdaemon_mcp_tool_call_success",
+    "wsdaemon_mcp_tool_call_duration_seconds",
+    "wsdaemon_mcp_tool_call_outcome",
     "wsdaemon_requests_total",
     "wsdaemon_request_duration_seconds",
     "wsdaemon_request_log_lines_total",
@@ -90,11 +98,12 @@ pub fn target_name(url: &str) -> Result<String, String> {
     })
 }
 
-/// How the probes reach the daemon: TLS settings and the bearer token.
+/// How the probes reach the daemon: TLS settings, the bearer token and further headers.
 #[derive(Debug, Clone)]
 pub(crate) struct Access {
     pub(crate) tls: Option<Arc<ClientConfig>>,
     pub(crate) token: Option<Secret>,
+    pub(crate) headers: Vec<(::http::HeaderName, Secret)>,
 }
 
 /// What reading the daemon's files found.
@@ -120,6 +129,10 @@ pub struct WsDaemonCollector {
     websocket: Option<Endpoint>,
     mcp_http: Option<Endpoint>,
     access: Access,
+    pin: Pin,
+    /// The era the Streamable HTTP probe last found, for `protocol: auto`.
+    era: EraMemory,
+    tool_call: Option<ToolCall>,
     request_log: Option<Arc<Mutex<RequestLog>>>,
 }
 
@@ -154,6 +167,35 @@ impl WsDaemonCollector {
         let token = config
             .bearer_token()
             .map_err(|message| error("bearer_token", message))?;
+        let headers = config
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                ::http::HeaderName::from_bytes(name.as_bytes())
+                    .map(|name| (name, value.clone()))
+                    .map_err(|_| error(&format!("headers.{name}"), "not a header name".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pin = Pin::parse(&config.protocol).map_err(|message| error("protocol", message))?;
+        let tool_call = config
+            .tool_call
+            .as_ref()
+            .map(|call| {
+                let expect = call
+                    .expect
+                    .as_deref()
+                    .map(regex_lite::Regex::new)
+                    .transpose()
+                    .map_err(|e| {
+                        error("tool_call.expect", format!("not a regular expression: {e}"))
+                    })?;
+                Ok(ToolCall {
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    expect,
+                })
+            })
+            .transpose()?;
         let needs_tls = [&health, &websocket, &mcp_http]
             .iter()
             .any(|e| e.as_ref().is_some_and(|e| e.tls));
@@ -182,7 +224,14 @@ impl WsDaemonCollector {
             health,
             websocket,
             mcp_http,
-            access: Access { tls, token },
+            access: Access {
+                tls,
+                token,
+                headers,
+            },
+            pin,
+            era: EraMemory::default(),
+            tool_call,
             request_log,
         })
     }
@@ -249,6 +298,11 @@ impl Collector for WsDaemonCollector {
             .min(self.config.timeout);
         let deadline = Instant::now() + budget;
         let access = &self.access;
+        let plan = Plan {
+            pin: self.pin,
+            memory: &self.era,
+            tool_call: self.tool_call.as_ref(),
+        };
         let health = async {
             match &self.health {
                 Some(endpoint) => Some(health::probe(endpoint, access, deadline).await),
@@ -260,7 +314,7 @@ impl Collector for WsDaemonCollector {
             async move {
                 match endpoint {
                     Some(endpoint) => {
-                        Some(mcp::probe(transport, &endpoint, access, deadline).await)
+                        Some(mcp::probe(transport, &endpoint, access, plan, deadline).await)
                     }
                     None => None,
                 }
@@ -301,12 +355,19 @@ impl Collector for WsDaemonCollector {
             }
         }
         for report in &mcp {
-            mcp_metrics(report, sink);
+            mcp_metrics(report, self.tool_call.as_ref(), sink);
             if let Some(failure) = &report.failure {
                 failures.push(format!(
                     "MCP probe over {}: {failure}",
                     report.transport.as_str()
                 ));
+            }
+            if let Some(detail) = report.tool_call.as_ref().and_then(|c| c.detail.as_ref()) {
+                tracing::warn!(
+                    target_name = %self.config.name,
+                    transport = report.transport.as_str(),
+                    "MCP tool call: {detail}"
+                );
             }
         }
         if let Some(files) = files {
@@ -348,11 +409,12 @@ fn health_metrics(report: &HealthReport, config: &WsDaemonConfig, sink: &mut Met
     }
 }
 
-fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
+fn mcp_metrics(report: &McpReport, call: Option<&ToolCall>, sink: &mut MetricSink) {
     let transport = report.transport.as_str();
     sink.gauge(
         "wsdaemon_mcp_up",
-        "Whether an MCP session (initialize, tools/list, ping) succeeded.",
+        "Whether the MCP probe succeeded: server/discover and tools/list (modern era), or \
+         initialize, tools/list and ping (legacy era).",
     )
     .add(&[("transport", transport)], flag(report.failure.is_none()));
     sink.gauge(
@@ -363,7 +425,7 @@ fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
     let phases = sink.gauge(
         "wsdaemon_mcp_phase_duration_seconds",
         "Time of each completed phase of the MCP probe: connect, handshake (TLS and \
-         WebSocket upgrade), initialize, tools_list, ping.",
+         WebSocket upgrade), discover (modern), initialize and ping (legacy), tools_list.",
     );
     for (phase, seconds) in &report.phases {
         phases.add(
@@ -375,10 +437,19 @@ fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
         sink.gauge("wsdaemon_mcp_tools", "Tools the MCP server lists.")
             .add(&[("transport", transport)], tools as f64);
     }
+    if let Some(ttl) = report.tools_ttl {
+        sink.gauge(
+            "wsdaemon_mcp_tools_ttl_seconds",
+            "How long the tool list may be cached, from its ttlMs (modern era; the \
+             smallest of its pages).",
+        )
+        .add(&[("transport", transport)], ttl);
+    }
     if let Some(server) = &report.server {
         sink.info(
             "wsdaemon_mcp_server_info",
-            "The MCP server's name, version and negotiated protocol version, always 1.",
+            "The MCP server's name and version, the protocol revision spoken and its era \
+             (legacy or modern), always 1.",
         )
         .add(
             &[
@@ -386,9 +457,33 @@ fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
                 ("name", &server.name),
                 ("version", &server.version),
                 ("protocol_version", &server.protocol_version),
+                ("era", server.era.as_str()),
             ],
             1.0,
         );
+    }
+    if !report.supported.is_empty() {
+        let supported = sink.gauge(
+            "wsdaemon_mcp_supported_version",
+            "Protocol revisions the MCP server says it speaks (server/discover, an \
+             unsupported-version error, or the one initialize agreed), always 1.",
+        );
+        let mut seen: Vec<&str> = Vec::with_capacity(report.supported.len());
+        for version in &report.supported {
+            if !seen.contains(&version.as_str()) {
+                seen.push(version);
+                supported.add(&[("transport", transport), ("version", version)], 1.0);
+            }
+        }
+    }
+    if let Some(present) = report.capabilities {
+        let capability = sink.gauge(
+            "wsdaemon_mcp_capability",
+            "Whether the MCP server declares a capability: 1 present, 0 absent.",
+        );
+        for (name, on) in CAPABILITIES.iter().zip(present) {
+            capability.add(&[("transport", transport), ("capability", name)], flag(on));
+        }
     }
     let failed = sink.gauge(
         "wsdaemon_mcp_failure",
@@ -400,5 +495,34 @@ fn mcp_metrics(report: &McpReport, sink: &mut MetricSink) {
             &[("transport", transport), ("reason", each.as_str())],
             flag(reason == Some(each)),
         );
+    }
+    if let (Some(call), Some(result)) = (call, &report.tool_call) {
+        let tool = mapping::label_value(&call.name);
+        let labels = [("transport", transport), ("tool", tool.as_str())];
+        sink.gauge(
+            "wsdaemon_mcp_tool_call_success",
+            "Whether the synthetic tool call succeeded: a result that is no error and \
+             matches the expected pattern.",
+        )
+        .add(&labels, flag(result.outcome == Outcome::Success));
+        sink.gauge(
+            "wsdaemon_mcp_tool_call_duration_seconds",
+            "Time of the synthetic tool call; 0 when it was not made.",
+        )
+        .add(&labels, result.duration);
+        let outcome = sink.gauge(
+            "wsdaemon_mcp_tool_call_outcome",
+            "What the synthetic tool call gave: 1 for the outcome, 0 for the others.",
+        );
+        for each in Outcome::ALL {
+            outcome.add(
+                &[
+                    ("transport", transport),
+                    ("tool", tool.as_str()),
+                    ("outcome", each.as_str()),
+                ],
+                flag(result.outcome == each),
+            );
+        }
     }
 }

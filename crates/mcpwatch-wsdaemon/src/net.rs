@@ -29,8 +29,18 @@ pub(crate) enum Reason {
     Handshake,
     /// The peer broke the protocol: not JSON-RPC, wrong answers, closed mid-exchange.
     Protocol,
-    /// The server answered with an error (a JSON-RPC error, an HTTP error status).
+    /// The server answered with an error (a JSON-RPC error, an HTTP error status) that no
+    /// other reason names.
     ErrorResponse,
+    /// The server refused the probe's credentials (HTTP 401 or 403).
+    Unauthorized,
+    /// The server does not speak the revision asked (-32022, a counter-offer to a pinned
+    /// revision, or a legacy answer to a pinned modern revision).
+    UnsupportedVersion,
+    /// The server found the MCP headers missing or at odds with the body (-32020).
+    HeaderMismatch,
+    /// The server does not know a method the probe needs (-32601).
+    MethodNotFound,
     /// The health endpoint answered with a status other than 2xx.
     HttpStatus,
     /// The health endpoint's body is not a JSON object.
@@ -48,13 +58,17 @@ impl Reason {
         Reason::InvalidJson,
     ];
     /// Reasons of the MCP probe, in label order.
-    pub(crate) const MCP: [Reason; 6] = [
+    pub(crate) const MCP: [Reason; 10] = [
         Reason::Refused,
         Reason::Timeout,
         Reason::Tls,
         Reason::Handshake,
-        Reason::Protocol,
+        Reason::Unauthorized,
+        Reason::UnsupportedVersion,
+        Reason::HeaderMismatch,
+        Reason::MethodNotFound,
         Reason::ErrorResponse,
+        Reason::Protocol,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -65,6 +79,10 @@ impl Reason {
             Reason::Handshake => "handshake",
             Reason::Protocol => "protocol",
             Reason::ErrorResponse => "error_response",
+            Reason::Unauthorized => "unauthorized",
+            Reason::UnsupportedVersion => "unsupported_version",
+            Reason::HeaderMismatch => "header_mismatch",
+            Reason::MethodNotFound => "method_not_found",
             Reason::HttpStatus => "http_status",
             Reason::InvalidJson => "invalid_json",
         }
@@ -77,6 +95,12 @@ impl Reason {
 pub(crate) struct Failure {
     pub(crate) reason: Reason,
     pub(crate) message: String,
+    /// The HTTP status of the answer that failed, if one came.
+    pub(crate) status: Option<u16>,
+    /// The JSON-RPC error code of the answer that failed, if it held one.
+    pub(crate) code: Option<i64>,
+    /// The revisions the server named in an unsupported-version error (-32022).
+    pub(crate) supported: Vec<String>,
 }
 
 impl Failure {
@@ -84,7 +108,23 @@ impl Failure {
         Self {
             reason,
             message: message.to_string(),
+            status: None,
+            code: None,
+            supported: Vec::new(),
         }
+    }
+
+    /// Whether the server answered (with an error or something that is no MCP), as
+    /// opposed to not being reached or not answering in time.
+    pub(crate) fn answered(&self) -> bool {
+        matches!(
+            self.reason,
+            Reason::ErrorResponse
+                | Reason::UnsupportedVersion
+                | Reason::HeaderMismatch
+                | Reason::MethodNotFound
+                | Reason::Protocol
+        )
     }
 
     pub(crate) fn timeout(what: &str) -> Self {
