@@ -32,32 +32,56 @@ fi
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 
-# The strict OpenMetrics parser, the official MCP SDK (1.x: it still ships the WebSocket
-# server transport beside Streamable HTTP) for the MCP server the tests probe, and aiosmtpd
-# for the SMTP server the notifier's e-mail tests send to.
-MCP_SDK='mcp[ws]>=1.20,<2'
+# The strict OpenMetrics parser for the exposition checks, and aiosmtpd for the SMTP server
+# the notifier's e-mail tests send to, both system-wide.
 pip_missing=()
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import prometheus_client' 2>/dev/null || pip_missing+=(prometheus_client)
-    python3 -c 'import mcp.server.websocket, uvicorn, websockets' 2>/dev/null ||
-        pip_missing+=("$MCP_SDK")
     python3 -c 'import aiosmtpd' 2>/dev/null || pip_missing+=(aiosmtpd)
 else
-    pip_missing+=(prometheus_client "$MCP_SDK" aiosmtpd)
+    pip_missing+=(prometheus_client aiosmtpd)
+fi
+
+# The official Python MCP SDK, one virtual environment per generation, for the MCP servers
+# the tests probe: mcp1 holds 1.x (it still ships the WebSocket server transport beside
+# Streamable HTTP; the legacy era), mcp2 holds 2.x (Streamable HTTP of both eras). They
+# live outside the work tree so that they survive it; tests/src/mcp.rs finds them at the
+# same place. Each is checked by importing what the fixtures use.
+VENVS=${MCPWATCH_VENVS:-/var/cache/mcpwatch/venvs}
+venv_names=(mcp1 mcp2)
+declare -A venv_spec=([mcp1]='mcp[ws]>=1.20,<2' [mcp2]='mcp>=2.3,<3')
+declare -A venv_probe=(
+    [mcp1]='import mcp.server.websocket, uvicorn, websockets, importlib.metadata as m; assert m.version("mcp").startswith("1.")'
+    [mcp2]='import mcp.server.mcpserver, uvicorn, importlib.metadata as m; assert m.version("mcp").startswith("2.")'
+)
+venv_missing=()
+for venv in "${venv_names[@]}"; do
+    "$VENVS/$venv/bin/python" -c "${venv_probe[$venv]}" 2>/dev/null || venv_missing+=("$venv")
+done
+# Debian's python3 makes virtual environments only with python3-venv (ensurepip).
+if (( ${#venv_missing[@]} )); then
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        apt_missing+=(python3-venv)
+    fi
 fi
 
 rustup_missing=()
 cargo fmt --version >/dev/null 2>&1 || rustup_missing+=(rustfmt)
 cargo clippy --version >/dev/null 2>&1 || rustup_missing+=(clippy)
 
-if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); then
+if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#venv_missing[@]} + ${#rustup_missing[@]} > 0 )); then
     if [[ $(id -u) -ne 0 ]]; then
-        echo "Missing: ${apt_missing[*]:-} ${pip_missing[*]:-} ${rustup_missing[*]:-}" >&2
+        echo "Missing: ${apt_missing[*]:-} ${pip_missing[*]:-}" \
+            "${venv_missing[*]/#/$VENVS/} ${rustup_missing[*]:-}" >&2
         echo "Install as root, then run this again:" >&2
         (( ${#apt_missing[@]} )) &&
             echo "  apt-get update && apt-get install -y --no-install-recommends ${apt_missing[*]}" >&2
         (( ${#pip_missing[@]} )) &&
             echo "  python3 -m pip install$(printf " '%s'" "${pip_missing[@]}")" >&2
+        for venv in "${venv_missing[@]}"; do
+            echo "  python3 -m venv $VENVS/$venv &&" \
+                "$VENVS/$venv/bin/python -m pip install '${venv_spec[$venv]}'" >&2
+        done
         (( ${#rustup_missing[@]} )) && echo "  rustup component add ${rustup_missing[*]}" >&2
         exit 1
     fi
@@ -92,6 +116,18 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#rustup_missing[@]} > 0 )); th
         python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
             "${pip_missing[@]}"
     fi
+    for venv in "${venv_missing[@]}"; do
+        step "Installing ${venv_spec[$venv]} into $VENVS/$venv"
+        # A virtual environment whose interpreter no longer runs (its base Python went) is
+        # made anew; otherwise what it has is kept and only what is missing is installed.
+        clear=()
+        [[ -e "$VENVS/$venv" ]] && ! "$VENVS/$venv/bin/python" -c '' 2>/dev/null && clear=(--clear)
+        mkdir -p "$VENVS"
+        python3 -m venv "${clear[@]}" "$VENVS/$venv"
+        "$VENVS/$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "${venv_spec[$venv]}"
+        "$VENVS/$venv/bin/python" -c "${venv_probe[$venv]}"
+    done
     if (( ${#rustup_missing[@]} )); then
         step "Installing ${rustup_missing[*]}"
         rustup component add "${rustup_missing[@]}"
