@@ -319,15 +319,21 @@ async fn converse(
         }
         return match discover(channel, revision, deadline, report).await {
             Discovered::Modern(result) => modern(channel, result, plan, deadline, report).await,
-            Discovered::Legacy { failure, evidence } if evidence => Err(Failure {
-                reason: Reason::UnsupportedVersion,
-                message: format!(
-                    "the server answered server/discover at {revision} as a legacy server \
+            // A legacy server's answer says it does not speak the pinned revision; a
+            // server without server/discover says just that.
+            Discovered::Legacy { failure, evidence }
+                if evidence && failure.reason != Reason::MethodNotFound =>
+            {
+                Err(Failure {
+                    reason: Reason::UnsupportedVersion,
+                    message: format!(
+                        "the server answered server/discover at {revision} as a legacy server \
                      does: {}",
-                    failure.message
-                ),
-                ..failure
-            }),
+                        failure.message
+                    ),
+                    ..failure
+                })
+            }
             Discovered::Legacy { failure, .. } | Discovered::Fatal(failure) => Err(failure),
         };
     }
