@@ -127,7 +127,8 @@ fn positions_survive_a_byte_order_mark_non_ascii_text_and_missing_keys() {
         (
             "an unknown key on line 1, after a byte order mark",
             "\u{feff}bogus: 1\n",
-            "exporter.yml:1:1: bogus: unknown field `bogus`, expected `collectors` or `scrape`",
+            "exporter.yml:1:1: bogus: unknown field `bogus`, expected one of `collectors`, \
+             `scrape`, `probe`",
         ),
         (
             "a top-level key twice, after a byte order mark",

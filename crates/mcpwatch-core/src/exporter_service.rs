@@ -1,13 +1,15 @@
-//! The exporter's HTTP endpoints: `/metrics`, `/health`, `/` and `POST /-/reload`.
+//! The exporter's HTTP endpoints: `/metrics`, `/health`, `/` and `POST /-/reload`, and the
+//! [`Route`]s a binary adds (the exporter's `/probe`).
 //!
 //! [`metrics_response`] is the `/metrics` handler alone, for services that mount it in
-//! their own router.
+//! their own router; [`exposition_response`] answers with metric families gathered
+//! otherwise, in the format and encoding the request asks for.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -16,30 +18,65 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::encode::{Format, accepts_gzip};
+use crate::encode::{Format, accepts_gzip, gzip};
 use crate::engine::{CollectorOutcome, ScrapeEngine, parse_scrape_timeout_header};
+use crate::metrics::{MetricFamily, merge_families};
 
 /// The header Prometheus sends with its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 
 /// Runs a scrape and answers in the format and encoding the request's headers ask for.
 pub async fn metrics_response(engine: &ScrapeEngine, headers: &HeaderMap) -> Response<Full<Bytes>> {
-    let value = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    let scraper_timeout = value(SCRAPE_TIMEOUT_HEADER).and_then(parse_scrape_timeout_header);
-    let format = Format::negotiate(value(header::ACCEPT.as_str()));
-    let gzipped = accepts_gzip(value(header::ACCEPT_ENCODING.as_str()));
-    let scrape = engine.scrape(scraper_timeout).await;
+    let (format, gzipped) = negotiate(headers);
+    let scrape = engine.scrape(scraper_timeout(headers)).await;
     if !scrape.is_complete() {
-        return text(
+        return text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "The collection failed; the exporter's log says why.\n".to_owned(),
+            "The collection failed; the exporter's log says why.\n",
         );
     }
-    let body = scrape.body(format, gzipped).await;
+    exposition(scrape.body(format, gzipped).await, format, gzipped)
+}
+
+/// Answers with `families`, merged by name, in the format and encoding the request's
+/// headers ask for, as `/metrics` does: for endpoints that gather their own families (a
+/// probe of one target) rather than run the engine.
+pub fn exposition_response(
+    families: Vec<MetricFamily>,
+    headers: &HeaderMap,
+) -> Response<Full<Bytes>> {
+    let (format, gzipped) = negotiate(headers);
+    let (groups, conflicts) = merge_families(families);
+    for family in conflicts {
+        tracing::error!(
+            metric = family.name(),
+            "Metric reported with two different types; the second was dropped."
+        );
+    }
+    let plain = format.encode(&Arc::from(groups));
+    let body = if gzipped { gzip(&plain) } else { plain };
+    exposition(body, format, gzipped)
+}
+
+/// The scraper's timeout, from `X-Prometheus-Scrape-Timeout-Seconds`.
+pub fn scraper_timeout(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(SCRAPE_TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_scrape_timeout_header)
+}
+
+/// The format and whether to gzip, from `Accept` and `Accept-Encoding`.
+fn negotiate(headers: &HeaderMap) -> (Format, bool) {
+    let value = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    (
+        Format::negotiate(value(header::ACCEPT)),
+        accepts_gzip(value(header::ACCEPT_ENCODING)),
+    )
+}
+
+/// A `200` with an exposition body and its headers.
+fn exposition(body: Bytes, format: Format, gzipped: bool) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     let h = response.headers_mut();
     h.insert(
@@ -59,11 +96,27 @@ pub async fn metrics_response(engine: &ScrapeEngine, headers: &HeaderMap) -> Res
 /// Re-reads the configuration; the error names what is wrong and where.
 pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// An endpoint a binary adds beside the built-in ones, such as the exporter's `/probe`;
+/// the index page lists it.
+#[async_trait::async_trait]
+pub trait Route: Send + Sync + 'static {
+    /// How it is called, shown on the index page: `GET /probe?target=URL&module=NAME`.
+    fn usage(&self) -> String;
+
+    /// What it does, shown on the index page after its usage; plain text, read on every
+    /// request for the page, so that it follows reloads.
+    fn describe(&self) -> String;
+
+    /// Answers a request for its path, whatever the method; the body is not read.
+    async fn handle(&self, request: Request<()>) -> Response<Full<Bytes>>;
+}
+
 #[derive(Clone)]
 struct ServiceState {
     engine: ScrapeEngine,
     telemetry_path: String,
     reload: Option<ReloadHook>,
+    routes: Vec<(String, Arc<dyn Route>)>,
     started: Instant,
 }
 
@@ -90,6 +143,7 @@ impl ExporterService {
                 engine,
                 telemetry_path: "/metrics".to_owned(),
                 reload: None,
+                routes: Vec::new(),
                 started: Instant::now(),
             }),
         }
@@ -114,11 +168,24 @@ impl ExporterService {
         self.with(|s| s.reload = Some(reload))
     }
 
+    /// Serves `route` at `path`. The built-in endpoints keep their paths.
+    pub fn with_route(self, path: impl Into<String>, route: Arc<dyn Route>) -> Self {
+        let path = path.into();
+        self.with(|s| s.routes.push((path, route)))
+    }
+
     /// Answers one request.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
         let state = &self.state;
         let path = request.uri().path();
         let method = request.method();
+        let builtin = [&state.telemetry_path[..], "/health", "/", "/-/reload"];
+        if !builtin.contains(&path)
+            && let Some((_, route)) = state.routes.iter().find(|(p, _)| p == path)
+        {
+            let (parts, _) = request.into_parts();
+            return route.handle(Request::from_parts(parts, ())).await;
+        }
         match path {
             p if p == state.telemetry_path => match *method {
                 Method::GET => metrics_response(&state.engine, request.headers()).await,
@@ -134,16 +201,16 @@ impl ExporterService {
             },
             "/-/reload" => match (&state.reload, method) {
                 (Some(reload), &Method::POST | &Method::PUT) => match reload().await {
-                    Ok(()) => text(StatusCode::OK, "Configuration reloaded.\n".to_owned()),
-                    Err(error) => text(
+                    Ok(()) => text_response(StatusCode::OK, "Configuration reloaded.\n"),
+                    Err(error) => text_response(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("Configuration not reloaded; the previous one stays: {error}\n"),
                     ),
                 },
                 (Some(_), _) => method_not_allowed("POST, PUT"),
-                (None, _) => text(StatusCode::NOT_FOUND, "Reload is not enabled.\n".to_owned()),
+                (None, _) => text_response(StatusCode::NOT_FOUND, "Reload is not enabled.\n"),
             },
-            _ => text(StatusCode::NOT_FOUND, "Not Found\n".to_owned()),
+            _ => text_response(StatusCode::NOT_FOUND, "Not Found\n"),
         }
     }
 
@@ -229,18 +296,24 @@ impl ExporterService {
             ));
         }
         let metrics = html_escape(&self.state.telemetry_path);
-        let reload = if self.state.reload.is_some() {
-            "<li><code>POST /-/reload</code>: re-read the configuration</li>\n"
-        } else {
-            ""
-        };
+        let mut more = String::new();
+        for (_, route) in &self.state.routes {
+            more.push_str(&format!(
+                "<li><code>{}</code>: {}</li>\n",
+                html_escape(&route.usage()),
+                html_escape(&route.describe())
+            ));
+        }
+        if self.state.reload.is_some() {
+            more.push_str("<li><code>POST /-/reload</code>: re-read the configuration</li>\n");
+        }
         let page = format!(
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
              <title>mcpwatch exporter</title></head>\n<body>\n<h1>mcpwatch exporter</h1>\n\
              <p>Version {version} (revision {revision}).</p>\n<h2>Endpoints</h2>\n<ul>\n\
              <li><a href=\"{metrics}\">{metrics}</a>: metrics (OpenMetrics or text 0.0.4)</li>\n\
              <li><a href=\"/health\">/health</a>: status of each collector (JSON)</li>\n\
-             {reload}</ul>\n<h2>Collectors</h2>\n<table>\n<tr><th>collector</th><th>target</th></tr>\n\
+             {more}</ul>\n<h2>Collectors</h2>\n<table>\n<tr><th>collector</th><th>target</th></tr>\n\
              {rows}</table>\n</body>\n</html>\n",
             version = html_escape(version),
             revision = html_escape(revision),
@@ -265,8 +338,9 @@ impl<B: Send + 'static> hyper::service::Service<Request<B>> for ExporterService 
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+/// A plain text answer with `status`.
+pub fn text_response(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.into())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -275,11 +349,9 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method Not Allowed\n".to_owned(),
-    );
+/// A `405` naming the methods `allow`ed.
+pub fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -440,6 +512,94 @@ mod tests {
             s.handle(post).await.status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    struct Echo;
+
+    #[async_trait]
+    impl Route for Echo {
+        fn usage(&self) -> String {
+            "GET /echo?say=<word>".to_owned()
+        }
+        fn describe(&self) -> String {
+            "says it back".to_owned()
+        }
+        async fn handle(&self, request: Request<()>) -> Response<Full<Bytes>> {
+            text_response(
+                StatusCode::OK,
+                format!("{} {}", request.method(), request.uri()),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn routes_are_served_listed_and_never_shadow_the_built_in_endpoints() {
+        let s = service()
+            .with_route("/echo", Arc::new(Echo))
+            .with_route("/health", Arc::new(Echo));
+        let response = s.handle(get("/echo?say=hi")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body(response).await, "GET /echo?say=hi");
+        let post = Request::post("/echo").body("ignored").expect("request");
+        assert_eq!(body(s.handle(post).await).await, "POST /echo");
+        let page = body(s.handle(get("/")).await).await;
+        assert!(
+            page.contains("<li><code>GET /echo?say=&lt;word&gt;</code>: says it back</li>"),
+            "{page}"
+        );
+        let health = body(s.handle(get("/health")).await).await;
+        assert!(health.contains("\"collectors\""), "{health}");
+    }
+
+    #[tokio::test]
+    async fn families_are_answered_as_the_request_asks() {
+        let families = || {
+            let mut a = MetricFamily::gauge("probe_success", "Success.");
+            a.add(&[], 1.0);
+            let mut b = MetricFamily::gauge("probe_success", "Success.");
+            b.add(&[("transport", "ws")], 0.0);
+            vec![a, b]
+        };
+        let response = exposition_response(families(), &HeaderMap::new());
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert_eq!(
+            body(response).await,
+            "# HELP probe_success Success.\n# TYPE probe_success gauge\nprobe_success 1\n\
+             probe_success{transport=\"ws\"} 0\n"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0"),
+        );
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let response = exposition_response(families(), &headers);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(response.headers()[header::VARY], "Accept, Accept-Encoding");
+        let compressed = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&compressed[..]),
+            &mut plain,
+        )
+        .expect("gunzip");
+        assert!(plain.ends_with("# EOF\n"), "{plain}");
+    }
+
+    #[test]
+    fn the_scrapers_timeout_is_read_from_its_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(scraper_timeout(&headers), None);
+        headers.insert(SCRAPE_TIMEOUT_HEADER, HeaderValue::from_static("2.5"));
+        assert_eq!(scraper_timeout(&headers), Some(Duration::from_millis(2500)));
     }
 
     #[tokio::test]

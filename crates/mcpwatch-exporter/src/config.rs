@@ -1,14 +1,19 @@
 //! The exporter's YAML configuration, merged with the command-line shortcuts.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcpwatch_core::config::{ConfigError, Problem, check_target_name, duration, load_yaml_checked};
+use mcpwatch_core::config::{
+    ConfigError, ConfigPath, Pattern, Problem, SecretFile, check_target_name, duration,
+    load_yaml_checked,
+};
 use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_host::HostConfig;
 use mcpwatch_postgres::PostgresConfig;
 use mcpwatch_redis::RedisConfig;
 use mcpwatch_wsdaemon::WsDaemonConfig;
+use mcpwatch_wsdaemon::config::ToolCallConfig;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -23,6 +28,9 @@ pub struct ExporterConfig {
     /// Scrape timing.
     #[serde(default)]
     pub scrape: ScrapeConfig,
+    /// `GET /probe`: MCP servers named by the scraper.
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 /// `collectors`.
@@ -73,6 +81,219 @@ impl ScrapeConfig {
             timeout_offset: self.timeout_offset,
         }
     }
+}
+
+/// `probe`: the modules `GET /probe?target=URL&module=NAME` probes with, and its bounds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Probes run at once; a request beyond them is answered 503 at once.
+    #[serde(default = "probe_defaults::max_concurrent")]
+    pub max_concurrent: usize,
+    /// Targets whose probe (and the MCP era it found) is kept between requests; the least
+    /// recently probed is forgotten first.
+    #[serde(default = "probe_defaults::cache_size")]
+    pub cache_size: usize,
+    /// The modules, by name.
+    #[serde(default)]
+    pub modules: BTreeMap<String, ProbeModule>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: probe_defaults::max_concurrent(),
+            cache_size: probe_defaults::cache_size(),
+            modules: BTreeMap::new(),
+        }
+    }
+}
+
+mod probe_defaults {
+    use std::time::Duration;
+
+    pub fn max_concurrent() -> usize {
+        256
+    }
+    pub fn cache_size() -> usize {
+        4096
+    }
+    pub fn protocol() -> String {
+        "auto".to_owned()
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+/// `probe.modules.<name>`: how targets named in `/probe` requests are probed, and which
+/// targets may be.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeModule {
+    /// The MCP transport.
+    #[serde(default)]
+    pub transport: ProbeTransport,
+    /// `auto`, or the MCP revision to speak, as a wsdaemon target's `protocol`.
+    #[serde(default = "probe_defaults::protocol")]
+    pub protocol: String,
+    /// The longest a probe may take; the scraper's own timeout lowers it.
+    #[serde(default = "probe_defaults::timeout", with = "duration")]
+    pub timeout: Duration,
+    /// The targets this module may probe: a regular expression the whole target URL must
+    /// match. Required, so that the exporter is no open proxy.
+    pub allowed_targets: Pattern,
+    /// The URL schemes a target may have; by default those of the transport.
+    pub schemes: Option<Vec<String>>,
+    /// Further headers of every request to the target; secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub bearer_token: Option<Secret>,
+    /// A file holding the bearer token.
+    pub bearer_token_file: Option<SecretFile>,
+    /// CA certificates for `https://` and `wss://` targets; the system's otherwise.
+    pub ca_file: Option<ConfigPath>,
+    /// Accept any server certificate.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// A synthetic tool call after the tool list, as a wsdaemon target's.
+    pub tool_call: Option<ToolCallConfig>,
+}
+
+/// The MCP transport of a probe module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeTransport {
+    /// Streamable HTTP (`http://`, `https://`).
+    #[default]
+    StreamableHttp,
+    /// WebSocket with the `mcp` subprotocol (`ws://`, `wss://`), legacy era only.
+    Websocket,
+}
+
+impl ProbeTransport {
+    /// The schemes of the transport.
+    pub fn schemes(self) -> &'static [&'static str] {
+        match self {
+            ProbeTransport::StreamableHttp => &["http", "https"],
+            ProbeTransport::Websocket => &["ws", "wss"],
+        }
+    }
+
+    /// The name written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeTransport::StreamableHttp => "streamable_http",
+            ProbeTransport::Websocket => "websocket",
+        }
+    }
+}
+
+impl ProbeModule {
+    /// The schemes a target may have.
+    pub fn schemes(&self) -> Vec<&str> {
+        match &self.schemes {
+            Some(schemes) => schemes.iter().map(String::as_str).collect(),
+            None => self.transport.schemes().to_vec(),
+        }
+    }
+
+    /// The settings of a wsdaemon target probing `url` alone, over this module's transport,
+    /// named `name`. The URL is checked by the wsdaemon collector, not here.
+    pub fn daemon_config(&self, name: String, url: &str) -> Result<WsDaemonConfig, String> {
+        let mut config = WsDaemonConfig::from_url(name, url)?;
+        config.health_url = None;
+        match self.transport {
+            ProbeTransport::StreamableHttp => {
+                config.websocket_url = None;
+                config.mcp_url = Some(url.to_owned());
+            }
+            ProbeTransport::Websocket => {
+                config.websocket_url = Some(url.to_owned());
+                config.mcp_url = None;
+            }
+        }
+        config.timeout = self.timeout;
+        config.protocol = self.protocol.clone();
+        config.headers = self.headers.clone();
+        config.bearer_token = self.bearer_token.clone();
+        config.bearer_token_file = self.bearer_token_file.clone();
+        config.ca_file = self.ca_file.clone();
+        config.insecure_skip_verify = self.insecure_skip_verify;
+        config.tool_call = self.tool_call.clone();
+        Ok(config)
+    }
+
+    /// A target that stands for any of this module's, to check the settings with before a
+    /// request names one.
+    pub fn sample_target(&self) -> String {
+        let scheme = self.schemes().first().copied().unwrap_or("http");
+        format!("{scheme}://127.0.0.1/")
+    }
+
+    /// Checks what the types cannot; the key is relative to the module's entry.
+    fn validate(&self) -> Result<(), Problem> {
+        let problem = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
+        if self.allowed_targets.as_str().is_empty() {
+            return problem(
+                "allowed_targets",
+                "must not be empty: give a regular expression of the target URLs to allow",
+            );
+        }
+        if self.timeout.is_zero() {
+            return problem("timeout", "must be greater than zero");
+        }
+        if let Some(schemes) = &self.schemes {
+            if schemes.is_empty() {
+                return problem("schemes", "list at least one scheme");
+            }
+            let allowed = self.transport.schemes();
+            for (i, scheme) in schemes.iter().enumerate() {
+                if !allowed.contains(&scheme.as_str()) {
+                    return Err((
+                        format!("schemes[{i}]"),
+                        format!(
+                            "{scheme:?} is not a scheme of transport {} ({})",
+                            self.transport.as_str(),
+                            allowed.join(", ")
+                        ),
+                    ));
+                }
+                if schemes[..i].contains(scheme) {
+                    return Err((
+                        format!("schemes[{i}]"),
+                        format!("{scheme:?} is listed twice"),
+                    ));
+                }
+            }
+        }
+        // The wsdaemon collector's own checks (protocol, headers, token, tool call), on a
+        // target that stands for the ones requests will name.
+        let config = self
+            .daemon_config("probe".to_owned(), &self.sample_target())
+            .map_err(|message| ("transport".to_owned(), message))?;
+        config.validate()
+    }
+}
+
+/// Whether `name` can name a probe module: letters, digits, `_` and `-`, as it is written
+/// in URLs and shown as the `module` label.
+fn check_module_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a module name must not be empty".to_owned());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(
+            "a module name holds letters, digits, `_` and `-` only: it is written in /probe \
+             URLs and shown as a label"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Where the configuration comes from: the file, if any, and the flags that add to it.
@@ -224,6 +445,27 @@ impl ExporterConfig {
                 "must be greater than zero".to_owned(),
             ));
         }
+        self.probe.validate()
+    }
+}
+
+impl ProbeConfig {
+    /// Checks the bounds and every module; keys from `probe`.
+    fn validate(&self) -> Result<(), Problem> {
+        for (key, value) in [
+            ("probe.max_concurrent", self.max_concurrent),
+            ("probe.cache_size", self.cache_size),
+        ] {
+            if value == 0 {
+                return Err((key.to_owned(), "must be at least 1".to_owned()));
+            }
+        }
+        for (name, module) in &self.modules {
+            check_module_name(name).map_err(|m| (format!("probe.modules.{name}"), m))?;
+            module
+                .validate()
+                .map_err(|(key, m)| (format!("probe.modules.{name}.{key}"), m))?;
+        }
         Ok(())
     }
 }
@@ -237,6 +479,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("exporter.yml");
         std::fs::write(&path, text).expect("write");
+        std::fs::write(dir.path().join("token"), "hunter2\n").expect("write token");
         let mut args = vec![
             "mcpwatch-exporter".to_owned(),
             format!("--config.file={}", path.display()),
@@ -466,6 +709,164 @@ mod tests {
         assert_eq!(
             e,
             "exporter.yml:6:9: collectors.host.processes[1].name: \"a\" is used twice"
+        );
+    }
+
+    fn load_probe(text: &str) -> Result<ExporterConfig, String> {
+        load(text, &[])
+    }
+
+    #[test]
+    fn a_module_takes_its_defaults() {
+        let config = load_probe(
+            "probe:\n  modules:\n    mcp:\n      allowed_targets: 'https?://10\\.0\\.\\d+\\.\\d+:8000/mcp'\n",
+        )
+        .expect("valid");
+        assert_eq!(config.probe.max_concurrent, 256);
+        assert_eq!(config.probe.cache_size, 4096);
+        let module = &config.probe.modules["mcp"];
+        assert_eq!(module.transport, ProbeTransport::StreamableHttp);
+        assert_eq!(module.protocol, "auto");
+        assert_eq!(module.timeout, Duration::from_secs(5));
+        assert_eq!(module.schemes(), ["http", "https"]);
+        assert!(!module.insecure_skip_verify);
+        assert!(module.tool_call.is_none());
+        assert_eq!(ExporterConfig::default().probe, ProbeConfig::default());
+    }
+
+    #[test]
+    fn every_setting_of_a_module_is_read() {
+        let config = load_probe(
+            "probe:\n  max_concurrent: 8\n  cache_size: 100\n  modules:\n    fleet:\n      \
+             transport: websocket\n      protocol: '2025-06-18'\n      timeout: 3s\n      \
+             allowed_targets: 'wss://[a-z0-9-]+\\.mcp\\.internal/ws'\n      schemes: [wss]\n      \
+             headers:\n        X-Tenant: ops\n      bearer_token_file: token\n      \
+             insecure_skip_verify: true\n      tool_call:\n        name: echo\n        \
+             arguments: {text: hi}\n        expect: hi\n",
+        )
+        .expect("valid");
+        assert_eq!(config.probe.max_concurrent, 8);
+        assert_eq!(config.probe.cache_size, 100);
+        let module = &config.probe.modules["fleet"];
+        assert_eq!(module.transport, ProbeTransport::Websocket);
+        assert_eq!(module.schemes(), ["wss"]);
+        assert_eq!(module.timeout, Duration::from_secs(3));
+        let daemon = module
+            .daemon_config("x:443".into(), "wss://a.mcp.internal/ws")
+            .expect("daemon config");
+        assert_eq!(
+            daemon.websocket_url.as_deref(),
+            Some("wss://a.mcp.internal/ws")
+        );
+        assert_eq!(daemon.health_url, None);
+        assert_eq!(daemon.mcp_url, None);
+        assert_eq!(daemon.protocol, "2025-06-18");
+        assert_eq!(
+            daemon
+                .bearer_token()
+                .expect("token")
+                .map(|t| t.expose().to_owned()),
+            Some("hunter2".to_owned())
+        );
+        assert_eq!(daemon.headers["X-Tenant"].expose(), "ops");
+        assert_eq!(
+            daemon.tool_call.as_ref().map(|c| c.name.as_str()),
+            Some("echo")
+        );
+        assert!(daemon.insecure_skip_verify);
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn module_errors_name_file_line_and_key() {
+        let module = |body: &str| {
+            load_probe(&format!(
+                "probe:\n  modules:\n    mcp:\n      allowed_targets: 'http://127\\.0\\.0\\.1:\\d+/mcp'\n{body}"
+            ))
+        };
+        assert_eq!(
+            load_probe("probe:\n  modules:\n    mcp:\n      timeout: 2s\n").expect_err("required"),
+            "exporter.yml:3:5: probe.modules.mcp: missing field `allowed_targets`"
+        );
+        let e = load_probe("probe:\n  modules:\n    mcp:\n      allowed_targets: 'http://(x'\n")
+            .expect_err("regex");
+        assert!(
+            e.starts_with(
+                "exporter.yml:4:7: probe.modules.mcp.allowed_targets: invalid regular \
+                 expression \"http://(x\""
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            load_probe("probe:\n  modules:\n    mcp:\n      allowed_targets: ''\n")
+                .expect_err("empty"),
+            "exporter.yml:4:7: probe.modules.mcp.allowed_targets: must not be empty: give a \
+             regular expression of the target URLs to allow"
+        );
+        let e = module("      timout: 2s\n").expect_err("typo");
+        assert!(
+            e.starts_with(
+                "exporter.yml:5:7: probe.modules.mcp.timout: unknown field `timout`, expected \
+                 one of `transport`, `protocol`, `timeout`, `allowed_targets`, `schemes`"
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            module("      schemes: [http, ws]\n").expect_err("scheme"),
+            "exporter.yml:5:23: probe.modules.mcp.schemes[1]: \"ws\" is not a scheme of \
+             transport streamable_http (http, https)"
+        );
+        assert_eq!(
+            module("      schemes: []\n").expect_err("no scheme"),
+            "exporter.yml:5:7: probe.modules.mcp.schemes: list at least one scheme"
+        );
+        let e = module("      transport: sse\n").expect_err("transport");
+        assert!(
+            e.starts_with("exporter.yml:5:18: probe.modules.mcp.transport: unknown variant `sse`"),
+            "{e}"
+        );
+        assert_eq!(
+            module("      timeout: 0s\n").expect_err("zero"),
+            "exporter.yml:5:7: probe.modules.mcp.timeout: must be greater than zero"
+        );
+        let e = module("      protocol: '2099-01-01'\n").expect_err("protocol");
+        assert!(
+            e.starts_with(
+                "exporter.yml:5:7: probe.modules.mcp.protocol: \"2099-01-01\" is neither"
+            ),
+            "{e}"
+        );
+        let e = module("      transport: websocket\n      protocol: '2026-07-28'\n")
+            .expect_err("modern over websocket");
+        assert!(
+            e.starts_with("exporter.yml:6:7: probe.modules.mcp.protocol: "),
+            "{e}"
+        );
+        assert_eq!(
+            module("      bearer_token: hunter2\n      bearer_token_file: token\n")
+                .expect_err("both"),
+            "exporter.yml:5:7: probe.modules.mcp.bearer_token: set either bearer_token or \
+             bearer_token_file, not both"
+        );
+        assert_eq!(
+            module("      tool_call: {name: echo, expect: '(x'}\n").expect_err("expect"),
+            "exporter.yml:5:31: probe.modules.mcp.tool_call.expect: not a regular expression: \
+             found open group without closing ')'"
+        );
+        assert_eq!(
+            load_probe("probe:\n  modules:\n    'a b':\n      allowed_targets: x\n")
+                .expect_err("name"),
+            "exporter.yml:3:5: probe.modules.a b: a module name holds letters, digits, `_` and `-` \
+             only: it is written in /probe URLs and shown as a label"
+        );
+        assert_eq!(
+            load_probe("probe:\n  max_concurrent: 0\n").expect_err("zero"),
+            "exporter.yml:2:3: probe.max_concurrent: must be at least 1"
+        );
+        let e = load_probe("probe:\n  module: {}\n").expect_err("typo");
+        assert!(
+            e.starts_with("exporter.yml:2:3: probe.module: unknown field `module`"),
+            "{e}"
         );
     }
 }

@@ -12,6 +12,7 @@ use mcpwatch_redis::{RedisCollector, RedisConfig};
 use mcpwatch_wsdaemon::{WsDaemonCollector, WsDaemonConfig};
 
 use crate::config::{ConfigSource, ExporterConfig};
+use crate::probe::{ProbeState, Prober};
 
 /// The configuration a collector was built from; a reload keeps a collector (and the
 /// state it holds, such as connections) when its configuration did not change.
@@ -86,10 +87,11 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
         .map_err(|error| redact_message(&error))
 }
 
-/// Builds every collector of `config` and drops them, as `--check-config` does: a CA file
-/// that does not parse is found there, not at start. Nothing connects.
+/// Builds every collector and probe module of `config` and drops them, as `--check-config`
+/// does: a CA file that does not parse is found there, not at start. Nothing connects.
 pub fn check(config: &ExporterConfig) -> Result<(), String> {
-    build(config, &Vec::new()).map(|_| ())
+    build(config, &Vec::new())?;
+    ProbeState::build(config).map(|_| ())
 }
 
 /// `mcpwatch_config_last_reload_*`, as Prometheus and Alertmanager report theirs.
@@ -133,30 +135,34 @@ impl MetricSource for ReloadStatus {
     }
 }
 
-/// The exporter's collectors and engine.
+/// The exporter's collectors and engine, and the modules of `/probe`.
 pub struct Exporter {
     source: ConfigSource,
     engine: ScrapeEngine,
     built: Mutex<Built>,
+    prober: Arc<Prober>,
     status: Arc<ReloadStatus>,
 }
 
 impl Exporter {
-    /// Builds the collectors of `config`.
+    /// Builds the collectors and probe modules of `config`.
     pub fn new(source: ConfigSource, config: &ExporterConfig) -> Result<Self, String> {
         let built = build(config, &Vec::new())?;
+        let prober = Arc::new(Prober::new(ProbeState::build(config)?));
         let status = Arc::new(ReloadStatus::default());
         status.record(true);
         let engine = ScrapeEngine::builder()
             .collectors(built.iter().map(|(_, c)| c.clone()))
             .options(config.scrape.options())
             .source(status.clone())
+            .source(prober.clone())
             .build_info(env!("CARGO_PKG_VERSION"), env!("MCPWATCH_REVISION"))
             .build();
         Ok(Self {
             source,
             engine,
             built: Mutex::new(built),
+            prober,
             status,
         })
     }
@@ -166,20 +172,27 @@ impl Exporter {
         &self.engine
     }
 
-    /// Re-reads the configuration and swaps the collectors. On error the running ones stay.
+    /// The handler of `/probe`.
+    pub fn prober(&self) -> Arc<Prober> {
+        self.prober.clone()
+    }
+
+    /// Re-reads the configuration and swaps the collectors and probe modules (emptying the
+    /// probes' cache). On error the running ones stay.
     pub fn reload(&self) -> Result<(), String> {
         let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
         let result = self
             .source
             .load()
             .map_err(|e| e.to_string())
-            .and_then(|config| Ok((build(&config, &built)?, config)));
+            .and_then(|config| Ok((build(&config, &built)?, ProbeState::build(&config)?, config)));
         match result {
-            Ok((next, config)) => {
+            Ok((next, probes, config)) => {
                 self.engine.replace(
                     next.iter().map(|(_, c)| c.clone()).collect(),
                     config.scrape.options(),
                 );
+                self.prober.replace(probes);
                 *built = next;
                 tracing::info!(collectors = ?self.engine.collectors(), "Configuration reloaded.");
                 self.status.record(true);

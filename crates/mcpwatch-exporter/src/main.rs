@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod exporter;
+mod probe;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -80,6 +81,7 @@ async fn serve(
     let reload_target = exporter.clone();
     let service = ExporterService::new(exporter.engine().clone())
         .with_telemetry_path(cli.telemetry_path.clone())
+        .with_route("/probe", exporter.prober())
         .with_reload(Arc::new(move || {
             let exporter = reload_target.clone();
             async move {

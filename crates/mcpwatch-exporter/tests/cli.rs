@@ -125,7 +125,8 @@ fn check_config_accepts_a_valid_file() {
         dir.path(),
         "exporter.yml",
         "collectors:\n  host: { enabled: true, mountpoints_exclude: \"^/(proc|sys|dev)\" }\n\
-         scrape:\n  timeout: 10s\n",
+         scrape:\n  timeout: 10s\nprobe:\n  modules:\n    mcp:\n      \
+         allowed_targets: 'https://[a-z0-9-]+\\.mcp\\.internal/mcp'\n",
     );
     let out = exporter(&[&format!("--config.file={config}"), "--check-config"]);
     assert_eq!(
@@ -194,6 +195,20 @@ fn check_config_builds_every_collector() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("wsdaemon target \"exai\": ca_file: ") && stderr.contains("no PEM"),
+        "{stderr}"
+    );
+
+    let config = write(
+        dir.path(),
+        "exporter.yml",
+        "probe:\n  modules:\n    fleet:\n      allowed_targets: 'https://.*'\n      \
+         ca_file: ca.pem\n",
+    );
+    let out = exporter(&[&format!("--config.file={config}"), "--check-config"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("probe module \"fleet\": ca_file: ") && stderr.contains("no PEM"),
         "{stderr}"
     );
 }
