@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::daemon::{Behaviour, Daemon};
 use mcpwatch_tests::http::client;
-use mcpwatch_tests::mcp::McpServer;
+use mcpwatch_tests::mcp::{McpServer, ModernMcpServer};
 use mcpwatch_tests::notifier::{NotifierProcess, payload};
 use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
@@ -1011,6 +1011,11 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     let mcp = tokio::task::spawn_blocking(|| McpServer::start(29, 10, "exai-mcp", "2.3.0"))
         .await
         .expect("MCP server");
+    // A modern-era server with a synthetic tool call, for the era and tool-call panels.
+    let modern =
+        tokio::task::spawn_blocking(|| ModernMcpServer::start(29, 10, "glm-gateway", "2.3.0"))
+            .await
+            .expect("modern MCP server");
 
     std::fs::create_dir_all(path("logs")).expect("logs");
     let request_log = path("logs/requests.jsonl");
@@ -1038,12 +1043,16 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20     websocket_url: '{}'\n\
          \x20     mcp_url: '{}'\n\
          \x20     health_file: '{d}/health.json'\n\
-         \x20     request_log: {{path: '{d}/logs/*.jsonl'}}\n",
+         \x20     request_log: {{path: '{d}/logs/*.jsonl'}}\n\
+         \x20   - name: glm-gateway\n\
+         \x20     mcp_url: '{}'\n\
+         \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),
         daemon.websocket_url(),
         mcp.streamable_http_url(),
+        modern.streamable_http_url(),
     );
     std::fs::write(path("exporter.yml"), config).expect("exporter config");
     let exporter_address = free_address();
