@@ -15,7 +15,7 @@ mod request_log;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mcpwatch_core::web::{ServerCheck, client_config};
+use mcpwatch_core::web::{ServerCheck, shared_client_config};
 use mcpwatch_core::{
     CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
 };
@@ -206,9 +206,7 @@ impl WsDaemonCollector {
                 ServerCheck::Full
             };
             let ca = config.ca_file.as_ref().map(|c| c.path());
-            Some(Arc::new(
-                client_config(check, ca).map_err(|message| error("ca_file", message))?,
-            ))
+            Some(shared_client_config(check, ca).map_err(|message| error("ca_file", message))?)
         } else {
             None
         };

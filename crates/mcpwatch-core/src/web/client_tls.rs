@@ -2,8 +2,10 @@
 //! three levels of checking that libpq's `sslmode` and `insecure_skip_verify` settings ask
 //! for.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -17,7 +19,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use super::tls::crypto_provider;
 
 /// How much of the server's certificate is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServerCheck {
     /// Encrypt without checking who is at the other end (libpq's `require`,
     /// `insecure_skip_verify`); the handshake signature is still checked.
@@ -54,6 +56,49 @@ pub fn client_config(check: ServerCheck, ca_file: Option<&Path>) -> Result<Clien
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth())
+}
+
+/// What identifies a client configuration: the check, and the CA file as it is on disk
+/// (its path, modification time and length), so that a changed file is read again.
+type SharedKey = (ServerCheck, Option<(PathBuf, Option<SystemTime>, u64)>);
+
+/// Client configurations built so far, at most this many kept.
+const SHARED_MAX: usize = 64;
+
+/// The same as [`client_config`], shared: callers asking for the same check and the same
+/// CA file (unchanged on disk) get one configuration, so that many targets with the same
+/// TLS settings (a fleet probed through service discovery) hold one root store, not one
+/// each, and do not parse the system's roots again for each.
+pub fn shared_client_config(
+    check: ServerCheck,
+    ca_file: Option<&Path>,
+) -> Result<Arc<ClientConfig>, String> {
+    static SHARED: Mutex<Option<HashMap<SharedKey, Arc<ClientConfig>>>> = Mutex::new(None);
+    let file = ca_file.map(|path| {
+        let meta = std::fs::metadata(path).ok();
+        (
+            path.to_path_buf(),
+            meta.as_ref().and_then(|m| m.modified().ok()),
+            meta.map_or(0, |m| m.len()),
+        )
+    });
+    let key = (check, file);
+    if let Some(config) = SHARED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|shared| shared.get(&key))
+    {
+        return Ok(config.clone());
+    }
+    // Built outside the lock: reading the system's roots takes a while.
+    let config = Arc::new(client_config(check, ca_file)?);
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    let shared = shared.get_or_insert_with(HashMap::new);
+    if shared.len() >= SHARED_MAX {
+        shared.clear();
+    }
+    Ok(shared.entry(key).or_insert(config).clone())
 }
 
 fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
@@ -187,5 +232,29 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").expect("write");
         let e = client_config(ServerCheck::Chain, Some(&empty)).expect_err("no certificate");
         assert!(e.contains("no PEM certificate"), "{e}");
+    }
+
+    #[test]
+    fn shared_configurations_are_one_per_check_and_file() {
+        let a = shared_client_config(ServerCheck::None, None).expect("none");
+        let b = shared_client_config(ServerCheck::None, None).expect("none");
+        assert!(Arc::ptr_eq(&a, &b));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("certificate")
+            .cert
+            .pem();
+        std::fs::write(&ca, &cert).expect("ca");
+        let c = shared_client_config(ServerCheck::Full, Some(&ca)).expect("ca");
+        let d = shared_client_config(ServerCheck::Full, Some(&ca)).expect("ca");
+        assert!(Arc::ptr_eq(&c, &d));
+        assert!(!Arc::ptr_eq(&a, &c));
+        // A file that changed is read again; one that went away is an error again.
+        std::fs::write(&ca, format!("{cert}\n")).expect("ca");
+        let e = shared_client_config(ServerCheck::Full, Some(&ca)).expect("changed");
+        assert!(!Arc::ptr_eq(&c, &e));
+        std::fs::remove_file(&ca).expect("remove");
+        assert!(shared_client_config(ServerCheck::Full, Some(&ca)).is_err());
     }
 }

@@ -8,7 +8,7 @@ mod server;
 mod tls;
 
 pub use auth::{BasicAuth, RateLimiter};
-pub use client_tls::{ServerCheck, client_config};
+pub use client_tls::{ServerCheck, client_config, shared_client_config};
 pub use config::{
     BcryptHash, ClientAuthType, HttpServerConfig, RateLimit, ResponseHeaders, TlsServerConfig,
     TlsVersion, WebConfig,
