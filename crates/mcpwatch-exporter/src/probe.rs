@@ -31,6 +31,9 @@ use mcpwatch_wsdaemon::WsDaemonCollector;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
+/// Time past a module's timeout that a probe's collection is given to write its result.
+const RESULT_ROOM: Duration = Duration::from_millis(100);
+
 use crate::config::{ExporterConfig, ProbeModule};
 
 /// How a request is written, for the messages that tell how to write it.
@@ -380,8 +383,12 @@ impl Prober {
                 ),
             );
         };
+        // The module's timeout bounds the probe itself (the collector holds to it from its
+        // own start); the deadline given to the collection is the scraper's, or the
+        // module's with room to spare, so that the collector's own margin for writing its
+        // result does not come out of the module's timeout.
         let options = ScrapeOptions {
-            timeout: checked.module.config.timeout,
+            timeout: checked.module.config.timeout + RESULT_ROOM,
             timeout_offset: state.timeout_offset,
         };
         let budget = options.budget(scraper_timeout(request.headers()));
@@ -807,6 +814,36 @@ mod tests {
             ),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_module_timeout_is_the_probes_whole() {
+        // Without a scraper's header, a short module timeout is not cut by the collector's
+        // margin: a hanging target is waited for the whole of it.
+        let prober = Prober::new(state(
+            "probe:\n  modules:\n    short:\n      timeout: 300ms\n      \
+             allowed_targets: 'http://127\\.0\\.0\\.1:\\d+/mcp'\n",
+        ));
+        let (port, _silent) = silent_port().await;
+        let start = std::time::Instant::now();
+        let (status, _, body) = answer(
+            &prober,
+            get(&format!(
+                "/probe?module=short&target=http://127.0.0.1:{port}/mcp"
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\nprobe_success 0\n"), "{body}");
+        let probed = body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("wsdaemon_mcp_duration_seconds{transport=\"streamable_http\"} ")
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("probe duration");
+        assert!(probed >= 0.3, "{probed}");
+        assert!(start.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]
