@@ -460,6 +460,9 @@ struct Proxy {
     address: String,
     backend: Arc<Mutex<String>>,
     discovers: Arc<AtomicUsize>,
+    /// Requests of the legacy era: `initialize` and the DELETE that ends a session.
+    initializes: Arc<AtomicUsize>,
+    deletes: Arc<AtomicUsize>,
     rewrites: Rewrites,
     task: tokio::task::JoinHandle<()>,
 }
@@ -477,11 +480,14 @@ impl Proxy {
         let backend = Arc::new(Mutex::new(backend.to_owned()));
         let discovers = Arc::new(AtomicUsize::new(0));
         let rewrites: Rewrites = Arc::default();
+        let initializes = Arc::new(AtomicUsize::new(0));
+        let deletes = Arc::new(AtomicUsize::new(0));
         let (b, d, r) = (backend.clone(), discovers.clone(), rewrites.clone());
+        let (i, x) = (initializes.clone(), deletes.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let to = b.lock().expect("backend").clone();
-                let (d, r) = (d.clone(), r.clone());
+                let (d, r, i, x) = (d.clone(), r.clone(), i.clone(), x.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&to).await else {
                         return;
@@ -499,6 +505,11 @@ impl Proxy {
                             // in the Mcp-Method header when modern.
                             let body_mentions = count(&chunk, b"\"method\":\"server/discover\"");
                             d.fetch_add(body_mentions, Ordering::SeqCst);
+                            i.fetch_add(
+                                count(&chunk, b"\"method\":\"initialize\""),
+                                Ordering::SeqCst,
+                            );
+                            x.fetch_add(count(&chunk, b"DELETE /mcp "), Ordering::SeqCst);
                             for (from, to) in r.lock().expect("rewrites").iter() {
                                 replace(&mut chunk, from, to);
                             }
@@ -520,6 +531,8 @@ impl Proxy {
             address,
             backend,
             discovers,
+            initializes,
+            deletes,
             rewrites,
             task,
         }
@@ -544,6 +557,14 @@ impl Proxy {
 
     fn discovers(&self) -> usize {
         self.discovers.load(Ordering::SeqCst)
+    }
+
+    fn initializes(&self) -> usize {
+        self.initializes.load(Ordering::SeqCst)
+    }
+
+    fn deletes(&self) -> usize {
+        self.deletes.load(Ordering::SeqCst)
     }
 }
 
@@ -678,4 +699,29 @@ async fn mangled_headers_and_a_missing_discover_are_named() {
     }
     // A header mismatch is a modern server's answer: no legacy fallback was tried.
     assert_eq!(stripping.discovers(), 4);
+}
+
+#[tokio::test]
+async fn a_probe_cut_by_the_deadline_still_ends_its_sessions() {
+    let legacy = McpServer::start(29, 10, "exai-mcp", "1.26-test");
+    let proxy = Proxy::start(&address_of(&legacy.streamable_http_url())).await;
+    // A tool slower than the scrape: every probe is cut in the tool call, its session open.
+    let engine = engine(vec![target(
+        "slow",
+        &proxy.url(),
+        "tool_call: {name: slow, arguments: {seconds: 3}}\n",
+    )]);
+    for _ in 0..5 {
+        let s = scrape(&engine, Some(Duration::from_secs(1))).await;
+        assert_eq!(value(&s, "wsdaemon_mcp_up", "slow", &[]), 1.0);
+        assert_eq!(outcome(&s, "slow", "streamable_http", "slow"), "failed");
+    }
+    assert_eq!(proxy.initializes(), 5);
+    // Every session is ended, after the probe that opened it: the five of initialize and the
+    // one the server opened answering the first discover.
+    let ended = Instant::now() + Duration::from_secs(10);
+    while proxy.deletes() < 6 && Instant::now() < ended {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((proxy.discovers(), proxy.deletes()), (1, 6));
 }

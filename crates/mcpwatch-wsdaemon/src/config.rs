@@ -155,6 +155,12 @@ pub enum MappingKind {
     Counter,
 }
 
+/// Whether `text` can be an HTTP header value as it is: visible ASCII, spaces and tabs.
+fn is_header_text(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
 /// The synthetic tool call of the MCP probes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -338,8 +344,27 @@ impl WsDaemonConfig {
                 }
             }
         }
-        if let Err(message) = self.bearer_token() {
-            return problem("bearer_token", message);
+        match self.bearer_token() {
+            Err(message) => return problem("bearer_token", message),
+            Ok(Some(token)) => {
+                let key = if self.bearer_token_file.is_some() {
+                    "bearer_token_file"
+                } else {
+                    "bearer_token"
+                };
+                if token.is_empty() {
+                    return problem(key, "the token is empty".into());
+                }
+                if !is_header_text(token.expose()) {
+                    return problem(
+                        key,
+                        "the token holds characters an HTTP header cannot (control \
+                         characters, line breaks, or bytes beyond ASCII)"
+                            .into(),
+                    );
+                }
+            }
+            Ok(None) => {}
         }
         if let Err(message) = crate::era::Pin::parse(&self.protocol) {
             return problem("protocol", message);
@@ -358,9 +383,28 @@ impl WsDaemonConfig {
                 ),
             );
         }
-        for name in self.headers.keys() {
+        for (i, (name, value)) in self.headers.iter().enumerate() {
             if let Err(message) = crate::http::check_extra_header(name) {
                 return problem(&format!("headers.{name}"), message);
+            }
+            if !is_header_text(value.expose()) {
+                return problem(
+                    &format!("headers.{name}"),
+                    "the value holds characters an HTTP header cannot (control characters, \
+                     line breaks, or bytes beyond ASCII)"
+                        .into(),
+                );
+            }
+            if let Some(other) = self
+                .headers
+                .keys()
+                .take(i)
+                .find(|other| other.eq_ignore_ascii_case(name))
+            {
+                return problem(
+                    &format!("headers.{name}"),
+                    format!("the same header as {other:?} (header names ignore case)"),
+                );
             }
         }
         if let Some(call) = &self.tool_call {
@@ -629,6 +673,26 @@ mod tests {
                 "mcp_url: http://x/mcp\ntool_call: {name: ''}\n",
                 "tool_call.name",
                 "name the tool",
+            ),
+            (
+                "mcp_url: http://x/mcp\nheaders:\n  X-Key: \"a\\nb\"\n",
+                "headers.X-Key",
+                "line breaks",
+            ),
+            (
+                "mcp_url: http://x/mcp\nheaders:\n  X-Key: a\n  x-key: b\n",
+                "headers.x-key",
+                "ignore case",
+            ),
+            (
+                "mcp_url: http://x/mcp\nbearer_token: ''\n",
+                "bearer_token",
+                "empty",
+            ),
+            (
+                "mcp_url: http://x/mcp\nbearer_token: \"t\\x01k\"\n",
+                "bearer_token",
+                "control characters",
             ),
         ] {
             let c = parse(&format!("name: d\n{text}"));

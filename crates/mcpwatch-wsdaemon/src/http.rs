@@ -172,12 +172,106 @@ pub(crate) async fn read_body(
     }
 }
 
-/// A `text/event-stream` body read event by event (the WHATWG event-stream format).
+/// The event-stream format (WHATWG): lines ended by CRLF, LF or CR; `data` fields
+/// gathered until a blank line dispatches them; comments, other fields and events with no
+/// data ignored. Fed bytes as they come; each byte is looked at once, however the stream is
+/// cut.
+#[derive(Debug, Default)]
+pub(crate) struct EventParser {
+    buffer: Vec<u8>,
+    /// Bytes at the start of `buffer` already taken as lines.
+    consumed: usize,
+    /// Bytes from `consumed` on already searched for a line end without one.
+    scanned: usize,
+    data: String,
+    limit: usize,
+}
+
+/// An event (or a line) larger than the limit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TooLarge;
+
+impl EventParser {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if self.consumed > 0 {
+            self.buffer.drain(..self.consumed);
+            self.consumed = 0;
+        }
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The data of the next complete event in what was fed, if any; `ended` when no more
+    /// will come (a last CR is then a line end, and an event not ended by a blank line is
+    /// discarded, as the format says).
+    pub(crate) fn next_event(&mut self, ended: bool) -> Result<Option<String>, TooLarge> {
+        loop {
+            let from = self.consumed + self.scanned;
+            let Some(offset) = self.buffer[from..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+            else {
+                self.scanned = self.buffer.len() - self.consumed;
+                if self.scanned > self.limit {
+                    return Err(TooLarge);
+                }
+                if ended {
+                    self.data.clear();
+                }
+                return Ok(None);
+            };
+            let at = from + offset;
+            let width = match (self.buffer[at], self.buffer.get(at + 1)) {
+                (b'\r', Some(b'\n')) => 2,
+                // A CR that may be the first half of a CRLF: wait for the next byte.
+                (b'\r', None) if !ended => {
+                    self.scanned = at - self.consumed;
+                    return Ok(None);
+                }
+                _ => 1,
+            };
+            let line = &self.buffer[self.consumed..at];
+            self.consumed = at + width;
+            self.scanned = 0;
+            if line.is_empty() {
+                // An event whose data is empty (a priming event: `data:` with an `id` and
+                // a `retry`) is not dispatched.
+                let mut data = std::mem::take(&mut self.data);
+                data.pop();
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+                continue;
+            }
+            let (field, value) = match line.iter().position(|&b| b == b':') {
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &b""[..]),
+            };
+            if field == b"data" {
+                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push('\n');
+                if self.data.len() > self.limit {
+                    return Err(TooLarge);
+                }
+            }
+        }
+    }
+}
+
+/// A `text/event-stream` body read event by event.
 #[derive(Debug)]
 pub(crate) struct EventStream {
     body: Incoming,
-    buffer: Vec<u8>,
-    data: String,
+    parser: EventParser,
     limit: usize,
     ended: bool,
 }
@@ -187,8 +281,7 @@ impl EventStream {
     pub(crate) fn new(body: Incoming, limit: usize) -> Self {
         Self {
             body,
-            buffer: Vec::new(),
-            data: String::new(),
+            parser: EventParser::new(limit),
             limit,
             ended: false,
         }
@@ -201,47 +294,15 @@ impl EventStream {
         what: &str,
     ) -> Result<Option<String>, Failure> {
         loop {
-            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                let line = line.strip_suffix(b"\n").unwrap_or(&line);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line.is_empty() {
-                    // An event whose data is empty (a priming event: `data:` with an `id`
-                    // and a `retry`) is not dispatched, as the format says.
-                    let mut data = std::mem::take(&mut self.data);
-                    data.pop();
-                    if !data.is_empty() {
-                        return Ok(Some(data));
-                    }
-                    continue;
-                }
-                let line = String::from_utf8_lossy(line);
-                let (field, value) = match line.split_once(':') {
-                    Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-                    None => (line.as_ref(), ""),
-                };
-                if field == "data" {
-                    self.data.push_str(value);
-                    self.data.push('\n');
-                    if self.data.len() > self.limit {
-                        return Err(self.too_large(what));
-                    }
-                }
-            }
-            if self.buffer.len() > self.limit {
-                return Err(self.too_large(what));
-            }
-            if self.ended {
-                return Ok(None);
+            match self.parser.next_event(self.ended) {
+                Err(TooLarge) => return Err(self.too_large(what)),
+                Ok(Some(data)) => return Ok(Some(data)),
+                Ok(None) if self.ended => return Ok(None),
+                Ok(None) => {}
             }
             match timeout_at(deadline, self.body.frame()).await {
                 Err(_) => return Err(Failure::timeout(what)),
-                Ok(None) => {
-                    // An event not ended by a blank line is discarded, as the format says.
-                    self.ended = true;
-                    self.buffer.clear();
-                    self.data.clear();
-                }
+                Ok(None) => self.ended = true,
                 Ok(Some(Err(e))) => {
                     return Err(Failure::new(Reason::Protocol, format_args!("{what}: {e}")));
                 }
@@ -249,7 +310,7 @@ impl EventStream {
                     if let Ok(mut data) = frame.into_data() {
                         while data.has_remaining() {
                             let chunk = data.chunk();
-                            self.buffer.extend_from_slice(chunk);
+                            self.parser.feed(chunk);
                             let n = chunk.len();
                             data.advance(n);
                         }
@@ -277,5 +338,76 @@ impl EventStream {
             Reason::Protocol,
             format_args!("{what}: an event is larger than {} bytes", self.limit),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event of `stream` fed in pieces of `step` bytes.
+    fn events(stream: &[u8], step: usize) -> Vec<String> {
+        let mut parser = EventParser::new(16 << 20);
+        let mut out = Vec::new();
+        for piece in stream.chunks(step) {
+            parser.feed(piece);
+            while let Some(event) = parser.next_event(false).expect("event") {
+                out.push(event);
+            }
+        }
+        while let Some(event) = parser.next_event(true).expect("event") {
+            out.push(event);
+        }
+        out
+    }
+
+    #[test]
+    fn every_framing_gives_the_same_events() {
+        let expected = vec!["{\"a\":1}".to_owned(), "line one\nline two".to_owned()];
+        for stream in [
+            // Python: named events.
+            &b"event: message\ndata: {\"a\":1}\n\nevent: message\ndata: line one\ndata: line two\n\n"[..],
+            // rmcp: a priming event first, bare data.
+            b"data: \nid: 0\nretry: 3000\n\ndata: {\"a\":1}\n\ndata: line one\ndata: line two\n\n",
+            // CRLF, comments (keep-alives), no space after the colon.
+            b": ping\r\n\r\ndata:{\"a\":1}\r\n\r\n: ping\r\ndata: line one\r\ndata: line two\r\n\r\n",
+            // CR alone.
+            b"data: {\"a\":1}\r\rdata: line one\rdata: line two\r\r",
+        ] {
+            for step in [1, 2, 3, 7, stream.len()] {
+                assert_eq!(
+                    events(stream, step),
+                    expected,
+                    "{:?} in steps of {step}",
+                    String::from_utf8_lossy(stream)
+                );
+            }
+        }
+        // An event not ended by a blank line is discarded.
+        assert_eq!(events(b"data: {}\n\ndata: cut", 4), vec!["{}".to_owned()]);
+        // A last CR at the end of the stream ends its line.
+        assert_eq!(events(b"data: x\r\r", 100), vec!["x".to_owned()]);
+    }
+
+    #[test]
+    fn a_large_event_is_read_in_linear_time_and_bounded() {
+        // 8 MB of one line in 1 KiB pieces: each byte looked at once (a quadratic scan would
+        // look at 32 billion).
+        let mut stream = b"data: ".to_vec();
+        stream.extend(std::iter::repeat_n(b'x', 8 << 20));
+        stream.extend_from_slice(b"\n\n");
+        let got = events(&stream, 1024);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].len(), 8 << 20);
+        let mut parser = EventParser::new(1024);
+        parser.feed(&[b'x'; 2048]);
+        assert_eq!(parser.next_event(false), Err(TooLarge));
+        let mut parser = EventParser::new(1024);
+        parser.feed(b"data: ");
+        parser.feed(&[b'y'; 600]);
+        parser.feed(b"\ndata: ");
+        parser.feed(&[b'y'; 600]);
+        parser.feed(b"\n");
+        assert_eq!(parser.next_event(false), Err(TooLarge));
     }
 }

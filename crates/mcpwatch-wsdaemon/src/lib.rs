@@ -106,6 +106,30 @@ pub(crate) struct Access {
     pub(crate) headers: Vec<(::http::HeaderName, Secret)>,
 }
 
+/// Secret values shorter than this are not looked for in text (they would match too much,
+/// and hide little).
+const REDACT_MIN: usize = 4;
+
+impl Access {
+    /// `text` (from a server, which may echo what it was sent) with the bearer token and
+    /// the header values shown as `<secret>`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        let values = self
+            .token
+            .iter()
+            .chain(self.headers.iter().map(|(_, value)| value))
+            .map(Secret::expose)
+            .filter(|value| value.len() >= REDACT_MIN);
+        for value in values {
+            if text.contains(value) {
+                text = text.replace(value, "<secret>");
+            }
+        }
+        text
+    }
+}
+
 /// What reading the daemon's files found.
 #[derive(Debug)]
 struct Files {
@@ -364,7 +388,8 @@ impl Collector for WsDaemonCollector {
                 tracing::warn!(
                     target_name = %self.config.name,
                     transport = report.transport.as_str(),
-                    "MCP tool call: {detail}"
+                    "MCP tool call: {}",
+                    self.access.redact(detail)
                 );
             }
         }
@@ -374,7 +399,7 @@ impl Collector for WsDaemonCollector {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(CollectError::msg(failures.join("; ")))
+            Err(CollectError::msg(self.access.redact(&failures.join("; "))))
         }
     }
 }

@@ -14,11 +14,19 @@ use crate::config::{Mapping, MappingKind, WsDaemonConfig};
 /// Label values longer than this are cut: they come from the daemon, not from us.
 const LABEL_MAX: usize = 128;
 
-/// A label value from text the daemon sent: cut at [`LABEL_MAX`] characters.
+/// A label value from text the daemon sent: cut at [`LABEL_MAX`] characters, with control
+/// characters and bidirectional overrides (which render as something else than they are)
+/// replaced by U+FFFD.
 pub(crate) fn label_value(text: &str) -> String {
-    match text.char_indices().nth(LABEL_MAX) {
-        Some((at, _)) => text[..at].to_owned(),
-        None => text.to_owned(),
+    text.chars().take(LABEL_MAX).map(printable).collect()
+}
+
+/// `c`, or U+FFFD when it is a control character or a bidirectional override or isolate.
+pub(crate) fn printable(c: char) -> char {
+    if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+        '\u{fffd}'
+    } else {
+        c
     }
 }
 

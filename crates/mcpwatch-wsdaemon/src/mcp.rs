@@ -34,12 +34,12 @@ use crate::net::{Endpoint, Failure, Reason, Stream, connect, secure};
 /// The largest message the probe reads (a `tools/list` page of a large server fits).
 const MESSAGE_LIMIT: usize = 16 << 20;
 /// The largest error body read from an HTTP error status.
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
+const ERROR_BODY_LIMIT: usize = 1 << 20;
 /// Pages of `tools/list` read at most.
 const MAX_PAGES: usize = 100;
 /// Messages that are not the awaited answer (notifications, server requests) read at most
 /// per request.
-const MAX_UNRELATED: usize = 256;
+const MAX_UNRELATED: usize = 10_000;
 /// Revisions a server names that are reported at most.
 const MAX_SUPPORTED: usize = 16;
 /// The longest the probe waits for an event stream to end after its answer.
@@ -356,15 +356,26 @@ async fn converse(
     match discover(channel, latest_modern(), deadline, report).await {
         Discovered::Modern(result) => modern(channel, result, plan, deadline, report).await,
         Discovered::Fatal(failure) => Err(failure),
-        Discovered::Legacy { failure, .. } => {
-            tracing::debug!(%failure, "server/discover answered as by a legacy server; trying initialize.");
+        Discovered::Legacy { failure, evidence } => {
+            tracing::debug!(
+                reason = failure.reason.as_str(),
+                status = failure.status,
+                code = failure.code,
+                "server/discover answered as a legacy server may; trying initialize."
+            );
             channel.leave_modern();
             report.clear_findings();
             legacy(channel, latest_legacy(), false, plan, deadline, report)
                 .await
                 .map_err(|fallback| {
-                    // A modern server without server/discover says so in both answers.
-                    if failure.reason == Reason::MethodNotFound {
+                    // The failure told is discover's when its answer was no sign of a legacy
+                    // server (a 5xx, garbage), when it named a method not found, or when
+                    // initialize was answered as only a modern server does; else the
+                    // server is legacy, and initialize's failure is the one that counts.
+                    if !evidence
+                        || failure.reason == Reason::MethodNotFound
+                        || answered_as_modern(&fallback)
+                    {
                         failure
                     } else {
                         fallback
@@ -434,16 +445,26 @@ async fn discover(
         report.timed(Phase::Discover, since);
         return Discovered::Modern(result);
     }
-    let supported = versions.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>();
+    let supported: Vec<String> = versions
+        .iter()
+        .take(MAX_SUPPORTED)
+        .map(|v| truncate(v, 64))
+        .collect();
+    let more = if versions.len() > MAX_SUPPORTED {
+        format!(" and {} more", versions.len() - MAX_SUPPORTED)
+    } else {
+        String::new()
+    };
+    let failure = Failure::new(
+        Reason::UnsupportedVersion,
+        format_args!(
+            "server/discover: the server speaks {}{more} and not {revision}",
+            supported.join(", ")
+        ),
+    );
     let failure = Failure {
         supported,
-        ..Failure::new(
-            Reason::UnsupportedVersion,
-            format_args!(
-                "server/discover: the server speaks {} and not {revision}",
-                versions.join(", ")
-            ),
-        )
+        ..failure
     };
     if versions.iter().any(|v| Era::of(v) == Some(Era::Modern)) {
         // Modern, in revisions the probe does not speak.
@@ -489,6 +510,19 @@ fn classify_discover_failure(failure: Failure) -> Discovered {
             failure,
             evidence: false,
         },
+    }
+}
+
+/// Whether a failed legacy request was answered as only a modern server answers one: 404
+/// with -32601 (a modern server knows no `initialize`), or -32022 naming a modern revision.
+fn answered_as_modern(failure: &Failure) -> bool {
+    match failure.code {
+        Some(-32601) => failure.status == Some(404),
+        Some(-32022) => failure
+            .supported
+            .iter()
+            .any(|v| Era::of(v) == Some(Era::Modern)),
+        _ => false,
     }
 }
 
@@ -561,9 +595,22 @@ async fn legacy(
         .get("protocolVersion")
         .and_then(Value::as_str)
         .ok_or_else(|| Failure::new(Reason::Protocol, "initialize: no protocolVersion"))?;
+    if !strict && !crate::era::LEGACY.contains(&spoken) {
+        return Err(Failure {
+            supported: vec![truncate(spoken, 64)],
+            ..Failure::new(
+                Reason::UnsupportedVersion,
+                format_args!(
+                    "initialize: the server offers {:?}, no revision of the legacy era the \
+                     probe speaks",
+                    truncate(spoken, 64)
+                ),
+            )
+        });
+    }
     if strict && spoken != revision {
         return Err(Failure {
-            supported: vec![spoken.to_owned()],
+            supported: vec![truncate(spoken, 64)],
             ..Failure::new(
                 Reason::UnsupportedVersion,
                 format_args!(
@@ -632,6 +679,7 @@ async fn list_tools(
     let mut wanted = None;
     if report.capabilities.is_some_and(|c| c[0]) {
         let mut cursor: Option<String> = None;
+        let mut seen: Vec<String> = Vec::new();
         for page in 0.. {
             if page == MAX_PAGES {
                 return Err(Failure::new(
@@ -649,6 +697,15 @@ async fn list_tools(
                 .get("tools")
                 .and_then(Value::as_array)
                 .ok_or_else(|| Failure::new(Reason::Protocol, "tools/list: no tools array"))?;
+            if let Some(at) = listed
+                .iter()
+                .position(|t| !t.get("name").is_some_and(Value::is_string))
+            {
+                return Err(Failure::new(
+                    Reason::Protocol,
+                    format_args!("tools/list: entry {at} of page {page} is not a tool"),
+                ));
+            }
             tools += listed.len() as u64;
             if let Some(call) = plan.tool_call
                 && wanted.is_none()
@@ -669,7 +726,18 @@ async fn list_tools(
                 report.tools_ttl = Some(report.tools_ttl.map_or(ttl, |t: f64| t.min(ttl)));
             }
             match result.get("nextCursor").and_then(Value::as_str) {
-                Some(next) if !next.is_empty() && cursor.as_deref() != Some(next) => {
+                Some(next) if !next.is_empty() => {
+                    // A cursor given twice would list the same pages again, forever.
+                    if seen.iter().any(|c| c == next) {
+                        return Err(Failure::new(
+                            Reason::Protocol,
+                            format_args!(
+                                "tools/list: page {page} gives cursor {:?} again",
+                                truncate(next, 64)
+                            ),
+                        ));
+                    }
+                    seen.push(next.to_owned());
                     cursor = Some(next.to_owned());
                 }
                 _ => break,
@@ -819,7 +887,7 @@ impl RpcError {
             message: error
                 .get("message")
                 .and_then(Value::as_str)
-                .map(|m| truncate(m, 200).to_owned())
+                .map(|m| truncate(m, 200))
                 .unwrap_or_default(),
             data: error.get("data").cloned(),
         }
@@ -835,15 +903,24 @@ impl RpcError {
             _ => Reason::ErrorResponse,
         };
         let supported: Vec<String> = if self.code == -32022 {
-            self.data
+            let all: Vec<&str> = self
+                .data
                 .as_ref()
                 .and_then(|d| d.get("supported"))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
+                .collect();
+            // Modern revisions first, so that keeping a few still tells the era.
+            let (modern, legacy): (Vec<&str>, Vec<&str>) = all
+                .into_iter()
+                .partition(|v| Era::of(v) == Some(Era::Modern));
+            modern
+                .into_iter()
+                .chain(legacy)
                 .take(MAX_SUPPORTED)
-                .map(|v| truncate(v, 64).to_owned())
+                .map(|v| truncate(v, 64))
                 .collect()
         } else {
             Vec::new()
@@ -884,7 +961,11 @@ fn classify(message: Value, id: u64, what: &str) -> Result<Incoming, Failure> {
             format_args!("{what}: a message that is not a JSON-RPC object"),
         ));
     };
-    if message.get("id") == Some(&json!(id)) && !message.contains_key("method") {
+    let answers = message
+        .get("id")
+        .and_then(Value::as_f64)
+        .is_some_and(|got| got == id as f64);
+    if answers && !message.contains_key("method") {
         if let Some(error) = message.get("error") {
             return Ok(Incoming::Error(RpcError::from_value(error)));
         }
@@ -904,11 +985,18 @@ fn classify(message: Value, id: u64, what: &str) -> Result<Incoming, Failure> {
     Ok(Incoming::Other)
 }
 
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => &text[..at],
-        None => text,
+/// Text a server sent, fit for a log line: at most `max` characters, control characters
+/// and bidirectional overrides replaced.
+fn truncate(text: &str, max: usize) -> String {
+    let mut cut: String = text
+        .chars()
+        .take(max)
+        .map(crate::mapping::printable)
+        .collect();
+    if text.chars().nth(max).is_some() {
+        cut.push('…');
     }
+    cut
 }
 
 /// Parses one JSON-RPC message or batch and finds the answer to `id` in it.
@@ -1356,49 +1444,94 @@ impl HttpSession<'_> {
     }
 
     /// Ends each session the server opened with a DELETE, as the transport asks of a
-    /// client that is done.
+    /// client that is done. What the deadline leaves no time for is ended after the probe,
+    /// on a connection of its own, so that a probe cut short leaves no session behind.
     async fn end(&mut self, deadline: Instant) {
-        let sessions: Vec<(String, Option<String>)> = self
+        let mut sessions: Vec<(String, Option<String>)> = self
             .session_id
             .take()
             .map(|s| (s, self.protocol_version.clone()))
             .into_iter()
             .chain(self.stray_sessions.drain(..).map(|s| (s, None)))
             .collect();
-        for (session, version) in sessions {
-            let mut headers = vec![("mcp-session-id", session.as_str())];
-            if let Some(version) = &version {
-                headers.push(("mcp-protocol-version", version));
-            }
-            let Ok(delete) = request(
-                Method::DELETE,
-                self.endpoint,
-                self.access,
-                &headers,
-                Bytes::new(),
-            ) else {
+        while let Some((session, version)) = sessions.first() {
+            if let Err(error) = self.delete(session, version.as_deref(), deadline).await {
+                tracing::debug!(%error, "MCP session end was not clean; ending it after the probe.");
+                end_detached(self.endpoint.clone(), self.access.clone(), sessions);
                 return;
-            };
-            let ended = async {
-                let response = self
-                    .connection(deadline)
-                    .await?
-                    .send(delete, deadline, "session end")
-                    .await?;
-                read_body(
-                    response.into_body(),
-                    ERROR_BODY_LIMIT,
-                    deadline,
-                    "session end",
-                )
-                .await
-            };
-            if let Err(error) = ended.await {
-                tracing::debug!(%error, "MCP session end was not clean.");
+            }
+            sessions.remove(0);
+        }
+    }
+
+    /// DELETEs one session.
+    async fn delete(
+        &mut self,
+        session: &str,
+        version: Option<&str>,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        let mut headers = vec![("mcp-session-id", session)];
+        if let Some(version) = version {
+            headers.push(("mcp-protocol-version", version));
+        }
+        let delete = request(
+            Method::DELETE,
+            self.endpoint,
+            self.access,
+            &headers,
+            Bytes::new(),
+        )?;
+        let response = self
+            .connection(deadline)
+            .await?
+            .send(delete, deadline, "session end")
+            .await?;
+        read_body(
+            response.into_body(),
+            ERROR_BODY_LIMIT,
+            deadline,
+            "session end",
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// The longest a session end after the probe may take.
+const DETACHED_CLOSE: Duration = Duration::from_secs(2);
+
+/// Ends `sessions` in a task of their own, on a new connection, with [`DETACHED_CLOSE`] to
+/// do it. At most 32 such tasks run at once; past that, sessions are left to the server's
+/// expiry (and the log says so).
+fn end_detached(endpoint: Endpoint, access: Access, sessions: Vec<(String, Option<String>)>) {
+    static DETACHED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+    let Ok(permit) = DETACHED.try_acquire() else {
+        tracing::debug!(
+            sessions = sessions.len(),
+            "Too many MCP session ends under way; leaving these to the server's expiry."
+        );
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let deadline = Instant::now() + DETACHED_CLOSE;
+        let mut http = HttpSession {
+            endpoint: &endpoint,
+            access: &access,
+            connection: None,
+            session_id: None,
+            protocol_version: None,
+            modern: None,
+            stray_sessions: Vec::new(),
+        };
+        for (session, version) in &sessions {
+            if let Err(error) = http.delete(session, version.as_deref(), deadline).await {
+                tracing::debug!(%error, "MCP session end after the probe failed.");
                 return;
             }
         }
-    }
+    });
 }
 
 /// Reads events until the answer to `id`.
