@@ -13,8 +13,10 @@ time.
 
     python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter [--seconds 10]
         [--notifier target/release/mcpwatch-notifier]
+        [--rmcp-fixture target/release/mcpwatch-rmcp-fixture] [--venvs DIR] [--probes 300]
 
-The notifier's throughput is described in notifier_bench.py.
+The notifier's throughput is described in notifier_bench.py, the MCP probe per protocol era
+(`--only mcp`, mcpwatch's /probe beside blackbox_exporter's) in probe_bench.py.
 """
 
 import argparse
@@ -277,13 +279,14 @@ class Redis:
 
 
 class McpDaemon:
-    """The SDK's MCP server with its /health, as a daemon to probe."""
+    """The SDK's MCP server (1.x, from the mcp1 virtual environment) with its /health, as a
+    daemon to probe."""
 
-    def __init__(self):
+    def __init__(self, venvs):
         self.port = free_port()
         self.log = open("/tmp/bench-mcp-daemon.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, f"{ROOT}/tests/fixtures/mcp_server.py", "--port", str(self.port),
+            [f"{venvs}/mcp1/bin/python", f"{ROOT}/tests/fixtures/mcp_server.py", "--port", str(self.port),
              "--tools", "29", "--page-size", "100"],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -299,9 +302,9 @@ class McpDaemon:
             self.proc.kill()
 
 
-def wsdaemon_comparison(ours_bin, seconds):
+def wsdaemon_comparison(ours_bin, seconds, venvs):
     """Scrape latency with one daemon target beside the daemon's own answer time."""
-    daemon = McpDaemon()
+    daemon = McpDaemon(venvs)
     work = tempfile.mkdtemp(prefix="mcpwatch-bench-wsdaemon-")
     configs = {
         "health": f"health_url: {daemon.health}",
@@ -412,10 +415,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exporter", required=True, help="the mcpwatch-exporter binary")
     parser.add_argument("--notifier", help="the mcpwatch-notifier binary, for its throughput")
+    parser.add_argument("--rmcp-fixture", help="the mcpwatch-rmcp-fixture binary, for the MCP probe per era")
+    parser.add_argument("--venvs", default=os.environ.get("MCPWATCH_VENVS", "/var/cache/mcpwatch/venvs"),
+                        help="where the mcp1 and mcp2 virtual environments of tests/run.sh are")
     parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
-    parser.add_argument("--only", choices=["host", "postgres", "redis", "wsdaemon", "all", "notifier"], action="append")
+    parser.add_argument("--probes", type=int, default=300, help="timed MCP probes per server and prober")
+    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "all", "notifier"]
+    parser.add_argument("--only", choices=sections, action="append")
     args = parser.parse_args()
-    only = set(args.only or ["host", "postgres", "redis", "wsdaemon", "all", "notifier"])
+    only = set(args.only or sections)
+    if args.only and "mcp" in only and not args.rmcp_fixture:
+        parser.error("--only mcp needs --rmcp-fixture")
     ours_bin = os.path.realpath(args.exporter)
     summary = []
 
@@ -432,7 +442,11 @@ def main():
                        f"RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
 
     if "wsdaemon" in only:
-        summary += wsdaemon_comparison(ours_bin, args.seconds)
+        summary += wsdaemon_comparison(ours_bin, args.seconds, args.venvs)
+
+    if "mcp" in only and args.rmcp_fixture:
+        from probe_bench import probe_comparison
+        summary += probe_comparison(ours_bin, os.path.realpath(args.rmcp_fixture), args.venvs, args.probes)
 
     if "notifier" in only and args.notifier:
         from notifier_bench import notifier_throughput
