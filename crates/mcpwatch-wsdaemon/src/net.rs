@@ -230,9 +230,34 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let before = buf.filled().len();
+        let this = self.get_mut();
+        let polled = match this {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.ack_promptly();
+        }
+        polled
+    }
+}
+
+impl Stream {
+    /// Acknowledges what comes next at once rather than after the delayed-ACK timer (Linux;
+    /// the setting lasts until the kernel's next switch, so it is set after every read). A
+    /// server that leaves Nagle's algorithm on (axum's default) sends the rest of an
+    /// answer written in pieces only once the first piece is acknowledged: with delayed
+    /// ACKs every request after the first on a connection would wait some 40 ms for the
+    /// timer, which is no time of the server's.
+    fn ack_promptly(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let tcp = match self {
+                Stream::Plain(s) => s,
+                Stream::Tls(s) => s.get_ref().0,
+            };
+            let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
         }
     }
 }
