@@ -181,6 +181,23 @@ async fn a_passing_fault_of_a_modern_only_server_is_told_as_itself() {
     let error = error.expect("a failed collection");
     assert!(error.contains("server/discover: HTTP 500"), "{error}");
     assert_eq!(server.methods(), ["server/discover", "initialize"]);
+
+    // A legacy server that knows no server/discover (400 with -32601), then fails initialize:
+    // the failure is initialize's.
+    let legacy = Scripted::start(|_, request| match request["method"].as_str() {
+        Some("server/discover") => rpc_error(request, 400, -32601, "Method not found", Value::Null),
+        _ => rpc_error(
+            request,
+            500,
+            -32000,
+            "session store unavailable",
+            Value::Null,
+        ),
+    })
+    .await;
+    let (sink, error) = probe(&legacy.url, "").await;
+    assert_eq!(reason(&sink).as_deref(), Some("error_response"));
+    assert!(error.expect("failed").contains("initialize: error -32000"));
 }
 
 #[tokio::test]
@@ -347,4 +364,30 @@ async fn credentials_a_server_echoes_never_reach_the_log() {
         "{error}"
     );
     assert!(!error.contains("S3CR3T"), "{error}");
+
+    // Echoed where a message is cut: no part of a secret is left, wherever the cut falls.
+    for pad in [190usize, 385] {
+        let padded = Scripted::start(move |headers, request| {
+            let token = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            match request["method"].as_str() {
+                Some("server/discover") if is_modern(headers) => {
+                    result(request, discover_result("echo"))
+                }
+                _ => rpc_error(
+                    request,
+                    500,
+                    -32603,
+                    &format!("{}{token}", "A".repeat(pad)),
+                    Value::Null,
+                ),
+            }
+        })
+        .await;
+        let (_, error) = probe(&padded.url, "bearer_token: BEARER-S3CR3T-aa\n").await;
+        let error = error.expect("failed");
+        assert!(!error.contains("BEA"), "{pad}: {error}");
+    }
 }

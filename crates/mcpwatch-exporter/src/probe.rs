@@ -31,6 +31,10 @@ use mcpwatch_wsdaemon::WsDaemonCollector;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
+/// The longest target accepted: each target's collector is kept (up to `cache_size` of
+/// them), and a URL of an MCP endpoint is short.
+const MAX_TARGET_BYTES: usize = 2048;
+
 /// Time past a module's timeout that a probe's collection is given to write its result.
 const RESULT_ROOM: Duration = Duration::from_millis(100);
 
@@ -191,6 +195,12 @@ impl ProbeState {
                 redact_message(module_name)
             ));
         };
+        if target.len() > MAX_TARGET_BYTES {
+            return Err(format!(
+                "The target is {} bytes long; a target is at most {MAX_TARGET_BYTES}.",
+                target.len()
+            ));
+        }
         let shown = RedactedUrl::new(target);
         let uri: http::Uri = target
             .parse()
@@ -622,6 +632,10 @@ mod tests {
                 "Unknown module \"nope\"; the modules are: mcp, ws.".to_owned(),
             ),
             (
+                &format!("module=mcp&target=http://127.0.0.1:1/{}", "a".repeat(3000)),
+                "The target is 3019 bytes long; a target is at most 2048.".to_owned(),
+            ),
+            (
                 "target=a&target=b&module=mcp",
                 format!("Give the target parameter once: {usage}."),
             ),
@@ -696,7 +710,7 @@ mod tests {
         let refused = sink
             .find("mcpwatch_probe_bad_requests_total")
             .expect("counter");
-        assert_eq!(refused.value(&[]), Some(15.0));
+        assert_eq!(refused.value(&[]), Some(16.0));
 
         let post = Request::post("/probe?target=http://127.0.0.1:1/mcp&module=mcp")
             .body(())

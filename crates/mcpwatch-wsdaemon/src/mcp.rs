@@ -40,6 +40,11 @@ const MAX_PAGES: usize = 100;
 /// Messages that are not the awaited answer (notifications, server requests) read at most
 /// per request.
 const MAX_UNRELATED: usize = 10_000;
+/// Characters of a server's text (an error message, a tool's result) kept until the
+/// credentials it may echo are hidden.
+const SERVER_TEXT_MAX: usize = 64 * 1024;
+/// Characters of a failure's message, once those are hidden.
+const MESSAGE_TEXT_MAX: usize = 400;
 /// Revisions a server names that are reported at most.
 const MAX_SUPPORTED: usize = 16;
 /// The longest the probe waits for an event stream to end after its answer.
@@ -274,10 +279,12 @@ async fn session(
     let mut channel = match transport {
         Transport::WebSocket => Channel {
             next_id: 1,
+            access,
             link: Link::WebSocket(Box::new(upgrade(stream, endpoint, access, deadline).await?)),
         },
         Transport::StreamableHttp => Channel {
             next_id: 1,
+            access,
             link: Link::Http(HttpSession {
                 endpoint,
                 access,
@@ -322,7 +329,7 @@ async fn converse(
             // A legacy server's answer says it does not speak the pinned revision; a
             // server without server/discover says just that.
             Discovered::Legacy { failure, evidence }
-                if evidence && failure.reason != Reason::MethodNotFound =>
+                if evidence && !answered_as_modern(&failure) =>
             {
                 Err(Failure {
                     reason: Reason::UnsupportedVersion,
@@ -369,13 +376,11 @@ async fn converse(
                 .await
                 .map_err(|fallback| {
                     // The failure told is discover's when its answer was no sign of a legacy
-                    // server (a 5xx, garbage), when it named a method not found, or when
-                    // initialize was answered as only a modern server does; else the
-                    // server is legacy, and initialize's failure is the one that counts.
-                    if !evidence
-                        || failure.reason == Reason::MethodNotFound
-                        || answered_as_modern(&fallback)
-                    {
+                    // server (a 5xx, garbage), or when discover or initialize was answered
+                    // as only a modern server answers (404 with -32601: a modern server
+                    // without server/discover); else the server is legacy, and
+                    // initialize's failure is the one that counts.
+                    if !evidence || answered_as_modern(&failure) || answered_as_modern(&fallback) {
                         failure
                     } else {
                         fallback
@@ -513,8 +518,8 @@ fn classify_discover_failure(failure: Failure) -> Discovered {
     }
 }
 
-/// Whether a failed legacy request was answered as only a modern server answers one: 404
-/// with -32601 (a modern server knows no `initialize`), or -32022 naming a modern revision.
+/// Whether a failed request was answered as only a modern server answers: 404 with -32601
+/// (a method it does not know), or -32022 naming a modern revision.
 fn answered_as_modern(failure: &Failure) -> bool {
     match failure.code {
         Some(-32601) => failure.status == Some(404),
@@ -790,6 +795,7 @@ async fn call_tool(
         Err(failure) => (Outcome::Failed, Some(failure.to_string())),
         Ok(result) => judge(&result, call),
     };
+    let detail = detail.map(|d| channel.scrub(&d));
     ToolCallReport {
         outcome,
         duration,
@@ -818,7 +824,7 @@ fn judge(result: &Value, call: &ToolCall) -> (Outcome, Option<String>) {
     if result.get("isError").and_then(Value::as_bool) == Some(true) {
         return (
             Outcome::ToolError,
-            Some(format!("isError: {}", truncate(&text, 200))),
+            Some(format!("isError: {}", truncate(&text, SERVER_TEXT_MAX))),
         );
     }
     if let Some(expect) = &call.expect
@@ -829,7 +835,7 @@ fn judge(result: &Value, call: &ToolCall) -> (Outcome, Option<String>) {
             Some(format!(
                 "the result does not match {:?}: {}",
                 expect.as_str(),
-                truncate(&text, 200)
+                truncate(&text, SERVER_TEXT_MAX)
             )),
         );
     }
@@ -887,7 +893,7 @@ impl RpcError {
             message: error
                 .get("message")
                 .and_then(Value::as_str)
-                .map(|m| truncate(m, 200))
+                .map(|m| truncate(m, SERVER_TEXT_MAX))
                 .unwrap_or_default(),
             data: error.get("data").cloned(),
         }
@@ -1050,6 +1056,8 @@ fn request_meta(revision: &str) -> Value {
 /// The probe's side of the conversation: request ids, and the link it travels on.
 struct Channel<'a> {
     next_id: u64,
+    /// For what the server's text may echo of the credentials.
+    access: &'a Access,
     link: Link<'a>,
 }
 
@@ -1078,13 +1086,27 @@ impl Channel<'_> {
         } else {
             json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
         };
-        match &mut self.link {
+        let answer = match &mut self.link {
             Link::WebSocket(ws) => ws_call(ws, &message, id, method, deadline).await,
             Link::Http(http) => http
                 .post(&message, Some(id), method, headers, deadline)
-                .await?
-                .ok_or_else(|| Failure::new(Reason::Protocol, format_args!("{method}: no answer"))),
-        }
+                .await
+                .and_then(|answer| {
+                    answer.ok_or_else(|| {
+                        Failure::new(Reason::Protocol, format_args!("{method}: no answer"))
+                    })
+                }),
+        };
+        answer.map_err(|failure| Failure {
+            message: self.scrub(&failure.message),
+            ..failure
+        })
+    }
+
+    /// Text of a server's answer fit for the log: the credentials it may echo shown as
+    /// `<secret>` (before it is cut, so that no part of one survives), then cut.
+    fn scrub(&self, text: &str) -> String {
+        truncate(&self.access.redact(text), MESSAGE_TEXT_MAX)
     }
 
     async fn notify(&mut self, method: &str, deadline: Instant) -> Result<(), Failure> {

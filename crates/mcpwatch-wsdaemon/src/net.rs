@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -289,10 +290,48 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Host name lookups under way at most, across every probe of the process. A lookup runs
+/// on the blocking pool and outlives the deadline of the probe that asked when the resolver
+/// does not answer: without a bound, a few targets with names nobody resolves would take
+/// every blocking thread, and with them every other probe's.
+const MAX_LOOKUPS: usize = 2;
+
+/// The addresses of `endpoint`: its IP address as it is, or its name looked up by
+/// `deadline`.
+async fn addresses(endpoint: &Endpoint, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+    if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, endpoint.port)]);
+    }
+    static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
+    let host = (endpoint.host.clone(), endpoint.port);
+    let lookup = async move {
+        // The permit goes with the lookup, and is given back when the lookup ends, not when
+        // the probe stops waiting for it.
+        let permit = LOOKUPS.acquire().await;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            std::net::ToSocketAddrs::to_socket_addrs(&host).map(Iterator::collect::<Vec<_>>)
+        })
+        .await
+    };
+    match timeout_at(deadline, lookup).await {
+        Err(_) => Err(Failure::timeout("host name lookup")),
+        Ok(Err(e)) => Err(Failure::new(
+            Reason::Refused,
+            format_args!("host name lookup: {e}"),
+        )),
+        Ok(Ok(Err(e))) => Err(Failure::new(
+            Reason::Refused,
+            format_args!("host name lookup: {e}"),
+        )),
+        Ok(Ok(Ok(found))) => Ok(found),
+    }
+}
+
 /// Opens a TCP connection by `deadline`.
 pub(crate) async fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, Failure> {
-    let address = (endpoint.host.as_str(), endpoint.port);
-    match timeout_at(deadline, TcpStream::connect(address)).await {
+    let address = addresses(endpoint, deadline).await?;
+    match timeout_at(deadline, TcpStream::connect(&address[..])).await {
         Err(_) => Err(Failure::timeout("connect")),
         Ok(Err(e)) => Err(Failure::new(Reason::Refused, format_args!("connect: {e}"))),
         Ok(Ok(tcp)) => {
