@@ -60,3 +60,36 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     }
     path
 }
+
+/// The exporter binary with `config` written to `dir/exporter.yml`, on a free loopback port,
+/// with `args` after `--config.file` and `--web.listen-address`; returned once it answers
+/// `/health`.
+///
+/// # Panics
+/// When the binary cannot be built, or does not answer within a minute.
+pub async fn start_exporter(
+    dir: &std::path::Path,
+    config: &str,
+    args: &[&str],
+) -> (crate::process::ServiceProcess, std::net::SocketAddr) {
+    let path = dir.join("exporter.yml");
+    std::fs::write(&path, config).expect("write exporter.yml");
+    let address = crate::ports::free_address();
+    let mut command = Command::new(workspace_binary("mcpwatch-exporter"));
+    command
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!("--web.listen-address={address}"))
+        .args(args);
+    let process = crate::process::ServiceProcess::spawn("mcpwatch-exporter", command, dir);
+    let health = format!("http://{address}/health");
+    crate::wait_for_async(
+        "the exporter to answer /health",
+        std::time::Duration::from_secs(60),
+        || {
+            let request = crate::http::client().get(&health).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        },
+    )
+    .await;
+    (process, address)
+}

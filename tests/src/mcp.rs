@@ -321,3 +321,28 @@ impl RmcpServer {
         self.process.output()
     }
 }
+
+/// The reasons of `wsdaemon_mcp_failure`, in the order the collector writes them.
+pub const FAILURE_REASONS: [&str; 10] = [
+    "refused",
+    "timeout",
+    "tls",
+    "handshake",
+    "unauthorized",
+    "unsupported_version",
+    "header_mismatch",
+    "method_not_found",
+    "error_response",
+    "protocol",
+];
+
+/// The outcomes of `wsdaemon_mcp_tool_call_outcome`, in the order the collector writes them.
+pub const TOOL_CALL_OUTCOMES: [&str; 7] = [
+    "success",
+    "tool_error",
+    "rpc_error",
+    "unexpected_content",
+    "unknown_tool",
+    "input_required",
+    "failed",
+];

@@ -13,34 +13,15 @@ use std::time::{Duration, Instant};
 use mcpwatch_core::config::parse_yaml;
 use mcpwatch_core::{Collector, Scrape};
 use mcpwatch_tests::engine::{engine, scrape};
-use mcpwatch_tests::mcp::{McpServer, ModernMcpServer, RmcpServer};
+use mcpwatch_tests::mcp::{
+    FAILURE_REASONS, McpServer, ModernMcpServer, RmcpServer, TOOL_CALL_OUTCOMES,
+};
 use mcpwatch_wsdaemon::WsDaemonCollector;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const MODERN: &str = "2026-07-28";
 const LEGACY: &str = "2025-11-25";
-const REASONS: [&str; 10] = [
-    "refused",
-    "timeout",
-    "tls",
-    "handshake",
-    "unauthorized",
-    "unsupported_version",
-    "header_mismatch",
-    "method_not_found",
-    "error_response",
-    "protocol",
-];
-const OUTCOMES: [&str; 7] = [
-    "success",
-    "tool_error",
-    "rpc_error",
-    "unexpected_content",
-    "unknown_tool",
-    "input_required",
-    "failed",
-];
 
 fn collector(yaml: &str) -> Arc<dyn Collector> {
     Arc::new(
@@ -72,7 +53,7 @@ fn value(scrape: &Scrape, name: &str, target: &str, labels: &[(&str, &str)]) -> 
 /// The one failure reason set for `target` on `transport`, if any; every reason is present.
 fn failure(scrape: &Scrape, target: &str, transport: &str) -> Option<&'static str> {
     let mut set = None;
-    for reason in REASONS {
+    for reason in FAILURE_REASONS {
         let v = value(
             scrape,
             "wsdaemon_mcp_failure",
@@ -90,7 +71,7 @@ fn failure(scrape: &Scrape, target: &str, transport: &str) -> Option<&'static st
 /// The one tool-call outcome set for `target`, checking `success` agrees with it.
 fn outcome(scrape: &Scrape, target: &str, transport: &str, tool: &str) -> &'static str {
     let labels = [("transport", transport), ("tool", tool)];
-    let set: Vec<&str> = OUTCOMES
+    let set: Vec<&str> = TOOL_CALL_OUTCOMES
         .into_iter()
         .filter(|o| {
             let mut with = labels.to_vec();

@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use mcpwatch_core::config::parse_yaml;
 use mcpwatch_core::{Collector, MetricSink, ScrapeContext};
+use mcpwatch_tests::mcp::FAILURE_REASONS;
 use mcpwatch_wsdaemon::WsDaemonCollector;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -139,21 +140,10 @@ fn value(sink: &MetricSink, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
 /// The one failure reason set.
 fn reason(sink: &MetricSink) -> Option<String> {
     let family = sink.find("wsdaemon_mcp_failure").expect("failure family");
-    [
-        "refused",
-        "timeout",
-        "tls",
-        "handshake",
-        "unauthorized",
-        "unsupported_version",
-        "header_mismatch",
-        "method_not_found",
-        "error_response",
-        "protocol",
-    ]
-    .into_iter()
-    .find(|r| family.value(&[("transport", "streamable_http"), ("reason", r)]) == Some(1.0))
-    .map(str::to_owned)
+    FAILURE_REASONS
+        .into_iter()
+        .find(|r| family.value(&[("transport", "streamable_http"), ("reason", r)]) == Some(1.0))
+        .map(str::to_owned)
 }
 
 #[tokio::test]

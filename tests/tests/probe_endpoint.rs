@@ -6,20 +6,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::daemon::{Behaviour, Daemon, McpMode};
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::mcp::McpServer;
-use mcpwatch_tests::ports::free_address;
 use mcpwatch_tests::process::ServiceProcess;
+use mcpwatch_tests::random_token;
 use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
-use mcpwatch_tests::{random_token, wait_for_async};
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// Modules for loopback targets: Streamable HTTP at `/mcp` or `/health` (the stand-in's
 /// path that can be made to stall), WebSocket anywhere; no scrape budget of the tests is
@@ -38,26 +33,16 @@ struct Exporter {
 
 async fn start_exporter(config: &str) -> Exporter {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("exporter.yml");
-    std::fs::write(&path, config).expect("write config");
-    let address = free_address();
-    let mut command = Command::new(workspace_binary("mcpwatch-exporter"));
-    command
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!("--web.listen-address={address}"))
-        .args(["--no-collector.host", "--log.level=debug"]);
-    let process = ServiceProcess::spawn("mcpwatch-exporter", command, dir.path());
-    let http = client();
-    let health = format!("http://{address}/health");
-    wait_for_async("the exporter to answer /health", LIMIT, || {
-        let request = http.get(&health).send();
-        async move { request.await.ok().filter(|r| r.status().is_success()) }
-    })
+    let (process, address) = mcpwatch_tests::binaries::start_exporter(
+        dir.path(),
+        config,
+        &["--no-collector.host", "--log.level=debug"],
+    )
     .await;
     Exporter {
         process,
         address,
-        config: path,
+        config: dir.path().join("exporter.yml"),
         _dir: dir,
     }
 }

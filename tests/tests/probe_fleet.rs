@@ -10,15 +10,12 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
-use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
-use mcpwatch_tests::mcp::{McpServer, ModernMcpServer, RmcpServer};
-use mcpwatch_tests::ports::{free_address, free_port};
-use mcpwatch_tests::process::ServiceProcess;
+use mcpwatch_tests::mcp::{McpServer, ModernMcpServer, RmcpServer, TOOL_CALL_OUTCOMES};
+use mcpwatch_tests::ports::free_port;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::wait_for_async;
 use serde_json::{Value, json};
@@ -35,16 +32,6 @@ const HANGING_SCRAPE_TIMEOUT: f64 = 1.0;
 /// The budget the exporter gives a probe under that timeout: half of it, as the timeout is
 /// not above twice the 500 ms offset (docs/configuration.md, Scrape deadline).
 const HANGING_BUDGET: f64 = 0.5;
-/// Outcomes of the synthetic tool call.
-const OUTCOMES: [&str; 7] = [
-    "success",
-    "tool_error",
-    "rpc_error",
-    "unexpected_content",
-    "unknown_tool",
-    "input_required",
-    "failed",
-];
 
 /// What a target of the fleet must show in Prometheus.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,26 +134,6 @@ async fn http_sd(body: String) -> SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     address
-}
-
-/// The exporter binary with `config`, on a free loopback port, answering `/health`.
-async fn start_exporter(config: &str, dir: &std::path::Path) -> (ServiceProcess, SocketAddr) {
-    let path = dir.join("exporter.yml");
-    std::fs::write(&path, config).expect("write exporter.yml");
-    let address = free_address();
-    let mut command = Command::new(workspace_binary("mcpwatch-exporter"));
-    command
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!("--web.listen-address={address}"))
-        .args(["--no-collector.host", "--log.level=debug"]);
-    let process = ServiceProcess::spawn("mcpwatch-exporter", command, dir);
-    let health = format!("http://{address}/health");
-    wait_for_async("the exporter to answer /health", LIMIT, || {
-        let request = client().get(&health).send();
-        async move { request.await.ok().filter(|r| r.status().is_success()) }
-    })
-    .await;
-    (process, address)
 }
 
 /// `(job, instance)` of a query result or active target's labels.
@@ -272,7 +239,12 @@ async fn prometheus_probes_a_fleet_of_both_eras_through_service_discovery() {
         port(&legacy_ws)
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let (exporter, address) = start_exporter(&config, dir.path()).await;
+    let (exporter, address) = mcpwatch_tests::binaries::start_exporter(
+        dir.path(),
+        &config,
+        &["--no-collector.host", "--log.level=debug"],
+    )
+    .await;
 
     let legacy_server = ("legacy-py1", "1.26-test");
     let probed = |transport, server, era, revision, tool_call| Expect::Probed {
@@ -637,7 +609,7 @@ async fn prometheus_probes_a_fleet_of_both_eras_through_service_discovery() {
         "a tool call failed:\n{}",
         context()
     );
-    for outcome in OUTCOMES {
+    for outcome in TOOL_CALL_OUTCOMES {
         let want = if outcome == "success" { 1.0 } else { 0.0 };
         assert_eq!(
             by_instance(

@@ -99,18 +99,7 @@ async fn the_sdk_server_is_probed_over_both_transports() {
                     .unwrap_or_else(|| panic!("{transport} {phase}"));
                 assert!(seconds >= 0.0);
             }
-            for reason in [
-                "refused",
-                "timeout",
-                "tls",
-                "handshake",
-                "unauthorized",
-                "unsupported_version",
-                "header_mismatch",
-                "method_not_found",
-                "error_response",
-                "protocol",
-            ] {
+            for reason in mcpwatch_tests::mcp::FAILURE_REASONS {
                 assert_eq!(
                     scrape.value("wsdaemon_mcp_failure", &[t, ("reason", reason)]),
                     Some(0.0)
