@@ -254,6 +254,15 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Deliveries in flight at once, over all channels.
     pub concurrency: usize,
+    /// Deliveries in flight at once to one channel (a `log` channel takes at least 16).
+    pub max_in_flight_per_channel: usize,
+    /// How long a stopping notifier waits for the deliveries in flight.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// How often the store is looked at without being woken: retries come due, escalations,
+    /// maintenance windows ending, and work another replica stored.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -263,6 +272,9 @@ impl Default for DeliveryConfig {
             dead_letter_after: Duration::from_secs(6 * 3600),
             timeout: Duration::from_secs(30),
             concurrency: 16,
+            max_in_flight_per_channel: 4,
+            shutdown_grace: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -826,9 +838,17 @@ impl WebhookConfig {
         let url = self.url().map_err(|m| ("url".into(), m))?;
         check_http_url(url.expose()).map_err(|m| ("url".into(), m))?;
         self.hmac_secret().map_err(|m| ("hmac_secret".into(), m))?;
-        for name in self.headers.keys() {
+        for (name, value) in &self.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err((format!("headers.{name}"), "not a valid header name".into()));
+            }
+            // The value is a secret: the message says what is wrong, never what it is.
+            if http::HeaderValue::from_str(value.expose()).is_err() {
+                return Err((
+                    format!("headers.{name}"),
+                    "not a valid header value (visible ASCII, spaces and tabs only; no line breaks)"
+                        .into(),
+                ));
             }
         }
         Ok(())
@@ -944,6 +964,18 @@ impl NotifierConfig {
         }
         if self.delivery.timeout.is_zero() {
             return Err(("delivery.timeout".into(), "must be more than 0s".into()));
+        }
+        if self.delivery.max_in_flight_per_channel == 0 {
+            return Err((
+                "delivery.max_in_flight_per_channel".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.delivery.poll_interval < Duration::from_millis(10) {
+            return Err((
+                "delivery.poll_interval".into(),
+                "must be at least 10ms".into(),
+            ));
         }
         if let Some(postgres) = &self.storage.postgres {
             let dsn = postgres
@@ -1284,6 +1316,60 @@ mod tests {
         )
         .expect_err("insecure");
         assert!(error.contains("allow_insecure"), "{error}");
+    }
+
+    #[test]
+    fn delivery_limits_and_grace() {
+        let config = parse("").expect("parse");
+        assert_eq!(config.delivery.max_in_flight_per_channel, 4);
+        assert_eq!(config.delivery.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(config.delivery.poll_interval, Duration::from_secs(1));
+        let config = parse(
+            "delivery:\n  max_in_flight_per_channel: 12\n  shutdown_grace: 45s\n  poll_interval: 5s\n",
+        )
+        .expect("parse");
+        assert_eq!(config.delivery.max_in_flight_per_channel, 12);
+        assert_eq!(config.delivery.shutdown_grace, Duration::from_secs(45));
+        assert_eq!(config.delivery.poll_interval, Duration::from_secs(5));
+
+        let error = parse("delivery:\n  timeout: 5s\n  max_in_flight_per_channel: 0\n")
+            .expect_err("zero in flight");
+        assert!(
+            error.starts_with("/etc/mcpwatch/notifier.yml:3:"),
+            "{error}"
+        );
+        assert!(
+            error.contains("delivery.max_in_flight_per_channel: must be at least 1"),
+            "{error}"
+        );
+        let error = parse("delivery:\n  shutdown_grace: soon\n").expect_err("not a duration");
+        assert!(
+            error.starts_with("/etc/mcpwatch/notifier.yml:2:"),
+            "{error}"
+        );
+        let error = parse("delivery:\n  poll_interval: 1ms\n").expect_err("too often");
+        assert!(
+            error.starts_with("/etc/mcpwatch/notifier.yml:2:"),
+            "{error}"
+        );
+        assert!(error.contains("delivery.poll_interval"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_header_value_is_located_and_not_shown() {
+        let error = parse(
+            "channels:\n  hook:\n    webhook:\n      url: 'https://example.com/'\n      headers:\n        X-Token: \"hunter5\\nInjected: yes\"\n",
+        )
+        .expect_err("line break in a header value");
+        assert!(
+            error.starts_with("/etc/mcpwatch/notifier.yml:6:"),
+            "{error}"
+        );
+        assert!(
+            error.contains("channels.hook.webhook.headers.X-Token: not a valid header value"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter5"), "{error}");
     }
 
     #[test]

@@ -14,14 +14,13 @@ use crate::config::{RateLimitConfig, RetryConfig};
 use crate::incident::{Event, Step};
 use crate::maintenance;
 use crate::metrics::NotifierMetrics;
-use crate::payload::{Notification, Status};
+use crate::payload::{LabelSet, Notification, Status};
 use crate::store::{Body, Claimed, Outcome, Store, StoreError};
-use crate::template::EventContext;
+use crate::template::{EventContext, MessageContext};
 use crate::time::now_ms;
 use crate::{OneOffWindows, Setup};
 
-/// Attempts in flight per channel at most; a log channel writes locally and takes more.
-const PER_CHANNEL: usize = 4;
+/// Attempts in flight to a log channel at least: it writes locally and takes more.
 const PER_LOG_CHANNEL: usize = 16;
 
 /// The longest `Retry-After` honoured; a longer one is taken as this.
@@ -29,9 +28,6 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How often finished notifications past their retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
-
-/// How often escalations and maintenance windows are looked at.
-const TICK: Duration = Duration::from_secs(1);
 
 /// Incidents escalated in one transaction at most.
 const ESCALATE_BATCH: usize = 100;
@@ -177,7 +173,7 @@ impl Dispatcher {
         self
     }
 
-    /// The timed work, once a second: one-off windows read again (another replica may
+    /// The timed work, once per `delivery.poll_interval`: one-off windows read again (another replica may
     /// have added one), escalations due told, and the summaries of windows that ended
     /// queued.
     async fn tick(&self, setup: &Setup) {
@@ -263,10 +259,11 @@ impl Dispatcher {
         let mut soonest: Option<Duration> = None;
         for (name, channel) in &setup.channels {
             let busy = in_flight.get(name).copied().unwrap_or(0);
+            let per_channel = setup.config.delivery.max_in_flight_per_channel;
             let most = if channel.kind == crate::config::ChannelKind::Log {
-                PER_LOG_CHANNEL
+                per_channel.max(PER_LOG_CHANNEL)
             } else {
-                PER_CHANNEL
+                per_channel
             };
             let mut budget = most.saturating_sub(busy).min(free);
             if let Some(limit) = channel.rate_limit {
@@ -294,22 +291,24 @@ impl Dispatcher {
         (budgets, free, soonest)
     }
 
-    /// Runs until `shutdown` turns true, then waits (up to `grace`) for attempts in flight.
+    /// Runs until `shutdown` turns true, then waits (up to `grace`, the binary's
+    /// `delivery.shutdown_grace`) for attempts in flight.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let mut last_prune = Instant::now()
             .checked_sub(PRUNE_EVERY)
             .unwrap_or_else(Instant::now);
         let mut tasks = tokio::task::JoinSet::new();
-        let mut last_tick = Instant::now()
-            .checked_sub(TICK)
-            .unwrap_or_else(Instant::now);
+        let mut last_tick: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let setup = self.setup.borrow().clone();
-            if last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
+            // Between ticks the dispatcher is woken by new work and by freed slots; the
+            // tick is the fallback for what nothing here announces.
+            let poll = setup.config.delivery.poll_interval;
+            if last_tick.is_none_or(|t| t.elapsed() >= poll) {
+                last_tick = Some(Instant::now());
                 self.tick(&setup).await;
             }
             if last_prune.elapsed() >= PRUNE_EVERY {
@@ -335,7 +334,7 @@ impl Dispatcher {
                 }
             }
             let (budgets, free, throttled) = self.budgets(&setup);
-            let mut sleep = Duration::from_secs(5);
+            let mut sleep = poll;
             if budgets.iter().any(|(_, b)| *b > 0) {
                 let lease = setup
                     .channels
@@ -364,7 +363,7 @@ impl Dispatcher {
                 sleep = sleep.min(wait);
             }
             sleep = sleep.min(
-                TICK.saturating_sub(last_tick.elapsed())
+                poll.saturating_sub(last_tick.map_or(poll, |t| t.elapsed()))
                     .max(Duration::from_millis(5)),
             );
             tokio::select! {
@@ -376,10 +375,21 @@ impl Dispatcher {
             while tasks.try_join_next().is_some() {}
         }
         if !tasks.is_empty() {
-            tracing::info!(in_flight = tasks.len(), "Waiting for deliveries in flight.");
-            let _ =
+            tracing::info!(
+                in_flight = tasks.len(),
+                grace = %humantime::format_duration(grace),
+                "Waiting for deliveries in flight."
+            );
+            let waited =
                 tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
                     .await;
+            if waited.is_err() {
+                // Their claims expire and another start (or replica) sends them again.
+                tracing::warn!(
+                    in_flight = tasks.len(),
+                    "Stopped with deliveries still in flight; they will be attempted again."
+                );
+            }
         }
     }
 
@@ -470,20 +480,32 @@ fn parse(body: &Body) -> Result<Notification, StoreError> {
     })
 }
 
-/// What a maintenance window held for one channel, as one notification: the newest
-/// notification held, with every alert held, each in its latest state (an alert that
-/// resolved inside the window is reported resolved). `None` when nothing held is left.
+/// What a maintenance window held for one channel, as one notification, and how many
+/// groups it held. `None` when nothing held is left.
 async fn summary(
     store: &dyn Store,
     held: &[(i64, Vec<usize>)],
-) -> Result<Option<Notification>, StoreError> {
+) -> Result<Option<(Notification, usize)>, StoreError> {
     let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
     let bodies: BTreeMap<i64, Body> = store.payloads(ids).await?.into_iter().collect();
-    let mut latest: Option<Notification> = None;
-    let mut alerts: Vec<crate::payload::Alert> = Vec::new();
+    let mut parsed = Vec::new();
     for (id, indices) in held {
         let Some(body) = bodies.get(id) else { continue };
-        let notification = parse(body)?;
+        parsed.push((parse(body)?, indices.as_slice()));
+    }
+    Ok(combine_held(parsed))
+}
+
+/// The held notifications (oldest first, each with the indices of its alerts held) as one:
+/// every alert held, each in its latest state (an alert that resolved inside the window is
+/// reported resolved); the group and common labels only those all of them share, so that
+/// nothing in it speaks for one group alone. With the number of groups held.
+fn combine_held(held: Vec<(Notification, &[usize])>) -> Option<(Notification, usize)> {
+    let mut latest: Option<Notification> = None;
+    let mut alerts: Vec<crate::payload::Alert> = Vec::new();
+    let mut groups: Vec<String> = Vec::new();
+    let mut group_labels: Option<LabelSet> = None;
+    for (notification, indices) in held {
         for &i in indices {
             let Some(alert) = notification.alerts.get(i) else {
                 continue;
@@ -494,17 +516,59 @@ async fn summary(
                 None => alerts.push(alert.clone()),
             }
         }
+        if !groups.contains(&notification.group_key) {
+            groups.push(notification.group_key.clone());
+        }
+        group_labels = Some(match group_labels {
+            None => notification.group_labels.clone(),
+            Some(shared) => shared_labels(&shared, &notification.group_labels),
+        });
         latest = Some(notification);
     }
-    Ok(latest.map(|mut n| {
-        n.status = if alerts.iter().any(|a| a.status == Status::Firing) {
-            Status::Firing
-        } else {
-            Status::Resolved
-        };
-        n.alerts = alerts;
-        n
-    }))
+    let mut n = latest?;
+    n.status = if alerts.iter().any(|a| a.status == Status::Firing) {
+        Status::Firing
+    } else {
+        Status::Resolved
+    };
+    n.group_labels = group_labels.unwrap_or_default();
+    let mut all = alerts.iter();
+    let first = all.next();
+    n.common_labels = first.map(|a| a.labels.clone()).unwrap_or_default();
+    n.common_annotations = first.map(|a| a.annotations.clone()).unwrap_or_default();
+    for alert in all {
+        n.common_labels = shared_labels(&n.common_labels, &alert.labels);
+        n.common_annotations = shared_labels(&n.common_annotations, &alert.annotations);
+    }
+    n.alerts = alerts;
+    Some((n, groups.len()))
+}
+
+/// The pairs `a` and `b` both have.
+fn shared_labels(a: &LabelSet, b: &LabelSet) -> LabelSet {
+    a.iter()
+        .filter(|(k, v)| b.get(*k) == Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// What a summary's title names instead of one group: the window and how many groups it
+/// held.
+fn held_groups(window: &str, groups: usize) -> String {
+    format!(
+        "maintenance window {window}, {groups} group{} held",
+        if groups == 1 { "" } else { "s" }
+    )
+}
+
+/// Makes a summary's titles (the default one and the templates') name its window, not a
+/// group.
+fn describe_window(context: &mut MessageContext, description: String) {
+    context.title = match context.status {
+        Status::Firing => format!("[FIRING:{}] {description}", context.counts.firing),
+        Status::Resolved => format!("[RESOLVED] {description}"),
+    };
+    context.group_label_values = description;
 }
 
 /// What templates and channels hear about a delivery's event; links signed when
@@ -558,9 +622,11 @@ async fn attempt(
             error: format!("channel {:?} is no longer configured", claimed.channel),
         };
     };
+    let mut describe = None;
     let (notification, alerts) = match &claimed.event {
-        Some(Event::Summary { held, .. }) => match summary(store, held).await {
-            Ok(Some(n)) => {
+        Some(Event::Summary { held, window }) => match summary(store, held).await {
+            Ok(Some((n, groups))) => {
+                describe = Some(held_groups(window, groups));
                 let all: Vec<usize> = (0..n.alerts.len()).collect();
                 (n, all)
             }
@@ -602,6 +668,9 @@ async fn attempt(
         setup
             .templates
             .context(&notification, &alerts, &channel.name, ack_url.as_deref());
+    if let Some(description) = describe {
+        describe_window(&mut context, description);
+    }
     if let Some(event) = event {
         context = context.with_event(event);
     }
@@ -737,6 +806,67 @@ mod tests {
             matches!(late, Outcome::Dead { ref error } if error.starts_with("gave up after 9 attempts over 2h")),
             "{late:?}"
         );
+    }
+
+    #[test]
+    fn a_maintenance_summary_is_titled_by_its_window() {
+        use crate::config::{ChannelKind, NotifierConfig};
+        use crate::template::Templates;
+
+        let group = |name: &str, status: Status| {
+            let mut n = Notification::sample();
+            n.group_key = format!("{{}}:{{alertname=\"{name}\"}}");
+            n.group_labels = [("alertname".to_owned(), name.to_owned())].into();
+            for alert in &mut n.alerts {
+                alert.labels.insert("alertname".into(), name.into());
+                alert.status = status;
+            }
+            n.status = status;
+            n
+        };
+        let disk = group("DiskFull", Status::Firing);
+        let provider = group("ProviderDown", Status::Firing);
+        let provider_resolved = group("ProviderDown", Status::Resolved);
+        let all = |n: &Notification| (0..n.alerts.len()).collect::<Vec<_>>();
+        let (disk_alerts, provider_alerts) = (all(&disk), all(&provider));
+        let (combined, groups) = combine_held(vec![
+            (disk.clone(), disk_alerts.as_slice()),
+            (provider.clone(), provider_alerts.as_slice()),
+            (provider_resolved, provider_alerts.as_slice()),
+        ])
+        .expect("something held");
+        assert_eq!(groups, 2);
+        // Nothing of the last group held speaks for the whole window.
+        assert!(
+            combined.group_labels.is_empty(),
+            "{:?}",
+            combined.group_labels
+        );
+        assert!(!combined.common_labels.contains_key("alertname"));
+        assert_eq!(combined.alerts.len(), disk.alerts.len() * 2);
+
+        let config = NotifierConfig::parse(
+            "channels:\n  chat:\n    slack: {url: 'https://hooks.example.com/x'}\n",
+            std::path::Path::new("notifier.yml"),
+        )
+        .expect("config");
+        let templates = Templates::build(&config).expect("templates");
+        let alerts = all(&combined);
+        let mut context = templates.context(&combined, &alerts, "chat", None);
+        describe_window(&mut context, held_groups("nightly", groups));
+        let event = Event::Summary {
+            window: "nightly".into(),
+            held: vec![(1, vec![0]), (2, vec![0]), (3, vec![0])],
+        };
+        let context = context.with_event(EventContext::new(&event, 3));
+        let firing = disk.alerts.len();
+        let expected = format!(
+            "[MAINTENANCE ENDED] [FIRING:{firing}] maintenance window nightly, 2 groups held"
+        );
+        assert_eq!(context.title, expected);
+        let rendered = templates.render(ChannelKind::Slack, "chat", "title", &context);
+        assert_eq!(rendered, expected);
+        assert!(!rendered.contains("ProviderDown"), "{rendered}");
     }
 
     #[test]

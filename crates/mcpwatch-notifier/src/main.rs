@@ -253,7 +253,9 @@ async fn serve(cli: Cli, config: NotifierConfig) -> anyhow::Result<()> {
         "Starting mcpwatch-notifier."
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatching = tokio::spawn(dispatcher.run(stop_rx, Duration::from_secs(10)));
+    // Read at start: a reload does not change it.
+    let grace = setup.config.delivery.shutdown_grace;
+    let dispatching = tokio::spawn(dispatcher.run(stop_rx, grace));
 
     let file = cli.config_file.clone();
     let reload_target = notifier.clone();
