@@ -179,7 +179,16 @@ fn pager_events(sink: &HttpStandIn, name: &str) -> Vec<String> {
 async fn climbs_and_resolves(notifier: &NotifierProcess, sinks: &Sinks) {
     let name = "GatewayDown";
     let key = group(name);
-    post(notifier, &webhook(name, "critical", &[("gw-1", "firing")])).await;
+    let (status, answer) = notifier
+        .post(&webhook(name, "critical", &[("gw-1", "firing")]), None)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    // The answer names the first level's channels, which an incident tells at once.
+    assert_eq!(
+        answer["channels"],
+        serde_json::json!(["l1", "pager"]),
+        "{answer}"
+    );
     let first = wait_messages(&sinks.l1, &key, 1).await;
     assert_eq!(event(&first[0].1)["kind"], "opened");
     assert_eq!(event(&first[0].1)["level"], 1);

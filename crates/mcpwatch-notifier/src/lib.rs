@@ -325,12 +325,26 @@ impl Notifier {
             &self.windows(),
             now,
         );
-        let channels: Vec<String> = plan
+        // The channels told now: those of the deliveries, and the first level of each
+        // escalation policy an incident opens or moves on (later levels are told later).
+        let mut channels: Vec<String> = Vec::new();
+        let now_told = plan
             .deliveries
             .iter()
             .filter(|d| d.hold.is_none())
-            .map(|d| d.channel.clone())
-            .collect();
+            .map(|d| &d.channel)
+            .chain(
+                plan.incidents
+                    .iter()
+                    .filter(|touch| touch.hold.is_none())
+                    .filter_map(|touch| touch.policy.levels.first())
+                    .flat_map(|level| level.channels.iter()),
+            );
+        for channel in now_told {
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
         let accepted = self
             .store
             .accept(NewNotification {
