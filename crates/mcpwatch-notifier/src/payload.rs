@@ -204,6 +204,12 @@ fn check<'s>(version: &str, starts: impl Iterator<Item = &'s str>) -> Result<(),
     if version != VERSION {
         return Err(PayloadError::Version(version.to_owned()));
     }
+    let mut starts = starts.peekable();
+    if starts.peek().is_none() {
+        return Err(PayloadError::Invalid(
+            "alerts: empty; Alertmanager never sends a notification without alerts".to_owned(),
+        ));
+    }
     for (index, starts_at) in starts.enumerate() {
         if parse_rfc3339(starts_at).is_none() {
             return Err(PayloadError::Invalid(format!(
@@ -372,7 +378,7 @@ impl<'a> Incoming<'a> {
 /// refused, and every other key either kept in the struct's `extra` as it came (`keep`) or
 /// skipped (`skip`).
 macro_rules! deserialize_object {
-    ($ty:ty, $ctor:ident, $expecting:expr, $unknown:ident,
+    ($ty:ty, $ctor:ident, $expecting:expr, $unknown:ident, $level:expr,
      { $($field:ident: $name:literal $kind:ident),* $(,)? }) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -393,7 +399,7 @@ macro_rules! deserialize_object {
                                     }
                                     $field = Some(map.next_value()?);
                                 })*
-                                _ => deserialize_object!(@unknown $unknown, map, extra, key),
+                                _ => deserialize_object!(@unknown $unknown, map, extra, key, $level),
                             }
                         }
                         Ok(deserialize_object!(@build $unknown, $ctor, extra, {
@@ -409,12 +415,13 @@ macro_rules! deserialize_object {
         let mut $extra = Map::new();
     };
     (@declare skip, $extra:ident) => {};
-    (@unknown keep, $map:ident, $extra:ident, $key:ident) => {{
-        let value: Value = $map.next_value()?;
+    (@unknown keep, $map:ident, $extra:ident, $key:ident, $level:expr) => {{
+        let value: Value = $map.next_value_seed(UnknownValue { level: $level })?;
         $extra.insert($key.into_owned(), value);
     }};
-    (@unknown skip, $map:ident, $extra:ident, $key:ident) => {{
-        $map.next_value::<de::IgnoredAny>()?;
+    // Read as delivery reads it, so that a body accepted here is one delivery can parse.
+    (@unknown skip, $map:ident, $extra:ident, $key:ident, $level:expr) => {{
+        $map.next_value_seed(UnknownValue { level: $level })?;
     }};
     (@build keep, $ctor:ident, $extra:ident, { $($body:tt)* }) => {
         $ctor { $($body)* extra: $extra }
@@ -468,25 +475,117 @@ macro_rules! alert_fields {
 const NOTIFICATION: &str = "an Alertmanager webhook payload (an object)";
 const ALERT: &str = "an alert (an object)";
 
+// The levels of the values of each object's fields: the body is level 1, an alert (in
+// the `alerts` array, level 2) level 3.
 notification_fields!(deserialize_object!(
     Notification,
     Notification,
     NOTIFICATION,
     keep,
+    2,
 ));
 notification_fields!(deserialize_object!(
     Incoming<'de>,
     Incoming,
     NOTIFICATION,
     skip,
+    2,
 ));
-alert_fields!(deserialize_object!(Alert, Alert, ALERT, keep,));
+alert_fields!(deserialize_object!(Alert, Alert, ALERT, keep, 4,));
 alert_fields!(deserialize_object!(
     IncomingAlert<'de>,
     IncomingAlert,
     ALERT,
     skip,
+    4,
 ));
+
+/// How deep a body's JSON may nest, the body itself being level 1. Alertmanager's own
+/// fields reach level 4; only fields this version does not know go deeper. Well under
+/// `serde_json`'s recursion limit (127 levels), so that this check, named in the error,
+/// is the one a body meets, and so that a channel may wrap the payload in a few levels
+/// of its own and still be read by a receiver with that limit.
+pub const MAX_DEPTH: usize = 64;
+
+/// The value of a field this version does not know, at nesting `level`: read by intake
+/// and by delivery alike, so that both refuse the same bodies.
+struct UnknownValue {
+    level: usize,
+}
+
+impl<'de> de::DeserializeSeed<'de> for UnknownValue {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl UnknownValue {
+    /// The seed of an array's element or an object's value; an error once this level is
+    /// a container beyond [`MAX_DEPTH`].
+    fn inner<E: de::Error>(&self) -> Result<UnknownValue, E> {
+        if self.level > MAX_DEPTH {
+            return Err(E::custom(format_args!(
+                "JSON nested too deep: level {} is beyond the limit of {MAX_DEPTH} levels",
+                self.level
+            )));
+        }
+        Ok(UnknownValue {
+            level: self.level + 1,
+        })
+    }
+}
+
+impl<'de> de::Visitor<'de> for UnknownValue {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        de::DeserializeSeed::deserialize(self, deserializer)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element_seed(UnknownValue { level: inner.level })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
+        let mut object = Map::new();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            let value = map.next_value_seed(UnknownValue { level: inner.level })?;
+            object.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(object))
+    }
+}
 
 /// Why a webhook body was refused; the text names the field and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -900,6 +999,96 @@ mod tests {
                 .expect("parse")
                 .dedup_key()
         );
+    }
+
+    /// `BODY` with `levels` nested arrays as the value of a new field of the body (`top`)
+    /// or of its alert.
+    fn nested(levels: usize, top: bool) -> String {
+        let value = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        if top {
+            BODY.replace(
+                r#""version": "4","#,
+                &format!(r#""version": "4", "deep": {value},"#),
+            )
+        } else {
+            BODY.replace(r#""futureAlertField": [1]"#, &format!(r#""deep": {value}"#))
+        }
+    }
+
+    #[test]
+    fn intake_and_delivery_refuse_the_same_depth() {
+        // The body is level 1, its fields' values level 2, an alert's level 4.
+        for (top, deepest) in [(true, MAX_DEPTH - 1), (false, MAX_DEPTH - 3)] {
+            for levels in [1, deepest, deepest + 1, 126, 127, 128, 1000, 100_000] {
+                let body = nested(levels, top);
+                let owned = Notification::parse(body.as_bytes());
+                let borrowed = Incoming::parse(&body);
+                // What the dispatcher reads from the store.
+                let delivered = serde_json::from_str::<Notification>(&body);
+                if levels <= deepest {
+                    let n = owned.expect("within the limit");
+                    assert!(borrowed.is_ok() && delivered.is_ok(), "{levels}");
+                    let value = if top {
+                        &n.extra["deep"]
+                    } else {
+                        &n.alerts[0].extra["deep"]
+                    };
+                    assert!(value.is_array());
+                } else {
+                    let error = borrowed.expect_err("too deep").to_string();
+                    assert_eq!(error, owned.expect_err("too deep").to_string());
+                    assert!(delivered.is_err(), "{levels}");
+                    let level = MAX_DEPTH + 1;
+                    assert!(
+                        error.contains(&format!(
+                            "JSON nested too deep: level {level} is beyond the limit of {MAX_DEPTH} levels"
+                        )),
+                        "{error}"
+                    );
+                    let field = if top { "deep[0]" } else { "alerts[0].deep[0]" };
+                    assert!(error.starts_with(field), "{error}");
+                }
+            }
+        }
+        // Where a string belongs, any nesting is the wrong type.
+        for levels in [1, 127, 1000] {
+            let value = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+            for body in [
+                BODY.replace(
+                    r#""instance": "mcp-1:3001""#,
+                    &format!(r#""instance": {value}"#),
+                ),
+                BODY.replace(
+                    r#""summary": "The MCP daemon is down.""#,
+                    &format!(r#""summary": {value}"#),
+                ),
+            ] {
+                let error = Incoming::parse(&body)
+                    .expect_err("not a string")
+                    .to_string();
+                assert!(
+                    error.contains("invalid type: sequence, expected a string"),
+                    "{error}"
+                );
+                assert!(serde_json::from_str::<Notification>(&body).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn a_notification_without_alerts_is_refused() {
+        let start = BODY.find(r#""alerts": ["#).expect("alerts");
+        let open = start + r#""alerts": ["#.len();
+        let close = open + BODY[open..].find("\n      ]").expect("end of alerts");
+        let empty = format!("{}{}", &BODY[..open], &BODY[close..]);
+        for error in [
+            Notification::parse(empty.as_bytes())
+                .expect_err("empty")
+                .to_string(),
+            Incoming::parse(&empty).expect_err("empty").to_string(),
+        ] {
+            assert!(error.starts_with("alerts: empty"), "{error}");
+        }
     }
 
     #[test]

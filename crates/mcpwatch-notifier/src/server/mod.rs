@@ -5,8 +5,8 @@
 //!
 //! `/webhook` answers 200 only once the notification is committed to the store; 503 when
 //! the store fails (Alertmanager retries); and 4xx with a JSON error for what can never
-//! succeed: 400 (not JSON, a missing or wrong field, a version other than 4), 401, 413,
-//! 415.
+//! succeed: 400 (not JSON, a missing or wrong field, a version other than 4, no alerts,
+//! JSON nested deeper than delivery reads), 401, 413, 415.
 
 use std::sync::Arc;
 
@@ -225,6 +225,24 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
             );
         }
     };
+    // Run to the end in a task of its own: a client that hangs up drops this handler, and
+    // a notification the store commits is then still counted and its dispatcher woken.
+    let notifier = Arc::clone(&app.notifier);
+    match tokio::spawn(accept(notifier, body)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "Accepting a webhook failed; Alertmanager will retry.");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "accepting the notification failed; retry",
+            )
+        }
+    }
+}
+
+/// Parses and stores a webhook body; the answer to give.
+async fn accept(notifier: Arc<Notifier>, body: Bytes) -> Response {
+    let metrics = notifier.metrics();
     // Checked as UTF-8 once here, so that the parser need not check each string again.
     let parsed = std::str::from_utf8(&body)
         .map_err(|_| Notification::parse(&body).err())
