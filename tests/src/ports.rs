@@ -2,16 +2,43 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-/// A port free on 127.0.0.1 right now. The service that gets it binds it a moment later;
-/// the kernel does not hand a just-released ephemeral port out again that quickly.
+/// A port free on 127.0.0.1 right now, below the kernel's ephemeral range: the service
+/// that gets it binds it a moment later (a Python server a second or two later), and in
+/// that moment no outgoing connection of the tests can take it, as one can take a port of
+/// the ephemeral range that `bind(0)` hands out. Each test process walks the range from
+/// its own starting point, and never hands out a port twice.
 ///
 /// # Panics
 /// When no port can be bound.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let end = ephemeral_start().max(FIRST + 1_000);
+    let span = end - FIRST;
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + step) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind a loopback port")
+}
+
+/// The first port of the kernel's ephemeral range (Linux), 32768 when it cannot be read.
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// `127.0.0.1:<free port>`.
