@@ -29,9 +29,21 @@ impl RedisServer {
     /// # Panics
     /// When redis-server is missing or does not start.
     pub async fn start(extra: &[&str]) -> Self {
+        // In cluster mode Redis also binds its bus, at the port plus 10000.
+        let port = if extra.contains(&"--cluster-enabled") {
+            loop {
+                let port = free_port();
+                let bus = port.checked_add(10_000);
+                if bus.is_some_and(|bus| std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()) {
+                    break port;
+                }
+            }
+        } else {
+            free_port()
+        };
         let mut server = Self {
             dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
+            port,
             password: crate::random_token("redis-secret-"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             tls: false,
