@@ -175,6 +175,17 @@ pub struct ToolCallConfig {
     pub expect: Option<String>,
 }
 
+impl ToolCallConfig {
+    /// `expect`, compiled.
+    pub(crate) fn expect_pattern(&self) -> Result<Option<regex_lite::Regex>, String> {
+        self.expect
+            .as_deref()
+            .map(regex_lite::Regex::new)
+            .transpose()
+            .map_err(|e| format!("not a regular expression: {e}"))
+    }
+}
+
 /// JSON-lines request logs: one record per request the daemon served.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,6 +308,11 @@ impl WsDaemonConfig {
         })
     }
 
+    /// The `protocol` setting, read.
+    pub(crate) fn pin(&self) -> Result<crate::era::Pin, String> {
+        crate::era::Pin::parse(&self.protocol)
+    }
+
     /// The bearer token from `bearer_token` or `bearer_token_file`, if either is set.
     pub fn bearer_token(&self) -> Result<Option<Secret>, String> {
         secret_setting(
@@ -366,13 +382,11 @@ impl WsDaemonConfig {
             }
             Ok(None) => {}
         }
-        if let Err(message) = crate::era::Pin::parse(&self.protocol) {
-            return problem("protocol", message);
-        }
-        if self.websocket_url.is_some()
-            && crate::era::Pin::parse(&self.protocol)
-                .is_ok_and(|pin| pin.era() == Some(crate::era::Era::Modern))
-        {
+        let pin = match self.pin() {
+            Ok(pin) => pin,
+            Err(message) => return problem("protocol", message),
+        };
+        if self.websocket_url.is_some() && pin.era() == Some(crate::era::Era::Modern) {
             return problem(
                 "protocol",
                 format!(
@@ -417,10 +431,8 @@ impl WsDaemonConfig {
             if call.name.is_empty() {
                 return problem("tool_call.name", "name the tool to call".into());
             }
-            if let Some(expect) = &call.expect
-                && let Err(e) = regex_lite::Regex::new(expect)
-            {
-                return problem("tool_call.expect", format!("not a regular expression: {e}"));
+            if let Err(message) = call.expect_pattern() {
+                return problem("tool_call.expect", message);
             }
         }
         for (i, mapping) in self.mappings.iter().enumerate() {

@@ -200,19 +200,14 @@ impl WsDaemonCollector {
                     .map_err(|_| error(&format!("headers.{name}"), "not a header name".into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let pin = Pin::parse(&config.protocol).map_err(|message| error("protocol", message))?;
+        let pin = config.pin().map_err(|message| error("protocol", message))?;
         let tool_call = config
             .tool_call
             .as_ref()
             .map(|call| {
                 let expect = call
-                    .expect
-                    .as_deref()
-                    .map(regex_lite::Regex::new)
-                    .transpose()
-                    .map_err(|e| {
-                        error("tool_call.expect", format!("not a regular expression: {e}"))
-                    })?;
+                    .expect_pattern()
+                    .map_err(|message| error("tool_call.expect", message))?;
                 Ok(ToolCall {
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),

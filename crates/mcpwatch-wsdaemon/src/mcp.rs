@@ -1015,6 +1015,19 @@ fn answer_in(text: &[u8], id: u64, what: &str) -> Result<Vec<Incoming>, Failure>
     }
 }
 
+/// The result of the answer to `id` in one message or batch sent over HTTP, where the
+/// probe answers no server request; `None` when it holds no answer to `id`.
+fn answer_to(text: &[u8], id: u64, what: &str) -> Result<Option<Value>, Failure> {
+    for incoming in answer_in(text, id, what)? {
+        match incoming {
+            Incoming::Result(result) => return Ok(Some(result)),
+            Incoming::Error(error) => return Err(error.failure(what, None)),
+            Incoming::Request { .. } | Incoming::Other => {}
+        }
+    }
+    Ok(None)
+}
+
 /// The JSON-RPC error in the body of an HTTP error status, whatever its id (servers
 /// answer with `null`, or an id of their own, when they reject a request before reading
 /// it), in a JSON body or the first event of an event stream.
@@ -1452,17 +1465,12 @@ impl HttpSession<'_> {
             ));
         }
         let body = read_body(response.into_body(), MESSAGE_LIMIT, deadline, what).await?;
-        for incoming in answer_in(&body, id, what)? {
-            match incoming {
-                Incoming::Result(result) => return Ok(Some(result)),
-                Incoming::Error(error) => return Err(error.failure(what, None)),
-                Incoming::Request { .. } | Incoming::Other => {}
-            }
-        }
-        Err(Failure::new(
-            Reason::Protocol,
-            format_args!("{what}: the JSON answer holds no response to request {id}"),
-        ))
+        answer_to(&body, id, what)?.map(Some).ok_or_else(|| {
+            Failure::new(
+                Reason::Protocol,
+                format_args!("{what}: the JSON answer holds no response to request {id}"),
+            )
+        })
     }
 
     /// Ends each session the server opened with a DELETE, as the transport asks of a
@@ -1570,12 +1578,8 @@ async fn answer_in_events(
                 format_args!("{what}: the event stream ended without an answer"),
             ));
         };
-        for incoming in answer_in(data.as_bytes(), id, what)? {
-            match incoming {
-                Incoming::Result(result) => return Ok(result),
-                Incoming::Error(error) => return Err(error.failure(what, None)),
-                Incoming::Request { .. } | Incoming::Other => {}
-            }
+        if let Some(result) = answer_to(data.as_bytes(), id, what)? {
+            return Ok(result);
         }
     }
     Err(Failure::new(
