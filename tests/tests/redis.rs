@@ -106,11 +106,25 @@ async fn keys_hits_misses_and_commands_move_the_metrics() {
     );
     assert!(value(&after, "redis_commands_total", &[("cmd", "setex")]) >= 10.0);
     assert!(value(&after, "redis_commands_total", &[("cmd", "get")]) >= 10.0);
+    // A GET can take under a microsecond, which Redis counts as none: the time spent is
+    // shown with a script that loops long enough to be measured.
+    assert!(
+        after
+            .value("redis_commands_duration_seconds_total", &[("cmd", "get")])
+            .is_some()
+    );
+    let _: i64 = redis::cmd("EVAL")
+        .arg("local i = 0 while i < 300000 do i = i + 1 end return i")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("eval");
+    let timed = mcpwatch_tests::engine::scrape(&engine, None).await;
     assert!(
         value(
-            &after,
+            &timed,
             "redis_commands_duration_seconds_total",
-            &[("cmd", "get")]
+            &[("cmd", "eval")]
         ) > 0.0
     );
     assert!(after.value("redis_slowlog_length", &[]).is_some());
