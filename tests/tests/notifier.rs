@@ -588,7 +588,7 @@ async fn kill_9_loses_nothing_acknowledged_and_repeats_nothing_recorded_delivere
     {
         let mut statement = db
             .prepare(
-                "SELECT n.group_key, d.state FROM deliveries d JOIN notifications n ON n.id = d.notification_id",
+                "SELECT n.group_key, d.state FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
             )
             .expect("prepare");
         let rows = statement

@@ -69,8 +69,12 @@ async fn contract(store: Arc<dyn Store>) {
             .expect("copy"),
         Accepted::Duplicate(first)
     );
+    // (From another receiver: no newer state of the first one's alert group.)
     let Accepted::Stored(later) = store
-        .accept(notification("k1", now + 120_000))
+        .accept(NewNotification {
+            receiver: "other".into(),
+            ..notification("k1", now + 120_000)
+        })
         .await
         .expect("after the window")
     else {
@@ -235,6 +239,248 @@ async fn contract(store: Arc<dyn Store>) {
         .expect("prune");
     assert_eq!(pruned, 2);
     assert!(store.get(first).await.expect("get").is_none());
+}
+
+/// One state of alert group `group`: `n` tells it apart from the group's other states.
+fn state_of(group: &str, n: usize, at: i64) -> NewNotification {
+    NewNotification {
+        dedup_key: key(&format!("{group}/{n}")),
+        group_key: format!("{{}}:{{alertname=\"{group}\"}}"),
+        status: if n.is_multiple_of(2) { "firing" } else { "resolved" }.into(),
+        deliveries: vec![NewDelivery {
+            channel: "chat".into(),
+            alerts: vec![0],
+            hold: None,
+        }],
+        ..notification(group, at)
+    }
+}
+
+fn stored(accepted: Accepted) -> i64 {
+    match accepted {
+        Accepted::Stored(id) => id,
+        Accepted::Duplicate(id) => panic!("a new state was taken for a copy of {id}"),
+    }
+}
+
+/// The claimable deliveries to `chat`, as (notification, attempt), claimed at `at` with
+/// `lease`, by each store in turn.
+async fn claim_chat(stores: &[&Arc<dyn Store>], at: i64, lease: Duration) -> Vec<(i64, i64, u32)> {
+    let mut claimed = Vec::new();
+    for store in stores {
+        let batch = store
+            .claim(at, vec![("chat".into(), 10)], 10, lease)
+            .await
+            .expect("claim");
+        claimed.extend(
+            batch
+                .claimed
+                .iter()
+                .map(|c| (c.id, c.notification_id, c.attempt)),
+        );
+    }
+    claimed
+}
+
+async fn state_of_delivery(store: &Arc<dyn Store>, notification: i64) -> (String, Option<String>) {
+    let view = store.get(notification).await.expect("get").expect("found");
+    let delivery = &view.deliveries[0];
+    (delivery.state.clone(), delivery.last_error.clone())
+}
+
+/// One alert group's deliveries to one channel: in the order they were accepted, the
+/// latest state winning, across a retry, a crash and (`a`, `b`) two replicas.
+async fn ordering(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let now = now_ms();
+    let lease = Duration::from_secs(30);
+
+    // A firing notification fails once; its resolve arrives before the retry is due: the
+    // resolve goes, the firing one never does.
+    let firing = stored(a.accept(state_of("retry", 0, now)).await.expect("firing"));
+    let claimed = claim_chat(&[&a], now, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [firing]);
+    let (delivery, _, attempt) = claimed[0];
+    assert!(
+        a.complete(
+            delivery,
+            attempt,
+            Outcome::Retry {
+                at: now + 500,
+                error: "HTTP 503".into()
+            }
+        )
+        .await
+        .expect("retry")
+    );
+    let resolved = stored(
+        b.accept(state_of("retry", 1, now + 100))
+            .await
+            .expect("resolved"),
+    );
+    let claimed = claim_chat(&[&b, &a], now + 1_000, lease).await;
+    assert_eq!(
+        claimed.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [resolved],
+        "only the resolve goes"
+    );
+    let (state, error) = state_of_delivery(&a, firing).await;
+    assert_eq!(state, "superseded");
+    assert!(error.expect("why").contains("newer state"));
+    let (delivery, _, attempt) = claimed[0];
+    assert!(
+        b.complete(delivery, attempt, Outcome::Delivered)
+            .await
+            .expect("done")
+    );
+    // Later claims find nothing of the group.
+    assert!(claim_chat(&[&a, &b], now + 60_000, lease).await.is_empty());
+
+    // A newer state waits while an older one is being sent; the older one's retry then
+    // gives way to it.
+    let first = stored(a.accept(state_of("inflight", 0, now)).await.expect("first"));
+    let claimed = claim_chat(&[&a], now, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [first]);
+    let (delivery, _, attempt) = claimed[0];
+    let second = stored(
+        b.accept(state_of("inflight", 1, now + 10))
+            .await
+            .expect("second"),
+    );
+    assert!(
+        claim_chat(&[&a, &b], now + 20, lease).await.is_empty(),
+        "the newer state waits for the one being sent"
+    );
+    assert!(
+        a.complete(
+            delivery,
+            attempt,
+            Outcome::Retry {
+                at: now + 20,
+                error: "HTTP 503".into()
+            }
+        )
+        .await
+        .expect("retry")
+    );
+    let claimed = claim_chat(&[&b, &a], now + 30, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [second]);
+    assert_eq!(state_of_delivery(&a, first).await.0, "superseded");
+
+    // Delivered in order: the next state goes once the one before it is delivered.
+    let (delivery, _, attempt) = claimed[0];
+    let third = stored(
+        a.accept(state_of("inflight", 2, now + 40))
+            .await
+            .expect("third"),
+    );
+    assert!(claim_chat(&[&a, &b], now + 50, lease).await.is_empty());
+    assert!(
+        a.complete(delivery, attempt, Outcome::Delivered)
+            .await
+            .expect("done")
+    );
+    let claimed = claim_chat(&[&a, &b], now + 60, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [third]);
+    let (delivery, _, attempt) = claimed[0];
+    assert!(
+        b.complete(delivery, attempt, Outcome::Delivered)
+            .await
+            .expect("done")
+    );
+
+    // The sender stops in the middle of an attempt (a crash: its claim is never
+    // completed); a newer state arrives meanwhile. When the claim expires the newer state
+    // goes, and the interrupted one is not sent after it.
+    let interrupted = stored(a.accept(state_of("crash", 0, now)).await.expect("firing"));
+    let short = Duration::from_secs(1);
+    let claimed = claim_chat(&[&a], now, short).await;
+    assert_eq!(
+        claimed.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [interrupted]
+    );
+    let (lost, _, lost_attempt) = claimed[0];
+    let newer = stored(
+        b.accept(state_of("crash", 1, now + 100))
+            .await
+            .expect("resolved"),
+    );
+    assert!(claim_chat(&[&b, &a], now + 200, lease).await.is_empty());
+    let claimed = claim_chat(&[&b, &a], now + 1_500, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [newer]);
+    let (state, _) = state_of_delivery(&a, interrupted).await;
+    assert_eq!(state, "superseded");
+    let (delivery, _, attempt) = claimed[0];
+    // The stopped sender's late word is not recorded.
+    assert!(
+        !a.complete(lost, lost_attempt, Outcome::Delivered)
+            .await
+            .expect("late")
+    );
+    assert!(
+        a.complete(delivery, attempt, Outcome::Delivered)
+            .await
+            .expect("done")
+    );
+
+    // A dead letter replayed after a newer state went is superseded, not sent.
+    let dead = stored(a.accept(state_of("replay", 0, now)).await.expect("firing"));
+    let (delivery, _, attempt) = claim_chat(&[&a], now, lease).await[0];
+    assert!(
+        a.complete(
+            delivery,
+            attempt,
+            Outcome::Dead {
+                error: "HTTP 400".into()
+            }
+        )
+        .await
+        .expect("dead")
+    );
+    let after = stored(
+        b.accept(state_of("replay", 1, now + 10))
+            .await
+            .expect("resolved"),
+    );
+    let claimed = claim_chat(&[&b], now + 20, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [after]);
+    let (delivery, _, attempt) = claimed[0];
+    assert!(
+        b.complete(delivery, attempt, Outcome::Delivered)
+            .await
+            .expect("done")
+    );
+    assert_eq!(a.replay(dead).await.expect("replay"), 1);
+    assert!(claim_chat(&[&a, &b], now_ms(), lease).await.is_empty());
+    assert_eq!(state_of_delivery(&a, dead).await.0, "superseded");
+
+    // Twenty states of one group queued while the channel was away, claimed by both
+    // replicas at once: the newest alone goes, once.
+    let mut states = Vec::new();
+    for n in 0_usize..20 {
+        let store = if n.is_multiple_of(2) { &a } else { &b };
+        states.push(stored(
+            store
+                .accept(state_of("backlog", n, now + i64::try_from(n).unwrap_or(0)))
+                .await
+                .expect("state"),
+        ));
+    }
+    let at = now + 100;
+    let (only_a, only_b) = ([&a], [&b]);
+    let (x, y) = tokio::join!(
+        claim_chat(&only_a, at, lease),
+        claim_chat(&only_b, at, lease)
+    );
+    let claimed: Vec<i64> = x.iter().chain(&y).map(|c| c.1).collect();
+    assert_eq!(claimed, [states[19]], "the newest state, once");
+    for id in &states[..19] {
+        assert_eq!(state_of_delivery(&a, *id).await.0, "superseded");
+    }
+
+    // Other groups are not held up by this one.
+    let other = stored(a.accept(state_of("other", 0, now)).await.expect("other"));
+    let claimed = claim_chat(&[&a, &b], now + 200, lease).await;
+    assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [other]);
 }
 
 fn policy() -> Policy {
@@ -447,6 +693,26 @@ async fn postgres_incidents_and_windows_shared_by_replicas() {
     let dsn = Secret::new(pg.owned_database("incidents").await);
     let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
     incidents_and_windows(
+        Arc::new(a.expect("replica a")),
+        Arc::new(b.expect("replica b")),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_each_group_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("notifier.db")).expect("open"));
+    ordering(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_each_group_in_order_across_replicas() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = Secret::new(pg.owned_database("ordering").await);
+    let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
+    ordering(
         Arc::new(a.expect("replica a")),
         Arc::new(b.expect("replica b")),
     )

@@ -476,7 +476,7 @@ const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 fn parse(body: &Body) -> Result<Notification, StoreError> {
     body.json().and_then(|json| {
-        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Other(e.to_string()))
+        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Damaged(e.to_string()))
     })
 }
 
@@ -635,7 +635,7 @@ async fn attempt(
                     error: "the held notifications were deleted before the summary was sent".into(),
                 };
             }
-            Err(e @ StoreError::Other(_)) if e.to_string().contains("damaged") => {
+            Err(e) if e.is_permanent() => {
                 return Outcome::Dead {
                     error: format!("a held notification cannot be read: {e}"),
                 };
@@ -742,7 +742,7 @@ mod tests {
             attempt,
             received_at: queued_at,
             queued_at,
-            payload: Body::Json(String::new()),
+            payload: Arc::new(Body::Json(String::new())),
             event: None,
         }
     }

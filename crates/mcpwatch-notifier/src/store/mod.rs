@@ -3,6 +3,8 @@
 //! a delivery is claimed before it is sent and recorded delivered after, so a restart at
 //! any moment resends at most what was in flight and never what was recorded delivered.
 
+#[macro_use]
+mod sql;
 mod postgres;
 mod sqlite;
 
@@ -32,22 +34,63 @@ pub mod state {
     pub const HELD: &str = "held";
     /// Held, then told in the window's summary.
     pub const SUMMARIZED: &str = "summarized";
+    /// Never sent: a newer state of its alert group went (or goes) to its channel.
+    pub const SUPERSEDED: &str = "superseded";
     /// Every state, in the order listings use.
-    pub const ALL: [&str; 6] = [PENDING, SENDING, DELIVERED, DEAD, HELD, SUMMARIZED];
+    pub const ALL: [&str; 7] = [
+        PENDING, SENDING, DELIVERED, DEAD, HELD, SUMMARIZED, SUPERSEDED,
+    ];
 }
+
+/// The schema both stores write; a database at a later one is refused. 4: one schema for
+/// both stores (tables named `mcpwatch_*`, a body's encoding in its own column) and a
+/// delivery's stream (its alert group), which orders deliveries.
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Why the store failed. Transient as far as Alertmanager is concerned: it answers 503.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite said no.
-    #[error("storage: {0}")]
+    #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no, or could not be reached.
+    #[error("PostgreSQL: {message}")]
+    Postgres {
+        /// The SQLSTATE code, when the server answered with one.
+        code: Option<String>,
+        /// The server's message, or why it was not reached (never the connection string).
+        message: String,
+    },
+    /// A stored notification cannot be read back; sending it again cannot help.
+    #[error("the stored notification is damaged: {0}")]
+    Damaged(String),
+    /// A row does not hold what the schema says it does.
+    #[error("the store's row is not as expected: {0}")]
+    Column(String),
+    /// Another replica is storing the same copy this moment; Alertmanager's retry finds it.
+    #[error("a copy of this notification is being stored by another replica")]
+    Contended,
     /// The writer thread is gone (shutting down).
     #[error("storage is shutting down")]
     Closed,
-    /// Something else.
-    #[error("storage: {0}")]
-    Other(String),
+    /// The store cannot be opened or used as it is (a path, a lock, a schema).
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl StoreError {
+    /// The SQLSTATE code of a PostgreSQL error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            StoreError::Postgres { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again cannot help: what is stored is damaged.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Damaged(_) | StoreError::Column(_))
+    }
 }
 
 /// A duration in whole milliseconds, as the stores keep times (Unix ms).
@@ -96,9 +139,7 @@ impl Body {
         match self {
             Body::Json(text) => Ok(text.as_str().into()),
             Body::Lz4(bytes) => {
-                let damaged = |e: &dyn std::fmt::Display| {
-                    StoreError::Other(format!("the stored body is damaged: {e}"))
-                };
+                let damaged = |e: &dyn std::fmt::Display| StoreError::Damaged(e.to_string());
                 let length = bytes
                     .get(..4)
                     .and_then(|b| b.try_into().ok())
@@ -178,8 +219,8 @@ pub struct Claimed {
     pub received_at: i64,
     /// When the delivery was (re)queued: the dead-letter clock starts here.
     pub queued_at: i64,
-    /// The payload.
-    pub payload: Body,
+    /// The payload, shared by the deliveries of one notification claimed together.
+    pub payload: Arc<Body>,
     /// What it says besides the alerts (an incident's step, an acknowledgement, a
     /// maintenance summary).
     pub event: Option<Event>,

@@ -3,34 +3,33 @@
 //! burst of webhooks costs one fsync, not one each; readers use their own connection.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, DiskStats,
-    Event, IncidentView, ListFilter, NewNotification, NewWindow, NotificationView, Outcome,
-    Policies, QueueStats, Store, StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts,
-    millis, state,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, IncidentView,
+    ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats,
+    SCHEMA_VERSION, Store, StoreError, WindowRow,
 };
-use crate::incident::{self, Change, IncidentRow};
-use crate::time::{format_rfc3339, now_ms};
+use crate::time::now_ms;
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
-/// 2: dedup keys moved from their own indexed table into the notifications, indexed in
-/// memory by the writer. 3: incidents, maintenance windows, a delivery's event and hold.
-const SCHEMA_VERSION: i64 = 3;
-
+/// Versions before 4: 2 moved the dedup keys from their own indexed table into the
+/// notifications, indexed in memory by the writer; 3 added incidents, maintenance windows,
+/// a delivery's event and hold. 4 is the schema both stores share (see `SCHEMA_VERSION`).
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS notifications (
+CREATE TABLE IF NOT EXISTS mcpwatch_notifications (
     id INTEGER PRIMARY KEY,
     received_at INTEGER NOT NULL,
     receiver TEXT NOT NULL,
@@ -38,15 +37,16 @@ CREATE TABLE IF NOT EXISTS notifications (
     status TEXT NOT NULL,
     alert_count INTEGER NOT NULL,
     duplicates INTEGER NOT NULL DEFAULT 0,
-    -- A BLOB of LZ4-compressed JSON, or JSON TEXT (see store::Body).
+    -- 'lz4' or 'json' (see store::Body)
+    payload_encoding TEXT NOT NULL,
     payload NOT NULL,
     -- The 32 bytes of its DedupKey; no index: the writer keeps those of the dedup window
     -- in memory (an index would cost a write to a random page per notification).
     dedup_key BLOB
 );
-CREATE TABLE IF NOT EXISTS deliveries (
+CREATE TABLE IF NOT EXISTS mcpwatch_deliveries (
     id INTEGER PRIMARY KEY,
-    notification_id INTEGER NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
+    notification_id INTEGER NOT NULL REFERENCES mcpwatch_notifications (id) ON DELETE CASCADE,
     channel TEXT NOT NULL,
     alerts TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -60,11 +60,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     -- What it says besides the alerts (incident::Event as JSON).
     event TEXT,
     -- The maintenance window holding it (state 'held').
-    hold TEXT
+    hold TEXT,
+    -- Its alert group (store::sql::stream); none for an incident's steps.
+    stream INTEGER
 );
-CREATE INDEX IF NOT EXISTS deliveries_held ON deliveries (hold) WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS deliveries_held ON mcpwatch_deliveries (hold) WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS deliveries_stream ON mcpwatch_deliveries (stream, channel, state)
+    WHERE stream IS NOT NULL;
 -- AUTOINCREMENT: an id is never used again (a signed link names one).
-CREATE TABLE IF NOT EXISTS incidents (
+CREATE TABLE IF NOT EXISTS mcpwatch_incidents (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     policy TEXT NOT NULL,
     receiver TEXT NOT NULL,
@@ -81,9 +85,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     generation INTEGER NOT NULL,
     resolved_at INTEGER
 );
-CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_key, receiver, policy) WHERE open = 1;
-CREATE INDEX IF NOT EXISTS incidents_due ON incidents (next_at) WHERE next_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS windows (
+CREATE INDEX IF NOT EXISTS incidents_group ON mcpwatch_incidents (group_key, receiver, policy) WHERE open = 1;
+CREATE INDEX IF NOT EXISTS incidents_due ON mcpwatch_incidents (next_at) WHERE next_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mcpwatch_windows (
     id INTEGER PRIMARY KEY,
     starts_at INTEGER NOT NULL,
     ends_at INTEGER NOT NULL,
@@ -93,20 +97,20 @@ CREATE TABLE IF NOT EXISTS windows (
     hold_critical INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS notifications_received ON notifications (received_at);
-CREATE INDEX IF NOT EXISTS deliveries_notification ON deliveries (notification_id);
-CREATE TABLE IF NOT EXISTS attempts (
+CREATE INDEX IF NOT EXISTS deliveries_due ON mcpwatch_deliveries (channel, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_state ON mcpwatch_deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS notifications_received ON mcpwatch_notifications (received_at);
+CREATE INDEX IF NOT EXISTS deliveries_notification ON mcpwatch_deliveries (notification_id);
+CREATE TABLE IF NOT EXISTS mcpwatch_attempts (
     id INTEGER PRIMARY KEY,
-    delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    delivery_id INTEGER NOT NULL REFERENCES mcpwatch_deliveries (id) ON DELETE CASCADE,
     number INTEGER NOT NULL,
     started_at INTEGER NOT NULL,
     finished_at INTEGER,
     outcome TEXT,
     detail TEXT
 );
-CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON mcpwatch_attempts (delivery_id);
 ";
 
 /// A write, run on the writer thread inside a batch.
@@ -234,8 +238,9 @@ impl SqliteStore {
     /// Opens (creating when needed) the database at `path` and its directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unusable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         // One notifier per file: a second one would take the first one's deliveries in
         // flight for abandoned and send them again. The lock goes with the process.
@@ -247,19 +252,19 @@ impl SqliteStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| {
-                StoreError::Other(format!(
+                StoreError::Unusable(format!(
                     "cannot open {}: {e}",
                     PathBuf::from(&lock_path).display()
                 ))
             })?;
         lock.try_lock().map_err(|_| {
-            StoreError::Other(format!(
+            StoreError::Unusable(format!(
                 "{} is in use by another notifier; give each its own storage.path (or share storage.postgres)",
                 path.display()
             ))
         })?;
         let mut conn = open(path)
-            .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Unusable(format!("cannot open {}: {e}", path.display())))?;
         migrate(&mut conn)?;
         // Checkpoints (copying the WAL into the database) run on their own thread, off the
         // path of the commits that acknowledge webhooks.
@@ -286,7 +291,9 @@ impl SqliteStore {
         let checkpoints = std::thread::Builder::new()
             .name("notifier-checkpoint".into())
             .spawn(move || checkpoint_loop(&checkpointer, &stopped))
-            .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unusable(format!("cannot start the checkpoint thread: {e}"))
+            })?;
         let (started, start) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         let thread = std::thread::Builder::new()
             .name("notifier-store".into())
@@ -316,11 +323,11 @@ impl SqliteStore {
                 });
                 drop(stop_checkpoints);
             })
-            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::Unusable(format!("cannot start the writer thread: {e}")))?;
         start
             .recv()
-            .map_err(|_| StoreError::Other("the writer thread stopped at start".into()))?
-            .map_err(StoreError::Other)?;
+            .map_err(|_| StoreError::Unusable("the writer thread stopped at start".into()))?
+            .map_err(StoreError::Unusable)?;
         Ok(Self {
             path: path.to_owned(),
             _lock: lock,
@@ -369,20 +376,23 @@ impl SqliteStore {
         }
         let done = rx.await.map_err(|_| StoreError::Closed)??;
         T::from_done(done)
-            .ok_or_else(|| StoreError::Other("the writer answered another write".into()))
+            .ok_or_else(|| StoreError::Unusable("the writer answered another write".into()))
     }
 
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut SqliteTx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().map_err(|_| StoreError::Closed)?;
-            f(&conn)
+            f(&mut SqliteTx {
+                conn: &conn,
+                index: None,
+            })
         })
         .await
-        .map_err(|e| StoreError::Other(format!("read task: {e}")))?
+        .map_err(|e| StoreError::Unusable(format!("the store's read task failed: {e}")))?
     }
 }
 
@@ -395,34 +405,65 @@ impl Drop for SqliteStore {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::Unusable(format!(
             "the database has schema version {version}, newer than this notifier's {SCHEMA_VERSION}; use a newer notifier"
         )));
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Before 3, deliveries had no event and hold (the schema below indexes hold).
-    let columns: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('deliveries')",
-        [],
-        |r| r.get(0),
-    )?;
-    let has_hold: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('deliveries') WHERE name = 'hold'",
-        [],
-        |r| r.get(0),
-    )?;
-    if columns > 0 && has_hold == 0 {
-        tx.execute_batch(
-            "ALTER TABLE deliveries ADD COLUMN event TEXT;
-             ALTER TABLE deliveries ADD COLUMN hold TEXT;",
-        )?;
+    let table = |name: &str| -> Result<bool, rusqlite::Error> {
+        tx.query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            params![name],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    let column = |table: &str, name: &str| -> Result<bool, rusqlite::Error> {
+        tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, name],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    // Before 4 the tables had no prefix (foreign keys follow a renamed table).
+    if table("notifications")? {
+        for name in [
+            "notifications",
+            "deliveries",
+            "incidents",
+            "windows",
+            "attempts",
+        ] {
+            if table(name)? {
+                tx.execute_batch(&format!("ALTER TABLE {name} RENAME TO mcpwatch_{name}"))?;
+            }
+        }
+        let deliveries = table("mcpwatch_deliveries")?;
+        // Before 3, deliveries had no event and hold (the schema below indexes hold).
+        if deliveries && !column("mcpwatch_deliveries", "hold")? {
+            tx.execute_batch(
+                "ALTER TABLE mcpwatch_deliveries ADD COLUMN event TEXT;
+                 ALTER TABLE mcpwatch_deliveries ADD COLUMN hold TEXT;",
+            )?;
+        }
+        // Before 4 a body's kind was its column type: a BLOB compressed, TEXT not.
+        if !column("mcpwatch_notifications", "payload_encoding")? {
+            tx.execute_batch(
+                "ALTER TABLE mcpwatch_notifications ADD COLUMN payload_encoding TEXT NOT NULL DEFAULT 'lz4';
+                 UPDATE mcpwatch_notifications SET payload_encoding = 'json' WHERE typeof(payload) = 'text';",
+            )?;
+        }
+        if deliveries && !column("mcpwatch_deliveries", "stream")? {
+            tx.execute_batch("ALTER TABLE mcpwatch_deliveries ADD COLUMN stream INTEGER")?;
+        }
     }
     tx.execute_batch(SCHEMA)?;
     if version == 1 {
         tx.execute_batch(
-            "ALTER TABLE notifications ADD COLUMN dedup_key BLOB;
-             UPDATE notifications SET dedup_key =
-                 (SELECT unhex(k.key) FROM dedup_keys k WHERE k.notification_id = notifications.id);
+            "ALTER TABLE mcpwatch_notifications ADD COLUMN dedup_key BLOB;
+             UPDATE mcpwatch_notifications SET dedup_key =
+                 (SELECT unhex(k.key) FROM dedup_keys k WHERE k.notification_id = mcpwatch_notifications.id);
              DROP TABLE dedup_keys;",
         )?;
     }
@@ -556,7 +597,7 @@ impl Batch {
         match run(conn, &mut self.index, &work) {
             Ok(done) => self.entries.push((work, reply, Ok(done))),
             Err(e) => {
-                self.entries.push((work, reply, Err(e.into())));
+                self.entries.push((work, reply, Err(e)));
                 self.redo_isolated(conn);
             }
         }
@@ -589,7 +630,7 @@ impl Batch {
                         self.abort(conn, &format!("undoing a failed write failed: {undo}"));
                         return;
                     }
-                    Err(e.into())
+                    Err(e)
                 }
             };
         }
@@ -604,7 +645,7 @@ impl Batch {
         self.open = false;
         self.index.invalidate();
         for (_, reply, _) in self.entries.drain(..) {
-            let _ = reply.send(Err(StoreError::Other(message.to_owned())));
+            let _ = reply.send(Err(StoreError::Unusable(message.to_owned())));
         }
     }
 
@@ -629,7 +670,10 @@ impl Batch {
             .drain(..)
             .map(|(_, reply, result)| match &committed {
                 Ok(()) => (reply, result),
-                Err(e) => (reply, Err(StoreError::Other(format!("commit failed: {e}")))),
+                Err(e) => (
+                    reply,
+                    Err(StoreError::Unusable(format!("commit failed: {e}"))),
+                ),
             })
             .collect()
     }
@@ -670,7 +714,7 @@ fn sync_loop(
         for (reply, result) in answers {
             let result = match &broken {
                 None => result,
-                Some(e) => Err(StoreError::Other(format!(
+                Some(e) => Err(StoreError::Unusable(format!(
                     "flushing the store to disk failed ({e}); restart the notifier"
                 ))),
             };
@@ -702,54 +746,169 @@ fn sync_wal(file: &mut Option<std::fs::File>, wal: &Path) -> Result<(), String> 
     }
 }
 
-fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, rusqlite::Error> {
-    Ok(match work {
-        Work::Accept(n) => Done::Accepted(accept(c, index, n)?),
-        Work::Claim {
-            now,
-            budgets,
-            total,
-            lease,
-        } => Done::Claimed(claim(c, *now, budgets, *total, *lease)?),
-        Work::Retire(known) => Done::Count(retire(c, known, now_ms())?),
-        Work::Complete(id, attempt, outcome) => {
-            Done::Flag(complete(c, *id, *attempt, outcome, now_ms())?)
-        }
-        Work::Replay(id) => Done::Count(replay(c, *id, now_ms())?),
-        Work::Recover => Done::Count(recover(c, now_ms())?),
-        Work::Prune(retention, window) => {
-            Done::Count(prune(c, index, now_ms(), *retention, *window)?)
-        }
-        Work::Escalate(now, policies, limit) => {
-            Done::Escalated(escalate(c, *now, policies, *limit)?)
-        }
-        Work::Acknowledge(id, request, policies) => {
-            Done::Acknowledged(acknowledge(c, *id, request, policies)?)
-        }
-        Work::AddWindow(window) => Done::Window(Some(add_window(c, window)?)),
-        Work::EndWindow(id, now) => Done::Window(end_window(c, *id, *now)?),
-        Work::Release(window, now) => Done::Count(release(c, window, *now)?),
-    })
+fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, StoreError> {
+    let mut tx = SqliteTx {
+        conn: c,
+        index: Some(index),
+    };
+    let tx = &mut tx;
+    let now = now_ms();
+    ready(async move {
+        Ok(match work {
+            Work::Accept(n) => Done::Accepted(sql::accept(tx, n).await?),
+            Work::Claim {
+                now,
+                budgets,
+                total,
+                lease,
+            } => Done::Claimed(sql::claim(tx, *now, budgets, *total, *lease).await?),
+            // One process writes this store: nothing it queued is another's to keep.
+            Work::Retire(known) => {
+                Done::Count(sql::retire(tx, known, now, now.saturating_add(1)).await?)
+            }
+            Work::Complete(id, attempt, outcome) => {
+                Done::Flag(sql::complete(tx, *id, *attempt, outcome, now).await?)
+            }
+            Work::Replay(id) => Done::Count(sql::replay(tx, *id, now).await?),
+            Work::Recover => Done::Count(sql::recover(tx, now).await?),
+            Work::Prune(retention, window) => {
+                Done::Count(sql::prune(tx, now, *retention, *window).await?)
+            }
+            Work::Escalate(at, policies, limit) => {
+                Done::Escalated(sql::escalate(tx, *at, policies, *limit).await?)
+            }
+            Work::Acknowledge(id, request, policies) => {
+                Done::Acknowledged(sql::acknowledge(tx, *id, request, policies).await?)
+            }
+            Work::AddWindow(window) => Done::Window(Some(sql::add_window(tx, window).await?)),
+            Work::EndWindow(id, at) => Done::Window(sql::end_window(tx, *id, *at).await?),
+            Work::Release(window, at) => Done::Count(sql::release(tx, window, *at).await?),
+        })
+    })?
 }
 
-impl rusqlite::ToSql for Body {
+/// The answer of the store's logic run on SQLite, whose statements never wait: the
+/// future is ready when first polled.
+fn ready<F: Future>(future: F) -> Result<F::Output, StoreError> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => Err(StoreError::Unusable(
+            "a SQLite statement did not complete at once".into(),
+        )),
+    }
+}
+
+impl rusqlite::ToSql for Value<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self {
-            Body::Json(text) => ValueRef::Text(text.as_bytes()),
-            Body::Lz4(bytes) => ValueRef::Blob(bytes),
+            Value::Null => ValueRef::Null,
+            Value::Int(v) => ValueRef::Integer(*v),
+            Value::Bool(v) => ValueRef::Integer(i64::from(*v)),
+            Value::Text(v) => ValueRef::Text(v.as_bytes()),
+            Value::Blob(v) => ValueRef::Blob(v),
         }))
     }
 }
 
-impl FromSql for Body {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value {
-            ValueRef::Text(text) => std::str::from_utf8(text)
-                .map(|t| Body::Json(t.to_owned()))
-                .map_err(|e| FromSqlError::Other(Box::new(e))),
-            ValueRef::Blob(bytes) => Ok(Body::Lz4(bytes.to_vec())),
-            _ => Err(FromSqlError::InvalidType),
+/// A statement in SQLite's words: one writer has nothing to lock, so a closing
+/// `FOR UPDATE ...` goes.
+fn dialect(sql: &'static str) -> std::borrow::Cow<'static, str> {
+    match sql.find("FOR UPDATE") {
+        Some(at) => sql[..at].trim_end().to_owned().into(),
+        None => sql.into(),
+    }
+}
+
+/// The store's logic on one SQLite connection: the writer's (with its dedup index) inside
+/// its open transaction, or the reader's.
+struct SqliteTx<'c> {
+    conn: &'c Connection,
+    index: Option<&'c mut DedupIndex>,
+}
+
+impl SqliteTx<'_> {
+    fn statement(&self, sql: &'static str) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
+        Ok(self.conn.prepare_cached(&dialect(sql))?)
+    }
+
+    fn index(&mut self) -> Result<&mut DedupIndex, StoreError> {
+        self.index
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Unusable("a read tried to write".into()))
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    async fn execute(&mut self, sql: &'static str, args: &[Value<'_>]) -> Result<u64, StoreError> {
+        let n = self
+            .statement(sql)?
+            .execute(rusqlite::params_from_iter(args.iter()))?;
+        Ok(n as u64)
+    }
+
+    async fn insert(&mut self, sql: &'static str, args: &[Value<'_>]) -> Result<i64, StoreError> {
+        self.statement(sql)?
+            .execute(rusqlite::params_from_iter(args.iter()))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        args: &[Value<'_>],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.statement(sql)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(rusqlite::params_from_iter(args.iter()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut cells = Vec::with_capacity(columns);
+            for i in 0..columns {
+                cells.push(match row.get_ref(i)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    // Nothing the store writes is a float; one read is taken as a whole.
+                    #[allow(clippy::cast_possible_truncation)]
+                    ValueRef::Real(v) => Cell::Int(v as i64),
+                    ValueRef::Text(v) => Cell::Text(String::from_utf8_lossy(v).into_owned()),
+                    ValueRef::Blob(v) => Cell::Blob(v.to_vec()),
+                });
+            }
+            out.push(Row(cells));
         }
+        Ok(out)
+    }
+
+    async fn lock(&mut self, _name: &str, _wait: bool) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn find_copy(
+        &mut self,
+        key: &DedupKey,
+        _at: i64,
+        start: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn;
+        Ok(self.index()?.find(conn, key, start)?)
+    }
+
+    async fn keep_key(
+        &mut self,
+        key: &DedupKey,
+        id: i64,
+        at: i64,
+        start: i64,
+    ) -> Result<(), StoreError> {
+        self.index()?.insert(*key, id, at, start);
+        Ok(())
+    }
+
+    async fn forget_keys(&mut self, start: i64) -> Result<(), StoreError> {
+        self.index()?.prune(start);
+        Ok(())
     }
 }
 
@@ -791,7 +950,7 @@ impl DedupIndex {
             None => i64::MAX,
         };
         let mut statement = c.prepare_cached(
-            "SELECT dedup_key, id, received_at FROM notifications
+            "SELECT dedup_key, id, received_at FROM mcpwatch_notifications
              WHERE received_at >= ?1 AND received_at < ?2 AND dedup_key IS NOT NULL",
         )?;
         let mut rows = statement.query(params![start, end])?;
@@ -833,595 +992,6 @@ impl DedupIndex {
         self.from = None;
         self.prune_at = 0;
     }
-}
-
-fn accept(
-    c: &Connection,
-    index: &mut DedupIndex,
-    n: &NewNotification,
-) -> Result<Accepted, rusqlite::Error> {
-    let window_start = n.received_at.saturating_sub(millis(n.dedup_window));
-    if let Some(id) = index.find(c, &n.dedup_key, window_start)? {
-        c.prepare_cached("UPDATE notifications SET duplicates = duplicates + 1 WHERE id = ?1")?
-            .execute(params![id])?;
-        return Ok(Accepted::Duplicate(id));
-    }
-    c.prepare_cached(
-        "INSERT INTO notifications (received_at, receiver, group_key, status, alert_count, payload, dedup_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        n.received_at,
-        n.receiver,
-        n.group_key,
-        n.status,
-        i64::try_from(n.alert_count).unwrap_or(i64::MAX),
-        n.payload,
-        &n.dedup_key.0[..]
-    ])?;
-    let id = c.last_insert_rowid();
-    let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, hold)
-         VALUES (?1, ?2, ?3, ?5, ?4, ?4, ?4, ?6)",
-    )?;
-    for delivery in &n.deliveries {
-        let alerts = encode_alerts(&delivery.alerts);
-        let state = if delivery.hold.is_some() {
-            state::HELD
-        } else {
-            state::PENDING
-        };
-        insert.execute(params![
-            id,
-            delivery.channel,
-            alerts,
-            n.received_at,
-            state,
-            delivery.hold
-        ])?;
-    }
-    for touch in &n.incidents {
-        let open = c
-            .prepare_cached(&format!(
-                "SELECT {INCIDENT} FROM incidents
-                 WHERE group_key = ?1 AND receiver = ?2 AND policy = ?3 AND open = 1"
-            ))?
-            .query_row(
-                params![n.group_key, n.receiver, touch.policy.name],
-                incident_row,
-            )
-            .optional()?;
-        let change =
-            incident::on_notification(open, touch, &n.receiver, &n.group_key, id, n.received_at);
-        if change.row.is_none() {
-            let hold = change.hold.as_deref();
-            tell(c, id, &touch.alerts, &change.tell, n.received_at, hold)?;
-        }
-        apply(c, change, n.received_at)?;
-    }
-    // Last: a write that fails leaves the index as it was.
-    index.insert(n.dedup_key, id, n.received_at, window_start);
-    Ok(Accepted::Stored(id))
-}
-
-fn claim(
-    c: &Connection,
-    now: i64,
-    budgets: &[(String, usize)],
-    total: usize,
-    lease: Duration,
-) -> Result<ClaimBatch, rusqlite::Error> {
-    let mut batch = ClaimBatch::default();
-    // Two statements, each a range of the (channel, state, next_attempt_at) index: an OR
-    // of the two states would scan the channel's every row.
-    let columns = "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at, d.queued_at, n.payload, d.event
-         FROM deliveries d JOIN notifications n ON n.id = d.notification_id";
-    let mut due = c.prepare_cached(&format!(
-        "{columns} WHERE d.channel = ?3 AND d.state = 'pending' AND d.next_attempt_at <= ?1
-         ORDER BY d.next_attempt_at LIMIT ?2"
-    ))?;
-    let mut expired = c.prepare_cached(&format!(
-        "{columns} WHERE d.channel = ?3 AND d.state = 'sending' AND d.claimed_until <= ?1
-         ORDER BY d.claimed_until LIMIT ?2"
-    ))?;
-    let row = |r: &rusqlite::Row<'_>| {
-        let alerts: String = r.get(3)?;
-        let attempts: u32 = r.get(4)?;
-        Ok(Claimed {
-            id: r.get(0)?,
-            notification_id: r.get(1)?,
-            channel: r.get(2)?,
-            alerts: decode_alerts(&alerts),
-            attempt: attempts + 1,
-            received_at: r.get(5)?,
-            queued_at: r.get(6)?,
-            payload: r.get(7)?,
-            event: Event::decode(r.get::<_, Option<String>>(8)?.as_deref()),
-        })
-    };
-    for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
-        for statement in [&mut expired, &mut due] {
-            let room = total.saturating_sub(batch.claimed.len()).min(*budget);
-            let taken = batch
-                .claimed
-                .iter()
-                .filter(|c| &c.channel == channel)
-                .count();
-            let room = room.min(budget.saturating_sub(taken));
-            if room == 0 {
-                continue;
-            }
-            let rows = statement.query_map(
-                params![now, i64::try_from(room).unwrap_or(i64::MAX), channel],
-                row,
-            )?;
-            for claimed in rows {
-                batch.claimed.push(claimed?);
-            }
-        }
-    }
-    let mut update = c.prepare_cached(
-        "UPDATE deliveries SET state = 'sending', attempts = ?2, claimed_until = ?3, updated_at = ?4
-         WHERE id = ?1",
-    )?;
-    let mut attempt = c.prepare_cached(
-        "INSERT INTO attempts (delivery_id, number, started_at) VALUES (?1, ?2, ?3)",
-    )?;
-    // An attempt left unfinished by a claim that expired is closed as unknown.
-    let mut orphan = c.prepare_cached(
-        "UPDATE attempts SET finished_at = ?2, outcome = 'unknown',
-         detail = 'the sender stopped before recording an outcome'
-         WHERE delivery_id = ?1 AND finished_at IS NULL",
-    )?;
-    let until = now.saturating_add(millis(lease));
-    for claimed in &batch.claimed {
-        orphan.execute(params![claimed.id, now])?;
-        update.execute(params![claimed.id, claimed.attempt, until, now])?;
-        attempt.execute(params![claimed.id, claimed.attempt, now])?;
-    }
-    // When the next claim is worth making, among the channels that had room: the others
-    // wake the dispatcher themselves (an attempt ending, a rate-limit token).
-    let mut next_due = c.prepare_cached(
-        "SELECT MIN(t) FROM (
-            SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE channel = ?1 AND state = 'pending'
-            UNION ALL SELECT MIN(claimed_until) FROM deliveries WHERE channel = ?1 AND state = 'sending')",
-    )?;
-    for (channel, _) in budgets.iter().filter(|(_, b)| *b > 0) {
-        if let Some(t) = next_due.query_row(params![channel], |r| r.get::<_, Option<i64>>(0))? {
-            batch.next_due = Some(batch.next_due.map_or(t, |n: i64| n.min(t)));
-        }
-    }
-    Ok(batch)
-}
-
-fn complete(
-    c: &Connection,
-    id: i64,
-    attempt: u32,
-    outcome: &Outcome,
-    now: i64,
-) -> Result<bool, rusqlite::Error> {
-    // Only the claim that made this attempt may record its outcome: a claim that expired
-    // and was taken again has a higher attempt number.
-    let current: Option<(String, u32)> = c
-        .prepare_cached("SELECT state, attempts FROM deliveries WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if current
-        .as_ref()
-        .is_none_or(|(state, n)| state != "sending" || *n != attempt)
-    {
-        return Ok(false);
-    }
-    let changed = match outcome {
-        Outcome::Delivered => c
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'delivered', delivered_at = ?2, claimed_until = NULL,
-                 last_error = NULL, updated_at = ?2 WHERE id = ?1 AND state = 'sending'",
-            )?
-            .execute(params![id, now])?,
-        Outcome::Retry { at, error } => c
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, claimed_until = NULL,
-                 last_error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'sending'",
-            )?
-            .execute(params![id, at, error, now])?,
-        Outcome::Dead { error } => c
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'dead', claimed_until = NULL, last_error = ?2,
-                 updated_at = ?3 WHERE id = ?1 AND state = 'sending'",
-            )?
-            .execute(params![id, error, now])?,
-    };
-    let (name, detail) = match outcome {
-        Outcome::Delivered => ("delivered", None),
-        Outcome::Retry { error, .. } => ("retry", Some(error.as_str())),
-        Outcome::Dead { error } => ("dead", Some(error.as_str())),
-    };
-    c.prepare_cached(
-        "UPDATE attempts SET finished_at = ?2, outcome = ?3, detail = ?4
-         WHERE delivery_id = ?1 AND number = ?5 AND finished_at IS NULL",
-    )?
-    .execute(params![id, now, name, detail, attempt])?;
-    Ok(changed == 1)
-}
-
-fn replay(c: &Connection, notification: i64, now: i64) -> Result<usize, rusqlite::Error> {
-    c.prepare_cached(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, queued_at = ?2, next_attempt_at = ?2,
-         last_error = NULL, updated_at = ?2 WHERE notification_id = ?1 AND state = 'dead'",
-    )?
-    .execute(params![notification, now])
-}
-
-fn recover(c: &Connection, now: i64) -> Result<usize, rusqlite::Error> {
-    c.prepare_cached(
-        "UPDATE attempts SET finished_at = ?1, outcome = 'unknown', detail = 'the notifier stopped during the attempt'
-         WHERE finished_at IS NULL",
-    )?
-    .execute(params![now])?;
-    c.prepare_cached(
-        "UPDATE deliveries SET state = 'pending', claimed_until = NULL, next_attempt_at = ?1, updated_at = ?1
-         WHERE state = 'sending'",
-    )?
-    .execute(params![now])
-}
-
-fn retire(c: &Connection, known: &[String], now: i64) -> Result<usize, rusqlite::Error> {
-    let mut channels =
-        c.prepare_cached("SELECT DISTINCT channel FROM deliveries WHERE state = 'pending'")?;
-    let queued: Vec<String> = channels
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut retired = 0;
-    for channel in queued.iter().filter(|c| !known.contains(c)) {
-        retired += c
-            .prepare_cached(
-                "UPDATE deliveries SET state = 'dead', last_error = ?2,
-                 updated_at = ?3 WHERE channel = ?1 AND state = 'pending'",
-            )?
-            .execute(params![
-                channel,
-                format!("channel {channel:?} is no longer configured"),
-                now
-            ])?;
-    }
-    Ok(retired)
-}
-
-fn prune(
-    c: &Connection,
-    index: &mut DedupIndex,
-    now: i64,
-    retention: Duration,
-    window: Duration,
-) -> Result<usize, rusqlite::Error> {
-    index.prune(now.saturating_sub(millis(window)));
-    let before = now.saturating_sub(millis(retention));
-    c.prepare_cached("DELETE FROM incidents WHERE open = 0 AND resolved_at < ?1")?
-        .execute(params![before])?;
-    c.prepare_cached("DELETE FROM windows WHERE ends_at < ?1")?
-        .execute(params![before])?;
-    c.prepare_cached(
-        "DELETE FROM notifications WHERE received_at < ?1 AND NOT EXISTS (
-            SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
-            AND d.state IN ('pending', 'sending', 'held'))
-          AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.notification_id = notifications.id)
-          AND NOT (EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = notifications.id
-                           AND d.state = 'summarized')
-                   AND EXISTS (SELECT 1 FROM deliveries s WHERE s.state IN ('pending', 'sending')
-                               AND s.event LIKE '{\"kind\":\"summary\"%'))",
-    )?
-    .execute(params![before])
-}
-
-/// The columns [`incident_row`] reads, in its order.
-const INCIDENT: &str =
-    "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
-    opened_at, next_at, acked_at, acked_by, generation, resolved_at";
-
-fn incident_row(r: &rusqlite::Row<'_>) -> Result<IncidentRow, rusqlite::Error> {
-    let told: String = r.get(6)?;
-    let alerts: String = r.get(8)?;
-    Ok(IncidentRow {
-        id: r.get(0)?,
-        policy: r.get(1)?,
-        receiver: r.get(2)?,
-        group_key: r.get(3)?,
-        open: r.get(4)?,
-        level: r.get(5)?,
-        told: serde_json::from_str(&told).unwrap_or_default(),
-        notification_id: r.get(7)?,
-        alerts: decode_alerts(&alerts),
-        opened_at: r.get(9)?,
-        next_at: r.get(10)?,
-        acked_at: r.get(11)?,
-        acked_by: r.get(12)?,
-        generation: r.get(13)?,
-        resolved_at: r.get(14)?,
-    })
-}
-
-/// Writes an incident's row (a new one gets its id) and the deliveries it asks for.
-fn apply(c: &Connection, change: Change, now: i64) -> Result<Option<IncidentRow>, rusqlite::Error> {
-    let change = match &change.row {
-        Some(row) if row.id == 0 => {
-            c.prepare_cached(
-                "INSERT INTO incidents (policy, receiver, group_key, open, level, told, notification_id,
-                     alerts, opened_at, next_at, acked_at, acked_by, generation, resolved_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )?
-            .execute(params![
-                row.policy,
-                row.receiver,
-                row.group_key,
-                row.open,
-                row.level,
-                serde_json::to_string(&row.told).unwrap_or_default(),
-                row.notification_id,
-                encode_alerts(&row.alerts),
-                row.opened_at,
-                row.next_at,
-                row.acked_at,
-                row.acked_by,
-                row.generation,
-                row.resolved_at
-            ])?;
-            change.with_id(c.last_insert_rowid())
-        }
-        Some(row) => {
-            c.prepare_cached(
-                "UPDATE incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5, alerts = ?6,
-                     next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10, resolved_at = ?11
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                row.id,
-                row.open,
-                row.level,
-                serde_json::to_string(&row.told).unwrap_or_default(),
-                row.notification_id,
-                encode_alerts(&row.alerts),
-                row.next_at,
-                row.acked_at,
-                row.acked_by,
-                row.generation,
-                row.resolved_at
-            ])?;
-            change
-        }
-        None => change,
-    };
-    if let Some(row) = &change.row {
-        tell(c, row.notification_id, &row.alerts, &change.tell, now, None)?;
-    }
-    Ok(change.row)
-}
-
-fn tell(
-    c: &Connection,
-    notification: i64,
-    alerts: &[usize],
-    tell: &[(String, Option<Event>)],
-    now: i64,
-    hold: Option<&str>,
-) -> Result<(), rusqlite::Error> {
-    let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, event, hold)
-         VALUES (?1, ?2, ?3, ?6, ?4, ?4, ?4, ?5, ?7)",
-    )?;
-    let alerts = encode_alerts(alerts);
-    let state = if hold.is_some() {
-        state::HELD
-    } else {
-        state::PENDING
-    };
-    for (channel, event) in tell {
-        insert.execute(params![
-            notification,
-            channel,
-            alerts,
-            now,
-            event.as_ref().map(Event::encode),
-            state,
-            hold
-        ])?;
-    }
-    Ok(())
-}
-
-fn escalate(
-    c: &Connection,
-    now: i64,
-    policies: &Policies,
-    limit: usize,
-) -> Result<Vec<(i64, String, u32)>, rusqlite::Error> {
-    let due = c
-        .prepare_cached(&format!(
-            "SELECT {INCIDENT} FROM incidents WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2"
-        ))?
-        .query_map(
-            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
-            incident_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut escalated = Vec::new();
-    for row in due {
-        let policy = policies.get(&row.policy);
-        let change = incident::escalate(row, policy, now);
-        let told = !change.tell.is_empty();
-        if let Some(row) = apply(c, change, now)?
-            && told
-        {
-            escalated.push((row.id, row.policy, row.level + 1));
-        }
-    }
-    Ok(escalated)
-}
-
-fn acknowledge(
-    c: &Connection,
-    id: i64,
-    request: &AckRequest,
-    policies: &Policies,
-) -> Result<Result<IncidentView, AckRefused>, rusqlite::Error> {
-    let Some(row) = c
-        .prepare_cached(&format!("SELECT {INCIDENT} FROM incidents WHERE id = ?1"))?
-        .query_row(params![id], incident_row)
-        .optional()?
-    else {
-        return Ok(Err(AckRefused::NotFound(id)));
-    };
-    let policy = policies.get(&row.policy);
-    match incident::acknowledge(row, request, policy) {
-        Ok(change) => Ok(apply(c, change, request.now)?
-            .map(|row| row.view())
-            .ok_or(AckRefused::NotFound(id))),
-        Err(refused) => Ok(Err(refused)),
-    }
-}
-
-const WINDOW: &str = "id, starts_at, ends_at, matchers, author, reason, hold_critical, created_at";
-
-fn window_row(r: &rusqlite::Row<'_>) -> Result<WindowRow, rusqlite::Error> {
-    let matchers: String = r.get(3)?;
-    Ok(WindowRow {
-        id: r.get(0)?,
-        window: NewWindow {
-            starts_at: r.get(1)?,
-            ends_at: r.get(2)?,
-            matchers: serde_json::from_str(&matchers).unwrap_or_default(),
-            author: r.get(4)?,
-            reason: r.get(5)?,
-            hold_critical: r.get(6)?,
-            created_at: r.get(7)?,
-        },
-    })
-}
-
-fn add_window(c: &Connection, w: &NewWindow) -> Result<WindowRow, rusqlite::Error> {
-    c.prepare_cached(
-        "INSERT INTO windows (starts_at, ends_at, matchers, author, reason, hold_critical, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        w.starts_at,
-        w.ends_at,
-        serde_json::to_string(&w.matchers).unwrap_or_default(),
-        w.author,
-        w.reason,
-        w.hold_critical,
-        w.created_at
-    ])?;
-    Ok(WindowRow {
-        id: c.last_insert_rowid(),
-        window: w.clone(),
-    })
-}
-
-fn end_window(c: &Connection, id: i64, now: i64) -> Result<Option<WindowRow>, rusqlite::Error> {
-    c.prepare_cached("UPDATE windows SET ends_at = ?2 WHERE id = ?1 AND ends_at > ?2")?
-        .execute(params![id, now])?;
-    c.prepare_cached(&format!("SELECT {WINDOW} FROM windows WHERE id = ?1"))?
-        .query_row(params![id], window_row)
-        .optional()
-}
-
-fn held(c: &Connection) -> Result<Vec<(String, u64)>, rusqlite::Error> {
-    c.prepare_cached(
-        "SELECT hold, COUNT(DISTINCT notification_id) FROM deliveries
-         WHERE state = 'held' GROUP BY hold",
-    )?
-    .query_map([], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)?.try_into().unwrap_or(0)))
-    })?
-    .collect()
-}
-
-fn release(c: &Connection, window: &str, now: i64) -> Result<usize, rusqlite::Error> {
-    if !one_off_over(c, window, now)? {
-        return Ok(0);
-    }
-    let held = c
-        .prepare_cached(
-            "SELECT channel, notification_id, alerts FROM deliveries
-             WHERE state = 'held' AND hold = ?1 ORDER BY id",
-        )?
-        .query_map(params![window], |r| {
-            let alerts: String = r.get(2)?;
-            Ok((r.get(0)?, r.get(1)?, decode_alerts(&alerts)))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let summaries = super::summaries(window, held);
-    for (channel, notification, event) in &summaries {
-        tell(
-            c,
-            *notification,
-            &[],
-            &[(channel.clone(), Some(event.clone()))],
-            now,
-            None,
-        )?;
-    }
-    c.prepare_cached(
-        "UPDATE deliveries SET state = 'summarized', updated_at = ?2 WHERE state = 'held' AND hold = ?1",
-    )?
-    .execute(params![window, now])?;
-    Ok(summaries.len())
-}
-
-/// Whether `window`, when it is a one-off one (`#<id>`), has ended by the store's record,
-/// whatever a replica's view of the windows says; a configured window is the caller's to
-/// judge.
-fn one_off_over(c: &Connection, window: &str, now: i64) -> Result<bool, rusqlite::Error> {
-    let Some(id) = window
-        .strip_prefix('#')
-        .and_then(|id| id.parse::<i64>().ok())
-    else {
-        return Ok(true);
-    };
-    let ends: Option<i64> = c
-        .prepare_cached("SELECT ends_at FROM windows WHERE id = ?1")?
-        .query_row(params![id], |r| r.get(0))
-        .optional()?;
-    Ok(ends.is_none_or(|ends| ends <= now))
-}
-
-fn deliveries_of(c: &Connection, notification: i64) -> Result<Vec<DeliveryView>, StoreError> {
-    let mut statement = c.prepare_cached(
-        "SELECT id, channel, state, attempts, last_error, next_attempt_at, delivered_at, alerts
-         FROM deliveries WHERE notification_id = ?1 ORDER BY id",
-    )?;
-    let rows = statement.query_map(params![notification], |r| {
-        let state: String = r.get(2)?;
-        let next: i64 = r.get(5)?;
-        let alerts: String = r.get(7)?;
-        Ok(DeliveryView {
-            id: r.get(0)?,
-            channel: r.get(1)?,
-            next_attempt_at: (state == state::PENDING).then(|| format_rfc3339(next)),
-            state,
-            attempts: r.get(3)?,
-            last_error: r.get(4)?,
-            delivered_at: r.get::<_, Option<i64>>(6)?.map(format_rfc3339),
-            alerts: decode_alerts(&alerts).len(),
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn view(r: &rusqlite::Row<'_>) -> Result<NotificationView, rusqlite::Error> {
-    Ok(NotificationView {
-        id: r.get(0)?,
-        received_at: format_rfc3339(r.get(1)?),
-        receiver: r.get(2)?,
-        group_key: r.get(3)?,
-        status: r.get(4)?,
-        alerts: r.get::<_, i64>(5)?.try_into().unwrap_or(0),
-        duplicates: r.get::<_, i64>(6)?.try_into().unwrap_or(0),
-        deliveries: Vec::new(),
-        payload: None,
-    })
 }
 
 #[async_trait::async_trait]
@@ -1472,63 +1042,11 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<NotificationView>, StoreError> {
-        self.read(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT n.id, n.received_at, n.receiver, n.group_key, n.status, n.alert_count, n.duplicates
-                 FROM notifications n
-                 WHERE (?1 IS NULL OR n.id < ?1)
-                   AND (?2 IS NULL OR n.receiver = ?2)
-                   AND (?3 IS NULL AND ?4 IS NULL OR EXISTS (
-                        SELECT 1 FROM deliveries d WHERE d.notification_id = n.id
-                        AND (?3 IS NULL OR d.state = ?3) AND (?4 IS NULL OR d.channel = ?4)))
-                 ORDER BY n.id DESC LIMIT ?5",
-            )?;
-            let mut list = statement
-                .query_map(
-                    params![
-                        filter.before,
-                        filter.receiver,
-                        filter.state,
-                        filter.channel,
-                        i64::try_from(filter.limit).unwrap_or(100)
-                    ],
-                    view,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            for n in &mut list {
-                n.deliveries = deliveries_of(c, n.id)?;
-            }
-            Ok(list)
-        })
-        .await
+        self.read(move |tx| ready(sql::list(tx, &filter))?).await
     }
 
     async fn get(&self, id: i64) -> Result<Option<NotificationView>, StoreError> {
-        self.read(move |c| {
-            let found = c
-                .prepare_cached(
-                    "SELECT id, received_at, receiver, group_key, status, alert_count, duplicates, payload
-                     FROM notifications WHERE id = ?1",
-                )?
-                .query_row(params![id], |r| {
-                    let mut v = view(r)?;
-                    let payload: Body = r.get(7)?;
-                    v.payload = payload
-                        .json()
-                        .ok()
-                        .and_then(|json| serde_json::from_str(&json).ok());
-                    Ok(v)
-                })
-                .optional()?;
-            match found {
-                Some(mut n) => {
-                    n.deliveries = deliveries_of(c, n.id)?;
-                    Ok(Some(n))
-                }
-                None => Ok(None),
-            }
-        })
-        .await
+        self.read(move |tx| ready(sql::get(tx, id))?).await
     }
 
     async fn escalate(
@@ -1541,13 +1059,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_escalation(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT MIN(next_at) FROM incidents WHERE next_at IS NOT NULL")?
-                    .query_row([], |r| r.get(0))?,
-            )
-        })
-        .await
+        self.read(|tx| ready(sql::next_escalation(tx))?).await
     }
 
     async fn acknowledge(
@@ -1565,33 +1077,17 @@ impl Store for SqliteStore {
         open_only: bool,
         limit: usize,
     ) -> Result<Vec<IncidentView>, StoreError> {
-        self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {INCIDENT} FROM incidents WHERE open = 1 OR NOT ?1 ORDER BY id DESC LIMIT ?2"
-            ))?
-            .query_map(
-                params![open_only, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| incident_row(r).map(|row| row.view()),
-            )?
-            .collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |tx| ready(sql::incidents(tx, open_only, limit))?)
+            .await
     }
 
     async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {INCIDENT} FROM incidents WHERE id = ?1"))?
-                    .query_row(params![id], |r| incident_row(r).map(|row| row.view()))
-                    .optional()?,
-            )
-        })
-        .await
+        self.read(move |tx| ready(sql::incident(tx, id))?).await
     }
 
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {
         let added: Option<WindowRow> = self.write(Work::AddWindow(window)).await?;
-        added.ok_or_else(|| StoreError::Other("the window was not stored".into()))
+        added.ok_or_else(|| StoreError::Unusable("the window was not stored".into()))
     }
 
     async fn end_window(&self, id: i64, now: i64) -> Result<Option<WindowRow>, StoreError> {
@@ -1599,18 +1095,11 @@ impl Store for SqliteStore {
     }
 
     async fn windows(&self, since: i64) -> Result<Vec<WindowRow>, StoreError> {
-        self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {WINDOW} FROM windows WHERE ends_at > ?1 ORDER BY id"
-            ))?
-            .query_map(params![since], window_row)?
-            .collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |tx| ready(sql::windows(tx, since))?).await
     }
 
     async fn held(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(|c| Ok(held(c)?)).await
+        self.read(|tx| ready(sql::held(tx))?).await
     }
 
     async fn release(&self, window: String, now: i64) -> Result<usize, StoreError> {
@@ -1618,73 +1107,12 @@ impl Store for SqliteStore {
     }
 
     async fn payloads(&self, ids: Vec<i64>) -> Result<Vec<(i64, Body)>, StoreError> {
-        self.read(move |c| {
-            let mut statement =
-                c.prepare_cached("SELECT id, payload FROM notifications WHERE id = ?1")?;
-            let mut out = Vec::new();
-            for id in ids {
-                if let Some(found) = statement
-                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?
-                {
-                    out.push(found);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |tx| ready(sql::payloads(tx, &ids))?).await
     }
 
     async fn stats(&self) -> Result<QueueStats, StoreError> {
-        self.read(|c| {
-            let now = now_ms();
-            let depth = c
-                .prepare_cached(
-                    "SELECT channel, state, COUNT(*) FROM deliveries
-                     WHERE state IN ('pending', 'sending', 'dead', 'held') GROUP BY channel, state",
-                )?
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let oldest_pending = c
-                .prepare_cached(
-                    "SELECT channel, MIN(queued_at) FROM deliveries
-                     WHERE state IN ('pending', 'sending') GROUP BY channel",
-                )?
-                .query_map([], |r| {
-                    let queued: i64 = r.get(1)?;
-                    Ok((r.get(0)?, age_seconds(now, queued)))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let incidents = c
-                .prepare_cached(
-                    "SELECT policy, level + 1, acked_at IS NOT NULL, COUNT(*) FROM incidents
-                     WHERE open = 1 GROUP BY 1, 2, 3",
-                )?
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get::<_, i64>(3)?.try_into().unwrap_or(0),
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(QueueStats {
-                depth,
-                oldest_pending,
-                disk: None,
-                incidents,
-                held: held(c)?,
-            })
-        })
-        .await
-        .map(|stats| QueueStats {
+        let stats = self.read(|tx| ready(sql::stats(tx, now_ms()))?).await?;
+        Ok(QueueStats {
             disk: Some(DiskStats {
                 writes: self.disk.writes.load(Ordering::Relaxed),
                 commits: self.disk.commits.load(Ordering::Relaxed),
@@ -1743,7 +1171,7 @@ mod tests {
         migrate(&mut conn).expect("migrate");
         let conn = conn;
         conn.execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON notifications WHEN NEW.receiver = 'refused'
+            "CREATE TRIGGER refuse BEFORE INSERT ON mcpwatch_notifications WHEN NEW.receiver = 'refused'
              BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
         )
         .expect("trigger");
@@ -1751,8 +1179,10 @@ mod tests {
         let mut refused = notification("b", now);
         refused.receiver = "refused".into();
         let count = |conn: &Connection| -> i64 {
-            conn.query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
-                .expect("count")
+            conn.query_row("SELECT count(*) FROM mcpwatch_notifications", [], |r| {
+                r.get(0)
+            })
+            .expect("count")
         };
         let mut batch = Batch::default();
         let mut answers = Vec::new();
@@ -1784,9 +1214,84 @@ mod tests {
         ));
         assert_eq!(count(&conn), 2);
         let deliveries: i64 = conn
-            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM mcpwatch_deliveries", [], |r| r.get(0))
             .expect("deliveries");
         assert_eq!(deliveries, 4, "the refused write's deliveries went with it");
+    }
+
+    #[tokio::test]
+    async fn a_version_3_store_keeps_its_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notifier.db");
+        let now = now_ms();
+        let json = r#"{"alerts":[{"labels":{"alertname":"Kept"}}]}"#;
+        let Body::Lz4(compressed) = Body::compress(json) else {
+            panic!("compressed")
+        };
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(
+                "CREATE TABLE notifications (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL,
+                     receiver TEXT NOT NULL, group_key TEXT NOT NULL, status TEXT NOT NULL,
+                     alert_count INTEGER NOT NULL, duplicates INTEGER NOT NULL DEFAULT 0,
+                     payload NOT NULL, dedup_key BLOB);
+                 CREATE TABLE deliveries (id INTEGER PRIMARY KEY,
+                     notification_id INTEGER NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
+                     channel TEXT NOT NULL, alerts TEXT NOT NULL, state TEXT NOT NULL,
+                     attempts INTEGER NOT NULL DEFAULT 0, queued_at INTEGER NOT NULL,
+                     next_attempt_at INTEGER NOT NULL, claimed_until INTEGER, last_error TEXT,
+                     delivered_at INTEGER, updated_at INTEGER NOT NULL, event TEXT, hold TEXT);
+                 CREATE TABLE attempts (id INTEGER PRIMARY KEY,
+                     delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+                     number INTEGER NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER,
+                     outcome TEXT, detail TEXT);
+                 PRAGMA user_version = 3;",
+            )
+            .expect("version 3");
+            for (id, payload) in [
+                (1, rusqlite::types::Value::Text(json.into())),
+                (2, rusqlite::types::Value::Blob(compressed.clone())),
+            ] {
+                conn.execute(
+                    "INSERT INTO notifications (id, received_at, receiver, group_key, status, alert_count, payload)
+                     VALUES (?1, ?2, 'mcp', ?3, 'firing', 1, ?4)",
+                    params![id, now, format!("{{}}:{{n=\"{id}\"}}"), payload],
+                )
+                .expect("notification");
+                conn.execute(
+                    "INSERT INTO deliveries (notification_id, channel, alerts, state, queued_at,
+                         next_attempt_at, updated_at) VALUES (?1, 'chat', '[0]', 'pending', ?2, ?2, ?2)",
+                    params![id, now],
+                )
+                .expect("delivery");
+            }
+        }
+        let store = SqliteStore::open(&path).expect("open");
+        let batch = store
+            .claim(now, budgets(), 16, Duration::from_secs(60))
+            .await
+            .expect("claim");
+        let mut claimed: Vec<(i64, String)> = batch
+            .claimed
+            .iter()
+            .map(|c| {
+                (
+                    c.notification_id,
+                    c.payload.json().expect("body").into_owned(),
+                )
+            })
+            .collect();
+        claimed.sort();
+        assert_eq!(claimed, [(1, json.to_owned()), (2, json.to_owned())]);
+        let view = store.get(2).await.expect("get").expect("kept");
+        assert_eq!(view.deliveries[0].state, "sending");
+        assert!(view.payload.is_some());
+        drop(store);
+        let conn = Connection::open(&path).expect("reopen");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[tokio::test]
@@ -1870,10 +1375,14 @@ mod tests {
                 .expect("again"),
             Accepted::Duplicate(id)
         );
-        // Outside the window the same key is news again.
+        // Outside the window the same key is news again (from another receiver here, so
+        // that it is no newer state of the first one's group).
         assert!(matches!(
             store
-                .accept(notification("k1", now + 120_000))
+                .accept(NewNotification {
+                    receiver: "other".into(),
+                    ..notification("k1", now + 120_000)
+                })
                 .await
                 .expect("later"),
             Accepted::Stored(_)

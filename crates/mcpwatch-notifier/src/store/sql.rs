@@ -1,0 +1,1387 @@
+//! The store's logic, written once: accepting, claiming in order, completing, retiring,
+//! pruning, incidents, maintenance windows and the reads, over a small transaction trait
+//! ([`Tx`]) that each database implements in its own dialect. Statements are written with
+//! `?N` parameters and end, where a shared database needs it, with a `FOR UPDATE` clause;
+//! SQLite (one writer) drops that clause, PostgreSQL numbers parameters `$N`.
+//!
+//! Order: deliveries of one alert group to one channel (a *stream*) go out in the order
+//! they were accepted, and a newer state supersedes older ones not yet sent. A delivery is
+//! claimed only when no older one of its stream is being sent; an older one still waiting
+//! (a retry, one a crash interrupted, a replayed dead letter) is superseded when a newer
+//! one exists, never sent after it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::Digest as _;
+
+use super::{
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, Event,
+    IncidentView, ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies,
+    QueueStats, StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts, millis, state,
+};
+use crate::incident::{self, Change, IncidentRow};
+use crate::time::format_rfc3339;
+
+/// A statement's parameter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Null,
+    Int(i64),
+    Bool(bool),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<u32> for Value<'_> {
+    fn from(v: u32) -> Self {
+        Value::Int(i64::from(v))
+    }
+}
+
+impl From<usize> for Value<'_> {
+    fn from(v: usize) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<bool> for Value<'_> {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(v: &'a String) -> Self {
+        Value::Text(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Value<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Value::Blob(v)
+    }
+}
+
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A statement's parameters, each converted to a [`Value`].
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$($crate::store::sql::Value::from($v)),*] };
+}
+
+/// A value read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// A row read, its cells in the statement's column order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Row(pub(crate) Vec<Cell>);
+
+fn column(i: usize, expected: &str, found: &Cell) -> StoreError {
+    StoreError::Column(format!(
+        "column {i} holds {found:?} where {expected} was expected"
+    ))
+}
+
+impl Row {
+    fn cell(&self, i: usize) -> &Cell {
+        self.0.get(i).unwrap_or(&Cell::Null)
+    }
+
+    pub(crate) fn opt_i64(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.cell(i) {
+            Cell::Null => Ok(None),
+            Cell::Int(v) => Ok(Some(*v)),
+            other => Err(column(i, "an integer", other)),
+        }
+    }
+
+    pub(crate) fn i64(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_i64(i)?
+            .ok_or_else(|| column(i, "an integer", &Cell::Null))
+    }
+
+    pub(crate) fn u32(&self, i: usize) -> Result<u32, StoreError> {
+        Ok(u32::try_from(self.i64(i)?.max(0)).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) fn u64(&self, i: usize) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.i64(i)?.max(0)).unwrap_or(0))
+    }
+
+    pub(crate) fn bool(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.i64(i)? != 0)
+    }
+
+    pub(crate) fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.cell(i) {
+            Cell::Null => Ok(None),
+            Cell::Text(v) => Ok(Some(v.clone())),
+            other => Err(column(i, "text", other)),
+        }
+    }
+
+    pub(crate) fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.opt_text(i)?
+            .ok_or_else(|| column(i, "text", &Cell::Null))
+    }
+
+    /// A stored body: its encoding in column `i`, its bytes in `i + 1` (taken).
+    pub(crate) fn take_body(&mut self, i: usize) -> Result<Body, StoreError> {
+        let encoding = self.text(i)?;
+        let bytes = match self
+            .0
+            .get_mut(i + 1)
+            .map(|cell| std::mem::replace(cell, Cell::Null))
+        {
+            Some(Cell::Blob(bytes)) => bytes,
+            Some(Cell::Text(text)) => text.into_bytes(),
+            other => {
+                return Err(column(i + 1, "a body", &other.unwrap_or(Cell::Null)));
+            }
+        };
+        match encoding.as_str() {
+            "lz4" => Ok(Body::Lz4(bytes)),
+            "json" => String::from_utf8(bytes)
+                .map(Body::Json)
+                .map_err(|e| StoreError::Damaged(format!("the stored body is not UTF-8: {e}"))),
+            other => Err(StoreError::Damaged(format!(
+                "the stored body has an unknown encoding {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A body as the stores keep it: its encoding and its bytes.
+pub(crate) fn body_parts(body: &Body) -> (&'static str, &[u8]) {
+    match body {
+        Body::Json(text) => ("json", text.as_bytes()),
+        Body::Lz4(bytes) => ("lz4", bytes),
+    }
+}
+
+/// One transaction on a store's database, in its dialect.
+pub(crate) trait Tx {
+    /// Runs a statement; the rows it changed.
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        args: &[Value<'_>],
+    ) -> impl Future<Output = Result<u64, StoreError>>;
+
+    /// Runs an `INSERT`; the id of the row it made.
+    fn insert(
+        &mut self,
+        sql: &'static str,
+        args: &[Value<'_>],
+    ) -> impl Future<Output = Result<i64, StoreError>>;
+
+    /// Runs a query; its rows.
+    fn query(
+        &mut self,
+        sql: &'static str,
+        args: &[Value<'_>],
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>>;
+
+    /// Takes a lock named `name` until the transaction ends: waiting for it when `wait`,
+    /// else false when another transaction holds it. A database with one writer has
+    /// nothing to lock.
+    fn lock(&mut self, name: &str, wait: bool) -> impl Future<Output = Result<bool, StoreError>>;
+
+    /// The notification stored with `key` since `start`, if any; otherwise the key is
+    /// the caller's to store (another replica storing it at once waits, or is refused).
+    fn find_copy(
+        &mut self,
+        key: &DedupKey,
+        at: i64,
+        start: i64,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>>;
+
+    /// Records that `key` is notification `id`'s, once it is stored.
+    fn keep_key(
+        &mut self,
+        key: &DedupKey,
+        id: i64,
+        at: i64,
+        start: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Forgets the keys received before `start`.
+    fn forget_keys(&mut self, start: i64) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// The stream of an alert group's deliveries: a number from its receiver and group key
+/// (the statements that order by it compare the receiver and group key too, so that two
+/// groups sharing a number are never taken for one).
+pub(crate) fn stream(receiver: &str, group_key: &str) -> i64 {
+    let digest = sha2::Sha256::new()
+        .chain_update(receiver.as_bytes())
+        .chain_update([0])
+        .chain_update(group_key.as_bytes())
+        .finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
+}
+
+const INSERT_DELIVERY: &str = "INSERT INTO mcpwatch_deliveries
+    (notification_id, channel, alerts, state, queued_at, next_attempt_at, updated_at, event, hold, stream)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, ?6, ?7, ?8)";
+
+pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Accepted, StoreError> {
+    let window_start = n.received_at.saturating_sub(millis(n.dedup_window));
+    if let Some(id) = tx
+        .find_copy(&n.dedup_key, n.received_at, window_start)
+        .await?
+    {
+        tx.execute(
+            "UPDATE mcpwatch_notifications SET duplicates = duplicates + 1 WHERE id = ?1",
+            args![id],
+        )
+        .await?;
+        return Ok(Accepted::Duplicate(id));
+    }
+    let (encoding, payload) = body_parts(&n.payload);
+    let id = tx
+        .insert(
+            "INSERT INTO mcpwatch_notifications
+                 (received_at, receiver, group_key, status, alert_count, payload_encoding, payload, dedup_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            args![
+                n.received_at,
+                &n.receiver,
+                &n.group_key,
+                &n.status,
+                n.alert_count,
+                encoding,
+                payload,
+                &n.dedup_key.0[..]
+            ],
+        )
+        .await?;
+    let stream = stream(&n.receiver, &n.group_key);
+    for delivery in &n.deliveries {
+        let alerts = encode_alerts(&delivery.alerts);
+        let state = if delivery.hold.is_some() {
+            state::HELD
+        } else {
+            state::PENDING
+        };
+        tx.execute(
+            INSERT_DELIVERY,
+            args![
+                id,
+                &delivery.channel,
+                &alerts,
+                state,
+                n.received_at,
+                None::<&str>,
+                delivery.hold.as_deref(),
+                stream
+            ],
+        )
+        .await?;
+    }
+    for touch in &n.incidents {
+        // One group's notifications reaching two replicas at once take turns here, so that
+        // one incident opens, not two.
+        tx.lock(
+            &format!(
+                "incident\n{}\n{}\n{}",
+                n.receiver, n.group_key, touch.policy.name
+            ),
+            true,
+        )
+        .await?;
+        let open = tx
+            .query(
+                concat!(
+                    "SELECT ",
+                    incident_columns!(),
+                    " FROM mcpwatch_incidents
+                     WHERE group_key = ?1 AND receiver = ?2 AND policy = ?3 AND open FOR UPDATE"
+                ),
+                args![&n.group_key, &n.receiver, &touch.policy.name],
+            )
+            .await?
+            .first()
+            .map(incident_row)
+            .transpose()?;
+        let change =
+            incident::on_notification(open, touch, &n.receiver, &n.group_key, id, n.received_at);
+        if change.row.is_none() {
+            let hold = change.hold.as_deref();
+            tell(tx, id, &touch.alerts, &change.tell, n.received_at, hold).await?;
+        }
+        apply(tx, change, n.received_at).await?;
+    }
+    // Last: a write that fails leaves the keys as they were.
+    tx.keep_key(&n.dedup_key, id, n.received_at, window_start)
+        .await?;
+    Ok(Accepted::Stored(id))
+}
+
+/// Candidates are read a page at a time, in (due time, id) order.
+const PAGE: usize = 64;
+
+struct Candidate {
+    claimed: Claimed,
+    stream: Option<i64>,
+    receiver: String,
+    group_key: String,
+    next_attempt_at: i64,
+}
+
+fn candidate(r: &Row) -> Result<Candidate, StoreError> {
+    Ok(Candidate {
+        claimed: Claimed {
+            id: r.i64(0)?,
+            notification_id: r.i64(1)?,
+            channel: r.text(2)?,
+            alerts: decode_alerts(&r.text(3)?),
+            attempt: r.u32(4)? + 1,
+            received_at: r.i64(5)?,
+            queued_at: r.i64(6)?,
+            payload: Arc::new(Body::Json(String::new())),
+            event: Event::decode(r.opt_text(7)?.as_deref()),
+        },
+        stream: r.opt_i64(8)?,
+        receiver: r.text(9)?,
+        group_key: r.text(10)?,
+        next_attempt_at: r.i64(11)?,
+    })
+}
+
+/// What claiming makes of a candidate.
+enum Turn {
+    /// It is sent now.
+    Take,
+    /// An older delivery of its stream is being sent: it waits for that one.
+    Wait,
+    /// A newer delivery of its stream exists: it is never sent.
+    Superseded(i64),
+}
+
+/// Where a candidate stands in its stream. Older deliveries still waiting are superseded
+/// by it on the way.
+async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreError> {
+    let Some(stream) = c.stream else {
+        return Ok(Turn::Take);
+    };
+    // Replicas deciding the same stream take turns; one that finds it busy leaves it to
+    // the other.
+    if !tx
+        .lock(&format!("stream\n{stream}\n{}", c.claimed.channel), false)
+        .await?
+    {
+        return Ok(Turn::Wait);
+    }
+    let id = c.claimed.id;
+    let channel = c.claimed.channel.as_str();
+    let group = args![
+        stream,
+        channel,
+        id,
+        c.receiver.as_str(),
+        c.group_key.as_str()
+    ];
+    let newer = tx
+        .query(
+            "SELECT d.id FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
+             WHERE d.stream = ?1 AND d.channel = ?2 AND d.id > ?3 AND n.receiver = ?4 AND n.group_key = ?5
+               AND d.state IN ('pending', 'sending', 'delivered', 'dead')
+             ORDER BY d.id DESC LIMIT 1",
+            group,
+        )
+        .await?;
+    if let Some(row) = newer.first() {
+        return Ok(Turn::Superseded(row.i64(0)?));
+    }
+    // Older ones still waiting, or left by a sender that stopped, are superseded; one
+    // another replica holds this moment is left alone (and this one waits for it).
+    let older = tx
+        .query(
+            "SELECT d.id, d.state, d.claimed_until FROM mcpwatch_deliveries d
+             JOIN mcpwatch_notifications n ON n.id = d.notification_id
+             WHERE d.stream = ?1 AND d.channel = ?2 AND d.id < ?3 AND n.receiver = ?4 AND n.group_key = ?5
+               AND d.state IN ('pending', 'sending')
+             ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
+            group,
+        )
+        .await?;
+    let mut waits = false;
+    for row in &older {
+        let sending = row.text(1)? == state::SENDING;
+        if sending && row.opt_i64(2)?.is_some_and(|until| until > now) {
+            waits = true;
+            continue;
+        }
+        supersede(tx, row.i64(0)?, id, now).await?;
+    }
+    // Rows another replica held are still there: wait for them to be decided.
+    let left = tx
+        .query(
+            "SELECT COUNT(*) FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
+             WHERE d.stream = ?1 AND d.channel = ?2 AND d.id < ?3 AND n.receiver = ?4 AND n.group_key = ?5
+               AND d.state IN ('pending', 'sending')",
+            group,
+        )
+        .await?;
+    let left = left.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0);
+    if waits || left > 0 {
+        return Ok(Turn::Wait);
+    }
+    Ok(Turn::Take)
+}
+
+/// Retires delivery `id` in favour of `by`, a newer one of its stream.
+async fn supersede<T: Tx>(tx: &mut T, id: i64, by: i64, now: i64) -> Result<bool, StoreError> {
+    tx.execute(
+        "UPDATE mcpwatch_attempts SET finished_at = ?2, outcome = 'unknown',
+         detail = 'the sender stopped before recording an outcome'
+         WHERE delivery_id = ?1 AND finished_at IS NULL",
+        args![id, now],
+    )
+    .await?;
+    let reason = format!("superseded by delivery {by}, a newer state of its alert group");
+    let changed = tx
+        .execute(
+            "UPDATE mcpwatch_deliveries SET state = 'superseded', claimed_until = NULL, last_error = ?2,
+             updated_at = ?3 WHERE id = ?1 AND state IN ('pending', 'sending')",
+            args![id, &reason, now],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+pub(crate) async fn claim<T: Tx>(
+    tx: &mut T,
+    now: i64,
+    budgets: &[(String, usize)],
+    total: usize,
+    lease: Duration,
+) -> Result<ClaimBatch, StoreError> {
+    let mut batch = ClaimBatch::default();
+    let until = now.saturating_add(millis(lease));
+    let mut superseded = 0_usize;
+    for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
+        let mut taken = 0;
+        // Two statements, each a range of the (channel, state, time) index: an OR of the
+        // two states would read every row of the channel.
+        for sending in [true, false] {
+            let mut after = (i64::MIN, i64::MIN);
+            loop {
+                let room = total
+                    .saturating_sub(batch.claimed.len())
+                    .min(budget.saturating_sub(taken));
+                if room == 0 {
+                    break;
+                }
+                let rows = if sending {
+                    tx.query(
+                        concat!(
+                            "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
+                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.claimed_until
+                             FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
+                            " WHERE d.channel = ?1 AND d.state = 'sending' AND d.claimed_until <= ?2
+                               AND (d.claimed_until > ?3 OR (d.claimed_until = ?3 AND d.id > ?4))
+                             ORDER BY d.claimed_until, d.id LIMIT ?5 FOR UPDATE OF d SKIP LOCKED"
+                        ),
+                        args![channel, now, after.0, after.1, PAGE],
+                    )
+                    .await?
+                } else {
+                    tx.query(
+                        concat!(
+                            "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
+                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.next_attempt_at
+                             FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
+                            " WHERE d.channel = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+                               AND (d.next_attempt_at > ?3 OR (d.next_attempt_at = ?3 AND d.id > ?4))
+                             ORDER BY d.next_attempt_at, d.id LIMIT ?5 FOR UPDATE OF d SKIP LOCKED"
+                        ),
+                        args![channel, now, after.0, after.1, PAGE],
+                    )
+                    .await?
+                };
+                let full = rows.len() == PAGE;
+                for row in &rows {
+                    let c = candidate(row)?;
+                    after = (c.next_attempt_at, c.claimed.id);
+                    if taken >= *budget || batch.claimed.len() >= total {
+                        break;
+                    }
+                    match turn(tx, &c, now).await? {
+                        Turn::Take => {
+                            take(tx, &c.claimed, now, until).await?;
+                            batch.claimed.push(c.claimed);
+                            taken += 1;
+                        }
+                        Turn::Wait => {}
+                        Turn::Superseded(by) => {
+                            if supersede(tx, c.claimed.id, by, now).await? {
+                                superseded += 1;
+                            }
+                        }
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+    if superseded > 0 {
+        tracing::debug!(
+            superseded,
+            "Deliveries superseded by newer states of their alert groups."
+        );
+    }
+    // The bodies, read once per notification.
+    let mut bodies: std::collections::HashMap<i64, Arc<Body>> = std::collections::HashMap::new();
+    for c in &mut batch.claimed {
+        if let Some(body) = bodies.get(&c.notification_id) {
+            c.payload = body.clone();
+            continue;
+        }
+        let mut rows = tx
+            .query(
+                "SELECT payload_encoding, payload FROM mcpwatch_notifications WHERE id = ?1",
+                args![c.notification_id],
+            )
+            .await?;
+        let body = match rows.first_mut() {
+            Some(row) => Arc::new(row.take_body(0)?),
+            None => Arc::new(Body::Json(String::new())),
+        };
+        bodies.insert(c.notification_id, body.clone());
+        c.payload = body;
+    }
+    // When the next claim is worth making, among the channels that had room: what is
+    // due already waits for a slot, a rate-limit token or an older delivery of its
+    // stream, and each of those wakes the dispatcher itself (a claim left by a stopped
+    // sender is the exception, and counts by its expiry).
+    for (channel, _) in budgets.iter().filter(|(_, b)| *b > 0) {
+        let pending = tx
+            .query(
+                "SELECT MIN(next_attempt_at) FROM mcpwatch_deliveries
+                 WHERE channel = ?1 AND state = 'pending' AND next_attempt_at > ?2",
+                args![channel, now],
+            )
+            .await?;
+        let sending = tx
+            .query(
+                "SELECT MIN(claimed_until) FROM mcpwatch_deliveries
+                 WHERE channel = ?1 AND state = 'sending'",
+                args![channel],
+            )
+            .await?;
+        for rows in [pending, sending] {
+            if let Some(t) = rows.first().map(|r| r.opt_i64(0)).transpose()?.flatten() {
+                batch.next_due = Some(batch.next_due.map_or(t, |n: i64| n.min(t)));
+            }
+        }
+    }
+    Ok(batch)
+}
+
+async fn take<T: Tx>(tx: &mut T, c: &Claimed, now: i64, until: i64) -> Result<(), StoreError> {
+    // An attempt left unfinished by a claim that expired is closed as unknown.
+    tx.execute(
+        "UPDATE mcpwatch_attempts SET finished_at = ?2, outcome = 'unknown',
+         detail = 'the sender stopped before recording an outcome'
+         WHERE delivery_id = ?1 AND finished_at IS NULL",
+        args![c.id, now],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE mcpwatch_deliveries SET state = 'sending', attempts = ?2, claimed_until = ?3, updated_at = ?4
+         WHERE id = ?1",
+        args![c.id, c.attempt, until, now],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO mcpwatch_attempts (delivery_id, number, started_at) VALUES (?1, ?2, ?3)",
+        args![c.id, c.attempt, now],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn complete<T: Tx>(
+    tx: &mut T,
+    id: i64,
+    attempt: u32,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<bool, StoreError> {
+    // Only the claim that made this attempt may record its outcome: a claim that expired
+    // and was taken again has a higher attempt number.
+    let changed = match outcome {
+        Outcome::Delivered => {
+            tx.execute(
+                "UPDATE mcpwatch_deliveries SET state = 'delivered', delivered_at = ?3, claimed_until = NULL,
+                 last_error = NULL, updated_at = ?3 WHERE id = ?1 AND attempts = ?2 AND state = 'sending'",
+                args![id, attempt, now],
+            )
+            .await?
+        }
+        Outcome::Retry { at, error } => {
+            tx.execute(
+                "UPDATE mcpwatch_deliveries SET state = 'pending', next_attempt_at = ?4, claimed_until = NULL,
+                 last_error = ?5, updated_at = ?3 WHERE id = ?1 AND attempts = ?2 AND state = 'sending'",
+                args![id, attempt, now, *at, error],
+            )
+            .await?
+        }
+        Outcome::Dead { error } => {
+            tx.execute(
+                "UPDATE mcpwatch_deliveries SET state = 'dead', claimed_until = NULL, last_error = ?4,
+                 updated_at = ?3 WHERE id = ?1 AND attempts = ?2 AND state = 'sending'",
+                args![id, attempt, now, error],
+            )
+            .await?
+        }
+    };
+    if changed != 1 {
+        return Ok(false);
+    }
+    let (name, detail) = match outcome {
+        Outcome::Delivered => ("delivered", None),
+        Outcome::Retry { error, .. } => ("retry", Some(error.as_str())),
+        Outcome::Dead { error } => ("dead", Some(error.as_str())),
+    };
+    tx.execute(
+        "UPDATE mcpwatch_attempts SET finished_at = ?2, outcome = ?3, detail = ?4
+         WHERE delivery_id = ?1 AND number = ?5 AND finished_at IS NULL",
+        args![id, now, name, detail, attempt],
+    )
+    .await?;
+    Ok(true)
+}
+
+pub(crate) async fn replay<T: Tx>(
+    tx: &mut T,
+    notification: i64,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE mcpwatch_deliveries SET state = 'pending', attempts = 0, queued_at = ?2, next_attempt_at = ?2,
+             last_error = NULL, updated_at = ?2 WHERE notification_id = ?1 AND state = 'dead'",
+            args![notification, now],
+        )
+        .await?;
+    Ok(count(n))
+}
+
+/// Returns deliveries left `sending` by a process that stopped to the queue (a store only
+/// one process writes).
+pub(crate) async fn recover<T: Tx>(tx: &mut T, now: i64) -> Result<usize, StoreError> {
+    tx.execute(
+        "UPDATE mcpwatch_attempts SET finished_at = ?1, outcome = 'unknown',
+         detail = 'the notifier stopped during the attempt' WHERE finished_at IS NULL",
+        args![now],
+    )
+    .await?;
+    let n = tx
+        .execute(
+            "UPDATE mcpwatch_deliveries SET state = 'pending', claimed_until = NULL, next_attempt_at = ?1,
+             updated_at = ?1 WHERE state = 'sending'",
+            args![now],
+        )
+        .await?;
+    Ok(count(n))
+}
+
+/// Dead-letters what waits for a channel not in `known`, queued before `before`; a
+/// delivery left `sending` to such a channel by a sender that stopped goes too (its claim
+/// expired), its attempt closed.
+pub(crate) async fn retire<T: Tx>(
+    tx: &mut T,
+    known: &[String],
+    now: i64,
+    before: i64,
+) -> Result<usize, StoreError> {
+    let channels = tx
+        .query(
+            "SELECT DISTINCT channel FROM mcpwatch_deliveries WHERE state IN ('pending', 'sending')",
+            &[],
+        )
+        .await?;
+    let mut retired = 0;
+    for row in &channels {
+        let channel = row.text(0)?;
+        if known.contains(&channel) {
+            continue;
+        }
+        tx.execute(
+            "UPDATE mcpwatch_attempts SET finished_at = ?2, outcome = 'unknown',
+             detail = 'the sender stopped before recording an outcome'
+             WHERE finished_at IS NULL AND delivery_id IN (
+                 SELECT id FROM mcpwatch_deliveries WHERE channel = ?1 AND state = 'sending'
+                 AND claimed_until <= ?2 AND queued_at < ?3)",
+            args![&channel, now, before],
+        )
+        .await?;
+        let reason = format!("channel {channel:?} is no longer configured");
+        retired += tx
+            .execute(
+                "UPDATE mcpwatch_deliveries SET state = 'dead', claimed_until = NULL, last_error = ?4,
+                 updated_at = ?2
+                 WHERE channel = ?1 AND queued_at < ?3
+                   AND (state = 'pending' OR (state = 'sending' AND claimed_until <= ?2))",
+                args![&channel, now, before, &reason],
+            )
+            .await?;
+    }
+    Ok(count(retired))
+}
+
+pub(crate) async fn prune<T: Tx>(
+    tx: &mut T,
+    now: i64,
+    retention: Duration,
+    window: Duration,
+) -> Result<usize, StoreError> {
+    tx.forget_keys(now.saturating_sub(millis(window))).await?;
+    let before = now.saturating_sub(millis(retention));
+    tx.execute(
+        "DELETE FROM mcpwatch_incidents WHERE NOT open AND resolved_at < ?1",
+        args![before],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM mcpwatch_windows WHERE ends_at < ?1",
+        args![before],
+    )
+    .await?;
+    let n = tx
+        .execute(
+            "DELETE FROM mcpwatch_notifications WHERE received_at < ?1 AND NOT EXISTS (
+                SELECT 1 FROM mcpwatch_deliveries d WHERE d.notification_id = mcpwatch_notifications.id
+                AND d.state IN ('pending', 'sending', 'held'))
+              AND NOT EXISTS (SELECT 1 FROM mcpwatch_incidents i WHERE i.notification_id = mcpwatch_notifications.id)
+              AND NOT (EXISTS (SELECT 1 FROM mcpwatch_deliveries d WHERE d.notification_id = mcpwatch_notifications.id
+                               AND d.state = 'summarized')
+                       AND EXISTS (SELECT 1 FROM mcpwatch_deliveries s WHERE s.state IN ('pending', 'sending')
+                                   AND s.event LIKE '{\"kind\":\"summary\"%'))",
+            args![before],
+        )
+        .await?;
+    Ok(count(n))
+}
+
+/// The columns [`incident_row`] reads, in its order.
+macro_rules! incident_columns {
+    () => {
+        "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
+         opened_at, next_at, acked_at, acked_by, generation, resolved_at"
+    };
+}
+use incident_columns;
+
+fn incident_row(r: &Row) -> Result<IncidentRow, StoreError> {
+    Ok(IncidentRow {
+        id: r.i64(0)?,
+        policy: r.text(1)?,
+        receiver: r.text(2)?,
+        group_key: r.text(3)?,
+        open: r.bool(4)?,
+        level: r.u32(5)?,
+        told: serde_json::from_str(&r.text(6)?).unwrap_or_default(),
+        notification_id: r.i64(7)?,
+        alerts: decode_alerts(&r.text(8)?),
+        opened_at: r.i64(9)?,
+        next_at: r.opt_i64(10)?,
+        acked_at: r.opt_i64(11)?,
+        acked_by: r.opt_text(12)?,
+        generation: r.i64(13)?,
+        resolved_at: r.opt_i64(14)?,
+    })
+}
+
+/// Writes an incident's row (a new one gets its id) and the deliveries it asks for.
+async fn apply<T: Tx>(
+    tx: &mut T,
+    change: Change,
+    now: i64,
+) -> Result<Option<IncidentRow>, StoreError> {
+    let change = match &change.row {
+        Some(row) => {
+            let told = serde_json::to_string(&row.told).unwrap_or_default();
+            let alerts = encode_alerts(&row.alerts);
+            if row.id == 0 {
+                let id = tx
+                    .insert(
+                        "INSERT INTO mcpwatch_incidents (policy, receiver, group_key, open, level, told,
+                             notification_id, alerts, opened_at, next_at, acked_at, acked_by, generation,
+                             resolved_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        args![
+                            &row.policy,
+                            &row.receiver,
+                            &row.group_key,
+                            row.open,
+                            row.level,
+                            &told,
+                            row.notification_id,
+                            &alerts,
+                            row.opened_at,
+                            row.next_at,
+                            row.acked_at,
+                            row.acked_by.as_deref(),
+                            row.generation,
+                            row.resolved_at
+                        ],
+                    )
+                    .await?;
+                change.with_id(id)
+            } else {
+                tx.execute(
+                    "UPDATE mcpwatch_incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5,
+                         alerts = ?6, next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10,
+                         resolved_at = ?11
+                     WHERE id = ?1",
+                    args![
+                        row.id,
+                        row.open,
+                        row.level,
+                        &told,
+                        row.notification_id,
+                        &alerts,
+                        row.next_at,
+                        row.acked_at,
+                        row.acked_by.as_deref(),
+                        row.generation,
+                        row.resolved_at
+                    ],
+                )
+                .await?;
+                change
+            }
+        }
+        None => change,
+    };
+    if let Some(row) = &change.row {
+        tell(
+            tx,
+            row.notification_id,
+            &row.alerts,
+            &change.tell,
+            now,
+            None,
+        )
+        .await?;
+    }
+    Ok(change.row)
+}
+
+/// Queues one delivery per channel told, each with its event (not in any stream: an
+/// incident's steps are told as they come).
+async fn tell<T: Tx>(
+    tx: &mut T,
+    notification: i64,
+    alerts: &[usize],
+    tell: &[(String, Option<Event>)],
+    now: i64,
+    hold: Option<&str>,
+) -> Result<(), StoreError> {
+    let alerts = encode_alerts(alerts);
+    let state = if hold.is_some() {
+        state::HELD
+    } else {
+        state::PENDING
+    };
+    for (channel, event) in tell {
+        let event = event.as_ref().map(Event::encode);
+        tx.execute(
+            INSERT_DELIVERY,
+            args![
+                notification,
+                channel,
+                &alerts,
+                state,
+                now,
+                event.as_deref(),
+                hold,
+                None::<i64>
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn escalate<T: Tx>(
+    tx: &mut T,
+    now: i64,
+    policies: &Policies,
+    limit: usize,
+) -> Result<Vec<(i64, String, u32)>, StoreError> {
+    // An incident another replica is escalating (or a webhook is updating) is skipped: its
+    // turn comes at the next tick, once that is committed.
+    let due = tx
+        .query(
+            concat!(
+                "SELECT ",
+                incident_columns!(),
+                " FROM mcpwatch_incidents WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2 FOR UPDATE SKIP LOCKED"
+            ),
+            args![now, limit],
+        )
+        .await?
+        .iter()
+        .map(incident_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut escalated = Vec::new();
+    for row in due {
+        let policy = policies.get(&row.policy);
+        let change = incident::escalate(row, policy, now);
+        let told = !change.tell.is_empty();
+        if let Some(row) = apply(tx, change, now).await?
+            && told
+        {
+            escalated.push((row.id, row.policy, row.level + 1));
+        }
+    }
+    Ok(escalated)
+}
+
+pub(crate) async fn acknowledge<T: Tx>(
+    tx: &mut T,
+    id: i64,
+    request: &AckRequest,
+    policies: &Policies,
+) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+    let rows = tx
+        .query(
+            concat!(
+                "SELECT ",
+                incident_columns!(),
+                " FROM mcpwatch_incidents WHERE id = ?1 FOR UPDATE"
+            ),
+            args![id],
+        )
+        .await?;
+    let Some(row) = rows.first().map(incident_row).transpose()? else {
+        return Ok(Err(AckRefused::NotFound(id)));
+    };
+    let policy = policies.get(&row.policy);
+    match incident::acknowledge(row, request, policy) {
+        Ok(change) => Ok(apply(tx, change, request.now)
+            .await?
+            .map(|row| row.view())
+            .ok_or(AckRefused::NotFound(id))),
+        Err(refused) => Ok(Err(refused)),
+    }
+}
+
+pub(crate) async fn next_escalation<T: Tx>(tx: &mut T) -> Result<Option<i64>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT MIN(next_at) FROM mcpwatch_incidents WHERE next_at IS NOT NULL",
+            &[],
+        )
+        .await?;
+    Ok(rows.first().map(|r| r.opt_i64(0)).transpose()?.flatten())
+}
+
+pub(crate) async fn incidents<T: Tx>(
+    tx: &mut T,
+    open_only: bool,
+    limit: usize,
+) -> Result<Vec<IncidentView>, StoreError> {
+    tx.query(
+        concat!(
+            "SELECT ",
+            incident_columns!(),
+            " FROM mcpwatch_incidents WHERE open OR NOT ?1 ORDER BY id DESC LIMIT ?2"
+        ),
+        args![open_only, limit],
+    )
+    .await?
+    .iter()
+    .map(|r| incident_row(r).map(|row| row.view()))
+    .collect()
+}
+
+pub(crate) async fn incident<T: Tx>(
+    tx: &mut T,
+    id: i64,
+) -> Result<Option<IncidentView>, StoreError> {
+    let rows = tx
+        .query(
+            concat!(
+                "SELECT ",
+                incident_columns!(),
+                " FROM mcpwatch_incidents WHERE id = ?1"
+            ),
+            args![id],
+        )
+        .await?;
+    rows.first()
+        .map(|r| incident_row(r).map(|row| row.view()))
+        .transpose()
+}
+
+macro_rules! window_columns {
+    () => {
+        "id, starts_at, ends_at, matchers, author, reason, hold_critical, created_at"
+    };
+}
+
+fn window_row(r: &Row) -> Result<WindowRow, StoreError> {
+    Ok(WindowRow {
+        id: r.i64(0)?,
+        window: NewWindow {
+            starts_at: r.i64(1)?,
+            ends_at: r.i64(2)?,
+            matchers: serde_json::from_str(&r.text(3)?).unwrap_or_default(),
+            author: r.text(4)?,
+            reason: r.text(5)?,
+            hold_critical: r.bool(6)?,
+            created_at: r.i64(7)?,
+        },
+    })
+}
+
+pub(crate) async fn add_window<T: Tx>(tx: &mut T, w: &NewWindow) -> Result<WindowRow, StoreError> {
+    let matchers = serde_json::to_string(&w.matchers).unwrap_or_default();
+    let id = tx
+        .insert(
+            "INSERT INTO mcpwatch_windows (starts_at, ends_at, matchers, author, reason, hold_critical, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            args![
+                w.starts_at,
+                w.ends_at,
+                &matchers,
+                &w.author,
+                &w.reason,
+                w.hold_critical,
+                w.created_at
+            ],
+        )
+        .await?;
+    Ok(WindowRow {
+        id,
+        window: w.clone(),
+    })
+}
+
+pub(crate) async fn end_window<T: Tx>(
+    tx: &mut T,
+    id: i64,
+    now: i64,
+) -> Result<Option<WindowRow>, StoreError> {
+    tx.execute(
+        "UPDATE mcpwatch_windows SET ends_at = ?2 WHERE id = ?1 AND ends_at > ?2",
+        args![id, now],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            concat!(
+                "SELECT ",
+                window_columns!(),
+                " FROM mcpwatch_windows WHERE id = ?1"
+            ),
+            args![id],
+        )
+        .await?;
+    rows.first().map(window_row).transpose()
+}
+
+pub(crate) async fn windows<T: Tx>(tx: &mut T, since: i64) -> Result<Vec<WindowRow>, StoreError> {
+    tx.query(
+        concat!(
+            "SELECT ",
+            window_columns!(),
+            " FROM mcpwatch_windows WHERE ends_at > ?1 ORDER BY id"
+        ),
+        args![since],
+    )
+    .await?
+    .iter()
+    .map(window_row)
+    .collect()
+}
+
+pub(crate) async fn held<T: Tx>(tx: &mut T) -> Result<Vec<(String, u64)>, StoreError> {
+    tx.query(
+        "SELECT hold, COUNT(DISTINCT notification_id) FROM mcpwatch_deliveries
+         WHERE state = 'held' GROUP BY hold",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.u64(1)?)))
+    .collect()
+}
+
+/// Releases what `window` held: one summary delivery per channel; how many.
+pub(crate) async fn release<T: Tx>(
+    tx: &mut T,
+    window: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    // Replicas releasing the same window take turns: the second finds nothing held.
+    tx.lock(&format!("release\n{window}"), true).await?;
+    // A one-off window (`#<id>`) is over when the database says so, whatever a replica's
+    // view of the windows (one added elsewhere a moment ago) says; a configured window is
+    // the caller's to judge.
+    if let Some(id) = window
+        .strip_prefix('#')
+        .and_then(|id| id.parse::<i64>().ok())
+    {
+        let rows = tx
+            .query(
+                "SELECT ends_at FROM mcpwatch_windows WHERE id = ?1",
+                args![id],
+            )
+            .await?;
+        if rows
+            .first()
+            .map(|r| r.i64(0))
+            .transpose()?
+            .is_some_and(|ends| ends > now)
+        {
+            return Ok(0);
+        }
+    }
+    let rows = tx
+        .query(
+            "SELECT id, channel, notification_id, alerts FROM mcpwatch_deliveries
+             WHERE state = 'held' AND hold = ?1 ORDER BY id FOR UPDATE",
+            args![window],
+        )
+        .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut held = Vec::with_capacity(rows.len());
+    for r in &rows {
+        ids.push(r.i64(0)?);
+        held.push((r.text(1)?, r.i64(2)?, decode_alerts(&r.text(3)?)));
+    }
+    let summaries = super::summaries(window, held);
+    for (channel, notification, event) in &summaries {
+        tell(
+            tx,
+            *notification,
+            &[],
+            &[(channel.clone(), Some(event.clone()))],
+            now,
+            None,
+        )
+        .await?;
+    }
+    for id in ids {
+        tx.execute(
+            "UPDATE mcpwatch_deliveries SET state = 'summarized', updated_at = ?2 WHERE id = ?1",
+            args![id, now],
+        )
+        .await?;
+    }
+    Ok(summaries.len())
+}
+
+fn view(r: &Row) -> Result<NotificationView, StoreError> {
+    Ok(NotificationView {
+        id: r.i64(0)?,
+        received_at: format_rfc3339(r.i64(1)?),
+        receiver: r.text(2)?,
+        group_key: r.text(3)?,
+        status: r.text(4)?,
+        alerts: usize::try_from(r.u64(5)?).unwrap_or(0),
+        duplicates: r.u64(6)?,
+        deliveries: Vec::new(),
+        payload: None,
+    })
+}
+
+async fn deliveries_of<T: Tx>(
+    tx: &mut T,
+    notification: i64,
+) -> Result<Vec<DeliveryView>, StoreError> {
+    tx.query(
+        "SELECT id, channel, state, attempts, last_error, next_attempt_at, delivered_at, alerts
+         FROM mcpwatch_deliveries WHERE notification_id = ?1 ORDER BY id",
+        args![notification],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        let state = r.text(2)?;
+        Ok(DeliveryView {
+            id: r.i64(0)?,
+            channel: r.text(1)?,
+            next_attempt_at: (state == state::PENDING)
+                .then(|| r.i64(5).map(format_rfc3339))
+                .transpose()?,
+            state,
+            attempts: r.u32(3)?,
+            last_error: r.opt_text(4)?,
+            delivered_at: r.opt_i64(6)?.map(format_rfc3339),
+            alerts: decode_alerts(&r.text(7)?).len(),
+        })
+    })
+    .collect()
+}
+
+pub(crate) async fn list<T: Tx>(
+    tx: &mut T,
+    filter: &ListFilter,
+) -> Result<Vec<NotificationView>, StoreError> {
+    let mut list = tx
+        .query(
+            "SELECT n.id, n.received_at, n.receiver, n.group_key, n.status, n.alert_count, n.duplicates
+             FROM mcpwatch_notifications n
+             WHERE (CAST(?1 AS BIGINT) IS NULL OR n.id < ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR n.receiver = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL AND CAST(?4 AS TEXT) IS NULL OR EXISTS (
+                    SELECT 1 FROM mcpwatch_deliveries d WHERE d.notification_id = n.id
+                    AND (CAST(?3 AS TEXT) IS NULL OR d.state = ?3)
+                    AND (CAST(?4 AS TEXT) IS NULL OR d.channel = ?4)))
+             ORDER BY n.id DESC LIMIT ?5",
+            args![
+                filter.before,
+                filter.receiver.as_deref(),
+                filter.state.as_deref(),
+                filter.channel.as_deref(),
+                filter.limit
+            ],
+        )
+        .await?
+        .iter()
+        .map(view)
+        .collect::<Result<Vec<_>, _>>()?;
+    for n in &mut list {
+        n.deliveries = deliveries_of(tx, n.id).await?;
+    }
+    Ok(list)
+}
+
+pub(crate) async fn get<T: Tx>(
+    tx: &mut T,
+    id: i64,
+) -> Result<Option<NotificationView>, StoreError> {
+    let mut rows = tx
+        .query(
+            "SELECT id, received_at, receiver, group_key, status, alert_count, duplicates,
+                 payload_encoding, payload
+             FROM mcpwatch_notifications WHERE id = ?1",
+            args![id],
+        )
+        .await?;
+    let Some(row) = rows.first_mut() else {
+        return Ok(None);
+    };
+    let mut found = view(row)?;
+    found.payload = row.take_body(7).ok().and_then(|body| {
+        body.json()
+            .ok()
+            .and_then(|json| serde_json::from_str(&json).ok())
+    });
+    found.deliveries = deliveries_of(tx, found.id).await?;
+    Ok(Some(found))
+}
+
+pub(crate) async fn payloads<T: Tx>(
+    tx: &mut T,
+    ids: &[i64],
+) -> Result<Vec<(i64, Body)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut rows = tx
+            .query(
+                "SELECT payload_encoding, payload FROM mcpwatch_notifications WHERE id = ?1",
+                args![*id],
+            )
+            .await?;
+        if let Some(row) = rows.first_mut() {
+            out.push((*id, row.take_body(0)?));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn stats<T: Tx>(tx: &mut T, now: i64) -> Result<QueueStats, StoreError> {
+    let depth = tx
+        .query(
+            "SELECT channel, state, COUNT(*) FROM mcpwatch_deliveries
+             WHERE state IN ('pending', 'sending', 'dead', 'held') GROUP BY channel, state",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.text(1)?, r.u64(2)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let oldest_pending = tx
+        .query(
+            "SELECT channel, MIN(queued_at) FROM mcpwatch_deliveries
+             WHERE state IN ('pending', 'sending') GROUP BY channel",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, age_seconds(now, r.i64(1)?))))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let incidents = tx
+        .query(
+            "SELECT policy, level + 1, CASE WHEN acked_at IS NULL THEN 0 ELSE 1 END, COUNT(*)
+             FROM mcpwatch_incidents WHERE open GROUP BY 1, 2, 3",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.u32(1)?, r.bool(2)?, r.u64(3)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(QueueStats {
+        depth,
+        oldest_pending,
+        disk: None,
+        incidents,
+        held: held(tx).await?,
+    })
+}
+
+fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_tell_groups_and_receivers_apart() {
+        let a = stream("mcp", "{}:{alertname=\"A\"}");
+        assert_eq!(a, stream("mcp", "{}:{alertname=\"A\"}"));
+        assert_ne!(a, stream("mcp", "{}:{alertname=\"B\"}"));
+        assert_ne!(a, stream("other", "{}:{alertname=\"A\"}"));
+        // The separator keeps "ab" + "c" and "a" + "bc" apart.
+        assert_ne!(stream("ab", "c"), stream("a", "bc"));
+    }
+}
