@@ -44,6 +44,7 @@ fn notification(name: &str, at: i64) -> NewNotification {
         received_at: at,
         dedup_window: Duration::from_secs(60),
         incidents: Vec::new(),
+        sender: 1,
     }
 }
 
@@ -246,7 +247,12 @@ fn state_of(group: &str, n: usize, at: i64) -> NewNotification {
     NewNotification {
         dedup_key: key(&format!("{group}/{n}")),
         group_key: format!("{{}}:{{alertname=\"{group}\"}}"),
-        status: if n.is_multiple_of(2) { "firing" } else { "resolved" }.into(),
+        status: if n.is_multiple_of(2) {
+            "firing"
+        } else {
+            "resolved"
+        }
+        .into(),
         deliveries: vec![NewDelivery {
             channel: "chat".into(),
             alerts: vec![0],
@@ -483,6 +489,58 @@ async fn ordering(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [other]);
 }
 
+/// Copies and reminders: a copy is a duplicate until its sender has had its answer; the
+/// sender's next copy is then a new sending (Alertmanager sends a reminder only after it had
+/// its answer, and retries only when it had none). `a` and `b` are two replicas (or the
+/// same store twice); senders 1 and 2 two Alertmanagers.
+async fn reminders(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let now = now_ms();
+    let copy = |sender: i64, at: i64| NewNotification {
+        sender,
+        ..notification("reminded", at)
+    };
+    let first = stored(a.accept(copy(1, now)).await.expect("first"));
+    // Sender 1's retry (it had no answer) and sender 2's copy: duplicates.
+    assert_eq!(
+        b.accept(copy(1, now + 10)).await.expect("retry"),
+        Accepted::Duplicate(first)
+    );
+    assert_eq!(
+        a.accept(copy(2, now + 20)).await.expect("replica"),
+        Accepted::Duplicate(first)
+    );
+    a.answered(key("reminded"), first, 1)
+        .await
+        .expect("answered");
+    b.answered(key("reminded"), first, 2)
+        .await
+        .expect("answered");
+    // Both answered: the next copy of either is a reminder, stored and sent again; the
+    // other's copy of that reminder is a duplicate of it.
+    let reminder = stored(b.accept(copy(2, now + 4_000)).await.expect("reminder"));
+    assert!(reminder > first);
+    assert_eq!(
+        a.accept(copy(1, now + 4_010))
+            .await
+            .expect("replica's reminder"),
+        Accepted::Duplicate(reminder)
+    );
+    b.answered(key("reminded"), reminder, 2)
+        .await
+        .expect("answered");
+    // An answer recorded for an older notification of the key changes nothing.
+    a.answered(key("reminded"), first, 1).await.expect("stale");
+    assert_eq!(
+        a.accept(copy(1, now + 4_020)).await.expect("retry"),
+        Accepted::Duplicate(reminder)
+    );
+    a.answered(key("reminded"), reminder, 1)
+        .await
+        .expect("answered");
+    let third = stored(a.accept(copy(1, now + 8_000)).await.expect("third"));
+    assert!(third > reminder);
+}
+
 fn policy() -> Policy {
     let level = |after: u64, channel: &str| Level {
         name: None,
@@ -693,6 +751,26 @@ async fn postgres_incidents_and_windows_shared_by_replicas() {
     let dsn = Secret::new(pg.owned_database("incidents").await);
     let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
     incidents_and_windows(
+        Arc::new(a.expect("replica a")),
+        Arc::new(b.expect("replica b")),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tells_reminders_from_copies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("notifier.db")).expect("open"));
+    reminders(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tells_reminders_from_copies_across_replicas() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = Secret::new(pg.owned_database("reminders").await);
+    let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
+    reminders(
         Arc::new(a.expect("replica a")),
         Arc::new(b.expect("replica b")),
     )

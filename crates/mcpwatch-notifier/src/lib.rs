@@ -203,6 +203,15 @@ struct PolicyAlerts {
 /// The one-off maintenance windows in force, as last read from the store.
 pub type OneOffWindows = Arc<std::sync::RwLock<Arc<Vec<OneOff>>>>;
 
+/// Who was answered for which notification: once the answer is given,
+/// [`Notifier::answered`] makes the sender's next copy a new sending (a reminder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    key: crate::payload::DedupKey,
+    notification: i64,
+    sender: i64,
+}
+
 /// What became of a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
@@ -312,12 +321,18 @@ impl Notifier {
     }
 
     /// Stores a notification (once) and wakes the dispatcher. `body` is the JSON it was
-    /// parsed from, stored as it came (unknown fields and all).
+    /// parsed from, stored as it came (unknown fields and all); `peer` the address it came
+    /// from and `target` the URL it was posted to (host and path). What to record once the
+    /// sender has its answer comes with it.
     pub async fn receive(
         &self,
         incoming: &Incoming<'_>,
         body: &str,
-    ) -> Result<Received, StoreError> {
+        peer: Option<std::net::IpAddr>,
+        target: &str,
+    ) -> Result<(Received, Answer), StoreError> {
+        let sender = payload::sender(incoming.external_url(), peer, target);
+        let key = incoming.dedup_key();
         let setup = self.setup.borrow().clone();
         let now = time::now_ms();
         let plan = setup.plan(
@@ -348,7 +363,7 @@ impl Notifier {
         let accepted = self
             .store
             .accept(NewNotification {
-                dedup_key: incoming.dedup_key(),
+                dedup_key: key,
                 receiver: incoming.receiver().to_owned(),
                 group_key: incoming.group_key().to_owned(),
                 status: incoming.status().as_str().to_owned(),
@@ -358,19 +373,38 @@ impl Notifier {
                 received_at: now,
                 dedup_window: setup.config.storage.dedup_window,
                 incidents: plan.incidents,
+                sender,
             })
             .await?;
-        Ok(match accepted {
+        let (received, notification) = match accepted {
             Accepted::Stored(id) => {
                 self.metrics.received(false);
                 self.wake.notify_one();
-                Received::Stored { id, channels }
+                (Received::Stored { id, channels }, id)
             }
             Accepted::Duplicate(id) => {
                 self.metrics.received(true);
-                Received::Duplicate { id }
+                (Received::Duplicate { id }, id)
             }
-        })
+        };
+        let answer = Answer {
+            key,
+            notification,
+            sender,
+        };
+        Ok((received, answer))
+    }
+
+    /// Records that a sender has its answer (see [`Answer`]); a failure only means that
+    /// its next copy is taken for a retry.
+    pub async fn answered(&self, answer: Answer) {
+        if let Err(e) = self
+            .store
+            .answered(answer.key, answer.notification, answer.sender)
+            .await
+        {
+            tracing::debug!(error = %e, notification = answer.notification, "Recording an answer failed.");
+        }
     }
 
     /// Replaces the configuration; the old one stays when the new one does not build.

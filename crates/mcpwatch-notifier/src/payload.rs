@@ -147,6 +147,25 @@ impl fmt::Display for DedupKey {
     }
 }
 
+/// Who sent a copy, as a number: its Alertmanager's external URL, the address it came from
+/// and the URL it posted to (an Alertmanager receiver may list one URL per notifier
+/// replica). Copies of one notification from two senders are replicas' copies; a sender's
+/// second copy after it was answered is a new sending (a reminder).
+pub fn sender(external_url: &str, peer: Option<std::net::IpAddr>, target: &str) -> i64 {
+    let mut hash = Sha256::new();
+    hash.update(external_url.as_bytes());
+    hash.update([0xff]);
+    if let Some(peer) = peer {
+        hash.update(peer.to_string().as_bytes());
+    }
+    hash.update([0xff]);
+    hash.update(target.as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
+}
+
 /// `sent`, or a hash of `labels` when it is empty.
 fn fingerprint<'a>(sent: &'a str, labels: &impl Labels) -> Cow<'a, str> {
     if !sent.is_empty() {
@@ -340,6 +359,11 @@ impl<'a> Incoming<'a> {
     /// The Alertmanager receiver's name.
     pub fn receiver(&self) -> &str {
         &self.receiver.0
+    }
+
+    /// The sending Alertmanager's external URL.
+    pub fn external_url(&self) -> &str {
+        &self.external_url.0
     }
 
     /// The group key.

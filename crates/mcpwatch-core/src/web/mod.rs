@@ -14,6 +14,6 @@ pub use config::{
     TlsVersion, WebConfig,
 };
 pub use server::{
-    HttpService, ResponseBody, ServeError, WebServer, check_web_config, shutdown_signal,
+    HttpService, PeerAddr, ResponseBody, ServeError, WebServer, check_web_config, shutdown_signal,
 };
 pub use tls::{crypto_provider, install_crypto_provider, server_config};

@@ -383,8 +383,8 @@ async fn accept_loop<S, B>(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: wait instead of spinning.
                 tracing::error!(%error, "Accepting a connection failed.");
@@ -396,6 +396,7 @@ async fn accept_loop<S, B>(
         let service = GuardedService {
             inner: service.clone(),
             web: web.clone(),
+            peer: PeerAddr(peer),
         };
         let tls = web.current().tls.clone();
         let watcher = graceful.watcher();
@@ -434,7 +435,12 @@ where
 struct GuardedService<S> {
     inner: S,
     web: Arc<WebConfigWatcher>,
+    peer: PeerAddr,
 }
+
+/// The address a request came from, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 type GuardedResponse<B> = Response<Either<B, Full<Bytes>>>;
 
@@ -449,9 +455,10 @@ where
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let web = self.web.current();
         let inner = self.inner.clone();
+        request.extensions_mut().insert(self.peer);
         Box::pin(async move {
             let mut response = if web.rate_limit.as_ref().is_some_and(|r| !r.allow()) {
                 plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n")

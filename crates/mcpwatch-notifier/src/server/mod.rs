@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 use crate::config::AuthConfig;
 use crate::payload::{Incoming, Notification, PayloadError};
 use crate::store::{ListFilter, NotificationView, state};
-use crate::{Notifier, Received};
+use crate::{Answer, Notifier, Received};
 
 mod operations;
 
@@ -167,6 +167,19 @@ fn unauthorized(auth: &AuthConfig) -> Response {
 }
 
 async fn webhook(State(app): State<App>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<mcpwatch_core::web::PeerAddr>()
+        .map(|peer| peer.0.ip());
+    let target = format!(
+        "{}{}",
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        request.uri().path_and_query().map_or("", |p| p.as_str())
+    );
     let notifier = &app.notifier;
     let setup = notifier.setup();
     let receiver = &setup.config.receiver;
@@ -228,8 +241,16 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
     // Run to the end in a task of its own: a client that hangs up drops this handler, and
     // a notification the store commits is then still counted and its dispatcher woken.
     let notifier = Arc::clone(&app.notifier);
-    match tokio::spawn(accept(notifier, body)).await {
-        Ok(response) => response,
+    match tokio::spawn(accept(notifier, body, peer, target)).await {
+        // The sender gets its answer (it is still there: this handler was not dropped), so
+        // its next copy is a new sending, not a retry.
+        Ok((response, answer)) => {
+            if let Some(answer) = answer {
+                let notifier = Arc::clone(&app.notifier);
+                tokio::spawn(async move { notifier.answered(answer).await });
+            }
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "Accepting a webhook failed; Alertmanager will retry.");
             error(
@@ -240,8 +261,14 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
     }
 }
 
-/// Parses and stores a webhook body; the answer to give.
-async fn accept(notifier: Arc<Notifier>, body: Bytes) -> Response {
+/// Parses and stores a webhook body; the answer to give, and what to record once it is
+/// given.
+async fn accept(
+    notifier: Arc<Notifier>,
+    body: Bytes,
+    peer: Option<std::net::IpAddr>,
+    target: String,
+) -> (Response, Option<Answer>) {
     let metrics = notifier.metrics();
     // Checked as UTF-8 once here, so that the parser need not check each string again.
     let parsed = std::str::from_utf8(&body)
@@ -257,10 +284,14 @@ async fn accept(notifier: Arc<Notifier>, body: Bytes) -> Response {
                 None => "invalid webhook payload: body: not UTF-8".to_owned(),
             };
             tracing::warn!(error = %message, "Webhook refused.");
-            return error(StatusCode::BAD_REQUEST, message);
+            return (error(StatusCode::BAD_REQUEST, message), None);
         }
     };
-    match notifier.receive(&notification, text).await {
+    let (received, answer) = match notifier.receive(&notification, text, peer, &target).await {
+        Ok((received, answer)) => (Ok(received), Some(answer)),
+        Err(e) => (Err(e), None),
+    };
+    let response = match received {
         Ok(Received::Stored { id, channels }) => {
             tracing::debug!(notification = id, group_key = %notification.group_key(), ?channels, "Notification stored.");
             (
@@ -285,7 +316,8 @@ async fn accept(notifier: Arc<Notifier>, body: Bytes) -> Response {
                 format!("the notification could not be stored: {e}"),
             )
         }
-    }
+    };
+    (response, answer)
 }
 
 fn too_large(limit: usize) -> Response {

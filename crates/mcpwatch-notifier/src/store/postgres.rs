@@ -112,6 +112,9 @@ CREATE TABLE IF NOT EXISTS mcpwatch_attempts (
 );
 CREATE INDEX IF NOT EXISTS mcpwatch_attempts_delivery ON mcpwatch_attempts (delivery_id);
 ALTER TABLE mcpwatch_notifications ADD COLUMN IF NOT EXISTS dedup_key BYTEA;
+ALTER TABLE mcpwatch_notifications ADD COLUMN IF NOT EXISTS sender BIGINT;
+-- The senders answered for the key's notification, each as its hex number and ';'.
+ALTER TABLE mcpwatch_dedup_keys ADD COLUMN IF NOT EXISTS answered TEXT NOT NULL DEFAULT '';
 ALTER TABLE mcpwatch_deliveries ADD COLUMN IF NOT EXISTS stream BIGINT;
 CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_stream ON mcpwatch_deliveries (stream, channel, state)
     WHERE stream IS NOT NULL;
@@ -331,6 +334,11 @@ fn cells(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(cells))
 }
 
+/// A sender as `mcpwatch_dedup_keys.answered` lists it.
+fn answer_token(sender: i64) -> String {
+    format!("{:016x};", sender.cast_unsigned())
+}
+
 /// The store's logic on one PostgreSQL transaction.
 struct PgTx<'t, 'c> {
     tx: &'t deadpool_postgres::Transaction<'c>,
@@ -408,15 +416,27 @@ impl Tx for PgTx<'_, '_> {
         key: &DedupKey,
         at: i64,
         start: i64,
+        sender: i64,
     ) -> Result<Option<i64>, StoreError> {
         let key = &key.0[..];
+        let token = answer_token(sender);
+        // Taken over when older than the window, or when its sender was answered already
+        // (a new sending).
         let owned = self
             .run(
-                "INSERT INTO mcpwatch_dedup_keys (key, notification_id, received_at) VALUES ($1, NULL, $2)
-                 ON CONFLICT (key) DO UPDATE SET notification_id = NULL, received_at = excluded.received_at
+                "INSERT INTO mcpwatch_dedup_keys (key, notification_id, received_at, answered)
+                 VALUES ($1, NULL, $2, '')
+                 ON CONFLICT (key) DO UPDATE
+                 SET notification_id = NULL, received_at = excluded.received_at, answered = ''
                  WHERE mcpwatch_dedup_keys.received_at < $3
+                    OR strpos(mcpwatch_dedup_keys.answered, $4) > 0
                  RETURNING 1",
-                &[Value::Blob(key), Value::Int(at), Value::Int(start)],
+                &[
+                    Value::Blob(key),
+                    Value::Int(at),
+                    Value::Int(start),
+                    Value::Text(&token),
+                ],
             )
             .await?;
         if !owned.is_empty() {
@@ -438,6 +458,17 @@ impl Tx for PgTx<'_, '_> {
             Some(id) => Ok(Some(id)),
             None => Err(StoreError::Contended),
         }
+    }
+
+    async fn answered(&mut self, key: &DedupKey, id: i64, sender: i64) -> Result<(), StoreError> {
+        let token = answer_token(sender);
+        self.run(
+            "UPDATE mcpwatch_dedup_keys SET answered = answered || $3
+             WHERE key = $1 AND notification_id = $2 AND strpos(answered, $3) = 0",
+            &[Value::Blob(&key.0[..]), Value::Int(id), Value::Text(&token)],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn keep_key(
@@ -490,6 +521,15 @@ impl Store for PostgresStore {
         let now = now_ms();
         let before = now.saturating_sub(RETIRE_AFTER_MS);
         in_transaction!(self, |tx| sql::retire(tx, &known, now, before))
+    }
+
+    async fn answered(
+        &self,
+        key: DedupKey,
+        notification: i64,
+        sender: i64,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| tx.answered(&key, notification, sender))
     }
 
     async fn complete(

@@ -211,14 +211,25 @@ pub(crate) trait Tx {
     /// nothing to lock.
     fn lock(&mut self, name: &str, wait: bool) -> impl Future<Output = Result<bool, StoreError>>;
 
-    /// The notification stored with `key` since `start`, if any; otherwise the key is
-    /// the caller's to store (another replica storing it at once waits, or is refused).
+    /// The notification stored with `key` since `start` of which this is a copy, if any:
+    /// one `sender` was not answered for yet (a copy `sender` was answered for is a new
+    /// sending). Otherwise the key is the caller's to store (another replica storing it at
+    /// once waits, or is refused).
     fn find_copy(
         &mut self,
         key: &DedupKey,
         at: i64,
         start: i64,
+        sender: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>>;
+
+    /// Records that `sender` was answered for notification `id` (stored with `key`).
+    fn answered(
+        &mut self,
+        key: &DedupKey,
+        id: i64,
+        sender: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// Records that `key` is notification `id`'s, once it is stored.
     fn keep_key(
@@ -254,7 +265,7 @@ const INSERT_DELIVERY: &str = "INSERT INTO mcpwatch_deliveries
 pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Accepted, StoreError> {
     let window_start = n.received_at.saturating_sub(millis(n.dedup_window));
     if let Some(id) = tx
-        .find_copy(&n.dedup_key, n.received_at, window_start)
+        .find_copy(&n.dedup_key, n.received_at, window_start, n.sender)
         .await?
     {
         tx.execute(
@@ -268,8 +279,9 @@ pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Acc
     let id = tx
         .insert(
             "INSERT INTO mcpwatch_notifications
-                 (received_at, receiver, group_key, status, alert_count, payload_encoding, payload, dedup_key)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (received_at, receiver, group_key, status, alert_count, payload_encoding, payload,
+                  dedup_key, sender)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             args![
                 n.received_at,
                 &n.receiver,
@@ -278,7 +290,8 @@ pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Acc
                 n.alert_count,
                 encoding,
                 payload,
-                &n.dedup_key.0[..]
+                &n.dedup_key.0[..],
+                n.sender
             ],
         )
         .await?;

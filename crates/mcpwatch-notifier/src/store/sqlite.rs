@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS mcpwatch_notifications (
     payload NOT NULL,
     -- The 32 bytes of its DedupKey; no index: the writer keeps those of the dedup window
     -- in memory (an index would cost a write to a random page per notification).
-    dedup_key BLOB
+    dedup_key BLOB,
+    -- Who sent it (payload::sender).
+    sender INTEGER
 );
 CREATE TABLE IF NOT EXISTS mcpwatch_deliveries (
     id INTEGER PRIMARY KEY,
@@ -123,6 +125,7 @@ enum Work {
         lease: Duration,
     },
     Retire(Vec<String>),
+    Answered(DedupKey, i64, i64),
     Complete(i64, u32, Outcome),
     Replay(i64),
     Recover,
@@ -454,6 +457,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                  UPDATE mcpwatch_notifications SET payload_encoding = 'json' WHERE typeof(payload) = 'text';",
             )?;
         }
+        if !column("mcpwatch_notifications", "sender")? {
+            tx.execute_batch("ALTER TABLE mcpwatch_notifications ADD COLUMN sender INTEGER")?;
+        }
         if deliveries && !column("mcpwatch_deliveries", "stream")? {
             tx.execute_batch("ALTER TABLE mcpwatch_deliveries ADD COLUMN stream INTEGER")?;
         }
@@ -766,6 +772,10 @@ fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, Stor
             Work::Retire(known) => {
                 Done::Count(sql::retire(tx, known, now, now.saturating_add(1)).await?)
             }
+            Work::Answered(key, id, sender) => {
+                tx.answered(key, *id, *sender).await?;
+                Done::Flag(true)
+            }
             Work::Complete(id, attempt, outcome) => {
                 Done::Flag(sql::complete(tx, *id, *attempt, outcome, now).await?)
             }
@@ -890,9 +900,15 @@ impl Tx for SqliteTx<'_> {
         key: &DedupKey,
         _at: i64,
         start: i64,
+        sender: i64,
     ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn;
-        Ok(self.index()?.find(conn, key, start)?)
+        Ok(self.index()?.find(conn, key, start, sender)?)
+    }
+
+    async fn answered(&mut self, key: &DedupKey, id: i64, sender: i64) -> Result<(), StoreError> {
+        self.index()?.answered(key, id, sender);
+        Ok(())
     }
 
     async fn keep_key(
@@ -916,30 +932,49 @@ impl Tx for SqliteTx<'_> {
 /// by the writer; loaded from the notifications table (its `received_at` index) for the
 /// part of the window it does not cover, and dropped whenever a rollback may have left
 /// keys of writes that did not commit. About 60 bytes per notification in the window.
+///
+/// Each key also holds the senders answered for its notification, whose next copy is a new
+/// sending. What was answered is known to this process only: a notification read back
+/// from the file counts as answered to its sender when it arrived a while before (a copy
+/// still in flight when the process stopped may not have been), to nobody else.
 #[derive(Debug, Default)]
 struct DedupIndex {
-    /// Key: (notification id, received at).
-    keys: HashMap<DedupKey, (i64, i64)>,
+    keys: HashMap<DedupKey, Kept>,
     /// Every notification received from this time on is in `keys`; `None`: not loaded.
     from: Option<i64>,
     /// Past this many keys, those older than the window are dropped.
     prune_at: usize,
 }
 
+/// A key's newest notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    id: i64,
+    at: i64,
+    /// The senders answered for it.
+    answered: Vec<i64>,
+}
+
+/// A notification read back counts as answered to its sender when it arrived this long
+/// before it was read: far longer than storing and answering one takes.
+const ANSWERED_AFTER_MS: i64 = 60_000;
+
 impl DedupIndex {
-    /// The newest notification with `key` received at `start` or later.
+    /// The newest notification with `key` received at `start` or later, when this is a
+    /// copy of it: `sender` was not answered for it yet.
     fn find(
         &mut self,
         c: &Connection,
         key: &DedupKey,
         start: i64,
+        sender: i64,
     ) -> Result<Option<i64>, rusqlite::Error> {
         self.cover(c, start)?;
         Ok(self
             .keys
             .get(key)
-            .filter(|(_, at)| *at >= start)
-            .map(|(id, _)| *id))
+            .filter(|kept| kept.at >= start && !kept.answered.contains(&sender))
+            .map(|kept| kept.id))
     }
 
     /// Loads the keys received from `start` on that are not loaded yet.
@@ -949,8 +984,9 @@ impl DedupIndex {
             Some(from) => from,
             None => i64::MAX,
         };
+        let settled = now_ms().saturating_sub(ANSWERED_AFTER_MS);
         let mut statement = c.prepare_cached(
-            "SELECT dedup_key, id, received_at FROM mcpwatch_notifications
+            "SELECT dedup_key, id, received_at, sender FROM mcpwatch_notifications
              WHERE received_at >= ?1 AND received_at < ?2 AND dedup_key IS NOT NULL",
         )?;
         let mut rows = statement.query(params![start, end])?;
@@ -959,29 +995,52 @@ impl DedupIndex {
                 continue;
             };
             let (id, at): (i64, i64) = (row.get(1)?, row.get(2)?);
+            let sender: Option<i64> = row.get(3)?;
+            let kept = Kept {
+                id,
+                at,
+                answered: sender.filter(|_| at < settled).into_iter().collect(),
+            };
             self.keys
                 .entry(DedupKey(key))
                 .and_modify(|e| {
-                    if id > e.0 {
-                        *e = (id, at);
+                    if id > e.id {
+                        *e = kept.clone();
                     }
                 })
-                .or_insert((id, at));
+                .or_insert(kept);
         }
         self.from = Some(start);
         Ok(())
     }
 
     fn insert(&mut self, key: DedupKey, id: i64, at: i64, start: i64) {
-        self.keys.insert(key, (id, at));
+        self.keys.insert(
+            key,
+            Kept {
+                id,
+                at,
+                answered: Vec::new(),
+            },
+        );
         if self.keys.len() > self.prune_at {
             self.prune(start);
         }
     }
 
+    /// Records that `sender` was answered for notification `id`.
+    fn answered(&mut self, key: &DedupKey, id: i64, sender: i64) {
+        if let Some(kept) = self.keys.get_mut(key)
+            && kept.id == id
+            && !kept.answered.contains(&sender)
+        {
+            kept.answered.push(sender);
+        }
+    }
+
     /// Drops the keys received before `start`.
     fn prune(&mut self, start: i64) {
-        self.keys.retain(|_, (_, at)| *at >= start);
+        self.keys.retain(|_, kept| kept.at >= start);
         self.from = self.from.map(|from| from.max(start));
         self.prune_at = (self.keys.len() * 2).max(4096);
     }
@@ -1018,6 +1077,18 @@ impl Store for SqliteStore {
 
     async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError> {
         self.write(Work::Retire(known)).await
+    }
+
+    async fn answered(
+        &self,
+        key: DedupKey,
+        notification: i64,
+        sender: i64,
+    ) -> Result<(), StoreError> {
+        let _: bool = self
+            .write(Work::Answered(key, notification, sender))
+            .await?;
+        Ok(())
     }
 
     async fn complete(
@@ -1157,6 +1228,7 @@ mod tests {
             received_at: at,
             dedup_window: Duration::from_secs(60),
             incidents: Vec::new(),
+            sender: 1,
         }
     }
 
@@ -1217,6 +1289,55 @@ mod tests {
             .query_row("SELECT count(*) FROM mcpwatch_deliveries", [], |r| r.get(0))
             .expect("deliveries");
         assert_eq!(deliveries, 4, "the refused write's deliveries went with it");
+    }
+
+    #[tokio::test]
+    async fn answers_are_taken_as_given_for_what_arrived_a_while_before_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notifier.db");
+        let now = now_ms();
+        let copy = |name: &str, sender: i64, at: i64| NewNotification {
+            sender,
+            dedup_window: Duration::from_secs(3600),
+            ..notification(name, at)
+        };
+        let (settled, recent) = {
+            let store = SqliteStore::open(&path).expect("open");
+            let settled = store
+                .accept(copy("settled", 1, now - 120_000))
+                .await
+                .expect("settled");
+            let recent = store.accept(copy("recent", 1, now)).await.expect("recent");
+            (settled, recent)
+        };
+        let (Accepted::Stored(settled), Accepted::Stored(recent)) = (settled, recent) else {
+            panic!("stored")
+        };
+        let store = SqliteStore::open(&path).expect("reopen");
+        // Long answered: its sender's next copy is a reminder; another sender's a copy.
+        assert_eq!(
+            store
+                .accept(copy("settled", 2, now + 10))
+                .await
+                .expect("replica"),
+            Accepted::Duplicate(settled)
+        );
+        assert!(matches!(
+            store
+                .accept(copy("settled", 1, now + 20))
+                .await
+                .expect("reminder"),
+            Accepted::Stored(id) if id > recent
+        ));
+        // Arrived just before the restart: its answer may not have reached the sender,
+        // whose next copy is taken for a retry.
+        assert_eq!(
+            store
+                .accept(copy("recent", 1, now + 30))
+                .await
+                .expect("retry"),
+            Accepted::Duplicate(recent)
+        );
     }
 
     #[tokio::test]
@@ -1412,10 +1533,13 @@ mod tests {
 
         let store = SqliteStore::open(&path).expect("reopen");
         assert_eq!(store.recover().await.expect("recover"), 1);
-        // The dedup keys are found again after the restart: a copy of the later
-        // notification is its duplicate.
+        // The dedup keys are found again after the restart: another Alertmanager's copy of
+        // the later notification is its duplicate.
         let Accepted::Duplicate(copy) = store
-            .accept(notification("k1", now + 121_000))
+            .accept(NewNotification {
+                sender: 2,
+                ..notification("k1", now + 121_000)
+            })
             .await
             .expect("copy after restart")
         else {
