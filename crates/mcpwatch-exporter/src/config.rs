@@ -348,7 +348,7 @@ impl ConfigSource {
         let origin = PathBuf::from("<command line>");
         for (i, dsn) in self.postgres_dsns.iter().enumerate() {
             let key = format!("--postgres.dsn #{}", i + 1);
-            let base = mcpwatch_postgres::target_name(dsn)
+            let base = mcpwatch_pgconn::target_name(dsn)
                 .map_err(|message| ConfigError::invalid(&origin, &key, message))?;
             let name = unique_name(&base, config.collectors.postgres.iter().map(|p| &p.name));
             let target = PostgresConfig::from_dsn(name, dsn.clone());

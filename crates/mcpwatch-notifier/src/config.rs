@@ -981,8 +981,8 @@ impl NotifierConfig {
             let dsn = postgres
                 .dsn()
                 .map_err(|m| ("storage.postgres".to_owned(), m))?;
-            mcpwatch_postgres::client_config(&dsn)
-                .map_err(|m| ("storage.postgres.dsn".to_owned(), m))?;
+            mcpwatch_pgconn::client_config(&dsn)
+                .map_err(|e| ("storage.postgres.dsn".to_owned(), e.to_string()))?;
             if postgres.max_connections == 0 {
                 return Err((
                     "storage.postgres.max_connections".into(),

@@ -224,14 +224,14 @@ impl PostgresConfig {
         if let Err(message) = self.dsn() {
             return problem("dsn", message);
         }
-        if let Err(message) = crate::dsn::parse(&self.dsn().unwrap_or_else(|_| Secret::new(""))) {
+        if let Err(e) = mcpwatch_pgconn::parse(&self.dsn().unwrap_or_else(|_| Secret::new(""))) {
             return problem(
                 if self.dsn.is_some() {
                     "dsn"
                 } else {
                     "dsn_file"
                 },
-                message,
+                e.to_string(),
             );
         }
         // Which query and value made each metric name: two must not make the same one, nor

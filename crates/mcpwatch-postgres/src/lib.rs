@@ -6,10 +6,8 @@ mod collect;
 pub mod config;
 mod connection;
 mod custom;
-mod dsn;
 mod privileges;
 mod queries;
-mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,24 +22,6 @@ use mcpwatch_core::connect_failure::write_connect_failure;
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
 
 pub use config::{CustomKind, CustomQuery, PostgresConfig};
-pub use dsn::target_name;
-
-/// How to connect to PostgreSQL the way the collector does: the connection string as
-/// tokio-postgres reads it, plus libpq's `sslmode` (`verify-ca`, `verify-full`) and
-/// `sslrootcert`, which it does not. For other crates that keep their state there.
-pub fn client_config(
-    dsn: &Secret,
-) -> Result<
-    (
-        tokio_postgres::Config,
-        tokio_postgres_rustls::MakeRustlsConnect,
-    ),
-    String,
-> {
-    let parsed = dsn::parse(dsn)?;
-    let tls = tls::connector(parsed.ssl_mode, parsed.root_cert.as_deref())?;
-    Ok((parsed.config, tls))
-}
 
 use crate::collect::TableFamilies;
 use crate::connection::{ConnectError, Connection, Lease, ResetUnlessAnswered, Role, Session};
@@ -174,29 +154,22 @@ impl PostgresCollector {
             message,
         };
         let dsn: Secret = config.dsn().map_err(error)?;
-        let parsed = dsn::parse(&dsn).map_err(error)?;
-        let root_cert = config
-            .ca_file
-            .as_ref()
-            .map(|p| p.path().to_owned())
-            .or(parsed.root_cert.clone());
-        // As with sslrootcert, a CA file turns `require` into `verify-ca`.
-        let ssl_mode = match (parsed.ssl_mode, &config.ca_file) {
-            (dsn::SslMode::Require, Some(_)) => dsn::SslMode::VerifyCa,
-            (mode, _) => mode,
-        };
-        let tls =
-            tls::connector(ssl_mode, root_cert.as_deref()).map_err(|message| PostgresError {
-                key: if config.ca_file.is_some() {
-                    "ca_file"
-                } else {
-                    dsn_key
-                }
-                .to_owned(),
-                message,
-            })?;
+        let mut parsed = mcpwatch_pgconn::parse(&dsn).map_err(|e| error(e.to_string()))?;
+        if let Some(ca_file) = &config.ca_file {
+            parsed.set_root_cert(ca_file.path().to_owned());
+        }
+        let tls = parsed.connector().map_err(|e| PostgresError {
+            key: if config.ca_file.is_some() {
+                "ca_file"
+            } else {
+                dsn_key
+            }
+            .to_owned(),
+            message: e.to_string(),
+        })?;
+        let main_database = parsed.database().to_owned();
 
-        let mut base = parsed.config;
+        let mut base = parsed.into_config();
         // Server-side limits for everything the session runs, and a read-only session:
         // custom queries cannot change data even by mistake.
         let limits = format!(
@@ -212,7 +185,6 @@ impl PostgresCollector {
             .application_name("mcpwatch")
             .connect_timeout(config.connect_timeout)
             .keepalives_idle(std::time::Duration::from_secs(30));
-        let main_database = dsn::database(&base).to_owned();
         let main = Connection::new(
             format!("{}/{main_database}", config.name),
             base.clone(),

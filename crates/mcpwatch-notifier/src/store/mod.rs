@@ -61,6 +61,9 @@ pub enum StoreError {
         /// The server's message, or why it was not reached (never the connection string).
         message: String,
     },
+    /// The connection string cannot be used (never shown: only what is wrong with it).
+    #[error("storage.postgres.dsn: {0}")]
+    Dsn(#[from] mcpwatch_pgconn::SettingsError),
     /// A stored notification cannot be read back; sending it again cannot help.
     #[error("the stored notification is damaged: {0}")]
     Damaged(String),

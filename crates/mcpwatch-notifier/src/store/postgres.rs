@@ -174,10 +174,8 @@ macro_rules! in_transaction {
 impl PostgresStore {
     /// Connects (at most `connections` at a time) and brings the schema up to date.
     pub async fn open(dsn: &Secret, connections: usize) -> Result<Self, StoreError> {
-        let target = mcpwatch_postgres::target_name(dsn)
-            .map_err(|e| StoreError::Unusable(format!("storage.postgres.dsn: {e}")))?;
-        let (mut config, tls) = mcpwatch_postgres::client_config(dsn)
-            .map_err(|e| StoreError::Unusable(format!("storage.postgres.dsn: {e}")))?;
+        let target = mcpwatch_pgconn::target_name(dsn)?;
+        let (mut config, tls) = mcpwatch_pgconn::client_config(dsn)?;
         config.application_name("mcpwatch-notifier");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));

@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 
 use mcpwatch_core::Secret;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::SettingsError;
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,16 +24,48 @@ pub(crate) enum SslMode {
     VerifyFull,
 }
 
-/// A connection string taken apart.
+/// A connection string taken apart: what tokio-postgres reads, and the TLS settings it
+/// does not. Its `Debug` shows no password (tokio-postgres hides it).
 #[derive(Debug)]
-pub(crate) struct ParsedDsn {
-    pub config: tokio_postgres::Config,
-    pub ssl_mode: SslMode,
-    pub root_cert: Option<PathBuf>,
+pub struct ParsedDsn {
+    config: tokio_postgres::Config,
+    ssl_mode: SslMode,
+    root_cert: Option<PathBuf>,
 }
 
-/// Reads a connection string.
-pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
+impl ParsedDsn {
+    /// The database a connection lands in: the one named, else the user's (the user is
+    /// always set by [`parse`]).
+    pub fn database(&self) -> &str {
+        database(&self.config)
+    }
+
+    /// Trusts the CAs in `path` instead of those the connection string names; as with
+    /// `sslrootcert`, this turns `require` into `verify-ca`.
+    pub fn set_root_cert(&mut self, path: PathBuf) {
+        self.root_cert = Some(path);
+        if self.ssl_mode == SslMode::Require {
+            self.ssl_mode = SslMode::VerifyCa;
+        }
+    }
+
+    /// The TLS connector for the `sslmode` and root certificates; with `disable` it is
+    /// never used.
+    pub fn connector(&self) -> Result<MakeRustlsConnect, SettingsError> {
+        crate::tls::connector(self.ssl_mode, self.root_cert.as_deref())
+    }
+
+    /// The settings tokio-postgres connects with (its `sslmode` only says whether to
+    /// encrypt: the checks are the connector's).
+    pub fn into_config(self) -> tokio_postgres::Config {
+        self.config
+    }
+}
+
+/// Reads a connection string. tokio-postgres logs in as the user running the process
+/// when none is named: that user is filled in here, so that [`ParsedDsn::database`] is the
+/// database the server picks.
+pub fn parse(dsn: &Secret) -> Result<ParsedDsn, SettingsError> {
     let text = dsn.expose().trim();
     let (rest, params) = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
         split_url(text)
@@ -49,13 +84,7 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
                     "require" => SslMode::Require,
                     "verify-ca" => SslMode::VerifyCa,
                     "verify-full" => SslMode::VerifyFull,
-                    _ => {
-                        return Err(
-                            "sslmode must be disable, allow, prefer, require, verify-ca or \
-                             verify-full"
-                                .to_owned(),
-                        );
-                    }
+                    _ => return Err(SettingsError::SslMode),
                 }
             }
             // libpq 16: the system's roots, and verify-full unless said otherwise.
@@ -73,9 +102,9 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
     if ssl_mode == SslMode::Require && root_cert.is_some() {
         ssl_mode = SslMode::VerifyCa;
     }
-    let mut config: tokio_postgres::Config = rest
-        .parse()
-        .map_err(|e| format!("invalid connection string: {e}"))?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| SettingsError::Invalid {
+        reason: invalid_reason(&e),
+    })?;
     config.ssl_mode(match ssl_mode {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -88,11 +117,8 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
     // server then picks the database of that name: said here, so that the collector knows
     // which database it lands in.
     if config.get_user().is_none() {
-        let user = whoami::username().map_err(|e| {
-            format!(
-                "names no user, and the system user this process runs as has no name to log in \
-                 as ({e}): add user=..."
-            )
+        let user = whoami::username().map_err(|e| SettingsError::NoUser {
+            reason: e.to_string(),
         })?;
         config.user(user);
     }
@@ -101,6 +127,12 @@ pub(crate) fn parse(dsn: &Secret) -> Result<ParsedDsn, String> {
         ssl_mode,
         root_cert,
     })
+}
+
+/// What tokio-postgres found wrong: its error says only "invalid connection string", its
+/// cause what (an option by name, or what is malformed; not the values).
+fn invalid_reason(e: &tokio_postgres::Error) -> String {
+    std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
 }
 
 const TLS_KEYS: [&str; 2] = ["sslmode", "sslrootcert"];
@@ -193,7 +225,7 @@ fn percent_decode(text: &str) -> String {
 
 /// A name for a target given on the command line: `host:port/database` (`[::1]:5432/app`
 /// for IPv6), without the user or password; or why the string cannot be used.
-pub fn target_name(dsn: &Secret) -> Result<String, String> {
+pub fn target_name(dsn: &Secret) -> Result<String, SettingsError> {
     let parsed = parse(dsn)?;
     let host = match parsed.config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
@@ -208,7 +240,7 @@ pub fn target_name(dsn: &Secret) -> Result<String, String> {
 
 /// The database a connection lands in: the one named, else the user's (the user is
 /// always set by [`parse`]).
-pub(crate) fn database(config: &tokio_postgres::Config) -> &str {
+fn database(config: &tokio_postgres::Config) -> &str {
     config
         .get_dbname()
         .or(config.get_user())
@@ -228,7 +260,7 @@ mod tests {
         .expect("parse");
         assert_eq!(p.ssl_mode, SslMode::VerifyFull);
         assert_eq!(p.root_cert, Some(PathBuf::from("/etc/ca.pem")));
-        assert_eq!(p.config.get_dbname(), Some("app"));
+        assert_eq!(p.database(), "app");
         assert_eq!(p.config.get_password(), Some(&b"p@ss"[..]));
         assert_eq!(p.config.get_ports(), [6432]);
     }
@@ -259,43 +291,78 @@ mod tests {
     }
 
     #[test]
+    fn a_root_certificate_given_later_is_as_sslrootcert() {
+        let mut p = parse(&Secret::new("host=db user=m sslmode=require")).expect("parse");
+        p.set_root_cert(PathBuf::from("/etc/ca.pem"));
+        assert_eq!(p.ssl_mode, SslMode::VerifyCa);
+        assert_eq!(p.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        let mut p = parse(&Secret::new(
+            "host=db user=m sslmode=verify-full sslrootcert=/a.pem",
+        ))
+        .expect("parse");
+        p.set_root_cert(PathBuf::from("/b.pem"));
+        assert_eq!(p.ssl_mode, SslMode::VerifyFull, "a stricter mode stays");
+        assert_eq!(p.root_cert, Some(PathBuf::from("/b.pem")));
+        let mut p = parse(&Secret::new("host=db user=m sslmode=disable")).expect("parse");
+        p.set_root_cert(PathBuf::from("/b.pem"));
+        assert_eq!(p.ssl_mode, SslMode::Disable);
+    }
+
+    #[test]
     fn errors_never_quote_the_password() {
-        for dsn in [
-            "postgresql://u:hunter2@db/app?sslmode=maybe",
-            "host=db password=hunter2 bogus=1",
-            "postgresql://u:hunter2@db:notaport/app",
+        for (dsn, expected) in [
+            (
+                "postgresql://u:hunter2@db/app?sslmode=maybe",
+                "sslmode must be",
+            ),
+            ("host=db password=hunter2 bogus=1", "unknown option `bogus`"),
+            (
+                "postgresql://u:hunter2@db:notaport/app",
+                "invalid connection string",
+            ),
+            ("host=db password='hunter2", "invalid connection string"),
+            (
+                "host=db password=hunter2 port=x",
+                "invalid value for option `port`",
+            ),
+            (
+                "postgresql://u:hunter2@db/app?connect_timeout=soon",
+                "invalid value for option `connect_timeout`",
+            ),
         ] {
             let e = parse(&Secret::new(dsn)).expect_err(dsn);
-            assert!(!e.contains("hunter2"), "{e}");
+            let (display, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(display.contains(expected), "{dsn}: {display}");
+            for text in [&display, &debug] {
+                assert!(!text.contains("hunter2"), "{dsn}: {text}");
+            }
+        }
+        for dsn in [
+            "postgresql://u:hunter2@db:notaport/app",
+            "host=db sslmode=sideways password=hunter2",
+        ] {
+            let e = target_name(&Secret::new(dsn)).expect_err(dsn);
+            assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
         }
     }
 
     #[test]
     fn names_from_the_connection_string() {
-        assert_eq!(
-            target_name(&Secret::new("postgresql://u:pw@db:6432/app")).as_deref(),
-            Ok("db:6432/app")
-        );
-        assert_eq!(
-            target_name(&Secret::new("host=10.0.0.5 user=monitor")).as_deref(),
-            Ok("10.0.0.5:5432/monitor")
-        );
+        let name = |dsn: &str| target_name(&Secret::new(dsn)).expect(dsn);
+        assert_eq!(name("postgresql://u:pw@db:6432/app"), "db:6432/app");
+        assert_eq!(name("host=10.0.0.5 user=monitor"), "10.0.0.5:5432/monitor");
         // No user, no database: the user running the process, and its database.
         assert_eq!(
-            target_name(&Secret::new("host=10.0.0.5 password=pw")),
-            Ok(format!(
+            name("host=10.0.0.5 password=pw"),
+            format!(
                 "10.0.0.5:5432/{}",
                 whoami::username().expect("the user running the tests")
-            ))
+            )
         );
-        assert_eq!(
-            target_name(&Secret::new("postgresql://u:pw@[::1]:5432/app")).as_deref(),
-            Ok("[::1]:5432/app")
-        );
-        assert!(
-            target_name(&Secret::new("host=db sslmode=sideways"))
-                .expect_err("bad sslmode")
-                .contains("sslmode")
-        );
+        assert_eq!(name("postgresql://u:pw@[::1]:5432/app"), "[::1]:5432/app");
+        assert!(matches!(
+            target_name(&Secret::new("host=db sslmode=sideways")),
+            Err(SettingsError::SslMode)
+        ));
     }
 }
