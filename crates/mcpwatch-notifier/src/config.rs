@@ -11,7 +11,7 @@ use mcpwatch_core::config::{
 };
 use serde::{Deserialize, Deserializer};
 
-use crate::route::Matcher;
+use crate::matcher::Matcher;
 
 /// The configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -904,23 +904,40 @@ pub struct RouteConfig {
     pub routes: Vec<RouteConfig>,
 }
 
+/// The templates a configuration may set under `templates` (and each channel under its
+/// own `templates`).
+pub const TEMPLATE_PARTS: &[&str] = &["subject", "title", "text", "html", "summary", "source"];
+
+/// A check that what a configuration names (templates) adds to [`NotifierConfig::validate`],
+/// given the configuration with its defaults filled in: the key at fault and what is wrong.
+pub type Check = fn(&NotifierConfig) -> Result<(), Problem>;
+
 impl NotifierConfig {
-    /// Reads the file, checks it, and compiles its templates against a sample so that a
-    /// template error is found now, not when an alert fires.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Self = load_yaml_checked(path, |c: &Self| c.validate())?;
+    /// Reads the file and checks it, with `more` besides (see [`Check`]); an error names
+    /// the file, line and column at fault.
+    pub fn load_with(path: &Path, more: Check) -> Result<Self, ConfigError> {
+        let mut config: Self = load_yaml_checked(path, |c: &Self| c.check_all(more))?;
         config.fill_defaults();
         Ok(config)
     }
 
-    /// Parses YAML text (relative paths taken from `origin`'s directory).
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+    /// Parses YAML text (relative paths taken from `origin`'s directory) and checks it,
+    /// with `more` besides.
+    pub fn parse_with(text: &str, origin: &Path, more: Check) -> Result<Self, ConfigError> {
         let mut config: Self = mcpwatch_core::config::parse_yaml(text, origin)?;
         config
-            .validate()
+            .check_all(more)
             .map_err(|(key, message)| ConfigError::located(origin, text, key, message))?;
         config.fill_defaults();
         Ok(config)
+    }
+
+    fn check_all(&self, more: Check) -> Result<(), Problem> {
+        self.validate()?;
+        // Checked as it will run: with the built-in log channel added.
+        let mut complete = self.clone();
+        complete.fill_defaults();
+        more(&complete)
     }
 
     /// The defaults a user sees with no file: every alert to a log on standard output.
@@ -997,12 +1014,12 @@ impl NotifierConfig {
             ));
         }
         for part in self.templates.keys() {
-            if !crate::template::PARTS.contains(&part.as_str()) {
+            if !TEMPLATE_PARTS.contains(&part.as_str()) {
                 return Err((
                     format!("templates.{part}"),
                     format!(
                         "no template is named {part:?} (there are: {})",
-                        crate::template::PARTS.join(", ")
+                        TEMPLATE_PARTS.join(", ")
                     ),
                 ));
             }
@@ -1021,10 +1038,6 @@ impl NotifierConfig {
         self.check_route(&self.route, "route")?;
         self.check_escalation()?;
         self.check_windows()?;
-        // Templates are checked as they will run: with the built-in log channel added.
-        let mut complete = self.clone();
-        complete.fill_defaults();
-        crate::template::Templates::check(&complete)?;
         Ok(())
     }
 

@@ -15,10 +15,10 @@ use crate::incident::{Event, Step};
 use crate::maintenance;
 use crate::metrics::NotifierMetrics;
 use crate::payload::{LabelSet, Notification, Status};
+use crate::setup::{self, OneOffWindows, Setup};
 use crate::store::{Body, Claimed, Outcome, Store, StoreError};
 use crate::template::{EventContext, MessageContext};
 use crate::time::now_ms;
-use crate::{OneOffWindows, Setup};
 
 /// Attempts in flight to a log channel at least: it writes locally and takes more.
 const PER_LOG_CHANNEL: usize = 16;
@@ -178,7 +178,7 @@ impl Dispatcher {
     /// queued.
     async fn tick(&self, setup: &Setup) {
         let now = now_ms();
-        if let Err(e) = crate::refresh_windows(self.store.as_ref(), &self.windows, now).await {
+        if let Err(e) = setup::refresh_windows(self.store.as_ref(), &self.windows, now).await {
             tracing::warn!(error = %e, "Reading the maintenance windows failed; trying again shortly.");
         }
         match self.store.next_escalation().await {
@@ -314,7 +314,7 @@ impl Dispatcher {
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();
                 // A webhook stored while a reload removed its channel is caught here.
-                crate::retire(
+                setup::retire(
                     self.store.as_ref(),
                     &setup.channels.keys().cloned().collect::<Vec<_>>(),
                 )

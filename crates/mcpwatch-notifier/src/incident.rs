@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::NotifierConfig;
-use crate::store::millis;
 use crate::time::format_rfc3339;
+use crate::time::millis;
 
 /// One level of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

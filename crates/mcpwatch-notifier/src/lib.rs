@@ -8,200 +8,34 @@ pub mod config;
 pub mod dispatch;
 pub mod incident;
 pub mod maintenance;
+pub mod matcher;
 pub mod metrics;
 pub mod payload;
 pub mod route;
 pub mod server;
+pub mod setup;
 pub mod store;
 pub mod template;
 pub mod time;
 pub mod timeinterval;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mcpwatch_core::ScrapeEngine;
 use tokio::sync::{Notify, watch};
 
-use crate::ack::LinkSigner;
-use crate::channels::Channel;
 use crate::config::NotifierConfig;
 use crate::dispatch::Dispatcher;
-use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView, Policies, Policy, Touch};
-use crate::maintenance::{OneOff, Recurring};
+use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView};
+use crate::maintenance::OneOff;
 use crate::metrics::{NotifierMetrics, QueueCollector};
-use crate::payload::{Incoming, Labels, Status};
-use crate::route::Router;
+use crate::payload::Incoming;
+pub use crate::setup::{Links, OneOffWindows, Plan, Setup};
+use crate::setup::{refresh_windows, retire};
 use crate::store::{
-    Accepted, Body, NewDelivery, NewNotification, PostgresStore, SqliteStore, Store, StoreError,
-    age_seconds,
+    Accepted, Body, NewNotification, PostgresStore, SqliteStore, Store, StoreError, age_seconds,
 };
-use crate::template::Templates;
-
-/// Everything built from one configuration: swapped whole on reload.
-#[derive(Debug)]
-pub struct Setup {
-    /// The configuration.
-    pub config: NotifierConfig,
-    /// The routing tree.
-    pub router: Router,
-    /// The channels.
-    pub channels: BTreeMap<String, Arc<Channel>>,
-    /// The compiled templates.
-    pub templates: Templates,
-    /// Escalation policies.
-    pub policies: Arc<Policies>,
-    /// Recurring maintenance windows.
-    pub recurring: Vec<Recurring>,
-    /// Signs acknowledgement links, when `acknowledgement` is configured.
-    pub links: Option<Links>,
-}
-
-/// Acknowledgement links: signer, base URL, lifetime.
-#[derive(Debug, Clone)]
-pub struct Links {
-    /// The signer.
-    pub signer: LinkSigner,
-    /// The notifier's external URL.
-    pub base: String,
-    /// How long a link works.
-    pub ttl: std::time::Duration,
-}
-
-/// Where a notification's alerts go.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    /// Deliveries, held ones included.
-    pub deliveries: Vec<NewDelivery>,
-    /// What it brings to each escalation policy.
-    pub incidents: Vec<Touch>,
-}
-
-impl Setup {
-    /// Builds channels, templates and routes. The error names the key at fault.
-    pub fn build(config: NotifierConfig) -> Result<Self, String> {
-        let templates = Templates::build(&config).map_err(|(k, m)| format!("{k}: {m}"))?;
-        let channels = channels::build(&config)?;
-        let links = match &config.acknowledgement {
-            Some(ack) => Some(Links {
-                signer: LinkSigner::new(
-                    ack.secret()
-                        .map_err(|e| format!("acknowledgement.secret: {e}"))?,
-                ),
-                base: ack.external_url.trim().trim_end_matches('/').to_owned(),
-                ttl: ack.link_ttl,
-            }),
-            None => None,
-        };
-        Ok(Self {
-            router: Router::new(config.route.clone()),
-            channels,
-            templates,
-            policies: Arc::new(Policy::all(&config)),
-            recurring: Recurring::all(&config),
-            links,
-            config,
-        })
-    }
-
-    /// Where the alerts go at `now`: one delivery per channel they route to, each with
-    /// its alerts (a channel that does not send resolved notifications gets none when all
-    /// its alerts have resolved); what they bring to each escalation policy; and, for the
-    /// alerts a maintenance window holds, held deliveries to the channels they would reach
-    /// (a policy's first level).
-    pub fn plan<'l, L: Labels + 'l>(
-        &self,
-        alerts: impl IntoIterator<Item = (Status, &'l L)>,
-        one_off: &[OneOff],
-        now: i64,
-    ) -> Plan {
-        let mut by_channel: BTreeMap<String, (Vec<usize>, bool)> = BTreeMap::new();
-        let mut held: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-        let mut by_policy: BTreeMap<String, PolicyAlerts> = BTreeMap::new();
-        for (index, (status, labels)) in alerts.into_iter().enumerate() {
-            let targets = self.router.targets(labels);
-            let hold = maintenance::holding(&self.recurring, one_off, labels, now);
-            for channel in targets.channels {
-                if let Some(window) = &hold {
-                    held.entry((window.clone(), channel))
-                        .or_default()
-                        .push(index);
-                } else {
-                    let (alerts, firing) = by_channel.entry(channel).or_default();
-                    alerts.push(index);
-                    *firing |= status == Status::Firing;
-                }
-            }
-            for policy in targets.policies {
-                let entry = by_policy.entry(policy).or_default();
-                entry.alerts.push(index);
-                entry.firing |= status == Status::Firing;
-                entry.holds.push(hold.clone());
-            }
-        }
-        let mut deliveries: Vec<NewDelivery> = by_channel
-            .into_iter()
-            .filter(|(channel, (_, firing))| {
-                *firing || self.channels.get(channel).is_none_or(|c| c.send_resolved)
-            })
-            .map(|(channel, (alerts, _))| NewDelivery {
-                channel,
-                alerts,
-                hold: None,
-            })
-            .collect();
-        deliveries.extend(
-            held.into_iter()
-                .map(|((window, channel), alerts)| NewDelivery {
-                    channel,
-                    alerts,
-                    hold: Some(window),
-                }),
-        );
-        let quiet: Vec<String> = self
-            .channels
-            .iter()
-            .filter(|(_, c)| !c.send_resolved)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let incidents = by_policy
-            .into_iter()
-            .filter_map(|(name, routed)| {
-                // Held only when every alert is: an alert that passes takes the rest of its
-                // group along.
-                let hold = if routed.holds.iter().all(Option::is_some) {
-                    routed.holds.into_iter().flatten().next()
-                } else {
-                    None
-                };
-                Some(Touch {
-                    policy: self.policies.get(&name)?.clone(),
-                    alerts: routed.alerts,
-                    firing: routed.firing,
-                    quiet_when_resolved: quiet.clone(),
-                    hold,
-                })
-            })
-            .collect();
-        Plan {
-            deliveries,
-            incidents,
-        }
-    }
-}
-
-/// The alerts of one notification routed to one escalation policy.
-#[derive(Default)]
-struct PolicyAlerts {
-    alerts: Vec<usize>,
-    firing: bool,
-    /// The window holding each alert, if one does.
-    holds: Vec<Option<String>>,
-}
-
-/// The one-off maintenance windows in force, as last read from the store.
-pub type OneOffWindows = Arc<std::sync::RwLock<Arc<Vec<OneOff>>>>;
 
 /// Who was answered for which notification: once the answer is given,
 /// [`Notifier::answered`] makes the sender's next copy a new sending (a reminder).
@@ -494,31 +328,6 @@ impl Notifier {
             self.wake.notify_one();
         }
         Ok(result)
-    }
-}
-
-/// Reads the one-off windows that have not ended into `into`.
-pub(crate) async fn refresh_windows(
-    store: &dyn Store,
-    into: &OneOffWindows,
-    now: i64,
-) -> Result<(), StoreError> {
-    let rows = store.windows(now).await?;
-    let windows = Arc::new(rows.into_iter().map(OneOff::new).collect::<Vec<_>>());
-    if let Ok(mut current) = into.write() {
-        *current = windows;
-    }
-    Ok(())
-}
-
-pub(crate) async fn retire(store: &dyn Store, names: &[String]) {
-    match store.retire_channels(names.to_vec()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            deliveries = n,
-            "Queued deliveries to channels no longer configured are dead letters now."
-        ),
-        Err(e) => tracing::error!(error = %e, "Checking the queue for removed channels failed."),
     }
 }
 

@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use crate::config::NotifierConfig;
+use crate::matcher::Matcher;
 use crate::payload::Labels;
-use crate::route::Matcher;
 use crate::time::format_rfc3339;
 use crate::timeinterval::TimeInterval;
 

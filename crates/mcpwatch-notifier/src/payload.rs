@@ -1148,5 +1148,18 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2026-11-22 10:00"), None);
+        // What the stores' times format to parses back.
+        for ms in [0, 1_795_338_000_500, 951_782_400_000, -1] {
+            let text = crate::time::format_rfc3339(ms);
+            assert_eq!(
+                parse_rfc3339(&text),
+                Some(i128::from(ms) * 1_000_000),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            crate::time::format_rfc3339(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 }

@@ -13,7 +13,24 @@ use crate::config::{ChannelKind, NotifierConfig};
 use crate::payload::{Alert, LabelSet, Notification, Status};
 
 /// Every template part any channel kind renders.
-pub const PARTS: &[&str] = &["subject", "title", "text", "html", "summary", "source"];
+pub use crate::config::TEMPLATE_PARTS as PARTS;
+
+impl NotifierConfig {
+    /// Reads the file, checks it, and compiles its templates against a sample so that a
+    /// template error is found now, not when an alert fires.
+    pub fn load(path: &std::path::Path) -> Result<Self, mcpwatch_core::config::ConfigError> {
+        Self::load_with(path, Templates::check)
+    }
+
+    /// Parses YAML text (relative paths taken from `origin`'s directory) and checks it as
+    /// [`NotifierConfig::load`] does.
+    pub fn parse(
+        text: &str,
+        origin: &std::path::Path,
+    ) -> Result<Self, mcpwatch_core::config::ConfigError> {
+        Self::parse_with(text, origin, Templates::check)
+    }
+}
 
 const TITLE: &str = "{% if event and event.label %}[{{ event.label }}] {% endif %}[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \
 {{ group_label_values or receiver }}{% if common_labels.instance is defined and 'instance' not in group_labels %} ({{ common_labels.instance }}){% endif %}";

@@ -21,7 +21,7 @@ use super::{App, IdPath, api_guard, basic_credentials, error};
 use crate::ack::{Action, LinkError};
 use crate::incident::{AckAction, AckRefused, AckRequest};
 use crate::maintenance::{NewWindow, WindowView};
-use crate::route::Matcher;
+use crate::matcher::Matcher;
 use crate::time::now_ms;
 
 /// The longest one-off window the API takes.
@@ -359,7 +359,7 @@ impl WindowRequest {
             (None, Some(d)) => {
                 let d = mcpwatch_core::config::parse_duration(d)
                     .map_err(|e| format!("duration: {e}"))?;
-                starts_at.saturating_add(crate::store::millis(d))
+                starts_at.saturating_add(crate::time::millis(d))
             }
         };
         if ends_at <= starts_at {
@@ -368,7 +368,7 @@ impl WindowRequest {
         if ends_at <= now {
             return Err("ends_at: the window would be over already".into());
         }
-        if ends_at - starts_at > crate::store::millis(MAX_WINDOW) {
+        if ends_at - starts_at > crate::time::millis(MAX_WINDOW) {
             return Err("the window is longer than 31 days; use maintenance_windows in the configuration for a recurring one".into());
         }
         Ok(NewWindow {

@@ -96,10 +96,7 @@ impl StoreError {
     }
 }
 
-/// A duration in whole milliseconds, as the stores keep times (Unix ms).
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::time::millis;
 
 /// A delivery's alert indices as the stores keep them: a JSON array.
 pub(crate) fn encode_alerts(alerts: &[usize]) -> String {
