@@ -3,10 +3,11 @@
 //! backoff with jitter, never sooner than the receiver's `Retry-After`), or a dead letter.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OnceCell, watch};
 
 use crate::ack::Action;
 use crate::channels::{Message, SendError};
@@ -128,6 +129,62 @@ impl TokenBucket {
     }
 }
 
+/// A stored notification as the deliveries of it in flight share it: its body read and
+/// parsed once, by whichever of them needs it first, and its JSON counted against
+/// `delivery.max_in_flight_bytes` until the last of them ends.
+struct SharedNotification {
+    /// The body until it is parsed.
+    body: Mutex<Option<Arc<Body>>>,
+    parsed: OnceCell<Result<Arc<Notification>, String>>,
+    bytes: usize,
+    in_flight_bytes: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+}
+
+impl SharedNotification {
+    /// The notification, parsed by the first delivery that asks.
+    async fn notification(&self) -> Result<Arc<Notification>, String> {
+        self.parsed
+            .get_or_init(|| async {
+                let body = self.body.lock().ok().and_then(|b| b.clone());
+                let Some(body) = body else {
+                    return Err("the stored body was let go before it was read".to_owned());
+                };
+                // A large body takes a while to decompress and parse: off the async workers.
+                let parsed = tokio::task::spawn_blocking(move || parse(&body))
+                    .await
+                    .map_err(|e| format!("reading it stopped: {e}"))?
+                    .map_err(|e| e.to_string())?;
+                if let Ok(mut body) = self.body.lock() {
+                    *body = None;
+                }
+                Ok(Arc::new(parsed))
+            })
+            .await
+            .clone()
+    }
+}
+
+impl Drop for SharedNotification {
+    fn drop(&mut self) {
+        self.in_flight_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+}
+
+/// The length of a stored body's JSON: LZ4 bodies carry it in their first 4 bytes.
+fn json_len(body: &Body) -> usize {
+    match body {
+        Body::Json(text) => text.len(),
+        Body::Lz4(bytes) => bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(bytes.len()),
+    }
+}
+
 /// Sends what the store holds.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -135,6 +192,11 @@ pub struct Dispatcher {
     metrics: Arc<NotifierMetrics>,
     wake: Arc<Notify>,
     in_flight: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// The payload JSON of the notifications in flight, each counted once.
+    in_flight_bytes: Arc<AtomicUsize>,
+    /// The notifications in flight, by id: a delivery claimed while another of the same
+    /// notification is under way shares its parse.
+    shared: BTreeMap<i64, Weak<SharedNotification>>,
     limiters: BTreeMap<String, (RateLimitConfig, TokenBucket)>,
     rotation: usize,
     windows: OneOffWindows,
@@ -161,6 +223,8 @@ impl Dispatcher {
             metrics,
             wake,
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
+            in_flight_bytes: Arc::new(AtomicUsize::new(0)),
+            shared: BTreeMap::new(),
             limiters: BTreeMap::new(),
             rotation: 0,
             windows: OneOffWindows::default(),
@@ -335,7 +399,13 @@ impl Dispatcher {
             }
             let (budgets, free, throttled) = self.budgets(&setup);
             let mut sleep = poll;
-            if budgets.iter().any(|(_, b)| *b > 0) {
+            self.shared.retain(|_, shared| shared.strong_count() > 0);
+            // At the bound nothing more is claimed: the end of a notification's last
+            // delivery wakes the loop. Below it a claim may pass it by one batch, so that a
+            // notification larger than the bound still goes, alone once the rest are done.
+            let heavy = self.in_flight_bytes.load(Ordering::Acquire)
+                >= setup.config.delivery.max_in_flight_bytes;
+            if !heavy && budgets.iter().any(|(_, b)| *b > 0) {
                 let lease = setup
                     .channels
                     .values()
@@ -393,12 +463,42 @@ impl Dispatcher {
         }
     }
 
+    /// The shared notification of `claimed`: the one of a delivery of it still in flight,
+    /// else a new one holding its body. The delivery's own copy of the body is let go.
+    fn share(&mut self, claimed: &mut Claimed) -> Arc<SharedNotification> {
+        let body = std::mem::replace(&mut claimed.payload, Body::Json(String::new()));
+        if let Some(live) = self
+            .shared
+            .get(&claimed.notification_id)
+            .and_then(Weak::upgrade)
+        {
+            return live;
+        }
+        let bytes = json_len(&body);
+        self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let shared = Arc::new(SharedNotification {
+            body: Mutex::new(Some(Arc::new(body))),
+            parsed: OnceCell::new(),
+            bytes,
+            in_flight_bytes: self.in_flight_bytes.clone(),
+            wake: self.wake.clone(),
+        });
+        self.shared
+            .insert(claimed.notification_id, Arc::downgrade(&shared));
+        shared
+    }
+
     fn start(
         &mut self,
         setup: &Arc<Setup>,
-        claimed: Claimed,
+        mut claimed: Claimed,
         tasks: &mut tokio::task::JoinSet<()>,
     ) {
+        // A maintenance summary reads the notifications it covers itself.
+        let shared = match claimed.event {
+            Some(Event::Summary { .. }) => None,
+            _ => Some(self.share(&mut claimed)),
+        };
         if let Some((_, bucket)) = self.limiters.get_mut(&claimed.channel) {
             bucket.take();
         }
@@ -417,7 +517,7 @@ impl Dispatcher {
                 in_flight,
                 wake,
             };
-            deliver(&setup, store.as_ref(), &metrics, claimed).await;
+            deliver(&setup, store.as_ref(), &metrics, claimed, shared).await;
         });
     }
 }
@@ -441,8 +541,17 @@ impl Drop for Slot {
 }
 
 /// One attempt of one delivery, recorded.
-async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, claimed: Claimed) {
-    let outcome = attempt(setup, store, metrics, &claimed).await;
+async fn deliver(
+    setup: &Setup,
+    store: &dyn Store,
+    metrics: &NotifierMetrics,
+    claimed: Claimed,
+    shared: Option<Arc<SharedNotification>>,
+) {
+    let outcome = attempt(setup, store, metrics, &claimed, shared.as_deref()).await;
+    // The notification is let go before the outcome is written: a slow store does not
+    // keep it counted in flight.
+    drop(shared);
     if let Outcome::Dead { error } = &outcome {
         metrics.dead_lettered(&claimed.channel);
         tracing::error!(
@@ -616,6 +725,7 @@ async fn attempt(
     store: &dyn Store,
     metrics: &NotifierMetrics,
     claimed: &Claimed,
+    shared: Option<&SharedNotification>,
 ) -> Outcome {
     let Some(channel) = setup.channels.get(&claimed.channel) else {
         return Outcome::Dead {
@@ -628,7 +738,7 @@ async fn attempt(
             Ok(Some((n, groups))) => {
                 describe = Some(held_groups(window, groups));
                 let all: Vec<usize> = (0..n.alerts.len()).collect();
-                (n, all)
+                (Arc::new(n), all)
             }
             Ok(None) => {
                 return Outcome::Dead {
@@ -647,11 +757,19 @@ async fn attempt(
                 };
             }
         },
-        _ => match parse(&claimed.payload) {
-            Ok(n) => (n, claimed.alerts.clone()),
-            Err(e) => {
-                return Outcome::Dead {
-                    error: format!("the stored notification cannot be read: {e}"),
+        _ => match shared.map(SharedNotification::notification) {
+            Some(reading) => match reading.await {
+                Ok(n) => (n, claimed.alerts.clone()),
+                Err(e) => {
+                    return Outcome::Dead {
+                        error: format!("the stored notification cannot be read: {e}"),
+                    };
+                }
+            },
+            None => {
+                return Outcome::Retry {
+                    at: now_ms() + 5000,
+                    error: "the stored notification was not read".into(),
                 };
             }
         },
@@ -852,7 +970,7 @@ mod tests {
         .expect("config");
         let templates = Templates::build(&config).expect("templates");
         let alerts = all(&combined);
-        let mut context = templates.context(&combined, &alerts, "chat", None);
+        let mut context = templates.context(&Arc::new(combined), &alerts, "chat", None);
         describe_window(&mut context, held_groups("nightly", groups));
         let event = Event::Summary {
             window: "nightly".into(),
