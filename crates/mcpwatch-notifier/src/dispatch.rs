@@ -2,7 +2,7 @@
 //! and rate limit, sends them, and records the outcome: delivered, retry later (exponential
 //! backoff with jitter, never sooner than the receiver's `Retry-After`), or a dead letter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -197,6 +197,9 @@ pub struct Dispatcher {
     /// The notifications in flight, by id: a delivery claimed while another of the same
     /// notification is under way shares its parse.
     shared: BTreeMap<i64, Weak<SharedNotification>>,
+    /// Deliveries claimed whose notification would pass the bound: started, in the order
+    /// claimed, as the notifications in flight end.
+    waiting: VecDeque<(Instant, Claimed)>,
     limiters: BTreeMap<String, (RateLimitConfig, TokenBucket)>,
     rotation: usize,
     windows: OneOffWindows,
@@ -225,6 +228,7 @@ impl Dispatcher {
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
             in_flight_bytes: Arc::new(AtomicUsize::new(0)),
             shared: BTreeMap::new(),
+            waiting: VecDeque::new(),
             limiters: BTreeMap::new(),
             rotation: 0,
             windows: OneOffWindows::default(),
@@ -397,26 +401,31 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %e, "Pruning the store failed."),
                 }
             }
+            let lease = setup
+                .channels
+                .values()
+                .map(|c| c.timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(30))
+                + CLAIM_MARGIN;
+            let max_bytes = setup.config.delivery.max_in_flight_bytes;
+            self.shared.retain(|_, shared| shared.strong_count() > 0);
+            self.start_waiting(&setup, max_bytes, lease, &mut tasks);
             let (budgets, free, throttled) = self.budgets(&setup);
             let mut sleep = poll;
-            self.shared.retain(|_, shared| shared.strong_count() > 0);
-            // At the bound nothing more is claimed: the end of a notification's last
-            // delivery wakes the loop. Below it a claim may pass it by one batch, so that a
-            // notification larger than the bound still goes, alone once the rest are done.
-            let heavy = self.in_flight_bytes.load(Ordering::Acquire)
-                >= setup.config.delivery.max_in_flight_bytes;
-            if !heavy && budgets.iter().any(|(_, b)| *b > 0) {
-                let lease = setup
-                    .channels
-                    .values()
-                    .map(|c| c.timeout)
-                    .max()
-                    .unwrap_or(Duration::from_secs(30))
-                    + CLAIM_MARGIN;
+            // At the bound, or with claimed deliveries waiting for room, nothing more is
+            // claimed: the end of a notification's last delivery wakes the loop.
+            let room =
+                self.waiting.is_empty() && self.in_flight_bytes.load(Ordering::Acquire) < max_bytes;
+            if room && budgets.iter().any(|(_, b)| *b > 0) {
                 match self.store.claim(now_ms(), budgets, free, lease).await {
                     Ok(batch) => {
                         for claimed in batch.claimed {
-                            self.start(&setup, claimed, &mut tasks);
+                            if self.fits(&claimed, max_bytes) {
+                                self.start(&setup, claimed, &mut tasks);
+                            } else {
+                                self.waiting.push_back((Instant::now(), claimed));
+                            }
                         }
                         if let Some(next) = batch.next_due {
                             let until = u64::try_from(next - now_ms()).unwrap_or(0);
@@ -428,6 +437,9 @@ impl Dispatcher {
                         sleep = Duration::from_secs(1);
                     }
                 }
+            }
+            if let Some((since, _)) = self.waiting.front() {
+                sleep = sleep.min((lease / 2).saturating_sub(since.elapsed()));
             }
             if let Some(wait) = throttled {
                 sleep = sleep.min(wait);
@@ -461,6 +473,43 @@ impl Dispatcher {
                 );
             }
         }
+    }
+
+    /// Whether `claimed` may start within `max_bytes` in flight: a maintenance summary and
+    /// a notification already in flight add nothing; another one fits below the bound,
+    /// or alone when nothing else is in flight.
+    fn fits(&self, claimed: &Claimed, max_bytes: usize) -> bool {
+        if matches!(claimed.event, Some(Event::Summary { .. }))
+            || self
+                .shared
+                .get(&claimed.notification_id)
+                .is_some_and(|shared| shared.strong_count() > 0)
+        {
+            return true;
+        }
+        let in_flight = self.in_flight_bytes.load(Ordering::Acquire);
+        in_flight == 0 || in_flight.saturating_add(json_len(&claimed.payload)) <= max_bytes
+    }
+
+    /// Starts the claimed deliveries that now fit within `max_bytes`, and those held for
+    /// half their `lease`: a claim that ran out would let the delivery be claimed again
+    /// and sent twice, which is worse than a moment over the bound.
+    fn start_waiting(
+        &mut self,
+        setup: &Arc<Setup>,
+        max_bytes: usize,
+        lease: Duration,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let mut still = VecDeque::new();
+        while let Some((since, claimed)) = self.waiting.pop_front() {
+            if self.fits(&claimed, max_bytes) || since.elapsed() >= lease / 2 {
+                self.start(setup, claimed, tasks);
+            } else {
+                still.push_back((since, claimed));
+            }
+        }
+        self.waiting = still;
     }
 
     /// The shared notification of `claimed`: the one of a delivery of it still in flight,

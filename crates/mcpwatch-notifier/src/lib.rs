@@ -318,6 +318,14 @@ impl Notifier {
         incoming: &Incoming<'_>,
         body: &str,
     ) -> Result<Received, StoreError> {
+        let (notification, channels) = self.prepare(incoming, body);
+        self.store_prepared(notification, channels).await
+    }
+
+    /// What [`Notifier::receive`] stores, and the channels told now: routed, its body
+    /// compressed. Made before the store is waited for, so that the body and its parse
+    /// can be let go meanwhile.
+    pub fn prepare(&self, incoming: &Incoming<'_>, body: &str) -> (NewNotification, Vec<String>) {
         let setup = self.setup.borrow().clone();
         let now = time::now_ms();
         let plan = setup.plan(
@@ -345,21 +353,28 @@ impl Notifier {
                 channels.push(channel.clone());
             }
         }
-        let accepted = self
-            .store
-            .accept(NewNotification {
-                dedup_key: incoming.dedup_key(),
-                receiver: incoming.receiver().to_owned(),
-                group_key: incoming.group_key().to_owned(),
-                status: incoming.status().as_str().to_owned(),
-                alert_count: incoming.alerts().len(),
-                payload: Body::compress(body),
-                deliveries: plan.deliveries,
-                received_at: now,
-                dedup_window: setup.config.storage.dedup_window,
-                incidents: plan.incidents,
-            })
-            .await?;
+        let notification = NewNotification {
+            dedup_key: incoming.dedup_key(),
+            receiver: incoming.receiver().to_owned(),
+            group_key: incoming.group_key().to_owned(),
+            status: incoming.status().as_str().to_owned(),
+            alert_count: incoming.alerts().len(),
+            payload: Body::compress(body),
+            deliveries: plan.deliveries,
+            received_at: now,
+            dedup_window: setup.config.storage.dedup_window,
+            incidents: plan.incidents,
+        };
+        (notification, channels)
+    }
+
+    /// Stores what [`Notifier::prepare`] made (once) and wakes the dispatcher.
+    pub async fn store_prepared(
+        &self,
+        notification: NewNotification,
+        channels: Vec<String>,
+    ) -> Result<Received, StoreError> {
+        let accepted = self.store.accept(notification).await?;
         Ok(match accepted {
             Accepted::Stored(id) => {
                 self.metrics.received(false);

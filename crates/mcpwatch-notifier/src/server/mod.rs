@@ -260,9 +260,15 @@ async fn accept(notifier: Arc<Notifier>, body: Bytes) -> Response {
             return error(StatusCode::BAD_REQUEST, message);
         }
     };
-    match notifier.receive(&notification, text).await {
+    let (prepared, channels) = notifier.prepare(&notification, text);
+    let group_key = prepared.group_key.clone();
+    // The body and its parse are let go while the store commits: webhooks waiting for
+    // the disk hold their compressed bodies alone.
+    drop(notification);
+    drop(body);
+    match notifier.store_prepared(prepared, channels).await {
         Ok(Received::Stored { id, channels }) => {
-            tracing::debug!(notification = id, group_key = %notification.group_key(), ?channels, "Notification stored.");
+            tracing::debug!(notification = id, group_key = %group_key, ?channels, "Notification stored.");
             (
                 StatusCode::OK,
                 axum::Json(json!({"status": "stored", "id": id, "channels": channels})),
@@ -270,7 +276,7 @@ async fn accept(notifier: Arc<Notifier>, body: Bytes) -> Response {
                 .into_response()
         }
         Ok(Received::Duplicate { id }) => {
-            tracing::info!(notification = id, group_key = %notification.group_key(), "Duplicate notification; stored once already.");
+            tracing::info!(notification = id, group_key = %group_key, "Duplicate notification; stored once already.");
             (
                 StatusCode::OK,
                 axum::Json(json!({"status": "duplicate", "id": id})),
