@@ -632,9 +632,12 @@ async fn deliver(
 /// soon the claims of one that died.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
+/// A stored body, read by the parser intake checked it with ([`Notification::parse`]
+/// shares its field lists, its reader of unknown fields and its checks with
+/// [`crate::payload::Incoming::parse`]): what intake accepted, delivery reads.
 fn parse(body: &Body) -> Result<Notification, StoreError> {
     body.json().and_then(|json| {
-        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Other(e.to_string()))
+        Notification::parse(json.as_bytes()).map_err(|e| StoreError::Other(e.to_string()))
     })
 }
 
@@ -1034,6 +1037,137 @@ mod tests {
         let rendered = templates.render(ChannelKind::Slack, "chat", "title", &context);
         assert_eq!(rendered, expected);
         assert!(!rendered.contains("ProviderDown"), "{rendered}");
+    }
+
+    /// Bodies intake accepts that stretch the format: each must be read at delivery and
+    /// rendered by every kind of channel.
+    fn tricky_bodies() -> Vec<(&'static str, String)> {
+        let alert = |labels: &str, extra: &str| {
+            format!(
+                r#"{{"status":"firing","labels":{{{labels}}},"annotations":{{"summary":"s"}},"startsAt":"2026-11-22T10:00:00Z"{extra}}}"#
+            )
+        };
+        let body = |alerts: &[String], extra: &str| {
+            format!(
+                r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"X\"}}","status":"firing","receiver":"r","groupLabels":{{"alertname":"X"}},"alerts":[{}]{extra}}}"#,
+                alerts.join(",")
+            )
+        };
+        let huge = "v".repeat(1 << 20);
+        let mut nested = String::from("0");
+        // The deepest an unknown field of an alert may go: the alert is level 3.
+        for _ in 0..(crate::payload::MAX_DEPTH - 3) {
+            nested = format!("[{nested}]");
+        }
+        vec![
+            (
+                "a label value of 1 MiB",
+                body(
+                    &[alert(&format!(r#""alertname":"X","big":"{huge}""#), "")],
+                    "",
+                ),
+            ),
+            (
+                "unicode, escaped and not",
+                body(
+                    &[alert(
+                        r#""alertname":"Ünïcode ✓","who":"\u00e9\ud83d\ude00 \u202eltr","emoji":"🔥""#,
+                        r#","extraText":"\u0000\n\t\"""#,
+                    )],
+                    r#","externalURL":"http://am/\u00e9""#,
+                ),
+            ),
+            (
+                "unknown fields, nested to the limit",
+                body(
+                    &[alert(
+                        r#""alertname":"X""#,
+                        &format!(r#","newField":{{"a":[1,2.5,true,null,{{"b":"c"}}]}},"deep":{nested}"#),
+                    )],
+                    r#","routeLabels":{"team":"db"},"future":[{"x":null}],"numbers":18446744073709551615"#,
+                ),
+            ),
+            (
+                "nulls where allowed, optional fields left out",
+                body(
+                    &[r#"{"status":"resolved","labels":{"alertname":"X"},"startsAt":"2026-11-22T10:00:00.123456789+02:00","unknown":null}"#.to_owned()],
+                    r#","notification_reason":null,"truncatedAlerts":18446744073709551615,"other":null"#,
+                ),
+            ),
+            (
+                "an empty label set and a repeated label",
+                body(
+                    &[alert("", ""), alert(r#""alertname":"X","alertname":"Y""#, "")],
+                    "",
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn what_intake_accepts_delivery_reads_and_every_channel_renders() {
+        use crate::channels::Message;
+        use crate::config::{ChannelKind, NotifierConfig};
+        use crate::payload::Incoming;
+        use crate::template::Templates;
+
+        let config = NotifierConfig::parse(
+            "channels:\n\
+             \x20 chat:\n    slack: {url: 'https://hooks.example.com/x'}\n\
+             \x20 mail:\n    email: {smarthost: 'mx:587', from: a@example.com, to: [b@example.com]}\n\
+             \x20 pager:\n    pagerduty: {routing_key: 'R0UT1NGKEY0123456789012345678901'}\n\
+             \x20 hook:\n    webhook: {url: 'https://example.com/hook'}\n\
+             \x20 file:\n    log: {format: text}\n",
+            std::path::Path::new("notifier.yml"),
+        )
+        .expect("config");
+        let templates = Templates::build(&config).expect("templates");
+        let kinds = [
+            ("chat", ChannelKind::Slack),
+            ("mail", ChannelKind::Email),
+            ("pager", ChannelKind::PagerDuty),
+            ("hook", ChannelKind::Webhook),
+            ("file", ChannelKind::Log),
+        ];
+        for (what, text) in tricky_bodies() {
+            let incoming = Incoming::parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let notification = Arc::new(
+                parse(&Body::compress(&text)).unwrap_or_else(|e| panic!("{what}: delivery: {e}")),
+            );
+            assert_eq!(notification.alerts.len(), incoming.alerts().len(), "{what}");
+            assert_eq!(notification.dedup_key(), incoming.dedup_key(), "{what}");
+            let alerts: Vec<usize> = (0..notification.alerts.len()).collect();
+            for (channel, kind) in kinds {
+                let context = templates.context(&notification, &alerts, channel, None);
+                for part in kind.template_parts() {
+                    let rendered = templates.render(kind, channel, part, &context);
+                    assert!(!rendered.is_empty(), "{what}: {channel} {part}");
+                }
+                // What a webhook channel sends is a body intake takes again.
+                let message = Message {
+                    notification: &notification,
+                    alerts: &alerts,
+                    context: &context,
+                    templates: &templates,
+                    delivery_id: 1,
+                    attempt: 1,
+                    event: None,
+                };
+                let sent = serde_json::to_vec(&message.restricted()).expect("encode");
+                let again = Notification::parse(&sent)
+                    .unwrap_or_else(|e| panic!("{what}: {channel}: what is sent: {e}"));
+                assert_eq!(again.alerts, notification.alerts, "{what}");
+                assert_eq!(again.extra, notification.extra, "{what}");
+            }
+        }
+        // The unicode comes through as it was sent.
+        let (_, text) = &tricky_bodies()[1];
+        let notification = Arc::new(parse(&Body::compress(text)).expect("parse"));
+        assert_eq!(notification.alerts[0].labels["who"], "é😀 \u{202e}ltr");
+        let context = templates.context(&notification, &[0], "mail", None);
+        let rendered = templates.render(ChannelKind::Email, "mail", "text", &context);
+        assert!(rendered.contains("alertname=Ünïcode ✓"), "{rendered}");
+        assert!(rendered.contains("emoji=🔥"), "{rendered}");
     }
 
     #[test]
