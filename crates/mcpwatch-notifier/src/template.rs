@@ -420,7 +420,7 @@ impl minijinja::value::Object for AlertList {
 
     fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
         self.get(key.as_usize()?)
-            .map(|alert| minijinja::Value::from_serialize(alert))
+            .map(minijinja::Value::from_serialize)
     }
 
     fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
