@@ -115,7 +115,8 @@ async fn large_webhooks_to_five_channels_stay_within_a_memory_bound() {
     for (name, stand_in) in &stand_ins {
         let kind = match stand_in.service() {
             Service::Webhook => format!("webhook: {{url: '{}'}}", stand_in.endpoint()),
-            // No rate limit: the test counts deliveries, not Slack's pace.
+            // A rate limit that does not hold the test up: it counts deliveries, not
+            // Slack's pace.
             Service::Slack => format!(
                 "slack: {{url: '{}'}}\n    rate_limit: {{per_second: 100, burst: 100}}",
                 stand_in.endpoint()
@@ -159,6 +160,19 @@ async fn large_webhooks_to_five_channels_stay_within_a_memory_bound() {
     let report = format!(
         "peak RSS: {idle} KiB idle, {one} KiB after one webhook, {peak} KiB after {AT_ONCE} at once; {after} KiB resident after"
     );
+    // Every notification's weight was given back once its deliveries ended.
+    mcpwatch_tests::wait_for_async("no delivery bytes in flight", WAIT, || async {
+        (notifier
+            .metric("mcpwatch_notifier_delivery_in_flight_bytes")
+            .await
+            == 0.0)
+            .then_some(())
+    })
+    .await;
+    // Nothing came twice meanwhile.
+    for (name, stand_in) in &stand_ins {
+        assert_eq!(stand_in.requests().len(), batches.len(), "channel {name}");
+    }
     assert!(peak < BOUND_KIB, "{report}");
     assert!(after < BOUND_KIB, "{report}");
 }

@@ -220,13 +220,14 @@ impl Dispatcher {
         metrics: Arc<NotifierMetrics>,
         wake: Arc<Notify>,
     ) -> Self {
+        let in_flight_bytes = metrics.in_flight_bytes().clone();
         Self {
             store,
             setup,
             metrics,
             wake,
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
-            in_flight_bytes: Arc::new(AtomicUsize::new(0)),
+            in_flight_bytes,
             shared: BTreeMap::new(),
             waiting: VecDeque::new(),
             limiters: BTreeMap::new(),
@@ -424,6 +425,13 @@ impl Dispatcher {
                             if self.fits(&claimed, max_bytes) {
                                 self.start(&setup, claimed, &mut tasks);
                             } else {
+                                tracing::debug!(
+                                    delivery = claimed.id,
+                                    notification = claimed.notification_id,
+                                    bytes = json_len(&claimed.payload),
+                                    in_flight_bytes = self.in_flight_bytes.load(Ordering::Acquire),
+                                    "The delivery waits for room under delivery.max_in_flight_bytes."
+                                );
                                 self.waiting.push_back((Instant::now(), claimed));
                             }
                         }
@@ -1168,6 +1176,14 @@ mod tests {
         let rendered = templates.render(ChannelKind::Email, "mail", "text", &context);
         assert!(rendered.contains("alertname=Ünïcode ✓"), "{rendered}");
         assert!(rendered.contains("emoji=🔥"), "{rendered}");
+    }
+
+    #[test]
+    fn a_stored_body_weighs_its_json() {
+        let text = format!("{{\"a\":\"{}\"}}", "x".repeat(10_000));
+        assert_eq!(json_len(&Body::compress(&text)), text.len());
+        assert_eq!(json_len(&Body::Json(text.clone())), text.len());
+        assert_eq!(json_len(&Body::Lz4(vec![1, 2])), 2);
     }
 
     #[test]
