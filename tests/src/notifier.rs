@@ -82,6 +82,17 @@ impl NotifierProcess {
         self.dir.path().join("notifier.yml")
     }
 
+    /// The process id of the running notifier.
+    ///
+    /// # Panics
+    /// When it is not running.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .expect("the notifier is running")
+            .pid()
+    }
+
     /// The temporary directory (store, log channel files).
     pub fn dir(&self) -> &Path {
         self.dir.path()

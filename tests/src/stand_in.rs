@@ -161,7 +161,12 @@ impl HttpStandIn {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
         });
-        let app = Router::new().fallback(handle).with_state(shared.clone());
+        // Bodies as large as the notifier sends (a webhook channel forwards a whole
+        // Alertmanager payload), not axum's default of 2 MB.
+        let app = Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+            .with_state(shared.clone());
         let serve = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     let setup = runtime
         .block_on(async { Setup::build(config) })
         .expect("setup");
-    let notification = Notification::parse(&body).expect("payload");
+    let notification = std::sync::Arc::new(Notification::parse(&body).expect("payload"));
     let mut group = c.benchmark_group("webhook");
     group.throughput(Throughput::Bytes(body.len() as u64));
     // What the receiver parses (borrowing), and what a delivery parses (owning).

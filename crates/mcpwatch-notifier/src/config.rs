@@ -240,6 +240,13 @@ impl Default for StorageConfig {
     }
 }
 
+/// The default of `delivery.max_in_flight_bytes`: two bodies of the largest size
+/// `receiver.max_body_bytes` takes by default. In flight (parsed, and the bodies its
+/// channels send) a notification takes well over ten times its JSON: a 3.9 MB one to five
+/// channels, some 65 MB. Two of them stay far within the 512 MiB the shipped Kubernetes
+/// manifest allows, while a thousand ordinary notifications of a few kilobytes fit.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 8 << 20;
+
 /// `delivery` (and each channel's own overrides).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -256,6 +263,10 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
     /// Deliveries in flight at once to one channel (a `log` channel takes at least 16).
     pub max_in_flight_per_channel: usize,
+    /// The payload JSON of the notifications being delivered, in bytes, counted once per
+    /// notification however many channels it goes to. While it is reached no more
+    /// deliveries are claimed; a notification larger than this still goes, alone.
+    pub max_in_flight_bytes: usize,
     /// How long a stopping notifier waits for the deliveries in flight.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
@@ -273,6 +284,7 @@ impl Default for DeliveryConfig {
             timeout: Duration::from_secs(30),
             concurrency: 16,
             max_in_flight_per_channel: 4,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             shutdown_grace: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
         }
@@ -988,6 +1000,12 @@ impl NotifierConfig {
                 "must be at least 1".into(),
             ));
         }
+        if self.delivery.max_in_flight_bytes == 0 {
+            return Err((
+                "delivery.max_in_flight_bytes".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if self.delivery.poll_interval < Duration::from_millis(10) {
             return Err((
                 "delivery.poll_interval".into(),
@@ -1337,10 +1355,12 @@ mod tests {
         assert_eq!(config.delivery.max_in_flight_per_channel, 4);
         assert_eq!(config.delivery.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.delivery.poll_interval, Duration::from_secs(1));
+        assert_eq!(config.delivery.max_in_flight_bytes, 8 << 20);
         let config = parse(
-            "delivery:\n  max_in_flight_per_channel: 12\n  shutdown_grace: 45s\n  poll_interval: 5s\n",
+            "delivery:\n  max_in_flight_per_channel: 12\n  shutdown_grace: 45s\n  poll_interval: 5s\n  max_in_flight_bytes: 1048576\n",
         )
         .expect("parse");
+        assert_eq!(config.delivery.max_in_flight_bytes, 1 << 20);
         assert_eq!(config.delivery.max_in_flight_per_channel, 12);
         assert_eq!(config.delivery.shutdown_grace, Duration::from_secs(45));
         assert_eq!(config.delivery.poll_interval, Duration::from_secs(5));
@@ -1353,6 +1373,12 @@ mod tests {
         );
         assert!(
             error.contains("delivery.max_in_flight_per_channel: must be at least 1"),
+            "{error}"
+        );
+        let error =
+            parse("delivery:\n  max_in_flight_bytes: 0\n").expect_err("zero bytes in flight");
+        assert!(
+            error.contains("delivery.max_in_flight_bytes: must be at least 1"),
             "{error}"
         );
         let error = parse("delivery:\n  shutdown_grace: soon\n").expect_err("not a duration");

@@ -2,11 +2,12 @@
 //! and rate limit, sends them, and records the outcome: delivered, retry later (exponential
 //! backoff with jitter, never sooner than the receiver's `Retry-After`), or a dead letter.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OnceCell, watch};
 
 use crate::ack::Action;
 use crate::channels::{Message, SendError};
@@ -128,6 +129,62 @@ impl TokenBucket {
     }
 }
 
+/// A stored notification as the deliveries of it in flight share it: its body read and
+/// parsed once, by whichever of them needs it first, and its JSON counted against
+/// `delivery.max_in_flight_bytes` until the last of them ends.
+struct SharedNotification {
+    /// The body until it is parsed.
+    body: Mutex<Option<Arc<Body>>>,
+    parsed: OnceCell<Result<Arc<Notification>, String>>,
+    bytes: usize,
+    in_flight_bytes: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+}
+
+impl SharedNotification {
+    /// The notification, parsed by the first delivery that asks.
+    async fn notification(&self) -> Result<Arc<Notification>, String> {
+        self.parsed
+            .get_or_init(|| async {
+                let body = self.body.lock().ok().and_then(|b| b.clone());
+                let Some(body) = body else {
+                    return Err("the stored body was let go before it was read".to_owned());
+                };
+                // A large body takes a while to decompress and parse: off the async workers.
+                let parsed = tokio::task::spawn_blocking(move || parse(&body))
+                    .await
+                    .map_err(|e| format!("reading it stopped: {e}"))?
+                    .map_err(|e| e.to_string())?;
+                if let Ok(mut body) = self.body.lock() {
+                    *body = None;
+                }
+                Ok(Arc::new(parsed))
+            })
+            .await
+            .clone()
+    }
+}
+
+impl Drop for SharedNotification {
+    fn drop(&mut self) {
+        self.in_flight_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+}
+
+/// The length of a stored body's JSON: LZ4 bodies carry it in their first 4 bytes.
+fn json_len(body: &Body) -> usize {
+    match body {
+        Body::Json(text) => text.len(),
+        Body::Lz4(bytes) => bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(bytes.len()),
+    }
+}
+
 /// Sends what the store holds.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -135,6 +192,14 @@ pub struct Dispatcher {
     metrics: Arc<NotifierMetrics>,
     wake: Arc<Notify>,
     in_flight: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// The payload JSON of the notifications in flight, each counted once.
+    in_flight_bytes: Arc<AtomicUsize>,
+    /// The notifications in flight, by id: a delivery claimed while another of the same
+    /// notification is under way shares its parse.
+    shared: BTreeMap<i64, Weak<SharedNotification>>,
+    /// Deliveries claimed whose notification would pass the bound: started, in the order
+    /// claimed, as the notifications in flight end.
+    waiting: VecDeque<(Instant, Claimed)>,
     limiters: BTreeMap<String, (RateLimitConfig, TokenBucket)>,
     rotation: usize,
     windows: OneOffWindows,
@@ -155,12 +220,16 @@ impl Dispatcher {
         metrics: Arc<NotifierMetrics>,
         wake: Arc<Notify>,
     ) -> Self {
+        let in_flight_bytes = metrics.in_flight_bytes().clone();
         Self {
             store,
             setup,
             metrics,
             wake,
             in_flight: Arc::new(Mutex::new(BTreeMap::new())),
+            in_flight_bytes,
+            shared: BTreeMap::new(),
+            waiting: VecDeque::new(),
             limiters: BTreeMap::new(),
             rotation: 0,
             windows: OneOffWindows::default(),
@@ -333,20 +402,38 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %e, "Pruning the store failed."),
                 }
             }
+            let lease = setup
+                .channels
+                .values()
+                .map(|c| c.timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(30))
+                + CLAIM_MARGIN;
+            let max_bytes = setup.config.delivery.max_in_flight_bytes;
+            self.shared.retain(|_, shared| shared.strong_count() > 0);
+            self.start_waiting(&setup, max_bytes, lease, &mut tasks);
             let (budgets, free, throttled) = self.budgets(&setup);
             let mut sleep = poll;
-            if budgets.iter().any(|(_, b)| *b > 0) {
-                let lease = setup
-                    .channels
-                    .values()
-                    .map(|c| c.timeout)
-                    .max()
-                    .unwrap_or(Duration::from_secs(30))
-                    + CLAIM_MARGIN;
+            // At the bound, or with claimed deliveries waiting for room, nothing more is
+            // claimed: the end of a notification's last delivery wakes the loop.
+            let room =
+                self.waiting.is_empty() && self.in_flight_bytes.load(Ordering::Acquire) < max_bytes;
+            if room && budgets.iter().any(|(_, b)| *b > 0) {
                 match self.store.claim(now_ms(), budgets, free, lease).await {
                     Ok(batch) => {
                         for claimed in batch.claimed {
-                            self.start(&setup, claimed, &mut tasks);
+                            if self.fits(&claimed, max_bytes) {
+                                self.start(&setup, claimed, &mut tasks);
+                            } else {
+                                tracing::debug!(
+                                    delivery = claimed.id,
+                                    notification = claimed.notification_id,
+                                    bytes = json_len(&claimed.payload),
+                                    in_flight_bytes = self.in_flight_bytes.load(Ordering::Acquire),
+                                    "The delivery waits for room under delivery.max_in_flight_bytes."
+                                );
+                                self.waiting.push_back((Instant::now(), claimed));
+                            }
                         }
                         if let Some(next) = batch.next_due {
                             let until = u64::try_from(next - now_ms()).unwrap_or(0);
@@ -358,6 +445,9 @@ impl Dispatcher {
                         sleep = Duration::from_secs(1);
                     }
                 }
+            }
+            if let Some((since, _)) = self.waiting.front() {
+                sleep = sleep.min((lease / 2).saturating_sub(since.elapsed()));
             }
             if let Some(wait) = throttled {
                 sleep = sleep.min(wait);
@@ -393,12 +483,79 @@ impl Dispatcher {
         }
     }
 
+    /// Whether `claimed` may start within `max_bytes` in flight: a maintenance summary and
+    /// a notification already in flight add nothing; another one fits below the bound,
+    /// or alone when nothing else is in flight.
+    fn fits(&self, claimed: &Claimed, max_bytes: usize) -> bool {
+        if matches!(claimed.event, Some(Event::Summary { .. }))
+            || self
+                .shared
+                .get(&claimed.notification_id)
+                .is_some_and(|shared| shared.strong_count() > 0)
+        {
+            return true;
+        }
+        let in_flight = self.in_flight_bytes.load(Ordering::Acquire);
+        in_flight == 0 || in_flight.saturating_add(json_len(&claimed.payload)) <= max_bytes
+    }
+
+    /// Starts the claimed deliveries that now fit within `max_bytes`, and those held for
+    /// half their `lease`: a claim that ran out would let the delivery be claimed again
+    /// and sent twice, which is worse than a moment over the bound.
+    fn start_waiting(
+        &mut self,
+        setup: &Arc<Setup>,
+        max_bytes: usize,
+        lease: Duration,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let mut still = VecDeque::new();
+        while let Some((since, claimed)) = self.waiting.pop_front() {
+            if self.fits(&claimed, max_bytes) || since.elapsed() >= lease / 2 {
+                self.start(setup, claimed, tasks);
+            } else {
+                still.push_back((since, claimed));
+            }
+        }
+        self.waiting = still;
+    }
+
+    /// The shared notification of `claimed`: the one of a delivery of it still in flight,
+    /// else a new one holding its body. The delivery's own copy of the body is let go.
+    fn share(&mut self, claimed: &mut Claimed) -> Arc<SharedNotification> {
+        let body = std::mem::replace(&mut claimed.payload, Arc::new(Body::Json(String::new())));
+        if let Some(live) = self
+            .shared
+            .get(&claimed.notification_id)
+            .and_then(Weak::upgrade)
+        {
+            return live;
+        }
+        let bytes = json_len(&body);
+        self.in_flight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let shared = Arc::new(SharedNotification {
+            body: Mutex::new(Some(body)),
+            parsed: OnceCell::new(),
+            bytes,
+            in_flight_bytes: self.in_flight_bytes.clone(),
+            wake: self.wake.clone(),
+        });
+        self.shared
+            .insert(claimed.notification_id, Arc::downgrade(&shared));
+        shared
+    }
+
     fn start(
         &mut self,
         setup: &Arc<Setup>,
-        claimed: Claimed,
+        mut claimed: Claimed,
         tasks: &mut tokio::task::JoinSet<()>,
     ) {
+        // A maintenance summary reads the notifications it covers itself.
+        let shared = match claimed.event {
+            Some(Event::Summary { .. }) => None,
+            _ => Some(self.share(&mut claimed)),
+        };
         if let Some((_, bucket)) = self.limiters.get_mut(&claimed.channel) {
             bucket.take();
         }
@@ -417,7 +574,7 @@ impl Dispatcher {
                 in_flight,
                 wake,
             };
-            deliver(&setup, store.as_ref(), &metrics, claimed).await;
+            deliver(&setup, store.as_ref(), &metrics, claimed, shared).await;
         });
     }
 }
@@ -441,8 +598,17 @@ impl Drop for Slot {
 }
 
 /// One attempt of one delivery, recorded.
-async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, claimed: Claimed) {
-    let outcome = attempt(setup, store, metrics, &claimed).await;
+async fn deliver(
+    setup: &Setup,
+    store: &dyn Store,
+    metrics: &NotifierMetrics,
+    claimed: Claimed,
+    shared: Option<Arc<SharedNotification>>,
+) {
+    let outcome = attempt(setup, store, metrics, &claimed, shared.as_deref()).await;
+    // The notification is let go before the outcome is written: a slow store does not
+    // keep it counted in flight.
+    drop(shared);
     if let Outcome::Dead { error } = &outcome {
         metrics.dead_lettered(&claimed.channel);
         tracing::error!(
@@ -474,9 +640,12 @@ async fn deliver(setup: &Setup, store: &dyn Store, metrics: &NotifierMetrics, cl
 /// soon the claims of one that died.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
+/// A stored body, read by the parser intake checked it with ([`Notification::parse`]
+/// shares its field lists, its reader of unknown fields and its checks with
+/// [`crate::payload::Incoming::parse`]): what intake accepted, delivery reads.
 fn parse(body: &Body) -> Result<Notification, StoreError> {
     body.json().and_then(|json| {
-        serde_json::from_str::<Notification>(&json).map_err(|e| StoreError::Damaged(e.to_string()))
+        Notification::parse(json.as_bytes()).map_err(|e| StoreError::Damaged(e.to_string()))
     })
 }
 
@@ -616,6 +785,7 @@ async fn attempt(
     store: &dyn Store,
     metrics: &NotifierMetrics,
     claimed: &Claimed,
+    shared: Option<&SharedNotification>,
 ) -> Outcome {
     let Some(channel) = setup.channels.get(&claimed.channel) else {
         return Outcome::Dead {
@@ -628,7 +798,7 @@ async fn attempt(
             Ok(Some((n, groups))) => {
                 describe = Some(held_groups(window, groups));
                 let all: Vec<usize> = (0..n.alerts.len()).collect();
-                (n, all)
+                (Arc::new(n), all)
             }
             Ok(None) => {
                 return Outcome::Dead {
@@ -647,11 +817,19 @@ async fn attempt(
                 };
             }
         },
-        _ => match parse(&claimed.payload) {
-            Ok(n) => (n, claimed.alerts.clone()),
-            Err(e) => {
-                return Outcome::Dead {
-                    error: format!("the stored notification cannot be read: {e}"),
+        _ => match shared.map(SharedNotification::notification) {
+            Some(reading) => match reading.await {
+                Ok(n) => (n, claimed.alerts.clone()),
+                Err(e) => {
+                    return Outcome::Dead {
+                        error: format!("the stored notification cannot be read: {e}"),
+                    };
+                }
+            },
+            None => {
+                return Outcome::Retry {
+                    at: now_ms() + 5000,
+                    error: "the stored notification was not read".into(),
                 };
             }
         },
@@ -852,7 +1030,7 @@ mod tests {
         .expect("config");
         let templates = Templates::build(&config).expect("templates");
         let alerts = all(&combined);
-        let mut context = templates.context(&combined, &alerts, "chat", None);
+        let mut context = templates.context(&Arc::new(combined), &alerts, "chat", None);
         describe_window(&mut context, held_groups("nightly", groups));
         let event = Event::Summary {
             window: "nightly".into(),
@@ -867,6 +1045,145 @@ mod tests {
         let rendered = templates.render(ChannelKind::Slack, "chat", "title", &context);
         assert_eq!(rendered, expected);
         assert!(!rendered.contains("ProviderDown"), "{rendered}");
+    }
+
+    /// Bodies intake accepts that stretch the format: each must be read at delivery and
+    /// rendered by every kind of channel.
+    fn tricky_bodies() -> Vec<(&'static str, String)> {
+        let alert = |labels: &str, extra: &str| {
+            format!(
+                r#"{{"status":"firing","labels":{{{labels}}},"annotations":{{"summary":"s"}},"startsAt":"2026-11-22T10:00:00Z"{extra}}}"#
+            )
+        };
+        let body = |alerts: &[String], extra: &str| {
+            format!(
+                r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"X\"}}","status":"firing","receiver":"r","groupLabels":{{"alertname":"X"}},"alerts":[{}]{extra}}}"#,
+                alerts.join(",")
+            )
+        };
+        let huge = "v".repeat(1 << 20);
+        let mut nested = String::from("0");
+        // The deepest an unknown field of an alert may go: the alert is level 3.
+        for _ in 0..(crate::payload::MAX_DEPTH - 3) {
+            nested = format!("[{nested}]");
+        }
+        vec![
+            (
+                "a label value of 1 MiB",
+                body(
+                    &[alert(&format!(r#""alertname":"X","big":"{huge}""#), "")],
+                    "",
+                ),
+            ),
+            (
+                "unicode, escaped and not",
+                body(
+                    &[alert(
+                        r#""alertname":"Ünïcode ✓","who":"\u00e9\ud83d\ude00 \u202eltr","emoji":"🔥""#,
+                        r#","extraText":"\u0000\n\t\"""#,
+                    )],
+                    r#","externalURL":"http://am/\u00e9""#,
+                ),
+            ),
+            (
+                "unknown fields, nested to the limit",
+                body(
+                    &[alert(
+                        r#""alertname":"X""#,
+                        &format!(r#","newField":{{"a":[1,2.5,true,null,{{"b":"c"}}]}},"deep":{nested}"#),
+                    )],
+                    r#","routeLabels":{"team":"db"},"future":[{"x":null}],"numbers":18446744073709551615"#,
+                ),
+            ),
+            (
+                "nulls where allowed, optional fields left out",
+                body(
+                    &[r#"{"status":"resolved","labels":{"alertname":"X"},"startsAt":"2026-11-22T10:00:00.123456789+02:00","unknown":null}"#.to_owned()],
+                    r#","notification_reason":null,"truncatedAlerts":18446744073709551615,"other":null"#,
+                ),
+            ),
+            (
+                "an empty label set and a repeated label",
+                body(
+                    &[alert("", ""), alert(r#""alertname":"X","alertname":"Y""#, "")],
+                    "",
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn what_intake_accepts_delivery_reads_and_every_channel_renders() {
+        use crate::channels::Message;
+        use crate::config::{ChannelKind, NotifierConfig};
+        use crate::payload::Incoming;
+        use crate::template::Templates;
+
+        let config = NotifierConfig::parse(
+            "channels:\n\
+             \x20 chat:\n    slack: {url: 'https://hooks.example.com/x'}\n\
+             \x20 mail:\n    email: {smarthost: 'mx:587', from: a@example.com, to: [b@example.com]}\n\
+             \x20 pager:\n    pagerduty: {routing_key: 'R0UT1NGKEY0123456789012345678901'}\n\
+             \x20 hook:\n    webhook: {url: 'https://example.com/hook'}\n\
+             \x20 file:\n    log: {format: text}\n",
+            std::path::Path::new("notifier.yml"),
+        )
+        .expect("config");
+        let templates = Templates::build(&config).expect("templates");
+        let kinds = [
+            ("chat", ChannelKind::Slack),
+            ("mail", ChannelKind::Email),
+            ("pager", ChannelKind::PagerDuty),
+            ("hook", ChannelKind::Webhook),
+            ("file", ChannelKind::Log),
+        ];
+        for (what, text) in tricky_bodies() {
+            let incoming = Incoming::parse(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let notification = Arc::new(
+                parse(&Body::compress(&text)).unwrap_or_else(|e| panic!("{what}: delivery: {e}")),
+            );
+            assert_eq!(notification.alerts.len(), incoming.alerts().len(), "{what}");
+            assert_eq!(notification.dedup_key(), incoming.dedup_key(), "{what}");
+            let alerts: Vec<usize> = (0..notification.alerts.len()).collect();
+            for (channel, kind) in kinds {
+                let context = templates.context(&notification, &alerts, channel, None);
+                for part in kind.template_parts() {
+                    let rendered = templates.render(kind, channel, part, &context);
+                    assert!(!rendered.is_empty(), "{what}: {channel} {part}");
+                }
+                // What a webhook channel sends is a body intake takes again.
+                let message = Message {
+                    notification: &notification,
+                    alerts: &alerts,
+                    context: &context,
+                    templates: &templates,
+                    delivery_id: 1,
+                    attempt: 1,
+                    event: None,
+                };
+                let sent = serde_json::to_vec(&message.restricted()).expect("encode");
+                let again = Notification::parse(&sent)
+                    .unwrap_or_else(|e| panic!("{what}: {channel}: what is sent: {e}"));
+                assert_eq!(again.alerts, notification.alerts, "{what}");
+                assert_eq!(again.extra, notification.extra, "{what}");
+            }
+        }
+        // The unicode comes through as it was sent.
+        let (_, text) = &tricky_bodies()[1];
+        let notification = Arc::new(parse(&Body::compress(text)).expect("parse"));
+        assert_eq!(notification.alerts[0].labels["who"], "é😀 \u{202e}ltr");
+        let context = templates.context(&notification, &[0], "mail", None);
+        let rendered = templates.render(ChannelKind::Email, "mail", "text", &context);
+        assert!(rendered.contains("alertname=Ünïcode ✓"), "{rendered}");
+        assert!(rendered.contains("emoji=🔥"), "{rendered}");
+    }
+
+    #[test]
+    fn a_stored_body_weighs_its_json() {
+        let text = format!("{{\"a\":\"{}\"}}", "x".repeat(10_000));
+        assert_eq!(json_len(&Body::compress(&text)), text.len());
+        assert_eq!(json_len(&Body::Json(text.clone())), text.len());
+        assert_eq!(json_len(&Body::Lz4(vec![1, 2])), 2);
     }
 
     #[test]

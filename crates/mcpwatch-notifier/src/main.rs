@@ -157,6 +157,7 @@ async fn send_test(config: NotifierConfig, channel: &str, resolved: bool) -> any
             alert.ends_at = mcpwatch_notifier::time::now_rfc3339();
         }
     }
+    let notification = Arc::new(notification);
     let alerts: Vec<usize> = (0..notification.alerts.len()).collect();
     let context = setup
         .templates

@@ -2,7 +2,7 @@
 //! channel, what failed and why, the queue, and how long delivery took.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mcpwatch_core::engine::MetricSource;
@@ -68,6 +68,7 @@ pub struct NotifierMetrics {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     channels: Mutex<BTreeMap<String, ChannelCounters>>,
     incidents: Mutex<IncidentCounters>,
+    in_flight_bytes: Arc<AtomicUsize>,
 }
 
 /// Counters of escalation, acknowledgement and maintenance windows.
@@ -107,6 +108,12 @@ impl NotifierMetrics {
                 map.entry(name.clone()).or_default();
             }
         }
+    }
+
+    /// The payload JSON of the notifications being delivered, in bytes, each counted
+    /// once: the dispatcher moves it, `/metrics` reads it.
+    pub fn in_flight_bytes(&self) -> &Arc<AtomicUsize> {
+        &self.in_flight_bytes
     }
 
     /// A notification accepted (new or duplicate).
@@ -195,6 +202,13 @@ impl MetricSource for NotifierMetrics {
             "Accepted notifications that were copies of one already stored (retries, replicas).",
         )
         .add(&[], f(self.duplicates.load(Ordering::Relaxed)));
+        #[allow(clippy::cast_precision_loss)]
+        let in_flight = self.in_flight_bytes.load(Ordering::Relaxed) as f64;
+        sink.gauge(
+            "mcpwatch_notifier_delivery_in_flight_bytes",
+            "Payload JSON of the notifications being delivered, each counted once; no more is claimed at delivery.max_in_flight_bytes.",
+        )
+        .add(&[], in_flight);
         let rejected = self.rejected.lock().map(|m| m.clone()).unwrap_or_default();
         let family = sink.counter(
             "mcpwatch_notifier_webhook_rejected_total",

@@ -203,7 +203,7 @@ impl Templates {
         }
         bare.common_annotations.clear();
         bare.external_url.clear();
-        for sample in [Notification::sample(), bare.clone()] {
+        for sample in [Arc::new(Notification::sample()), Arc::new(bare.clone())] {
             let all: Vec<usize> = (0..sample.alerts.len()).collect();
             let context =
                 templates.context(&sample, &all, "shared", Some("https://example.com/ack"));
@@ -217,7 +217,7 @@ impl Templates {
         }
         for (name, channel) in &config.channels {
             let Ok(kind) = channel.kind() else { continue };
-            for sample in [Notification::sample(), bare.clone()] {
+            for sample in [Arc::new(Notification::sample()), Arc::new(bare.clone())] {
                 let all: Vec<usize> = (0..sample.alerts.len()).collect();
                 let context =
                     templates.context(&sample, &all, name, Some("https://example.com/ack"));
@@ -241,7 +241,7 @@ impl Templates {
     /// The values a template sees for `alerts` (indices into the notification's alerts).
     pub fn context(
         &self,
-        notification: &Notification,
+        notification: &Arc<Notification>,
         alerts: &[usize],
         channel: &str,
         ack_url: Option<&str>,
@@ -281,60 +281,167 @@ fn describe(error: &minijinja::Error) -> String {
     text
 }
 
-/// One alert as templates see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertContext {
-    /// `firing` or `resolved`.
-    pub status: Status,
-    /// `alertname`.
-    pub name: String,
-    /// Labels.
-    pub labels: LabelSet,
-    /// Annotations.
-    pub annotations: LabelSet,
-    /// The `summary` annotation, else the alert name.
-    pub summary: String,
-    /// The `description` annotation (or `message`).
-    pub description: String,
-    /// The `runbook_url` annotation (or `runbook`).
-    pub runbook_url: String,
-    /// Link to the rule in Prometheus.
-    pub generator_url: String,
-    /// Start time.
-    pub starts_at: String,
-    /// End time (resolved alerts).
-    pub ends_at: String,
-    /// Alertmanager's fingerprint.
-    pub fingerprint: String,
+/// One alert as templates and channels see it: a view of the notification's own alert,
+/// with the annotations a message shows picked out.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertContext<'a> {
+    alert: &'a Alert,
 }
 
-impl AlertContext {
-    fn new(alert: &Alert) -> Self {
-        let annotation = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| alert.annotations.get(*n).filter(|v| !v.is_empty()))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let summary = annotation(&["summary", "title"]);
-        Self {
-            status: alert.status,
-            name: alert.name().to_owned(),
-            labels: alert.labels.clone(),
-            annotations: alert.annotations.clone(),
-            summary: if summary.is_empty() {
-                alert.name().to_owned()
-            } else {
-                summary
-            },
-            description: annotation(&["description", "message"]),
-            runbook_url: annotation(&["runbook_url", "runbook"]),
-            generator_url: alert.generator_url.clone(),
-            starts_at: alert.starts_at.clone(),
-            ends_at: alert.ends_at.clone(),
-            fingerprint: alert.fingerprint.clone(),
+impl<'a> AlertContext<'a> {
+    fn annotation(&self, names: &[&str]) -> &'a str {
+        names
+            .iter()
+            .find_map(|n| self.alert.annotations.get(*n).filter(|v| !v.is_empty()))
+            .map_or("", String::as_str)
+    }
+
+    /// `firing` or `resolved`.
+    pub fn status(&self) -> Status {
+        self.alert.status
+    }
+
+    /// `alertname`.
+    pub fn name(&self) -> &'a str {
+        self.alert.name()
+    }
+
+    /// Labels.
+    pub fn labels(&self) -> &'a LabelSet {
+        &self.alert.labels
+    }
+
+    /// Annotations.
+    pub fn annotations(&self) -> &'a LabelSet {
+        &self.alert.annotations
+    }
+
+    /// The `summary` annotation (or `title`), else the alert name.
+    pub fn summary(&self) -> &'a str {
+        let summary = self.annotation(&["summary", "title"]);
+        if summary.is_empty() {
+            self.name()
+        } else {
+            summary
         }
+    }
+
+    /// The `description` annotation (or `message`).
+    pub fn description(&self) -> &'a str {
+        self.annotation(&["description", "message"])
+    }
+
+    /// The `runbook_url` annotation (or `runbook`).
+    pub fn runbook_url(&self) -> &'a str {
+        self.annotation(&["runbook_url", "runbook"])
+    }
+
+    /// Link to the rule in Prometheus.
+    pub fn generator_url(&self) -> &'a str {
+        &self.alert.generator_url
+    }
+
+    /// Start time.
+    pub fn starts_at(&self) -> &'a str {
+        &self.alert.starts_at
+    }
+
+    /// End time (resolved alerts).
+    pub fn ends_at(&self) -> &'a str {
+        &self.alert.ends_at
+    }
+
+    /// Alertmanager's fingerprint.
+    pub fn fingerprint(&self) -> &'a str {
+        &self.alert.fingerprint
+    }
+}
+
+impl Serialize for AlertContext<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut s = serializer.serialize_struct("AlertContext", 11)?;
+        s.serialize_field("status", &self.status())?;
+        s.serialize_field("name", self.name())?;
+        s.serialize_field("labels", self.labels())?;
+        s.serialize_field("annotations", self.annotations())?;
+        s.serialize_field("summary", self.summary())?;
+        s.serialize_field("description", self.description())?;
+        s.serialize_field("runbook_url", self.runbook_url())?;
+        s.serialize_field("generator_url", self.generator_url())?;
+        s.serialize_field("starts_at", self.starts_at())?;
+        s.serialize_field("ends_at", self.ends_at())?;
+        s.serialize_field("fingerprint", self.fingerprint())?;
+        s.end()
+    }
+}
+
+/// Some of a message's alerts (all, the firing ones, the ones listed): a range of one
+/// shared order over the notification's alerts, never copies of them. Templates read it
+/// as a list whose alerts are made as they are looked at, so that a message of thousands
+/// of alerts costs its indices, not a second copy of every alert per channel and part.
+#[derive(Debug, Clone)]
+pub struct AlertList {
+    notification: Arc<Notification>,
+    order: Arc<[usize]>,
+    range: std::ops::Range<usize>,
+}
+
+impl AlertList {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// None.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// The alert at `position`.
+    pub fn get(&self, position: usize) -> Option<AlertContext<'_>> {
+        let index = self.order.get(self.range.clone())?.get(position)?;
+        self.notification
+            .alerts
+            .get(*index)
+            .map(|alert| AlertContext { alert })
+    }
+
+    /// The first.
+    pub fn first(&self) -> Option<AlertContext<'_>> {
+        self.get(0)
+    }
+
+    /// Each in order.
+    pub fn iter(&self) -> impl Iterator<Item = AlertContext<'_>> {
+        self.order[self.range.clone()]
+            .iter()
+            .filter_map(|&i| self.notification.alerts.get(i))
+            .map(|alert| AlertContext { alert })
+    }
+}
+
+impl Serialize for AlertList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if minijinja::value::serializing_for_value() {
+            return minijinja::Value::from_object(self.clone()).serialize(serializer);
+        }
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl minijinja::value::Object for AlertList {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.get(key.as_usize()?)
+            .map(minijinja::Value::from_serialize)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Seq(self.len())
     }
 }
 
@@ -384,13 +491,13 @@ pub struct MessageContext {
     /// Alerts Alertmanager left out.
     pub truncated_alerts: u64,
     /// This message's alerts, firing first.
-    pub alerts: Vec<AlertContext>,
+    pub alerts: AlertList,
     /// The firing ones.
-    pub firing: Vec<AlertContext>,
+    pub firing: AlertList,
     /// The resolved ones.
-    pub resolved: Vec<AlertContext>,
+    pub resolved: AlertList,
     /// The ones listed one by one (firing first).
-    pub listed: Vec<AlertContext>,
+    pub listed: AlertList,
     /// The rest, counted by name.
     pub unlisted: Vec<Unlisted>,
     /// How many alerts `unlisted` covers.
@@ -563,48 +670,52 @@ impl MessageContext {
 
 impl MessageContext {
     fn new(
-        notification: &Notification,
+        notification: &Arc<Notification>,
         alerts: &[usize],
         channel: &str,
         max_listed: usize,
         ack_url: Option<&str>,
     ) -> Self {
-        let mut chosen: Vec<AlertContext> = alerts
+        let mut order: Vec<usize> = alerts
             .iter()
-            .filter_map(|&i| notification.alerts.get(i))
-            .map(AlertContext::new)
+            .copied()
+            .filter(|&i| i < notification.alerts.len())
             .collect();
         // Firing first; Alertmanager's own order (job, instance, labels) within each.
-        chosen.sort_by_key(|a| a.status != Status::Firing);
-        let firing: Vec<_> = chosen
+        order.sort_by_key(|&i| notification.alerts[i].status != Status::Firing);
+        let firing_count = order
             .iter()
-            .filter(|a| a.status == Status::Firing)
-            .cloned()
-            .collect();
-        let resolved: Vec<_> = chosen
-            .iter()
-            .filter(|a| a.status == Status::Resolved)
-            .cloned()
-            .collect();
-        let listed: Vec<_> = chosen.iter().take(max_listed).cloned().collect();
+            .take_while(|&&i| notification.alerts[i].status == Status::Firing)
+            .count();
+        let total = order.len();
+        let listed_count = total.min(max_listed);
         let mut unlisted: Vec<Unlisted> = Vec::new();
-        for alert in chosen.iter().skip(max_listed) {
+        for alert in order[listed_count..]
+            .iter()
+            .map(|&i| &notification.alerts[i])
+        {
             match unlisted
                 .iter_mut()
-                .find(|u| u.name == alert.name && u.status == alert.status)
+                .find(|u| u.name == alert.name() && u.status == alert.status)
             {
                 Some(u) => u.count += 1,
                 None => unlisted.push(Unlisted {
-                    name: alert.name.clone(),
+                    name: alert.name().to_owned(),
                     status: alert.status,
                     count: 1,
                 }),
             }
         }
+        let order: Arc<[usize]> = order.into();
+        let list = |range: std::ops::Range<usize>| AlertList {
+            notification: notification.clone(),
+            order: order.clone(),
+            range,
+        };
         let counts = Counts {
-            firing: firing.len(),
-            resolved: resolved.len(),
-            total: chosen.len(),
+            firing: firing_count,
+            resolved: total - firing_count,
+            total,
         };
         let status = if counts.firing > 0 {
             Status::Firing
@@ -638,11 +749,11 @@ impl MessageContext {
             external_url: notification.external_url.clone(),
             notification_reason: notification.notification_reason.clone(),
             truncated_alerts: notification.truncated_alerts,
-            unlisted_count: chosen.len().saturating_sub(max_listed),
-            alerts: chosen,
-            firing,
-            resolved,
-            listed,
+            unlisted_count: total - listed_count,
+            alerts: list(0..total),
+            firing: list(0..firing_count),
+            resolved: list(firing_count..total),
+            listed: list(0..listed_count),
             unlisted,
             counts,
             channel: channel.to_owned(),
@@ -698,7 +809,7 @@ mod tests {
             })
             .collect();
         let all: Vec<usize> = (0..50).collect();
-        let context = templates.context(&notification, &all, "chat", None);
+        let context = templates.context(&Arc::new(notification), &all, "chat", None);
         assert_eq!(context.title, "[FIRING:50] McpwatchTestNotification");
         let text = templates.render(ChannelKind::Slack, "chat", "text", &context);
         assert_eq!(text.matches(":red_circle:").count(), 10, "{text}");
@@ -718,7 +829,7 @@ mod tests {
         notification.alerts[0]
             .annotations
             .insert("summary".into(), "<script>x</script> & more".into());
-        let context = templates.context(&notification, &[0], "mail", None);
+        let context = templates.context(&Arc::new(notification), &[0], "mail", None);
         let html = templates.render(ChannelKind::Email, "mail", "html", &context);
         assert!(html.contains("&lt;script&gt;"), "{html}");
         let text = templates.render(ChannelKind::Slack, "chat", "text", &context);

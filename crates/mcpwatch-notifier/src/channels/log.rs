@@ -5,10 +5,27 @@
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{Message, SendError, Sender};
 use crate::config::{ChannelKind, LogConfig, LogFormat};
+use crate::payload::{Alert, LabelSet, Status};
+
+/// A delivery as one line of JSON.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    time: &'a str,
+    channel: &'a str,
+    title: &'a str,
+    status: Status,
+    receiver: &'a str,
+    #[serde(rename = "groupKey")]
+    group_key: &'a str,
+    #[serde(rename = "groupLabels")]
+    group_labels: &'a LabelSet,
+    alerts: Vec<&'a Alert>,
+    delivery: i64,
+}
 
 enum Target {
     Stdout,
@@ -55,18 +72,20 @@ impl LogSender {
             }
             LogFormat::Json => {
                 let restricted = message.restricted();
-                let mut line = json!({
-                    "time": time,
-                    "channel": self.name,
-                    "title": message.context.title,
-                    "status": restricted.status,
-                    "receiver": restricted.receiver,
-                    "groupKey": restricted.group_key,
-                    "groupLabels": restricted.group_labels,
-                    "alerts": restricted.alerts,
-                    "delivery": message.delivery_id,
+                let notification = message.notification;
+                // Written from borrowed parts: a large notification is not copied for it.
+                let mut line = serde_json::to_string(&JsonLine {
+                    time: &time,
+                    channel: &self.name,
+                    title: &message.context.title,
+                    status: restricted.status(),
+                    receiver: &notification.receiver,
+                    group_key: &notification.group_key,
+                    group_labels: &notification.group_labels,
+                    alerts: restricted.alerts().collect(),
+                    delivery: message.delivery_id,
                 })
-                .to_string();
+                .unwrap_or_default();
                 line.push('\n');
                 line
             }

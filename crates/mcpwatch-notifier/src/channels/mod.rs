@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{ChannelKind, DeliveryConfig, NotifierConfig, RateLimitConfig, RetryConfig};
-use crate::payload::Notification;
-use crate::template::{MessageContext, Templates};
+use serde::Serialize;
+
+use crate::payload::{Alert, Notification, Status};
+use crate::template::{EventContext, MessageContext, Templates};
 
 pub use pagerduty::{pagerduty_dedup_key, pagerduty_severity};
 pub use webhook::signature;
@@ -45,16 +47,84 @@ impl Message<'_> {
         self.templates.render(kind, channel, part, self.context)
     }
 
-    /// The notification with only this message's alerts; every other field kept.
-    pub fn restricted(&self) -> Notification {
-        let mut n = self.notification.clone();
-        n.alerts = self
+    /// The notification with only this message's alerts and its status, as Alertmanager
+    /// would have sent it to this channel: a view borrowing from the stored one, written
+    /// straight into the body, so that a large notification is not copied per channel.
+    pub fn restricted(&self) -> Restricted<'_> {
+        Restricted {
+            message: self,
+            event: None,
+        }
+    }
+}
+
+/// See [`Message::restricted`].
+#[derive(Debug, Clone, Copy)]
+pub struct Restricted<'a> {
+    message: &'a Message<'a>,
+    event: Option<&'a EventContext>,
+}
+
+impl<'a> Restricted<'a> {
+    /// With what mcpwatch adds (an incident's step, an acknowledgement, a maintenance
+    /// summary) under a key of its own, `mcpwatch`.
+    pub fn with_event(mut self, event: Option<&'a EventContext>) -> Self {
+        self.event = event;
+        self
+    }
+
+    /// The status of this message's alerts.
+    pub fn status(&self) -> Status {
+        self.message.context.status
+    }
+
+    /// The alerts, in the notification's order.
+    pub fn alerts(&self) -> impl Iterator<Item = &'a Alert> + 'a {
+        let notification = self.message.notification;
+        self.message
             .alerts
             .iter()
-            .filter_map(|&i| self.notification.alerts.get(i).cloned())
-            .collect();
-        n.status = self.context.status;
-        n
+            .filter_map(move |&i| notification.alerts.get(i))
+    }
+}
+
+impl Serialize for Restricted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let n = self.message.notification;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("version", &n.version)?;
+        map.serialize_entry("groupKey", &n.group_key)?;
+        map.serialize_entry("truncatedAlerts", &n.truncated_alerts)?;
+        map.serialize_entry("status", &self.status())?;
+        map.serialize_entry("receiver", &n.receiver)?;
+        map.serialize_entry("groupLabels", &n.group_labels)?;
+        map.serialize_entry("commonLabels", &n.common_labels)?;
+        map.serialize_entry("commonAnnotations", &n.common_annotations)?;
+        map.serialize_entry("externalURL", &n.external_url)?;
+        if let Some(reason) = &n.notification_reason {
+            map.serialize_entry("notification_reason", reason)?;
+        }
+        map.serialize_entry("alerts", &Alerts(*self))?;
+        for (key, value) in &n.extra {
+            // What mcpwatch adds takes the place of a field of that name.
+            if self.event.is_none() || key != "mcpwatch" {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if let Some(event) = self.event {
+            map.serialize_entry("mcpwatch", &serde_json::json!({ "event": event }))?;
+        }
+        map.end()
+    }
+}
+
+/// The alerts of a [`Restricted`], written as a list.
+struct Alerts<'a>(Restricted<'a>);
+
+impl Serialize for Alerts<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.alerts())
     }
 }
 

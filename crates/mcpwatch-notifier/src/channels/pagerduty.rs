@@ -93,7 +93,7 @@ impl PagerDutySender {
             .iter()
             .map(|a| {
                 let value = a
-                    .labels
+                    .labels()
                     .get(&self.config.severity_label)
                     .map_or("", String::as_str);
                 pagerduty_severity(value, &self.config.severity_map)
@@ -111,14 +111,14 @@ impl PagerDutySender {
         }
         let mut links = Vec::new();
         for alert in context.firing.iter().take(5) {
-            if !alert.runbook_url.is_empty() {
+            if !alert.runbook_url().is_empty() {
                 links.push(
-                    json!({"href": alert.runbook_url, "text": format!("Runbook: {}", alert.name)}),
+                    json!({"href": alert.runbook_url(), "text": format!("Runbook: {}", alert.name())}),
                 );
             }
-            if !alert.generator_url.is_empty() {
+            if !alert.generator_url().is_empty() {
                 links.push(
-                    json!({"href": alert.generator_url, "text": format!("Source: {}", alert.name)}),
+                    json!({"href": alert.generator_url(), "text": format!("Source: {}", alert.name())}),
                 );
             }
         }
@@ -126,22 +126,29 @@ impl PagerDutySender {
             links.push(json!({"href": ack, "text": "Acknowledge in mcpwatch"}));
         }
         let first = context.firing.first();
-        let mut payload = json!({
-            "summary": summary,
-            "source": source,
-            "severity": severity,
-            "custom_details": {
-                "firing": context.firing.iter().map(details).collect::<Vec<_>>(),
-                "resolved": context.resolved.iter().map(details).collect::<Vec<_>>(),
+        // The details of every alert when they fit in an event; counted as they are written,
+        // so that thousands of alerts are never built up only to be left out.
+        let fitting = details_within(context, MAX_EVENT_BYTES);
+        let custom_details = match fitting {
+            Some((firing, resolved)) => json!({
+                "firing": firing,
+                "resolved": resolved,
                 "num_firing": context.counts.firing,
                 "num_resolved": context.counts.resolved,
                 "group_labels": context.group_labels,
                 "truncated_alerts": context.truncated_alerts,
-            },
+            }),
+            None => left_out(context),
+        };
+        let mut payload = json!({
+            "summary": summary,
+            "source": source,
+            "severity": severity,
+            "custom_details": custom_details,
         });
         if let Some(first) = first {
-            payload["timestamp"] = Value::String(first.starts_at.clone());
-            payload["class"] = Value::String(first.name.clone());
+            payload["timestamp"] = Value::String(first.starts_at().to_owned());
+            payload["class"] = Value::String(first.name().to_owned());
             if let Some(job) = context.common_labels.get("job") {
                 payload["group"] = Value::String(job.clone());
             }
@@ -161,22 +168,51 @@ impl PagerDutySender {
             event["client_url"] = Value::String(context.external_url.clone());
         }
         if serde_json::to_vec(&event).map_or(0, |v| v.len()) > MAX_EVENT_BYTES {
-            event["payload"]["custom_details"] = json!({
-                "error": "The details were left out: the event was larger than PagerDuty accepts.",
-                "num_firing": context.counts.firing,
-                "num_resolved": context.counts.resolved,
-            });
+            event["payload"]["custom_details"] = left_out(context);
         }
         event
     }
 }
 
-fn details(alert: &crate::template::AlertContext) -> Value {
+/// The details that say they were left out.
+fn left_out(context: &crate::template::MessageContext) -> Value {
     json!({
-        "labels": alert.labels,
-        "annotations": alert.annotations,
-        "startsAt": alert.starts_at,
-        "endsAt": alert.ends_at,
+        "error": "The details were left out: the event was larger than PagerDuty accepts.",
+        "num_firing": context.counts.firing,
+        "num_resolved": context.counts.resolved,
+    })
+}
+
+/// The details of the firing and of the resolved alerts, or `None` once they pass `limit`
+/// bytes of JSON.
+fn details_within(
+    context: &crate::template::MessageContext,
+    limit: usize,
+) -> Option<(Vec<Value>, Vec<Value>)> {
+    let mut bytes = 0;
+    let mut within = |alerts: &crate::template::AlertList| -> Option<Vec<Value>> {
+        let mut out = Vec::new();
+        for alert in alerts.iter() {
+            let value = details(alert);
+            bytes += serde_json::to_vec(&value).map_or(limit, |v| v.len() + 1);
+            if bytes > limit {
+                return None;
+            }
+            out.push(value);
+        }
+        Some(out)
+    };
+    let firing = within(&context.firing)?;
+    let resolved = within(&context.resolved)?;
+    Some((firing, resolved))
+}
+
+fn details(alert: crate::template::AlertContext<'_>) -> Value {
+    json!({
+        "labels": alert.labels(),
+        "annotations": alert.annotations(),
+        "startsAt": alert.starts_at(),
+        "endsAt": alert.ends_at(),
     })
 }
 

@@ -42,7 +42,7 @@ impl SlackSender {
         let critical = context
             .firing
             .iter()
-            .any(|a| a.labels.get("severity").is_some_and(|s| s == "critical"));
+            .any(|a| a.labels().get("severity").is_some_and(|s| s == "critical"));
         let color = match (context.status, critical) {
             (Status::Resolved, _) => "good",
             (Status::Firing, true) => "danger",

@@ -63,11 +63,12 @@ impl Sender for WebhookSender {
             |e: serde_json::Error| SendError::permanent("encoding", format!("cannot encode: {e}"));
         // Alertmanager's payload, with what mcpwatch adds (an incident's step, an
         // acknowledgement, a maintenance summary) under a key of its own.
-        let mut value = serde_json::to_value(message.restricted()).map_err(encoding)?;
-        if let (Some(event), Some(map)) = (&message.context.event, value.as_object_mut()) {
-            map.insert("mcpwatch".into(), serde_json::json!({ "event": event }));
-        }
-        let body = serde_json::to_vec(&value).map_err(encoding)?;
+        let body = serde_json::to_vec(
+            &message
+                .restricted()
+                .with_event(message.context.event.as_ref()),
+        )
+        .map_err(encoding)?;
         let mut request = self
             .client
             .post(self.url.expose())
