@@ -116,8 +116,8 @@ ALTER TABLE mcpwatch_notifications ADD COLUMN IF NOT EXISTS sender BIGINT;
 -- The senders answered for the key's notification, each as its hex number and ';'.
 ALTER TABLE mcpwatch_dedup_keys ADD COLUMN IF NOT EXISTS answered TEXT NOT NULL DEFAULT '';
 ALTER TABLE mcpwatch_deliveries ADD COLUMN IF NOT EXISTS stream BIGINT;
-CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_stream ON mcpwatch_deliveries (stream, channel, state)
-    WHERE stream IS NOT NULL;
+CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_queued_stream ON mcpwatch_deliveries (stream, channel)
+    WHERE stream IS NOT NULL AND state IN ('pending', 'sending');
 ";
 
 /// The PostgreSQL store.
@@ -343,6 +343,18 @@ struct PgTx<'t, 'c> {
 }
 
 impl PgTx<'_, '_> {
+    /// Records that `sender` was answered for notification `id` (stored with `key`).
+    async fn answered(&self, key: &DedupKey, id: i64, sender: i64) -> Result<(), StoreError> {
+        let token = answer_token(sender);
+        self.run(
+            "UPDATE mcpwatch_dedup_keys SET answered = answered || $3
+             WHERE key = $1 AND notification_id = $2 AND strpos(answered, $3) = 0",
+            &[Value::Blob(&key.0[..]), Value::Int(id), Value::Text(&token)],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn run(
         &self,
         sql: &str,
@@ -456,17 +468,6 @@ impl Tx for PgTx<'_, '_> {
             Some(id) => Ok(Some(id)),
             None => Err(StoreError::Contended),
         }
-    }
-
-    async fn answered(&mut self, key: &DedupKey, id: i64, sender: i64) -> Result<(), StoreError> {
-        let token = answer_token(sender);
-        self.run(
-            "UPDATE mcpwatch_dedup_keys SET answered = answered || $3
-             WHERE key = $1 AND notification_id = $2 AND strpos(answered, $3) = 0",
-            &[Value::Blob(&key.0[..]), Value::Int(id), Value::Text(&token)],
-        )
-        .await?;
-        Ok(())
     }
 
     async fn keep_key(

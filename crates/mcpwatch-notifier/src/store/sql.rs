@@ -223,13 +223,6 @@ pub(crate) trait Tx {
         sender: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>>;
 
-    /// Records that `sender` was answered for notification `id` (stored with `key`).
-    fn answered(
-        &mut self,
-        key: &DedupKey,
-        id: i64,
-        sender: i64,
-    ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// Records that `key` is notification `id`'s, once it is stored.
     fn keep_key(
@@ -404,14 +397,6 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
     let Some(stream) = c.stream else {
         return Ok(Turn::Take);
     };
-    // Replicas deciding the same stream take turns; one that finds it busy leaves it to
-    // the other.
-    if !tx
-        .lock(&format!("stream\n{stream}\n{}", c.claimed.channel), false)
-        .await?
-    {
-        return Ok(Turn::Wait);
-    }
     let id = c.claimed.id;
     let channel = c.claimed.channel.as_str();
     let group = args![
@@ -421,17 +406,41 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
         c.receiver.as_str(),
         c.group_key.as_str()
     ];
-    let newer = tx
+    // The others of its stream still queued decide: a newer one supersedes it, an older
+    // one goes first or is superseded. (A newer one already sent is no concern here: none
+    // is sent while an older one waits, and a replayed dead letter is checked as it is
+    // replayed.) Mostly there are none, and it goes at once.
+    let others = tx
         .query(
             "SELECT d.id FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
-             WHERE d.stream = ?1 AND d.channel = ?2 AND d.id > ?3 AND n.receiver = ?4 AND n.group_key = ?5
-               AND d.state IN ('pending', 'sending', 'delivered', 'dead')
-             ORDER BY d.id DESC LIMIT 1",
+             WHERE d.stream = ?1 AND d.channel = ?2 AND d.state IN ('pending', 'sending')
+               AND d.id <> ?3 AND n.receiver = ?4 AND n.group_key = ?5",
             group,
         )
         .await?;
-    if let Some(row) = newer.first() {
-        return Ok(Turn::Superseded(row.i64(0)?));
+    let mut newest = None;
+    let mut older = false;
+    for row in &others {
+        let other = row.i64(0)?;
+        if other > id {
+            newest = newest.max(Some(other));
+        } else {
+            older = true;
+        }
+    }
+    if let Some(newer) = newest {
+        return Ok(Turn::Superseded(newer));
+    }
+    if !older {
+        return Ok(Turn::Take);
+    }
+    // Replicas deciding the same stream take turns; one that finds it busy leaves it to
+    // the other.
+    if !tx
+        .lock(&format!("stream\n{stream}\n{channel}"), false)
+        .await?
+    {
+        return Ok(Turn::Wait);
     }
     // Older ones still waiting, or left by a sender that stopped, are superseded; one
     // another replica holds this moment is left alone (and this one waits for it).
@@ -454,6 +463,9 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
         }
         supersede(tx, row.i64(0)?, id, now).await?;
     }
+    if waits {
+        return Ok(Turn::Wait);
+    }
     // Rows another replica held are still there: wait for them to be decided.
     let left = tx
         .query(
@@ -464,10 +476,7 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
         )
         .await?;
     let left = left.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0);
-    if waits || left > 0 {
-        return Ok(Turn::Wait);
-    }
-    Ok(Turn::Take)
+    Ok(if left > 0 { Turn::Wait } else { Turn::Take })
 }
 
 /// Retires delivery `id` in favour of `by`, a newer one of its stream.
@@ -696,19 +705,55 @@ pub(crate) async fn complete<T: Tx>(
     Ok(true)
 }
 
+/// Queues a notification's dead letters again; how many. One whose alert group has had a
+/// newer state for its channel since (sent, queued or dead) is superseded instead: sending
+/// it now would take the receiver back to an older state.
 pub(crate) async fn replay<T: Tx>(
     tx: &mut T,
     notification: i64,
     now: i64,
 ) -> Result<usize, StoreError> {
-    let n = tx
-        .execute(
-            "UPDATE mcpwatch_deliveries SET state = 'pending', attempts = 0, queued_at = ?2, next_attempt_at = ?2,
-             last_error = NULL, updated_at = ?2 WHERE notification_id = ?1 AND state = 'dead'",
-            args![notification, now],
+    let dead = tx
+        .query(
+            "SELECT d.id, d.stream, d.channel, n.receiver, n.group_key FROM mcpwatch_deliveries d
+             JOIN mcpwatch_notifications n ON n.id = d.notification_id
+             WHERE d.notification_id = ?1 AND d.state = 'dead' FOR UPDATE OF d",
+            args![notification],
         )
         .await?;
-    Ok(count(n))
+    let mut queued = 0;
+    for row in &dead {
+        let id = row.i64(0)?;
+        if let Some(stream) = row.opt_i64(1)? {
+            let (channel, receiver, group_key) = (row.text(2)?, row.text(3)?, row.text(4)?);
+            let newer = tx
+                .query(
+                    "SELECT MAX(d.id) FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
+                     WHERE d.stream = ?1 AND d.channel = ?2 AND d.id > ?3 AND n.receiver = ?4 AND n.group_key = ?5
+                       AND d.state IN ('pending', 'sending', 'delivered', 'dead')",
+                    args![stream, &channel, id, &receiver, &group_key],
+                )
+                .await?;
+            if let Some(by) = newer.first().map(|r| r.opt_i64(0)).transpose()?.flatten() {
+                let reason = format!("superseded by delivery {by}, a newer state of its alert group");
+                tx.execute(
+                    "UPDATE mcpwatch_deliveries SET state = 'superseded', last_error = ?2, updated_at = ?3
+                     WHERE id = ?1",
+                    args![id, &reason, now],
+                )
+                .await?;
+                continue;
+            }
+        }
+        queued += tx
+            .execute(
+                "UPDATE mcpwatch_deliveries SET state = 'pending', attempts = 0, queued_at = ?2,
+                 next_attempt_at = ?2, last_error = NULL, updated_at = ?2 WHERE id = ?1",
+                args![id, now],
+            )
+            .await?;
+    }
+    Ok(count(queued))
 }
 
 /// Returns deliveries left `sending` by a process that stopped to the queue (a store only

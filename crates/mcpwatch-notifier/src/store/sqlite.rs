@@ -67,8 +67,10 @@ CREATE TABLE IF NOT EXISTS mcpwatch_deliveries (
     stream INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_held ON mcpwatch_deliveries (hold) WHERE state = 'held';
-CREATE INDEX IF NOT EXISTS deliveries_stream ON mcpwatch_deliveries (stream, channel, state)
-    WHERE stream IS NOT NULL;
+-- The queued deliveries of each alert group: small (what waits), so inserts stay on a few
+-- hot pages.
+CREATE INDEX IF NOT EXISTS deliveries_queued_stream ON mcpwatch_deliveries (stream, channel)
+    WHERE stream IS NOT NULL AND state IN ('pending', 'sending');
 -- AUTOINCREMENT: an id is never used again (a signed link names one).
 CREATE TABLE IF NOT EXISTS mcpwatch_incidents (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -125,7 +127,6 @@ enum Work {
         lease: Duration,
     },
     Retire(Vec<String>),
-    Answered(DedupKey, i64, i64),
     Complete(i64, u32, Outcome),
     Replay(i64),
     Recover,
@@ -182,6 +183,8 @@ type Op = (Work, Reply);
 enum Msg {
     /// A write to make.
     Write(Op),
+    /// A sender had its answer for a notification (kept in memory only: nothing to write).
+    Answered(DedupKey, i64, i64),
     /// The sync thread has flushed what it was given and is free.
     Flushed,
     /// The store is closing: commit what is open, then stop.
@@ -526,6 +529,7 @@ fn writer_loop(
         while let Some(msg) = next {
             match msg {
                 Msg::Write(op) => batch.add(conn, op),
+                Msg::Answered(key, id, sender) => batch.index.answered(&key, id, sender),
                 Msg::Flushed => flushing = false,
                 Msg::Close => closing = true,
                 Msg::SyncGone => {
@@ -772,10 +776,6 @@ fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, Stor
             Work::Retire(known) => {
                 Done::Count(sql::retire(tx, known, now, now.saturating_add(1)).await?)
             }
-            Work::Answered(key, id, sender) => {
-                tx.answered(key, *id, *sender).await?;
-                Done::Flag(true)
-            }
             Work::Complete(id, attempt, outcome) => {
                 Done::Flag(sql::complete(tx, *id, *attempt, outcome, now).await?)
             }
@@ -904,11 +904,6 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn;
         Ok(self.index()?.find(conn, key, start, sender)?)
-    }
-
-    async fn answered(&mut self, key: &DedupKey, id: i64, sender: i64) -> Result<(), StoreError> {
-        self.index()?.answered(key, id, sender);
-        Ok(())
     }
 
     async fn keep_key(
@@ -1085,10 +1080,13 @@ impl Store for SqliteStore {
         notification: i64,
         sender: i64,
     ) -> Result<(), StoreError> {
-        let _: bool = self
-            .write(Work::Answered(key, notification, sender))
-            .await?;
-        Ok(())
+        // Straight to the writer's index: no transaction, no flush to wait for.
+        let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
+        writer
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(Msg::Answered(key, notification, sender))
+            .map_err(|_| StoreError::Closed)
     }
 
     async fn complete(
