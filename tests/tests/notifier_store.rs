@@ -455,7 +455,11 @@ async fn ordering(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             .await
             .expect("done")
     );
-    assert_eq!(a.replay(dead).await.expect("replay"), 0, "nothing queued again");
+    assert_eq!(
+        a.replay(dead).await.expect("replay"),
+        0,
+        "nothing queued again"
+    );
     assert!(claim_chat(&[&a, &b], now_ms(), lease).await.is_empty());
     assert_eq!(state_of_delivery(&a, dead).await.0, "superseded");
 

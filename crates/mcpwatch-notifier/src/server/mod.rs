@@ -246,8 +246,13 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
         // its next copy is a new sending, not a retry.
         Ok((response, answer)) => {
             if let Some(answer) = answer {
+                // At once when the store records it in memory; in a task of its own when
+                // it has to wait (a shared database), so that the answer does not.
                 let notifier = Arc::clone(&app.notifier);
-                tokio::spawn(async move { notifier.answered(answer).await });
+                let mut record = Box::pin(async move { notifier.answered(answer).await });
+                if futures_util::FutureExt::now_or_never(record.as_mut()).is_none() {
+                    tokio::spawn(record);
+                }
             }
             response
         }

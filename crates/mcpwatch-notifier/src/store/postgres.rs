@@ -485,6 +485,36 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    async fn queued_in_stream(
+        &mut self,
+        stream: i64,
+        channel: &str,
+        id: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.run(
+            "SELECT id FROM mcpwatch_deliveries
+             WHERE stream = $1 AND channel = $2 AND state IN ('pending', 'sending') AND id <> $3",
+            &[Value::Int(stream), Value::Text(channel), Value::Int(id)],
+        )
+        .await?
+        .iter()
+        .map(|r| cells(r)?.i64(0))
+        .collect()
+    }
+
+    /// Nothing: the queue's index answers [`Tx::queued_in_stream`].
+    async fn queued(&mut self, _stream: i64, _channel: &str, _id: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn unqueued(&mut self, _id: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn requeued(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn forget_keys(&mut self, start: i64) -> Result<(), StoreError> {
         self.run(
             "DELETE FROM mcpwatch_dedup_keys WHERE received_at < $1",

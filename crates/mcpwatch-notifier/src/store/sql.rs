@@ -223,7 +223,6 @@ pub(crate) trait Tx {
         sender: i64,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>>;
 
-
     /// Records that `key` is notification `id`'s, once it is stored.
     fn keep_key(
         &mut self,
@@ -235,6 +234,31 @@ pub(crate) trait Tx {
 
     /// Forgets the keys received before `start`.
     fn forget_keys(&mut self, start: i64) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// The deliveries queued (pending or sending) to `channel` in `stream` besides `id`, as
+    /// far as the store knows at once: it may name some that left the queue since, or
+    /// belong to another group sharing the number; the caller checks each.
+    fn queued_in_stream(
+        &mut self,
+        stream: i64,
+        channel: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
+
+    /// Delivery `id` of `stream` to `channel` joined the queue (accepted or replayed).
+    fn queued(
+        &mut self,
+        stream: i64,
+        channel: &str,
+        id: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Delivery `id` left the queue for good (sent, dead or superseded).
+    fn unqueued(&mut self, id: i64) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Deliveries left the queue at once (a retired channel): what the store knows of the
+    /// queue is read again.
+    fn requeued(&mut self) -> impl Future<Output = Result<(), StoreError>>;
 }
 
 /// The stream of an alert group's deliveries: a number from its receiver and group key
@@ -296,20 +320,24 @@ pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Acc
         } else {
             state::PENDING
         };
-        tx.execute(
-            INSERT_DELIVERY,
-            args![
-                id,
-                &delivery.channel,
-                &alerts,
-                state,
-                n.received_at,
-                None::<&str>,
-                delivery.hold.as_deref(),
-                stream
-            ],
-        )
-        .await?;
+        let queued = tx
+            .insert(
+                INSERT_DELIVERY,
+                args![
+                    id,
+                    &delivery.channel,
+                    &alerts,
+                    state,
+                    n.received_at,
+                    None::<&str>,
+                    delivery.hold.as_deref(),
+                    stream
+                ],
+            )
+            .await?;
+        if delivery.hold.is_none() {
+            tx.queued(stream, &delivery.channel, queued).await?;
+        }
     }
     for touch in &n.incidents {
         // One group's notifications reaching two replicas at once take turns here, so that
@@ -399,39 +427,47 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
     };
     let id = c.claimed.id;
     let channel = c.claimed.channel.as_str();
-    let group = args![
-        stream,
-        channel,
-        id,
-        c.receiver.as_str(),
-        c.group_key.as_str()
-    ];
     // The others of its stream still queued decide: a newer one supersedes it, an older
     // one goes first or is superseded. (A newer one already sent is no concern here: none
     // is sent while an older one waits, and a replayed dead letter is checked as it is
     // replayed.) Mostly there are none, and it goes at once.
-    let others = tx
-        .query(
-            "SELECT d.id FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
-             WHERE d.stream = ?1 AND d.channel = ?2 AND d.state IN ('pending', 'sending')
-               AND d.id <> ?3 AND n.receiver = ?4 AND n.group_key = ?5",
-            group,
-        )
-        .await?;
+    let mates = tx.queued_in_stream(stream, channel, id).await?;
+    if mates.is_empty() {
+        return Ok(Turn::Take);
+    }
     let mut newest = None;
-    let mut older = false;
-    for row in &others {
-        let other = row.i64(0)?;
-        if other > id {
-            newest = newest.max(Some(other));
+    let mut older = Vec::new();
+    for mate in mates {
+        let rows = tx
+            .query(
+                "SELECT d.state, n.receiver, n.group_key FROM mcpwatch_deliveries d
+                 JOIN mcpwatch_notifications n ON n.id = d.notification_id WHERE d.id = ?1",
+                args![mate],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            tx.unqueued(mate).await?;
+            continue;
+        };
+        let state = row.text(0)?;
+        if state != state::PENDING && state != state::SENDING {
+            tx.unqueued(mate).await?;
+            continue;
+        }
+        // Another group with the same number.
+        if row.text(1)? != c.receiver || row.text(2)? != c.group_key {
+            continue;
+        }
+        if mate > id {
+            newest = newest.max(Some(mate));
         } else {
-            older = true;
+            older.push(mate);
         }
     }
     if let Some(newer) = newest {
         return Ok(Turn::Superseded(newer));
     }
-    if !older {
+    if older.is_empty() {
         return Ok(Turn::Take);
     }
     // Replicas deciding the same stream take turns; one that finds it busy leaves it to
@@ -443,40 +479,29 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
         return Ok(Turn::Wait);
     }
     // Older ones still waiting, or left by a sender that stopped, are superseded; one
-    // another replica holds this moment is left alone (and this one waits for it).
-    let older = tx
-        .query(
-            "SELECT d.id, d.state, d.claimed_until FROM mcpwatch_deliveries d
-             JOIN mcpwatch_notifications n ON n.id = d.notification_id
-             WHERE d.stream = ?1 AND d.channel = ?2 AND d.id < ?3 AND n.receiver = ?4 AND n.group_key = ?5
-               AND d.state IN ('pending', 'sending')
-             ORDER BY d.id FOR UPDATE OF d SKIP LOCKED",
-            group,
-        )
-        .await?;
+    // being sent is waited for, and so is one another replica holds this moment (it is
+    // deciding it).
     let mut waits = false;
-    for row in &older {
-        let sending = row.text(1)? == state::SENDING;
-        if sending && row.opt_i64(2)?.is_some_and(|until| until > now) {
+    for mate in older {
+        let rows = tx
+            .query(
+                "SELECT state, claimed_until FROM mcpwatch_deliveries
+                 WHERE id = ?1 AND state IN ('pending', 'sending') FOR UPDATE SKIP LOCKED",
+                args![mate],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            waits = true;
+            continue;
+        };
+        let sending = row.text(0)? == state::SENDING;
+        if sending && row.opt_i64(1)?.is_some_and(|until| until > now) {
             waits = true;
             continue;
         }
-        supersede(tx, row.i64(0)?, id, now).await?;
+        supersede(tx, mate, id, now).await?;
     }
-    if waits {
-        return Ok(Turn::Wait);
-    }
-    // Rows another replica held are still there: wait for them to be decided.
-    let left = tx
-        .query(
-            "SELECT COUNT(*) FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
-             WHERE d.stream = ?1 AND d.channel = ?2 AND d.id < ?3 AND n.receiver = ?4 AND n.group_key = ?5
-               AND d.state IN ('pending', 'sending')",
-            group,
-        )
-        .await?;
-    let left = left.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0);
-    Ok(if left > 0 { Turn::Wait } else { Turn::Take })
+    Ok(if waits { Turn::Wait } else { Turn::Take })
 }
 
 /// Retires delivery `id` in favour of `by`, a newer one of its stream.
@@ -496,6 +521,7 @@ async fn supersede<T: Tx>(tx: &mut T, id: i64, by: i64, now: i64) -> Result<bool
             args![id, &reason, now],
         )
         .await?;
+    tx.unqueued(id).await?;
     Ok(changed == 1)
 }
 
@@ -691,6 +717,9 @@ pub(crate) async fn complete<T: Tx>(
     if changed != 1 {
         return Ok(false);
     }
+    if !matches!(outcome, Outcome::Retry { .. }) {
+        tx.unqueued(id).await?;
+    }
     let (name, detail) = match outcome {
         Outcome::Delivered => ("delivered", None),
         Outcome::Retry { error, .. } => ("retry", Some(error.as_str())),
@@ -735,7 +764,8 @@ pub(crate) async fn replay<T: Tx>(
                 )
                 .await?;
             if let Some(by) = newer.first().map(|r| r.opt_i64(0)).transpose()?.flatten() {
-                let reason = format!("superseded by delivery {by}, a newer state of its alert group");
+                let reason =
+                    format!("superseded by delivery {by}, a newer state of its alert group");
                 tx.execute(
                     "UPDATE mcpwatch_deliveries SET state = 'superseded', last_error = ?2, updated_at = ?3
                      WHERE id = ?1",
@@ -752,6 +782,9 @@ pub(crate) async fn replay<T: Tx>(
                 args![id, now],
             )
             .await?;
+        if let Some(stream) = row.opt_i64(1)? {
+            tx.queued(stream, &row.text(2)?, id).await?;
+        }
     }
     Ok(count(queued))
 }
@@ -815,6 +848,9 @@ pub(crate) async fn retire<T: Tx>(
                 args![&channel, now, before, &reason],
             )
             .await?;
+    }
+    if retired > 0 {
+        tx.requeued().await?;
     }
     Ok(count(retired))
 }

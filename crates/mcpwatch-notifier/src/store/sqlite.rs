@@ -63,14 +63,12 @@ CREATE TABLE IF NOT EXISTS mcpwatch_deliveries (
     event TEXT,
     -- The maintenance window holding it (state 'held').
     hold TEXT,
-    -- Its alert group (store::sql::stream); none for an incident's steps.
+    -- Its alert group (store::sql::stream); none for an incident's steps. No index: the
+    -- writer keeps the queued deliveries of each group in memory (an index on a hash would
+    -- cost a write to a random page per delivery).
     stream INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_held ON mcpwatch_deliveries (hold) WHERE state = 'held';
--- The queued deliveries of each alert group: small (what waits), so inserts stay on a few
--- hot pages.
-CREATE INDEX IF NOT EXISTS deliveries_queued_stream ON mcpwatch_deliveries (stream, channel)
-    WHERE stream IS NOT NULL AND state IN ('pending', 'sending');
 -- AUTOINCREMENT: an id is never used again (a signed link names one).
 CREATE TABLE IF NOT EXISTS mcpwatch_incidents (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -395,6 +393,7 @@ impl SqliteStore {
             f(&mut SqliteTx {
                 conn: &conn,
                 index: None,
+                queue: None,
             })
         })
         .await
@@ -575,6 +574,7 @@ fn writer_loop(
 struct Batch {
     open: bool,
     index: DedupIndex,
+    queue: StreamQueue,
     entries: Vec<(Work, Reply, Result<Done, StoreError>)>,
 }
 
@@ -604,7 +604,7 @@ impl Batch {
             }
             self.open = true;
         }
-        match run(conn, &mut self.index, &work) {
+        match run(conn, &mut self.index, &mut self.queue, &work) {
             Ok(done) => self.entries.push((work, reply, Ok(done))),
             Err(e) => {
                 self.entries.push((work, reply, Err(e)));
@@ -616,6 +616,7 @@ impl Batch {
     fn redo_isolated(&mut self, conn: &Connection) {
         // The index may hold keys of the writes rolled back.
         self.index.invalidate();
+        self.queue.invalidate();
         if let Err(e) = conn
             .execute_batch("ROLLBACK")
             .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
@@ -628,7 +629,7 @@ impl Batch {
                 *result = Err(e.into());
                 continue;
             }
-            *result = match run(conn, &mut self.index, work) {
+            *result = match run(conn, &mut self.index, &mut self.queue, work) {
                 Ok(done) => match conn.execute_batch("RELEASE write") {
                     Ok(()) => Ok(done),
                     Err(e) => Err(e.into()),
@@ -654,6 +655,7 @@ impl Batch {
         }
         self.open = false;
         self.index.invalidate();
+        self.queue.invalidate();
         for (_, reply, _) in self.entries.drain(..) {
             let _ = reply.send(Err(StoreError::Unusable(message.to_owned())));
         }
@@ -674,6 +676,7 @@ impl Batch {
         self.open = false;
         if let Err(e) = &committed {
             self.index.invalidate();
+            self.queue.invalidate();
             tracing::error!(error = %e, "The store could not commit; the writes of this batch are refused.");
         }
         self.entries
@@ -756,10 +759,16 @@ fn sync_wal(file: &mut Option<std::fs::File>, wal: &Path) -> Result<(), String> 
     }
 }
 
-fn run(c: &Connection, index: &mut DedupIndex, work: &Work) -> Result<Done, StoreError> {
+fn run(
+    c: &Connection,
+    index: &mut DedupIndex,
+    queue: &mut StreamQueue,
+    work: &Work,
+) -> Result<Done, StoreError> {
     let mut tx = SqliteTx {
         conn: c,
         index: Some(index),
+        queue: Some(queue),
     };
     let tx = &mut tx;
     let now = now_ms();
@@ -825,7 +834,13 @@ impl rusqlite::ToSql for Value<'_> {
 /// A statement in SQLite's words: one writer has nothing to lock, so a closing
 /// `FOR UPDATE ...` goes.
 fn dialect(sql: &'static str) -> std::borrow::Cow<'static, str> {
-    match sql.find("FOR UPDATE") {
+    // The clause ends a statement when it is there: only the end is searched.
+    let tail = sql.len().saturating_sub(40);
+    match sql
+        .get(tail..)
+        .and_then(|end| end.find("FOR UPDATE"))
+        .map(|at| tail + at)
+    {
         Some(at) => sql[..at].trim_end().to_owned().into(),
         None => sql.into(),
     }
@@ -836,11 +851,18 @@ fn dialect(sql: &'static str) -> std::borrow::Cow<'static, str> {
 struct SqliteTx<'c> {
     conn: &'c Connection,
     index: Option<&'c mut DedupIndex>,
+    queue: Option<&'c mut StreamQueue>,
 }
 
 impl SqliteTx<'_> {
     fn statement(&self, sql: &'static str) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
         Ok(self.conn.prepare_cached(&dialect(sql))?)
+    }
+
+    fn queue(&mut self) -> Result<&mut StreamQueue, StoreError> {
+        self.queue
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Unusable("a read tried to write".into()))
     }
 
     fn index(&mut self) -> Result<&mut DedupIndex, StoreError> {
@@ -919,6 +941,31 @@ impl Tx for SqliteTx<'_> {
 
     async fn forget_keys(&mut self, start: i64) -> Result<(), StoreError> {
         self.index()?.prune(start);
+        Ok(())
+    }
+
+    async fn queued_in_stream(
+        &mut self,
+        stream: i64,
+        channel: &str,
+        id: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let conn = self.conn;
+        Ok(self.queue()?.mates(conn, stream, channel, id)?)
+    }
+
+    async fn queued(&mut self, stream: i64, channel: &str, id: i64) -> Result<(), StoreError> {
+        self.queue()?.add(stream, channel, id);
+        Ok(())
+    }
+
+    async fn unqueued(&mut self, id: i64) -> Result<(), StoreError> {
+        self.queue()?.remove(id);
+        Ok(())
+    }
+
+    async fn requeued(&mut self) -> Result<(), StoreError> {
+        self.queue()?.invalidate();
         Ok(())
     }
 }
@@ -1045,6 +1092,139 @@ impl DedupIndex {
         self.keys = HashMap::new();
         self.from = None;
         self.prune_at = 0;
+    }
+}
+
+/// The queued (pending or sending) deliveries of each stream, kept in memory by the writer
+/// in place of an index: read from the table when first needed (and again after a rollback
+/// or a bulk change), then kept up to date as deliveries are queued and leave the queue.
+/// What it names is checked against the table by its caller, so an entry left behind
+/// costs a lookup, never an order.
+#[derive(Debug, Default)]
+struct StreamQueue {
+    loaded: bool,
+    /// Stream: (delivery, channel's index in `channels`).
+    by_stream: HashMap<i64, Vec<(i64, u32)>, Mixed>,
+    /// Delivery: stream.
+    by_id: HashMap<i64, i64, Mixed>,
+    /// The channels' names, each once.
+    channels: Vec<Box<str>>,
+}
+
+/// Hashes the numbers the stream queue is keyed by (a stream is a hash already, a delivery
+/// id counts up) with one multiplication.
+#[derive(Debug, Default, Clone, Copy)]
+struct Mixed;
+
+impl std::hash::BuildHasher for Mixed {
+    type Hasher = MixedHasher;
+    fn build_hasher(&self) -> MixedHasher {
+        MixedHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct MixedHasher(u64);
+
+impl std::hash::Hasher for MixedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = n.cast_unsigned().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl StreamQueue {
+    fn load(&mut self, c: &Connection) -> Result<(), rusqlite::Error> {
+        if self.loaded {
+            return Ok(());
+        }
+        let mut statement = c.prepare_cached(
+            "SELECT id, stream, channel FROM mcpwatch_deliveries
+             WHERE state IN ('pending', 'sending') AND stream IS NOT NULL",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let (id, stream): (i64, i64) = (row.get(0)?, row.get(1)?);
+            let channel = row.get_ref(2)?.as_str()?;
+            self.insert(stream, channel, id);
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    fn channel(&mut self, name: &str) -> u32 {
+        let index = match self.channels.iter().position(|c| &**c == name) {
+            Some(index) => index,
+            None => {
+                self.channels.push(name.into());
+                self.channels.len() - 1
+            }
+        };
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    fn insert(&mut self, stream: i64, channel: &str, id: i64) {
+        if self.by_id.insert(id, stream).is_none() {
+            let channel = self.channel(channel);
+            self.by_stream
+                .entry(stream)
+                .or_default()
+                .push((id, channel));
+        }
+    }
+
+    fn mates(
+        &mut self,
+        c: &Connection,
+        stream: i64,
+        channel: &str,
+        id: i64,
+    ) -> Result<Vec<i64>, rusqlite::Error> {
+        self.load(c)?;
+        let Some(queued) = self.by_stream.get(&stream) else {
+            return Ok(Vec::new());
+        };
+        let Some(channel) = self.channels.iter().position(|c| &**c == channel) else {
+            return Ok(Vec::new());
+        };
+        Ok(queued
+            .iter()
+            .filter(|(other, ch)| *other != id && usize::try_from(*ch).ok() == Some(channel))
+            .map(|(other, _)| *other)
+            .collect())
+    }
+
+    /// A delivery joined the queue (one not loaded yet is read with the rest).
+    fn add(&mut self, stream: i64, channel: &str, id: i64) {
+        if self.loaded {
+            self.insert(stream, channel, id);
+        }
+    }
+
+    fn remove(&mut self, id: i64) {
+        let Some(stream) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(queued) = self.by_stream.get_mut(&stream) {
+            queued.retain(|(other, _)| *other != id);
+            if queued.is_empty() {
+                self.by_stream.remove(&stream);
+            }
+        }
+    }
+
+    /// Forgets everything; the next lookup reads the table again.
+    fn invalidate(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -1336,6 +1516,63 @@ mod tests {
                 .expect("retry"),
             Accepted::Duplicate(recent)
         );
+    }
+
+    #[tokio::test]
+    async fn a_restart_between_two_states_of_a_group_sends_the_newer_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notifier.db");
+        let now = now_ms();
+        let state_of = |n: u8, at: i64| {
+            let mut key = [n; 32];
+            key[0] = 0xee;
+            NewNotification {
+                dedup_key: DedupKey(key),
+                ..notification("group", at)
+            }
+        };
+        let (firing, resolved) = {
+            let store = SqliteStore::open(&path).expect("open");
+            let Accepted::Stored(firing) = store.accept(state_of(1, now)).await.expect("firing")
+            else {
+                panic!("stored")
+            };
+            // The firing notification is being sent when the process stops.
+            let batch = store
+                .claim(now, budgets(), 16, Duration::from_secs(60))
+                .await
+                .expect("claim");
+            assert_eq!(batch.claimed.len(), 2);
+            let Accepted::Stored(resolved) =
+                store.accept(state_of(2, now + 10)).await.expect("resolved")
+            else {
+                panic!("stored")
+            };
+            let waiting = store
+                .claim(now + 20, budgets(), 16, Duration::from_secs(60))
+                .await
+                .expect("claim");
+            assert!(waiting.claimed.is_empty(), "{:?}", waiting.claimed);
+            (firing, resolved)
+        };
+        let store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(store.recover().await.expect("recover"), 2);
+        let batch = store
+            .claim(now_ms(), budgets(), 16, Duration::from_secs(60))
+            .await
+            .expect("claim");
+        let mut claimed: Vec<(i64, String)> = batch
+            .claimed
+            .iter()
+            .map(|c| (c.notification_id, c.channel.clone()))
+            .collect();
+        claimed.sort();
+        assert_eq!(
+            claimed,
+            [(resolved, "chat".to_owned()), (resolved, "log".to_owned())]
+        );
+        let view = store.get(firing).await.expect("get").expect("kept");
+        assert!(view.deliveries.iter().all(|d| d.state == "superseded"));
     }
 
     #[tokio::test]
