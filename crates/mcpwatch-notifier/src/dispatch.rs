@@ -141,6 +141,9 @@ struct SharedNotification {
     wake: Arc<Notify>,
 }
 
+/// Bodies up to this much JSON are parsed on the async worker that needs them.
+const PARSE_INLINE_BYTES: usize = 64 << 10;
+
 impl SharedNotification {
     /// The notification, parsed by the first delivery that asks.
     async fn notification(&self) -> Result<Arc<Notification>, String> {
@@ -151,10 +154,15 @@ impl SharedNotification {
                     return Err("the stored body was let go before it was read".to_owned());
                 };
                 // A large body takes a while to decompress and parse: off the async workers.
-                let parsed = tokio::task::spawn_blocking(move || parse(&body))
-                    .await
-                    .map_err(|e| format!("reading it stopped: {e}"))?
-                    .map_err(|e| e.to_string())?;
+                // A small one is read at once (handing it to a thread costs more).
+                let parsed = if json_len(&body) > PARSE_INLINE_BYTES {
+                    tokio::task::spawn_blocking(move || parse(&body))
+                        .await
+                        .map_err(|e| format!("reading it stopped: {e}"))?
+                } else {
+                    parse(&body)
+                }
+                .map_err(|e| e.to_string())?;
                 if let Ok(mut body) = self.body.lock() {
                     *body = None;
                 }

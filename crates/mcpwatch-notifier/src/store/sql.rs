@@ -535,6 +535,7 @@ pub(crate) async fn claim<T: Tx>(
     let mut batch = ClaimBatch::default();
     let until = now.saturating_add(millis(lease));
     let mut superseded = 0_usize;
+    let mut bodies: std::collections::HashMap<i64, Arc<Body>> = std::collections::HashMap::new();
     for (channel, budget) in budgets.iter().filter(|(_, b)| *b > 0) {
         let mut taken = 0;
         // Two statements, each a range of the (channel, state, time) index: an OR of the
@@ -552,7 +553,8 @@ pub(crate) async fn claim<T: Tx>(
                     tx.query(
                         concat!(
                             "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
-                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.claimed_until
+                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.claimed_until,
+                             n.payload_encoding, n.payload
                              FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
                             " WHERE d.channel = ?1 AND d.state = 'sending' AND d.claimed_until <= ?2
                                AND (d.claimed_until > ?3 OR (d.claimed_until = ?3 AND d.id > ?4))
@@ -565,7 +567,8 @@ pub(crate) async fn claim<T: Tx>(
                     tx.query(
                         concat!(
                             "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
-                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.next_attempt_at
+                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.next_attempt_at,
+                             n.payload_encoding, n.payload
                              FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
                             " WHERE d.channel = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
                                AND (d.next_attempt_at > ?3 OR (d.next_attempt_at = ?3 AND d.id > ?4))
@@ -576,8 +579,8 @@ pub(crate) async fn claim<T: Tx>(
                     .await?
                 };
                 let full = rows.len() == PAGE;
-                for row in &rows {
-                    let c = candidate(row)?;
+                for mut row in rows {
+                    let mut c = candidate(&row)?;
                     after = (c.next_attempt_at, c.claimed.id);
                     if taken >= *budget || batch.claimed.len() >= total {
                         break;
@@ -585,6 +588,15 @@ pub(crate) async fn claim<T: Tx>(
                     match turn(tx, &c, now).await? {
                         Turn::Take => {
                             take(tx, &c.claimed, now, until).await?;
+                            // The body, shared by the deliveries of one notification.
+                            c.claimed.payload = match bodies.get(&c.claimed.notification_id) {
+                                Some(body) => body.clone(),
+                                None => {
+                                    let body = Arc::new(row.take_body(12)?);
+                                    bodies.insert(c.claimed.notification_id, body.clone());
+                                    body
+                                }
+                            };
                             batch.claimed.push(c.claimed);
                             taken += 1;
                         }
@@ -607,26 +619,6 @@ pub(crate) async fn claim<T: Tx>(
             superseded,
             "Deliveries superseded by newer states of their alert groups."
         );
-    }
-    // The bodies, read once per notification.
-    let mut bodies: std::collections::HashMap<i64, Arc<Body>> = std::collections::HashMap::new();
-    for c in &mut batch.claimed {
-        if let Some(body) = bodies.get(&c.notification_id) {
-            c.payload = body.clone();
-            continue;
-        }
-        let mut rows = tx
-            .query(
-                "SELECT payload_encoding, payload FROM mcpwatch_notifications WHERE id = ?1",
-                args![c.notification_id],
-            )
-            .await?;
-        let body = match rows.first_mut() {
-            Some(row) => Arc::new(row.take_body(0)?),
-            None => Arc::new(Body::Json(String::new())),
-        };
-        bodies.insert(c.notification_id, body.clone());
-        c.payload = body;
     }
     // When the next claim is worth making, among the channels that had room: what is
     // due already waits for a slot, a rate-limit token or an older delivery of its

@@ -1103,12 +1103,49 @@ impl DedupIndex {
 #[derive(Debug, Default)]
 struct StreamQueue {
     loaded: bool,
-    /// Stream: (delivery, channel's index in `channels`).
-    by_stream: HashMap<i64, Vec<(i64, u32)>, Mixed>,
+    /// Stream: its queued (delivery, channel's index in `channels`).
+    by_stream: HashMap<i64, Mates, Mixed>,
     /// Delivery: stream.
     by_id: HashMap<i64, i64, Mixed>,
     /// The channels' names, each once.
     channels: Vec<Box<str>>,
+}
+
+/// A stream's queued deliveries: mostly one, kept without an allocation of its own.
+#[derive(Debug)]
+enum Mates {
+    One((i64, u32)),
+    Many(Vec<(i64, u32)>),
+}
+
+impl Mates {
+    fn as_slice(&self) -> &[(i64, u32)] {
+        match self {
+            Mates::One(pair) => std::slice::from_ref(pair),
+            Mates::Many(all) => all,
+        }
+    }
+
+    fn push(&mut self, pair: (i64, u32)) {
+        match self {
+            Mates::One(first) => *self = Mates::Many(vec![*first, pair]),
+            Mates::Many(all) => all.push(pair),
+        }
+    }
+
+    /// Drops delivery `id`; whether any is left.
+    fn remove(&mut self, id: i64) -> bool {
+        match self {
+            Mates::One((one, _)) => *one != id,
+            Mates::Many(all) => {
+                all.retain(|(other, _)| *other != id);
+                if let [only] = all.as_slice() {
+                    *self = Mates::One(*only);
+                }
+                !self.as_slice().is_empty()
+            }
+        }
+    }
 }
 
 /// Hashes the numbers the stream queue is keyed by (a stream is a hash already, a delivery
@@ -1175,10 +1212,14 @@ impl StreamQueue {
     fn insert(&mut self, stream: i64, channel: &str, id: i64) {
         if self.by_id.insert(id, stream).is_none() {
             let channel = self.channel(channel);
-            self.by_stream
-                .entry(stream)
-                .or_default()
-                .push((id, channel));
+            match self.by_stream.entry(stream) {
+                std::collections::hash_map::Entry::Occupied(mut mates) => {
+                    mates.get_mut().push((id, channel));
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(Mates::One((id, channel)));
+                }
+            }
         }
     }
 
@@ -1197,6 +1238,7 @@ impl StreamQueue {
             return Ok(Vec::new());
         };
         Ok(queued
+            .as_slice()
             .iter()
             .filter(|(other, ch)| *other != id && usize::try_from(*ch).ok() == Some(channel))
             .map(|(other, _)| *other)
@@ -1214,11 +1256,10 @@ impl StreamQueue {
         let Some(stream) = self.by_id.remove(&id) else {
             return;
         };
-        if let Some(queued) = self.by_stream.get_mut(&stream) {
-            queued.retain(|(other, _)| *other != id);
-            if queued.is_empty() {
-                self.by_stream.remove(&stream);
-            }
+        if let Some(queued) = self.by_stream.get_mut(&stream)
+            && !queued.remove(id)
+        {
+            self.by_stream.remove(&stream);
         }
     }
 
@@ -1518,6 +1559,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_stream_queue_names_each_streams_queued_deliveries_per_channel() {
+        let conn = Connection::open_in_memory().expect("memory");
+        let mut queue = StreamQueue {
+            loaded: true,
+            ..StreamQueue::default()
+        };
+        queue.add(7, "chat", 1);
+        queue.add(7, "log", 2);
+        queue.add(7, "chat", 3);
+        queue.add(9, "chat", 4);
+        assert_eq!(queue.mates(&conn, 7, "chat", 1).expect("mates"), [3]);
+        assert_eq!(queue.mates(&conn, 7, "chat", 0).expect("mates"), [1, 3]);
+        assert_eq!(
+            queue.mates(&conn, 7, "log", 2).expect("mates"),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            queue.mates(&conn, 7, "pager", 0).expect("mates"),
+            Vec::<i64>::new()
+        );
+        queue.remove(1);
+        queue.remove(3);
+        assert_eq!(queue.mates(&conn, 7, "log", 0).expect("mates"), [2]);
+        queue.remove(2);
+        assert!(!queue.by_stream.contains_key(&7));
+        assert_eq!(queue.mates(&conn, 9, "chat", 0).expect("mates"), [4]);
+        // Twice, or unknown: nothing happens.
+        queue.remove(2);
+        queue.remove(99);
+        queue.add(9, "chat", 4);
+        assert_eq!(queue.mates(&conn, 9, "chat", 0).expect("mates"), [4]);
+    }
+
     #[tokio::test]
     async fn a_restart_between_two_states_of_a_group_sends_the_newer_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1557,8 +1632,14 @@ mod tests {
         };
         let store = SqliteStore::open(&path).expect("reopen");
         assert_eq!(store.recover().await.expect("recover"), 2);
+        // (Both due, whatever the clock says.)
         let batch = store
-            .claim(now_ms(), budgets(), 16, Duration::from_secs(60))
+            .claim(
+                now_ms().max(now + 1_000),
+                budgets(),
+                16,
+                Duration::from_secs(60),
+            )
             .await
             .expect("claim");
         let mut claimed: Vec<(i64, String)> = batch
