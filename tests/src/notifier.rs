@@ -147,10 +147,19 @@ impl NotifierProcess {
 
     /// Posts a webhook body (JSON) with a bearer token; the status and the JSON answer.
     pub async fn post(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
+        self.post_text(body.to_string(), token).await
+    }
+
+    /// Posts a JSON text as it is (a `serde_json::Value` cannot hold every legal body: deep
+    /// nesting, several megabytes built elsewhere) to `/webhook`: status and JSON answer.
+    ///
+    /// # Panics
+    /// When the request cannot be sent.
+    pub async fn post_text(&self, text: String, token: Option<&str>) -> (u16, Value) {
         let mut request = crate::http::client()
             .post(self.webhook_url())
             .header("Content-Type", "application/json")
-            .body(body.to_string());
+            .body(text);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -35,20 +35,6 @@ fn nested(levels: usize) -> String {
     format!("{}{}", "[".repeat(levels), "]".repeat(levels))
 }
 
-/// Posts a JSON text as it is (a `serde_json::Value` could not hold 1000 levels).
-async fn post_text(notifier: &NotifierProcess, text: String) -> (u16, Value) {
-    let response = mcpwatch_tests::http::client()
-        .post(notifier.webhook_url())
-        .header("Content-Type", "application/json")
-        .body(text)
-        .send()
-        .await
-        .expect("POST /webhook");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 /// Where a case puts its nesting.
 #[derive(Debug, Clone, Copy)]
 enum Place {
@@ -106,7 +92,9 @@ async fn what_is_accepted_is_delivered_and_what_cannot_be_is_refused() {
     let mut accepted = BTreeMap::new();
     for (i, &(place, levels, expected)) in cases.iter().enumerate() {
         let group = format!("Deep{i}");
-        let (status, answer) = post_text(&notifier, deep_body(&group, place, levels)).await;
+        let (status, answer) = notifier
+            .post_text(deep_body(&group, place, levels), None)
+            .await;
         assert_eq!(status, expected, "{place:?} {levels}: {answer}");
         let error = answer["error"].as_str().unwrap_or("");
         match (place, expected) {

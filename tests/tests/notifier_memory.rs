@@ -140,7 +140,7 @@ async fn large_webhooks_to_five_channels_stay_within_a_memory_bound() {
         "the payload is {} bytes",
         body.len()
     );
-    let (status, answer) = post(&notifier, body).await;
+    let (status, answer) = notifier.post_text(body, None).await;
     assert_eq!(status, 200, "{answer}");
     delivered_once(&stand_ins, &["b0".to_owned()]).await;
     let one = status_kib(pid, "VmHWM");
@@ -148,7 +148,9 @@ async fn large_webhooks_to_five_channels_stay_within_a_memory_bound() {
     let bodies: Vec<String> = (1..=AT_ONCE)
         .map(|batch| large_payload(batch).to_string())
         .collect();
-    let posts = bodies.into_iter().map(|body| post(&notifier, body));
+    let posts = bodies
+        .into_iter()
+        .map(|body| notifier.post_text(body, None));
     for (status, answer) in futures_util::future::join_all(posts).await {
         assert_eq!(status, 200, "{answer}");
     }
@@ -175,17 +177,4 @@ async fn large_webhooks_to_five_channels_stay_within_a_memory_bound() {
     }
     assert!(peak < BOUND_KIB, "{report}");
     assert!(after < BOUND_KIB, "{report}");
-}
-
-async fn post(notifier: &NotifierProcess, body: String) -> (u16, Value) {
-    let response = mcpwatch_tests::http::client()
-        .post(notifier.webhook_url())
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("POST /webhook");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }

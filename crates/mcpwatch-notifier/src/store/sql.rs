@@ -378,6 +378,32 @@ pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Acc
     Ok(Accepted::Stored(id))
 }
 
+/// The deliveries to `channel` (`?1`) in `state` whose `time` has come (`?2`), after the
+/// (`time`, id) pair (`?3`, `?4`), in that order, `?5` at most: the columns [`candidate`]
+/// reads.
+macro_rules! candidates {
+    ($state:literal, $time:literal) => {
+        concat!(
+            "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
+             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.",
+            $time,
+            ", n.payload_encoding, n.payload
+             FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
+             WHERE d.channel = ?1 AND d.state = '",
+            $state,
+            "' AND d.",
+            $time,
+            " <= ?2 AND (d.",
+            $time,
+            " > ?3 OR (d.",
+            $time,
+            " = ?3 AND d.id > ?4)) ORDER BY d.",
+            $time,
+            ", d.id LIMIT ?5 FOR UPDATE OF d SKIP LOCKED"
+        )
+    };
+}
+
 /// Candidates are read a page at a time, in (due time, id) order.
 const PAGE: usize = 64;
 
@@ -549,35 +575,14 @@ pub(crate) async fn claim<T: Tx>(
                 if room == 0 {
                     break;
                 }
-                let rows = if sending {
-                    tx.query(
-                        concat!(
-                            "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
-                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.claimed_until,
-                             n.payload_encoding, n.payload
-                             FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
-                            " WHERE d.channel = ?1 AND d.state = 'sending' AND d.claimed_until <= ?2
-                               AND (d.claimed_until > ?3 OR (d.claimed_until = ?3 AND d.id > ?4))
-                             ORDER BY d.claimed_until, d.id LIMIT ?5 FOR UPDATE OF d SKIP LOCKED"
-                        ),
-                        args![channel, now, after.0, after.1, PAGE],
-                    )
-                    .await?
+                let sql = if sending {
+                    candidates!("sending", "claimed_until")
                 } else {
-                    tx.query(
-                        concat!(
-                            "SELECT d.id, d.notification_id, d.channel, d.alerts, d.attempts, n.received_at,
-                             d.queued_at, d.event, d.stream, n.receiver, n.group_key, d.next_attempt_at,
-                             n.payload_encoding, n.payload
-                             FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id",
-                            " WHERE d.channel = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-                               AND (d.next_attempt_at > ?3 OR (d.next_attempt_at = ?3 AND d.id > ?4))
-                             ORDER BY d.next_attempt_at, d.id LIMIT ?5 FOR UPDATE OF d SKIP LOCKED"
-                        ),
-                        args![channel, now, after.0, after.1, PAGE],
-                    )
-                    .await?
+                    candidates!("pending", "next_attempt_at")
                 };
+                let rows = tx
+                    .query(sql, args![channel, now, after.0, after.1, PAGE])
+                    .await?;
                 let full = rows.len() == PAGE;
                 for mut row in rows {
                     let mut c = candidate(&row)?;
