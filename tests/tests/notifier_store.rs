@@ -493,8 +493,8 @@ async fn ordering(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(claimed.iter().map(|c| c.1).collect::<Vec<_>>(), [other]);
 }
 
-/// Copies and reminders: a copy is a duplicate until its sender has had its answer; the
-/// sender's next copy is then a new sending (Alertmanager sends a reminder only after it had
+/// Copies and reminders: a copy is a duplicate unless its sender had its answer before the
+/// copy arrived; then it is a new sending (Alertmanager sends a reminder only after it had
 /// its answer, and retries only when it had none). `a` and `b` are two replicas (or the
 /// same store twice); senders 1 and 2 two Alertmanagers.
 async fn reminders(a: Arc<dyn Store>, b: Arc<dyn Store>) {
@@ -513,12 +513,18 @@ async fn reminders(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         a.accept(copy(2, now + 20)).await.expect("replica"),
         Accepted::Duplicate(first)
     );
-    a.answered(key("reminded"), first, 1)
+    a.answered(key("reminded"), first, 1, now + 30)
         .await
         .expect("answered");
-    b.answered(key("reminded"), first, 2)
+    b.answered(key("reminded"), first, 2, now + 30)
         .await
         .expect("answered");
+    // A copy that arrived before its sender's answer was given is one of the same sending,
+    // however late it is stored.
+    assert_eq!(
+        a.accept(copy(1, now + 25)).await.expect("in flight"),
+        Accepted::Duplicate(first)
+    );
     // Both answered: the next copy of either is a reminder, stored and sent again; the
     // other's copy of that reminder is a duplicate of it.
     let reminder = stored(b.accept(copy(2, now + 4_000)).await.expect("reminder"));
@@ -529,16 +535,18 @@ async fn reminders(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             .expect("replica's reminder"),
         Accepted::Duplicate(reminder)
     );
-    b.answered(key("reminded"), reminder, 2)
+    b.answered(key("reminded"), reminder, 2, now + 4_015)
         .await
         .expect("answered");
     // An answer recorded for an older notification of the key changes nothing.
-    a.answered(key("reminded"), first, 1).await.expect("stale");
+    a.answered(key("reminded"), first, 1, now + 4_016)
+        .await
+        .expect("stale");
     assert_eq!(
         a.accept(copy(1, now + 4_020)).await.expect("retry"),
         Accepted::Duplicate(reminder)
     );
-    a.answered(key("reminded"), reminder, 1)
+    a.answered(key("reminded"), reminder, 1, now + 4_030)
         .await
         .expect("answered");
     let third = stored(a.accept(copy(1, now + 8_000)).await.expect("third"));

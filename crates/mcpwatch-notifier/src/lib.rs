@@ -156,14 +156,15 @@ impl Notifier {
 
     /// Stores a notification (once) and wakes the dispatcher. `body` is the JSON it was
     /// parsed from, stored as it came (unknown fields and all); `peer` the address it came
-    /// from and `target` the URL it was posted to (host and path). What to record once the
-    /// sender has its answer comes with it.
+    /// from, `target` the URL it was posted to (host and path) and `arrived` when (Unix
+    /// ms). What to record once the sender has its answer comes with it.
     pub async fn receive(
         &self,
         incoming: &Incoming<'_>,
         body: &str,
         peer: Option<std::net::IpAddr>,
         target: &str,
+        arrived: i64,
     ) -> Result<(Received, Answer), StoreError> {
         let sender = payload::sender(incoming.external_url(), peer, target);
         let key = incoming.dedup_key();
@@ -204,7 +205,7 @@ impl Notifier {
                 alert_count: incoming.alerts().len(),
                 payload: Body::compress(body),
                 deliveries: plan.deliveries,
-                received_at: now,
+                received_at: arrived,
                 dedup_window: setup.config.storage.dedup_window,
                 incidents: plan.incidents,
                 sender,
@@ -234,7 +235,12 @@ impl Notifier {
     pub async fn answered(&self, answer: Answer) {
         if let Err(e) = self
             .store
-            .answered(answer.key, answer.notification, answer.sender)
+            .answered(
+                answer.key,
+                answer.notification,
+                answer.sender,
+                time::now_ms(),
+            )
             .await
         {
             tracing::debug!(error = %e, notification = answer.notification, "Recording an answer failed.");

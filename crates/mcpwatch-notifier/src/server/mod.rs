@@ -167,6 +167,8 @@ fn unauthorized(auth: &AuthConfig) -> Response {
 }
 
 async fn webhook(State(app): State<App>, request: Request) -> Response {
+    // When it arrived: a copy that arrived before its sender had an answer is no reminder.
+    let arrived = crate::time::now_ms();
     let peer = request
         .extensions()
         .get::<mcpwatch_core::web::PeerAddr>()
@@ -241,7 +243,7 @@ async fn webhook(State(app): State<App>, request: Request) -> Response {
     // Run to the end in a task of its own: a client that hangs up drops this handler, and
     // a notification the store commits is then still counted and its dispatcher woken.
     let notifier = Arc::clone(&app.notifier);
-    match tokio::spawn(accept(notifier, body, peer, target)).await {
+    match tokio::spawn(accept(notifier, body, peer, target, arrived)).await {
         // The sender gets its answer (it is still there: this handler was not dropped), so
         // its next copy is a new sending, not a retry.
         Ok((response, answer)) => {
@@ -273,6 +275,7 @@ async fn accept(
     body: Bytes,
     peer: Option<std::net::IpAddr>,
     target: String,
+    arrived: i64,
 ) -> (Response, Option<Answer>) {
     let metrics = notifier.metrics();
     // Checked as UTF-8 once here, so that the parser need not check each string again.
@@ -292,7 +295,10 @@ async fn accept(
             return (error(StatusCode::BAD_REQUEST, message), None);
         }
     };
-    let (received, answer) = match notifier.receive(&notification, text, peer, &target).await {
+    let (received, answer) = match notifier
+        .receive(&notification, text, peer, &target, arrived)
+        .await
+    {
         Ok((received, answer)) => (Ok(received), Some(answer)),
         Err(e) => (Err(e), None),
     };

@@ -177,7 +177,7 @@ pub struct NewNotification {
     /// When it arrived, Unix ms.
     pub received_at: i64,
     /// Copies arriving within this window of the first are duplicates, unless their sender
-    /// was answered for it already (then it is a new sending: a reminder).
+    /// was answered for it before this one arrived (then it is a new sending: a reminder).
     pub dedup_window: Duration,
     /// Who sent it (see [`crate::payload::sender`]).
     pub sender: i64,
@@ -359,13 +359,15 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         total: usize,
         lease: Duration,
     ) -> Result<ClaimBatch, StoreError>;
-    /// Records that `sender` was answered for notification `notification` (its copy with
-    /// `key` was stored, or found a duplicate): its next copy is a new sending.
+    /// Records that `sender` was answered at `at` (Unix ms) for notification `notification`
+    /// (its copy with `key` was stored, or found a duplicate): its next copy arriving after
+    /// that is a new sending.
     async fn answered(
         &self,
         key: DedupKey,
         notification: i64,
         sender: i64,
+        at: i64,
     ) -> Result<(), StoreError>;
     /// Dead-letters queued deliveries to channels no longer configured; how many.
     async fn retire_channels(&self, known: Vec<String>) -> Result<usize, StoreError>;

@@ -113,8 +113,8 @@ CREATE TABLE IF NOT EXISTS mcpwatch_attempts (
 CREATE INDEX IF NOT EXISTS mcpwatch_attempts_delivery ON mcpwatch_attempts (delivery_id);
 ALTER TABLE mcpwatch_notifications ADD COLUMN IF NOT EXISTS dedup_key BYTEA;
 ALTER TABLE mcpwatch_notifications ADD COLUMN IF NOT EXISTS sender BIGINT;
--- The senders answered for the key's notification, each as its hex number and ';'.
-ALTER TABLE mcpwatch_dedup_keys ADD COLUMN IF NOT EXISTS answered TEXT NOT NULL DEFAULT '';
+-- The senders answered for the key's notification: a sender's hex number, when (Unix ms).
+ALTER TABLE mcpwatch_dedup_keys ADD COLUMN IF NOT EXISTS answers JSONB NOT NULL DEFAULT '{}'::jsonb;
 ALTER TABLE mcpwatch_deliveries ADD COLUMN IF NOT EXISTS stream BIGINT;
 CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_queued_stream ON mcpwatch_deliveries (stream, channel)
     WHERE stream IS NOT NULL AND state IN ('pending', 'sending');
@@ -332,9 +332,9 @@ fn cells(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(cells))
 }
 
-/// A sender as `mcpwatch_dedup_keys.answered` lists it.
+/// A sender as `mcpwatch_dedup_keys.answers` names it.
 fn answer_token(sender: i64) -> String {
-    format!("{:016x};", sender.cast_unsigned())
+    format!("{:016x}", sender.cast_unsigned())
 }
 
 /// The store's logic on one PostgreSQL transaction.
@@ -343,13 +343,24 @@ struct PgTx<'t, 'c> {
 }
 
 impl PgTx<'_, '_> {
-    /// Records that `sender` was answered for notification `id` (stored with `key`).
-    async fn answered(&self, key: &DedupKey, id: i64, sender: i64) -> Result<(), StoreError> {
+    /// Records that `sender` was answered at `at` for notification `id` (stored with `key`).
+    async fn answered(
+        &self,
+        key: &DedupKey,
+        id: i64,
+        sender: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
         let token = answer_token(sender);
         self.run(
-            "UPDATE mcpwatch_dedup_keys SET answered = answered || $3
-             WHERE key = $1 AND notification_id = $2 AND strpos(answered, $3) = 0",
-            &[Value::Blob(&key.0[..]), Value::Int(id), Value::Text(&token)],
+            "UPDATE mcpwatch_dedup_keys SET answers = answers || jsonb_build_object($3::text, $4::bigint)
+             WHERE key = $1 AND notification_id = $2 AND (answers ->> $3::text) IS NULL",
+            &[
+                Value::Blob(&key.0[..]),
+                Value::Int(id),
+                Value::Text(&token),
+                Value::Int(at),
+            ],
         )
         .await?;
         Ok(())
@@ -430,16 +441,16 @@ impl Tx for PgTx<'_, '_> {
     ) -> Result<Option<i64>, StoreError> {
         let key = &key.0[..];
         let token = answer_token(sender);
-        // Taken over when older than the window, or when its sender was answered already
-        // (a new sending).
+        // Taken over when older than the window, or when its sender was answered before
+        // this copy arrived (a new sending).
         let owned = self
             .run(
-                "INSERT INTO mcpwatch_dedup_keys (key, notification_id, received_at, answered)
-                 VALUES ($1, NULL, $2, '')
+                "INSERT INTO mcpwatch_dedup_keys (key, notification_id, received_at, answers)
+                 VALUES ($1, NULL, $2, '{}'::jsonb)
                  ON CONFLICT (key) DO UPDATE
-                 SET notification_id = NULL, received_at = excluded.received_at, answered = ''
+                 SET notification_id = NULL, received_at = excluded.received_at, answers = '{}'::jsonb
                  WHERE mcpwatch_dedup_keys.received_at < $3
-                    OR strpos(mcpwatch_dedup_keys.answered, $4) > 0
+                    OR (mcpwatch_dedup_keys.answers ->> $4::text)::bigint < $2
                  RETURNING 1",
                 &[
                     Value::Blob(key),
@@ -557,8 +568,9 @@ impl Store for PostgresStore {
         key: DedupKey,
         notification: i64,
         sender: i64,
+        at: i64,
     ) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| tx.answered(&key, notification, sender))
+        in_transaction!(self, |tx| tx.answered(&key, notification, sender, at))
     }
 
     async fn complete(

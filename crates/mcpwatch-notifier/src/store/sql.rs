@@ -212,8 +212,8 @@ pub(crate) trait Tx {
     fn lock(&mut self, name: &str, wait: bool) -> impl Future<Output = Result<bool, StoreError>>;
 
     /// The notification stored with `key` since `start` of which this is a copy, if any:
-    /// one `sender` was not answered for yet (a copy `sender` was answered for is a new
-    /// sending). Otherwise the key is the caller's to store (another replica storing it at
+    /// one `sender` had not been answered for when this copy arrived (`at`); a copy arriving
+    /// after its sender's answer is a new sending. Otherwise the key is the caller's to store (another replica storing it at
     /// once waits, or is refused).
     fn find_copy(
         &mut self,

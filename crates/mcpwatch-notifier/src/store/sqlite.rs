@@ -181,8 +181,9 @@ type Op = (Work, Reply);
 enum Msg {
     /// A write to make.
     Write(Op),
-    /// A sender had its answer for a notification (kept in memory only: nothing to write).
-    Answered(DedupKey, i64, i64),
+    /// A sender had its answer for a notification, at a time (kept in memory only: nothing
+    /// to write).
+    Answered(DedupKey, i64, i64, i64),
     /// The sync thread has flushed what it was given and is free.
     Flushed,
     /// The store is closing: commit what is open, then stop.
@@ -528,7 +529,9 @@ fn writer_loop(
         while let Some(msg) = next {
             match msg {
                 Msg::Write(op) => batch.add(conn, op),
-                Msg::Answered(key, id, sender) => batch.index.answered(&key, id, sender),
+                Msg::Answered(key, id, sender, at) => {
+                    batch.index.answered(&key, id, sender, at);
+                }
                 Msg::Flushed => flushing = false,
                 Msg::Close => closing = true,
                 Msg::SyncGone => {
@@ -920,12 +923,12 @@ impl Tx for SqliteTx<'_> {
     async fn find_copy(
         &mut self,
         key: &DedupKey,
-        _at: i64,
+        at: i64,
         start: i64,
         sender: i64,
     ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn;
-        Ok(self.index()?.find(conn, key, start, sender)?)
+        Ok(self.index()?.find(conn, key, start, sender, at)?)
     }
 
     async fn keep_key(
@@ -993,8 +996,8 @@ struct DedupIndex {
 struct Kept {
     id: i64,
     at: i64,
-    /// The senders answered for it.
-    answered: Vec<i64>,
+    /// The senders answered for it, each with when.
+    answered: Vec<(i64, i64)>,
 }
 
 /// A notification read back counts as answered to its sender when it arrived this long
@@ -1002,20 +1005,27 @@ struct Kept {
 const ANSWERED_AFTER_MS: i64 = 60_000;
 
 impl DedupIndex {
-    /// The newest notification with `key` received at `start` or later, when this is a
-    /// copy of it: `sender` was not answered for it yet.
+    /// The newest notification with `key` received at `start` or later, when this copy
+    /// (arrived at `at`) is a copy of it: `sender` had not been answered for it by then.
     fn find(
         &mut self,
         c: &Connection,
         key: &DedupKey,
         start: i64,
         sender: i64,
+        at: i64,
     ) -> Result<Option<i64>, rusqlite::Error> {
         self.cover(c, start)?;
         Ok(self
             .keys
             .get(key)
-            .filter(|kept| kept.at >= start && !kept.answered.contains(&sender))
+            .filter(|kept| {
+                kept.at >= start
+                    && !kept
+                        .answered
+                        .iter()
+                        .any(|(answered, when)| *answered == sender && *when < at)
+            })
             .map(|kept| kept.id))
     }
 
@@ -1041,7 +1051,11 @@ impl DedupIndex {
             let kept = Kept {
                 id,
                 at,
-                answered: sender.filter(|_| at < settled).into_iter().collect(),
+                answered: sender
+                    .filter(|_| at < settled)
+                    .map(|sender| (sender, at))
+                    .into_iter()
+                    .collect(),
             };
             self.keys
                 .entry(DedupKey(key))
@@ -1070,13 +1084,16 @@ impl DedupIndex {
         }
     }
 
-    /// Records that `sender` was answered for notification `id`.
-    fn answered(&mut self, key: &DedupKey, id: i64, sender: i64) {
+    /// Records that `sender` was answered for notification `id` at `at`.
+    fn answered(&mut self, key: &DedupKey, id: i64, sender: i64, at: i64) {
         if let Some(kept) = self.keys.get_mut(key)
             && kept.id == id
-            && !kept.answered.contains(&sender)
+            && !kept
+                .answered
+                .iter()
+                .any(|(answered, _)| *answered == sender)
         {
-            kept.answered.push(sender);
+            kept.answered.push((sender, at));
         }
     }
 
@@ -1300,13 +1317,14 @@ impl Store for SqliteStore {
         key: DedupKey,
         notification: i64,
         sender: i64,
+        at: i64,
     ) -> Result<(), StoreError> {
         // Straight to the writer's index: no transaction, no flush to wait for.
         let writer = self.writer.lock().map_err(|_| StoreError::Closed)?;
         writer
             .as_ref()
             .ok_or(StoreError::Closed)?
-            .send(Msg::Answered(key, notification, sender))
+            .send(Msg::Answered(key, notification, sender, at))
             .map_err(|_| StoreError::Closed)
     }
 
