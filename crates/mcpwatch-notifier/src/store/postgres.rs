@@ -230,6 +230,27 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
+        // A schema already current is left alone: its ALTER TABLEs would take each table's
+        // exclusive lock in turn, and deadlock with a replica already claiming (which
+        // holds one table and asks for the next).
+        let exists: bool = tx
+            .query_one(
+                "SELECT to_regclass('mcpwatch_notifier_schema') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        let found: Option<i32> = if exists {
+            tx.query_one("SELECT max(version) FROM mcpwatch_notifier_schema", &[])
+                .await?
+                .get(0)
+        } else {
+            None
+        };
+        if found == i32::try_from(SCHEMA_VERSION).ok() {
+            tx.commit().await?;
+            return Ok(());
+        }
         tx.batch_execute(SCHEMA).await?;
         let version: Option<i32> = tx
             .query_opt("SELECT max(version) FROM mcpwatch_notifier_schema", &[])
