@@ -152,14 +152,19 @@ impl fmt::Display for DedupKey {
 /// replica). Copies of one notification from two senders are replicas' copies; a sender's
 /// second copy after it was answered is a new sending (a reminder).
 pub fn sender(external_url: &str, peer: Option<std::net::IpAddr>, target: &str) -> i64 {
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    number(&[external_url, &peer, target])
+}
+
+/// A number for these texts, the same in every process and release (the first 8 bytes of
+/// their SHA-256, each text ended by a byte no UTF-8 text holds, so that "ab" + "c" and
+/// "a" + "bc" differ).
+pub(crate) fn number(parts: &[&str]) -> i64 {
     let mut hash = Sha256::new();
-    hash.update(external_url.as_bytes());
-    hash.update([0xff]);
-    if let Some(peer) = peer {
-        hash.update(peer.to_string().as_bytes());
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0xff]);
     }
-    hash.update([0xff]);
-    hash.update(target.as_bytes());
     let digest = hash.finalize();
     let mut first = [0_u8; 8];
     first.copy_from_slice(&digest[..8]);

@@ -134,16 +134,32 @@ impl Body {
         Body::Lz4(lz4_flex::compress_prepend_size(json.as_bytes()))
     }
 
+    /// The length an LZ4 body declares for its JSON (its first 4 bytes, little-endian).
+    fn declared_length(bytes: &[u8]) -> Option<u32> {
+        bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    }
+
+    /// How long the JSON is, without decompressing it: what an LZ4 body declares (its
+    /// stored length when it declares nothing).
+    pub fn json_len(&self) -> usize {
+        match self {
+            Body::Json(text) => text.len(),
+            Body::Lz4(bytes) => Self::declared_length(bytes)
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(bytes.len()),
+        }
+    }
+
     /// The JSON.
     pub fn json(&self) -> Result<std::borrow::Cow<'_, str>, StoreError> {
         match self {
             Body::Json(text) => Ok(text.as_str().into()),
             Body::Lz4(bytes) => {
                 let damaged = |e: &dyn std::fmt::Display| StoreError::Damaged(e.to_string());
-                let length = bytes
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u32::from_le_bytes)
+                let length = Self::declared_length(bytes)
                     .ok_or_else(|| damaged(&"shorter than its length"))?;
                 if usize::try_from(length).map_or(true, |n| n > MAX_BODY) {
                     return Err(damaged(&format!("a length of {length} bytes")));
@@ -467,6 +483,14 @@ pub(crate) fn summaries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_body_weighs_its_json() {
+        let text = format!("{{\"a\":\"{}\"}}", "x".repeat(10_000));
+        assert_eq!(Body::compress(&text).json_len(), text.len());
+        assert_eq!(Body::Json(text.clone()).json_len(), text.len());
+        assert_eq!(Body::Lz4(vec![1, 2]).json_len(), 2);
+    }
 
     #[test]
     fn bodies_are_compressed_and_read_back() {

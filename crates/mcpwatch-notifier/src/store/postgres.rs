@@ -293,11 +293,8 @@ fn dialect(sql: &str) -> String {
     out
 }
 
-/// A parameter, written as the type the statement expects.
-#[derive(Debug)]
-struct PgArg<'a>(Value<'a>);
-
-impl ToSql for PgArg<'_> {
+/// A parameter is written as the type the statement expects.
+impl ToSql for Value<'_> {
     fn to_sql(
         &self,
         ty: &Type,
@@ -309,7 +306,7 @@ impl ToSql for PgArg<'_> {
             Type::BOOL => (v != 0).to_sql(ty, out),
             _ => v.to_sql(ty, out),
         };
-        match self.0 {
+        match *self {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(v) => int(v, out),
             Value::Bool(v) if *ty == Type::BOOL => v.to_sql(ty, out),
@@ -324,6 +321,11 @@ impl ToSql for PgArg<'_> {
     }
 
     to_sql_checked!();
+}
+
+/// Parameters as tokio-postgres takes them.
+fn params<'a>(args: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
 fn cells(row: &tokio_postgres::Row) -> Result<Row, StoreError> {
@@ -393,20 +395,14 @@ impl PgTx<'_, '_> {
         args: &[Value<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let statement = self.tx.prepare_cached(sql).await?;
-        let args: Vec<PgArg<'_>> = args.iter().map(|v| PgArg(*v)).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        Ok(self.tx.query(&statement, &refs).await?)
+        Ok(self.tx.query(&statement, &params(args)).await?)
     }
 }
 
 impl Tx for PgTx<'_, '_> {
     async fn execute(&mut self, sql: &'static str, args: &[Value<'_>]) -> Result<u64, StoreError> {
         let statement = self.tx.prepare_cached(&dialect(sql)).await?;
-        let args: Vec<PgArg<'_>> = args.iter().map(|v| PgArg(*v)).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
-        Ok(self.tx.execute(&statement, &refs).await?)
+        Ok(self.tx.execute(&statement, &params(args)).await?)
     }
 
     async fn insert(&mut self, sql: &'static str, args: &[Value<'_>]) -> Result<i64, StoreError> {

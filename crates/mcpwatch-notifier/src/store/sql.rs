@@ -14,8 +14,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::Digest as _;
-
 use super::{
     Accepted, AckRefused, AckRequest, Body, ClaimBatch, Claimed, DedupKey, DeliveryView, Event,
     IncidentView, ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies,
@@ -100,9 +98,17 @@ pub(crate) enum Cell {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Row(pub(crate) Vec<Cell>);
 
+/// A column that does not hold what the statement expects. What it holds is named by its
+/// kind only: a cell can be a whole stored body.
 fn column(i: usize, expected: &str, found: &Cell) -> StoreError {
+    let found = match found {
+        Cell::Null => "null".to_owned(),
+        Cell::Int(_) => "an integer".to_owned(),
+        Cell::Text(text) => format!("text of {} bytes", text.len()),
+        Cell::Blob(bytes) => format!("a blob of {} bytes", bytes.len()),
+    };
     StoreError::Column(format!(
-        "column {i} holds {found:?} where {expected} was expected"
+        "column {i} holds {found} where {expected} was expected"
     ))
 }
 
@@ -212,9 +218,9 @@ pub(crate) trait Tx {
     fn lock(&mut self, name: &str, wait: bool) -> impl Future<Output = Result<bool, StoreError>>;
 
     /// The notification stored with `key` since `start` of which this is a copy, if any:
-    /// one `sender` had not been answered for when this copy arrived (`at`); a copy arriving
-    /// after its sender's answer is a new sending. Otherwise the key is the caller's to store (another replica storing it at
-    /// once waits, or is refused).
+    /// one `sender` had not been answered for when this copy arrived (`at`); a copy
+    /// arriving after its sender's answer is a new sending. Otherwise the key is the
+    /// caller's to store (another replica storing it at once waits, or is refused).
     fn find_copy(
         &mut self,
         key: &DedupKey,
@@ -265,14 +271,7 @@ pub(crate) trait Tx {
 /// (the statements that order by it compare the receiver and group key too, so that two
 /// groups sharing a number are never taken for one).
 pub(crate) fn stream(receiver: &str, group_key: &str) -> i64 {
-    let digest = sha2::Sha256::new()
-        .chain_update(receiver.as_bytes())
-        .chain_update([0])
-        .chain_update(group_key.as_bytes())
-        .finalize();
-    let mut first = [0_u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_le_bytes(first)
+    crate::payload::number(&[receiver, group_key])
 }
 
 const INSERT_DELIVERY: &str = "INSERT INTO mcpwatch_deliveries
@@ -532,14 +531,8 @@ async fn turn<T: Tx>(tx: &mut T, c: &Candidate, now: i64) -> Result<Turn, StoreE
 
 /// Retires delivery `id` in favour of `by`, a newer one of its stream.
 async fn supersede<T: Tx>(tx: &mut T, id: i64, by: i64, now: i64) -> Result<bool, StoreError> {
-    tx.execute(
-        "UPDATE mcpwatch_attempts SET finished_at = ?2, outcome = 'unknown',
-         detail = 'the sender stopped before recording an outcome'
-         WHERE delivery_id = ?1 AND finished_at IS NULL",
-        args![id, now],
-    )
-    .await?;
-    let reason = format!("superseded by delivery {by}, a newer state of its alert group");
+    close_unfinished(tx, id, now).await?;
+    let reason = superseded_by(by);
     let changed = tx
         .execute(
             "UPDATE mcpwatch_deliveries SET state = 'superseded', claimed_until = NULL, last_error = ?2,
@@ -653,15 +646,26 @@ pub(crate) async fn claim<T: Tx>(
     Ok(batch)
 }
 
-async fn take<T: Tx>(tx: &mut T, c: &Claimed, now: i64, until: i64) -> Result<(), StoreError> {
-    // An attempt left unfinished by a claim that expired is closed as unknown.
+/// Closes as unknown the attempt of delivery `id` left unfinished by a claim that expired
+/// (its sender stopped).
+async fn close_unfinished<T: Tx>(tx: &mut T, id: i64, now: i64) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE mcpwatch_attempts SET finished_at = ?2, outcome = 'unknown',
          detail = 'the sender stopped before recording an outcome'
          WHERE delivery_id = ?1 AND finished_at IS NULL",
-        args![c.id, now],
+        args![id, now],
     )
     .await?;
+    Ok(())
+}
+
+/// Why a delivery is superseded: `by` is the newer one of its stream.
+fn superseded_by(by: i64) -> String {
+    format!("superseded by delivery {by}, a newer state of its alert group")
+}
+
+async fn take<T: Tx>(tx: &mut T, c: &Claimed, now: i64, until: i64) -> Result<(), StoreError> {
+    close_unfinished(tx, c.id, now).await?;
     tx.execute(
         "UPDATE mcpwatch_deliveries SET state = 'sending', attempts = ?2, claimed_until = ?3, updated_at = ?4
          WHERE id = ?1",
@@ -749,9 +753,9 @@ pub(crate) async fn replay<T: Tx>(
         .await?;
     let mut queued = 0;
     for row in &dead {
-        let id = row.i64(0)?;
-        if let Some(stream) = row.opt_i64(1)? {
-            let (channel, receiver, group_key) = (row.text(2)?, row.text(3)?, row.text(4)?);
+        let (id, stream, channel) = (row.i64(0)?, row.opt_i64(1)?, row.text(2)?);
+        if let Some(stream) = stream {
+            let (receiver, group_key) = (row.text(3)?, row.text(4)?);
             let newer = tx
                 .query(
                     "SELECT MAX(d.id) FROM mcpwatch_deliveries d JOIN mcpwatch_notifications n ON n.id = d.notification_id
@@ -761,8 +765,7 @@ pub(crate) async fn replay<T: Tx>(
                 )
                 .await?;
             if let Some(by) = newer.first().map(|r| r.opt_i64(0)).transpose()?.flatten() {
-                let reason =
-                    format!("superseded by delivery {by}, a newer state of its alert group");
+                let reason = superseded_by(by);
                 tx.execute(
                     "UPDATE mcpwatch_deliveries SET state = 'superseded', last_error = ?2, updated_at = ?3
                      WHERE id = ?1",
@@ -779,8 +782,8 @@ pub(crate) async fn replay<T: Tx>(
                 args![id, now],
             )
             .await?;
-        if let Some(stream) = row.opt_i64(1)? {
-            tx.queued(stream, &row.text(2)?, id).await?;
+        if let Some(stream) = stream {
+            tx.queued(stream, &channel, id).await?;
         }
     }
     Ok(count(queued))
