@@ -143,6 +143,11 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo clippy -p mcpwatch-notifier (its public API alone, as a user builds it)"
+# The workspace's tests open the notifier's internals (a feature); built alone it has
+# only its public API, and must still be clean.
+cargo clippy -p mcpwatch-notifier --locked -- -D warnings
+
 step "cargo test (unit, integration, end-to-end)"
 cargo test --workspace --locked
 

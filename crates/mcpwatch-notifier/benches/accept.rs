@@ -8,9 +8,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mcpwatch_notifier::Setup;
 use mcpwatch_notifier::config::{ChannelKind, NotifierConfig};
 use mcpwatch_notifier::payload::{Incoming, Notification};
+use mcpwatch_notifier::setup::Setup;
 
 /// Ten alerts as Alertmanager sends them for a provider outage, about 6.5 KB.
 fn payload() -> Vec<u8> {

@@ -223,9 +223,10 @@ fn default_pg_connections() -> usize {
 
 impl PostgresStorage {
     /// The connection string, from `dsn` or `dsn_file`.
-    pub fn dsn(&self) -> Result<Secret, String> {
-        secret_setting("dsn", self.dsn.clone(), self.dsn_file.clone())?
-            .ok_or_else(|| "set dsn or dsn_file".to_owned())
+    pub fn dsn(&self) -> Result<Secret, SetupError> {
+        secret_setting("dsn", self.dsn.clone(), self.dsn_file.clone())
+            .and_then(|dsn| dsn.ok_or_else(|| "set dsn or dsn_file".to_owned()))
+            .map_err(|message| SetupError::new("storage.postgres", message))
     }
 }
 
@@ -916,6 +917,27 @@ pub struct RouteConfig {
     pub routes: Vec<RouteConfig>,
 }
 
+/// A configuration that parsed but cannot be built (a channel's address, a CA file, a
+/// template, a secret): the key at fault and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SetupError {
+    /// The configuration key at fault, e.g. `channels.ops.email`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SetupError {
+    /// The error of `key`.
+    pub fn new(key: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 /// The templates a configuration may set under `templates` (and each channel under its
 /// own `templates`).
 pub const TEMPLATE_PARTS: &[&str] = &["subject", "title", "text", "html", "summary", "source"];
@@ -1013,9 +1035,7 @@ impl NotifierConfig {
             ));
         }
         if let Some(postgres) = &self.storage.postgres {
-            let dsn = postgres
-                .dsn()
-                .map_err(|m| ("storage.postgres".to_owned(), m))?;
+            let dsn = postgres.dsn().map_err(|e| (e.key, e.message))?;
             mcpwatch_pgconn::client_config(&dsn)
                 .map_err(|e| ("storage.postgres.dsn".to_owned(), e.to_string()))?;
             if postgres.max_connections == 0 {

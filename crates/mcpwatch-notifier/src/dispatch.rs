@@ -209,7 +209,7 @@ impl std::fmt::Debug for Dispatcher {
 impl Dispatcher {
     /// A dispatcher over `store`, following the setup in `setup` (swapped on reload) and
     /// woken through `wake` when a notification arrives.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         setup: watch::Receiver<Arc<Setup>>,
         metrics: Arc<NotifierMetrics>,
@@ -232,7 +232,7 @@ impl Dispatcher {
     }
 
     /// Shares the notifier's one-off maintenance windows (refreshed at each tick).
-    pub fn with_windows(mut self, windows: OneOffWindows) -> Self {
+    pub(crate) fn with_windows(mut self, windows: OneOffWindows) -> Self {
         self.windows = windows;
         self
     }

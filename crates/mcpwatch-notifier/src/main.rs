@@ -11,11 +11,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures_util::FutureExt;
 use mcpwatch_core::binary::{LogFormat, LogLevel, exit_code, init_logging, print_valid};
+use mcpwatch_core::config::ConfigError;
 use mcpwatch_core::web::{WebServer, check_web_config, install_crypto_provider, shutdown_signal};
-use mcpwatch_notifier::channels::Message;
-use mcpwatch_notifier::config::NotifierConfig;
-use mcpwatch_notifier::payload::{Notification, Status};
-use mcpwatch_notifier::{Notifier, Setup};
+use mcpwatch_notifier::{Notifier, NotifierConfig, ReloadError, ReloadHook};
 
 // A webhook is hundreds of small strings (labels, annotations) parsed, routed, stored and
 // freed; mimalloc halves what the system allocator spends on them.
@@ -96,9 +94,9 @@ fn main() -> ExitCode {
     exit_code("mcpwatch-notifier", run(cli), interactive)
 }
 
-fn load(file: Option<&PathBuf>) -> anyhow::Result<NotifierConfig> {
+fn load(file: Option<&PathBuf>) -> Result<NotifierConfig, ConfigError> {
     match file {
-        Some(path) => Ok(NotifierConfig::load(path)?),
+        Some(path) => NotifierConfig::load(path),
         None => Ok(NotifierConfig::builtin()),
     }
 }
@@ -118,9 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.check_config {
         // Channels are built too (CA files read, addresses parsed); nothing is contacted.
         // (and dropped inside the runtime: lettre's connection pool needs one to close).
-        runtime
-            .block_on(async { Setup::build(config).map(drop) })
-            .map_err(anyhow::Error::msg)?;
+        runtime.block_on(async { mcpwatch_notifier::check(config) })?;
         print_valid(
             "mcpwatch-notifier",
             cli.config_file.as_deref(),
@@ -144,37 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn send_test(config: NotifierConfig, channel: &str, resolved: bool) -> anyhow::Result<()> {
-    let setup = Setup::build(config).map_err(anyhow::Error::msg)?;
-    let Some(target) = setup.channels.get(channel) else {
-        let names: Vec<&String> = setup.channels.keys().collect();
-        anyhow::bail!("no channel is named {channel:?}; the configuration has {names:?}");
-    };
-    let mut notification = Notification::sample();
-    if resolved {
-        notification.status = Status::Resolved;
-        for alert in &mut notification.alerts {
-            alert.status = Status::Resolved;
-            alert.ends_at = mcpwatch_notifier::time::now_rfc3339();
-        }
-    }
-    let notification = Arc::new(notification);
-    let alerts: Vec<usize> = (0..notification.alerts.len()).collect();
-    let context = setup
-        .templates
-        .context(&notification, &alerts, channel, None);
-    let message = Message {
-        notification: &notification,
-        alerts: &alerts,
-        context: &context,
-        templates: &setup.templates,
-        delivery_id: 0,
-        attempt: 1,
-        event: None,
-    };
-    target
-        .send(&message)
-        .await
-        .map_err(|e| anyhow::anyhow!("channel {channel:?} failed: {e}"))?;
+    mcpwatch_notifier::send_test(config, channel, resolved).await?;
     #[allow(clippy::print_stdout)]
     {
         println!("mcpwatch-notifier: test notification delivered through {channel:?}");
@@ -243,31 +209,30 @@ async fn ack(
 }
 
 async fn serve(cli: Cli, config: NotifierConfig) -> anyhow::Result<()> {
-    let (notifier, dispatcher) = Notifier::start(config).await.map_err(anyhow::Error::msg)?;
+    let (notifier, dispatcher) = Notifier::start(config).await?;
     let server = WebServer::bind(&cli.listen_addresses, cli.web_config_file.as_deref()).await?;
-    let setup = notifier.setup();
+    let config = notifier.config();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         revision = mcpwatch_notifier::revision(),
-        storage = %setup.config.storage.path.path().display(),
-        channels = ?setup.channels.keys().collect::<Vec<_>>(),
+        storage = %config.storage.path.path().display(),
+        channels = ?config.channels.keys().collect::<Vec<_>>(),
         "Starting mcpwatch-notifier."
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Read at start: a reload does not change it.
-    let grace = setup.config.delivery.shutdown_grace;
+    let grace = config.delivery.shutdown_grace;
     let dispatching = tokio::spawn(dispatcher.run(stop_rx, grace));
 
     let file = cli.config_file.clone();
     let reload_target = notifier.clone();
-    let reload: mcpwatch_notifier::server::ReloadHook = Arc::new(move || {
+    let reload: ReloadHook = Arc::new(move || {
         let notifier = reload_target.clone();
         let file = file.clone();
         async move {
             let config = tokio::task::spawn_blocking(move || load(file.as_ref()))
                 .await
-                .map_err(|e| format!("reload task failed: {e}"))?
-                .map_err(|e| format!("{e:#}"))?;
+                .map_err(|_| ReloadError::Interrupted)??;
             notifier.reload(config).await?;
             tracing::info!("Configuration reloaded.");
             Ok(())
@@ -277,7 +242,7 @@ async fn serve(cli: Cli, config: NotifierConfig) -> anyhow::Result<()> {
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(reload.clone()));
 
-    let router = mcpwatch_notifier::server::router(notifier.clone(), Some(reload));
+    let router = mcpwatch_notifier::router(notifier.clone(), Some(reload));
     // axum routers are tower services; the server takes hyper's.
     let service = hyper_util::service::TowerToHyperService::new(router);
     server.serve(service, shutdown_signal()).await;
@@ -288,7 +253,7 @@ async fn serve(cli: Cli, config: NotifierConfig) -> anyhow::Result<()> {
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(reload: mcpwatch_notifier::server::ReloadHook) {
+async fn reload_on_sighup(reload: ReloadHook) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::warn!("Cannot watch SIGHUP; reload with POST /-/reload instead.");

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::ack::LinkSigner;
-use crate::channels::{self, Channel};
-use crate::config::NotifierConfig;
+use crate::channels::{self, Channel, Message, SendError};
+use crate::config::{NotifierConfig, SetupError};
 use crate::incident::{Policies, Policy, Touch};
 use crate::maintenance::{self, OneOff, Recurring};
-use crate::payload::{Labels, Status};
+use crate::payload::{Labels, Notification, Status};
 use crate::route::Router;
 use crate::store::{NewDelivery, Store, StoreError};
 use crate::template::Templates;
@@ -45,6 +45,30 @@ pub struct Links {
     pub ttl: std::time::Duration,
 }
 
+/// Why a test notification was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendTestError {
+    /// The configuration does not build.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// No channel has that name.
+    #[error("no channel is named {name:?}; the configuration has {known:?}")]
+    NoChannel {
+        /// The name asked for.
+        name: String,
+        /// The channels there are.
+        known: Vec<String>,
+    },
+    /// The channel refused it or could not be reached.
+    #[error("channel {channel:?} failed: {source}")]
+    Failed {
+        /// The channel.
+        channel: String,
+        /// What it answered.
+        source: SendError,
+    },
+}
+
 /// Where a notification's alerts go.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -56,14 +80,15 @@ pub struct Plan {
 
 impl Setup {
     /// Builds channels, templates and routes. The error names the key at fault.
-    pub fn build(config: NotifierConfig) -> Result<Self, String> {
-        let templates = Templates::build(&config).map_err(|(k, m)| format!("{k}: {m}"))?;
+    pub fn build(config: NotifierConfig) -> Result<Self, SetupError> {
+        let templates =
+            Templates::build(&config).map_err(|(key, message)| SetupError { key, message })?;
         let channels = channels::build(&config)?;
         let links = match &config.acknowledgement {
             Some(ack) => Some(Links {
                 signer: LinkSigner::new(
                     ack.secret()
-                        .map_err(|e| format!("acknowledgement.secret: {e}"))?,
+                        .map_err(|e| SetupError::new("acknowledgement.secret", e))?,
                 ),
                 base: ack.external_url.trim().trim_end_matches('/').to_owned(),
                 ttl: ack.link_ttl,
@@ -79,6 +104,46 @@ impl Setup {
             links,
             config,
         })
+    }
+
+    /// Sends a sample notification (firing, or resolved now) through one channel, as
+    /// `mcpwatch-notifier send-test` does: nothing is stored.
+    pub async fn send_test(&self, channel: &str, resolved: bool) -> Result<(), SendTestError> {
+        let Some(target) = self.channels.get(channel) else {
+            return Err(SendTestError::NoChannel {
+                name: channel.to_owned(),
+                known: self.channels.keys().cloned().collect(),
+            });
+        };
+        let mut notification = Notification::sample();
+        if resolved {
+            notification.status = Status::Resolved;
+            for alert in &mut notification.alerts {
+                alert.status = Status::Resolved;
+                alert.ends_at = crate::time::now_rfc3339();
+            }
+        }
+        let notification = Arc::new(notification);
+        let alerts: Vec<usize> = (0..notification.alerts.len()).collect();
+        let context = self
+            .templates
+            .context(&notification, &alerts, channel, None);
+        let message = Message {
+            notification: &notification,
+            alerts: &alerts,
+            context: &context,
+            templates: &self.templates,
+            delivery_id: 0,
+            attempt: 1,
+            event: None,
+        };
+        target
+            .send(&message)
+            .await
+            .map_err(|source| SendTestError::Failed {
+                channel: channel.to_owned(),
+                source,
+            })
     }
 
     /// Where the alerts go at `now`: one delivery per channel they route to, each with

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ChannelKind, DeliveryConfig, NotifierConfig, RateLimitConfig, RetryConfig};
+use crate::config::{
+    ChannelKind, DeliveryConfig, NotifierConfig, RateLimitConfig, RetryConfig, SetupError,
+};
 use serde::Serialize;
 
 use crate::payload::{Alert, Notification, Status};
@@ -182,6 +184,8 @@ impl SendError {
     }
 }
 
+impl std::error::Error for SendError {}
+
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.reason())
@@ -239,39 +243,41 @@ impl Channel {
     }
 }
 
-fn present<'a, T>(setting: &'a Option<T>, kind: &str) -> Result<&'a T, String> {
+fn present<'a, T>(setting: &'a Option<T>, name: &str, kind: &str) -> Result<&'a T, SetupError> {
     setting
         .as_ref()
-        .ok_or_else(|| format!("{kind} settings are missing"))
+        .ok_or_else(|| SetupError::new(format!("channels.{name}"), format!("{kind} settings are missing")))
 }
 
 /// Builds every configured channel. Errors name the channel.
-pub fn build(config: &NotifierConfig) -> Result<BTreeMap<String, Arc<Channel>>, String> {
+pub fn build(config: &NotifierConfig) -> Result<BTreeMap<String, Arc<Channel>>, SetupError> {
     let mut channels = BTreeMap::new();
     for (name, c) in &config.channels {
-        let kind = c.kind().map_err(|e| format!("channels.{name}: {e}"))?;
+        let kind = c
+            .kind()
+            .map_err(|e| SetupError::new(format!("channels.{name}"), e))?;
         let defaults: &DeliveryConfig = &config.delivery;
         let timeout = c.timeout(defaults);
-        let within = |e: String| format!("channels.{name}.{}: {e}", kind.as_str());
+        let within = |e: String| SetupError::new(format!("channels.{name}.{}", kind.as_str()), e);
         let sender: Box<dyn Sender> = match kind {
             ChannelKind::Email => Box::new(
-                email::EmailSender::new(name, present(&c.email, "email")?, timeout)
+                email::EmailSender::new(name, present(&c.email, name, "email")?, timeout)
                     .map_err(within)?,
             ),
             ChannelKind::Slack => Box::new(
-                slack::SlackSender::new(name, present(&c.slack, "slack")?, timeout)
+                slack::SlackSender::new(name, present(&c.slack, name, "slack")?, timeout)
                     .map_err(within)?,
             ),
             ChannelKind::PagerDuty => Box::new(
-                pagerduty::PagerDutySender::new(name, present(&c.pagerduty, "pagerduty")?, timeout)
+                pagerduty::PagerDutySender::new(name, present(&c.pagerduty, name, "pagerduty")?, timeout)
                     .map_err(within)?,
             ),
             ChannelKind::Webhook => Box::new(
-                webhook::WebhookSender::new(name, present(&c.webhook, "webhook")?, timeout)
+                webhook::WebhookSender::new(name, present(&c.webhook, name, "webhook")?, timeout)
                     .map_err(within)?,
             ),
             ChannelKind::Log => {
-                Box::new(log::LogSender::new(name, present(&c.log, "log")?).map_err(within)?)
+                Box::new(log::LogSender::new(name, present(&c.log, name, "log")?).map_err(within)?)
             }
         };
         channels.insert(

@@ -22,15 +22,29 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, SetupError};
 use crate::payload::{Incoming, Notification, PayloadError};
 use crate::store::{ListFilter, NotificationView, state};
-use crate::{Answer, Notifier, Received};
+use crate::notifier::{Answer, Notifier, Received};
 
 mod operations;
 
 /// Re-reads the configuration; the error names what is wrong and where.
-pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), ReloadError>> + Send + Sync>;
+
+/// Why a reload left the configuration as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not read or check (it names the file, line and column).
+    #[error(transparent)]
+    Load(#[from] mcpwatch_core::config::ConfigError),
+    /// The configuration reads but does not build (it names the key).
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The reload stopped before it ended (the process is stopping).
+    #[error("the reload was interrupted")]
+    Interrupted,
+}
 
 #[derive(Clone)]
 struct App {
@@ -499,7 +513,7 @@ async fn reload_config(State(app): State<App>) -> Response {
     };
     match hook().await {
         Ok(()) => axum::Json(json!({"status": "reloaded"})).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
