@@ -8,13 +8,18 @@ that none is a duplicate. Reported: acceptances per second, p50 and p99 acknowle
 latency, the notifier's CPU per 1,000 acceptances and its peak memory, the fsync rate the
 same disk sustains (measured in the same run, for scale: every acknowledged batch of
 commits costs one flush of the WAL), and how fast the queue of deliveries it built up then drains. A second run holds the
-deliveries back (a rate limit) to measure acceptance alone.
+deliveries back (a rate limit) to measure acceptance alone. A third posts a burst of notifications at once, more than the
+in-flight limit, to a webhook channel whose receiver (a local HTTP server) takes 20 ms an answer, and reports the time
+from each acceptance to its arrival against the least the in-flight limit allows.
 
     python3 tests/bench/notifier_bench.py --notifier target/release/mcpwatch-notifier [--seconds 10]
 """
 
 import argparse
+import http.server
 import json
+import statistics
+import threading
 import os
 import re
 import shutil
@@ -94,6 +99,7 @@ def notifier_throughput(binary, seconds, connections=64):
     """Both scenarios: deliveries alongside, then acceptance alone."""
     summary = run_scenario(binary, seconds, connections, hold_deliveries=False)
     summary += run_scenario(binary, seconds, connections, hold_deliveries=True)
+    summary += burst_latency(binary)
     return summary
 
 
@@ -175,6 +181,107 @@ def run_scenario(binary, seconds, connections, hold_deliveries):
                 f"flush of {1000 * store['flush_seconds'] / flushes:.2f} ms, disk {fsyncs:,.0f} fsync/s, "
                 f"peak RSS {rss / 1024:.1f} MiB"]
     finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class SlowReceiver(http.server.ThreadingHTTPServer):
+    """A webhook receiver answering 200 after `delay` seconds, recording each arrival's
+    group key and time."""
+
+    daemon_threads = True
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.arrivals = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                at = time.monotonic()
+                key = json.loads(body).get("groupKey", "")
+                with receiver.lock:
+                    receiver.arrivals.setdefault(key, at)
+                time.sleep(receiver.delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def burst_latency(binary, burst=64, delay=0.02, in_flight=4):
+    """Time from acceptance to arrival for `burst` notifications posted at once to one
+    webhook channel with `in_flight` slots and a receiver taking `delay` per answer."""
+    work = tempfile.mkdtemp(prefix="mcpwatch-bench-notifier-burst-")
+    receiver = SlowReceiver(delay)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        with open(f"{work}/notifier.yml", "w") as f:
+            f.write(f"storage: {{path: {work}/data/notifier.db}}\n"
+                    f"delivery: {{max_in_flight_per_channel: {in_flight}}}\n"
+                    f"route: {{channels: [hook]}}\n"
+                    f"channels:\n  hook:\n    webhook: {{url: 'http://127.0.0.1:{receiver.server_address[1]}/'}}\n")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = open(f"{work}/notifier.out", "w")
+        proc = subprocess.Popen([binary, f"--config.file={work}/notifier.yml",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    health(url)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        sys.exit(f"the notifier did not start; see {work}/notifier.out")
+                    time.sleep(0.1)
+            accepted = {}
+
+            def post(i):
+                body = payload()
+                body["groupKey"] = body["groupKey"].replace("__KEY__", f"burst-{i}")
+                request = urllib.request.Request(f"{url}/webhook", data=json.dumps(body).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    r.read()
+                accepted[body["groupKey"]] = time.monotonic()
+
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(burst)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            deadline = time.monotonic() + 60
+            while len(receiver.arrivals) < burst and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with receiver.lock:
+                waits = sorted(max(receiver.arrivals[k] - accepted[k], 0) for k in accepted if k in receiver.arrivals)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if len(waits) < burst:
+            sys.exit(f"only {len(waits)} of {burst} deliveries arrived; see {work}/notifier.out")
+        p50 = statistics.median(waits) * 1000
+        p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1000
+        # The least possible: the burst goes out `in_flight` at a time, each taking `delay`.
+        floor = [(i // in_flight) * delay for i in range(burst)]
+        print(f"\n== notifier: a burst of {burst} notifications at once to a webhook channel, "
+              f"{in_flight} in flight, receiver answering in {delay * 1000:.0f} ms ==")
+        print(f"acceptance to arrival p50 {p50:.0f} ms, p99 {p99:.0f} ms, last {waits[-1] * 1000:.0f} ms "
+              f"(the in-flight limit alone allows p50 {statistics.median(floor) * 1000:.0f} ms, "
+              f"last {floor[-1] * 1000:.0f} ms)")
+        return [f"notifier, burst of {burst} above the in-flight limit ({in_flight}, receiver {delay * 1000:.0f} ms): "
+                f"acceptance to arrival p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+                f"(limit alone: p50 {statistics.median(floor) * 1000:.0f} ms)"]
+    finally:
+        receiver.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
 

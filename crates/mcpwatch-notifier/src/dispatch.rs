@@ -564,12 +564,14 @@ impl Dispatcher {
         let setup = setup.clone();
         tasks.spawn(async move {
             // The slot is given back however the attempt ends, a panic included.
-            let _slot = Slot {
+            let slot = Slot {
                 channel: claimed.channel.clone(),
                 in_flight,
-                wake,
+                wake: wake.clone(),
             };
-            deliver(&setup, store.as_ref(), &metrics, claimed, shared).await;
+            deliver(&setup, store.as_ref(), &metrics, claimed, shared, slot).await;
+            // Recorded: a newer delivery of its stream waiting for this one may go.
+            wake.notify_one();
         });
     }
 }
@@ -599,10 +601,14 @@ async fn deliver(
     metrics: &NotifierMetrics,
     claimed: Claimed,
     shared: Option<Arc<SharedNotification>>,
+    slot: Slot,
 ) {
     let outcome = attempt(setup, store, metrics, &claimed, shared.as_deref()).await;
-    // The notification is let go before the outcome is written: a slow store does not
-    // keep it counted in flight.
+    // The receiver is done with it: the slot is free for the next delivery while the
+    // outcome is written (the delivery stays claimed until then, so nothing sends it
+    // twice), and the notification is let go, so that a slow store keeps neither counted
+    // in flight.
+    drop(slot);
     drop(shared);
     if let Outcome::Dead { error } = &outcome {
         metrics.dead_lettered(&claimed.channel);
