@@ -1,0 +1,360 @@
+//! [`Metered`]: an rmcp `ServerHandler` around the server's own, which times every request
+//! the handler answers and forwards everything else unchanged.
+//!
+//! Why the handler and not only an HTTP layer: the handler sees each request after rmcp
+//! has parsed it (method, tool name, protocol revision) and each answer before it is
+//! encoded (a JSON-RPC error code, a tool result's `isError`), on every transport and in
+//! both eras, with no body to buffer or re-parse. What never reaches the handler (a
+//! request refused by the HTTP transport before dispatch) is counted by
+//! [`crate::McpHttpLayer`] from the status and error body of the refusal.
+
+#![allow(deprecated)] // resources/subscribe and unsubscribe: legacy methods, still forwarded.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CancelledNotificationParam,
+    CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest, CustomResult,
+    DiscoverResult, GetPromptRequestParams, GetPromptResponse, GetSkillRequestParams,
+    GetSkillResult, GetTaskParams, GetTaskResult, InitializeRequestParams, InitializeResult,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListSkillsResult,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
+    ReadResourceDirectoryRequestParams, ReadResourceDirectoryResult, ReadResourceRequestParams,
+    ReadResourceResponse, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+
+use crate::http::Answered;
+use crate::semconv::{self, Outcome, TOOLS_CALL, VERSIONS};
+use crate::table::{Key, OperationTable};
+
+/// The `_meta` key of a 2026-07-28 request's protocol revision.
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// The method indices in [`semconv::METHODS`] of what [`Metered`] times.
+mod method {
+    pub const DISCOVER: usize = 0;
+    pub const INITIALIZE: usize = 1;
+    pub const PING: usize = 2;
+    pub const TOOLS_LIST: usize = 3;
+    pub const PROMPTS_LIST: usize = 5;
+    pub const RESOURCES_LIST: usize = 7;
+    pub const RESOURCES_TEMPLATES_LIST: usize = 8;
+    pub const RESOURCES_READ: usize = 9;
+    pub const RESOURCES_DIRECTORY_READ: usize = 10;
+    pub const RESOURCES_SUBSCRIBE: usize = 11;
+    pub const RESOURCES_UNSUBSCRIBE: usize = 12;
+    pub const COMPLETE: usize = 14;
+    pub const SET_LEVEL: usize = 15;
+    pub const TASKS_GET: usize = 16;
+    pub const TASKS_UPDATE: usize = 17;
+    pub const TASKS_CANCEL: usize = 18;
+    pub const SKILLS_LIST: usize = 19;
+    pub const SKILLS_GET: usize = 20;
+}
+
+/// A server handler whose requests are timed into an [`crate::McpMetrics`]. Made by
+/// [`crate::McpMetrics::wrap`]; cheap to make per session or per request, as rmcp's
+/// service factory does.
+#[derive(Debug)]
+pub struct Metered<H> {
+    inner: H,
+    table: Arc<OperationTable>,
+    /// The revision a legacy session negotiated in `initialize` (an index in
+    /// [`semconv::VERSIONS`]), for its later requests that carry none.
+    negotiated: AtomicUsize,
+}
+
+impl<H: Clone> Clone for Metered<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            table: self.table.clone(),
+            negotiated: AtomicUsize::new(self.negotiated.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl<H> Metered<H> {
+    pub(crate) fn new(inner: H, table: Arc<OperationTable>) -> Self {
+        Self {
+            inner,
+            table,
+            negotiated: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// The server's own handler.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
+
+    /// Where a request is counted: its method, tool or prompt, and revision (its own
+    /// `_meta`'s, else the one its session negotiated). The HTTP request it came in (when
+    /// [`crate::McpHttpLayer`] is there) is marked as counted here.
+    fn key(&self, method: usize, name: Option<&str>, context: &RequestContext<RoleServer>) -> Key {
+        Answered::mark(&context.extensions);
+        let version = context
+            .meta
+            .get(META_VERSION)
+            .and_then(serde_json::Value::as_str)
+            .or_else(|| {
+                VERSIONS
+                    .get(self.negotiated.load(Ordering::Relaxed))
+                    .copied()
+            });
+        self.table.key_of(method, name, version)
+    }
+
+    /// Runs `answer`, timing it and counting it in flight, and records its outcome.
+    async fn timed<T>(
+        &self,
+        key: Key,
+        answer: impl Future<Output = Result<T, McpError>>,
+        failed: impl FnOnce(&T) -> bool,
+    ) -> Result<T, McpError> {
+        let started = Instant::now();
+        let _in_flight = self.table.in_flight(key.method());
+        let result = answer.await;
+        let outcome = match &result {
+            Ok(value) if failed(value) => Outcome::ToolError,
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Code(i64::from(e.code.0)),
+        };
+        self.table.observe(key, outcome, started.elapsed());
+        result
+    }
+}
+
+fn never<T>(_: &T) -> bool {
+    false
+}
+
+macro_rules! timed_with_params {
+    ($name:ident, $method:expr, $params:ty, $result:ty) => {
+        async fn $name(
+            &self,
+            request: $params,
+            context: RequestContext<RoleServer>,
+        ) -> Result<$result, McpError> {
+            let key = self.key($method, None, &context);
+            self.timed(key, self.inner.$name(request, context), never)
+                .await
+        }
+    };
+}
+
+macro_rules! timed_without_params {
+    ($name:ident, $method:expr, $result:ty) => {
+        async fn $name(&self, context: RequestContext<RoleServer>) -> Result<$result, McpError> {
+            let key = self.key($method, None, &context);
+            self.timed(key, self.inner.$name(context), never).await
+        }
+    };
+}
+
+impl<H: ServerHandler> ServerHandler for Metered<H> {
+    timed_without_params!(ping, method::PING, ());
+    timed_without_params!(discover, method::DISCOVER, DiscoverResult);
+    timed_with_params!(
+        complete,
+        method::COMPLETE,
+        CompleteRequestParams,
+        CompleteResult
+    );
+    timed_with_params!(set_level, method::SET_LEVEL, SetLevelRequestParams, ());
+    timed_with_params!(
+        list_prompts,
+        method::PROMPTS_LIST,
+        Option<PaginatedRequestParams>,
+        ListPromptsResult
+    );
+    timed_with_params!(
+        list_resources,
+        method::RESOURCES_LIST,
+        Option<PaginatedRequestParams>,
+        ListResourcesResult
+    );
+    timed_with_params!(
+        list_resource_templates,
+        method::RESOURCES_TEMPLATES_LIST,
+        Option<PaginatedRequestParams>,
+        ListResourceTemplatesResult
+    );
+    timed_with_params!(
+        read_resource,
+        method::RESOURCES_READ,
+        ReadResourceRequestParams,
+        ReadResourceResponse
+    );
+    timed_with_params!(
+        subscribe,
+        method::RESOURCES_SUBSCRIBE,
+        SubscribeRequestParams,
+        ()
+    );
+    timed_with_params!(
+        unsubscribe,
+        method::RESOURCES_UNSUBSCRIBE,
+        UnsubscribeRequestParams,
+        ()
+    );
+    timed_with_params!(
+        list_tools,
+        method::TOOLS_LIST,
+        Option<PaginatedRequestParams>,
+        ListToolsResult
+    );
+    timed_with_params!(get_task, method::TASKS_GET, GetTaskParams, GetTaskResult);
+    timed_with_params!(update_task, method::TASKS_UPDATE, UpdateTaskParams, ());
+    timed_with_params!(cancel_task, method::TASKS_CANCEL, CancelTaskParams, ());
+    timed_with_params!(
+        list_skills,
+        method::SKILLS_LIST,
+        Option<PaginatedRequestParams>,
+        ListSkillsResult
+    );
+    timed_with_params!(
+        get_skill,
+        method::SKILLS_GET,
+        GetSkillRequestParams,
+        GetSkillResult
+    );
+    timed_with_params!(
+        read_resource_directory,
+        method::RESOURCES_DIRECTORY_READ,
+        ReadResourceDirectoryRequestParams,
+        ReadResourceDirectoryResult
+    );
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        Answered::mark(&context.extensions);
+        let started = Instant::now();
+        let _in_flight = self.table.in_flight(method::INITIALIZE);
+        let result = self.inner.initialize(request, context).await;
+        // Counted under the revision it settled on, which the session's later requests
+        // carry too.
+        let version = result.as_ref().ok().map(|r| r.protocol_version.as_str());
+        if let Some(v) = version {
+            let index = semconv::version_index(Some(v));
+            self.negotiated.store(index, Ordering::Relaxed);
+        }
+        let key = self.table.key_of(method::INITIALIZE, None, version);
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Code(i64::from(e.code.0)),
+        };
+        self.table.observe(key, outcome, started.elapsed());
+        result
+    }
+
+    fn negotiate_initialize(
+        &self,
+        request: &InitializeRequestParams,
+    ) -> Result<InitializeResult, McpError> {
+        self.inner.negotiate_initialize(request)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        self.inner.supported_protocol_versions()
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let key = self.key(semconv::PROMPTS_GET, Some(&request.name), &context);
+        self.timed(key, self.inner.get_prompt(request, context), never)
+            .await
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let key = self.key(TOOLS_CALL, Some(&request.name), &context);
+        self.timed(
+            key,
+            self.inner.call_tool(request, context),
+            |r| matches!(r, CallToolResponse::Complete(result) if result.is_error == Some(true)),
+        )
+        .await
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        let method = semconv::method_index(&request.method);
+        let key = self.key(method, None, &context);
+        self.timed(key, self.inner.on_custom_request(request, context), never)
+            .await
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.inner.accepted_subscription_filter(requested)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        // A subscription lasts as long as the client listens: its length is no operation's
+        // duration, and is not timed.
+        self.inner.listen(context).await
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.get_tool(name)
+    }
+
+    async fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) {
+        self.inner.on_cancelled(notification, context).await;
+    }
+
+    async fn on_progress(
+        &self,
+        notification: ProgressNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) {
+        self.inner.on_progress(notification, context).await;
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.inner.on_initialized(context).await;
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        self.inner.on_roots_list_changed(context).await;
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) {
+        self.inner
+            .on_custom_notification(notification, context)
+            .await;
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        self.inner.get_info()
+    }
+}

@@ -1,0 +1,91 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod semconv;
+mod table;
+
+#[cfg(feature = "rmcp")]
+mod handler;
+#[cfg(feature = "rmcp")]
+mod http;
+
+use std::sync::Arc;
+#[cfg(feature = "rmcp")]
+use std::sync::atomic::Ordering;
+
+use mcpwatch_core::{MetricSink, MetricSource};
+
+#[cfg(feature = "rmcp")]
+pub use crate::handler::Metered;
+#[cfg(feature = "rmcp")]
+pub use crate::http::{McpHttpLayer, McpHttpService, ResponseFuture, Tracked};
+pub use crate::semconv::Outcome;
+pub use crate::table::{DEFAULT_MAX_NAMES, InFlight, Key, OperationTable};
+
+/// The MCP metrics of one server: what [`Metered`] handlers and the [`McpHttpLayer`]
+/// record, and what `/metrics` reports (it is a [`MetricSource`] of mcpwatch-core's
+/// `ScrapeEngine`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct McpMetrics {
+    table: Arc<OperationTable>,
+    #[cfg(feature = "rmcp")]
+    gauges: Arc<http::HttpGauges>,
+}
+
+impl McpMetrics {
+    /// Metrics whose `gen_ai_tool_name` and `gen_ai_prompt_name` name these tools and
+    /// prompts (the server's own lists); any other name is `_OTHER`, so that a client
+    /// cannot make series by calling names that do not exist.
+    pub fn new(
+        tools: impl IntoIterator<Item = impl AsRef<str>>,
+        prompts: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Self {
+        Self {
+            table: Arc::new(OperationTable::new(tools, prompts, DEFAULT_MAX_NAMES)),
+            #[cfg(feature = "rmcp")]
+            gauges: Arc::default(),
+        }
+    }
+
+    /// The operation table behind them.
+    pub fn table(&self) -> &OperationTable {
+        &self.table
+    }
+
+    /// The server's handler, timed (in rmcp's service factory:
+    /// `StreamableHttpService::new(move || Ok(metrics.wrap(Server::new())), ...)`).
+    #[cfg(feature = "rmcp")]
+    pub fn wrap<H>(&self, handler: H) -> Metered<H> {
+        Metered::new(handler, self.table.clone())
+    }
+
+    /// The layer for rmcp's Streamable HTTP service (`ServiceBuilder::new().layer(...)`
+    /// or axum's `Router::layer`).
+    #[cfg(feature = "rmcp")]
+    pub fn layer(&self) -> McpHttpLayer {
+        McpHttpLayer {
+            table: self.table.clone(),
+            gauges: self.gauges.clone(),
+        }
+    }
+}
+
+impl MetricSource for McpMetrics {
+    fn collect(&self, sink: &mut MetricSink) {
+        self.table.collect_into(sink);
+        #[cfg(feature = "rmcp")]
+        {
+            sink.gauge(
+                "mcp_server_http_requests_in_flight",
+                "HTTP requests to the MCP endpoint whose response has not ended (open event streams included).",
+            )
+            .add(&[], self.gauges.requests.load(Ordering::Relaxed) as f64);
+            sink.gauge(
+                "mcp_server_http_open_streams",
+                "Event streams (text/event-stream responses) the MCP endpoint holds open.",
+            )
+            .add(&[], self.gauges.streams.load(Ordering::Relaxed) as f64);
+        }
+    }
+}

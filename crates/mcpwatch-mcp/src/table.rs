@@ -1,0 +1,508 @@
+//! The operation table: one lock-free histogram per (method or tool or prompt, error type,
+//! protocol revision), each allocated the first time it is observed and never again. A
+//! request costs a name lookup in a map built once, a bucket search and two atomic adds.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mcpwatch_core::{HistogramValue, MetricSink, MetricSource};
+
+use crate::semconv::{
+    self, BUCKETS, ERROR_LABEL, ERROR_VALUES, METHOD_LABEL, METHODS, OTHER, Outcome, PROMPT_LABEL,
+    PROMPTS_GET, TOOL_LABEL, TOOLS_CALL, VERSION_LABEL, VERSION_VALUES,
+};
+
+/// The most tool (or prompt) names a table keeps by default; the rest count as `_OTHER`.
+pub const DEFAULT_MAX_NAMES: usize = 256;
+
+/// Observations per bucket (not cumulative, the last one `+Inf`) and their sum.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, nanos: u64) {
+        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        if let Some(b) = self.buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn value(&self) -> HistogramValue {
+        let mut buckets = Vec::with_capacity(BUCKETS.len() + 1);
+        let mut count = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.load(Ordering::Relaxed);
+            count += n;
+            buckets.push((BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n));
+        }
+        HistogramValue {
+            buckets,
+            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            count,
+        }
+    }
+}
+
+/// The bucket bounds in nanoseconds, so that an observation is placed without a float.
+const BOUNDS_NANOS: [u64; BUCKETS.len()] = {
+    let mut bounds = [0_u64; BUCKETS.len()];
+    let mut i = 0;
+    while i < BUCKETS.len() {
+        // Every bound is a whole number of milliseconds.
+        bounds[i] = (BUCKETS[i] * 1000.0) as u64 * 1_000_000;
+        i += 1;
+    }
+    bounds
+};
+
+type Slot = OnceLock<Box<Histogram>>;
+
+/// A group of slots, with the label and names of its targets (none for methods).
+type Group<'a> = (&'a [Slot], Option<(&'static str, &'a Names)>);
+
+/// Bounded names (tools or prompts): those given or learned, the rest `_OTHER`.
+#[derive(Debug, Default)]
+struct Names {
+    index: HashMap<Box<str>, usize>,
+    names: Vec<Box<str>>,
+    max: usize,
+}
+
+impl Names {
+    fn new(names: impl IntoIterator<Item = impl AsRef<str>>, max: usize) -> Self {
+        let mut this = Self {
+            max,
+            ..Self::default()
+        };
+        for name in names {
+            this.learn(name.as_ref());
+        }
+        this
+    }
+
+    /// The index of `name`, or of `_OTHER` (`self.names.len()`).
+    fn find(&self, name: &str) -> usize {
+        self.index.get(name).copied().unwrap_or(self.names.len())
+    }
+
+    /// Adds `name` while there is room; its index, or `_OTHER`'s.
+    fn learn(&mut self, name: &str) -> usize {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        if self.names.len() >= self.max || name.is_empty() || name == OTHER {
+            return self.names.len();
+        }
+        let i = self.names.len();
+        self.names.push(name.into());
+        self.index.insert(name.into(), i);
+        i
+    }
+
+    fn name(&self, i: usize) -> &str {
+        self.names.get(i).map_or(OTHER, |n| n)
+    }
+}
+
+/// Where an operation is counted: a method, and for `tools/call` and `prompts/get` the tool
+/// or prompt, with its protocol revision. Found once per request by [`OperationTable::key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    target: Target,
+    version: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Method(usize),
+    Tool(usize),
+    Prompt(usize),
+}
+
+impl Key {
+    /// The method's index in [`semconv::METHODS`] (its length for `_OTHER`).
+    pub fn method(&self) -> usize {
+        match self.target {
+            Target::Method(m) => m,
+            Target::Tool(_) => TOOLS_CALL,
+            Target::Prompt(_) => PROMPTS_GET,
+        }
+    }
+}
+
+/// The histograms of `mcp_server_operation_duration_seconds` and the requests in flight.
+#[derive(Debug)]
+pub struct OperationTable {
+    tools: Names,
+    prompts: Names,
+    methods: Box<[Slot]>,
+    by_tool: Vec<Slot>,
+    by_prompt: Vec<Slot>,
+    in_flight: Box<[AtomicI64]>,
+}
+
+const PER_TARGET: usize = ERROR_VALUES * VERSION_VALUES;
+
+fn slots(n: usize) -> Vec<Slot> {
+    (0..n).map(|_| OnceLock::new()).collect()
+}
+
+impl OperationTable {
+    /// A table whose tool and prompt labels name these (the server's own lists); other
+    /// names count as `_OTHER`, and no more than `max_names` of each are kept.
+    pub fn new(
+        tools: impl IntoIterator<Item = impl AsRef<str>>,
+        prompts: impl IntoIterator<Item = impl AsRef<str>>,
+        max_names: usize,
+    ) -> Self {
+        let tools = Names::new(tools, max_names);
+        let prompts = Names::new(prompts, max_names);
+        Self {
+            methods: slots((METHODS.len() + 1) * PER_TARGET).into_boxed_slice(),
+            by_tool: slots((tools.names.len() + 1) * PER_TARGET),
+            by_prompt: slots((prompts.names.len() + 1) * PER_TARGET),
+            in_flight: (0..=METHODS.len()).map(|_| AtomicI64::new(0)).collect(),
+            tools,
+            prompts,
+        }
+    }
+
+    /// A table that learns tool and prompt names as they come (a request log, where no
+    /// list is given), up to `max_names` of each.
+    pub fn learning(max_names: usize) -> Self {
+        Self::new([""; 0], [""; 0], max_names)
+    }
+
+    /// Where a request is counted. `name` is the tool of `tools/call` or the prompt of
+    /// `prompts/get` (ignored for other methods); `version` its protocol revision.
+    pub fn key(&self, method: &str, name: Option<&str>, version: Option<&str>) -> Key {
+        let method = semconv::method_index(method);
+        self.key_of(method, name, version)
+    }
+
+    /// As [`OperationTable::key`], with the method's index in [`semconv::METHODS`].
+    pub fn key_of(&self, method: usize, name: Option<&str>, version: Option<&str>) -> Key {
+        let target = match method {
+            TOOLS_CALL => Target::Tool(self.tools.find(name.unwrap_or(""))),
+            PROMPTS_GET => Target::Prompt(self.prompts.find(name.unwrap_or(""))),
+            m => Target::Method(m.min(METHODS.len())),
+        };
+        Key {
+            target,
+            version: semconv::version_index(version),
+        }
+    }
+
+    /// As [`OperationTable::key`], adding a tool or prompt name not known yet while there
+    /// is room (a table made by [`OperationTable::learning`]).
+    pub fn learn_key(&mut self, method: &str, name: Option<&str>, version: Option<&str>) -> Key {
+        let method = semconv::method_index(method);
+        match method {
+            TOOLS_CALL => {
+                self.tools.learn(name.unwrap_or(""));
+                let want = (self.tools.names.len() + 1) * PER_TARGET;
+                self.by_tool.resize_with(want, OnceLock::new);
+            }
+            PROMPTS_GET => {
+                self.prompts.learn(name.unwrap_or(""));
+                let want = (self.prompts.names.len() + 1) * PER_TARGET;
+                self.by_prompt.resize_with(want, OnceLock::new);
+            }
+            _ => {}
+        }
+        self.key_of(method, name, version)
+    }
+
+    /// Counts one operation that took `elapsed` and ended as `outcome`.
+    pub fn observe(&self, key: Key, outcome: Outcome, elapsed: Duration) {
+        let within = outcome.index() * VERSION_VALUES + key.version.min(VERSION_VALUES - 1);
+        let (slots, target): (&[Slot], usize) = match key.target {
+            Target::Method(m) => (&self.methods, m),
+            Target::Tool(t) => (&self.by_tool, t),
+            Target::Prompt(p) => (&self.by_prompt, p),
+        };
+        if let Some(slot) = slots.get(target * PER_TARGET + within) {
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            slot.get_or_init(Box::default).observe(nanos);
+        }
+    }
+
+    /// Counts a request of method index `method` in flight until the guard is dropped.
+    pub fn in_flight(&self, method: usize) -> InFlight<'_> {
+        let gauge = self.in_flight.get(method.min(METHODS.len()));
+        if let Some(g) = gauge {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight(gauge)
+    }
+
+    /// Adds the families to `sink`.
+    pub fn collect_into(&self, sink: &mut MetricSink) {
+        let histograms = sink.histogram(
+            semconv::OPERATION_DURATION,
+            "Time from an MCP request received to its result or error sent (OpenTelemetry mcp.server.operation.duration).",
+        );
+        let groups: [Group<'_>; 3] = [
+            (&self.methods, None),
+            (&self.by_tool, Some((TOOL_LABEL, &self.tools))),
+            (&self.by_prompt, Some((PROMPT_LABEL, &self.prompts))),
+        ];
+        for (group, (slots, named)) in groups.into_iter().enumerate() {
+            for (i, slot) in slots.iter().enumerate() {
+                let Some(histogram) = slot.get() else {
+                    continue;
+                };
+                let target = i / PER_TARGET;
+                let error = (i % PER_TARGET) / VERSION_VALUES;
+                let version = i % VERSION_VALUES;
+                let method = match group {
+                    1 => METHODS[TOOLS_CALL],
+                    2 => METHODS[PROMPTS_GET],
+                    _ => METHODS.get(target).copied().unwrap_or(OTHER),
+                };
+                let mut labels: Vec<(std::borrow::Cow<'static, str>, String)> =
+                    vec![(METHOD_LABEL.into(), method.to_owned())];
+                if let Some((label, names)) = named {
+                    labels.push((label.into(), names.name(target).to_owned()));
+                }
+                if let Some(error) = semconv::error_value(error) {
+                    labels.push((ERROR_LABEL.into(), error));
+                }
+                if let Some(version) = semconv::version_value(version) {
+                    labels.push((VERSION_LABEL.into(), version.to_owned()));
+                }
+                histograms.add_labels(
+                    labels,
+                    mcpwatch_core::metrics::SampleValue::Histogram(Box::new(histogram.value())),
+                );
+            }
+        }
+        let gauges = sink.gauge(
+            semconv::REQUESTS_IN_FLIGHT,
+            "MCP requests the server is handling now.",
+        );
+        for (i, gauge) in self.in_flight.iter().enumerate() {
+            let method = METHODS.get(i).copied().unwrap_or(OTHER);
+            let n = gauge.load(Ordering::Relaxed);
+            // Methods never seen stay out; one seen keeps its series at 0.
+            if n != 0 || self.seen(i) {
+                gauges.add(&[(METHOD_LABEL, method)], n as f64);
+            }
+        }
+    }
+
+    fn seen(&self, method: usize) -> bool {
+        let any = |slots: &[Slot]| slots.iter().any(|s| s.get().is_some());
+        match method {
+            TOOLS_CALL => any(&self.by_tool),
+            PROMPTS_GET => any(&self.by_prompt),
+            m => self
+                .methods
+                .get(m * PER_TARGET..(m + 1) * PER_TARGET)
+                .is_some_and(any),
+        }
+    }
+}
+
+impl MetricSource for OperationTable {
+    fn collect(&self, sink: &mut MetricSink) {
+        self.collect_into(sink);
+    }
+}
+
+/// A request in flight; counted out when dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(Option<&'a AtomicI64>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(sink: &MetricSink, labels: &[(&str, &str)]) -> Option<u64> {
+        let family = sink.find(semconv::OPERATION_DURATION)?;
+        family.samples().iter().find_map(|s| {
+            let matches = s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v));
+            match (&s.value, matches) {
+                (mcpwatch_core::metrics::SampleValue::Histogram(h), true) => Some(h.count),
+                _ => None,
+            }
+        })
+    }
+
+    #[test]
+    fn each_operation_lands_in_its_own_series_and_bucket() {
+        let table = OperationTable::new(["add", "echo"], ["greet"], 16);
+        let add = table.key("tools/call", Some("add"), Some("2026-07-28"));
+        for _ in 0..3 {
+            table.observe(add, Outcome::Ok, Duration::from_millis(3));
+        }
+        table.observe(add, Outcome::ToolError, Duration::from_millis(30));
+        let unknown = table.key("tools/call", Some("nope"), Some("2025-11-25"));
+        table.observe(unknown, Outcome::Code(-32602), Duration::from_millis(1));
+        let other = table.key("x/custom", None, None);
+        table.observe(other, Outcome::Code(-32601), Duration::from_micros(10));
+        let prompt = table.key("prompts/get", Some("greet"), Some("2026-07-28"));
+        table.observe(prompt, Outcome::Ok, Duration::from_secs(400));
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        let v = "2026-07-28";
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "tools/call"),
+                    ("gen_ai_tool_name", "add"),
+                    ("mcp_protocol_version", v)
+                ]
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "tools/call"),
+                    ("gen_ai_tool_name", "add"),
+                    ("error_type", "tool_error"),
+                    ("mcp_protocol_version", v)
+                ]
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "tools/call"),
+                    ("gen_ai_tool_name", "_OTHER"),
+                    ("error_type", "-32602"),
+                    ("mcp_protocol_version", "2025-11-25")
+                ]
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            value(
+                &sink,
+                &[("mcp_method_name", "_OTHER"), ("error_type", "-32601")]
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "prompts/get"),
+                    ("gen_ai_prompt_name", "greet"),
+                    ("mcp_protocol_version", v)
+                ]
+            ),
+            Some(1)
+        );
+        let family = sink.find(semconv::OPERATION_DURATION).expect("family");
+        assert_eq!(family.samples().len(), 5);
+        // 3 ms lands at le=0.01; 400 s past the last bound, in +Inf.
+        let add_ok = family
+            .samples()
+            .iter()
+            .find_map(|s| match &s.value {
+                mcpwatch_core::metrics::SampleValue::Histogram(h) if h.count == 3 => {
+                    Some(h.clone())
+                }
+                _ => None,
+            })
+            .expect("add");
+        assert_eq!(add_ok.buckets[0], (0.01, 3));
+        assert!((add_ok.sum - 0.009).abs() < 1e-9);
+        let long = family
+            .samples()
+            .iter()
+            .find_map(|s| match &s.value {
+                mcpwatch_core::metrics::SampleValue::Histogram(h) if h.sum > 100.0 => {
+                    Some(h.clone())
+                }
+                _ => None,
+            })
+            .expect("prompt");
+        assert_eq!(long.buckets.last(), Some(&(f64::INFINITY, 1)));
+    }
+
+    #[test]
+    fn bounds_are_exact_and_edges_inclusive() {
+        assert_eq!(BOUNDS_NANOS[0], 10_000_000);
+        assert_eq!(BOUNDS_NANOS[13], 300_000_000_000);
+        let h = Histogram::default();
+        h.observe(10_000_000); // exactly 0.01 s: le="0.01"
+        h.observe(10_000_001);
+        let v = h.value();
+        assert_eq!(v.buckets[0].1, 1);
+        assert_eq!(v.buckets[1].1, 1);
+    }
+
+    #[test]
+    fn learned_names_are_bounded() {
+        let mut table = OperationTable::learning(2);
+        for name in ["a", "b", "c", "d"] {
+            let key = table.learn_key("tools/call", Some(name), None);
+            table.observe(key, Outcome::Ok, Duration::from_millis(1));
+        }
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        assert_eq!(
+            value(
+                &sink,
+                &[("mcp_method_name", "tools/call"), ("gen_ai_tool_name", "a")]
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "tools/call"),
+                    ("gen_ai_tool_name", "_OTHER")
+                ]
+            ),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn in_flight_counts_out_on_drop() {
+        let table = OperationTable::new([""; 0], [""; 0], 4);
+        let guard = table.in_flight(TOOLS_CALL);
+        let second = table.in_flight(TOOLS_CALL);
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        assert_eq!(
+            sink.find(semconv::REQUESTS_IN_FLIGHT)
+                .and_then(|f| f.value(&[("mcp_method_name", "tools/call")])),
+            Some(2.0)
+        );
+        drop((guard, second));
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        assert_eq!(
+            sink.find(semconv::REQUESTS_IN_FLIGHT)
+                .and_then(|f| f.value(&[("mcp_method_name", "tools/call")])),
+            None
+        );
+    }
+}
