@@ -14,6 +14,26 @@ static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// # Panics
 /// When it cannot be built.
 pub fn workspace_binary(name: &str) -> PathBuf {
+    built(name, &["-p", name, "--bin", name], name)
+}
+
+/// The path of example `name` of workspace package `package`, built as
+/// [`workspace_binary`] builds a binary.
+///
+/// # Panics
+/// When it cannot be built.
+pub fn workspace_example(package: &str, name: &str) -> PathBuf {
+    built(
+        &format!("{package}/examples/{name}"),
+        &["-p", package, "--example", name],
+        &format!("examples/{name}"),
+    )
+}
+
+/// Builds (once per test process) with `selection` after `cargo build`; the path of
+/// `artifact` under the profile's directory.
+fn built(id: &str, selection: &[&str], artifact: &str) -> PathBuf {
+    let name = id;
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test binary>
     let profile_dir = exe
@@ -21,7 +41,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("test binary under target/<profile>/deps")
         .to_path_buf();
-    let path = profile_dir.join(name);
+    let path = profile_dir.join(artifact);
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -30,7 +50,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         // The package of each binary is named as the binary; from this crate's directory
         // cargo would look for the binary in this package alone.
-        cargo.args(["build", "-p", name, "--bin", name]);
+        cargo.arg("build").args(selection);
         // What cargo set for this test process describes this package, not the build: build
         // scripts that watch such variables (ring's watch CARGO_MANIFEST_DIR and CARGO_PKG_*)
         // would see them change, and the next `cargo test` would rebuild them once more.
@@ -55,7 +75,11 @@ pub fn workspace_binary(name: &str) -> PathBuf {
             cargo.arg("--release");
         }
         let status = cargo.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin {name} failed");
+        assert!(
+            status.success(),
+            "cargo build {} failed",
+            selection.join(" ")
+        );
         built.push(name.to_owned());
     }
     path

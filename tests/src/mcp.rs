@@ -346,3 +346,89 @@ pub const TOOL_CALL_OUTCOMES: [&str; 7] = [
     "input_required",
     "failed",
 ];
+
+/// The example server of `mcpwatch-mcp` (rmcp 3.x with the instrumentation embedded):
+/// Streamable HTTP at `/mcp`, its metrics at `/metrics`. Tools `add`, `echo`, `fail`
+/// (`isError`) and `slow`.
+#[derive(Debug)]
+pub struct InstrumentedServer {
+    started: Started,
+}
+
+impl InstrumentedServer {
+    /// Starts it, instrumented or not (`--no-metrics`).
+    ///
+    /// # Panics
+    /// When it cannot be built or does not listen within a minute.
+    pub fn start(instrumented: bool) -> Self {
+        let mut command = Command::new(crate::binaries::workspace_example(
+            "mcpwatch-mcp",
+            "mcp-server",
+        ));
+        if !instrumented {
+            command.arg("--no-metrics");
+        }
+        Self {
+            started: start_fixture("instrumented MCP server", "mcp-server", command),
+        }
+    }
+
+    /// Its Streamable HTTP endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.started.port)
+    }
+
+    /// Its `/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.started.port)
+    }
+
+    /// Its address.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.started.port)
+    }
+
+    /// What it printed.
+    pub fn log(&self) -> String {
+        self.started.process.output()
+    }
+}
+
+/// The client script of the Python SDK 2.x.
+pub fn client_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/mcp_client.py")
+}
+
+/// Runs the Python SDK 2.x client against `url` in `mode` (`auto`, `legacy` or a pinned
+/// revision), calling each `(tool, arguments)` of `plan` in order; what it printed: the
+/// revision it spoke and each call's outcome.
+///
+/// # Panics
+/// When the client cannot run or does not end within a minute.
+pub fn python_client(url: &str, mode: &str, plan: &serde_json::Value) -> serde_json::Value {
+    let mut child = Command::new(SDK2.python())
+        .arg(client_script())
+        .args([url, mode, &plan.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the Python MCP client");
+    let deadline = std::time::Instant::now() + LIMIT;
+    while child.try_wait().expect("wait for the client").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Python MCP client did not end within {LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("client output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Python MCP client failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("client output {line:?}: {e}"))
+}
