@@ -238,7 +238,22 @@ impl ModernMcpServer {
     /// # Panics
     /// When the 2.x virtual environment is missing, or the server does not start.
     pub fn start(tools: usize, page_size: usize, name: &str, version: &str) -> Self {
-        let command = python_fixture(
+        Self::start_with_log(tools, page_size, name, version, None)
+    }
+
+    /// As [`ModernMcpServer::start`], writing mcpwatch's request log for Python servers
+    /// (`deploy/python/mcpwatch_request_log.py`) to `request_log` when given.
+    ///
+    /// # Panics
+    /// When the 2.x virtual environment is missing, or the server does not start.
+    pub fn start_with_log(
+        tools: usize,
+        page_size: usize,
+        name: &str,
+        version: &str,
+        request_log: Option<&Path>,
+    ) -> Self {
+        let mut command = python_fixture(
             SDK2.python(),
             modern_fixture_script(),
             tools,
@@ -246,6 +261,9 @@ impl ModernMcpServer {
             name,
             version,
         );
+        if let Some(path) = request_log {
+            command.arg("--request-log").arg(path);
+        }
         let started = start_fixture("MCP server (Python SDK 2.x)", "mcp-server-modern", command);
         Self {
             _dir: started.dir,

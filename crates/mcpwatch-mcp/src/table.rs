@@ -242,8 +242,20 @@ impl OperationTable {
         InFlight(gauge)
     }
 
-    /// Adds the families to `sink`.
+    /// Adds the families to `sink`: the durations and the requests in flight.
     pub fn collect_into(&self, sink: &mut MetricSink) {
+        self.collect_durations(sink);
+        self.collect_in_flight(sink);
+    }
+
+    /// Whether nothing has been observed yet.
+    pub fn is_empty(&self) -> bool {
+        let any = |slots: &[Slot]| slots.iter().any(|s| s.get().is_some());
+        !any(&self.methods) && !any(&self.by_tool) && !any(&self.by_prompt)
+    }
+
+    /// Adds `mcp_server_operation_duration_seconds` to `sink` (its series observed so far).
+    pub fn collect_durations(&self, sink: &mut MetricSink) {
         let histograms = sink.histogram(
             semconv::OPERATION_DURATION,
             "Time from an MCP request received to its result or error sent (OpenTelemetry mcp.server.operation.duration).",
@@ -283,6 +295,10 @@ impl OperationTable {
                 );
             }
         }
+    }
+
+    /// Adds `mcp_server_requests_in_flight` to `sink`, for each method seen.
+    pub fn collect_in_flight(&self, sink: &mut MetricSink) {
         let gauges = sink.gauge(
             semconv::REQUESTS_IN_FLIGHT,
             "MCP requests the server is handling now.",

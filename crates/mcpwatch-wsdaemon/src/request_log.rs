@@ -31,10 +31,11 @@ use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcpwatch_core::config::Pattern;
 use mcpwatch_core::{HistogramValue, MetricSink};
+use mcpwatch_mcp::{OperationTable, Outcome as McpOutcome};
 use serde_json::Value;
 
 use crate::config::RequestLogConfig;
@@ -352,8 +353,13 @@ struct Series {
 }
 
 /// Counts from every record read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Stats {
+    /// Records that carry the OpenTelemetry MCP attributes (`mcp.method.name`, ...), as
+    /// the instrumentation of a Rust server counts them.
+    operations: OperationTable,
+    /// Such records without a duration.
+    no_duration: u64,
     series: Vec<Series>,
     index: HashMap<(String, String), usize>,
     parsed: u64,
@@ -381,13 +387,14 @@ impl RequestLog {
     /// `read_existing` is set.
     pub(crate) fn new(config: RequestLogConfig) -> Result<Self, String> {
         let pattern = FilePattern::new(config.path.path())?;
+        let max_series = config.max_series as usize;
         let mut log = Self {
             config,
             pattern,
             files: Vec::new(),
             remnants: Vec::new(),
             vacated: Vec::new(),
-            stats: Stats::default(),
+            stats: Stats::new(max_series),
         };
         if !log.config.read_existing {
             for (path, meta) in one_name_per_file(log.pattern.list(), &[]) {
@@ -634,6 +641,9 @@ impl RequestLog {
     /// Adds the counters, histogram and follower statistics to `sink`.
     pub(crate) fn metrics(&self, sink: &mut MetricSink) {
         let stats = &self.stats;
+        if !stats.operations.is_empty() {
+            stats.operations.collect_durations(sink);
+        }
         let requests = sink.counter(
             "wsdaemon_requests_total",
             "Requests in the daemon's request log, by provider, tool and outcome.",
@@ -674,11 +684,12 @@ impl RequestLog {
         let lines = sink.counter(
             "wsdaemon_request_log_lines_total",
             "Lines read from the request log, by result: parsed, invalid (not a JSON object), \
-             too_long.",
+             too_long, no_duration (an MCP operation record without its duration).",
         );
         lines.add(&[("result", "parsed")], stats.parsed as f64);
         lines.add(&[("result", "invalid")], stats.invalid as f64);
         lines.add(&[("result", "too_long")], stats.too_long as f64);
+        lines.add(&[("result", "no_duration")], stats.no_duration as f64);
         sink.counter(
             "wsdaemon_request_log_read_bytes_total",
             "Bytes read from the request log.",
@@ -870,7 +881,52 @@ fn outcome(record: &Value, config: &RequestLogConfig) -> Outcome {
     }
 }
 
+/// The attributes of a record in the OpenTelemetry MCP conventions, at its top level or
+/// under `attributes` (as OpenTelemetry log records carry them).
+fn attribute<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
+    record
+        .get(name)
+        .or_else(|| record.get("attributes").and_then(|a| a.get(name)))
+        .filter(|v| !v.is_null())
+}
+
 impl Stats {
+    fn new(max_names: usize) -> Self {
+        Self {
+            operations: OperationTable::learning(max_names),
+            no_duration: 0,
+            series: Vec::new(),
+            index: HashMap::new(),
+            parsed: 0,
+            invalid: 0,
+            too_long: 0,
+            bytes: 0,
+            rotations: 0,
+        }
+    }
+
+    /// Counts a record that names its MCP method: into the same series a Rust server's
+    /// instrumentation makes, with its error type and revision.
+    fn operation(&mut self, record: &Value, method: &str, seconds: f64) {
+        let text = |name: &str| attribute(record, name).and_then(Value::as_str);
+        let name = if method == "prompts/get" {
+            text("gen_ai.prompt.name")
+        } else {
+            text("gen_ai.tool.name")
+        };
+        // A JSON-RPC code may come as a number or a string.
+        let error = match attribute(record, "error.type") {
+            Some(Value::Number(n)) => Some(n.to_string()),
+            other => other.and_then(Value::as_str).map(str::to_owned),
+        };
+        let key = self
+            .operations
+            .learn_key(method, name, text("mcp.protocol.version"));
+        let elapsed = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+        self.operations
+            .observe(key, McpOutcome::parse(error.as_deref()), elapsed);
+    }
+
     fn record(&mut self, line: &[u8], config: &RequestLogConfig) {
         let line = line.trim_ascii();
         if line.is_empty() {
@@ -884,9 +940,6 @@ impl Stats {
             }
         };
         self.parsed += 1;
-        let provider = text(field(&record, &config.provider_field));
-        let tool = text(field(&record, &config.tool_field));
-        let outcome = outcome(&record, config);
         let duration = field(&record, &config.duration_field)
             .and_then(|v| match v {
                 Value::Number(n) => n.as_f64(),
@@ -895,6 +948,24 @@ impl Stats {
             })
             .map(|d| d * config.duration_unit.seconds())
             .filter(|d| d.is_finite() && *d >= 0.0);
+        if let Some(method) = attribute(&record, "mcp.method.name").and_then(Value::as_str) {
+            // Without its duration an operation cannot be placed in the histogram (its
+            // count is the request rate): it is counted apart, not as 0 s.
+            match duration {
+                Some(seconds) => {
+                    let method = method.to_owned();
+                    self.operation(&record, &method, seconds);
+                }
+                None => {
+                    self.parsed -= 1;
+                    self.no_duration += 1;
+                }
+            }
+            return;
+        }
+        let provider = text(field(&record, &config.provider_field));
+        let tool = text(field(&record, &config.tool_field));
+        let outcome = outcome(&record, config);
         let at = self.series_index(provider, tool, config);
         let series = &mut self.series[at];
         series.outcomes[outcome as usize] += 1;
