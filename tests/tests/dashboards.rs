@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::daemon::{Behaviour, Daemon};
 use mcpwatch_tests::http::client;
-use mcpwatch_tests::mcp::{McpServer, ModernMcpServer};
+use mcpwatch_tests::mcp::{InstrumentedServer, McpServer, ModernMcpServer};
 use mcpwatch_tests::notifier::{NotifierProcess, payload};
 use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
@@ -39,13 +39,14 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 6] = [
+const DASHBOARDS: [(&str, &str, bool); 7] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
     ("redis.json", "mcpwatch-redis", true),
     ("wsdaemon.json", "mcpwatch-wsdaemon", true),
     ("notifier.json", "mcpwatch-notifier", false),
+    ("mcp.json", "mcpwatch-mcp", false),
 ];
 
 /// The durations dashboard-linter puts in place of Grafana's interval variables: values no
@@ -791,6 +792,43 @@ fn append(path: &Path, text: &str) {
         .expect("append to the request log");
 }
 
+/// A request-log record in the OpenTelemetry MCP attribute names (a tools/call).
+fn operation_line(tool: &str, error: Option<&str>, ms: u32) -> String {
+    let mut record = json!({
+        "mcp.method.name": "tools/call", "gen_ai.tool.name": tool,
+        "mcp.protocol.version": "2026-07-28", "duration_ms": ms,
+    });
+    if let Some(error) = error {
+        record["error.type"] = json!(error);
+    }
+    format!("{record}\n")
+}
+
+/// One 2026-07-28 tools/call POST, as a stateless client sends it.
+async fn modern_tool_call(
+    http: &reqwest::Client,
+    url: &str,
+    tool: &str,
+    arguments: Value,
+) -> Result<String, reqwest::Error> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "dashboards", "version": "1"}}}});
+    http.post(url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", tool)
+        .body(body.to_string())
+        .send()
+        .await?
+        .text()
+        .await
+}
+
 fn request_line(provider: &str, tool: &str, status: &str, ms: u32) -> String {
     format!(
         "{{\"timestamp\":\"2026-11-22T10:00:00Z\",\"provider\":\"{provider}\",\"tool\":\"{tool}\",\
@@ -1017,6 +1055,11 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
             .await
             .expect("modern MCP server");
 
+    // A Rust MCP server with the instrumentation embedded, scraped by Prometheus itself.
+    let instrumented = tokio::task::spawn_blocking(|| InstrumentedServer::start(true))
+        .await
+        .expect("instrumented MCP server");
+
     std::fs::create_dir_all(path("logs")).expect("logs");
     let request_log = path("logs/requests.jsonl");
     append(&request_log, &request_line("glm", "chat", "success", 80));
@@ -1078,8 +1121,27 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
         let health_file = path("health.json");
         let mut cache = redis.connection().await;
         let db = postgres.admin("postgres").await;
+        let mcp_url = instrumented.url();
         tokio::spawn(async move {
+            let http = client();
             for i in 0u32.. {
+                // Tool calls of both outcomes, a refused argument, a name no tool has, and
+                // the same in the request log's attribute names (the daemon's side).
+                for (tool, arguments) in [
+                    ("add", json!({"a": i, "b": 1})),
+                    ("slow", json!({"seconds": 0.05})),
+                    ("fail", json!({})),
+                    ("echo", json!({"text": 1})),
+                    ("nope", json!({})),
+                ] {
+                    let _ = modern_tool_call(&http, &mcp_url, tool, arguments).await;
+                }
+                append(&request_log, &operation_line("search", None, 40 + i % 400));
+                append(
+                    &request_log,
+                    &operation_line("search", Some("tool_error"), 300),
+                );
+                append(&request_log, &operation_line("fetch", Some("-32603"), 2500));
                 append(
                     &request_log,
                     &request_line("glm", "chat", "success", 40 + i % 400),
@@ -1138,8 +1200,11 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
             "  - job_name: mcpwatch\n    scrape_interval: 2s\n    scrape_timeout: 2s\n\
              \x20   static_configs:\n      - targets: ['{exporter_address}']\n\
              \x20 - job_name: mcpwatch-notifier\n    scrape_interval: 2s\n    scrape_timeout: 2s\n\
-             \x20   static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            notifier.url().rsplit(':').next().expect("notifier port")
+             \x20   static_configs:\n      - targets: ['127.0.0.1:{}']\n\
+             \x20 - job_name: mcp-server\n    scrape_interval: 2s\n    scrape_timeout: 2s\n\
+             \x20   static_configs:\n      - targets: ['{}']\n",
+            notifier.url().rsplit(':').next().expect("notifier port"),
+            instrumented.address(),
         ),
         &rule_paths,
     )
