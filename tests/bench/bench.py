@@ -416,11 +416,12 @@ def main():
     parser.add_argument("--exporter", required=True, help="the mcpwatch-exporter binary")
     parser.add_argument("--notifier", help="the mcpwatch-notifier binary, for its throughput")
     parser.add_argument("--rmcp-fixture", help="the mcpwatch-rmcp-fixture binary, for the MCP probe per era")
+    parser.add_argument("--mcp-server", help="the example server of mcpwatch-mcp, for the instrumentation's cost")
     parser.add_argument("--venvs", default=os.environ.get("MCPWATCH_VENVS", "/var/cache/mcpwatch/venvs"),
                         help="where the mcp1 and mcp2 virtual environments of tests/run.sh are")
     parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
     parser.add_argument("--probes", type=int, default=300, help="timed MCP probes per server and prober")
-    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "all", "notifier"]
+    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "all", "notifier", "instrumentation"]
     parser.add_argument("--only", choices=sections, action="append")
     args = parser.parse_args()
     only = set(args.only or sections)
@@ -447,6 +448,10 @@ def main():
     if "mcp" in only and args.rmcp_fixture:
         from probe_bench import probe_comparison
         summary += probe_comparison(ours_bin, os.path.realpath(args.rmcp_fixture), args.venvs, args.probes)
+
+    if "instrumentation" in only and args.mcp_server:
+        from mcp_overhead_bench import instrumentation_overhead
+        summary += instrumentation_overhead(os.path.realpath(args.mcp_server), args.seconds)
 
     if "notifier" in only and args.notifier:
         from notifier_bench import notifier_throughput

@@ -5,10 +5,12 @@
 # here. Prints numbers and ratios; never passes or fails on a time.
 #
 #   ./tests/bench/run.sh [seconds per scenario, default 10]
-#       [--only host|postgres|redis|wsdaemon|mcp|all|notifier]... [--probes N, default 300]
+#       [--only host|postgres|redis|wsdaemon|mcp|all|notifier|instrumentation]...
+#       [--probes N, default 300]
 #
 # `--only mcp` is the MCP probe per protocol era, mcpwatch's /probe beside blackbox_exporter's
-# (tests/bench/probe_bench.py).
+# (tests/bench/probe_bench.py). `--only instrumentation` is the cost of mcpwatch-mcp in an
+# rmcp server, with and without it (tests/bench/mcp_overhead_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -77,10 +79,12 @@ for venv in "${venv_missing[@]}"; do
 done
 
 cargo build --release --locked -p mcpwatch-exporter -p mcpwatch-notifier -p mcpwatch-rmcp-fixture
+cargo build --release --locked -p mcpwatch-mcp --example mcp-server
 prometheus-node-exporter --version 2>&1 | head -1
 prometheus-postgres-exporter --version 2>&1 | head -1
 prometheus-redis-exporter --version 2>&1 | head -1
 prometheus-blackbox-exporter --version 2>&1 | head -1
 exec python3 tests/bench/bench.py --exporter target/release/mcpwatch-exporter \
     --notifier target/release/mcpwatch-notifier --rmcp-fixture target/release/mcpwatch-rmcp-fixture \
+    --mcp-server target/release/examples/mcp-server \
     --venvs "$VENVS" --seconds "$seconds" "$@"

@@ -374,7 +374,7 @@ pub struct InstrumentedServer {
 }
 
 impl InstrumentedServer {
-    /// Starts it, instrumented or not (`--no-metrics`).
+    /// Starts it, instrumented or not (`--no-instrumentation`).
     ///
     /// # Panics
     /// When it cannot be built or does not listen within a minute.
@@ -384,7 +384,7 @@ impl InstrumentedServer {
             "mcp-server",
         ));
         if !instrumented {
-            command.arg("--no-metrics");
+            command.arg("--no-instrumentation");
         }
         Self {
             started: start_fixture("instrumented MCP server", "mcp-server", command),

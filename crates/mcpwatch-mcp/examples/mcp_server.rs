@@ -4,12 +4,12 @@
 //! same way).
 //!
 //! ```text
-//! cargo run -p mcpwatch-mcp --example mcp-server -- --port 18780 [--no-metrics]
+//! cargo run -p mcpwatch-mcp --example mcp-server -- --port 18780 [--no-instrumentation]
 //! ```
 //!
 //! Tools: `add` (sums `a` and `b`), `echo` (returns `text`), `fail` (a result with
-//! `isError`), `slow` (sleeps `seconds`). `--no-metrics` serves the same tools without the
-//! instrumentation, for the overhead benchmark.
+//! `isError`), `slow` (sleeps `seconds`). `--no-instrumentation` serves the same tools and
+//! `/metrics` without the handler wrapper and the HTTP layer, for the overhead benchmark.
 
 #![forbid(unsafe_code)]
 
@@ -143,30 +143,38 @@ async fn serve(port: u16, instrumented: bool) -> std::io::Result<()> {
     let tools = Tools::new();
     let config = StreamableHttpServerConfig::default();
     let sessions = Arc::new(LocalSessionManager::default());
-    let app = if instrumented {
-        // 1. The metrics, bounded by the server's own tool list.
-        let mcp = McpMetrics::new(tools.names(), [""; 0]);
-        // 2. The handler, wrapped; 3. the HTTP layer around rmcp's service.
+    // 1. The metrics, bounded by the server's own tool list.
+    let mcp = McpMetrics::new(tools.names(), [""; 0]);
+    // 2. One engine for /metrics: the MCP metrics next to the host collector.
+    let host = mcpwatch_host::HostCollector::new(mcpwatch_host::HostConfig::default())
+        .map_err(std::io::Error::other)?;
+    let engine = ScrapeEngine::builder()
+        .source(mcp.clone())
+        .collector(host)
+        .build_info(env!("CARGO_PKG_VERSION"), "example")
+        .build();
+    let router = axum::Router::new();
+    let router = if instrumented {
+        // 3. The handler, wrapped; 4. the HTTP layer around rmcp's service.
         let wrapped = mcp.clone();
         let service =
             StreamableHttpService::new(move || Ok(wrapped.wrap(tools.clone())), sessions, config);
-        // 4. One engine for /metrics: the MCP metrics next to the host collector.
-        let host = mcpwatch_host::HostCollector::new(mcpwatch_host::HostConfig::default())
-            .map_err(std::io::Error::other)?;
-        let engine = ScrapeEngine::builder()
-            .source(mcp.clone())
-            .collector(host)
-            .build_info(env!("CARGO_PKG_VERSION"), "example")
-            .build();
-        axum::Router::new()
-            .route_service("/mcp", tower_layer::Layer::layer(&mcp.layer(), service))
-            .route("/metrics", axum::routing::get(metrics))
-            .with_state(engine)
+        router.route_service("/mcp", tower_layer::Layer::layer(&mcp.layer(), service))
     } else {
         let service = StreamableHttpService::new(move || Ok(tools.clone()), sessions, config);
-        axum::Router::new().route_service("/mcp", service)
+        router.route_service("/mcp", service)
     };
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let app = router
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(engine);
+    // Each answer is written at once: without TCP_NODELAY a small event-stream answer can
+    // wait for the client's delayed acknowledgement (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(
+        tokio::net::TcpListener::bind(("127.0.0.1", port)).await?,
+        |tcp| {
+            let _ = tcp.set_nodelay(true);
+        },
+    );
     axum::serve(listener, app).await
 }
 
@@ -177,11 +185,11 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse::<u16>().ok()),
-            "--no-metrics" => instrumented = false,
+            "--no-instrumentation" => instrumented = false,
             other => {
                 let _ = writeln!(
                     std::io::stderr(),
-                    "unknown argument {other:?}\nusage: mcp-server --port PORT [--no-metrics]"
+                    "unknown argument {other:?}\nusage: mcp-server --port PORT [--no-instrumentation]"
                 );
                 return ExitCode::from(2);
             }
@@ -190,7 +198,7 @@ fn main() -> ExitCode {
     let Some(port) = port else {
         let _ = writeln!(
             std::io::stderr(),
-            "usage: mcp-server --port PORT [--no-metrics]"
+            "usage: mcp-server --port PORT [--no-instrumentation]"
         );
         return ExitCode::from(2);
     };

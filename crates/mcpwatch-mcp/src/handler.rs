@@ -29,9 +29,13 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
-use crate::http::Answered;
+use crate::Shared;
 use crate::semconv::{self, Outcome, TOOLS_CALL, VERSIONS};
-use crate::table::{Key, OperationTable};
+use crate::table::Key;
+
+/// The JSON-RPC codes rmcp's HTTP transport answers with an error status on a 2026-07-28
+/// request (404 for -32601; 400 for -32020, -32021, -32022).
+const STATUS_CODES: [i32; 4] = [-32601, -32020, -32021, -32022];
 
 /// The `_meta` key of a 2026-07-28 request's protocol revision.
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -64,7 +68,7 @@ mod method {
 #[derive(Debug)]
 pub struct Metered<H> {
     inner: H,
-    table: Arc<OperationTable>,
+    shared: Arc<Shared>,
     /// The revision a legacy session negotiated in `initialize` (an index in
     /// [`semconv::VERSIONS`]), for its later requests that carry none.
     negotiated: AtomicUsize,
@@ -74,17 +78,17 @@ impl<H: Clone> Clone for Metered<H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            table: self.table.clone(),
+            shared: self.shared.clone(),
             negotiated: AtomicUsize::new(self.negotiated.load(Ordering::Relaxed)),
         }
     }
 }
 
 impl<H> Metered<H> {
-    pub(crate) fn new(inner: H, table: Arc<OperationTable>) -> Self {
+    pub(crate) fn new(inner: H, shared: Arc<Shared>) -> Self {
         Self {
             inner,
-            table,
+            shared,
             negotiated: AtomicUsize::new(usize::MAX),
         }
     }
@@ -95,38 +99,49 @@ impl<H> Metered<H> {
     }
 
     /// Where a request is counted: its method, tool or prompt, and revision (its own
-    /// `_meta`'s, else the one its session negotiated). The HTTP request it came in (when
-    /// [`crate::McpHttpLayer`] is there) is marked as counted here.
-    fn key(&self, method: usize, name: Option<&str>, context: &RequestContext<RoleServer>) -> Key {
-        Answered::mark(&context.extensions);
-        let version = context
+    /// `_meta`'s, else the one its session negotiated); and whether the layer counts its
+    /// errors that rmcp answers with a status of their own (a 2026-07-28 request over HTTP,
+    /// with the layer made).
+    fn key(
+        &self,
+        method: usize,
+        name: Option<&str>,
+        context: &RequestContext<RoleServer>,
+    ) -> (Key, bool) {
+        let own = context
             .meta
             .get(META_VERSION)
-            .and_then(serde_json::Value::as_str)
-            .or_else(|| {
-                VERSIONS
-                    .get(self.negotiated.load(Ordering::Relaxed))
-                    .copied()
-            });
-        self.table.key_of(method, name, version)
+            .and_then(serde_json::Value::as_str);
+        let layered = own.is_some_and(|v| v >= semconv::MODERN)
+            && self.shared.layered.load(Ordering::Relaxed)
+            && context.extensions.get::<http::request::Parts>().is_some();
+        let version = own.or_else(|| {
+            VERSIONS
+                .get(self.negotiated.load(Ordering::Relaxed))
+                .copied()
+        });
+        (self.shared.table.key_of(method, name, version), layered)
     }
 
     /// Runs `answer`, timing it and counting it in flight, and records its outcome.
     async fn timed<T>(
         &self,
-        key: Key,
+        (key, layered): (Key, bool),
         answer: impl Future<Output = Result<T, McpError>>,
         failed: impl FnOnce(&T) -> bool,
     ) -> Result<T, McpError> {
         let started = Instant::now();
-        let _in_flight = self.table.in_flight(key.method());
+        let _in_flight = self.shared.table.in_flight(key.method());
         let result = answer.await;
         let outcome = match &result {
             Ok(value) if failed(value) => Outcome::ToolError,
             Ok(_) => Outcome::Ok,
+            // rmcp answers these with 404 or 400 on a 2026-07-28 request over HTTP: the
+            // layer, when there is one, counts them with the transport's own refusals.
+            Err(e) if layered && STATUS_CODES.contains(&e.code.0) => return result,
             Err(e) => Outcome::Code(i64::from(e.code.0)),
         };
-        self.table.observe(key, outcome, started.elapsed());
+        self.shared.table.observe(key, outcome, started.elapsed());
         result
     }
 }
@@ -237,9 +252,8 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, McpError> {
-        Answered::mark(&context.extensions);
         let started = Instant::now();
-        let _in_flight = self.table.in_flight(method::INITIALIZE);
+        let _in_flight = self.shared.table.in_flight(method::INITIALIZE);
         let result = self.inner.initialize(request, context).await;
         // Counted under the revision it settled on, which the session's later requests
         // carry too.
@@ -248,12 +262,12 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
             let index = semconv::version_index(Some(v));
             self.negotiated.store(index, Ordering::Relaxed);
         }
-        let key = self.table.key_of(method::INITIALIZE, None, version);
+        let key = self.shared.table.key_of(method::INITIALIZE, None, version);
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::Code(i64::from(e.code.0)),
         };
-        self.table.observe(key, outcome, started.elapsed());
+        self.shared.table.observe(key, outcome, started.elapsed());
         result
     }
 

@@ -2,12 +2,14 @@
 //! only the transport sees: HTTP requests in flight and event streams open, and the MCP
 //! requests refused before they reach the handler (a missing or mismatched `Mcp-Method`,
 //! an unsupported `MCP-Protocol-Version`, a method the transport does not dispatch), from
-//! the refusal's status and JSON-RPC error code. Requests the handler answered are counted
-//! by [`crate::Metered`] and never twice: the handler marks the request it answered.
+//! the refusal's status and JSON-RPC error code. On 2026-07-28 requests rmcp gives some
+//! errors a status of their own (404 for -32601, 400 for -32020, -32021, -32022), the
+//! handler's too: once the layer is made, [`crate::Metered`] leaves those to it, so that
+//! each request is counted once, and no request carries anything extra for it.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -15,11 +17,19 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::Shared;
 use crate::semconv::{self, Outcome};
-use crate::table::{Key, OperationTable};
+use crate::table::Key;
 
 /// The bytes of a refusal's body read for its error code, at most.
 const REFUSAL_BYTES: usize = 16 * 1024;
+
+/// The 2026-07-28 request headers a refusal is counted by (static: no name is parsed per
+/// request).
+static MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
+static MCP_NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
+static MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
 
 /// HTTP-side gauges.
 #[derive(Debug, Default)]
@@ -28,32 +38,10 @@ pub(crate) struct HttpGauges {
     pub(crate) streams: AtomicI64,
 }
 
-/// Set by the handler on the HTTP request it answered (through the request parts rmcp
-/// hands it), so that the layer does not count it as a refusal.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Answered(Arc<AtomicBool>);
-
-impl Answered {
-    /// Marks the HTTP request behind a handler's context, when there is one.
-    pub(crate) fn mark(extensions: &rmcp::model::Extensions) {
-        if let Some(answered) = extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Answered>())
-        {
-            answered.0.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 /// The layer; see the module. Made by [`crate::McpMetrics::layer`].
 #[derive(Debug, Clone)]
 pub struct McpHttpLayer {
-    pub(crate) table: Arc<OperationTable>,
-    pub(crate) gauges: Arc<HttpGauges>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl<S> tower_layer::Layer<S> for McpHttpLayer {
@@ -62,8 +50,7 @@ impl<S> tower_layer::Layer<S> for McpHttpLayer {
     fn layer(&self, inner: S) -> Self::Service {
         McpHttpService {
             inner,
-            table: self.table.clone(),
-            gauges: self.gauges.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -72,8 +59,7 @@ impl<S> tower_layer::Layer<S> for McpHttpLayer {
 #[derive(Debug, Clone)]
 pub struct McpHttpService<S> {
     inner: S,
-    table: Arc<OperationTable>,
-    gauges: Arc<HttpGauges>,
+    shared: Arc<Shared>,
 }
 
 /// What a refusal is counted under, from the request's own headers (a 2026-07-28
@@ -82,7 +68,6 @@ pub struct McpHttpService<S> {
 struct Pending {
     key: Key,
     started: Instant,
-    answered: Answered,
 }
 
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for McpHttpService<S>
@@ -98,30 +83,28 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        self.gauges.requests.fetch_add(1, Ordering::Relaxed);
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        self.shared.gauges.requests.fetch_add(1, Ordering::Relaxed);
         let guard = Guard {
-            gauges: self.gauges.clone(),
+            shared: self.shared.clone(),
             stream: false,
         };
         let pending = (request.method() == Method::POST).then(|| {
-            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-            let method = header("mcp-method").unwrap_or(semconv::OTHER);
-            let key = self
-                .table
-                .key(method, header("mcp-name"), header("mcp-protocol-version"));
+            let header =
+                |name: &http::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
+            let method = header(&MCP_METHOD).unwrap_or(semconv::OTHER);
+            let key =
+                self.shared
+                    .table
+                    .key(method, header(&MCP_NAME), header(&MCP_PROTOCOL_VERSION));
             Pending {
                 key,
                 started: Instant::now(),
-                answered: Answered::default(),
             }
         });
-        if let Some(p) = &pending {
-            request.extensions_mut().insert(p.answered.clone());
-        }
         ResponseFuture {
             inner: self.inner.call(request),
-            state: Some((guard, pending, self.table.clone())),
+            state: Some((guard, pending)),
         }
     }
 }
@@ -132,7 +115,7 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        state: Option<(Guard, Option<Pending>, Arc<OperationTable>)>,
+        state: Option<(Guard, Option<Pending>)>,
     }
 }
 
@@ -149,7 +132,7 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(r) => r,
         };
-        let Some((mut guard, pending, table)) = this.state.take() else {
+        let Some((mut guard, pending)) = this.state.take() else {
             // Polled again after its answer: nothing left to count.
             return Poll::Pending;
         };
@@ -161,7 +144,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if events {
-                guard.gauges.streams.fetch_add(1, Ordering::Relaxed);
+                guard.shared.gauges.streams.fetch_add(1, Ordering::Relaxed);
                 guard.stream = true;
             }
             let refusal = pending
@@ -170,7 +153,7 @@ where
                     pending,
                     status: parts.status,
                     body: BytesMut::new(),
-                    table,
+                    shared: guard.shared.clone(),
                 });
             Response::from_parts(
                 parts,
@@ -188,15 +171,16 @@ where
 /// dropped.
 #[derive(Debug)]
 struct Guard {
-    gauges: Arc<HttpGauges>,
+    shared: Arc<Shared>,
     stream: bool,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.gauges.requests.fetch_sub(1, Ordering::Relaxed);
+        let gauges = &self.shared.gauges;
+        gauges.requests.fetch_sub(1, Ordering::Relaxed);
         if self.stream {
-            self.gauges.streams.fetch_sub(1, Ordering::Relaxed);
+            gauges.streams.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -207,20 +191,18 @@ struct Refusal {
     pending: Pending,
     status: StatusCode,
     body: BytesMut,
-    table: Arc<OperationTable>,
+    shared: Arc<Shared>,
 }
 
 impl Refusal {
     fn record(self) {
-        if self.pending.answered.is_set() {
-            return;
-        }
         let code = serde_json::from_slice::<serde_json::Value>(&self.body)
             .ok()
             .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_i64));
         let outcome = code.map_or(Outcome::Other, Outcome::Code);
         tracing::debug!(status = %self.status, ?code, "MCP request refused before dispatch.");
-        self.table
+        self.shared
+            .table
             .observe(self.pending.key, outcome, self.pending.started.elapsed());
     }
 }

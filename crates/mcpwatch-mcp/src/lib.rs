@@ -28,9 +28,19 @@ pub use crate::table::{DEFAULT_MAX_NAMES, InFlight, Key, OperationTable};
 /// `ScrapeEngine`). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct McpMetrics {
-    table: Arc<OperationTable>,
+    shared: Arc<Shared>,
+}
+
+/// What the handlers and the layer of one server record into.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) table: OperationTable,
     #[cfg(feature = "rmcp")]
-    gauges: Arc<http::HttpGauges>,
+    pub(crate) gauges: http::HttpGauges,
+    /// Whether [`McpMetrics::layer`] was made: the layer then counts the requests rmcp's
+    /// HTTP transport answers with an error status, the handler's included.
+    #[cfg(feature = "rmcp")]
+    pub(crate) layered: std::sync::atomic::AtomicBool,
 }
 
 impl McpMetrics {
@@ -42,50 +52,57 @@ impl McpMetrics {
         prompts: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Self {
         Self {
-            table: Arc::new(OperationTable::new(tools, prompts, DEFAULT_MAX_NAMES)),
-            #[cfg(feature = "rmcp")]
-            gauges: Arc::default(),
+            shared: Arc::new(Shared {
+                table: OperationTable::new(tools, prompts, DEFAULT_MAX_NAMES),
+                #[cfg(feature = "rmcp")]
+                gauges: http::HttpGauges::default(),
+                #[cfg(feature = "rmcp")]
+                layered: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
     }
 
     /// The operation table behind them.
     pub fn table(&self) -> &OperationTable {
-        &self.table
+        &self.shared.table
     }
 
     /// The server's handler, timed (in rmcp's service factory:
     /// `StreamableHttpService::new(move || Ok(metrics.wrap(Server::new())), ...)`).
     #[cfg(feature = "rmcp")]
     pub fn wrap<H>(&self, handler: H) -> Metered<H> {
-        Metered::new(handler, self.table.clone())
+        Metered::new(handler, self.shared.clone())
     }
 
     /// The layer for rmcp's Streamable HTTP service (`ServiceBuilder::new().layer(...)`
-    /// or axum's `Router::layer`).
+    /// or axum's `Router::layer`), in front of the service whose handlers
+    /// [`McpMetrics::wrap`] made: once it is made, the requests that service answers with an
+    /// error status are the layer's to count.
     #[cfg(feature = "rmcp")]
     pub fn layer(&self) -> McpHttpLayer {
+        self.shared.layered.store(true, Ordering::Relaxed);
         McpHttpLayer {
-            table: self.table.clone(),
-            gauges: self.gauges.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
 impl MetricSource for McpMetrics {
     fn collect(&self, sink: &mut MetricSink) {
-        self.table.collect_into(sink);
+        self.shared.table.collect_into(sink);
         #[cfg(feature = "rmcp")]
         {
+            let gauges = &self.shared.gauges;
             sink.gauge(
                 "mcp_server_http_requests_in_flight",
                 "HTTP requests to the MCP endpoint whose response has not ended (open event streams included).",
             )
-            .add(&[], self.gauges.requests.load(Ordering::Relaxed) as f64);
+            .add(&[], gauges.requests.load(Ordering::Relaxed) as f64);
             sink.gauge(
                 "mcp_server_http_open_streams",
                 "Event streams (text/event-stream responses) the MCP endpoint holds open.",
             )
-            .add(&[], self.gauges.streams.load(Ordering::Relaxed) as f64);
+            .add(&[], gauges.streams.load(Ordering::Relaxed) as f64);
         }
     }
 }

@@ -62,6 +62,9 @@ pub const TOOLS_CALL: usize = 4;
 /// The index of `prompts/get` in [`METHODS`].
 pub const PROMPTS_GET: usize = 6;
 
+/// The first stateless revision: requests of it and later carry their own revision.
+pub const MODERN: &str = "2026-07-28";
+
 /// The protocol revisions a label may name; anything else is [`OTHER`].
 pub const VERSIONS: &[&str] = &[
     "2024-11-05",
