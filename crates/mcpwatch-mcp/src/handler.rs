@@ -100,8 +100,8 @@ impl<H> Metered<H> {
 
     /// Where a request is counted: its method, tool or prompt, and revision (its own
     /// `_meta`'s, else the one its session negotiated); and whether the layer counts its
-    /// errors that rmcp answers with a status of their own (a 2026-07-28 request over HTTP,
-    /// with the layer made).
+    /// errors that rmcp answers with a status of their own (a 2026-07-28 request, with the
+    /// layer made: one [`crate::McpMetrics`] per HTTP endpoint, see its `layer`).
     fn key(
         &self,
         method: usize,
@@ -113,8 +113,7 @@ impl<H> Metered<H> {
             .get(META_VERSION)
             .and_then(serde_json::Value::as_str);
         let layered = own.is_some_and(|v| v >= semconv::MODERN)
-            && self.shared.layered.load(Ordering::Relaxed)
-            && context.extensions.get::<http::request::Parts>().is_some();
+            && self.shared.layered.load(Ordering::Relaxed);
         let version = own.or_else(|| {
             VERSIONS
                 .get(self.negotiated.load(Ordering::Relaxed))

@@ -77,7 +77,9 @@ impl McpMetrics {
     /// The layer for rmcp's Streamable HTTP service (`ServiceBuilder::new().layer(...)`
     /// or axum's `Router::layer`), in front of the service whose handlers
     /// [`McpMetrics::wrap`] made: once it is made, the requests that service answers with an
-    /// error status are the layer's to count.
+    /// error status (404 for -32601; 400 for -32020, -32021, -32022 on a 2026-07-28
+    /// request) are the layer's to count, not the handler's. A server that also serves
+    /// another transport (stdio) gives it metrics of its own.
     #[cfg(feature = "rmcp")]
     pub fn layer(&self) -> McpHttpLayer {
         self.shared.layered.store(true, Ordering::Relaxed);
