@@ -95,6 +95,27 @@ def health(url):
         return json.load(r)
 
 
+def start_notifier(binary, work):
+    """The notifier with `work`/notifier.yml on a free port, once it answers /health: its
+    process and URL (its output in `work`/notifier.out)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(f"{work}/notifier.out", "w")
+    proc = subprocess.Popen([binary, f"--config.file={work}/notifier.yml",
+                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            health(url)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                sys.exit(f"the notifier did not start; see {work}/notifier.out")
+            time.sleep(0.1)
+
+
 def notifier_throughput(binary, seconds, connections=64):
     """Both scenarios: deliveries alongside, then acceptance alone."""
     summary = run_scenario(binary, seconds, connections, hold_deliveries=False)
@@ -114,22 +135,8 @@ def run_scenario(binary, seconds, connections, hold_deliveries):
         with open(f"{work}/notifier.yml", "w") as f:
             f.write(f"storage: {{path: {work}/data/notifier.db}}\n"
                     f"channels:\n  log:\n    log: {{path: {work}/deliveries.log}}\n{hold}")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(f"{work}/notifier.out", "w")
-        proc = subprocess.Popen([binary, f"--config.file={work}/notifier.yml",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc, url = start_notifier(binary, work)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    health(url)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        sys.exit(f"the notifier did not start; see {work}/notifier.out")
-                    time.sleep(0.1)
             fsyncs = fsync_rate(work)
             before = cpu_seconds(proc.pid)
             store_before = store_counters(url)
@@ -226,22 +233,8 @@ def burst_latency(binary, burst=64, delay=0.02, in_flight=4):
                     f"delivery: {{max_in_flight_per_channel: {in_flight}}}\n"
                     f"route: {{channels: [hook]}}\n"
                     f"channels:\n  hook:\n    webhook: {{url: 'http://127.0.0.1:{receiver.server_address[1]}/'}}\n")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(f"{work}/notifier.out", "w")
-        proc = subprocess.Popen([binary, f"--config.file={work}/notifier.yml",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc, url = start_notifier(binary, work)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    health(url)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        sys.exit(f"the notifier did not start; see {work}/notifier.out")
-                    time.sleep(0.1)
             accepted = {}
 
             def post(i):

@@ -13,6 +13,34 @@ pub fn value_of(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The `_count` series of `mcp_server_operation_duration_seconds` as the MCP metrics write
+/// it: `target` first when the series comes from a configured target (a request log), then
+/// the method, the tool, the error type (absent on success) and the revision.
+pub fn operation_count_series(
+    target: Option<&str>,
+    method: &str,
+    tool: Option<&str>,
+    error: Option<&str>,
+    version: &str,
+) -> String {
+    let mut labels = Vec::new();
+    if let Some(target) = target {
+        labels.push(format!("target=\"{target}\""));
+    }
+    labels.push(format!("mcp_method_name=\"{method}\""));
+    if let Some(tool) = tool {
+        labels.push(format!("gen_ai_tool_name=\"{tool}\""));
+    }
+    if let Some(error) = error {
+        labels.push(format!("error_type=\"{error}\""));
+    }
+    labels.push(format!("mcp_protocol_version=\"{version}\""));
+    format!(
+        "mcp_server_operation_duration_seconds_count{{{}}}",
+        labels.join(",")
+    )
+}
+
 /// A series' identity: its name and its labels, sorted by label name, values unescaped.
 type SeriesKey = (String, Vec<(String, String)>);
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mcpwatch_tests::exposition::{checked, value_of};
+use mcpwatch_tests::exposition::{checked, operation_count_series, value_of};
 use mcpwatch_tests::mcp::{InstrumentedServer, python_client};
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, serve_client_with_lifecycle};
@@ -14,19 +14,6 @@ use serde_json::{Value, json};
 
 const MODERN: &str = "2026-07-28";
 const LEGACY: &str = "2025-11-25";
-
-/// The series name of an operation count, labels in the order the crate writes them.
-fn count_series(method: &str, tool: Option<&str>, error: Option<&str>, version: &str) -> String {
-    let mut labels = format!("mcp_method_name=\"{method}\"");
-    if let Some(tool) = tool {
-        labels.push_str(&format!(",gen_ai_tool_name=\"{tool}\""));
-    }
-    if let Some(error) = error {
-        labels.push_str(&format!(",error_type=\"{error}\""));
-    }
-    labels.push_str(&format!(",mcp_protocol_version=\"{version}\""));
-    format!("mcp_server_operation_duration_seconds_count{{{labels}}}")
-}
 
 async fn metrics(server: &InstrumentedServer) -> String {
     mcpwatch_tests::http::install_crypto_provider();
@@ -40,7 +27,11 @@ async fn metrics(server: &InstrumentedServer) -> String {
 }
 
 fn count(text: &str, method: &str, tool: Option<&str>, error: Option<&str>, version: &str) -> f64 {
-    value_of(text, &count_series(method, tool, error, version)).unwrap_or(0.0)
+    value_of(
+        text,
+        &operation_count_series(None, method, tool, error, version),
+    )
+    .unwrap_or(0.0)
 }
 
 /// The tool calls of one client: `add` n times, `echo` m, `fail` k (tool errors) and

@@ -3,21 +3,9 @@
 //! client in both eras, its log followed by a real exporter, gives the series, labels and
 //! counts the instrumentation of a Rust server gives for the same calls.
 
-use mcpwatch_tests::exposition::{checked, value_of};
+use mcpwatch_tests::exposition::{checked, operation_count_series, value_of};
 use mcpwatch_tests::mcp::{ModernMcpServer, python_client};
 use serde_json::{Value, json};
-
-fn series(method: &str, tool: Option<&str>, error: Option<&str>, version: &str) -> String {
-    let mut labels = format!("target=\"py\",mcp_method_name=\"{method}\"");
-    if let Some(tool) = tool {
-        labels.push_str(&format!(",gen_ai_tool_name=\"{tool}\""));
-    }
-    if let Some(error) = error {
-        labels.push_str(&format!(",error_type=\"{error}\""));
-    }
-    labels.push_str(&format!(",mcp_protocol_version=\"{version}\""));
-    format!("mcp_server_operation_duration_seconds_count{{{labels}}}")
-}
 
 fn plan(n: usize, m: usize, k: usize) -> Value {
     let mut calls = Vec::new();
@@ -69,7 +57,11 @@ async fn a_python_servers_request_log_gives_the_same_series_as_the_rust_instrume
             .expect("body"),
     );
     let count = |method, tool, error, version| {
-        value_of(&text, &series(method, tool, error, version)).unwrap_or(0.0)
+        value_of(
+            &text,
+            &operation_count_series(Some("py"), method, tool, error, version),
+        )
+        .unwrap_or(0.0)
     };
     for (version, (n, m, k)) in [
         ("2026-07-28", (4.0, 2.0, 3.0)),
