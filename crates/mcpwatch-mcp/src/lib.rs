@@ -102,7 +102,7 @@ impl MetricSource for McpMetrics {
             .add(&[], gauges.requests.load(Ordering::Relaxed) as f64);
             sink.gauge(
                 "mcp_server_http_open_streams",
-                "Event streams (text/event-stream responses) the MCP endpoint holds open.",
+                "Event streams (text/event-stream responses) the MCP endpoint holds open once their headers are sent.",
             )
             .add(&[], gauges.streams.load(Ordering::Relaxed) as f64);
         }

@@ -140,6 +140,15 @@ pub(crate) fn error_value(i: usize) -> Option<String> {
     }
 }
 
+/// Whether `name` is a tool (or prompt) name as the MCP specification has them: 1 to 128
+/// characters of ASCII letters, digits, `_`, `-` and `.`. Others count as [`OTHER`].
+pub fn valid_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// The index of a method in [`METHODS`], or `METHODS.len()` for [`OTHER`].
 pub fn method_index(method: &str) -> usize {
     METHODS

@@ -14,6 +14,9 @@ use crate::semconv::{
     PROMPTS_GET, TOOL_LABEL, TOOLS_CALL, VERSION_LABEL, VERSION_VALUES,
 };
 
+/// The longest observation counted as itself: a day. Longer ones count as a day.
+const MAX_OBSERVATION_NANOS: u64 = 86_400 * 1_000_000_000;
+
 /// The most tool (or prompt) names a table keeps by default; the rest count as `_OTHER`.
 pub const DEFAULT_MAX_NAMES: usize = 256;
 
@@ -99,12 +102,16 @@ struct Names {
     index: HashMap<Box<str>, usize, Fnv>,
     names: Vec<Box<str>>,
     max: usize,
+    /// Names come from requests (a request log), not from the server: only those the
+    /// specification allows are kept.
+    strict: bool,
 }
 
 impl Names {
-    fn new(names: impl IntoIterator<Item = impl AsRef<str>>, max: usize) -> Self {
+    fn new(names: impl IntoIterator<Item = impl AsRef<str>>, max: usize, strict: bool) -> Self {
         let mut this = Self {
             max,
+            strict,
             ..Self::default()
         };
         for name in names {
@@ -113,27 +120,37 @@ impl Names {
         this
     }
 
-    /// The index of `name`, or of `_OTHER` (`self.names.len()`).
+    /// The index of `name`: 0 is `_OTHER`, each name kept is its place + 1, so that one
+    /// learned later never takes the slots of another.
     fn find(&self, name: &str) -> usize {
-        self.index.get(name).copied().unwrap_or(self.names.len())
+        self.index.get(name).copied().unwrap_or(0)
     }
 
-    /// Adds `name` while there is room; its index, or `_OTHER`'s.
+    /// Adds `name` while there is room; its index, or `_OTHER`'s (0). A name is 1 to 128
+    /// bytes without control characters; a learned one, a tool name the MCP specification
+    /// allows (`A-Z a-z 0-9 _ - .`).
     fn learn(&mut self, name: &str) -> usize {
         if let Some(i) = self.index.get(name) {
             return *i;
         }
-        if self.names.len() >= self.max || name.is_empty() || name == OTHER {
-            return self.names.len();
+        let allowed = if self.strict {
+            semconv::valid_name(name)
+        } else {
+            (1..=128).contains(&name.len()) && !name.chars().any(char::is_control)
+        };
+        if self.names.len() >= self.max || name == OTHER || !allowed {
+            return 0;
         }
-        let i = self.names.len();
         self.names.push(name.into());
+        let i = self.names.len();
         self.index.insert(name.into(), i);
         i
     }
 
     fn name(&self, i: usize) -> &str {
-        self.names.get(i).map_or(OTHER, |n| n)
+        i.checked_sub(1)
+            .and_then(|i| self.names.get(i))
+            .map_or(OTHER, |n| n)
     }
 }
 
@@ -188,8 +205,13 @@ impl OperationTable {
         prompts: impl IntoIterator<Item = impl AsRef<str>>,
         max_names: usize,
     ) -> Self {
-        let tools = Names::new(tools, max_names);
-        let prompts = Names::new(prompts, max_names);
+        Self::with_names(
+            Names::new(tools, max_names, false),
+            Names::new(prompts, max_names, false),
+        )
+    }
+
+    fn with_names(tools: Names, prompts: Names) -> Self {
         Self {
             methods: slots((METHODS.len() + 1) * PER_TARGET).into_boxed_slice(),
             by_tool: slots((tools.names.len() + 1) * PER_TARGET),
@@ -203,7 +225,10 @@ impl OperationTable {
     /// A table that learns tool and prompt names as they come (a request log, where no
     /// list is given), up to `max_names` of each.
     pub fn learning(max_names: usize) -> Self {
-        Self::new([""; 0], [""; 0], max_names)
+        Self::with_names(
+            Names::new([""; 0], max_names, true),
+            Names::new([""; 0], max_names, true),
+        )
     }
 
     /// Where a request is counted. `name` is the tool of `tools/call` or the prompt of
@@ -255,7 +280,11 @@ impl OperationTable {
             Target::Prompt(p) => (&self.by_prompt, p),
         };
         if let Some(slot) = slots.get(target * PER_TARGET + within) {
-            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            // At most a day each, so that the sum (nanoseconds in 64 bits) cannot wrap
+            // and go backwards, whatever a log claims.
+            let nanos = u64::try_from(elapsed.as_nanos())
+                .unwrap_or(u64::MAX)
+                .min(MAX_OBSERVATION_NANOS);
             slot.get_or_init(Box::default).observe(nanos);
         }
     }
@@ -525,6 +554,63 @@ mod tests {
             ),
             Some(2)
         );
+    }
+
+    #[test]
+    fn other_keeps_its_counts_when_a_name_is_learned_after_it() {
+        let mut table = OperationTable::learning(4);
+        for name in [
+            Some("_OTHER"),
+            Some(""),
+            None,
+            Some(&"x".repeat(129)),
+            Some("bad name"),
+        ] {
+            let key = table.learn_key("tools/call", name, None);
+            table.observe(key, Outcome::Ok, Duration::from_millis(1));
+        }
+        let key = table.learn_key("tools/call", Some("search"), None);
+        table.observe(key, Outcome::Ok, Duration::from_millis(1));
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "tools/call"),
+                    ("gen_ai_tool_name", "_OTHER")
+                ]
+            ),
+            Some(5)
+        );
+        assert_eq!(
+            value(
+                &sink,
+                &[
+                    ("mcp_method_name", "tools/call"),
+                    ("gen_ai_tool_name", "search")
+                ]
+            ),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_huge_duration_cannot_wrap_the_sum() {
+        let table = OperationTable::new([""; 0], [""; 0], 4);
+        let key = table.key("tools/list", None, None);
+        for _ in 0..3 {
+            table.observe(key, Outcome::Ok, Duration::MAX);
+        }
+        table.observe(key, Outcome::Ok, Duration::from_millis(5));
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        let family = sink.find(semconv::OPERATION_DURATION).expect("family");
+        let mcpwatch_core::metrics::SampleValue::Histogram(h) = &family.samples()[0].value else {
+            panic!("a histogram");
+        };
+        assert_eq!(h.count, 4);
+        assert!((h.sum - (3.0 * 86_400.0 + 0.005)).abs() < 1e-6, "{}", h.sum);
     }
 
     #[test]

@@ -881,6 +881,31 @@ fn outcome(record: &Value, config: &RequestLogConfig) -> Outcome {
     }
 }
 
+/// A record's `error.type`, as text: a JSON-RPC code whether written as a number (`-32602`,
+/// `-32602.0`), a string or an object with a `code` (a logged error object); `false` or
+/// `null` is no error; anything else is a failure of no known kind.
+fn error_type(value: Option<&Value>) -> Option<String> {
+    let code = |n: &serde_json::Number| {
+        n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+    };
+    match value? {
+        Value::Bool(false) | Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(code(n).map_or_else(|| "_OTHER".to_owned(), |c| c.to_string())),
+        Value::Object(o) => Some(
+            o.get("code")
+                .and_then(Value::as_number)
+                .and_then(code)
+                .map_or_else(|| "_OTHER".to_owned(), |c| c.to_string()),
+        ),
+        Value::Bool(true) | Value::Array(_) => Some("_OTHER".to_owned()),
+    }
+}
+
 /// The attributes of a record in the OpenTelemetry MCP conventions, at its top level or
 /// under `attributes` (as OpenTelemetry log records carry them).
 fn attribute<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
@@ -914,11 +939,7 @@ impl Stats {
         } else {
             text("gen_ai.tool.name")
         };
-        // A JSON-RPC code may come as a number or a string.
-        let error = match attribute(record, "error.type") {
-            Some(Value::Number(n)) => Some(n.to_string()),
-            other => other.and_then(Value::as_str).map(str::to_owned),
-        };
+        let error = error_type(attribute(record, "error.type"));
         let key = self
             .operations
             .learn_key(method, name, text("mcp.protocol.version"));
@@ -948,7 +969,14 @@ impl Stats {
             })
             .map(|d| d * config.duration_unit.seconds())
             .filter(|d| d.is_finite() && *d >= 0.0);
-        if let Some(method) = attribute(&record, "mcp.method.name").and_then(Value::as_str) {
+        let method = attribute(&record, "mcp.method.name");
+        if method.is_some_and(|m| !m.is_string()) {
+            // Named, but not as text: not a record this follower can read.
+            self.parsed -= 1;
+            self.invalid += 1;
+            return;
+        }
+        if let Some(method) = method.and_then(Value::as_str) {
             // Without its duration an operation cannot be placed in the histogram (its
             // count is the request rate): it is counted apart, not as 0 s.
             match duration {
@@ -1437,6 +1465,29 @@ mod tests {
         assert_eq!(log.stats.parsed, 4);
         assert_eq!(log.stats.series.len(), 3);
         assert_eq!(count(&log, "other", "other", Outcome::Success), 2);
+    }
+
+    #[test]
+    fn error_types_from_every_way_a_log_writes_them() {
+        let e = |v: Value| error_type(Some(&v));
+        assert_eq!(e(serde_json::json!(-32602)), Some("-32602".into()));
+        assert_eq!(e(serde_json::json!(-32602.0)), Some("-32602".into()));
+        assert_eq!(
+            e(serde_json::json!("tool_error")),
+            Some("tool_error".into())
+        );
+        assert_eq!(
+            e(serde_json::json!({"code": -32603, "message": "x"})),
+            Some("-32603".into())
+        );
+        assert_eq!(
+            e(serde_json::json!({"message": "x"})),
+            Some("_OTHER".into())
+        );
+        assert_eq!(e(serde_json::json!(true)), Some("_OTHER".into()));
+        assert_eq!(e(serde_json::json!(false)), None);
+        assert_eq!(e(Value::Null), None);
+        assert_eq!(error_type(None), None);
     }
 
     #[test]
