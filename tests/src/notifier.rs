@@ -248,7 +248,7 @@ pub fn payload(
                 .and_then(Value::as_str)
                 .unwrap_or("Test")
                 .to_owned();
-            let fingerprint = format!("{:016x}", fxhash(&serde_json::to_string(&labels).unwrap_or_default()));
+            let fingerprint = format!("{:016x}", mcpwatch_core::fnv::hash(serde_json::to_string(&labels).unwrap_or_default().as_bytes()));
             serde_json::json!({
                 "status": status,
                 "labels": labels,
@@ -281,11 +281,5 @@ pub fn payload(
         "version": "4",
         "groupKey": group_key,
         "truncatedAlerts": 0,
-    })
-}
-
-fn fxhash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }

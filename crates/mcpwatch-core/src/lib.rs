@@ -10,6 +10,7 @@ pub mod connect_failure;
 pub mod encode;
 pub mod engine;
 pub mod exporter_service;
+pub mod fnv;
 pub mod metrics;
 pub mod process;
 pub mod secret;

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use mcpwatch_core::fnv::BuildFnv;
 use mcpwatch_core::{HistogramValue, MetricSink, MetricSource};
 
 use crate::semconv::{
@@ -69,37 +70,12 @@ type Slot = OnceLock<Box<Histogram>>;
 /// A group of slots, with the label and names of its targets (none for methods).
 type Group<'a> = (&'a [Slot], Option<(&'static str, &'a Names)>);
 
-/// FNV-1a: tool names are short and chosen by the server (or bounded in number when
-/// learned), so a hash that is fast on a few bytes serves better than SipHash's defence.
-#[derive(Debug, Default, Clone, Copy)]
-struct Fnv;
-
-impl std::hash::BuildHasher for Fnv {
-    type Hasher = FnvHasher;
-    fn build_hasher(&self) -> FnvHasher {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-#[derive(Debug)]
-struct FnvHasher(u64);
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
 /// Bounded names (tools or prompts): those given or learned, the rest `_OTHER`.
 #[derive(Debug, Default)]
 struct Names {
-    index: HashMap<Box<str>, usize, Fnv>,
+    /// FNV: tool names are short and bounded, so a hash fast on a few bytes serves
+    /// better than SipHash's defence.
+    index: HashMap<Box<str>, usize, BuildFnv>,
     names: Vec<Box<str>>,
     max: usize,
     /// Names come from requests (a request log), not from the server: only those the

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mcpwatch_core::config::Pattern;
-use mcpwatch_core::{HistogramValue, MetricSink};
+use mcpwatch_core::{HistogramValue, MetricSink, fnv};
 use mcpwatch_mcp::{OperationTable, Outcome as McpOutcome};
 use serde_json::Value;
 
@@ -57,8 +57,6 @@ const CHUNK: usize = 64 * 1024;
 const HEAD_BYTES: u64 = 4096;
 /// Bytes before the offset kept in the fingerprint: the end of the last line read.
 const TAIL_BYTES: usize = 1024;
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// A file, or a pattern of names (`*` and `?` as in a shell) in one directory.
 #[derive(Debug, Clone)]
@@ -139,13 +137,6 @@ fn stamp(meta: &Metadata) -> Stamp {
     )
 }
 
-/// FNV-1a, which hashes bytes one after the other: a hash can be extended as a file is read.
-fn fnv(hash: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
-}
-
 /// What was read of a file: a hash of its first bytes and its last bytes read. A file
 /// truncated in place and written again no longer has it, even when it is longer than the
 /// offset again; a copy of the file has it.
@@ -161,7 +152,7 @@ impl Fingerprint {
     /// The fingerprint of nothing read.
     fn empty() -> Self {
         Self {
-            head: FNV_OFFSET,
+            head: fnv::OFFSET,
             tail: Vec::new(),
         }
     }
@@ -174,7 +165,7 @@ impl Fingerprint {
         let mut tail = vec![0; usize::try_from(tail_len).unwrap_or(0)];
         file.read_exact_at(&mut tail, offset - tail_len)?;
         Ok(Self {
-            head: fnv(FNV_OFFSET, &head),
+            head: fnv::hash(&head),
             tail,
         })
     }
@@ -183,7 +174,7 @@ impl Fingerprint {
     fn extend(&mut self, at: u64, bytes: &[u8]) {
         if at < HEAD_BYTES {
             let n = usize::try_from(HEAD_BYTES - at).map_or(bytes.len(), |n| n.min(bytes.len()));
-            self.head = fnv(self.head, &bytes[..n]);
+            self.head = fnv::extend(self.head, &bytes[..n]);
         }
         let bytes = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
         let excess = (self.tail.len() + bytes.len()).saturating_sub(TAIL_BYTES);

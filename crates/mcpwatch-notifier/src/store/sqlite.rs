@@ -1186,9 +1186,7 @@ impl std::hash::Hasher for MixedHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0 = mcpwatch_core::fnv::extend(self.0, bytes);
     }
 
     fn write_i64(&mut self, n: i64) {
