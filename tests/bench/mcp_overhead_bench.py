@@ -38,10 +38,12 @@ def one_run(server, instrumented, seconds, connections):
         url = f"http://127.0.0.1:{port}/mcp"
         # Warm-up, then the measured run.
         subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", "-s", LUA, url], capture_output=True, check=True)
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", LUA, url],
-                             capture_output=True, text=True, check=True).stdout
-        if "error" in out.lower() and "Non-2xx" in out:
-            raise SystemExit(f"wrk saw failed calls:\n{out}")
+        run = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", LUA, url],
+                             capture_output=True, text=True, check=True)
+        out = run.stdout
+        # A failed call is a non-2xx status, or an answer mcp_call.lua's response() refused.
+        if "Non-2xx" in out or run.stderr.strip():
+            raise SystemExit(f"wrk saw failed calls:\n{out}\n{run.stderr}")
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         p50 = to_ms(dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))["50"])
         calls = None

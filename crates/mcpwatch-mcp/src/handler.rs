@@ -42,24 +42,26 @@ const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// The method indices in [`semconv::METHODS`] of what [`Metered`] times.
 mod method {
-    pub const DISCOVER: usize = 0;
-    pub const INITIALIZE: usize = 1;
-    pub const PING: usize = 2;
-    pub const TOOLS_LIST: usize = 3;
-    pub const PROMPTS_LIST: usize = 5;
-    pub const RESOURCES_LIST: usize = 7;
-    pub const RESOURCES_TEMPLATES_LIST: usize = 8;
-    pub const RESOURCES_READ: usize = 9;
-    pub const RESOURCES_DIRECTORY_READ: usize = 10;
-    pub const RESOURCES_SUBSCRIBE: usize = 11;
-    pub const RESOURCES_UNSUBSCRIBE: usize = 12;
-    pub const COMPLETE: usize = 14;
-    pub const SET_LEVEL: usize = 15;
-    pub const TASKS_GET: usize = 16;
-    pub const TASKS_UPDATE: usize = 17;
-    pub const TASKS_CANCEL: usize = 18;
-    pub const SKILLS_LIST: usize = 19;
-    pub const SKILLS_GET: usize = 20;
+    use crate::semconv::index_of;
+
+    pub const DISCOVER: usize = index_of("server/discover");
+    pub const INITIALIZE: usize = index_of("initialize");
+    pub const PING: usize = index_of("ping");
+    pub const TOOLS_LIST: usize = index_of("tools/list");
+    pub const PROMPTS_LIST: usize = index_of("prompts/list");
+    pub const RESOURCES_LIST: usize = index_of("resources/list");
+    pub const RESOURCES_TEMPLATES_LIST: usize = index_of("resources/templates/list");
+    pub const RESOURCES_READ: usize = index_of("resources/read");
+    pub const RESOURCES_DIRECTORY_READ: usize = index_of("resources/directory/read");
+    pub const RESOURCES_SUBSCRIBE: usize = index_of("resources/subscribe");
+    pub const RESOURCES_UNSUBSCRIBE: usize = index_of("resources/unsubscribe");
+    pub const COMPLETE: usize = index_of("completion/complete");
+    pub const SET_LEVEL: usize = index_of("logging/setLevel");
+    pub const TASKS_GET: usize = index_of("tasks/get");
+    pub const TASKS_UPDATE: usize = index_of("tasks/update");
+    pub const TASKS_CANCEL: usize = index_of("tasks/cancel");
+    pub const SKILLS_LIST: usize = index_of("skills/list");
+    pub const SKILLS_GET: usize = index_of("skills/get");
 }
 
 /// A server handler whose requests are timed into an [`crate::McpMetrics`]. Made by

@@ -14,12 +14,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::Shared;
 use crate::semconv::{self, Outcome};
-use crate::table::Key;
+use crate::table::{Key, OperationTable};
 
 /// The bytes of a refusal's body read for its error code, at most.
 const REFUSAL_BYTES: usize = 16 * 1024;
@@ -62,12 +62,28 @@ pub struct McpHttpService<S> {
     shared: Arc<Shared>,
 }
 
-/// What a refusal is counted under, from the request's own headers (a 2026-07-28
-/// request names its method, tool and revision there; a legacy one's method is `_OTHER`).
+/// What a refusal is counted under: the request's own headers (a 2026-07-28 request names
+/// its method, tool and revision there; a legacy one's method is `_OTHER`), read into a key
+/// only when the request is refused, and when it came.
 #[derive(Debug)]
 struct Pending {
-    key: Key,
+    method: Option<HeaderValue>,
+    name: Option<HeaderValue>,
+    version: Option<HeaderValue>,
     started: Instant,
+}
+
+impl Pending {
+    fn key(&self, table: &OperationTable) -> Key {
+        fn text(value: &Option<HeaderValue>) -> Option<&str> {
+            value.as_ref().and_then(|v| v.to_str().ok())
+        }
+        table.key(
+            text(&self.method).unwrap_or(semconv::OTHER),
+            text(&self.name),
+            text(&self.version),
+        )
+    }
 }
 
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for McpHttpService<S>
@@ -90,15 +106,11 @@ where
             stream: false,
         };
         let pending = (request.method() == Method::POST).then(|| {
-            let header =
-                |name: &http::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
-            let method = header(&MCP_METHOD).unwrap_or(semconv::OTHER);
-            let key =
-                self.shared
-                    .table
-                    .key(method, header(&MCP_NAME), header(&MCP_PROTOCOL_VERSION));
+            let header = |name: &http::HeaderName| request.headers().get(name).cloned();
             Pending {
-                key,
+                method: header(&MCP_METHOD),
+                name: header(&MCP_NAME),
+                version: header(&MCP_PROTOCOL_VERSION),
                 started: Instant::now(),
             }
         });
@@ -153,7 +165,6 @@ where
                     pending,
                     status: parts.status,
                     body: BytesMut::new(),
-                    shared: guard.shared.clone(),
                 });
             Response::from_parts(
                 parts,
@@ -191,19 +202,20 @@ struct Refusal {
     pending: Pending,
     status: StatusCode,
     body: BytesMut,
-    shared: Arc<Shared>,
 }
 
 impl Refusal {
-    fn record(self) {
+    fn record(self, table: &OperationTable) {
         let code = serde_json::from_slice::<serde_json::Value>(&self.body)
             .ok()
             .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_i64));
         let outcome = code.map_or(Outcome::Other, Outcome::Code);
         tracing::debug!(status = %self.status, ?code, "MCP request refused before dispatch.");
-        self.shared
-            .table
-            .observe(self.pending.key, outcome, self.pending.started.elapsed());
+        table.observe(
+            self.pending.key(table),
+            outcome,
+            self.pending.started.elapsed(),
+        );
     }
 }
 
@@ -212,14 +224,16 @@ impl Refusal {
 pub struct Tracked<B> {
     inner: B,
     guard: Option<Guard>,
+    /// Only with a guard: the refusal is counted in the metrics the guard holds.
     refusal: Option<Refusal>,
 }
 
 impl<B> Tracked<B> {
     fn end(&mut self) {
-        self.guard = None;
-        if let Some(refusal) = self.refusal.take() {
-            refusal.record();
+        if let Some(guard) = self.guard.take()
+            && let Some(refusal) = self.refusal.take()
+        {
+            refusal.record(&guard.shared.table);
         }
     }
 }

@@ -58,9 +58,30 @@ pub const METHODS: &[&str] = &[
 ];
 
 /// The index of `tools/call` in [`METHODS`].
-pub const TOOLS_CALL: usize = 4;
+pub const TOOLS_CALL: usize = index_of("tools/call");
 /// The index of `prompts/get` in [`METHODS`].
-pub const PROMPTS_GET: usize = 6;
+pub const PROMPTS_GET: usize = index_of("prompts/get");
+
+/// The index of `method` in [`METHODS`], found when compiling: a name not in the list is a
+/// compile error, so that an index can never name another method.
+pub(crate) const fn index_of(method: &str) -> usize {
+    let wanted = method.as_bytes();
+    let mut i = 0;
+    while i < METHODS.len() {
+        let name = METHODS[i].as_bytes();
+        if name.len() == wanted.len() {
+            let mut j = 0;
+            while j < name.len() && name[j] == wanted[j] {
+                j += 1;
+            }
+            if j == name.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a method of semconv::METHODS");
+}
 
 /// The first stateless revision: requests of it and later carry their own revision.
 pub const MODERN: &str = "2026-07-28";
