@@ -451,7 +451,7 @@ def main():
 
     if "instrumentation" in only and args.mcp_server:
         from mcp_overhead_bench import instrumentation_overhead
-        summary += instrumentation_overhead(os.path.realpath(args.mcp_server), args.seconds)
+        summary += instrumentation_overhead(os.path.realpath(args.mcp_server), min(args.seconds, 5))
 
     if "notifier" in only and args.notifier:
         from notifier_bench import notifier_throughput

@@ -309,3 +309,106 @@ async fn calls_in_flight_are_counted_and_unknown_names_stay_one_series() {
         .count();
     assert_eq!(series, 3, "discover, tools/call slow and _OTHER:\n{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_dispatch_count_under_the_headers_they_came_with() {
+    mcpwatch_tests::http::install_crypto_provider();
+    let server = InstrumentedServer::start(true);
+    let url = server.url();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "add", "arguments": {"a": 2, "b": 3}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"}}}})
+    .to_string();
+    let http = reqwest::Client::new();
+    // rmcp refuses each before its handler sees it: a tool name the body contradicts, a
+    // revision the body contradicts, no Mcp-Method at all; each kind a different number of
+    // times, and one good call after them.
+    // The request's headers, how many times it is sent, and the status it gets.
+    type Kind<'a> = (&'a [(&'a str, &'a str)], usize, u16);
+    let kinds: [Kind<'_>; 4] = [
+        (
+            &[
+                ("MCP-Protocol-Version", MODERN),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "echo"),
+            ],
+            3,
+            400,
+        ),
+        (
+            &[
+                ("MCP-Protocol-Version", "2030-01-01"),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "add"),
+            ],
+            2,
+            400,
+        ),
+        (
+            &[("MCP-Protocol-Version", MODERN), ("Mcp-Name", "add")],
+            1,
+            400,
+        ),
+        (
+            &[
+                ("MCP-Protocol-Version", MODERN),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "add"),
+            ],
+            1,
+            200,
+        ),
+    ];
+    for (headers, times, status) in kinds {
+        for _ in 0..times {
+            let mut request = http
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
+                .body(body.clone());
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let answer = request.send().await.expect("post");
+            let got = answer.status().as_u16();
+            let text = answer.text().await.expect("body");
+            assert_eq!(got, status, "{headers:?}: {text}");
+        }
+    }
+    let text = metrics(&server).await;
+    let mismatch = Some("-32020");
+    assert_eq!(
+        count(&text, "tools/call", Some("echo"), mismatch, MODERN),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        count(&text, "tools/call", Some("add"), mismatch, "_OTHER"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        count(&text, "_OTHER", None, mismatch, MODERN),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        count(&text, "tools/call", Some("add"), None, MODERN),
+        1.0,
+        "{text}"
+    );
+    // Nothing else was counted: six refusals and one call.
+    let all: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("mcp_server_operation_duration_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(all, 7.0, "{text}");
+    assert_eq!(
+        value_of(&text, "mcp_server_http_requests_in_flight"),
+        Some(0.0),
+        "{text}"
+    );
+}

@@ -11,9 +11,11 @@
 #![allow(deprecated)] // resources/subscribe and unsubscribe: legacy methods, still forwarded.
 
 use std::borrow::Cow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, CancelledNotificationParam,
@@ -26,12 +28,12 @@ use rmcp::model::{
     ReadResourceResponse, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
     SubscriptionFilter, Tool, UnsubscribeRequestParams, UpdateTaskParams,
 };
-use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::Shared;
 use crate::semconv::{self, Outcome, TOOLS_CALL, VERSIONS};
-use crate::table::Key;
+use crate::table::{InFlight, Key, OperationTable};
 
 /// The JSON-RPC codes rmcp's HTTP transport answers with an error status on a 2026-07-28
 /// request (404 for -32601; 400 for -32020, -32021, -32022).
@@ -124,26 +126,77 @@ impl<H> Metered<H> {
         (self.shared.table.key_of(method, name, version), layered)
     }
 
-    /// Runs `answer`, timing it and counting it in flight, and records its outcome.
-    async fn timed<T>(
-        &self,
+    /// `answer`, timed and counted in flight, its outcome recorded when it ends.
+    fn timed<'a, T: 'a, F>(
+        &'a self,
         (key, layered): (Key, bool),
-        answer: impl Future<Output = Result<T, McpError>>,
-        failed: impl FnOnce(&T) -> bool,
-    ) -> Result<T, McpError> {
-        let started = Instant::now();
-        let _in_flight = self.shared.table.in_flight(key.method());
-        let result = answer.await;
-        let outcome = match &result {
-            Ok(value) if failed(value) => Outcome::ToolError,
-            Ok(_) => Outcome::Ok,
-            // rmcp answers these with 404 or 400 on a 2026-07-28 request over HTTP: the
-            // layer, when there is one, counts them with the transport's own refusals.
-            Err(e) if layered && STATUS_CODES.contains(&e.code.0) => return result,
-            Err(e) => Outcome::Code(i64::from(e.code.0)),
-        };
-        self.shared.table.observe(key, outcome, started.elapsed());
-        result
+        answer: F,
+        failed: fn(&T) -> bool,
+    ) -> Timed<'a, F, impl FnOnce(&Result<T, McpError>, Duration) + 'a>
+    where
+        F: Future<Output = Result<T, McpError>>,
+    {
+        let table = &self.shared.table;
+        Timed::new(
+            table,
+            key.method(),
+            answer,
+            move |result: &Result<T, McpError>, elapsed| {
+                let outcome = match result {
+                    Ok(value) if failed(value) => Outcome::ToolError,
+                    Ok(_) => Outcome::Ok,
+                    // rmcp answers these with 404 or 400 on a 2026-07-28 request over HTTP:
+                    // the layer, when there is one, counts them with the transport's own
+                    // refusals.
+                    Err(e) if layered && STATUS_CODES.contains(&e.code.0) => return,
+                    Err(e) => Outcome::Code(i64::from(e.code.0)),
+                };
+                table.observe(key, outcome, elapsed);
+            },
+        )
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer, timed from when it is made to when it ends, and counted in
+    /// flight meanwhile. Written out rather than as an `async fn` around the handler's
+    /// future: an `async fn` keeps its arguments beside the future it awaits, so each
+    /// layer would double the size of the future rmcp moves and spawns for every request.
+    struct Timed<'a, F, R> {
+        #[pin]
+        answer: F,
+        started: Instant,
+        in_flight: Option<InFlight<'a>>,
+        record: Option<R>,
+    }
+}
+
+impl<'a, F, R> Timed<'a, F, R> {
+    fn new(table: &'a OperationTable, method: usize, answer: F, record: R) -> Self {
+        Self {
+            answer,
+            started: Instant::now(),
+            in_flight: Some(table.in_flight(method)),
+            record: Some(record),
+        }
+    }
+}
+
+impl<F, T, R> Future for Timed<'_, F, R>
+where
+    F: Future<Output = Result<T, McpError>>,
+    R: FnOnce(&Result<T, McpError>, Duration),
+{
+    type Output = Result<T, McpError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.answer.poll(cx));
+        if let Some(record) = this.record.take() {
+            record(&result, this.started.elapsed());
+        }
+        *this.in_flight = None;
+        Poll::Ready(result)
     }
 }
 
@@ -153,23 +206,25 @@ fn never<T>(_: &T) -> bool {
 
 macro_rules! timed_with_params {
     ($name:ident, $method:expr, $params:ty, $result:ty) => {
-        async fn $name(
+        fn $name(
             &self,
             request: $params,
             context: RequestContext<RoleServer>,
-        ) -> Result<$result, McpError> {
+        ) -> impl Future<Output = Result<$result, McpError>> + MaybeSendFuture + '_ {
             let key = self.key($method, None, &context);
             self.timed(key, self.inner.$name(request, context), never)
-                .await
         }
     };
 }
 
 macro_rules! timed_without_params {
     ($name:ident, $method:expr, $result:ty) => {
-        async fn $name(&self, context: RequestContext<RoleServer>) -> Result<$result, McpError> {
+        fn $name(
+            &self,
+            context: RequestContext<RoleServer>,
+        ) -> impl Future<Output = Result<$result, McpError>> + MaybeSendFuture + '_ {
             let key = self.key($method, None, &context);
-            self.timed(key, self.inner.$name(context), never).await
+            self.timed(key, self.inner.$name(context), never)
         }
     };
 }
@@ -248,28 +303,33 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         ReadResourceDirectoryResult
     );
 
-    async fn initialize(
+    fn initialize(
         &self,
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<InitializeResult, McpError> {
-        let started = Instant::now();
-        let _in_flight = self.shared.table.in_flight(method::INITIALIZE);
-        let result = self.inner.initialize(request, context).await;
-        // Counted under the revision it settled on, which the session's later requests
-        // carry too.
-        let version = result.as_ref().ok().map(|r| r.protocol_version.as_str());
-        if let Some(v) = version {
-            let index = semconv::version_index(Some(v));
-            self.negotiated.store(index, Ordering::Relaxed);
-        }
-        let key = self.shared.table.key_of(method::INITIALIZE, None, version);
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Code(i64::from(e.code.0)),
-        };
-        self.shared.table.observe(key, outcome, started.elapsed());
-        result
+    ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
+        let answer = self.inner.initialize(request, context);
+        Timed::new(
+            &self.shared.table,
+            method::INITIALIZE,
+            answer,
+            move |result: &Result<InitializeResult, McpError>, elapsed| {
+                // Counted under the revision it settled on, which the session's later
+                // requests carry too.
+                let version = result.as_ref().ok().map(|r| r.protocol_version.as_str());
+                if let Some(v) = version {
+                    let index = semconv::version_index(Some(v));
+                    self.negotiated.store(index, Ordering::Relaxed);
+                }
+                let table = &self.shared.table;
+                let key = table.key_of(method::INITIALIZE, None, version);
+                let outcome = match result {
+                    Ok(_) => Outcome::Ok,
+                    Err(e) => Outcome::Code(i64::from(e.code.0)),
+                };
+                table.observe(key, outcome, elapsed);
+            },
+        )
     }
 
     fn negotiate_initialize(
@@ -283,39 +343,36 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         self.inner.supported_protocol_versions()
     }
 
-    async fn get_prompt(
+    fn get_prompt(
         &self,
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, McpError> {
+    ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + MaybeSendFuture + '_ {
         let key = self.key(semconv::PROMPTS_GET, Some(&request.name), &context);
         self.timed(key, self.inner.get_prompt(request, context), never)
-            .await
     }
 
-    async fn call_tool(
+    fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, McpError> {
+    ) -> impl Future<Output = Result<CallToolResponse, McpError>> + MaybeSendFuture + '_ {
         let key = self.key(TOOLS_CALL, Some(&request.name), &context);
         self.timed(
             key,
             self.inner.call_tool(request, context),
             |r| matches!(r, CallToolResponse::Complete(result) if result.is_error == Some(true)),
         )
-        .await
     }
 
-    async fn on_custom_request(
+    fn on_custom_request(
         &self,
         request: CustomRequest,
         context: RequestContext<RoleServer>,
-    ) -> Result<CustomResult, McpError> {
+    ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
         let method = semconv::method_index(&request.method);
         let key = self.key(method, None, &context);
         self.timed(key, self.inner.on_custom_request(request, context), never)
-            .await
     }
 
     fn accepted_subscription_filter(
@@ -325,48 +382,55 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         self.inner.accepted_subscription_filter(requested)
     }
 
-    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+    fn listen(
+        &self,
+        context: SubscriptionContext,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
         // A subscription lasts as long as the client listens: its length is no operation's
         // duration, and is not timed.
-        self.inner.listen(context).await
+        self.inner.listen(context)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.inner.get_tool(name)
     }
 
-    async fn on_cancelled(
+    fn on_cancelled(
         &self,
         notification: CancelledNotificationParam,
         context: NotificationContext<RoleServer>,
-    ) {
-        self.inner.on_cancelled(notification, context).await;
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_cancelled(notification, context)
     }
 
-    async fn on_progress(
+    fn on_progress(
         &self,
         notification: ProgressNotificationParam,
         context: NotificationContext<RoleServer>,
-    ) {
-        self.inner.on_progress(notification, context).await;
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_progress(notification, context)
     }
 
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.inner.on_initialized(context).await;
+    fn on_initialized(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_initialized(context)
     }
 
-    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
-        self.inner.on_roots_list_changed(context).await;
+    fn on_roots_list_changed(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_roots_list_changed(context)
     }
 
-    async fn on_custom_notification(
+    fn on_custom_notification(
         &self,
         notification: CustomNotification,
         context: NotificationContext<RoleServer>,
-    ) {
-        self.inner
-            .on_custom_notification(notification, context)
-            .await;
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_custom_notification(notification, context)
     }
 
     fn get_info(&self) -> ServerConfig {

@@ -9,7 +9,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,23 +18,17 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::Shared;
 use crate::semconv::{self, Outcome};
+use crate::stripes;
 use crate::table::{Key, OperationTable};
 
 /// The bytes of a refusal's body read for its error code, at most.
 const REFUSAL_BYTES: usize = 16 * 1024;
 
-/// The 2026-07-28 request headers a refusal is counted by (static: no name is parsed per
-/// request).
-static MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
-static MCP_NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
-static MCP_PROTOCOL_VERSION: http::HeaderName =
-    http::HeaderName::from_static("mcp-protocol-version");
-
 /// HTTP-side gauges.
 #[derive(Debug, Default)]
 pub(crate) struct HttpGauges {
-    pub(crate) requests: AtomicI64,
-    pub(crate) streams: AtomicI64,
+    pub(crate) requests: stripes::Gauge,
+    pub(crate) streams: stripes::Gauge,
 }
 
 /// The layer; see the module. Made by [`crate::McpMetrics::layer`].
@@ -74,6 +67,33 @@ struct Pending {
 }
 
 impl Pending {
+    /// One pass over the request's headers, the first value of each kept: three lookups
+    /// by name would hash each name against the map.
+    fn of<B>(request: &Request<B>) -> Self {
+        let (mut method, mut name, mut version) = (None, None, None);
+        for (header, value) in request.headers() {
+            // Most headers are told apart by their first four bytes.
+            let Some(rest) = header.as_str().strip_prefix("mcp-") else {
+                continue;
+            };
+            let slot = match rest {
+                "method" => &mut method,
+                "name" => &mut name,
+                "protocol-version" => &mut version,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.clone());
+            }
+        }
+        Self {
+            method,
+            name,
+            version,
+            started: Instant::now(),
+        }
+    }
+
     fn key(&self, table: &OperationTable) -> Key {
         fn text(value: &Option<HeaderValue>) -> Option<&str> {
             value.as_ref().and_then(|v| v.to_str().ok())
@@ -100,20 +120,12 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        self.shared.gauges.requests.fetch_add(1, Ordering::Relaxed);
+        self.shared.gauges.requests.add(1);
         let guard = Guard {
             shared: self.shared.clone(),
             stream: false,
         };
-        let pending = (request.method() == Method::POST).then(|| {
-            let header = |name: &http::HeaderName| request.headers().get(name).cloned();
-            Pending {
-                method: header(&MCP_METHOD),
-                name: header(&MCP_NAME),
-                version: header(&MCP_PROTOCOL_VERSION),
-                started: Instant::now(),
-            }
-        });
+        let pending = (request.method() == Method::POST).then(|| Pending::of(&request));
         ResponseFuture {
             inner: self.inner.call(request),
             state: Some((guard, pending)),
@@ -150,21 +162,24 @@ where
         };
         Poll::Ready(response.map(|response| {
             let (parts, body) = response.into_parts();
-            let events = parts
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/event-stream"));
+            // A response has few headers: going through them costs less than hashing a
+            // name to look one up.
+            let events = parts.headers.iter().any(|(name, value)| {
+                name == http::header::CONTENT_TYPE
+                    && value.as_bytes().starts_with(b"text/event-stream")
+            });
             if events {
-                guard.shared.gauges.streams.fetch_add(1, Ordering::Relaxed);
+                guard.shared.gauges.streams.add(1);
                 guard.stream = true;
             }
             let refusal = pending
                 .filter(|_| parts.status.is_client_error() || parts.status.is_server_error())
-                .map(|pending| Refusal {
-                    pending,
-                    status: parts.status,
-                    body: BytesMut::new(),
+                .map(|pending| {
+                    Box::new(Refusal {
+                        pending,
+                        status: parts.status,
+                        body: BytesMut::new(),
+                    })
                 });
             Response::from_parts(
                 parts,
@@ -189,9 +204,9 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let gauges = &self.shared.gauges;
-        gauges.requests.fetch_sub(1, Ordering::Relaxed);
+        gauges.requests.add(-1);
         if self.stream {
-            gauges.streams.fetch_sub(1, Ordering::Relaxed);
+            gauges.streams.add(-1);
         }
     }
 }
@@ -224,8 +239,9 @@ impl Refusal {
 pub struct Tracked<B> {
     inner: B,
     guard: Option<Guard>,
-    /// Only with a guard: the refusal is counted in the metrics the guard holds.
-    refusal: Option<Refusal>,
+    /// Only with a guard: the refusal is counted in the metrics the guard holds. Boxed:
+    /// rare, and every response's body is moved a few times on its way out.
+    refusal: Option<Box<Refusal>>,
 }
 
 impl<B> Tracked<B> {

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod semconv;
+mod stripes;
 mod table;
 
 #[cfg(feature = "rmcp")]
@@ -99,12 +100,12 @@ impl MetricSource for McpMetrics {
                 "mcp_server_http_requests_in_flight",
                 "HTTP requests to the MCP endpoint whose response has not ended (open event streams included).",
             )
-            .add(&[], gauges.requests.load(Ordering::Relaxed) as f64);
+            .add(&[], gauges.requests.get() as f64);
             sink.gauge(
                 "mcp_server_http_open_streams",
                 "Event streams (text/event-stream responses) the MCP endpoint holds open once their headers are sent.",
             )
-            .add(&[], gauges.streams.load(Ordering::Relaxed) as f64);
+            .add(&[], gauges.streams.get() as f64);
         }
     }
 }

@@ -183,12 +183,33 @@ pub fn method_index(method: &str) -> usize {
 pub fn version_index(version: Option<&str>) -> usize {
     match version {
         None | Some("") => VERSIONS.len() + 1,
-        Some(v) => VERSIONS
-            .iter()
-            .position(|known| *known == v)
-            .unwrap_or(VERSIONS.len()),
+        Some(v) => match <&[u8; 10]>::try_from(v.as_bytes()) {
+            Ok(v) => VERSION_BYTES
+                .iter()
+                .position(|known| known == v)
+                .unwrap_or(VERSIONS.len()),
+            Err(_) => VERSIONS.len(),
+        },
     }
 }
+
+/// [`VERSIONS`] as arrays: every revision is ten bytes (`YYYY-MM-DD`), compared in two
+/// machine words rather than by a call per revision.
+const VERSION_BYTES: [[u8; 10]; VERSIONS.len()] = {
+    let mut all = [[0_u8; 10]; VERSIONS.len()];
+    let mut i = 0;
+    while i < VERSIONS.len() {
+        let bytes = VERSIONS[i].as_bytes();
+        assert!(bytes.len() == 10, "a revision is YYYY-MM-DD");
+        let mut j = 0;
+        while j < 10 {
+            all[i][j] = bytes[j];
+            j += 1;
+        }
+        i += 1;
+    }
+    all
+};
 
 /// The number of version indices: each of [`VERSIONS`], [`OTHER`], none.
 pub(crate) const VERSION_VALUES: usize = VERSIONS.len() + 2;

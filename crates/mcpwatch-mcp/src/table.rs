@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::stripes::{self, Padded, STRIPES};
 use std::time::Duration;
 
 use mcpwatch_core::fnv::BuildFnv;
@@ -21,34 +23,51 @@ const MAX_OBSERVATION_NANOS: u64 = 86_400 * 1_000_000_000;
 /// The most tool (or prompt) names a table keeps by default; the rest count as `_OTHER`.
 pub const DEFAULT_MAX_NAMES: usize = 256;
 
-/// Observations per bucket (not cumulative, the last one `+Inf`) and their sum.
+/// Observations per bucket (not cumulative, the last one `+Inf`) and their sum, in
+/// stripes (see [`stripes`]): a slot every request of a method or tool counts into would
+/// otherwise be written from every core.
 #[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len() + 1],
+struct Histogram([Padded<Counts>; STRIPES]);
+
+/// One stripe of a [`Histogram`]: 16 counters, two cache lines, the sum first, so that an
+/// observation up to a second writes one line.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct Counts {
     sum_nanos: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len() + 1],
 }
 
 impl Histogram {
     fn observe(&self, nanos: u64) {
+        let Some(Padded(counts)) = self.0.get(stripes::current()) else {
+            return;
+        };
         let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
-        if let Some(b) = self.buckets.get(bucket) {
+        if let Some(b) = counts.buckets.get(bucket) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        counts.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     fn value(&self) -> HistogramValue {
-        let mut buckets = Vec::with_capacity(BUCKETS.len() + 1);
-        let mut count = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
-            let n = b.load(Ordering::Relaxed);
-            count += n;
-            buckets.push((BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n));
+        let mut per_bucket = [0_u64; BUCKETS.len() + 1];
+        let mut sum_nanos = 0_u64;
+        for Padded(counts) in &self.0 {
+            for (n, b) in per_bucket.iter_mut().zip(&counts.buckets) {
+                *n = n.wrapping_add(b.load(Ordering::Relaxed));
+            }
+            sum_nanos = sum_nanos.wrapping_add(counts.sum_nanos.load(Ordering::Relaxed));
         }
+        let buckets: Vec<(f64, u64)> = per_bucket
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), *n))
+            .collect();
         HistogramValue {
+            count: per_bucket.iter().sum(),
             buckets,
-            sum: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            count,
+            sum: sum_nanos as f64 / 1e9,
         }
     }
 }
@@ -164,7 +183,8 @@ pub struct OperationTable {
     methods: Box<[Slot]>,
     by_tool: Vec<Slot>,
     by_prompt: Vec<Slot>,
-    in_flight: Box<[AtomicI64]>,
+    /// Per stripe, a gauge per method (the last `_OTHER`).
+    in_flight: Box<[Padded<[AtomicI64; METHODS.len() + 1]>; STRIPES]>,
 }
 
 const PER_TARGET: usize = ERROR_VALUES * VERSION_VALUES;
@@ -192,7 +212,7 @@ impl OperationTable {
             methods: slots((METHODS.len() + 1) * PER_TARGET).into_boxed_slice(),
             by_tool: slots((tools.names.len() + 1) * PER_TARGET),
             by_prompt: slots((prompts.names.len() + 1) * PER_TARGET),
-            in_flight: (0..=METHODS.len()).map(|_| AtomicI64::new(0)).collect(),
+            in_flight: Box::default(),
             tools,
             prompts,
         }
@@ -267,7 +287,10 @@ impl OperationTable {
 
     /// Counts a request of method index `method` in flight until the guard is dropped.
     pub fn in_flight(&self, method: usize) -> InFlight<'_> {
-        let gauge = self.in_flight.get(method.min(METHODS.len()));
+        let gauge = self
+            .in_flight
+            .get(stripes::current())
+            .and_then(|row| row.0.get(method.min(METHODS.len())));
         if let Some(g) = gauge {
             g.fetch_add(1, Ordering::Relaxed);
         }
@@ -335,9 +358,14 @@ impl OperationTable {
             semconv::REQUESTS_IN_FLIGHT,
             "MCP requests the server is handling now.",
         );
-        for (i, gauge) in self.in_flight.iter().enumerate() {
+        for i in 0..=METHODS.len() {
             let method = METHODS.get(i).copied().unwrap_or(OTHER);
-            let n = gauge.load(Ordering::Relaxed);
+            let n: i64 = self
+                .in_flight
+                .iter()
+                .filter_map(|row| row.0.get(i))
+                .map(|gauge| gauge.load(Ordering::Relaxed))
+                .sum();
             // Methods never seen stay out; one seen keeps its series at 0.
             if n != 0 || self.seen(i) {
                 gauges.add(&[(METHOD_LABEL, method)], n as f64);
@@ -587,6 +615,56 @@ mod tests {
         };
         assert_eq!(h.count, 4);
         assert!((h.sum - (3.0 * 86_400.0 + 0.005)).abs() < 1e-6, "{}", h.sum);
+    }
+
+    #[test]
+    fn threads_in_stripes_lose_no_observation() {
+        // More threads than stripes, each taking its requests in and out of flight and
+        // observing them in two buckets: every count and the sum are exact.
+        let table = OperationTable::new(["add"], [""; 0], 4);
+        let threads = 3 * crate::stripes::STRIPES;
+        let key = table.key("tools/call", Some("add"), Some("2026-07-28"));
+        let held: Vec<InFlight<'_>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let table = &table;
+                    scope.spawn(move || {
+                        for i in 0..1000_u64 {
+                            let _in_flight = table.in_flight(TOOLS_CALL);
+                            let elapsed = if i % 2 == 0 { 5 } else { 1500 };
+                            table.observe(key, Outcome::Ok, Duration::from_millis(elapsed));
+                        }
+                        // One request per thread is still in flight when it ends.
+                        table.in_flight(TOOLS_CALL)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        let family = sink.find(semconv::OPERATION_DURATION).expect("durations");
+        let mcpwatch_core::metrics::SampleValue::Histogram(h) = &family.samples()[0].value else {
+            panic!("a histogram");
+        };
+        let n = threads as u64 * 1000;
+        assert_eq!(h.count, n);
+        assert_eq!(h.buckets[0], (0.01, n / 2), "5 ms in the first bucket");
+        assert_eq!(h.buckets[7], (2.0, n / 2), "1.5 s in the 2 s bucket");
+        assert!((h.sum - (n / 2) as f64 * 1.505).abs() < 1e-6, "{}", h.sum);
+        let in_flight = |sink: &MetricSink| {
+            sink.find(semconv::REQUESTS_IN_FLIGHT)
+                .and_then(|f| f.value(&[("mcp_method_name", "tools/call")]))
+        };
+        assert_eq!(in_flight(&sink), Some(threads as f64));
+        // Counted out on this thread, into stripes other than the ones they came in by.
+        drop(held);
+        let mut sink = MetricSink::default();
+        table.collect_into(&mut sink);
+        assert_eq!(in_flight(&sink), Some(0.0));
     }
 
     #[test]
