@@ -172,18 +172,28 @@ pub fn valid_name(name: &str) -> bool {
 
 /// The index of a method in [`METHODS`], or `METHODS.len()` for [`OTHER`].
 pub fn method_index(method: &str) -> usize {
+    method_index_of(method.as_bytes())
+}
+
+/// As [`method_index`], of bytes not known to be UTF-8 (a header's value).
+pub(crate) fn method_index_of(method: &[u8]) -> usize {
     METHODS
         .iter()
-        .position(|m| *m == method)
+        .position(|m| m.as_bytes() == method)
         .unwrap_or(METHODS.len())
 }
 
 /// The index of a revision in [`VERSIONS`]; `VERSIONS.len()` for one unknown, and
 /// `VERSIONS.len() + 1` for none (the label is then absent).
 pub fn version_index(version: Option<&str>) -> usize {
+    version_index_of(version.map(str::as_bytes))
+}
+
+/// As [`version_index`], of bytes not known to be UTF-8 (a header's value).
+pub(crate) fn version_index_of(version: Option<&[u8]>) -> usize {
     match version {
-        None | Some("") => VERSIONS.len() + 1,
-        Some(v) => match <&[u8; 10]>::try_from(v.as_bytes()) {
+        None | Some(b"") => VERSIONS.len() + 1,
+        Some(v) => match <&[u8; 10]>::try_from(v) {
             Ok(v) => VERSION_BYTES
                 .iter()
                 .position(|known| known == v)

@@ -94,7 +94,8 @@ type Group<'a> = (&'a [Slot], Option<(&'static str, &'a Names)>);
 struct Names {
     /// FNV: tool names are short and bounded, so a hash fast on a few bytes serves
     /// better than SipHash's defence.
-    index: HashMap<Box<str>, usize, BuildFnv>,
+    /// Keyed by bytes, so that a header's value is looked up without reading it as text.
+    index: HashMap<Box<[u8]>, usize, BuildFnv>,
     names: Vec<Box<str>>,
     max: usize,
     /// Names come from requests (a request log), not from the server: only those the
@@ -117,7 +118,7 @@ impl Names {
 
     /// The index of `name`: 0 is `_OTHER`, each name kept is its place + 1, so that one
     /// learned later never takes the slots of another.
-    fn find(&self, name: &str) -> usize {
+    fn find(&self, name: &[u8]) -> usize {
         self.index.get(name).copied().unwrap_or(0)
     }
 
@@ -125,7 +126,7 @@ impl Names {
     /// bytes without control characters; a learned one, a tool name the MCP specification
     /// allows (`A-Z a-z 0-9 _ - .`).
     fn learn(&mut self, name: &str) -> usize {
-        if let Some(i) = self.index.get(name) {
+        if let Some(i) = self.index.get(name.as_bytes()) {
             return *i;
         }
         let allowed = if self.strict {
@@ -138,7 +139,7 @@ impl Names {
         }
         self.names.push(name.into());
         let i = self.names.len();
-        self.index.insert(name.into(), i);
+        self.index.insert(name.as_bytes().into(), i);
         i
     }
 
@@ -151,24 +152,33 @@ impl Names {
 
 /// Where an operation is counted: a method, and for `tools/call` and `prompts/get` the tool
 /// or prompt, with its protocol revision. Found once per request by [`OperationTable::key`].
+/// Twelve bytes: it travels in every request's future.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     target: Target,
-    version: usize,
+    version: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
-    Method(usize),
-    Tool(usize),
-    Prompt(usize),
+    Method(u32),
+    Tool(u32),
+    Prompt(u32),
+}
+
+// A version index fits in the key's byte.
+const _: () = assert!(VERSION_VALUES <= 256);
+
+/// An index as a `u32`; one beyond every table (so counted nowhere) if it does not fit.
+fn narrow(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 impl Key {
     /// The method's index in [`semconv::METHODS`] (its length for `_OTHER`).
     pub fn method(&self) -> usize {
         match self.target {
-            Target::Method(m) => m,
+            Target::Method(m) => m as usize,
             Target::Tool(_) => TOOLS_CALL,
             Target::Prompt(_) => PROMPTS_GET,
         }
@@ -234,16 +244,37 @@ impl OperationTable {
         self.key_of(method, name, version)
     }
 
+    /// As [`OperationTable::key`], of bytes not known to be UTF-8 (a request's headers):
+    /// bytes no label has count as `_OTHER`, as any unknown name does.
+    pub(crate) fn key_of_bytes(
+        &self,
+        method: Option<&[u8]>,
+        name: Option<&[u8]>,
+        version: Option<&[u8]>,
+    ) -> Key {
+        let method = method.map_or(METHODS.len(), semconv::method_index_of);
+        self.key_at(method, name, semconv::version_index_of(version))
+    }
+
     /// As [`OperationTable::key`], with the method's index in [`semconv::METHODS`].
     pub fn key_of(&self, method: usize, name: Option<&str>, version: Option<&str>) -> Key {
+        self.key_at(
+            method,
+            name.map(str::as_bytes),
+            semconv::version_index(version),
+        )
+    }
+
+    fn key_at(&self, method: usize, name: Option<&[u8]>, version: usize) -> Key {
         let target = match method {
-            TOOLS_CALL => Target::Tool(self.tools.find(name.unwrap_or(""))),
-            PROMPTS_GET => Target::Prompt(self.prompts.find(name.unwrap_or(""))),
-            m => Target::Method(m.min(METHODS.len())),
+            TOOLS_CALL => Target::Tool(narrow(self.tools.find(name.unwrap_or_default()))),
+            PROMPTS_GET => Target::Prompt(narrow(self.prompts.find(name.unwrap_or_default()))),
+            m => Target::Method(narrow(m.min(METHODS.len()))),
         };
+        let version = version.min(VERSION_VALUES - 1);
         Key {
             target,
-            version: semconv::version_index(version),
+            version: u8::try_from(version).unwrap_or(u8::MAX),
         }
     }
 
@@ -269,13 +300,14 @@ impl OperationTable {
 
     /// Counts one operation that took `elapsed` and ended as `outcome`.
     pub fn observe(&self, key: Key, outcome: Outcome, elapsed: Duration) {
-        let within = outcome.index() * VERSION_VALUES + key.version.min(VERSION_VALUES - 1);
-        let (slots, target): (&[Slot], usize) = match key.target {
+        let version = usize::from(key.version).min(VERSION_VALUES - 1);
+        let within = outcome.index() * VERSION_VALUES + version;
+        let (slots, target): (&[Slot], u32) = match key.target {
             Target::Method(m) => (&self.methods, m),
             Target::Tool(t) => (&self.by_tool, t),
             Target::Prompt(p) => (&self.by_prompt, p),
         };
-        if let Some(slot) = slots.get(target * PER_TARGET + within) {
+        if let Some(slot) = slots.get(target as usize * PER_TARGET + within) {
             // At most a day each, so that the sum (nanoseconds in 64 bits) cannot wrap
             // and go backwards, whatever a log claims.
             let nanos = u64::try_from(elapsed.as_nanos())
@@ -615,6 +647,41 @@ mod tests {
         };
         assert_eq!(h.count, 4);
         assert!((h.sum - (3.0 * 86_400.0 + 0.005)).abs() < 1e-6, "{}", h.sum);
+    }
+
+    #[test]
+    fn header_bytes_find_the_same_keys_as_text() {
+        let table = OperationTable::new(["add", "echo"], ["greet"], 4);
+        for (method, name, version) in [
+            ("tools/call", Some("echo"), Some("2026-07-28")),
+            ("prompts/get", Some("greet"), Some("2025-11-25")),
+            ("tools/call", Some("nope"), Some("1999-01-01")),
+            ("tools/list", None, None),
+            ("x/teleport", None, Some("2026-07-28")),
+        ] {
+            assert_eq!(
+                table.key_of_bytes(
+                    Some(method.as_bytes()),
+                    name.map(str::as_bytes),
+                    version.map(str::as_bytes)
+                ),
+                table.key(method, name, version),
+                "{method} {name:?} {version:?}"
+            );
+        }
+        // Bytes that are no UTF-8 (a header may carry them) name nothing: `_OTHER`.
+        assert_eq!(
+            table.key_of_bytes(
+                Some(b"tools/call"),
+                Some(b"add\xff"),
+                Some(b"2026-07-2\xff")
+            ),
+            table.key("tools/call", Some("_unknown_"), Some("2026-07-29")),
+        );
+        assert_eq!(
+            table.key_of_bytes(None, None, None),
+            table.key(OTHER, None, None)
+        );
     }
 
     #[test]
