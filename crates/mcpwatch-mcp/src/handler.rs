@@ -126,11 +126,13 @@ impl<H> Metered<H> {
         (self.shared.table.key_of(method, name, version), layered)
     }
 
-    /// `answer`, timed and counted in flight, its outcome recorded when it ends.
+    /// The answer `answer` makes, timed and counted in flight from before it is made (a
+    /// handler may do its work there and return a ready future), its outcome recorded
+    /// when it ends.
     fn timed<'a, T: 'a, F>(
         &'a self,
         (key, layered): (Key, bool),
-        answer: F,
+        answer: impl FnOnce() -> F,
         failed: fn(&T) -> bool,
     ) -> Timed<'a, F, impl FnOnce(&Result<T, McpError>, Duration) + 'a>
     where
@@ -172,11 +174,20 @@ pin_project_lite::pin_project! {
 }
 
 impl<'a, F, R> Timed<'a, F, R> {
-    fn new(table: &'a OperationTable, method: usize, answer: F, record: R) -> Self {
+    /// Starts the clock and counts the request in flight, then has `answer` make the
+    /// handler's future.
+    fn new(
+        table: &'a OperationTable,
+        method: usize,
+        answer: impl FnOnce() -> F,
+        record: R,
+    ) -> Self {
+        let started = Instant::now();
+        let in_flight = Some(table.in_flight(method));
         Self {
-            answer,
-            started: Instant::now(),
-            in_flight: Some(table.in_flight(method)),
+            answer: answer(),
+            started,
+            in_flight,
             record: Some(record),
         }
     }
@@ -212,7 +223,7 @@ macro_rules! timed_with_params {
             context: RequestContext<RoleServer>,
         ) -> impl Future<Output = Result<$result, McpError>> + MaybeSendFuture + '_ {
             let key = self.key($method, None, &context);
-            self.timed(key, self.inner.$name(request, context), never)
+            self.timed(key, || self.inner.$name(request, context), never)
         }
     };
 }
@@ -224,7 +235,7 @@ macro_rules! timed_without_params {
             context: RequestContext<RoleServer>,
         ) -> impl Future<Output = Result<$result, McpError>> + MaybeSendFuture + '_ {
             let key = self.key($method, None, &context);
-            self.timed(key, self.inner.$name(context), never)
+            self.timed(key, || self.inner.$name(context), never)
         }
     };
 }
@@ -308,11 +319,10 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
-        let answer = self.inner.initialize(request, context);
         Timed::new(
             &self.shared.table,
             method::INITIALIZE,
-            answer,
+            || self.inner.initialize(request, context),
             move |result: &Result<InitializeResult, McpError>, elapsed| {
                 // Counted under the revision it settled on, which the session's later
                 // requests carry too.
@@ -349,7 +359,7 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         context: RequestContext<RoleServer>,
     ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + MaybeSendFuture + '_ {
         let key = self.key(semconv::PROMPTS_GET, Some(&request.name), &context);
-        self.timed(key, self.inner.get_prompt(request, context), never)
+        self.timed(key, || self.inner.get_prompt(request, context), never)
     }
 
     fn call_tool(
@@ -360,7 +370,7 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
         let key = self.key(TOOLS_CALL, Some(&request.name), &context);
         self.timed(
             key,
-            self.inner.call_tool(request, context),
+            || self.inner.call_tool(request, context),
             |r| matches!(r, CallToolResponse::Complete(result) if result.is_error == Some(true)),
         )
     }
@@ -372,7 +382,11 @@ impl<H: ServerHandler> ServerHandler for Metered<H> {
     ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
         let method = semconv::method_index(&request.method);
         let key = self.key(method, None, &context);
-        self.timed(key, self.inner.on_custom_request(request, context), never)
+        self.timed(
+            key,
+            || self.inner.on_custom_request(request, context),
+            never,
+        )
     }
 
     fn accepted_subscription_filter(

@@ -109,9 +109,10 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        self.shared.gauges.requests.add(1);
+        let stripe = self.shared.gauges.requests.add(1);
         let guard = Guard {
             shared: self.shared.clone(),
+            stripe,
             stream: false,
         };
         let pending =
@@ -159,7 +160,7 @@ where
                     && value.as_bytes().starts_with(b"text/event-stream")
             });
             if events {
-                guard.shared.gauges.streams.add(1);
+                guard.shared.gauges.streams.add_at(guard.stripe, 1);
                 guard.stream = true;
             }
             let refusal = pending
@@ -188,15 +189,17 @@ where
 #[derive(Debug)]
 struct Guard {
     shared: Arc<Shared>,
+    /// The stripe the request was counted in, and is counted out of.
+    stripe: usize,
     stream: bool,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         let gauges = &self.shared.gauges;
-        gauges.requests.add(-1);
+        gauges.requests.add_at(self.stripe, -1);
         if self.stream {
-            gauges.streams.add(-1);
+            gauges.streams.add_at(self.stripe, -1);
         }
     }
 }

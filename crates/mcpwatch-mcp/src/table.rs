@@ -727,7 +727,7 @@ mod tests {
                 .and_then(|f| f.value(&[("mcp_method_name", "tools/call")]))
         };
         assert_eq!(in_flight(&sink), Some(threads as f64));
-        // Counted out on this thread, into stripes other than the ones they came in by.
+        // Counted out on this thread, each from the gauge it was counted into.
         drop(held);
         let mut sink = MetricSink::default();
         table.collect_into(&mut sink);
