@@ -13,7 +13,7 @@ pub(crate) const STRIPES: usize = 8;
 /// A stripe's own cache lines: two, as processors fetch adjacent lines in pairs.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
+struct Padded<T>(T);
 
 /// The next stripe a new thread gets.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -23,13 +23,35 @@ thread_local! {
 }
 
 /// The current thread's stripe (the first while the thread is being torn down).
-pub(crate) fn current() -> usize {
+fn current() -> usize {
     STRIPE.try_with(|s| *s).unwrap_or(0)
+}
+
+/// A `T` per stripe, each on cache lines of its own: what the histograms, the in-flight
+/// gauges and [`Gauge`] keep their counters in.
+#[derive(Debug, Default)]
+pub(crate) struct Striped<T>([Padded<T>; STRIPES]);
+
+impl<T> Striped<T> {
+    /// The current thread's stripe.
+    pub(crate) fn local(&self) -> Option<&T> {
+        self.at(current())
+    }
+
+    /// The stripe of index `stripe`.
+    pub(crate) fn at(&self, stripe: usize) -> Option<&T> {
+        self.0.get(stripe).map(|p| &p.0)
+    }
+
+    /// Every stripe, for a scrape to sum.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|p| &p.0)
+    }
 }
 
 /// A gauge in stripes; see [`Gauge::add_at`].
 #[derive(Debug, Default)]
-pub(crate) struct Gauge([Padded<AtomicI64>; STRIPES]);
+pub(crate) struct Gauge(Striped<AtomicI64>);
 
 impl Gauge {
     /// Adds `n` in the current thread's stripe; the stripe, for [`Gauge::add_at`].
@@ -44,13 +66,13 @@ impl Gauge {
     /// that sums them while requests move from thread to thread can be off by the few
     /// that moved, never by all those ever counted.
     pub(crate) fn add_at(&self, stripe: usize, n: i64) {
-        if let Some(stripe) = self.0.get(stripe) {
-            stripe.0.fetch_add(n, Ordering::Relaxed);
+        if let Some(gauge) = self.0.at(stripe) {
+            gauge.fetch_add(n, Ordering::Relaxed);
         }
     }
 
     pub(crate) fn get(&self) -> i64 {
-        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        self.0.iter().map(|g| g.load(Ordering::Relaxed)).sum()
     }
 }
 

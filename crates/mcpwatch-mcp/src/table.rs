@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::stripes::{self, Padded, STRIPES};
+use crate::stripes::Striped;
 use std::time::Duration;
 
 use mcpwatch_core::fnv::BuildFnv;
@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_NAMES: usize = 256;
 /// stripes (see [`stripes`]): a slot every request of a method or tool counts into would
 /// otherwise be written from every core.
 #[derive(Debug, Default)]
-struct Histogram([Padded<Counts>; STRIPES]);
+struct Histogram(Striped<Counts>);
 
 /// One stripe of a [`Histogram`]: 16 counters, two cache lines, the sum first, so that an
 /// observation up to a second writes one line.
@@ -40,7 +40,7 @@ struct Counts {
 
 impl Histogram {
     fn observe(&self, nanos: u64) {
-        let Some(Padded(counts)) = self.0.get(stripes::current()) else {
+        let Some(counts) = self.0.local() else {
             return;
         };
         let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
@@ -53,7 +53,7 @@ impl Histogram {
     fn value(&self) -> HistogramValue {
         let mut per_bucket = [0_u64; BUCKETS.len() + 1];
         let mut sum_nanos = 0_u64;
-        for Padded(counts) in &self.0 {
+        for counts in self.0.iter() {
             for (n, b) in per_bucket.iter_mut().zip(&counts.buckets) {
                 *n = n.wrapping_add(b.load(Ordering::Relaxed));
             }
@@ -194,7 +194,7 @@ pub struct OperationTable {
     by_tool: Vec<Slot>,
     by_prompt: Vec<Slot>,
     /// Per stripe, a gauge per method (the last `_OTHER`).
-    in_flight: Box<[Padded<[AtomicI64; METHODS.len() + 1]>; STRIPES]>,
+    in_flight: Box<Striped<[AtomicI64; METHODS.len() + 1]>>,
 }
 
 const PER_TARGET: usize = ERROR_VALUES * VERSION_VALUES;
@@ -321,8 +321,8 @@ impl OperationTable {
     pub fn in_flight(&self, method: usize) -> InFlight<'_> {
         let gauge = self
             .in_flight
-            .get(stripes::current())
-            .and_then(|row| row.0.get(method.min(METHODS.len())));
+            .local()
+            .and_then(|row| row.get(method.min(METHODS.len())));
         if let Some(g) = gauge {
             g.fetch_add(1, Ordering::Relaxed);
         }
@@ -395,7 +395,7 @@ impl OperationTable {
             let n: i64 = self
                 .in_flight
                 .iter()
-                .filter_map(|row| row.0.get(i))
+                .filter_map(|row| row.get(i))
                 .map(|gauge| gauge.load(Ordering::Relaxed))
                 .sum();
             // Methods never seen stay out; one seen keeps its series at 0.
@@ -439,6 +439,17 @@ impl Drop for InFlight<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The count of a tool's `tools/call` series without an error or a revision.
+    fn tool_calls(sink: &MetricSink, tool: &str) -> Option<u64> {
+        value(
+            sink,
+            &[
+                ("mcp_method_name", "tools/call"),
+                ("gen_ai_tool_name", tool),
+            ],
+        )
+    }
 
     fn value(sink: &MetricSink, labels: &[(&str, &str)]) -> Option<u64> {
         let family = sink.find(semconv::OPERATION_DURATION)?;
@@ -573,23 +584,8 @@ mod tests {
         }
         let mut sink = MetricSink::default();
         table.collect_into(&mut sink);
-        assert_eq!(
-            value(
-                &sink,
-                &[("mcp_method_name", "tools/call"), ("gen_ai_tool_name", "a")]
-            ),
-            Some(1)
-        );
-        assert_eq!(
-            value(
-                &sink,
-                &[
-                    ("mcp_method_name", "tools/call"),
-                    ("gen_ai_tool_name", "_OTHER")
-                ]
-            ),
-            Some(2)
-        );
+        assert_eq!(tool_calls(&sink, "a"), Some(1));
+        assert_eq!(tool_calls(&sink, "_OTHER"), Some(2));
     }
 
     #[test]
@@ -609,26 +605,8 @@ mod tests {
         table.observe(key, Outcome::Ok, Duration::from_millis(1));
         let mut sink = MetricSink::default();
         table.collect_into(&mut sink);
-        assert_eq!(
-            value(
-                &sink,
-                &[
-                    ("mcp_method_name", "tools/call"),
-                    ("gen_ai_tool_name", "_OTHER")
-                ]
-            ),
-            Some(5)
-        );
-        assert_eq!(
-            value(
-                &sink,
-                &[
-                    ("mcp_method_name", "tools/call"),
-                    ("gen_ai_tool_name", "search")
-                ]
-            ),
-            Some(1)
-        );
+        assert_eq!(tool_calls(&sink, "_OTHER"), Some(5));
+        assert_eq!(tool_calls(&sink, "search"), Some(1));
     }
 
     #[test]
