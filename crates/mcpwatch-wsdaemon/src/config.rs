@@ -360,28 +360,11 @@ impl WsDaemonConfig {
                 }
             }
         }
-        match self.bearer_token() {
-            Err(message) => return problem("bearer_token", message),
-            Ok(Some(token)) => {
-                let key = if self.bearer_token_file.is_some() {
-                    "bearer_token_file"
-                } else {
-                    "bearer_token"
-                };
-                if token.is_empty() {
-                    return problem(key, "the token is empty".into());
-                }
-                if !is_header_text(token.expose()) {
-                    return problem(
-                        key,
-                        "the token holds characters an HTTP header cannot (control \
-                         characters, line breaks, or bytes beyond ASCII)"
-                            .into(),
-                    );
-                }
-            }
-            Ok(None) => {}
-        }
+        check_access(
+            self.bearer_token(),
+            self.bearer_token_file.is_some(),
+            &self.headers,
+        )?;
         let pin = match self.pin() {
             Ok(pin) => pin,
             Err(message) => return problem("protocol", message),
@@ -396,30 +379,6 @@ impl WsDaemonConfig {
                     self.protocol
                 ),
             );
-        }
-        for (i, (name, value)) in self.headers.iter().enumerate() {
-            if let Err(message) = crate::http::check_extra_header(name) {
-                return problem(&format!("headers.{name}"), message);
-            }
-            if !is_header_text(value.expose()) {
-                return problem(
-                    &format!("headers.{name}"),
-                    "the value holds characters an HTTP header cannot (control characters, \
-                     line breaks, or bytes beyond ASCII)"
-                        .into(),
-                );
-            }
-            if let Some(other) = self
-                .headers
-                .keys()
-                .take(i)
-                .find(|other| other.eq_ignore_ascii_case(name))
-            {
-                return problem(
-                    &format!("headers.{name}"),
-                    format!("the same header as {other:?} (header names ignore case)"),
-                );
-            }
         }
         if let Some(call) = &self.tool_call {
             if self.websocket_url.is_none() && self.mcp_url.is_none() {
@@ -508,6 +467,63 @@ impl WsDaemonConfig {
         }
         Ok(())
     }
+}
+
+/// Checks the credentials of a target's requests: the bearer token (from `bearer_token` or,
+/// when `from_file`, `bearer_token_file`) and the further `headers`; the key is relative to
+/// the target's entry.
+pub(crate) fn check_access(
+    token: Result<Option<Secret>, String>,
+    from_file: bool,
+    headers: &BTreeMap<String, Secret>,
+) -> Result<(), Problem> {
+    let problem = |key: &str, message: String| Err((key.to_owned(), message));
+    match token {
+        Err(message) => return problem("bearer_token", message),
+        Ok(Some(token)) => {
+            let key = if from_file {
+                "bearer_token_file"
+            } else {
+                "bearer_token"
+            };
+            if token.is_empty() {
+                return problem(key, "the token is empty".into());
+            }
+            if !is_header_text(token.expose()) {
+                return problem(
+                    key,
+                    "the token holds characters an HTTP header cannot (control \
+                     characters, line breaks, or bytes beyond ASCII)"
+                        .into(),
+                );
+            }
+        }
+        Ok(None) => {}
+    }
+    for (i, (name, value)) in headers.iter().enumerate() {
+        if let Err(message) = crate::http::check_extra_header(name) {
+            return problem(&format!("headers.{name}"), message);
+        }
+        if !is_header_text(value.expose()) {
+            return problem(
+                &format!("headers.{name}"),
+                "the value holds characters an HTTP header cannot (control characters, \
+                 line breaks, or bytes beyond ASCII)"
+                    .into(),
+            );
+        }
+        if let Some(other) = headers
+            .keys()
+            .take(i)
+            .find(|other| other.eq_ignore_ascii_case(name))
+        {
+            return problem(
+                &format!("headers.{name}"),
+                format!("the same header as {other:?} (header names ignore case)"),
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod endpoint;
+pub mod endpoint_config;
 mod era;
 mod health;
 mod health_file;
@@ -12,9 +14,11 @@ mod mcp;
 mod net;
 mod request_log;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use mcpwatch_core::config::{ConfigPath, Problem};
 use mcpwatch_core::web::{ServerCheck, shared_client_config};
 use mcpwatch_core::{
     CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
@@ -23,6 +27,8 @@ use rustls::ClientConfig;
 use tokio::time::{Instant, timeout_at};
 
 pub use config::WsDaemonConfig;
+pub use endpoint::HttpCollector;
+pub use endpoint_config::HttpConfig;
 
 use crate::era::{EraMemory, Pin};
 use crate::health::HealthReport;
@@ -104,6 +110,47 @@ pub(crate) struct Access {
     pub(crate) tls: Option<Arc<ClientConfig>>,
     pub(crate) token: Option<Secret>,
     pub(crate) headers: Vec<(::http::HeaderName, Secret)>,
+}
+
+impl Access {
+    /// The TLS settings (when a URL is `https://` or `wss://`, or a CA file is set), the
+    /// bearer token and the further headers of a target; an error names the key at fault.
+    pub(crate) fn new(
+        token: Result<Option<Secret>, String>,
+        headers: &BTreeMap<String, Secret>,
+        needs_tls: bool,
+        ca_file: Option<&ConfigPath>,
+        insecure_skip_verify: bool,
+    ) -> Result<Self, Problem> {
+        let token = token.map_err(|message| ("bearer_token".to_owned(), message))?;
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                ::http::HeaderName::from_bytes(name.as_bytes())
+                    .map(|name| (name, value.clone()))
+                    .map_err(|_| (format!("headers.{name}"), "not a header name".to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = if needs_tls || ca_file.is_some() {
+            let check = if insecure_skip_verify {
+                ServerCheck::None
+            } else {
+                ServerCheck::Full
+            };
+            let ca = ca_file.map(ConfigPath::path);
+            Some(
+                shared_client_config(check, ca)
+                    .map_err(|message| ("ca_file".to_owned(), message))?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            tls,
+            token,
+            headers,
+        })
+    }
 }
 
 /// Secret values shorter than this are not looked for in text (they would match too much,
@@ -188,18 +235,6 @@ impl WsDaemonCollector {
         let health = endpoint("health_url", &config.health_url)?;
         let websocket = endpoint("websocket_url", &config.websocket_url)?;
         let mcp_http = endpoint("mcp_url", &config.mcp_url)?;
-        let token = config
-            .bearer_token()
-            .map_err(|message| error("bearer_token", message))?;
-        let headers = config
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                ::http::HeaderName::from_bytes(name.as_bytes())
-                    .map(|name| (name, value.clone()))
-                    .map_err(|_| error(&format!("headers.{name}"), "not a header name".into()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let pin = config.pin().map_err(|message| error("protocol", message))?;
         let tool_call = config
             .tool_call
@@ -218,17 +253,14 @@ impl WsDaemonCollector {
         let needs_tls = [&health, &websocket, &mcp_http]
             .iter()
             .any(|e| e.as_ref().is_some_and(|e| e.tls));
-        let tls = if needs_tls || config.ca_file.is_some() {
-            let check = if config.insecure_skip_verify {
-                ServerCheck::None
-            } else {
-                ServerCheck::Full
-            };
-            let ca = config.ca_file.as_ref().map(|c| c.path());
-            Some(shared_client_config(check, ca).map_err(|message| error("ca_file", message))?)
-        } else {
-            None
-        };
+        let access = Access::new(
+            config.bearer_token(),
+            &config.headers,
+            needs_tls,
+            config.ca_file.as_ref(),
+            config.insecure_skip_verify,
+        )
+        .map_err(|(key, message)| WsDaemonError { key, message })?;
         let request_log = config
             .request_log
             .clone()
@@ -241,11 +273,7 @@ impl WsDaemonCollector {
             health,
             websocket,
             mcp_http,
-            access: Access {
-                tls,
-                token,
-                headers,
-            },
+            access,
             pin,
             era: EraMemory::default(),
             tool_call,

@@ -298,7 +298,10 @@ const MAX_LOOKUPS: usize = 2;
 
 /// The addresses of `endpoint`: its IP address as it is, or its name looked up by
 /// `deadline`.
-async fn addresses(endpoint: &Endpoint, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+pub(crate) async fn addresses(
+    endpoint: &Endpoint,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Failure> {
     if let Ok(ip) = endpoint.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, endpoint.port)]);
     }
@@ -331,7 +334,15 @@ async fn addresses(endpoint: &Endpoint, deadline: Instant) -> Result<Vec<SocketA
 /// Opens a TCP connection by `deadline`.
 pub(crate) async fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, Failure> {
     let address = addresses(endpoint, deadline).await?;
-    match timeout_at(deadline, TcpStream::connect(&address[..])).await {
+    connect_to(&address, deadline).await
+}
+
+/// Opens a TCP connection to the first of `address` that accepts, by `deadline`.
+pub(crate) async fn connect_to(
+    address: &[SocketAddr],
+    deadline: Instant,
+) -> Result<TcpStream, Failure> {
+    match timeout_at(deadline, TcpStream::connect(address)).await {
         Err(_) => Err(Failure::timeout("connect")),
         Ok(Err(e)) => Err(Failure::new(Reason::Refused, format_args!("connect: {e}"))),
         Ok(Ok(tcp)) => {

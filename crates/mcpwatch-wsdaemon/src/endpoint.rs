@@ -1,0 +1,830 @@
+//! The plain HTTP endpoint check (`http_*`): a page requested as `curl -f` would request
+//! it, through the same connections the daemon probes make (host lookup, TCP, TLS), each
+//! phase timed, redirects followed within a bound, the status and the body checked.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::LOCATION;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use mcpwatch_core::{CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, async_trait};
+use tokio::time::{Instant, timeout_at};
+
+use crate::endpoint_config::{HttpConfig, HttpMethod};
+use crate::http::{HttpConnection, request};
+use crate::net::{Endpoint, Failure, Reason, Stream, addresses, connect_to, secure};
+use crate::{Access, DEADLINE_MARGIN, WsDaemonError};
+
+/// Why a check failed; the `reason` label of `http_failure`, a bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckReason {
+    /// The host name did not resolve.
+    Dns,
+    /// Nothing accepted the connection.
+    Refused,
+    /// The deadline passed.
+    Timeout,
+    /// The TLS handshake failed (an untrusted or expired certificate, a wrong name).
+    Tls,
+    /// The server broke HTTP: a malformed answer, a connection closed mid-answer.
+    Protocol,
+    /// A redirect could not be followed: too many, a loop, or a `Location` that is no
+    /// `http(s)://` URL.
+    Redirect,
+    /// The final status is not one of the valid ones.
+    Status,
+    /// The body does not match `body_pattern`, or matches `body_pattern_absent`.
+    Body,
+    /// The body is longer than `max_body_bytes` and the patterns cannot be decided on
+    /// the part read.
+    BodyTooLarge,
+}
+
+impl CheckReason {
+    /// Every reason, in label order.
+    pub(crate) const ALL: [CheckReason; 9] = [
+        CheckReason::Dns,
+        CheckReason::Refused,
+        CheckReason::Timeout,
+        CheckReason::Tls,
+        CheckReason::Protocol,
+        CheckReason::Redirect,
+        CheckReason::Status,
+        CheckReason::Body,
+        CheckReason::BodyTooLarge,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CheckReason::Dns => "dns",
+            CheckReason::Refused => "refused",
+            CheckReason::Timeout => "timeout",
+            CheckReason::Tls => "tls",
+            CheckReason::Protocol => "protocol",
+            CheckReason::Redirect => "redirect",
+            CheckReason::Status => "status",
+            CheckReason::Body => "body",
+            CheckReason::BodyTooLarge => "body_too_large",
+        }
+    }
+
+    /// The reason of a failed connection step.
+    fn of(failure: &Failure) -> Self {
+        match failure.reason {
+            Reason::Refused => CheckReason::Refused,
+            Reason::Timeout => CheckReason::Timeout,
+            Reason::Tls => CheckReason::Tls,
+            _ => CheckReason::Protocol,
+        }
+    }
+}
+
+/// The phases of a check, in label order; each is summed over the redirects followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The host name lookup.
+    Resolve,
+    /// The TCP connection.
+    Connect,
+    /// The TLS handshake.
+    Tls,
+    /// From the request to the response head: the server's own time.
+    Processing,
+    /// Reading the body.
+    Transfer,
+}
+
+impl Phase {
+    pub(crate) const ALL: [Phase; 5] = [
+        Phase::Resolve,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Processing,
+        Phase::Transfer,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Processing => "processing",
+            Phase::Transfer => "transfer",
+        }
+    }
+}
+
+/// A failed check: the reason and a message for the log, which never holds a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CheckFailure {
+    pub(crate) reason: CheckReason,
+    pub(crate) message: String,
+}
+
+impl CheckFailure {
+    fn new(reason: CheckReason, message: impl std::fmt::Display) -> Self {
+        Self {
+            reason,
+            message: message.to_string(),
+        }
+    }
+
+    fn from(failure: Failure) -> Self {
+        Self::new(CheckReason::of(&failure), failure.message)
+    }
+}
+
+/// What one check found.
+#[derive(Debug, Default)]
+pub(crate) struct CheckReport {
+    /// Seconds spent in each phase, in [`Phase::ALL`]'s order.
+    pub(crate) phases: [f64; 5],
+    /// The status of the last response, when one came.
+    pub(crate) status: Option<u16>,
+    /// The HTTP version of the last response.
+    pub(crate) version: Option<f64>,
+    /// Redirects followed.
+    pub(crate) redirects: u32,
+    /// Whether the last connection spoke TLS.
+    pub(crate) tls: bool,
+    /// Whether the last status is a valid one.
+    pub(crate) status_valid: bool,
+    /// Bytes of the body read (at most `max_body_bytes`).
+    pub(crate) body_bytes: u64,
+    /// Whether the body was longer than `max_body_bytes`.
+    pub(crate) body_truncated: bool,
+    /// Whether `body_pattern` matched the body read.
+    pub(crate) pattern_matched: bool,
+    /// Whether `body_pattern_absent` matched the body read.
+    pub(crate) absent_pattern_matched: bool,
+    pub(crate) failure: Option<CheckFailure>,
+}
+
+impl CheckReport {
+    fn add(&mut self, phase: Phase, since: Instant) {
+        self.phases[phase as usize] += since.elapsed().as_secs_f64();
+    }
+
+    /// Records the TLS session of a connection the check made. The certificate series
+    /// of the target are written from the session recorded here.
+    fn record_tls(&mut self, stream: &Stream) {
+        self.tls = matches!(stream, Stream::Tls(_));
+    }
+}
+
+/// A check ready to run: the configuration and what was parsed out of it.
+#[derive(Debug)]
+struct Check {
+    config: HttpConfig,
+    endpoint: Endpoint,
+    access: Access,
+    /// The same TLS settings without the credentials, for another origin.
+    anonymous: Access,
+}
+
+/// Scheme, host and port: where the credentials may go.
+fn origin(endpoint: &Endpoint) -> (bool, String, u16) {
+    (
+        endpoint.tls,
+        endpoint.host.to_ascii_lowercase(),
+        endpoint.port,
+    )
+}
+
+/// The statuses that redirect.
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The absolute URL a `Location` names, relative to `base`.
+fn resolve_location(base: &Endpoint, location: &str) -> String {
+    let location = location.split('#').next().unwrap_or_default();
+    let scheme = base.uri.scheme_str().unwrap_or("http");
+    let has_scheme = location.split_once(':').is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && !s.contains('/')
+    });
+    if has_scheme {
+        location.to_owned()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{}{location}", base.authority)
+    } else {
+        let path = base.path.split('?').next().unwrap_or("/");
+        let directory = if location.starts_with('?') || location.is_empty() {
+            path
+        } else {
+            &path[..path.rfind('/').map_or(0, |i| i + 1)]
+        };
+        format!("{scheme}://{}{directory}{location}", base.authority)
+    }
+}
+
+/// The next hop of a redirect to `location`.
+fn redirect_target(base: &Endpoint, location: &str) -> Result<Endpoint, CheckFailure> {
+    let url = resolve_location(base, location);
+    let shown = RedactedUrl::new(&url);
+    let invalid = |why: &str| {
+        CheckFailure::new(
+            CheckReason::Redirect,
+            format_args!("redirect to {shown}: {why}"),
+        )
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid("not an http:// or https:// URL"));
+    }
+    Endpoint::parse(&url).map_err(|e| invalid(&e))
+}
+
+/// Reads `body` by `deadline`, keeping at most `limit` bytes (and only when `keep`): the
+/// bytes read, and whether more came.
+async fn read_bounded(
+    mut body: Incoming,
+    limit: u64,
+    keep: bool,
+    deadline: Instant,
+) -> Result<(Vec<u8>, u64, bool), CheckFailure> {
+    let mut kept = Vec::new();
+    let mut read = 0u64;
+    loop {
+        match timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(CheckFailure::new(CheckReason::Timeout, "body: timed out"));
+            }
+            Ok(None) => return Ok((kept, read, false)),
+            Ok(Some(Err(e))) => {
+                return Err(CheckFailure::new(
+                    CheckReason::Protocol,
+                    format_args!("body: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let room = limit - read;
+                let take = room.min(data.len() as u64);
+                if keep {
+                    // `take` is at most the frame's length.
+                    kept.extend_from_slice(&data[..usize::try_from(take).unwrap_or(data.len())]);
+                }
+                read += take;
+                if take < data.len() as u64 {
+                    return Ok((kept, read, true));
+                }
+            }
+        }
+    }
+}
+
+impl Check {
+    /// Runs the check by `deadline`.
+    async fn run(&self, deadline: Instant) -> CheckReport {
+        let mut report = CheckReport::default();
+        if let Err(failure) = self.exchange(deadline, &mut report).await {
+            report.failure = Some(failure);
+        }
+        report
+    }
+
+    async fn exchange(
+        &self,
+        deadline: Instant,
+        report: &mut CheckReport,
+    ) -> Result<(), CheckFailure> {
+        let config = &self.config;
+        let home = origin(&self.endpoint);
+        let mut hop = self.endpoint.clone();
+        let mut visited = vec![hop.uri.to_string()];
+        let response = loop {
+            let access = if origin(&hop) == home {
+                &self.access
+            } else {
+                &self.anonymous
+            };
+            let at = Instant::now();
+            let address = addresses(&hop, deadline).await.map_err(|failure| {
+                report.add(Phase::Resolve, at);
+                match failure.reason {
+                    Reason::Timeout => CheckFailure::from(failure),
+                    _ => CheckFailure::new(CheckReason::Dns, failure.message),
+                }
+            })?;
+            report.add(Phase::Resolve, at);
+            let at = Instant::now();
+            let connected = connect_to(&address, deadline).await;
+            report.add(Phase::Connect, at);
+            let at = Instant::now();
+            let stream = secure(
+                connected.map_err(CheckFailure::from)?,
+                &hop,
+                access.tls.as_ref(),
+                deadline,
+            )
+            .await;
+            if hop.tls {
+                report.add(Phase::Tls, at);
+            }
+            let stream = stream.map_err(CheckFailure::from)?;
+            report.record_tls(&stream);
+            let at = Instant::now();
+            let sent = async {
+                let mut connection = HttpConnection::open(stream).await?;
+                let get = request(
+                    config.method.as_method(),
+                    &hop,
+                    access,
+                    &[("accept", "*/*")],
+                    Bytes::new(),
+                )?;
+                let response = connection.send(get, deadline, "request").await?;
+                Ok::<_, Failure>((connection, response))
+            }
+            .await;
+            report.add(Phase::Processing, at);
+            let (connection, response) = sent.map_err(CheckFailure::from)?;
+            let status = response.status();
+            report.status = Some(status.as_u16());
+            report.version = Some(match response.version() {
+                http::Version::HTTP_10 => 1.0,
+                http::Version::HTTP_2 => 2.0,
+                _ => 1.1,
+            });
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .filter(|_| config.follow_redirects && is_redirect(status));
+            let Some(location) = location else {
+                break (connection, response);
+            };
+            if report.redirects >= config.max_redirects {
+                return Err(CheckFailure::new(
+                    CheckReason::Redirect,
+                    format_args!("more than {} redirects", config.max_redirects),
+                ));
+            }
+            let next = redirect_target(&hop, location)?;
+            let url = next.uri.to_string();
+            if visited.contains(&url) {
+                return Err(CheckFailure::new(
+                    CheckReason::Redirect,
+                    format_args!("redirect loop back to {next}"),
+                ));
+            }
+            visited.push(url);
+            report.redirects += 1;
+            hop = next;
+        };
+        let (_connection, response) = response;
+        let status = response.status().as_u16();
+        report.status_valid = config.is_valid_status(status);
+        if !report.status_valid {
+            return Err(CheckFailure::new(
+                CheckReason::Status,
+                format_args!("{hop} answered HTTP {status}"),
+            ));
+        }
+        if config.method == HttpMethod::Head {
+            return Ok(());
+        }
+        let patterns = config.body_pattern.is_some() || config.body_pattern_absent.is_some();
+        let at = Instant::now();
+        let read = read_bounded(
+            response.into_body(),
+            config.max_body_bytes,
+            patterns,
+            deadline,
+        )
+        .await;
+        report.add(Phase::Transfer, at);
+        let (body, bytes, truncated) = read?;
+        report.body_bytes = bytes;
+        report.body_truncated = truncated;
+        if !patterns {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&body);
+        report.pattern_matched = config
+            .body_pattern
+            .as_ref()
+            .is_some_and(|p| p.is_match(&text));
+        report.absent_pattern_matched = config
+            .body_pattern_absent
+            .as_ref()
+            .is_some_and(|p| p.is_match(&text));
+        if report.absent_pattern_matched {
+            return Err(CheckFailure::new(
+                CheckReason::Body,
+                "the body matches body_pattern_absent",
+            ));
+        }
+        let required_missing = config.body_pattern.is_some() && !report.pattern_matched;
+        // What was not read may hold what is looked for, or what must be absent.
+        if truncated && (required_missing || config.body_pattern_absent.is_some()) {
+            return Err(CheckFailure::new(
+                CheckReason::BodyTooLarge,
+                format_args!(
+                    "the body is longer than max_body_bytes ({}): the patterns cannot be \
+                     decided on the part read",
+                    config.max_body_bytes
+                ),
+            ));
+        }
+        if required_missing {
+            return Err(CheckFailure::new(
+                CheckReason::Body,
+                "the body does not match body_pattern",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks one plain HTTP endpoint (`http_*`), labelled `target="<name>"`: an admin UI, a
+/// gateway's page, anything whose health is not JSON. One request per scrape on fresh
+/// connections, under the smaller of `timeout` and the scrape's deadline; a failed check
+/// fails the collection (`mcpwatch_scrape_collector_success 0`) with every metric served.
+pub struct HttpCollector {
+    check: Arc<Check>,
+}
+
+impl std::fmt::Debug for HttpCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCollector")
+            .field("target", &self.check.config.name)
+            .finish()
+    }
+}
+
+impl HttpCollector {
+    /// Checks the configuration and reads the CA and token files. Nothing connects until
+    /// the first scrape.
+    pub fn new(config: HttpConfig) -> Result<Self, WsDaemonError> {
+        let error = |(key, message): (String, String)| WsDaemonError { key, message };
+        config.validate().map_err(error)?;
+        let endpoint =
+            Endpoint::parse(&config.url).map_err(|message| error(("url".into(), message)))?;
+        // TLS settings even for an http:// URL: a redirect may lead to https://.
+        let access = Access::new(
+            config.bearer_token(),
+            &config.headers,
+            true,
+            config.ca_file.as_ref(),
+            config.insecure_skip_verify,
+        )
+        .map_err(error)?;
+        let anonymous = Access {
+            tls: access.tls.clone(),
+            token: None,
+            headers: Vec::new(),
+        };
+        Ok(Self {
+            check: Arc::new(Check {
+                config,
+                endpoint,
+                access,
+                anonymous,
+            }),
+        })
+    }
+}
+
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
+/// Writes the series of `report`.
+fn write(report: &CheckReport, config: &HttpConfig, sink: &mut MetricSink) {
+    sink.gauge(
+        "http_up",
+        "Whether the check passed: the endpoint answered a valid status, and its body \
+         matched the patterns set.",
+    )
+    .add(&[], flag(report.failure.is_none()));
+    sink.gauge(
+        "http_status_code",
+        "The HTTP status of the last response (after the redirects followed); 0 when none \
+         came.",
+    )
+    .add(&[], report.status.map_or(0.0, f64::from));
+    sink.gauge(
+        "http_status_code_valid",
+        "Whether the last status is one of valid_status_codes (any 2xx by default).",
+    )
+    .add(&[], flag(report.status_valid));
+    let phases = sink.gauge(
+        "http_duration_seconds",
+        "Time of each phase of the check, summed over the redirects followed: resolve, \
+         connect, tls, processing (request to response head), transfer (the body); 0 for a \
+         phase not reached.",
+    );
+    for phase in Phase::ALL {
+        phases.add(&[("phase", phase.as_str())], report.phases[phase as usize]);
+    }
+    sink.gauge("http_redirects", "Redirects followed.")
+        .add(&[], f64::from(report.redirects));
+    sink.gauge(
+        "http_tls",
+        "Whether the last connection spoke TLS (https://).",
+    )
+    .add(&[], flag(report.tls));
+    sink.gauge(
+        "http_version",
+        "The HTTP version of the last response, such as 1.1; 0 when none came.",
+    )
+    .add(&[], report.version.unwrap_or(0.0));
+    sink.gauge(
+        "http_body_bytes",
+        "Bytes of the body read, at most max_body_bytes.",
+    )
+    .add(&[], report.body_bytes as f64);
+    sink.gauge(
+        "http_body_truncated",
+        "Whether the body was longer than max_body_bytes (the rest was not read).",
+    )
+    .add(&[], flag(report.body_truncated));
+    if config.body_pattern.is_some() || config.body_pattern_absent.is_some() {
+        let matched = sink.gauge(
+            "http_body_pattern_matched",
+            "Whether the pattern (body_pattern, which must match, or body_pattern_absent, \
+             which must not) matched the body read; 0 when no body was read.",
+        );
+        if config.body_pattern.is_some() {
+            matched.add(&[("pattern", "body_pattern")], flag(report.pattern_matched));
+        }
+        if config.body_pattern_absent.is_some() {
+            matched.add(
+                &[("pattern", "body_pattern_absent")],
+                flag(report.absent_pattern_matched),
+            );
+        }
+    }
+    let failed = sink.gauge(
+        "http_failure",
+        "Why the check failed: 1 for the reason, 0 for the others.",
+    );
+    let reason = report.failure.as_ref().map(|f| f.reason);
+    for each in CheckReason::ALL {
+        failed.add(&[("reason", each.as_str())], flag(reason == Some(each)));
+    }
+}
+
+#[async_trait]
+impl Collector for HttpCollector {
+    fn name(&self) -> &str {
+        "http"
+    }
+
+    fn target(&self) -> &str {
+        &self.check.config.name
+    }
+
+    async fn collect(
+        &self,
+        ctx: &ScrapeContext,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        let budget = ctx
+            .remaining()
+            .saturating_sub(DEADLINE_MARGIN)
+            .min(self.check.config.timeout);
+        let report = self.check.run(Instant::now() + budget).await;
+        write(&report, &self.check.config, sink);
+        match &report.failure {
+            None => Ok(()),
+            Some(failure) => Err(CollectError::msg(self.check.access.redact(&format!(
+                "{}: {} ({})",
+                self.check.endpoint,
+                failure.message,
+                failure.reason.as_str()
+            )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering each path with its raw response; it records the request heads.
+    async fn serve(routes: Vec<(String, String)>) -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let routes = routes.clone();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                        // A TLS client hello: answered as a plain HTTP server does.
+                        if head.first() == Some(&0x16) {
+                            let _ = tcp.write_all(page(400, "", "").as_bytes()).await;
+                            return;
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    seen.lock().expect("lock").push(head);
+                    let answer = routes
+                        .iter()
+                        .find(|(p, _)| *p == path)
+                        .map_or_else(|| page(404, "", "gone"), |(_, a)| a.clone());
+                    let _ = tcp.write_all(answer.as_bytes()).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        (port, heads)
+    }
+
+    fn page(status: u16, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\
+             connection: close\r\n{headers}\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn redirect(to: &str) -> String {
+        page(302, &format!("location: {to}\r\n"), "")
+    }
+
+    async fn check(yaml: &str) -> CheckReport {
+        let config: HttpConfig =
+            mcpwatch_core::config::parse_yaml(yaml, std::path::Path::new("t.yml")).expect("config");
+        let collector = HttpCollector::new(config).expect("collector");
+        collector
+            .check
+            .run(Instant::now() + Duration::from_secs(5))
+            .await
+    }
+
+    fn reason(report: &CheckReport) -> Option<&'static str> {
+        report.failure.as_ref().map(|f| f.reason.as_str())
+    }
+
+    #[test]
+    fn locations_resolve_against_the_page() {
+        let base = Endpoint::parse("https://gw.example:8443/admin/login?next=x").expect("url");
+        for (location, expected) in [
+            ("http://other/x", "http://other/x"),
+            ("//cdn.example/y", "https://cdn.example/y"),
+            ("/home", "https://gw.example:8443/home"),
+            ("dashboard", "https://gw.example:8443/admin/dashboard"),
+            ("?page=2", "https://gw.example:8443/admin/login?page=2"),
+            ("/a#top", "https://gw.example:8443/a"),
+            ("ftp://x/", "ftp://x/"),
+        ] {
+            assert_eq!(resolve_location(&base, location), expected, "{location}");
+        }
+        let e = redirect_target(&base, "ftp://x/").expect_err("scheme");
+        assert_eq!(e.reason, CheckReason::Redirect);
+        let e = redirect_target(&base, "http://ops:hunter2@other/?k=hunter2").expect_err("user");
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn a_page_its_redirects_and_its_body() {
+        let html = "<html><title>Admin</title><body>ok</body></html>";
+        let (port, heads) = serve(vec![
+            ("/".into(), page(200, "", html)),
+            ("/old".into(), redirect("/")),
+            ("/a".into(), redirect("/b")),
+            ("/b".into(), redirect("/a")),
+            ("/down".into(), page(503, "", "maintenance")),
+        ])
+        .await;
+        let url = |path: &str| format!("name: t\nurl: http://127.0.0.1:{port}{path}\n");
+
+        let r = check(&format!("{}body_pattern: '<title>Admin'\n", url("/"))).await;
+        assert_eq!(reason(&r), None);
+        assert_eq!(
+            (r.status, r.status_valid, r.redirects),
+            (Some(200), true, 0)
+        );
+        assert_eq!((r.body_bytes, r.body_truncated), (html.len() as u64, false));
+        assert!(r.pattern_matched);
+        assert_eq!(r.version, Some(1.1));
+        assert!(!r.tls);
+
+        let r = check(&url("/old")).await;
+        assert_eq!((reason(&r), r.status, r.redirects), (None, Some(200), 1));
+        let r = check(&format!("{}follow_redirects: false\n", url("/old"))).await;
+        assert_eq!(
+            (reason(&r), r.status, r.redirects),
+            (Some("status"), Some(302), 0)
+        );
+        let r = check(&format!(
+            "{}follow_redirects: false\nvalid_status_codes: [302]\n",
+            url("/old")
+        ))
+        .await;
+        assert_eq!((reason(&r), r.status), (None, Some(302)));
+
+        let r = check(&url("/a")).await;
+        assert_eq!(
+            (reason(&r), r.status, r.redirects),
+            (Some("redirect"), Some(302), 1)
+        );
+        let r = check(&format!("{}max_redirects: 0\n", url("/old"))).await;
+        assert_eq!((reason(&r), r.redirects), (Some("redirect"), 0));
+
+        let r = check(&url("/down")).await;
+        assert_eq!(
+            (reason(&r), r.status, r.status_valid),
+            (Some("status"), Some(503), false)
+        );
+        assert_eq!(r.body_bytes, 0, "the body of an invalid status is not read");
+
+        let r = check(&format!("{}body_pattern: 'Welcome'\n", url("/"))).await;
+        assert_eq!((reason(&r), r.pattern_matched), (Some("body"), false));
+        let r = check(&format!("{}body_pattern_absent: '<body>ok'\n", url("/"))).await;
+        assert_eq!((reason(&r), r.absent_pattern_matched), (Some("body"), true));
+
+        // Bounded: without a pattern the rest is not needed; with one it decides nothing.
+        let r = check(&format!("{}max_body_bytes: 10\n", url("/"))).await;
+        assert_eq!(
+            (reason(&r), r.body_bytes, r.body_truncated),
+            (None, 10, true)
+        );
+        let r = check(&format!(
+            "{}max_body_bytes: 10\nbody_pattern: '<html>'\n",
+            url("/")
+        ))
+        .await;
+        assert_eq!(reason(&r), None, "found in the part read");
+        for pattern in ["body_pattern: 'Admin'", "body_pattern_absent: 'error'"] {
+            let r = check(&format!("{}max_body_bytes: 10\n{pattern}\n", url("/"))).await;
+            assert_eq!(reason(&r), Some("body_too_large"), "{pattern}");
+        }
+        assert_eq!(heads.lock().expect("lock").len(), 15);
+    }
+
+    #[tokio::test]
+    async fn credentials_stay_with_their_origin() {
+        let (other, other_heads) = serve(vec![("/landing".into(), page(200, "", "hi"))]).await;
+        let (port, heads) = serve(vec![
+            ("/".into(), redirect("/next")),
+            (
+                "/next".into(),
+                redirect(&format!("http://127.0.0.1:{other}/landing")),
+            ),
+        ])
+        .await;
+        let r = check(&format!(
+            "name: t\nurl: http://127.0.0.1:{port}/\nbearer_token: s3cret-token\n\
+             headers:\n  X-Api-Key: s3cret-key\n"
+        ))
+        .await;
+        assert_eq!((reason(&r), r.redirects, r.status), (None, 2, Some(200)));
+        let heads = heads.lock().expect("lock").join("\n").to_ascii_lowercase();
+        assert_eq!(
+            heads.matches("authorization: bearer s3cret-token").count(),
+            2
+        );
+        assert_eq!(heads.matches("x-api-key: s3cret-key").count(), 2);
+        let other = other_heads
+            .lock()
+            .expect("lock")
+            .join("\n")
+            .to_ascii_lowercase();
+        assert!(other.starts_with("get /landing http/1.1"), "{other}");
+        assert!(!other.contains("s3cret"), "{other}");
+        assert!(!other.contains("authorization"), "{other}");
+    }
+
+    #[tokio::test]
+    async fn connection_failures_have_their_reason() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind")
+            .port();
+        let r = check(&format!("name: t\nurl: http://127.0.0.1:{closed}/\n")).await;
+        assert_eq!((reason(&r), r.status), (Some("refused"), None));
+        let r = check("name: t\nurl: http://nothing.invalid/\n").await;
+        assert_eq!(reason(&r), Some("dns"));
+        // A TLS handshake with a server that speaks plain HTTP.
+        let (port, _) = serve(vec![]).await;
+        let r = check(&format!("name: t\nurl: https://127.0.0.1:{port}/\n")).await;
+        assert_eq!((reason(&r), r.tls), (Some("tls"), false));
+    }
+}
