@@ -12,8 +12,9 @@ use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_host::HostConfig;
 use mcpwatch_postgres::PostgresConfig;
 use mcpwatch_redis::RedisConfig;
-use mcpwatch_wsdaemon::WsDaemonConfig;
 use mcpwatch_wsdaemon::config::ToolCallConfig;
+use mcpwatch_wsdaemon::endpoint_config::HttpMethod;
+use mcpwatch_wsdaemon::{HttpConfig, WsDaemonConfig};
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -49,6 +50,9 @@ pub struct CollectorsConfig {
     /// MCP servers' daemons.
     #[serde(default)]
     pub wsdaemon: Vec<WsDaemonConfig>,
+    /// Plain HTTP endpoints: admin UIs, gateways.
+    #[serde(default)]
+    pub http: Vec<HttpConfig>,
 }
 
 /// `scrape`.
@@ -159,6 +163,63 @@ pub struct ProbeModule {
     pub insecure_skip_verify: bool,
     /// A synthetic tool call after the tool list, as a wsdaemon target's.
     pub tool_call: Option<ToolCallConfig>,
+    /// What the module probes: `mcp` (the default), an MCP server, or `http`, a plain HTTP
+    /// endpoint (an admin UI, a gateway) checked as a `collectors.http` target is.
+    #[serde(default)]
+    pub prober: ProbeKind,
+    /// The checks of `prober: http`; the defaults of a `collectors.http` target otherwise.
+    pub http: Option<HttpProbeSettings>,
+}
+
+/// What a probe module probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// An MCP server, over `transport`.
+    #[default]
+    Mcp,
+    /// A plain HTTP endpoint.
+    Http,
+}
+
+/// `probe.modules.<name>.http`: the checks of a plain HTTP probe, as a `collectors.http`
+/// target's settings of the same names; each left out keeps that target's default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbeSettings {
+    /// `GET` or `HEAD`.
+    pub method: Option<HttpMethod>,
+    /// The statuses that pass; any 2xx by default.
+    pub valid_status_codes: Option<Vec<u16>>,
+    /// A regular expression the body must match.
+    pub body_pattern: Option<Pattern>,
+    /// A regular expression the body must not match.
+    pub body_pattern_absent: Option<Pattern>,
+    /// Follow redirects.
+    pub follow_redirects: Option<bool>,
+    /// At most this many redirects are followed.
+    pub max_redirects: Option<u32>,
+    /// At most this many bytes of the body are read.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The settings of one target a probe request names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeTargetConfig {
+    /// An MCP server, probed as a wsdaemon target with `mcp_url` or `websocket_url` alone.
+    Mcp(Box<WsDaemonConfig>),
+    /// A plain HTTP endpoint, checked as an http target.
+    Http(Box<HttpConfig>),
+}
+
+impl ProbeTargetConfig {
+    /// Checks the target as its collector will.
+    pub fn validate(&self) -> Result<(), Problem> {
+        match self {
+            ProbeTargetConfig::Mcp(config) => config.validate(),
+            ProbeTargetConfig::Http(config) => config.validate(),
+        }
+    }
 }
 
 /// The MCP transport of a probe module.
@@ -225,6 +286,58 @@ impl ProbeModule {
         Ok(config)
     }
 
+    /// The settings of a plain HTTP check of `url` with this module's settings, named
+    /// `name`.
+    pub fn http_config(&self, name: String, url: &str) -> HttpConfig {
+        let mut config = HttpConfig::from_url(name, url);
+        config.timeout = self.timeout;
+        config.headers = self.headers.clone();
+        config.bearer_token = self.bearer_token.clone();
+        config.bearer_token_file = self.bearer_token_file.clone();
+        config.ca_file = self.ca_file.clone();
+        config.insecure_skip_verify = self.insecure_skip_verify;
+        if let Some(http) = &self.http {
+            if let Some(method) = http.method {
+                config.method = method;
+            }
+            if let Some(codes) = &http.valid_status_codes {
+                config.valid_status_codes = codes.clone();
+            }
+            config.body_pattern = http.body_pattern.clone();
+            config.body_pattern_absent = http.body_pattern_absent.clone();
+            if let Some(follow) = http.follow_redirects {
+                config.follow_redirects = follow;
+            }
+            if let Some(max) = http.max_redirects {
+                config.max_redirects = max;
+            }
+            if let Some(max) = http.max_body_bytes {
+                config.max_body_bytes = max;
+            }
+        }
+        config
+    }
+
+    /// The settings of the target `url` names, by this module's prober.
+    pub fn target_config(&self, name: String, url: &str) -> Result<ProbeTargetConfig, String> {
+        match self.prober {
+            ProbeKind::Mcp => self
+                .daemon_config(name, url)
+                .map(|c| ProbeTargetConfig::Mcp(Box::new(c))),
+            ProbeKind::Http => Ok(ProbeTargetConfig::Http(Box::new(
+                self.http_config(name, url),
+            ))),
+        }
+    }
+
+    /// What the schemes are checked against, for messages.
+    fn scheme_owner(&self) -> String {
+        match self.prober {
+            ProbeKind::Mcp => format!("transport {}", self.transport.as_str()),
+            ProbeKind::Http => "prober http".to_owned(),
+        }
+    }
+
     /// A target that stands for any of this module's, to check the settings with before a
     /// request names one.
     pub fn sample_target(&self) -> String {
@@ -254,8 +367,8 @@ impl ProbeModule {
                     return Err((
                         format!("schemes[{i}]"),
                         format!(
-                            "{scheme:?} is not a scheme of transport {} ({})",
-                            self.transport.as_str(),
+                            "{scheme:?} is not a scheme of {} ({})",
+                            self.scheme_owner(),
                             allowed.join(", ")
                         ),
                     ));
@@ -268,12 +381,46 @@ impl ProbeModule {
                 }
             }
         }
-        // The wsdaemon collector's own checks (protocol, headers, token, tool call), on a
-        // target that stands for the ones requests will name.
+        match self.prober {
+            ProbeKind::Mcp if self.http.is_some() => {
+                return problem("http", "applies to prober: http only");
+            }
+            ProbeKind::Http => {
+                let mcp_only = [
+                    ("transport", self.transport != ProbeTransport::default()),
+                    ("protocol", self.protocol != probe_defaults::protocol()),
+                    ("tool_call", self.tool_call.is_some()),
+                ];
+                if let Some((key, _)) = mcp_only.iter().find(|(_, set)| *set) {
+                    return problem(key, "applies to prober: mcp only");
+                }
+            }
+            ProbeKind::Mcp => {}
+        }
+        // The collector's own checks (protocol, headers, token, tool call, statuses,
+        // patterns), on a target that stands for the ones requests will name.
         let config = self
-            .daemon_config("probe".to_owned(), &self.sample_target())
+            .target_config("probe".to_owned(), &self.sample_target())
             .map_err(|message| ("transport".to_owned(), message))?;
-        config.validate()
+        config.validate().map_err(|(key, message)| {
+            let field = key.split(['.', '[']).next().unwrap_or_default();
+            let in_http = self.prober == ProbeKind::Http
+                && [
+                    "method",
+                    "valid_status_codes",
+                    "body_pattern",
+                    "body_pattern_absent",
+                    "follow_redirects",
+                    "max_redirects",
+                    "max_body_bytes",
+                ]
+                .contains(&field);
+            if in_http {
+                (format!("http.{key}"), message)
+            } else {
+                (key, message)
+            }
+        })
     }
 }
 
@@ -438,6 +585,12 @@ impl ExporterConfig {
             &self.collectors.wsdaemon,
             |t| &t.name,
             WsDaemonConfig::validate,
+        )?;
+        check_targets(
+            "http",
+            &self.collectors.http,
+            |t| &t.name,
+            HttpConfig::validate,
         )?;
         if self.scrape.timeout.is_zero() {
             return Err((
@@ -710,6 +863,115 @@ mod tests {
             e,
             "exporter.yml:6:9: collectors.host.processes[1].name: \"a\" is used twice"
         );
+    }
+
+    #[test]
+    fn http_targets_name_their_entry() {
+        let config = load(
+            "collectors:\n  http:\n    - name: admin-ui\n      url: http://localhost:3000\n    \
+             - name: gateway\n      url: https://gw.example/login\n      \
+             valid_status_codes: [200, 302]\n      follow_redirects: false\n",
+            &[],
+        )
+        .expect("valid");
+        let names: Vec<&str> = config
+            .collectors
+            .http
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["admin-ui", "gateway"]);
+        assert_eq!(config.collectors.http[1].valid_status_codes, [200, 302]);
+        for (text, expected) in [
+            (
+                "    - name: a\n      url: http://localhost:3000\n      valid_status_code: [200]\n",
+                "exporter.yml:5:7: collectors.http[0].valid_status_code: unknown field \
+                 `valid_status_code`, expected one of",
+            ),
+            (
+                "    - name: a\n      url: 'ws://ops:hunter2@x/'\n",
+                "exporter.yml:4:7: collectors.http[0].url: \"ws://<secret>@x/\": expected \
+                 http:// or https://",
+            ),
+            (
+                "    - name: a\n      url: http://x/\n    - name: a\n      url: http://y/\n",
+                "exporter.yml:5:7: collectors.http[1].name: \"a\" is used twice",
+            ),
+            (
+                "    - name: a\n      url: http://x/\n      method: HEAD\n      body_pattern: ok\n",
+                "exporter.yml:6:7: collectors.http[0].body_pattern: a HEAD request has no body \
+                 to match: use method GET",
+            ),
+        ] {
+            let e = load(&format!("collectors:\n  http:\n{text}"), &[]).expect_err(text);
+            assert!(e.starts_with(expected), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_http_probe_module_checks_pages() {
+        let config = load_probe(
+            "probe:\n  modules:\n    web:\n      prober: http\n      timeout: 3s\n      \
+             allowed_targets: 'https?://[a-z0-9.-]+(:\\d+)?/.*'\n      bearer_token_file: token\n      \
+             http:\n        valid_status_codes: [200, 302]\n        body_pattern: '<title>'\n        \
+             follow_redirects: false\n",
+        )
+        .expect("valid");
+        let module = &config.probe.modules["web"];
+        assert_eq!(module.prober, ProbeKind::Http);
+        assert_eq!(module.schemes(), ["http", "https"]);
+        let http = module.http_config("ui:3000".into(), "http://ui:3000/");
+        assert_eq!(http.valid_status_codes, [200, 302]);
+        assert_eq!(
+            http.body_pattern.as_ref().map(Pattern::as_str),
+            Some("<title>")
+        );
+        assert!(!http.follow_redirects);
+        assert_eq!(http.max_redirects, 10, "a target's default");
+        assert_eq!(http.timeout, Duration::from_secs(3));
+        assert_eq!(
+            http.bearer_token()
+                .expect("token")
+                .map(|t| t.expose().to_owned()),
+            Some("hunter2".to_owned())
+        );
+        let module = |body: &str| {
+            load_probe(&format!(
+                "probe:\n  modules:\n    web:\n      allowed_targets: 'http://x/'\n{body}"
+            ))
+        };
+        for (body, expected) in [
+            (
+                "      prober: http\n      tool_call: {name: echo}\n",
+                "exporter.yml:6:7: probe.modules.web.tool_call: applies to prober: mcp only",
+            ),
+            (
+                "      prober: http\n      transport: websocket\n",
+                "exporter.yml:6:7: probe.modules.web.transport: applies to prober: mcp only",
+            ),
+            (
+                "      http: {valid_status_codes: [200]}\n",
+                "exporter.yml:5:7: probe.modules.web.http: applies to prober: http only",
+            ),
+            (
+                "      prober: http\n      http:\n        valid_status_codes: [200, 700]\n",
+                "exporter.yml:7:35: probe.modules.web.http.valid_status_codes[1]: 700 is no HTTP \
+                 status (100 to 599)",
+            ),
+            (
+                "      prober: http\n      schemes: [ws]\n",
+                "exporter.yml:6:17: probe.modules.web.schemes[0]: \"ws\" is not a scheme of \
+                 prober http (http, https)",
+            ),
+            (
+                "      prober: ftp\n",
+                "exporter.yml:5:15: probe.modules.web.prober: unknown variant `ftp`",
+            ),
+        ] {
+            let e = module(body).expect_err(body);
+            assert!(e.starts_with(expected), "{body}: {e}");
+        }
     }
 
     fn load_probe(text: &str) -> Result<ExporterConfig, String> {

@@ -9,7 +9,7 @@ use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
-use mcpwatch_wsdaemon::{WsDaemonCollector, WsDaemonConfig};
+use mcpwatch_wsdaemon::{HttpCollector, HttpConfig, WsDaemonCollector, WsDaemonConfig};
 
 use crate::config::{ConfigSource, ExporterConfig};
 use crate::probe::{ProbeState, Prober};
@@ -22,6 +22,7 @@ enum CollectorSpec {
     Postgres(PostgresConfig),
     Redis(RedisConfig),
     WsDaemon(WsDaemonConfig),
+    Http(HttpConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -58,6 +59,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             .cloned()
             .map(CollectorSpec::WsDaemon),
     );
+    specs.extend(
+        config
+            .collectors
+            .http
+            .iter()
+            .cloned()
+            .map(CollectorSpec::Http),
+    );
     specs
         .into_iter()
         .map(|spec| {
@@ -79,6 +88,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::WsDaemon(target) => Arc::new(
                     WsDaemonCollector::new(target.clone())
                         .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Http(target) => Arc::new(
+                    HttpCollector::new(target.clone())
+                        .map_err(|e| format!("http target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))

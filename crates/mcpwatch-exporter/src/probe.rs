@@ -27,7 +27,7 @@ use mcpwatch_core::{
     Collector, MetricFamily, MetricSink, MetricSource, RedactedUrl, ScrapeContext, ScrapeOptions,
     async_trait,
 };
-use mcpwatch_wsdaemon::WsDaemonCollector;
+use mcpwatch_wsdaemon::{HttpCollector, WsDaemonCollector};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
@@ -38,7 +38,7 @@ const MAX_TARGET_BYTES: usize = 2048;
 /// Time past a module's timeout that a probe's collection is given to write its result.
 const RESULT_ROOM: Duration = Duration::from_millis(100);
 
-use crate::config::{ExporterConfig, ProbeModule};
+use crate::config::{ExporterConfig, ProbeKind, ProbeModule, ProbeTargetConfig};
 
 /// How a request is written, for the messages that tell how to write it.
 const USAGE: &str = "/probe?target=URL&module=NAME";
@@ -63,13 +63,21 @@ struct Module {
 type CacheKey = (String, String);
 
 /// Collectors by module and target; the least recently used is dropped first.
-#[derive(Debug)]
 struct CollectorCache {
     capacity: usize,
     clock: u64,
-    entries: HashMap<CacheKey, (Arc<WsDaemonCollector>, u64)>,
+    entries: HashMap<CacheKey, (Arc<dyn Collector>, u64)>,
     /// Keys by when they were last used.
     by_use: BTreeMap<u64, CacheKey>,
+}
+
+impl std::fmt::Debug for CollectorCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorCache")
+            .field("capacity", &self.capacity)
+            .field("targets", &self.entries.len())
+            .finish()
+    }
 }
 
 impl CollectorCache {
@@ -88,7 +96,7 @@ impl CollectorCache {
     }
 
     /// The collector of `key`, marked as just used.
-    fn get(&mut self, key: &CacheKey) -> Option<Arc<WsDaemonCollector>> {
+    fn get(&mut self, key: &CacheKey) -> Option<Arc<dyn Collector>> {
         let now = self.tick();
         let (collector, used) = self.entries.get_mut(key)?;
         let before = std::mem::replace(used, now);
@@ -101,7 +109,7 @@ impl CollectorCache {
 
     /// Keeps `collector` for `key`, unless another request kept one first: that one is
     /// returned, so that a target has one collector (and one memory of its era).
-    fn insert(&mut self, key: CacheKey, collector: WsDaemonCollector) -> Arc<WsDaemonCollector> {
+    fn insert(&mut self, key: CacheKey, collector: Arc<dyn Collector>) -> Arc<dyn Collector> {
         if let Some(kept) = self.get(&key) {
             return kept;
         }
@@ -112,7 +120,6 @@ impl CollectorCache {
             self.entries.remove(&oldest);
         }
         let now = self.tick();
-        let collector = Arc::new(collector);
         self.by_use.insert(now, key.clone());
         self.entries.insert(key, (collector.clone(), now));
         collector
@@ -142,10 +149,10 @@ impl ProbeState {
         for (name, module) in &config.probe.modules {
             let fail = |e: String| redact_message(&format!("probe module {name:?}: {e}"));
             let sample = module.sample_target();
-            let daemon = module
-                .daemon_config("probe".to_owned(), &sample)
+            let target = module
+                .target_config("probe".to_owned(), &sample)
                 .map_err(fail)?;
-            WsDaemonCollector::new(daemon).map_err(|e| fail(e.to_string()))?;
+            build_collector(target).map_err(fail)?;
             let anchored = format!(r"\A(?:{})\z", module.allowed_targets.as_str());
             let allowed =
                 Pattern::new(&anchored).map_err(|e| fail(format!("allowed_targets: {e}")))?;
@@ -230,7 +237,7 @@ impl ProbeState {
             .map_err(|e| format!("The target is not valid: {}.", redact_message(&e)))?;
         let config = module
             .config
-            .daemon_config(name, target)
+            .target_config(name, target)
             .and_then(|c| c.validate().map(|()| c).map_err(|(_, message)| message))
             .map_err(|e| format!("The target is not valid: {}.", redact_message(&e)))?;
         if !module.allowed.is_match(target) {
@@ -249,16 +256,15 @@ impl ProbeState {
 
     /// The collector of a checked target, built on the blocking pool (it may read a CA
     /// file) when the cache does not hold it.
-    async fn collector(&self, checked: &Checked<'_>) -> Result<Arc<WsDaemonCollector>, String> {
+    async fn collector(&self, checked: &Checked<'_>) -> Result<Arc<dyn Collector>, String> {
         let key = (checked.module_name.to_owned(), checked.target.to_owned());
         if let Some(kept) = self.lock_cache().get(&key) {
             return Ok(kept);
         }
         let config = checked.config.clone();
-        let built = tokio::task::spawn_blocking(move || WsDaemonCollector::new(config))
+        let built = tokio::task::spawn_blocking(move || build_collector(config))
             .await
-            .map_err(|e| format!("building the probe failed: {e}"))?
-            .map_err(|e| redact_message(&e.to_string()))?;
+            .map_err(|e| format!("building the probe failed: {e}"))??;
         Ok(self.lock_cache().insert(key, built))
     }
 
@@ -272,7 +278,20 @@ struct Checked<'a> {
     module_name: &'a str,
     module: &'a Module,
     target: &'a str,
-    config: mcpwatch_wsdaemon::WsDaemonConfig,
+    config: ProbeTargetConfig,
+}
+
+/// The collector probing one target; its error is redacted.
+fn build_collector(config: ProbeTargetConfig) -> Result<Arc<dyn Collector>, String> {
+    let built: Result<Arc<dyn Collector>, _> = match config {
+        ProbeTargetConfig::Mcp(config) => {
+            WsDaemonCollector::new(*config).map(|c| Arc::new(c) as Arc<dyn Collector>)
+        }
+        ProbeTargetConfig::Http(config) => {
+            HttpCollector::new(*config).map(|c| Arc::new(c) as Arc<dyn Collector>)
+        }
+    };
+    built.map_err(|e| redact_message(&e.to_string()))
 }
 
 /// The value of a parameter given at most once.
@@ -431,11 +450,24 @@ impl Prober {
             None => None,
         };
         let duration = start.elapsed();
-        // As wsdaemon_mcp_up: a failed tool call is told by its own series, not here.
+        // As wsdaemon_mcp_up (a failed tool call is told by its own series, not here), or
+        // http_up.
+        let (up, prefix, help) = match checked.module.config.prober {
+            ProbeKind::Mcp => (
+                "wsdaemon_mcp_up",
+                "wsdaemon_mcp_",
+                "Whether the MCP probe succeeded, as wsdaemon_mcp_up; a failed tool call is \
+                 told by wsdaemon_mcp_tool_call_success.",
+            ),
+            ProbeKind::Http => (
+                "http_up",
+                "http_",
+                "Whether the HTTP check passed, as http_up: a valid status, and a body \
+                 matching the patterns set.",
+            ),
+        };
         let success = matches!(outcome, Some(Ok(())))
-            && sink
-                .find("wsdaemon_mcp_up")
-                .is_some_and(|up| up.value(&[]) == Some(1.0));
+            && sink.find(up).is_some_and(|up| up.value(&[]) == Some(1.0));
         let counts = &checked.module.counts;
         counts.probes.fetch_add(1, Ordering::Relaxed);
         if !success {
@@ -443,7 +475,7 @@ impl Prober {
             let error = match &outcome {
                 Some(Err(error)) => redact_message(&error.to_string()),
                 None => format!("no answer within {budget:?}"),
-                Some(Ok(())) => "the MCP probe reported no success".to_owned(),
+                Some(Ok(())) => "the probe reported no success".to_owned(),
             };
             tracing::debug!(
                 module = checked.module_name,
@@ -455,11 +487,7 @@ impl Prober {
 
         let mut families = vec![
             {
-                let mut f = MetricFamily::gauge(
-                    "probe_success",
-                    "Whether the MCP probe succeeded, as wsdaemon_mcp_up; a failed tool \
-                     call is told by wsdaemon_mcp_tool_call_success.",
-                );
+                let mut f = MetricFamily::gauge("probe_success", help);
                 f.add(&[], if success { 1.0 } else { 0.0 });
                 f
             },
@@ -475,7 +503,7 @@ impl Prober {
         families.extend(
             sink.into_families()
                 .into_iter()
-                .filter(|f| f.name().starts_with("wsdaemon_mcp_")),
+                .filter(|f| f.name().starts_with(prefix)),
         );
         exposition_response(families, request.headers())
     }
@@ -801,6 +829,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_http_module_serves_the_http_series() {
+        let prober = Prober::new(state(
+            "probe:\n  modules:\n    web:\n      prober: http\n      \
+             allowed_targets: 'http://127\\.0\\.0\\.1:\\d+/.*'\n",
+        ));
+        let (status, _, body) = answer(
+            &prober,
+            get(&format!(
+                "/probe?module=web&target=http://127.0.0.1:{}/",
+                closed_port()
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\nprobe_success 0\n"), "{body}");
+        assert!(body.contains("\nhttp_up 0\n"), "{body}");
+        assert!(
+            body.contains("\nhttp_failure{reason=\"refused\"} 1\n"),
+            "{body}"
+        );
+        assert!(body.contains("\nhttp_status_code 0\n"), "{body}");
+        assert!(!body.contains("target="), "{body}");
+        assert!(!body.contains("wsdaemon_"), "{body}");
+        assert!(
+            body.contains("# HELP probe_success Whether the HTTP check passed"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_hanging_target_is_answered_within_the_scrapers_timeout() {
         let prober = Prober::new(state(
             "probe:\n  modules:\n    slow:\n      timeout: 30s\n      \
@@ -947,17 +1005,19 @@ mod tests {
 
     #[test]
     fn the_cache_forgets_the_least_recently_used_target() {
-        let collector = |port: u16| {
-            WsDaemonCollector::new(
-                state(MODULES).modules["mcp"]
-                    .config
-                    .daemon_config(
-                        format!("127.0.0.1:{port}"),
-                        &format!("http://127.0.0.1:{port}/mcp"),
-                    )
-                    .expect("config"),
+        let collector = |port: u16| -> Arc<dyn Collector> {
+            Arc::new(
+                WsDaemonCollector::new(
+                    state(MODULES).modules["mcp"]
+                        .config
+                        .daemon_config(
+                            format!("127.0.0.1:{port}"),
+                            &format!("http://127.0.0.1:{port}/mcp"),
+                        )
+                        .expect("config"),
+                )
+                .expect("collector"),
             )
-            .expect("collector")
         };
         let key = |port: u16| ("mcp".to_owned(), format!("http://127.0.0.1:{port}/mcp"));
         let mut cache = CollectorCache::new(2);
