@@ -19,6 +19,7 @@ pub mod exposition;
 pub mod http;
 pub mod mcp;
 pub mod notifier;
+pub mod pages;
 pub mod ports;
 pub mod postgres;
 pub mod process;

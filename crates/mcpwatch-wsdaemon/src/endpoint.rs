@@ -307,15 +307,17 @@ impl Check {
             } else {
                 &self.anonymous
             };
+            // An IP address is not looked up: its resolve phase stays 0.
+            let lookup = hop.host.parse::<std::net::IpAddr>().is_err();
             let at = Instant::now();
-            let address = addresses(&hop, deadline).await.map_err(|failure| {
+            let address = addresses(&hop, deadline).await;
+            if lookup {
                 report.add(Phase::Resolve, at);
-                match failure.reason {
-                    Reason::Timeout => CheckFailure::from(failure),
-                    _ => CheckFailure::new(CheckReason::Dns, failure.message),
-                }
+            }
+            let address = address.map_err(|failure| match failure.reason {
+                Reason::Timeout => CheckFailure::from(failure),
+                _ => CheckFailure::new(CheckReason::Dns, failure.message),
             })?;
-            report.add(Phase::Resolve, at);
             let at = Instant::now();
             let connected = connect_to(&address, deadline).await;
             report.add(Phase::Connect, at);
