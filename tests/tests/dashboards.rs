@@ -26,6 +26,7 @@ use mcpwatch_tests::daemon::{Behaviour, Daemon};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::mcp::{InstrumentedServer, McpServer, ModernMcpServer};
 use mcpwatch_tests::notifier::{NotifierProcess, payload};
+use mcpwatch_tests::pages::{Page, PageServer};
 use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 use mcpwatch_tests::process::ServiceProcess;
@@ -39,12 +40,13 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 7] = [
+const DASHBOARDS: [(&str, &str, bool); 8] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
     ("redis.json", "mcpwatch-redis", true),
     ("wsdaemon.json", "mcpwatch-wsdaemon", true),
+    ("endpoints.json", "mcpwatch-endpoints", true),
     ("notifier.json", "mcpwatch-notifier", false),
     ("mcp.json", "mcpwatch-mcp", false),
 ];
@@ -1055,6 +1057,24 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
             .await
             .expect("modern MCP server");
 
+    // An admin UI behind a redirect and a gateway in maintenance, for the endpoint panels,
+    // a failing check included.
+    let pages = PageServer::start(vec![
+        ("/", Page::redirect("/admin/")),
+        (
+            "/admin/",
+            Page::html(
+                200,
+                "<!doctype html><title>Forge Admin</title><div id=root></div>",
+            ),
+        ),
+        (
+            "/health",
+            Page::html(503, "<h1>503 Service Unavailable</h1>"),
+        ),
+    ])
+    .await;
+
     // A Rust MCP server with the instrumentation embedded, scraped by Prometheus itself.
     let instrumented = tokio::task::spawn_blocking(|| InstrumentedServer::start(true))
         .await
@@ -1089,13 +1109,18 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20     request_log: {{path: '{d}/logs/*.jsonl'}}\n\
          \x20   - name: glm-gateway\n\
          \x20     mcp_url: '{}'\n\
-         \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n",
+         \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n\
+         \x20 http:\n\
+         \x20   - {{name: admin-ui, url: '{}', body_pattern: '<title>Forge Admin</title>'}}\n\
+         \x20   - {{name: gateway, url: '{}'}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),
         daemon.websocket_url(),
         mcp.streamable_http_url(),
         modern.streamable_http_url(),
+        pages.url("/"),
+        pages.url("/health"),
     );
     std::fs::write(path("exporter.yml"), config).expect("exporter config");
     let exporter_address = free_address();

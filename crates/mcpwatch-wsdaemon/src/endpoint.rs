@@ -167,8 +167,9 @@ impl CheckReport {
         self.phases[phase as usize] += since.elapsed().as_secs_f64();
     }
 
-    /// Records the TLS session of a connection the check made. The certificate series
-    /// of the target are written from the session recorded here.
+    /// Records what the TLS step of a connection gave: every connection of the check,
+    /// redirects included, passes here once it is established, the final page's last.
+    /// What a TLS session tells about the target (its certificates) is taken here.
     fn record_tls(&mut self, stream: &Stream) {
         self.tls = matches!(stream, Stream::Tls(_));
     }
@@ -307,6 +308,7 @@ impl Check {
             } else {
                 &self.anonymous
             };
+            report.tls = false;
             // An IP address is not looked up: its resolve phase stays 0.
             let lookup = hop.host.parse::<std::net::IpAddr>().is_err();
             let at = Instant::now();
