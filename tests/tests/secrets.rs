@@ -162,6 +162,17 @@ fn valid_config(
       websocket_url: ws://127.0.0.1:{closed}/?token={p}
       mcp_url: http://127.0.0.1:{closed}/mcp?token={p}
       timeout: 2s
+  http:
+    - name: page
+      url: {health}?token={p}
+      bearer_token: {p}
+      headers: {{X-Api-Key: {p}}}
+      body_pattern_absent: unhealthy
+      timeout: 2s
+    - name: page-closed
+      url: http://127.0.0.1:{closed}/?token={p}
+      bearer_token: {p}
+      timeout: 2s
 scrape:
   timeout: 5s
 ",
