@@ -160,6 +160,8 @@ pub(crate) struct CheckReport {
     /// Whether `body_pattern_absent` matched the body read.
     pub(crate) absent_pattern_matched: bool,
     pub(crate) failure: Option<CheckFailure>,
+    /// The URL of the last request, as logs show it (without its query string).
+    pub(crate) url: String,
 }
 
 impl CheckReport {
@@ -309,6 +311,7 @@ impl Check {
                 &self.anonymous
             };
             report.tls = false;
+            report.url = hop.to_string();
             // An IP address is not looked up: its resolve phase stays 0.
             let lookup = hop.host.parse::<std::net::IpAddr>().is_err();
             let at = Instant::now();
@@ -391,7 +394,7 @@ impl Check {
         if !report.status_valid {
             return Err(CheckFailure::new(
                 CheckReason::Status,
-                format_args!("{hop} answered HTTP {status}"),
+                format_args!("answered HTTP {status}"),
             ));
         }
         if config.method == HttpMethod::Head {
@@ -602,12 +605,19 @@ impl Collector for HttpCollector {
         write(&report, &self.check.config, sink);
         match &report.failure {
             None => Ok(()),
-            Some(failure) => Err(CollectError::msg(self.check.access.redact(&format!(
-                "{}: {} ({})",
-                self.check.endpoint,
-                failure.message,
-                failure.reason.as_str()
-            )))),
+            Some(failure) => {
+                let after = match report.redirects {
+                    0 => String::new(),
+                    1 => " after 1 redirect".to_owned(),
+                    n => format!(" after {n} redirects"),
+                };
+                Err(CollectError::msg(self.check.access.redact(&format!(
+                    "{}{after}: {} ({})",
+                    report.url,
+                    failure.message,
+                    failure.reason.as_str()
+                ))))
+            }
         }
     }
 }
@@ -781,6 +791,52 @@ mod tests {
             assert_eq!(reason(&r), Some("body_too_large"), "{pattern}");
         }
         assert_eq!(heads.lock().expect("lock").len(), 15);
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_names_the_page_that_failed_it() {
+        let (port, _) = serve(vec![
+            ("/a".into(), redirect("/b?key=s3cret")),
+            ("/b?key=s3cret".into(), redirect("/a")),
+            ("/down".into(), page(503, "", "")),
+        ])
+        .await;
+        let collect = |path: &str| {
+            let config: HttpConfig = mcpwatch_core::config::parse_yaml(
+                &format!("name: t\nurl: http://127.0.0.1:{port}{path}\n"),
+                std::path::Path::new("t.yml"),
+            )
+            .expect("config");
+            async move {
+                let collector = HttpCollector::new(config).expect("collector");
+                let mut sink = MetricSink::default();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let result = collector
+                    .collect(&ScrapeContext::new(deadline), &mut sink)
+                    .await;
+                let up = sink.find("http_up").and_then(|f| f.value(&[]));
+                (result.map_err(|e| e.to_string()), up)
+            }
+        };
+        assert_eq!(
+            collect("/a").await,
+            (
+                Err(format!(
+                    "http://127.0.0.1:{port}/b after 1 redirect: redirect loop back to \
+                     http://127.0.0.1:{port}/a (redirect)"
+                )),
+                Some(0.0)
+            )
+        );
+        assert_eq!(
+            collect("/down").await,
+            (
+                Err(format!(
+                    "http://127.0.0.1:{port}/down: answered HTTP 503 (status)"
+                )),
+                Some(0.0)
+            )
+        );
     }
 
     #[tokio::test]
