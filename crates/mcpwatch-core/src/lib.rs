@@ -4,6 +4,7 @@
 
 #[cfg(feature = "binary")]
 pub mod binary;
+pub mod certs;
 pub mod collector;
 pub mod config;
 pub mod connect_failure;
