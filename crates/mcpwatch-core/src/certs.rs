@@ -19,7 +19,7 @@
 //! chains of at most [`MAX_SERVERS`] server names.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::DigitallySignedStruct;
 use rustls::SignatureScheme;
@@ -458,6 +458,125 @@ pub fn write_reports(
             );
         }
     }
+}
+
+/// How a TLS connection to a server starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// TLS at once (`rediss://`, `https://`).
+    Direct,
+    /// PostgreSQL's `SSLRequest`, answered `S`, then TLS.
+    PostgresSslRequest,
+}
+
+/// How often a [`CertificateWatch`] makes a handshake of its own.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+
+/// The certificates of a server reached over a connection kept open for long (PostgreSQL,
+/// Redis): that connection's handshake says what the server presented when it was made,
+/// not what it presents now, after a renewal. A watch makes a handshake of its own every
+/// [`REFRESH_EVERY`] (and at the first scrape), closed at once, and reports what the
+/// server presented to it and to the other connections made with the same configuration.
+#[derive(Debug)]
+pub struct CertificateWatch {
+    config: Arc<rustls::ClientConfig>,
+    recorder: Arc<ChainRecorder>,
+    host: String,
+    port: u16,
+    opening: Opening,
+    /// When the last handshake of the watch started.
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl CertificateWatch {
+    /// Watches `host:port` with a configuration and recorder from
+    /// [`watched_client_config`](crate::web::watched_client_config).
+    pub fn new(
+        (config, recorder): (Arc<rustls::ClientConfig>, Arc<ChainRecorder>),
+        host: String,
+        port: u16,
+        opening: Opening,
+    ) -> Self {
+        Self {
+            config,
+            recorder,
+            host,
+            port,
+            opening,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The recorder, for the configuration of the long-lived connections.
+    pub fn recorder(&self) -> &Arc<ChainRecorder> {
+        &self.recorder
+    }
+
+    /// Makes a handshake when one is due (one scrape at a time makes it), by `deadline`,
+    /// then writes the `tls_*` families.
+    pub async fn write(
+        &self,
+        sink: &mut MetricSink,
+        collector: &str,
+        deadline: tokio::time::Instant,
+    ) {
+        let due = {
+            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = last.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            let handshake = handshake(&self.host, self.port, self.opening, self.config.clone());
+            match tokio::time::timeout_at(deadline, handshake).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(host = %self.host, port = self.port, %error, "Certificate handshake failed.");
+                }
+                Err(_) => {
+                    tracing::debug!(host = %self.host, port = self.port, "Certificate handshake timed out.")
+                }
+            }
+        }
+        self.recorder.write(sink, collector);
+    }
+}
+
+/// Connects to `host:port` and makes a TLS handshake, which the configuration's recorder
+/// sees; the connection is closed at once.
+pub async fn handshake(
+    host: &str,
+    port: u16,
+    opening: Opening,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    if opening == Opening::PostgresSslRequest {
+        // Length 8, then the SSLRequest code 1234.5679.
+        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .map_err(|e| format!("SSLRequest: {e}"))?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer)
+            .await
+            .map_err(|e| format!("SSLRequest: {e}"))?;
+        if answer[0] != b'S' {
+            return Err("the server does not speak TLS".to_owned());
+        }
+    }
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|_| "no valid TLS server name".to_owned())?;
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let _ = stream.shutdown().await;
+    Ok(())
 }
 
 impl ServerCertVerifier for ChainRecorder {

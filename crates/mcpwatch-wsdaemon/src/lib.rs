@@ -15,7 +15,8 @@ mod request_log;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mcpwatch_core::web::{ServerCheck, shared_client_config};
+use mcpwatch_core::certs::ChainRecorder;
+use mcpwatch_core::web::{ServerCheck, watched_client_config};
 use mcpwatch_core::{
     CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
 };
@@ -102,6 +103,8 @@ pub fn target_name(url: &str) -> Result<String, String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Access {
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// The certificate chains the TLS handshakes of `tls` were presented.
+    pub(crate) certificates: Option<Arc<ChainRecorder>>,
     pub(crate) token: Option<Secret>,
     pub(crate) headers: Vec<(::http::HeaderName, Secret)>,
 }
@@ -225,10 +228,11 @@ impl WsDaemonCollector {
                 ServerCheck::Full
             };
             let ca = config.ca_file.as_ref().map(|c| c.path());
-            Some(shared_client_config(check, ca).map_err(|message| error("ca_file", message))?)
+            Some(watched_client_config(check, ca).map_err(|message| error("ca_file", message))?)
         } else {
             None
         };
+        let (tls, certificates) = tls.unzip();
         let request_log = config
             .request_log
             .clone()
@@ -243,6 +247,7 @@ impl WsDaemonCollector {
             mcp_http,
             access: Access {
                 tls,
+                certificates,
                 token,
                 headers,
             },
@@ -387,6 +392,9 @@ impl Collector for WsDaemonCollector {
                     self.access.redact(detail)
                 );
             }
+        }
+        if let Some(certificates) = &self.access.certificates {
+            certificates.write(sink, "wsdaemon");
         }
         if let Some(files) = files {
             sink.append(files.sink);
