@@ -12,6 +12,7 @@ pub mod encode;
 pub mod engine;
 pub mod exporter_service;
 pub mod fnv;
+pub mod follow;
 pub mod metrics;
 pub mod process;
 pub mod secret;
