@@ -104,6 +104,9 @@ pub struct CertFile {
     /// What could not be read: a broken PEM section or a section that is no certificate.
     /// The certificates before it are still read.
     pub problem: Option<String>,
+    /// Whether the file is PEM with no certificate in it (a key, a request), as opposed to
+    /// something that is neither PEM nor DER.
+    pub no_certificate: bool,
 }
 
 impl CertFile {
@@ -143,6 +146,7 @@ impl CertFile {
         }
         if file.certificates.is_empty() && file.problem.is_none() {
             file.problem = Some("no certificate among its PEM sections".to_owned());
+            file.no_certificate = true;
         }
         file
     }
@@ -784,6 +788,8 @@ mod tests {
         let only_key = CertFile::parse(key.as_bytes());
         assert!(only_key.certificates.is_empty());
         assert!(only_key.problem.is_some());
+        assert!(only_key.no_certificate);
+        assert!(!garbage.no_certificate);
 
         // A broken section after a good one: the good one is read, the problem told, and
         // nothing of the file's text is quoted.

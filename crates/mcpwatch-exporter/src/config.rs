@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcpwatch_certificates::{CertificatesCollector, CertificatesConfig};
 use mcpwatch_core::config::{
     ConfigError, ConfigPath, Pattern, Problem, SecretFile, check_target_name, duration,
     load_yaml_checked,
@@ -49,6 +50,9 @@ pub struct CollectorsConfig {
     /// MCP servers' daemons.
     #[serde(default)]
     pub wsdaemon: Vec<WsDaemonConfig>,
+    /// Certificate files.
+    #[serde(default)]
+    pub certificates: Vec<CertificatesConfig>,
 }
 
 /// `scrape`.
@@ -438,6 +442,16 @@ impl ExporterConfig {
             &self.collectors.wsdaemon,
             |t| &t.name,
             WsDaemonConfig::validate,
+        )?;
+        check_targets(
+            "certificates",
+            &self.collectors.certificates,
+            |t| &t.name,
+            |t| {
+                CertificatesCollector::new(t.clone())
+                    .map(drop)
+                    .map_err(|e| (e.key, e.message))
+            },
         )?;
         if self.scrape.timeout.is_zero() {
             return Err((

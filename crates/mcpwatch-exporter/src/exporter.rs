@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mcpwatch_certificates::{CertificatesCollector, CertificatesConfig};
 use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_host::{HostCollector, HostConfig};
@@ -22,6 +23,7 @@ enum CollectorSpec {
     Postgres(PostgresConfig),
     Redis(RedisConfig),
     WsDaemon(WsDaemonConfig),
+    Certificates(CertificatesConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -58,6 +60,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             .cloned()
             .map(CollectorSpec::WsDaemon),
     );
+    specs.extend(
+        config
+            .collectors
+            .certificates
+            .iter()
+            .cloned()
+            .map(CollectorSpec::Certificates),
+    );
     specs
         .into_iter()
         .map(|spec| {
@@ -79,6 +89,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::WsDaemon(target) => Arc::new(
                     WsDaemonCollector::new(target.clone())
                         .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Certificates(target) => Arc::new(
+                    CertificatesCollector::new(target.clone())
+                        .map_err(|e| format!("certificates target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))
