@@ -32,6 +32,7 @@ use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::redis::RedisServer;
 use mcpwatch_tests::repo::{read, root};
+use mcpwatch_tests::tls::ca_and_server_for;
 use mcpwatch_tests::wait_for_async;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
@@ -39,7 +40,7 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 7] = [
+const DASHBOARDS: [(&str, &str, bool); 8] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
@@ -47,6 +48,7 @@ const DASHBOARDS: [(&str, &str, bool); 7] = [
     ("wsdaemon.json", "mcpwatch-wsdaemon", true),
     ("notifier.json", "mcpwatch-notifier", false),
     ("mcp.json", "mcpwatch-mcp", false),
+    ("certificates.json", "mcpwatch-certificates", true),
 ];
 
 /// The durations dashboard-linter puts in place of Grafana's interval variables: values no
@@ -1067,6 +1069,12 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     std::fs::write(path("pg.dsn"), postgres.dsn("postgres")).expect("dsn");
     std::fs::write(path("cache.password"), redis.password()).expect("password");
     std::fs::write(path("replica.password"), replica.password()).expect("password");
+    // A daemon over https, for the TLS certificate panels, and a certificate file.
+    let (ca, cert, key) = ca_and_server_for(&["127.0.0.1"]);
+    let tls_daemon = Daemon::start_tls(Behaviour::default(), &cert, &key).await;
+    std::fs::write(path("ca.pem"), &ca).expect("CA");
+    std::fs::create_dir_all(path("tls")).expect("tls");
+    std::fs::write(path("tls/server.crt"), format!("{cert}{ca}")).expect("certificate file");
     let d = dir.path().display();
     let config = format!(
         "collectors:\n\
@@ -1089,13 +1097,17 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20     request_log: {{path: '{d}/logs/*.jsonl'}}\n\
          \x20   - name: glm-gateway\n\
          \x20     mcp_url: '{}'\n\
-         \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n",
+         \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n\
+         \x20   - {{name: exai-tls, health_url: '{}', ca_file: '{d}/ca.pem'}}\n\
+         \x20 certificates:\n\
+         \x20   - {{name: tls, paths: ['{d}/tls/*.crt']}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),
         daemon.websocket_url(),
         mcp.streamable_http_url(),
         modern.streamable_http_url(),
+        tls_daemon.health_url(),
     );
     std::fs::write(path("exporter.yml"), config).expect("exporter config");
     let exporter_address = free_address();
