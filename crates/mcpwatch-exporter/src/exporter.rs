@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
+use mcpwatch_files::{FilesCollector, FilesConfig};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
@@ -22,6 +23,7 @@ enum CollectorSpec {
     Postgres(PostgresConfig),
     Redis(RedisConfig),
     WsDaemon(WsDaemonConfig),
+    Files(FilesConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -58,6 +60,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             .cloned()
             .map(CollectorSpec::WsDaemon),
     );
+    specs.extend(
+        config
+            .collectors
+            .files
+            .iter()
+            .cloned()
+            .map(CollectorSpec::Files),
+    );
     specs
         .into_iter()
         .map(|spec| {
@@ -79,6 +89,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::WsDaemon(target) => Arc::new(
                     WsDaemonCollector::new(target.clone())
                         .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Files(target) => Arc::new(
+                    FilesCollector::new(target.clone())
+                        .map_err(|e| format!("files target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))
