@@ -123,15 +123,17 @@ fn success(text: &str, target: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn backups_are_counted_exactly_and_a_missing_directory_is_a_state() {
+    // Whatever the umask, the exporter's user (nobody, as root) may read what it watches.
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
     chmod(dir, 0o755);
     let backups = dir.join("backups");
-    std::fs::create_dir(&backups).expect("backups dir");
-    std::fs::create_dir(dir.join("pg")).expect("pg dir");
-    std::fs::write(dir.join("afile"), "not a directory").expect("file");
     let locked = dir.join("locked");
-    std::fs::create_dir(&locked).expect("locked dir");
+    for each in [&backups, &dir.join("pg"), &locked] {
+        std::fs::create_dir(each).expect("directory");
+        chmod(each, 0o755);
+    }
+    std::fs::write(dir.join("afile"), "not a directory").expect("file");
     backup(&locked, "sql_app_backup_1.db", 10, 1_000);
 
     // Nine daily backups, the newest three hours old and a fifth of the usual size; a file
@@ -170,6 +172,7 @@ async fn backups_are_counted_exactly_and_a_missing_directory_is_a_state() {
         ),
     )
     .expect("config");
+    chmod(&dir.join("exporter.yml"), 0o644);
     let (exporter, address) = start_exporter(dir).await;
     let privileged = Uid::effective().is_root();
 
@@ -273,6 +276,7 @@ async fn backups_are_counted_exactly_and_a_missing_directory_is_a_state() {
 
     // Restored with one fresh backup: seen at once, nothing left of before.
     std::fs::create_dir(&backups).expect("restore");
+    chmod(&backups, 0o755);
     let restored = unix_now() - 60;
     backup(&backups, "sql_app_backup_20261210.db", 4321, restored);
     let text = scrape(address, "text/plain").await;
