@@ -10,9 +10,10 @@
 //!
 //! Live check: real PostgreSQL (with a logical replica and dead rows), Redis (with a
 //! replica), an MCP daemon (health endpoint, health file, request log, and the official
-//! SDK's server over Streamable HTTP), the exporter watching all of them, the notifier with
-//! an escalation policy, a failing channel and a maintenance window, and a real Prometheus
-//! with the shipped rules: every query of every dashboard succeeds and returns data.
+//! SDK's server over Streamable HTTP), a directory of backups, the exporter watching all of
+//! them, the notifier with an escalation policy, a failing channel and a maintenance window,
+//! and a real Prometheus with the shipped rules: every query of every dashboard succeeds
+//! and returns data.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::convert::Infallible;
@@ -40,12 +41,13 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 8] = [
+const DASHBOARDS: [(&str, &str, bool); 9] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
     ("redis.json", "mcpwatch-redis", true),
     ("wsdaemon.json", "mcpwatch-wsdaemon", true),
+    ("files.json", "mcpwatch-files", true),
     ("notifier.json", "mcpwatch-notifier", false),
     ("mcp.json", "mcpwatch-mcp", false),
     ("certificates.json", "mcpwatch-certificates", true),
@@ -1066,6 +1068,19 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     let request_log = path("logs/requests.jsonl");
     append(&request_log, &request_line("glm", "chat", "success", 80));
     std::fs::write(path("health.json"), health_file_body()).expect("health file");
+    // Three daily backups, the newest an hour old, for the backup panels (the newest, the
+    // median of the previous ones, the age against max_age).
+    std::fs::create_dir_all(path("backups")).expect("backups");
+    let newest_backup = SystemTime::now() - Duration::from_secs(3600);
+    for (day, size) in [(2u64, 4096usize), (1, 5120), (0, 3072)] {
+        let file = path(&format!("backups/sql_app_backup_{day}.db"));
+        std::fs::write(&file, vec![b'b'; size]).expect("backup");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(newest_backup - Duration::from_secs(day * 86_400)))
+            .expect("backup modification time");
+    }
     std::fs::write(path("pg.dsn"), postgres.dsn("postgres")).expect("dsn");
     std::fs::write(path("cache.password"), redis.password()).expect("password");
     std::fs::write(path("replica.password"), replica.password()).expect("password");
@@ -1100,7 +1115,9 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n\
          \x20   - {{name: exai-tls, health_url: '{}', ca_file: '{d}/ca.pem'}}\n\
          \x20 certificates:\n\
-         \x20   - {{name: tls, paths: ['{d}/tls/*.crt']}}\n",
+         \x20   - {{name: tls, paths: ['{d}/tls/*.crt']}}\n\
+         \x20 files:\n\
+         \x20   - {{name: sqlite_backups, path: '{d}/backups/sql_app_backup_*.db', max_age: 1d}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),

@@ -21,12 +21,13 @@ use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
 /// The areas, one rule file each.
-const AREAS: [&str; 8] = [
+const AREAS: [&str; 9] = [
     "host",
     "postgres",
     "redis",
     "wsdaemon",
     "mcp",
+    "files",
     "exporter",
     "notifier",
     "certificates",
@@ -128,6 +129,7 @@ fn every_alert_follows_the_lint_rules_and_has_a_runbook_section() {
             "redis" => &["Redis"],
             "wsdaemon" => &["McpDaemon"],
             "mcp" => &["Mcp"],
+            "files" => &["Files"],
             "certificates" => &["TlsCertificate", "CertificateFile"],
             _ => &["Mcpwatch"],
         };
