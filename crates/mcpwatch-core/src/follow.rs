@@ -768,6 +768,17 @@ mod tests {
         assert_eq!(p.dir(), Path::new("."));
         let missing = FilePattern::new(Path::new("/nonexistent-dir/*.log")).expect("glob");
         assert!(missing.list().is_err(), "a missing directory is an error");
+        // Backups: `?` is one character, regular expression characters stand for themselves.
+        let p = FilePattern::new(Path::new("/var/backups/pg/backup-????????.sql.gz")).expect("?");
+        assert!(p.matches("backup-20240117.sql.gz"));
+        assert!(!p.matches("backup-2024011.sql.gz"));
+        let p = FilePattern::new(Path::new("/backups/sql_app_backup_*.db")).expect("glob");
+        assert!(!p.matches("sql_app_backup_20261206.db.tmp"));
+        assert!(!p.matches("sql_app_backup_1xdb"), "the dot is no wildcard");
+        let p = FilePattern::new(Path::new("/b/a+b[1](x)^$.db")).expect("regex characters");
+        assert!(p.matches("a+b[1](x)^$.db"));
+        assert!(!p.matches("aab1x.db"));
+        assert!(FilePattern::new(Path::new("/")).is_err());
     }
 
     #[test]

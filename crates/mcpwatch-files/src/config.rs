@@ -5,7 +5,7 @@ use std::time::Duration;
 use mcpwatch_core::config::{ConfigPath, Problem, check_target_name, duration};
 use serde::{Deserialize, Deserializer};
 
-use crate::pattern::FilePattern;
+use mcpwatch_core::follow::FilePattern;
 
 /// Previous files compared with the newest at most; more would only cost memory.
 pub const MAX_PREVIOUS_FILES: usize = 1000;

@@ -4,7 +4,6 @@
 
 pub mod config;
 mod metrics;
-pub mod pattern;
 pub mod scan;
 
 use std::sync::{Arc, Mutex, TryLockError};
@@ -14,7 +13,7 @@ use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_tr
 use tokio::time::timeout_at;
 
 pub use config::FilesConfig;
-pub use pattern::FilePattern;
+pub use mcpwatch_core::follow::FilePattern;
 
 use crate::metrics::Found;
 use crate::scan::ScanError;

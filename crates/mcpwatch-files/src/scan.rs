@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::time::{Instant, SystemTime};
 
-use crate::pattern::FilePattern;
+use mcpwatch_core::follow::FilePattern;
 
 /// Entries read between two looks at the clock.
 const CLOCK_EVERY: usize = 256;
