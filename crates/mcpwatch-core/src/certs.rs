@@ -361,6 +361,14 @@ impl ChainRecorder {
         });
     }
 
+    /// Whether no chain was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// The report of every chain recorded, by server name, as of `now`.
     pub fn reports(&self, now: i64) -> Vec<(String, Arc<ChainReport>)> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -534,13 +542,17 @@ impl CertificateWatch {
         };
         if due {
             let handshake = handshake(&self.host, self.port, self.opening, self.config.clone());
-            match tokio::time::timeout_at(deadline, handshake).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::debug!(host = %self.host, port = self.port, %error, "Certificate handshake failed.");
-                }
-                Err(_) => {
-                    tracing::debug!(host = %self.host, port = self.port, "Certificate handshake timed out.")
+            let failure = match tokio::time::timeout_at(deadline, handshake).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some("timed out".to_owned()),
+            };
+            if let Some(error) = failure {
+                tracing::debug!(host = %self.host, port = self.port, %error, "Certificate handshake failed.");
+                if self.recorder.is_empty() {
+                    // Nothing seen yet (the server is down, or slow): tried again at the
+                    // next scrape rather than in 5 minutes.
+                    *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 }
             }
         }
