@@ -561,7 +561,8 @@ impl CertificateWatch {
 }
 
 /// Connects to `host:port` and makes a TLS handshake, which the configuration's recorder
-/// sees; the connection is closed at once.
+/// sees; the connection is closed at once. A PostgreSQL server that answers it has no TLS
+/// is no error.
 pub async fn handshake(
     host: &str,
     port: u16,
@@ -582,7 +583,9 @@ pub async fn handshake(
             .await
             .map_err(|e| format!("SSLRequest: {e}"))?;
         if answer[0] != b'S' {
-            return Err("the server does not speak TLS".to_owned());
+            // No TLS on this server (`sslmode=prefer` to a server without it): nothing to
+            // record, and nothing to try again before the next refresh.
+            return Ok(());
         }
     }
     let name =
