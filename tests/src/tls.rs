@@ -36,3 +36,86 @@ pub fn ca_and_server_for(names: &[&str]) -> (String, String, String) {
     let cert = params.signed_by(&key, &ca).expect("server certificate");
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
+
+/// A certificate authority whose certificates end at given seconds, for tests of expiries
+/// exact to the second.
+pub struct Authority {
+    issuer: rcgen::Issuer<'static, KeyPair>,
+    /// Its certificate, PEM.
+    pub pem: String,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+fn params_until(names: Vec<String>, common_name: &str, not_after: i64) -> CertificateParams {
+    let mut params = CertificateParams::new(names).expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.not_before =
+        time::OffsetDateTime::from_unix_timestamp(not_after.min(unix_now()) - 30 * 86_400)
+            .expect("time");
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("time");
+    params
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Authority {
+    /// A self-signed root named `name`, valid until `not_after` (seconds since the epoch).
+    ///
+    /// # Panics
+    /// When rcgen fails.
+    pub fn root(name: &str, not_after: i64) -> Self {
+        let mut params = params_until(Vec::new(), name, not_after);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        let pem = params.self_signed(&key).expect("root").pem();
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// An intermediate CA this one signs, valid until `not_after`.
+    ///
+    /// # Panics
+    /// When rcgen fails.
+    pub fn intermediate(&self, name: &str, not_after: i64) -> Self {
+        let mut params = params_until(Vec::new(), name, not_after);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        let pem = params
+            .signed_by(&key, &self.issuer)
+            .expect("intermediate")
+            .pem();
+        Self {
+            issuer: rcgen::Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A server certificate for `names` this CA signs, valid until `not_after`:
+    /// `(certificate, key)`, PEM.
+    ///
+    /// # Panics
+    /// When rcgen fails.
+    pub fn server(&self, names: &[&str], not_after: i64) -> (String, String) {
+        let params = params_until(
+            names.iter().map(|n| (*n).to_owned()).collect(),
+            names.first().copied().unwrap_or("server"),
+            not_after,
+        );
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("server");
+        (cert.pem(), key.serialize_pem())
+    }
+}

@@ -10,9 +10,10 @@
 //!
 //! Live check: real PostgreSQL (with a logical replica and dead rows), Redis (with a
 //! replica), an MCP daemon (health endpoint, health file, request log, and the official
-//! SDK's server over Streamable HTTP), the exporter watching all of them, the notifier with
-//! an escalation policy, a failing channel and a maintenance window, and a real Prometheus
-//! with the shipped rules: every query of every dashboard succeeds and returns data.
+//! SDK's server over Streamable HTTP), a directory of backups, the exporter watching all of
+//! them, the notifier with an escalation policy, a failing channel and a maintenance window,
+//! and a real Prometheus with the shipped rules: every query of every dashboard succeeds
+//! and returns data.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::convert::Infallible;
@@ -33,6 +34,7 @@ use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::redis::RedisServer;
 use mcpwatch_tests::repo::{read, root};
+use mcpwatch_tests::tls::ca_and_server_for;
 use mcpwatch_tests::wait_for_async;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
@@ -40,15 +42,17 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 8] = [
+const DASHBOARDS: [(&str, &str, bool); 10] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
     ("redis.json", "mcpwatch-redis", true),
     ("wsdaemon.json", "mcpwatch-wsdaemon", true),
     ("endpoints.json", "mcpwatch-endpoints", true),
+    ("files.json", "mcpwatch-files", true),
     ("notifier.json", "mcpwatch-notifier", false),
     ("mcp.json", "mcpwatch-mcp", false),
+    ("certificates.json", "mcpwatch-certificates", true),
 ];
 
 /// The durations dashboard-linter puts in place of Grafana's interval variables: values no
@@ -1084,9 +1088,28 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     let request_log = path("logs/requests.jsonl");
     append(&request_log, &request_line("glm", "chat", "success", 80));
     std::fs::write(path("health.json"), health_file_body()).expect("health file");
+    // Three daily backups, the newest an hour old, for the backup panels (the newest, the
+    // median of the previous ones, the age against max_age).
+    std::fs::create_dir_all(path("backups")).expect("backups");
+    let newest_backup = SystemTime::now() - Duration::from_secs(3600);
+    for (day, size) in [(2u64, 4096usize), (1, 5120), (0, 3072)] {
+        let file = path(&format!("backups/sql_app_backup_{day}.db"));
+        std::fs::write(&file, vec![b'b'; size]).expect("backup");
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(newest_backup - Duration::from_secs(day * 86_400)))
+            .expect("backup modification time");
+    }
     std::fs::write(path("pg.dsn"), postgres.dsn("postgres")).expect("dsn");
     std::fs::write(path("cache.password"), redis.password()).expect("password");
     std::fs::write(path("replica.password"), replica.password()).expect("password");
+    // A daemon over https, for the TLS certificate panels, and a certificate file.
+    let (ca, cert, key) = ca_and_server_for(&["127.0.0.1"]);
+    let tls_daemon = Daemon::start_tls(Behaviour::default(), &cert, &key).await;
+    std::fs::write(path("ca.pem"), &ca).expect("CA");
+    std::fs::create_dir_all(path("tls")).expect("tls");
+    std::fs::write(path("tls/server.crt"), format!("{cert}{ca}")).expect("certificate file");
     let d = dir.path().display();
     let config = format!(
         "collectors:\n\
@@ -1110,15 +1133,21 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20   - name: glm-gateway\n\
          \x20     mcp_url: '{}'\n\
          \x20     tool_call: {{name: tool_001, arguments: {{text: ping}}, expect: '^tool_001: ping$'}}\n\
+         \x20   - {{name: exai-tls, health_url: '{}', ca_file: '{d}/ca.pem'}}\n\
          \x20 http:\n\
          \x20   - {{name: admin-ui, url: '{}', body_pattern: '<title>Forge Admin</title>'}}\n\
-         \x20   - {{name: gateway, url: '{}'}}\n",
+         \x20   - {{name: gateway, url: '{}'}}\n\
+         \x20 certificates:\n\
+         \x20   - {{name: tls, paths: ['{d}/tls/*.crt']}}\n\
+         \x20 files:\n\
+         \x20   - {{name: sqlite_backups, path: '{d}/backups/sql_app_backup_*.db', max_age: 1d}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),
         daemon.websocket_url(),
         mcp.streamable_http_url(),
         modern.streamable_http_url(),
+        tls_daemon.health_url(),
         pages.url("/"),
         pages.url("/health"),
     );

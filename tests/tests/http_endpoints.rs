@@ -3,7 +3,8 @@
 //! not, a 503, a redirect loop, a huge body, a body pattern found and not, a redirect to
 //! another host that must not carry the credentials, a host that does not resolve, a page
 //! that hangs past the deadline (alone, and under two scrapes of different deadlines), TLS
-//! with a private CA and with the wrong one, and the `/probe` module of the same checks.
+//! with a private CA and with the wrong one (and the certificates' expiries, exact to the
+//! second), and the `/probe` module of the same checks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use mcpwatch_tests::binaries::start_exporter;
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::pages::{Page, PageServer};
-use mcpwatch_tests::tls::ca_and_server_for;
+use mcpwatch_tests::tls::{Authority, ca_and_server_for};
 use mcpwatch_tests::tools::promtool_check_metrics;
 
 const ADMIN_HTML: &str = "<!doctype html><html><head><title>Forge Admin</title></head>\
@@ -370,7 +371,12 @@ async fn a_page_that_hangs_is_cut_at_the_deadline_and_the_rest_stays() {
 
 #[tokio::test]
 async fn https_with_a_private_ca_and_with_the_wrong_one() {
-    let (ca, cert, key) = ca_and_server_for(&["127.0.0.1", "localhost"]);
+    // A leaf that expires in 5 days, from a root that expires in 400, exact to the second.
+    let now = unix_now();
+    let (leaf_until, root_until) = (now + 5 * 86_400, now + 400 * 86_400);
+    let root = Authority::root("mcpwatch test root", root_until);
+    let (cert, key) = root.server(&["127.0.0.1", "localhost"], leaf_until);
+    let ca = root.pem.clone();
     let (other_ca, _, _) = ca_and_server_for(&["127.0.0.1"]);
     let gateway = PageServer::start_tls(
         vec![
@@ -426,4 +432,70 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
         found(&text, "upgraded"),
         (1.0, 200.0, 1.0, 1.0, 1.0, html, 0.0, None)
     );
+
+    // The certificates, as every TLS target reports them: recorded before they are checked,
+    // so the wrong CA's target shows the chain it refused, unverified.
+    let tls = |name: &str, target: &str, server: &str, more: &str| {
+        value_of(
+            &text,
+            &format!(
+                "{name}{{target=\"{target}\",collector=\"http\",server_name=\"{server}\"{more}}}"
+            ),
+        )
+    };
+    let (leaf, verified) = (leaf_until as f64, leaf_until.min(root_until) as f64);
+    for target in ["gateway", "wrong-ca", "system-roots", "insecure"] {
+        assert_eq!(
+            tls(
+                "tls_expiry_timestamp_seconds",
+                target,
+                "127.0.0.1",
+                ",chain=\"leaf\""
+            ),
+            Some(leaf),
+            "{target}"
+        );
+    }
+    assert_eq!(
+        tls(
+            "tls_expiry_timestamp_seconds",
+            "gateway",
+            "127.0.0.1",
+            ",chain=\"verified\""
+        ),
+        Some(verified)
+    );
+    assert_eq!(
+        tls("tls_chain_verified", "gateway", "127.0.0.1", ""),
+        Some(1.0)
+    );
+    assert_eq!(
+        tls("tls_chain_verified", "wrong-ca", "127.0.0.1", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        tls("tls_chain_verified", "insecure", "127.0.0.1", ""),
+        None,
+        "not checked"
+    );
+    assert_eq!(
+        tls(
+            "tls_expiry_timestamp_seconds",
+            "upgraded",
+            "localhost",
+            ",chain=\"leaf\""
+        ),
+        Some(leaf)
+    );
+    assert_eq!(
+        tls("tls_chain_verified", "upgraded", "localhost", ""),
+        Some(1.0)
+    );
+    assert!(!text.contains("tls_expiry_timestamp_seconds{target=\"admin"));
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -21,8 +21,17 @@ use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
 /// The areas, one rule file each.
-const AREAS: [&str; 8] = [
-    "host", "postgres", "redis", "wsdaemon", "mcp", "http", "exporter", "notifier",
+const AREAS: [&str; 10] = [
+    "host",
+    "postgres",
+    "redis",
+    "wsdaemon",
+    "mcp",
+    "http",
+    "files",
+    "exporter",
+    "notifier",
+    "certificates",
 ];
 const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
 const RUNBOOKS: &str = "https://github.com/mcpwatch/mcpwatch/blob/main/docs/runbooks.md#";
@@ -115,17 +124,21 @@ fn every_alert_follows_the_lint_rules_and_has_a_runbook_section() {
         if !camel_case(name) || name.len() > 40 {
             problems.push(format!("{at}: not CamelCase of at most 40 characters"));
         }
-        let prefix = match area {
-            "host" => "Host",
-            "postgres" => "Postgres",
-            "redis" => "Redis",
-            "wsdaemon" => "McpDaemon",
-            "mcp" => "Mcp",
-            "http" => "HttpEndpoint",
-            _ => "Mcpwatch",
+        let prefixes: &[&str] = match area {
+            "host" => &["Host"],
+            "postgres" => &["Postgres"],
+            "redis" => &["Redis"],
+            "wsdaemon" => &["McpDaemon"],
+            "mcp" => &["Mcp"],
+            "http" => &["HttpEndpoint"],
+            "files" => &["Files"],
+            "certificates" => &["TlsCertificate", "CertificateFile"],
+            _ => &["Mcpwatch"],
         };
-        if !name.starts_with(prefix) {
-            problems.push(format!("{at}: alerts of {area}.yml start with {prefix}"));
+        if !prefixes.iter().any(|prefix| name.starts_with(prefix)) {
+            problems.push(format!(
+                "{at}: alerts of {area}.yml start with one of {prefixes:?}"
+            ));
         }
         let severity = text(&rule["labels"], "severity");
         if !SEVERITIES.contains(&severity) {

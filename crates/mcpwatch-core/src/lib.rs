@@ -4,6 +4,7 @@
 
 #[cfg(feature = "binary")]
 pub mod binary;
+pub mod certs;
 pub mod collector;
 pub mod config;
 pub mod connect_failure;
@@ -11,6 +12,7 @@ pub mod encode;
 pub mod engine;
 pub mod exporter_service;
 pub mod fnv;
+pub mod follow;
 pub mod metrics;
 pub mod process;
 pub mod secret;

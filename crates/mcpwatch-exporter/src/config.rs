@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcpwatch_certificates::{CertificatesCollector, CertificatesConfig};
 use mcpwatch_core::config::{
     ConfigError, ConfigPath, Pattern, Problem, SecretFile, check_target_name, duration,
     load_yaml_checked,
 };
 use mcpwatch_core::{ScrapeOptions, Secret};
+use mcpwatch_files::FilesConfig;
 use mcpwatch_host::HostConfig;
 use mcpwatch_postgres::PostgresConfig;
 use mcpwatch_redis::RedisConfig;
@@ -53,6 +55,12 @@ pub struct CollectorsConfig {
     /// Plain HTTP endpoints: admin UIs, gateways.
     #[serde(default)]
     pub http: Vec<HttpConfig>,
+    /// Certificate files.
+    #[serde(default)]
+    pub certificates: Vec<CertificatesConfig>,
+    /// Patterns of files, such as backups.
+    #[serde(default)]
+    pub files: Vec<FilesConfig>,
 }
 
 /// `scrape`.
@@ -592,6 +600,22 @@ impl ExporterConfig {
             |t| &t.name,
             HttpConfig::validate,
         )?;
+        check_targets(
+            "certificates",
+            &self.collectors.certificates,
+            |t| &t.name,
+            |t| {
+                CertificatesCollector::new(t.clone())
+                    .map(drop)
+                    .map_err(|e| (e.key, e.message))
+            },
+        )?;
+        check_targets(
+            "files",
+            &self.collectors.files,
+            |t| &t.name,
+            FilesConfig::validate,
+        )?;
         if self.scrape.timeout.is_zero() {
             return Err((
                 "scrape.timeout".to_owned(),
@@ -727,6 +751,48 @@ mod tests {
         .expect_err("clash");
         assert!(
             e.starts_with("exporter.yml:7:11: collectors.wsdaemon[0].mappings[0].metric: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn files_targets_from_the_documented_example() {
+        let config = load(
+            "collectors:\n  files:\n    - { name: sqlite_backups, path: \"backups/sql_app_backup_*.db\", \
+             max_age: 1h, min_size_ratio: 0.5 }\n    - name: pg_dumps\n      \
+             path: /var/backups/pg/*.sql.gz\n",
+            &[],
+        )
+        .expect("valid");
+        let targets = &config.collectors.files;
+        assert_eq!(targets[0].name, "sqlite_backups");
+        assert!(targets[0].path.path().is_absolute(), "relative to the file");
+        assert!(
+            targets[0]
+                .path
+                .path()
+                .ends_with("backups/sql_app_backup_*.db")
+        );
+        assert_eq!(targets[0].max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(targets[1].max_age, None);
+        assert_eq!(targets[1].min_size_ratio, 0.5);
+        let e = load(
+            "collectors:\n  files:\n    - name: a\n      path: /b/*.db\n    - name: b\n      \
+             path: /b/*/x.db\n",
+            &[],
+        )
+        .expect_err("directory wildcard");
+        assert!(
+            e.starts_with("exporter.yml:6:7: collectors.files[1].path: wildcards are allowed"),
+            "{e}"
+        );
+        let e = load(
+            "collectors:\n  files:\n    - name: a\n      path: /b/*.db\n      min_size_ratio: 2\n",
+            &[],
+        )
+        .expect_err("ratio");
+        assert!(
+            e.starts_with("exporter.yml:5:7: collectors.files[0].min_size_ratio: 2 is not"),
             "{e}"
         );
     }

@@ -4,8 +4,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use mcpwatch_certificates::{CertificatesCollector, CertificatesConfig};
 use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
+use mcpwatch_files::{FilesCollector, FilesConfig};
 use mcpwatch_host::{HostCollector, HostConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
@@ -23,6 +25,8 @@ enum CollectorSpec {
     Redis(RedisConfig),
     WsDaemon(WsDaemonConfig),
     Http(HttpConfig),
+    Certificates(CertificatesConfig),
+    Files(FilesConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -32,41 +36,22 @@ type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
 /// of a CA file) that holds a secret: it is redacted as configuration errors are.
 fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
     let mut specs = Vec::new();
-    if config.collectors.host.enabled {
-        specs.push(CollectorSpec::Host(config.collectors.host.clone()));
+    let collectors = &config.collectors;
+    if collectors.host.enabled {
+        specs.push(CollectorSpec::Host(collectors.host.clone()));
     }
-    specs.extend(
-        config
-            .collectors
-            .postgres
-            .iter()
-            .cloned()
-            .map(CollectorSpec::Postgres),
-    );
-    specs.extend(
-        config
-            .collectors
-            .redis
-            .iter()
-            .cloned()
-            .map(CollectorSpec::Redis),
-    );
-    specs.extend(
-        config
-            .collectors
-            .wsdaemon
-            .iter()
-            .cloned()
-            .map(CollectorSpec::WsDaemon),
-    );
-    specs.extend(
-        config
-            .collectors
-            .http
-            .iter()
-            .cloned()
-            .map(CollectorSpec::Http),
-    );
+    let postgres = collectors.postgres.iter().cloned();
+    specs.extend(postgres.map(CollectorSpec::Postgres));
+    let redis = collectors.redis.iter().cloned();
+    specs.extend(redis.map(CollectorSpec::Redis));
+    let wsdaemon = collectors.wsdaemon.iter().cloned();
+    specs.extend(wsdaemon.map(CollectorSpec::WsDaemon));
+    let http = collectors.http.iter().cloned();
+    specs.extend(http.map(CollectorSpec::Http));
+    let certificates = collectors.certificates.iter().cloned();
+    specs.extend(certificates.map(CollectorSpec::Certificates));
+    let files = collectors.files.iter().cloned();
+    specs.extend(files.map(CollectorSpec::Files));
     specs
         .into_iter()
         .map(|spec| {
@@ -92,6 +77,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::Http(target) => Arc::new(
                     HttpCollector::new(target.clone())
                         .map_err(|e| format!("http target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Certificates(target) => Arc::new(
+                    CertificatesCollector::new(target.clone())
+                        .map_err(|e| format!("certificates target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Files(target) => Arc::new(
+                    FilesCollector::new(target.clone())
+                        .map_err(|e| format!("files target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))

@@ -51,8 +51,10 @@ impl<T> Striped<T> {
 
 /// A gauge in stripes; see [`Gauge::add_at`].
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "rmcp"), allow(dead_code))]
 pub(crate) struct Gauge(Striped<AtomicI64>);
 
+#[cfg_attr(not(feature = "rmcp"), allow(dead_code))]
 impl Gauge {
     /// Adds `n` in the current thread's stripe; the stripe, for [`Gauge::add_at`].
     pub(crate) fn add(&self, n: i64) -> usize {

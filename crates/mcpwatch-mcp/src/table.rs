@@ -246,6 +246,7 @@ impl OperationTable {
 
     /// As [`OperationTable::key`], of bytes not known to be UTF-8 (a request's headers):
     /// bytes no label has count as `_OTHER`, as any unknown name does.
+    #[cfg_attr(not(feature = "rmcp"), allow(dead_code))]
     pub(crate) fn key_of_bytes(
         &self,
         method: Option<&[u8]>,

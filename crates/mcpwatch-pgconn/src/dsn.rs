@@ -49,9 +49,9 @@ impl ParsedDsn {
         }
     }
 
-    /// The TLS connector for the `sslmode` and root certificates; with `disable` it is
-    /// never used.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, SettingsError> {
+    /// The TLS connector for the `sslmode` and root certificates (with `disable` it is
+    /// never used), and the recorder of the certificate chains the server presents.
+    pub fn connector(&self) -> Result<(MakeRustlsConnect, crate::tls::Watched), SettingsError> {
         crate::tls::connector(self.ssl_mode, self.root_cert.as_deref())
     }
 

@@ -3,28 +3,37 @@
 //! checks the host name.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use mcpwatch_core::web::{ServerCheck, client_config};
+use mcpwatch_core::certs::ChainRecorder;
+use mcpwatch_core::web::{ServerCheck, watched_client_config};
+use rustls::ClientConfig;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::SettingsError;
 use crate::dsn::SslMode;
 
-/// The connector for `mode`; with `Disable` it is never used.
+/// A TLS client configuration and the recorder of the chains its handshakes see.
+pub type Watched = (Arc<ClientConfig>, Arc<ChainRecorder>);
+
+/// The connector for `mode` (with `Disable` it is never used), and the recorder of the
+/// certificate chains its handshakes are presented.
 pub(crate) fn connector(
     mode: SslMode,
     root_cert: Option<&Path>,
-) -> Result<MakeRustlsConnect, SettingsError> {
+) -> Result<(MakeRustlsConnect, Watched), SettingsError> {
     let check = match mode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => ServerCheck::None,
         SslMode::VerifyCa => ServerCheck::Chain,
         SslMode::VerifyFull => ServerCheck::Full,
     };
-    let config = client_config(check, root_cert).map_err(|reason| match root_cert {
-        Some(_) => SettingsError::RootCert { reason },
-        None => SettingsError::Tls { reason },
-    })?;
-    Ok(MakeRustlsConnect::new(config))
+    let (config, recorder) =
+        watched_client_config(check, root_cert).map_err(|reason| match root_cert {
+            Some(_) => SettingsError::RootCert { reason },
+            None => SettingsError::Tls { reason },
+        })?;
+    let connector = MakeRustlsConnect::new((*config).clone());
+    Ok((connector, (config, recorder)))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use mcpwatch_core::certs::{CertificateWatch, Opening};
 use mcpwatch_core::connect_failure::write_connect_failure;
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, Secret, async_trait};
 
@@ -125,6 +126,8 @@ pub struct PostgresCollector {
     sizes: Mutex<Option<SizesRead>>,
     /// Whether the role saw every session at the last scrape.
     privileges: PrivilegeWatch,
+    /// The certificate chains the server presented its TLS connections.
+    certificates: Option<CertificateWatch>,
 }
 
 impl std::fmt::Debug for PostgresCollector {
@@ -135,6 +138,27 @@ impl std::fmt::Debug for PostgresCollector {
             .field("others", &self.others.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// A watch of the server's certificates when the connection string asks for TLS to a host
+/// reached over TCP (the first, as tokio-postgres tries them in order).
+fn certificate_watch(
+    config: &tokio_postgres::Config,
+    watched: mcpwatch_pgconn::Watched,
+) -> Option<CertificateWatch> {
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+        return None;
+    }
+    let tokio_postgres::config::Host::Tcp(host) = config.get_hosts().first()? else {
+        return None;
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    Some(CertificateWatch::new(
+        watched,
+        host.clone(),
+        port,
+        Opening::PostgresSslRequest,
+    ))
 }
 
 impl PostgresCollector {
@@ -158,7 +182,7 @@ impl PostgresCollector {
         if let Some(ca_file) = &config.ca_file {
             parsed.set_root_cert(ca_file.path().to_owned());
         }
-        let tls = parsed.connector().map_err(|e| PostgresError {
+        let (tls, watched) = parsed.connector().map_err(|e| PostgresError {
             key: if config.ca_file.is_some() {
                 "ca_file"
             } else {
@@ -170,6 +194,7 @@ impl PostgresCollector {
         let main_database = parsed.database().to_owned();
 
         let mut base = parsed.into_config();
+        let certificates = certificate_watch(&base, watched);
         // Server-side limits for everything the session runs, and a read-only session:
         // custom queries cannot change data even by mistake.
         let limits = format!(
@@ -223,6 +248,7 @@ impl PostgresCollector {
             others,
             sizes: Mutex::new(None),
             privileges: PrivilegeWatch::default(),
+            certificates,
         })
     }
 
@@ -295,7 +321,15 @@ impl Collector for PostgresCollector {
             .add(&[], 0.0);
         // This collection's own hold on each connection, so that another collection's
         // deadline never cuts its queries, nor theirs queue behind its own.
-        let mut main_lease = match self.main.lease(ctx, 0.5).await {
+        let lease = self.main.lease(ctx, 0.5).await;
+        // The chains the server presented, this connection's included (one kept open was
+        // verified when it was made), also when the handshake failed on them.
+        if let Some(certificates) = &self.certificates {
+            certificates
+                .write(sink, "postgres", ctx.deadline().into())
+                .await;
+        }
+        let mut main_lease = match lease {
             Ok(lease) => {
                 write_connect_failure(sink, "pg", None);
                 lease

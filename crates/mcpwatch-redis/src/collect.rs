@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use mcpwatch_core::certs::{CertificateWatch, Opening};
 use mcpwatch_core::connect_failure::{ConnectFailure, unresolvable, write_connect_failure};
+use mcpwatch_core::web::{ServerCheck, watched_client_config};
 use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, ProtocolVersion, Value};
@@ -47,6 +49,9 @@ pub struct RedisCollector {
     /// LEN, CLUSTER INFO) and when: not asked again until [`REFUSED_RETRY`] has passed or
     /// the next connection.
     refused: std::sync::Mutex<Vec<(&'static str, Instant)>>,
+    /// The certificates of a `rediss://` server, from handshakes of their own (the
+    /// client library's TLS settings take no verifier to record them).
+    certificates: Option<CertificateWatch>,
 }
 
 impl std::fmt::Debug for RedisCollector {
@@ -96,6 +101,33 @@ impl RedisCollector {
                 None => error("cannot use these connection settings".to_owned()),
             })
         };
+        let certificates = match info.addr() {
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                ..
+            } => {
+                let check = if *insecure {
+                    ServerCheck::None
+                } else {
+                    ServerCheck::Full
+                };
+                let watched =
+                    watched_client_config(check, config.ca_file.as_ref().map(|c| c.path()))
+                        .map_err(|message| RedisError {
+                            key: "ca_file".to_owned(),
+                            message,
+                        })?;
+                Some(CertificateWatch::new(
+                    watched,
+                    host.clone(),
+                    *port,
+                    Opening::Direct,
+                ))
+            }
+            _ => None,
+        };
         let client = build(ProtocolVersion::RESP3)?;
         let client_resp2 = build(ProtocolVersion::RESP2)?;
         Ok(Self {
@@ -107,6 +139,7 @@ impl RedisCollector {
             connections_made: AtomicU64::new(0),
             cluster_mode: AtomicBool::new(false),
             refused: std::sync::Mutex::new(Vec::new()),
+            certificates,
         })
     }
 
@@ -379,6 +412,11 @@ impl Collector for RedisCollector {
         // Down until PING answers, so that a cut scrape still says so.
         sink.gauge("redis_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
+        if let Some(certificates) = &self.certificates {
+            certificates
+                .write(sink, "redis", ctx.deadline().into())
+                .await;
+        }
         // A connection that broke since the last scrape (a restart, CLIENT KILL, a timeout
         // on the server) is made again at once, so that the scrape still tells how the
         // server is; a new connection that fails is the answer. With PING refused by an

@@ -461,7 +461,7 @@ impl WsDaemonConfig {
                     "give positive bounds in increasing order".into(),
                 );
             }
-            if let Err(e) = crate::request_log::FilePattern::new(log.path.path()) {
+            if let Err(e) = mcpwatch_core::follow::FilePattern::new(log.path.path()) {
                 return problem("request_log.path", e);
             }
         }

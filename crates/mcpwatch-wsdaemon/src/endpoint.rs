@@ -169,9 +169,9 @@ impl CheckReport {
         self.phases[phase as usize] += since.elapsed().as_secs_f64();
     }
 
-    /// Records what the TLS step of a connection gave: every connection of the check,
-    /// redirects included, passes here once it is established, the final page's last.
-    /// What a TLS session tells about the target (its certificates) is taken here.
+    /// Records whether an established connection of the check speaks TLS (the final
+    /// page's is recorded last). The certificate chains of its handshakes are recorded by
+    /// the TLS configuration itself ([`Access::certificates`]).
     fn record_tls(&mut self, stream: &Stream) {
         self.tls = matches!(stream, Stream::Tls(_));
     }
@@ -488,6 +488,7 @@ impl HttpCollector {
         .map_err(error)?;
         let anonymous = Access {
             tls: access.tls.clone(),
+            certificates: access.certificates.clone(),
             token: None,
             headers: Vec::new(),
         };
@@ -603,6 +604,9 @@ impl Collector for HttpCollector {
             .min(self.check.config.timeout);
         let report = self.check.run(Instant::now() + budget).await;
         write(&report, &self.check.config, sink);
+        if let Some(certificates) = &self.check.access.certificates {
+            certificates.write(sink, "http");
+        }
         match &report.failure {
             None => Ok(()),
             Some(failure) => {

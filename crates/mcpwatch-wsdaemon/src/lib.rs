@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use mcpwatch_core::certs::ChainRecorder;
 use mcpwatch_core::config::{ConfigPath, Problem};
-use mcpwatch_core::web::{ServerCheck, shared_client_config};
+use mcpwatch_core::web::{ServerCheck, watched_client_config};
 use mcpwatch_core::{
     CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
 };
@@ -108,13 +109,16 @@ pub fn target_name(url: &str) -> Result<String, String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Access {
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// The certificate chains the TLS handshakes of `tls` were presented.
+    pub(crate) certificates: Option<Arc<ChainRecorder>>,
     pub(crate) token: Option<Secret>,
     pub(crate) headers: Vec<(::http::HeaderName, Secret)>,
 }
 
 impl Access {
-    /// The TLS settings (when a URL is `https://` or `wss://`, or a CA file is set), the
-    /// bearer token and the further headers of a target; an error names the key at fault.
+    /// The TLS settings (when a URL is `https://` or `wss://`, or a CA file is set) with
+    /// the recorder of the certificate chains their handshakes are presented, the bearer
+    /// token and the further headers of a target; an error names the key at fault.
     pub(crate) fn new(
         token: Result<Option<Secret>, String>,
         headers: &BTreeMap<String, Secret>,
@@ -139,14 +143,16 @@ impl Access {
             };
             let ca = ca_file.map(ConfigPath::path);
             Some(
-                shared_client_config(check, ca)
+                watched_client_config(check, ca)
                     .map_err(|message| ("ca_file".to_owned(), message))?,
             )
         } else {
             None
         };
+        let (tls, certificates) = tls.unzip();
         Ok(Self {
             tls,
+            certificates,
             token,
             headers,
         })
@@ -415,6 +421,9 @@ impl Collector for WsDaemonCollector {
                     self.access.redact(detail)
                 );
             }
+        }
+        if let Some(certificates) = &self.access.certificates {
+            certificates.write(sink, "wsdaemon");
         }
         if let Some(files) = files {
             sink.append(files.sink);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use rustls::client::Resumption;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -14,9 +15,10 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 
 use super::tls::crypto_provider;
+use crate::certs::{CertInfo, ChainRecorder};
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,37 +35,104 @@ pub enum ServerCheck {
 /// A client configuration that trusts the CA certificates in `ca_file` (PEM), or the
 /// system's when it is `None`. Errors name the file.
 pub fn client_config(check: ServerCheck, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
-    let provider = Arc::new(crypto_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match check {
-        ServerCheck::None => Arc::new(NoVerification {
-            algorithms: provider.signature_verification_algorithms,
-        }),
-        ServerCheck::Chain | ServerCheck::Full => {
-            let roots = Arc::new(roots(ca_file)?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| format!("TLS verifier: {e}"))?;
-            if check == ServerCheck::Full {
-                webpki
-            } else {
-                Arc::new(AnyName { inner: webpki })
-            }
-        }
+    let trust = match check {
+        ServerCheck::None => None,
+        ServerCheck::Chain | ServerCheck::Full => Some(Arc::new(Trust::load(ca_file)?)),
     };
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+    build(verifier(check, trust.as_ref())?)
 }
 
-/// What identifies a client configuration: the check, and the CA file as it is on disk
-/// (its path, modification time and length), so that a changed file is read again.
-type SharedKey = (ServerCheck, Option<(PathBuf, Option<SystemTime>, u64)>);
+/// A client configuration whose handshakes are watched: every certificate chain a server
+/// presents is recorded, by server name, before it is checked (so a chain that fails the
+/// check is seen too), for [`ChainRecorder::write`] to report. Sessions are not resumed:
+/// a resumed session skips the certificate, and a renewed certificate would go unseen.
+/// The trusted CAs are shared as [`shared_client_config`] shares them.
+pub fn watched_client_config(
+    check: ServerCheck,
+    ca_file: Option<&Path>,
+) -> Result<(Arc<ClientConfig>, Arc<ChainRecorder>), String> {
+    let trust = match check {
+        ServerCheck::None => None,
+        ServerCheck::Chain | ServerCheck::Full => Some(shared_trust(ca_file)?),
+    };
+    let recorder = Arc::new(ChainRecorder::new(verifier(check, trust.as_ref())?, trust));
+    let mut config = build(recorder.clone())?;
+    config.resumption = Resumption::disabled();
+    Ok((Arc::new(config), recorder))
+}
 
-/// Client configurations built so far, at most this many kept.
+fn build(verifier: Arc<dyn ServerCertVerifier>) -> Result<ClientConfig, String> {
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    )
+}
+
+fn verifier(
+    check: ServerCheck,
+    trust: Option<&Arc<Trust>>,
+) -> Result<Arc<dyn ServerCertVerifier>, String> {
+    let provider = Arc::new(crypto_provider());
+    let Some(trust) = trust.filter(|_| check != ServerCheck::None) else {
+        return Ok(Arc::new(NoVerification {
+            algorithms: provider.signature_verification_algorithms,
+        }));
+    };
+    let webpki = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider)
+        .build()
+        .map_err(|e| format!("TLS verifier: {e}"))?;
+    Ok(if check == ServerCheck::Full {
+        webpki
+    } else {
+        Arc::new(AnyName { inner: webpki })
+    })
+}
+
+/// A file as it is on disk: its path, modification time and length, so that a changed
+/// file is read again.
+type FileKey = Option<(PathBuf, Option<SystemTime>, u64)>;
+
+fn file_key(ca_file: Option<&Path>) -> FileKey {
+    ca_file.map(|path| {
+        let meta = std::fs::metadata(path).ok();
+        (
+            path.to_path_buf(),
+            meta.as_ref().and_then(|m| m.modified().ok()),
+            meta.map_or(0, |m| m.len()),
+        )
+    })
+}
+
+/// Entries kept at most in each of the shared caches.
 const SHARED_MAX: usize = 64;
+
+/// The value of `key` in `cache`, made by `make` (outside the lock: reading the system's
+/// roots takes a while) when it is not there.
+fn shared<K: Eq + std::hash::Hash, V: Clone>(
+    cache: &Mutex<Option<HashMap<K, V>>>,
+    key: K,
+    make: impl FnOnce() -> Result<V, String>,
+) -> Result<V, String> {
+    if let Some(value) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|cache| cache.get(&key))
+    {
+        return Ok(value.clone());
+    }
+    let value = make()?;
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= SHARED_MAX {
+        cache.clear();
+    }
+    Ok(cache.entry(key).or_insert(value).clone())
+}
 
 /// The same as [`client_config`], shared: callers asking for the same check and the same
 /// CA file (unchanged on disk) get one configuration, so that many targets with the same
@@ -73,60 +142,99 @@ pub fn shared_client_config(
     check: ServerCheck,
     ca_file: Option<&Path>,
 ) -> Result<Arc<ClientConfig>, String> {
-    static SHARED: Mutex<Option<HashMap<SharedKey, Arc<ClientConfig>>>> = Mutex::new(None);
-    let file = ca_file.map(|path| {
-        let meta = std::fs::metadata(path).ok();
-        (
-            path.to_path_buf(),
-            meta.as_ref().and_then(|m| m.modified().ok()),
-            meta.map_or(0, |m| m.len()),
-        )
-    });
-    let key = (check, file);
-    if let Some(config) = SHARED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .and_then(|shared| shared.get(&key))
-    {
-        return Ok(config.clone());
-    }
-    // Built outside the lock: reading the system's roots takes a while.
-    let config = Arc::new(client_config(check, ca_file)?);
-    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    let shared = shared.get_or_insert_with(HashMap::new);
-    if shared.len() >= SHARED_MAX {
-        shared.clear();
-    }
-    Ok(shared.entry(key).or_insert(config).clone())
+    static SHARED: Mutex<Option<HashMap<(ServerCheck, FileKey), Arc<ClientConfig>>>> =
+        Mutex::new(None);
+    shared(&SHARED, (check, file_key(ca_file)), || {
+        let trust = match check {
+            ServerCheck::None => None,
+            ServerCheck::Chain | ServerCheck::Full => Some(shared_trust(ca_file)?),
+        };
+        Ok(Arc::new(build(verifier(check, trust.as_ref())?)?))
+    })
 }
 
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                store
-                    .add(cert)
+/// The CAs of `ca_file`, or the system's, read once for every caller while the file is
+/// unchanged.
+pub fn shared_trust(ca_file: Option<&Path>) -> Result<Arc<Trust>, String> {
+    static SHARED: Mutex<Option<HashMap<FileKey, Arc<Trust>>>> = Mutex::new(None);
+    shared(&SHARED, file_key(ca_file), || {
+        Trust::load(ca_file).map(Arc::new)
+    })
+}
+
+/// Trusted CA certificates: the root store a verifier checks chains against, and when each
+/// root expires (a trust anchor does not say), for the expiry of a verified chain.
+#[derive(Debug)]
+pub struct Trust {
+    roots: Arc<RootCertStore>,
+    /// Subject, public key and expiry of each root.
+    expiries: Vec<(Vec<u8>, Vec<u8>, i64)>,
+}
+
+impl Trust {
+    /// The CA certificates of `ca_file` (PEM), or the system's when it is `None`.
+    pub fn load(ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut store = RootCertStore::empty();
+        let mut expiries = Vec::new();
+        let mut add = |cert: CertificateDer<'static>| -> Result<(), String> {
+            let not_after = CertInfo::from_der(&cert).map(|info| info.not_after);
+            store.add(cert.clone()).map_err(|e| e.to_string())?;
+            if let (Ok(not_after), Ok(anchor)) =
+                (not_after, webpki::anchor_from_trusted_cert(&cert))
+            {
+                expiries.push((
+                    anchor.subject.as_ref().to_vec(),
+                    anchor.subject_public_key_info.as_ref().to_vec(),
+                    not_after,
+                ));
+            }
+            Ok(())
+        };
+        match ca_file {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                    add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                if store.is_empty() {
+                    return Err(format!("{}: no PEM certificate", path.display()));
+                }
             }
-            if store.is_empty() {
-                return Err(format!("{}: no PEM certificate", path.display()));
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = add(cert);
+                }
+                if store.is_empty() {
+                    return Err(
+                        "no trusted CA certificate on this system; set a CA file".to_owned()
+                    );
+                }
             }
         }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = store.add(cert);
-            }
-            if store.is_empty() {
-                return Err("no trusted CA certificate on this system; set a CA file".to_owned());
-            }
-        }
+        expiries.shrink_to_fit();
+        Ok(Self {
+            roots: Arc::new(store),
+            expiries,
+        })
     }
-    Ok(store)
+
+    /// The trust anchors.
+    pub fn anchors(&self) -> &[TrustAnchor<'static>] {
+        &self.roots.roots
+    }
+
+    /// When the root behind `anchor` expires.
+    pub fn anchor_expiry(&self, anchor: &TrustAnchor<'_>) -> Option<i64> {
+        self.expiries
+            .iter()
+            .find(|(subject, key, _)| {
+                subject[..] == *anchor.subject.as_ref()
+                    && key[..] == *anchor.subject_public_key_info.as_ref()
+            })
+            .map(|(_, _, not_after)| *not_after)
+    }
 }
 
 #[derive(Debug)]

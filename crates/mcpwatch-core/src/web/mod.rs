@@ -8,7 +8,9 @@ mod server;
 mod tls;
 
 pub use auth::{BasicAuth, RateLimiter};
-pub use client_tls::{ServerCheck, client_config, shared_client_config};
+pub use client_tls::{
+    ServerCheck, Trust, client_config, shared_client_config, shared_trust, watched_client_config,
+};
 pub use config::{
     BcryptHash, ClientAuthType, HttpServerConfig, RateLimit, ResponseHeaders, TlsServerConfig,
     TlsVersion, WebConfig,

@@ -1,0 +1,877 @@
+//! X.509 certificates as metrics: those a server presents in a TLS handshake and those in
+//! files on disk.
+//!
+//! For a TLS connection three expiries are told apart, because one is not enough to know
+//! when a connection will start failing:
+//!
+//! - the leaf's, the certificate of the server itself;
+//! - the earliest of the chain the server presented, which may hold certificates no client
+//!   uses (an old cross-signed root, a stale intermediate);
+//! - the earliest of the chain that was verified: the leaf, the intermediates the path from
+//!   it to a trusted root went through, and that root. That is the date after which the
+//!   verification fails. When the chain fails on time alone (a certificate on the path has
+//!   expired, or is not valid yet), the path is built as of the last second all of the
+//!   presented certificates were valid, so an expired intermediate still shows as the
+//!   chain's expiry, in the past, instead of showing nothing.
+//!
+//! Label values are bounded: at most [`MAX_CHAIN`] certificates of a chain are described,
+//! subjects and issuers are cut at [`MAX_TEXT`] characters, and a recorder remembers the
+//! chains of at most [`MAX_SERVERS`] server names.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::DigitallySignedStruct;
+use rustls::SignatureScheme;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+
+use crate::MetricSink;
+use crate::web::Trust;
+
+/// Certificates of one chain described at most (the leaf is depth 0).
+pub const MAX_CHAIN: usize = 8;
+/// Certificates of one chain kept for its verification at most.
+const MAX_KEPT: usize = 16;
+/// Characters of a subject, issuer or serial label at most.
+pub const MAX_TEXT: usize = 128;
+/// Server names whose chains a recorder remembers at most.
+pub const MAX_SERVERS: usize = 8;
+
+/// What a certificate says of itself that operators look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Start of validity, seconds since the epoch.
+    pub not_before: i64,
+    /// End of validity, seconds since the epoch.
+    pub not_after: i64,
+    /// The subject as RFC 4514 text (`CN=mcp.example.com, O=Example`), bounded.
+    pub subject: String,
+    /// The issuer, likewise.
+    pub issuer: String,
+    /// The serial number in lowercase hexadecimal, without leading zeros.
+    pub serial: String,
+}
+
+impl CertInfo {
+    /// Reads a DER-encoded certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let validity = cert.validity();
+        Ok(Self {
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+            subject: name_text(cert.subject()),
+            issuer: name_text(cert.issuer()),
+            serial: serial_text(cert.raw_serial()),
+        })
+    }
+}
+
+fn name_text(name: &X509Name<'_>) -> String {
+    bounded(&name.to_string())
+}
+
+fn serial_text(raw: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(2 * raw.len());
+    for byte in raw {
+        let _ = write!(text, "{byte:02x}");
+    }
+    match text.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        digits => bounded(digits),
+    }
+}
+
+/// `text` as a label value: control characters replaced, at most [`MAX_TEXT`] characters.
+fn bounded(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(MAX_TEXT)
+        .collect()
+}
+
+/// The certificates of a file: PEM (any number of `CERTIFICATE` sections, other sections
+/// such as keys skipped) or a single DER certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CertFile {
+    /// The certificates read, in file order.
+    pub certificates: Vec<CertInfo>,
+    /// What could not be read: a broken PEM section or a section that is no certificate.
+    /// The certificates before it are still read.
+    pub problem: Option<String>,
+    /// Whether the file is PEM with no certificate in it (a key, a request), as opposed to
+    /// something that is neither PEM nor DER.
+    pub no_certificate: bool,
+}
+
+impl CertFile {
+    /// Reads the bytes of a certificate file. No text of the file reaches the problem, so
+    /// that a key in it cannot leak.
+    pub fn parse(bytes: &[u8]) -> Self {
+        let mut file = Self::default();
+        let mut sections = 0usize;
+        for (index, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes).enumerate() {
+            match section {
+                Ok((SectionKind::Certificate, der)) => {
+                    sections += 1;
+                    match CertInfo::from_der(&der) {
+                        Ok(info) => file.certificates.push(info),
+                        Err(e) => {
+                            file.problem = Some(format!("PEM section {}: {e}", index + 1));
+                            break;
+                        }
+                    }
+                }
+                Ok(_) => sections += 1,
+                Err(e) => {
+                    file.problem = Some(format!("PEM section {}: {}", index + 1, pem_error(&e)));
+                    break;
+                }
+            }
+        }
+        if sections == 0 && file.problem.is_none() {
+            // No PEM at all: a DER certificate (`.der`, `.cer`) or something else.
+            match bytes.first() {
+                Some(0x30) => match CertInfo::from_der(bytes) {
+                    Ok(info) => file.certificates.push(info),
+                    Err(e) => file.problem = Some(e),
+                },
+                _ => file.problem = Some("no PEM or DER certificate".to_owned()),
+            }
+        }
+        if file.certificates.is_empty() && file.problem.is_none() {
+            file.problem = Some("no certificate among its PEM sections".to_owned());
+            file.no_certificate = true;
+        }
+        file
+    }
+}
+
+/// A PEM error without the bytes it may quote.
+fn pem_error(error: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { .. } => "no END line",
+        Error::IllegalSectionStart { .. } => "broken BEGIN line",
+        Error::Base64Decode(_) => "not base64",
+        _ => "not PEM",
+    }
+}
+
+/// What is known of one presented chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// The presented certificates, leaf first, at most [`MAX_CHAIN`]; one that could not
+    /// be read is left out.
+    pub certificates: Vec<(usize, CertInfo)>,
+    /// The leaf's expiry.
+    pub leaf_expiry: Option<i64>,
+    /// The earliest expiry of the presented chain.
+    pub presented_expiry: Option<i64>,
+    /// The earliest expiry of the verified path (leaf, intermediates used, root).
+    pub verified_expiry: Option<i64>,
+    /// Whether the chain verifies now.
+    pub verified: bool,
+}
+
+impl ChainReport {
+    /// Describes `chain` (leaf first) and, with `trust`, verifies it as of `now`.
+    pub fn new(chain: &[CertificateDer<'_>], trust: Option<&Trust>, now: i64) -> Self {
+        let infos: Vec<Option<CertInfo>> = chain
+            .iter()
+            .map(|der| CertInfo::from_der(der).ok())
+            .collect();
+        let leaf_expiry = infos.first().and_then(|i| i.as_ref()).map(|i| i.not_after);
+        let presented_expiry = infos.iter().flatten().map(|i| i.not_after).min();
+        let (verified_expiry, verified) = match trust {
+            Some(trust) => verify(chain, &infos, trust, now),
+            None => (None, false),
+        };
+        Self {
+            certificates: infos
+                .into_iter()
+                .take(MAX_CHAIN)
+                .enumerate()
+                .filter_map(|(depth, info)| Some((depth, info?)))
+                .collect(),
+            leaf_expiry,
+            presented_expiry,
+            verified_expiry,
+            verified,
+        }
+    }
+
+    /// When the report may change without a new chain: when a certificate expires or
+    /// starts being valid.
+    fn changes_at(&self, now: i64) -> i64 {
+        self.certificates
+            .iter()
+            .flat_map(|(_, c)| [c.not_before, c.not_after.saturating_add(1)])
+            .chain(self.verified_expiry.map(|e| e.saturating_add(1)))
+            .filter(|at| *at > now)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+}
+
+/// The earliest expiry on the path `chain` verifies through, and whether it verifies now.
+fn verify(
+    chain: &[CertificateDer<'_>],
+    infos: &[Option<CertInfo>],
+    trust: &Trust,
+    now: i64,
+) -> (Option<i64>, bool) {
+    let Some(leaf) = chain.first() else {
+        return (None, false);
+    };
+    let Ok(end_entity) = webpki::EndEntityCert::try_from(leaf) else {
+        return (None, false);
+    };
+    let algorithms = crate::web::crypto_provider()
+        .signature_verification_algorithms
+        .all;
+    let intermediates = &chain[1..];
+    let at = |seconds: i64| {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(seconds).unwrap_or(0),
+        ))
+    };
+    let path_expiry = |time: i64| -> Result<Option<i64>, webpki::Error> {
+        let path = end_entity.verify_for_usage(
+            algorithms,
+            trust.anchors(),
+            intermediates,
+            at(time),
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )?;
+        let mut earliest = infos.first().and_then(|i| i.as_ref()).map(|i| i.not_after);
+        for cert in path.intermediate_certificates() {
+            let der = cert.der();
+            let known = chain
+                .iter()
+                .zip(infos)
+                .find(|(presented, _)| presented.as_ref() == der.as_ref())
+                .and_then(|(_, info)| info.clone());
+            let not_after = known
+                .or_else(|| CertInfo::from_der(&der).ok())
+                .map(|i| i.not_after);
+            earliest = min_some(earliest, not_after);
+        }
+        Ok(min_some(earliest, trust.anchor_expiry(path.anchor())))
+    };
+    match path_expiry(now) {
+        Ok(expiry) => (expiry, true),
+        Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. }) => {
+            // Fails on time alone: the path as of the last second every presented
+            // certificate was valid.
+            let valid = infos.iter().flatten();
+            let from = valid.clone().map(|i| i.not_before).max();
+            let until = valid.map(|i| i.not_after).min();
+            match (from, until) {
+                (Some(from), Some(until)) if from <= until => {
+                    (path_expiry(until).ok().flatten(), false)
+                }
+                _ => (None, false),
+            }
+        }
+        Err(_) => (None, false),
+    }
+}
+
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The chain last presented under one server name.
+#[derive(Debug)]
+struct Seen {
+    server: String,
+    chain: Arc<[CertificateDer<'static>]>,
+    /// The report, and until when it holds.
+    report: Option<(Arc<ChainReport>, i64)>,
+}
+
+/// A certificate verifier that records the chain each server presents, by server name,
+/// before handing it to the verifier it wraps. Made by
+/// [`watched_client_config`](crate::web::watched_client_config).
+#[derive(Debug)]
+pub struct ChainRecorder {
+    inner: Arc<dyn ServerCertVerifier>,
+    trust: Option<Arc<Trust>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl ChainRecorder {
+    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>, trust: Option<Arc<Trust>>) -> Self {
+        Self {
+            inner,
+            trust,
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn record(
+        &self,
+        server: &ServerName<'_>,
+        end_entity: &CertificateDer<'_>,
+        rest: &[CertificateDer<'_>],
+    ) {
+        let server = bounded(&server.to_str());
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = |chain: &[CertificateDer<'static>]| {
+            chain.len() == (1 + rest.len()).min(MAX_KEPT)
+                && chain[0] == *end_entity
+                && chain[1..].iter().zip(rest).all(|(a, b)| a == b)
+        };
+        if let Some(at) = seen.iter().position(|s| s.server == server) {
+            if same(&seen[at].chain) {
+                return;
+            }
+            seen.remove(at);
+        }
+        if seen.len() >= MAX_SERVERS {
+            seen.remove(0);
+        }
+        let chain: Arc<[CertificateDer<'static>]> = std::iter::once(end_entity)
+            .chain(rest)
+            .take(MAX_KEPT)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        seen.push(Seen {
+            server,
+            chain,
+            report: None,
+        });
+    }
+
+    /// Whether no chain was recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// The report of every chain recorded, by server name, as of `now`.
+    pub fn reports(&self, now: i64) -> Vec<(String, Arc<ChainReport>)> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.iter_mut()
+            .map(|seen| {
+                let report = match &seen.report {
+                    Some((report, until)) if now < *until => report.clone(),
+                    _ => {
+                        let report =
+                            Arc::new(ChainReport::new(&seen.chain, self.trust.as_deref(), now));
+                        seen.report = Some((report.clone(), report.changes_at(now)));
+                        report
+                    }
+                };
+                (seen.server.clone(), report)
+            })
+            .collect()
+    }
+
+    /// Writes the `tls_*` families of every chain recorded, labelled with `collector`
+    /// and the server name.
+    pub fn write(&self, sink: &mut MetricSink, collector: &str) {
+        write_reports(
+            sink,
+            collector,
+            &self.reports(unix_now()),
+            self.trust.is_some(),
+        );
+    }
+}
+
+/// Writes the `tls_*` families of `reports` (server name and report); `checked` says
+/// whether the chains were verified against trusted CAs (not with `insecure_skip_verify`
+/// or `sslmode=require`), and so whether `tls_chain_verified` is written.
+pub fn write_reports(
+    sink: &mut MetricSink,
+    collector: &str,
+    reports: &[(String, Arc<ChainReport>)],
+    checked: bool,
+) {
+    if reports.is_empty() {
+        return;
+    }
+    let expiry = sink.gauge(
+        "tls_expiry_timestamp_seconds",
+        "When the TLS certificates a server presented expire, in seconds since the epoch: \
+         chain=\"leaf\" the server's own, \"presented\" the earliest of the chain it sent, \
+         \"verified\" the earliest of the path verified to a trusted root (root included).",
+    );
+    for (server, report) in reports {
+        for (chain, value) in [
+            ("leaf", report.leaf_expiry),
+            ("presented", report.presented_expiry),
+            ("verified", report.verified_expiry),
+        ] {
+            if let Some(value) = value {
+                expiry.add(
+                    &[
+                        ("collector", collector),
+                        ("server_name", server),
+                        ("chain", chain),
+                    ],
+                    value as f64,
+                );
+            }
+        }
+    }
+    let certificates = sink.gauge(
+        "tls_certificate_expiry_timestamp_seconds",
+        "When each certificate a server presented expires, in seconds since the epoch, by \
+         depth in the chain (0 is the leaf), with its subject, issuer and serial number.",
+    );
+    for (server, report) in reports {
+        for (depth, info) in &report.certificates {
+            let depth = depth.to_string();
+            certificates.add(
+                &[
+                    ("collector", collector),
+                    ("server_name", server),
+                    ("depth", &depth),
+                    ("subject", &info.subject),
+                    ("issuer", &info.issuer),
+                    ("serial", &info.serial),
+                ],
+                info.not_after as f64,
+            );
+        }
+    }
+    if checked {
+        let verified = sink.gauge(
+            "tls_chain_verified",
+            "Whether the chain a server presented verifies now against the trusted CAs \
+             (1) or not (0).",
+        );
+        for (server, report) in reports {
+            verified.add(
+                &[("collector", collector), ("server_name", server)],
+                f64::from(u8::from(report.verified)),
+            );
+        }
+    }
+}
+
+/// How a TLS connection to a server starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// TLS at once (`rediss://`, `https://`).
+    Direct,
+    /// PostgreSQL's `SSLRequest`, answered `S`, then TLS.
+    PostgresSslRequest,
+}
+
+/// How often a [`CertificateWatch`] makes a handshake of its own.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+
+/// The certificates of a server reached over a connection kept open for long (PostgreSQL,
+/// Redis): that connection's handshake says what the server presented when it was made,
+/// not what it presents now, after a renewal. A watch makes a handshake of its own every
+/// [`REFRESH_EVERY`] (and at the first scrape), closed at once, and reports what the
+/// server presented to it and to the other connections made with the same configuration.
+#[derive(Debug)]
+pub struct CertificateWatch {
+    config: Arc<rustls::ClientConfig>,
+    recorder: Arc<ChainRecorder>,
+    host: String,
+    port: u16,
+    opening: Opening,
+    /// When the last handshake of the watch started.
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl CertificateWatch {
+    /// Watches `host:port` with a configuration and recorder from
+    /// [`watched_client_config`](crate::web::watched_client_config).
+    pub fn new(
+        (config, recorder): (Arc<rustls::ClientConfig>, Arc<ChainRecorder>),
+        host: String,
+        port: u16,
+        opening: Opening,
+    ) -> Self {
+        Self {
+            config,
+            recorder,
+            host,
+            port,
+            opening,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The recorder, for the configuration of the long-lived connections.
+    pub fn recorder(&self) -> &Arc<ChainRecorder> {
+        &self.recorder
+    }
+
+    /// Makes a handshake when one is due (one scrape at a time makes it), by `deadline`,
+    /// then writes the `tls_*` families.
+    pub async fn write(
+        &self,
+        sink: &mut MetricSink,
+        collector: &str,
+        deadline: tokio::time::Instant,
+    ) {
+        let due = {
+            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = last.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            let handshake = handshake(&self.host, self.port, self.opening, self.config.clone());
+            let failure = match tokio::time::timeout_at(deadline, handshake).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some("timed out".to_owned()),
+            };
+            if let Some(error) = failure {
+                tracing::debug!(host = %self.host, port = self.port, %error, "Certificate handshake failed.");
+                if self.recorder.is_empty() {
+                    // Nothing seen yet (the server is down, or slow): tried again at the
+                    // next scrape rather than in 5 minutes.
+                    *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                }
+            }
+        }
+        self.recorder.write(sink, collector);
+    }
+}
+
+/// Connects to `host:port` and makes a TLS handshake, which the configuration's recorder
+/// sees; the connection is closed at once. A PostgreSQL server that answers it has no TLS
+/// is no error.
+pub async fn handshake(
+    host: &str,
+    port: u16,
+    opening: Opening,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    if opening == Opening::PostgresSslRequest {
+        // Length 8, then the SSLRequest code 1234.5679.
+        tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .map_err(|e| format!("SSLRequest: {e}"))?;
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer)
+            .await
+            .map_err(|e| format!("SSLRequest: {e}"))?;
+        if answer[0] != b'S' {
+            // No TLS on this server (`sslmode=prefer` to a server without it): nothing to
+            // record, and nothing to try again before the next refresh.
+            return Ok(());
+        }
+    }
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|_| "no valid TLS server name".to_owned())?;
+    let mut stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+impl ServerCertVerifier for ChainRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.record(server_name, end_entity, intermediates);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    /// A certificate valid from `from` to `until` (seconds), a CA or a server for
+    /// `localhost`, signed by `issuer` or by itself: `(der, pem, issuer for what it signs)`.
+    fn certificate(
+        name: &str,
+        ca: bool,
+        from: i64,
+        until: i64,
+        issuer: Option<&Issuer<'static, KeyPair>>,
+    ) -> (CertificateDer<'static>, String, Issuer<'static, KeyPair>) {
+        let mut params = if ca {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+        } else {
+            CertificateParams::new(vec!["localhost".to_owned()]).expect("params")
+        };
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(from).expect("time");
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(until).expect("time");
+        let key = KeyPair::generate().expect("key");
+        let cert = match issuer {
+            Some(issuer) => params.signed_by(&key, issuer),
+            None => params.self_signed(&key),
+        }
+        .expect("certificate");
+        let (der, pem) = (cert.der().clone(), cert.pem());
+        (der, pem, Issuer::new(params, key))
+    }
+
+    fn trust(dir: &std::path::Path, pems: &[&str]) -> Trust {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, pems.concat()).expect("ca");
+        Trust::load(Some(&path)).expect("trust")
+    }
+
+    #[test]
+    fn leaf_presented_and_verified_expiries_are_told_apart() {
+        let now = unix_now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, root_pem, root) = certificate("root", true, now - DAY, now + 400 * DAY, None);
+        let (inter, _, intermediate) =
+            certificate("intermediate", true, now - DAY, now + 3 * DAY, Some(&root));
+        let (leaf, _, _) = certificate(
+            "server",
+            false,
+            now - DAY,
+            now + 5 * DAY,
+            Some(&intermediate),
+        );
+        // Sent along, used by no path: an old certificate expiring first.
+        let (stale, _, _) = certificate("stale", true, now - 9 * DAY, now + 60, None);
+        let trust = trust(dir.path(), &[&root_pem]);
+
+        let report = ChainReport::new(
+            &[leaf.clone(), stale.clone(), inter.clone()],
+            Some(&trust),
+            now,
+        );
+        assert_eq!(report.leaf_expiry, Some(now + 5 * DAY));
+        assert_eq!(report.presented_expiry, Some(now + 60));
+        assert_eq!(report.verified_expiry, Some(now + 3 * DAY));
+        assert!(report.verified);
+        let described: Vec<(usize, &str, &str)> = report
+            .certificates
+            .iter()
+            .map(|(depth, c)| (*depth, c.subject.as_str(), c.issuer.as_str()))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (0, "CN=server", "CN=intermediate"),
+                (1, "CN=stale", "CN=stale"),
+                (2, "CN=intermediate", "CN=root")
+            ]
+        );
+
+        // A root expiring first is the verified chain's expiry.
+        let (_, short_root_pem, short_root) =
+            certificate("short root", true, now - DAY, now + 2 * DAY, None);
+        let (leaf, _, _) =
+            certificate("server", false, now - DAY, now + 5 * DAY, Some(&short_root));
+        let report = ChainReport::new(
+            &[leaf],
+            Some(&self::trust(dir.path(), &[&short_root_pem])),
+            now,
+        );
+        assert_eq!(report.verified_expiry, Some(now + 2 * DAY));
+        assert_eq!(report.presented_expiry, Some(now + 5 * DAY));
+    }
+
+    #[test]
+    fn an_expired_intermediate_is_the_chains_expiry_in_the_past() {
+        let now = unix_now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, root_pem, root) = certificate("root", true, now - 30 * DAY, now + 400 * DAY, None);
+        let (inter, _, intermediate) = certificate(
+            "intermediate",
+            true,
+            now - 30 * DAY,
+            now - 2 * DAY,
+            Some(&root),
+        );
+        let (leaf, _, _) = certificate(
+            "server",
+            false,
+            now - 30 * DAY,
+            now + 5 * DAY,
+            Some(&intermediate),
+        );
+        let report = ChainReport::new(&[leaf, inter], Some(&trust(dir.path(), &[&root_pem])), now);
+        assert!(!report.verified);
+        assert_eq!(report.verified_expiry, Some(now - 2 * DAY));
+        assert_eq!(report.leaf_expiry, Some(now + 5 * DAY));
+
+        // Signed by no trusted root: no verified chain at all.
+        let (_, other_pem, _) = certificate("other", true, now - DAY, now + DAY, None);
+        let (leaf, _, _) = certificate("server", false, now - DAY, now + 5 * DAY, Some(&root));
+        let report = ChainReport::new(&[leaf], Some(&trust(dir.path(), &[&other_pem])), now);
+        assert_eq!((report.verified, report.verified_expiry), (false, None));
+        assert_eq!(report.leaf_expiry, Some(now + 5 * DAY));
+    }
+
+    #[test]
+    fn files_with_several_certificates_keys_and_garbage() {
+        let now = unix_now();
+        let (_, a, _) = certificate("a", true, now - DAY, now + DAY, None);
+        let (_, b, _) = certificate("b", true, now - DAY, now + 2 * DAY, None);
+        let (der, c, _) = certificate("c", true, now - DAY, now - 5, None);
+        let key = KeyPair::generate().expect("key").serialize_pem();
+        let file = CertFile::parse(format!("{a}\n{key}junk between\n{b}{c}").as_bytes());
+        assert_eq!(file.problem, None);
+        let expiries: Vec<(&str, i64)> = file
+            .certificates
+            .iter()
+            .map(|c| (c.subject.as_str(), c.not_after))
+            .collect();
+        assert_eq!(
+            expiries,
+            [
+                ("CN=a", now + DAY),
+                ("CN=b", now + 2 * DAY),
+                ("CN=c", now - 5)
+            ]
+        );
+        assert_eq!(file.certificates[0].not_before, now - DAY);
+
+        let der_file = CertFile::parse(&der);
+        assert_eq!(der_file.certificates.len(), 1);
+        assert_eq!(der_file.certificates[0].not_after, now - 5);
+
+        let garbage = CertFile::parse(b"this is not a certificate\n");
+        assert!(garbage.certificates.is_empty());
+        assert_eq!(
+            garbage.problem.as_deref(),
+            Some("no PEM or DER certificate")
+        );
+
+        let only_key = CertFile::parse(key.as_bytes());
+        assert!(only_key.certificates.is_empty());
+        assert!(only_key.problem.is_some());
+        assert!(only_key.no_certificate);
+        assert!(!garbage.no_certificate);
+
+        // A broken section after a good one: the good one is read, the problem told, and
+        // nothing of the file's text is quoted.
+        let broken = format!(
+            "{a}-----BEGIN CERTIFICATE-----\nnot*base64*secret\n-----END CERTIFICATE-----\n"
+        );
+        let file = CertFile::parse(broken.as_bytes());
+        assert_eq!(file.certificates.len(), 1);
+        let problem = file.problem.expect("problem");
+        assert!(problem.starts_with("PEM section 2"), "{problem}");
+        assert!(!problem.contains("secret"), "{problem}");
+    }
+
+    #[test]
+    fn long_names_and_serials_are_bounded() {
+        let now = unix_now();
+        let (der, _, _) = certificate(&"x".repeat(300), true, now - DAY, now + DAY, None);
+        let info = CertInfo::from_der(&der).expect("info");
+        assert_eq!(info.subject.chars().count(), MAX_TEXT);
+        assert!(
+            info.serial.len() <= 40 && !info.serial.is_empty(),
+            "{}",
+            info.serial
+        );
+        assert_eq!(serial_text(&[0, 0, 0x0a, 0xff]), "aff");
+        assert_eq!(serial_text(&[0]), "0");
+    }
+
+    #[test]
+    fn a_recorder_keeps_the_last_chain_of_a_bounded_number_of_servers() {
+        let now = unix_now();
+        let recorder = ChainRecorder::new(
+            crate::web::watched_client_config(crate::web::ServerCheck::None, None)
+                .expect("config")
+                .1,
+            None,
+        );
+        let (one, _, _) = certificate("one", true, now - DAY, now + DAY, None);
+        let (two, _, _) = certificate("two", true, now - DAY, now + 2 * DAY, None);
+        for n in 0..MAX_SERVERS + 3 {
+            let name = ServerName::try_from(format!("host{n}.example")).expect("name");
+            recorder.record(&name, &one, &[]);
+        }
+        let name = ServerName::try_from("host10.example").expect("name");
+        recorder.record(&name, &two, &[]);
+        let reports = recorder.reports(now);
+        assert_eq!(reports.len(), MAX_SERVERS);
+        let last = reports
+            .iter()
+            .find(|(s, _)| s == "host10.example")
+            .expect("host10");
+        assert_eq!(last.1.leaf_expiry, Some(now + 2 * DAY));
+        assert!(!reports.iter().any(|(s, _)| s == "host0.example"));
+
+        let mut sink = MetricSink::default();
+        recorder.write(&mut sink, "wsdaemon");
+        let (groups, conflicts) = crate::metrics::merge_families(sink.into_families());
+        assert!(conflicts.is_empty());
+        let mut out = Vec::new();
+        crate::encode::encode_text(&groups, &mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.contains(&format!(
+            "tls_expiry_timestamp_seconds{{collector=\"wsdaemon\",server_name=\"host10.example\",chain=\"leaf\"}} {}",
+            now + 2 * DAY
+        )), "{text}");
+        // Not checked against trusted CAs: no verified series.
+        assert!(!text.contains("tls_chain_verified"), "{text}");
+        assert!(!text.contains("chain=\"verified\""), "{text}");
+    }
+}
