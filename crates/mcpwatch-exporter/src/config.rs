@@ -10,6 +10,7 @@ use mcpwatch_core::config::{
 };
 use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_host::HostConfig;
+use mcpwatch_logs::LogPatternsConfig;
 use mcpwatch_postgres::PostgresConfig;
 use mcpwatch_redis::RedisConfig;
 use mcpwatch_wsdaemon::WsDaemonConfig;
@@ -49,6 +50,9 @@ pub struct CollectorsConfig {
     /// MCP servers' daemons.
     #[serde(default)]
     pub wsdaemon: Vec<WsDaemonConfig>,
+    /// Plain-text logs, their lines counted by named patterns.
+    #[serde(default)]
+    pub log_patterns: Vec<LogPatternsConfig>,
 }
 
 /// `scrape`.
@@ -438,6 +442,12 @@ impl ExporterConfig {
             &self.collectors.wsdaemon,
             |t| &t.name,
             WsDaemonConfig::validate,
+        )?;
+        check_targets(
+            "log_patterns",
+            &self.collectors.log_patterns,
+            |t| &t.name,
+            LogPatternsConfig::validate,
         )?;
         if self.scrape.timeout.is_zero() {
             return Err((

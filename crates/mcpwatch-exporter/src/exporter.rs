@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_host::{HostCollector, HostConfig};
+use mcpwatch_logs::{LogPatternsCollector, LogPatternsConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
 use mcpwatch_wsdaemon::{WsDaemonCollector, WsDaemonConfig};
@@ -22,6 +23,7 @@ enum CollectorSpec {
     Postgres(PostgresConfig),
     Redis(RedisConfig),
     WsDaemon(WsDaemonConfig),
+    LogPatterns(LogPatternsConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -58,6 +60,14 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             .cloned()
             .map(CollectorSpec::WsDaemon),
     );
+    specs.extend(
+        config
+            .collectors
+            .log_patterns
+            .iter()
+            .cloned()
+            .map(CollectorSpec::LogPatterns),
+    );
     specs
         .into_iter()
         .map(|spec| {
@@ -79,6 +89,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::WsDaemon(target) => Arc::new(
                     WsDaemonCollector::new(target.clone())
                         .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::LogPatterns(target) => Arc::new(
+                    LogPatternsCollector::new(target.clone())
+                        .map_err(|e| format!("log_patterns target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))
