@@ -148,7 +148,7 @@ fn requests(text: &str, provider: &str, tool: &str) -> Requests {
         value_of(
             text,
             &format!(
-                "wsdaemon_requests_total{{target=\"exai\",provider=\"{provider}\",tool=\"{tool}\",outcome=\"{outcome}\"}}"
+                "wsdaemon_requests_total{{target=\"exai\",provider=\"{provider}\",tool=\"{tool}\",outcome=\"{outcome}\",status_class=\"none\"}}"
             ),
         )
         .unwrap_or(0.0)
