@@ -21,8 +21,8 @@ use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
 /// The areas, one rule file each.
-const AREAS: [&str; 7] = [
-    "host", "postgres", "redis", "wsdaemon", "mcp", "exporter", "notifier",
+const AREAS: [&str; 8] = [
+    "host", "postgres", "redis", "wsdaemon", "mcp", "logs", "exporter", "notifier",
 ];
 const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
 const RUNBOOKS: &str = "https://github.com/mcpwatch/mcpwatch/blob/main/docs/runbooks.md#";
@@ -121,6 +121,7 @@ fn every_alert_follows_the_lint_rules_and_has_a_runbook_section() {
             "redis" => "Redis",
             "wsdaemon" => "McpDaemon",
             "mcp" => "Mcp",
+            "logs" => "Log",
             _ => "Mcpwatch",
         };
         if !name.starts_with(prefix) {
