@@ -22,7 +22,8 @@ enum CollectorSpec {
     Host(HostConfig),
     Postgres(PostgresConfig),
     Redis(RedisConfig),
-    WsDaemon(WsDaemonConfig),
+    /// Boxed: a daemon's settings are the largest by far.
+    WsDaemon(Box<WsDaemonConfig>),
     LogPatterns(LogPatternsConfig),
 }
 
@@ -58,7 +59,7 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             .wsdaemon
             .iter()
             .cloned()
-            .map(CollectorSpec::WsDaemon),
+            .map(|target| CollectorSpec::WsDaemon(Box::new(target))),
     );
     specs.extend(
         config
@@ -87,7 +88,7 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                         .map_err(|e| format!("redis target {:?}: {e}", target.name))?,
                 ),
                 CollectorSpec::WsDaemon(target) => Arc::new(
-                    WsDaemonCollector::new(target.clone())
+                    WsDaemonCollector::new(target.as_ref().clone())
                         .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
                 ),
                 CollectorSpec::LogPatterns(target) => Arc::new(
