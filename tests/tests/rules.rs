@@ -21,13 +21,14 @@ use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
 /// The areas, one rule file each.
-const AREAS: [&str; 9] = [
+const AREAS: [&str; 10] = [
     "host",
     "postgres",
     "redis",
     "wsdaemon",
     "mcp",
     "files",
+    "logs",
     "exporter",
     "notifier",
     "certificates",
@@ -130,6 +131,7 @@ fn every_alert_follows_the_lint_rules_and_has_a_runbook_section() {
             "wsdaemon" => &["McpDaemon"],
             "mcp" => &["Mcp"],
             "files" => &["Files"],
+            "logs" => &["Log"],
             "certificates" => &["TlsCertificate", "CertificateFile"],
             _ => &["Mcpwatch"],
         };
