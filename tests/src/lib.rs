@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod engine;
 pub mod exposition;
 pub mod http;
+pub mod logrotate;
 pub mod mcp;
 pub mod notifier;
 pub mod pages;

@@ -42,7 +42,7 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 10] = [
+const DASHBOARDS: [(&str, &str, bool); 11] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
@@ -53,6 +53,7 @@ const DASHBOARDS: [(&str, &str, bool); 10] = [
     ("notifier.json", "mcpwatch-notifier", false),
     ("mcp.json", "mcpwatch-mcp", false),
     ("certificates.json", "mcpwatch-certificates", true),
+    ("logs.json", "mcpwatch-logs", true),
 ];
 
 /// The durations dashboard-linter puts in place of Grafana's interval variables: values no
@@ -1087,6 +1088,8 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     std::fs::create_dir_all(path("logs")).expect("logs");
     let request_log = path("logs/requests.jsonl");
     append(&request_log, &request_line("glm", "chat", "success", 80));
+    append(&path("logs/app.log"), "");
+    append(&path("logs/access.log"), "");
     std::fs::write(path("health.json"), health_file_body()).expect("health file");
     // Three daily backups, the newest an hour old, for the backup panels (the newest, the
     // median of the previous ones, the age against max_age).
@@ -1140,7 +1143,17 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20 certificates:\n\
          \x20   - {{name: tls, paths: ['{d}/tls/*.crt']}}\n\
          \x20 files:\n\
-         \x20   - {{name: sqlite_backups, path: '{d}/backups/sql_app_backup_*.db', max_age: 1d}}\n",
+         \x20   - {{name: sqlite_backups, path: '{d}/backups/sql_app_backup_*.db', max_age: 1d}}\n\
+         \x20 log_patterns:\n\
+         \x20   - name: backend\n\
+         \x20     path: '{d}/logs/app.log'\n\
+         \x20     patterns:\n\
+         \x20       - {{name: error_code, regex: '\\b(?P<code>(?:AUTH|VAL|DB|API)_\\d{{3}})\\b', labels: [code]}}\n\
+         \x20       - {{name: error, regex: '\\b(ERROR|CRITICAL)\\b'}}\n\
+         \x20   - name: access\n\
+         \x20     path: '{d}/logs/access.log'\n\
+         \x20     patterns:\n\
+         \x20       - {{name: http_status, regex: '\" (?P<status>[1-5]\\d\\d) ', labels: [status]}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),
@@ -1172,6 +1185,8 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     // Redis hits, misses and expiring keys, PostgreSQL writes and rollbacks.
     let traffic = {
         let request_log = request_log.clone();
+        let app_log = path("logs/app.log");
+        let access_log = path("logs/access.log");
         let health_file = path("health.json");
         let mut cache = redis.connection().await;
         let db = postgres.admin("postgres").await;
@@ -1202,6 +1217,26 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
                 );
                 append(&request_log, &request_line("glm", "search", "success", 900));
                 append(&request_log, &request_line("kimi", "chat", "error", 2500));
+                // Clients refused for their rate and their credentials, with HTTP statuses.
+                append(&request_log, &request_line("glm", "chat", "429", 3));
+                append(&request_log, &request_line("glm", "chat", "401", 2));
+                // The application's log with its error codes, and an access log.
+                append(
+                    &app_log,
+                    &format!(
+                        "2026-12-06 10:00:00 ERROR login refused AUTH_001 user={i}\n\
+                         2026-12-06 10:00:00 INFO throttled API_001\n\
+                         2026-12-06 10:00:00 INFO request served id={i}\n"
+                    ),
+                );
+                for status in [200, 200, 200, 429, 503] {
+                    append(
+                        &access_log,
+                        &format!(
+                            "127.0.0.1 - - [06/Dec/2026:10:00:00 +0000] \"GET /api/v1/items/{i} HTTP/1.1\" {status} 512 \"-\" \"curl/8.5\"\n"
+                        ),
+                    );
+                }
                 if i % 5 == 0 {
                     append(
                         &request_log,

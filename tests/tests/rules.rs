@@ -21,7 +21,7 @@ use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
 /// The areas, one rule file each.
-const AREAS: [&str; 10] = [
+const AREAS: [&str; 11] = [
     "host",
     "postgres",
     "redis",
@@ -29,6 +29,7 @@ const AREAS: [&str; 10] = [
     "mcp",
     "http",
     "files",
+    "logs",
     "exporter",
     "notifier",
     "certificates",
@@ -132,6 +133,7 @@ fn every_alert_follows_the_lint_rules_and_has_a_runbook_section() {
             "mcp" => &["Mcp"],
             "http" => &["HttpEndpoint"],
             "files" => &["Files"],
+            "logs" => &["Log"],
             "certificates" => &["TlsCertificate", "CertificateFile"],
             _ => &["Mcpwatch"],
         };

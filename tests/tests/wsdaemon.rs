@@ -18,12 +18,13 @@ use mcpwatch_tests::daemon::{Behaviour, Daemon, McpMode};
 use mcpwatch_tests::engine::{engine, text};
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
+use mcpwatch_tests::logrotate::Logrotate;
 use mcpwatch_tests::mcp::McpServer;
 use mcpwatch_tests::ports::{free_address, free_port};
 use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::prometheus::Prometheus;
 use mcpwatch_tests::tls::ca_and_server;
-use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics, require};
+use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
 use mcpwatch_tests::wait_for_async;
 use mcpwatch_wsdaemon::WsDaemonCollector;
 
@@ -148,7 +149,7 @@ fn requests(text: &str, provider: &str, tool: &str) -> Requests {
         value_of(
             text,
             &format!(
-                "wsdaemon_requests_total{{target=\"exai\",provider=\"{provider}\",tool=\"{tool}\",outcome=\"{outcome}\"}}"
+                "wsdaemon_requests_total{{target=\"exai\",provider=\"{provider}\",tool=\"{tool}\",outcome=\"{outcome}\",status_class=\"none\"}}"
             ),
         )
         .unwrap_or(0.0)
@@ -383,59 +384,6 @@ async fn a_health_file_past_its_age_limit_is_not_healthy() {
 }
 
 /// logrotate: on the PATH, or where Debian puts it (a user's PATH often lacks /usr/sbin).
-fn logrotate_program() -> PathBuf {
-    let debian = Path::new("/usr/sbin/logrotate");
-    if debian.is_file() {
-        return debian.to_owned();
-    }
-    require("logrotate", "apt-get install -y logrotate")
-}
-
-/// The real logrotate on one log file, with its configuration and state file in `dir`.
-struct Logrotate {
-    program: PathBuf,
-    log: PathBuf,
-    config: PathBuf,
-    state: PathBuf,
-}
-
-impl Logrotate {
-    fn new(dir: &Path, log: &Path, options: &str) -> Self {
-        let rotate = Self {
-            program: logrotate_program(),
-            log: log.to_owned(),
-            config: dir.join("logrotate.conf"),
-            state: dir.join("logrotate.state"),
-        };
-        rotate.configure(options);
-        rotate
-    }
-
-    fn configure(&self, options: &str) {
-        std::fs::write(
-            &self.config,
-            format!("{} {{\n{options}\n}}\n", self.log.display()),
-        )
-        .expect("logrotate.conf");
-    }
-
-    /// One rotation now, as `logrotate --force` from cron would do when due.
-    fn rotate(&self) {
-        let out = Command::new(&self.program)
-            .arg("--force")
-            .arg("--state")
-            .arg(&self.state)
-            .arg(&self.config)
-            .output()
-            .expect("run logrotate");
-        assert!(
-            out.status.success(),
-            "logrotate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
 /// A daemon writing its request log: the file kept open for appending, one write per
 /// record, each record numbered (so lines differ in length), every line starting with a
 /// `service` field `pad` bytes long.

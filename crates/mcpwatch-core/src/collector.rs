@@ -39,7 +39,8 @@ impl ScrapeContext {
 /// the collector is marked `mcpwatch_scrape_collector_success 0`.
 #[async_trait]
 pub trait Collector: Send + Sync + 'static {
-    /// The `collector` label: `host`, `postgres`, `redis`, `wsdaemon`.
+    /// The `collector` label: `host`, `postgres`, `redis`, `wsdaemon`, `http`, `files`,
+    /// `certificates`, `log_patterns`.
     fn name(&self) -> &str;
 
     /// The `target` label: the configured target's name, empty for the local host. A

@@ -119,7 +119,10 @@ impl FilePattern {
     /// The files to follow: the most recently modified, at most [`MAX_FILES`]; none when
     /// the directory cannot be read (it may appear later).
     fn recent(&self) -> Vec<(PathBuf, Metadata)> {
-        let mut files = self.list().unwrap_or_default();
+        let mut files = self.list().unwrap_or_else(|error| {
+            tracing::debug!(dir = %self.dir.display(), %error, "The directory of followed files cannot be read.");
+            Vec::new()
+        });
         let excess = files.len().saturating_sub(MAX_FILES);
         files.drain(..excess);
         files

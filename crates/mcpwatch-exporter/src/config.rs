@@ -12,6 +12,7 @@ use mcpwatch_core::config::{
 use mcpwatch_core::{ScrapeOptions, Secret};
 use mcpwatch_files::FilesConfig;
 use mcpwatch_host::HostConfig;
+use mcpwatch_logs::LogPatternsConfig;
 use mcpwatch_postgres::PostgresConfig;
 use mcpwatch_redis::RedisConfig;
 use mcpwatch_wsdaemon::config::ToolCallConfig;
@@ -61,6 +62,9 @@ pub struct CollectorsConfig {
     /// Patterns of files, such as backups.
     #[serde(default)]
     pub files: Vec<FilesConfig>,
+    /// Plain-text logs, their lines counted by named patterns.
+    #[serde(default)]
+    pub log_patterns: Vec<LogPatternsConfig>,
 }
 
 /// `scrape`.
@@ -615,6 +619,12 @@ impl ExporterConfig {
             &self.collectors.files,
             |t| &t.name,
             FilesConfig::validate,
+        )?;
+        check_targets(
+            "log_patterns",
+            &self.collectors.log_patterns,
+            |t| &t.name,
+            LogPatternsConfig::validate,
         )?;
         if self.scrape.timeout.is_zero() {
             return Err((

@@ -9,6 +9,7 @@ use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_files::{FilesCollector, FilesConfig};
 use mcpwatch_host::{HostCollector, HostConfig};
+use mcpwatch_logs::{LogPatternsCollector, LogPatternsConfig};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_redis::{RedisCollector, RedisConfig};
 use mcpwatch_wsdaemon::{HttpCollector, HttpConfig, WsDaemonCollector, WsDaemonConfig};
@@ -23,10 +24,12 @@ enum CollectorSpec {
     Host(HostConfig),
     Postgres(PostgresConfig),
     Redis(RedisConfig),
-    WsDaemon(WsDaemonConfig),
+    /// Boxed: a daemon's settings are the largest by far.
+    WsDaemon(Box<WsDaemonConfig>),
     Http(HttpConfig),
     Certificates(CertificatesConfig),
     Files(FilesConfig),
+    LogPatterns(LogPatternsConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -45,13 +48,15 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
     let redis = collectors.redis.iter().cloned();
     specs.extend(redis.map(CollectorSpec::Redis));
     let wsdaemon = collectors.wsdaemon.iter().cloned();
-    specs.extend(wsdaemon.map(CollectorSpec::WsDaemon));
+    specs.extend(wsdaemon.map(|target| CollectorSpec::WsDaemon(Box::new(target))));
     let http = collectors.http.iter().cloned();
     specs.extend(http.map(CollectorSpec::Http));
     let certificates = collectors.certificates.iter().cloned();
     specs.extend(certificates.map(CollectorSpec::Certificates));
     let files = collectors.files.iter().cloned();
     specs.extend(files.map(CollectorSpec::Files));
+    let log_patterns = collectors.log_patterns.iter().cloned();
+    specs.extend(log_patterns.map(CollectorSpec::LogPatterns));
     specs
         .into_iter()
         .map(|spec| {
@@ -71,7 +76,7 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                         .map_err(|e| format!("redis target {:?}: {e}", target.name))?,
                 ),
                 CollectorSpec::WsDaemon(target) => Arc::new(
-                    WsDaemonCollector::new(target.clone())
+                    WsDaemonCollector::new(target.as_ref().clone())
                         .map_err(|e| format!("wsdaemon target {:?}: {e}", target.name))?,
                 ),
                 CollectorSpec::Http(target) => Arc::new(
@@ -85,6 +90,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::Files(target) => Arc::new(
                     FilesCollector::new(target.clone())
                         .map_err(|e| format!("files target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::LogPatterns(target) => Arc::new(
+                    LogPatternsCollector::new(target.clone())
+                        .map_err(|e| format!("log_patterns target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))

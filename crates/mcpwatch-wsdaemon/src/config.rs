@@ -206,6 +206,11 @@ pub struct RequestLogConfig {
     /// statuses below 400 are success too.
     #[serde(default = "defaults::success_values")]
     pub success_values: Vec<String>,
+    /// Field of the HTTP status (a number or numeric text, 100 to 599), for the
+    /// `status_class` label and the `rate_limited` and `unauthorized` outcomes. Unset: the
+    /// outcome field when it holds a status, else `status_code`, else `status`.
+    #[serde(default)]
+    pub status_field: Option<String>,
     /// Field of the duration.
     #[serde(default = "defaults::duration_field")]
     pub duration_field: String,

@@ -18,24 +18,43 @@ use serde_json::Value;
 use crate::config::RequestLogConfig;
 use crate::mapping::label_value;
 
-/// How a request ended; the `outcome` label.
+/// How a request ended; the `outcome` label. A client refused for its rate or its
+/// credentials is told apart from a failure of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Success,
     Error,
     Timeout,
+    RateLimited,
+    Unauthorized,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Error, Outcome::Timeout];
+    const ALL: [Outcome; 5] = [
+        Outcome::Success,
+        Outcome::Error,
+        Outcome::Timeout,
+        Outcome::RateLimited,
+        Outcome::Unauthorized,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Error => "error",
             Outcome::Timeout => "timeout",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Unauthorized => "unauthorized",
         }
     }
+}
+
+/// The `status_class` label: the class of a record's HTTP status, `none` without one.
+const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index in [`STATUS_CLASSES`] of `status`.
+fn status_class(status: Option<u16>) -> usize {
+    status.map_or(0, |s| usize::from(s / 100))
 }
 
 /// Requests of one provider and tool.
@@ -43,7 +62,11 @@ impl Outcome {
 struct Series {
     provider: String,
     tool: String,
-    outcomes: [u64; 3],
+    /// Requests per status class and outcome.
+    outcomes: [[u64; Outcome::ALL.len()]; STATUS_CLASSES.len()],
+    /// The status classes seen: each has a series for every outcome, so that the first
+    /// request of an outcome is seen by `rate()`.
+    classes: [bool; STATUS_CLASSES.len()],
     /// Observations per bucket, the last one above every bound.
     buckets: Vec<u64>,
     sum: f64,
@@ -134,18 +157,25 @@ impl RequestLog {
         }
         let requests = sink.counter(
             "wsdaemon_requests_total",
-            "Requests in the daemon's request log, by provider, tool and outcome.",
+            "Requests in the daemon's request log, by provider, tool, outcome (success, error, \
+             timeout, rate_limited, unauthorized) and HTTP status class (none without a status).",
         );
         for series in &stats.series {
-            for outcome in Outcome::ALL {
-                requests.add(
-                    &[
-                        ("provider", &series.provider),
-                        ("tool", &series.tool),
-                        ("outcome", outcome.as_str()),
-                    ],
-                    series.outcomes[outcome as usize] as f64,
-                );
+            for (class, name) in STATUS_CLASSES.iter().enumerate() {
+                if !series.classes[class] {
+                    continue;
+                }
+                for outcome in Outcome::ALL {
+                    requests.add(
+                        &[
+                            ("provider", &series.provider),
+                            ("tool", &series.tool),
+                            ("outcome", outcome.as_str()),
+                            ("status_class", name),
+                        ],
+                        series.outcomes[class][outcome as usize] as f64,
+                    );
+                }
             }
         }
         let durations = sink.histogram(
@@ -213,14 +243,46 @@ fn text(value: Option<&Value>) -> String {
     }
 }
 
-fn outcome(record: &Value, config: &RequestLogConfig) -> Outcome {
-    let by_status = |n: f64| {
+/// An HTTP status: a whole number from 100 to 599, or such a number as text.
+fn as_status(value: &Value) -> Option<u16> {
+    let n = match value {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    ((100.0..600.0).contains(&n) && n.fract() == 0.0).then_some(n as u16)
+}
+
+/// The record's HTTP status: from `status_field`, else from the outcome field when it holds
+/// one, else from `status_code` or `status`.
+fn status(record: &Value, config: &RequestLogConfig) -> Option<u16> {
+    match &config.status_field {
+        Some(name) => field(record, name).and_then(as_status),
+        None => [config.outcome_field.as_str(), "status_code", "status"]
+            .into_iter()
+            .find_map(|name| field(record, name).and_then(as_status)),
+    }
+}
+
+/// The outcome by HTTP status: 429 is the client's rate limit, 401 and 403 its credentials,
+/// not failures of the server.
+fn by_status(status: u16) -> Outcome {
+    match status {
+        429 => Outcome::RateLimited,
+        401 | 403 => Outcome::Unauthorized,
+        400.. => Outcome::Error,
+        _ => Outcome::Success,
+    }
+}
+
+fn outcome(record: &Value, config: &RequestLogConfig, status: Option<u16>) -> Outcome {
+    // A refusal the status tells of is one whatever the outcome field says ("error").
+    if let Some(refused @ (Outcome::RateLimited | Outcome::Unauthorized)) = status.map(by_status) {
+        return refused;
+    }
+    let by_number = |n: f64| {
         if (100.0..600.0).contains(&n) {
-            if n < 400.0 {
-                Outcome::Success
-            } else {
-                Outcome::Error
-            }
+            by_status(n as u16)
         } else if n != 0.0 {
             Outcome::Success
         } else {
@@ -235,7 +297,7 @@ fn outcome(record: &Value, config: &RequestLogConfig) -> Outcome {
                 Outcome::Error
             }
         }
-        Some(Value::Number(n)) => n.as_f64().map_or(Outcome::Error, by_status),
+        Some(Value::Number(n)) => n.as_f64().map_or(Outcome::Error, by_number),
         Some(Value::String(s)) => {
             let s = s.trim();
             let word = s.to_ascii_lowercase().replace(['_', '-', ' '], "");
@@ -247,17 +309,33 @@ fn outcome(record: &Value, config: &RequestLogConfig) -> Outcome {
                 Outcome::Success
             } else if word.contains("timeout") || word.contains("timedout") {
                 Outcome::Timeout
+            } else if ["ratelimit", "toomanyrequests", "throttled"]
+                .iter()
+                .any(|w| word.contains(w))
+            {
+                Outcome::RateLimited
+            } else if [
+                "unauthori",
+                "unauthenticated",
+                "forbidden",
+                "permissiondenied",
+            ]
+            .iter()
+            .any(|w| word.contains(w))
+            {
+                Outcome::Unauthorized
             } else if let Ok(n) = s.parse::<f64>() {
-                by_status(n)
+                by_number(n)
             } else {
                 Outcome::Error
             }
         }
-        // No outcome field: a record with an error in it failed.
-        _ => match record.get("error") {
-            None | Some(Value::Null | Value::Bool(false)) => Outcome::Success,
-            Some(Value::String(s)) if s.is_empty() => Outcome::Success,
-            Some(_) => Outcome::Error,
+        // No outcome field: the status tells, else a record with an error in it failed.
+        _ => match (status, record.get("error")) {
+            (Some(status), _) => by_status(status),
+            (None, None | Some(Value::Null | Value::Bool(false))) => Outcome::Success,
+            (None, Some(Value::String(s))) if s.is_empty() => Outcome::Success,
+            (None, Some(_)) => Outcome::Error,
         },
     }
 }
@@ -372,10 +450,13 @@ impl Stats {
         }
         let provider = text(field(&record, &config.provider_field));
         let tool = text(field(&record, &config.tool_field));
-        let outcome = outcome(&record, config);
+        let status = status(&record, config);
+        let outcome = outcome(&record, config, status);
+        let class = status_class(status);
         let at = self.series_index(provider, tool, config);
         let series = &mut self.series[at];
-        series.outcomes[outcome as usize] += 1;
+        series.classes[class] = true;
+        series.outcomes[class][outcome as usize] += 1;
         if let Some(seconds) = duration {
             let bucket = config
                 .buckets
@@ -406,7 +487,8 @@ impl Stats {
         self.series.push(Series {
             provider: key.0.clone(),
             tool: key.1.clone(),
-            outcomes: [0; 3],
+            outcomes: [[0; Outcome::ALL.len()]; STATUS_CLASSES.len()],
+            classes: [false; STATUS_CLASSES.len()],
             buckets: vec![0; config.buckets.len() + 1],
             sum: 0.0,
             count: 0,
@@ -458,7 +540,7 @@ mod tests {
             .series
             .iter()
             .find(|s| s.provider == provider && s.tool == tool)
-            .map_or(0, |s| s.outcomes[outcome as usize])
+            .map_or(0, |s| s.outcomes.iter().map(|c| c[outcome as usize]).sum())
     }
 
     #[test]
@@ -868,7 +950,7 @@ mod tests {
     fn outcomes_from_every_kind_of_field() {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = config(dir.path(), "");
-        let o = |v: Value| outcome(&v, &c);
+        let o = |v: Value| outcome(&v, &c, status(&v, &c));
         assert_eq!(
             o(serde_json::json!({"status": "SUCCESS"})),
             Outcome::Success
@@ -884,9 +966,120 @@ mod tests {
         assert_eq!(o(serde_json::json!({"error": "boom"})), Outcome::Error);
         assert_eq!(o(serde_json::json!({"error": null})), Outcome::Success);
         let c = config(dir.path(), "outcome_field: /result/ok\n");
+        let v = serde_json::json!({"result": {"ok": false}});
+        assert_eq!(outcome(&v, &c, status(&v, &c)), Outcome::Error);
+    }
+
+    #[test]
+    fn statuses_and_refusals_of_the_client() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path(), "");
+        let o = |v: Value| (outcome(&v, &c, status(&v, &c)), status(&v, &c));
+        use serde_json::json;
+        assert_eq!(o(json!({"status": 429})), (Outcome::RateLimited, Some(429)));
         assert_eq!(
-            outcome(&serde_json::json!({"result": {"ok": false}}), &c),
-            Outcome::Error
+            o(json!({"status": "401"})),
+            (Outcome::Unauthorized, Some(401))
         );
+        assert_eq!(
+            o(json!({"status": 403.0})),
+            (Outcome::Unauthorized, Some(403))
+        );
+        assert_eq!(o(json!({"status": 503})), (Outcome::Error, Some(503)));
+        assert_eq!(o(json!({"status": 404})), (Outcome::Error, Some(404)));
+        assert_eq!(o(json!({"status": 302})), (Outcome::Success, Some(302)));
+        // The status in a field of its own refines the outcome field's word.
+        assert_eq!(
+            o(json!({"status": "error", "status_code": 429})),
+            (Outcome::RateLimited, Some(429))
+        );
+        assert_eq!(
+            o(json!({"status": "error", "status_code": 500})),
+            (Outcome::Error, Some(500))
+        );
+        assert_eq!(
+            o(json!({"status": "timeout", "status_code": 504})),
+            (Outcome::Timeout, Some(504))
+        );
+        // Without an outcome field the status tells.
+        assert_eq!(o(json!({"status_code": 503})), (Outcome::Error, Some(503)));
+        assert_eq!(
+            o(json!({"status_code": 200})),
+            (Outcome::Success, Some(200))
+        );
+        // Words.
+        assert_eq!(
+            o(json!({"status": "rate_limited"})),
+            (Outcome::RateLimited, None)
+        );
+        assert_eq!(
+            o(json!({"status": "Too Many Requests"})),
+            (Outcome::RateLimited, None)
+        );
+        assert_eq!(
+            o(json!({"status": "forbidden"})),
+            (Outcome::Unauthorized, None)
+        );
+        assert_eq!(
+            o(json!({"status": "unauthorized"})),
+            (Outcome::Unauthorized, None)
+        );
+        // Not statuses.
+        assert_eq!(o(json!({"status": 1})).1, None);
+        assert_eq!(o(json!({"status": 200.5})).1, None);
+        assert_eq!(o(json!({"status": "success"})).1, None);
+        let c = config(dir.path(), "status_field: /http/code\n");
+        let v = json!({"status": "failed", "status_code": 429, "http": {"code": 401}});
+        assert_eq!(
+            (outcome(&v, &c, status(&v, &c)), status(&v, &c)),
+            (Outcome::Unauthorized, Some(401))
+        );
+    }
+
+    #[test]
+    fn every_status_class_of_a_series_has_every_outcome() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("requests.jsonl");
+        let mut log = RequestLog::new(config(dir.path(), "")).expect("log");
+        let line = |status: &str| {
+            format!(
+                "{{\"provider\":\"glm\",\"tool\":\"chat\",\"status\":{status},\"duration_ms\":5}}\n"
+            )
+        };
+        for (status, n) in [
+            ("200", 7),
+            ("429", 3),
+            ("401", 2),
+            ("403", 1),
+            ("503", 4),
+            ("\"ok\"", 5),
+        ] {
+            for _ in 0..n {
+                append(&path, &line(status));
+            }
+        }
+        log.poll(later());
+        let mut sink = MetricSink::default();
+        log.metrics(&mut sink);
+        let requests = sink.find("wsdaemon_requests_total").expect("requests");
+        let v = |outcome: &str, class: &str| {
+            requests.value(&[
+                ("provider", "glm"),
+                ("tool", "chat"),
+                ("outcome", outcome),
+                ("status_class", class),
+            ])
+        };
+        assert_eq!(v("success", "2xx"), Some(7.0));
+        assert_eq!(v("rate_limited", "4xx"), Some(3.0));
+        assert_eq!(v("unauthorized", "4xx"), Some(3.0));
+        assert_eq!(v("error", "5xx"), Some(4.0));
+        assert_eq!(v("success", "none"), Some(5.0));
+        assert_eq!(v("error", "4xx"), Some(0.0), "declared for rate()");
+        assert_eq!(v("timeout", "5xx"), Some(0.0));
+        assert_eq!(v("success", "3xx"), None, "no 3xx seen");
+        // Four classes seen, five outcomes each.
+        assert_eq!(requests.samples().len(), 20);
+        assert_eq!(log.stats.parsed, 22);
     }
 }

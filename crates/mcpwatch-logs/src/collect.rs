@@ -1,0 +1,116 @@
+//! The collector: a follower and its counts, polled on the blocking pool at each scrape.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mcpwatch_core::follow::{FilePattern, Follower};
+use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
+use tokio::time::timeout_at;
+
+use crate::LogPatternsError;
+use crate::config::LogPatternsConfig;
+use crate::patterns::PatternCounts;
+
+/// Time kept free of the deadline to report what was read: a backlog is read over several
+/// scrapes.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+/// Lines of a log counted by named patterns.
+#[derive(Debug)]
+pub struct LogPatternsCollector {
+    name: String,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
+    follower: Follower,
+    counts: PatternCounts,
+}
+
+impl LogPatternsCollector {
+    /// Checks the configuration and starts following at the end of the files already
+    /// there (at their start with `read_existing`). Nothing is read until the first scrape.
+    pub fn new(config: LogPatternsConfig) -> Result<Self, LogPatternsError> {
+        config
+            .validate()
+            .map_err(|(key, message)| LogPatternsError { key, message })?;
+        let pattern = FilePattern::new(config.path.path()).map_err(|message| LogPatternsError {
+            key: "path".to_owned(),
+            message,
+        })?;
+        let follower = Follower::new(
+            pattern,
+            config.max_line_bytes as usize,
+            config.read_existing,
+        );
+        let counts = PatternCounts::new(&config.patterns, config.max_series as usize);
+        Ok(Self {
+            name: config.name,
+            state: Arc::new(Mutex::new(State { follower, counts })),
+        })
+    }
+}
+
+#[async_trait]
+impl Collector for LogPatternsCollector {
+    fn name(&self) -> &str {
+        "log_patterns"
+    }
+
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    async fn collect(
+        &self,
+        ctx: &ScrapeContext,
+        sink: &mut MetricSink,
+    ) -> Result<(), CollectError> {
+        let deadline = ctx.deadline();
+        let stop = deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(deadline)
+            .into_std();
+        let state = self.state.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let State { follower, counts } = &mut *state;
+            follower.poll(stop, counts);
+            let mut read = MetricSink::default();
+            metrics(follower, counts, &mut read);
+            read
+        });
+        match timeout_at(deadline, task).await {
+            Ok(Ok(read)) => {
+                sink.append(read);
+                Ok(())
+            }
+            Ok(Err(error)) => Err(CollectError::msg(format_args!(
+                "reading the log failed: {error}"
+            ))),
+            // The read waited for another scrape's, still under way.
+            Err(_) => Err(CollectError::msg("reading the log did not finish in time")),
+        }
+    }
+}
+
+fn metrics(follower: &Follower, counts: &PatternCounts, sink: &mut MetricSink) {
+    let files = follower.files();
+    sink.gauge(
+        "log_up",
+        "Whether a file of the log is followed (0: no file matches the path yet).",
+    )
+    .add(&[], f64::from(u8::from(files > 0)));
+    counts.metrics(sink);
+    sink.counter("log_read_bytes_total", "Bytes read from the log's files.")
+        .add(&[], follower.bytes_read() as f64);
+    sink.counter(
+        "log_rotations_total",
+        "Rotations of the log seen: a file truncated in place (copytruncate), or a new file \
+         under a name that a followed file left.",
+    )
+    .add(&[], follower.rotations() as f64);
+    sink.gauge("log_files", "Files of the log followed.")
+        .add(&[], files as f64);
+}
