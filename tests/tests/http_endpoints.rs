@@ -401,7 +401,9 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
          \x20   - {{name: wrong-ca, url: '{0}', ca_file: other.pem}}\n\
          \x20   - {{name: system-roots, url: '{0}'}}\n\
          \x20   - {{name: insecure, url: '{0}', insecure_skip_verify: true}}\n\
-         \x20   - {{name: upgraded, url: '{1}', ca_file: ca.pem}}\n",
+         \x20   - {{name: upgraded, url: '{1}', ca_file: ca.pem}}\n\
+         probe:\n  modules:\n    gateways:\n      prober: http\n      ca_file: ca.pem\n\
+         \x20     allowed_targets: 'https://127\\.0\\.0\\.1:\\d+/'\n",
         gateway.url("/health"),
         plain.url("/"),
     );
@@ -492,6 +494,35 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
         Some(1.0)
     );
     assert!(!text.contains("tls_expiry_timestamp_seconds{target=\"admin"));
+
+    // Through /probe, as blackbox_exporter users read a site's certificate: no target label.
+    let probe = client()
+        .get(format!("http://{address}/probe"))
+        .query(&[("module", "gateways"), ("target", &gateway.url("/"))])
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(probe.status(), 200);
+    let probe = checked(probe.text().await.expect("body"));
+    assert_eq!(promtool_check_metrics(probe.as_bytes()), "");
+    assert_eq!(value_of(&probe, "probe_success"), Some(1.0), "{probe}");
+    assert_eq!(value_of(&probe, "http_tls"), Some(1.0));
+    assert_eq!(
+        value_of(
+            &probe,
+            "tls_expiry_timestamp_seconds{collector=\"http\",server_name=\"127.0.0.1\",chain=\"leaf\"}"
+        ),
+        Some(leaf),
+        "{probe}"
+    );
+    assert_eq!(
+        value_of(
+            &probe,
+            "tls_chain_verified{collector=\"http\",server_name=\"127.0.0.1\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(!probe.contains("target="), "{probe}");
 }
 
 fn unix_now() -> i64 {

@@ -500,10 +500,11 @@ impl Prober {
                 f
             },
         ];
+        // The target's own series, and the certificate chains of its TLS handshakes.
         families.extend(
             sink.into_families()
                 .into_iter()
-                .filter(|f| f.name().starts_with(prefix)),
+                .filter(|f| f.name().starts_with(prefix) || f.name().starts_with("tls_")),
         );
         exposition_response(families, request.headers())
     }
