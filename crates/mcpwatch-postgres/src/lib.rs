@@ -326,7 +326,7 @@ impl Collector for PostgresCollector {
         // verified when it was made), also when the handshake failed on them.
         if let Some(certificates) = &self.certificates {
             certificates
-                .write(sink, "postgres", ctx.deadline().into())
+                .write(sink, "postgres", ctx.deadline())
                 .await;
         }
         let mut main_lease = match lease {

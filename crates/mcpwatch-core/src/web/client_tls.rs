@@ -142,8 +142,8 @@ pub fn shared_client_config(
     check: ServerCheck,
     ca_file: Option<&Path>,
 ) -> Result<Arc<ClientConfig>, String> {
-    static SHARED: Mutex<Option<HashMap<(ServerCheck, FileKey), Arc<ClientConfig>>>> =
-        Mutex::new(None);
+    type Configs = HashMap<(ServerCheck, FileKey), Arc<ClientConfig>>;
+    static SHARED: Mutex<Option<Configs>> = Mutex::new(None);
     shared(&SHARED, (check, file_key(ca_file)), || {
         let trust = match check {
             ServerCheck::None => None,
