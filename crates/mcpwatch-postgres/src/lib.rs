@@ -325,9 +325,7 @@ impl Collector for PostgresCollector {
         // The chains the server presented, this connection's included (one kept open was
         // verified when it was made), also when the handshake failed on them.
         if let Some(certificates) = &self.certificates {
-            certificates
-                .write(sink, "postgres", ctx.deadline())
-                .await;
+            certificates.write(sink, "postgres", ctx.deadline()).await;
         }
         let mut main_lease = match lease {
             Ok(lease) => {
