@@ -17,7 +17,9 @@ use std::sync::Arc;
 use mcpwatch_core::certs::CertFile;
 use mcpwatch_core::config::{ConfigPath, check_target_name};
 use mcpwatch_core::follow::FilePattern;
-use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
+use mcpwatch_core::{
+    CollectError, Collector, MetricSink, ScrapeContext, async_trait, on_blocking_pool,
+};
 use serde::Deserialize;
 
 /// Files read per pattern at most: the most recently modified.
@@ -321,19 +323,12 @@ impl Collector for CertificatesCollector {
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
         let sources = self.sources.clone();
-        let task = tokio::task::spawn_blocking(move || read_sources(&sources));
-        match tokio::time::timeout_at(ctx.deadline(), task).await {
-            Ok(Ok(reports)) => {
-                write_reports(&reports, sink);
-                Ok(())
-            }
-            Ok(Err(error)) => Err(CollectError::msg(format!(
-                "reading the certificate files failed: {error}"
-            ))),
-            Err(_) => Err(CollectError::msg(
-                "reading the certificate files did not finish in time",
-            )),
-        }
+        let reports = on_blocking_pool(ctx, "reading the certificate files", move |_| {
+            read_sources(&sources)
+        })
+        .await?;
+        write_reports(&reports, sink);
+        Ok(())
     }
 }
 

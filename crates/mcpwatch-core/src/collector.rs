@@ -54,6 +54,32 @@ pub trait Collector: Send + Sync + 'static {
     -> Result<(), CollectError>;
 }
 
+/// Time kept between a blocking read's stop and the scrape's deadline, for what it read to
+/// be reported.
+pub const READ_MARGIN: Duration = Duration::from_millis(50);
+
+/// Runs `work` (reading files, listing a directory) on the blocking pool, handing it the
+/// instant to stop by: [`READ_MARGIN`] before the scrape's deadline, so that a read cut
+/// short still reports what it read. When the work panicked, or did not end by the
+/// deadline (it may be waiting for an earlier scrape's, still under way), the error names
+/// `what`.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    ctx: &ScrapeContext,
+    what: &str,
+    work: impl FnOnce(std::time::Instant) -> T + Send + 'static,
+) -> Result<T, CollectError> {
+    let deadline = ctx.deadline();
+    let stop = deadline
+        .checked_sub(READ_MARGIN)
+        .unwrap_or(deadline)
+        .into_std();
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || work(stop))).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(error)) => Err(CollectError::msg(format!("{what} failed: {error}"))),
+        Err(_) => Err(CollectError::msg(format!("{what} did not finish in time"))),
+    }
+}
+
 /// Why a collection failed. Its text goes to the log and `/health`, never into a label.
 pub struct CollectError {
     source: Box<dyn std::error::Error + Send + Sync>,

@@ -7,19 +7,17 @@ mod metrics;
 pub mod scan;
 
 use std::sync::{Arc, Mutex, TryLockError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
-use tokio::time::timeout_at;
+use mcpwatch_core::{
+    CollectError, Collector, MetricSink, ScrapeContext, async_trait, on_blocking_pool,
+};
 
 pub use config::FilesConfig;
 pub use mcpwatch_core::follow::FilePattern;
 
 use crate::metrics::Found;
 use crate::scan::ScanError;
-
-/// Time kept before the scrape's deadline for the listing to report that it stopped.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 /// Why a collector could not be built: the key at fault and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -79,24 +77,21 @@ impl Collector for FilesCollector {
         ctx: &ScrapeContext,
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
-        let deadline = ctx.deadline();
-        let stop = deadline
-            .checked_sub(DEADLINE_MARGIN)
-            .unwrap_or(deadline)
-            .into_std();
         let (pattern, lock) = (self.pattern.clone(), self.listing.clone());
         let keep = self.config.previous_files + 1;
-        let task = tokio::task::spawn_blocking(move || {
+        let what = format!("listing {}", self.pattern.dir().display());
+        let listed = on_blocking_pool(ctx, &what, move |stop| {
             let _listing = match lock.try_lock() {
                 Ok(guard) => guard,
                 Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(TryLockError::WouldBlock) => return None,
             };
             Some(scan::list(&pattern, keep, stop))
-        });
-        let (found, result) = match timeout_at(deadline, task).await {
-            Ok(Ok(Some(Ok(listing)))) => (Found::Listed(listing), Ok(())),
-            Ok(Ok(Some(Err(ScanError::State(state, error))))) => {
+        })
+        .await;
+        let (found, result) = match listed {
+            Ok(Some(Ok(listing))) => (Found::Listed(listing), Ok(())),
+            Ok(Some(Err(ScanError::State(state, error)))) => {
                 // A state to show, not a failure: the directory was looked at.
                 tracing::debug!(
                     target_name = %self.config.name,
@@ -107,31 +102,20 @@ impl Collector for FilesCollector {
                 );
                 (Found::State(state), Ok(()))
             }
-            Ok(Ok(Some(Err(ScanError::Stopped { entries })))) => (
+            Ok(Some(Err(ScanError::Stopped { entries }))) => (
                 Found::Unknown,
                 Err(CollectError::msg(format_args!(
-                    "listing {} stopped at the scrape's deadline after {entries} entries",
-                    self.pattern.dir().display()
+                    "{what} stopped at the scrape's deadline after {entries} entries"
                 ))),
             ),
-            Ok(Ok(None)) => (
+            Ok(None) => (
                 Found::Unknown,
                 Err(CollectError::msg(format_args!(
                     "{} is still being listed by an earlier scrape (a hung mount?)",
                     self.pattern.dir().display()
                 ))),
             ),
-            Ok(Err(error)) => (
-                Found::Unknown,
-                Err(CollectError::msg(format_args!("listing task: {error}"))),
-            ),
-            Err(_) => (
-                Found::Unknown,
-                Err(CollectError::msg(format_args!(
-                    "listing {} did not finish in time",
-                    self.pattern.dir().display()
-                ))),
-            ),
+            Err(error) => (Found::Unknown, Err(error)),
         };
         metrics::write(&self.config, &found, SystemTime::now(), sink);
         result
@@ -144,7 +128,7 @@ mod tests {
     use mcpwatch_core::config::ConfigPath;
     use std::fs::File;
     use std::path::Path;
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn collector(path: &Path, extra: impl FnOnce(&mut FilesConfig)) -> FilesCollector {
         let mut config = FilesConfig::new("backups".into(), ConfigPath::from(path.to_owned()));

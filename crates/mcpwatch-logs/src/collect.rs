@@ -1,19 +1,15 @@
 //! The collector: a follower and its counts, polled on the blocking pool at each scrape.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use mcpwatch_core::follow::{FilePattern, Follower};
-use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
-use tokio::time::timeout_at;
+use mcpwatch_core::{
+    CollectError, Collector, MetricSink, ScrapeContext, async_trait, on_blocking_pool,
+};
 
 use crate::LogPatternsError;
 use crate::config::LogPatternsConfig;
 use crate::patterns::PatternCounts;
-
-/// Time kept free of the deadline to report what was read: a backlog is read over several
-/// scrapes.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 /// Lines of a log counted by named patterns.
 #[derive(Debug)]
@@ -67,31 +63,18 @@ impl Collector for LogPatternsCollector {
         ctx: &ScrapeContext,
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
-        let deadline = ctx.deadline();
-        let stop = deadline
-            .checked_sub(DEADLINE_MARGIN)
-            .unwrap_or(deadline)
-            .into_std();
         let state = self.state.clone();
-        let task = tokio::task::spawn_blocking(move || {
+        let read = on_blocking_pool(ctx, "reading the log", move |stop| {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             let State { follower, counts } = &mut *state;
             follower.poll(stop, counts);
             let mut read = MetricSink::default();
             metrics(follower, counts, &mut read);
             read
-        });
-        match timeout_at(deadline, task).await {
-            Ok(Ok(read)) => {
-                sink.append(read);
-                Ok(())
-            }
-            Ok(Err(error)) => Err(CollectError::msg(format_args!(
-                "reading the log failed: {error}"
-            ))),
-            // The read waited for another scrape's, still under way.
-            Err(_) => Err(CollectError::msg("reading the log did not finish in time")),
-        }
+        })
+        .await?;
+        sink.append(read);
+        Ok(())
     }
 }
 

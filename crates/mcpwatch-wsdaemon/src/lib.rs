@@ -23,9 +23,10 @@ use mcpwatch_core::config::{ConfigPath, Problem};
 use mcpwatch_core::web::{ServerCheck, watched_client_config};
 use mcpwatch_core::{
     CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
+    on_blocking_pool,
 };
 use rustls::ClientConfig;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 pub use config::WsDaemonConfig;
 pub use endpoint::HttpCollector;
@@ -297,11 +298,8 @@ impl WsDaemonCollector {
         let log = self.request_log.clone();
         // A large backlog is read over several scrapes: this one stops reading in time to
         // report what it read.
-        let stop = deadline
-            .checked_sub(DEADLINE_MARGIN)
-            .unwrap_or(deadline)
-            .into_std();
-        let task = tokio::task::spawn_blocking(move || {
+        let ctx = ScrapeContext::new(deadline);
+        on_blocking_pool(&ctx, "reading the daemon's files", move |stop| {
             let mut sink = MetricSink::default();
             let state = config
                 .health_file
@@ -313,18 +311,14 @@ impl WsDaemonCollector {
                 log.metrics(&mut sink);
                 log.files()
             });
-            Files {
+            Some(Files {
                 sink,
                 health_file: state,
                 log_files,
-            }
-        });
-        match timeout_at(deadline, task).await {
-            Ok(Ok(read)) => Ok(Some(read)),
-            Ok(Err(error)) => Err(format!("reading the daemon's files failed: {error}")),
-            // The read waited for another scrape's, still under way.
-            Err(_) => Err("reading the daemon's files did not finish in time".to_owned()),
-        }
+            })
+        })
+        .await
+        .map_err(|error| error.to_string())
     }
 }
 
