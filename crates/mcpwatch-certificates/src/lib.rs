@@ -18,7 +18,7 @@ use mcpwatch_core::certs::CertFile;
 use mcpwatch_core::config::{ConfigPath, check_target_name};
 use mcpwatch_core::follow::FilePattern;
 use mcpwatch_core::{
-    CollectError, Collector, MetricSink, ScrapeContext, async_trait, on_blocking_pool,
+    BlockingLane, CollectError, Collector, MetricSink, ScrapeContext, async_trait,
 };
 use serde::Deserialize;
 
@@ -65,7 +65,8 @@ pub enum FileState {
     Ok,
     /// Not there.
     Missing,
-    /// There, but could not be read (permissions, a directory, an I/O error).
+    /// There, but could not be read (permissions, a directory, a FIFO or device, an I/O
+    /// error).
     Unreadable,
     /// Neither PEM nor DER, too large, or a broken PEM section.
     Unparsable,
@@ -118,6 +119,8 @@ enum Source {
 pub struct CertificatesCollector {
     config: CertificatesConfig,
     sources: Arc<[Source]>,
+    /// One read at a time: a file that blocks (a FIFO, a dead mount) holds one thread.
+    lane: BlockingLane,
 }
 
 impl CertificatesCollector {
@@ -159,6 +162,7 @@ impl CertificatesCollector {
         Ok(Self {
             config,
             sources: sources.into(),
+            lane: BlockingLane::default(),
         })
     }
 
@@ -206,11 +210,14 @@ pub fn read_file(path: &Path) -> FileReport {
         file,
     };
     let mut bytes = Vec::new();
-    let read = std::fs::File::open(path).and_then(|file| {
-        if file.metadata()?.is_dir() {
-            return Err(std::io::Error::other("a directory"));
+    // Only a regular file is opened: opening a FIFO waits for a writer.
+    let read = std::fs::metadata(path).and_then(|meta| {
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
         }
-        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
+        std::fs::File::open(path)?
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
     });
     match read {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -323,10 +330,12 @@ impl Collector for CertificatesCollector {
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
         let sources = self.sources.clone();
-        let reports = on_blocking_pool(ctx, "reading the certificate files", move |_| {
-            read_sources(&sources)
-        })
-        .await?;
+        let reports = self
+            .lane
+            .run(ctx, "reading the certificate files", move |_| {
+                read_sources(&sources)
+            })
+            .await?;
         write_reports(&reports, sink);
         Ok(())
     }
@@ -371,8 +380,17 @@ mod tests {
         )
         .expect("key");
         std::fs::create_dir(d.join("dir.pem")).expect("dir");
+        // A FIFO named, and one a pattern matches: opening one would wait for a writer.
+        for fifo in ["named.fifo", "matched.pem"] {
+            let made = std::process::Command::new("mkfifo")
+                .arg(d.join(fifo))
+                .status()
+                .expect("mkfifo");
+            assert!(made.success());
+        }
         let yaml = format!(
-            "name: web\npaths: [\"{0}/*.pem\", \"{0}/gone.crt\", \"{0}/bundle.pem\"]\n",
+            "name: web\npaths: [\"{0}/*.pem\", \"{0}/gone.crt\", \"{0}/bundle.pem\", \
+             \"{0}/named.fifo\"]\n",
             d.display()
         );
         let reports = collector(&yaml).expect("collector").read();
@@ -399,6 +417,7 @@ mod tests {
                 ("garbage.pem".to_owned(), "unparsable", 0),
                 ("gone.crt".to_owned(), "missing", 0),
                 ("key.pem".to_owned(), "no_certificate", 0),
+                ("named.fifo".to_owned(), "unreadable", 0),
             ]
         );
         let bundle = reports

@@ -58,25 +58,43 @@ pub trait Collector: Send + Sync + 'static {
 /// be reported.
 pub const READ_MARGIN: Duration = Duration::from_millis(50);
 
-/// Runs `work` (reading files, listing a directory) on the blocking pool, handing it the
-/// instant to stop by: [`READ_MARGIN`] before the scrape's deadline, so that a read cut
-/// short still reports what it read. When the work panicked, or did not end by the
-/// deadline (it may be waiting for an earlier scrape's, still under way), the error names
-/// `what`.
-pub async fn on_blocking_pool<T: Send + 'static>(
-    ctx: &ScrapeContext,
-    what: &str,
-    work: impl FnOnce(std::time::Instant) -> T + Send + 'static,
-) -> Result<T, CollectError> {
-    let deadline = ctx.deadline();
-    let stop = deadline
-        .checked_sub(READ_MARGIN)
-        .unwrap_or(deadline)
-        .into_std();
-    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || work(stop))).await {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(error)) => Err(CollectError::msg(format!("{what} failed: {error}"))),
-        Err(_) => Err(CollectError::msg(format!("{what} did not finish in time"))),
+/// One collector's way onto the blocking pool (reading files, listing a directory): one
+/// piece of work at a time. A later scrape waits for the lane without holding a thread, so
+/// a read that hangs (a dead network mount, a FIFO) holds one thread of the pool, not one
+/// per scrape, and the other collectors' reads go on.
+#[derive(Debug, Default)]
+pub struct BlockingLane(std::sync::Arc<tokio::sync::Mutex<()>>);
+
+impl BlockingLane {
+    /// Runs `work` on the blocking pool once the lane is free, handing it the instant to
+    /// stop by: [`READ_MARGIN`] before the scrape's deadline, so that a read cut short
+    /// still reports what it read. When the lane stays taken until the deadline, or the
+    /// work panicked or did not end by the deadline, the error names `what`.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        ctx: &ScrapeContext,
+        what: &str,
+        work: impl FnOnce(std::time::Instant) -> T + Send + 'static,
+    ) -> Result<T, CollectError> {
+        let deadline = ctx.deadline();
+        let stop = deadline
+            .checked_sub(READ_MARGIN)
+            .unwrap_or(deadline)
+            .into_std();
+        let Ok(turn) = tokio::time::timeout_at(deadline, self.0.clone().lock_owned()).await else {
+            return Err(CollectError::msg(format!(
+                "{what} is still under way from an earlier scrape"
+            )));
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(stop)
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(error)) => Err(CollectError::msg(format!("{what} failed: {error}"))),
+            Err(_) => Err(CollectError::msg(format!("{what} did not finish in time"))),
+        }
     }
 }
 
@@ -128,6 +146,47 @@ impl fmt::Debug for CollectError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lane_runs_one_work_at_a_time_and_a_hung_one_holds_one_thread() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let lane = BlockingLane::default();
+        let soon = || ScrapeContext::new(Instant::now() + Duration::from_millis(200));
+        // A read that hangs past its scrape's deadline, as on a dead mount.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = lane
+            .run(&soon(), "the first read", move |_| {
+                let _ = released.recv();
+                1
+            })
+            .await;
+        let error = first.expect_err("cut at the deadline").to_string();
+        assert_eq!(error, "the first read did not finish in time");
+        // The next scrape waits for the lane: its work never starts, no thread is taken.
+        let started = Arc::new(AtomicBool::new(false));
+        let flag = started.clone();
+        let second = lane
+            .run(&soon(), "the second read", move |_| {
+                flag.store(true, Ordering::SeqCst)
+            })
+            .await;
+        let error = second.expect_err("lane taken").to_string();
+        assert_eq!(
+            error,
+            "the second read is still under way from an earlier scrape"
+        );
+        assert!(!started.load(Ordering::SeqCst));
+        // Once the hung read returns, the lane is free again.
+        release.send(()).expect("release");
+        let later = ScrapeContext::new(Instant::now() + Duration::from_secs(30));
+        assert_eq!(
+            lane.run(&later, "the third read", |_| 3)
+                .await
+                .expect("free"),
+            3
+        );
+    }
 
     #[test]
     fn error_text_includes_causes() {

@@ -19,7 +19,7 @@ pub mod secret;
 pub mod web;
 
 pub use async_trait::async_trait;
-pub use collector::{CollectError, Collector, ScrapeContext, on_blocking_pool};
+pub use collector::{BlockingLane, CollectError, Collector, ScrapeContext};
 pub use engine::{MetricSource, Scrape, ScrapeEngine, ScrapeOptions};
 pub use exporter_service::{ExporterService, metrics_response};
 pub use metrics::{HistogramValue, MetricFamily, MetricKind, MetricSink};

@@ -46,10 +46,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // One worker serves any scrape load (concurrent scrapes share one collection and its
     // encoding; reading /proc runs on the blocking pool), and each thread costs memory, as
     // node_exporter's GOMAXPROCS=1 default reflects. The blocking pool's threads outlive a
-    // scrape interval, so that each scrape does not start new threads.
+    // scrape interval, so that each scrape does not start new threads. Each file-reading
+    // target reads on one lane, one read at a time: a read that hangs (a dead mount) holds
+    // one thread, and the pool has room for several before others wait; threads start only
+    // when needed.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .max_blocking_threads(4)
+        .max_blocking_threads(16)
         .thread_keep_alive(std::time::Duration::from_secs(300))
         .enable_all()
         .thread_name("mcpwatch-exporter")

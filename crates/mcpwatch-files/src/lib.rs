@@ -6,11 +6,11 @@ pub mod config;
 mod metrics;
 pub mod scan;
 
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use mcpwatch_core::{
-    CollectError, Collector, MetricSink, ScrapeContext, async_trait, on_blocking_pool,
+    BlockingLane, CollectError, Collector, MetricSink, ScrapeContext, async_trait,
 };
 
 pub use config::FilesConfig;
@@ -34,9 +34,9 @@ pub struct FilesError {
 pub struct FilesCollector {
     config: Arc<FilesConfig>,
     pattern: Arc<FilePattern>,
-    /// Held while a listing runs: a listing hanging on a dead mount keeps it, and later
-    /// scrapes do not queue more threads behind it.
-    listing: Arc<Mutex<()>>,
+    /// One listing at a time: a listing hanging on a dead mount holds it, and later scrapes
+    /// wait for it without holding threads of the blocking pool.
+    lane: BlockingLane,
 }
 
 impl FilesCollector {
@@ -52,7 +52,7 @@ impl FilesCollector {
         Ok(Self {
             config: Arc::new(config),
             pattern: Arc::new(pattern),
-            listing: Arc::new(Mutex::new(())),
+            lane: BlockingLane::default(),
         })
     }
 
@@ -77,21 +77,16 @@ impl Collector for FilesCollector {
         ctx: &ScrapeContext,
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
-        let (pattern, lock) = (self.pattern.clone(), self.listing.clone());
+        let pattern = self.pattern.clone();
         let keep = self.config.previous_files + 1;
         let what = format!("listing {}", self.pattern.dir().display());
-        let listed = on_blocking_pool(ctx, &what, move |stop| {
-            let _listing = match lock.try_lock() {
-                Ok(guard) => guard,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return None,
-            };
-            Some(scan::list(&pattern, keep, stop))
-        })
-        .await;
+        let listed = self
+            .lane
+            .run(ctx, &what, move |stop| scan::list(&pattern, keep, stop))
+            .await;
         let (found, result) = match listed {
-            Ok(Some(Ok(listing))) => (Found::Listed(listing), Ok(())),
-            Ok(Some(Err(ScanError::State(state, error)))) => {
+            Ok(Ok(listing)) => (Found::Listed(listing), Ok(())),
+            Ok(Err(ScanError::State(state, error))) => {
                 // A state to show, not a failure: the directory was looked at.
                 tracing::debug!(
                     target_name = %self.config.name,
@@ -102,17 +97,10 @@ impl Collector for FilesCollector {
                 );
                 (Found::State(state), Ok(()))
             }
-            Ok(Some(Err(ScanError::Stopped { entries }))) => (
+            Ok(Err(ScanError::Stopped { entries })) => (
                 Found::Unknown,
                 Err(CollectError::msg(format_args!(
                     "{what} stopped at the scrape's deadline after {entries} entries"
-                ))),
-            ),
-            Ok(None) => (
-                Found::Unknown,
-                Err(CollectError::msg(format_args!(
-                    "{} is still being listed by an earlier scrape (a hung mount?)",
-                    self.pattern.dir().display()
                 ))),
             ),
             Err(error) => (Found::Unknown, Err(error)),
@@ -188,32 +176,6 @@ mod tests {
         assert_eq!(value(&sink, "files_up", &[]), Some(1.0));
         assert_eq!(value(&sink, "files_matches", &[]), Some(1.0));
         assert_eq!(value(&sink, "files_newest_size_bytes", &[]), Some(100.0));
-    }
-
-    #[tokio::test]
-    async fn a_listing_still_running_is_not_started_twice() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let c = collector(&dir.path().join("*.db"), |_| {});
-        // A thread holds the listing, as an earlier scrape's hanging on a dead mount would.
-        let held = c.listing.clone();
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let _held = held.lock().expect("lock");
-            locked_tx.send(()).expect("signal");
-            let _ = release_rx.recv();
-        });
-        locked_rx.recv().expect("listing held");
-        let (sink, result) = collect(&c).await;
-        release_tx.send(()).expect("release");
-        holder.join().expect("holder thread");
-        let error = result.expect_err("busy").to_string();
-        assert!(error.contains("earlier scrape"), "{error}");
-        assert_eq!(value(&sink, "files_up", &[]), Some(0.0));
-        assert!(sink.find("files_directory_state").is_none());
-        let (sink, result) = collect(&c).await;
-        assert!(result.is_ok());
-        assert_eq!(value(&sink, "files_matches", &[]), Some(0.0));
     }
 
     #[test]

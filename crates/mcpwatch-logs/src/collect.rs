@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mcpwatch_core::follow::{FilePattern, Follower};
 use mcpwatch_core::{
-    CollectError, Collector, MetricSink, ScrapeContext, async_trait, on_blocking_pool,
+    BlockingLane, CollectError, Collector, MetricSink, ScrapeContext, async_trait,
 };
 
 use crate::LogPatternsError;
@@ -16,6 +16,8 @@ use crate::patterns::PatternCounts;
 pub struct LogPatternsCollector {
     name: String,
     state: Arc<Mutex<State>>,
+    /// One read at a time: a read that hangs holds one thread of the blocking pool.
+    lane: BlockingLane,
 }
 
 #[derive(Debug)]
@@ -44,6 +46,7 @@ impl LogPatternsCollector {
         Ok(Self {
             name: config.name,
             state: Arc::new(Mutex::new(State { follower, counts })),
+            lane: BlockingLane::default(),
         })
     }
 }
@@ -64,15 +67,17 @@ impl Collector for LogPatternsCollector {
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
         let state = self.state.clone();
-        let read = on_blocking_pool(ctx, "reading the log", move |stop| {
-            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            let State { follower, counts } = &mut *state;
-            follower.poll(stop, counts);
-            let mut read = MetricSink::default();
-            metrics(follower, counts, &mut read);
-            read
-        })
-        .await?;
+        let read = self
+            .lane
+            .run(ctx, "reading the log", move |stop| {
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                let State { follower, counts } = &mut *state;
+                follower.poll(stop, counts);
+                let mut read = MetricSink::default();
+                metrics(follower, counts, &mut read);
+                read
+            })
+            .await?;
         sink.append(read);
         Ok(())
     }

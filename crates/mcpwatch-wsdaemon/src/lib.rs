@@ -22,8 +22,8 @@ use mcpwatch_core::certs::ChainRecorder;
 use mcpwatch_core::config::{ConfigPath, Problem};
 use mcpwatch_core::web::{ServerCheck, watched_client_config};
 use mcpwatch_core::{
-    CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret, async_trait,
-    on_blocking_pool,
+    BlockingLane, CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret,
+    async_trait,
 };
 use rustls::ClientConfig;
 use tokio::time::Instant;
@@ -212,6 +212,8 @@ pub struct WsDaemonCollector {
     era: EraMemory,
     tool_call: Option<ToolCall>,
     request_log: Option<Arc<Mutex<RequestLog>>>,
+    /// One read of the health file and the request log at a time.
+    files_lane: BlockingLane,
 }
 
 impl std::fmt::Debug for WsDaemonCollector {
@@ -285,6 +287,7 @@ impl WsDaemonCollector {
             era: EraMemory::default(),
             tool_call,
             request_log,
+            files_lane: BlockingLane::default(),
         })
     }
 
@@ -299,26 +302,27 @@ impl WsDaemonCollector {
         // A large backlog is read over several scrapes: this one stops reading in time to
         // report what it read.
         let ctx = ScrapeContext::new(deadline);
-        on_blocking_pool(&ctx, "reading the daemon's files", move |stop| {
-            let mut sink = MetricSink::default();
-            let state = config
-                .health_file
-                .as_ref()
-                .map(|file| health_file::read(file.path(), &config, &mut sink));
-            let log_files = log.map(|log| {
-                let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
-                log.poll(stop);
-                log.metrics(&mut sink);
-                log.files()
-            });
-            Some(Files {
-                sink,
-                health_file: state,
-                log_files,
+        self.files_lane
+            .run(&ctx, "reading the daemon's files", move |stop| {
+                let mut sink = MetricSink::default();
+                let state = config
+                    .health_file
+                    .as_ref()
+                    .map(|file| health_file::read(file.path(), &config, &mut sink));
+                let log_files = log.map(|log| {
+                    let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                    log.poll(stop);
+                    log.metrics(&mut sink);
+                    log.files()
+                });
+                Some(Files {
+                    sink,
+                    health_file: state,
+                    log_files,
+                })
             })
-        })
-        .await
-        .map_err(|error| error.to_string())
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 
