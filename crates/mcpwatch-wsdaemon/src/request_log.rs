@@ -243,14 +243,37 @@ fn text(value: Option<&Value>) -> String {
     }
 }
 
-/// An HTTP status: a whole number from 100 to 599, or such a number as text.
+/// An HTTP status: a whole number from 100 to 599, or text that is such a number or starts
+/// with one followed by a space (a status line's `"429 Too Many Requests"`, Go's
+/// `resp.Status`).
 fn as_status(value: &Value) -> Option<u16> {
-    let n = match value {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
+    match value {
+        Value::Number(n) => n.as_f64().and_then(http_status),
+        Value::String(s) => status_in_text(s),
+        _ => None,
+    }
+}
+
+/// `n` when it is a whole number from 100 to 599.
+fn http_status(n: f64) -> Option<u16> {
     ((100.0..600.0).contains(&n) && n.fract() == 0.0).then_some(n as u16)
+}
+
+/// The HTTP status `text` is (`"429"`, `"429.0"`) or starts with (`"429 Too Many
+/// Requests"`).
+fn status_in_text(text: &str) -> Option<u16> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<f64>() {
+        return http_status(n);
+    }
+    let (digits, rest) = text.split_at_checked(3)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    digits
+        .parse()
+        .ok()
+        .and_then(|n: u16| http_status(f64::from(n)))
 }
 
 /// The record's HTTP status: from `status_field`, else from the outcome field when it holds
@@ -275,40 +298,52 @@ fn by_status(status: u16) -> Outcome {
     }
 }
 
+/// The outcome of a record whose HTTP status is `status`: a refusal of the client that the
+/// status tells of (429, 401, 403) wins over the outcome field, unless that says timeout.
 fn outcome(record: &Value, config: &RequestLogConfig, status: Option<u16>) -> Outcome {
-    // A refusal the status tells of is one whatever the outcome field says ("error").
-    if let Some(refused @ (Outcome::RateLimited | Outcome::Unauthorized)) = status.map(by_status) {
-        return refused;
+    let said = outcome_field(record, config);
+    match (said, status.map(by_status)) {
+        (Some(Outcome::Timeout), _) => Outcome::Timeout,
+        (_, Some(refused @ (Outcome::RateLimited | Outcome::Unauthorized))) => refused,
+        (Some(said), _) => said,
+        // No outcome field: the status tells, else a record with an error in it failed.
+        (None, Some(by_status)) => by_status,
+        (None, None) => match record.get("error") {
+            None | Some(Value::Null | Value::Bool(false)) => Outcome::Success,
+            Some(Value::String(s)) if s.is_empty() => Outcome::Success,
+            Some(_) => Outcome::Error,
+        },
     }
-    let by_number = |n: f64| {
-        if (100.0..600.0).contains(&n) {
-            by_status(n as u16)
-        } else if n != 0.0 {
-            Outcome::Success
-        } else {
-            Outcome::Error
-        }
+}
+
+/// What the outcome field says, `None` without one (or with an object or a list): a success
+/// value, `true`, an HTTP status (alone or at the start of a status line), a word of a
+/// timeout, a rate limit or refused credentials; anything else (`false`, a number that is
+/// no HTTP status and no success value) is an error.
+fn outcome_field(record: &Value, config: &RequestLogConfig) -> Option<Outcome> {
+    let success = |text: &str| {
+        config
+            .success_values
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(text))
     };
-    match field(record, &config.outcome_field) {
-        Some(Value::Bool(ok)) => {
-            if *ok {
-                Outcome::Success
-            } else {
-                Outcome::Error
-            }
-        }
-        Some(Value::Number(n)) => n.as_f64().map_or(Outcome::Error, by_number),
-        Some(Value::String(s)) => {
+    let outcome = match field(record, &config.outcome_field)? {
+        Value::Bool(true) => Outcome::Success,
+        Value::Bool(false) => Outcome::Error,
+        Value::Number(n) if success(&n.to_string()) => Outcome::Success,
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(http_status)
+            .map_or(Outcome::Error, by_status),
+        Value::String(s) => {
             let s = s.trim();
             let word = s.to_ascii_lowercase().replace(['_', '-', ' '], "");
-            if config
-                .success_values
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case(s))
-            {
+            if success(s) {
                 Outcome::Success
             } else if word.contains("timeout") || word.contains("timedout") {
                 Outcome::Timeout
+            } else if let Some(status) = status_in_text(s) {
+                by_status(status)
             } else if ["ratelimit", "toomanyrequests", "throttled"]
                 .iter()
                 .any(|w| word.contains(w))
@@ -324,20 +359,14 @@ fn outcome(record: &Value, config: &RequestLogConfig, status: Option<u16>) -> Ou
             .any(|w| word.contains(w))
             {
                 Outcome::Unauthorized
-            } else if let Ok(n) = s.parse::<f64>() {
-                by_number(n)
             } else {
                 Outcome::Error
             }
         }
-        // No outcome field: the status tells, else a record with an error in it failed.
-        _ => match (status, record.get("error")) {
-            (Some(status), _) => by_status(status),
-            (None, None | Some(Value::Null | Value::Bool(false))) => Outcome::Success,
-            (None, Some(Value::String(s))) if s.is_empty() => Outcome::Success,
-            (None, Some(_)) => Outcome::Error,
-        },
-    }
+        // An object or a list is no outcome.
+        Value::Array(_) | Value::Object(_) | Value::Null => return None,
+    };
+    Some(outcome)
 }
 
 /// A record's `error.type`, as text: a JSON-RPC code whether written as a number (`-32602`,
@@ -1034,6 +1063,110 @@ mod tests {
             (outcome(&v, &c, status(&v, &c)), status(&v, &c)),
             (Outcome::Unauthorized, Some(401))
         );
+    }
+
+    #[test]
+    fn status_lines_timeouts_and_numbers_that_are_no_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path(), "");
+        let o = |v: Value| {
+            let status = status(&v, &c);
+            (
+                outcome(&v, &c, status),
+                STATUS_CLASSES[status_class(status)],
+            )
+        };
+        use serde_json::json;
+        // A status with its reason phrase (Go's `resp.Status`), in the outcome field or in
+        // a status field of its own.
+        assert_eq!(o(json!({"status": "200 OK"})), (Outcome::Success, "2xx"));
+        assert_eq!(
+            o(json!({"status": "503 Service Unavailable"})),
+            (Outcome::Error, "5xx")
+        );
+        assert_eq!(
+            o(json!({"status": "429 Too Many Requests"})),
+            (Outcome::RateLimited, "4xx")
+        );
+        assert_eq!(
+            o(json!({"status": "401 Unauthorized"})),
+            (Outcome::Unauthorized, "4xx")
+        );
+        assert_eq!(
+            o(json!({"status": "error", "status_code": "429 Too Many Requests"})),
+            (Outcome::RateLimited, "4xx")
+        );
+        assert_eq!(
+            o(json!({"status_code": "503 Service Unavailable"})),
+            (Outcome::Error, "5xx")
+        );
+        assert_eq!(
+            o(json!({"status_code": " 204 "})),
+            (Outcome::Success, "2xx")
+        );
+        assert_eq!(
+            o(json!({"status": "504 Gateway Timeout"})),
+            (Outcome::Timeout, "5xx")
+        );
+        // Not a status line: no status, the words tell.
+        assert_eq!(o(json!({"status": "2000 OK"})), (Outcome::Error, "none"));
+        assert_eq!(o(json!({"status": "200OK"})), (Outcome::Error, "none"));
+        assert_eq!(o(json!({"status": "600 Odd"})), (Outcome::Error, "none"));
+        // The outcome field saying timeout wins over a refusal the status tells of.
+        assert_eq!(
+            o(json!({"status": "timeout", "status_code": 429})),
+            (Outcome::Timeout, "4xx")
+        );
+        assert_eq!(
+            o(json!({"status": "timed out", "status_code": 401})),
+            (Outcome::Timeout, "4xx")
+        );
+        assert_eq!(
+            o(json!({"status": "success", "status_code": 403})),
+            (Outcome::Unauthorized, "4xx")
+        );
+        // A number that is no HTTP status and no success value is an error.
+        for status in [
+            json!(1),
+            json!(-1),
+            json!(0),
+            json!(600),
+            json!(999),
+            json!(99),
+        ] {
+            assert_eq!(
+                o(json!({ "status": status })),
+                (Outcome::Error, "none"),
+                "{status}"
+            );
+        }
+        for status in ["1", "-1", "600", "999", "NaN", "inf", "-inf", "1e3"] {
+            assert_eq!(
+                o(json!({ "status": status })),
+                (Outcome::Error, "none"),
+                "{status}"
+            );
+        }
+        assert_eq!(o(json!({"status": 200.0})), (Outcome::Success, "2xx"));
+        assert_eq!(o(json!({"status": "200.0"})), (Outcome::Success, "2xx"));
+        // A number among the success values is one.
+        let c = config(dir.path(), "success_values: [\"1\", ok]\n");
+        let o = |v: Value| {
+            let status = status(&v, &c);
+            (
+                outcome(&v, &c, status),
+                STATUS_CLASSES[status_class(status)],
+            )
+        };
+        assert_eq!(o(json!({"status": 1})), (Outcome::Success, "none"));
+        assert_eq!(o(json!({"status": "1"})), (Outcome::Success, "none"));
+        assert_eq!(o(json!({"status": 2})), (Outcome::Error, "none"));
+        // An object in the outcome field is no outcome: the status tells.
+        assert_eq!(
+            o(json!({"status": {"x": 1}, "status_code": 502})),
+            (Outcome::Error, "5xx")
+        );
+        assert_eq!(o(json!({"status": [1]})), (Outcome::Success, "none"));
     }
 
     #[test]
