@@ -49,8 +49,8 @@ pub struct PatternConfig {
     pub labels: Vec<String>,
 }
 
-/// A regular expression over the bytes of a line: a line that is not UTF-8 is still
-/// searched.
+/// A regular expression searched for in a line: a line that is not UTF-8 is still
+/// searched, each invalid byte sequence as one U+FFFD.
 #[derive(Clone)]
 pub struct LineRegex(regex::bytes::Regex);
 

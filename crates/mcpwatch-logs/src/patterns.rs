@@ -1,5 +1,6 @@
 //! Lines counted by pattern, with bounded capture-group labels.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use mcpwatch_core::MetricSink;
@@ -104,7 +105,8 @@ impl PatternCounts {
         }
         let lines = sink.counter(
             "log_lines_total",
-            "Lines read, by result: read (UTF-8), invalid_utf8 (matched all the same), \
+            "Lines read, by result: read (UTF-8), invalid_utf8 (matched all the same, each \
+             invalid byte sequence as U+FFFD), \
              too_long (longer than max_line_bytes, not matched), unfinished (a file let go \
              with a line never ended).",
         );
@@ -157,13 +159,17 @@ impl Lines for PatternCounts {
     fn line(&mut self, line: &[u8]) {
         // CRLF line endings: the carriage return is no part of the line.
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if std::str::from_utf8(line).is_ok() {
+        // A line that is not UTF-8 is matched as it reads: each invalid sequence is one
+        // U+FFFD, which `.` and `\S` match, so `ERROR.*timeout` spans a stray Latin-1 byte
+        // (the regex's `.` matches no invalid byte).
+        let text = String::from_utf8_lossy(line);
+        if matches!(text, Cow::Borrowed(_)) {
             self.read += 1;
         } else {
             self.invalid_utf8 += 1;
         }
         for pattern in &mut self.patterns {
-            pattern.test(line, self.max_series);
+            pattern.test(text.as_bytes(), self.max_series);
         }
     }
 
@@ -294,6 +300,49 @@ mod tests {
             value(&counts, &[("pattern", "auth_error"), ("code", "AUTH_002")]),
             Some(1.0)
         );
+        assert_eq!(
+            value(
+                &counts,
+                &[("pattern", "auth_error"), ("code", "AUTH_\u{fffd}01")]
+            ),
+            None,
+            "\\d matches no invalid byte"
+        );
+        assert_eq!(
+            value(&counts, &[("pattern", "auth_error"), ("code", "AUTH_002")]),
+            Some(1.0)
+        );
+        // A Latin-1 byte is one U+FFFD: `.` spans it, `\S` takes it into a label, `\w` stops
+        // before it.
+        let mut latin1 = PatternCounts::new(
+            &[
+                pattern("timeout", r"ERROR.*timeout", &[]),
+                pattern("word", r"word=(?P<user>\w+)", &["user"]),
+                pattern("any", r"any=(?P<user>\S+)", &["user"]),
+                pattern("one", r"^one=.$", &[]),
+            ],
+            10,
+        );
+        latin1.line(b"ERROR caf\xe9 timeout");
+        latin1.line(b"word=ren\xe9e any=ren\xe9e");
+        latin1.line(b"one=\xe9");
+        latin1.line(b"one=\xf0\x9f\x98");
+        latin1.line(b"one=\xe9\xe9");
+        assert_eq!(value(&latin1, &[("pattern", "timeout")]), Some(1.0));
+        assert_eq!(
+            value(&latin1, &[("pattern", "word"), ("user", "ren")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&latin1, &[("pattern", "any"), ("user", "ren\u{fffd}e")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&latin1, &[("pattern", "one")]),
+            Some(2.0),
+            "one invalid byte, and a cut four-byte sequence, are one character; two are two"
+        );
+        assert_eq!((latin1.read, latin1.invalid_utf8), (0, 5));
         counts.too_long();
         counts.unfinished();
         let mut sink = MetricSink::default();
