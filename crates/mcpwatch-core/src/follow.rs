@@ -221,6 +221,9 @@ struct Followed {
     present: bool,
     /// Scrapes since it last grew.
     idle: u32,
+    /// Whether the last attempt to open it failed while it was there (its permissions): it
+    /// is not counted as followed until it can be opened.
+    unreadable: bool,
 }
 
 impl Followed {
@@ -238,6 +241,28 @@ impl Followed {
             copy_of: None,
             present: true,
             idle: 0,
+            unreadable: false,
+        }
+    }
+
+    /// Opens the file, when it is still there under its name. One that is there and
+    /// cannot be opened is unreadable until it can, said once when it becomes so.
+    fn open(&mut self) -> Option<File> {
+        match try_open_same(&self.path, self.id) {
+            Ok(file) => {
+                if self.unreadable && file.is_some() {
+                    self.unreadable = false;
+                    tracing::info!(path = %self.path.display(), "A followed file can be read again.");
+                }
+                file
+            }
+            Err(error) => {
+                if !self.unreadable {
+                    self.unreadable = true;
+                    tracing::warn!(path = %self.path.display(), %error, "A file to follow cannot be opened: it is not read, and not counted as followed, until it can be.");
+                }
+                None
+            }
         }
     }
 
@@ -248,7 +273,7 @@ impl Followed {
             return true;
         }
         if self.file.is_none() {
-            self.file = open_same(&self.path, self.id);
+            self.file = self.open();
         }
         let Some(file) = &self.file else {
             return true;
@@ -359,11 +384,11 @@ impl Follower {
         if !read_existing {
             for (path, meta) in one_name_per_file(follower.pattern.recent(), &[]) {
                 let id = (meta.dev(), meta.ino());
-                let file = open_same(&path, id);
-                let fingerprint = file
+                let mut followed = Followed::new(id, path, meta.len(), None);
+                let file = followed.open();
+                followed.fingerprint = file
                     .as_ref()
                     .and_then(|file| Fingerprint::of(file, meta.len()).ok());
-                let mut followed = Followed::new(id, path, meta.len(), fingerprint);
                 // Held from the start, so that a file renamed away before it grew is
                 // still read to its end.
                 followed.file = file;
@@ -417,7 +442,7 @@ impl Follower {
             // Held even when nothing is new, so that a file renamed away before it grows
             // is still read to its end.
             if followed.copy_of.is_none() && followed.file.is_none() {
-                followed.file = open_same(&followed.path, id);
+                followed.file = followed.open();
             }
         }
         for (followed, was) in self.files.iter().zip(previously) {
@@ -528,7 +553,6 @@ impl Follower {
     fn follow_new(&mut self, path: PathBuf, meta: &Metadata, moved: &[FileId]) {
         let id = (meta.dev(), meta.ino());
         let len = meta.len();
-        let file = open_same(&path, id);
         let vacated = match self.vacated.iter().position(|name| *name == path) {
             Some(at) => {
                 self.vacated.remove(at);
@@ -537,6 +561,7 @@ impl Follower {
             None => false,
         };
         let mut followed = Followed::new(id, path, 0, Some(Fingerprint::empty()));
+        let file = followed.open();
         followed.stamp = Some(stamp(meta));
         let remnant = file
             .as_ref()
@@ -590,9 +615,9 @@ impl Follower {
             .map(|f| f.id)
     }
 
-    /// Files followed.
+    /// Files followed: a file that is there and cannot be opened (its permissions) is not.
     pub fn files(&self) -> usize {
-        self.files.len()
+        self.files.iter().filter(|f| !f.unreadable).count()
     }
 
     /// Bytes read since following started.
@@ -631,9 +656,23 @@ fn one_name_per_file(
 
 /// Opens `path` if it is still the file `id`.
 fn open_same(path: &Path, id: FileId) -> Option<File> {
-    let file = File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    ((meta.dev(), meta.ino()) == id).then_some(file)
+    try_open_same(path, id).ok().flatten()
+}
+
+/// Opens `path` if it is still the file `id`: `None` when it is gone or another file, an
+/// error when it is there and cannot be opened.
+fn try_open_same(path: &Path, id: FileId) -> std::io::Result<Option<File>> {
+    #[cfg(test)]
+    if tests::DENIED.with(|denied| denied.borrow().as_deref() == Some(path)) {
+        return Err(ErrorKind::PermissionDenied.into());
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let meta = file.metadata()?;
+    Ok(((meta.dev(), meta.ino()) == id).then_some(file))
 }
 
 /// Reads what `followed` has past its offset, within `budget` and until `stop`, handing its
@@ -715,7 +754,15 @@ fn split(followed: &mut Followed, bytes: &[u8], max: usize, lines: &mut impl Lin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
     use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    thread_local! {
+        /// A path whose opening fails as for a file of mode 0600 owned by another user: the
+        /// tests run as root, whom permissions do not stop.
+        pub(super) static DENIED: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+    }
 
     /// A stop no test reaches.
     fn later() -> Instant {
@@ -827,6 +874,80 @@ mod tests {
         assert_eq!(
             f.bytes_read(),
             (" written\n".len() + numbered(0, 27).len()) as u64
+        );
+    }
+
+    /// What was logged, as text.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logged {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_is_not_followed_and_said_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "one\n");
+        let logged = Logged::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            DENIED.with(|denied| *denied.borrow_mut() = Some(path.clone()));
+            let mut f = follower(dir.path(), 1024, true);
+            let mut seen = Seen::default();
+            for _ in 0..3 {
+                f.poll(later(), &mut seen);
+            }
+            assert_eq!((f.files(), seen.lines.len(), f.bytes_read()), (0, 0, 0));
+            // Another file of the pattern that can be read is followed.
+            append(&dir.path().join("app.log.1"), "two\n");
+            f.poll(later(), &mut seen);
+            assert_eq!((f.files(), &seen.lines[..]), (1, &["two".to_owned()][..]));
+            // Readable again: read from its start, as a file that appeared.
+            DENIED.with(|denied| *denied.borrow_mut() = None);
+            append(&path, "three\n");
+            f.poll(later(), &mut seen);
+            f.poll(later(), &mut seen);
+            assert_eq!(f.files(), 2);
+            assert_eq!(seen.lines, ["two", "one", "three"]);
+        });
+        let text = String::from_utf8(logged.0.lock().expect("log").clone()).expect("text");
+        let warning = format!("path={}", path.display());
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains("WARN") && l.contains(&warning))
+                .count(),
+            1,
+            "one warning naming the path, not one per poll:\n{text}"
+        );
+        assert!(text.contains("permission denied"), "{text}");
+        assert_eq!(text.matches("can be read again").count(), 1, "{text}");
+
+        // A file there when following starts, from its end: read from where it ended then.
+        let path = dir.path().join("app.log.1");
+        DENIED.with(|denied| *denied.borrow_mut() = Some(path.clone()));
+        let mut f = Follower::new(FilePattern::new(&path).expect("path"), 1024, false);
+        let mut seen = Seen::default();
+        append(&path, "four\n");
+        f.poll(later(), &mut seen);
+        assert_eq!((f.files(), seen.lines.len()), (0, 0));
+        DENIED.with(|denied| *denied.borrow_mut() = None);
+        append(&path, "five\n");
+        f.poll(later(), &mut seen);
+        assert_eq!(
+            (f.files(), &seen.lines[..]),
+            (1, &["four".to_owned(), "five".to_owned()][..])
         );
     }
 

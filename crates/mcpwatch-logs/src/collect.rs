@@ -87,7 +87,8 @@ fn metrics(follower: &Follower, counts: &PatternCounts, sink: &mut MetricSink) {
     let files = follower.files();
     sink.gauge(
         "log_up",
-        "Whether a file of the log is followed (0: no file matches the path yet).",
+        "Whether a file of the log is followed (0: no file matches the path yet, or none \
+         can be opened).",
     )
     .add(&[], f64::from(u8::from(files > 0)));
     counts.metrics(sink);
@@ -99,6 +100,9 @@ fn metrics(follower: &Follower, counts: &PatternCounts, sink: &mut MetricSink) {
          under a name that a followed file left.",
     )
     .add(&[], follower.rotations() as f64);
-    sink.gauge("log_files", "Files of the log followed.")
-        .add(&[], files as f64);
+    sink.gauge(
+        "log_files",
+        "Files of the log followed: matching files that can be opened.",
+    )
+    .add(&[], files as f64);
 }

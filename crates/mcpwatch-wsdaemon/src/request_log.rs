@@ -219,8 +219,11 @@ impl RequestLog {
              that a followed file left.",
         )
         .add(&[], self.follower.rotations() as f64);
-        sink.gauge("wsdaemon_request_log_files", "Request log files followed.")
-            .add(&[], self.files() as f64);
+        sink.gauge(
+            "wsdaemon_request_log_files",
+            "Request log files followed: matching files that can be opened.",
+        )
+        .add(&[], self.files() as f64);
     }
 }
 
