@@ -1,8 +1,9 @@
 //! Plain-text logs and request-log outcomes through the exporter binary: a log written by
 //! an application that keeps it open, rotated by the real logrotate (renaming, then
 //! copytruncate), a burst of 20,000 lines between two scrapes, lines too long and lines
-//! that are not UTF-8; every count exact, every output clean for `promtool check metrics`
-//! and free of duplicate series.
+//! that are not UTF-8; a file the exporter's user cannot open, not followed and warned of
+//! once; every count exact, every output clean for `promtool check metrics` and free of
+//! duplicate series.
 
 use std::fs::File;
 use std::io::Write;
@@ -337,4 +338,121 @@ async fn access_log_statuses_and_request_log_outcomes_are_counted_exactly() {
         ],
         [50.0, 8.0, 5.0, 4.0, 0.0, 1.0, -1.0]
     );
+}
+
+/// A log file the exporter's user cannot open: mode 000, and as root the exporter runs as
+/// `nobody` (root opens it anyway), from a copy of its binary that user can reach.
+#[tokio::test]
+async fn a_file_the_exporter_cannot_open_is_not_followed_and_said_once() {
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    use mcpwatch_tests::binaries::workspace_binary;
+    use mcpwatch_tests::ports::free_address;
+    use mcpwatch_tests::process::ServiceProcess;
+    use nix::unistd::{Uid, User};
+
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, Permissions::from_mode(mode)).expect("chmod");
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    chmod(dir, 0o755);
+    std::fs::create_dir(dir.join("logs")).expect("logs");
+    chmod(&dir.join("logs"), 0o755);
+    let app = dir.join("logs/app.log");
+    let requests = dir.join("logs/requests.jsonl");
+    let mut writer = Writer::open(&app);
+    writer.lines(5);
+    std::fs::write(
+        &requests,
+        "{\"provider\":\"glm\",\"tool\":\"chat\",\"status\":\"200 OK\"}\n".repeat(3),
+    )
+    .expect("requests");
+    for each in [&app, &requests] {
+        chmod(each, 0o000);
+    }
+    std::fs::write(
+        dir.join("exporter.yml"),
+        "collectors:\n  host: { enabled: false }\n  log_patterns:\n    - name: locked\n      \
+         path: logs/app*.log\n      read_existing: true\n      patterns:\n        - { name: error, \
+         regex: '\\b(ERROR|CRITICAL)\\b' }\n  wsdaemon:\n    - name: exai\n      request_log:\n        \
+         path: logs/requests.jsonl\n        read_existing: true\n",
+    )
+    .expect("exporter.yml");
+    chmod(&dir.join("exporter.yml"), 0o644);
+
+    let binary = dir.join("mcpwatch-exporter");
+    std::fs::copy(workspace_binary("mcpwatch-exporter"), &binary).expect("copy the exporter");
+    let address = free_address();
+    let mut command = Command::new(&binary);
+    command
+        .arg(format!(
+            "--config.file={}",
+            dir.join("exporter.yml").display()
+        ))
+        .arg(format!("--web.listen-address={address}"));
+    if Uid::effective().is_root() {
+        let nobody = User::from_name("nobody")
+            .ok()
+            .flatten()
+            .expect("the nobody user");
+        command.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    }
+    let exporter = ServiceProcess::spawn("mcpwatch-exporter", command, dir);
+    let health = format!("http://{address}/health");
+    mcpwatch_tests::wait_for_async(
+        "the exporter to answer /health",
+        std::time::Duration::from_secs(60),
+        || {
+            let request = client().get(&health).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        },
+    )
+    .await;
+
+    let follows = |text: &str| {
+        [
+            value(text, r#"log_up{target="locked"}"#),
+            value(text, r#"log_files{target="locked"}"#),
+            value(text, r#"log_lines_total{target="locked",result="read"}"#),
+            value(
+                text,
+                r#"log_pattern_lines_total{target="locked",pattern="error"}"#,
+            ),
+            value(text, r#"wsdaemon_request_log_files{target="exai"}"#),
+            value(
+                text,
+                r#"wsdaemon_requests_total{target="exai",provider="glm",tool="chat",outcome="success",status_class="2xx"}"#,
+            ),
+        ]
+    };
+    for _ in 0..3 {
+        let text = scrape(address).await;
+        assert_eq!(follows(&text), [0.0, 0.0, 0.0, 0.0, 0.0, -1.0], "{text}");
+    }
+    let warnings = |path: &Path| {
+        exporter
+            .output()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("cannot be opened"))
+            .filter(|l| l.contains(&path.display().to_string()))
+            .count()
+    };
+    assert_eq!(
+        (warnings(&app), warnings(&requests)),
+        (1, 1),
+        "one warning per file, not one per scrape:\n{}",
+        exporter.output()
+    );
+
+    // Readable again: read from the start, as configured.
+    for each in [&app, &requests] {
+        chmod(each, 0o644);
+    }
+    let text = scrape(address).await;
+    assert_eq!(follows(&text), [1.0, 1.0, 20.0, 10.0, 1.0, 3.0], "{text}");
+    assert_eq!((warnings(&app), warnings(&requests)), (1, 1));
 }
