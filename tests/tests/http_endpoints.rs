@@ -437,11 +437,13 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
 
     // The certificates, as every TLS target reports them: recorded before they are checked,
     // so the wrong CA's target shows the chain it refused, unverified.
+    // Every page is served by `gateway`: its port names the server, with the host asked for.
+    let port = gateway.address().port();
     let tls = |name: &str, target: &str, server: &str, more: &str| {
         value_of(
             &text,
             &format!(
-                "{name}{{target=\"{target}\",collector=\"http\",server_name=\"{server}\"{more}}}"
+                "{name}{{target=\"{target}\",collector=\"http\",server=\"{server}:{port}\"{more}}}"
             ),
         )
     };
@@ -510,7 +512,9 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
     assert_eq!(
         value_of(
             &probe,
-            "tls_expiry_timestamp_seconds{collector=\"http\",server_name=\"127.0.0.1\",chain=\"leaf\"}"
+            &format!(
+                "tls_expiry_timestamp_seconds{{collector=\"http\",server=\"127.0.0.1:{port}\",chain=\"leaf\"}}"
+            )
         ),
         Some(leaf),
         "{probe}"
@@ -518,7 +522,7 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
     assert_eq!(
         value_of(
             &probe,
-            "tls_chain_verified{collector=\"http\",server_name=\"127.0.0.1\"}"
+            &format!("tls_chain_verified{{collector=\"http\",server=\"127.0.0.1:{port}\"}}")
         ),
         Some(1.0)
     );

@@ -171,7 +171,7 @@ impl CheckReport {
 
     /// Records whether an established connection of the check speaks TLS (the final
     /// page's is recorded last). The certificate chains of its handshakes are recorded by
-    /// the TLS configuration itself ([`Access::certificates`]).
+    /// the TLS configuration itself ([`Access::tls`]).
     fn record_tls(&mut self, stream: &Stream) {
         self.tls = matches!(stream, Stream::Tls(_));
     }
@@ -488,7 +488,6 @@ impl HttpCollector {
         .map_err(error)?;
         let anonymous = Access {
             tls: access.tls.clone(),
-            certificates: access.certificates.clone(),
             token: None,
             headers: Vec::new(),
         };
@@ -602,10 +601,12 @@ impl Collector for HttpCollector {
             .remaining()
             .saturating_sub(DEADLINE_MARGIN)
             .min(self.check.config.timeout);
+        let started = std::time::Instant::now();
         let report = self.check.run(Instant::now() + budget).await;
         write(&report, &self.check.config, sink);
-        if let Some(certificates) = &self.check.access.certificates {
-            certificates.write(sink, "http");
+        if let Some(tls) = &self.check.access.tls {
+            // The chains of the pages this check reached (redirects included).
+            tls.recorder().write(sink, "http", started);
         }
         match &report.failure {
             None => Ok(()),
