@@ -29,7 +29,7 @@ use rustls::ClientConfig;
 use tokio::time::Instant;
 
 pub use config::WsDaemonConfig;
-pub use endpoint::HttpCollector;
+pub use endpoint::{HttpCollector, RedirectRule};
 pub use endpoint_config::HttpConfig;
 
 use crate::era::{EraMemory, Pin};
