@@ -902,6 +902,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_redirect_passes_every_check_a_target_passes() {
+        let state = state(
+            "probe:\n  modules:\n    web:\n      prober: http\n      schemes: [http]\n      \
+             allowed_targets: 'http://127\\.0\\.0\\.1:19081/.*'\n",
+        );
+        let rule = state.modules["web"].rules.redirect_rule();
+        assert_eq!(rule("http://127.0.0.1:19081/login"), Ok(()));
+        for (url, refusal) in [
+            (
+                "http://127.0.0.1:19082/secret-admin".to_owned(),
+                "The target \"http://127.0.0.1:19082/secret-admin\" is not allowed by module \
+                 \"web\": it does not match its allowed_targets.",
+            ),
+            (
+                "https://127.0.0.1:19081/login".to_owned(),
+                "The target \"https://127.0.0.1:19081/login\" has scheme https; module \"web\" \
+                 allows http.",
+            ),
+            (
+                "http://ops:hunter2@127.0.0.1:19081/".to_owned(),
+                "The target \"http://<secret>@127.0.0.1:19081/\" holds credentials, which are \
+                 refused in a URL: give them in module \"web\"'s bearer_token, \
+                 bearer_token_file or headers.",
+            ),
+            (
+                format!("http://127.0.0.1:19081/{}", "a".repeat(3000)),
+                "The target is 3023 bytes long; a target is at most 2048.",
+            ),
+        ] {
+            assert_eq!(rule(&url), Err(refusal.to_owned()), "{url}");
+        }
+    }
+
     #[tokio::test]
     async fn a_hanging_target_is_answered_within_the_scrapers_timeout() {
         let prober = Prober::new(state(
