@@ -28,7 +28,7 @@ use mcpwatch_core::{
 use tokio::time::Instant;
 
 pub use config::WsDaemonConfig;
-pub use endpoint::HttpCollector;
+pub use endpoint::{HttpCollector, RedirectRule};
 pub use endpoint_config::HttpConfig;
 
 use crate::era::{EraMemory, Pin};
