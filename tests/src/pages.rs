@@ -31,6 +31,9 @@ pub struct Page {
     pub delay: Duration,
     /// Never answer (the connection is held open).
     pub hang: bool,
+    /// Send the body as one chunk of a chunked body that never ends (an event stream):
+    /// the connection is then held open.
+    pub endless: bool,
 }
 
 impl Page {
@@ -42,6 +45,7 @@ impl Page {
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
             hang: false,
+            endless: false,
         }
     }
 
@@ -66,6 +70,15 @@ impl Page {
         Self {
             hang: true,
             ..Self::html(200, "")
+        }
+    }
+
+    /// A 200 event stream that sends `first` and never ends.
+    pub fn endless(first: &str) -> Self {
+        Self {
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            endless: true,
+            ..Self::html(200, first)
         }
     }
 
@@ -216,17 +229,38 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     tokio::time::sleep(page.delay).await;
+    let length = if page.endless {
+        "transfer-encoding: chunked".to_owned()
+    } else {
+        format!("content-length: {}", page.body.len())
+    };
     let mut answer = format!(
-        "HTTP/1.1 {} {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        "HTTP/1.1 {} {}\r\n{length}\r\nconnection: close\r\n",
         page.status,
         if page.status < 400 { "OK" } else { "Error" },
-        page.body.len()
     );
     for (name, value) in &page.headers {
         answer.push_str(&format!("{name}: {value}\r\n"));
     }
     answer.push_str("\r\n");
     if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
+    }
+    if page.endless {
+        let chunk = [
+            format!("{:x}\r\n", page.body.len()).as_bytes(),
+            &page.body,
+            b"\r\n",
+        ]
+        .concat();
+        if !head_only && stream.write_all(&chunk).await.is_ok() {
+            // Held open until the client closes it, or for as long as a hanging page.
+            let mut rest = [0u8; 256];
+            let _ = tokio::time::timeout(HANG, async {
+                while !matches!(stream.read(&mut rest).await, Ok(0) | Err(_)) {}
+            })
+            .await;
+        }
         return;
     }
     if !head_only {

@@ -32,25 +32,25 @@ fn series(name: &str, labels: &[(&str, &str)]) -> String {
 }
 
 /// A `tls_expiry_timestamp_seconds` series.
-fn expiry(target: &str, collector: &str, chain: &str) -> String {
+fn expiry(target: &str, collector: &str, server: &str, chain: &str) -> String {
     series(
         "tls_expiry_timestamp_seconds",
         &[
             ("target", target),
             ("collector", collector),
-            ("server_name", "127.0.0.1"),
+            ("server", server),
             ("chain", chain),
         ],
     )
 }
 
-fn verified(target: &str, collector: &str) -> String {
+fn verified(target: &str, collector: &str, server: &str) -> String {
     series(
         "tls_chain_verified",
         &[
             ("target", target),
             ("collector", collector),
-            ("server_name", "127.0.0.1"),
+            ("server", server),
         ],
     )
 }
@@ -85,6 +85,10 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
     std::fs::write(&root_file, &root.pem).expect("root");
 
     let daemon = Daemon::start_tls(Behaviour::default(), &presented, &key).await;
+    // The same daemon's MCP endpoint on another port, with a certificate of its own: two
+    // servers of one host, neither hiding the other.
+    let (other_leaf, other_key) = root.server(&["127.0.0.1"], now + 22 * DAY);
+    let other = Daemon::start_tls(Behaviour::default(), &other_leaf, &other_key).await;
     let expired = Daemon::start_tls(Behaviour::default(), &expired_leaf, &expired_key).await;
     let pg = PostgresServer::start(PostgresOptions {
         tls: Some((chain.clone(), key.clone())),
@@ -107,13 +111,14 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
 
     let config = format!(
         "collectors:\n  host: {{ enabled: false }}\n  wsdaemon:\n    \
-         - name: exai\n      health_url: {}\n      ca_file: {root}\n    \
+         - name: exai\n      health_url: {}\n      websocket_url: {}\n      ca_file: {root}\n    \
          - name: expired\n      health_url: {}\n      ca_file: {root}\n  postgres:\n    \
          - name: db\n      dsn: 'postgresql://{MONITOR_USER}:{}@127.0.0.1:{}/postgres?sslmode=verify-full'\n      \
          ca_file: {root}\n  redis:\n    \
          - name: cache\n      url: '{}'\n      ca_file: {root}\n  certificates:\n    \
          - name: files\n      paths: ['{certs}/*.pem', '{certs}/missing.crt']\n",
         daemon.health_url(),
+        other.websocket_url(),
         expired.health_url(),
         pg.password(),
         pg.port(),
@@ -121,6 +126,24 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
         root = root_file.display(),
         certs = certs.display(),
     );
+    // Each target's server, as its chain is labelled: the address and port connected to.
+    let port_of = |url: String| {
+        url.rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next().map(str::to_owned))
+            .expect("port")
+    };
+    let ports = [
+        ("exai", port_of(daemon.health_url())),
+        ("expired", port_of(expired.health_url())),
+        ("exai-mcp", port_of(other.websocket_url())),
+        ("db", pg.port().to_string()),
+        ("cache", redis.port().to_string()),
+    ];
+    let server_of = move |target: &str| {
+        let port = &ports.iter().find(|(t, _)| *t == target).expect("target").1;
+        format!("127.0.0.1:{port}")
+    };
+    let server = &server_of;
     let (exporter, address) = start_exporter(dir.path(), &config, &[]).await;
     let text = wait_for_async(
         "every TLS target's certificates",
@@ -132,7 +155,7 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
                 .map(|t| (*t, "wsdaemon"))
                 .chain([("db", "postgres"), ("cache", "redis")])
                 .all(|(target, collector)| {
-                    value_of(&text, &expiry(target, collector, "leaf")).is_some()
+                    value_of(&text, &expiry(target, collector, &server(target), "leaf")).is_some()
                 })
                 .then_some(text)
         },
@@ -143,19 +166,22 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
 
     // The daemon: leaf, earliest presented (the stale one), verified (the intermediate).
     assert_eq!(
-        value(&expiry("exai", "wsdaemon", "leaf")),
+        value(&expiry("exai", "wsdaemon", &server("exai"), "leaf")),
         at(leaf_until),
         "{text}"
     );
     assert_eq!(
-        value(&expiry("exai", "wsdaemon", "presented")),
+        value(&expiry("exai", "wsdaemon", &server("exai"), "presented")),
         at(now + DAY)
     );
     assert_eq!(
-        value(&expiry("exai", "wsdaemon", "verified")),
+        value(&expiry("exai", "wsdaemon", &server("exai"), "verified")),
         at(now + 3 * DAY)
     );
-    assert_eq!(value(&verified("exai", "wsdaemon")), Some(1.0));
+    assert_eq!(
+        value(&verified("exai", "wsdaemon", &server("exai"))),
+        Some(1.0)
+    );
     let depth = |d: &str, subject: &str| {
         text.lines().find(|l| {
             l.starts_with("tls_certificate_expiry_timestamp_seconds{target=\"exai\"")
@@ -176,33 +202,45 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
     // The expired leaf failed the handshake, and is reported: its verified chain is
     // itself (as of when it was valid), and the chain does not verify now.
     assert_eq!(
-        value(&expiry("expired", "wsdaemon", "leaf")),
+        value(&expiry("expired", "wsdaemon", &server("expired"), "leaf")),
         at(now - 3600)
     );
     assert_eq!(
-        value(&expiry("expired", "wsdaemon", "verified")),
+        value(&expiry(
+            "expired",
+            "wsdaemon",
+            &server("expired"),
+            "verified"
+        )),
         at(now - 3600)
     );
-    assert_eq!(value(&verified("expired", "wsdaemon")), Some(0.0));
+    assert_eq!(
+        value(&verified("expired", "wsdaemon", &server("expired"))),
+        Some(0.0)
+    );
     assert_eq!(value("wsdaemon_up{target=\"expired\"}"), Some(0.0));
     assert_eq!(value("wsdaemon_up{target=\"exai\"}"), Some(1.0));
 
     // PostgreSQL and Redis: leaf and intermediate.
     for (target, collector) in [("db", "postgres"), ("cache", "redis")] {
         assert_eq!(
-            value(&expiry(target, collector, "leaf")),
+            value(&expiry(target, collector, &server(target), "leaf")),
             at(leaf_until),
             "{target}"
         );
         assert_eq!(
-            value(&expiry(target, collector, "presented")),
+            value(&expiry(target, collector, &server(target), "presented")),
             at(now + 3 * DAY)
         );
         assert_eq!(
-            value(&expiry(target, collector, "verified")),
+            value(&expiry(target, collector, &server(target), "verified")),
             at(now + 3 * DAY)
         );
-        assert_eq!(value(&verified(target, collector)), Some(1.0), "{target}");
+        assert_eq!(
+            value(&verified(target, collector, &server(target))),
+            Some(1.0),
+            "{target}"
+        );
     }
     assert_eq!(value("pg_up{target=\"db\"}"), Some(1.0));
     assert_eq!(value("redis_up{target=\"cache\"}"), Some(1.0));
@@ -244,5 +282,5 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
 
     let findings = promtool_check_metrics(text.as_bytes());
     assert!(findings.is_empty(), "promtool check metrics:\n{findings}");
-    drop((daemon, expired, pg, redis));
+    drop((daemon, other, expired, pg, redis));
 }

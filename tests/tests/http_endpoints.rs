@@ -294,6 +294,109 @@ async fn an_admin_ui_its_redirects_and_its_failures() {
 }
 
 #[tokio::test]
+async fn a_probe_follows_no_redirect_its_module_does_not_allow() {
+    let secret = PageServer::start(vec![("/secret-admin", Page::html(200, "admin"))]).await;
+    let gateway = PageServer::start(vec![
+        ("/tometa", Page::redirect(&secret.url("/secret-admin"))),
+        ("/old", Page::redirect("/")),
+        ("/", Page::html(200, ADMIN_HTML)),
+    ])
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allowed = gateway.url("/").replace('.', "\\.");
+    let config = format!(
+        "probe:\n  modules:\n    web:\n      prober: http\n\
+         \x20     allowed_targets: '{allowed}.*'\n"
+    );
+    let (_exporter, address) = start_exporter(dir.path(), &config, &[]).await;
+    let probe = |path: &str| {
+        let target = gateway.url(path);
+        async move {
+            let answer = client()
+                .get(format!("http://{address}/probe"))
+                .query(&[("module", "web"), ("target", &target)])
+                .send()
+                .await
+                .expect("probe");
+            assert_eq!(answer.status(), 200);
+            checked(answer.text().await.expect("body"))
+        }
+    };
+    let text = probe("/tometa").await;
+    assert_eq!(promtool_check_metrics(text.as_bytes()), "");
+    let get = |name: &str| value_of(&text, name);
+    assert_eq!(
+        (
+            get("probe_success"),
+            get("http_status_code"),
+            get("http_redirects"),
+            get("http_failure{reason=\"redirect\"}"),
+        ),
+        (Some(0.0), Some(302.0), Some(0.0), Some(1.0)),
+        "{text}"
+    );
+    assert_eq!(secret.heads().len(), 0, "the refused hop is not requested");
+    // A redirect the module allows is followed.
+    let text = probe("/old").await;
+    assert_eq!(
+        (
+            value_of(&text, "probe_success"),
+            value_of(&text, "http_status_code"),
+            value_of(&text, "http_redirects"),
+        ),
+        (Some(1.0), Some(200.0), Some(1.0)),
+        "{text}"
+    );
+    assert_eq!(gateway.heads().len(), 3);
+}
+
+#[tokio::test]
+async fn an_event_stream_is_read_only_as_far_as_the_answer_needs() {
+    let event = "event: status\ndata: {\"healthy\":true}\n\n";
+    let events = PageServer::start(vec![("/events", Page::endless(event))]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = events.url("/events");
+    let config = format!(
+        "collectors:\n  http:\n\
+         \x20   - {{name: plain, url: '{url}', timeout: 1s}}\n\
+         \x20   - {{name: healthy, url: '{url}', timeout: 1s, body_pattern: '\"healthy\":true'}}\n\
+         \x20   - {{name: failing, url: '{url}', timeout: 1s, body_pattern_absent: '\"healthy\":true'}}\n\
+         \x20   - {{name: undecided, url: '{url}', timeout: 1s, body_pattern_absent: 'error'}}\n\
+         \x20   - {{name: limited, url: '{url}', timeout: 1s, max_body_bytes: 8}}\n"
+    );
+    let (_exporter, address) = start_exporter(dir.path(), &config, &["--no-collector.host"]).await;
+    let text = scrape(address, None).await;
+    assert_eq!(promtool_check_metrics(text.as_bytes()), "");
+    let bytes = event.len() as f64;
+    // up, status, valid, redirects, tls, body bytes, not read to its end, reason.
+    for (target, expected) in [
+        ("plain", (1.0, 200.0, 1.0, 0.0, 0.0, bytes, 1.0, None)),
+        ("healthy", (1.0, 200.0, 1.0, 0.0, 0.0, bytes, 1.0, None)),
+        (
+            "failing",
+            (0.0, 200.0, 1.0, 0.0, 0.0, bytes, 1.0, reason("body")),
+        ),
+        (
+            "undecided",
+            (0.0, 200.0, 1.0, 0.0, 0.0, bytes, 1.0, reason("timeout")),
+        ),
+        ("limited", (1.0, 200.0, 1.0, 0.0, 0.0, 8.0, 1.0, None)),
+    ] {
+        assert_eq!(found(&text, target), expected, "{target}");
+    }
+    assert_eq!(
+        value(
+            &text,
+            "http_body_pattern_matched",
+            "healthy",
+            ",pattern=\"body_pattern\""
+        ),
+        Some(1.0)
+    );
+    assert_eq!(events.heads().len(), 5);
+}
+
+#[tokio::test]
 async fn a_page_that_hangs_is_cut_at_the_deadline_and_the_rest_stays() {
     let admin = PageServer::start(vec![
         ("/", Page::html(200, ADMIN_HTML)),
@@ -437,11 +540,13 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
 
     // The certificates, as every TLS target reports them: recorded before they are checked,
     // so the wrong CA's target shows the chain it refused, unverified.
+    // Every page is served by `gateway`: its port names the server, with the host asked for.
+    let port = gateway.address().port();
     let tls = |name: &str, target: &str, server: &str, more: &str| {
         value_of(
             &text,
             &format!(
-                "{name}{{target=\"{target}\",collector=\"http\",server_name=\"{server}\"{more}}}"
+                "{name}{{target=\"{target}\",collector=\"http\",server=\"{server}:{port}\"{more}}}"
             ),
         )
     };
@@ -510,7 +615,9 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
     assert_eq!(
         value_of(
             &probe,
-            "tls_expiry_timestamp_seconds{collector=\"http\",server_name=\"127.0.0.1\",chain=\"leaf\"}"
+            &format!(
+                "tls_expiry_timestamp_seconds{{collector=\"http\",server=\"127.0.0.1:{port}\",chain=\"leaf\"}}"
+            )
         ),
         Some(leaf),
         "{probe}"
@@ -518,7 +625,7 @@ async fn https_with_a_private_ca_and_with_the_wrong_one() {
     assert_eq!(
         value_of(
             &probe,
-            "tls_chain_verified{collector=\"http\",server_name=\"127.0.0.1\"}"
+            &format!("tls_chain_verified{{collector=\"http\",server=\"127.0.0.1:{port}\"}}")
         ),
         Some(1.0)
     );

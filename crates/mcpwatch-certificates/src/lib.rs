@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mcpwatch_core::certs::CertFile;
+use mcpwatch_core::certs::{CertFile, CertInfo};
 use mcpwatch_core::config::{ConfigPath, check_target_name};
 use mcpwatch_core::follow::FilePattern;
 use mcpwatch_core::{
@@ -103,8 +103,9 @@ pub struct FileReport {
     pub path: PathBuf,
     /// Its state.
     pub state: FileState,
-    /// Its certificates (the first [`MAX_PER_FILE`] by expiry).
-    pub file: CertFile,
+    /// Its certificates with their place in the file (when it holds more than
+    /// [`MAX_PER_FILE`], those that expire first).
+    pub certificates: Vec<(usize, CertInfo)>,
 }
 
 /// What to read: a single file, or a pattern.
@@ -173,41 +174,78 @@ impl CertificatesCollector {
 
     /// Reads every file now.
     pub fn read(&self) -> Vec<FileReport> {
-        read_sources(&self.sources)
+        read_sources(&self.sources).0
     }
 }
 
-fn read_sources(sources: &[Source]) -> Vec<FileReport> {
+/// What the sources held: the files read, and how many files patterns matched beyond
+/// [`MAX_FILES`] (left unread).
+fn read_sources(sources: &[Source]) -> (Vec<FileReport>, usize) {
     let mut reports: Vec<FileReport> = Vec::new();
+    let mut unread = 0;
     for source in sources {
         match source {
             Source::File(path) => reports.push(read_file(path)),
             Source::Pattern(pattern) => match pattern.list() {
                 Ok(mut files) => {
                     let excess = files.len().saturating_sub(MAX_FILES);
+                    if excess > 0 {
+                        tracing::warn!(
+                            directory = %pattern.dir().display(),
+                            matched = files.len(),
+                            read = MAX_FILES,
+                            "More certificate files match than are read: the least recently \
+                             modified are left out; narrow the pattern."
+                        );
+                    }
+                    unread += excess;
                     files.drain(..excess);
                     reports.extend(files.into_iter().map(|(path, _)| read_file(&path)));
                 }
-                Err(error) => tracing::debug!(
-                    directory = %pattern.dir().display(),
-                    %error,
-                    "Certificate directory cannot be listed."
-                ),
+                Err(error) => {
+                    // The directory itself is reported, so that its files going unwatched
+                    // is a state that alerts.
+                    tracing::debug!(
+                        directory = %pattern.dir().display(),
+                        %error,
+                        "Certificate directory cannot be listed."
+                    );
+                    let state = if error.kind() == std::io::ErrorKind::NotFound {
+                        FileState::Missing
+                    } else {
+                        FileState::Unreadable
+                    };
+                    reports.push(FileReport {
+                        path: pattern.dir().to_owned(),
+                        state,
+                        certificates: Vec::new(),
+                    });
+                }
             },
         }
     }
     // A file named twice (a path and a pattern that matches it) is reported once.
     let mut seen = std::collections::HashSet::new();
     reports.retain(|r| seen.insert(r.path.clone()));
-    reports
+    (reports, unread)
 }
 
 /// Reads one file; its state says what went wrong, never its text.
 pub fn read_file(path: &Path) -> FileReport {
-    let report = |state, file| FileReport {
-        path: path.to_owned(),
-        state,
-        file,
+    let report = |state, file: CertFile| {
+        let mut certificates: Vec<(usize, CertInfo)> =
+            file.certificates.into_iter().enumerate().collect();
+        if certificates.len() > MAX_PER_FILE {
+            // Those that expire first are kept, each with its place in the file.
+            certificates.sort_by_key(|(_, c)| c.not_after);
+            certificates.truncate(MAX_PER_FILE);
+            certificates.sort_by_key(|(index, _)| *index);
+        }
+        FileReport {
+            path: path.to_owned(),
+            state,
+            certificates,
+        }
     };
     let mut bytes = Vec::new();
     // Only a regular file is opened: opening a FIFO waits for a writer.
@@ -233,11 +271,7 @@ pub fn read_file(path: &Path) -> FileReport {
         tracing::debug!(path = %path.display(), "Certificate file larger than 1 MiB.");
         return report(FileState::Unparsable, CertFile::default());
     }
-    let mut file = CertFile::parse(&bytes);
-    if file.certificates.len() > MAX_PER_FILE {
-        file.certificates.sort_by_key(|c| c.not_after);
-        file.certificates.truncate(MAX_PER_FILE);
-    }
+    let file = CertFile::parse(&bytes);
     let state = if let Some(problem) = &file.problem {
         tracing::debug!(path = %path.display(), problem, "Certificate file not fully read.");
         if file.no_certificate {
@@ -252,7 +286,7 @@ pub fn read_file(path: &Path) -> FileReport {
 }
 
 /// Writes the `certificate_file_*` families of `reports`.
-pub fn write_reports(reports: &[FileReport], sink: &mut MetricSink) {
+pub fn write_reports(reports: &[FileReport], unread: usize, sink: &mut MetricSink) {
     let paths: Vec<String> = reports
         .iter()
         .map(|r| r.path.display().to_string())
@@ -287,7 +321,7 @@ pub fn write_reports(reports: &[FileReport], sink: &mut MetricSink) {
     ] {
         let family = sink.gauge(name, help);
         for (report, path) in reports.iter().zip(&paths) {
-            for (index, cert) in report.file.certificates.iter().enumerate() {
+            for (index, cert) in &report.certificates {
                 let index = index.to_string();
                 family.add(
                     &[
@@ -312,6 +346,12 @@ pub fn write_reports(reports: &[FileReport], sink: &mut MetricSink) {
          matched.",
     )
     .add(&[], reports.len() as f64);
+    sink.gauge(
+        "certificate_files_unread",
+        "Files the patterns matched beyond the 64 read per pattern (the least recently \
+         modified): their certificates are not watched.",
+    )
+    .add(&[], unread as f64);
 }
 
 #[async_trait]
@@ -336,7 +376,8 @@ impl Collector for CertificatesCollector {
                 read_sources(&sources)
             })
             .await?;
-        write_reports(&reports, sink);
+        let (reports, unread) = reports;
+        write_reports(&reports, unread, sink);
         Ok(())
     }
 }
@@ -404,7 +445,7 @@ mod tests {
                         .to_string_lossy()
                         .into_owned(),
                     r.state.as_str(),
-                    r.file.certificates.len(),
+                    r.certificates.len(),
                 )
             })
             .collect();
@@ -424,13 +465,56 @@ mod tests {
             .iter()
             .find(|r| r.path.ends_with("bundle.pem"))
             .expect("bundle");
-        let expiries: Vec<i64> = bundle
-            .file
+        let expiries: Vec<(usize, i64)> = bundle
             .certificates
             .iter()
-            .map(|c| c.not_after)
+            .map(|(index, c)| (*index, c.not_after))
             .collect();
-        assert_eq!(expiries, [at, at + 1, at - 1]);
+        assert_eq!(expiries, [(0, at), (1, at + 1), (2, at - 1)]);
+
+        // A pattern whose directory is gone is a state of the directory.
+        let gone = collector(&format!(
+            "name: web\npaths: [\"{}/nowhere/*.pem\"]\n",
+            d.display()
+        ))
+        .expect("collector")
+        .read();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].path, d.join("nowhere"));
+        assert_eq!(gone[0].state, FileState::Missing);
+    }
+
+    #[test]
+    fn a_bundle_past_the_bound_keeps_the_earliest_expiries_at_their_places() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = 2_000_000_000;
+        // 40 certificates; the 5th and the 40th expire first.
+        let bundle: String = (0..40)
+            .map(|i| {
+                let until = match i {
+                    4 => at - 100,
+                    39 => at - 50,
+                    _ => at + i,
+                };
+                pem(&format!("m{i}"), until)
+            })
+            .collect();
+        let path = dir.path().join("bundle.pem");
+        std::fs::write(&path, bundle).expect("bundle");
+        let report = read_file(&path);
+        assert_eq!(report.certificates.len(), MAX_PER_FILE);
+        let places: Vec<usize> = report.certificates.iter().map(|(i, _)| *i).collect();
+        assert_eq!(places[..3], [0, 1, 2]);
+        assert!(places.contains(&4) && places.contains(&39), "{places:?}");
+        let (_, fifth) = report
+            .certificates
+            .iter()
+            .find(|(i, _)| *i == 4)
+            .expect("5th");
+        assert_eq!(
+            (fifth.subject.as_str(), fifth.not_after),
+            ("CN=m4", at - 100)
+        );
     }
 
     #[test]

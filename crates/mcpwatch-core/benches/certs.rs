@@ -49,10 +49,10 @@ fn bench(c: &mut Criterion) {
     let now = unix_now();
 
     c.bench_function("certs/verify a presented chain of 3", |b| {
-        b.iter(|| black_box(ChainReport::new(black_box(&chain), Some(&trust), now)))
+        b.iter(|| black_box(ChainReport::new(black_box(&chain), Some(&trust), None, now)))
     });
-    let report = Arc::new(ChainReport::new(&chain, Some(&trust), now));
-    let reports = vec![("mcp.example.com".to_owned(), report)];
+    let report = Arc::new(ChainReport::new(&chain, Some(&trust), None, now));
+    let reports = vec![("mcp.example.com:443".to_owned(), report)];
     c.bench_function("certs/write the tls families of a cached report", |b| {
         b.iter(|| {
             let mut sink = MetricSink::default();

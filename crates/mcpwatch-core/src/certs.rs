@@ -10,16 +10,16 @@
 //! - the earliest of the chain that was verified: the leaf, the intermediates the path from
 //!   it to a trusted root went through, and that root. That is the date after which the
 //!   verification fails. When the chain fails on time alone (a certificate on the path has
-//!   expired, or is not valid yet), the path is built as of the last second all of the
-//!   presented certificates were valid, so an expired intermediate still shows as the
-//!   chain's expiry, in the past, instead of showing nothing.
+//!   expired, or is not valid yet), the path is built as of the latest moment before now
+//!   at which it held, so an expired intermediate still shows as the chain's expiry, in
+//!   the past, instead of showing nothing.
 //!
 //! Label values are bounded: at most [`MAX_CHAIN`] certificates of a chain are described,
 //! subjects and issuers are cut at [`MAX_TEXT`] characters, and a recorder remembers the
-//! chains of at most [`MAX_SERVERS`] server names.
+//! chains of at most [`MAX_SERVERS`] servers (`host:port`).
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::DigitallySignedStruct;
 use rustls::SignatureScheme;
@@ -33,8 +33,6 @@ use crate::web::Trust;
 
 /// Certificates of one chain described at most (the leaf is depth 0).
 pub const MAX_CHAIN: usize = 8;
-/// Certificates of one chain kept for its verification at most.
-const MAX_KEPT: usize = 16;
 /// Characters of a subject, issuer or serial label at most.
 pub const MAX_TEXT: usize = 128;
 /// Server names whose chains a recorder remembers at most.
@@ -72,7 +70,12 @@ impl CertInfo {
 }
 
 fn name_text(name: &X509Name<'_>) -> String {
-    bounded(&name.to_string())
+    let text = name.to_string();
+    // x509-parser writes an error in place of a name it cannot read as text.
+    if text.starts_with("<X509Error") {
+        return "(unreadable name)".to_owned();
+    }
+    bounded(&text)
 }
 
 fn serial_text(raw: &[u8]) -> String {
@@ -180,8 +183,15 @@ pub struct ChainReport {
 }
 
 impl ChainReport {
-    /// Describes `chain` (leaf first) and, with `trust`, verifies it as of `now`.
-    pub fn new(chain: &[CertificateDer<'_>], trust: Option<&Trust>, now: i64) -> Self {
+    /// Describes `chain` (leaf first) and, with `trust`, verifies it as of `now`; with
+    /// `name`, the leaf must also be valid for that name for the chain to count as
+    /// verified (as a client that checks host names sees it).
+    pub fn new(
+        chain: &[CertificateDer<'_>],
+        trust: Option<&Trust>,
+        name: Option<&ServerName<'_>>,
+        now: i64,
+    ) -> Self {
         let infos: Vec<Option<CertInfo>> = chain
             .iter()
             .map(|der| CertInfo::from_der(der).ok())
@@ -189,7 +199,7 @@ impl ChainReport {
         let leaf_expiry = infos.first().and_then(|i| i.as_ref()).map(|i| i.not_after);
         let presented_expiry = infos.iter().flatten().map(|i| i.not_after).min();
         let (verified_expiry, verified) = match trust {
-            Some(trust) => verify(chain, &infos, trust, now),
+            Some(trust) => verify(chain, &infos, trust, name, now),
             None => (None, false),
         };
         Self {
@@ -219,11 +229,17 @@ impl ChainReport {
     }
 }
 
-/// The earliest expiry on the path `chain` verifies through, and whether it verifies now.
+/// Times at most tried to find the path of a chain that fails on time alone.
+const MAX_TRIES: usize = 32;
+
+/// The earliest expiry on the path `chain` verifies through (the root's included), and
+/// whether it verifies now: the path holds now, every certificate on it (the root too,
+/// which webpki itself does not check) is valid now, and the leaf is valid for `name`.
 fn verify(
     chain: &[CertificateDer<'_>],
     infos: &[Option<CertInfo>],
     trust: &Trust,
+    name: Option<&ServerName<'_>>,
     now: i64,
 ) -> (Option<i64>, bool) {
     let Some(leaf) = chain.first() else {
@@ -266,20 +282,27 @@ fn verify(
         }
         Ok(min_some(earliest, trust.anchor_expiry(path.anchor())))
     };
+    let named = name.is_none_or(|name| end_entity.verify_is_valid_for_subject_name(name).is_ok());
     match path_expiry(now) {
-        Ok(expiry) => (expiry, true),
+        Ok(expiry) => (expiry, named && expiry.is_none_or(|e| e >= now)),
         Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. }) => {
-            // Fails on time alone: the path as of the last second every presented
-            // certificate was valid.
-            let valid = infos.iter().flatten();
-            let from = valid.clone().map(|i| i.not_before).max();
-            let until = valid.map(|i| i.not_after).min();
-            match (from, until) {
-                (Some(from), Some(until)) if from <= until => {
-                    (path_expiry(until).ok().flatten(), false)
-                }
-                _ => (None, false),
-            }
+            // Fails on time alone: the path as of the latest second before now at which it
+            // holds. Each certificate's last and first second are where a path's window
+            // can end or start; certificates the path does not use (an old extra one sent
+            // along) do not narrow it.
+            let mut times: Vec<i64> = infos
+                .iter()
+                .flatten()
+                .flat_map(|i| [i.not_after, i.not_before])
+                .filter(|t| *t <= now)
+                .collect();
+            times.sort_unstable_by(|a, b| b.cmp(a));
+            times.dedup();
+            let expiry = times
+                .into_iter()
+                .take(MAX_TRIES)
+                .find_map(|time| path_expiry(time).ok());
+            (expiry.flatten(), false)
         }
         Err(_) => (None, false),
     }
@@ -299,86 +322,107 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The chain last presented under one server name.
+/// The chain last presented at one server (`host:port`).
 #[derive(Debug)]
 struct Seen {
     server: String,
+    /// The name the leaf must be valid for, when host names are checked.
+    name: Option<ServerName<'static>>,
     chain: Arc<[CertificateDer<'static>]>,
+    /// When it was last presented.
+    at: Instant,
     /// The report, and until when it holds.
     report: Option<(Arc<ChainReport>, i64)>,
 }
 
-/// A certificate verifier that records the chain each server presents, by server name,
-/// before handing it to the verifier it wraps. Made by
-/// [`watched_client_config`](crate::web::watched_client_config).
+/// The chains servers presented, by `host:port`, at most [`MAX_SERVERS`], each with when
+/// it was last presented. Filled by the verifiers of a [`WatchedTls`].
 #[derive(Debug)]
 pub struct ChainRecorder {
-    inner: Arc<dyn ServerCertVerifier>,
     trust: Option<Arc<Trust>>,
+    /// Whether the leaf must be valid for the server's name to count as verified.
+    check_names: bool,
     seen: Mutex<Vec<Seen>>,
 }
 
 impl ChainRecorder {
-    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>, trust: Option<Arc<Trust>>) -> Self {
+    fn new(trust: Option<Arc<Trust>>, check_names: bool) -> Self {
         Self {
-            inner,
             trust,
+            check_names,
             seen: Mutex::new(Vec::new()),
         }
     }
 
     fn record(
         &self,
-        server: &ServerName<'_>,
+        name: &ServerName<'_>,
+        port: u16,
         end_entity: &CertificateDer<'_>,
         rest: &[CertificateDer<'_>],
     ) {
-        let server = bounded(&server.to_str());
+        let server = bounded(&format!("{}:{port}", name.to_str()));
+        let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let same = |chain: &[CertificateDer<'static>]| {
-            chain.len() == (1 + rest.len()).min(MAX_KEPT)
+            chain.len() == 1 + rest.len()
                 && chain[0] == *end_entity
                 && chain[1..].iter().zip(rest).all(|(a, b)| a == b)
         };
         if let Some(at) = seen.iter().position(|s| s.server == server) {
             if same(&seen[at].chain) {
+                seen[at].at = now;
                 return;
             }
             seen.remove(at);
         }
         if seen.len() >= MAX_SERVERS {
-            seen.remove(0);
+            // The one presented longest ago makes room.
+            if let Some(oldest) = (0..seen.len()).min_by_key(|i| seen[*i].at) {
+                seen.remove(oldest);
+            }
         }
+        // Every certificate presented is kept for the verification: rustls bounds the
+        // size of the handshake message that carries them.
         let chain: Arc<[CertificateDer<'static>]> = std::iter::once(end_entity)
             .chain(rest)
-            .take(MAX_KEPT)
             .map(|c| c.clone().into_owned())
             .collect();
         seen.push(Seen {
             server,
+            name: self.check_names.then(|| name.to_owned()),
             chain,
+            at: now,
             report: None,
         });
     }
 
-    /// Whether no chain was recorded yet.
-    pub fn is_empty(&self) -> bool {
+    /// Whether a chain was presented since `since`.
+    pub fn seen_since(&self, since: Instant) -> bool {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+            .iter()
+            .any(|s| s.at >= since)
     }
 
-    /// The report of every chain recorded, by server name, as of `now`.
-    pub fn reports(&self, now: i64) -> Vec<(String, Arc<ChainReport>)> {
+    /// The report of every chain presented since `since`, by server, as of `now`
+    /// (seconds since the epoch). Chains presented before are forgotten: a server no
+    /// longer reached (a redirect removed, a target down) is not reported on.
+    pub fn reports(&self, since: Instant, now: i64) -> Vec<(String, Arc<ChainReport>)> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.retain(|s| s.at >= since);
         seen.iter_mut()
             .map(|seen| {
                 let report = match &seen.report {
                     Some((report, until)) if now < *until => report.clone(),
                     _ => {
-                        let report =
-                            Arc::new(ChainReport::new(&seen.chain, self.trust.as_deref(), now));
+                        let report = Arc::new(ChainReport::new(
+                            &seen.chain,
+                            self.trust.as_deref(),
+                            seen.name.as_ref(),
+                            now,
+                        ));
                         seen.report = Some((report.clone(), report.changes_at(now)));
                         report
                     }
@@ -388,19 +432,84 @@ impl ChainRecorder {
             .collect()
     }
 
-    /// Writes the `tls_*` families of every chain recorded, labelled with `collector`
-    /// and the server name.
-    pub fn write(&self, sink: &mut MetricSink, collector: &str) {
+    /// Writes the `tls_*` families of the chains presented since `since`, labelled with
+    /// `collector` and the server.
+    pub fn write(&self, sink: &mut MetricSink, collector: &str, since: Instant) {
         write_reports(
             sink,
             collector,
-            &self.reports(unix_now()),
+            &self.reports(since, unix_now()),
             self.trust.is_some(),
         );
     }
 }
 
-/// Writes the `tls_*` families of `reports` (server name and report); `checked` says
+/// The TLS client settings of one target whose handshakes are watched: every chain a
+/// server presents is recorded, by `host:port`, before it is checked (so a chain that
+/// fails the check is seen too). Sessions are not resumed: a resumed session skips the
+/// certificate, and a renewed certificate would go unseen. Made by
+/// [`watched_client_config`](crate::web::watched_client_config).
+#[derive(Debug)]
+pub struct WatchedTls {
+    template: rustls::ClientConfig,
+    verifier: Arc<dyn ServerCertVerifier>,
+    recorder: Arc<ChainRecorder>,
+    /// The configuration of each port, made on first use.
+    by_port: Mutex<Vec<(u16, Arc<rustls::ClientConfig>)>>,
+}
+
+impl WatchedTls {
+    pub(crate) fn new(
+        template: rustls::ClientConfig,
+        verifier: Arc<dyn ServerCertVerifier>,
+        trust: Option<Arc<Trust>>,
+        check_names: bool,
+    ) -> Self {
+        Self {
+            template,
+            verifier,
+            recorder: Arc::new(ChainRecorder::new(trust, check_names)),
+            by_port: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The configuration to reach a server on `port` with (the port names the recorded
+    /// chain: a verifier sees the host name only).
+    pub fn config(&self, port: u16) -> Arc<rustls::ClientConfig> {
+        let mut by_port = self.by_port.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, config)) = by_port.iter().find(|(p, _)| *p == port) {
+            return config.clone();
+        }
+        let mut config = self.template.clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(RecordingVerifier {
+                inner: self.verifier.clone(),
+                recorder: self.recorder.clone(),
+                port,
+            }));
+        let config = Arc::new(config);
+        if by_port.len() < 2 * MAX_SERVERS {
+            by_port.push((port, config.clone()));
+        }
+        config
+    }
+
+    /// The chains recorded.
+    pub fn recorder(&self) -> &Arc<ChainRecorder> {
+        &self.recorder
+    }
+}
+
+/// Records the chain a server presents on `port`, then hands it to the verifier it wraps.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    recorder: Arc<ChainRecorder>,
+    port: u16,
+}
+
+/// Writes the `tls_*` families of `reports` (server and report); `checked` says
 /// whether the chains were verified against trusted CAs (not with `insecure_skip_verify`
 /// or `sslmode=require`), and so whether `tls_chain_verified` is written.
 pub fn write_reports(
@@ -428,7 +537,7 @@ pub fn write_reports(
                 expiry.add(
                     &[
                         ("collector", collector),
-                        ("server_name", server),
+                        ("server", server),
                         ("chain", chain),
                     ],
                     value as f64,
@@ -447,7 +556,7 @@ pub fn write_reports(
             certificates.add(
                 &[
                     ("collector", collector),
-                    ("server_name", server),
+                    ("server", server),
                     ("depth", &depth),
                     ("subject", &info.subject),
                     ("issuer", &info.issuer),
@@ -465,7 +574,7 @@ pub fn write_reports(
         );
         for (server, report) in reports {
             verified.add(
-                &[("collector", collector), ("server_name", server)],
+                &[("collector", collector), ("server", server)],
                 f64::from(u8::from(report.verified)),
             );
         }
@@ -483,96 +592,115 @@ pub enum Opening {
 
 /// How often a [`CertificateWatch`] makes a handshake of its own.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// How long a watch's handshake may take; it runs beside the scrapes, never in them.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+/// A chain not presented again for this long (three refreshes) is forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(900);
 
 /// The certificates of a server reached over a connection kept open for long (PostgreSQL,
 /// Redis): that connection's handshake says what the server presented when it was made,
-/// not what it presents now, after a renewal. A watch makes a handshake of its own every
-/// [`REFRESH_EVERY`] (and at the first scrape), closed at once, and reports what the
-/// server presented to it and to the other connections made with the same configuration.
+/// not what it presents now, after a renewal. A watch makes a handshake of its own at the
+/// first scrape and every [`REFRESH_EVERY`], on a task beside the scrapes (a scrape never
+/// waits for it), closed at once; until one succeeds it tries again at each scrape. It
+/// reports what the server presented to it and to the target's other connections made
+/// with the same settings, within the last [`FORGET_AFTER`].
 #[derive(Debug)]
 pub struct CertificateWatch {
-    config: Arc<rustls::ClientConfig>,
-    recorder: Arc<ChainRecorder>,
+    inner: Arc<WatchInner>,
+}
+
+#[derive(Debug)]
+struct WatchInner {
+    tls: Arc<WatchedTls>,
+    /// The name the handshake presents (SNI) and checks.
     host: String,
+    /// Where to connect, when not the name (libpq's `hostaddr`).
+    address: Option<std::net::IpAddr>,
     port: u16,
     opening: Opening,
-    /// When the last handshake of the watch started.
-    last: Mutex<Option<std::time::Instant>>,
+    /// When the last handshake started, and whether one is under way.
+    state: Mutex<(Option<Instant>, bool)>,
 }
 
 impl CertificateWatch {
-    /// Watches `host:port` with a configuration and recorder from
-    /// [`watched_client_config`](crate::web::watched_client_config).
+    /// Watches `host:port` (reached at `address` when given) with the target's watched
+    /// TLS settings.
     pub fn new(
-        (config, recorder): (Arc<rustls::ClientConfig>, Arc<ChainRecorder>),
+        tls: Arc<WatchedTls>,
         host: String,
+        address: Option<std::net::IpAddr>,
         port: u16,
         opening: Opening,
     ) -> Self {
         Self {
-            config,
-            recorder,
-            host,
-            port,
-            opening,
-            last: Mutex::new(None),
+            inner: Arc::new(WatchInner {
+                tls,
+                host,
+                address,
+                port,
+                opening,
+                state: Mutex::new((None, false)),
+            }),
         }
     }
 
-    /// The recorder, for the configuration of the long-lived connections.
-    pub fn recorder(&self) -> &Arc<ChainRecorder> {
-        &self.recorder
-    }
-
-    /// Makes a handshake when one is due (one scrape at a time makes it), by `deadline`,
-    /// then writes the `tls_*` families.
-    pub async fn write(
-        &self,
-        sink: &mut MetricSink,
-        collector: &str,
-        deadline: tokio::time::Instant,
-    ) {
+    /// Starts a handshake when one is due and none is under way, without waiting for it,
+    /// then writes the `tls_*` families of what was presented.
+    pub fn write(&self, sink: &mut MetricSink, collector: &str) {
+        let inner = &self.inner;
         let due = {
-            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-            let due = last.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+            let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let (last, running) = &mut *state;
+            let due = !*running && last.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
             if due {
-                *last = Some(std::time::Instant::now());
+                *last = Some(Instant::now());
+                *running = true;
             }
             due
         };
         if due {
-            let handshake = handshake(&self.host, self.port, self.opening, self.config.clone());
-            let failure = match tokio::time::timeout_at(deadline, handshake).await {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error),
-                Err(_) => Some("timed out".to_owned()),
-            };
-            if let Some(error) = failure {
-                tracing::debug!(host = %self.host, port = self.port, %error, "Certificate handshake failed.");
-                if self.recorder.is_empty() {
-                    // Nothing seen yet (the server is down, or slow): tried again at the
-                    // next scrape rather than in 5 minutes.
-                    *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let config = inner.tls.config(inner.port);
+                let target = (inner.host.as_str(), inner.address, inner.port);
+                let outcome =
+                    tokio::time::timeout(HANDSHAKE_LIMIT, handshake(target, inner.opening, config))
+                        .await
+                        .unwrap_or_else(|_| Err("timed out".to_owned()));
+                let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.1 = false;
+                if let Err(error) = outcome {
+                    tracing::debug!(host = %inner.host, port = inner.port, %error, "Certificate handshake failed.");
+                    if !inner.tls.recorder().seen_since(started) {
+                        // Nothing presented (the server down, or slow): tried again at the
+                        // next scrape rather than in 5 minutes.
+                        state.0 = None;
+                    }
                 }
-            }
+            });
         }
-        self.recorder.write(sink, collector);
+        let since = Instant::now()
+            .checked_sub(FORGET_AFTER)
+            .unwrap_or_else(Instant::now);
+        inner.tls.recorder().write(sink, collector, since);
     }
 }
 
-/// Connects to `host:port` and makes a TLS handshake, which the configuration's recorder
-/// sees; the connection is closed at once. A PostgreSQL server that answers it has no TLS
-/// is no error.
+/// Connects to `host:port` (at `address` when given) and makes a TLS handshake for
+/// `host`, which the configuration's recorder sees; the connection is closed at once. A
+/// PostgreSQL server that answers it has no TLS is no error.
 pub async fn handshake(
-    host: &str,
-    port: u16,
+    (host, address, port): (&str, Option<std::net::IpAddr>, u16),
     opening: Opening,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let connected = match address {
+        Some(address) => tokio::net::TcpStream::connect((address, port)).await,
+        None => tokio::net::TcpStream::connect((host, port)).await,
+    };
+    let mut tcp = connected.map_err(|e| format!("connect: {e}"))?;
     if opening == Opening::PostgresSslRequest {
         // Length 8, then the SSLRequest code 1234.5679.
         tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
@@ -598,7 +726,7 @@ pub async fn handshake(
     Ok(())
 }
 
-impl ServerCertVerifier for ChainRecorder {
+impl ServerCertVerifier for RecordingVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -607,7 +735,8 @@ impl ServerCertVerifier for ChainRecorder {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.record(server_name, end_entity, intermediates);
+        self.recorder
+            .record(server_name, self.port, end_entity, intermediates);
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
@@ -699,6 +828,7 @@ mod tests {
         let report = ChainReport::new(
             &[leaf.clone(), stale.clone(), inter.clone()],
             Some(&trust),
+            None,
             now,
         );
         assert_eq!(report.leaf_expiry, Some(now + 5 * DAY));
@@ -727,6 +857,7 @@ mod tests {
         let report = ChainReport::new(
             &[leaf],
             Some(&self::trust(dir.path(), &[&short_root_pem])),
+            None,
             now,
         );
         assert_eq!(report.verified_expiry, Some(now + 2 * DAY));
@@ -752,17 +883,76 @@ mod tests {
             now + 5 * DAY,
             Some(&intermediate),
         );
-        let report = ChainReport::new(&[leaf, inter], Some(&trust(dir.path(), &[&root_pem])), now);
+        let report = ChainReport::new(
+            &[leaf, inter.clone()],
+            Some(&trust(dir.path(), &[&root_pem])),
+            None,
+            now,
+        );
         assert!(!report.verified);
         assert_eq!(report.verified_expiry, Some(now - 2 * DAY));
         assert_eq!(report.leaf_expiry, Some(now + 5 * DAY));
 
+        // An old certificate sent along that expired before the leaf was issued does not
+        // hide the expired intermediate.
+        let (old, _, _) = certificate("old", true, now - 90 * DAY, now - 40 * DAY, None);
+        let (leaf, _, _) = certificate(
+            "server",
+            false,
+            now - 10 * DAY,
+            now + 60 * DAY,
+            Some(&intermediate),
+        );
+        let report = ChainReport::new(
+            &[leaf.clone(), inter.clone(), old],
+            Some(&trust(dir.path(), &[&root_pem])),
+            None,
+            now,
+        );
+        assert!(!report.verified);
+        assert_eq!(report.verified_expiry, Some(now - 2 * DAY));
+
         // Signed by no trusted root: no verified chain at all.
         let (_, other_pem, _) = certificate("other", true, now - DAY, now + DAY, None);
         let (leaf, _, _) = certificate("server", false, now - DAY, now + 5 * DAY, Some(&root));
-        let report = ChainReport::new(&[leaf], Some(&trust(dir.path(), &[&other_pem])), now);
+        let report = ChainReport::new(&[leaf], Some(&trust(dir.path(), &[&other_pem])), None, now);
         assert_eq!((report.verified, report.verified_expiry), (false, None));
         assert_eq!(report.leaf_expiry, Some(now + 5 * DAY));
+    }
+
+    #[test]
+    fn a_chain_for_another_name_or_through_an_expired_root_does_not_verify() {
+        let now = unix_now();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, root_pem, root) = certificate("root", true, now - DAY, now + 400 * DAY, None);
+        let (leaf, _, _) = certificate("server", false, now - DAY, now + 5 * DAY, Some(&root));
+        let trust = trust(dir.path(), &[&root_pem]);
+        let right = ServerName::try_from("localhost").expect("name");
+        let wrong = ServerName::try_from("db.example").expect("name");
+        let named = ChainReport::new(std::slice::from_ref(&leaf), Some(&trust), Some(&right), now);
+        assert!(named.verified);
+        let misnamed = ChainReport::new(&[leaf], Some(&trust), Some(&wrong), now);
+        assert!(!misnamed.verified);
+        assert_eq!(misnamed.verified_expiry, Some(now + 5 * DAY));
+
+        // webpki does not look at the root's dates; clients such as OpenSSL do.
+        let (_, old_root_pem, old_root) =
+            certificate("expired root", true, now - 90 * DAY, now - DAY, None);
+        let (leaf, _, _) = certificate(
+            "server",
+            false,
+            now - 10 * DAY,
+            now + 5 * DAY,
+            Some(&old_root),
+        );
+        let report = ChainReport::new(
+            &[leaf],
+            Some(&self::trust(dir.path(), &[&old_root_pem])),
+            None,
+            now,
+        );
+        assert!(!report.verified);
+        assert_eq!(report.verified_expiry, Some(now - DAY));
     }
 
     #[test]
@@ -834,44 +1024,55 @@ mod tests {
     }
 
     #[test]
-    fn a_recorder_keeps_the_last_chain_of_a_bounded_number_of_servers() {
+    fn a_recorder_keeps_the_last_chain_of_each_server_for_a_bounded_number_of_servers() {
         let now = unix_now();
-        let recorder = ChainRecorder::new(
-            crate::web::watched_client_config(crate::web::ServerCheck::None, None)
-                .expect("config")
-                .1,
-            None,
-        );
+        let recorder = ChainRecorder::new(None, false);
         let (one, _, _) = certificate("one", true, now - DAY, now + DAY, None);
         let (two, _, _) = certificate("two", true, now - DAY, now + 2 * DAY, None);
-        for n in 0..MAX_SERVERS + 3 {
-            let name = ServerName::try_from(format!("host{n}.example")).expect("name");
-            recorder.record(&name, &one, &[]);
+        let start = Instant::now();
+        let name = ServerName::try_from("host.example").expect("name");
+        for port in 0..u16::try_from(MAX_SERVERS).expect("small") + 3 {
+            recorder.record(&name, 8000 + port, &one, &[]);
         }
-        let name = ServerName::try_from("host10.example").expect("name");
-        recorder.record(&name, &two, &[]);
-        let reports = recorder.reports(now);
+        // Two ports of one host are two servers: one does not hide the other.
+        recorder.record(&name, 8010, &two, &[]);
+        let reports = recorder.reports(start, now);
         assert_eq!(reports.len(), MAX_SERVERS);
         let last = reports
             .iter()
-            .find(|(s, _)| s == "host10.example")
-            .expect("host10");
+            .find(|(s, _)| s == "host.example:8010")
+            .expect("8010");
         assert_eq!(last.1.leaf_expiry, Some(now + 2 * DAY));
-        assert!(!reports.iter().any(|(s, _)| s == "host0.example"));
+        let other = reports
+            .iter()
+            .find(|(s, _)| s == "host.example:8009")
+            .expect("8009");
+        assert_eq!(other.1.leaf_expiry, Some(now + DAY));
+        assert!(!reports.iter().any(|(s, _)| s == "host.example:8000"));
 
         let mut sink = MetricSink::default();
-        recorder.write(&mut sink, "wsdaemon");
+        recorder.write(&mut sink, "wsdaemon", start);
         let (groups, conflicts) = crate::metrics::merge_families(sink.into_families());
         assert!(conflicts.is_empty());
         let mut out = Vec::new();
         crate::encode::encode_text(&groups, &mut out);
         let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.contains(&format!(
-            "tls_expiry_timestamp_seconds{{collector=\"wsdaemon\",server_name=\"host10.example\",chain=\"leaf\"}} {}",
-            now + 2 * DAY
-        )), "{text}");
+        assert!(
+            text.contains(&format!(
+                "tls_expiry_timestamp_seconds{{collector=\"wsdaemon\",server=\"host.example:8010\",chain=\"leaf\"}} {}",
+                now + 2 * DAY
+            )),
+            "{text}"
+        );
         // Not checked against trusted CAs: no verified series.
         assert!(!text.contains("tls_chain_verified"), "{text}");
         assert!(!text.contains("chain=\"verified\""), "{text}");
+
+        // Chains not presented since a later instant are forgotten.
+        let later = Instant::now();
+        recorder.record(&name, 8010, &two, &[]);
+        let reports = recorder.reports(later, now);
+        let servers: Vec<&str> = reports.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(servers, ["host.example:8010"]);
     }
 }

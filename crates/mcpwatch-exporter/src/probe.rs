@@ -4,7 +4,8 @@
 //!
 //! A target must parse, hold no credentials, have one of the module's schemes and match
 //! its `allowed_targets` whole; anything else is a 400 that names the problem and shows the
-//! target redacted. The collector probing a target is kept between requests (it remembers
+//! target redacted. With `prober: http`, each redirect's URL passes the same checks before
+//! it is requested; one that does not fails the probe (`reason="redirect"`). The collector probing a target is kept between requests (it remembers
 //! the MCP era the server speaks), in a cache of `probe.cache_size` targets that forgets
 //! the least recently probed first and is emptied by a reload. At most
 //! `probe.max_concurrent` probes run at once; a request beyond them is answered 503 at once,
@@ -27,7 +28,7 @@ use mcpwatch_core::{
     Collector, MetricFamily, MetricSink, MetricSource, RedactedUrl, ScrapeContext, ScrapeOptions,
     async_trait,
 };
-use mcpwatch_wsdaemon::{HttpCollector, WsDaemonCollector};
+use mcpwatch_wsdaemon::{HttpCollector, RedirectRule, WsDaemonCollector};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
@@ -54,9 +55,76 @@ struct ModuleCounts {
 #[derive(Debug)]
 struct Module {
     config: ProbeModule,
+    rules: Arc<TargetRules>,
+    counts: Arc<ModuleCounts>,
+}
+
+/// What a module requires of a URL it probes: of the target and, with `prober: http`, of
+/// every redirect's URL.
+#[derive(Debug)]
+struct TargetRules {
+    module_name: String,
+    schemes: Vec<String>,
     /// `allowed_targets`, anchored at both ends.
     allowed: Pattern,
-    counts: Arc<ModuleCounts>,
+}
+
+impl TargetRules {
+    /// Checks that `target` is short enough, a URL with a scheme and a host, holds no
+    /// credentials and has one of the module's schemes.
+    fn check_url(&self, target: &str) -> Result<(), String> {
+        let module_name = &self.module_name;
+        if target.len() > MAX_TARGET_BYTES {
+            return Err(format!(
+                "The target is {} bytes long; a target is at most {MAX_TARGET_BYTES}.",
+                target.len()
+            ));
+        }
+        let shown = RedactedUrl::new(target);
+        let uri: http::Uri = target
+            .parse()
+            .ok()
+            .filter(|u: &http::Uri| u.scheme().is_some() && u.authority().is_some())
+            .ok_or_else(|| {
+                format!(
+                    "The target {shown:?} is not a URL with a scheme and a host, such as \
+                     http://127.0.0.1:8000/mcp."
+                )
+            })?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(format!(
+                "The target {shown:?} holds credentials, which are refused in a URL: give \
+                 them in module {module_name:?}'s bearer_token, bearer_token_file or headers."
+            ));
+        }
+        let scheme = uri.scheme_str().unwrap_or_default();
+        if !self.schemes.iter().any(|s| s == scheme) {
+            return Err(format!(
+                "The target {shown:?} has scheme {scheme}; module {module_name:?} allows {}.",
+                self.schemes.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that the whole of `target` matches `allowed_targets`.
+    fn check_allowed(&self, target: &str) -> Result<(), String> {
+        if self.allowed.is_match(target) {
+            return Ok(());
+        }
+        Err(format!(
+            "The target {:?} is not allowed by module {:?}: it does not match its \
+             allowed_targets.",
+            RedactedUrl::new(target),
+            self.module_name
+        ))
+    }
+
+    /// The rule a redirect's URL must pass: every check a target passes.
+    fn redirect_rule(self: &Arc<Self>) -> RedirectRule {
+        let rules = self.clone();
+        Arc::new(move |url: &str| rules.check_url(url).and_then(|()| rules.check_allowed(url)))
+    }
 }
 
 /// The key of a cached collector: the module and the target as requested.
@@ -152,15 +220,20 @@ impl ProbeState {
             let target = module
                 .target_config("probe".to_owned(), &sample)
                 .map_err(fail)?;
-            build_collector(target).map_err(fail)?;
             let anchored = format!(r"\A(?:{})\z", module.allowed_targets.as_str());
             let allowed =
                 Pattern::new(&anchored).map_err(|e| fail(format!("allowed_targets: {e}")))?;
+            let rules = Arc::new(TargetRules {
+                module_name: name.clone(),
+                schemes: module.schemes().into_iter().map(str::to_owned).collect(),
+                allowed,
+            });
+            build_collector(target, &rules).map_err(fail)?;
             modules.insert(
                 name.clone(),
                 Module {
                     config: module.clone(),
-                    allowed,
+                    rules,
                     counts: Arc::default(),
                 },
             );
@@ -202,37 +275,7 @@ impl ProbeState {
                 redact_message(module_name)
             ));
         };
-        if target.len() > MAX_TARGET_BYTES {
-            return Err(format!(
-                "The target is {} bytes long; a target is at most {MAX_TARGET_BYTES}.",
-                target.len()
-            ));
-        }
-        let shown = RedactedUrl::new(target);
-        let uri: http::Uri = target
-            .parse()
-            .ok()
-            .filter(|u: &http::Uri| u.scheme().is_some() && u.authority().is_some())
-            .ok_or_else(|| {
-                format!(
-                    "The target {shown:?} is not a URL with a scheme and a host, such as \
-                     http://127.0.0.1:8000/mcp."
-                )
-            })?;
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            return Err(format!(
-                "The target {shown:?} holds credentials, which are refused in a URL: give \
-                 them in module {module_name:?}'s bearer_token, bearer_token_file or headers."
-            ));
-        }
-        let scheme = uri.scheme_str().unwrap_or_default();
-        let schemes = module.config.schemes();
-        if !schemes.contains(&scheme) {
-            return Err(format!(
-                "The target {shown:?} has scheme {scheme}; module {module_name:?} allows {}.",
-                schemes.join(", ")
-            ));
-        }
+        module.rules.check_url(target)?;
         let name = mcpwatch_wsdaemon::target_name(target)
             .map_err(|e| format!("The target is not valid: {}.", redact_message(&e)))?;
         let config = module
@@ -240,12 +283,7 @@ impl ProbeState {
             .target_config(name, target)
             .and_then(|c| c.validate().map(|()| c).map_err(|(_, message)| message))
             .map_err(|e| format!("The target is not valid: {}.", redact_message(&e)))?;
-        if !module.allowed.is_match(target) {
-            return Err(format!(
-                "The target {shown:?} is not allowed by module {module_name:?}: it does not \
-                 match its allowed_targets."
-            ));
-        }
+        module.rules.check_allowed(target)?;
         Ok(Checked {
             module_name,
             module,
@@ -262,7 +300,8 @@ impl ProbeState {
             return Ok(kept);
         }
         let config = checked.config.clone();
-        let built = tokio::task::spawn_blocking(move || build_collector(config))
+        let rules = checked.module.rules.clone();
+        let built = tokio::task::spawn_blocking(move || build_collector(config, &rules))
             .await
             .map_err(|e| format!("building the probe failed: {e}"))??;
         Ok(self.lock_cache().insert(key, built))
@@ -281,14 +320,18 @@ struct Checked<'a> {
     config: ProbeTargetConfig,
 }
 
-/// The collector probing one target; its error is redacted.
-fn build_collector(config: ProbeTargetConfig) -> Result<Arc<dyn Collector>, String> {
+/// The collector probing one target under its module's `rules`; its error is redacted.
+fn build_collector(
+    config: ProbeTargetConfig,
+    rules: &Arc<TargetRules>,
+) -> Result<Arc<dyn Collector>, String> {
     let built: Result<Arc<dyn Collector>, _> = match config {
         ProbeTargetConfig::Mcp(config) => {
             WsDaemonCollector::new(*config).map(|c| Arc::new(c) as Arc<dyn Collector>)
         }
         ProbeTargetConfig::Http(config) => {
-            HttpCollector::new(*config).map(|c| Arc::new(c) as Arc<dyn Collector>)
+            HttpCollector::with_redirect_rule(*config, rules.redirect_rule())
+                .map(|c| Arc::new(c) as Arc<dyn Collector>)
         }
     };
     built.map_err(|e| redact_message(&e.to_string()))
@@ -857,6 +900,40 @@ mod tests {
             body.contains("# HELP probe_success Whether the HTTP check passed"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn a_redirect_passes_every_check_a_target_passes() {
+        let state = state(
+            "probe:\n  modules:\n    web:\n      prober: http\n      schemes: [http]\n      \
+             allowed_targets: 'http://127\\.0\\.0\\.1:19081/.*'\n",
+        );
+        let rule = state.modules["web"].rules.redirect_rule();
+        assert_eq!(rule("http://127.0.0.1:19081/login"), Ok(()));
+        for (url, refusal) in [
+            (
+                "http://127.0.0.1:19082/secret-admin".to_owned(),
+                "The target \"http://127.0.0.1:19082/secret-admin\" is not allowed by module \
+                 \"web\": it does not match its allowed_targets.",
+            ),
+            (
+                "https://127.0.0.1:19081/login".to_owned(),
+                "The target \"https://127.0.0.1:19081/login\" has scheme https; module \"web\" \
+                 allows http.",
+            ),
+            (
+                "http://ops:hunter2@127.0.0.1:19081/".to_owned(),
+                "The target \"http://<secret>@127.0.0.1:19081/\" holds credentials, which are \
+                 refused in a URL: give them in module \"web\"'s bearer_token, \
+                 bearer_token_file or headers.",
+            ),
+            (
+                format!("http://127.0.0.1:19081/{}", "a".repeat(3000)),
+                "The target is 3023 bytes long; a target is at most 2048.",
+            ),
+        ] {
+            assert_eq!(rule(&url), Err(refusal.to_owned()), "{url}");
+        }
     }
 
     #[tokio::test]

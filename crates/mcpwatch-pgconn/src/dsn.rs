@@ -52,7 +52,8 @@ impl ParsedDsn {
     /// The TLS connector for the `sslmode` and root certificates (with `disable` it is
     /// never used), and the recorder of the certificate chains the server presents.
     pub fn connector(&self) -> Result<(MakeRustlsConnect, crate::tls::Watched), SettingsError> {
-        crate::tls::connector(self.ssl_mode, self.root_cert.as_deref())
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        crate::tls::connector(self.ssl_mode, self.root_cert.as_deref(), port)
     }
 
     /// The settings tokio-postgres connects with (its `sslmode` only says whether to

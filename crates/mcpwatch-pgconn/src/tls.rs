@@ -5,35 +5,34 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use mcpwatch_core::certs::ChainRecorder;
+use mcpwatch_core::certs::WatchedTls;
 use mcpwatch_core::web::{ServerCheck, watched_client_config};
-use rustls::ClientConfig;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::SettingsError;
 use crate::dsn::SslMode;
 
-/// A TLS client configuration and the recorder of the chains its handshakes see.
-pub type Watched = (Arc<ClientConfig>, Arc<ChainRecorder>);
+/// TLS settings that record the certificate chains the server presents.
+pub type Watched = Arc<WatchedTls>;
 
-/// The connector for `mode` (with `Disable` it is never used), and the recorder of the
-/// certificate chains its handshakes are presented.
+/// The connector for `mode` to a server on `port` (with `Disable` it is never used), and
+/// the settings that record the certificate chains its handshakes are presented.
 pub(crate) fn connector(
     mode: SslMode,
     root_cert: Option<&Path>,
+    port: u16,
 ) -> Result<(MakeRustlsConnect, Watched), SettingsError> {
     let check = match mode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => ServerCheck::None,
         SslMode::VerifyCa => ServerCheck::Chain,
         SslMode::VerifyFull => ServerCheck::Full,
     };
-    let (config, recorder) =
-        watched_client_config(check, root_cert).map_err(|reason| match root_cert {
-            Some(_) => SettingsError::RootCert { reason },
-            None => SettingsError::Tls { reason },
-        })?;
-    let connector = MakeRustlsConnect::new((*config).clone());
-    Ok((connector, (config, recorder)))
+    let watched = watched_client_config(check, root_cert).map_err(|reason| match root_cert {
+        Some(_) => SettingsError::RootCert { reason },
+        None => SettingsError::Tls { reason },
+    })?;
+    let connector = MakeRustlsConnect::new((*watched.config(port)).clone());
+    Ok((connector, watched))
 }
 
 #[cfg(test)]
@@ -43,11 +42,15 @@ mod tests {
     #[test]
     fn builds_a_connector_for_every_mode() {
         for mode in [SslMode::Disable, SslMode::Prefer, SslMode::Require] {
-            assert!(connector(mode, None).is_ok());
+            assert!(connector(mode, None, 5432).is_ok());
         }
-        let e = connector(SslMode::VerifyFull, Some(Path::new("/nonexistent/ca.pem")))
-            .err()
-            .expect("missing CA file");
+        let e = connector(
+            SslMode::VerifyFull,
+            Some(Path::new("/nonexistent/ca.pem")),
+            5432,
+        )
+        .err()
+        .expect("missing CA file");
         assert!(matches!(e, SettingsError::RootCert { .. }), "{e:?}");
         let e = e.to_string();
         assert!(e.starts_with("sslrootcert "), "{e}");

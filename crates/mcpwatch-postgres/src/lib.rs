@@ -153,9 +153,12 @@ fn certificate_watch(
         return None;
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
+    // libpq's hostaddr: where to connect, the host name still presented and checked.
+    let address = config.get_hostaddrs().first().copied();
     Some(CertificateWatch::new(
         watched,
         host.clone(),
+        address,
         port,
         Opening::PostgresSslRequest,
     ))
@@ -325,7 +328,7 @@ impl Collector for PostgresCollector {
         // The chains the server presented, this connection's included (one kept open was
         // verified when it was made), also when the handshake failed on them.
         if let Some(certificates) = &self.certificates {
-            certificates.write(sink, "postgres", ctx.deadline()).await;
+            certificates.write(sink, "postgres");
         }
         let mut main_lease = match lease {
             Ok(lease) => {

@@ -122,6 +122,7 @@ impl RedisCollector {
                 Some(CertificateWatch::new(
                     watched,
                     host.clone(),
+                    None,
                     *port,
                     Opening::Direct,
                 ))
@@ -413,7 +414,7 @@ impl Collector for RedisCollector {
         sink.gauge("redis_up", "Whether this scrape reached the server.")
             .add(&[], 0.0);
         if let Some(certificates) = &self.certificates {
-            certificates.write(sink, "redis", ctx.deadline()).await;
+            certificates.write(sink, "redis");
         }
         // A connection that broke since the last scrape (a restart, CLIENT KILL, a timeout
         // on the server) is made again at once, so that the scrape still tells how the

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::StatusCode;
 use http::header::LOCATION;
 use http_body_util::BodyExt;
@@ -30,8 +31,9 @@ pub(crate) enum CheckReason {
     Tls,
     /// The server broke HTTP: a malformed answer, a connection closed mid-answer.
     Protocol,
-    /// A redirect could not be followed: too many, a loop, or a `Location` that is no
-    /// `http(s)://` URL.
+    /// A redirect could not be followed: too many, a loop, a `Location` that is no
+    /// `http(s)://` URL (or not valid UTF-8), or a URL the redirect rule refuses (a
+    /// probe's module does not allow it).
     Redirect,
     /// The final status is not one of the valid ones.
     Status,
@@ -92,7 +94,8 @@ pub(crate) enum Phase {
     Tls,
     /// From the request to the response head: the server's own time.
     Processing,
-    /// Reading the body.
+    /// Reading the body, until its end, `max_body_bytes`, the deadline, or the patterns
+    /// are decided.
     Transfer,
 }
 
@@ -153,8 +156,11 @@ pub(crate) struct CheckReport {
     pub(crate) status_valid: bool,
     /// Bytes of the body read (at most `max_body_bytes`).
     pub(crate) body_bytes: u64,
-    /// Whether the body was longer than `max_body_bytes`.
+    /// Whether the body was not read to its end: longer than `max_body_bytes`, still
+    /// arriving at the deadline, or no longer needed once the patterns were decided.
     pub(crate) body_truncated: bool,
+    /// Why reading the body stopped, when it was read.
+    pub(crate) body_end: Option<BodyEnd>,
     /// Whether `body_pattern` matched the body read.
     pub(crate) pattern_matched: bool,
     /// Whether `body_pattern_absent` matched the body read.
@@ -171,20 +177,36 @@ impl CheckReport {
 
     /// Records whether an established connection of the check speaks TLS (the final
     /// page's is recorded last). The certificate chains of its handshakes are recorded by
-    /// the TLS configuration itself ([`Access::certificates`]).
+    /// the TLS configuration itself ([`Access::tls`]).
     fn record_tls(&mut self, stream: &Stream) {
         self.tls = matches!(stream, Stream::Tls(_));
     }
 }
 
+/// Decides whether a redirect may lead to a URL (absolute, as it would be requested):
+/// `Err` says why not, without a secret. A probe's module gives one, so that a redirect
+/// goes nowhere its `allowed_targets` does not allow.
+pub type RedirectRule = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// A check ready to run: the configuration and what was parsed out of it.
-#[derive(Debug)]
 struct Check {
     config: HttpConfig,
     endpoint: Endpoint,
     access: Access,
     /// The same TLS settings without the credentials, for another origin.
     anonymous: Access,
+    /// Every redirect's URL must pass it before it is requested.
+    redirect_rule: Option<RedirectRule>,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check")
+            .field("config", &self.config)
+            .field("endpoint", &self.endpoint)
+            .field("redirect_rule", &self.redirect_rule.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Scheme, host and port: where the credentials may go.
@@ -228,8 +250,12 @@ fn resolve_location(base: &Endpoint, location: &str) -> String {
     }
 }
 
-/// The next hop of a redirect to `location`.
-fn redirect_target(base: &Endpoint, location: &str) -> Result<Endpoint, CheckFailure> {
+/// The next hop of a redirect to `location`, when `rule` (if any) allows its URL.
+fn redirect_target(
+    base: &Endpoint,
+    location: &str,
+    rule: Option<&RedirectRule>,
+) -> Result<Endpoint, CheckFailure> {
     let url = resolve_location(base, location);
     let shown = RedactedUrl::new(&url);
     let invalid = |why: &str| {
@@ -241,32 +267,98 @@ fn redirect_target(base: &Endpoint, location: &str) -> Result<Endpoint, CheckFai
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(invalid("not an http:// or https:// URL"));
     }
-    Endpoint::parse(&url).map_err(|e| invalid(&e))
+    let next = Endpoint::parse(&url).map_err(|e| invalid(&e))?;
+    if let Some(rule) = rule {
+        rule(&url).map_err(|why| invalid(&format!("not followed: {why}")))?;
+    }
+    Ok(next)
 }
 
-/// Reads `body` by `deadline`, keeping at most `limit` bytes (and only when `keep`): the
-/// bytes read, and whether more came.
+/// What the body patterns say of the part of the body read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    pattern_matched: bool,
+    absent_pattern_matched: bool,
+}
+
+impl Verdict {
+    fn of(config: &HttpConfig, body: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(body);
+        Self {
+            pattern_matched: config
+                .body_pattern
+                .as_ref()
+                .is_some_and(|p| p.is_match(&text)),
+            absent_pattern_matched: config
+                .body_pattern_absent
+                .as_ref()
+                .is_some_and(|p| p.is_match(&text)),
+        }
+    }
+
+    /// Whether the rest of the body cannot change the answer: `body_pattern_absent`
+    /// matched (a failure), or `body_pattern` matched with no `body_pattern_absent` set
+    /// (a pass: a "must not match" pattern is decided only by the whole body).
+    fn decided(self, config: &HttpConfig) -> bool {
+        self.absent_pattern_matched
+            || (self.pattern_matched && config.body_pattern_absent.is_none())
+    }
+}
+
+/// Why reading a body stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyEnd {
+    /// It ended.
+    Complete,
+    /// It is longer than `max_body_bytes`.
+    Limit,
+    /// It was still arriving at the deadline.
+    Deadline,
+    /// The patterns were decided before it ended.
+    Decided,
+}
+
+/// Reads `body` until it ends, `limit` bytes, or `deadline`; with patterns in `config`, it
+/// also stops once they are decided on the part read (checked whenever the reading would
+/// wait for more). Only with patterns are the bytes kept. Returns the bytes kept, the
+/// count read and why it stopped.
 async fn read_bounded(
     mut body: Incoming,
-    limit: u64,
-    keep: bool,
+    config: &HttpConfig,
     deadline: Instant,
-) -> Result<(Vec<u8>, u64, bool), CheckFailure> {
+) -> Result<(Vec<u8>, u64, BodyEnd), CheckFailure> {
+    let limit = config.max_body_bytes;
+    let keep = config.body_pattern.is_some() || config.body_pattern_absent.is_some();
     let mut kept = Vec::new();
     let mut read = 0u64;
+    // Whether bytes came since the patterns were last tried.
+    let mut fresh = false;
     loop {
-        match timeout_at(deadline, body.frame()).await {
-            Err(_) => {
-                return Err(CheckFailure::new(CheckReason::Timeout, "body: timed out"));
+        let next = match body.frame().now_or_never() {
+            Some(next) => next,
+            None => {
+                // Nothing more at hand: decide on what was read before waiting.
+                if keep && fresh {
+                    fresh = false;
+                    if Verdict::of(config, &kept).decided(config) {
+                        return Ok((kept, read, BodyEnd::Decided));
+                    }
+                }
+                match timeout_at(deadline, body.frame()).await {
+                    Err(_) => return Ok((kept, read, BodyEnd::Deadline)),
+                    Ok(next) => next,
+                }
             }
-            Ok(None) => return Ok((kept, read, false)),
-            Ok(Some(Err(e))) => {
+        };
+        match next {
+            None => return Ok((kept, read, BodyEnd::Complete)),
+            Some(Err(e)) => {
                 return Err(CheckFailure::new(
                     CheckReason::Protocol,
                     format_args!("body: {e}"),
                 ));
             }
-            Ok(Some(Ok(frame))) => {
+            Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
@@ -277,8 +369,9 @@ async fn read_bounded(
                     kept.extend_from_slice(&data[..usize::try_from(take).unwrap_or(data.len())]);
                 }
                 read += take;
+                fresh = true;
                 if take < data.len() as u64 {
-                    return Ok((kept, read, true));
+                    return Ok((kept, read, BodyEnd::Limit));
                 }
             }
         }
@@ -365,18 +458,23 @@ impl Check {
             let location = response
                 .headers()
                 .get(LOCATION)
-                .and_then(|l| l.to_str().ok())
                 .filter(|_| config.follow_redirects && is_redirect(status));
             let Some(location) = location else {
                 break (connection, response);
             };
+            let location = std::str::from_utf8(location.as_bytes()).map_err(|_| {
+                CheckFailure::new(
+                    CheckReason::Redirect,
+                    format_args!("HTTP {status}: its Location header is not valid UTF-8"),
+                )
+            })?;
             if report.redirects >= config.max_redirects {
                 return Err(CheckFailure::new(
                     CheckReason::Redirect,
                     format_args!("more than {} redirects", config.max_redirects),
                 ));
             }
-            let next = redirect_target(&hop, location)?;
+            let next = redirect_target(&hop, location, self.redirect_rule.as_ref())?;
             let url = next.uri.to_string();
             if visited.contains(&url) {
                 return Err(CheckFailure::new(
@@ -402,29 +500,20 @@ impl Check {
         }
         let patterns = config.body_pattern.is_some() || config.body_pattern_absent.is_some();
         let at = Instant::now();
-        let read = read_bounded(
-            response.into_body(),
-            config.max_body_bytes,
-            patterns,
-            deadline,
-        )
-        .await;
+        let read = read_bounded(response.into_body(), config, deadline).await;
         report.add(Phase::Transfer, at);
-        let (body, bytes, truncated) = read?;
+        let (body, bytes, end) = read?;
         report.body_bytes = bytes;
-        report.body_truncated = truncated;
+        report.body_truncated = end != BodyEnd::Complete;
+        report.body_end = Some(end);
+        // Without a pattern the status is the answer: the body is read (for its size and
+        // the transfer phase) only as far as max_body_bytes and the deadline allow.
         if !patterns {
             return Ok(());
         }
-        let text = String::from_utf8_lossy(&body);
-        report.pattern_matched = config
-            .body_pattern
-            .as_ref()
-            .is_some_and(|p| p.is_match(&text));
-        report.absent_pattern_matched = config
-            .body_pattern_absent
-            .as_ref()
-            .is_some_and(|p| p.is_match(&text));
+        let verdict = Verdict::of(config, &body);
+        report.pattern_matched = verdict.pattern_matched;
+        report.absent_pattern_matched = verdict.absent_pattern_matched;
         if report.absent_pattern_matched {
             return Err(CheckFailure::new(
                 CheckReason::Body,
@@ -433,15 +522,23 @@ impl Check {
         }
         let required_missing = config.body_pattern.is_some() && !report.pattern_matched;
         // What was not read may hold what is looked for, or what must be absent.
-        if truncated && (required_missing || config.body_pattern_absent.is_some()) {
-            return Err(CheckFailure::new(
-                CheckReason::BodyTooLarge,
-                format_args!(
-                    "the body is longer than max_body_bytes ({}): the patterns cannot be \
+        if end != BodyEnd::Complete && !verdict.decided(config) {
+            return Err(if end == BodyEnd::Deadline {
+                CheckFailure::new(
+                    CheckReason::Timeout,
+                    "body: still arriving at the deadline, and the patterns cannot be \
                      decided on the part read",
-                    config.max_body_bytes
-                ),
-            ));
+                )
+            } else {
+                CheckFailure::new(
+                    CheckReason::BodyTooLarge,
+                    format_args!(
+                        "the body is longer than max_body_bytes ({}): the patterns cannot be \
+                         decided on the part read",
+                        config.max_body_bytes
+                    ),
+                )
+            });
         }
         if required_missing {
             return Err(CheckFailure::new(
@@ -473,6 +570,22 @@ impl HttpCollector {
     /// Checks the configuration and reads the CA and token files. Nothing connects until
     /// the first scrape.
     pub fn new(config: HttpConfig) -> Result<Self, WsDaemonError> {
+        Self::build(config, None)
+    }
+
+    /// As [`HttpCollector::new`], with every redirect's URL checked by `rule` before it is
+    /// requested; one it refuses fails the check (`reason="redirect"`).
+    pub fn with_redirect_rule(
+        config: HttpConfig,
+        rule: RedirectRule,
+    ) -> Result<Self, WsDaemonError> {
+        Self::build(config, Some(rule))
+    }
+
+    fn build(
+        config: HttpConfig,
+        redirect_rule: Option<RedirectRule>,
+    ) -> Result<Self, WsDaemonError> {
         let error = |(key, message): (String, String)| WsDaemonError { key, message };
         config.validate().map_err(error)?;
         let endpoint =
@@ -488,7 +601,6 @@ impl HttpCollector {
         .map_err(error)?;
         let anonymous = Access {
             tls: access.tls.clone(),
-            certificates: access.certificates.clone(),
             token: None,
             headers: Vec::new(),
         };
@@ -498,6 +610,7 @@ impl HttpCollector {
                 endpoint,
                 access,
                 anonymous,
+                redirect_rule,
             }),
         })
     }
@@ -529,7 +642,8 @@ fn write(report: &CheckReport, config: &HttpConfig, sink: &mut MetricSink) {
     let phases = sink.gauge(
         "http_duration_seconds",
         "Time of each phase of the check, summed over the redirects followed: resolve, \
-         connect, tls, processing (request to response head), transfer (the body); 0 for a \
+         connect, tls, processing (request to response head), transfer (the body, read \
+         until its end, max_body_bytes, the deadline or the patterns decided); 0 for a \
          phase not reached.",
     );
     for phase in Phase::ALL {
@@ -554,7 +668,8 @@ fn write(report: &CheckReport, config: &HttpConfig, sink: &mut MetricSink) {
     .add(&[], report.body_bytes as f64);
     sink.gauge(
         "http_body_truncated",
-        "Whether the body was longer than max_body_bytes (the rest was not read).",
+        "Whether the body was not read to its end: longer than max_body_bytes, still \
+         arriving at the deadline, or no longer needed once the patterns were decided.",
     )
     .add(&[], flag(report.body_truncated));
     if config.body_pattern.is_some() || config.body_pattern_absent.is_some() {
@@ -602,10 +717,12 @@ impl Collector for HttpCollector {
             .remaining()
             .saturating_sub(DEADLINE_MARGIN)
             .min(self.check.config.timeout);
+        let started = std::time::Instant::now();
         let report = self.check.run(Instant::now() + budget).await;
         write(&report, &self.check.config, sink);
-        if let Some(certificates) = &self.check.access.certificates {
-            certificates.write(sink, "http");
+        if let Some(tls) = &self.check.access.tls {
+            // The chains of the pages this check reached (redirects included).
+            tls.recorder().write(sink, "http", started);
         }
         match &report.failure {
             None => Ok(()),
@@ -696,6 +813,50 @@ mod tests {
             .await
     }
 
+    /// A server answering every request with `answer` and holding the connection open
+    /// until the client closes it: with a chunked head and no last chunk, a body that
+    /// never ends. It counts the requests.
+    async fn serve_raw(answer: Vec<u8>) -> (u16, Arc<Mutex<u32>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let requests = Arc::new(Mutex::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let answer = answer.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    *counted.lock().expect("lock") += 1;
+                    if tcp.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                    while !matches!(tcp.read(&mut chunk).await, Ok(0) | Err(_)) {}
+                });
+            }
+        });
+        (port, requests)
+    }
+
+    /// A 200 whose chunked body sends `first` and never ends.
+    fn endless(first: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+             transfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+            first.len()
+        )
+        .into_bytes()
+    }
+
     fn reason(report: &CheckReport) -> Option<&'static str> {
         report.failure.as_ref().map(|f| f.reason.as_str())
     }
@@ -714,9 +875,10 @@ mod tests {
         ] {
             assert_eq!(resolve_location(&base, location), expected, "{location}");
         }
-        let e = redirect_target(&base, "ftp://x/").expect_err("scheme");
+        let e = redirect_target(&base, "ftp://x/", None).expect_err("scheme");
         assert_eq!(e.reason, CheckReason::Redirect);
-        let e = redirect_target(&base, "http://ops:hunter2@other/?k=hunter2").expect_err("user");
+        let e =
+            redirect_target(&base, "http://ops:hunter2@other/?k=hunter2", None).expect_err("user");
         assert!(!e.message.contains("hunter2"), "{}", e.message);
     }
 
@@ -795,6 +957,155 @@ mod tests {
             assert_eq!(reason(&r), Some("body_too_large"), "{pattern}");
         }
         assert_eq!(heads.lock().expect("lock").len(), 15);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_is_read_only_as_far_as_the_answer_needs() {
+        let event = "event: ping\ndata: {\"ok\":true}\n\n";
+        let (port, requests) = serve_raw(endless(event)).await;
+        let url = format!("name: t\nurl: http://127.0.0.1:{port}/events\ntimeout: 1s\n");
+        let run = |yaml: String| async move {
+            let config: HttpConfig =
+                mcpwatch_core::config::parse_yaml(&yaml, std::path::Path::new("t.yml"))
+                    .expect("config");
+            let collector = HttpCollector::new(config).expect("collector");
+            // The check's own deadline, as a scrape gives it.
+            collector
+                .check
+                .run(Instant::now() + Duration::from_secs(1))
+                .await
+        };
+        let read = |r: &CheckReport| {
+            (
+                reason(r),
+                r.status,
+                r.body_bytes,
+                r.body_truncated,
+                r.body_end,
+            )
+        };
+        let bytes = event.len() as u64;
+
+        // Without a pattern the status is the answer: the body is read until the deadline.
+        let r = run(url.clone()).await;
+        assert_eq!(
+            read(&r),
+            (None, Some(200), bytes, true, Some(BodyEnd::Deadline))
+        );
+        // Or until max_body_bytes.
+        let r = run(format!("{url}max_body_bytes: 5\n")).await;
+        assert_eq!(read(&r), (None, Some(200), 5, true, Some(BodyEnd::Limit)));
+
+        // A body_pattern found in what came decides: the rest is not waited for.
+        let r = run(format!("{url}body_pattern: '\"ok\":true'\n")).await;
+        assert_eq!(
+            read(&r),
+            (None, Some(200), bytes, true, Some(BodyEnd::Decided))
+        );
+        assert!(r.pattern_matched);
+        // So does a body_pattern_absent found: a failure.
+        let r = run(format!("{url}body_pattern_absent: 'ping'\n")).await;
+        assert_eq!(
+            read(&r),
+            (Some("body"), Some(200), bytes, true, Some(BodyEnd::Decided))
+        );
+        // A body_pattern_absent not found yet is decided only by the whole body: the
+        // deadline comes first.
+        for patterns in [
+            "body_pattern_absent: 'error'",
+            "body_pattern: 'ok'\nbody_pattern_absent: 'error'",
+            "body_pattern: 'pong'",
+        ] {
+            let r = run(format!("{url}{patterns}\n")).await;
+            assert_eq!(
+                read(&r),
+                (
+                    Some("timeout"),
+                    Some(200),
+                    bytes,
+                    true,
+                    Some(BodyEnd::Deadline)
+                ),
+                "{patterns}"
+            );
+        }
+        assert_eq!(*requests.lock().expect("lock"), 7);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_goes_only_where_the_rule_allows() {
+        let (elsewhere, elsewhere_requests) = serve_raw(page(200, "", "secret").into_bytes()).await;
+        let (port, heads) = serve(vec![
+            (
+                "/tometa".into(),
+                redirect(&format!("http://127.0.0.1:{elsewhere}/secret-admin")),
+            ),
+            ("/old".into(), redirect("/")),
+            ("/".into(), page(200, "", "home")),
+        ])
+        .await;
+        let allowed = format!("http://127.0.0.1:{port}/");
+        let rule: RedirectRule = Arc::new(move |url: &str| {
+            if url.starts_with(&allowed) {
+                Ok(())
+            } else {
+                Err("elsewhere".to_owned())
+            }
+        });
+        let run = |path: &str| {
+            let config: HttpConfig = mcpwatch_core::config::parse_yaml(
+                &format!("name: t\nurl: http://127.0.0.1:{port}{path}\n"),
+                std::path::Path::new("t.yml"),
+            )
+            .expect("config");
+            let collector =
+                HttpCollector::with_redirect_rule(config, rule.clone()).expect("collector");
+            async move {
+                collector
+                    .check
+                    .run(Instant::now() + Duration::from_secs(5))
+                    .await
+            }
+        };
+        let r = run("/tometa").await;
+        assert_eq!(
+            (reason(&r), r.status, r.redirects),
+            (Some("redirect"), Some(302), 0)
+        );
+        assert_eq!(
+            r.failure.map(|f| f.message),
+            Some(format!(
+                "redirect to http://127.0.0.1:{elsewhere}/secret-admin: not followed: elsewhere"
+            ))
+        );
+        assert_eq!(*elsewhere_requests.lock().expect("lock"), 0);
+        // Within the rule, redirects are followed.
+        let r = run("/old").await;
+        assert_eq!((reason(&r), r.status, r.redirects), (None, Some(200), 1));
+        assert_eq!(heads.lock().expect("lock").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_location_that_is_not_utf8_fails_as_a_redirect() {
+        let mut answer = b"HTTP/1.1 302 Found\r\ncontent-length: 0\r\nlocation: /caf".to_vec();
+        answer.extend_from_slice(b"\xe9\r\n\r\n");
+        let (port, requests) = serve_raw(answer).await;
+        let r = check(&format!("name: t\nurl: http://127.0.0.1:{port}/\n")).await;
+        assert_eq!(
+            (reason(&r), r.status, r.redirects),
+            (Some("redirect"), Some(302), 0)
+        );
+        assert_eq!(
+            r.failure.map(|f| f.message).as_deref(),
+            Some("HTTP 302 Found: its Location header is not valid UTF-8")
+        );
+        // Not followed, it is the answer: an invalid status.
+        let r = check(&format!(
+            "name: t\nurl: http://127.0.0.1:{port}/\nfollow_redirects: false\n"
+        ))
+        .await;
+        assert_eq!((reason(&r), r.status), (Some("status"), Some(302)));
+        assert_eq!(*requests.lock().expect("lock"), 2);
     }
 
     #[tokio::test]

@@ -18,18 +18,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mcpwatch_core::certs::ChainRecorder;
+use mcpwatch_core::certs::WatchedTls;
 use mcpwatch_core::config::{ConfigPath, Problem};
 use mcpwatch_core::web::{ServerCheck, watched_client_config};
 use mcpwatch_core::{
     BlockingLane, CollectError, Collector, MetricSink, RedactedUrl, ScrapeContext, Secret,
     async_trait,
 };
-use rustls::ClientConfig;
 use tokio::time::Instant;
 
 pub use config::WsDaemonConfig;
-pub use endpoint::HttpCollector;
+pub use endpoint::{HttpCollector, RedirectRule};
 pub use endpoint_config::HttpConfig;
 
 use crate::era::{EraMemory, Pin};
@@ -109,9 +108,8 @@ pub fn target_name(url: &str) -> Result<String, String> {
 /// How the probes reach the daemon: TLS settings, the bearer token and further headers.
 #[derive(Debug, Clone)]
 pub(crate) struct Access {
-    pub(crate) tls: Option<Arc<ClientConfig>>,
-    /// The certificate chains the TLS handshakes of `tls` were presented.
-    pub(crate) certificates: Option<Arc<ChainRecorder>>,
+    /// TLS settings that record the certificate chains servers present.
+    pub(crate) tls: Option<Arc<WatchedTls>>,
     pub(crate) token: Option<Secret>,
     pub(crate) headers: Vec<(::http::HeaderName, Secret)>,
 }
@@ -150,10 +148,8 @@ impl Access {
         } else {
             None
         };
-        let (tls, certificates) = tls.unzip();
         Ok(Self {
             tls,
-            certificates,
             token,
             headers,
         })
@@ -341,6 +337,8 @@ impl Collector for WsDaemonCollector {
         ctx: &ScrapeContext,
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
+        // Certificate chains presented from now on are this collection's.
+        let started = std::time::Instant::now();
         let budget = ctx
             .remaining()
             .saturating_sub(DEADLINE_MARGIN)
@@ -420,8 +418,8 @@ impl Collector for WsDaemonCollector {
                 );
             }
         }
-        if let Some(certificates) = &self.access.certificates {
-            certificates.write(sink, "wsdaemon");
+        if let Some(tls) = &self.access.tls {
+            tls.recorder().write(sink, "wsdaemon", started);
         }
         if let Some(files) = files {
             sink.append(files.sink);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use mcpwatch_core::RedactedUrl;
-use rustls::ClientConfig;
+use mcpwatch_core::certs::WatchedTls;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -353,18 +353,19 @@ pub(crate) async fn connect_to(
     }
 }
 
-/// Speaks TLS over `tcp` when the endpoint asks for it.
+/// Speaks TLS over `tcp` when the endpoint asks for it; the chain the server presents is
+/// recorded under the endpoint's host and port.
 pub(crate) async fn secure(
     tcp: TcpStream,
     endpoint: &Endpoint,
-    tls: Option<&Arc<ClientConfig>>,
+    tls: Option<&Arc<WatchedTls>>,
     deadline: Instant,
 ) -> Result<Stream, Failure> {
     if !endpoint.tls {
         return Ok(Stream::Plain(tcp));
     }
     let config = tls
-        .cloned()
+        .map(|tls| tls.config(endpoint.port))
         .ok_or_else(|| Failure::new(Reason::Tls, "TLS is not configured"))?;
     let name = ServerName::try_from(endpoint.host.clone())
         .map_err(|_| Failure::new(Reason::Tls, "the host is no valid TLS server name"))?;

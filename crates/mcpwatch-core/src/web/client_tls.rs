@@ -18,7 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 
 use super::tls::crypto_provider;
-use crate::certs::{CertInfo, ChainRecorder};
+use crate::certs::{CertInfo, WatchedTls};
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,23 +42,28 @@ pub fn client_config(check: ServerCheck, ca_file: Option<&Path>) -> Result<Clien
     build(verifier(check, trust.as_ref())?)
 }
 
-/// A client configuration whose handshakes are watched: every certificate chain a server
-/// presents is recorded, by server name, before it is checked (so a chain that fails the
-/// check is seen too), for [`ChainRecorder::write`] to report. Sessions are not resumed:
+/// TLS client settings whose handshakes are watched: every certificate chain a server
+/// presents is recorded, by `host:port`, before it is checked (so a chain that fails the
+/// check is seen too), for [`ChainRecorder::write`](crate::certs::ChainRecorder::write) to report. Sessions are not resumed:
 /// a resumed session skips the certificate, and a renewed certificate would go unseen.
 /// The trusted CAs are shared as [`shared_client_config`] shares them.
 pub fn watched_client_config(
     check: ServerCheck,
     ca_file: Option<&Path>,
-) -> Result<(Arc<ClientConfig>, Arc<ChainRecorder>), String> {
+) -> Result<Arc<WatchedTls>, String> {
     let trust = match check {
         ServerCheck::None => None,
         ServerCheck::Chain | ServerCheck::Full => Some(shared_trust(ca_file)?),
     };
-    let recorder = Arc::new(ChainRecorder::new(verifier(check, trust.as_ref())?, trust));
-    let mut config = build(recorder.clone())?;
-    config.resumption = Resumption::disabled();
-    Ok((Arc::new(config), recorder))
+    let verifier = verifier(check, trust.as_ref())?;
+    let mut template = build(verifier.clone())?;
+    template.resumption = Resumption::disabled();
+    Ok(Arc::new(WatchedTls::new(
+        template,
+        verifier,
+        trust,
+        check == ServerCheck::Full,
+    )))
 }
 
 fn build(verifier: Arc<dyn ServerCertVerifier>) -> Result<ClientConfig, String> {
