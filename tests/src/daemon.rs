@@ -12,8 +12,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
@@ -108,19 +106,7 @@ impl Daemon {
     /// # Panics
     /// When the certificate or key does not parse, or no port can be bound.
     pub async fn start_tls(behaviour: Behaviour, cert: &str, key: &str) -> Self {
-        let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("certificate");
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            mcpwatch_core::web::crypto_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("TLS server configuration");
-        Self::launch(behaviour, Some(TlsAcceptor::from(Arc::new(config)))).await
+        Self::launch(behaviour, Some(crate::tls::acceptor(cert, key))).await
     }
 
     async fn launch(behaviour: Behaviour, tls: Option<TlsAcceptor>) -> Self {

@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -119,19 +117,7 @@ impl PageServer {
     /// # Panics
     /// When the certificate or key does not parse, or no port can be bound.
     pub async fn start_tls(routes: Vec<(&str, Page)>, cert: &str, key: &str) -> Self {
-        let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("certificate");
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            mcpwatch_core::web::crypto_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("TLS server configuration");
-        Self::launch(routes, Some(TlsAcceptor::from(Arc::new(config)))).await
+        Self::launch(routes, Some(crate::tls::acceptor(cert, key))).await
     }
 
     async fn launch(routes: Vec<(&str, Page)>, tls: Option<TlsAcceptor>) -> Self {

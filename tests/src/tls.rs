@@ -119,3 +119,25 @@ impl Authority {
         (cert.pem(), key.serialize_pem())
     }
 }
+
+/// A TLS acceptor serving this certificate (chain) and key, PEM, for the test servers.
+///
+/// # Panics
+/// When the certificate or key does not parse.
+pub fn acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate");
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        mcpwatch_core::web::crypto_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("TLS server configuration");
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}

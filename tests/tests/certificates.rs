@@ -182,9 +182,11 @@ async fn expiries_of_every_tls_target_and_file_exact_to_the_second() {
         value(&verified("exai", "wsdaemon", &server("exai"))),
         Some(1.0)
     );
+    let health_endpoint = format!("server=\"{}\"", server("exai"));
     let depth = |d: &str, subject: &str| {
         text.lines().find(|l| {
             l.starts_with("tls_certificate_expiry_timestamp_seconds{target=\"exai\"")
+                && l.contains(&health_endpoint)
                 && l.contains(&format!("depth=\"{d}\""))
                 && l.contains(&format!("subject=\"CN={subject}\""))
         })
