@@ -21,15 +21,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustls::DigitallySignedStruct;
-use rustls::SignatureScheme;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::MetricSink;
-use crate::web::Trust;
+use crate::web::{Step, Trust, Wrapped};
 
 /// Certificates of one chain described at most (the leaf is depth 0).
 pub const MAX_CHAIN: usize = 8;
@@ -483,10 +481,12 @@ impl WatchedTls {
         let mut config = self.template.clone();
         config
             .dangerous()
-            .set_certificate_verifier(Arc::new(RecordingVerifier {
+            .set_certificate_verifier(Arc::new(Wrapped {
                 inner: self.verifier.clone(),
-                recorder: self.recorder.clone(),
-                port,
+                step: Record {
+                    recorder: self.recorder.clone(),
+                    port,
+                },
             }));
         let config = Arc::new(config);
         if by_port.len() < 2 * MAX_SERVERS {
@@ -503,8 +503,7 @@ impl WatchedTls {
 
 /// Records the chain a server presents on `port`, then hands it to the verifier it wraps.
 #[derive(Debug)]
-struct RecordingVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
+struct Record {
     recorder: Arc<ChainRecorder>,
     port: u16,
 }
@@ -726,9 +725,10 @@ pub async fn handshake(
     Ok(())
 }
 
-impl ServerCertVerifier for RecordingVerifier {
+impl Step for Record {
     fn verify_server_cert(
         &self,
+        inner: &dyn ServerCertVerifier,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
@@ -737,30 +737,7 @@ impl ServerCertVerifier for RecordingVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.recorder
             .record(server_name, self.port, end_entity, intermediates);
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 }
 

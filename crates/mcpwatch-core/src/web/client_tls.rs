@@ -93,7 +93,10 @@ fn verifier(
     Ok(if check == ServerCheck::Full {
         webpki
     } else {
-        Arc::new(AnyName { inner: webpki })
+        Arc::new(Wrapped {
+            inner: webpki,
+            step: AnyName,
+        })
     })
 }
 
@@ -282,12 +285,29 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-#[derive(Debug)]
-struct AnyName {
-    inner: Arc<WebPkiServerVerifier>,
+/// What a [`Wrapped`] verifier does with a server's certificate, around the verifier it
+/// wraps; the handshake signatures go to that verifier unchanged.
+pub(crate) trait Step: std::fmt::Debug + Send + Sync {
+    /// Checks the server's certificate, with `inner` to hand it to.
+    fn verify_server_cert(
+        &self,
+        inner: &dyn ServerCertVerifier,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error>;
 }
 
-impl ServerCertVerifier for AnyName {
+/// A verifier that takes a [`Step`] around another.
+#[derive(Debug)]
+pub(crate) struct Wrapped<S> {
+    pub(crate) inner: Arc<dyn ServerCertVerifier>,
+    pub(crate) step: S,
+}
+
+impl<S: Step> ServerCertVerifier for Wrapped<S> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -296,15 +316,14 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
+        self.step.verify_server_cert(
+            &*self.inner,
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp,
+            now,
+        )
     }
 
     fn verify_tls12_signature(
@@ -327,6 +346,29 @@ impl ServerCertVerifier for AnyName {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// A chain to a trusted CA, whatever name the certificate is for (`verify-ca`).
+#[derive(Debug)]
+struct AnyName;
+
+impl Step for AnyName {
+    fn verify_server_cert(
+        &self,
+        inner: &dyn ServerCertVerifier,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 }
 

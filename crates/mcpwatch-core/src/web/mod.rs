@@ -11,6 +11,7 @@ pub use auth::{BasicAuth, RateLimiter};
 pub use client_tls::{
     ServerCheck, Trust, client_config, shared_client_config, shared_trust, watched_client_config,
 };
+pub(crate) use client_tls::{Step, Wrapped};
 pub use config::{
     BcryptHash, ClientAuthType, HttpServerConfig, RateLimit, ResponseHeaders, TlsServerConfig,
     TlsVersion, WebConfig,
