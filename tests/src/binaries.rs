@@ -96,12 +96,52 @@ pub async fn start_exporter(
     config: &str,
     args: &[&str],
 ) -> (crate::process::ServiceProcess, std::net::SocketAddr) {
-    let path = dir.join("exporter.yml");
-    std::fs::write(&path, config).expect("write exporter.yml");
+    std::fs::write(dir.join("exporter.yml"), config).expect("write exporter.yml");
+    launch_exporter(
+        Command::new(workspace_binary("mcpwatch-exporter")),
+        dir,
+        args,
+    )
+    .await
+}
+
+/// The exporter reading `dir/exporter.yml`, as [`start_exporter`] starts it, from a copy of
+/// its binary in `dir`; when the tests run as root, as `nobody`, for whom a file or
+/// directory with mode 000 is unreadable (root reads it anyway). The copy is reachable
+/// whatever the permissions above the build directory; `dir` and the configuration must be
+/// readable by `nobody`.
+///
+/// # Panics
+/// When the binary cannot be built or copied, or does not answer within a minute.
+pub async fn start_exporter_unprivileged(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (crate::process::ServiceProcess, std::net::SocketAddr) {
+    use std::os::unix::process::CommandExt;
+    let binary = dir.join("mcpwatch-exporter");
+    std::fs::copy(workspace_binary("mcpwatch-exporter"), &binary).expect("copy the exporter");
+    let mut command = Command::new(&binary);
+    if nix::unistd::Uid::effective().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody")
+            .ok()
+            .flatten()
+            .expect("the nobody user");
+        command.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
+    }
+    launch_exporter(command, dir, args).await
+}
+
+async fn launch_exporter(
+    mut command: Command,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (crate::process::ServiceProcess, std::net::SocketAddr) {
     let address = crate::ports::free_address();
-    let mut command = Command::new(workspace_binary("mcpwatch-exporter"));
     command
-        .arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("exporter.yml").display()
+        ))
         .arg(format!("--web.listen-address={address}"))
         .args(args);
     let process = crate::process::ServiceProcess::spawn("mcpwatch-exporter", command, dir);

@@ -7,21 +7,16 @@
 use std::fs::{File, Permissions};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mcpwatch_tests::binaries::workspace_binary;
+use mcpwatch_tests::binaries::{start_exporter_unprivileged, workspace_binary};
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
-use mcpwatch_tests::ports::free_address;
-use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
-use mcpwatch_tests::wait_for_async;
-use nix::unistd::{Uid, User};
+use nix::unistd::Uid;
 
-const LIMIT: Duration = Duration::from_secs(60);
 const DAY: u64 = 86_400;
 
 fn unix_now() -> u64 {
@@ -44,38 +39,6 @@ fn backup(dir: &Path, name: &str, size: usize, modified: u64) {
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// The exporter, from a copy of its binary in `dir`. As root, it runs as `nobody`, for whom
-/// a directory with mode 000 is unreadable (root reads it anyway); the copy is reachable
-/// whatever the permissions above the build directory.
-async fn start_exporter(dir: &Path) -> (ServiceProcess, SocketAddr) {
-    let binary = dir.join("mcpwatch-exporter");
-    std::fs::copy(workspace_binary("mcpwatch-exporter"), &binary).expect("copy the exporter");
-    let address = free_address();
-    let mut command = Command::new(&binary);
-    command
-        .arg(format!(
-            "--config.file={}",
-            dir.join("exporter.yml").display()
-        ))
-        .arg(format!("--web.listen-address={address}"))
-        .arg("--log.level=debug");
-    if Uid::effective().is_root() {
-        let nobody = User::from_name("nobody")
-            .ok()
-            .flatten()
-            .expect("the nobody user");
-        command.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
-    }
-    let exporter = ServiceProcess::spawn("mcpwatch-exporter", command, dir);
-    let health = format!("http://{address}/health");
-    wait_for_async("the exporter to answer /health", LIMIT, || {
-        let request = client().get(&health).send();
-        async move { request.await.ok().filter(|r| r.status().is_success()) }
-    })
-    .await;
-    (exporter, address)
 }
 
 /// One scrape in the classic format, with its status, checked for duplicate series.
@@ -173,7 +136,9 @@ async fn backups_are_counted_exactly_and_a_missing_directory_is_a_state() {
     )
     .expect("config");
     chmod(&dir.join("exporter.yml"), 0o644);
-    let (exporter, address) = start_exporter(dir).await;
+    // As root the exporter runs as `nobody`, for whom a directory with mode 000 is
+    // unreadable.
+    let (exporter, address) = start_exporter_unprivileged(dir, &["--log.level=debug"]).await;
     let privileged = Uid::effective().is_root();
 
     let before = unix_now();

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use mcpwatch_tests::binaries::start_exporter;
+use mcpwatch_tests::binaries::{start_exporter, start_exporter_unprivileged};
 use mcpwatch_tests::exposition::{checked, value_of};
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::logrotate::Logrotate;
@@ -346,13 +346,6 @@ async fn access_log_statuses_and_request_log_outcomes_are_counted_exactly() {
 async fn a_file_the_exporter_cannot_open_is_not_followed_and_said_once() {
     use std::fs::Permissions;
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    use std::process::Command;
-
-    use mcpwatch_tests::binaries::workspace_binary;
-    use mcpwatch_tests::ports::free_address;
-    use mcpwatch_tests::process::ServiceProcess;
-    use nix::unistd::{Uid, User};
 
     let chmod = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, Permissions::from_mode(mode)).expect("chmod");
@@ -384,34 +377,7 @@ async fn a_file_the_exporter_cannot_open_is_not_followed_and_said_once() {
     .expect("exporter.yml");
     chmod(&dir.join("exporter.yml"), 0o644);
 
-    let binary = dir.join("mcpwatch-exporter");
-    std::fs::copy(workspace_binary("mcpwatch-exporter"), &binary).expect("copy the exporter");
-    let address = free_address();
-    let mut command = Command::new(&binary);
-    command
-        .arg(format!(
-            "--config.file={}",
-            dir.join("exporter.yml").display()
-        ))
-        .arg(format!("--web.listen-address={address}"));
-    if Uid::effective().is_root() {
-        let nobody = User::from_name("nobody")
-            .ok()
-            .flatten()
-            .expect("the nobody user");
-        command.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw());
-    }
-    let exporter = ServiceProcess::spawn("mcpwatch-exporter", command, dir);
-    let health = format!("http://{address}/health");
-    mcpwatch_tests::wait_for_async(
-        "the exporter to answer /health",
-        std::time::Duration::from_secs(60),
-        || {
-            let request = client().get(&health).send();
-            async move { request.await.ok().filter(|r| r.status().is_success()) }
-        },
-    )
-    .await;
+    let (exporter, address) = start_exporter_unprivileged(dir, &[]).await;
 
     let follows = |text: &str| {
         [
