@@ -763,18 +763,13 @@ mod tests {
                 let routes = routes.clone();
                 let seen = seen.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tcp.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&chunk[..n]),
-                        }
-                        // A TLS client hello: answered as a plain HTTP server does.
-                        if head.first() == Some(&0x16) {
-                            let _ = tcp.write_all(page(400, "", "").as_bytes()).await;
-                            return;
-                        }
+                    let Some(head) = read_head(&mut tcp, true).await else {
+                        return;
+                    };
+                    // A TLS client hello: answered as a plain HTTP server does.
+                    if head.first() == Some(&0x16) {
+                        let _ = tcp.write_all(page(400, "", "").as_bytes()).await;
+                        return;
                     }
                     let head = String::from_utf8_lossy(&head).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
@@ -789,6 +784,23 @@ mod tests {
             }
         });
         (port, heads)
+    }
+
+    /// Reads a request up to the end of its head; `None` when the client went away first.
+    /// With `tls_hello_ends`, a TLS client hello (first byte 0x16) ends the read at once.
+    async fn read_head(tcp: &mut tokio::net::TcpStream, tls_hello_ends: bool) -> Option<Vec<u8>> {
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+            if tls_hello_ends && head.first() == Some(&0x16) {
+                break;
+            }
+        }
+        Some(head)
     }
 
     fn page(status: u16, headers: &str, body: &str) -> String {
@@ -828,14 +840,10 @@ mod tests {
                 let answer = answer.clone();
                 let counted = counted.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tcp.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&chunk[..n]),
-                        }
+                    if read_head(&mut tcp, false).await.is_none() {
+                        return;
                     }
+                    let mut chunk = [0u8; 1024];
                     *counted.lock().expect("lock") += 1;
                     if tcp.write_all(&answer).await.is_err() {
                         return;
