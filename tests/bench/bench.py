@@ -385,25 +385,43 @@ def measure(exporter, connections, seconds, headers, postgres=None, role=None):
     return result
 
 
+def headline(title, rows, ours, peer):
+    """One summary line: scrapes, series and series per second at 1 connection, ours / the peer's."""
+    first = {n: r for l, n, r in rows if l == SCENARIOS[0][0]}
+    mine, theirs = first[ours.name], first[peer.name]
+    return (f"{title}: 1 connection: scrapes/s {mine['rps']:.1f} vs {peer.name} {theirs['rps']:.1f} "
+            f"(x{mine['rps'] / theirs['rps']:.1f}); series per scrape {mine['series']} vs {theirs['series']}; "
+            f"series/s {mine['series_per_s']:.0f} vs {theirs['series_per_s']:.0f} "
+            f"(x{mine['series_per_s'] / max(theirs['series_per_s'], 1e-9):.2f})")
+
+
 def compare(title, ours, peer, seconds, postgres=None, roles=(None, None)):
     print(f"\n== {title}: {ours.name} vs {peer.name} ==")
-    print(f"series per scrape: {ours.name} {ours.series()}, {peer.name} {peer.series()}")
+    series = {e.name: e.series() for e in (ours, peer)}
+    print(f"series per scrape: {ours.name} {series[ours.name]}, {peer.name} {series[peer.name]}")
     rows = []
     for label, connections, headers in SCENARIOS:
         # Alternate the two so that neither gets a quieter machine.
         for exporter, role in ((ours, roles[0]), (peer, roles[1])):
-            rows.append((label, exporter.name, measure(exporter, connections, seconds, headers, postgres, role)))
+            r = measure(exporter, connections, seconds, headers, postgres, role)
+            r["series"] = series[exporter.name]
+            r["series_per_s"] = r["rps"] * r["series"]
+            rows.append((label, exporter.name, r))
     extra = postgres is not None
-    print(f"{'scenario':<42} {'exporter':<22} {'scrapes/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU s/1k':>9}"
+    print(f"{'scenario':<42} {'exporter':<22} {'scrapes/s':>10} {'series':>7} {'series/s':>10} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'CPU s/1k':>9}"
           + (f" {'stmts/scrape':>12} {'conns/1k':>9}" if extra else "") + f" {'errors':>7}")
     for label, name, r in rows:
-        print(f"{label:<42} {name:<22} {r['rps']:>10.1f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['cpu_per_1k']:>9.3f}"
+        print(f"{label:<42} {name:<22} {r['rps']:>10.1f} {r['series']:>7} {r['series_per_s']:>10.0f} {r['p50']:>8.3f} "
+              f"{r['p99']:>8.3f} {r['cpu_per_1k']:>9.3f}"
               + (f" {r['statements']:>12.2f} {r['sessions_per_1k']:>9.1f}" if extra else "") + f" {r['errors']:>7}")
     print(f"ratios ({ours.name} / {peer.name}):")
     for label, _, _ in SCENARIOS:
         mine = next(r for l, n, r in rows if l == label and n == ours.name)
         theirs = next(r for l, n, r in rows if l == label and n == peer.name)
-        print(f"  {label:<42} scrapes/s x{mine['rps'] / theirs['rps']:.2f}   p50 x{mine['p50'] / theirs['p50']:.3f}   "
+        print(f"  {label:<42} scrapes/s x{mine['rps'] / theirs['rps']:.2f}   "
+              f"series/s x{mine['series_per_s'] / max(theirs['series_per_s'], 1e-9):.2f}   "
+              f"p50 x{mine['p50'] / theirs['p50']:.3f}   "
               f"p99 x{mine['p99'] / theirs['p99']:.3f}   CPU/1k x{mine['cpu_per_1k'] / max(theirs['cpu_per_1k'], 1e-9):.3f}")
     rss = {e.name: peak_rss_kib(e.proc.pid) for e in (ours, peer)}
     print(f"peak RSS: {ours.name} {rss[ours.name] / 1024:.1f} MiB, {peer.name} {rss[peer.name] / 1024:.1f} MiB, "
@@ -421,12 +439,12 @@ def main():
                         help="where the mcp1 and mcp2 virtual environments of tests/run.sh are")
     parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
     parser.add_argument("--probes", type=int, default=300, help="timed MCP probes per server and prober")
-    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "all", "notifier", "instrumentation"]
+    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "scaling", "all", "notifier", "instrumentation"]
     parser.add_argument("--only", choices=sections, action="append")
     args = parser.parse_args()
     only = set(args.only or sections)
-    if args.only and "mcp" in only and not args.rmcp_fixture:
-        parser.error("--only mcp needs --rmcp-fixture")
+    if args.only and only & {"mcp", "scaling"} and not args.rmcp_fixture:
+        parser.error("--only mcp and --only scaling need --rmcp-fixture")
     ours_bin = os.path.realpath(args.exporter)
     summary = []
 
@@ -438,9 +456,8 @@ def main():
         finally:
             ours.stop()
             peer.stop()
-        first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
-        summary.append(f"host: x{first[0]['rps'] / first[1]['rps']:.1f} node_exporter's scrapes/s at 1 connection; "
-                       f"RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
+        summary.append(headline("host", rows, ours, peer)
+                       + f"; RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
 
     if "wsdaemon" in only:
         summary += wsdaemon_comparison(ours_bin, args.seconds, args.venvs)
@@ -448,6 +465,13 @@ def main():
     if "mcp" in only and args.rmcp_fixture:
         from probe_bench import probe_comparison
         summary += probe_comparison(ours_bin, os.path.realpath(args.rmcp_fixture), args.venvs, args.probes)
+
+    if "scaling" in only and args.rmcp_fixture:
+        from scaling import scaling_table
+        fixture = os.path.realpath(args.rmcp_fixture)
+        # Sized to the work (the default), then pinned to one worker as before.
+        summary += scaling_table(ours_bin, fixture, [1, 10, 100, 300], 100)
+        summary += scaling_table(ours_bin, fixture, [1, 10, 100, 300], 100, extra=["--runtime.worker-threads=1"])
 
     if "instrumentation" in only and args.mcp_server:
         from mcp_overhead_bench import instrumentation_overhead
@@ -476,7 +500,7 @@ def main():
             peer_rss["postgres_exporter"] = rss["postgres_exporter"]
             first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
             summary.append(
-                f"postgres: x{first[0]['rps'] / first[1]['rps']:.1f} postgres_exporter's scrapes/s at 1 connection; "
+                headline("postgres", rows, ours, peer) + "; "
                 f"statements per scrape {first[0]['statements']:.1f} vs {first[1]['statements']:.1f}; "
                 f"connections opened per 1,000 scrapes {first[0]['sessions_per_1k']:.1f} vs {first[1]['sessions_per_1k']:.1f}")
         if "redis" in only:
@@ -489,8 +513,7 @@ def main():
                 ours.stop()
                 peer.stop()
             peer_rss["redis_exporter"] = rss["redis_exporter"]
-            first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
-            summary.append(f"redis: x{first[0]['rps'] / first[1]['rps']:.1f} redis_exporter's scrapes/s at 1 connection")
+            summary.append(headline("redis", rows, ours, peer))
         if "all" in only:
             everything = Exporter("mcpwatch(all)", [ours_bin, f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}",
                                                     f"--redis.url={redis.url()}"])

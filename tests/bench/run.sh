@@ -5,11 +5,13 @@
 # here. Prints numbers and ratios; never passes or fails on a time.
 #
 #   ./tests/bench/run.sh [seconds per scenario, default 10]
-#       [--only host|postgres|redis|wsdaemon|mcp|all|notifier|instrumentation]...
+#       [--only host|postgres|redis|wsdaemon|mcp|scaling|all|notifier|instrumentation]...
 #       [--probes N, default 300]
 #
 # `--only mcp` is the MCP probe per protocol era, mcpwatch's /probe beside blackbox_exporter's
-# (tests/bench/probe_bench.py). `--only instrumentation` is the cost of mcpwatch-mcp in an
+# (tests/bench/probe_bench.py). `--only scaling` is the exporter's cost at 1, 10, 100 and 300
+# MCP daemon targets, and its memory after a reload back to 1 (tests/bench/scaling.py).
+# `--only instrumentation` is the cost of mcpwatch-mcp in an
 # rmcp server, with and without it (tests/bench/mcp_overhead_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -46,6 +46,16 @@ pub struct Cli {
     #[arg(long = "check-config")]
     pub check_config: bool,
 
+    /// Runtime worker threads: the threads that run the collections and serve scrapes.
+    /// 0 (the default) sizes them to the work and the machine; see docs/configuration.md.
+    #[arg(
+        long = "runtime.worker-threads",
+        value_name = "N",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u16).range(0..=1024)
+    )]
+    pub worker_threads: u16,
+
     /// Disable the host collector, whatever the configuration file says.
     #[arg(long = "no-collector.host")]
     pub no_collector_host: bool,

@@ -573,7 +573,27 @@ fn check_targets<T>(
     Ok(())
 }
 
+/// Network targets (or concurrent probes) one runtime worker serves before the work calls
+/// for another: at 50 MCP daemon targets a collection takes about 12 ms of CPU.
+const TARGETS_PER_WORKER: usize = 50;
+
 impl ExporterConfig {
+    /// The runtime worker threads this configuration's work calls for, at most `cores`: one
+    /// per 50 network targets, counting a probe module's concurrent probes as targets. A
+    /// small configuration keeps one worker, and with it the smallest resident memory.
+    pub fn worker_threads_for(&self, cores: usize) -> usize {
+        let c = &self.collectors;
+        let targets = c.postgres.len() + c.redis.len() + c.wsdaemon.len() + c.http.len();
+        let probes = if self.probe.modules.is_empty() {
+            0
+        } else {
+            self.probe.max_concurrent
+        };
+        (targets + probes)
+            .div_ceil(TARGETS_PER_WORKER)
+            .clamp(1, cores.max(1))
+    }
+
     /// Checks what the types cannot.
     fn validate(&self) -> Result<(), Problem> {
         self.collectors
@@ -677,6 +697,32 @@ mod tests {
             e.to_string()
                 .replace(&path.display().to_string(), "exporter.yml")
         })
+    }
+
+    #[test]
+    fn workers_follow_the_work_up_to_the_cores() {
+        let daemons = |n: usize| {
+            let mut text = String::from("collectors:\n  wsdaemon:\n");
+            for i in 0..n {
+                text +=
+                    &format!("    - {{ name: d{i}, health_url: \"http://127.0.0.1:1/health\" }}\n");
+            }
+            load(&text, &[]).expect("valid")
+        };
+        let default = load("{}", &[]).expect("valid");
+        assert_eq!(default.worker_threads_for(8), 1);
+        assert_eq!(daemons(50).worker_threads_for(8), 1);
+        assert_eq!(daemons(51).worker_threads_for(8), 2);
+        assert_eq!(daemons(300).worker_threads_for(8), 6);
+        assert_eq!(daemons(300).worker_threads_for(2), 2);
+        assert_eq!(daemons(300).worker_threads_for(0), 1);
+        // A fleet's probes count as targets: 256 at once by default.
+        let fleet = load(
+            "probe:\n  modules:\n    mcp: { allowed_targets: \"^http://127\\\\.0\\\\.0\\\\.1:\" }\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(fleet.worker_threads_for(16), 6);
     }
 
     #[test]

@@ -157,6 +157,8 @@ pub struct Exporter {
     built: Mutex<Built>,
     prober: Arc<Prober>,
     status: Arc<ReloadStatus>,
+    /// With the worker count sized to the work: the workers running and the cores there are.
+    sized_workers: Option<(usize, usize)>,
 }
 
 impl Exporter {
@@ -179,7 +181,16 @@ impl Exporter {
             built: Mutex::new(built),
             prober,
             status,
+            sized_workers: None,
         })
+    }
+
+    /// Says that the runtime runs `running` workers because the configuration's work called
+    /// for them on `cores` cores: a reload whose work calls for more says so in the log,
+    /// since a runtime keeps the workers it started with.
+    pub fn with_sized_workers(mut self, running: usize, cores: usize) -> Self {
+        self.sized_workers = Some((running, cores));
+        self
     }
 
     /// The engine serving scrapes.
@@ -210,6 +221,17 @@ impl Exporter {
                 self.prober.replace(probes);
                 *built = next;
                 tracing::info!(collectors = ?self.engine.collectors(), "Configuration reloaded.");
+                if let Some((running, cores)) = self.sized_workers {
+                    let wanted = config.worker_threads_for(cores);
+                    if wanted > running {
+                        tracing::warn!(
+                            running,
+                            wanted,
+                            "The configuration's work calls for more runtime workers than run; \
+                             restart the exporter (or set --runtime.worker-threads) to use them."
+                        );
+                    }
+                }
                 self.status.record(true);
                 Ok(())
             }
