@@ -10,9 +10,12 @@ use mcpwatch_core::{Scrape, ScrapeEngine};
 use mcpwatch_postgres::{PostgresCollector, PostgresConfig};
 use mcpwatch_tests::engine::text;
 use mcpwatch_tests::ports::{AfterAnswer, answering_port};
-use mcpwatch_tests::postgres::{MONITOR_USER, PostgresOptions, PostgresServer};
+use mcpwatch_tests::postgres::{
+    MONITOR_USER, PostgresOptions, PostgresServer, wait_for_client_connections,
+};
 use mcpwatch_tests::tools::promtool_check_metrics;
 use mcpwatch_tests::wait_for_async;
+use tokio_postgres::NoTls;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -584,6 +587,281 @@ async fn one_series_per_statement_database_and_user() {
             .filter(|l| l.contains("datname=\"app2\"") && l.contains("relname=\"jobs\""))
             .count(),
         1
+    );
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+}
+
+/// The sum of the samples of `name` whose labels include `labels`, and how many there are.
+fn sum_where(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> (f64, usize) {
+    let mut sum = 0.0;
+    let mut series = 0;
+    for family in scrape.group(name).map(|g| g.members()).unwrap_or_default() {
+        for sample in family.samples() {
+            let all = labels.iter().all(|(k, v)| {
+                family
+                    .const_labels()
+                    .iter()
+                    .chain(&sample.labels)
+                    .any(|(lk, lv)| lk == k && lv == v)
+            });
+            if let (true, mcpwatch_core::metrics::SampleValue::Number(v)) = (all, &sample.value) {
+                sum += v;
+                series += 1;
+            }
+        }
+    }
+    (sum, series)
+}
+
+/// Opens `count` sessions to `postgres` as the role of `dsn`, with `application`.
+async fn sessions_of(dsn: &str, application: &str, count: usize) -> Vec<tokio_postgres::Client> {
+    let mut sessions = Vec::new();
+    for _ in 0..count {
+        let (client, connection) =
+            tokio_postgres::connect(&format!("{dsn}?application_name={application}"), NoTls)
+                .await
+                .expect("a session");
+        tokio::spawn(connection);
+        sessions.push(client);
+    }
+    sessions
+}
+
+/// The connections of (user, application_name) in `state`, over every database and wait.
+fn connections_of(scrape: &Scrape, user: &str, application: &str, state: &str) -> f64 {
+    sum_where(
+        scrape,
+        "pg_stat_activity_connections",
+        &[
+            ("user", user),
+            ("application_name", application),
+            ("state", state),
+        ],
+    )
+    .0
+}
+
+#[tokio::test]
+async fn connections_by_user_and_application_are_exact_and_the_rest_is_folded() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let api = server.login_role("api", "", "postgres").await;
+    let worker = server.login_role("worker", "", "postgres").await;
+    let report = server.login_role("report", "", "postgres").await;
+    // One superuser session (user postgres, no application_name), kept to count with.
+    let admin = server.admin("postgres").await;
+    let api_sessions = sessions_of(&api, "api-server", 3).await;
+    let worker_sessions = sessions_of(&worker, "queue-worker", 2).await;
+    let report_sessions = sessions_of(&report, "metabase", 1).await;
+    worker_sessions[0]
+        .batch_execute("BEGIN; SELECT 1;")
+        .await
+        .expect("a transaction left open");
+    // Those six and the admin, and nothing else (the sessions of the setup are gone).
+    wait_for_client_connections(&admin, 7).await;
+
+    let every = engine(&format!("name: db\ndsn: '{}'\n", server.dsn("postgres")));
+    let scrape = mcpwatch_tests::engine::scrape(&every, None).await;
+    let exposition = text(&scrape).await;
+    assert_eq!(connections_of(&scrape, "api", "api-server", "idle"), 3.0);
+    assert_eq!(
+        connections_of(&scrape, "worker", "queue-worker", "idle"),
+        1.0
+    );
+    assert_eq!(
+        connections_of(&scrape, "worker", "queue-worker", "idle in transaction"),
+        1.0
+    );
+    assert_eq!(connections_of(&scrape, "report", "metabase", "idle"), 1.0);
+    // No application_name is an empty label; the exporter's own session is counted.
+    assert_eq!(connections_of(&scrape, "postgres", "", "idle"), 1.0);
+    assert_eq!(
+        connections_of(&scrape, MONITOR_USER, "mcpwatch", "active"),
+        1.0
+    );
+    assert_eq!(
+        sum_where(&scrape, "pg_stat_activity_connections", &[]).0,
+        8.0
+    );
+    assert_eq!(
+        sum_where(
+            &scrape,
+            "pg_stat_activity_connections",
+            &[("user", "(other)")]
+        ),
+        (0.0, 0),
+        "{exposition}"
+    );
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+    // Its connection closes with it: the next collector's is the exporter's only one.
+    drop(every);
+    wait_for_client_connections(&admin, 7).await;
+
+    // Two pairs keep their names: api (3) and worker (2). report, the admin and the
+    // exporter are one pair each, folded into one series per state.
+    let folded = engine(&format!(
+        "name: db\ndsn: '{}'\nmax_clients: 2\n",
+        server.dsn("postgres")
+    ));
+    let scrape = mcpwatch_tests::engine::scrape(&folded, None).await;
+    let exposition = text(&scrape).await;
+    assert_eq!(connections_of(&scrape, "api", "api-server", "idle"), 3.0);
+    assert_eq!(
+        connections_of(&scrape, "worker", "queue-worker", "idle"),
+        1.0
+    );
+    assert_eq!(
+        connections_of(&scrape, "worker", "queue-worker", "idle in transaction"),
+        1.0
+    );
+    let other = |state| {
+        sum_where(
+            &scrape,
+            "pg_stat_activity_connections",
+            &[
+                ("user", "(other)"),
+                ("application_name", "(other)"),
+                ("state", state),
+            ],
+        )
+    };
+    assert_eq!(other("idle"), (2.0, 1), "{exposition}");
+    assert_eq!(other("active"), (1.0, 1), "{exposition}");
+    for user in ["report", "postgres", MONITOR_USER] {
+        assert_eq!(
+            sum_where(&scrape, "pg_stat_activity_connections", &[("user", user)]),
+            (0.0, 0),
+            "{user} is folded: {exposition}"
+        );
+    }
+    assert_eq!(
+        sum_where(&scrape, "pg_stat_activity_connections", &[]).0,
+        8.0
+    );
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+    drop((api_sessions, worker_sessions, report_sessions));
+}
+
+/// The queryid of the one statement in pg_stat_statements whose text is `text`.
+async fn queryid_of(admin: &tokio_postgres::Client, text: &str) -> String {
+    admin
+        .query_one(
+            "SELECT queryid::text FROM pg_stat_statements WHERE query = $1",
+            &[&text],
+        )
+        .await
+        .expect("the statement's queryid")
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_rare_slow_statement_is_reported_by_its_mean_time() {
+    let server = PostgresServer::start(PostgresOptions::default()).await;
+    let admin = server.admin("postgres").await;
+    admin
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .expect("reset");
+    // The slow one: 3 calls of at least 0.5 s (1.5 s in all); the frequent one: 60 calls
+    // of at least 0.05 s (3 s in all). The slow one has the highest mean and is not the
+    // top by total time.
+    for _ in 0..3 {
+        admin
+            .batch_execute("SELECT pg_sleep(0.5)")
+            .await
+            .expect("slow");
+    }
+    for _ in 0..60 {
+        admin
+            .batch_execute("SELECT 1 FROM pg_sleep(0.05)")
+            .await
+            .expect("frequent");
+    }
+    let slow = queryid_of(&admin, "SELECT pg_sleep($1)").await;
+    let frequent = queryid_of(&admin, "SELECT $1 FROM pg_sleep($2)").await;
+    let statement = |scrape: &Scrape, name: &str, queryid: &str| {
+        sum_where(
+            scrape,
+            name,
+            &[
+                ("queryid", queryid),
+                ("datname", "postgres"),
+                ("user", "postgres"),
+            ],
+        )
+    };
+    let selected_by = |scrape: &Scrape, queryid: &str| -> Vec<String> {
+        ["total_time", "mean_time"]
+            .into_iter()
+            .filter(|by| {
+                sum_where(
+                    scrape,
+                    "pg_stat_statements_selected_info",
+                    &[("queryid", queryid), ("by", *by)],
+                ) == (1.0, 1)
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+
+    // One of each: the two sets hold one statement each.
+    let one_each = engine(&format!(
+        "name: db\ndsn: '{}'\ntop_statements: 1\ntop_statements_by_mean: 1\n",
+        server.dsn("postgres")
+    ));
+    let scrape = mcpwatch_tests::engine::scrape(&one_each, None).await;
+    let exposition = text(&scrape).await;
+    assert_eq!(
+        statement(&scrape, "pg_stat_statements_calls_total", &slow),
+        (3.0, 1),
+        "{exposition}"
+    );
+    assert_eq!(
+        statement(&scrape, "pg_stat_statements_calls_total", &frequent),
+        (60.0, 1),
+        "{exposition}"
+    );
+    assert_eq!(selected_by(&scrape, &slow), ["mean_time"]);
+    assert_eq!(selected_by(&scrape, &frequent), ["total_time"]);
+    for family in [
+        "pg_stat_statements_calls_total",
+        "pg_stat_statements_seconds_total",
+        "pg_stat_statements_rows_total",
+        "pg_stat_statements_selected_info",
+    ] {
+        assert_eq!(
+            sum_where(&scrape, family, &[]).1,
+            2,
+            "{family}: {exposition}"
+        );
+    }
+    let (seconds, _) = statement(&scrape, "pg_stat_statements_seconds_total", &slow);
+    assert!(seconds >= 1.5, "{seconds}");
+    assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
+
+    // Two of each: both statements are in both sets, and still one set of series each.
+    let two_each = engine(&format!(
+        "name: db\ndsn: '{}'\ntop_statements: 2\ntop_statements_by_mean: 2\n",
+        server.dsn("postgres")
+    ));
+    let scrape = mcpwatch_tests::engine::scrape(&two_each, None).await;
+    let exposition = text(&scrape).await;
+    for (queryid, calls) in [(&slow, 3.0), (&frequent, 60.0)] {
+        assert_eq!(
+            statement(&scrape, "pg_stat_statements_calls_total", queryid),
+            (calls, 1),
+            "{exposition}"
+        );
+        assert_eq!(selected_by(&scrape, queryid), ["total_time", "mean_time"]);
+    }
+    assert_eq!(
+        sum_where(&scrape, "pg_stat_statements_calls_total", &[]).1,
+        2,
+        "{exposition}"
+    );
+    assert_eq!(
+        sum_where(&scrape, "pg_stat_statements_selected_info", &[]).1,
+        4,
+        "{exposition}"
     );
     assert_eq!(promtool_check_metrics(exposition.as_bytes()), "");
 }

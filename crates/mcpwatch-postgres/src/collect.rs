@@ -19,12 +19,20 @@ pub(crate) async fn run(
     config: &PostgresConfig,
 ) -> Option<Result<Vec<Row>, tokio_postgres::Error>> {
     let statement = session.main.get(&query)?;
+    let databases = i64::from(config.max_databases);
     let limit = match query {
         MainQuery::Server => return Some(session.client.query(statement, &[]).await),
-        MainQuery::Replication | MainQuery::Slots => i64::from(config.max_replication),
-        MainQuery::Activity | MainQuery::Locks | MainQuery::Databases | MainQuery::Sizes => {
-            i64::from(config.max_databases)
+        MainQuery::Activity => {
+            let clients = i64::from(config.max_clients);
+            return Some(
+                session
+                    .client
+                    .query(statement, &[&databases, &clients])
+                    .await,
+            );
         }
+        MainQuery::Replication | MainQuery::Slots => i64::from(config.max_replication),
+        MainQuery::Locks | MainQuery::Databases | MainQuery::Sizes => databases,
     };
     Some(session.client.query(statement, &[&limit]).await)
 }
@@ -35,12 +43,19 @@ pub(crate) async fn run_statements(
     statement: &tokio_postgres::Statement,
     config: &PostgresConfig,
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
-    let top = i64::from(config.top_statements);
+    let by_total = i64::from(config.top_statements);
+    let by_mean = i64::from(config.top_statements_by_mean);
     if config.statement_text_length > 0 {
         let length = i32::try_from(config.statement_text_length).unwrap_or(i32::MAX);
-        session.client.query(statement, &[&top, &length]).await
+        session
+            .client
+            .query(statement, &[&by_total, &by_mean, &length])
+            .await
     } else {
-        session.client.query(statement, &[&top]).await
+        session
+            .client
+            .query(statement, &[&by_total, &by_mean])
+            .await
     }
 }
 
@@ -172,7 +187,7 @@ fn write_activity(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectErro
     let what = "pg_stat_activity";
     let mut connections = MetricFamily::gauge(
         "pg_stat_activity_connections",
-        "Client connections by database, state and wait event.",
+        "Client connections by database, user, application_name, state and wait event.",
     );
     let mut oldest = MetricFamily::gauge(
         "pg_oldest_transaction_seconds",
@@ -197,9 +212,12 @@ fn write_activity(rows: &[Row], sink: &mut MetricSink) -> Result<(), CollectErro
         } else {
             let (state, wait_type, wait): (String, String, String) =
                 (get(row, 1, what)?, get(row, 2, what)?, get(row, 3, what)?);
+            let (user, application): (String, String) = (get(row, 9, what)?, get(row, 10, what)?);
             connections.add(
                 &[
                     ("datname", &datname),
+                    ("user", &user),
+                    ("application_name", &application),
                     ("state", &state),
                     ("wait_event_type", &wait_type),
                     ("wait_event", &wait),
@@ -451,15 +469,20 @@ pub(crate) fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<()
     let what = "pg_stat_statements";
     let mut calls = MetricFamily::counter(
         "pg_stat_statements_calls_total",
-        "Executions of the statement (top statements by total time).",
+        "Executions of the statement (top statements by total and by mean time).",
     );
     let mut seconds = MetricFamily::counter(
         "pg_stat_statements_seconds_total",
-        "Time spent executing the statement (top statements by total time).",
+        "Time spent executing the statement (top statements by total and by mean time).",
     );
     let mut returned = MetricFamily::counter(
         "pg_stat_statements_rows_total",
-        "Rows retrieved or affected by the statement (top statements by total time).",
+        "Rows retrieved or affected by the statement (top statements by total and by mean \
+         time).",
+    );
+    let mut selected = MetricFamily::info(
+        "pg_stat_statements_selected_info",
+        "Which top set a reported statement is in (by total_time, by mean_time), always 1.",
     );
     // One text per queryid, as postgres_exporter does: the rows of a statement run in
     // several databases or by several users share it. The smallest is kept when their
@@ -476,6 +499,19 @@ pub(crate) fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<()
         calls.add(&labels, count(get(row, 3, what)?));
         seconds.add(&labels, get(row, 4, what)?);
         returned.add(&labels, count(get(row, 5, what)?));
+        for (column, by) in [(7, "total_time"), (8, "mean_time")] {
+            if get::<bool>(row, column, what)? {
+                selected.add(
+                    &[
+                        ("queryid", queryid.as_str()),
+                        ("datname", datname.as_str()),
+                        ("user", user.as_str()),
+                        ("by", by),
+                    ],
+                    1.0,
+                );
+            }
+        }
         let text: String = get(row, 6, what)?;
         if !text.is_empty() {
             match texts.entry(queryid) {
@@ -493,6 +529,7 @@ pub(crate) fn write_statements(rows: &[Row], sink: &mut MetricSink) -> Result<()
     sink.family(calls);
     sink.family(seconds);
     sink.family(returned);
+    sink.family(selected);
     let mut info = MetricFamily::info(
         "pg_stat_statements_query_info",
         "The text of a top statement, cut to statement_text_length, always 1.",

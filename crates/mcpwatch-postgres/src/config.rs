@@ -42,12 +42,20 @@ pub struct PostgresConfig {
     /// of databases past this (the least busy) are counted under `datname="(other)"`.
     #[serde(default = "defaults::max_databases")]
     pub max_databases: u32,
+    /// At most this many (user, application_name) pairs in `pg_stat_activity_connections`,
+    /// those with the most connections; the connections of the others are counted under
+    /// `user="(other)"`, `application_name="(other)"`.
+    #[serde(default = "defaults::max_clients")]
+    pub max_clients: u32,
     /// Tables reported per database: the top N by dead tuples.
     #[serde(default = "defaults::top_tables")]
     pub top_tables: u32,
     /// Statements reported from `pg_stat_statements`: the top N by total execution time.
     #[serde(default = "defaults::top_statements")]
     pub top_statements: u32,
+    /// And the top N by mean execution time; a statement in both sets is reported once.
+    #[serde(default = "defaults::top_statements_by_mean")]
+    pub top_statements_by_mean: u32,
     /// When above 0, `pg_stat_statements_query_info` carries the statement's text cut to
     /// this many characters; 0 leaves the text out (and spares the server reading it).
     #[serde(default)]
@@ -75,6 +83,9 @@ mod defaults {
     pub fn max_databases() -> u32 {
         64
     }
+    pub fn max_clients() -> u32 {
+        20
+    }
     pub fn size_interval() -> Duration {
         Duration::from_secs(60)
     }
@@ -83,6 +94,9 @@ mod defaults {
     }
     pub fn top_statements() -> u32 {
         20
+    }
+    pub fn top_statements_by_mean() -> u32 {
+        10
     }
     pub fn max_replication() -> u32 {
         32
@@ -203,8 +217,10 @@ impl PostgresConfig {
             lock_timeout: defaults::lock_timeout(),
             size_interval: defaults::size_interval(),
             max_databases: defaults::max_databases(),
+            max_clients: defaults::max_clients(),
             top_tables: defaults::top_tables(),
             top_statements: defaults::top_statements(),
+            top_statements_by_mean: defaults::top_statements_by_mean(),
             statement_text_length: 0,
             max_replication: defaults::max_replication(),
             queries: Vec::new(),
@@ -335,6 +351,8 @@ mod tests {
         );
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.top_tables, 20);
+        assert_eq!(c.max_clients, 20);
+        assert_eq!((c.top_statements, c.top_statements_by_mean), (20, 10));
         assert!(c.validate().is_ok());
         assert_eq!(c.queries[0].metric_name("waiting"), "app_jobs_waiting");
         assert_eq!(c.queries[1].metric_name("n"), "app_events_n_total");

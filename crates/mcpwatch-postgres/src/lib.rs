@@ -86,6 +86,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "pg_stat_statements_calls_total",
     "pg_stat_statements_seconds_total",
     "pg_stat_statements_rows_total",
+    "pg_stat_statements_selected_info",
     "pg_stat_statements_query_info",
     "pg_stat_user_tables_n_live_tup",
     "pg_stat_user_tables_n_dead_tup",

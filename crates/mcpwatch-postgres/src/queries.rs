@@ -39,7 +39,8 @@ impl MainQuery {
     }
 
     /// The SQL for a server of `version` (`server_version_num`). Every statement but
-    /// Server takes one parameter, a limit: `max_databases` or `max_replication`.
+    /// Server takes a limit: `max_databases` or `max_replication`; Activity takes
+    /// `max_databases`, then `max_clients`.
     pub(crate) fn sql(self, version: u32) -> String {
         match self {
             // One row: the server, then pg_stat_archiver (from column 8), then the
@@ -87,18 +88,26 @@ impl MainQuery {
                 }
             ),
             // Client backends only: the connections an application's pool competes for. One
-            // snapshot of pg_stat_activity, grouped two ways: rows with a 0 in the last
-            // column count connections by database, state and wait event; rows with a 1 are
-            // per-database totals with the oldest transactions and lock waits (the
+            // snapshot of pg_stat_activity, grouped two ways: rows with a 0 in column 8
+            // count connections by database, client, state and wait event; rows with a 1
+            // are per-database totals with the oldest transactions and lock waits (the
             // scrape's own session left out).
-            // The databases with the most connections keep their name; the rest are counted
-            // as "(other)", so that a cluster of many databases stays bounded.
-            MainQuery::Activity => "WITH a AS (SELECT * FROM pg_stat_activity \
+            // The databases ($1) and the (user, application_name) pairs ($2) with the most
+            // connections keep their names; the rest are counted as "(other)", so that a
+            // cluster of many databases or clients stays bounded. Labels are grouped after
+            // folding: one series per label set, and the counts add up to every connection.
+            MainQuery::Activity => "WITH a AS (SELECT *, coalesce(usename::text, '') AS usr, \
+                   coalesce(application_name, '') AS app FROM pg_stat_activity \
                    WHERE backend_type = 'client backend'), \
                  top AS (SELECT datname FROM a GROUP BY datname \
                    ORDER BY count(*) DESC, datname LIMIT $1), \
+                 clients AS (SELECT usr, app FROM a GROUP BY usr, app \
+                   ORDER BY count(*) DESC, usr, app LIMIT $2), \
                  named AS (SELECT CASE WHEN a.datname IN (SELECT datname FROM top) \
-                   THEN coalesce(a.datname, '') ELSE '(other)' END AS db, a.* FROM a) \
+                   THEN coalesce(a.datname, '') ELSE '(other)' END AS db, \
+                   coalesce(c.usr, '(other)') AS client_user, \
+                   coalesce(c.app, '(other)') AS client_app, a.* \
+                   FROM a LEFT JOIN clients c ON c.usr = a.usr AND c.app = a.app) \
                  SELECT db::text, coalesce(state, 'unknown')::text, \
                  coalesce(wait_event_type, '')::text, coalesce(wait_event, '')::text, \
                  count(*)::int8, \
@@ -108,9 +117,11 @@ impl MainQuery {
                    (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')), \
                    0)::float8, \
                  count(*) FILTER (WHERE wait_event_type = 'Lock')::int8, \
-                 GROUPING(state, wait_event_type, wait_event)::int4 \
+                 GROUPING(state, wait_event_type, wait_event)::int4, \
+                 client_user::text, client_app::text \
                  FROM named \
-                 GROUP BY GROUPING SETS ((db, state, wait_event_type, wait_event), (db))"
+                 GROUP BY GROUPING SETS \
+                   ((db, client_user, client_app, state, wait_event_type, wait_event), (db))"
                 .to_owned(),
             MainQuery::Locks => "WITH l AS (SELECT coalesce(d.datname, '') AS datname, \
                    l.mode, l.granted FROM pg_locks l \
@@ -156,10 +167,12 @@ impl MainQuery {
     }
 }
 
-/// The top statements by total time, summed over top-level and nested rows. `exec_time`:
-/// the extension is 1.8 or newer (`total_exec_time`, not `total_time`). Without text,
-/// `pg_stat_statements(false)` spares the server reading the query text file, large on busy
-/// servers. Parameters: the limit, then (with text) the text length.
+/// The top statements by total time and by mean time, summed over top-level and nested rows;
+/// a statement in both sets is one row, which says which set(s) picked it. `exec_time`:
+/// the extension is 1.8 or newer (`total_exec_time`, not `total_time`); the mean is total
+/// over calls for both, as `mean_exec_time` is. Without text, `pg_stat_statements(false)`
+/// spares the server reading the query text file, large on busy servers. Parameters: the
+/// two limits (by total, by mean), then (with text) the text length.
 pub(crate) fn statements_sql(exec_time: bool, text: bool) -> String {
     let time = if exec_time {
         "total_exec_time"
@@ -168,29 +181,34 @@ pub(crate) fn statements_sql(exec_time: bool, text: bool) -> String {
     };
     // Utility statements are kept verbatim before PostgreSQL 16: an ALTER ROLE ... PASSWORD
     // must not reach a label.
-    let (source, text) = if text {
+    let (source, query, text) = if text {
         (
             "pg_stat_statements(true)",
-            "CASE WHEN min(query) ~* 'password' THEN '<redacted: mentions a password>' \
-             ELSE left(min(query), $2::int4) END",
+            "min(query)",
+            "CASE WHEN min(r.query) ~* 'password' THEN '<redacted: mentions a password>' \
+             ELSE left(min(r.query), $3::int4) END",
         )
     } else {
-        ("pg_stat_statements(false)", "''")
+        ("pg_stat_statements(false)", "''", "''")
     };
-    // The top N are picked first; only they are joined to their names. Rows are summed
-    // again by name: the rows of dropped databases or roles have none, and would otherwise
-    // give the same labels twice.
+    // Both top sets are ranked in one pass over one read of the view; only they are
+    // joined to their names. Rows are summed again by name: the rows of dropped databases
+    // or roles have none, and would otherwise give the same labels twice.
     format!(
-        "SELECT s.queryid::text, coalesce(d.datname, '')::text, \
-         coalesce(r.rolname, '')::text, sum(s.calls)::int8, sum(s.seconds)::float8, \
-         sum(s.rows)::int8, min(s.text)::text \
-         FROM (SELECT queryid, dbid, userid, sum(calls)::int8 AS calls, \
-           (sum({time}) / 1000)::float8 AS seconds, sum(rows)::int8 AS rows, \
-           {text}::text AS text \
-           FROM {source} WHERE queryid IS NOT NULL \
-           GROUP BY queryid, dbid, userid ORDER BY 5 DESC LIMIT $1) s \
-         LEFT JOIN pg_database d ON d.oid = s.dbid \
-         LEFT JOIN pg_roles r ON r.oid = s.userid \
+        "SELECT r.queryid::text, coalesce(d.datname, '')::text, \
+         coalesce(u.rolname, '')::text, sum(r.calls)::int8, sum(r.seconds)::float8, \
+         sum(r.rows)::int8, {text}::text, bool_or(r.by_total <= $1), \
+         bool_or(r.calls > 0 AND r.by_mean <= $2) \
+         FROM (SELECT g.*, row_number() OVER (ORDER BY seconds DESC) AS by_total, \
+             row_number() OVER (ORDER BY seconds / nullif(calls, 0) DESC NULLS LAST) \
+               AS by_mean \
+           FROM (SELECT queryid, dbid, userid, sum(calls)::int8 AS calls, \
+               (sum({time}) / 1000)::float8 AS seconds, sum(rows)::int8 AS rows, \
+               {query}::text AS query \
+             FROM {source} WHERE queryid IS NOT NULL GROUP BY queryid, dbid, userid) g) r \
+         LEFT JOIN pg_database d ON d.oid = r.dbid \
+         LEFT JOIN pg_roles u ON u.oid = r.userid \
+         WHERE r.by_total <= $1 OR (r.calls > 0 AND r.by_mean <= $2) \
          GROUP BY 1, 2, 3 ORDER BY 5 DESC"
     )
 }
@@ -271,7 +289,9 @@ mod tests {
         assert!(statements_sql(true, false).contains("sum(total_exec_time)"));
         assert!(statements_sql(true, false).contains("pg_stat_statements(false)"));
         let with_text = statements_sql(true, true);
-        assert!(with_text.contains("$2") && with_text.contains("password"));
+        assert!(with_text.contains("$3") && with_text.contains("password"));
+        assert!(!statements_sql(true, false).contains("$3"));
+        assert!(MainQuery::Activity.sql(150_000).contains("LIMIT $2"));
     }
 
     #[test]
