@@ -1287,9 +1287,27 @@ fn dockerfile(path: &Path) -> Vec<(String, String)> {
     instructions
 }
 
+/// The default of build argument `name` declared by `ARG name=default` among
+/// `instructions`.
+fn arg_default<'a>(instructions: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    instructions
+        .iter()
+        .filter(|(i, _)| i == "ARG")
+        .find_map(|(_, a)| a.strip_prefix(name)?.strip_prefix('='))
+}
+
 #[test]
 fn dockerfile_builds_both_binaries_and_runs_them_as_non_root() {
-    let instructions = dockerfile(&deploy().join("Dockerfile"));
+    let path = deploy().join("Dockerfile");
+    // Docker 20.10's built-in frontend builds it: a `# syntax=` line would pull one.
+    assert!(
+        !read(&path)
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .any(|l| l.replace(' ', "").starts_with("#syntax=")),
+        "deploy/Dockerfile names a frontend image"
+    );
+    let instructions = dockerfile(&path);
     let stages: Vec<usize> = instructions
         .iter()
         .enumerate()
@@ -1297,7 +1315,23 @@ fn dockerfile_builds_both_binaries_and_runs_them_as_non_root() {
         .map(|(at, _)| at)
         .collect();
     assert!(stages.len() >= 2, "multi-stage: {instructions:?}");
-    let (_, builder_from) = &instructions[stages[0]];
+    // The base images are build arguments declared before the first stage, whose
+    // defaults are the public images.
+    let global = &instructions[..stages[0]];
+    let base_of = |stage: usize| -> String {
+        let from = instructions[stage]
+            .1
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        let Some(arg) = from.strip_prefix("${").and_then(|a| a.strip_suffix('}')) else {
+            return from.to_owned();
+        };
+        arg_default(global, arg)
+            .unwrap_or_else(|| panic!("FROM {from}: no ARG {arg}=default before the first FROM"))
+            .to_owned()
+    };
+    let builder_from = base_of(stages[0]);
     assert!(
         builder_from.starts_with("rust:") && builder_from.contains("bookworm"),
         "the builder is the official rust image on bookworm: {builder_from}"
@@ -1309,16 +1343,21 @@ fn dockerfile_builds_both_binaries_and_runs_them_as_non_root() {
         .expect("a cargo build");
     for part in [
         "--locked",
-        "--release",
+        "--profile \"$CARGO_PROFILE\"",
         "mcpwatch-exporter",
         "mcpwatch-notifier",
         "--mount=type=cache,target=/usr/local/cargo/registry",
     ] {
         assert!(build.contains(part), "cargo build without {part}: {build}");
     }
+    // What is shipped is the release build.
+    assert_eq!(
+        arg_default(&instructions[stages[0]..stages[1]], "CARGO_PROFILE"),
+        Some("release")
+    );
 
     let last = *stages.last().expect("a stage");
-    let (_, base) = &instructions[last];
+    let base = base_of(last);
     assert!(
         base.starts_with("gcr.io/distroless/") || base.contains("-slim"),
         "a small final image: {base}"
