@@ -1258,6 +1258,69 @@ fn systemd_units_run_the_right_binaries_hardened() {
     );
 }
 
+/// `systemd-analyze verify` accepts both units as shipped, without a warning. It runs on a
+/// root laid out as deploy/README.md installs them: the units in /etc/systemd/system, the
+/// binaries built from this workspace at their ExecStart= paths, and this machine's
+/// systemd units and `kill` (ExecReload=) beside them, since verify follows the units'
+/// dependencies (sysinit.target, ...) and checks that every command is executable.
+#[test]
+fn systemd_analyze_verifies_the_units() {
+    let analyze = require("systemd-analyze", "apt-get install -y systemd");
+    let root = tempfile::tempdir().expect("tempdir");
+    let system = root.path().join("usr/lib/systemd");
+    std::fs::create_dir_all(&system).expect("mkdir");
+    let status = Command::new("cp")
+        .args(["-a", "/usr/lib/systemd/system"])
+        .arg(&system)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp -a /usr/lib/systemd/system");
+    let units = root.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    let mut names = Vec::new();
+    for binary in ["mcpwatch-exporter", "mcpwatch-notifier"] {
+        let name = format!("{binary}.service");
+        std::fs::copy(deploy().join("systemd").join(&name), units.join(&name)).expect("copy unit");
+        let unit = unit_file(&deploy().join("systemd").join(&name));
+        for command in settings(&unit, "Service", "ExecStart")
+            .iter()
+            .chain(&settings(&unit, "Service", "ExecReload"))
+        {
+            let program = command.split_whitespace().next().unwrap_or_default();
+            let target = root.path().join(program.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            let source = if program.ends_with(&format!("/{binary}")) {
+                workspace_binary(binary)
+            } else {
+                PathBuf::from(program)
+            };
+            std::fs::copy(&source, &target)
+                .unwrap_or_else(|e| panic!("{name}: copy {}: {e}", source.display()));
+        }
+        names.push(name);
+    }
+
+    let mut args = vec![
+        "verify".to_owned(),
+        format!("--root={}", root.path().display()),
+    ];
+    args.extend(names.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, output) = run(&analyze, &args);
+    assert!(ok, "systemd-analyze verify:\n{output}");
+    assert_eq!(output, "", "systemd-analyze verify warns");
+
+    // The check itself: a unit with a setting systemd does not know is reported.
+    let unit = units.join(&names[0]);
+    let text = read(&unit).replace("[Install]", "ProtectEverything=yes\n\n[Install]");
+    std::fs::write(&unit, text).expect("write unit");
+    let (_, output) = run(&analyze, &args);
+    assert!(
+        output.contains("Unknown key 'ProtectEverything' in section [Service]"),
+        "{output}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Dockerfile
 // ---------------------------------------------------------------------------------------
