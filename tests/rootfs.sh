@@ -6,8 +6,10 @@
 # /var/cache/mcpwatch/rootfs; MCPWATCH_ROOTFS too). --check makes nothing: it lists what is
 # missing or stale and exits 1 if anything is.
 #
-#   bookworm-build.tar  Debian 12 minbase with gcc, libc6-dev, pkg-config, ca-certificates:
-#                       what rust:1.95-bookworm offers the build, less Rust.
+#   bookworm-build.tar  Debian 12 minbase with gcc, libc6-dev, make, pkg-config,
+#                       ca-certificates: what rust:1.95-bookworm offers the build, less Rust
+#                       (make builds the exporter's jemalloc). bookworm-build.packages names
+#                       the packages; a different list makes it again.
 #   bookworm-rust.tar   bookworm-build.tar with this machine's Rust toolchain (cargo, rustc,
 #                       the standard library; no docs or sources) where the rust image has
 #                       it: /usr/local/rustup/toolchains/<version>-x86_64-unknown-linux-gnu,
@@ -35,8 +37,14 @@ toolchain_version=$(rustc --version)
 # The rust image's name for its toolchain: 1.95.0-x86_64-unknown-linux-gnu.
 toolchain_name="$(rustc --version | awk '{print $2}')-$(rustc -vV | awk '/^host:/ {print $2}')"
 
+build_packages=ca-certificates,gcc,libc6-dev,make,pkg-config,netbase
+
 missing=()
-[[ -f $ROOTFS/bookworm-build.tar ]] || missing+=(bookworm-build.tar)
+if [[ ! -f $ROOTFS/bookworm-build.tar ]] ||
+    [[ $(cat "$ROOTFS/bookworm-build.packages" 2>/dev/null) != "$build_packages" ]]; then
+    # The toolchain image is made from the builder's: both go.
+    missing+=(bookworm-build.tar bookworm-rust.tar)
+fi
 [[ -f $ROOTFS/bookworm-cc.tar ]] || missing+=(bookworm-cc.tar)
 if [[ ! -f $ROOTFS/bookworm-rust.tar ]] ||
     [[ $(cat "$ROOTFS/bookworm-rust.version" 2>/dev/null) != "$toolchain_version" ]]; then
@@ -61,7 +69,7 @@ pack() {
 if [[ " ${missing[*]} " == *" bookworm-build.tar "* || " ${missing[*]} " == *" bookworm-cc.tar "* ]]; then
     root=$work/build
     debootstrap --variant=minbase \
-        --include=ca-certificates,gcc,libc6-dev,pkg-config,netbase \
+        --include="$build_packages" \
         bookworm "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
         { cat "$work/debootstrap.log" >&2; exit 1; }
     debs=$root/var/cache/apt/archives
@@ -101,6 +109,7 @@ EOF
     fi
     rm -rf "$debs"/*.deb "$root"/var/lib/apt/lists/* "$root/usr/share/doc" "$root/usr/share/man"
     pack "$root" "$ROOTFS/bookworm-build.tar"
+    printf '%s\n' "$build_packages" >"$ROOTFS/bookworm-build.packages"
     rm -rf "$root" "$cc"
 fi
 
