@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser};
 use mcpwatch_core::Secret;
 pub use mcpwatch_core::binary::{LogFormat, LogLevel};
+use mcpwatch_host::Area;
 
 /// Prometheus exporter for MCP servers and what runs under them.
 #[derive(Debug, Parser)]
@@ -50,6 +51,15 @@ pub struct Cli {
     #[arg(long = "no-collector.host")]
     pub no_collector_host: bool,
 
+    /// Areas of the host collector to disable, whatever the configuration file says.
+    #[command(flatten)]
+    pub host_areas: HostAreaFlags,
+
+    /// Where procfs is mounted, such as /host/proc in a container that mounts the host's;
+    /// overrides collectors.host.procfs.
+    #[arg(long = "path.procfs", value_name = "PATH")]
+    pub procfs: Option<PathBuf>,
+
     /// Watch a PostgreSQL server (a URL or key=value connection string); repeatable. The
     /// target is named host:port/database. Prefer dsn_file in the configuration file: a
     /// command line is visible to every user of the host.
@@ -84,6 +94,70 @@ pub struct Cli {
     pub wsdaemon_url: Vec<Secret>,
 }
 
+/// `--no-collector.host.<area>` for each area, as node_exporter's `--no-collector.<name>`.
+const HOST_AREA_FLAGS: [(&str, Area); 13] = [
+    ("no-collector.host.cpu", Area::Cpu),
+    ("no-collector.host.memory", Area::Memory),
+    ("no-collector.host.system", Area::System),
+    ("no-collector.host.network", Area::Network),
+    ("no-collector.host.filesystem", Area::Filesystem),
+    ("no-collector.host.diskstats", Area::Diskstats),
+    ("no-collector.host.pressure", Area::Pressure),
+    ("no-collector.host.sockstat", Area::Sockstat),
+    ("no-collector.host.tcpstat", Area::Tcpstat),
+    ("no-collector.host.netstat", Area::Netstat),
+    ("no-collector.host.filefd", Area::Filefd),
+    ("no-collector.host.timex", Area::Timex),
+    ("no-collector.host.processes", Area::Processes),
+];
+
+/// The host areas disabled on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostAreaFlags {
+    /// The areas named by a `--no-collector.host.<area>` flag.
+    pub disabled: Vec<Area>,
+}
+
+impl FromArgMatches for HostAreaFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Self::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.disabled = HOST_AREA_FLAGS
+            .iter()
+            .filter(|(flag, _)| matches.get_flag(flag))
+            .map(|(_, area)| *area)
+            .collect();
+        Ok(())
+    }
+}
+
+impl Args for HostAreaFlags {
+    fn augment_args(command: Command) -> Command {
+        HOST_AREA_FLAGS
+            .iter()
+            .fold(command, |command, (flag, area)| {
+                command.arg(
+                    Arg::new(*flag)
+                        .long(*flag)
+                        .action(ArgAction::SetTrue)
+                        .help(format!(
+                            "Disable the host collector's {} area: {}.",
+                            area.name(),
+                            area.description()
+                        )),
+                )
+            })
+    }
+
+    fn augment_args_for_update(command: Command) -> Command {
+        Self::augment_args(command)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +172,9 @@ mod tests {
             "--web.listen-address=[::1]:9810",
             "--log.format=json",
             "--no-collector.host",
+            "--no-collector.host.diskstats",
+            "--no-collector.host.timex",
+            "--path.procfs=/host/proc",
             "--postgres.dsn=postgresql://m:hunter2@db/app",
             "--redis.url=redis://:hunter2@cache:6379",
             "--wsdaemon.url=http://gw:8000/health?token=hunter2",
@@ -110,10 +187,28 @@ mod tests {
         assert_eq!(cli.listen_addresses, ["127.0.0.1:9810", "[::1]:9810"]);
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(cli.no_collector_host);
+        assert_eq!(cli.host_areas.disabled, [Area::Diskstats, Area::Timex]);
+        assert_eq!(cli.procfs, Some(PathBuf::from("/host/proc")));
         let defaults = Cli::try_parse_from(["mcpwatch-exporter"]).expect("parse");
         assert_eq!(defaults.listen_addresses, [":9810"]);
+        assert!(defaults.host_areas.disabled.is_empty());
+        assert!(
+            Cli::try_parse_from(["mcpwatch-exporter", "--no-collector.host.diskstat"]).is_err()
+        );
         assert_eq!(defaults.telemetry_path, "/metrics");
         assert!(Cli::try_parse_from(["mcpwatch-exporter", "--log.level=loud"]).is_err());
+    }
+
+    #[test]
+    fn every_host_area_has_its_flag() {
+        let areas: Vec<Area> = HOST_AREA_FLAGS.iter().map(|(_, area)| *area).collect();
+        assert_eq!(areas, Area::ALL);
+        for (flag, area) in HOST_AREA_FLAGS {
+            assert_eq!(flag, format!("no-collector.host.{}", area.name()));
+            let cli = Cli::try_parse_from(["mcpwatch-exporter".to_owned(), format!("--{flag}")])
+                .expect("parse");
+            assert_eq!(cli.host_areas.disabled, [area]);
+        }
     }
 
     #[test]

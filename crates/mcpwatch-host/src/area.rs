@@ -6,12 +6,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use mcpwatch_core::{MetricFamily, MetricSink};
-use serde::Deserialize;
 
 /// One area of the host collector, named as in `collectors.host.areas` and in the `area`
 /// label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Area {
     /// CPU time per mode, tasks, context switches, interrupts, forks, boot time
     /// (`/proc/stat`).

@@ -54,6 +54,7 @@ pub struct HostConfig {
     /// Processes to watch, such as the MCP server's daemon.
     pub processes: Vec<WatchedProcess>,
     /// Areas switched on (`true`) or off (`false`); an area not named is on.
+    #[serde(deserialize_with = "areas")]
     pub areas: BTreeMap<Area, bool>,
     /// Where procfs is mounted, such as `/host/proc` in a container that mounts the
     /// host's.
@@ -78,6 +79,25 @@ impl Default for HostConfig {
             procfs: ConfigPath::from(PathBuf::from(DEFAULT_PROCFS)),
         }
     }
+}
+
+/// Reads `areas`, naming an unknown area and the known ones.
+fn areas<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Area, bool>, D::Error> {
+    use serde::de::Error;
+    BTreeMap::<String, bool>::deserialize(deserializer)?
+        .into_iter()
+        .map(
+            |(name, on)| match Area::ALL.into_iter().find(|a| a.name() == name) {
+                Some(area) => Ok((area, on)),
+                None => Err(D::Error::custom(format_args!(
+                    "unknown area `{name}`, expected one of {}",
+                    Area::ALL.map(Area::name).join(", ")
+                ))),
+            },
+        )
+        .collect()
 }
 
 /// A process to watch, found by exactly one of `comm`, `cmdline` or `pid_file`.
@@ -191,7 +211,7 @@ mod tests {
             .expect_err("unknown area")
             .to_string();
         assert!(
-            error.contains("unknown variant `diskstat`, expected one of `cpu`"),
+            error.contains("unknown area `diskstat`, expected one of cpu, memory, system"),
             "{error}"
         );
     }
