@@ -94,28 +94,78 @@ pub struct Cli {
     pub wsdaemon_url: Vec<Secret>,
 }
 
-/// `--no-collector.host.<area>` for each area, as node_exporter's `--no-collector.<name>`.
-const HOST_AREA_FLAGS: [(&str, Area); 13] = [
-    ("no-collector.host.cpu", Area::Cpu),
-    ("no-collector.host.memory", Area::Memory),
-    ("no-collector.host.system", Area::System),
-    ("no-collector.host.network", Area::Network),
-    ("no-collector.host.filesystem", Area::Filesystem),
-    ("no-collector.host.diskstats", Area::Diskstats),
-    ("no-collector.host.pressure", Area::Pressure),
-    ("no-collector.host.sockstat", Area::Sockstat),
-    ("no-collector.host.tcpstat", Area::Tcpstat),
-    ("no-collector.host.netstat", Area::Netstat),
-    ("no-collector.host.filefd", Area::Filefd),
-    ("no-collector.host.timex", Area::Timex),
-    ("no-collector.host.processes", Area::Processes),
+/// `--collector.host.<area>` and `--no-collector.host.<area>` for each area, as
+/// node_exporter's `--collector.<name>` and `--no-collector.<name>`.
+const HOST_AREA_FLAGS: [(&str, &str, Area); 13] = [
+    ("collector.host.cpu", "no-collector.host.cpu", Area::Cpu),
+    (
+        "collector.host.memory",
+        "no-collector.host.memory",
+        Area::Memory,
+    ),
+    (
+        "collector.host.system",
+        "no-collector.host.system",
+        Area::System,
+    ),
+    (
+        "collector.host.network",
+        "no-collector.host.network",
+        Area::Network,
+    ),
+    (
+        "collector.host.filesystem",
+        "no-collector.host.filesystem",
+        Area::Filesystem,
+    ),
+    (
+        "collector.host.diskstats",
+        "no-collector.host.diskstats",
+        Area::Diskstats,
+    ),
+    (
+        "collector.host.pressure",
+        "no-collector.host.pressure",
+        Area::Pressure,
+    ),
+    (
+        "collector.host.sockstat",
+        "no-collector.host.sockstat",
+        Area::Sockstat,
+    ),
+    (
+        "collector.host.tcpstat",
+        "no-collector.host.tcpstat",
+        Area::Tcpstat,
+    ),
+    (
+        "collector.host.netstat",
+        "no-collector.host.netstat",
+        Area::Netstat,
+    ),
+    (
+        "collector.host.filefd",
+        "no-collector.host.filefd",
+        Area::Filefd,
+    ),
+    (
+        "collector.host.timex",
+        "no-collector.host.timex",
+        Area::Timex,
+    ),
+    (
+        "collector.host.processes",
+        "no-collector.host.processes",
+        Area::Processes,
+    ),
 ];
 
-/// The host areas disabled on the command line.
+/// The host areas switched on or off on the command line; of the two flags of one area,
+/// the last given wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostAreaFlags {
-    /// The areas named by a `--no-collector.host.<area>` flag.
-    pub disabled: Vec<Area>,
+    /// Each area named by a flag, and whether it runs.
+    pub areas: Vec<(Area, bool)>,
 }
 
 impl FromArgMatches for HostAreaFlags {
@@ -126,10 +176,17 @@ impl FromArgMatches for HostAreaFlags {
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        self.disabled = HOST_AREA_FLAGS
+        self.areas = HOST_AREA_FLAGS
             .iter()
-            .filter(|(flag, _)| matches.get_flag(flag))
-            .map(|(_, area)| *area)
+            .filter_map(|(on, off, area)| {
+                if matches.get_flag(on) {
+                    Some((*area, true))
+                } else if matches.get_flag(off) {
+                    Some((*area, false))
+                } else {
+                    None
+                }
+            })
             .collect();
         Ok(())
     }
@@ -139,17 +196,31 @@ impl Args for HostAreaFlags {
     fn augment_args(command: Command) -> Command {
         HOST_AREA_FLAGS
             .iter()
-            .fold(command, |command, (flag, area)| {
-                command.arg(
-                    Arg::new(*flag)
-                        .long(*flag)
-                        .action(ArgAction::SetTrue)
-                        .help(format!(
-                            "Disable the host collector's {} area: {}.",
-                            area.name(),
-                            area.description()
-                        )),
-                )
+            .fold(command, |command, (on, off, area)| {
+                let default = if area.on_by_default() { "on" } else { "off" };
+                command
+                    .arg(
+                        Arg::new(*on)
+                            .long(*on)
+                            .action(ArgAction::SetTrue)
+                            .overrides_with(*off)
+                            .help(format!(
+                                "Enable the host collector's {} area ({default} by default): \
+                                 {}.",
+                                area.name(),
+                                area.description()
+                            )),
+                    )
+                    .arg(
+                        Arg::new(*off)
+                            .long(*off)
+                            .action(ArgAction::SetTrue)
+                            .overrides_with(*on)
+                            .help(format!(
+                                "Disable the host collector's {} area.",
+                                area.name()
+                            )),
+                    )
             })
     }
 
@@ -173,6 +244,8 @@ mod tests {
             "--log.format=json",
             "--no-collector.host",
             "--no-collector.host.diskstats",
+            "--collector.host.tcpstat",
+            "--collector.host.timex",
             "--no-collector.host.timex",
             "--path.procfs=/host/proc",
             "--postgres.dsn=postgresql://m:hunter2@db/app",
@@ -187,11 +260,18 @@ mod tests {
         assert_eq!(cli.listen_addresses, ["127.0.0.1:9810", "[::1]:9810"]);
         assert_eq!(cli.log_format, LogFormat::Json);
         assert!(cli.no_collector_host);
-        assert_eq!(cli.host_areas.disabled, [Area::Diskstats, Area::Timex]);
+        assert_eq!(
+            cli.host_areas.areas,
+            [
+                (Area::Diskstats, false),
+                (Area::Tcpstat, true),
+                (Area::Timex, false)
+            ]
+        );
         assert_eq!(cli.procfs, Some(PathBuf::from("/host/proc")));
         let defaults = Cli::try_parse_from(["mcpwatch-exporter"]).expect("parse");
         assert_eq!(defaults.listen_addresses, [":9810"]);
-        assert!(defaults.host_areas.disabled.is_empty());
+        assert!(defaults.host_areas.areas.is_empty());
         assert!(
             Cli::try_parse_from(["mcpwatch-exporter", "--no-collector.host.diskstat"]).is_err()
         );
@@ -200,14 +280,23 @@ mod tests {
     }
 
     #[test]
-    fn every_host_area_has_its_flag() {
-        let areas: Vec<Area> = HOST_AREA_FLAGS.iter().map(|(_, area)| *area).collect();
+    fn every_host_area_has_its_flags() {
+        let areas: Vec<Area> = HOST_AREA_FLAGS.iter().map(|(_, _, area)| *area).collect();
         assert_eq!(areas, Area::ALL);
-        for (flag, area) in HOST_AREA_FLAGS {
-            assert_eq!(flag, format!("no-collector.host.{}", area.name()));
-            let cli = Cli::try_parse_from(["mcpwatch-exporter".to_owned(), format!("--{flag}")])
-                .expect("parse");
-            assert_eq!(cli.host_areas.disabled, [area]);
+        for (on, off, area) in HOST_AREA_FLAGS {
+            assert_eq!(on, format!("collector.host.{}", area.name()));
+            assert_eq!(off, format!("no-collector.host.{}", area.name()));
+            let parse = |flags: &[&str]| {
+                let args = flags.iter().map(|f| format!("--{f}"));
+                Cli::try_parse_from(std::iter::once("mcpwatch-exporter".to_owned()).chain(args))
+                    .expect("parse")
+                    .host_areas
+                    .areas
+            };
+            assert_eq!(parse(&[off]), [(area, false)]);
+            assert_eq!(parse(&[on]), [(area, true)]);
+            assert_eq!(parse(&[on, off]), [(area, false)], "the last wins");
+            assert_eq!(parse(&[off, on]), [(area, true)], "the last wins");
         }
     }
 

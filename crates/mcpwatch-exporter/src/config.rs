@@ -460,7 +460,7 @@ fn check_module_name(name: &str) -> Result<(), String> {
 pub struct ConfigSource {
     file: Option<PathBuf>,
     no_collector_host: bool,
-    no_host_areas: Vec<mcpwatch_host::Area>,
+    host_areas: Vec<(mcpwatch_host::Area, bool)>,
     procfs: Option<PathBuf>,
     postgres_dsns: Vec<Secret>,
     redis_urls: Vec<Secret>,
@@ -473,7 +473,7 @@ impl ConfigSource {
         Self {
             file: cli.config_file.clone(),
             no_collector_host: cli.no_collector_host,
-            no_host_areas: cli.host_areas.disabled.clone(),
+            host_areas: cli.host_areas.areas.clone(),
             procfs: cli.procfs.clone(),
             postgres_dsns: cli.postgres_dsn.clone(),
             redis_urls: cli.redis_url.clone(),
@@ -502,9 +502,7 @@ impl ConfigSource {
         if self.no_collector_host {
             host.enabled = false;
         }
-        for area in &self.no_host_areas {
-            host.areas.insert(*area, false);
-        }
+        host.areas.extend(self.host_areas.iter().copied());
         if let Some(procfs) = &self.procfs {
             host.procfs = ConfigPath::from(procfs.clone());
         }
@@ -910,15 +908,20 @@ mod tests {
     fn host_area_flags_add_to_the_file() {
         use mcpwatch_host::Area;
         let config = load(
-            "collectors:\n  host:\n    areas: { tcpstat: false, timex: true }\n    \
+            "collectors:\n  host:\n    areas: { diskstats: false, timex: true }\n    \
              procfs: /proc\n",
-            &["--no-collector.host.timex", "--path.procfs=/host/proc"],
+            &[
+                "--no-collector.host.timex",
+                "--collector.host.tcpstat",
+                "--path.procfs=/host/proc",
+            ],
         )
         .expect("valid");
         let host = &config.collectors.host;
-        assert!(!host.area_enabled(Area::Tcpstat));
+        assert!(!host.area_enabled(Area::Diskstats));
+        assert!(host.area_enabled(Area::Tcpstat));
         assert!(!host.area_enabled(Area::Timex));
-        assert!(host.area_enabled(Area::Diskstats));
+        assert!(host.area_enabled(Area::Pressure));
         assert_eq!(host.procfs.path(), Path::new("/host/proc"));
         let e = load("collectors:\n  host:\n    areas: { disk: false }\n", &[])
             .expect_err("unknown area");

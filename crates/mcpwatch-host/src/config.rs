@@ -53,7 +53,8 @@ pub struct HostConfig {
     pub disk_devices_exclude: Option<Pattern>,
     /// Processes to watch, such as the MCP server's daemon.
     pub processes: Vec<WatchedProcess>,
-    /// Areas switched on (`true`) or off (`false`); an area not named is on.
+    /// Areas switched on (`true`) or off (`false`); an area not named keeps its default
+    /// ([`Area::on_by_default`]).
     #[serde(deserialize_with = "areas")]
     pub areas: BTreeMap<Area, bool>,
     /// Where procfs is mounted, such as `/host/proc` in a container that mounts the
@@ -115,9 +116,12 @@ pub struct WatchedProcess {
 }
 
 impl HostConfig {
-    /// Whether `area` runs: it is on unless `areas` switches it off.
+    /// Whether `area` runs: as `areas` says, else as its default.
     pub fn area_enabled(&self, area: Area) -> bool {
-        self.areas.get(&area).copied().unwrap_or(true)
+        self.areas
+            .get(&area)
+            .copied()
+            .unwrap_or_else(|| area.on_by_default())
     }
 
     /// Checks what the types cannot: one selector per watched process, unique names.
@@ -200,12 +204,14 @@ mod tests {
     }
 
     #[test]
-    fn areas_are_on_unless_switched_off() {
+    fn areas_keep_their_default_unless_named() {
         let c = parse("areas: { diskstats: false, timex: true }\nprocfs: /host/proc\n");
         assert!(!c.area_enabled(Area::Diskstats));
         assert!(c.area_enabled(Area::Timex));
         assert!(c.area_enabled(Area::Cpu));
+        assert!(!c.area_enabled(Area::Tcpstat), "off by default");
         assert_eq!(c.procfs.path(), Path::new("/host/proc"));
+        assert!(parse("areas: { tcpstat: true }\n").area_enabled(Area::Tcpstat));
         assert_eq!(HostConfig::default().procfs.path(), Path::new("/proc"));
         let error = parse_yaml::<HostConfig>("areas: { diskstat: false }\n", Path::new("c.yml"))
             .expect_err("unknown area")

@@ -394,7 +394,8 @@ mod tests {
             Some(1.0)
         );
         for area in Area::ALL {
-            let expected = (area.supported() && area != Area::Processes).then_some(1.0);
+            let expected = (area.supported() && area.on_by_default() && area != Area::Processes)
+                .then_some(1.0);
             assert_eq!(area_success(&scrape, area.name()), expected, "{area:?}");
         }
     }
