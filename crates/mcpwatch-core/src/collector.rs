@@ -66,6 +66,12 @@ pub const READ_MARGIN: Duration = Duration::from_millis(50);
 pub struct BlockingLane(std::sync::Arc<tokio::sync::Mutex<()>>);
 
 impl BlockingLane {
+    /// Whether a work holds the lane now, such as an earlier scrape's read that hangs: a
+    /// caller that would rather fail at once than wait for the lane asks first.
+    pub fn is_busy(&self) -> bool {
+        self.0.try_lock().is_err()
+    }
+
     /// Runs `work` on the blocking pool once the lane is free, handing it the instant to
     /// stop by: [`READ_MARGIN`] before the scrape's deadline, so that a read cut short
     /// still reports what it read. When the lane stays taken until the deadline, or the
@@ -163,6 +169,7 @@ mod tests {
             .await;
         let error = first.expect_err("cut at the deadline").to_string();
         assert_eq!(error, "the first read did not finish in time");
+        assert!(lane.is_busy(), "the hung read holds the lane");
         // The next scrape waits for the lane: its work never starts, no thread is taken.
         let started = Arc::new(AtomicBool::new(false));
         let flag = started.clone();
@@ -186,6 +193,7 @@ mod tests {
                 .expect("free"),
             3
         );
+        assert!(!lane.is_busy());
     }
 
     #[test]

@@ -460,6 +460,8 @@ fn check_module_name(name: &str) -> Result<(), String> {
 pub struct ConfigSource {
     file: Option<PathBuf>,
     no_collector_host: bool,
+    host_areas: Vec<(mcpwatch_host::Area, bool)>,
+    procfs: Option<PathBuf>,
     postgres_dsns: Vec<Secret>,
     redis_urls: Vec<Secret>,
     wsdaemon_urls: Vec<Secret>,
@@ -471,6 +473,8 @@ impl ConfigSource {
         Self {
             file: cli.config_file.clone(),
             no_collector_host: cli.no_collector_host,
+            host_areas: cli.host_areas.areas.clone(),
+            procfs: cli.procfs.clone(),
             postgres_dsns: cli.postgres_dsn.clone(),
             redis_urls: cli.redis_url.clone(),
             wsdaemon_urls: cli.wsdaemon_url.clone(),
@@ -494,8 +498,13 @@ impl ConfigSource {
                 config
             }
         };
+        let host = &mut config.collectors.host;
         if self.no_collector_host {
-            config.collectors.host.enabled = false;
+            host.enabled = false;
+        }
+        host.areas.extend(self.host_areas.iter().copied());
+        if let Some(procfs) = &self.procfs {
+            host.procfs = ConfigPath::from(procfs.clone());
         }
         self.add_flag_targets(&mut config)?;
         Ok(config)
@@ -942,6 +951,33 @@ mod tests {
     }
 
     #[test]
+    fn host_area_flags_add_to_the_file() {
+        use mcpwatch_host::Area;
+        let config = load(
+            "collectors:\n  host:\n    areas: { diskstats: false, timex: true }\n    \
+             procfs: /proc\n",
+            &[
+                "--no-collector.host.timex",
+                "--collector.host.tcpstat",
+                "--path.procfs=/host/proc",
+            ],
+        )
+        .expect("valid");
+        let host = &config.collectors.host;
+        assert!(!host.area_enabled(Area::Diskstats));
+        assert!(host.area_enabled(Area::Tcpstat));
+        assert!(!host.area_enabled(Area::Timex));
+        assert!(host.area_enabled(Area::Pressure));
+        assert_eq!(host.procfs.path(), Path::new("/host/proc"));
+        let e = load("collectors:\n  host:\n    areas: { disk: false }\n", &[])
+            .expect_err("unknown area");
+        assert!(
+            e.starts_with("exporter.yml:3:5: collectors.host.areas: unknown area `disk`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         assert_eq!(
             load(
@@ -952,7 +988,8 @@ mod tests {
             "exporter.yml:4:5: collectors.host.mountpoint_exclude: unknown field \
              `mountpoint_exclude`, expected one of `enabled`, `mountpoints_include`, \
              `mountpoints_exclude`, `fstypes_include`, `fstypes_exclude`, \
-             `network_devices_include`, `network_devices_exclude`, `processes`"
+             `network_devices_include`, `network_devices_exclude`, `disk_devices_include`, \
+             `disk_devices_exclude`, `processes`, `areas`, `procfs`"
         );
         let e = load("scrape:\n  timeout: 10\n", &[]).expect_err("no unit");
         assert!(

@@ -21,7 +21,8 @@ use crate::probe::{ProbeState, Prober};
 /// state it holds, such as connections) when its configuration did not change.
 #[derive(Debug, Clone, PartialEq)]
 enum CollectorSpec {
-    Host(HostConfig),
+    /// Boxed, as the daemon's: the host's settings are the next largest.
+    Host(Box<HostConfig>),
     Postgres(PostgresConfig),
     Redis(RedisConfig),
     /// Boxed: a daemon's settings are the largest by far.
@@ -41,7 +42,7 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
     let mut specs = Vec::new();
     let collectors = &config.collectors;
     if collectors.host.enabled {
-        specs.push(CollectorSpec::Host(collectors.host.clone()));
+        specs.push(CollectorSpec::Host(Box::new(collectors.host.clone())));
     }
     let postgres = collectors.postgres.iter().cloned();
     specs.extend(postgres.map(CollectorSpec::Postgres));
@@ -65,7 +66,7 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
             }
             let collector: Arc<dyn Collector> = match &spec {
                 CollectorSpec::Host(host) => {
-                    Arc::new(HostCollector::new(host.clone()).map_err(|e| e.to_string())?)
+                    Arc::new(HostCollector::new(host.as_ref().clone()).map_err(|e| e.to_string())?)
                 }
                 CollectorSpec::Postgres(target) => Arc::new(
                     PostgresCollector::new(target.clone())

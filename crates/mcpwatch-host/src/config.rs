@@ -1,7 +1,12 @@
 //! Settings of the host collector (`collectors.host`).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use mcpwatch_core::config::{ConfigPath, Pattern};
 use serde::Deserialize;
+
+use crate::area::Area;
 
 /// Mount points left out by default: kernel and container-runtime internals.
 pub const DEFAULT_MOUNTPOINTS_EXCLUDE: &str =
@@ -14,6 +19,15 @@ rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$";
 
 /// Network interfaces left out by default: loopback and per-container veth pairs.
 pub const DEFAULT_NETWORK_DEVICES_EXCLUDE: &str = "^(lo|veth.*)$";
+
+/// Block devices left out of `host_disk_*` by default, node_exporter's default: RAM and
+/// compressed-RAM disks, loop devices, floppies, and partitions (their I/O is already in
+/// their disk's counters).
+pub const DEFAULT_DISK_DEVICES_EXCLUDE: &str =
+    r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+
+/// Where procfs is mounted by default.
+pub const DEFAULT_PROCFS: &str = "/proc";
 
 /// `collectors.host`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -33,8 +47,19 @@ pub struct HostConfig {
     pub network_devices_include: Option<Pattern>,
     /// Interfaces matching this are left out (`null` reports all).
     pub network_devices_exclude: Option<Pattern>,
+    /// Only block devices matching this are reported in `host_disk_*`.
+    pub disk_devices_include: Option<Pattern>,
+    /// Block devices matching this are left out of `host_disk_*` (`null` reports all).
+    pub disk_devices_exclude: Option<Pattern>,
     /// Processes to watch, such as the MCP server's daemon.
     pub processes: Vec<WatchedProcess>,
+    /// Areas switched on (`true`) or off (`false`); an area not named keeps its default
+    /// ([`Area::on_by_default`]).
+    #[serde(deserialize_with = "areas")]
+    pub areas: BTreeMap<Area, bool>,
+    /// Where procfs is mounted, such as `/host/proc` in a container that mounts the
+    /// host's.
+    pub procfs: ConfigPath,
 }
 
 impl Default for HostConfig {
@@ -48,9 +73,32 @@ impl Default for HostConfig {
             fstypes_exclude: pattern(DEFAULT_FSTYPES_EXCLUDE),
             network_devices_include: None,
             network_devices_exclude: pattern(DEFAULT_NETWORK_DEVICES_EXCLUDE),
+            disk_devices_include: None,
+            disk_devices_exclude: pattern(DEFAULT_DISK_DEVICES_EXCLUDE),
             processes: Vec::new(),
+            areas: BTreeMap::new(),
+            procfs: ConfigPath::from(PathBuf::from(DEFAULT_PROCFS)),
         }
     }
+}
+
+/// Reads `areas`, naming an unknown area and the known ones.
+fn areas<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<Area, bool>, D::Error> {
+    use serde::de::Error;
+    BTreeMap::<String, bool>::deserialize(deserializer)?
+        .into_iter()
+        .map(
+            |(name, on)| match Area::ALL.into_iter().find(|a| a.name() == name) {
+                Some(area) => Ok((area, on)),
+                None => Err(D::Error::custom(format_args!(
+                    "unknown area `{name}`, expected one of {}",
+                    Area::ALL.map(Area::name).join(", ")
+                ))),
+            },
+        )
+        .collect()
 }
 
 /// A process to watch, found by exactly one of `comm`, `cmdline` or `pid_file`.
@@ -68,6 +116,14 @@ pub struct WatchedProcess {
 }
 
 impl HostConfig {
+    /// Whether `area` runs: as `areas` says, else as its default.
+    pub fn area_enabled(&self, area: Area) -> bool {
+        self.areas
+            .get(&area)
+            .copied()
+            .unwrap_or_else(|| area.on_by_default())
+    }
+
     /// Checks what the types cannot: one selector per watched process, unique names.
     /// Returns the offending key and what is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -145,6 +201,51 @@ mod tests {
         assert!(c.mountpoints_exclude.is_none());
         assert!(passes("lo", None, c.network_devices_exclude.as_ref()));
         assert!(passes("/proc", None, None));
+    }
+
+    #[test]
+    fn areas_keep_their_default_unless_named() {
+        let c = parse("areas: { diskstats: false, timex: true }\nprocfs: /host/proc\n");
+        assert!(!c.area_enabled(Area::Diskstats));
+        assert!(c.area_enabled(Area::Timex));
+        assert!(c.area_enabled(Area::Cpu));
+        assert!(!c.area_enabled(Area::Tcpstat), "off by default");
+        assert_eq!(c.procfs.path(), Path::new("/host/proc"));
+        assert!(parse("areas: { tcpstat: true }\n").area_enabled(Area::Tcpstat));
+        assert_eq!(HostConfig::default().procfs.path(), Path::new("/proc"));
+        let error = parse_yaml::<HostConfig>("areas: { diskstat: false }\n", Path::new("c.yml"))
+            .expect_err("unknown area")
+            .to_string();
+        assert!(
+            error.contains("unknown area `diskstat`, expected one of cpu, memory, system"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn default_disk_exclude_keeps_whole_disks() {
+        let c = HostConfig::default();
+        let kept = |device: &str| {
+            passes(
+                device,
+                c.disk_devices_include.as_ref(),
+                c.disk_devices_exclude.as_ref(),
+            )
+        };
+        for device in ["vda", "sda", "nvme0n1", "dm-0", "md0", "mmcblk0", "xvdb"] {
+            assert!(kept(device), "{device}");
+        }
+        for device in [
+            "loop0",
+            "ram1",
+            "zram0",
+            "fd0",
+            "sda1",
+            "vda15",
+            "nvme0n1p2",
+        ] {
+            assert!(!kept(device), "{device}");
+        }
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! Filesystems (size, free and available bytes, inodes, read-only) per mount point, and
-//! bytes read and written per block device.
+//! Filesystems (size, free and available bytes, inodes, read-only) per mount point.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,10 +8,10 @@ use sysinfo::{DiskRefreshKind, Disks};
 
 use crate::config::{HostConfig, passes};
 
-/// What sysinfo refreshes: the mount list and I/O counters. Space is read with statvfs
-/// here, which also gives inode counts.
+/// What sysinfo refreshes: the mount list alone. Space is read with statvfs here, which
+/// also gives inode counts; block device I/O is the diskstats area's.
 pub(crate) fn refresh_kind() -> DiskRefreshKind {
-    DiskRefreshKind::nothing().with_io_usage()
+    DiskRefreshKind::nothing()
 }
 
 struct Mount<'a> {
@@ -53,7 +52,6 @@ pub(crate) fn collect(disks: &mut Disks, config: &HostConfig, sink: &mut MetricS
     }
 
     let mut families = FilesystemFamilies::new();
-    let mut io: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (mountpoint, mount) in &mounts {
         let labels = [
             ("device", mount.device.as_str()),
@@ -64,34 +62,8 @@ pub(crate) fn collect(disks: &mut Disks, config: &HostConfig, sink: &mut MetricS
             Some(space) => families.add(&labels, &space),
             None => families.device_error(&labels),
         }
-        if let Some(device) = mount.device.strip_prefix("/dev/") {
-            let usage = mount.disk.usage();
-            io.insert(
-                device.to_owned(),
-                (usage.total_read_bytes, usage.total_written_bytes),
-            );
-        }
     }
     families.finish(sink);
-
-    // Devices that diskstats does not know (such as a bind mount's source) read as zero.
-    io.retain(|_, (read, written)| *read > 0 || *written > 0);
-    if !io.is_empty() {
-        let read = sink.counter(
-            "host_disk_read_bytes_total",
-            "Bytes read from the block device.",
-        );
-        for (device, (bytes, _)) in &io {
-            read.add(&[("device", device)], *bytes as f64);
-        }
-        let written = sink.counter(
-            "host_disk_written_bytes_total",
-            "Bytes written to the block device.",
-        );
-        for (device, (_, bytes)) in &io {
-            written.add(&[("device", device)], *bytes as f64);
-        }
-    }
 }
 
 struct Space {

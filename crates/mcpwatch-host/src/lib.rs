@@ -2,34 +2,73 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod area;
 pub mod config;
 mod cpu;
+#[cfg(target_os = "linux")]
+mod diskstats;
+#[cfg(target_os = "linux")]
+mod filefd;
 mod filesystem;
 mod memory;
+#[cfg(target_os = "linux")]
+mod netstat;
 mod network;
+#[cfg(target_os = "linux")]
+mod pressure;
 mod process;
+mod procfs;
+#[cfg(target_os = "linux")]
+mod sockstat;
 mod system;
+#[cfg(target_os = "linux")]
+mod tcpstat;
+#[cfg(target_os = "linux")]
+mod timex;
 
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use mcpwatch_core::{CollectError, Collector, MetricSink, ScrapeContext, async_trait};
+use mcpwatch_core::{
+    BlockingLane, CollectError, Collector, MetricSink, ScrapeContext, async_trait,
+};
 use sysinfo::{Disks, System};
+use tokio::time::Instant;
 
+pub use area::Area;
 pub use config::{HostConfig, WatchedProcess};
 
-/// State kept across scrapes: sysinfo's structures remember the previous readings.
-struct SystemState {
+use area::{AreaLog, AreaOutcome};
+use procfs::Procfs;
+
+/// Time kept between the areas' deadline and the scrape's, for the areas' outcomes to be
+/// written before the engine stops waiting for the collector.
+const OUTCOME_MARGIN: Duration = Duration::from_millis(20);
+
+/// What the areas read from `/proc` keep between scrapes.
+struct ProcState {
+    procfs: Procfs,
+    /// Memory, and CPU usage and process counts where Linux's `/proc` is not there.
     system: System,
     networks: network::NetworkReader,
 }
 
-/// Collects the host's metrics (`host_*`). Reading `/proc` and statfs runs on tokio's
-/// blocking threads, filesystems apart from the rest so that a hung mount delays only them.
+/// Collects the host's metrics (`host_*`), area by area (see [`Area`]). Every area runs on
+/// tokio's blocking threads, in three lanes that do not wait for each other: the areas
+/// read from `/proc` and adjtimex one after the other, the filesystems (statfs, which
+/// hangs on a dead network mount), and the watched processes. Each area is timed and marked
+/// successful on its own, so a missing file or a hung mount fails its area, not the host.
 pub struct HostCollector {
     config: Arc<HostConfig>,
     info: Arc<system::HostInfo>,
-    state: Arc<Mutex<SystemState>>,
+    proc_lane: BlockingLane,
+    proc_state: Arc<Mutex<ProcState>>,
+    filesystem_lane: BlockingLane,
     disks: Arc<Mutex<Disks>>,
+    process_lane: BlockingLane,
+    processes: Arc<Mutex<System>>,
+    log: AreaLog,
 }
 
 impl std::fmt::Debug for HostCollector {
@@ -63,14 +102,22 @@ impl HostCollector {
         config
             .validate()
             .map_err(|(key, message)| HostError::Config { key, message })?;
-        let system = System::new()?;
-        let networks = network::NetworkReader::new()?;
+        let proc_state = ProcState {
+            procfs: Procfs::new(config.procfs.path()),
+            system: System::new()?,
+            networks: network::NetworkReader::new()?,
+        };
         let disks = Disks::new_with_refreshed_list_specifics(filesystem::refresh_kind())?;
         Ok(Self {
-            config: Arc::new(config),
             info: Arc::new(system::HostInfo::read()),
-            state: Arc::new(Mutex::new(SystemState { system, networks })),
+            proc_lane: BlockingLane::default(),
+            proc_state: Arc::new(Mutex::new(proc_state)),
+            filesystem_lane: BlockingLane::default(),
             disks: Arc::new(Mutex::new(disks)),
+            process_lane: BlockingLane::default(),
+            processes: Arc::new(Mutex::new(System::new()?)),
+            log: AreaLog::default(),
+            config: Arc::new(config),
         })
     }
 
@@ -78,6 +125,141 @@ impl HostCollector {
     pub fn config(&self) -> &HostConfig {
         &self.config
     }
+
+    /// The areas this collector runs: enabled, supported here, and with something to do.
+    fn areas(&self, lane: impl Fn(Area) -> bool) -> Vec<Area> {
+        Area::ALL
+            .into_iter()
+            .filter(|&area| {
+                lane(area)
+                    && area.supported()
+                    && self.config.area_enabled(area)
+                    && (area != Area::Processes || !self.config.processes.is_empty())
+            })
+            .collect()
+    }
+}
+
+/// Runs one area of the `/proc` lane.
+fn collect_proc_area(
+    area: Area,
+    state: &mut ProcState,
+    config: &HostConfig,
+    info: &system::HostInfo,
+    stop: std::time::Instant,
+    sink: &mut MetricSink,
+) -> Result<(), CollectError> {
+    let ProcState {
+        procfs,
+        system,
+        networks,
+    } = state;
+    #[cfg(not(target_os = "linux"))]
+    let _ = stop;
+    match area {
+        #[cfg(target_os = "linux")]
+        Area::Cpu => cpu::collect(procfs, sink),
+        #[cfg(not(target_os = "linux"))]
+        Area::Cpu => {
+            cpu::collect_usage(system, sink);
+            Ok(())
+        }
+        Area::Memory => {
+            memory::collect(system, sink);
+            Ok(())
+        }
+        #[cfg(target_os = "linux")]
+        Area::System => system::collect(info, procfs, sink),
+        #[cfg(not(target_os = "linux"))]
+        Area::System => system::collect(info, system, sink),
+        Area::Network => networks.collect(config, procfs, sink),
+        #[cfg(target_os = "linux")]
+        Area::Diskstats => diskstats::collect(config, procfs, sink),
+        #[cfg(target_os = "linux")]
+        Area::Pressure => pressure::collect(procfs, sink),
+        #[cfg(target_os = "linux")]
+        Area::Sockstat => sockstat::collect(procfs, sink),
+        #[cfg(target_os = "linux")]
+        Area::Tcpstat => tcpstat::collect(procfs, stop, sink),
+        #[cfg(target_os = "linux")]
+        Area::Netstat => netstat::collect(procfs, sink),
+        #[cfg(target_os = "linux")]
+        Area::Filefd => filefd::collect(procfs, sink),
+        #[cfg(target_os = "linux")]
+        Area::Timex => timex::collect(sink),
+        // Areas of the other lanes, or not supported here.
+        _ => Ok(()),
+    }
+}
+
+/// What one area reports from its lane.
+struct AreaDone {
+    outcome: AreaOutcome,
+    sink: MetricSink,
+}
+
+/// Runs `areas` one after the other on `lane`, each timed, with its metrics apart from the
+/// others', and returns every area's metrics and outcome: the areas the lane did not reach
+/// by the deadline (a read that hung, or an earlier scrape's still holding the lane) fail
+/// with the lane's error.
+async fn run_lane<S: Send + 'static>(
+    lane: &BlockingLane,
+    ctx: &ScrapeContext,
+    what: &str,
+    areas: Vec<Area>,
+    state: Arc<Mutex<S>>,
+    work: impl Fn(Area, &mut S, std::time::Instant, &mut MetricSink) -> Result<(), CollectError>
+    + Send
+    + 'static,
+) -> Vec<AreaDone> {
+    if areas.is_empty() {
+        return Vec::new();
+    }
+    let start = Instant::now();
+    let (done_tx, done_rx) = mpsc::channel();
+    let lane_areas = areas.clone();
+    let ran = lane
+        .run(ctx, what, move |stop| {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            for area in lane_areas {
+                let started = std::time::Instant::now();
+                let mut sink = MetricSink::default();
+                let result = if started >= stop {
+                    Err(CollectError::msg(
+                        "not started: the scrape's deadline came first",
+                    ))
+                } else {
+                    work(area, &mut *state, stop, &mut sink)
+                };
+                let outcome = AreaOutcome {
+                    area,
+                    duration: started.elapsed(),
+                    result: result.map_err(|e| e.to_string()),
+                };
+                // The receiver is gone only when the scrape gave up on this lane.
+                if done_tx.send(AreaDone { outcome, sink }).is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    let mut done: Vec<AreaDone> = done_rx.try_iter().collect();
+    if let Err(error) = ran {
+        let error = error.to_string();
+        for area in areas {
+            if !done.iter().any(|d| d.outcome.area == area) {
+                done.push(AreaDone {
+                    outcome: AreaOutcome {
+                        area,
+                        duration: start.elapsed(),
+                        result: Err(error.clone()),
+                    },
+                    sink: MetricSink::default(),
+                });
+            }
+        }
+    }
+    done
 }
 
 #[async_trait]
@@ -88,83 +270,87 @@ impl Collector for HostCollector {
 
     async fn collect(
         &self,
-        _ctx: &ScrapeContext,
+        ctx: &ScrapeContext,
         sink: &mut MetricSink,
     ) -> Result<(), CollectError> {
-        let (config, info, state) = (self.config.clone(), self.info.clone(), self.state.clone());
-        let system_part = tokio::task::spawn_blocking(move || {
-            let mut out = MetricSink::default();
-            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            let SystemState { system, networks } = &mut *state;
-            #[cfg(target_os = "linux")]
-            let cpu = cpu::collect(&mut out);
-            #[cfg(not(target_os = "linux"))]
-            let cpu: Result<(), CollectError> = {
-                cpu::collect_usage(system, &mut out);
-                Ok(())
-            };
-            memory::collect(system, &mut out);
-            system::collect(&info, &mut out);
-            let processes = system::collect_process_count(system, &mut out);
-            process::collect(system, &config.processes, &mut out);
-            let network = networks.collect(&config, &mut out);
-            (out, cpu.and(processes).and(network))
-        });
-        let (config, disks) = (self.config.clone(), self.disks.clone());
-        let filesystem_part = tokio::task::spawn_blocking(move || {
-            // A mount that hangs in statfs keeps its lock; later scrapes skip filesystems
-            // instead of queueing more blocked threads behind it.
-            let mut disks = match disks.try_lock() {
-                Ok(disks) => disks,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    return Err(CollectError::msg(
-                        "filesystem statistics are still being read by an earlier scrape \
-                         (a hung mount?)",
-                    ));
-                }
-            };
-            let mut out = MetricSink::default();
-            filesystem::collect(&mut disks, &config, &mut out);
-            Ok(out)
-        });
+        let areas_ctx = ScrapeContext::new(
+            ctx.deadline()
+                .checked_sub(OUTCOME_MARGIN)
+                .unwrap_or(ctx.deadline()),
+        );
 
-        // Each part goes into the sink as soon as it is done: when the deadline cuts a slow
-        // part (a hung mount), what the other gathered is still served.
-        tokio::pin!(system_part, filesystem_part);
-        let (mut system_done, mut filesystems_done) = (false, false);
-        let mut result = Ok(());
-        while !(system_done && filesystems_done) {
-            tokio::select! {
-                joined = &mut system_part, if !system_done => {
-                    system_done = true;
-                    match joined {
-                        Ok((out, part_result)) => {
-                            sink.append(out);
-                            result = result.and(part_result);
-                        }
-                        Err(e) => {
-                            result = result.and(Err(CollectError::msg(format_args!(
-                                "host system task: {e}"
-                            ))));
-                        }
-                    }
-                }
-                joined = &mut filesystem_part, if !filesystems_done => {
-                    filesystems_done = true;
-                    match joined {
-                        Ok(Ok(out)) => sink.append(out),
-                        Ok(Err(e)) => result = result.and(Err(e)),
-                        Err(e) => {
-                            result = result.and(Err(CollectError::msg(format_args!(
-                                "host filesystem task: {e}"
-                            ))));
-                        }
-                    }
-                }
-            }
+        let proc_areas = self.areas(|a| !matches!(a, Area::Filesystem | Area::Processes));
+        let (config, info) = (self.config.clone(), self.info.clone());
+        let proc_lane = run_lane(
+            &self.proc_lane,
+            &areas_ctx,
+            "reading /proc",
+            proc_areas,
+            self.proc_state.clone(),
+            move |area, state, stop, sink| {
+                collect_proc_area(area, state, &config, &info, stop, sink)
+            },
+        );
+
+        let mut filesystem_areas = self.areas(|a| a == Area::Filesystem);
+        let mut filesystem_busy = Vec::new();
+        // A statfs that hangs (a dead network mount) holds the lane: later scrapes fail the
+        // area at once instead of waiting for it until their deadline.
+        if !filesystem_areas.is_empty() && self.filesystem_lane.is_busy() {
+            filesystem_areas.clear();
+            filesystem_busy.push(AreaDone {
+                outcome: AreaOutcome {
+                    area: Area::Filesystem,
+                    duration: Duration::ZERO,
+                    result: Err(
+                        "statfs of an earlier scrape has not returned (a hung mount?)".to_owned(),
+                    ),
+                },
+                sink: MetricSink::default(),
+            });
         }
-        result
+        let config = self.config.clone();
+        let filesystem_lane = run_lane(
+            &self.filesystem_lane,
+            &areas_ctx,
+            "reading filesystem statistics",
+            filesystem_areas,
+            self.disks.clone(),
+            move |_, disks, _, sink| {
+                filesystem::collect(disks, &config, sink);
+                Ok(())
+            },
+        );
+
+        let process_areas = self.areas(|a| a == Area::Processes);
+        let config = self.config.clone();
+        let process_lane = run_lane(
+            &self.process_lane,
+            &areas_ctx,
+            "reading watched processes",
+            process_areas,
+            self.processes.clone(),
+            move |_, system, _, sink| {
+                process::collect(system, &config.processes, sink);
+                Ok(())
+            },
+        );
+
+        let (proc_done, filesystem_done, process_done) =
+            tokio::join!(proc_lane, filesystem_lane, process_lane);
+        let mut done: Vec<AreaDone> = proc_done;
+        done.extend(filesystem_done);
+        done.extend(filesystem_busy);
+        done.extend(process_done);
+        done.sort_by_key(|d| d.outcome.area);
+        let mut outcomes = Vec::with_capacity(done.len());
+        for AreaDone { outcome, sink: out } in done {
+            self.log.record(&outcome);
+            sink.append(out);
+            outcomes.push(outcome);
+        }
+        area::write_outcomes(&outcomes, sink);
+        Ok(())
     }
 }
 
@@ -172,6 +358,10 @@ impl Collector for HostCollector {
 mod tests {
     use super::*;
     use mcpwatch_core::ScrapeEngine;
+
+    fn area_success(scrape: &mcpwatch_core::Scrape, area: &str) -> Option<f64> {
+        scrape.value("host_scrape_area_success", &[("area", area)])
+    }
 
     #[tokio::test]
     async fn collects_every_area() {
@@ -203,38 +393,80 @@ mod tests {
             ),
             Some(1.0)
         );
+        for area in Area::ALL {
+            let expected = (area.supported() && area.on_by_default() && area != Area::Processes)
+                .then_some(1.0);
+            assert_eq!(area_success(&scrape, area.name()), expected, "{area:?}");
+        }
     }
 
     #[tokio::test]
     async fn filesystems_still_busy_from_an_earlier_scrape_fail_alone() {
         let collector = HostCollector::new(HostConfig::default()).expect("host");
-        // A thread holds the filesystems, as an earlier scrape's statfs hanging on a dead
-        // mount would.
-        let disks = collector.disks.clone();
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        // The lane is held, as an earlier scrape's statfs hanging on a dead mount holds it.
+        let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let _held = disks.lock().expect("lock");
-            locked_tx.send(()).expect("signal");
+        let long = ScrapeContext::new(Instant::now() + Duration::from_secs(60));
+        let lane = &collector.filesystem_lane;
+        let holder = lane.run(&long, "a hung statfs", move |_| {
+            let _ = locked_tx.send(());
             let _ = release_rx.recv();
         });
-        locked_rx.recv().expect("filesystems held");
-        let mut sink = MetricSink::default();
-        let ctx =
-            ScrapeContext::new(tokio::time::Instant::now() + std::time::Duration::from_secs(10));
-        let error = collector
-            .collect(&ctx, &mut sink)
-            .await
-            .expect_err("filesystems unavailable");
-        release_tx.send(()).expect("release");
-        holder.join().expect("holder thread");
-        assert!(error.to_string().contains("hung mount"), "{error}");
+        let scrape = async {
+            locked_rx.await.expect("lane held");
+            let mut sink = MetricSink::default();
+            let ctx = ScrapeContext::new(Instant::now() + Duration::from_secs(10));
+            let started = Instant::now();
+            collector
+                .collect(&ctx, &mut sink)
+                .await
+                .expect("the host does not fail");
+            let took = started.elapsed();
+            release_tx.send(()).expect("release");
+            (sink, took)
+        };
+        let (held, (sink, took)) = tokio::join!(holder, scrape);
+        held.expect("holder");
+        assert!(
+            took < Duration::from_secs(10),
+            "did not wait for the lane: {took:?}"
+        );
+        let success = |area: &str| {
+            sink.find("host_scrape_area_success")
+                .and_then(|f| f.value(&[("area", area)]))
+        };
+        assert_eq!(success("filesystem"), Some(0.0));
+        assert_eq!(success("memory"), Some(1.0));
+        assert_eq!(success("cpu"), Some(1.0));
         assert!(
             sink.find("host_memory_total_bytes").is_some(),
             "other areas served"
         );
-        assert!(sink.find("host_cpu_seconds_total").is_some() || cfg!(not(target_os = "linux")));
         assert!(sink.find("host_filesystem_size_bytes").is_none());
+    }
+
+    #[tokio::test]
+    async fn areas_switched_off_are_absent() {
+        let config = HostConfig {
+            areas: [(Area::Cpu, false), (Area::Filesystem, false)].into(),
+            ..HostConfig::default()
+        };
+        let collector = HostCollector::new(config).expect("host");
+        let mut sink = MetricSink::default();
+        let ctx = ScrapeContext::new(Instant::now() + Duration::from_secs(10));
+        collector.collect(&ctx, &mut sink).await.expect("collect");
+        assert!(sink.find("host_cpu_seconds_total").is_none());
+        assert!(sink.find("host_filesystem_size_bytes").is_none());
+        let areas: Vec<String> = sink
+            .find("host_scrape_area_success")
+            .expect("family")
+            .samples()
+            .iter()
+            .flat_map(|s| s.labels.iter().map(|(_, v)| v.clone()))
+            .collect();
+        assert!(!areas.contains(&"cpu".to_owned()), "{areas:?}");
+        assert!(!areas.contains(&"filesystem".to_owned()), "{areas:?}");
+        assert!(areas.contains(&"memory".to_owned()), "{areas:?}");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! On Linux one read of `/proc/net/dev` gives every counter (sysinfo reads a dozen sysfs
 //! files per interface); elsewhere sysinfo's counters are used.
 
-use mcpwatch_core::{MetricFamily, MetricSink};
+use mcpwatch_core::{CollectError, MetricFamily, MetricSink};
 
 use crate::config::{HostConfig, passes};
+use crate::procfs::Procfs;
 
 /// Counters of one interface.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -65,8 +66,8 @@ impl NetworkReader {
     }
 
     #[cfg(target_os = "linux")]
-    fn read(&mut self) -> std::io::Result<Vec<InterfaceCounters>> {
-        let mut interfaces = parse_proc_net_dev(&std::fs::read_to_string("/proc/net/dev")?);
+    fn read(&mut self, procfs: &mut Procfs) -> Result<Vec<InterfaceCounters>, CollectError> {
+        let mut interfaces = parse_proc_net_dev(procfs.read("net/dev")?);
         for interface in &mut interfaces {
             let path = format!("/sys/class/net/{}/operstate", interface.device);
             interface.up = std::fs::read_to_string(path).ok().map(|state| {
@@ -78,7 +79,7 @@ impl NetworkReader {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn read(&mut self) -> std::io::Result<Vec<InterfaceCounters>> {
+    fn read(&mut self, _procfs: &mut Procfs) -> Result<Vec<InterfaceCounters>, CollectError> {
         use sysinfo::InterfaceOperationalState as State;
         self.networks.refresh(true);
         Ok(self
@@ -105,11 +106,10 @@ impl NetworkReader {
     pub(crate) fn collect(
         &mut self,
         config: &HostConfig,
+        procfs: &mut Procfs,
         sink: &mut MetricSink,
-    ) -> Result<(), mcpwatch_core::CollectError> {
-        let mut interfaces = self.read().map_err(|e| {
-            mcpwatch_core::CollectError::from(e).context("reading network counters")
-        })?;
+    ) -> Result<(), CollectError> {
+        let mut interfaces = self.read(procfs)?;
         interfaces.retain(|i| {
             passes(
                 &i.device,
@@ -220,12 +220,15 @@ mod tests {
     #[test]
     fn reports_interfaces_with_filters() {
         let mut reader = NetworkReader::new().expect("networks");
+        let mut procfs = Procfs::new(std::path::Path::new("/proc"));
         let all = HostConfig {
             network_devices_exclude: None,
             ..HostConfig::default()
         };
         let mut sink = MetricSink::default();
-        reader.collect(&all, &mut sink).expect("collect");
+        reader
+            .collect(&all, &mut procfs, &mut sink)
+            .expect("collect");
         let received = sink
             .find("host_network_receive_bytes_total")
             .expect("family");
@@ -245,7 +248,9 @@ mod tests {
             ..HostConfig::default()
         };
         let mut sink = MetricSink::default();
-        reader.collect(&only_lo, &mut sink).expect("collect");
+        reader
+            .collect(&only_lo, &mut procfs, &mut sink)
+            .expect("collect");
         assert_eq!(
             sink.find("host_network_receive_bytes_total")
                 .expect("family")
@@ -256,7 +261,7 @@ mod tests {
         // The default excludes loopback.
         let mut sink = MetricSink::default();
         reader
-            .collect(&HostConfig::default(), &mut sink)
+            .collect(&HostConfig::default(), &mut procfs, &mut sink)
             .expect("collect");
         assert!(
             sink.find("host_network_receive_bytes_total")
