@@ -25,6 +25,11 @@ command -v logrotate >/dev/null 2>&1 || [[ -x /usr/sbin/logrotate ]] || apt_miss
 # Debian's Alertmanager package ships amtool too.
 command -v prometheus-alertmanager >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
+# The containers tests start their own Docker daemon (Debian's dockerd and its 20.10 client
+# with BuildKit) and run images made from the static busybox.
+[[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || apt_missing+=(docker.io)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+    apt_missing+=(busybox-static)
 # PostgreSQL's programs live under /usr/lib/postgresql/<version>/bin on Debian.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_missing+=(postgresql)

@@ -1,7 +1,7 @@
 //! The test harness of mcpwatch: real services (Prometheus, Alertmanager alone or as a
 //! gossiping cluster, PostgreSQL, Redis, an MCP server built with the official Python SDK,
 //! an SMTP server built with Python's `aiosmtpd`) started on free loopback ports in temporary
-//! directories and stopped when dropped; a stand-in MCP daemon and in-process stand-ins for
+//! directories and stopped when dropped; a private Docker daemon on a socket of its own; a stand-in MCP daemon and in-process stand-ins for
 //! Slack's incoming webhooks, PagerDuty's Events API v2 and a generic webhook, with faults on
 //! demand; plus the checkers the tests use (`promtool`, `amtool`, Python's strict
 //! OpenMetrics parser).
@@ -14,6 +14,7 @@
 pub mod alertmanager;
 pub mod binaries;
 pub mod daemon;
+pub mod docker;
 pub mod engine;
 pub mod exposition;
 pub mod http;
