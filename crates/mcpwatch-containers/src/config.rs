@@ -12,8 +12,12 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// would outgrow what a dashboard shows.
 pub const MAX_CONTAINERS: usize = 10_000;
 
-/// The most requests at once a target may send its daemon.
+/// The most inspections at once a target may send its daemon.
 pub const MAX_CONCURRENCY: usize = 64;
+
+/// The most stats requests at once a target may have open on its daemon (one connection,
+/// one file descriptor each).
+pub const MAX_STATS_CONCURRENCY: usize = 256;
 
 /// One Docker daemon.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,11 +36,14 @@ pub struct ContainersConfig {
     /// and dead ones first, then by name); the rest are only counted.
     #[serde(default = "defaults::max_containers")]
     pub max_containers: usize,
-    /// Requests sent to the daemon at once (one connection each). The daemon samples the
-    /// stats of every container asked for together, once a second: with `stats`, each
-    /// `concurrency` running containers cost up to a second of the scrape.
+    /// Inspections sent to the daemon at once (one connection each).
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
+    /// Stats requests open at once. The daemon samples the containers asked for together,
+    /// once a second, and a request waits for the next sample: each round of this many
+    /// running containers costs up to a second of the scrape.
+    #[serde(default = "defaults::stats_concurrency")]
+    pub stats_concurrency: usize,
 }
 
 mod defaults {
@@ -51,6 +58,9 @@ mod defaults {
     pub fn concurrency() -> usize {
         16
     }
+    pub fn stats_concurrency() -> usize {
+        100
+    }
 }
 
 impl ContainersConfig {
@@ -62,6 +72,7 @@ impl ContainersConfig {
             stats: false,
             max_containers: defaults::max_containers(),
             concurrency: defaults::concurrency(),
+            stats_concurrency: defaults::stats_concurrency(),
         }
     }
 
@@ -97,6 +108,15 @@ impl ContainersConfig {
                 ),
             );
         }
+        if !(1..=MAX_STATS_CONCURRENCY).contains(&self.stats_concurrency) {
+            return problem(
+                "stats_concurrency",
+                format!(
+                    "{} is not between 1 and {MAX_STATS_CONCURRENCY}",
+                    self.stats_concurrency
+                ),
+            );
+        }
         Ok(())
     }
 }
@@ -117,7 +137,10 @@ mod tests {
         assert_eq!(c, ContainersConfig::new("docker".into()));
         assert_eq!(c.socket.path(), Path::new(DEFAULT_SOCKET));
         assert!(!c.stats);
-        assert_eq!((c.max_containers, c.concurrency), (100, 16));
+        assert_eq!(
+            (c.max_containers, c.concurrency, c.stats_concurrency),
+            (100, 16, 100)
+        );
         assert_eq!(c.validate(), Ok(()));
         let c = parse("name: d\nsocket: run/docker.sock\nstats: true\nmax_containers: 5\n");
         assert_eq!(c.socket.path(), Path::new("/etc/mcpwatch/run/docker.sock"));
@@ -134,6 +157,8 @@ mod tests {
             ("name: d\nmax_containers: 0\n", "max_containers"),
             ("name: d\nconcurrency: 0\n", "concurrency"),
             ("name: d\nconcurrency: 65\n", "concurrency"),
+            ("name: d\nstats_concurrency: 0\n", "stats_concurrency"),
+            ("name: d\nstats_concurrency: 257\n", "stats_concurrency"),
         ] {
             assert_eq!(parse(text).validate().expect_err(text).0, key, "{text}");
         }

@@ -66,11 +66,12 @@ impl ContainersCollector {
     async fn run(
         &self,
         jobs: &[Job<'_>],
+        concurrency: usize,
         mut open: Vec<Connection>,
         stop: Instant,
     ) -> (Vec<Option<Answer>>, Vec<ApiError>, Vec<Connection>) {
         let next = AtomicUsize::new(0);
-        let workers = self.config.concurrency.min(jobs.len());
+        let workers = concurrency.min(jobs.len());
         let given: Vec<Option<Connection>> = (0..workers).map(|_| open.pop()).collect();
         let runs = given.into_iter().map(|connection| {
             let next = &next;
@@ -224,14 +225,21 @@ impl Collector for ContainersCollector {
             .iter()
             .map(|(_, summary)| Job::Inspect(&summary.id))
             .collect();
-        let (inspected, mut errors, open) = self.run(&inspections, vec![connection], stop).await;
-        // The stats of every running container asked at once, after the inspections: the
-        // daemon samples all containers asked for together, once a second, so requests
-        // spread over time would each wait for a sample of their own.
+        let (inspected, mut errors, open) = self
+            .run(
+                &inspections,
+                self.config.concurrency,
+                vec![connection],
+                stop,
+            )
+            .await;
+        // The stats of the running containers asked at once (up to stats_concurrency), after
+        // the inspections: the daemon samples the containers asked for together, once a
+        // second, and each request waits for the next sample.
         let running: Vec<usize> = if self.config.stats {
             (0..chosen.len())
                 .filter(|&i| {
-                    matches!(&inspected[i], Some(Answer::Inspect(i)) if i.state.status == "running")
+                    matches!(&inspected[i], Some(Answer::Inspect(found)) if found.state.status == "running")
                 })
                 .collect()
         } else {
@@ -241,7 +249,9 @@ impl Collector for ContainersCollector {
             .iter()
             .map(|&i| Job::Stats(&chosen[i].1.id))
             .collect();
-        let (mut sampled, stats_errors, _) = self.run(&asked, open, stop).await;
+        let (mut sampled, stats_errors, _) = self
+            .run(&asked, self.config.stats_concurrency, open, stop)
+            .await;
         errors.extend(stats_errors);
         let unanswered = inspected
             .iter()
