@@ -10,7 +10,8 @@
 //!
 //! Live check: real PostgreSQL (with a logical replica and dead rows), Redis (with a
 //! replica), an MCP daemon (health endpoint, health file, request log, and the official
-//! SDK's server over Streamable HTTP), a directory of backups, the exporter watching all of
+//! SDK's server over Streamable HTTP), a directory of backups, a Docker daemon with
+//! containers that run healthy, exit, restart and are OOM-killed, the exporter watching all of
 //! them, the notifier with an escalation policy, a failing channel and a maintenance window,
 //! and a real Prometheus with the shipped rules: every query of every dashboard succeeds
 //! and returns data.
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcpwatch_tests::binaries::workspace_binary;
 use mcpwatch_tests::daemon::{Behaviour, Daemon};
+use mcpwatch_tests::docker::Dockerd;
 use mcpwatch_tests::http::client;
 use mcpwatch_tests::mcp::{InstrumentedServer, McpServer, ModernMcpServer};
 use mcpwatch_tests::notifier::{NotifierProcess, payload};
@@ -42,7 +44,7 @@ use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::{Value, json};
 
 /// Each shipped dashboard: file, uid, and whether it has a `target` variable.
-const DASHBOARDS: [(&str, &str, bool); 11] = [
+const DASHBOARDS: [(&str, &str, bool); 12] = [
     ("overview.json", "mcpwatch-overview", false),
     ("host.json", "mcpwatch-host", false),
     ("postgres.json", "mcpwatch-postgres", true),
@@ -54,6 +56,7 @@ const DASHBOARDS: [(&str, &str, bool); 11] = [
     ("mcp.json", "mcpwatch-mcp", false),
     ("certificates.json", "mcpwatch-certificates", true),
     ("logs.json", "mcpwatch-logs", true),
+    ("containers.json", "mcpwatch-containers", true),
 ];
 
 /// The durations dashboard-linter puts in place of Grafana's interval variables: values no
@@ -904,6 +907,61 @@ async fn postgres_with_replica() -> PostgresServer {
 
 /// Notifier configuration: a log channel, a webhook channel to a closed port (failures,
 /// retries, dead letters), and an escalation policy whose second level comes after 2 s.
+/// A Docker daemon with one container of each fate the Containers dashboard shows: one
+/// running healthy under a memory limit (the only one running, so that its one-shot stats
+/// are answered at once, well inside the 2 s scrape), one exited with a code, one restarted
+/// under `on-failure:3`, one OOM-killed.
+fn docker_with_containers() -> Dockerd {
+    let docker = Dockerd::start();
+    let image = docker.busybox_image();
+    for (name, options, command) in [
+        (
+            "shop-web-1",
+            &[
+                "--memory",
+                "64m",
+                "--health-cmd",
+                "true",
+                "--health-interval",
+                "1s",
+            ][..],
+            &["sleep", "1000"][..],
+        ),
+        ("shop-job-1", &[][..], &["sh", "-c", "exit 3"][..]),
+        (
+            "shop-worker-1",
+            &["--restart", "on-failure:3"][..],
+            &["sh", "-c", "exit 1"][..],
+        ),
+        (
+            "shop-cache-1",
+            &["--memory", "16m", "--memory-swap", "16m"][..],
+            &["tail", "/dev/zero"][..],
+        ),
+    ] {
+        let service = name.trim_start_matches("shop-").trim_end_matches("-1");
+        let project = "com.docker.compose.project=shop".to_owned();
+        let service = format!("com.docker.compose.service={service}");
+        let mut args = vec![
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--label",
+            &project,
+            "--label",
+            &service,
+        ];
+        args.extend_from_slice(options);
+        args.push(&image);
+        args.extend_from_slice(command);
+        docker.run(&args);
+    }
+    docker
+}
+
 fn notifier_config(closed_port: u16) -> String {
     format!(
         "delivery:\n  timeout: 2s\n  retry: {{initial_backoff: 200ms, max_backoff: 1s, jitter: 0.1}}\n\
@@ -1029,6 +1087,8 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name);
 
+    // The Docker daemon and its containers start beside the other services.
+    let docker = tokio::task::spawn_blocking(docker_with_containers);
     let postgres = postgres_with_replica().await;
     let redis = RedisServer::start(&["--maxmemory", "64mb"]).await;
     let redis_port = redis.port().to_string();
@@ -1113,6 +1173,8 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
     std::fs::write(path("ca.pem"), &ca).expect("CA");
     std::fs::create_dir_all(path("tls")).expect("tls");
     std::fs::write(path("tls/server.crt"), format!("{cert}{ca}")).expect("certificate file");
+    let docker = docker.await.expect("Docker daemon");
+    let docker_socket = docker.socket().display().to_string();
     let d = dir.path().display();
     let config = format!(
         "collectors:\n\
@@ -1153,7 +1215,9 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
          \x20   - name: access\n\
          \x20     path: '{d}/logs/access.log'\n\
          \x20     patterns:\n\
-         \x20       - {{name: http_status, regex: '\" (?P<status>[1-5]\\d\\d) ', labels: [status]}}\n",
+         \x20       - {{name: http_status, regex: '\" (?P<status>[1-5]\\d\\d) ', labels: [status]}}\n\
+         \x20 containers:\n\
+         \x20   - {{name: docker, socket: '{}', stats: true}}\n",
         redis.port(),
         replica.port(),
         daemon.health_url(),
@@ -1163,6 +1227,7 @@ async fn every_dashboard_query_returns_data_from_a_live_stack() {
         tls_daemon.health_url(),
         pages.url("/"),
         pages.url("/health"),
+        docker_socket,
     );
     std::fs::write(path("exporter.yml"), config).expect("exporter config");
     let exporter_address = free_address();

@@ -21,7 +21,7 @@ use mcpwatch_tests::wait_for_async;
 use serde_json::Value;
 
 /// The areas, one rule file each.
-const AREAS: [&str; 11] = [
+const AREAS: [&str; 13] = [
     "host",
     "postgres",
     "redis",
@@ -33,6 +33,8 @@ const AREAS: [&str; 11] = [
     "exporter",
     "notifier",
     "certificates",
+    "containers",
+    "kubernetes",
 ];
 const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
 const RUNBOOKS: &str = "https://github.com/mcpwatch/mcpwatch/blob/main/docs/runbooks.md#";
@@ -135,6 +137,8 @@ fn every_alert_follows_the_lint_rules_and_has_a_runbook_section() {
             "files" => &["Files"],
             "logs" => &["Log"],
             "certificates" => &["TlsCertificate", "CertificateFile"],
+            "containers" => &["Container", "Docker"],
+            "kubernetes" => &["Pod"],
             _ => &["Mcpwatch"],
         };
         if !prefixes.iter().any(|prefix| name.starts_with(prefix)) {

@@ -40,7 +40,7 @@ impl ScrapeContext {
 #[async_trait]
 pub trait Collector: Send + Sync + 'static {
     /// The `collector` label: `host`, `postgres`, `redis`, `wsdaemon`, `http`, `files`,
-    /// `certificates`, `log_patterns`.
+    /// `certificates`, `log_patterns`, `containers`.
     fn name(&self) -> &str;
 
     /// The `target` label: the configured target's name, empty for the local host. A

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcpwatch_certificates::{CertificatesCollector, CertificatesConfig};
+use mcpwatch_containers::ContainersConfig;
 use mcpwatch_core::config::{
     ConfigError, ConfigPath, Pattern, Problem, SecretFile, check_target_name, duration,
     load_yaml_checked,
@@ -65,6 +66,9 @@ pub struct CollectorsConfig {
     /// Plain-text logs, their lines counted by named patterns.
     #[serde(default)]
     pub log_patterns: Vec<LogPatternsConfig>,
+    /// Docker daemons, their containers read on each daemon's socket.
+    #[serde(default)]
+    pub containers: Vec<ContainersConfig>,
 }
 
 /// `scrape`.
@@ -655,6 +659,12 @@ impl ExporterConfig {
             |t| &t.name,
             LogPatternsConfig::validate,
         )?;
+        check_targets(
+            "containers",
+            &self.collectors.containers,
+            |t| &t.name,
+            ContainersConfig::validate,
+        )?;
         if self.scrape.timeout.is_zero() {
             return Err((
                 "scrape.timeout".to_owned(),
@@ -816,6 +826,37 @@ mod tests {
         .expect_err("clash");
         assert!(
             e.starts_with("exporter.yml:7:11: collectors.wsdaemon[0].mappings[0].metric: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn containers_targets_from_the_documented_example() {
+        let config = load(
+            "collectors:\n  containers:\n    - name: docker\n    - name: builds\n      \
+             socket: /run/user/1000/docker.sock\n      stats: true\n      max_containers: 20\n",
+            &[],
+        )
+        .expect("valid");
+        let targets = &config.collectors.containers;
+        assert_eq!(
+            targets[0].socket.path(),
+            Path::new(mcpwatch_containers::config::DEFAULT_SOCKET)
+        );
+        assert!(!targets[0].stats);
+        assert_eq!(
+            targets[1].socket.path(),
+            Path::new("/run/user/1000/docker.sock")
+        );
+        assert!(targets[1].stats);
+        assert_eq!(targets[1].max_containers, 20);
+        let e = load(
+            "collectors:\n  containers:\n    - name: d\n      socket: tcp://h:2375\n",
+            &[],
+        )
+        .expect_err("a URL");
+        assert!(
+            e.starts_with("exporter.yml:4:7: collectors.containers[0].socket: "),
             "{e}"
         );
     }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mcpwatch_certificates::{CertificatesCollector, CertificatesConfig};
+use mcpwatch_containers::{ContainersCollector, ContainersConfig};
 use mcpwatch_core::secret::redact_message;
 use mcpwatch_core::{Collector, MetricSink, MetricSource, ScrapeEngine};
 use mcpwatch_files::{FilesCollector, FilesConfig};
@@ -31,6 +32,7 @@ enum CollectorSpec {
     Certificates(CertificatesConfig),
     Files(FilesConfig),
     LogPatterns(LogPatternsConfig),
+    Containers(ContainersConfig),
 }
 
 type Built = Vec<(CollectorSpec, Arc<dyn Collector>)>;
@@ -58,6 +60,8 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
     specs.extend(files.map(CollectorSpec::Files));
     let log_patterns = collectors.log_patterns.iter().cloned();
     specs.extend(log_patterns.map(CollectorSpec::LogPatterns));
+    let containers = collectors.containers.iter().cloned();
+    specs.extend(containers.map(CollectorSpec::Containers));
     specs
         .into_iter()
         .map(|spec| {
@@ -95,6 +99,10 @@ fn build(config: &ExporterConfig, previous: &Built) -> Result<Built, String> {
                 CollectorSpec::LogPatterns(target) => Arc::new(
                     LogPatternsCollector::new(target.clone())
                         .map_err(|e| format!("log_patterns target {:?}: {e}", target.name))?,
+                ),
+                CollectorSpec::Containers(target) => Arc::new(
+                    ContainersCollector::new(target.clone())
+                        .map_err(|e| format!("containers target {:?}: {e}", target.name))?,
                 ),
             };
             Ok((spec, collector))
