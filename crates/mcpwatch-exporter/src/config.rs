@@ -596,7 +596,8 @@ impl ExporterConfig {
     /// small configuration keeps one worker, and with it the smallest resident memory.
     pub fn worker_threads_for(&self, cores: usize) -> usize {
         let c = &self.collectors;
-        let targets = c.postgres.len() + c.redis.len() + c.wsdaemon.len() + c.http.len();
+        let targets =
+            c.postgres.len() + c.redis.len() + c.wsdaemon.len() + c.http.len() + c.containers.len();
         let probes = if self.probe.modules.is_empty() {
             0
         } else {
