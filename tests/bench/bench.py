@@ -385,6 +385,24 @@ def measure(exporter, connections, seconds, headers, postgres=None, role=None):
     return result
 
 
+# node_exporter's collectors for what mcpwatch's host collector covers by default: CPU,
+# memory, load, filesystems, network devices, disk I/O, pressure, sockets, TCP and UDP
+# counters, file handles, kernel counters, clock, the system's name.
+NODE_EXPORTER_AS_OURS = ["cpu", "meminfo", "loadavg", "filesystem", "netdev", "diskstats", "pressure",
+                         "sockstat", "netstat", "filefd", "stat", "timex", "time", "uname"]
+
+
+CONFIGS = tempfile.TemporaryDirectory(prefix="mcpwatch-bench-configs-")
+
+
+def write_config(text):
+    """A configuration file for one exporter run, in a directory removed at exit."""
+    handle, path = tempfile.mkstemp(dir=CONFIGS.name, suffix=".yml")
+    with os.fdopen(handle, "w") as f:
+        f.write(text)
+    return path
+
+
 def headline(title, rows, ours, peer):
     """One summary line: scrapes, series and series per second at 1 connection, ours / the peer's."""
     first = {n: r for l, n, r in rows if l == SCENARIOS[0][0]}
@@ -456,8 +474,18 @@ def main():
         finally:
             ours.stop()
             peer.stop()
-        summary.append(headline("host", rows, ours, peer)
+        summary.append(headline("host, each at its defaults", rows, ours, peer)
                        + f"; RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
+        # node_exporter narrowed to what mcpwatch's host collector covers by default.
+        ours = Exporter("mcpwatch(host)", [ours_bin])
+        peer = Exporter("node_exporter(ours)", ["prometheus-node-exporter", "--collector.disable-defaults"]
+                        + [f"--collector.{c}" for c in NODE_EXPORTER_AS_OURS])
+        try:
+            rows, rss = compare("host, node_exporter with mcpwatch's coverage", ours, peer, args.seconds)
+        finally:
+            ours.stop()
+            peer.stop()
+        summary.append(headline("host, node_exporter with mcpwatch's coverage", rows, ours, peer))
 
     if "wsdaemon" in only:
         summary += wsdaemon_comparison(ours_bin, args.seconds, args.venvs)
@@ -498,11 +526,24 @@ def main():
                 ours.stop()
                 peer.stop()
             peer_rss["postgres_exporter"] = rss["postgres_exporter"]
+            # mcpwatch widened to the peer's default coverage: every table's statistics.
+            wide = write_config(f"collectors:\n  host: {{enabled: false}}\n  postgres:\n    - name: bench\n"
+                                f"      dsn: {postgres.dsn('mcpwatch_bench')}\n      top_tables: 10000\n")
+            ours_wide = Exporter("mcpwatch(postgres, wide)", [ours_bin, f"--config.file={wide}"])
+            peer = Exporter("postgres_exporter", ["prometheus-postgres-exporter"],
+                            env={"DATA_SOURCE_NAME": postgres.dsn("pgexporter_bench")})
+            try:
+                wide_rows, _ = compare("postgres, mcpwatch with postgres_exporter's coverage", ours_wide, peer,
+                                       args.seconds, postgres, ("mcpwatch_bench", "pgexporter_bench"))
+            finally:
+                ours_wide.stop()
+                peer.stop()
             first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
             summary.append(
-                headline("postgres", rows, ours, peer) + "; "
+                headline("postgres, each at its defaults", rows, ours, peer) + "; "
                 f"statements per scrape {first[0]['statements']:.1f} vs {first[1]['statements']:.1f}; "
                 f"connections opened per 1,000 scrapes {first[0]['sessions_per_1k']:.1f} vs {first[1]['sessions_per_1k']:.1f}")
+            summary.append(headline("postgres, mcpwatch with postgres_exporter's coverage", wide_rows, ours_wide, peer))
         if "redis" in only:
             ours = Exporter("mcpwatch(redis)", [ours_bin, "--no-collector.host", f"--redis.url={redis.url()}"])
             peer = Exporter("redis_exporter", ["prometheus-redis-exporter", f"-redis.addr=redis://127.0.0.1:{redis.port}"],
@@ -513,7 +554,19 @@ def main():
                 ours.stop()
                 peer.stop()
             peer_rss["redis_exporter"] = rss["redis_exporter"]
-            summary.append(headline("redis", rows, ours, peer))
+            summary.append(headline("redis, each at its defaults", rows, ours, peer))
+            # mcpwatch widened to the peer's default coverage: every command's statistics.
+            wide = write_config(f"collectors:\n  host: {{enabled: false}}\n  redis:\n    - name: bench\n"
+                                f"      url: {redis.url()}\n      max_commands: 10000\n")
+            ours = Exporter("mcpwatch(redis, wide)", [ours_bin, f"--config.file={wide}"])
+            peer = Exporter("redis_exporter", ["prometheus-redis-exporter", f"-redis.addr=redis://127.0.0.1:{redis.port}"],
+                            env={"REDIS_PASSWORD": redis.password}, listen_flag="-web.listen-address")
+            try:
+                rows, _ = compare("redis, mcpwatch with redis_exporter's coverage", ours, peer, args.seconds)
+            finally:
+                ours.stop()
+                peer.stop()
+            summary.append(headline("redis, mcpwatch with redis_exporter's coverage", rows, ours, peer))
         if "all" in only:
             everything = Exporter("mcpwatch(all)", [ours_bin, f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}",
                                                     f"--redis.url={redis.url()}"])
