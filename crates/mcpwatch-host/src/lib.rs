@@ -279,7 +279,11 @@ impl Collector for HostCollector {
                 .unwrap_or(ctx.deadline()),
         );
 
-        let proc_areas = self.areas(|a| !matches!(a, Area::Filesystem | Area::Processes));
+        let mut proc_areas = self.areas(|a| !matches!(a, Area::Filesystem | Area::Processes));
+        // TCP states read a table that grows with the connections and is cut at the
+        // deadline: read it last, so that a large one fails only itself, not the areas that
+        // would have come after it in the lane.
+        proc_areas.sort_by_key(|&area| area == Area::Tcpstat);
         let (config, info) = (self.config.clone(), self.info.clone());
         let proc_lane = run_lane(
             &self.proc_lane,
@@ -358,6 +362,8 @@ impl Collector for HostCollector {
 mod tests {
     use super::*;
     use mcpwatch_core::ScrapeEngine;
+    use mcpwatch_core::config::ConfigPath;
+    use std::path::Path;
 
     fn area_success(scrape: &mcpwatch_core::Scrape, area: &str) -> Option<f64> {
         scrape.value("host_scrape_area_success", &[("area", area)])
@@ -443,6 +449,56 @@ mod tests {
             "other areas served"
         );
         assert!(sink.find("host_filesystem_size_bytes").is_none());
+    }
+
+    #[tokio::test]
+    async fn tcp_states_cut_at_the_deadline_fail_alone() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for file in [
+            "stat",
+            "loadavg",
+            "uptime",
+            "diskstats",
+            "net/dev",
+            "net/sockstat",
+            "net/snmp",
+            "net/netstat",
+            "sys/fs/file-nr",
+        ] {
+            let to = root.path().join(file);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            let text = std::fs::read(Path::new("/proc").join(file)).expect("read /proc");
+            std::fs::write(to, text).expect("write");
+        }
+        // A table of a terabyte (sparse): no scrape reads it to the end.
+        std::fs::File::create(root.path().join("net/tcp"))
+            .and_then(|tcp| tcp.set_len(1 << 40))
+            .expect("sparse net/tcp");
+        let config = HostConfig {
+            areas: [(Area::Tcpstat, true)].into(),
+            procfs: ConfigPath::from(root.path().to_owned()),
+            ..HostConfig::default()
+        };
+        let collector = HostCollector::new(config).expect("host");
+        let mut sink = MetricSink::default();
+        let ctx = ScrapeContext::new(Instant::now() + Duration::from_secs(2));
+        collector.collect(&ctx, &mut sink).await.expect("collect");
+        let success = |area: &str| {
+            sink.find("host_scrape_area_success")
+                .and_then(|f| f.value(&[("area", area)]))
+        };
+        assert_eq!(success("tcpstat"), Some(0.0));
+        for area in [
+            "cpu",
+            "system",
+            "diskstats",
+            "sockstat",
+            "netstat",
+            "filefd",
+            "timex",
+        ] {
+            assert_eq!(success(area), Some(1.0), "{area}");
+        }
     }
 
     #[tokio::test]
