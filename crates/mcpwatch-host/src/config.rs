@@ -82,23 +82,42 @@ impl Default for HostConfig {
     }
 }
 
-/// Reads `areas`, naming an unknown area and the known ones.
+/// Reads `areas`, naming an unknown area and the known ones, and refusing an area named
+/// twice (which a map would take silently, the last one winning).
 fn areas<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<BTreeMap<Area, bool>, D::Error> {
-    use serde::de::Error;
-    BTreeMap::<String, bool>::deserialize(deserializer)?
-        .into_iter()
-        .map(
-            |(name, on)| match Area::ALL.into_iter().find(|a| a.name() == name) {
-                Some(area) => Ok((area, on)),
-                None => Err(D::Error::custom(format_args!(
-                    "unknown area `{name}`, expected one of {}",
-                    Area::ALL.map(Area::name).join(", ")
-                ))),
-            },
-        )
-        .collect()
+    struct Areas;
+    impl<'de> serde::de::Visitor<'de> for Areas {
+        type Value = BTreeMap<Area, bool>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of area names to true or false")
+        }
+
+        fn visit_map<M: serde::de::MapAccess<'de>>(
+            self,
+            mut map: M,
+        ) -> Result<Self::Value, M::Error> {
+            use serde::de::Error;
+            let mut areas = BTreeMap::new();
+            while let Some((name, on)) = map.next_entry::<String, bool>()? {
+                let Some(area) = Area::ALL.into_iter().find(|a| a.name() == name) else {
+                    return Err(M::Error::custom(format_args!(
+                        "unknown area `{name}`, expected one of {}",
+                        Area::ALL.map(Area::name).join(", ")
+                    )));
+                };
+                if areas.insert(area, on).is_some() {
+                    return Err(M::Error::custom(format_args!(
+                        "area `{name}` is named twice"
+                    )));
+                }
+            }
+            Ok(areas)
+        }
+    }
+    deserializer.deserialize_map(Areas)
 }
 
 /// A process to watch, found by exactly one of `comm`, `cmdline` or `pid_file`.
@@ -213,6 +232,11 @@ mod tests {
         assert_eq!(c.procfs.path(), Path::new("/host/proc"));
         assert!(parse("areas: { tcpstat: true }\n").area_enabled(Area::Tcpstat));
         assert_eq!(HostConfig::default().procfs.path(), Path::new("/proc"));
+        let error =
+            parse_yaml::<HostConfig>("areas:\n  cpu: false\n  cpu: true\n", Path::new("c.yml"))
+                .expect_err("named twice")
+                .to_string();
+        assert!(error.contains("area `cpu` is named twice"), "{error}");
         let error = parse_yaml::<HostConfig>("areas: { diskstat: false }\n", Path::new("c.yml"))
             .expect_err("unknown area")
             .to_string();

@@ -101,6 +101,9 @@ fn write(text: &str, config: &HostConfig, sink: &mut MetricSink) {
             MetricFamily::counter(name, help)
         }
     });
+    // A device named twice (a garbled file) would be a duplicate series, which fails the
+    // whole scrape in Prometheus: the first line counts.
+    let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
         // "major minor name" and at least the 11 fields every kernel since 2.6 writes.
         let mut words = line.split_whitespace();
@@ -114,13 +117,18 @@ fn write(text: &str, config: &HostConfig, sink: &mut MetricSink) {
         ) {
             continue;
         }
+        // A field that is not a number skips the device rather than report 0, which a
+        // counter's rate would read as a reset.
         let mut values = [0_u64; 11];
         let mut count = 0;
         for (slot, word) in values.iter_mut().zip(words) {
-            *slot = word.parse().unwrap_or(0);
+            let Ok(value) = word.parse() else {
+                break;
+            };
+            *slot = value;
             count += 1;
         }
-        if count < values.len() {
+        if count < values.len() || !seen.insert(device) {
             continue;
         }
         for (family, (index, _, _, unit)) in families.iter_mut().zip(FIELDS) {
@@ -188,6 +196,35 @@ mod tests {
             assert_eq!(family.samples().len(), 2, "{}", family.name());
         }
         assert_eq!(sink.families().len(), FIELDS.len());
+    }
+
+    #[test]
+    fn skips_garbled_lines_and_devices_named_twice() {
+        let text = "\
+   8       0 sda 1 2 3 4 5 6 7 8 9 10 11
+   8      16 sdb 1 2 xx 4 5 6 7 8 9 10 11
+   8      32 sdc 1 2 99999999999999999999999 4 5 6 7 8 9 10 11
+   8      48 sdd 1 2 3 4 5 6 7 8 9 10 -1
+   8       0 sda 100 2 3 4 5 6 7 8 9 10 11
+ 253       0 we\"ird\\name 1 2 3 4 5 6 7 8 9 10 11
+garbage
+
+";
+        let mut sink = MetricSink::default();
+        write(text, &HostConfig::default(), &mut sink);
+        for family in sink.families() {
+            let devices: Vec<_> = family
+                .samples()
+                .iter()
+                .map(|s| s.labels[0].1.clone())
+                .collect();
+            assert_eq!(devices, ["sda", "we\"ird\\name"], "{}", family.name());
+        }
+        assert_eq!(
+            sink.find("host_disk_reads_completed_total")
+                .and_then(|f| f.value(&[("device", "sda")])),
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@ use mcpwatch_core::{CollectError, MetricSink};
 
 use crate::procfs::Procfs;
 
+/// Characters of a file-nr that cannot be read that its error quotes.
+const SHOWN: usize = 64;
+
 pub(crate) fn collect(procfs: &mut Procfs, sink: &mut MetricSink) -> Result<(), CollectError> {
     // "740	0	2471052": allocated, allocated but unused (always 0 since Linux 2.6), maximum.
     let text = procfs.read("sys/fs/file-nr")?;
@@ -11,7 +14,10 @@ pub(crate) fn collect(procfs: &mut Procfs, sink: &mut MetricSink) -> Result<(), 
     let (Some(Some(allocated)), Some(_), Some(Some(maximum))) =
         (fields.next(), fields.next(), fields.next())
     else {
-        let read = format!("{text:?}");
+        // Quoted, and cut: the text goes to the log and a wrong file may be large.
+        let shown: String = text.chars().take(SHOWN).collect();
+        let more = if shown.len() < text.len() { "..." } else { "" };
+        let read = format!("{shown:?}{more}");
         return Err(CollectError::msg(format_args!(
             "{}/sys/fs/file-nr: expected three numbers, read {read}",
             procfs.root().display()
@@ -54,5 +60,11 @@ mod tests {
             error.ends_with("expected three numbers, read \"740\\n\""),
             "{error}"
         );
+        std::fs::write(fs.join("file-nr"), "x".repeat(1 << 20)).expect("write");
+        let error = collect(&mut procfs, &mut MetricSink::default())
+            .expect_err("garbage")
+            .to_string();
+        let expected = format!("expected three numbers, read \"{}\"...", "x".repeat(SHOWN));
+        assert!(error.ends_with(&expected), "{}", error.len());
     }
 }

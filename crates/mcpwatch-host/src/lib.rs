@@ -55,15 +55,18 @@ struct ProcState {
 }
 
 /// Collects the host's metrics (`host_*`), area by area (see [`Area`]). Every area runs on
-/// tokio's blocking threads, in three lanes that do not wait for each other: the areas
-/// read from `/proc` and adjtimex one after the other, the filesystems (statfs, which
-/// hangs on a dead network mount), and the watched processes. Each area is timed and marked
+/// tokio's blocking threads, in four lanes that do not wait for each other: the areas
+/// read from `/proc` and adjtimex one after the other, the TCP states (a table that grows
+/// with the connections, read until the deadline), the filesystems (statfs, which hangs on
+/// a dead network mount), and the watched processes. Each area is timed and marked
 /// successful on its own, so a missing file or a hung mount fails its area, not the host.
 pub struct HostCollector {
     config: Arc<HostConfig>,
     info: Arc<system::HostInfo>,
     proc_lane: BlockingLane,
     proc_state: Arc<Mutex<ProcState>>,
+    tcp_lane: BlockingLane,
+    tcp_procfs: Arc<Mutex<Procfs>>,
     filesystem_lane: BlockingLane,
     disks: Arc<Mutex<Disks>>,
     process_lane: BlockingLane,
@@ -112,6 +115,8 @@ impl HostCollector {
             info: Arc::new(system::HostInfo::read()),
             proc_lane: BlockingLane::default(),
             proc_state: Arc::new(Mutex::new(proc_state)),
+            tcp_lane: BlockingLane::default(),
+            tcp_procfs: Arc::new(Mutex::new(Procfs::new(config.procfs.path()))),
             filesystem_lane: BlockingLane::default(),
             disks: Arc::new(Mutex::new(disks)),
             process_lane: BlockingLane::default(),
@@ -146,7 +151,6 @@ fn collect_proc_area(
     state: &mut ProcState,
     config: &HostConfig,
     info: &system::HostInfo,
-    stop: std::time::Instant,
     sink: &mut MetricSink,
 ) -> Result<(), CollectError> {
     let ProcState {
@@ -154,8 +158,6 @@ fn collect_proc_area(
         system,
         networks,
     } = state;
-    #[cfg(not(target_os = "linux"))]
-    let _ = stop;
     match area {
         #[cfg(target_os = "linux")]
         Area::Cpu => cpu::collect(procfs, sink),
@@ -180,8 +182,6 @@ fn collect_proc_area(
         #[cfg(target_os = "linux")]
         Area::Sockstat => sockstat::collect(procfs, sink),
         #[cfg(target_os = "linux")]
-        Area::Tcpstat => tcpstat::collect(procfs, stop, sink),
-        #[cfg(target_os = "linux")]
         Area::Netstat => netstat::collect(procfs, sink),
         #[cfg(target_os = "linux")]
         Area::Filefd => filefd::collect(procfs, sink),
@@ -189,6 +189,21 @@ fn collect_proc_area(
         Area::Timex => timex::collect(sink),
         // Areas of the other lanes, or not supported here.
         _ => Ok(()),
+    }
+}
+
+/// Runs the TCP states area on its own lane.
+fn collect_tcp_area(
+    procfs: &mut Procfs,
+    stop: std::time::Instant,
+    sink: &mut MetricSink,
+) -> Result<(), CollectError> {
+    #[cfg(target_os = "linux")]
+    return tcpstat::collect(procfs, stop, sink);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (procfs, stop, sink);
+        Ok(())
     }
 }
 
@@ -279,7 +294,8 @@ impl Collector for HostCollector {
                 .unwrap_or(ctx.deadline()),
         );
 
-        let proc_areas = self.areas(|a| !matches!(a, Area::Filesystem | Area::Processes));
+        let proc_areas =
+            self.areas(|a| !matches!(a, Area::Tcpstat | Area::Filesystem | Area::Processes));
         let (config, info) = (self.config.clone(), self.info.clone());
         let proc_lane = run_lane(
             &self.proc_lane,
@@ -287,9 +303,19 @@ impl Collector for HostCollector {
             "reading /proc",
             proc_areas,
             self.proc_state.clone(),
-            move |area, state, stop, sink| {
-                collect_proc_area(area, state, &config, &info, stop, sink)
-            },
+            move |area, state, _, sink| collect_proc_area(area, state, &config, &info, sink),
+        );
+
+        // TCP states read a table that grows with the connections and is cut at the
+        // deadline: on a lane of their own, a large one fails only itself, and does not
+        // keep a concurrent scrape with a shorter deadline from the other areas.
+        let tcp_lane = run_lane(
+            &self.tcp_lane,
+            &areas_ctx,
+            "reading TCP sockets",
+            self.areas(|a| a == Area::Tcpstat),
+            self.tcp_procfs.clone(),
+            |_, procfs, stop, sink| collect_tcp_area(procfs, stop, sink),
         );
 
         let mut filesystem_areas = self.areas(|a| a == Area::Filesystem);
@@ -336,9 +362,10 @@ impl Collector for HostCollector {
             },
         );
 
-        let (proc_done, filesystem_done, process_done) =
-            tokio::join!(proc_lane, filesystem_lane, process_lane);
+        let (proc_done, tcp_done, filesystem_done, process_done) =
+            tokio::join!(proc_lane, tcp_lane, filesystem_lane, process_lane);
         let mut done: Vec<AreaDone> = proc_done;
+        done.extend(tcp_done);
         done.extend(filesystem_done);
         done.extend(filesystem_busy);
         done.extend(process_done);
@@ -358,6 +385,8 @@ impl Collector for HostCollector {
 mod tests {
     use super::*;
     use mcpwatch_core::ScrapeEngine;
+    use mcpwatch_core::config::ConfigPath;
+    use std::path::Path;
 
     fn area_success(scrape: &mcpwatch_core::Scrape, area: &str) -> Option<f64> {
         scrape.value("host_scrape_area_success", &[("area", area)])
@@ -443,6 +472,99 @@ mod tests {
             "other areas served"
         );
         assert!(sink.find("host_filesystem_size_bytes").is_none());
+    }
+
+    #[tokio::test]
+    async fn tcp_states_cut_at_the_deadline_fail_alone() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for file in [
+            "stat",
+            "loadavg",
+            "uptime",
+            "diskstats",
+            "net/dev",
+            "net/sockstat",
+            "net/snmp",
+            "net/netstat",
+            "sys/fs/file-nr",
+        ] {
+            let to = root.path().join(file);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            let text = std::fs::read(Path::new("/proc").join(file)).expect("read /proc");
+            std::fs::write(to, text).expect("write");
+        }
+        // A table of a terabyte (sparse): no scrape reads it to the end.
+        std::fs::File::create(root.path().join("net/tcp"))
+            .and_then(|tcp| tcp.set_len(1 << 40))
+            .expect("sparse net/tcp");
+        let config = HostConfig {
+            areas: [(Area::Tcpstat, true)].into(),
+            procfs: ConfigPath::from(root.path().to_owned()),
+            ..HostConfig::default()
+        };
+        let collector = HostCollector::new(config).expect("host");
+        let mut sink = MetricSink::default();
+        let ctx = ScrapeContext::new(Instant::now() + Duration::from_secs(2));
+        collector.collect(&ctx, &mut sink).await.expect("collect");
+        let success = |area: &str| {
+            sink.find("host_scrape_area_success")
+                .and_then(|f| f.value(&[("area", area)]))
+        };
+        assert_eq!(success("tcpstat"), Some(0.0));
+        for area in [
+            "cpu",
+            "system",
+            "diskstats",
+            "sockstat",
+            "netstat",
+            "filefd",
+            "timex",
+        ] {
+            assert_eq!(success(area), Some(1.0), "{area}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tcp_states_still_read_by_an_earlier_scrape_keep_no_other_area_waiting() {
+        let config = HostConfig {
+            areas: [(Area::Tcpstat, true)].into(),
+            ..HostConfig::default()
+        };
+        let collector = HostCollector::new(config).expect("host");
+        // A scrape with a longer deadline still reads a large /proc/net/tcp.
+        let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let long = ScrapeContext::new(Instant::now() + Duration::from_secs(60));
+        let holder = collector.tcp_lane.run(&long, "a long TCP table", move |_| {
+            let _ = locked_tx.send(());
+            let _ = release_rx.recv();
+        });
+        let scrape = async {
+            locked_rx.await.expect("lane held");
+            let mut sink = MetricSink::default();
+            let ctx = ScrapeContext::new(Instant::now() + Duration::from_secs(2));
+            collector.collect(&ctx, &mut sink).await.expect("collect");
+            release_tx.send(()).expect("release");
+            sink
+        };
+        let (held, sink) = tokio::join!(holder, scrape);
+        held.expect("holder");
+        let success = |area: &str| {
+            sink.find("host_scrape_area_success")
+                .and_then(|f| f.value(&[("area", area)]))
+        };
+        assert_eq!(success("tcpstat"), Some(0.0));
+        for area in [
+            "cpu",
+            "memory",
+            "system",
+            "network",
+            "diskstats",
+            "netstat",
+            "timex",
+        ] {
+            assert_eq!(success(area), Some(1.0), "{area}");
+        }
     }
 
     #[tokio::test]

@@ -191,19 +191,23 @@ pub(crate) fn collect(procfs: &mut Procfs, sink: &mut MetricSink) -> Result<(), 
 }
 
 /// Each section is two lines: "Tcp: RtoAlgorithm RtoMin ..." naming the fields, then
-/// "Tcp: 1 200 ..." with their values.
+/// "Tcp: 1 200 ..." with their values. A line whose section does not follow its names'
+/// (a file cut or garbled) starts a new pair, so it does not shift every later section.
 fn parse(file: &str, text: &str, values: &mut [Option<f64>; FIELDS.len()]) {
-    let mut lines = text.lines();
-    while let (Some(names), Some(numbers)) = (lines.next(), lines.next()) {
-        let (Some((section, names)), Some((again, numbers))) =
-            (names.split_once(':'), numbers.split_once(':'))
-        else {
+    let mut names: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        let Some((section, rest)) = line.split_once(':') else {
+            names = None;
             continue;
         };
-        if section != again {
-            continue;
-        }
-        for (name, number) in names.split_whitespace().zip(numbers.split_whitespace()) {
+        let header = match names.take() {
+            Some((named, header)) if named == section => header,
+            _ => {
+                names = Some((section, rest));
+                continue;
+            }
+        };
+        for (name, number) in header.split_whitespace().zip(rest.split_whitespace()) {
             let Some(i) = FIELDS
                 .iter()
                 .position(|f| f.file == file && f.section == section && f.field == name)
@@ -271,6 +275,25 @@ mod tests {
             assert_eq!(value(name), Some(expected), "{name}");
         }
         assert_eq!(sink.families().len(), FIELDS.len());
+
+        // The Ip section's names line is gone: the sections after it still pair up.
+        let mut values = [None; FIELDS.len()];
+        parse(
+            SNMP,
+            "Ip: 1 64\nIcmp: InMsgs\nIcmp: 5\n\
+             Tcp: ActiveOpens PassiveOpens\nTcp: 167 2\n\
+             Udp: InDatagrams\nUdp: 332\n",
+            &mut values,
+        );
+        let parsed = |field: &str| {
+            FIELDS
+                .iter()
+                .position(|f| f.field == field && f.file == SNMP)
+                .and_then(|i| values[i])
+        };
+        assert_eq!(parsed("ActiveOpens"), Some(167.0));
+        assert_eq!(parsed("PassiveOpens"), Some(2.0));
+        assert_eq!(parsed("InDatagrams"), Some(332.0));
         assert_eq!(
             sink.find("host_netstat_tcp_current_established")
                 .map(MetricFamily::kind),
