@@ -967,8 +967,16 @@ async fn a_role_without_pg_read_all_stats_is_reported_once_and_as_a_metric() {
     let last = scrapes.last().expect("scrapes");
     let exposition = text(last).await;
     assert_eq!(last.value("pg_up", &[]), Some(1.0), "{exposition}");
-    // What the role sees: its own session only, and no transaction of another.
-    assert_eq!(client_connections(last), 1.0, "{exposition}");
+    // What the role sees: every session by database, user and application, the others'
+    // without their state, and no transaction of another.
+    assert_eq!(client_connections(last), 7.0, "{exposition}");
+    let unknown: f64 =
+        mcpwatch_tests::engine::values_by_label(last, "pg_stat_activity_connections", "state")
+            .iter()
+            .filter(|(state, _)| state == "unknown")
+            .map(|(_, count)| count)
+            .sum();
+    assert_eq!(unknown, 6.0, "{exposition}");
     assert_eq!(
         last.value("pg_oldest_transaction_seconds", &[("datname", "postgres")]),
         Some(0.0)

@@ -87,7 +87,10 @@ impl MainQuery {
                     ""
                 }
             ),
-            // Client backends only: the connections an application's pool competes for. One
+            // Client backends only: the connections an application's pool competes for. A
+            // role without pg_read_all_stats is not shown another role's backend_type or
+            // state, only its database and user: those sessions count too, with state
+            // "unknown" (background processes have no user or database). One
             // snapshot of pg_stat_activity, grouped two ways: rows with a 0 in column 8
             // count connections by database, client, state and wait event; rows with a 1
             // are per-database totals with the oldest transactions and lock waits (the
@@ -98,7 +101,8 @@ impl MainQuery {
             // folding: one series per label set, and the counts add up to every connection.
             MainQuery::Activity => "WITH a AS (SELECT *, coalesce(usename::text, '') AS usr, \
                    coalesce(application_name, '') AS app FROM pg_stat_activity \
-                   WHERE backend_type = 'client backend'), \
+                   WHERE backend_type = 'client backend' OR (backend_type IS NULL \
+                     AND usesysid IS NOT NULL AND datid IS NOT NULL)), \
                  top AS (SELECT datname FROM a GROUP BY datname \
                    ORDER BY count(*) DESC, datname LIMIT $1), \
                  clients AS (SELECT usr, app FROM a GROUP BY usr, app \
