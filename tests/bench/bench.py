@@ -372,6 +372,56 @@ def wsdaemon_comparison(ours_bin, seconds, venvs):
     return lines
 
 
+def collector_rss(ours_bin, postgres, redis, venvs):
+    """The exporter's resident memory with one collector alone, after 20 scrapes."""
+    daemon = McpDaemon(venvs)
+    work = tempfile.mkdtemp(prefix="mcpwatch-bench-rss-")
+    for name in ("backups", "logs"):
+        os.makedirs(f"{work}/{name}")
+    for i in range(7):
+        with open(f"{work}/backups/db-{i}.sql.gz", "wb") as f:
+            f.write(os.urandom(4096))
+    with open(f"{work}/logs/app.log", "w") as f:
+        f.writelines(f"2026-12-06 INFO request {i} done\n" for i in range(1000))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=bench",
+                    "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem"], check=True, capture_output=True)
+    off = "  host: {enabled: false}\n"
+    configs = {
+        "none (the exporter alone)": off,
+        "host (defaults)": "",
+        "postgres": off + f"  postgres:\n    - name: db\n      dsn: {postgres.dsn('mcpwatch_bench')}\n",
+        "redis": off + f"  redis:\n    - name: cache\n      url: {redis.url()}\n",
+        "wsdaemon (health, WebSocket, MCP)": off + f"  wsdaemon:\n    - name: daemon\n      health_url: {daemon.health}\n"
+        f"      websocket_url: ws://127.0.0.1:{daemon.port}/ws\n      mcp_url: http://127.0.0.1:{daemon.port}/mcp\n",
+        "http": off + f"  http:\n    - name: page\n      url: {daemon.health}\n",
+        "files": off + f"  files:\n    - name: backups\n      path: {work}/backups/*.sql.gz\n      max_age: 1d\n",
+        "certificates": off + f"  certificates:\n    - name: site\n      paths: [{work}/cert.pem]\n",
+        "log_patterns": off + f"  log_patterns:\n    - name: app\n      path: {work}/logs/app.log\n"
+        "      patterns:\n        - { name: errors, regex: ERROR }\n",
+    }
+    rows = []
+    try:
+        for name, collectors in configs.items():
+            path = write_config("collectors:\n" + collectors if collectors else "{}\n")
+            exporter = Exporter("mcpwatch-rss", [ours_bin, f"--config.file={path}"])
+            try:
+                for _ in range(20):
+                    series = exporter.series()
+                with open(f"/proc/{exporter.proc.pid}/status") as f:
+                    status = dict(line.split(":", 1) for line in f)
+                rows.append((name, series, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])))
+            finally:
+                exporter.stop()
+    finally:
+        daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n== resident memory, one collector alone, after 20 scrapes ==")
+    print(f"{'collector':<36} {'series':>7} {'RSS MiB':>8} {'peak MiB':>9}")
+    for name, series, rss, hwm in rows:
+        print(f"{name:<36} {series:>7} {rss / 1024:>8.1f} {hwm / 1024:>9.1f}")
+    return ["rss, one collector alone: " + "; ".join(f"{n} {r / 1024:.1f} MiB" for n, _, r, _ in rows)]
+
+
 def measure(exporter, connections, seconds, headers, postgres=None, role=None):
     before_cpu = cpu_seconds(exporter.proc.pid)
     before = postgres.counters(role) if postgres else None
@@ -457,7 +507,8 @@ def main():
                         help="where the mcp1 and mcp2 virtual environments of tests/run.sh are")
     parser.add_argument("--seconds", type=int, default=10, help="per scenario and exporter")
     parser.add_argument("--probes", type=int, default=300, help="timed MCP probes per server and prober")
-    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "scaling", "all", "notifier", "instrumentation"]
+    sections = ["host", "postgres", "redis", "wsdaemon", "mcp", "scaling", "rss", "all", "notifier",
+                "instrumentation"]
     parser.add_argument("--only", choices=sections, action="append")
     args = parser.parse_args()
     only = set(args.only or sections)
@@ -509,7 +560,7 @@ def main():
         from notifier_bench import notifier_throughput
         summary += notifier_throughput(os.path.realpath(args.notifier), args.seconds)
 
-    needs_db = only & {"postgres", "redis", "all"}
+    needs_db = only & {"postgres", "redis", "all", "rss"}
     postgres = Postgres(["mcpwatch_bench", "pgexporter_bench"]) if needs_db else None
     redis = Redis() if needs_db else None
     peer_rss = {}
@@ -567,6 +618,8 @@ def main():
                 ours.stop()
                 peer.stop()
             summary.append(headline("redis, mcpwatch with redis_exporter's coverage", rows, ours, peer))
+        if "rss" in only:
+            summary += collector_rss(ours_bin, postgres, redis, args.venvs)
         if "all" in only:
             everything = Exporter("mcpwatch(all)", [ours_bin, f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}",
                                                     f"--redis.url={redis.url()}"])

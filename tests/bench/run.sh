@@ -5,7 +5,7 @@
 # here. Prints numbers and ratios; never passes or fails on a time.
 #
 #   ./tests/bench/run.sh [seconds per scenario, default 10]
-#       [--only host|postgres|redis|wsdaemon|mcp|scaling|all|notifier|instrumentation]...
+#       [--only host|postgres|redis|wsdaemon|mcp|scaling|rss|all|notifier|instrumentation]...
 #       [--probes N, default 300]
 #
 # `--only mcp` is the MCP probe per protocol era, mcpwatch's /probe beside blackbox_exporter's
