@@ -6,6 +6,9 @@ mod api;
 pub mod config;
 mod metrics;
 
+#[cfg(test)]
+mod hostile_tests;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
