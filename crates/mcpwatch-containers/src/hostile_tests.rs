@@ -299,3 +299,65 @@ async fn a_container_removed_between_list_and_inspect_leaves_the_others() {
         Some(2.0)
     );
 }
+
+/// What Docker 20.10 answers for the stats of a container that stopped after it was
+/// inspected (taken from a real daemon): zeros and the zero time, with status 200.
+const STATS_OF_A_STOPPED_CONTAINER: &str = r#"{"read":"0001-01-01T00:00:00Z",
+    "preread":"0001-01-01T00:00:00Z","pids_stats":{},"num_procs":0,"storage_stats":{},
+    "cpu_stats":{"cpu_usage":{"total_usage":0,"usage_in_kernelmode":0,"usage_in_usermode":0},
+    "throttling_data":{"periods":0,"throttled_periods":0,"throttled_time":0}},
+    "memory_stats":{},"name":"/a","id":"a1"}"#;
+
+#[tokio::test]
+async fn a_container_that_stops_during_its_stats_call_reports_no_cpu_time_of_zero() {
+    let (_dir, socket) = daemon(|path| match path {
+        "/version" => Reply::Json(200, VERSION.into()),
+        "/containers/json?all=1" => Reply::Json(
+            200,
+            r#"[{"Id":"a1","Names":["/a"],"State":"running","Image":"i"},
+                {"Id":"b1","Names":["/b"],"State":"running","Image":"i"}]"#
+                .into(),
+        ),
+        "/containers/a1/json" | "/containers/b1/json" => Reply::Json(
+            200,
+            r#"{"State":{"Status":"running","StartedAt":"2024-01-02T03:04:05Z"}}"#.into(),
+        ),
+        "/containers/a1/stats?stream=false&one-shot=true" => {
+            Reply::Json(200, STATS_OF_A_STOPPED_CONTAINER.into())
+        }
+        "/containers/b1/stats?stream=false&one-shot=true" => Reply::Json(
+            200,
+            r#"{"read":"2024-01-02T03:04:06Z","pids_stats":{"current":1},
+                "cpu_stats":{"cpu_usage":{"total_usage":2500000000}},
+                "memory_stats":{"usage":1000,"stats":{"inactive_file":100}}}"#
+                .into(),
+        ),
+        _ => Reply::Silent,
+    });
+    let (result, sink, in_time) = collect(&socket, BUDGET).await;
+    assert!(in_time);
+    assert_eq!(result, Ok(()));
+    let cpu = |name: &str| {
+        value(
+            &sink,
+            "docker_container_cpu_seconds_total",
+            &[("name", name)],
+        )
+    };
+    // Not a counter fallen to 0.
+    assert_eq!(cpu("a"), None);
+    assert_eq!(cpu("b"), Some(2.5));
+    assert_eq!(
+        value(
+            &sink,
+            "docker_container_memory_usage_bytes",
+            &[("name", "b")]
+        ),
+        Some(900.0)
+    );
+    assert_eq!(
+        sink.find("docker_container_cpu_seconds_total")
+            .map(|f| f.samples().len()),
+        Some(1)
+    );
+}

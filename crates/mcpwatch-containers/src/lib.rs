@@ -264,7 +264,9 @@ impl Collector for ContainersCollector {
         let requests = inspections.len() + asked.len();
         let mut stats: Vec<Option<Stats>> = vec![None; chosen.len()];
         for (&i, answer) in running.iter().zip(sampled.iter_mut()) {
-            if let Some(Answer::Stats(found)) = answer.take() {
+            if let Some(Answer::Stats(found)) = answer.take()
+                && found.sampled()
+            {
                 stats[i] = Some(*found);
             }
         }
