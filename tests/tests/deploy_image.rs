@@ -234,6 +234,45 @@ fn check_healthcheck(dockerd: &Dockerd) {
     dockerd.run(&["rm", "-f", name]);
 }
 
+/// A service's `command` and healthcheck `test` of deploy/docker-compose.yml, moved to
+/// `address`: the command with `--web.listen-address` added, the healthcheck's URL on the
+/// port the service publishes with `address` in its place. So a wrong flag or config path in
+/// the command, or a healthcheck on a port the service does not listen on, fails the test.
+fn moved_service(compose: &Value, service: &str, address: &str) -> (Vec<String>, Vec<String>) {
+    let definition = &compose["services"][service];
+    let command = strings(&definition["command"]);
+    assert!(!command.is_empty(), "{service}: no command");
+    assert!(
+        !command
+            .iter()
+            .any(|a| a.starts_with("--web.listen-address")),
+        "{service}: the image's default address is the published port: {command:?}"
+    );
+    let ports = strings(&definition["ports"]);
+    assert_eq!(ports.len(), 1, "{service}: ports {ports:?}");
+    let port = ports[0].rsplit(':').next().expect("a container port");
+    let url = format!("http://127.0.0.1:{port}/health");
+    let test = strings(&definition["healthcheck"]["test"]);
+    assert_eq!(
+        test.iter().filter(|a| **a == url).count(),
+        1,
+        "{service}: the healthcheck does not ask {url}: {test:?}"
+    );
+    let test = test
+        .into_iter()
+        .map(|a| {
+            if a == url {
+                format!("http://{address}/health")
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut command = command;
+    command.push(format!("--web.listen-address={address}"));
+    (command, test)
+}
+
 /// The compose override of the test: the exporter and the notifier on the host's network
 /// (their published ports are then unused) with free loopback ports, without the databases
 /// they wait for, the secrets from the placeholders, and the exporter watching the host
@@ -276,10 +315,22 @@ fn compose_override(dir: &Path, exporter: &str, notifier: &str) -> PathBuf {
         "/:/host:ro".to_owned()
     };
 
-    let healthcheck = |address: &str| {
+    // Where the compose file mounts its exporter.yml.
+    let config_target = strings(&compose["services"]["exporter"]["volumes"])
+        .into_iter()
+        .find_map(|v| {
+            let rest = v.strip_prefix("./exporter.yml:")?;
+            Some(rest.split(':').next().unwrap_or(rest).to_owned())
+        })
+        .expect("the exporter mounts ./exporter.yml");
+
+    // The service's own command and healthcheck on the test's address (JSON is YAML).
+    let moved = |service: &str, address: &str| {
+        let (command, test) = moved_service(&compose, service, address);
         format!(
-            "    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/wget\", \"-q\", \"-O\", \
-             \"/dev/null\", \"http://{address}/health\"]\n      interval: 1s\n"
+            "    command: {}\n    healthcheck:\n      test: {}\n      interval: 1s\n",
+            Value::from(command),
+            Value::from(test)
         )
     };
     let text = format!(
@@ -287,19 +338,17 @@ fn compose_override(dir: &Path, exporter: &str, notifier: &str) -> PathBuf {
          \x20 exporter:\n\
          \x20   network_mode: host\n\
          \x20   depends_on: !reset {{}}\n\
-         \x20   command: [\"--config.file=/etc/mcpwatch/exporter.yml\", \"--web.listen-address={exporter}\"]\n\
+         {exporter_service}\
          \x20   volumes:\n\
-         \x20     - {exporter_yml}:/etc/mcpwatch/exporter.yml:ro\n\
+         \x20     - {exporter_yml}:{config_target}:ro\n\
          \x20     - {root_mount}\n\
-         {exporter_health}\
          \x20 notifier:\n\
          \x20   network_mode: host\n\
-         \x20   command: [\"--config.file=/etc/mcpwatch/notifier.yml\", \"--web.listen-address={notifier}\"]\n\
-         {notifier_health}\
+         {notifier_service}\
          secrets:\n{secret_files}",
         exporter_yml = exporter_yml.display(),
-        exporter_health = healthcheck(exporter),
-        notifier_health = healthcheck(notifier),
+        exporter_service = moved("exporter", exporter),
+        notifier_service = moved("notifier", notifier),
     );
     let path = dir.join("override.yml");
     std::fs::write(&path, text).expect("write override.yml");
@@ -372,6 +421,11 @@ fn lines_with<'a>(exposition: &'a str, name: &str, label: &str) -> Vec<&'a str> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_builds_and_the_compose_services_run_from_it() {
+    // The compose file's services checked before the build takes its minutes.
+    let compose_file = yaml(&root().join("deploy/docker-compose.yml"));
+    for service in ["exporter", "notifier"] {
+        moved_service(&compose_file, service, "127.0.0.1:1");
+    }
     let dockerd = Dockerd::start();
     let revision = random_token("test-");
     build_image(&dockerd, &revision);

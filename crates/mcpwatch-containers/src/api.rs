@@ -317,12 +317,24 @@ pub(crate) struct HostConfig {
 /// `GET /containers/{id}/stats?stream=false&one-shot=true`, the parts read.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct Stats {
+    /// When the daemon sampled them: Docker's zero time when the container stopped before
+    /// it could (the rest is then zeros, not values).
+    #[serde(default)]
+    pub read: String,
     #[serde(default)]
     pub cpu_stats: CpuStats,
     #[serde(default)]
     pub memory_stats: MemoryStats,
     #[serde(default)]
     pub pids_stats: PidsStats,
+}
+
+impl Stats {
+    /// Whether the daemon sampled the container: it answers zeros, with its zero time, for
+    /// one that stopped between the inspection and the stats request.
+    pub(crate) fn sampled(&self) -> bool {
+        timestamp(&self.read).is_some()
+    }
 }
 
 /// `cpu_stats`.

@@ -6,6 +6,9 @@ mod api;
 pub mod config;
 mod metrics;
 
+#[cfg(test)]
+mod hostile_tests;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -261,7 +264,9 @@ impl Collector for ContainersCollector {
         let requests = inspections.len() + asked.len();
         let mut stats: Vec<Option<Stats>> = vec![None; chosen.len()];
         for (&i, answer) in running.iter().zip(sampled.iter_mut()) {
-            if let Some(Answer::Stats(found)) = answer.take() {
+            if let Some(Answer::Stats(found)) = answer.take()
+                && found.sampled()
+            {
                 stats[i] = Some(*found);
             }
         }
