@@ -17,8 +17,13 @@ use tokio::time::{Instant, timeout_at};
 
 const AGENT: &str = concat!("mcpwatch/", env!("CARGO_PKG_VERSION"));
 
-/// The largest answer read: a list of thousands of containers fits.
-const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The largest answer read for the daemon: a list of thousands of containers fits.
+pub(crate) const MAX_LIST_BODY: usize = 32 * 1024 * 1024;
+
+/// The largest answer read for one container (an inspection is some kilobytes; one with
+/// hundreds of labels and variables still fits), so that the inspections and stats calls
+/// in flight at once hold a bounded amount of memory, whatever a daemon sends.
+pub(crate) const MAX_CONTAINER_BODY: usize = 1024 * 1024;
 
 /// Why a call to the daemon failed. No secret is in any of it: the daemon is reached by a
 /// path, and its answers hold no credentials the collector reads.
@@ -155,10 +160,11 @@ impl Connection {
         Ok(Self { sender, driver })
     }
 
-    /// `GET path`, its JSON answer parsed, by `deadline`.
+    /// `GET path`, its JSON answer of at most `max_body` bytes parsed, by `deadline`.
     pub(crate) async fn get<T: DeserializeOwned>(
         &mut self,
         path: &str,
+        max_body: usize,
         deadline: Instant,
     ) -> Result<T, ApiError> {
         let what = || path.to_owned();
@@ -174,7 +180,7 @@ impl Connection {
             self.sender.ready().await?;
             let response = self.sender.send_request(request).await?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_BODY)
+            let body = Limited::new(response.into_body(), max_body)
                 .collect()
                 .await
                 .map(|b| b.aggregate());

@@ -204,6 +204,32 @@ async fn a_50_mb_list_is_refused_past_the_bound() {
 }
 
 #[tokio::test]
+async fn an_inspection_past_its_own_bound_is_refused_while_the_list_takes_more() {
+    // A list of 2 MiB is read; an inspection of 2 MiB is not: 16 of them at once would
+    // otherwise hold what the list's bound allows, each.
+    let padding = "x".repeat(2 << 20);
+    let list = format!(
+        r#"[{{"Id":"a1","Names":["/a"],"State":"running","Image":"i","Labels":{{"pad":"{padding}"}}}}]"#
+    );
+    let inspect = format!(
+        r#"{{"Id":"a1","Name":"/a","RestartCount":0,"State":{{"Status":"running","OOMKilled":false,"ExitCode":0,"StartedAt":"2024-01-02T03:04:05Z","FinishedAt":"0001-01-01T00:00:00Z"}},"Config":{{"Image":"i","Labels":{{"pad":"{padding}"}}}},"HostConfig":{{"Memory":0}}}}"#
+    );
+    let (_dir, socket) = daemon(move |path| match path {
+        "/version" => Reply::Json(200, VERSION.into()),
+        "/containers/json?all=1" => Reply::Json(200, list.clone()),
+        _ => Reply::Json(200, inspect.clone()),
+    });
+    let (result, _sink, in_time) = collect(&socket, Duration::from_secs(20)).await;
+    assert!(in_time);
+    let error = result.expect_err("inspection too big");
+    assert_eq!(
+        error,
+        "1 of 1 requests about containers not answered: GET /containers/a1/json: reading \
+         the answer: length limit exceeded"
+    );
+}
+
+#[tokio::test]
 async fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
     let (_dir, socket) = daemon(move |path| match path {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 pub use api::ApiError;
 pub use config::ContainersConfig;
 
-use crate::api::{Connection, Inspect, Stats, Summary, Version};
+use crate::api::{Connection, Inspect, MAX_CONTAINER_BODY, MAX_LIST_BODY, Stats, Summary, Version};
 use crate::metrics::{Container, Names, STATES, Snapshot, bounded};
 
 /// Why a collector could not be built: the key at fault and what is wrong.
@@ -58,8 +58,10 @@ impl ContainersCollector {
     /// The version and the list of containers, on one connection handed back for reuse.
     async fn list(&self, stop: Instant) -> Result<(Version, Vec<Summary>, Connection), ApiError> {
         let mut connection = Connection::open(self.config.socket.path(), stop).await?;
-        let version = connection.get("/version", stop).await?;
-        let list = connection.get("/containers/json?all=1", stop).await?;
+        let version = connection.get("/version", MAX_LIST_BODY, stop).await?;
+        let list = connection
+            .get("/containers/json?all=1", MAX_LIST_BODY, stop)
+            .await?;
         Ok((version, list, connection))
     }
 
@@ -139,13 +141,14 @@ impl Job<'_> {
         Ok(match self {
             Job::Inspect(id) => Answer::Inspect(Box::new(
                 connection
-                    .get(&format!("/containers/{id}/json"), stop)
+                    .get(&format!("/containers/{id}/json"), MAX_CONTAINER_BODY, stop)
                     .await?,
             )),
             Job::Stats(id) => Answer::Stats(Box::new(
                 connection
                     .get(
                         &format!("/containers/{id}/stats?stream=false&one-shot=true"),
+                        MAX_CONTAINER_BODY,
                         stop,
                     )
                     .await?,
