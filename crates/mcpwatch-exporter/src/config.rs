@@ -1014,7 +1014,7 @@ mod tests {
         let e = load("collectors:\n  host:\n    areas: { disk: false }\n", &[])
             .expect_err("unknown area");
         assert!(
-            e.starts_with("exporter.yml:3:5: collectors.host.areas: unknown area `disk`"),
+            e.starts_with("exporter.yml:3:12: collectors.host.areas: unknown area `disk`"),
             "{e}"
         );
     }
