@@ -7,7 +7,9 @@ For each count a new exporter starts (host collector off, so the targets are all
 with the runtime flags given (--exporter-args), is warmed up, then scraped one scrape at
 a time, as Prometheus scrapes, with a 10 s scrape timeout. Reported per count: scrape
 latency p50 and p99 as the scraper sees it, the exporter's CPU per scrape (scheduler
-nanoseconds of all its threads), its resident memory after the scrapes (VmRSS) and its
+nanoseconds of all its threads) and the MCP servers' (on the same cores: where the
+exporter and the servers together need all the cores, more workers cannot shorten a
+scrape), its resident memory after the scrapes (VmRSS) and its
 peak (VmHWM), the series served, and the scrapes in which a target was down.
 
 Then the largest exporter is shrunk by a reload to the smallest configuration, scraped a
@@ -109,10 +111,11 @@ def percentile(values, p):
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def measure(exporter, scrapes):
+def measure(exporter, scrapes, servers):
     for _ in range(WARMUP):
         exporter.scrape()
     meter = CpuMeter(exporter.proc.pid)
+    server_meters = [CpuMeter(server.proc.pid) for server in servers]
     times, down, series = [], 0, 0
     for _ in range(scrapes):
         seconds, body = exporter.scrape()
@@ -124,6 +127,7 @@ def measure(exporter, scrapes):
         "p50_ms": statistics.median(times) * 1000,
         "p99_ms": percentile(times, 99) * 1000,
         "cpu_ms": meter.seconds() / scrapes * 1000,
+        "server_cpu_ms": sum(m.seconds() for m in server_meters) / scrapes * 1000,
         "rss_kib": status_kib(exporter.proc.pid, "VmRSS"),
         "hwm_kib": status_kib(exporter.proc.pid, "VmHWM"),
         "threads": len(os.listdir(f"/proc/{exporter.proc.pid}/task")),
@@ -142,7 +146,7 @@ def scaling_table(exporter_bin, rmcp_fixture, counts, scrapes, server_count=4, e
             for count in counts:
                 exporter = ScaledExporter(exporter_bin, list(extra), config_text(count, servers), workdir)
                 try:
-                    rows[count] = measure(exporter, scrapes)
+                    rows[count] = measure(exporter, scrapes, servers)
                     if count == max(counts):
                         exporter.reload(config_text(min(counts), servers))
                         for _ in range(WARMUP):
@@ -157,11 +161,11 @@ def scaling_table(exporter_bin, rmcp_fixture, counts, scrapes, server_count=4, e
 
     flags = " ".join(extra) or "(defaults)"
     print(f"\n== scaling: MCP daemon targets, exporter flags {flags}, {scrapes} scrapes each ==")
-    print(f"{'targets':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>8} {'RSS MiB':>8} {'peak MiB':>9} "
-          f"{'threads':>8} {'series':>7} {'down':>5}")
+    print(f"{'targets':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>8} {'servers ms':>10} {'RSS MiB':>8} "
+          f"{'peak MiB':>9} {'threads':>8} {'series':>7} {'down':>5}")
     for count in counts:
         r = rows[count]
-        print(f"{count:>8} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['cpu_ms']:>8.2f} "
+        print(f"{count:>8} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['cpu_ms']:>8.2f} {r['server_cpu_ms']:>10.2f} "
               f"{r['rss_kib'] / 1024:>8.1f} {r['hwm_kib'] / 1024:>9.1f} {r['threads']:>8} "
               f"{r['series']:>7} {r['down']:>5}")
     small, large = rows[min(counts)], rows[max(counts)]
