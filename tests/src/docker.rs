@@ -134,6 +134,39 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Starts (`docker run -d --network none`) the container of a compose service as
+    /// compose names and labels it: `<project>-<service>-1`, with the labels
+    /// `com.docker.compose.project` and `com.docker.compose.service`; `options` go before
+    /// the image, `command` after it.
+    pub fn run_compose_service(
+        &self,
+        project: &str,
+        service: &str,
+        image: &str,
+        options: &[&str],
+        command: &[&str],
+    ) {
+        let name = format!("{project}-{service}-1");
+        let project = format!("com.docker.compose.project={project}");
+        let service = format!("com.docker.compose.service={service}");
+        let mut args = vec![
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            "--label",
+            &project,
+            "--label",
+            &service,
+        ];
+        args.extend_from_slice(options);
+        args.push(image);
+        args.extend_from_slice(command);
+        self.run(&args);
+    }
+
     fn checked(&self, what: &str, out: &Output) {
         assert!(
             out.status.success(),

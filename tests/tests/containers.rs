@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use mcpwatch_tests::binaries::{start_exporter, start_exporter_unprivileged};
 use mcpwatch_tests::docker::Dockerd;
-use mcpwatch_tests::exposition::{checked, value_of};
-use mcpwatch_tests::http::client;
+use mcpwatch_tests::exposition::value_of;
+use mcpwatch_tests::http::scrape_text;
 use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
 use mcpwatch_tests::wait_for;
 
@@ -33,14 +33,7 @@ const HEALTH: [&str; 4] = ["none", "starting", "healthy", "unhealthy"];
 
 /// One scrape, checked for duplicate series.
 async fn scrape(address: SocketAddr, accept: &str) -> String {
-    let response = client()
-        .get(format!("http://{address}/metrics"))
-        .header("accept", accept)
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), 200);
-    checked(response.text().await.expect("body"))
+    scrape_text(address, Some(accept)).await
 }
 
 /// The labels of a compose service's container `shop-<service>-1` of target `target`.
@@ -90,25 +83,7 @@ fn count(text: &str, family: &str, target: &str) -> usize {
 /// wants it.
 fn start_containers(docker: &Dockerd, image: &str) {
     let run = |service: &str, options: &[&str], command: &[&str]| {
-        let name = format!("shop-{service}-1");
-        let project = "com.docker.compose.project=shop".to_owned();
-        let service_label = format!("com.docker.compose.service={service}");
-        let mut args = vec![
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &name,
-            "--label",
-            &project,
-            "--label",
-            &service_label,
-        ];
-        args.extend_from_slice(options);
-        args.push(image);
-        args.extend_from_slice(command);
-        docker.run(&args);
+        docker.run_compose_service("shop", service, image, options, command);
     };
     // Started at once: each takes the daemon a few hundred milliseconds.
     std::thread::scope(|threads| {

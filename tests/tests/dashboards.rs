@@ -905,8 +905,6 @@ async fn postgres_with_replica() -> PostgresServer {
     postgres
 }
 
-/// Notifier configuration: a log channel, a webhook channel to a closed port (failures,
-/// retries, dead letters), and an escalation policy whose second level comes after 2 s.
 /// A Docker daemon with one container of each fate the Containers dashboard shows: one
 /// running healthy under a memory limit (the only one running, so that its one-shot stats
 /// are answered at once, well inside the 2 s scrape), one exited with a code, one restarted
@@ -914,9 +912,9 @@ async fn postgres_with_replica() -> PostgresServer {
 fn docker_with_containers() -> Dockerd {
     let docker = Dockerd::start();
     let image = docker.busybox_image();
-    for (name, options, command) in [
+    for (service, options, command) in [
         (
-            "shop-web-1",
+            "web",
             &[
                 "--memory",
                 "64m",
@@ -927,41 +925,25 @@ fn docker_with_containers() -> Dockerd {
             ][..],
             &["sleep", "1000"][..],
         ),
-        ("shop-job-1", &[][..], &["sh", "-c", "exit 3"][..]),
+        ("job", &[][..], &["sh", "-c", "exit 3"][..]),
         (
-            "shop-worker-1",
+            "worker",
             &["--restart", "on-failure:3"][..],
             &["sh", "-c", "exit 1"][..],
         ),
         (
-            "shop-cache-1",
+            "cache",
             &["--memory", "16m", "--memory-swap", "16m"][..],
             &["tail", "/dev/zero"][..],
         ),
     ] {
-        let service = name.trim_start_matches("shop-").trim_end_matches("-1");
-        let project = "com.docker.compose.project=shop".to_owned();
-        let service = format!("com.docker.compose.service={service}");
-        let mut args = vec![
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            name,
-            "--label",
-            &project,
-            "--label",
-            &service,
-        ];
-        args.extend_from_slice(options);
-        args.push(&image);
-        args.extend_from_slice(command);
-        docker.run(&args);
+        docker.run_compose_service("shop", service, &image, options, command);
     }
     docker
 }
 
+/// Notifier configuration: a log channel, a webhook channel to a closed port (failures,
+/// retries, dead letters), and an escalation policy whose second level comes after 2 s.
 fn notifier_config(closed_port: u16) -> String {
     format!(
         "delivery:\n  timeout: 2s\n  retry: {{initial_backoff: 200ms, max_backoff: 1s, jitter: 0.1}}\n\
