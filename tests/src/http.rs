@@ -1,5 +1,6 @@
 //! HTTP clients for the tests.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Makes ring the process's rustls provider, as the binaries do.
@@ -18,6 +19,21 @@ pub fn client() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("http client")
+}
+
+/// One scrape of the exporter at `address`: `GET /metrics` (with `accept` when given) must
+/// answer 200; its text is checked for duplicate series.
+///
+/// # Panics
+/// When the request fails, the status is not 200, or a series is there twice.
+pub async fn scrape_text(address: SocketAddr, accept: Option<&str>) -> String {
+    let mut request = client().get(format!("http://{address}/metrics"));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = request.send().await.expect("scrape");
+    assert_eq!(response.status(), 200);
+    crate::exposition::checked(response.text().await.expect("body"))
 }
 
 /// An HTTPS client trusting only `ca_pem`, optionally presenting a client certificate.

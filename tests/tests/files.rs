@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcpwatch_tests::binaries::{start_exporter_unprivileged, workspace_binary};
-use mcpwatch_tests::exposition::{checked, value_of};
-use mcpwatch_tests::http::client;
+use mcpwatch_tests::exposition::value_of;
+use mcpwatch_tests::http::scrape_text;
 use mcpwatch_tests::tools::{parse_openmetrics, promtool_check_metrics};
 use nix::unistd::Uid;
 
@@ -43,14 +43,7 @@ fn chmod(path: &Path, mode: u32) {
 
 /// One scrape in the classic format, with its status, checked for duplicate series.
 async fn scrape(address: SocketAddr, accept: &str) -> String {
-    let response = client()
-        .get(format!("http://{address}/metrics"))
-        .header("accept", accept)
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), 200);
-    checked(response.text().await.expect("body"))
+    scrape_text(address, Some(accept)).await
 }
 
 fn series(name: &str, target: &str) -> String {

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use mcpwatch_tests::binaries::start_exporter;
-use mcpwatch_tests::exposition::{checked, value_of};
-use mcpwatch_tests::http::client;
+use mcpwatch_tests::exposition::value_of;
+use mcpwatch_tests::http::scrape_text;
 use mcpwatch_tests::tools::promtool_check_metrics;
 
 /// The areas the default configuration runs on Linux (processes needs watched processes,
@@ -29,13 +29,7 @@ const AREAS: [&str; 11] = [
 ];
 
 async fn scrape(address: SocketAddr) -> String {
-    let response = client()
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), 200);
-    checked(response.text().await.expect("body"))
+    scrape_text(address, None).await
 }
 
 fn read(path: &str) -> String {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mcpwatch_tests::daemon::{Behaviour, Daemon, McpMode};
 use mcpwatch_tests::exposition::{checked, value_of};
-use mcpwatch_tests::http::client;
+use mcpwatch_tests::http::{client, scrape_text};
 use mcpwatch_tests::mcp::McpServer;
 use mcpwatch_tests::process::ServiceProcess;
 use mcpwatch_tests::random_token;
@@ -80,13 +80,7 @@ async fn probe(address: SocketAddr, query: &str, headers: &[(&str, &str)]) -> An
 }
 
 async fn metrics(address: SocketAddr) -> String {
-    let response = client()
-        .get(format!("http://{address}/metrics"))
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), 200);
-    checked(response.text().await.expect("body"))
+    scrape_text(address, None).await
 }
 
 fn query(target: &str, module: &str) -> String {
