@@ -2,7 +2,10 @@
 
 use mcpwatch_core::MetricSink;
 
-use crate::api::{Inspect, Stats, Summary, Version, timestamp};
+use crate::api::{Inspect, InspectState, Stats, Summary, Version, timestamp};
+
+/// One of the times `docker inspect` gives in a container's state.
+type StateTime = fn(&InspectState) -> &str;
 
 /// Container states, in label order: every state Docker reports.
 pub(crate) const STATES: [&str; 7] = [
@@ -284,38 +287,27 @@ fn write_containers(containers: &[(Names, Container)], sink: &mut MetricSink) {
             _ => Vec::new(),
         },
     );
-    per_container(
-        sink,
-        containers,
-        F::gauge(
+    let times: [(&'static str, &'static str, StateTime); 2] = [
+        (
             "docker_container_started_timestamp_seconds",
             "When the container last started, in seconds since the epoch.",
+            |s| &s.started_at,
         ),
-        "",
-        |c| {
-            c.inspect
-                .as_ref()
-                .and_then(|i| timestamp(&i.state.started_at))
-                .map(|t| vec![("", t)])
-                .unwrap_or_default()
-        },
-    );
-    per_container(
-        sink,
-        containers,
-        F::gauge(
+        (
             "docker_container_finished_timestamp_seconds",
             "When the container's last run ended, in seconds since the epoch.",
+            |s| &s.finished_at,
         ),
-        "",
-        |c| {
+    ];
+    for (name, help, at) in times {
+        per_container(sink, containers, F::gauge(name, help), "", |c| {
             c.inspect
                 .as_ref()
-                .and_then(|i| timestamp(&i.state.finished_at))
+                .and_then(|i| timestamp(at(&i.state)))
                 .map(|t| vec![("", t)])
                 .unwrap_or_default()
-        },
-    );
+        });
+    }
     per_container(
         sink,
         containers,
