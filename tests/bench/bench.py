@@ -463,6 +463,21 @@ def headline(title, rows, ours, peer):
             f"(x{mine['series_per_s'] / max(theirs['series_per_s'], 1e-9):.2f})")
 
 
+def compare_fresh(title, start_ours, start_peer, seconds, postgres=None, roles=(None, None)):
+    """Starts both exporters (each a function returning an Exporter), compares them and
+    stops them; returns the rows and the peak RSS of compare(), with the two exporters."""
+    ours = start_ours()
+    try:
+        peer = start_peer()
+        try:
+            rows, rss = compare(title, ours, peer, seconds, postgres, roles)
+        finally:
+            peer.stop()
+    finally:
+        ours.stop()
+    return rows, rss, ours, peer
+
+
 def compare(title, ours, peer, seconds, postgres=None, roles=(None, None)):
     print(f"\n== {title}: {ours.name} vs {peer.name} ==")
     series = {e.name: e.series() for e in (ours, peer)}
@@ -518,24 +533,19 @@ def main():
     summary = []
 
     if "host" in only:
-        ours = Exporter("mcpwatch(host)", [ours_bin])
-        peer = Exporter("node_exporter", ["prometheus-node-exporter"])
-        try:
-            rows, rss = compare("host", ours, peer, args.seconds)
-        finally:
-            ours.stop()
-            peer.stop()
+        def start_ours():
+            return Exporter("mcpwatch(host)", [ours_bin])
+
+        rows, rss, ours, peer = compare_fresh(
+            "host", start_ours, lambda: Exporter("node_exporter", ["prometheus-node-exporter"]), args.seconds)
         summary.append(headline("host, each at its defaults", rows, ours, peer)
                        + f"; RSS x{rss['mcpwatch(host)'] / rss['node_exporter']:.2f}")
         # node_exporter narrowed to what mcpwatch's host collector covers by default.
-        ours = Exporter("mcpwatch(host)", [ours_bin])
-        peer = Exporter("node_exporter(ours)", ["prometheus-node-exporter", "--collector.disable-defaults"]
-                        + [f"--collector.{c}" for c in NODE_EXPORTER_AS_OURS])
-        try:
-            rows, rss = compare("host, node_exporter with mcpwatch's coverage", ours, peer, args.seconds)
-        finally:
-            ours.stop()
-            peer.stop()
+        rows, _, ours, peer = compare_fresh(
+            "host, node_exporter with mcpwatch's coverage", start_ours,
+            lambda: Exporter("node_exporter(ours)", ["prometheus-node-exporter", "--collector.disable-defaults"]
+                             + [f"--collector.{c}" for c in NODE_EXPORTER_AS_OURS]),
+            args.seconds)
         summary.append(headline("host, node_exporter with mcpwatch's coverage", rows, ours, peer))
 
     if "wsdaemon" in only:
@@ -566,29 +576,25 @@ def main():
     peer_rss = {}
     try:
         if "postgres" in only:
-            ours = Exporter("mcpwatch(postgres)", [ours_bin, "--no-collector.host",
-                                                   f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}"])
-            peer = Exporter("postgres_exporter", ["prometheus-postgres-exporter"],
-                            env={"DATA_SOURCE_NAME": postgres.dsn("pgexporter_bench")})
-            try:
-                rows, rss = compare("postgres", ours, peer, args.seconds, postgres,
-                                    ("mcpwatch_bench", "pgexporter_bench"))
-            finally:
-                ours.stop()
-                peer.stop()
+            roles = ("mcpwatch_bench", "pgexporter_bench")
+
+            def start_peer():
+                return Exporter("postgres_exporter", ["prometheus-postgres-exporter"],
+                                env={"DATA_SOURCE_NAME": postgres.dsn("pgexporter_bench")})
+
+            rows, rss, ours, peer = compare_fresh(
+                "postgres",
+                lambda: Exporter("mcpwatch(postgres)", [ours_bin, "--no-collector.host",
+                                                        f"--postgres.dsn={postgres.dsn('mcpwatch_bench')}"]),
+                start_peer, args.seconds, postgres, roles)
             peer_rss["postgres_exporter"] = rss["postgres_exporter"]
             # mcpwatch widened to the peer's default coverage: every table's statistics.
             wide = write_config(f"collectors:\n  host: {{enabled: false}}\n  postgres:\n    - name: bench\n"
                                 f"      dsn: {postgres.dsn('mcpwatch_bench')}\n      top_tables: 10000\n")
-            ours_wide = Exporter("mcpwatch(postgres, wide)", [ours_bin, f"--config.file={wide}"])
-            peer = Exporter("postgres_exporter", ["prometheus-postgres-exporter"],
-                            env={"DATA_SOURCE_NAME": postgres.dsn("pgexporter_bench")})
-            try:
-                wide_rows, _ = compare("postgres, mcpwatch with postgres_exporter's coverage", ours_wide, peer,
-                                       args.seconds, postgres, ("mcpwatch_bench", "pgexporter_bench"))
-            finally:
-                ours_wide.stop()
-                peer.stop()
+            wide_rows, _, ours_wide, _ = compare_fresh(
+                "postgres, mcpwatch with postgres_exporter's coverage",
+                lambda: Exporter("mcpwatch(postgres, wide)", [ours_bin, f"--config.file={wide}"]),
+                start_peer, args.seconds, postgres, roles)
             first = [r for l, _, r in rows if l == SCENARIOS[0][0]]
             summary.append(
                 headline("postgres, each at its defaults", rows, ours, peer) + "; "
@@ -596,27 +602,24 @@ def main():
                 f"connections opened per 1,000 scrapes {first[0]['sessions_per_1k']:.1f} vs {first[1]['sessions_per_1k']:.1f}")
             summary.append(headline("postgres, mcpwatch with postgres_exporter's coverage", wide_rows, ours_wide, peer))
         if "redis" in only:
-            ours = Exporter("mcpwatch(redis)", [ours_bin, "--no-collector.host", f"--redis.url={redis.url()}"])
-            peer = Exporter("redis_exporter", ["prometheus-redis-exporter", f"-redis.addr=redis://127.0.0.1:{redis.port}"],
-                            env={"REDIS_PASSWORD": redis.password}, listen_flag="-web.listen-address")
-            try:
-                rows, rss = compare("redis", ours, peer, args.seconds)
-            finally:
-                ours.stop()
-                peer.stop()
+            def start_peer():
+                return Exporter("redis_exporter",
+                                ["prometheus-redis-exporter", f"-redis.addr=redis://127.0.0.1:{redis.port}"],
+                                env={"REDIS_PASSWORD": redis.password}, listen_flag="-web.listen-address")
+
+            rows, rss, ours, peer = compare_fresh(
+                "redis",
+                lambda: Exporter("mcpwatch(redis)", [ours_bin, "--no-collector.host", f"--redis.url={redis.url()}"]),
+                start_peer, args.seconds)
             peer_rss["redis_exporter"] = rss["redis_exporter"]
             summary.append(headline("redis, each at its defaults", rows, ours, peer))
             # mcpwatch widened to the peer's default coverage: every command's statistics.
             wide = write_config(f"collectors:\n  host: {{enabled: false}}\n  redis:\n    - name: bench\n"
                                 f"      url: {redis.url()}\n      max_commands: 10000\n")
-            ours = Exporter("mcpwatch(redis, wide)", [ours_bin, f"--config.file={wide}"])
-            peer = Exporter("redis_exporter", ["prometheus-redis-exporter", f"-redis.addr=redis://127.0.0.1:{redis.port}"],
-                            env={"REDIS_PASSWORD": redis.password}, listen_flag="-web.listen-address")
-            try:
-                rows, _ = compare("redis, mcpwatch with redis_exporter's coverage", ours, peer, args.seconds)
-            finally:
-                ours.stop()
-                peer.stop()
+            rows, _, ours, peer = compare_fresh(
+                "redis, mcpwatch with redis_exporter's coverage",
+                lambda: Exporter("mcpwatch(redis, wide)", [ours_bin, f"--config.file={wide}"]),
+                start_peer, args.seconds)
             summary.append(headline("redis, mcpwatch with redis_exporter's coverage", rows, ours, peer))
         if "rss" in only:
             summary += collector_rss(ours_bin, postgres, redis, args.venvs)
