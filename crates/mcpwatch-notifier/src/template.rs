@@ -545,6 +545,22 @@ pub struct EventContext {
     pub ack_url: Option<String>,
     /// The link taking an acknowledgement back.
     pub unack_url: Option<String>,
+    /// The person this message is for, when an escalation level's target is an on-call
+    /// schedule: whoever was on call when the level fired.
+    pub recipient: Option<Recipient>,
+}
+
+/// A person told through one of their own contacts: each channel renders it its own way
+/// (an email's `To`, a Slack member mention, a Teams mention, a webhook's JSON field).
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Recipient {
+    /// The person's key in the configuration.
+    pub person: String,
+    /// Their name as messages show it.
+    pub name: String,
+    /// Their address on the channel rendering the message (an email address, a Slack
+    /// member id, a Teams user's principal name), when the channel needs one.
+    pub contact: Option<String>,
 }
 
 impl EventContext {
