@@ -50,6 +50,9 @@ pub struct NotifierConfig {
     /// Recurring maintenance windows (one-off windows are added through the API).
     #[serde(default)]
     pub maintenance_windows: Vec<MaintenanceWindowConfig>,
+    /// The severity scale: what an alert's `severity` label means.
+    #[serde(default)]
+    pub severities: crate::severity::SeverityConfig,
 }
 
 /// One of `escalation_policies`.
@@ -1076,6 +1079,7 @@ impl NotifierConfig {
         self.check_route(&self.route, "route")?;
         self.check_escalation()?;
         self.check_windows()?;
+        self.severities.validate()?;
         Ok(())
     }
 

@@ -8,13 +8,16 @@
 //! so that a restart (or another replica) neither skips nor repeats a level.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::NotifierConfig;
+use crate::severity::Severities;
 use crate::time::format_rfc3339;
 use crate::time::millis;
+use crate::timeline::{AlertBrief, Note, kind};
 
 /// One level of a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub struct Policy {
     pub levels: Vec<Level>,
     /// How often the last level is told again until someone acknowledges.
     pub repeat_last_level: Option<Duration>,
+    /// The severity scale: how often an open incident is told a status update.
+    pub severities: Arc<Severities>,
 }
 
 /// Every policy, by name.
@@ -44,6 +49,7 @@ pub type Policies = BTreeMap<String, Policy>;
 impl Policy {
     /// The policies of a checked configuration.
     pub fn all(config: &NotifierConfig) -> Policies {
+        let severities = Arc::new(Severities::new(&config.severities));
         config
             .escalation_policies
             .iter()
@@ -63,6 +69,7 @@ impl Policy {
                         name: name.clone(),
                         levels,
                         repeat_last_level: policy.repeat_last_level,
+                        severities: severities.clone(),
                     },
                 )
             })
@@ -79,6 +86,11 @@ impl Policy {
 
     fn level(&self, level: usize) -> Option<&Level> {
         self.levels.get(level).or_else(|| self.levels.last())
+    }
+
+    /// How often an open, unacknowledged incident of `severity` is told a status update.
+    fn update_interval(&self, severity: Option<&str>) -> Option<Duration> {
+        self.severities.named(severity?)?.updates_every
     }
 }
 
@@ -101,6 +113,9 @@ pub enum Event {
         step: Step,
         /// The incident's acknowledgement generation (links carry it).
         generation: i64,
+        /// Who resolved it by hand.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// Someone acknowledged the incident.
     Acknowledged {
@@ -145,8 +160,10 @@ pub enum Step {
     Repeated,
     /// The group changed (an alert joined or resolved): the current level.
     Update,
-    /// Every alert resolved: every channel told.
+    /// Every alert resolved (or someone resolved it by hand): every channel told.
     Resolved,
+    /// Still open and unacknowledged: a status update to every channel told.
+    Status,
 }
 
 impl Event {
@@ -214,6 +231,14 @@ pub struct IncidentRow {
     pub generation: i64,
     /// When it resolved.
     pub resolved_at: Option<i64>,
+    /// Who resolved it by hand.
+    pub resolved_by: Option<String>,
+    /// Its severity: the most severe its alerts have had while it was open.
+    pub severity: Option<String>,
+    /// What it is about (its alerts' names).
+    pub title: String,
+    /// When the next status update is due, Unix ms.
+    pub next_update_at: Option<i64>,
 }
 
 /// What a notification brings to one policy.
@@ -230,6 +255,12 @@ pub struct Touch {
     /// The maintenance window holding every one of these alerts, if one does: no incident
     /// opens, and the first level hears of them in the window's summary.
     pub hold: Option<String>,
+    /// The severity of the most severe of them that fires (of them all when none fires).
+    pub severity: Option<String>,
+    /// What they are about: the names of those firing.
+    pub title: String,
+    /// Them, as the timeline names them.
+    pub briefs: Vec<AlertBrief>,
 }
 
 /// What to write: the row (when it changed) and the deliveries to make, each with the
@@ -243,6 +274,8 @@ pub struct Change {
     pub tell: Vec<(String, Option<Event>)>,
     /// Without a row: the window the deliveries are held by.
     pub hold: Option<String>,
+    /// What the incident's timeline records of it.
+    pub notes: Vec<Note>,
 }
 
 impl Change {
@@ -273,10 +306,17 @@ fn incident_event(row: &IncidentRow, policy: &Policy, step: Step) -> Event {
         level_name: policy.level(level).and_then(|l| l.name.clone()),
         step,
         generation: row.generation,
+        by: None,
     }
 }
 
-fn tell_level(row: &mut IncidentRow, policy: &Policy, step: Step) -> Vec<(String, Option<Event>)> {
+/// Tells the level the incident is at; the timeline records each channel told.
+fn tell_level(
+    row: &mut IncidentRow,
+    policy: &Policy,
+    step: Step,
+    notes: &mut Vec<Note>,
+) -> Vec<(String, Option<Event>)> {
     let level = usize::try_from(row.level).unwrap_or(0);
     let channels = policy
         .level(level)
@@ -286,12 +326,45 @@ fn tell_level(row: &mut IncidentRow, policy: &Policy, step: Step) -> Vec<(String
         if !row.told.contains(channel) {
             row.told.push(channel.clone());
         }
+        notes.push(
+            Note::new(kind::TOLD)
+                .channel(channel.clone())
+                .level(row.level + 1),
+        );
     }
     let event = incident_event(row, policy, step);
     channels
         .into_iter()
         .map(|c| (c, Some(event.clone())))
         .collect()
+}
+
+/// Tells every channel told so far (but those in `quiet`); the timeline records each.
+fn tell_told(
+    row: &IncidentRow,
+    event: &Event,
+    quiet: &[String],
+    notes: &mut Vec<Note>,
+) -> Vec<(String, Option<Event>)> {
+    row.told
+        .iter()
+        .filter(|c| !quiet.contains(c))
+        .map(|c| {
+            notes.push(Note::new(kind::TOLD).channel(c.clone()));
+            (c.clone(), Some(event.clone()))
+        })
+        .collect()
+}
+
+/// The more severe of a stored severity and a new one, on the policy's scale.
+fn worse(policy: &Policy, stored: Option<&str>, new: Option<&str>) -> Option<String> {
+    let scale = &policy.severities;
+    let stored_level = stored.and_then(|s| scale.named(s));
+    let new_level = new.and_then(|s| scale.named(s));
+    match Severities::worst(stored_level, new_level) {
+        Some(level) => Some(level.name.clone()),
+        None => stored.or(new).map(str::to_owned),
+    }
 }
 
 /// A notification of the group arrived: `open` is the group's open incident under this
@@ -312,13 +385,14 @@ pub fn on_notification(
             .map(|l| l.channels.clone())
             .unwrap_or_default()
     };
+    let mut notes = Vec::new();
     match open {
         // An incident already open goes on whatever window began since; a new one does
         // not open inside a window that holds its alerts.
         None if touch.hold.is_some() => Change {
-            row: None,
             tell: first_level().into_iter().map(|c| (c, None)).collect(),
             hold: touch.hold.clone(),
+            ..Change::default()
         },
         None if touch.firing => {
             let mut row = IncidentRow {
@@ -337,56 +411,80 @@ pub fn on_notification(
                 acked_by: None,
                 generation: 0,
                 resolved_at: None,
+                resolved_by: None,
+                severity: touch.severity.clone(),
+                title: touch.title.clone(),
+                next_update_at: at(now, policy.update_interval(touch.severity.as_deref())),
             };
-            let tell = tell_level(&mut row, policy, Step::Opened);
+            notes.push(Note::new(kind::OPENED).alerts(touch.briefs.clone()));
+            let tell = tell_level(&mut row, policy, Step::Opened, &mut notes);
             Change {
                 row: Some(row),
                 tell,
                 hold: None,
+                notes,
             }
         }
         // Resolved with no incident open (it was never seen firing, or was pruned): the
         // first level hears it, as a plain notification.
         None => Change {
-            row: None,
             tell: first_level()
                 .into_iter()
                 .filter(|c| !touch.quiet_when_resolved.contains(c))
                 .map(|c| (c, None))
                 .collect(),
-            hold: None,
+            ..Change::default()
         },
         Some(mut row) if touch.firing => {
             // The group changed: the level the incident is at hears it; the climb goes on
             // (or stays stopped when acknowledged) from where it is.
             row.notification_id = notification_id;
             row.alerts.clone_from(&touch.alerts);
-            let tell = tell_level(&mut row, policy, Step::Update);
+            row.severity = worse(policy, row.severity.as_deref(), touch.severity.as_deref());
+            if !touch.title.is_empty() {
+                row.title.clone_from(&touch.title);
+            }
+            if row.acked_at.is_none() && row.next_update_at.is_none() {
+                row.next_update_at = at(now, policy.update_interval(row.severity.as_deref()));
+            }
+            notes.push(Note::new(kind::ALERTS_CHANGED).alerts(touch.briefs.clone()));
+            let tell = tell_level(&mut row, policy, Step::Update, &mut notes);
             Change {
                 row: Some(row),
                 tell,
                 hold: None,
+                notes,
             }
         }
         Some(mut row) => {
             row.notification_id = notification_id;
             row.alerts.clone_from(&touch.alerts);
-            row.open = false;
-            row.next_at = None;
-            row.resolved_at = Some(now);
+            close(&mut row, now);
+            notes.push(Note::new(kind::RESOLVED).alerts(touch.briefs.clone()));
             let event = incident_event(&row, policy, Step::Resolved);
-            let tell = row
-                .told
-                .iter()
-                .filter(|c| !touch.quiet_when_resolved.contains(c))
-                .map(|c| (c.clone(), Some(event.clone())))
-                .collect();
+            let tell = tell_told(&row, &event, &touch.quiet_when_resolved, &mut notes);
             Change {
                 row: Some(row),
                 tell,
                 hold: None,
+                notes,
             }
         }
+    }
+}
+
+fn close(row: &mut IncidentRow, now: i64) {
+    row.open = false;
+    row.next_at = None;
+    row.next_update_at = None;
+    row.resolved_at = Some(now);
+}
+
+/// A change that only stores the row.
+fn store_only(row: IncidentRow) -> Change {
+    Change {
+        row: Some(row),
+        ..Change::default()
     }
 }
 
@@ -395,46 +493,95 @@ pub fn on_notification(
 pub fn escalate(mut row: IncidentRow, policy: Option<&Policy>, now: i64) -> Change {
     let Some(policy) = policy else {
         row.next_at = None;
-        return Change {
-            row: Some(row),
-            tell: Vec::new(),
-            hold: None,
-        };
+        row.next_update_at = None;
+        return store_only(row);
     };
     if !row.open || row.acked_at.is_some() {
         row.next_at = None;
-        return Change {
-            row: Some(row),
-            tell: Vec::new(),
-            hold: None,
-        };
+        return store_only(row);
     }
     let level = usize::try_from(row.level).unwrap_or(0);
-    let step = if level + 1 < policy.levels.len() {
+    let (step, note) = if level + 1 < policy.levels.len() {
         row.level += 1;
-        Step::Escalated
+        (Step::Escalated, kind::ESCALATED)
     } else if policy.repeat_last_level.is_some() {
         // A policy shortened since: the last level it has.
         row.level = u32::try_from(policy.levels.len().saturating_sub(1)).unwrap_or(0);
-        Step::Repeated
+        (Step::Repeated, kind::REPEATED)
     } else {
         row.next_at = None;
-        return Change {
-            row: Some(row),
-            tell: Vec::new(),
-            hold: None,
-        };
+        return store_only(row);
     };
     row.next_at = at(
         now,
         policy.next_delay(usize::try_from(row.level).unwrap_or(0)),
     );
-    let tell = tell_level(&mut row, policy, step);
+    let level_name = policy
+        .level(usize::try_from(row.level).unwrap_or(0))
+        .and_then(|l| l.name.clone());
+    let mut notes = vec![match level_name {
+        Some(name) => Note::new(note).level(row.level + 1).detail(name),
+        None => Note::new(note).level(row.level + 1),
+    }];
+    let tell = tell_level(&mut row, policy, step, &mut notes);
     Change {
         row: Some(row),
         tell,
         hold: None,
+        notes,
     }
+}
+
+/// A status update is due: every channel told hears that the incident is still open, and
+/// the next one is set. An acknowledged or resolved incident gets none.
+pub fn status_update(mut row: IncidentRow, policy: Option<&Policy>, now: i64) -> Change {
+    let interval = policy.and_then(|p| p.update_interval(row.severity.as_deref()));
+    let (Some(policy), Some(interval), true, None) = (policy, interval, row.open, row.acked_at)
+    else {
+        row.next_update_at = None;
+        return store_only(row);
+    };
+    row.next_update_at = at(now, Some(interval));
+    let event = incident_event(&row, policy, Step::Status);
+    let mut notes = vec![Note::new(kind::STATUS_UPDATE).level(row.level + 1)];
+    let tell = tell_told(&row, &event, &[], &mut notes);
+    Change {
+        row: Some(row),
+        tell,
+        hold: None,
+        notes,
+    }
+}
+
+/// What is due of `row` at `now`: its next level, its status update, or both (the climb
+/// first); and whether it climbed.
+pub fn due(row: IncidentRow, policy: Option<&Policy>, now: i64) -> (Change, bool) {
+    let mut change = if row.next_at.is_some_and(|t| t <= now) {
+        escalate(row, policy, now)
+    } else {
+        store_only(row)
+    };
+    let climbed = !change.tell.is_empty();
+    if let Some(row) = change
+        .row
+        .take_if(|r| r.next_update_at.is_some_and(|t| t <= now))
+    {
+        if climbed {
+            // The level just told says as much as an update: the next one counts from now.
+            let mut row = row;
+            row.next_update_at = at(
+                now,
+                policy.and_then(|p| p.update_interval(row.severity.as_deref())),
+            );
+            change.row = Some(row);
+        } else {
+            let update = status_update(row, policy, now);
+            change.row = update.row;
+            change.tell.extend(update.tell);
+            change.notes.extend(update.notes);
+        }
+    }
+    (change, climbed)
 }
 
 /// Acknowledge or take back.
@@ -485,6 +632,8 @@ pub struct AckRequest {
 }
 
 /// Acknowledges `row` (or takes it back), announcing it to every channel told.
+
+/// Acknowledges `row` (or takes it back), announcing it to every channel told.
 pub fn acknowledge(
     mut row: IncidentRow,
     request: &AckRequest,
@@ -496,7 +645,7 @@ pub fn acknowledge(
     if !row.open {
         return Err(AckRefused::Resolved(row.id));
     }
-    let event = match request.action {
+    let (event, note) = match request.action {
         AckAction::Ack => {
             if row.acked_at.is_some() {
                 return Err(AckRefused::AlreadyAcknowledged {
@@ -507,13 +656,15 @@ pub fn acknowledge(
             row.acked_at = Some(request.now);
             row.acked_by = Some(request.by.clone());
             row.next_at = None;
+            row.next_update_at = None;
             row.generation += 1;
-            Event::Acknowledged {
+            let event = Event::Acknowledged {
                 incident: row.id,
                 policy: row.policy.clone(),
                 by: request.by.clone(),
                 generation: row.generation,
-            }
+            };
+            (event, kind::ACKNOWLEDGED)
         }
         AckAction::Unack => {
             if row.acked_at.is_none() {
@@ -528,23 +679,83 @@ pub fn acknowledge(
                     p.next_delay(usize::try_from(row.level).unwrap_or(0)),
                 )
             });
-            Event::Unacknowledged {
+            row.next_update_at = policy.and_then(|p| {
+                at(request.now, p.update_interval(row.severity.as_deref()))
+            });
+            let event = Event::Unacknowledged {
                 incident: row.id,
                 policy: row.policy.clone(),
                 by: request.by.clone(),
                 generation: row.generation,
-            }
+            };
+            (event, kind::UNACKNOWLEDGED)
         }
     };
-    let tell = row
-        .told
-        .iter()
-        .map(|c| (c.clone(), Some(event.clone())))
-        .collect();
+    let mut notes = vec![Note::new(note).by(request.by.clone())];
+    let tell = tell_told(&row, &event, &[], &mut notes);
     Ok(Change {
         row: Some(row),
         tell,
         hold: None,
+        notes,
+    })
+}
+
+/// Resolves `row` by hand: the climb and the updates stop, and every channel told hears
+/// who resolved it. Its alerts may still fire: the group's next notification that fires
+/// opens a new incident.
+pub fn resolve_by_hand(
+    mut row: IncidentRow,
+    by: &str,
+    now: i64,
+    policy: Option<&Policy>,
+    quiet_when_resolved: &[String],
+) -> Result<Change, AckRefused> {
+    if !row.open {
+        return Err(AckRefused::Resolved(row.id));
+    }
+    close(&mut row, now);
+    row.resolved_by = Some(by.to_owned());
+    row.generation += 1;
+    let event = match policy {
+        Some(policy) => incident_event(&row, policy, Step::Resolved),
+        None => Event::Incident {
+            incident: row.id,
+            policy: row.policy.clone(),
+            level: row.level + 1,
+            level_name: None,
+            step: Step::Resolved,
+            generation: row.generation,
+            by: None,
+        },
+    };
+    let event = match event {
+        Event::Incident {
+            incident,
+            policy,
+            level,
+            level_name,
+            step,
+            generation,
+            ..
+        } => Event::Incident {
+            incident,
+            policy,
+            level,
+            level_name,
+            step,
+            generation,
+            by: Some(by.to_owned()),
+        },
+        other => other,
+    };
+    let mut notes = vec![Note::new(kind::RESOLVED).by(by)];
+    let tell = tell_told(&row, &event, quiet_when_resolved, &mut notes);
+    Ok(Change {
+        row: Some(row),
+        tell,
+        hold: None,
+        notes,
     })
 }
 
@@ -555,6 +766,10 @@ pub struct IncidentView {
     pub id: i64,
     /// `open`, `acknowledged` or `resolved`.
     pub state: &'static str,
+    /// Its severity on the configured scale.
+    pub severity: Option<String>,
+    /// What it is about.
+    pub title: String,
     /// Its policy.
     pub policy: String,
     /// The highest level told, from 1.
@@ -576,12 +791,22 @@ pub struct IncidentView {
     pub opened_ms: i64,
     /// When the next level (or repeat) is due, RFC 3339.
     pub next_escalation_at: Option<String>,
+    /// When the next status update is due, RFC 3339.
+    pub next_update_at: Option<String>,
     /// RFC 3339.
     pub acknowledged_at: Option<String>,
+    /// When it was acknowledged, Unix ms.
+    #[serde(skip)]
+    pub acknowledged_ms: Option<i64>,
     /// Who acknowledged.
     pub acknowledged_by: Option<String>,
     /// RFC 3339.
     pub resolved_at: Option<String>,
+    /// When it resolved, Unix ms.
+    #[serde(skip)]
+    pub resolved_ms: Option<i64>,
+    /// Who resolved it by hand (none when its alerts resolved).
+    pub resolved_by: Option<String>,
     /// The acknowledgement generation.
     pub generation: i64,
 }
@@ -601,6 +826,8 @@ impl IncidentRow {
         IncidentView {
             id: self.id,
             state: self.state(),
+            severity: self.severity.clone(),
+            title: self.title.clone(),
             policy: self.policy.clone(),
             level: self.level + 1,
             receiver: self.receiver.clone(),
@@ -611,14 +838,17 @@ impl IncidentRow {
             opened_at: format_rfc3339(self.opened_at),
             opened_ms: self.opened_at,
             next_escalation_at: self.next_at.map(format_rfc3339),
+            next_update_at: self.next_update_at.map(format_rfc3339),
             acknowledged_at: self.acked_at.map(format_rfc3339),
+            acknowledged_ms: self.acked_at,
             acknowledged_by: self.acked_by.clone(),
             resolved_at: self.resolved_at.map(format_rfc3339),
+            resolved_ms: self.resolved_at,
+            resolved_by: self.resolved_by.clone(),
             generation: self.generation,
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,6 +867,7 @@ mod tests {
                 level(1800, &["manager"]),
             ],
             repeat_last_level: repeat.map(Duration::from_secs),
+            severities: Arc::default(),
         }
     }
 
@@ -647,6 +878,9 @@ mod tests {
             firing,
             quiet_when_resolved: vec!["pager".into()],
             hold: None,
+            severity: Some("critical".into()),
+            title: "HighErrorRate".into(),
+            briefs: Vec::new(),
         }
     }
 

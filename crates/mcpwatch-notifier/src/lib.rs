@@ -18,6 +18,7 @@ macro_rules! internal {
 
 pub mod config;
 pub mod matcher;
+pub mod severity;
 internal!(
     ack,
     channels,
@@ -27,6 +28,7 @@ internal!(
     metrics,
     notifier,
     payload,
+    report,
     route,
     server,
     setup,
@@ -34,6 +36,7 @@ internal!(
     template,
     time,
     timeinterval,
+    timeline,
 );
 
 use crate::setup::Setup;

@@ -291,6 +291,37 @@ impl Notifier {
         Ok(())
     }
 
+    /// Resolves an incident by hand; the incident after, or why not.
+    pub(crate) async fn resolve(
+        &self,
+        incident: i64,
+        by: String,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+        let setup = self.setup();
+        let quiet = setup
+            .config
+            .channels
+            .iter()
+            .filter(|(_, c)| !c.send_resolved)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let result = self
+            .store
+            .resolve(
+                incident,
+                by.clone(),
+                crate::time::now_ms(),
+                setup.policies.clone(),
+                quiet,
+            )
+            .await?;
+        if let Ok(view) = &result {
+            tracing::info!(incident, policy = %view.policy, by = %by, "Incident resolved by hand.");
+            self.wake.notify_one();
+        }
+        Ok(result)
+    }
+
     /// Acknowledges an incident (or takes it back); the incident after, or why not.
     pub(crate) async fn acknowledge(
         &self,

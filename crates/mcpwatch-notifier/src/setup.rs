@@ -12,8 +12,10 @@ use crate::incident::{Policies, Policy, Touch};
 use crate::maintenance::{self, OneOff, Recurring};
 use crate::payload::{Labels, Notification, Status};
 use crate::route::Router;
+use crate::severity::Severities;
 use crate::store::{NewDelivery, Store, StoreError};
 use crate::template::Templates;
+use crate::timeline::{self, AlertBrief};
 
 /// Everything built from one configuration: swapped whole on reload.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct Setup {
     pub templates: Templates,
     /// Escalation policies.
     pub policies: Arc<Policies>,
+    /// The severity scale.
+    pub severities: Arc<Severities>,
     /// Recurring maintenance windows.
     pub recurring: Vec<Recurring>,
     /// Signs acknowledgement links, when `acknowledgement` is configured.
@@ -100,6 +104,7 @@ impl Setup {
             channels,
             templates,
             policies: Arc::new(Policy::all(&config)),
+            severities: Arc::new(Severities::new(&config.severities)),
             recurring: Recurring::all(&config),
             links,
             config,
@@ -174,11 +179,22 @@ impl Setup {
                     *firing |= status == Status::Firing;
                 }
             }
+            let firing = status == Status::Firing;
+            let severity = self.severities.of(labels);
             for policy in targets.policies {
                 let entry = by_policy.entry(policy).or_default();
                 entry.alerts.push(index);
-                entry.firing |= status == Status::Firing;
+                entry.firing |= firing;
                 entry.holds.push(hold.clone());
+                entry.briefs.push(AlertBrief::new(firing, labels));
+                // Of the firing alerts when any fires; of them all until one does.
+                if firing && !entry.severity_of_firing {
+                    entry.severity = None;
+                    entry.severity_of_firing = true;
+                }
+                if firing || !entry.severity_of_firing {
+                    entry.severity = Severities::worst(entry.severity.as_ref(), severity).cloned();
+                }
             }
         }
         let mut deliveries: Vec<NewDelivery> = by_channel
@@ -216,12 +232,16 @@ impl Setup {
                 } else {
                     None
                 };
+                let briefs = timeline::bounded(routed.briefs);
                 Some(Touch {
                     policy: self.policies.get(&name)?.clone(),
                     alerts: routed.alerts,
                     firing: routed.firing,
                     quiet_when_resolved: quiet.clone(),
                     hold,
+                    severity: routed.severity.map(|s| s.name),
+                    title: timeline::title(&briefs),
+                    briefs,
                 })
             })
             .collect();
@@ -239,6 +259,12 @@ struct PolicyAlerts {
     firing: bool,
     /// The window holding each alert, if one does.
     holds: Vec<Option<String>>,
+    /// Each alert, as the timeline names it.
+    briefs: Vec<AlertBrief>,
+    /// The most severe level among them (among those firing, once one fires).
+    severity: Option<crate::severity::Severity>,
+    /// Whether `severity` is of firing alerts.
+    severity_of_firing: bool,
 }
 
 /// The one-off maintenance windows in force, as last read from the store.

@@ -520,7 +520,7 @@ pub struct MessageContext {
 /// What templates see of a delivery's event.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct EventContext {
-    /// opened, escalated, repeated, update, resolved, acknowledged, unacknowledged or
+    /// opened, escalated, repeated, update, status, resolved, acknowledged, unacknowledged or
     /// summary.
     pub kind: &'static str,
     /// The incident.
@@ -574,6 +574,7 @@ impl EventContext {
                 level,
                 level_name,
                 step,
+                by,
                 ..
             } => {
                 let who = level_name.as_ref().map_or_else(
@@ -608,7 +609,17 @@ impl EventContext {
                     Step::Resolved => (
                         "resolved",
                         String::new(),
-                        format!("Incident {incident} resolved."),
+                        match by {
+                            Some(by) => format!("Incident {incident} was resolved by hand by {by}."),
+                            None => format!("Incident {incident} resolved."),
+                        },
+                    ),
+                    Step::Status => (
+                        "status",
+                        "STILL OPEN".into(),
+                        format!(
+                            "Status update: incident {incident} is still open and unacknowledged; {who} of policy {policy} has been told."
+                        ),
                     ),
                 };
                 Self {
@@ -617,6 +628,7 @@ impl EventContext {
                     policy: Some(policy.clone()),
                     level: Some(*level),
                     level_name: level_name.clone(),
+                    by: by.clone(),
                     headline,
                     label,
                     ..Self::default()

@@ -16,11 +16,14 @@ const ORDER: &[&str] = &[
     "ack",
     "payload",
     "matcher",
+    "severity",
+    "timeline",
     // The configuration.
     "config",
     // What it configures.
     "route",
     "incident",
+    "report",
     "template",
     "channels",
     "maintenance",

@@ -73,6 +73,15 @@ pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
             get(operations::link_page).post(operations::unack),
         )
         .route(
+            "/api/v1/incidents/{id}/resolve",
+            post(operations::resolve),
+        )
+        .route(
+            "/api/v1/incidents/{id}/timeline",
+            get(operations::timeline),
+        )
+        .route("/api/v1/incidents/{id}/report", get(operations::report))
+        .route(
             "/api/v1/windows",
             get(operations::windows).post(operations::add_window),
         )

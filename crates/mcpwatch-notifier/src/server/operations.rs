@@ -225,6 +225,86 @@ async fn act(
     }
 }
 
+/// Resolves an incident by hand, by the API's credentials (no link resolves).
+pub(super) async fn resolve(
+    State(app): State<App>,
+    headers: HeaderMap,
+    id: IdPath,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the incident id is a number");
+    };
+    match app.notifier.resolve(id, who(&body, &headers, false)).await {
+        Ok(Ok(incident)) => axum::Json(json!({ "incident": incident })).into_response(),
+        Ok(Err(refused @ AckRefused::NotFound(_))) => {
+            error(StatusCode::NOT_FOUND, refused.to_string())
+        }
+        Ok(Err(refused)) => error(StatusCode::CONFLICT, refused.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// An incident and its timeline, or the answer that says why not.
+pub(super) async fn incident_with_timeline(
+    app: &App,
+    id: i64,
+) -> Result<(crate::incident::IncidentView, Vec<crate::timeline::Entry>), Response> {
+    let store = app.notifier.store();
+    let unavailable = |e: crate::store::StoreError| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    let incident = store.incident(id).await.map_err(unavailable)?;
+    let Some(incident) = incident else {
+        return Err(error(StatusCode::NOT_FOUND, format!("no incident {id}")));
+    };
+    let timeline = store.timeline(id).await.map_err(unavailable)?;
+    Ok((incident, timeline))
+}
+
+pub(super) async fn timeline(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the incident id is a number");
+    };
+    match incident_with_timeline(&app, id).await {
+        Ok((incident, timeline)) => {
+            axum::Json(json!({ "incident": incident, "timeline": timeline })).into_response()
+        }
+        Err(answer) => answer,
+    }
+}
+
+/// The post-incident report, in Markdown, as a download.
+pub(super) async fn report(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(StatusCode::BAD_REQUEST, "the incident id is a number");
+    };
+    match incident_with_timeline(&app, id).await {
+        Ok((incident, timeline)) => {
+            let text = crate::report::markdown(&incident, &timeline, now_ms());
+            (
+                [
+                    (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"incident-{id}.md\""),
+                    ),
+                ],
+                text,
+            )
+                .into_response()
+        }
+        Err(answer) => answer,
+    }
+}
+
 pub(super) async fn ack(
     State(app): State<App>,
     headers: HeaderMap,

@@ -16,6 +16,7 @@ use serde::Serialize;
 pub use crate::incident::{AckRefused, AckRequest, Event, IncidentView, Policies, Touch};
 pub use crate::maintenance::{NewWindow, WindowRow};
 pub use crate::payload::DedupKey;
+pub use crate::timeline::{Entry, Note};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -44,8 +45,9 @@ pub mod state {
 
 /// The schema both stores write; a database at a later one is refused. 4: one schema for
 /// both stores (tables named `mcpwatch_*`, a body's encoding in its own column) and a
-/// delivery's stream (its alert group), which orders deliveries.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+/// delivery's stream (its alert group), which orders deliveries. 5: incidents' timelines,
+/// severity, title, status updates and who resolved them by hand.
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Why the store failed. Transient as far as Alertmanager is concerned: it answers 503.
 #[derive(Debug, thiserror::Error)]
@@ -435,6 +437,21 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<Vec<IncidentView>, StoreError>;
     /// One incident.
     async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError>;
+    /// Resolves an incident by hand (every channel told hears who did, but those in
+    /// `quiet`); the incident after, or why not.
+    async fn resolve(
+        &self,
+        incident: i64,
+        by: String,
+        now: i64,
+        policies: Arc<Policies>,
+        quiet: Vec<String>,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError>;
+    /// An incident's timeline, in order (empty when there is no such incident).
+    async fn timeline(&self, incident: i64) -> Result<Vec<Entry>, StoreError>;
+    /// Adds an entry to an incident's timeline at `at` (nothing when there is no such
+    /// incident).
+    async fn record(&self, incident: i64, at: i64, note: Note) -> Result<(), StoreError>;
     /// Stores a one-off maintenance window.
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError>;
     /// Ends a one-off window at `now` (if it ends later); the window after.

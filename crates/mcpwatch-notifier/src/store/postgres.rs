@@ -17,7 +17,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, IncidentView, ListFilter,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note,
     NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats, SCHEMA_VERSION,
     Store, StoreError, WindowRow,
 };
@@ -118,6 +118,53 @@ ALTER TABLE mcpwatch_dedup_keys ADD COLUMN IF NOT EXISTS answers JSONB NOT NULL 
 ALTER TABLE mcpwatch_deliveries ADD COLUMN IF NOT EXISTS stream BIGINT;
 CREATE INDEX IF NOT EXISTS mcpwatch_deliveries_queued_stream ON mcpwatch_deliveries (stream, channel)
     WHERE stream IS NOT NULL AND state IN ('pending', 'sending');
+ALTER TABLE mcpwatch_incidents ADD COLUMN IF NOT EXISTS resolved_by TEXT;
+ALTER TABLE mcpwatch_incidents ADD COLUMN IF NOT EXISTS severity TEXT;
+ALTER TABLE mcpwatch_incidents ADD COLUMN IF NOT EXISTS title TEXT;
+ALTER TABLE mcpwatch_incidents ADD COLUMN IF NOT EXISTS next_update_at BIGINT;
+ALTER TABLE mcpwatch_incidents ADD COLUMN IF NOT EXISTS remediation TEXT;
+CREATE INDEX IF NOT EXISTS mcpwatch_incidents_update_due ON mcpwatch_incidents (next_update_at)
+    WHERE next_update_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mcpwatch_incident_events (
+    id BIGSERIAL PRIMARY KEY,
+    incident BIGINT NOT NULL REFERENCES mcpwatch_incidents (id) ON DELETE CASCADE,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT,
+    channel TEXT,
+    level INTEGER,
+    detail TEXT,
+    alerts TEXT
+);
+CREATE INDEX IF NOT EXISTS mcpwatch_incident_events_incident ON mcpwatch_incident_events (incident, id);
+CREATE TABLE IF NOT EXISTS mcpwatch_remediations (
+    incident BIGINT NOT NULL REFERENCES mcpwatch_incidents (id) ON DELETE CASCADE,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    claimed_by TEXT,
+    claimed_until BIGINT,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    PRIMARY KEY (incident, action)
+);
+CREATE TABLE IF NOT EXISTS mcpwatch_status_groups (
+    receiver TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    component TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    detail TEXT,
+    since BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (receiver, group_key, component)
+);
+CREATE INDEX IF NOT EXISTS mcpwatch_status_groups_component ON mcpwatch_status_groups (component);
+CREATE TABLE IF NOT EXISTS mcpwatch_status_changes (
+    id BIGSERIAL PRIMARY KEY,
+    component TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mcpwatch_status_changes_component ON mcpwatch_status_changes (component, at);
 ";
 
 /// The PostgreSQL store.
@@ -665,6 +712,27 @@ impl Store for PostgresStore {
 
     async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
         in_transaction!(self, |tx| sql::incident(tx, id))
+    }
+
+    async fn resolve(
+        &self,
+        incident: i64,
+        by: String,
+        now: i64,
+        policies: Arc<Policies>,
+        quiet: Vec<String>,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+        in_transaction!(self, |tx| sql::resolve(
+            tx, incident, &by, now, &policies, &quiet
+        ))
+    }
+
+    async fn timeline(&self, incident: i64) -> Result<Vec<Entry>, StoreError> {
+        in_transaction!(self, |tx| sql::timeline(tx, incident))
+    }
+
+    async fn record(&self, incident: i64, at: i64, note: Note) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| sql::record(tx, incident, at, &note))
     }
 
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {

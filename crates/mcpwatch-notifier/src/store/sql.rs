@@ -21,6 +21,7 @@ use super::{
 };
 use crate::incident::{self, Change, IncidentRow};
 use crate::time::format_rfc3339;
+use crate::timeline::{Entry, Note, kind};
 
 /// A statement's parameter.
 #[derive(Debug, Clone, Copy)]
@@ -732,7 +733,46 @@ pub(crate) async fn complete<T: Tx>(
         args![id, now, name, detail, attempt],
     )
     .await?;
+    note_outcome(tx, id, attempt, outcome, now).await?;
     Ok(true)
+}
+
+/// Adds how an attempt of one of an incident's deliveries ended to its timeline.
+async fn note_outcome<T: Tx>(
+    tx: &mut T,
+    id: i64,
+    attempt: u32,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<(), StoreError> {
+    let rows = tx
+        .query(
+            "SELECT channel, event FROM mcpwatch_deliveries WHERE id = ?1 AND event IS NOT NULL",
+            args![id],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(());
+    };
+    let event = Event::decode(row.opt_text(1)?.as_deref());
+    let Some(incident) = event.as_ref().and_then(Event::incident) else {
+        return Ok(());
+    };
+    let note = match outcome {
+        Outcome::Delivered => Note::new(kind::DELIVERED).detail(format!("attempt {attempt}")),
+        Outcome::Retry { at, error } => Note::new(kind::DELIVERY_FAILED).detail(format!(
+            "attempt {attempt}: {error}; next attempt at {}",
+            crate::time::format_rfc3339(*at)
+        )),
+        Outcome::Dead { error } => {
+            Note::new(kind::DEAD_LETTER).detail(format!("attempt {attempt}: {error}"))
+        }
+    };
+    let note = match &event {
+        Some(Event::Incident { level, .. }) => note.level(*level),
+        _ => note,
+    };
+    record(tx, incident, now, &note.channel(row.text(0)?)).await
 }
 
 /// Queues a notification's dead letters again; how many. One whose alert group has had a
@@ -893,7 +933,8 @@ pub(crate) async fn prune<T: Tx>(
 macro_rules! incident_columns {
     () => {
         "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
-         opened_at, next_at, acked_at, acked_by, generation, resolved_at"
+         opened_at, next_at, acked_at, acked_by, generation, resolved_at, resolved_by, severity,
+         title, next_update_at"
     };
 }
 use incident_columns;
@@ -915,6 +956,10 @@ fn incident_row(r: &Row) -> Result<IncidentRow, StoreError> {
         acked_by: r.opt_text(12)?,
         generation: r.i64(13)?,
         resolved_at: r.opt_i64(14)?,
+        resolved_by: r.opt_text(15)?,
+        severity: r.opt_text(16)?,
+        title: r.opt_text(17)?.unwrap_or_default(),
+        next_update_at: r.opt_i64(18)?,
     })
 }
 
@@ -933,8 +978,9 @@ async fn apply<T: Tx>(
                     .insert(
                         "INSERT INTO mcpwatch_incidents (policy, receiver, group_key, open, level, told,
                              notification_id, alerts, opened_at, next_at, acked_at, acked_by, generation,
-                             resolved_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                             resolved_at, resolved_by, severity, title, next_update_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                             ?17, ?18)",
                         args![
                             &row.policy,
                             &row.receiver,
@@ -949,7 +995,11 @@ async fn apply<T: Tx>(
                             row.acked_at,
                             row.acked_by.as_deref(),
                             row.generation,
-                            row.resolved_at
+                            row.resolved_at,
+                            row.resolved_by.as_deref(),
+                            row.severity.as_deref(),
+                            &row.title,
+                            row.next_update_at
                         ],
                     )
                     .await?;
@@ -958,7 +1008,8 @@ async fn apply<T: Tx>(
                 tx.execute(
                     "UPDATE mcpwatch_incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5,
                          alerts = ?6, next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10,
-                         resolved_at = ?11
+                         resolved_at = ?11, resolved_by = ?12, severity = ?13, title = ?14,
+                         next_update_at = ?15
                      WHERE id = ?1",
                     args![
                         row.id,
@@ -971,7 +1022,11 @@ async fn apply<T: Tx>(
                         row.acked_at,
                         row.acked_by.as_deref(),
                         row.generation,
-                        row.resolved_at
+                        row.resolved_at,
+                        row.resolved_by.as_deref(),
+                        row.severity.as_deref(),
+                        &row.title,
+                        row.next_update_at
                     ],
                 )
                 .await?;
@@ -990,8 +1045,64 @@ async fn apply<T: Tx>(
             None,
         )
         .await?;
+        for note in &change.notes {
+            record(tx, row.id, now, note).await?;
+        }
     }
     Ok(change.row)
+}
+
+/// Adds `note` to incident `incident`'s timeline, at `at`.
+pub(crate) async fn record<T: Tx>(
+    tx: &mut T,
+    incident: i64,
+    at: i64,
+    note: &Note,
+) -> Result<(), StoreError> {
+    let alerts = note.encode_alerts();
+    tx.execute(
+        "INSERT INTO mcpwatch_incident_events (incident, at, kind, actor, channel, level, detail, alerts)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM mcpwatch_incidents WHERE id = ?1)",
+        args![
+            incident,
+            at,
+            note.kind,
+            note.actor.as_deref(),
+            note.channel.as_deref(),
+            note.level,
+            note.detail.as_deref(),
+            alerts.as_deref()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Incident `incident`'s timeline, in order; none when there is no such incident.
+pub(crate) async fn timeline<T: Tx>(
+    tx: &mut T,
+    incident: i64,
+) -> Result<Vec<Entry>, StoreError> {
+    tx.query(
+        "SELECT id, at, kind, actor, channel, level, detail, alerts FROM mcpwatch_incident_events
+         WHERE incident = ?1 ORDER BY id",
+        args![incident],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Entry::new(
+            r.i64(0)?,
+            r.i64(1)?,
+            r.text(2)?,
+            r.opt_text(3)?,
+            r.opt_text(4)?,
+            r.opt_i64(5)?.and_then(|l| u32::try_from(l).ok()),
+            r.opt_text(6)?,
+            r.opt_text(7)?.as_deref(),
+        ))
+    })
+    .collect()
 }
 
 /// Queues one delivery per channel told, each with its event (not in any stream: an
@@ -1043,7 +1154,8 @@ pub(crate) async fn escalate<T: Tx>(
             concat!(
                 "SELECT ",
                 incident_columns!(),
-                " FROM mcpwatch_incidents WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2 FOR UPDATE SKIP LOCKED"
+                " FROM mcpwatch_incidents WHERE next_at <= ?1 OR next_update_at <= ?1
+                  ORDER BY COALESCE(next_at, next_update_at) LIMIT ?2 FOR UPDATE SKIP LOCKED"
             ),
             args![now, limit],
         )
@@ -1054,10 +1166,9 @@ pub(crate) async fn escalate<T: Tx>(
     let mut escalated = Vec::new();
     for row in due {
         let policy = policies.get(&row.policy);
-        let change = incident::escalate(row, policy, now);
-        let told = !change.tell.is_empty();
+        let (change, climbed) = incident::due(row, policy, now);
         if let Some(row) = apply(tx, change, now).await?
-            && told
+            && climbed
         {
             escalated.push((row.id, row.policy, row.level + 1));
         }
@@ -1071,17 +1182,7 @@ pub(crate) async fn acknowledge<T: Tx>(
     request: &AckRequest,
     policies: &Policies,
 ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
-    let rows = tx
-        .query(
-            concat!(
-                "SELECT ",
-                incident_columns!(),
-                " FROM mcpwatch_incidents WHERE id = ?1 FOR UPDATE"
-            ),
-            args![id],
-        )
-        .await?;
-    let Some(row) = rows.first().map(incident_row).transpose()? else {
+    let Some(row) = locked_incident(tx, id).await? else {
         return Ok(Err(AckRefused::NotFound(id)));
     };
     let policy = policies.get(&row.policy);
@@ -1097,11 +1198,56 @@ pub(crate) async fn acknowledge<T: Tx>(
 pub(crate) async fn next_escalation<T: Tx>(tx: &mut T) -> Result<Option<i64>, StoreError> {
     let rows = tx
         .query(
-            "SELECT MIN(next_at) FROM mcpwatch_incidents WHERE next_at IS NOT NULL",
+            "SELECT MIN(next_at), MIN(next_update_at) FROM mcpwatch_incidents
+             WHERE next_at IS NOT NULL OR next_update_at IS NOT NULL",
             &[],
         )
         .await?;
-    Ok(rows.first().map(|r| r.opt_i64(0)).transpose()?.flatten())
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(match (row.opt_i64(0)?, row.opt_i64(1)?) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// Resolves incident `id` by hand, telling every channel told who did.
+pub(crate) async fn resolve<T: Tx>(
+    tx: &mut T,
+    id: i64,
+    by: &str,
+    now: i64,
+    policies: &Policies,
+    quiet_when_resolved: &[String],
+) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+    let Some(row) = locked_incident(tx, id).await? else {
+        return Ok(Err(AckRefused::NotFound(id)));
+    };
+    let policy = policies.get(&row.policy);
+    match incident::resolve_by_hand(row, by, now, policy, quiet_when_resolved) {
+        Ok(change) => Ok(apply(tx, change, now)
+            .await?
+            .map(|row| row.view())
+            .ok_or(AckRefused::NotFound(id))),
+        Err(refused) => Ok(Err(refused)),
+    }
+}
+
+/// Incident `id`, locked for this transaction.
+async fn locked_incident<T: Tx>(tx: &mut T, id: i64) -> Result<Option<IncidentRow>, StoreError> {
+    tx.query(
+        concat!(
+            "SELECT ",
+            incident_columns!(),
+            " FROM mcpwatch_incidents WHERE id = ?1 FOR UPDATE"
+        ),
+        args![id],
+    )
+    .await?
+    .first()
+    .map(incident_row)
+    .transpose()
 }
 
 pub(crate) async fn incidents<T: Tx>(

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, IncidentView,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note,
     ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats,
     SCHEMA_VERSION, Store, StoreError, WindowRow,
 };
@@ -85,8 +85,55 @@ CREATE TABLE IF NOT EXISTS mcpwatch_incidents (
     acked_at INTEGER,
     acked_by TEXT,
     generation INTEGER NOT NULL,
-    resolved_at INTEGER
+    resolved_at INTEGER,
+    resolved_by TEXT,
+    severity TEXT,
+    title TEXT,
+    next_update_at INTEGER,
+    remediation TEXT
 );
+CREATE INDEX IF NOT EXISTS incidents_update_due ON mcpwatch_incidents (next_update_at)
+    WHERE next_update_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mcpwatch_incident_events (
+    id INTEGER PRIMARY KEY,
+    incident INTEGER NOT NULL REFERENCES mcpwatch_incidents (id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT,
+    channel TEXT,
+    level INTEGER,
+    detail TEXT,
+    alerts TEXT
+);
+CREATE INDEX IF NOT EXISTS incident_events_incident ON mcpwatch_incident_events (incident, id);
+CREATE TABLE IF NOT EXISTS mcpwatch_remediations (
+    incident INTEGER NOT NULL REFERENCES mcpwatch_incidents (id) ON DELETE CASCADE,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    claimed_by TEXT,
+    claimed_until INTEGER,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    PRIMARY KEY (incident, action)
+);
+CREATE TABLE IF NOT EXISTS mcpwatch_status_groups (
+    receiver TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    component TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    detail TEXT,
+    since INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (receiver, group_key, component)
+);
+CREATE INDEX IF NOT EXISTS status_groups_component ON mcpwatch_status_groups (component);
+CREATE TABLE IF NOT EXISTS mcpwatch_status_changes (
+    id INTEGER PRIMARY KEY,
+    component TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS status_changes_component ON mcpwatch_status_changes (component, at);
 CREATE INDEX IF NOT EXISTS incidents_group ON mcpwatch_incidents (group_key, receiver, policy) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS incidents_due ON mcpwatch_incidents (next_at) WHERE next_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mcpwatch_windows (
@@ -131,6 +178,14 @@ enum Work {
     Prune(Duration, Duration),
     Escalate(i64, Arc<Policies>, usize),
     Acknowledge(i64, AckRequest, Arc<Policies>),
+    Resolve {
+        incident: i64,
+        by: String,
+        now: i64,
+        policies: Arc<Policies>,
+        quiet: Vec<String>,
+    },
+    Record(i64, i64, Note),
     AddWindow(NewWindow),
     EndWindow(i64, i64),
     Release(String, i64),
@@ -467,6 +522,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             tx.execute_batch("ALTER TABLE mcpwatch_deliveries ADD COLUMN stream INTEGER")?;
         }
     }
+    // Before 5 an incident had no severity, title, status updates or remediation.
+    if table("mcpwatch_incidents")? && !column("mcpwatch_incidents", "severity")? {
+        tx.execute_batch(
+            "ALTER TABLE mcpwatch_incidents ADD COLUMN resolved_by TEXT;
+             ALTER TABLE mcpwatch_incidents ADD COLUMN severity TEXT;
+             ALTER TABLE mcpwatch_incidents ADD COLUMN title TEXT;
+             ALTER TABLE mcpwatch_incidents ADD COLUMN next_update_at INTEGER;
+             ALTER TABLE mcpwatch_incidents ADD COLUMN remediation TEXT;",
+        )?;
+    }
     tx.execute_batch(SCHEMA)?;
     if version == 1 {
         tx.execute_batch(
@@ -801,6 +866,17 @@ fn run(
             }
             Work::Acknowledge(id, request, policies) => {
                 Done::Acknowledged(sql::acknowledge(tx, *id, request, policies).await?)
+            }
+            Work::Resolve {
+                incident,
+                by,
+                now,
+                policies,
+                quiet,
+            } => Done::Acknowledged(sql::resolve(tx, *incident, by, *now, policies, quiet).await?),
+            Work::Record(incident, at, note) => {
+                sql::record(tx, *incident, *at, note).await?;
+                Done::Flag(true)
             }
             Work::AddWindow(window) => Done::Window(Some(sql::add_window(tx, window).await?)),
             Work::EndWindow(id, at) => Done::Window(sql::end_window(tx, *id, *at).await?),
@@ -1389,6 +1465,33 @@ impl Store for SqliteStore {
 
     async fn incident(&self, id: i64) -> Result<Option<IncidentView>, StoreError> {
         self.read(move |tx| ready(sql::incident(tx, id))?).await
+    }
+
+    async fn resolve(
+        &self,
+        incident: i64,
+        by: String,
+        now: i64,
+        policies: Arc<Policies>,
+        quiet: Vec<String>,
+    ) -> Result<Result<IncidentView, AckRefused>, StoreError> {
+        self.write(Work::Resolve {
+            incident,
+            by,
+            now,
+            policies,
+            quiet,
+        })
+        .await
+    }
+
+    async fn timeline(&self, incident: i64) -> Result<Vec<Entry>, StoreError> {
+        self.read(move |tx| ready(sql::timeline(tx, incident))?).await
+    }
+
+    async fn record(&self, incident: i64, at: i64, note: Note) -> Result<(), StoreError> {
+        let _: bool = self.write(Work::Record(incident, at, note)).await?;
+        Ok(())
     }
 
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {
