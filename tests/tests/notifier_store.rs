@@ -563,6 +563,7 @@ fn policy() -> Policy {
         name: "default".into(),
         levels: vec![level(0, "l1"), level(60, "l2"), level(60, "l3")],
         repeat_last_level: None,
+        severities: Arc::default(),
     }
 }
 
@@ -577,6 +578,9 @@ fn of_group(i: usize, at: i64, firing: bool) -> NewNotification {
         firing,
         quiet_when_resolved: Vec::new(),
         hold: None,
+        severity: Some("critical".into()),
+        title: "GatewayDown".into(),
+        briefs: Vec::new(),
     }];
     n
 }
@@ -671,6 +675,36 @@ async fn incidents_and_windows(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert!(a.incidents(true, 10).await.expect("open").is_empty());
     let closed = a.incident(id).await.expect("incident").expect("found");
     assert_eq!(closed.state, "resolved");
+    // The timeline: one opening however many copies raced, each step once, in order, the
+    // same from both replicas.
+    let timeline = a.timeline(id).await.expect("timeline");
+    assert_eq!(timeline, b.timeline(id).await.expect("timeline"));
+    let count = |kind: &str| timeline.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(
+        [
+            count("opened"),
+            count("alerts_changed"),
+            count("escalated"),
+            count("acknowledged"),
+            count("resolved"),
+            count("told"),
+        ],
+        [1, 9, 1, 1, 1, 15],
+        "{timeline:?}"
+    );
+    let steps: Vec<&str> = timeline
+        .iter()
+        .map(|e| e.kind.as_str())
+        .filter(|k| !matches!(*k, "told" | "alerts_changed"))
+        .collect();
+    assert_eq!(steps, ["opened", "escalated", "acknowledged", "resolved"]);
+    let acknowledged = timeline
+        .iter()
+        .find(|e| e.kind == "acknowledged")
+        .expect("ack");
+    assert_eq!(acknowledged.actor.as_deref(), Some("alice"));
+    assert!(timeline.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    assert!(a.timeline(id + 1000).await.expect("none").is_empty());
     let mut events = Vec::new();
     for _ in 0..5 {
         let batch = a

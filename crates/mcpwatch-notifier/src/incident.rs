@@ -632,8 +632,6 @@ pub struct AckRequest {
 }
 
 /// Acknowledges `row` (or takes it back), announcing it to every channel told.
-
-/// Acknowledges `row` (or takes it back), announcing it to every channel told.
 pub fn acknowledge(
     mut row: IncidentRow,
     request: &AckRequest,

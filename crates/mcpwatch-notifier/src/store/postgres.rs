@@ -136,7 +136,7 @@ CREATE TABLE IF NOT EXISTS mcpwatch_incident_events (
     detail TEXT,
     alerts TEXT
 );
-CREATE INDEX IF NOT EXISTS mcpwatch_incident_events_incident ON mcpwatch_incident_events (incident, id);
+CREATE INDEX IF NOT EXISTS mcpwatch_incident_events_incident ON mcpwatch_incident_events (incident, at, id);
 CREATE TABLE IF NOT EXISTS mcpwatch_remediations (
     incident BIGINT NOT NULL REFERENCES mcpwatch_incidents (id) ON DELETE CASCADE,
     action TEXT NOT NULL,

@@ -1078,14 +1078,16 @@ pub(crate) async fn record<T: Tx>(
     Ok(())
 }
 
-/// Incident `incident`'s timeline, in order; none when there is no such incident.
+/// Incident `incident`'s timeline in the order things happened (on a shared database two
+/// replicas' transactions may commit in the other order than their times); none when there
+/// is no such incident.
 pub(crate) async fn timeline<T: Tx>(
     tx: &mut T,
     incident: i64,
 ) -> Result<Vec<Entry>, StoreError> {
     tx.query(
         "SELECT id, at, kind, actor, channel, level, detail, alerts FROM mcpwatch_incident_events
-         WHERE incident = ?1 ORDER BY id",
+         WHERE incident = ?1 ORDER BY at, id",
         args![incident],
     )
     .await?

@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS mcpwatch_incident_events (
     detail TEXT,
     alerts TEXT
 );
-CREATE INDEX IF NOT EXISTS incident_events_incident ON mcpwatch_incident_events (incident, id);
+CREATE INDEX IF NOT EXISTS incident_events_incident ON mcpwatch_incident_events (incident, at, id);
 CREATE TABLE IF NOT EXISTS mcpwatch_remediations (
     incident INTEGER NOT NULL REFERENCES mcpwatch_incidents (id) ON DELETE CASCADE,
     action TEXT NOT NULL,
@@ -198,7 +198,7 @@ enum Done {
     Flag(bool),
     Count(usize),
     Escalated(Vec<(i64, String, u32)>),
-    Acknowledged(Result<IncidentView, AckRefused>),
+    Acknowledged(Box<Result<IncidentView, AckRefused>>),
     Window(Option<WindowRow>),
 }
 
@@ -223,9 +223,18 @@ from_done!(
     Flag(bool),
     Count(usize),
     Escalated(Vec<(i64, String, u32)>),
-    Acknowledged(Result<IncidentView, AckRefused>),
     Window(Option<WindowRow>),
 );
+
+impl FromDone for Result<IncidentView, AckRefused> {
+    fn from_done(done: Done) -> Option<Self> {
+        if let Done::Acknowledged(v) = done {
+            Some(*v)
+        } else {
+            None
+        }
+    }
+}
 
 /// Where a write's answer goes.
 type Reply = oneshot::Sender<Result<Done, StoreError>>;
@@ -865,7 +874,7 @@ fn run(
                 Done::Escalated(sql::escalate(tx, *at, policies, *limit).await?)
             }
             Work::Acknowledge(id, request, policies) => {
-                Done::Acknowledged(sql::acknowledge(tx, *id, request, policies).await?)
+                Done::Acknowledged(Box::new(sql::acknowledge(tx, *id, request, policies).await?))
             }
             Work::Resolve {
                 incident,
@@ -873,7 +882,9 @@ fn run(
                 now,
                 policies,
                 quiet,
-            } => Done::Acknowledged(sql::resolve(tx, *incident, by, *now, policies, quiet).await?),
+            } => Done::Acknowledged(Box::new(
+                sql::resolve(tx, *incident, by, *now, policies, quiet).await?,
+            )),
             Work::Record(incident, at, note) => {
                 sql::record(tx, *incident, *at, note).await?;
                 Done::Flag(true)
