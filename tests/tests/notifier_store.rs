@@ -44,6 +44,7 @@ fn notification(name: &str, at: i64) -> NewNotification {
         received_at: at,
         dedup_window: Duration::from_secs(60),
         incidents: Vec::new(),
+        components: None,
         sender: 1,
     }
 }

@@ -53,6 +53,9 @@ pub struct NotifierConfig {
     /// The severity scale: what an alert's `severity` label means.
     #[serde(default)]
     pub severities: crate::severity::SeverityConfig,
+    /// The public status page (`/status`, `/status.json`); off when unset.
+    #[serde(default)]
+    pub status_page: Option<crate::statuspage::StatusPageConfig>,
 }
 
 /// One of `escalation_policies`.
@@ -1080,6 +1083,9 @@ impl NotifierConfig {
         self.check_escalation()?;
         self.check_windows()?;
         self.severities.validate()?;
+        if let Some(page) = &self.status_page {
+            page.validate()?;
+        }
         Ok(())
     }
 

@@ -19,6 +19,7 @@ macro_rules! internal {
 pub mod config;
 pub mod matcher;
 pub mod severity;
+pub mod statuspage;
 internal!(
     ack,
     channels,

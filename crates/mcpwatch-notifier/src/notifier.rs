@@ -11,7 +11,7 @@ use crate::dispatch::Dispatcher;
 use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView};
 use crate::maintenance::OneOff;
 use crate::metrics::{NotifierMetrics, QueueCollector};
-use crate::payload::Incoming;
+use crate::payload::{Incoming, Status};
 use crate::setup::{OneOffWindows, Setup, refresh_windows, retire};
 use crate::store::{
     Accepted, Body, NewNotification, PostgresStore, SqliteStore, Store, StoreError, age_seconds,
@@ -191,6 +191,16 @@ impl Notifier {
                 received_at: arrived,
                 dedup_window: setup.config.storage.dedup_window,
                 incidents: plan.incidents,
+                components: setup.config.status_page.as_ref().map(|page| {
+                    crate::statuspage::of_alerts(
+                        page,
+                        &setup.severities,
+                        incoming
+                            .alerts()
+                            .iter()
+                            .map(|a| (a.status == Status::Firing, &a.labels)),
+                    )
+                }),
                 sender,
             })
             .await?;

@@ -17,6 +17,7 @@ const ORDER: &[&str] = &[
     "payload",
     "matcher",
     "severity",
+    "statuspage",
     "timeline",
     // The configuration.
     "config",

@@ -28,6 +28,7 @@ use crate::store::{ListFilter, NotificationView, state};
 use crate::notifier::{Answer, Notifier, Received};
 
 mod operations;
+mod status;
 
 /// Re-reads the configuration; the error names what is wrong and where.
 pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), ReloadError>> + Send + Sync>;
@@ -86,6 +87,8 @@ pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
             get(operations::windows).post(operations::add_window),
         )
         .route("/api/v1/windows/{id}", delete(operations::end_window))
+        .route("/status", get(status::html))
+        .route("/status.json", get(status::json))
         .route("/-/reload", post(reload_config))
         .fallback(not_found)
         .with_state(App { notifier, reload })

@@ -249,15 +249,16 @@ pub(super) async fn resolve(
 }
 
 /// An incident and its timeline, or the answer that says why not.
-pub(super) async fn incident_with_timeline(
+async fn incident_with_timeline(
     app: &App,
     id: i64,
-) -> Result<(crate::incident::IncidentView, Vec<crate::timeline::Entry>), Response> {
+) -> Result<(crate::incident::IncidentView, Vec<crate::timeline::Entry>), Box<Response>> {
     let store = app.notifier.store();
-    let unavailable = |e: crate::store::StoreError| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    let unavailable =
+        |e: crate::store::StoreError| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
     let incident = store.incident(id).await.map_err(unavailable)?;
     let Some(incident) = incident else {
-        return Err(error(StatusCode::NOT_FOUND, format!("no incident {id}")));
+        return Err(Box::new(error(StatusCode::NOT_FOUND, format!("no incident {id}"))));
     };
     let timeline = store.timeline(id).await.map_err(unavailable)?;
     Ok((incident, timeline))
@@ -274,7 +275,7 @@ pub(super) async fn timeline(State(app): State<App>, headers: HeaderMap, id: IdP
         Ok((incident, timeline)) => {
             axum::Json(json!({ "incident": incident, "timeline": timeline })).into_response()
         }
-        Err(answer) => answer,
+        Err(answer) => *answer,
     }
 }
 
@@ -301,7 +302,7 @@ pub(super) async fn report(State(app): State<App>, headers: HeaderMap, id: IdPat
             )
                 .into_response()
         }
-        Err(answer) => answer,
+        Err(answer) => *answer,
     }
 }
 
@@ -325,11 +326,13 @@ pub(super) async fn unack(
     act(app, headers, id, link, body, Action::Unack).await
 }
 
-fn escape(text: &str) -> String {
+/// Text made safe for HTML, in an element or a quoted attribute.
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// A followed link: a page with a button that POSTs it (nothing changes on GET).

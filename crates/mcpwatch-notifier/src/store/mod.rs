@@ -16,6 +16,7 @@ use serde::Serialize;
 pub use crate::incident::{AckRefused, AckRequest, Event, IncidentView, Policies, Touch};
 pub use crate::maintenance::{NewWindow, WindowRow};
 pub use crate::payload::DedupKey;
+pub use crate::statuspage::{GroupStatus, Snapshot};
 pub use crate::timeline::{Entry, Note};
 
 pub use postgres::PostgresStore;
@@ -201,6 +202,8 @@ pub struct NewNotification {
     pub sender: i64,
     /// What it brings to each escalation policy its alerts climb.
     pub incidents: Vec<Touch>,
+    /// What its alert group says of each status page component; none without a page.
+    pub components: Option<Vec<GroupStatus>>,
 }
 
 /// A delivery to create.
@@ -452,6 +455,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// Adds an entry to an incident's timeline at `at` (nothing when there is no such
     /// incident).
     async fn record(&self, incident: i64, at: i64, note: Note) -> Result<(), StoreError>;
+    /// The status page's components now and their changes since `since` (with the last
+    /// one before it).
+    async fn status(&self, since: i64) -> Result<Snapshot, StoreError>;
     /// Stores a one-off maintenance window.
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError>;
     /// Ends a one-off window at `now` (if it ends later); the window after.

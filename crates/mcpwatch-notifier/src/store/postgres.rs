@@ -17,7 +17,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note, Snapshot,
     NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats, SCHEMA_VERSION,
     Store, StoreError, WindowRow,
 };
@@ -733,6 +733,10 @@ impl Store for PostgresStore {
 
     async fn record(&self, incident: i64, at: i64, note: Note) -> Result<(), StoreError> {
         in_transaction!(self, |tx| sql::record(tx, incident, at, &note))
+    }
+
+    async fn status(&self, since: i64) -> Result<Snapshot, StoreError> {
+        in_transaction!(self, |tx| sql::status(tx, since))
     }
 
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {

@@ -10,6 +10,7 @@
 //! (a retry, one a crash interrupted, a replayed dead letter) is superseded when a newer
 //! one exists, never sent after it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use super::{
     QueueStats, StoreError, WindowRow, age_seconds, decode_alerts, encode_alerts, millis, state,
 };
 use crate::incident::{self, Change, IncidentRow};
+use crate::statuspage::{self, GroupStatus, Snapshot};
 use crate::time::format_rfc3339;
 use crate::timeline::{Entry, Note, kind};
 
@@ -371,6 +373,9 @@ pub(crate) async fn accept<T: Tx>(tx: &mut T, n: &NewNotification) -> Result<Acc
             tell(tx, id, &touch.alerts, &change.tell, n.received_at, hold).await?;
         }
         apply(tx, change, n.received_at).await?;
+    }
+    if let Some(components) = &n.components {
+        group_status(tx, &n.receiver, &n.group_key, n.received_at, components).await?;
     }
     // Last: a write that fails leaves the keys as they were.
     tx.keep_key(&n.dedup_key, id, n.received_at, window_start)
@@ -913,6 +918,14 @@ pub(crate) async fn prune<T: Tx>(
         args![before],
     )
     .await?;
+    // The status page's history: its days, and each component's last change before them.
+    let history = now.saturating_sub((i64::try_from(statuspage::HISTORY_DAYS).unwrap_or(90) + 1) * 86_400_000);
+    tx.execute(
+        "DELETE FROM mcpwatch_status_changes WHERE at < ?1 AND id NOT IN
+             (SELECT MAX(id) FROM mcpwatch_status_changes GROUP BY component)",
+        args![history],
+    )
+    .await?;
     let n = tx
         .execute(
             "DELETE FROM mcpwatch_notifications WHERE received_at < ?1 AND NOT EXISTS (
@@ -1050,6 +1063,151 @@ async fn apply<T: Tx>(
         }
     }
     Ok(change.row)
+}
+
+/// The worst state any group says of each of `components` now.
+async fn component_states<T: Tx>(
+    tx: &mut T,
+    components: &[String],
+) -> Result<BTreeMap<String, i64>, StoreError> {
+    let mut states = BTreeMap::new();
+    for component in components {
+        let rows = tx
+            .query(
+                "SELECT MAX(state) FROM mcpwatch_status_groups WHERE component = ?1",
+                args![component],
+            )
+            .await?;
+        let state = rows.first().map(|r| r.opt_i64(0)).transpose()?.flatten();
+        states.insert(component.clone(), state.unwrap_or(0));
+    }
+    Ok(states)
+}
+
+/// Replaces what alert group (`receiver`, `group_key`) says of the status page's
+/// components with `status` (unless a later notification of the group said it already),
+/// and records each component whose state that changes.
+async fn group_status<T: Tx>(
+    tx: &mut T,
+    receiver: &str,
+    group_key: &str,
+    at: i64,
+    status: &[GroupStatus],
+) -> Result<(), StoreError> {
+    // Groups of one component reaching two replicas at once take turns: each sees the
+    // other's part when it computes the component's state.
+    tx.lock("status page", true).await?;
+    let old = tx
+        .query(
+            "SELECT component, state, since, updated_at FROM mcpwatch_status_groups
+             WHERE receiver = ?1 AND group_key = ?2",
+            args![receiver, group_key],
+        )
+        .await?;
+    let mut old_rows = Vec::new();
+    for row in &old {
+        if row.i64(3)? > at {
+            return Ok(());
+        }
+        old_rows.push((row.text(0)?, row.i64(1)?, row.i64(2)?));
+    }
+    let mut affected: Vec<String> = old_rows.iter().map(|(c, _, _)| c.clone()).collect();
+    affected.extend(status.iter().map(|s| s.component.clone()));
+    affected.sort();
+    affected.dedup();
+    let before = component_states(tx, &affected).await?;
+    tx.execute(
+        "DELETE FROM mcpwatch_status_groups WHERE receiver = ?1 AND group_key = ?2",
+        args![receiver, group_key],
+    )
+    .await?;
+    for s in status {
+        let state = statuspage::rank(s.state);
+        let since = old_rows
+            .iter()
+            .find(|(c, st, _)| *c == s.component && *st == state)
+            .map_or(at, |(_, _, since)| *since);
+        let names = serde_json::to_string(&s.names).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO mcpwatch_status_groups (receiver, group_key, component, state, detail, since, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            args![receiver, group_key, &s.component, state, &names, since, at],
+        )
+        .await?;
+    }
+    let after = component_states(tx, &affected).await?;
+    for (component, state) in &after {
+        if before.get(component) != Some(state) {
+            tx.execute(
+                "INSERT INTO mcpwatch_status_changes (component, state, at) VALUES (?1, ?2, ?3)",
+                args![component, *state, at],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The status page's components now, and their changes since `since` with the last one
+/// before it.
+pub(crate) async fn status<T: Tx>(tx: &mut T, since: i64) -> Result<Snapshot, StoreError> {
+    let mut current: BTreeMap<String, statuspage::Current> = BTreeMap::new();
+    for row in tx
+        .query(
+            "SELECT component, state, detail FROM mcpwatch_status_groups ORDER BY component",
+            &[],
+        )
+        .await?
+    {
+        let state = statuspage::from_rank(row.i64(1)?);
+        let names: Vec<String> = row
+            .opt_text(2)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let entry = current
+            .entry(row.text(0)?)
+            .or_insert_with_key(|component| statuspage::Current {
+                component: component.clone(),
+                state,
+                names: Vec::new(),
+            });
+        entry.state = entry.state.max(state);
+        for name in names {
+            if !entry.names.contains(&name) {
+                entry.names.push(name);
+            }
+        }
+    }
+    let mut changes: BTreeMap<String, Vec<statuspage::Change>> = BTreeMap::new();
+    for row in tx
+        .query(
+            "SELECT component, state, at FROM mcpwatch_status_changes c
+             WHERE at >= ?1 OR id = (SELECT MAX(id) FROM mcpwatch_status_changes d
+                                     WHERE d.component = c.component AND d.at < ?1)
+             ORDER BY at, id",
+            args![since],
+        )
+        .await?
+    {
+        changes
+            .entry(row.text(0)?)
+            .or_default()
+            .push(statuspage::Change {
+                state: statuspage::from_rank(row.i64(1)?),
+                at: row.i64(2)?,
+            });
+    }
+    Ok(Snapshot {
+        current: current
+            .into_values()
+            .filter(|c| c.state != crate::severity::ComponentState::Operational)
+            .map(|mut c| {
+                c.names.sort();
+                c
+            })
+            .collect(),
+        changes,
+    })
 }
 
 /// Adds `note` to incident `incident`'s timeline, at `at`.

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note, Snapshot,
     ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats,
     SCHEMA_VERSION, Store, StoreError, WindowRow,
 };
@@ -1505,6 +1505,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn status(&self, since: i64) -> Result<Snapshot, StoreError> {
+        self.read(move |tx| ready(sql::status(tx, since))?).await
+    }
+
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {
         let added: Option<WindowRow> = self.write(Work::AddWindow(window)).await?;
         added.ok_or_else(|| StoreError::Unusable("the window was not stored".into()))
@@ -1577,6 +1581,7 @@ mod tests {
             received_at: at,
             dedup_window: Duration::from_secs(60),
             incidents: Vec::new(),
+            components: None,
             sender: 1,
         }
     }
