@@ -1006,6 +1006,112 @@ mod tests {
         );
     }
 
+    fn updating_policy(every: u64) -> Policy {
+        let config: crate::severity::SeverityConfig = mcpwatch_core::config::parse_yaml(
+            &format!(
+                "levels:\n  - {{name: P0, values: [critical], status: outage, updates_every: {every}s}}\n"
+            ),
+            std::path::Path::new("t.yml"),
+        )
+        .expect("scale");
+        Policy {
+            severities: Arc::new(Severities::new(&config)),
+            ..policy(None)
+        }
+    }
+
+    fn kinds(change: &Change) -> Vec<&str> {
+        change.notes.iter().map(|n| n.kind).collect()
+    }
+
+    #[test]
+    fn status_updates_until_acknowledged_and_the_timeline_of_each_step() {
+        let policy = updating_policy(60);
+        let touch = Touch {
+            policy: policy.clone(),
+            severity: Some("P0".into()),
+            ..touch(true, None)
+        };
+        let opened = on_notification(None, &touch, "r", "g", 1, 0).with_id(5);
+        assert_eq!(kinds(&opened), ["opened", "told", "told"]);
+        let row = opened.row.expect("row");
+        assert_eq!((row.next_at, row.next_update_at), (Some(900_000), Some(60_000)));
+        // The update is due first: every channel told hears it; the next one is set.
+        let (update, climbed) = due(row, Some(&policy), 60_000);
+        assert!(!climbed);
+        assert_eq!(channels(&update), ["chat", "pager"]);
+        assert!(update.tell.iter().all(|(_, e)| matches!(
+            e,
+            Some(Event::Incident {
+                step: Step::Status,
+                ..
+            })
+        )));
+        assert_eq!(kinds(&update), ["status_update", "told", "told"]);
+        let row = update.row.expect("row");
+        assert_eq!(row.next_update_at, Some(120_000));
+        // Both due at once: the level is told, the update waits a full interval.
+        let (both, climbed) = due(
+            IncidentRow {
+                next_update_at: Some(900_000),
+                ..row.clone()
+            },
+            Some(&policy),
+            900_000,
+        );
+        assert!(climbed);
+        assert_eq!(channels(&both), ["senior"]);
+        assert_eq!(kinds(&both), ["escalated", "told"]);
+        assert_eq!(both.notes[0].detail, None);
+        assert_eq!(both.row.expect("row").next_update_at, Some(960_000));
+        // Acknowledged: no more updates; taken back: a full interval later.
+        let ack = AckRequest {
+            action: AckAction::Ack,
+            by: "alice".into(),
+            generation: None,
+            now: 100_000,
+        };
+        let acked = acknowledge(row, &ack, Some(&policy)).expect("ack");
+        assert_eq!(kinds(&acked), ["acknowledged", "told", "told"]);
+        assert_eq!(acked.notes[0].actor.as_deref(), Some("alice"));
+        let acked = acked.row.expect("row");
+        assert_eq!(acked.next_update_at, None);
+        assert!(status_update(acked.clone(), Some(&policy), 200_000).tell.is_empty());
+        let unack = AckRequest {
+            action: AckAction::Unack,
+            now: 300_000,
+            ..ack
+        };
+        let resumed = acknowledge(acked, &unack, Some(&policy)).expect("unack");
+        assert_eq!(resumed.row.expect("row").next_update_at, Some(360_000));
+    }
+
+    #[test]
+    fn resolving_by_hand_tells_who_and_closes_once() {
+        let row = on_notification(None, &touch(true, None), "r", "g", 1, 0)
+            .with_id(9)
+            .row
+            .expect("row");
+        let quiet = vec!["pager".to_owned()];
+        let resolved = resolve_by_hand(row, "carol", 5000, Some(&policy(None)), &quiet)
+            .expect("resolved");
+        assert_eq!(channels(&resolved), ["chat"]);
+        assert!(matches!(
+            &resolved.tell[0].1,
+            Some(Event::Incident { step: Step::Resolved, by: Some(by), .. }) if by == "carol"
+        ));
+        assert_eq!(kinds(&resolved), ["resolved", "told"]);
+        let row = resolved.row.expect("row");
+        assert_eq!(
+            (row.open, row.next_at, row.next_update_at, row.resolved_by.as_deref()),
+            (false, None, None, Some("carol"))
+        );
+        assert_eq!(
+            resolve_by_hand(row, "carol", 6000, None, &quiet),
+            Err(AckRefused::Resolved(9))
+        );
+    }
+
     #[test]
     fn events_round_trip() {
         let event = Event::Summary {
