@@ -96,6 +96,12 @@ impl Browser {
     pub async fn start() -> Self {
         let chromedriver = require("chromedriver", INSTALL);
         let chromium = chromium_binary();
+        crate::http::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(COMMAND_LIMIT)
+            .no_proxy()
+            .build()
+            .expect("http client");
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).expect("create home");
@@ -120,12 +126,7 @@ impl Browser {
         let driver = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start chromedriver: {e}"));
-        crate::http::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(COMMAND_LIMIT)
-            .no_proxy()
-            .build()
-            .expect("http client");
+        // From here on a panic drops the browser, which stops what was started.
         let mut browser = Self {
             driver: Some(driver),
             dir,
@@ -222,7 +223,9 @@ impl Browser {
 
     /// One WebDriver command: its `value`.
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
         } else if method == reqwest::Method::POST {
@@ -241,7 +244,12 @@ impl Browser {
         answer["value"].clone()
     }
 
-    async fn session_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn session_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         self.command(method, &format!("/session/{}{path}", self.session), body)
             .await
     }
@@ -293,14 +301,14 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let url = self.url().await;
-            let loaded = self
-                .execute("return document.readyState", vec![])
-                .await
-                == "complete";
+            let loaded = self.execute("return document.readyState", vec![]).await == "complete";
             if loaded && check(&url) {
                 return url;
             }
-            assert!(Instant::now() < deadline, "{what}: the page stayed at {url}");
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the page stayed at {url}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

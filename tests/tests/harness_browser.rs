@@ -82,7 +82,9 @@ async fn drives_a_page_and_leaves_nothing_behind() {
         .wait_for_url("the link", |u| u.ends_with("/next"))
         .await;
     browser.goto(&format!("{url}/")).await;
-    browser.type_into(&browser.find("#who").await, "bob & co").await;
+    browser
+        .type_into(&browser.find("#who").await, "bob & co")
+        .await;
     browser.click(&browser.find("#send").await).await;
     browser
         .wait_for_url("the form", |u| u.ends_with("/next?done=1"))

@@ -153,7 +153,7 @@ fn level(policies: &Policies, view: &IncidentView) -> String {
     }
 }
 
-fn row(incident: &Incident, policies: &Policies, now: i64) -> String {
+fn row(incident: &Incident, policies: &Policies, now: i64, last_label: &str) -> String {
     let view = &incident.view;
     let id = view.id;
     let last = match (&view.resolved_at, &view.acknowledged_by, &view.acknowledged_at) {
@@ -161,9 +161,11 @@ fn row(incident: &Incident, policies: &Policies, now: i64) -> String {
         (None, Some(by), Some(at)) => format!("by {} {}", escape(by), time_text(at, now)),
         _ => "<span class=\"muted\">no</span>".into(),
     };
+    // The labels head each cell when a phone shows the rows as cards.
     format!(
-        "<tr id=\"incident-{id}\"><td><a href=\"/ui/incidents/{id}\">{}</a> <span class=\"muted\">#{id}</span></td>\
-         <td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{last}</td></tr>",
+        "<tr id=\"incident-{id}\"><td data-label=\"Incident\"><a href=\"/ui/incidents/{id}\">{}</a> <span class=\"muted\">#{id}</span></td>\
+         <td data-label=\"State\">{}</td><td data-label=\"Severity\">{}</td><td data-label=\"Policy and level\">{}<br><span class=\"muted\">{}</span></td>\
+         <td data-label=\"Told\">{}</td><td data-label=\"Opened\">{}</td><td data-label=\"{last_label}\">{last}</td></tr>",
         escape(&incident.title()),
         state_badge(view.state),
         severity_badge(incident.severity()),
@@ -177,10 +179,10 @@ fn row(incident: &Incident, policies: &Policies, now: i64) -> String {
 fn table(incidents: &[Incident], policies: &Policies, now: i64, last: &str) -> String {
     let rows: String = incidents
         .iter()
-        .map(|i| row(i, policies, now))
+        .map(|i| row(i, policies, now, last))
         .collect();
     format!(
-        "<div class=\"table\"><table><thead><tr><th scope=\"col\">Incident</th><th scope=\"col\">State</th>\
+        "<div class=\"table\"><table class=\"cards\"><thead><tr><th scope=\"col\">Incident</th><th scope=\"col\">State</th>\
          <th scope=\"col\">Severity</th><th scope=\"col\">Policy and level</th><th scope=\"col\">Told</th>\
          <th scope=\"col\">Opened</th><th scope=\"col\">{last}</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )

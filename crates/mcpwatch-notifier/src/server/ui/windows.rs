@@ -13,7 +13,7 @@ use super::{
 };
 use crate::maintenance::WindowView;
 use crate::server::operations::{self, WindowRequest};
-use crate::server::{App, IdPath, Refused};
+use crate::server::{App, IdPath};
 
 fn matchers(window: &WindowView) -> String {
     if window.matchers.is_empty() {
