@@ -121,7 +121,7 @@ async fn body(app: &App, viewer: &Viewer) -> Result<String, Refused> {
 pub(super) async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
     let viewer = match sign_in(&app, &headers) {
         Ok(v) => v,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match body(&app, &viewer).await {
         Ok(body) => viewer.page(StatusCode::OK, Some(Nav::Channels), "Channels", None, &body),

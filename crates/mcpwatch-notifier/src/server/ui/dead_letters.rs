@@ -45,7 +45,7 @@ fn row(viewer: &Viewer, n: &NotificationView) -> String {
 pub(super) async fn list(State(app): State<App>, headers: HeaderMap, query: DoneQuery) -> Response {
     let viewer = match sign_in(&app, &headers) {
         Ok(v) => v,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let filter = ListFilter {
         state: Some(state::DEAD.to_owned()),
@@ -99,7 +99,7 @@ pub(super) async fn replay(
         &body,
     ) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match replay_dead_letters(&app.notifier, id, &submitted.by).await {
         Ok(_) => see_other("/ui/dead-letters?done=replayed"),

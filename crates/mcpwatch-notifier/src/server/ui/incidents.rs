@@ -88,12 +88,12 @@ impl Incident {
             .unwrap_or_default();
         let mut items = String::new();
         for channel in &self.view.told {
-            let mine = deliveries.iter().filter(|d| &d.channel == channel);
+            let mut mine = deliveries.iter().filter(|d| &d.channel == channel);
             let delivered = mine
                 .clone()
                 .filter_map(|d| d.delivered_at.as_deref())
                 .max();
-            let when = match (delivered, mine.last()) {
+            let when = match (delivered, mine.next_back()) {
                 (Some(at), _) => time_text(at, now),
                 (None, Some(d)) => format!("<span class=\"muted\">{}</span>", escape(&d.state)),
                 (None, None) => String::new(),
@@ -234,7 +234,7 @@ async fn list_body(app: &App, now: i64) -> Result<String, Refused> {
 pub(super) async fn list(State(app): State<App>, headers: HeaderMap, query: DoneQuery) -> Response {
     let viewer = match sign_in(&app, &headers) {
         Ok(v) => v,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match list_body(&app, viewer.now()).await {
         Ok(body) => viewer.page(
@@ -466,7 +466,7 @@ pub(super) async fn show(
 ) -> Response {
     let viewer = match sign_in(&app, &headers) {
         Ok(v) => v,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let found = match id {
         Ok(Path(id)) => app
@@ -517,7 +517,7 @@ async fn act(app: App, headers: HeaderMap, id: IdPath, body: Bytes, action: AckA
     };
     let submitted = match submission(&app, &headers, &format!("/ui/incidents/{id}/{verb}"), &body) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let request = AckRequest {
         action,

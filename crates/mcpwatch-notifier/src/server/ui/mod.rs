@@ -592,7 +592,7 @@ fn bare(status: StatusCode, title: &str, message: &str) -> Response {
 
 /// The viewer of a request after the API's auth; else the answer: 401 with the API's
 /// challenge (Basic makes a browser ask), or 503 when no form key can be had.
-pub(super) fn sign_in(app: &App, headers: &HeaderMap) -> Result<Viewer, Response> {
+pub(super) fn sign_in(app: &App, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
     if let Some(denied) = api_guard(app, headers) {
         let mut page = bare(
             StatusCode::UNAUTHORIZED,
@@ -603,7 +603,7 @@ pub(super) fn sign_in(app: &App, headers: &HeaderMap) -> Result<Viewer, Response
             page.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, challenge.clone());
         }
-        return Err(page);
+        return Err(Box::new(page));
     }
     let setup = app.notifier.setup();
     let principal = match basic_user(headers) {
@@ -613,11 +613,11 @@ pub(super) fn sign_in(app: &App, headers: &HeaderMap) -> Result<Viewer, Response
         None => Principal::Anonymous,
     };
     let Some(signer) = FormSigner::new(&setup.config.ui) else {
-        return Err(bare(
+        return Err(Box::new(bare(
             StatusCode::SERVICE_UNAVAILABLE,
             "No form key",
             "The system gave no random bytes for the forms' key: set ui.csrf_secret.",
-        ));
+        )));
     };
     Ok(Viewer {
         principal,
@@ -644,7 +644,7 @@ pub(super) fn submission(
     headers: &HeaderMap,
     action: &str,
     body: &Bytes,
-) -> Result<Submission, Response> {
+) -> Result<Submission, Box<Response>> {
     let viewer = sign_in(app, headers)?;
     let setup = app.notifier.setup();
     let external = setup.links.as_ref().map(|l| l.base.as_str());
@@ -662,20 +662,23 @@ pub(super) fn submission(
     });
     if let Err(message) = checked {
         tracing::warn!(action, error = %message, "A form post was refused.");
-        return Err(viewer.refused(&Refused::new(StatusCode::FORBIDDEN, message), "/ui/"));
+        return Err(Box::new(viewer.refused(
+            &Refused::new(StatusCode::FORBIDDEN, message),
+            "/ui/",
+        )));
     }
     let by = match viewer.principal.name() {
         Some(name) => name.to_owned(),
         None => match form.text("by") {
             Some(name) => name.chars().take(MAX_NAME).collect(),
             None => {
-                return Err(viewer.refused(
+                return Err(Box::new(viewer.refused(
                     &Refused::new(
                         StatusCode::BAD_REQUEST,
                         "Your name is required: it is recorded with what you do.",
                     ),
                     "/ui/",
-                ));
+                )));
             }
         },
     };

@@ -190,7 +190,7 @@ pub(super) async fn list(State(app): State<App>, headers: HeaderMap, query: Done
             )
             .await
         }
-        Err(answer) => answer,
+        Err(answer) => *answer,
     }
 }
 
@@ -233,7 +233,7 @@ fn request(form: &Form, author: &str) -> WindowRequest {
 pub(super) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let submitted = match submission(&app, &headers, "/ui/windows", &body) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let now = submitted.viewer.now();
     let request = request(&submitted.form, &submitted.by);
@@ -266,7 +266,7 @@ pub(super) async fn end(
     };
     let submitted = match submission(&app, &headers, &format!("/ui/windows/{id}/end"), &body) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match operations::finish_window(&app.notifier, id, &submitted.by, submitted.viewer.now()).await {
         Ok(_) => see_other("/ui/windows?done=window-ended"),
