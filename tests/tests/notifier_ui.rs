@@ -584,6 +584,28 @@ async fn outside_the_browser(notifier: &mut NotifierProcess, receivers: &Receive
     assert_eq!(unchanged["generation"], 0, "{unchanged}");
     assert_eq!(of_kind(&receivers.oncall, &key, "acknowledged"), 0);
 
+    // A window the check refuses: the form again, with what was wrong and what was typed.
+    let add = client
+        .post(format!("{}/ui/windows", notifier.url()))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", &origin)
+        .body(format!(
+            "csrf={other_form}&duration=1h&matchers=service%3D%22mcp%22%0D%0Anot+a+matcher&reason=kept+%3Cb%3Etyped%3C%2Fb%3E"
+        ))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(add.status(), 400);
+    let page = add.text().await.unwrap_or_default();
+    assert!(page.contains("invalid window: matchers[1]"), "{page}");
+    assert!(
+        page.contains("value=\"kept &lt;b&gt;typed&lt;/b&gt;\""),
+        "{page}"
+    );
+    let listed = api(notifier, "/api/v1/windows").await;
+    assert_eq!(listed["windows"], serde_json::json!([]), "{listed}");
+
     // The key is the configured one: a page's token still works after a restart.
     notifier.restart().await;
     let send = || {
@@ -632,4 +654,56 @@ async fn forged_form_posts_are_refused() {
     let receivers = Receivers::start().await;
     let mut notifier = NotifierProcess::start(&receivers.config()).await;
     outside_the_browser(&mut notifier, &receivers).await;
+}
+
+/// With no auth configured, every form asks who acts, and refuses to act without a name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_forms_ask_for_a_name() {
+    let receivers = Receivers::start().await;
+    let config = receivers
+        .config()
+        .replace(
+            &format!("api:\n  auth:\n    bearer_token: {TOKEN}\n    basic_auth: {{username: {USER}, password: {PASSWORD}}}\n"),
+            "",
+        );
+    assert!(!config.contains(TOKEN));
+    let notifier = NotifierProcess::start(&config).await;
+    let name = "QueueStuck";
+    post(&notifier, &webhook(name, &[("severity", "critical")])).await;
+    wait_kind(&receivers.oncall, &group(name), "opened").await;
+    let id = open_incident(&notifier, name).await;
+    let client = client();
+    let html = client
+        .get(format!("{}/ui/incidents/{id}", notifier.url()))
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("page");
+    assert!(html.contains("forms ask for your name"));
+    assert!(html.contains("name=\"by\" required"));
+    let ack = format!("/ui/incidents/{id}/ack");
+    let token = token_of(&html, &ack);
+    let post_ack = |body: String| {
+        client
+            .post(format!("{}{ack}", notifier.url()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let nameless = post_ack(format!("csrf={token}&by=+++"))
+        .await
+        .expect("POST");
+    assert_eq!(nameless.status(), 400);
+    assert_eq!(
+        api(&notifier, &format!("/api/v1/incidents/{id}")).await["state"],
+        "open"
+    );
+    let named = post_ack(format!("csrf={token}&by=Carol+O%27Neil"))
+        .await
+        .expect("POST");
+    assert_eq!(named.status(), 303);
+    let acked = api(&notifier, &format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(acked["acknowledged_by"], "Carol O'Neil", "{acked}");
 }
