@@ -654,6 +654,9 @@ async fn forged_form_posts_are_refused() {
     let receivers = Receivers::start().await;
     let mut notifier = NotifierProcess::start(&receivers.config()).await;
     outside_the_browser(&mut notifier, &receivers).await;
+    for secret in [CSRF_SECRET, PASSWORD, TOKEN] {
+        assert!(!notifier.log().contains(secret));
+    }
 }
 
 /// With no auth configured, every form asks who acts, and refuses to act without a name.
