@@ -38,6 +38,9 @@ fi
 # (tests/rootfs.sh); the systemd units are checked by systemd-analyze.
 command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || apt_missing+=(debootstrap)
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
+# The web UI's browser tests: Debian's Chromium and its WebDriver.
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 

@@ -3,7 +3,7 @@
 //! an SMTP server built with Python's `aiosmtpd`) started on free loopback ports in temporary
 //! directories and stopped when dropped; a private Docker daemon on a socket of its own; a stand-in MCP daemon and in-process stand-ins for
 //! Slack's incoming webhooks, PagerDuty's Events API v2 and a generic webhook, with faults on
-//! demand; plus the checkers the tests use (`promtool`, `amtool`, Python's strict
+//! demand; a headless Chromium driven through WebDriver; plus the checkers the tests use (`promtool`, `amtool`, Python's strict
 //! OpenMetrics parser).
 //!
 //! A missing program is a test failure that says how to install it, never a skip:
@@ -13,6 +13,7 @@
 
 pub mod alertmanager;
 pub mod binaries;
+pub mod browser;
 pub mod daemon;
 pub mod docker;
 pub mod engine;

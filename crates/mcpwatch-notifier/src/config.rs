@@ -56,6 +56,38 @@ pub struct NotifierConfig {
     /// The public status page (`/status`, `/status.json`); off when unset.
     #[serde(default)]
     pub status_page: Option<crate::statuspage::StatusPageConfig>,
+    /// The web UI under `/ui/`.
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+/// `ui`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The key the UI's forms are signed with (CSRF tokens, HMAC-SHA256); without one each
+    /// process picks a random key, so replicas behind one address need the same key.
+    pub csrf_secret: Option<Secret>,
+    /// A file holding the key.
+    pub csrf_secret_file: Option<SecretFile>,
+}
+
+impl UiConfig {
+    /// The configured key, if one is.
+    pub fn csrf_secret(&self) -> Result<Option<Secret>, String> {
+        let secret = secret_setting(
+            "csrf_secret",
+            self.csrf_secret.clone(),
+            self.csrf_secret_file.clone(),
+        )?;
+        if secret
+            .as_ref()
+            .is_some_and(|s| s.expose().trim().len() < 16)
+        {
+            return Err("must be at least 16 characters".into());
+        }
+        Ok(secret)
+    }
 }
 
 /// One of `escalation_policies`.
@@ -1079,6 +1111,9 @@ impl NotifierConfig {
                 .validate()
                 .map_err(|(k, m)| (join_key(&format!("channels.{name}"), &k), m))?;
         }
+        self.ui
+            .csrf_secret()
+            .map_err(|m| ("ui.csrf_secret".to_owned(), m))?;
         self.check_route(&self.route, "route")?;
         self.check_escalation()?;
         self.check_windows()?;
@@ -1519,6 +1554,14 @@ mod tests {
             (
                 "maintenance_windows:\n  - {name: w, time_intervals: [none]}\n",
                 "maintenance_windows[0].time_intervals[0]: no time interval is named \"none\"",
+            ),
+            (
+                "ui: {csrf_secret: short}\n",
+                "ui.csrf_secret: must be at least 16 characters",
+            ),
+            (
+                "ui: {csrf_key: 0123456789abcdef}\n",
+                "ui.csrf_key: unknown field `csrf_key`",
             ),
         ];
         for (text, expected) in cases {

@@ -782,6 +782,9 @@ pub struct IncidentView {
     pub notification_id: i64,
     /// Its alerts under this policy.
     pub alerts: usize,
+    /// Their indices in the latest notification's alerts.
+    #[serde(skip)]
+    pub alert_indices: Vec<usize>,
     /// RFC 3339.
     pub opened_at: String,
     /// When it opened, Unix ms.
@@ -833,6 +836,7 @@ impl IncidentRow {
             told: self.told.clone(),
             notification_id: self.notification_id,
             alerts: self.alerts.len(),
+            alert_indices: self.alerts.clone(),
             opened_at: format_rfc3339(self.opened_at),
             opened_ms: self.opened_at,
             next_escalation_at: self.next_at.map(format_rfc3339),

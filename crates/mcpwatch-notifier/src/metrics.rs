@@ -58,6 +58,20 @@ struct ChannelCounters {
     dead_letters: u64,
     failures: BTreeMap<&'static str, u64>,
     latency: Histogram,
+    last_delivered: Option<i64>,
+}
+
+/// What this process counted of one channel since it started, for the web UI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelTotals {
+    /// Deliveries sent.
+    pub delivered: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Deliveries given up.
+    pub dead_letters: u64,
+    /// When the last delivery was sent, Unix ms.
+    pub last_delivered: Option<i64>,
 }
 
 /// Counters the receiver and the dispatcher move.
@@ -142,7 +156,28 @@ impl NotifierMetrics {
         self.channel(channel, |c| {
             c.delivered += 1;
             c.latency.observe(latency);
+            c.last_delivered = Some(crate::time::now_ms());
         });
+    }
+
+    /// Each channel's totals since this process started.
+    pub fn channel_totals(&self) -> BTreeMap<String, ChannelTotals> {
+        let Ok(map) = self.channels.lock() else {
+            return BTreeMap::new();
+        };
+        map.iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    ChannelTotals {
+                        delivered: c.delivered,
+                        failures: c.failures.values().sum(),
+                        dead_letters: c.dead_letters,
+                        last_delivered: c.last_delivered,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// An attempt failed; `retry` when another is scheduled.

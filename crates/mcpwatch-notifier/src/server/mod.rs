@@ -1,7 +1,9 @@
 //! The HTTP surface: `POST /webhook`, `GET /health`, `GET /metrics`, the admin API under
-//! `/api/v1/`, `POST /-/reload` and `GET /`.
+//! `/api/v1/`, the web UI under `/ui/`, `POST /-/reload` and `GET /`.
 //!
-//! The escalation and maintenance endpoints are in [`operations`].
+//! The escalation and maintenance endpoints are in [`operations`], the web UI in [`ui`];
+//! what both do (acknowledge, replay, add and end windows) is one function each, which the
+//! API answers in JSON and the UI in HTML.
 //!
 //! `/webhook` answers 200 only once the notification is committed to the store; 503 when
 //! the store fails (Alertmanager retries); and 4xx with a JSON error for what can never
@@ -24,11 +26,12 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, SetupError};
 use crate::payload::{Incoming, Notification, PayloadError};
-use crate::store::{ListFilter, NotificationView, state};
+use crate::store::{ListFilter, NotificationView, StoreError, state};
 use crate::notifier::{Answer, Notifier, Received};
 
 mod operations;
 mod status;
+mod ui;
 
 /// Re-reads the configuration; the error names what is wrong and where.
 pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), ReloadError>> + Send + Sync>;
@@ -90,12 +93,41 @@ pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
         .route("/status", get(status::html))
         .route("/status.json", get(status::json))
         .route("/-/reload", post(reload_config))
+        .merge(ui::routes())
         .fallback(not_found)
         .with_state(App { notifier, reload })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Why an action changed nothing: the status and message the API (as JSON) and the UI
+/// (as a page) both give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refused {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The API's answer.
+    fn json(&self) -> Response {
+        error(self.status, self.message.clone())
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
 }
 
 async fn not_found() -> Response {
@@ -122,6 +154,7 @@ async fn index() -> Response {
             "<h1>mcpwatch-notifier ",
             env!("CARGO_PKG_VERSION"),
             "</h1><ul>",
+            "<li><a href=\"/ui/\">/ui/</a>: incidents, maintenance windows, dead letters and channels (the web UI)</li>",
             "<li>POST <code>/webhook</code>: Alertmanager webhook receiver</li>",
             "<li><a href=\"/health\">/health</a></li>",
             "<li><a href=\"/metrics\">/metrics</a></li>",
@@ -160,6 +193,12 @@ fn authorized(auth: &AuthConfig, headers: &HeaderMap) -> bool {
         return bool::from(decoded.ct_eq(expected.as_bytes()));
     }
     false
+}
+
+/// The user name of a Basic Authorization header.
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let text = String::from_utf8(basic_credentials(headers)?).ok()?;
+    Some(text.split_once(':')?.0.to_owned())
 }
 
 /// The decoded `user:password` of a Basic Authorization header.
@@ -501,21 +540,42 @@ async fn one(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response
 }
 
 async fn replay(State(app): State<App>, headers: HeaderMap, id: IdPath) -> Response {
-    let id = match requested(&app, &headers, id).await {
-        Ok(n) => n.id,
-        Err(answer) => return answer,
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let Ok(Path(id)) = id else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the notification id is a number",
+        );
     };
-    match app.notifier.store().replay(id).await {
-        Ok(0) => error(
+    let by = basic_user(&headers).unwrap_or_else(|| "the API".to_owned());
+    match replay_dead_letters(&app.notifier, id, &by).await {
+        Ok(n) => axum::Json(json!({"replayed": n, "id": id})).into_response(),
+        Err(refused) => refused.json(),
+    }
+}
+
+/// Puts a notification's dead deliveries back in the queue and wakes the dispatcher, for
+/// the API and the UI alike: how many, or why none (404 unknown, 409 nothing dead).
+async fn replay_dead_letters(notifier: &Notifier, id: i64, by: &str) -> Result<usize, Refused> {
+    let store = notifier.store();
+    if store.get(id).await?.is_none() {
+        return Err(Refused::new(
+            StatusCode::NOT_FOUND,
+            format!("no notification {id}"),
+        ));
+    }
+    match store.replay(id).await? {
+        0 => Err(Refused::new(
             StatusCode::CONFLICT,
             format!("notification {id} has no dead delivery to replay"),
-        ),
-        Ok(n) => {
-            tracing::info!(notification = id, deliveries = n, "Dead letters replayed.");
-            app.notifier.wake();
-            axum::Json(json!({"replayed": n, "id": id})).into_response()
+        )),
+        n => {
+            tracing::info!(notification = id, deliveries = n, by = %by, "Dead letters replayed.");
+            notifier.wake();
+            Ok(n)
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

@@ -17,10 +17,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{App, IdPath, api_guard, basic_credentials, error};
+use super::ui::{Form, escape};
+use super::{App, IdPath, Refused, api_guard, basic_user, error};
 use crate::ack::{Action, LinkError};
-use crate::incident::{AckAction, AckRefused, AckRequest};
-use crate::maintenance::{NewWindow, WindowView};
+use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView};
+use crate::maintenance::{NewWindow, WindowRow, WindowView};
+use crate::notifier::Notifier;
 use crate::matcher::Matcher;
 use crate::time::now_ms;
 
@@ -121,11 +123,6 @@ fn check_link(app: &App, action: Action, id: i64, link: &LinkQuery) -> Result<i6
     }
 }
 
-fn basic_user(headers: &HeaderMap) -> Option<String> {
-    let text = String::from_utf8(basic_credentials(headers)?).ok()?;
-    Some(text.split_once(':')?.0.to_owned())
-}
-
 /// `by` from a JSON or form body, if any.
 fn by_from_body(body: &Bytes) -> Option<String> {
     if body.is_empty() {
@@ -134,36 +131,7 @@ fn by_from_body(body: &Bytes) -> Option<String> {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         return value.get("by")?.as_str().map(str::to_owned);
     }
-    std::str::from_utf8(body).ok()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "by").then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Form::parse(body).get("by").map(str::to_owned)
 }
 
 /// Who acknowledges: the `by` given (trimmed, at most 100 characters), else the basic
@@ -214,14 +182,28 @@ async fn act(
         generation,
         now: now_ms(),
     };
-    match app.notifier.acknowledge(id, request).await {
-        Ok(Ok(incident)) => axum::Json(json!({ "incident": incident })).into_response(),
-        Ok(Err(refused @ AckRefused::NotFound(_))) => {
-            error(StatusCode::NOT_FOUND, refused.to_string())
+    match acknowledge(&app.notifier, id, request).await {
+        Ok(incident) => axum::Json(json!({ "incident": incident })).into_response(),
+        Err(refused) => refused.json(),
+    }
+}
+
+/// Acknowledges an incident or takes the acknowledgement back, for the API and the UI
+/// alike: the incident after, or why nothing changed (404, 403 a replayed link, 409).
+pub(super) async fn acknowledge(
+    notifier: &Notifier,
+    id: i64,
+    request: AckRequest,
+) -> Result<IncidentView, Refused> {
+    match notifier.acknowledge(id, request).await? {
+        Ok(incident) => Ok(incident),
+        Err(refused @ AckRefused::NotFound(_)) => {
+            Err(Refused::new(StatusCode::NOT_FOUND, refused.to_string()))
         }
-        Ok(Err(refused @ AckRefused::Replayed)) => forbidden(refused.to_string()),
-        Ok(Err(refused)) => error(StatusCode::CONFLICT, refused.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(refused @ AckRefused::Replayed) => {
+            Err(Refused::new(StatusCode::FORBIDDEN, refused.to_string()))
+        }
+        Err(refused) => Err(Refused::new(StatusCode::CONFLICT, refused.to_string())),
     }
 }
 
@@ -326,15 +308,6 @@ pub(super) async fn unack(
     act(app, headers, id, link, body, Action::Unack).await
 }
 
-/// Text made safe for HTML, in an element or a quoted attribute.
-pub(super) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 /// A followed link: a page with a button that POSTs it (nothing changes on GET).
 pub(super) async fn link_page(
     State(app): State<App>,
@@ -357,7 +330,8 @@ pub(super) async fn link_page(
         Action::Ack => ("Acknowledge", "Acknowledge: I am on it"),
         Action::Unack => ("Take back the acknowledgement of", "Take back"),
     };
-    let target = escape(&uri.to_string());
+    let target = uri.to_string();
+    let target = escape(&target);
     let page = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{verb} incident {id}</title></head>\
          <body style=\"font-family: sans-serif\"><h1>{verb} incident {id}</h1>\
@@ -371,18 +345,20 @@ pub(super) async fn windows(State(app): State<App>, headers: HeaderMap) -> Respo
     if let Some(denied) = api_guard(&app, &headers) {
         return denied;
     }
-    let now = now_ms();
-    let store = app.notifier.store();
-    let held = match store.held().await {
-        Ok(held) => held,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
+    match window_views(&app.notifier, now_ms()).await {
+        Ok(list) => axum::Json(json!({ "windows": list })).into_response(),
+        Err(refused) => refused.json(),
+    }
+}
+
+/// The configured windows (on now or not) and the one-off ones that end after a day ago,
+/// each with the notifications it holds: what the API lists and the UI shows.
+pub(super) async fn window_views(notifier: &Notifier, now: i64) -> Result<Vec<WindowView>, Refused> {
+    let store = notifier.store();
+    let held = store.held().await?;
     let held_by = |key: &str| held.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
-    let one_off = match store.windows(now.saturating_sub(86_400_000)).await {
-        Ok(rows) => rows,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
-    let setup = app.notifier.setup();
+    let one_off = store.windows(now.saturating_sub(86_400_000)).await?;
+    let setup = notifier.setup();
     let mut list: Vec<WindowView> = setup
         .recurring
         .iter()
@@ -393,22 +369,29 @@ pub(super) async fn windows(State(app): State<App>, headers: HeaderMap) -> Respo
             .iter()
             .map(|row| WindowView::one_off(row, now, held_by(&row.key()))),
     );
-    axum::Json(json!({ "windows": list })).into_response()
+    Ok(list)
 }
 
 /// `POST /api/v1/windows`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WindowRequest {
-    starts_at: Option<String>,
-    ends_at: Option<String>,
-    duration: Option<String>,
+    /// RFC 3339; now when absent.
+    pub(super) starts_at: Option<String>,
+    /// RFC 3339.
+    pub(super) ends_at: Option<String>,
+    /// Or how long (`2h`).
+    pub(super) duration: Option<String>,
+    /// Alertmanager matchers; every alert when empty.
     #[serde(default)]
-    matchers: Vec<String>,
-    author: Option<String>,
-    reason: Option<String>,
+    pub(super) matchers: Vec<String>,
+    /// Who adds it.
+    pub(super) author: Option<String>,
+    /// Why.
+    pub(super) reason: Option<String>,
+    /// Hold critical alerts too.
     #[serde(default)]
-    hold_critical: bool,
+    pub(super) hold_critical: bool,
 }
 
 fn timestamp(field: &str, text: &str) -> Result<i64, String> {
@@ -419,7 +402,7 @@ fn timestamp(field: &str, text: &str) -> Result<i64, String> {
 }
 
 impl WindowRequest {
-    fn check(self, now: i64) -> Result<NewWindow, String> {
+    pub(super) fn check(self, now: i64) -> Result<NewWindow, String> {
         let text = |field: &str, value: Option<String>| {
             value
                 .map(|v| v.trim().to_owned())
@@ -479,28 +462,40 @@ pub(super) async fn add_window(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid window: {e}")),
     };
     let now = now_ms();
-    let window = match request.check(now) {
-        Ok(w) => w,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid window: {e}")),
-    };
-    match app.notifier.store().add_window(window).await {
-        Ok(row) => {
-            tracing::info!(
-                window = %row.key(),
-                author = %row.window.author,
-                reason = %row.window.reason,
-                "A maintenance window was added."
-            );
-            if let Err(e) = app.notifier.refresh_windows().await {
-                tracing::warn!(error = %e, "Reading the maintenance windows failed.");
-            }
-            (
-                StatusCode::CREATED,
-                axum::Json(json!({ "window": WindowView::one_off(&row, now, 0) })),
-            )
-                .into_response()
-        }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    match create_window(&app.notifier, request, now).await {
+        Ok(row) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "window": WindowView::one_off(&row, now, 0) })),
+        )
+            .into_response(),
+        Err(refused) => refused.json(),
+    }
+}
+
+/// Checks and stores a one-off window and puts it in force, for the API and the UI alike;
+/// 400 naming the field at fault.
+pub(super) async fn create_window(
+    notifier: &Notifier,
+    request: WindowRequest,
+    now: i64,
+) -> Result<WindowRow, Refused> {
+    let window = request
+        .check(now)
+        .map_err(|e| Refused::new(StatusCode::BAD_REQUEST, format!("invalid window: {e}")))?;
+    let row = notifier.store().add_window(window).await?;
+    tracing::info!(
+        window = %row.key(),
+        author = %row.window.author,
+        reason = %row.window.reason,
+        "A maintenance window was added."
+    );
+    refresh_windows(notifier).await;
+    Ok(row)
+}
+
+async fn refresh_windows(notifier: &Notifier) {
+    if let Err(e) = notifier.refresh_windows().await {
+        tracing::warn!(error = %e, "Reading the maintenance windows failed.");
     }
 }
 
@@ -511,18 +506,30 @@ pub(super) async fn end_window(State(app): State<App>, headers: HeaderMap, id: I
     let Ok(Path(id)) = id else {
         return error(StatusCode::BAD_REQUEST, "the window id is a number");
     };
+    let by = basic_user(&headers).unwrap_or_else(|| "the API".to_owned());
     let now = now_ms();
-    match app.notifier.store().end_window(id, now).await {
-        Ok(Some(row)) => {
-            tracing::info!(window = %row.key(), "A maintenance window was ended.");
-            if let Err(e) = app.notifier.refresh_windows().await {
-                tracing::warn!(error = %e, "Reading the maintenance windows failed.");
-            }
-            axum::Json(json!({ "window": WindowView::one_off(&row, now, 0) })).into_response()
-        }
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no window {id}")),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    match finish_window(&app.notifier, id, &by, now).await {
+        Ok(row) => axum::Json(json!({ "window": WindowView::one_off(&row, now, 0) })).into_response(),
+        Err(refused) => refused.json(),
     }
+}
+
+/// Ends a one-off window at `now` (one ended already stays as it is), for the API and the
+/// UI alike; 404 when there is none.
+pub(super) async fn finish_window(
+    notifier: &Notifier,
+    id: i64,
+    by: &str,
+    now: i64,
+) -> Result<WindowRow, Refused> {
+    let row = notifier
+        .store()
+        .end_window(id, now)
+        .await?
+        .ok_or_else(|| Refused::new(StatusCode::NOT_FOUND, format!("no window {id}")))?;
+    tracing::info!(window = %row.key(), by = %by, "A maintenance window was ended.");
+    refresh_windows(notifier).await;
+    Ok(row)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::operations::escape;
+use super::ui::escape;
 use super::{App, error};
 use crate::severity::ComponentState;
 use crate::statuspage::{self, Day, HISTORY_DAYS, StatusPageConfig};
