@@ -355,8 +355,8 @@ fn one() -> u32 {
     1
 }
 
-/// One named channel: exactly one of `email`, `slack`, `pagerduty`, `webhook`, `log`, and
-/// the settings every kind shares.
+/// One named channel: exactly one of `email`, `slack`, `teams`, `pagerduty`, `webhook`,
+/// `log`, and the settings every kind shares.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
@@ -366,6 +366,9 @@ pub struct ChannelConfig {
     /// A Slack incoming webhook.
     #[serde(default)]
     pub slack: Option<SlackConfig>,
+    /// A Microsoft Teams Workflows webhook.
+    #[serde(default)]
+    pub teams: Option<TeamsConfig>,
     /// PagerDuty Events API v2.
     #[serde(default)]
     pub pagerduty: Option<PagerDutyConfig>,
@@ -387,7 +390,8 @@ pub struct ChannelConfig {
     /// Override of `delivery.timeout`.
     #[serde(default, deserialize_with = "optional_duration")]
     pub timeout: Option<Duration>,
-    /// At most this many messages per second (Slack's default: 1 per second, bursts of 3).
+    /// At most this many messages per second (Slack's default: 1 per second, bursts of 3;
+    /// Teams': 1 per second, bursts of 4).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
     /// Template overrides for this channel.
@@ -410,6 +414,8 @@ pub enum ChannelKind {
     Email,
     /// `slack`.
     Slack,
+    /// `teams`.
+    Teams,
     /// `pagerduty`.
     PagerDuty,
     /// `webhook`.
@@ -424,6 +430,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Email => "email",
             ChannelKind::Slack => "slack",
+            ChannelKind::Teams => "teams",
             ChannelKind::PagerDuty => "pagerduty",
             ChannelKind::Webhook => "webhook",
             ChannelKind::Log => "log",
@@ -435,6 +442,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Email => &["subject", "text", "html"],
             ChannelKind::Slack => &["title", "text"],
+            ChannelKind::Teams => &["title"],
             ChannelKind::PagerDuty => &["summary", "source"],
             ChannelKind::Webhook => &[],
             ChannelKind::Log => &["text"],
@@ -457,6 +465,7 @@ impl ChannelConfig {
         let kinds: Vec<ChannelKind> = [
             (self.email.is_some(), ChannelKind::Email),
             (self.slack.is_some(), ChannelKind::Slack),
+            (self.teams.is_some(), ChannelKind::Teams),
             (self.pagerduty.is_some(), ChannelKind::PagerDuty),
             (self.webhook.is_some(), ChannelKind::Webhook),
             (self.log.is_some(), ChannelKind::Log),
@@ -466,7 +475,7 @@ impl ChannelConfig {
         .collect();
         match kinds.as_slice() {
             [kind] => Ok(*kind),
-            [] => Err("set one of email, slack, pagerduty, webhook or log".into()),
+            [] => Err("set one of email, slack, teams, pagerduty, webhook or log".into()),
             many => Err(format!(
                 "set only one of {}",
                 many.iter()
@@ -492,14 +501,28 @@ impl ChannelConfig {
         self.timeout.unwrap_or(defaults.timeout)
     }
 
-    /// Rate limit in force: Slack asks for about one message a second.
+    /// Rate limit in force: Slack asks for about one message a second; Teams takes at most
+    /// 4 a second and 60 in 30 seconds, which one a second with bursts of 4 stays within.
     pub fn rate_limit(&self) -> Option<RateLimitConfig> {
         self.rate_limit.or_else(|| {
-            self.slack.as_ref().map(|_| RateLimitConfig {
+            let burst = match (&self.slack, &self.teams) {
+                (Some(_), _) => 3,
+                (_, Some(_)) => 4,
+                _ => return None,
+            };
+            Some(RateLimitConfig {
                 per_second: 1.0,
-                burst: 3,
+                burst,
             })
         })
+    }
+
+    /// Alerts listed one by one, when the channel's settings say.
+    pub fn max_alerts_listed(&self) -> Option<usize> {
+        self.slack
+            .as_ref()
+            .and_then(|s| s.max_alerts_listed)
+            .or_else(|| self.teams.as_ref().and_then(|t| t.max_alerts_listed))
     }
 
     fn validate(&self) -> Result<(), Problem> {
@@ -512,6 +535,10 @@ impl ChannelConfig {
                 .map_or(Ok(()), |c| c.validate().map_err(within)),
             ChannelKind::Slack => self
                 .slack
+                .as_ref()
+                .map_or(Ok(()), |c| c.validate().map_err(within)),
+            ChannelKind::Teams => self
+                .teams
                 .as_ref()
                 .map_or(Ok(()), |c| c.validate().map_err(within)),
             ChannelKind::PagerDuty => self
@@ -727,16 +754,75 @@ pub struct SlackConfig {
     pub tls_config: ClientTlsConfig,
 }
 
+/// A URL that is a credential, from `url` or `url_file`: required.
+fn secret_url(url: &Option<Secret>, url_file: &Option<SecretFile>) -> Result<Secret, String> {
+    secret_setting("url", url.clone(), url_file.clone())?
+        .ok_or_else(|| "set url or url_file".to_owned())
+}
+
 impl SlackConfig {
     /// The webhook URL.
     pub fn url(&self) -> Result<Secret, String> {
-        secret_setting("url", self.url.clone(), self.url_file.clone())?
-            .ok_or_else(|| "set url or url_file".to_owned())
+        secret_url(&self.url, &self.url_file)
     }
 
     fn validate(&self) -> Result<(), Problem> {
         let url = self.url().map_err(|m| ("url".into(), m))?;
         check_http_url(url.expose()).map_err(|m| ("url".into(), m))
+    }
+}
+
+/// `teams`: a Microsoft Teams Workflows webhook ("When a Teams webhook request is received"),
+/// posting one Adaptive Card per message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamsConfig {
+    /// The workflow's URL (a secret: its `sig` query parameter is the credential).
+    pub url: Option<Secret>,
+    /// The URL, read from a file.
+    pub url_file: Option<SecretFile>,
+    /// Alerts listed one by one; the rest are counted by name.
+    pub max_alerts_listed: Option<usize>,
+    /// The largest request body sent, in bytes: fewer alerts are listed until the card fits.
+    pub max_card_bytes: usize,
+    /// Certificate checks.
+    pub tls_config: ClientTlsConfig,
+}
+
+/// Teams' documented limit on a message: 28 KB.
+pub const TEAMS_MAX_CARD_BYTES: usize = 28_000;
+
+/// The smallest `teams.max_card_bytes`: a card listing no alert, every part at its bound.
+pub const TEAMS_MIN_CARD_BYTES: usize = 12_288;
+
+impl Default for TeamsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            max_alerts_listed: None,
+            max_card_bytes: TEAMS_MAX_CARD_BYTES,
+            tls_config: ClientTlsConfig::default(),
+        }
+    }
+}
+
+impl TeamsConfig {
+    /// The workflow's URL.
+    pub fn url(&self) -> Result<Secret, String> {
+        secret_url(&self.url, &self.url_file)
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let url = self.url().map_err(|m| ("url".into(), m))?;
+        check_http_url(url.expose()).map_err(|m| ("url".into(), m))?;
+        if self.max_card_bytes < TEAMS_MIN_CARD_BYTES {
+            return Err((
+                "max_card_bytes".into(),
+                format!("must be at least {TEAMS_MIN_CARD_BYTES}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -834,8 +920,7 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     /// The URL.
     pub fn url(&self) -> Result<Secret, String> {
-        secret_setting("url", self.url.clone(), self.url_file.clone())?
-            .ok_or_else(|| "set url or url_file".to_owned())
+        secret_url(&self.url, &self.url_file)
     }
 
     /// The signing key, if any.

@@ -107,7 +107,7 @@ fn builtin(kind: ChannelKind, part: &str) -> &'static str {
 /// How many alerts each kind lists one by one before counting the rest by name.
 fn default_listed(kind: ChannelKind) -> usize {
     match kind {
-        ChannelKind::Slack => 10,
+        ChannelKind::Slack | ChannelKind::Teams => 10,
         ChannelKind::Email => 50,
         ChannelKind::Log | ChannelKind::PagerDuty | ChannelKind::Webhook => 20,
     }
@@ -174,9 +174,7 @@ impl Templates {
                 .map_err(|e| (format!("templates.{part}"), describe(&e)))?;
             }
             let max = channel
-                .slack
-                .as_ref()
-                .and_then(|s| s.max_alerts_listed)
+                .max_alerts_listed()
                 .unwrap_or_else(|| default_listed(kind));
             listed.insert(name.clone(), max.max(1));
         }
@@ -684,7 +682,32 @@ impl MessageContext {
     }
 }
 
+/// Alerts counted by name and status, in the order each pair first appears.
+fn count_by_name<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Vec<Unlisted> {
+    let mut counted: Vec<Unlisted> = Vec::new();
+    for alert in alerts {
+        match counted
+            .iter_mut()
+            .find(|u| u.name == alert.name() && u.status == alert.status)
+        {
+            Some(u) => u.count += 1,
+            None => counted.push(Unlisted {
+                name: alert.name().to_owned(),
+                status: alert.status,
+                count: 1,
+            }),
+        }
+    }
+    counted
+}
+
 impl MessageContext {
+    /// The alerts after the first `listed` (firing first), counted by name and status as
+    /// `unlisted` counts those after `listed`: for a channel that must list fewer to fit.
+    pub fn unlisted_after(&self, listed: usize) -> Vec<Unlisted> {
+        count_by_name(self.alerts.iter().skip(listed).map(|a| a.alert))
+    }
+
     fn new(
         notification: &Arc<Notification>,
         alerts: &[usize],
@@ -705,23 +728,11 @@ impl MessageContext {
             .count();
         let total = order.len();
         let listed_count = total.min(max_listed);
-        let mut unlisted: Vec<Unlisted> = Vec::new();
-        for alert in order[listed_count..]
-            .iter()
-            .map(|&i| &notification.alerts[i])
-        {
-            match unlisted
-                .iter_mut()
-                .find(|u| u.name == alert.name() && u.status == alert.status)
-            {
-                Some(u) => u.count += 1,
-                None => unlisted.push(Unlisted {
-                    name: alert.name().to_owned(),
-                    status: alert.status,
-                    count: 1,
-                }),
-            }
-        }
+        let unlisted = count_by_name(
+            order[listed_count..]
+                .iter()
+                .map(|&i| &notification.alerts[i]),
+        );
         let order: Arc<[usize]> = order.into();
         let list = |range: std::ops::Range<usize>| AlertList {
             notification: notification.clone(),
