@@ -50,6 +50,164 @@ pub struct NotifierConfig {
     /// Recurring maintenance windows (one-off windows are added through the API).
     #[serde(default)]
     pub maintenance_windows: Vec<MaintenanceWindowConfig>,
+    /// Remediation actions, named by a route's `remediation`.
+    #[serde(default)]
+    pub remediations: BTreeMap<String, RemediationConfig>,
+    /// What every remediation action shares: the commands they may run.
+    #[serde(default)]
+    pub remediation: RemediationSettings,
+}
+
+/// `remediation`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationSettings {
+    /// The only programs a `command` action may run, as absolute paths: an action whose
+    /// `argv[0]` is not one of them is refused.
+    pub allowed_commands: Vec<String>,
+}
+
+/// One of `remediations`: exactly one of `http` and `command`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationConfig {
+    /// An HTTP request, its body a template, optionally signed.
+    #[serde(default)]
+    pub http: Option<HttpActionConfig>,
+    /// A program of `remediation.allowed_commands` with a fixed argv.
+    #[serde(default)]
+    pub command: Option<CommandActionConfig>,
+}
+
+/// `remediations.<name>.http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpActionConfig {
+    /// Where the request goes (a secret: URLs often carry tokens).
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// The URL, read from a file.
+    #[serde(default)]
+    pub url_file: Option<SecretFile>,
+    /// `POST` (default), `PUT`, `PATCH`, `GET` or `DELETE`.
+    #[serde(default = "post")]
+    pub method: String,
+    /// Request headers (values are kept as secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// The body: a template of what channel templates see, with `action` and `incident`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Signs each request with HMAC-SHA256.
+    #[serde(default)]
+    pub hmac: Option<HmacConfig>,
+    /// The longest the request may take.
+    #[serde(default = "remediation_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// The answer's body kept in the report, in bytes.
+    #[serde(default = "remediation_output")]
+    pub max_output_bytes: usize,
+    /// Certificate checks.
+    #[serde(default)]
+    pub tls_config: ClientTlsConfig,
+}
+
+/// `remediations.<name>.http.hmac`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacConfig {
+    /// The key.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// The key, read from a file.
+    #[serde(default)]
+    pub secret_file: Option<SecretFile>,
+    /// The header carrying `sha256=<hex>`.
+    #[serde(default = "signature_header")]
+    pub header: String,
+    /// The header carrying the Unix time (seconds) that was signed with the body.
+    #[serde(default = "timestamp_header")]
+    pub timestamp_header: String,
+}
+
+impl HmacConfig {
+    /// The key.
+    pub fn secret(&self) -> Result<Secret, String> {
+        let key = secret_setting("secret", self.secret.clone(), self.secret_file.clone())?
+            .ok_or_else(|| "set secret or secret_file".to_owned())?;
+        if key.expose().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(key)
+    }
+}
+
+/// `remediations.<name>.command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandActionConfig {
+    /// The program (an absolute path in `remediation.allowed_commands`) and its arguments;
+    /// `{name}` in an argument is the value of variable `name` (`{{` and `}}` are braces).
+    pub argv: Vec<String>,
+    /// The values alerts may put in the arguments, each validated by its pattern.
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableConfig>,
+    /// The longest it may run; then its whole process group is killed.
+    #[serde(default = "remediation_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Standard output and error kept in the report, together, in bytes.
+    #[serde(default = "remediation_output")]
+    pub max_output_bytes: usize,
+    /// Where it runs (an absolute path; default `/`).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Its environment (values kept as secrets); nothing is inherited, `PATH` is
+    /// `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` unless set here.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+/// `remediations.<name>.command.variables.<variable>`: exactly one of `label` and
+/// `annotation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableConfig {
+    /// The label whose value it is.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The annotation whose value it is.
+    #[serde(default)]
+    pub annotation: Option<String>,
+    /// A regular expression the whole value must match.
+    #[serde(default = "variable_pattern")]
+    pub pattern: String,
+}
+
+/// The pattern of a variable that sets none: letters, digits and `_.:-`, 1 to 128 of them.
+pub const DEFAULT_VARIABLE_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+
+fn post() -> String {
+    "POST".to_owned()
+}
+
+fn remediation_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn remediation_output() -> usize {
+    64 << 10
+}
+
+fn signature_header() -> String {
+    "X-Mcpwatch-Signature".to_owned()
+}
+
+fn timestamp_header() -> String {
+    "X-Mcpwatch-Timestamp".to_owned()
+}
+
+fn variable_pattern() -> String {
+    DEFAULT_VARIABLE_PATTERN.to_owned()
 }
 
 /// One of `escalation_policies`.
@@ -755,7 +913,10 @@ pub struct SlackConfig {
 }
 
 /// A URL that is a credential, from `url` or `url_file`: required.
-fn secret_url(url: &Option<Secret>, url_file: &Option<SecretFile>) -> Result<Secret, String> {
+pub(crate) fn secret_url(
+    url: &Option<Secret>,
+    url_file: &Option<SecretFile>,
+) -> Result<Secret, String> {
     secret_setting("url", url.clone(), url_file.clone())?
         .ok_or_else(|| "set url or url_file".to_owned())
 }
@@ -974,7 +1135,7 @@ pub enum LogFormat {
     Json,
 }
 
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     // Only the scheme and host are named: the rest of a webhook URL is its credential.
     match url.parse::<http::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
@@ -998,6 +1159,9 @@ pub struct RouteConfig {
     pub continue_matching: bool,
     /// The escalation policy the alerts that stop here climb.
     pub escalation: Option<String>,
+    /// The remediation action run when an incident of the alerts that stop here opens
+    /// (inherited by child routes that name none).
+    pub remediation: Option<String>,
     /// Child routes, tried in order.
     pub routes: Vec<RouteConfig>,
 }
@@ -1180,6 +1344,14 @@ impl NotifierConfig {
             return Err((
                 format!("{key}.escalation"),
                 format!("no escalation policy is named {policy:?}"),
+            ));
+        }
+        if let Some(action) = &route.remediation
+            && !self.remediations.contains_key(action)
+        {
+            return Err((
+                format!("{key}.remediation"),
+                format!("no remediation action is named {action:?}"),
             ));
         }
         for (i, child) in route.routes.iter().enumerate() {

@@ -27,6 +27,7 @@ internal!(
     metrics,
     notifier,
     payload,
+    remediation,
     route,
     server,
     setup,

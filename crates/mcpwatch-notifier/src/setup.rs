@@ -13,6 +13,7 @@ use crate::maintenance::{self, OneOff, Recurring};
 use crate::payload::{Labels, Notification, Status};
 use crate::route::Router;
 use crate::store::{NewDelivery, Store, StoreError};
+use crate::remediation::Remediations;
 use crate::template::Templates;
 
 /// Everything built from one configuration: swapped whole on reload.
@@ -32,6 +33,8 @@ pub struct Setup {
     pub recurring: Vec<Recurring>,
     /// Signs acknowledgement links, when `acknowledgement` is configured.
     pub links: Option<Links>,
+    /// Remediation actions, by name.
+    pub remediations: Arc<Remediations>,
 }
 
 /// Acknowledgement links: signer, base URL, lifetime.
@@ -102,6 +105,7 @@ impl Setup {
             policies: Arc::new(Policy::all(&config)),
             recurring: Recurring::all(&config),
             links,
+            remediations: Arc::new(Remediations::build(&config)?),
             config,
         })
     }

@@ -106,7 +106,7 @@ pub fn excerpt(body: &str, secrets: &[&str]) -> String {
 }
 
 /// `text` without any of `secrets`, nor the path (and query) of one that is a URL.
-fn redact(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         out = out.replace(secret, mcpwatch_core::secret::REDACTED);

@@ -2,7 +2,7 @@
 //! apart: transient (retried, honouring `Retry-After`) or permanent (a dead letter at once).
 
 mod email;
-mod http;
+pub(crate) mod http;
 mod log;
 mod pagerduty;
 mod slack;
