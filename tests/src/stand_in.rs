@@ -1,5 +1,5 @@
-//! Stand-ins for the HTTP services a notifier posts to: Slack incoming webhooks, the
-//! PagerDuty Events API v2, and a generic webhook. Each is a local HTTP server on a free
+//! Stand-ins for the HTTP services a notifier posts to: Slack incoming webhooks, Microsoft
+//! Teams Workflows webhooks, the PagerDuty Events API v2, and a generic webhook. Each is a local HTTP server on a free
 //! loopback port, in the test's tokio runtime, answering as the service's documentation says
 //! it does (PagerDuty's event validation included), with scripted faults on demand, and
 //! recording every request it was sent.
@@ -23,6 +23,11 @@ pub const SLACK_PATH: &str = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXX
 pub const PAGERDUTY_PATH: &str = "/v2/enqueue";
 /// The path [`HttpStandIn::endpoint`] gives for the generic webhook; it accepts any.
 pub const WEBHOOK_PATH: &str = "/hook";
+/// The path of a Teams workflow's webhook trigger (the query carries its signature).
+pub const TEAMS_PATH: &str =
+    "/workflows/0c5a3b0e9d8f4e21a6b7c8d9e0f1a2b3/triggers/manual/paths/invoke";
+/// The largest message Teams posts: 28 KB.
+pub const TEAMS_MAX_BYTES: usize = 28_000;
 
 /// Which service a stand-in plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,12 @@ pub enum Service {
     PagerDuty,
     /// A generic webhook: `200 {}`.
     Webhook,
+    /// A Teams Workflows webhook at [`TEAMS_PATH`] with a `sig` query parameter: `202` with
+    /// no body for the documented envelope around an Adaptive Card, `400` naming what is
+    /// wrong with any other body, `413` past [`TEAMS_MAX_BYTES`]. (The real workflow may
+    /// take a bad card with 202 and fail in its run history; the stand-in refuses it, so
+    /// that a test sees it.)
+    Teams,
 }
 
 /// A scripted answer: the next request gets it instead of the normal one. Scripted answers
@@ -40,7 +51,8 @@ pub enum Service {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scripted {
     /// `429 Too Many Requests` with `Retry-After: <retry_after_secs>`. Slack's body is
-    /// `{"ok":false,"error":"rate_limited"}`; PagerDuty's is its "throttle event" object.
+    /// `{"ok":false,"error":"rate_limited"}`; PagerDuty's is its "throttle event" object;
+    /// Teams' is Power Automate's error object.
     RateLimited {
         /// The `Retry-After` header, in seconds.
         retry_after_secs: u64,
@@ -139,6 +151,14 @@ impl HttpStandIn {
         Self::start(Service::PagerDuty).await
     }
 
+    /// A Teams Workflows webhook, on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn teams() -> Self {
+        Self::start(Service::Teams).await
+    }
+
     /// A generic webhook answering `200 {}`, on the current tokio runtime.
     ///
     /// # Panics
@@ -188,14 +208,24 @@ impl HttpStandIn {
     }
 
     /// The URL a notifier is configured with: the base URL and [`SLACK_PATH`],
-    /// [`PAGERDUTY_PATH`] or [`WEBHOOK_PATH`].
+    /// [`PAGERDUTY_PATH`], [`WEBHOOK_PATH`], or a Teams workflow's URL (see
+    /// [`HttpStandIn::workflow_url`]) signed `sig0`.
     pub fn endpoint(&self) -> String {
         let path = match self.shared.service {
             Service::Slack => SLACK_PATH,
             Service::PagerDuty => PAGERDUTY_PATH,
             Service::Webhook => WEBHOOK_PATH,
+            Service::Teams => return self.workflow_url("sig0"),
         };
         format!("{}{path}", self.url())
+    }
+
+    /// A Teams workflow's URL as Power Automate gives it, with `signature` as its `sig`.
+    pub fn workflow_url(&self, signature: &str) -> String {
+        format!(
+            "{}{TEAMS_PATH}?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={signature}",
+            self.url()
+        )
     }
 
     /// Queues a scripted answer for a coming request (see [`Scripted`]).
@@ -322,7 +352,16 @@ fn rate_limited(service: Service) -> Answer {
             .to_string(),
         ),
         Service::Webhook => Answer::new(429, r#"{"error":"rate_limited"}"#),
+        Service::Teams => teams_error(429, "TooManyRequests", "Rate limit is exceeded. Try again later."),
     }
+}
+
+/// Power Automate's error object.
+fn teams_error(status: u16, code: &str, message: &str) -> Answer {
+    Answer::new(
+        status,
+        json!({"error": {"code": code, "message": message}}).to_string(),
+    )
 }
 
 fn normal(service: Service, request: &ReceivedRequest) -> Answer {
@@ -339,6 +378,187 @@ fn normal(service: Service, request: &ReceivedRequest) -> Answer {
             json!({"status": "not found", "message": "Not found"}).to_string(),
         ),
         Service::Webhook => Answer::new(200, "{}"),
+        Service::Teams => teams(request),
+    }
+}
+
+/// A Teams workflow's webhook trigger: signed URL, size, then the card's shape.
+fn teams(request: &ReceivedRequest) -> Answer {
+    let (path, query) = request
+        .path
+        .split_once('?')
+        .unwrap_or((request.path.as_str(), ""));
+    if path != TEAMS_PATH {
+        return teams_error(404, "WorkflowNotFound", "The workflow could not be found.");
+    }
+    let signed = query
+        .split('&')
+        .any(|pair| pair.strip_prefix("sig=").is_some_and(|s| !s.is_empty()));
+    if !signed {
+        return teams_error(
+            401,
+            "DirectApiAuthorizationRequired",
+            "The request must be authenticated: the sig query parameter is missing.",
+        );
+    }
+    if request.body.len() > TEAMS_MAX_BYTES {
+        return teams_error(
+            413,
+            "MessageSizeExceeded",
+            &format!(
+                "The message is {} bytes; Teams takes at most {TEAMS_MAX_BYTES}.",
+                request.body.len()
+            ),
+        );
+    }
+    match teams_card_error(&request.body) {
+        None => Answer::new(202, ""),
+        Some(reason) => teams_error(400, "InvalidRequestContent", &reason),
+    }
+}
+
+/// What is wrong with a Workflows webhook body, if anything: the envelope
+/// `{"type":"message","attachments":[{"contentType":"application/vnd.microsoft.card.adaptive",
+/// "content":{"type":"AdaptiveCard","version":..,"body":[..]}}]}`, elements with a `type`,
+/// `Action.OpenUrl` to http(s) only, and mentions: each `msteams.entities` mention has an
+/// `id` and a `name` and its `<at>…</at>` text is in the card, and each `<at>…</at>` in the
+/// card has its entity.
+pub fn teams_card_error(body: &[u8]) -> Option<String> {
+    let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(body) else {
+        return Some("The request body is not a JSON object.".into());
+    };
+    if message.get("type").and_then(Value::as_str) != Some("message") {
+        return Some("Property 'type' must be 'message'.".into());
+    }
+    let attachments = message.get("attachments").and_then(Value::as_array);
+    let [attachment] = attachments.map(Vec::as_slice).unwrap_or_default() else {
+        return Some("Property 'attachments' must hold exactly one attachment.".into());
+    };
+    if attachment["contentType"] != "application/vnd.microsoft.card.adaptive" {
+        return Some(
+            "Property 'contentType' must be 'application/vnd.microsoft.card.adaptive'.".into(),
+        );
+    }
+    let card = &attachment["content"];
+    if card["type"] != "AdaptiveCard" {
+        return Some("Property 'type' must be 'AdaptiveCard'.".into());
+    }
+    if card["version"].as_str().is_none_or(str::is_empty) {
+        return Some("Property 'version' is required.".into());
+    }
+    let Some(elements) = card["body"].as_array() else {
+        return Some("Property 'body' must be an array.".into());
+    };
+    let mut texts = Vec::new();
+    for element in elements {
+        if let Some(error) = card_element_error(element, &mut texts) {
+            return Some(error);
+        }
+    }
+    if let Some(actions) = card.get("actions") {
+        let Some(actions) = actions.as_array() else {
+            return Some("Property 'actions' must be an array.".into());
+        };
+        if let Some(error) = actions.iter().find_map(action_error) {
+            return Some(error);
+        }
+    }
+    let mut mentioned = Vec::new();
+    for text in &texts {
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("<at>") {
+            let Some(end) = rest[start..].find("</at>") else {
+                return Some(format!("'<at>' without '</at>' in {text:?}."));
+            };
+            mentioned.push(rest[start..start + end + 5].to_owned());
+            rest = &rest[start + end + 5..];
+        }
+    }
+    let entities = card["msteams"]["entities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for entity in &entities {
+        let text = entity["text"].as_str().unwrap_or("");
+        if entity["type"] != "mention"
+            || !(text.starts_with("<at>") && text.ends_with("</at>"))
+            || entity["mentioned"]["id"].as_str().is_none_or(str::is_empty)
+            || entity["mentioned"]["name"].as_str().is_none()
+        {
+            return Some(format!("Mention entity {entity} is invalid."));
+        }
+        if !mentioned.iter().any(|m| m == text) {
+            return Some(format!("Mention {text:?} is not in the card's text."));
+        }
+    }
+    if let Some(orphan) = mentioned
+        .iter()
+        .find(|m| !entities.iter().any(|e| e["text"] == m.as_str()))
+    {
+        return Some(format!("{orphan:?} has no mention entity."));
+    }
+    None
+}
+
+/// What is wrong with one card element (and those inside it); its texts go to `texts`.
+fn card_element_error(element: &Value, texts: &mut Vec<String>) -> Option<String> {
+    let Some(kind) = element["type"].as_str() else {
+        return Some(format!("Element {element} has no 'type'."));
+    };
+    match kind {
+        "TextBlock" => match element["text"].as_str() {
+            Some(text) => texts.push(text.to_owned()),
+            None => return Some("A TextBlock needs a 'text'.".into()),
+        },
+        "FactSet" => {
+            let Some(facts) = element["facts"].as_array() else {
+                return Some("A FactSet needs 'facts'.".into());
+            };
+            for fact in facts {
+                match (fact["title"].as_str(), fact["value"].as_str()) {
+                    (Some(title), Some(value)) => {
+                        texts.push(title.to_owned());
+                        texts.push(value.to_owned());
+                    }
+                    _ => return Some("A fact needs a 'title' and a 'value'.".into()),
+                }
+            }
+        }
+        "Container" => {
+            let Some(items) = element["items"].as_array() else {
+                return Some("A Container needs 'items'.".into());
+            };
+            for item in items {
+                if let Some(error) = card_element_error(item, texts) {
+                    return Some(error);
+                }
+            }
+        }
+        "ActionSet" => {
+            let Some(actions) = element["actions"].as_array() else {
+                return Some("An ActionSet needs 'actions'.".into());
+            };
+            if let Some(error) = actions.iter().find_map(action_error) {
+                return Some(error);
+            }
+        }
+        "Image" | "ColumnSet" | "RichTextBlock" | "Table" => {}
+        other => return Some(format!("Unknown element type '{other}'.")),
+    }
+    None
+}
+
+fn action_error(action: &Value) -> Option<String> {
+    match action["type"].as_str() {
+        Some("Action.OpenUrl") => {
+            let url = action["url"].as_str().unwrap_or("");
+            (!(url.starts_with("https://") || url.starts_with("http://")))
+                .then(|| format!("Action.OpenUrl needs an http(s) 'url', not {url:?}."))
+        }
+        Some(
+            "Action.ShowCard" | "Action.ToggleVisibility" | "Action.Execute" | "Action.Submit",
+        ) => None,
+        _ => Some(format!("Action {action} has no known 'type'.")),
     }
 }
 
@@ -549,6 +769,73 @@ mod tests {
         assert_eq!(requests[0].json()["text"], "DiskFull on db1");
         assert_eq!(requests[0].header("content-type"), Some("application/json"));
         assert!(requests.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+
+    #[tokio::test]
+    async fn teams_takes_the_documented_card_and_explains_anything_else() {
+        let teams = HttpStandIn::teams().await;
+        let url = teams.workflow_url("s1gnature");
+        let card = |body: Value, entities: Value| {
+            json!({"type": "message", "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null,
+                "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard", "version": "1.4", "body": body,
+                    "msteams": {"entities": entities},
+                    "actions": [{"type": "Action.OpenUrl", "title": "Ack", "url": "https://a.example/ack"}]}}]})
+            .to_string()
+        };
+        let hello = json!([{"type": "TextBlock", "text": "Hi <at>Adele</at>"}]);
+        let adele = json!([{"type": "mention", "text": "<at>Adele</at>",
+            "mentioned": {"id": "adele@contoso.example", "name": "Adele Vance"}}]);
+        assert_eq!(
+            post(&url, &card(hello.clone(), adele.clone())).await,
+            (202, None, String::new())
+        );
+        let reason = |answer: (u16, Option<String>, String)| {
+            let body: Value = serde_json::from_str(&answer.2).expect("JSON error");
+            (
+                answer.0,
+                body["error"]["message"].as_str().unwrap_or("").to_owned(),
+            )
+        };
+        let (status, message) = reason(post(&url, &card(hello, json!([]))).await);
+        assert_eq!(status, 400);
+        assert!(message.contains("no mention entity"), "{message}");
+        let plain = json!([{"type": "TextBlock", "text": "Hi"}]);
+        let (status, message) = reason(post(&url, &card(plain.clone(), adele)).await);
+        assert_eq!(status, 400);
+        assert!(message.contains("is not in the card's text"), "{message}");
+        let mut legacy =
+            serde_json::from_str::<Value>(&card(plain.clone(), json!([]))).expect("card");
+        legacy["attachments"][0]["content"]["type"] = "MessageCard".into();
+        let (status, message) = reason(post(&url, &legacy.to_string()).await);
+        assert_eq!(
+            (status, message.as_str()),
+            (400, "Property 'type' must be 'AdaptiveCard'.")
+        );
+        let (status, message) = reason(post(&url, r#"{"text":"hello"}"#).await);
+        assert_eq!(
+            (status, message.as_str()),
+            (400, "Property 'type' must be 'message'.")
+        );
+        let huge = card(
+            json!([{"type": "TextBlock", "text": "x".repeat(TEAMS_MAX_BYTES)}]),
+            json!([]),
+        );
+        assert_eq!(post(&url, &huge).await.0, 413);
+        let unsigned = url.replace("&sig=s1gnature", "");
+        assert_eq!(
+            post(&unsigned, &card(plain.clone(), json!([]))).await.0,
+            401
+        );
+        teams.push_response(Scripted::RateLimited {
+            retry_after_secs: 3,
+        });
+        let (status, retry_after, _) = post(&url, &card(plain, json!([]))).await;
+        assert_eq!((status, retry_after.as_deref()), (429, Some("3")));
+        let requests = teams.requests();
+        assert_eq!(requests.len(), 8);
+        assert!(requests[0].path.ends_with("&sig=s1gnature"));
     }
 
     #[tokio::test]

@@ -82,6 +82,10 @@ fn batch_of(request: &ReceivedRequest, service: Service) -> String {
             .as_str()
             .and_then(|s| s.split(' ').nth(1))
             .map(str::to_owned),
+        Service::Teams => body["attachments"][0]["content"]["body"][0]["items"][0]["text"]
+            .as_str()
+            .and_then(|t| t.rsplit(' ').next())
+            .map(str::to_owned),
     };
     found.unwrap_or_else(|| panic!("no batch in a request to the {service:?} stand-in"))
 }
@@ -123,6 +127,10 @@ async fn large_webhooks_to_five_channels_stay_within_a_memory_bound() {
             ),
             Service::PagerDuty => format!(
                 "pagerduty: {{routing_key: 'R0UT1NGKEY0123456789012345678901', url: '{}'}}",
+                stand_in.endpoint()
+            ),
+            Service::Teams => format!(
+                "teams: {{url: '{}'}}\n    rate_limit: {{per_second: 100, burst: 100}}",
                 stand_in.endpoint()
             ),
         };

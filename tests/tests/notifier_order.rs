@@ -37,6 +37,11 @@ fn resolved(service: Service, request: &ReceivedRequest) -> bool {
             let text = body.to_string();
             text.contains("RESOLVED") || text.contains("Resolved") || text.contains("resolved")
         }
+        Service::Teams => match body["attachments"][0]["content"]["body"][0]["style"].as_str() {
+            Some("good") => true,
+            Some("attention" | "warning") => false,
+            other => panic!("Teams card style {other:?}"),
+        },
     }
 }
 
@@ -46,6 +51,7 @@ async fn a_firing_refused_once_then_resolved_ends_resolved_at_every_receiver() {
         HttpStandIn::pagerduty().await,
         HttpStandIn::slack().await,
         HttpStandIn::webhook().await,
+        HttpStandIn::teams().await,
     ];
     for stand_in in &stand_ins {
         stand_in.push_response(Scripted::Status(503, "{}".into()));
@@ -57,10 +63,12 @@ async fn a_firing_refused_once_then_resolved_ends_resolved_at_every_receiver() {
          \x20 pager:\n    pagerduty: {{routing_key: R0UT1NGKEY, url: '{}'}}\n\
          \x20 chat:\n    slack: {{url: '{}'}}\n\
          \x20 hook:\n    webhook: {{url: '{}'}}\n\
-         route:\n  channels: [pager, chat, hook]\n",
+         \x20 teams:\n    teams: {{url: '{}'}}\n\
+         route:\n  channels: [pager, chat, hook, teams]\n",
         stand_ins[0].endpoint(),
         stand_ins[1].endpoint(),
         stand_ins[2].endpoint(),
+        stand_ins[3].endpoint(),
     ))
     .await;
     let am = Alertmanager::start(&alertmanager_config(&notifier, "1h")).await;
@@ -113,13 +121,13 @@ async fn a_firing_refused_once_then_resolved_ends_resolved_at_every_receiver() {
             .iter()
             .filter(|d| d["state"] == "superseded")
             .count(),
-        3
+        4
     );
 }
 
 fn stand_in_ok(service: Service) -> u16 {
     match service {
-        Service::PagerDuty => 202,
+        Service::PagerDuty | Service::Teams => 202,
         Service::Slack | Service::Webhook => 200,
     }
 }

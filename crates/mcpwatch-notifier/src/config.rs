@@ -59,6 +59,12 @@ pub struct NotifierConfig {
     /// The web UI under `/ui/`.
     #[serde(default)]
     pub ui: UiConfig,
+    /// Remediation actions, named by a route's `remediation`.
+    #[serde(default)]
+    pub remediations: BTreeMap<String, RemediationConfig>,
+    /// What every remediation action shares: the commands they may run.
+    #[serde(default)]
+    pub remediation: RemediationSettings,
 }
 
 /// `ui`.
@@ -88,6 +94,158 @@ impl UiConfig {
         }
         Ok(secret)
     }
+}
+
+/// `remediation`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediationSettings {
+    /// The only programs a `command` action may run, as absolute paths: an action whose
+    /// `argv[0]` is not one of them is refused.
+    pub allowed_commands: Vec<String>,
+}
+
+/// One of `remediations`: exactly one of `http` and `command`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationConfig {
+    /// An HTTP request, its body a template, optionally signed.
+    #[serde(default)]
+    pub http: Option<HttpActionConfig>,
+    /// A program of `remediation.allowed_commands` with a fixed argv.
+    #[serde(default)]
+    pub command: Option<CommandActionConfig>,
+}
+
+/// `remediations.<name>.http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpActionConfig {
+    /// Where the request goes (a secret: URLs often carry tokens).
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// The URL, read from a file.
+    #[serde(default)]
+    pub url_file: Option<SecretFile>,
+    /// `POST` (default), `PUT`, `PATCH`, `GET` or `DELETE`.
+    #[serde(default = "post")]
+    pub method: String,
+    /// Request headers (values are kept as secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// The body: a template of what channel templates see, with `action` and `incident`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Signs each request with HMAC-SHA256.
+    #[serde(default)]
+    pub hmac: Option<HmacConfig>,
+    /// The longest the request may take.
+    #[serde(default = "remediation_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// The answer's body kept in the report, in bytes.
+    #[serde(default = "remediation_output")]
+    pub max_output_bytes: usize,
+    /// Certificate checks.
+    #[serde(default)]
+    pub tls_config: ClientTlsConfig,
+}
+
+/// `remediations.<name>.http.hmac`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacConfig {
+    /// The key.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// The key, read from a file.
+    #[serde(default)]
+    pub secret_file: Option<SecretFile>,
+    /// The header carrying `sha256=<hex>`.
+    #[serde(default = "signature_header")]
+    pub header: String,
+    /// The header carrying the Unix time (seconds) that was signed with the body.
+    #[serde(default = "timestamp_header")]
+    pub timestamp_header: String,
+}
+
+impl HmacConfig {
+    /// The key.
+    pub fn secret(&self) -> Result<Secret, String> {
+        let key = secret_setting("secret", self.secret.clone(), self.secret_file.clone())?
+            .ok_or_else(|| "set secret or secret_file".to_owned())?;
+        if key.expose().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(key)
+    }
+}
+
+/// `remediations.<name>.command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandActionConfig {
+    /// The program (an absolute path in `remediation.allowed_commands`) and its arguments;
+    /// `{name}` in an argument is the value of variable `name` (`{{` and `}}` are braces).
+    pub argv: Vec<String>,
+    /// The values alerts may put in the arguments, each validated by its pattern.
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableConfig>,
+    /// The longest it may run; then its whole process group is killed.
+    #[serde(default = "remediation_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Standard output and error kept in the report, together, in bytes.
+    #[serde(default = "remediation_output")]
+    pub max_output_bytes: usize,
+    /// Where it runs (an absolute path; default `/`).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Its environment (values kept as secrets); nothing is inherited, `PATH` is
+    /// `/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` unless set here.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+/// `remediations.<name>.command.variables.<variable>`: exactly one of `label` and
+/// `annotation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableConfig {
+    /// The label whose value it is.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The annotation whose value it is.
+    #[serde(default)]
+    pub annotation: Option<String>,
+    /// A regular expression the whole value must match.
+    #[serde(default = "variable_pattern")]
+    pub pattern: String,
+}
+
+/// The pattern of a variable that sets none: letters, digits and `_.:-`, 1 to 128 of them.
+pub const DEFAULT_VARIABLE_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,128}$";
+
+fn post() -> String {
+    "POST".to_owned()
+}
+
+fn remediation_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn remediation_output() -> usize {
+    64 << 10
+}
+
+fn signature_header() -> String {
+    "X-Mcpwatch-Signature".to_owned()
+}
+
+fn timestamp_header() -> String {
+    "X-Mcpwatch-Timestamp".to_owned()
+}
+
+fn variable_pattern() -> String {
+    DEFAULT_VARIABLE_PATTERN.to_owned()
 }
 
 /// One of `escalation_policies`.
@@ -393,8 +551,8 @@ fn one() -> u32 {
     1
 }
 
-/// One named channel: exactly one of `email`, `slack`, `pagerduty`, `webhook`, `log`, and
-/// the settings every kind shares.
+/// One named channel: exactly one of `email`, `slack`, `teams`, `pagerduty`, `webhook`,
+/// `log`, and the settings every kind shares.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
@@ -404,6 +562,9 @@ pub struct ChannelConfig {
     /// A Slack incoming webhook.
     #[serde(default)]
     pub slack: Option<SlackConfig>,
+    /// A Microsoft Teams Workflows webhook.
+    #[serde(default)]
+    pub teams: Option<TeamsConfig>,
     /// PagerDuty Events API v2.
     #[serde(default)]
     pub pagerduty: Option<PagerDutyConfig>,
@@ -425,7 +586,8 @@ pub struct ChannelConfig {
     /// Override of `delivery.timeout`.
     #[serde(default, deserialize_with = "optional_duration")]
     pub timeout: Option<Duration>,
-    /// At most this many messages per second (Slack's default: 1 per second, bursts of 3).
+    /// At most this many messages per second (Slack's default: 1 per second, bursts of 3;
+    /// Teams': 1 per second, bursts of 4).
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
     /// Template overrides for this channel.
@@ -448,6 +610,8 @@ pub enum ChannelKind {
     Email,
     /// `slack`.
     Slack,
+    /// `teams`.
+    Teams,
     /// `pagerduty`.
     PagerDuty,
     /// `webhook`.
@@ -462,6 +626,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Email => "email",
             ChannelKind::Slack => "slack",
+            ChannelKind::Teams => "teams",
             ChannelKind::PagerDuty => "pagerduty",
             ChannelKind::Webhook => "webhook",
             ChannelKind::Log => "log",
@@ -473,6 +638,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Email => &["subject", "text", "html"],
             ChannelKind::Slack => &["title", "text"],
+            ChannelKind::Teams => &["title"],
             ChannelKind::PagerDuty => &["summary", "source"],
             ChannelKind::Webhook => &[],
             ChannelKind::Log => &["text"],
@@ -495,6 +661,7 @@ impl ChannelConfig {
         let kinds: Vec<ChannelKind> = [
             (self.email.is_some(), ChannelKind::Email),
             (self.slack.is_some(), ChannelKind::Slack),
+            (self.teams.is_some(), ChannelKind::Teams),
             (self.pagerduty.is_some(), ChannelKind::PagerDuty),
             (self.webhook.is_some(), ChannelKind::Webhook),
             (self.log.is_some(), ChannelKind::Log),
@@ -504,7 +671,7 @@ impl ChannelConfig {
         .collect();
         match kinds.as_slice() {
             [kind] => Ok(*kind),
-            [] => Err("set one of email, slack, pagerduty, webhook or log".into()),
+            [] => Err("set one of email, slack, teams, pagerduty, webhook or log".into()),
             many => Err(format!(
                 "set only one of {}",
                 many.iter()
@@ -530,14 +697,28 @@ impl ChannelConfig {
         self.timeout.unwrap_or(defaults.timeout)
     }
 
-    /// Rate limit in force: Slack asks for about one message a second.
+    /// Rate limit in force: Slack asks for about one message a second; Teams takes at most
+    /// 4 a second and 60 in 30 seconds, which one a second with bursts of 4 stays within.
     pub fn rate_limit(&self) -> Option<RateLimitConfig> {
         self.rate_limit.or_else(|| {
-            self.slack.as_ref().map(|_| RateLimitConfig {
+            let burst = match (&self.slack, &self.teams) {
+                (Some(_), _) => 3,
+                (_, Some(_)) => 4,
+                _ => return None,
+            };
+            Some(RateLimitConfig {
                 per_second: 1.0,
-                burst: 3,
+                burst,
             })
         })
+    }
+
+    /// Alerts listed one by one, when the channel's settings say.
+    pub fn max_alerts_listed(&self) -> Option<usize> {
+        self.slack
+            .as_ref()
+            .and_then(|s| s.max_alerts_listed)
+            .or_else(|| self.teams.as_ref().and_then(|t| t.max_alerts_listed))
     }
 
     fn validate(&self) -> Result<(), Problem> {
@@ -550,6 +731,10 @@ impl ChannelConfig {
                 .map_or(Ok(()), |c| c.validate().map_err(within)),
             ChannelKind::Slack => self
                 .slack
+                .as_ref()
+                .map_or(Ok(()), |c| c.validate().map_err(within)),
+            ChannelKind::Teams => self
+                .teams
                 .as_ref()
                 .map_or(Ok(()), |c| c.validate().map_err(within)),
             ChannelKind::PagerDuty => self
@@ -765,16 +950,78 @@ pub struct SlackConfig {
     pub tls_config: ClientTlsConfig,
 }
 
+/// A URL that is a credential, from `url` or `url_file`: required.
+pub(crate) fn secret_url(
+    url: &Option<Secret>,
+    url_file: &Option<SecretFile>,
+) -> Result<Secret, String> {
+    secret_setting("url", url.clone(), url_file.clone())?
+        .ok_or_else(|| "set url or url_file".to_owned())
+}
+
 impl SlackConfig {
     /// The webhook URL.
     pub fn url(&self) -> Result<Secret, String> {
-        secret_setting("url", self.url.clone(), self.url_file.clone())?
-            .ok_or_else(|| "set url or url_file".to_owned())
+        secret_url(&self.url, &self.url_file)
     }
 
     fn validate(&self) -> Result<(), Problem> {
         let url = self.url().map_err(|m| ("url".into(), m))?;
         check_http_url(url.expose()).map_err(|m| ("url".into(), m))
+    }
+}
+
+/// `teams`: a Microsoft Teams Workflows webhook ("When a Teams webhook request is received"),
+/// posting one Adaptive Card per message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamsConfig {
+    /// The workflow's URL (a secret: its `sig` query parameter is the credential).
+    pub url: Option<Secret>,
+    /// The URL, read from a file.
+    pub url_file: Option<SecretFile>,
+    /// Alerts listed one by one; the rest are counted by name.
+    pub max_alerts_listed: Option<usize>,
+    /// The largest request body sent, in bytes: fewer alerts are listed until the card fits.
+    pub max_card_bytes: usize,
+    /// Certificate checks.
+    pub tls_config: ClientTlsConfig,
+}
+
+/// Teams' documented limit on a message: 28 KB.
+pub const TEAMS_MAX_CARD_BYTES: usize = 28_000;
+
+/// The smallest `teams.max_card_bytes`: a card listing no alert, every part at its bound.
+pub const TEAMS_MIN_CARD_BYTES: usize = 12_288;
+
+impl Default for TeamsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            max_alerts_listed: None,
+            max_card_bytes: TEAMS_MAX_CARD_BYTES,
+            tls_config: ClientTlsConfig::default(),
+        }
+    }
+}
+
+impl TeamsConfig {
+    /// The workflow's URL.
+    pub fn url(&self) -> Result<Secret, String> {
+        secret_url(&self.url, &self.url_file)
+    }
+
+    fn validate(&self) -> Result<(), Problem> {
+        let url = self.url().map_err(|m| ("url".into(), m))?;
+        check_http_url(url.expose()).map_err(|m| ("url".into(), m))?;
+        if self.max_card_bytes < TEAMS_MIN_CARD_BYTES {
+            return Err((
+                "max_card_bytes".into(),
+                format!("must be at least {TEAMS_MIN_CARD_BYTES}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -872,8 +1119,7 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     /// The URL.
     pub fn url(&self) -> Result<Secret, String> {
-        secret_setting("url", self.url.clone(), self.url_file.clone())?
-            .ok_or_else(|| "set url or url_file".to_owned())
+        secret_url(&self.url, &self.url_file)
     }
 
     /// The signing key, if any.
@@ -927,7 +1173,7 @@ pub enum LogFormat {
     Json,
 }
 
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     // Only the scheme and host are named: the rest of a webhook URL is its credential.
     match url.parse::<http::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
@@ -951,6 +1197,9 @@ pub struct RouteConfig {
     pub continue_matching: bool,
     /// The escalation policy the alerts that stop here climb.
     pub escalation: Option<String>,
+    /// The remediation action run when an incident of the alerts that stop here opens
+    /// (inherited by child routes that name none).
+    pub remediation: Option<String>,
     /// Child routes, tried in order.
     pub routes: Vec<RouteConfig>,
 }
@@ -1140,6 +1389,14 @@ impl NotifierConfig {
             return Err((
                 format!("{key}.escalation"),
                 format!("no escalation policy is named {policy:?}"),
+            ));
+        }
+        if let Some(action) = &route.remediation
+            && !self.remediations.contains_key(action)
+        {
+            return Err((
+                format!("{key}.remediation"),
+                format!("no remediation action is named {action:?}"),
             ));
         }
         for (i, child) in route.routes.iter().enumerate() {

@@ -29,6 +29,7 @@ internal!(
     metrics,
     notifier,
     payload,
+    remediation,
     report,
     route,
     server,

@@ -26,12 +26,14 @@ impl Router {
         self.targets(labels).channels
     }
 
-    /// The channels and escalation policies for an alert with these labels.
+    /// The channels, escalation policies and remediation actions for an alert with these
+    /// labels.
     pub fn targets(&self, labels: &impl Labels) -> Targets {
         let mut out = Targets::default();
         let own = Own {
             channels: &self.root.channels,
             escalation: self.root.escalation.as_deref(),
+            remediation: self.root.remediation.as_deref(),
         };
         walk(&self.root, own, labels, &mut out);
         out
@@ -45,6 +47,8 @@ pub struct Targets {
     pub channels: BTreeSet<String>,
     /// Escalation policies the alert climbs.
     pub policies: BTreeSet<String>,
+    /// Remediation actions of the routes it stops at.
+    pub remediations: BTreeSet<String>,
 }
 
 /// What a route sends to: its own, or else its parent's.
@@ -52,20 +56,26 @@ pub struct Targets {
 struct Own<'a> {
     channels: &'a [String],
     escalation: Option<&'a str>,
+    remediation: Option<&'a str>,
 }
 
 /// Adds the targets of the routes under `route` that `labels` stop at; `route` itself has
 /// matched. A route with neither channels nor an escalation policy of its own has its
-/// parent's, as an Alertmanager route without a receiver has its parent's receiver.
+/// parent's, as an Alertmanager route without a receiver has its parent's receiver. A
+/// remediation action is inherited on its own: a route that names none has its parent's.
 fn walk(route: &RouteConfig, inherited: Own<'_>, labels: &impl Labels, out: &mut Targets) {
-    let own = if route.channels.is_empty() && route.escalation.is_none() {
+    let mut own = if route.channels.is_empty() && route.escalation.is_none() {
         inherited
     } else {
         Own {
             channels: &route.channels,
             escalation: route.escalation.as_deref(),
+            remediation: inherited.remediation,
         }
     };
+    if let Some(action) = route.remediation.as_deref() {
+        own.remediation = Some(action);
+    }
     let mut taken = false;
     for child in &route.routes {
         if child.matchers.iter().all(|m| m.matches(labels)) {
@@ -80,6 +90,9 @@ fn walk(route: &RouteConfig, inherited: Own<'_>, labels: &impl Labels, out: &mut
         out.channels.extend(own.channels.iter().cloned());
         if let Some(policy) = own.escalation {
             out.policies.insert(policy.to_owned());
+        }
+        if let Some(action) = own.remediation {
+            out.remediations.insert(action.to_owned());
         }
     }
 }
@@ -105,6 +118,7 @@ mod tests {
             channels: channels.iter().map(|c| (*c).to_owned()).collect(),
             continue_matching: cont,
             escalation: None,
+            remediation: None,
             routes: Vec::new(),
         }
     }
@@ -188,5 +202,34 @@ mod tests {
         assert_eq!(targets.channels.iter().collect::<Vec<_>>(), ["chat"]);
         let warning = router.targets(&labels(&[("severity", "warning")]));
         assert!(warning.policies.is_empty());
+    }
+
+    #[test]
+    fn a_remediation_is_inherited_unless_a_route_names_its_own() {
+        let mut db = route(&["component=\"db\""], &[], false);
+        db.remediation = Some("failover".into());
+        let mut gateway = route(&["service=\"gateway\""], &["chat"], false);
+        gateway.remediation = Some("restart-gateway".into());
+        gateway.routes = vec![route(&["env=\"staging\""], &["log"], false), db];
+        let mut root = route(&[], &["log"], false);
+        root.routes = vec![gateway];
+        let router = Router::new(root);
+        let of = |pairs: &[(&str, &str)]| {
+            router
+                .targets(&labels(pairs))
+                .remediations
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(&[("service", "gateway")]), ["restart-gateway"]);
+        assert_eq!(
+            of(&[("service", "gateway"), ("env", "staging")]),
+            ["restart-gateway"]
+        );
+        assert_eq!(
+            of(&[("service", "gateway"), ("component", "db")]),
+            ["failover"]
+        );
+        assert!(of(&[("service", "db")]).is_empty());
     }
 }

@@ -14,6 +14,7 @@ use crate::payload::{Labels, Notification, Status};
 use crate::route::Router;
 use crate::severity::Severities;
 use crate::store::{NewDelivery, Store, StoreError};
+use crate::remediation::Remediations;
 use crate::template::Templates;
 use crate::timeline::{self, AlertBrief};
 
@@ -36,6 +37,8 @@ pub struct Setup {
     pub recurring: Vec<Recurring>,
     /// Signs acknowledgement links, when `acknowledgement` is configured.
     pub links: Option<Links>,
+    /// Remediation actions, by name.
+    pub remediations: Arc<Remediations>,
 }
 
 /// Acknowledgement links: signer, base URL, lifetime.
@@ -107,6 +110,7 @@ impl Setup {
             severities: Arc::new(Severities::new(&config.severities)),
             recurring: Recurring::all(&config),
             links,
+            remediations: Arc::new(Remediations::build(&config)?),
             config,
         })
     }

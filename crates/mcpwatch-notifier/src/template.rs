@@ -16,10 +16,10 @@ use crate::payload::{Alert, LabelSet, Notification, Status};
 pub use crate::config::TEMPLATE_PARTS as PARTS;
 
 impl NotifierConfig {
-    /// Reads the file, checks it, and compiles its templates against a sample so that a
-    /// template error is found now, not when an alert fires.
+    /// Reads the file, checks it, and compiles its templates and remediation actions
+    /// against a sample so that an error is found now, not when an alert fires.
     pub fn load(path: &std::path::Path) -> Result<Self, mcpwatch_core::config::ConfigError> {
-        Self::load_with(path, Templates::check)
+        Self::load_with(path, built)
     }
 
     /// Parses YAML text (relative paths taken from `origin`'s directory) and checks it as
@@ -28,8 +28,14 @@ impl NotifierConfig {
         text: &str,
         origin: &std::path::Path,
     ) -> Result<Self, mcpwatch_core::config::ConfigError> {
-        Self::parse_with(text, origin, Templates::check)
+        Self::parse_with(text, origin, built)
     }
+}
+
+/// What `load` and `parse` check besides the configuration's own rules.
+fn built(config: &NotifierConfig) -> Result<(), (String, String)> {
+    Templates::check(config)?;
+    crate::remediation::check(config)
 }
 
 const TITLE: &str = "{% if event and event.label %}[{{ event.label }}] {% endif %}[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \
@@ -107,7 +113,7 @@ fn builtin(kind: ChannelKind, part: &str) -> &'static str {
 /// How many alerts each kind lists one by one before counting the rest by name.
 fn default_listed(kind: ChannelKind) -> usize {
     match kind {
-        ChannelKind::Slack => 10,
+        ChannelKind::Slack | ChannelKind::Teams => 10,
         ChannelKind::Email => 50,
         ChannelKind::Log | ChannelKind::PagerDuty | ChannelKind::Webhook => 20,
     }
@@ -137,7 +143,9 @@ fn template_name(channel: &str, part: &str) -> String {
     }
 }
 
-fn environment() -> Environment<'static> {
+/// The environment every template is compiled in: minijinja's sandbox (no file, network or
+/// process access), with the `slack` filter.
+pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.add_filter("slack", |value: String| slack_escape(&value));
     env
@@ -174,9 +182,7 @@ impl Templates {
                 .map_err(|e| (format!("templates.{part}"), describe(&e)))?;
             }
             let max = channel
-                .slack
-                .as_ref()
-                .and_then(|s| s.max_alerts_listed)
+                .max_alerts_listed()
                 .unwrap_or_else(|| default_listed(kind));
             listed.insert(name.clone(), max.max(1));
         }
@@ -696,7 +702,38 @@ impl MessageContext {
     }
 }
 
+/// Alerts counted by name and status, in the order each pair first appears.
+fn count_by_name<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Vec<Unlisted> {
+    let mut counted: Vec<Unlisted> = Vec::new();
+    for alert in alerts {
+        match counted
+            .iter_mut()
+            .find(|u| u.name == alert.name() && u.status == alert.status)
+        {
+            Some(u) => u.count += 1,
+            None => counted.push(Unlisted {
+                name: alert.name().to_owned(),
+                status: alert.status,
+                count: 1,
+            }),
+        }
+    }
+    counted
+}
+
 impl MessageContext {
+    /// The context of `alerts` (indices into the notification's) listing every one: for
+    /// what is not a channel's message, such as a remediation action's request.
+    pub fn all(notification: &Arc<Notification>, alerts: &[usize]) -> Self {
+        Self::new(notification, alerts, "", usize::MAX, None)
+    }
+
+    /// The alerts after the first `listed` (firing first), counted by name and status as
+    /// `unlisted` counts those after `listed`: for a channel that must list fewer to fit.
+    pub fn unlisted_after(&self, listed: usize) -> Vec<Unlisted> {
+        count_by_name(self.alerts.iter().skip(listed).map(|a| a.alert))
+    }
+
     fn new(
         notification: &Arc<Notification>,
         alerts: &[usize],
@@ -717,23 +754,11 @@ impl MessageContext {
             .count();
         let total = order.len();
         let listed_count = total.min(max_listed);
-        let mut unlisted: Vec<Unlisted> = Vec::new();
-        for alert in order[listed_count..]
-            .iter()
-            .map(|&i| &notification.alerts[i])
-        {
-            match unlisted
-                .iter_mut()
-                .find(|u| u.name == alert.name() && u.status == alert.status)
-            {
-                Some(u) => u.count += 1,
-                None => unlisted.push(Unlisted {
-                    name: alert.name().to_owned(),
-                    status: alert.status,
-                    count: 1,
-                }),
-            }
-        }
+        let unlisted = count_by_name(
+            order[listed_count..]
+                .iter()
+                .map(|&i| &notification.alerts[i]),
+        );
         let order: Arc<[usize]> = order.into();
         let list = |range: std::ops::Range<usize>| AlertList {
             notification: notification.clone(),

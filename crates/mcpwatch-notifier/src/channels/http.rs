@@ -1,4 +1,4 @@
-//! What the HTTP channels (Slack, PagerDuty, webhook) share: a client with the channel's
+//! What the HTTP channels (Slack, Teams, PagerDuty, webhook) share: a client with the channel's
 //! TLS settings, and the reading of an answer as success, transient or permanent failure.
 
 use std::time::{Duration, SystemTime};
@@ -73,10 +73,7 @@ pub async fn failure(response: reqwest::Response, secrets: &[&str]) -> SendError
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
     let body = response.text().await.unwrap_or_default();
-    let excerpt: String = redact(body.trim(), secrets)
-        .chars()
-        .take(BODY_EXCERPT)
-        .collect();
+    let excerpt = excerpt(&body, secrets);
     let reason = if excerpt.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -100,8 +97,16 @@ pub async fn failure(response: reqwest::Response, secrets: &[&str]) -> SendError
     }
 }
 
+/// The start of an answer's body, kept in an error: without `secrets` (see [`failure`]).
+pub fn excerpt(body: &str, secrets: &[&str]) -> String {
+    redact(body.trim(), secrets)
+        .chars()
+        .take(BODY_EXCERPT)
+        .collect()
+}
+
 /// `text` without any of `secrets`, nor the path (and query) of one that is a URL.
-fn redact(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         out = out.replace(secret, mcpwatch_core::secret::REDACTED);

@@ -2,10 +2,11 @@
 //! apart: transient (retried, honouring `Retry-After`) or permanent (a dead letter at once).
 
 mod email;
-mod http;
+pub(crate) mod http;
 mod log;
 mod pagerduty;
 mod slack;
+mod teams;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use crate::config::{
 use serde::Serialize;
 
 use crate::payload::{Alert, Notification, Status};
-use crate::template::{EventContext, MessageContext, Templates};
+use crate::template::{AlertContext, EventContext, MessageContext, Templates};
 
 pub use pagerduty::{pagerduty_dedup_key, pagerduty_severity};
 pub use webhook::signature;
@@ -128,6 +129,45 @@ impl Serialize for Alerts<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.alerts())
     }
+}
+
+/// How alarming a message or an alert is, for the colours of the chat channels: a critical
+/// alert fires, another fires, or all have resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// An alert with `severity="critical"` fires.
+    Critical,
+    /// Alerts fire, none of them critical.
+    Firing,
+    /// Everything resolved.
+    Resolved,
+}
+
+impl Tone {
+    /// The tone of a message's alerts.
+    pub fn of(context: &MessageContext) -> Self {
+        match context.status {
+            Status::Resolved => Tone::Resolved,
+            Status::Firing if context.firing.iter().any(is_critical) => Tone::Critical,
+            Status::Firing => Tone::Firing,
+        }
+    }
+
+    /// The tone of one alert.
+    pub fn of_alert(alert: AlertContext<'_>) -> Self {
+        match alert.status() {
+            Status::Resolved => Tone::Resolved,
+            Status::Firing if is_critical(alert) => Tone::Critical,
+            Status::Firing => Tone::Firing,
+        }
+    }
+}
+
+fn is_critical(alert: AlertContext<'_>) -> bool {
+    alert
+        .labels()
+        .get("severity")
+        .is_some_and(|s| s == "critical")
 }
 
 /// Why a send failed. The text never holds a secret (no URL, no key).
@@ -266,6 +306,10 @@ pub fn build(config: &NotifierConfig) -> Result<BTreeMap<String, Arc<Channel>>, 
             ),
             ChannelKind::Slack => Box::new(
                 slack::SlackSender::new(name, present(&c.slack, name, "slack")?, timeout)
+                    .map_err(within)?,
+            ),
+            ChannelKind::Teams => Box::new(
+                teams::TeamsSender::new(name, present(&c.teams, name, "teams")?, timeout)
                     .map_err(within)?,
             ),
             ChannelKind::PagerDuty => Box::new(

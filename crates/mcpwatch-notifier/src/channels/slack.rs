@@ -7,9 +7,8 @@ use std::time::Duration;
 use mcpwatch_core::Secret;
 use serde_json::{Value, json};
 
-use super::{Message, SendError, Sender, http};
+use super::{Message, SendError, Sender, Tone, http};
 use crate::config::{ChannelKind, SlackConfig};
-use crate::payload::Status;
 
 /// Longest attachment text sent; Slack shows longer ones folded, and a page of alerts is
 /// not read past this anyway.
@@ -39,14 +38,10 @@ impl SlackSender {
             &message.render(ChannelKind::Slack, &self.name, "text"),
             MAX_TEXT,
         );
-        let critical = context
-            .firing
-            .iter()
-            .any(|a| a.labels().get("severity").is_some_and(|s| s == "critical"));
-        let color = match (context.status, critical) {
-            (Status::Resolved, _) => "good",
-            (Status::Firing, true) => "danger",
-            (Status::Firing, false) => "warning",
+        let color = match Tone::of(context) {
+            Tone::Resolved => "good",
+            Tone::Critical => "danger",
+            Tone::Firing => "warning",
         };
         let mut attachment = json!({
             "color": color,
