@@ -565,6 +565,7 @@ fn policy() -> Policy {
         levels: vec![level(0, "l1"), level(60, "l2"), level(60, "l3")],
         repeat_last_level: None,
         severities: Arc::default(),
+        wait_for_remediation: false,
     }
 }
 
@@ -582,6 +583,8 @@ fn of_group(i: usize, at: i64, firing: bool) -> NewNotification {
         severity: Some("critical".into()),
         title: "GatewayDown".into(),
         briefs: Vec::new(),
+        remediations: Vec::new(),
+        remediation_wait: Duration::ZERO,
     }];
     n
 }

@@ -257,6 +257,10 @@ pub struct EscalationPolicyConfig {
     /// Tell the last level again this often until someone acknowledges.
     #[serde(default, deserialize_with = "optional_duration")]
     pub repeat_last_level: Option<Duration>,
+    /// When an incident opens with a remediation action, tell the first level only once
+    /// the action has ended (and not at all if the alerts resolved meanwhile).
+    #[serde(default)]
+    pub wait_for_remediation: bool,
 }
 
 /// One level of a policy.

@@ -19,7 +19,9 @@ use crate::payload::{LabelSet, Notification, Status};
 use crate::setup::{self, OneOffWindows, Setup};
 use crate::store::{Body, Claimed, Outcome, Store, StoreError};
 use crate::template::{EventContext, MessageContext};
+use crate::remediation::{self, RunReport};
 use crate::time::now_ms;
+use crate::timeline::{Note, kind};
 
 /// Attempts in flight to a log channel at least: it writes locally and takes more.
 const PER_LOG_CHANNEL: usize = 16;
@@ -276,6 +278,7 @@ impl Dispatcher {
                 tracing::error!(error = %e, "Reading escalations due failed; trying again shortly.")
             }
         }
+        self.remediate(setup, now).await;
         let held = match self.store.held().await {
             Ok(held) => held,
             Err(e) => {
@@ -304,6 +307,80 @@ impl Dispatcher {
                     tracing::error!(window = %window, error = %e, "Releasing a maintenance window's notifications failed; trying again shortly.")
                 }
             }
+        }
+    }
+
+    /// Claims the remediation runs queued (by any replica) and starts each in a task of
+    /// its own: it runs once, and its end is recorded in the incident's timeline.
+    async fn remediate(&self, setup: &Setup, now: i64) {
+        let leases = setup
+            .remediations
+            .names()
+            .filter_map(|name| {
+                let action = setup.remediations.get(name)?;
+                Some((name.to_owned(), action.timeout() + REMEDIATION_LEASE_MARGIN))
+            })
+            .collect();
+        let claims = match self
+            .store
+            .claim_remediations(
+                now,
+                remediation_owner().to_owned(),
+                leases,
+                REMEDIATION_BATCH,
+                setup.policies.clone(),
+            )
+            .await
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::error!(error = %e, "Claiming remediation runs failed; trying again shortly.");
+                return;
+            }
+        };
+        let one_off = self.windows.read().map(|w| w.clone()).unwrap_or_default();
+        for claim in claims {
+            let store = self.store.clone();
+            let setup = self.setup.borrow().clone();
+            let one_off = one_off.clone();
+            let wake = self.wake.clone();
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let report = run_remediation(store.as_ref(), &setup, &one_off, &claim).await;
+                let (state, note) = remediation_note(&report);
+                metrics.remediated(&claim.action, state);
+                tracing::info!(
+                    incident = claim.incident,
+                    action = %claim.action,
+                    outcome = %report.outcome,
+                    "A remediation action ended."
+                );
+                let recorded = store
+                    .finish_remediation(
+                        claim.incident,
+                        claim.action.clone(),
+                        remediation_owner().to_owned(),
+                        now_ms(),
+                        state,
+                        note,
+                        setup.policies.clone(),
+                    )
+                    .await;
+                match recorded {
+                    Ok(true) => wake.notify_one(),
+                    Ok(false) => tracing::warn!(
+                        incident = claim.incident,
+                        action = %claim.action,
+                        "A remediation run ended after its lease; it was recorded as abandoned."
+                    ),
+                    Err(e) => tracing::error!(
+                        incident = claim.incident,
+                        action = %claim.action,
+                        error = %e,
+                        "Recording a remediation's end failed."
+                    ),
+                }
+            });
         }
     }
 
@@ -648,6 +725,93 @@ fn parse(body: &Body) -> Result<Notification, StoreError> {
     body.json().and_then(|json| {
         Notification::parse(json.as_bytes()).map_err(|e| StoreError::Damaged(e.to_string()))
     })
+}
+
+/// Remediation runs one notifier claims at a time.
+const REMEDIATION_BATCH: usize = 16;
+
+/// How much longer than its timeout a run's claim lasts: past it, the run counts as
+/// abandoned by a notifier that stopped.
+const REMEDIATION_LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// This process, as the claims of its remediation runs name it.
+fn remediation_owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        format!(
+            "{host}/{}/{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        )
+    })
+}
+
+/// Runs a claimed remediation, unless its action is gone or a maintenance window holds
+/// one of the incident's alerts.
+async fn run_remediation(
+    store: &dyn Store,
+    setup: &Setup,
+    one_off: &[maintenance::OneOff],
+    claim: &crate::store::RemediationClaim,
+) -> RunReport {
+    let Some(action) = setup.remediations.get(&claim.action).cloned() else {
+        return RunReport::unconfigured(&claim.action);
+    };
+    let notification = match store.payloads(vec![claim.notification_id]).await {
+        Ok(bodies) => match bodies.first().map(|(_, body)| parse(body)) {
+            Some(Ok(notification)) => Arc::new(notification),
+            Some(Err(e)) => return RunReport::refused(&action, e.to_string()),
+            None => return RunReport::refused(&action, "the incident's notification is gone"),
+        },
+        Err(e) => return RunReport::refused(&action, format!("the store failed: {e}")),
+    };
+    let now = now_ms();
+    for &i in &claim.alerts {
+        let Some(alert) = notification.alerts.get(i) else {
+            continue;
+        };
+        if let Some(window) = maintenance::holding(&setup.recurring, one_off, &alert.labels, now) {
+            return RunReport::refused(
+                &action,
+                format!("maintenance window {window} holds the incident's alerts"),
+            );
+        }
+    }
+    let context = MessageContext::all(&notification, &claim.alerts).with_event(EventContext {
+        incident: Some(claim.incident),
+        ..EventContext::default()
+    });
+    remediation::run(&action, &context).await
+}
+
+/// The state a run's end is stored with, and its timeline entry.
+fn remediation_note(report: &RunReport) -> (&'static str, Note) {
+    use crate::remediation::Outcome as Ran;
+    let (state, kind) = match &report.outcome {
+        Ran::Succeeded => ("succeeded", kind::REMEDIATION_FINISHED),
+        Ran::Failed { .. } => ("failed", kind::REMEDIATION_FINISHED),
+        Ran::TimedOut => ("timed_out", kind::REMEDIATION_FINISHED),
+        Ran::Refused { .. } => ("refused", kind::REMEDIATION_SKIPPED),
+    };
+    let mut detail = format!(
+        "{} ({}): {} after {} ms",
+        report.action,
+        report.kind,
+        report.outcome,
+        report.duration.as_millis()
+    );
+    if !report.output.is_empty() {
+        detail.push_str(if report.truncated {
+            "\noutput (cut):\n"
+        } else {
+            "\noutput:\n"
+        });
+        detail.push_str(&report.output);
+    }
+    (state, Note::new(kind).detail(detail))
 }
 
 /// What a maintenance window held for one channel, as one notification, and how many

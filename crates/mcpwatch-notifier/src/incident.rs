@@ -41,6 +41,8 @@ pub struct Policy {
     pub repeat_last_level: Option<Duration>,
     /// The severity scale: how often an open incident is told a status update.
     pub severities: Arc<Severities>,
+    /// Whether the first level waits for an opening incident's remediation to end.
+    pub wait_for_remediation: bool,
 }
 
 /// Every policy, by name.
@@ -70,6 +72,7 @@ impl Policy {
                         levels,
                         repeat_last_level: policy.repeat_last_level,
                         severities: severities.clone(),
+                        wait_for_remediation: policy.wait_for_remediation,
                     },
                 )
             })
@@ -239,6 +242,9 @@ pub struct IncidentRow {
     pub title: String,
     /// When the next status update is due, Unix ms.
     pub next_update_at: Option<i64>,
+    /// The remediation actions the first level waits for (it is told when they end, or
+    /// at `next_at` if they have not).
+    pub waiting_for: Option<String>,
 }
 
 /// What a notification brings to one policy.
@@ -261,6 +267,12 @@ pub struct Touch {
     pub title: String,
     /// Them, as the timeline names them.
     pub briefs: Vec<AlertBrief>,
+    /// The remediation actions of the routes the firing ones took: each runs once when
+    /// an incident opens.
+    pub remediations: Vec<String>,
+    /// How long the first level waits for them at most (their longest timeout and a
+    /// margin), when the policy waits.
+    pub remediation_wait: Duration,
 }
 
 /// What to write: the row (when it changed) and the deliveries to make, each with the
@@ -276,6 +288,8 @@ pub struct Change {
     pub hold: Option<String>,
     /// What the incident's timeline records of it.
     pub notes: Vec<Note>,
+    /// Remediation actions to queue for it (it just opened).
+    pub remediate: Vec<String>,
 }
 
 impl Change {
@@ -415,14 +429,31 @@ pub fn on_notification(
                 severity: touch.severity.clone(),
                 title: touch.title.clone(),
                 next_update_at: at(now, policy.update_interval(touch.severity.as_deref())),
+                waiting_for: None,
             };
             notes.push(Note::new(kind::OPENED).alerts(touch.briefs.clone()));
-            let tell = tell_level(&mut row, policy, Step::Opened, &mut notes);
+            let waits = policy.wait_for_remediation && !touch.remediations.is_empty();
+            for action in &touch.remediations {
+                let note = Note::new(kind::REMEDIATION_QUEUED).detail(if waits {
+                    format!("{action}; level 1 is told when it ends")
+                } else {
+                    action.clone()
+                });
+                notes.push(note);
+            }
+            let tell = if waits {
+                row.waiting_for = Some(touch.remediations.join(", "));
+                row.next_at = at(now, Some(touch.remediation_wait));
+                Vec::new()
+            } else {
+                tell_level(&mut row, policy, Step::Opened, &mut notes)
+            };
             Change {
                 row: Some(row),
                 tell,
                 hold: None,
                 notes,
+                remediate: touch.remediations.clone(),
             }
         }
         // Resolved with no incident open (it was never seen firing, or was pruned): the
@@ -454,6 +485,7 @@ pub fn on_notification(
                 tell,
                 hold: None,
                 notes,
+                remediate: Vec::new(),
             }
         }
         Some(mut row) => {
@@ -468,6 +500,7 @@ pub fn on_notification(
                 tell,
                 hold: None,
                 notes,
+                remediate: Vec::new(),
             }
         }
     }
@@ -477,7 +510,30 @@ fn close(row: &mut IncidentRow, now: i64) {
     row.open = false;
     row.next_at = None;
     row.next_update_at = None;
+    row.waiting_for = None;
     row.resolved_at = Some(now);
+}
+
+/// The first level's wait for the incident's remediation is over (`why`): tell it now,
+/// if the incident is still open, and start the climb from there.
+pub fn waited(mut row: IncidentRow, policy: Option<&Policy>, now: i64, why: &str) -> Change {
+    if row.waiting_for.take().is_none() || !row.open {
+        return store_only(row);
+    }
+    let Some(policy) = policy else {
+        row.next_at = None;
+        return store_only(row);
+    };
+    row.next_at = at(now, policy.next_delay(0));
+    let mut notes = vec![Note::new(kind::ESCALATED).level(1).detail(why)];
+    let tell = tell_level(&mut row, policy, Step::Opened, &mut notes);
+    Change {
+        row: Some(row),
+        tell,
+        hold: None,
+        notes,
+        remediate: Vec::new(),
+    }
 }
 
 /// A change that only stores the row.
@@ -529,6 +585,7 @@ pub fn escalate(mut row: IncidentRow, policy: Option<&Policy>, now: i64) -> Chan
         tell,
         hold: None,
         notes,
+        remediate: Vec::new(),
     }
 }
 
@@ -550,13 +607,16 @@ pub fn status_update(mut row: IncidentRow, policy: Option<&Policy>, now: i64) ->
         tell,
         hold: None,
         notes,
+        remediate: Vec::new(),
     }
 }
 
 /// What is due of `row` at `now`: its next level, its status update, or both (the climb
 /// first); and whether it climbed.
 pub fn due(row: IncidentRow, policy: Option<&Policy>, now: i64) -> (Change, bool) {
-    let mut change = if row.next_at.is_some_and(|t| t <= now) {
+    let mut change = if row.next_at.is_some_and(|t| t <= now) && row.waiting_for.is_some() {
+        waited(row, policy, now, "the remediation gave no result in time")
+    } else if row.next_at.is_some_and(|t| t <= now) {
         escalate(row, policy, now)
     } else {
         store_only(row)
@@ -696,6 +756,7 @@ pub fn acknowledge(
         tell,
         hold: None,
         notes,
+        remediate: Vec::new(),
     })
 }
 
@@ -754,6 +815,7 @@ pub fn resolve_by_hand(
         tell,
         hold: None,
         notes,
+        remediate: Vec::new(),
     })
 }
 
@@ -870,6 +932,7 @@ mod tests {
             ],
             repeat_last_level: repeat.map(Duration::from_secs),
             severities: Arc::default(),
+            wait_for_remediation: false,
         }
     }
 
@@ -883,6 +946,8 @@ mod tests {
             severity: Some("critical".into()),
             title: "HighErrorRate".into(),
             briefs: Vec::new(),
+            remediations: Vec::new(),
+            remediation_wait: Duration::ZERO,
         }
     }
 

@@ -94,6 +94,8 @@ struct IncidentCounters {
     time_to_ack: BTreeMap<String, Histogram>,
     /// window → summaries sent.
     summaries: BTreeMap<String, u64>,
+    /// (action, result) → runs ended.
+    remediations: BTreeMap<(String, &'static str), u64>,
 }
 
 /// Why a webhook was refused, as a label.
@@ -202,6 +204,13 @@ impl NotifierMetrics {
         }
     }
 
+    /// A remediation run of `action` ended with `result`.
+    pub fn remediated(&self, action: &str, result: &'static str) {
+        if let Ok(mut c) = self.incidents.lock() {
+            *c.remediations.entry((action.to_owned(), result)).or_default() += 1;
+        }
+    }
+
     /// An incident of `policy` was acknowledged `seconds` after it opened.
     pub fn acknowledged(&self, policy: &str, seconds: f64) {
         if let Ok(mut c) = self.incidents.lock() {
@@ -262,6 +271,13 @@ impl MetricSource for NotifierMetrics {
             );
             for ((policy, level), n) in &incidents.escalations {
                 family.add(&[("policy", policy), ("level", &level.to_string())], f(*n));
+            }
+            let family = sink.counter(
+                "mcpwatch_notifier_remediations_total",
+                "Remediation runs ended, by action and result (succeeded, failed, timed_out, refused).",
+            );
+            for ((action, result), n) in &incidents.remediations {
+                family.add(&[("action", action), ("result", result)], f(*n));
             }
             let family = sink.histogram(
                 "mcpwatch_notifier_time_to_acknowledge_seconds",

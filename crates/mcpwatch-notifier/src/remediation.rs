@@ -96,6 +96,11 @@ impl Remediations {
     pub fn get(&self, name: &str) -> Option<&Arc<Action>> {
         self.actions.get(name)
     }
+
+    /// Every action's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.actions.keys().map(String::as_str)
+    }
 }
 
 /// Checks `remediations` as [`Remediations::build`] does (for `--check-config` and a
@@ -237,6 +242,23 @@ fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S:
 }
 
 impl RunReport {
+    /// The report of a run of an action no longer configured: nothing ran.
+    pub fn unconfigured(name: &str) -> Self {
+        let now = crate::time::now_ms();
+        Self {
+            action: name.to_owned(),
+            kind: "unknown",
+            outcome: Outcome::Refused {
+                reason: "the action is no longer configured".into(),
+            },
+            started_at: now,
+            finished_at: now,
+            duration: Duration::ZERO,
+            output: String::new(),
+            truncated: false,
+        }
+    }
+
     /// The report of a run that did not happen (a maintenance window holds the incident,
     /// say), so that it is recorded as the others are.
     pub fn refused(action: &Action, reason: impl Into<String>) -> Self {

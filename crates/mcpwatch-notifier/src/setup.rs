@@ -76,6 +76,10 @@ pub enum SendTestError {
     },
 }
 
+/// How much longer than its timeout the first level waits for a remediation: the time to
+/// claim it and to record its end.
+const REMEDIATION_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where a notification's alerts go.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -191,6 +195,9 @@ impl Setup {
                 entry.firing |= firing;
                 entry.holds.push(hold.clone());
                 entry.briefs.push(AlertBrief::new(firing, labels));
+                if firing {
+                    entry.remediations.extend(targets.remediations.iter().cloned());
+                }
                 // Of the firing alerts when any fires; of them all until one does.
                 if firing && !entry.severity_of_firing {
                     entry.severity = None;
@@ -237,6 +244,14 @@ impl Setup {
                     None
                 };
                 let briefs = timeline::bounded(routed.briefs);
+                let remediation_wait = routed
+                    .remediations
+                    .iter()
+                    .filter_map(|name| self.remediations.get(name))
+                    .map(|action| action.timeout())
+                    .max()
+                    .unwrap_or_default()
+                    + REMEDIATION_MARGIN;
                 Some(Touch {
                     policy: self.policies.get(&name)?.clone(),
                     alerts: routed.alerts,
@@ -246,6 +261,8 @@ impl Setup {
                     severity: routed.severity.map(|s| s.name),
                     title: timeline::title(&briefs),
                     briefs,
+                    remediations: routed.remediations.into_iter().collect(),
+                    remediation_wait,
                 })
             })
             .collect();
@@ -269,6 +286,8 @@ struct PolicyAlerts {
     severity: Option<crate::severity::Severity>,
     /// Whether `severity` is of firing alerts.
     severity_of_firing: bool,
+    /// The remediation actions of the routes its firing alerts took.
+    remediations: std::collections::BTreeSet<String>,
 }
 
 /// The one-off maintenance windows in force, as last read from the store.

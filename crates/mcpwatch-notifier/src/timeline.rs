@@ -33,6 +33,8 @@ pub mod kind {
     pub const UNACKNOWLEDGED: &str = "unacknowledged";
     /// A status update went to the channels told.
     pub const STATUS_UPDATE: &str = "status_update";
+    /// A remediation action was queued as the incident opened.
+    pub const REMEDIATION_QUEUED: &str = "remediation_queued";
     /// A remediation action started.
     pub const REMEDIATION_STARTED: &str = "remediation_started";
     /// A remediation action ended (its outcome and output in the detail).
@@ -256,6 +258,7 @@ impl Entry {
             kind::ACKNOWLEDGED => "Acknowledged".into(),
             kind::UNACKNOWLEDGED => "Acknowledgement taken back".into(),
             kind::STATUS_UPDATE => "Status update sent".into(),
+            kind::REMEDIATION_QUEUED => "Remediation queued".into(),
             kind::REMEDIATION_STARTED => "Remediation started".into(),
             kind::REMEDIATION_FINISHED => "Remediation finished".into(),
             kind::REMEDIATION_SKIPPED => "Remediation not run".into(),

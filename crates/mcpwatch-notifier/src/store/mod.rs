@@ -8,6 +8,7 @@ mod sql;
 mod postgres;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -366,6 +367,19 @@ pub struct DiskStats {
     pub flush_seconds: f64,
 }
 
+/// A remediation run claimed by one notifier: run it once, then record how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemediationClaim {
+    /// The incident.
+    pub incident: i64,
+    /// The action.
+    pub action: String,
+    /// The incident's latest notification.
+    pub notification_id: i64,
+    /// Its alerts in it.
+    pub alerts: Vec<usize>,
+}
+
 /// Where the notifier keeps its state.
 #[async_trait::async_trait]
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
@@ -458,6 +472,28 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// The status page's components now and their changes since `since` (with the last
     /// one before it).
     async fn status(&self, since: i64) -> Result<Snapshot, StoreError>;
+    /// Claims up to `limit` queued remediation runs for `owner` (see
+    /// `sql::claim_remediations`).
+    async fn claim_remediations(
+        &self,
+        now: i64,
+        owner: String,
+        leases: BTreeMap<String, Duration>,
+        limit: usize,
+        policies: Arc<Policies>,
+    ) -> Result<Vec<RemediationClaim>, StoreError>;
+    /// Records how a claimed run ended; false when it is no longer `owner`'s.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_remediation(
+        &self,
+        incident: i64,
+        action: String,
+        owner: String,
+        now: i64,
+        state: &'static str,
+        note: Note,
+        policies: Arc<Policies>,
+    ) -> Result<bool, StoreError>;
     /// Stores a one-off maintenance window.
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError>;
     /// Ends a one-off window at `now` (if it ends later); the window after.
@@ -471,6 +507,9 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
     /// The payloads of these notifications (those still stored).
     async fn payloads(&self, ids: Vec<i64>) -> Result<Vec<(i64, Body)>, StoreError>;
 }
+
+/// The lease of a remediation run of an action no longer configured.
+pub(crate) const DEFAULT_REMEDIATION_LEASE: Duration = Duration::from_secs(60);
 
 /// A summary of the deliveries `window` held for one channel: (channel, newest
 /// notification, delivery event).

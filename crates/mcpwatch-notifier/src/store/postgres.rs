@@ -7,6 +7,7 @@
 //!
 //! A commit is durable when PostgreSQL says so (`synchronous_commit`, on by default).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note, Snapshot,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note, RemediationClaim, Snapshot, DEFAULT_REMEDIATION_LEASE,
     NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats, SCHEMA_VERSION,
     Store, StoreError, WindowRow,
 };
@@ -737,6 +738,40 @@ impl Store for PostgresStore {
 
     async fn status(&self, since: i64) -> Result<Snapshot, StoreError> {
         in_transaction!(self, |tx| sql::status(tx, since))
+    }
+
+    async fn claim_remediations(
+        &self,
+        now: i64,
+        owner: String,
+        leases: BTreeMap<String, Duration>,
+        limit: usize,
+        policies: Arc<Policies>,
+    ) -> Result<Vec<RemediationClaim>, StoreError> {
+        in_transaction!(self, |tx| sql::claim_remediations(
+            tx,
+            now,
+            &owner,
+            &leases,
+            DEFAULT_REMEDIATION_LEASE,
+            limit,
+            &policies
+        ))
+    }
+
+    async fn finish_remediation(
+        &self,
+        incident: i64,
+        action: String,
+        owner: String,
+        now: i64,
+        state: &'static str,
+        note: Note,
+        policies: Arc<Policies>,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| sql::finish_remediation(
+            tx, incident, &action, &owner, now, state, &note, &policies
+        ))
     }
 
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {

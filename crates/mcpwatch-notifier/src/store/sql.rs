@@ -22,6 +22,7 @@ use super::{
 };
 use crate::incident::{self, Change, IncidentRow};
 use crate::statuspage::{self, GroupStatus, Snapshot};
+use super::RemediationClaim;
 use crate::time::format_rfc3339;
 use crate::timeline::{Entry, Note, kind};
 
@@ -947,7 +948,7 @@ macro_rules! incident_columns {
     () => {
         "id, policy, receiver, group_key, open, level, told, notification_id, alerts,
          opened_at, next_at, acked_at, acked_by, generation, resolved_at, resolved_by, severity,
-         title, next_update_at"
+         title, next_update_at, remediation"
     };
 }
 use incident_columns;
@@ -973,6 +974,7 @@ fn incident_row(r: &Row) -> Result<IncidentRow, StoreError> {
         severity: r.opt_text(16)?,
         title: r.opt_text(17)?.unwrap_or_default(),
         next_update_at: r.opt_i64(18)?,
+        waiting_for: r.opt_text(19)?,
     })
 }
 
@@ -991,9 +993,9 @@ async fn apply<T: Tx>(
                     .insert(
                         "INSERT INTO mcpwatch_incidents (policy, receiver, group_key, open, level, told,
                              notification_id, alerts, opened_at, next_at, acked_at, acked_by, generation,
-                             resolved_at, resolved_by, severity, title, next_update_at)
+                             resolved_at, resolved_by, severity, title, next_update_at, remediation)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                             ?17, ?18)",
+                             ?17, ?18, ?19)",
                         args![
                             &row.policy,
                             &row.receiver,
@@ -1012,7 +1014,8 @@ async fn apply<T: Tx>(
                             row.resolved_by.as_deref(),
                             row.severity.as_deref(),
                             &row.title,
-                            row.next_update_at
+                            row.next_update_at,
+                            row.waiting_for.as_deref()
                         ],
                     )
                     .await?;
@@ -1022,7 +1025,7 @@ async fn apply<T: Tx>(
                     "UPDATE mcpwatch_incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5,
                          alerts = ?6, next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10,
                          resolved_at = ?11, resolved_by = ?12, severity = ?13, title = ?14,
-                         next_update_at = ?15
+                         next_update_at = ?15, remediation = ?16
                      WHERE id = ?1",
                     args![
                         row.id,
@@ -1039,7 +1042,8 @@ async fn apply<T: Tx>(
                         row.resolved_by.as_deref(),
                         row.severity.as_deref(),
                         &row.title,
-                        row.next_update_at
+                        row.next_update_at,
+                        row.waiting_for.as_deref()
                     ],
                 )
                 .await?;
@@ -1060,6 +1064,13 @@ async fn apply<T: Tx>(
         .await?;
         for note in &change.notes {
             record(tx, row.id, now, note).await?;
+        }
+        for action in &change.remediate {
+            tx.execute(
+                "INSERT INTO mcpwatch_remediations (incident, action, state, started_at) VALUES (?1, ?2, 'pending', ?3)",
+                args![row.id, action, now],
+            )
+            .await?;
         }
     }
     Ok(change.row)
@@ -1208,6 +1219,139 @@ pub(crate) async fn status<T: Tx>(tx: &mut T, since: i64) -> Result<Snapshot, St
             .collect(),
         changes,
     })
+}
+
+/// Once an incident whose first level waits for its remediation has none pending or
+/// running, the first level is told (when it is still open).
+async fn settle<T: Tx>(
+    tx: &mut T,
+    incident: i64,
+    now: i64,
+    policies: &Policies,
+) -> Result<(), StoreError> {
+    let Some(row) = locked_incident(tx, incident).await? else {
+        return Ok(());
+    };
+    if row.waiting_for.is_none() {
+        return Ok(());
+    }
+    let busy = tx
+        .query(
+            "SELECT COUNT(*) FROM mcpwatch_remediations WHERE incident = ?1 AND state IN ('pending', 'running')",
+            args![incident],
+        )
+        .await?;
+    if busy.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0) > 0 {
+        return Ok(());
+    }
+    let policy = policies.get(&row.policy);
+    apply(
+        tx,
+        incident::waited(row, policy, now, "the remediation ended"),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` queued remediation runs for `owner`, each until its lease (by
+/// action; `default_lease` for others) runs out. A run whose lease ran out (its notifier
+/// stopped while it ran) is not run again: it is recorded as abandoned.
+pub(crate) async fn claim_remediations<T: Tx>(
+    tx: &mut T,
+    now: i64,
+    owner: &str,
+    leases: &BTreeMap<String, Duration>,
+    default_lease: Duration,
+    limit: usize,
+    policies: &Policies,
+) -> Result<Vec<RemediationClaim>, StoreError> {
+    let lost = tx
+        .query(
+            "SELECT incident, action, claimed_by FROM mcpwatch_remediations
+             WHERE state = 'running' AND claimed_until < ?1 FOR UPDATE SKIP LOCKED",
+            args![now],
+        )
+        .await?;
+    for row in &lost {
+        let (incident, action) = (row.i64(0)?, row.text(1)?);
+        tx.execute(
+            "UPDATE mcpwatch_remediations SET state = 'abandoned', finished_at = ?3
+             WHERE incident = ?1 AND action = ?2",
+            args![incident, &action, now],
+        )
+        .await?;
+        let note = Note::new(kind::REMEDIATION_SKIPPED).detail(format!(
+            "{action}: the notifier running it ({}) stopped before it ended; it is not run again",
+            row.opt_text(2)?.unwrap_or_default()
+        ));
+        record(tx, incident, now, &note).await?;
+        settle(tx, incident, now, policies).await?;
+    }
+    let pending = tx
+        .query(
+            "SELECT r.incident, r.action, i.notification_id, i.alerts FROM mcpwatch_remediations r
+             JOIN mcpwatch_incidents i ON i.id = r.incident
+             WHERE r.state = 'pending' ORDER BY r.started_at, r.incident LIMIT ?1 FOR UPDATE OF r SKIP LOCKED",
+            args![limit],
+        )
+        .await?;
+    let mut claimed = Vec::new();
+    for row in &pending {
+        let claim = RemediationClaim {
+            incident: row.i64(0)?,
+            action: row.text(1)?,
+            notification_id: row.i64(2)?,
+            alerts: decode_alerts(&row.text(3)?),
+        };
+        let lease = leases.get(&claim.action).copied().unwrap_or(default_lease);
+        let taken = tx
+            .execute(
+                "UPDATE mcpwatch_remediations SET state = 'running', claimed_by = ?3, claimed_until = ?4
+                 WHERE incident = ?1 AND action = ?2 AND state = 'pending'",
+                args![
+                    claim.incident,
+                    &claim.action,
+                    owner,
+                    now.saturating_add(millis(lease))
+                ],
+            )
+            .await?;
+        if taken == 1 {
+            let note = Note::new(kind::REMEDIATION_STARTED).detail(claim.action.clone());
+            record(tx, claim.incident, now, &note).await?;
+            claimed.push(claim);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Records how `owner`'s run of `action` for `incident` ended (`state`, and `note` for
+/// the timeline); false when the run is no longer `owner`'s.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn finish_remediation<T: Tx>(
+    tx: &mut T,
+    incident: i64,
+    action: &str,
+    owner: &str,
+    now: i64,
+    state: &str,
+    note: &Note,
+    policies: &Policies,
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .execute(
+            "UPDATE mcpwatch_remediations SET state = ?4, finished_at = ?5, claimed_until = NULL
+             WHERE incident = ?1 AND action = ?2 AND claimed_by = ?3 AND state = 'running'",
+            args![incident, action, owner, state, now],
+        )
+        .await?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    record(tx, incident, now, note).await?;
+    settle(tx, incident, now, policies).await?;
+    Ok(true)
 }
 
 /// Adds `note` to incident `incident`'s timeline, at `at`.

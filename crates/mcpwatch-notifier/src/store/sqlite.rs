@@ -2,7 +2,7 @@
 //! thread that commits whatever arrived together in one transaction (group commit), so a
 //! burst of webhooks costs one fsync, not one each; readers use their own connection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note, Snapshot,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note, RemediationClaim, Snapshot, DEFAULT_REMEDIATION_LEASE,
     ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats,
     SCHEMA_VERSION, Store, StoreError, WindowRow,
 };
@@ -186,6 +186,22 @@ enum Work {
         quiet: Vec<String>,
     },
     Record(i64, i64, Note),
+    ClaimRemediations {
+        now: i64,
+        owner: String,
+        leases: BTreeMap<String, Duration>,
+        limit: usize,
+        policies: Arc<Policies>,
+    },
+    FinishRemediation {
+        incident: i64,
+        action: String,
+        owner: String,
+        now: i64,
+        state: &'static str,
+        note: Note,
+        policies: Arc<Policies>,
+    },
     AddWindow(NewWindow),
     EndWindow(i64, i64),
     Release(String, i64),
@@ -200,6 +216,7 @@ enum Done {
     Escalated(Vec<(i64, String, u32)>),
     Acknowledged(Box<Result<IncidentView, AckRefused>>),
     Window(Option<WindowRow>),
+    Remediations(Vec<RemediationClaim>),
 }
 
 /// The value of one kind of write, out of its [`Done`].
@@ -224,6 +241,7 @@ from_done!(
     Count(usize),
     Escalated(Vec<(i64, String, u32)>),
     Window(Option<WindowRow>),
+    Remediations(Vec<RemediationClaim>),
 );
 
 impl FromDone for Result<IncidentView, AckRefused> {
@@ -885,6 +903,36 @@ fn run(
             } => Done::Acknowledged(Box::new(
                 sql::resolve(tx, *incident, by, *now, policies, quiet).await?,
             )),
+            Work::ClaimRemediations {
+                now,
+                owner,
+                leases,
+                limit,
+                policies,
+            } => Done::Remediations(
+                sql::claim_remediations(
+                    tx,
+                    *now,
+                    owner,
+                    leases,
+                    DEFAULT_REMEDIATION_LEASE,
+                    *limit,
+                    policies,
+                )
+                .await?,
+            ),
+            Work::FinishRemediation {
+                incident,
+                action,
+                owner,
+                now,
+                state,
+                note,
+                policies,
+            } => Done::Flag(
+                sql::finish_remediation(tx, *incident, action, owner, *now, state, note, policies)
+                    .await?,
+            ),
             Work::Record(incident, at, note) => {
                 sql::record(tx, *incident, *at, note).await?;
                 Done::Flag(true)
@@ -1507,6 +1555,46 @@ impl Store for SqliteStore {
 
     async fn status(&self, since: i64) -> Result<Snapshot, StoreError> {
         self.read(move |tx| ready(sql::status(tx, since))?).await
+    }
+
+    async fn claim_remediations(
+        &self,
+        now: i64,
+        owner: String,
+        leases: BTreeMap<String, Duration>,
+        limit: usize,
+        policies: Arc<Policies>,
+    ) -> Result<Vec<RemediationClaim>, StoreError> {
+        self.write(Work::ClaimRemediations {
+            now,
+            owner,
+            leases,
+            limit,
+            policies,
+        })
+        .await
+    }
+
+    async fn finish_remediation(
+        &self,
+        incident: i64,
+        action: String,
+        owner: String,
+        now: i64,
+        state: &'static str,
+        note: Note,
+        policies: Arc<Policies>,
+    ) -> Result<bool, StoreError> {
+        self.write(Work::FinishRemediation {
+            incident,
+            action,
+            owner,
+            now,
+            state,
+            note,
+            policies,
+        })
+        .await
     }
 
     async fn add_window(&self, window: NewWindow) -> Result<WindowRow, StoreError> {
