@@ -28,6 +28,7 @@ internal!(
     notifier,
     payload,
     route,
+    schedule,
     server,
     setup,
     store,

@@ -159,23 +159,24 @@ impl Notifier {
             now,
         );
         // The channels told now: those of the deliveries, and the first level of each
-        // escalation policy an incident opens or moves on (later levels are told later).
+        // escalation policy an incident opens or moves on (later levels are told later),
+        // with the contacts of whoever is on call in its schedule.
         let mut channels: Vec<String> = Vec::new();
         let now_told = plan
             .deliveries
             .iter()
             .filter(|d| d.hold.is_none())
-            .map(|d| &d.channel)
+            .map(|d| d.channel.clone())
             .chain(
                 plan.incidents
                     .iter()
                     .filter(|touch| touch.hold.is_none())
                     .filter_map(|touch| touch.policy.levels.first())
-                    .flat_map(|level| level.channels.iter()),
+                    .flat_map(|level| level.targets(arrived).to.into_iter().map(|(c, _)| c)),
             );
         for channel in now_told {
-            if !channels.contains(channel) {
-                channels.push(channel.clone());
+            if !channels.contains(&channel) {
+                channels.push(channel);
             }
         }
         let accepted = self

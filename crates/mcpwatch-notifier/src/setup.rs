@@ -12,6 +12,7 @@ use crate::incident::{Policies, Policy, Touch};
 use crate::maintenance::{self, OneOff, Recurring};
 use crate::payload::{Labels, Notification, Status};
 use crate::route::Router;
+use crate::schedule::Schedules;
 use crate::store::{NewDelivery, Store, StoreError};
 use crate::template::Templates;
 
@@ -28,6 +29,8 @@ pub struct Setup {
     pub templates: Templates,
     /// Escalation policies.
     pub policies: Arc<Policies>,
+    /// On-call schedules and the people they name.
+    pub schedules: Arc<Schedules>,
     /// Recurring maintenance windows.
     pub recurring: Vec<Recurring>,
     /// Signs acknowledgement links, when `acknowledgement` is configured.
@@ -84,6 +87,7 @@ impl Setup {
         let templates =
             Templates::build(&config).map_err(|(key, message)| SetupError { key, message })?;
         let channels = channels::build(&config)?;
+        let schedules = Schedules::new(&config).map_err(|(key, message)| SetupError { key, message })?;
         let links = match &config.acknowledgement {
             Some(ack) => Some(Links {
                 signer: LinkSigner::new(
@@ -99,7 +103,8 @@ impl Setup {
             router: Router::new(config.route.clone()),
             channels,
             templates,
-            policies: Arc::new(Policy::all(&config)),
+            policies: Arc::new(Policy::all(&config, &schedules)),
+            schedules: Arc::new(schedules),
             recurring: Recurring::all(&config),
             links,
             config,

@@ -548,6 +548,11 @@ pub struct EventContext {
     /// The person this message is for, when an escalation level's target is an on-call
     /// schedule: whoever was on call when the level fired.
     pub recipient: Option<Recipient>,
+    /// The level's on-call schedule, when the message concerns it: the recipient is on call
+    /// in it, or nobody was.
+    pub schedule: Option<String>,
+    /// Nobody was on call in `schedule`: the level's own channels are told instead.
+    pub nobody_on_call: bool,
 }
 
 /// A person told through one of their own contacts: each channel renders it its own way
@@ -574,6 +579,8 @@ impl EventContext {
                 level,
                 level_name,
                 step,
+                person,
+                schedule,
                 ..
             } => {
                 let who = level_name.as_ref().map_or_else(
@@ -611,6 +618,13 @@ impl EventContext {
                         format!("Incident {incident} resolved."),
                     ),
                 };
+                let nobody_on_call = schedule.is_some() && person.is_none();
+                let headline = match schedule {
+                    Some(schedule) if nobody_on_call => format!(
+                        "{headline} Nobody was on call in schedule {schedule}: this level's channels are told instead."
+                    ),
+                    _ => headline,
+                };
                 Self {
                     kind,
                     incident: Some(*incident),
@@ -619,6 +633,8 @@ impl EventContext {
                     level_name: level_name.clone(),
                     headline,
                     label,
+                    schedule: schedule.clone(),
+                    nobody_on_call,
                     ..Self::default()
                 }
             }
@@ -666,6 +682,25 @@ impl EventContext {
                 ..Self::default()
             },
         }
+    }
+}
+
+impl EventContext {
+    /// The context of a message for one person: `contact` is their address on the
+    /// channel, when the current configuration still gives one; without it the message
+    /// goes to the channel's own recipients, and says for whom it was meant.
+    pub fn for_recipient(mut self, recipient: Recipient, known: bool) -> Self {
+        let name = &recipient.name;
+        let addition = match (&self.schedule, known) {
+            (_, false) => format!(
+                " It was meant for {name}, who has no contact on this channel in the configuration now; it goes to the channel's own recipients."
+            ),
+            (Some(schedule), true) => format!(" To {name}, on call in schedule {schedule}."),
+            (None, true) => format!(" To {name}, told of this incident as the person on call."),
+        };
+        self.headline.push_str(&addition);
+        self.recipient = Some(recipient);
+        self
     }
 }
 
