@@ -1690,6 +1690,117 @@ mod tests {
     }
 
     #[test]
+    fn people_and_schedules_are_checked_at_their_keys() {
+        let base = "channels:\n  mail:\n    email: {smarthost: 'mx:587', from: a@example.com, to: [team@example.com]}\n\
+                    \x20 chat:\n    slack: {url: 'https://hooks.example.com/x'}\n  hook:\n    webhook: {url: 'https://example.com/'}\n";
+        let person = "people:\n  alice:\n    name: Alice\n    contacts: [{channel: mail, address: alice@example.com}, {channel: chat, slack_member: U0ALICE}, {channel: hook}]\n";
+        let schedule = "schedules:\n  primary:\n    time_zone: Europe/Berlin\n    rotations:\n      - members: [alice]\n        every: weekly\n        handoff: Mon 09:00\n        start: 2026-03-02\n";
+        let ok = parse(&format!(
+            "{base}{person}{schedule}escalation_policies:\n  p:\n    levels:\n      - schedule: primary\n"
+        ))
+        .expect("valid");
+        assert_eq!(ok.escalation_policies["p"].levels[0].schedule.as_deref(), Some("primary"));
+        let cases = [
+            (
+                "people:\n  alice:\n    contacts: [{channel: pager}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].channel: no channel is named \"pager\"",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: mail}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].address: a contact on a email channel needs its address",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: mail, address: 'not an address'}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].address: \"not an address\" is not an email address",
+            ),
+            (
+                "people:\n  alice:\n    contacts:\n      - channel: chat\n        slack_member: '@alice'\n".to_owned(),
+                ":5:",
+                "people.alice.contacts[0].slack_member: \"@alice\" is not a Slack member id",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: chat, address: alice@example.com}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].address: channel \"chat\" is a slack channel: it uses slack_member",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: hook, teams_user: alice@example.com}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].teams_user: channel \"hook\" is a webhook channel: it needs no address",
+            ),
+            (
+                "people:\n  alice:\n    contacts: []\n".to_owned(),
+                ":3:",
+                "people.alice.contacts: give at least one contact",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: hook}, {channel: hook}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[1].channel: alice has a contact on channel \"hook\" already",
+            ),
+            (
+                format!("{person}{}", schedule.replace("[alice]", "[alice, bob]")),
+                ":9:",
+                "schedules.primary.rotations[0].members[1]: no person is named \"bob\"",
+            ),
+            (
+                format!("{person}{}", schedule.replace("Europe/Berlin", "Europe/Atlantis")),
+                ":7:",
+                "schedules.primary.time_zone: \"Europe/Atlantis\" is not a known IANA time zone",
+            ),
+            (
+                format!("{person}{}", schedule.replace("Mon 09:00", "Monday morning")),
+                ":11:",
+                "schedules.primary.rotations[0].handoff: \"Monday morning\" is not a weekday and a time",
+            ),
+            (
+                format!("{person}{}", schedule.replace("[alice]", "[]")),
+                ":9:",
+                "schedules.primary.rotations[0].members: give at least one member",
+            ),
+            (
+                format!(
+                    "{person}{schedule}    overrides:\n      - {{person: alice, from: '2026-03-05T10:00:00+01:00', until: '2026-03-05T09:00:00Z'}}\n"
+                ),
+                ":14:",
+                "schedules.primary.overrides[0].until: must be later than from",
+            ),
+            (
+                format!(
+                    "{person}{schedule}    overrides:\n      - {{person: mallory, from: '2026-03-05T10:00:00+01:00', until: '2026-03-06T09:00:00Z'}}\n"
+                ),
+                ":14:",
+                "schedules.primary.overrides[0].person: no person is named \"mallory\"",
+            ),
+            (
+                format!(
+                    "{person}{schedule}escalation_policies:\n  p:\n    levels:\n      - {{schedule: secondary}}\n"
+                ),
+                ":16:",
+                "escalation_policies.p.levels[0].schedule: no schedule is named \"secondary\"",
+            ),
+            (
+                "escalation_policies:\n  p:\n    levels:\n      - {name: nobody}\n".to_owned(),
+                ":4:",
+                "escalation_policies.p.levels[0].channels: give at least one channel, or a schedule",
+            ),
+        ];
+        // `base` is 7 lines: each case's line is counted in its own text.
+        for (text, line, expected) in cases {
+            let error = parse(&format!("{base}{text}")).expect_err(&text);
+            assert!(error.contains(expected), "{expected}\n{error}");
+            let line: usize = line.trim_matches(':').parse().expect("line");
+            assert!(
+                error.starts_with(&format!("/etc/mcpwatch/notifier.yml:{}:", line + 7)),
+                "{line}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn escalation_and_windows_are_checked() {
         let base = "api: {auth: {bearer_token: admin-token}}\nchannels:\n  pager:\n    log: {}\n";
         let open_api = parse(

@@ -22,6 +22,7 @@ internal!(
     ack,
     channels,
     dispatch,
+    ical,
     incident,
     maintenance,
     metrics,

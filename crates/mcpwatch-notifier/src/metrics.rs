@@ -286,6 +286,41 @@ impl MetricSource for NotifierMetrics {
     }
 }
 
+/// Whether anyone is on call now in each schedule of the setup in force, read at each
+/// scrape: one series per schedule, whose names the configuration bounds (the person is
+/// not a label: who is on call is in the API, and a label per person would start a new
+/// series at every handoff).
+#[derive(Debug)]
+pub struct ScheduleGaps {
+    setup: tokio::sync::watch::Receiver<Arc<crate::setup::Setup>>,
+}
+
+impl ScheduleGaps {
+    /// A source following the setup in `setup` (swapped on reload).
+    pub fn new(setup: tokio::sync::watch::Receiver<Arc<crate::setup::Setup>>) -> Self {
+        Self { setup }
+    }
+}
+
+impl MetricSource for ScheduleGaps {
+    fn collect(&self, sink: &mut MetricSink) {
+        let setup = self.setup.borrow().clone();
+        let now = crate::schedule::instant(crate::time::now_ms());
+        let family = sink.gauge(
+            "mcpwatch_notifier_schedule_gap",
+            "1 when nobody is on call now in the schedule (an escalation level naming it tells only its own channels), else 0.",
+        );
+        for (name, schedule) in &setup.schedules.schedules {
+            let gap = if schedule.on_call(now).is_some() {
+                0.0
+            } else {
+                1.0
+            };
+            family.add(&[("schedule", name)], gap);
+        }
+    }
+}
+
 /// Reads the queue's size from the store at each scrape.
 #[derive(Debug)]
 pub struct QueueCollector {

@@ -10,7 +10,7 @@ use crate::config::{NotifierConfig, SetupError};
 use crate::dispatch::Dispatcher;
 use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView};
 use crate::maintenance::OneOff;
-use crate::metrics::{NotifierMetrics, QueueCollector};
+use crate::metrics::{NotifierMetrics, QueueCollector, ScheduleGaps};
 use crate::payload::Incoming;
 use crate::setup::{OneOffWindows, Setup, refresh_windows, retire};
 use crate::store::{
@@ -111,12 +111,13 @@ impl Notifier {
         retire(store.as_ref(), &names).await;
         let metrics = NotifierMetrics::new(&names);
         let channel_names = Arc::new(Mutex::new(names));
+        let (setup_tx, setup_rx) = watch::channel(Arc::new(setup));
         let engine = ScrapeEngine::builder()
             .collector(QueueCollector::new(store.clone(), channel_names.clone()))
             .source(metrics.clone())
+            .source(ScheduleGaps::new(setup_rx.clone()))
             .build_info(env!("CARGO_PKG_VERSION"), revision())
             .build();
-        let (setup_tx, setup_rx) = watch::channel(Arc::new(setup));
         let wake = Arc::new(Notify::new());
         let one_off: OneOffWindows = Arc::default();
         let dispatcher = Dispatcher::new(store.clone(), setup_rx, metrics.clone(), wake.clone())
