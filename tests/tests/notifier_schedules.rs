@@ -117,7 +117,11 @@ async fn api(notifier: &NotifierProcess, method: &str, path: &str) -> (u16, Valu
     } else {
         client.get(url)
     };
-    let response = request.bearer_auth(TOKEN).send().await.expect("API request");
+    let response = request
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("API request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -131,8 +135,7 @@ async fn each_level_tells_whoever_is_on_call_then_and_they_hear_the_rest() {
         slack: HttpStandIn::slack().await,
         hook: HttpStandIn::webhook().await,
     };
-    let notifier =
-        NotifierProcess::start(&escalation_config(&receivers, handoff, true)).await;
+    let notifier = NotifierProcess::start(&escalation_config(&receivers, handoff, true)).await;
     let (status, answer) = notifier.post(&webhook("firing"), None).await;
     assert_eq!(status, 200, "{answer}");
     let posted = now_ms();
@@ -142,7 +145,11 @@ async fn each_level_tells_whoever_is_on_call_then_and_they_hear_the_rest() {
         posted - started
     );
     // The answer names the channels told now: alice's contacts.
-    assert_eq!(answer["channels"], serde_json::json!(["mail", "chat", "hook"]), "{answer}");
+    assert_eq!(
+        answer["channels"],
+        serde_json::json!(["mail", "chat", "hook"]),
+        "{answer}"
+    );
 
     // Level 1: alice, through each of her contacts, and nobody else.
     let (smtp, slack, hook) = (&receivers.smtp, &receivers.slack, &receivers.hook);
@@ -150,7 +157,10 @@ async fn each_level_tells_whoever_is_on_call_then_and_they_hear_the_rest() {
     assert_eq!(recipients(&mails), ["alice@example.com"]);
     assert_eq!(mails[0].header("To").as_deref(), Some("alice@example.com"));
     let text = mails[0].text().unwrap_or_default();
-    assert!(text.contains("To Alice Example, on call in schedule primary."), "{text}");
+    assert!(
+        text.contains("To Alice Example, on call in schedule primary."),
+        "{text}"
+    );
     slack.wait_for_requests(1, LIMIT).await;
     assert_eq!(slack_texts(slack), ["<@U0ALICE>"]);
     let events = {
@@ -170,17 +180,33 @@ async fn each_level_tells_whoever_is_on_call_then_and_they_hear_the_rest() {
     slack.wait_for_requests(2, LIMIT).await;
     assert_eq!(slack_texts(slack), ["<@U0ALICE>", "<@U0BOB>"]);
     let title = slack.requests()[1].json()["attachments"][0]["title"].clone();
-    assert!(title.as_str().is_some_and(|t| t.starts_with("[ESCALATED L2]")), "{title}");
+    assert!(
+        title
+            .as_str()
+            .is_some_and(|t| t.starts_with("[ESCALATED L2]")),
+        "{title}"
+    );
     let (status, body) = api(&notifier, "GET", &format!("/api/v1/incidents/{incident}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["told"],
-        serde_json::json!(["mail/alice", "chat/alice", "hook/alice", "mail/bob", "chat/bob"])
+        serde_json::json!([
+            "mail/alice",
+            "chat/alice",
+            "hook/alice",
+            "mail/bob",
+            "chat/bob"
+        ])
     );
     assert_eq!(body["level"], 2);
 
     // Acknowledged: everyone told hears it the way they were told.
-    let (status, body) = api(&notifier, "POST", &format!("/api/v1/incidents/{incident}/ack")).await;
+    let (status, body) = api(
+        &notifier,
+        "POST",
+        &format!("/api/v1/incidents/{incident}/ack"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let mails = smtp.wait_for_messages(4, LIMIT).await;
     let mut acked = recipients(&mails[2..]);
@@ -215,7 +241,12 @@ async fn each_level_tells_whoever_is_on_call_then_and_they_hear_the_rest() {
         .send()
         .await
         .expect("reload");
-    assert_eq!(response.status().as_u16(), 200, "{:?}", response.text().await);
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "{:?}",
+        response.text().await
+    );
     let (status, answer) = notifier.post(&webhook("resolved"), None).await;
     assert_eq!(status, 200, "{answer}");
     let mails = smtp.wait_for_messages(6, LIMIT).await;
@@ -227,7 +258,10 @@ async fn each_level_tells_whoever_is_on_call_then_and_they_hear_the_rest() {
         .find(|m| m.to == ["team@example.com"])
         .expect("alice's resolve");
     let text = for_alice.text().unwrap_or_default();
-    assert!(text.contains("It was meant for alice, who has no contact on this channel"), "{text}");
+    assert!(
+        text.contains("It was meant for alice, who has no contact on this channel"),
+        "{text}"
+    );
     slack.wait_for_requests(6, LIMIT).await;
     let mut texts = slack_texts(slack)[4..].to_vec();
     texts.sort();
@@ -286,11 +320,21 @@ fn weekly_config() -> String {
 
 /// Who is on call in `weekly` at `at`: person, start, end, and the end on the wall clock.
 async fn on_call_at(notifier: &NotifierProcess, at: &str) -> (String, String, String, String) {
-    let (status, body) = api(notifier, "GET", &format!("/api/v1/schedules/weekly?at={at}&days=1")).await;
+    let (status, body) = api(
+        notifier,
+        "GET",
+        &format!("/api/v1/schedules/weekly?at={at}&days=1"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let on_call = &body["on_call"];
     let text = |k: &str| on_call[k].as_str().unwrap_or("").to_owned();
-    (text("person"), text("start"), text("end"), text("end_local"))
+    (
+        text("person"),
+        text("start"),
+        text("end"),
+        text("end_local"),
+    )
 }
 
 /// The feed parsed by Python's `icalendar`: calendar properties and each event.
@@ -305,7 +349,10 @@ events = [
 ]
 print(json.dumps({k: str(cal[k]) for k in ("VERSION", "PRODID", "CALSCALE", "METHOD", "X-WR-CALNAME")} | {"events": events}))
 "#;
-    let python = require("python3", "apt-get install python3 && python3 -m pip install icalendar");
+    let python = require(
+        "python3",
+        "apt-get install python3 && python3 -m pip install icalendar",
+    );
     let (code, out, err) = pipe(&python, &["-c", SCRIPT], feed.as_bytes());
     assert_eq!(code, Some(0), "icalendar refused the feed: {err}\n{feed}");
     serde_json::from_str(&out).expect("the parser's JSON")
@@ -313,14 +360,20 @@ print(json.dumps({k: str(cal[k]) for k in ("VERSION", "PRODID", "CALSCALE", "MET
 
 async fn fetch_feed(notifier: &NotifierProcess, at: &str) -> String {
     let response = mcpwatch_tests::http::client()
-        .get(format!("{}/api/v1/schedules/weekly/calendar.ics?at={at}", notifier.url()))
+        .get(format!(
+            "{}/api/v1/schedules/weekly/calendar.ics?at={at}",
+            notifier.url()
+        ))
         .basic_auth("calendar", Some("cal-password"))
         .send()
         .await
         .expect("GET calendar.ics");
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("text/calendar; charset=utf-8")
     );
     response.text().await.expect("feed text")
@@ -333,33 +386,99 @@ async fn a_weekly_rotation_across_a_change_with_an_override_through_the_api_and_
     // the week that loses an hour on the 29th (167 h, to 09:00 CEST, 07:00 UTC), except
     // carol's override across the change; then zed.
     let cases = [
-        ("2026-03-23T07:59:59Z", "alice", "2026-03-16T08:00:00Z", "2026-03-23T08:00:00Z", "2026-03-23T09:00:00+01:00"),
-        ("2026-03-23T08:00:00Z", "bob", "2026-03-23T08:00:00Z", "2026-03-29T00:30:00Z", "2026-03-29T01:30:00+01:00"),
-        ("2026-03-29T00:30:00Z", "carol", "2026-03-29T00:30:00Z", "2026-03-29T02:00:00Z", "2026-03-29T04:00:00+02:00"),
-        ("2026-03-29T01:59:59Z", "carol", "2026-03-29T00:30:00Z", "2026-03-29T02:00:00Z", "2026-03-29T04:00:00+02:00"),
-        ("2026-03-29T02:00:00Z", "bob", "2026-03-29T02:00:00Z", "2026-03-30T07:00:00Z", "2026-03-30T09:00:00+02:00"),
-        ("2026-03-30T06:59:59Z", "bob", "2026-03-29T02:00:00Z", "2026-03-30T07:00:00Z", "2026-03-30T09:00:00+02:00"),
-        ("2026-03-30T07:00:00Z", "zed", "2026-03-30T07:00:00Z", "2026-04-06T07:00:00Z", "2026-04-06T09:00:00+02:00"),
+        (
+            "2026-03-23T07:59:59Z",
+            "alice",
+            "2026-03-16T08:00:00Z",
+            "2026-03-23T08:00:00Z",
+            "2026-03-23T09:00:00+01:00",
+        ),
+        (
+            "2026-03-23T08:00:00Z",
+            "bob",
+            "2026-03-23T08:00:00Z",
+            "2026-03-29T00:30:00Z",
+            "2026-03-29T01:30:00+01:00",
+        ),
+        (
+            "2026-03-29T00:30:00Z",
+            "carol",
+            "2026-03-29T00:30:00Z",
+            "2026-03-29T02:00:00Z",
+            "2026-03-29T04:00:00+02:00",
+        ),
+        (
+            "2026-03-29T01:59:59Z",
+            "carol",
+            "2026-03-29T00:30:00Z",
+            "2026-03-29T02:00:00Z",
+            "2026-03-29T04:00:00+02:00",
+        ),
+        (
+            "2026-03-29T02:00:00Z",
+            "bob",
+            "2026-03-29T02:00:00Z",
+            "2026-03-30T07:00:00Z",
+            "2026-03-30T09:00:00+02:00",
+        ),
+        (
+            "2026-03-30T06:59:59Z",
+            "bob",
+            "2026-03-29T02:00:00Z",
+            "2026-03-30T07:00:00Z",
+            "2026-03-30T09:00:00+02:00",
+        ),
+        (
+            "2026-03-30T07:00:00Z",
+            "zed",
+            "2026-03-30T07:00:00Z",
+            "2026-04-06T07:00:00Z",
+            "2026-04-06T09:00:00+02:00",
+        ),
         // October: the week that gains an hour (169 h) is bob's (turn 31).
-        ("2026-10-25T12:00:00Z", "bob", "2026-10-19T07:00:00Z", "2026-10-26T08:00:00Z", "2026-10-26T09:00:00+01:00"),
+        (
+            "2026-10-25T12:00:00Z",
+            "bob",
+            "2026-10-19T07:00:00Z",
+            "2026-10-26T08:00:00Z",
+            "2026-10-26T09:00:00+01:00",
+        ),
     ];
     for (at, person, start, end, end_local) in cases {
         assert_eq!(
             on_call_at(&notifier, at).await,
-            (person.to_owned(), start.to_owned(), end.to_owned(), end_local.to_owned()),
+            (
+                person.to_owned(),
+                start.to_owned(),
+                end.to_owned(),
+                end_local.to_owned()
+            ),
             "at {at}"
         );
     }
-    let (_, body) = api(&notifier, "GET", "/api/v1/schedules/weekly?at=2026-03-29T00:45:00Z&days=3").await;
+    let (_, body) = api(
+        &notifier,
+        "GET",
+        "/api/v1/schedules/weekly?at=2026-03-29T00:45:00Z&days=3",
+    )
+    .await;
     assert_eq!(body["on_call"]["source"], "override");
-    assert_eq!(body["on_call"]["reason"], "swap\nasked by bob; see #ops, thanks");
+    assert_eq!(
+        body["on_call"]["reason"],
+        "swap\nasked by bob; see #ops, thanks"
+    );
     assert_eq!(body["next"]["person"], "bob");
     assert_eq!(body["next"]["start"], "2026-03-29T02:00:00Z");
     let shifts: Vec<(&str, &str)> = body["shifts"]
         .as_array()
         .expect("shifts")
         .iter()
-        .map(|s| (s["person"].as_str().unwrap_or(""), s["start"].as_str().unwrap_or("")))
+        .map(|s| {
+            (
+                s["person"].as_str().unwrap_or(""),
+                s["start"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         shifts,
@@ -369,7 +488,12 @@ async fn a_weekly_rotation_across_a_change_with_an_override_through_the_api_and_
             ("zed", "2026-03-30T07:00:00Z"),
         ]
     );
-    let (status, list) = api(&notifier, "GET", "/api/v1/schedules?at=2026-03-29T00:45:00Z").await;
+    let (status, list) = api(
+        &notifier,
+        "GET",
+        "/api/v1/schedules?at=2026-03-29T00:45:00Z",
+    )
+    .await;
     assert_eq!(status, 200, "{list}");
     let summary: Vec<(&str, &str, Value)> = list["schedules"]
         .as_array()
@@ -391,11 +515,19 @@ async fn a_weekly_rotation_across_a_change_with_an_override_through_the_api_and_
         ]
     );
     // The person's name as given, and no contact detail anywhere.
-    let (_, body) = api(&notifier, "GET", "/api/v1/schedules/weekly?at=2026-03-16T12:00:00Z&days=90").await;
+    let (_, body) = api(
+        &notifier,
+        "GET",
+        "/api/v1/schedules/weekly?at=2026-03-16T12:00:00Z&days=90",
+    )
+    .await;
     assert_eq!(body["on_call"]["name"], "Alice");
     assert_eq!(body["shifts"].as_array().map(Vec::len), Some(15));
     for text in [body.to_string(), list.to_string()] {
-        assert!(!text.contains("alice@example.com") && !text.contains("U0ALICE"), "{text}");
+        assert!(
+            !text.contains("alice@example.com") && !text.contains("U0ALICE"),
+            "{text}"
+        );
     }
 
     // Bad requests: a clear 400, an unknown schedule 404, no credentials 401.
@@ -425,11 +557,15 @@ async fn a_weekly_rotation_across_a_change_with_an_override_through_the_api_and_
         assert_eq!(response.status().as_u16(), 401, "{path}");
     }
     assert_eq!(
-        notifier.metric("mcpwatch_notifier_schedule_gap{schedule=\"gappy\"}").await,
+        notifier
+            .metric("mcpwatch_notifier_schedule_gap{schedule=\"gappy\"}")
+            .await,
         1.0
     );
     assert_eq!(
-        notifier.metric("mcpwatch_notifier_schedule_gap{schedule=\"weekly\"}").await,
+        notifier
+            .metric("mcpwatch_notifier_schedule_gap{schedule=\"weekly\"}")
+            .await,
         0.0
     );
 
@@ -450,14 +586,32 @@ async fn a_weekly_rotation_across_a_change_with_an_override_through_the_api_and_
             e["end"].as_str().unwrap_or("").to_owned(),
         )
     };
-    assert_eq!(span(&events[0]), ("2026-03-16T08:00:00+00:00".into(), "2026-03-23T08:00:00+00:00".into()));
-    assert_eq!(span(&events[2]), ("2026-03-29T00:30:00+00:00".into(), "2026-03-29T02:00:00+00:00".into()));
+    assert_eq!(
+        span(&events[0]),
+        (
+            "2026-03-16T08:00:00+00:00".into(),
+            "2026-03-23T08:00:00+00:00".into()
+        )
+    );
+    assert_eq!(
+        span(&events[2]),
+        (
+            "2026-03-29T00:30:00+00:00".into(),
+            "2026-03-29T02:00:00+00:00".into()
+        )
+    );
     assert_eq!(events[2]["summary"], "On call: Carol (weekly)");
     assert_eq!(
         events[2]["description"],
         "Carol is on call in schedule weekly (override: swap\nasked by bob; see #ops, thanks)."
     );
-    assert_eq!(span(&events[3]), ("2026-03-29T02:00:00+00:00".into(), "2026-03-30T07:00:00+00:00".into()));
+    assert_eq!(
+        span(&events[3]),
+        (
+            "2026-03-29T02:00:00+00:00".into(),
+            "2026-03-30T07:00:00+00:00".into()
+        )
+    );
     check_feed_text(&feed, events);
 
     // The feed around the autumn change: bob's whole week of 169 hours, and zed's hard
@@ -473,7 +627,13 @@ async fn a_weekly_rotation_across_a_change_with_an_override_through_the_api_and_
     assert_eq!(autumn["end"], "2026-10-26T08:00:00+00:00");
     assert_eq!(autumn["summary"], "On call: Bob (weekly)");
     let zed = format!("On call: {} (weekly)", hard_name());
-    assert_eq!(events.iter().filter(|e| e["summary"] == zed.as_str()).count(), 4);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["summary"] == zed.as_str())
+            .count(),
+        4
+    );
     check_feed_text(&feed, events);
     // The same instant's feed again: the same UIDs.
     let again = parse_feed(&fetch_feed(&notifier, "2026-10-20T00:00:00Z").await);
@@ -499,12 +659,17 @@ fn check_feed_text(feed: &str, events: &[Value]) {
     let unfolded = feed.replace("\r\n ", "");
     if unfolded.contains("Zoë") {
         assert!(
-            unfolded.contains(r#"SUMMARY:On call: Zoë "Z" Ødegård-Łukasiewicz\, Jr.\; on-call\\backup"#),
+            unfolded.contains(
+                r#"SUMMARY:On call: Zoë "Z" Ødegård-Łukasiewicz\, Jr.\; on-call\\backup"#
+            ),
             "{unfolded}"
         );
     }
     assert!(!feed.contains("alice@example.com") && !feed.contains("U0ALICE"));
-    let mut uids: Vec<&str> = events.iter().map(|e| e["uid"].as_str().unwrap_or("")).collect();
+    let mut uids: Vec<&str> = events
+        .iter()
+        .map(|e| e["uid"].as_str().unwrap_or(""))
+        .collect();
     uids.sort_unstable();
     uids.dedup();
     assert_eq!(uids.len(), events.len());
@@ -523,11 +688,17 @@ fn check_config_names_the_key_of_a_bad_schedule() {
             "schedules.weekly.time_zone: \"Europe/Berlín\" is not a known IANA time zone",
         ),
         (
-            weekly_config().replace("until: '2026-03-29T04:00:00+02:00'", "until: '2026-03-29T00:30:00Z'"),
+            weekly_config().replace(
+                "until: '2026-03-29T04:00:00+02:00'",
+                "until: '2026-03-29T00:30:00Z'",
+            ),
             "schedules.weekly.overrides[0].until: must be later than from",
         ),
         (
-            format!("{}escalation_policies:\n  p:\n    levels:\n      - {{schedule: weekly}}\n      - {{after: 5m, schedule: daily}}\n", weekly_config()),
+            format!(
+                "{}escalation_policies:\n  p:\n    levels:\n      - {{schedule: weekly}}\n      - {{after: 5m, schedule: daily}}\n",
+                weekly_config()
+            ),
             "escalation_policies.p.levels[1].schedule: no schedule is named \"daily\"",
         ),
     ];

@@ -10,6 +10,7 @@ use mcpwatch_core::{
     CollectError, Collector, HistogramValue, MetricSink, ScrapeContext, async_trait,
 };
 
+use crate::schedule::Schedules;
 use crate::store::Store;
 
 /// Upper bounds of the delivery latency buckets, in seconds: from an instant webhook to an
@@ -290,27 +291,34 @@ impl MetricSource for NotifierMetrics {
 /// scrape: one series per schedule, whose names the configuration bounds (the person is
 /// not a label: who is on call is in the API, and a label per person would start a new
 /// series at every handoff).
-#[derive(Debug)]
 pub struct ScheduleGaps {
-    setup: tokio::sync::watch::Receiver<Arc<crate::setup::Setup>>,
+    schedules: Box<dyn Fn() -> Arc<Schedules> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ScheduleGaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleGaps").finish_non_exhaustive()
+    }
 }
 
 impl ScheduleGaps {
-    /// A source following the setup in `setup` (swapped on reload).
-    pub fn new(setup: tokio::sync::watch::Receiver<Arc<crate::setup::Setup>>) -> Self {
-        Self { setup }
+    /// A source reading the schedules in force (swapped on reload) from `schedules`.
+    pub fn new(schedules: impl Fn() -> Arc<Schedules> + Send + Sync + 'static) -> Self {
+        Self {
+            schedules: Box::new(schedules),
+        }
     }
 }
 
 impl MetricSource for ScheduleGaps {
     fn collect(&self, sink: &mut MetricSink) {
-        let setup = self.setup.borrow().clone();
+        let schedules = (self.schedules)();
         let now = crate::schedule::instant(crate::time::now_ms());
         let family = sink.gauge(
             "mcpwatch_notifier_schedule_gap",
             "1 when nobody is on call now in the schedule (an escalation level naming it tells only its own channels), else 0.",
         );
-        for (name, schedule) in &setup.schedules.schedules {
+        for (name, schedule) in &schedules.schedules {
             let gap = if schedule.on_call(now).is_some() {
                 0.0
             } else {

@@ -115,7 +115,10 @@ impl Notifier {
         let engine = ScrapeEngine::builder()
             .collector(QueueCollector::new(store.clone(), channel_names.clone()))
             .source(metrics.clone())
-            .source(ScheduleGaps::new(setup_rx.clone()))
+            .source(ScheduleGaps::new({
+                let setup = setup_rx.clone();
+                move || setup.borrow().schedules.clone()
+            }))
             .build_info(env!("CARGO_PKG_VERSION"), revision())
             .build();
         let wake = Arc::new(Notify::new());

@@ -28,7 +28,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use mcpwatch_core::config::Problem;
 
-use crate::config::{NotifierConfig, PersonConfig, RotationConfig, ScheduleConfig};
+use crate::config::{NotifierConfig, PersonConfig, RotationConfig, ScheduleConfig, is_key};
 
 /// The people schedules name, by key.
 pub type People = BTreeMap<String, PersonConfig>;
@@ -42,16 +42,6 @@ const MAX_SHIFTS: usize = 10_000;
 
 /// How far [`Schedule::next_handoff`] looks ahead.
 const NEXT_WITHIN_DAYS: i64 = 400;
-
-/// Whether `key` is a usable person key: letters, digits, `-`, `_` and `.` (it shows in
-/// URLs, the API and an incident's list of who was told).
-pub fn is_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 64
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
 
 /// The name a person is shown by.
 pub fn display_name<'a>(key: &'a str, person: Option<&'a PersonConfig>) -> &'a str {
@@ -69,7 +59,8 @@ pub struct Schedules {
 
 impl Schedules {
     /// Compiles the schedules of a configuration whose people are checked; the error names
-    /// the key at fault (`schedules.primary.rotations[0].handoff`).
+    /// the key at fault (`schedules.primary.rotations[0].handoff`). Reading a configuration
+    /// runs it as a check (see [`crate::config::Check`]).
     pub fn new(config: &NotifierConfig) -> Result<Self, Problem> {
         let people = Arc::new(config.people.clone());
         let schedules = config

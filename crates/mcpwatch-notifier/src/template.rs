@@ -16,10 +16,10 @@ use crate::payload::{Alert, LabelSet, Notification, Status};
 pub use crate::config::TEMPLATE_PARTS as PARTS;
 
 impl NotifierConfig {
-    /// Reads the file, checks it, and compiles its templates against a sample so that a
-    /// template error is found now, not when an alert fires.
+    /// Reads the file, checks it, and compiles its schedules, and its templates against a
+    /// sample, so that a mistake is found now, not when an alert fires.
     pub fn load(path: &std::path::Path) -> Result<Self, mcpwatch_core::config::ConfigError> {
-        Self::load_with(path, Templates::check)
+        Self::load_with(path, schedules_and_templates)
     }
 
     /// Parses YAML text (relative paths taken from `origin`'s directory) and checks it as
@@ -28,8 +28,15 @@ impl NotifierConfig {
         text: &str,
         origin: &std::path::Path,
     ) -> Result<Self, mcpwatch_core::config::ConfigError> {
-        Self::parse_with(text, origin, Templates::check)
+        Self::parse_with(text, origin, schedules_and_templates)
     }
+}
+
+/// What reading a configuration checks beyond its keys: its schedules compile (time zones,
+/// handoffs, the rotations' order), and its templates render.
+fn schedules_and_templates(config: &NotifierConfig) -> Result<(), (String, String)> {
+    crate::schedule::Schedules::new(config)?;
+    Templates::check(config)
 }
 
 const TITLE: &str = "{% if event and event.label %}[{{ event.label }}] {% endif %}[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \

@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     // The model.
     "time",
+    "ical",
     "timeinterval",
     "ack",
     "payload",
     "matcher",
     // The configuration.
     "config",
+    "schedule",
     // What it configures.
     "route",
     "incident",

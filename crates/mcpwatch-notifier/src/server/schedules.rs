@@ -35,12 +35,15 @@ pub(super) struct ScheduleQuery {
 
 type QueryResult = Result<Query<ScheduleQuery>, axum::extract::rejection::QueryRejection>;
 
+/// A refused request: its status and what was wrong.
+type Refused = (StatusCode, String);
+
 /// The instant a request asks about: `at`, or now.
-fn at(query: &ScheduleQuery) -> Result<Timestamp, Response> {
+fn at(query: &ScheduleQuery) -> Result<Timestamp, Refused> {
     match &query.at {
         None => Ok(instant(now_ms())),
         Some(text) => text.trim().parse::<Timestamp>().map_err(|_| {
-            error(
+            (
                 StatusCode::BAD_REQUEST,
                 format!("at: {text:?} is not an RFC 3339 time with an offset"),
             )
@@ -97,20 +100,20 @@ fn summary(schedule: &Schedule, people: &People, at: Timestamp) -> Value {
     })
 }
 
-/// The checks every schedule request shares: credentials, query, the instant asked about.
-fn request(app: &App, headers: &HeaderMap, query: QueryResult) -> Result<(ScheduleQuery, Timestamp), Response> {
-    if let Some(denied) = api_guard(app, headers) {
-        return Err(denied);
-    }
-    let Query(query) = query.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+/// The query of a schedule request and the instant it asks about.
+fn asked(query: QueryResult) -> Result<(ScheduleQuery, Timestamp), Refused> {
+    let Query(query) = query.map_err(|e| (StatusCode::BAD_REQUEST, e.body_text()))?;
     let at = at(&query)?;
     Ok((query, at))
 }
 
 pub(super) async fn list(State(app): State<App>, headers: HeaderMap, query: QueryResult) -> Response {
-    let (_, at) = match request(&app, &headers, query) {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let (_, at) = match asked(query) {
         Ok(asked) => asked,
-        Err(answer) => return answer,
+        Err((status, message)) => return error(status, message),
     };
     let setup = app.notifier.setup();
     let people = &setup.schedules.people;
@@ -129,9 +132,12 @@ pub(super) async fn one(
     Path(name): Path<String>,
     query: QueryResult,
 ) -> Response {
-    let (query, at) = match request(&app, &headers, query) {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let (query, at) = match asked(query) {
         Ok(asked) => asked,
-        Err(answer) => return answer,
+        Err((status, message)) => return error(status, message),
     };
     let days = match query.days.as_deref().map(str::trim) {
         None => DEFAULT_DAYS,
@@ -166,9 +172,12 @@ pub(super) async fn feed(
     Path(name): Path<String>,
     query: QueryResult,
 ) -> Response {
-    let (_, at) = match request(&app, &headers, query) {
+    if let Some(denied) = api_guard(&app, &headers) {
+        return denied;
+    }
+    let (_, at) = match asked(query) {
         Ok(asked) => asked,
-        Err(answer) => return answer,
+        Err((status, message)) => return error(status, message),
     };
     let setup = app.notifier.setup();
     let Some(schedule) = setup.schedules.schedules.get(&name) else {
