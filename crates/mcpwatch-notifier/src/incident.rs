@@ -439,7 +439,7 @@ fn tell_level(
             level = row.level + 1,
             schedule = targets.schedule.as_deref().unwrap_or_default(),
             channels = targets.to.len(),
-            "Nobody is on call in the level's schedule; only the level's own channels are told (none: the next level is told at once)."
+            "Nobody is on call in the level's schedule; only the level's own channels are told."
         );
     }
     targets
