@@ -44,14 +44,16 @@ command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 # shellcheck disable=SC2207
 apt_missing=($(printf '%s\n' "${apt_missing[@]:-}" | sort -u | grep -v '^$' || true))
 
-# The strict OpenMetrics parser for the exposition checks, and aiosmtpd for the SMTP server
-# the notifier's e-mail tests send to, both system-wide.
+# The strict OpenMetrics parser for the exposition checks, aiosmtpd for the SMTP server
+# the notifier's e-mail tests send to, and icalendar, the independent parser of the
+# notifier's on-call calendar feeds, all system-wide.
 pip_missing=()
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import prometheus_client' 2>/dev/null || pip_missing+=(prometheus_client)
     python3 -c 'import aiosmtpd' 2>/dev/null || pip_missing+=(aiosmtpd)
+    python3 -c 'import icalendar' 2>/dev/null || pip_missing+=(icalendar)
 else
-    pip_missing+=(prometheus_client aiosmtpd)
+    pip_missing+=(prometheus_client aiosmtpd icalendar)
 fi
 
 # The official Python MCP SDK, one virtual environment per generation, for the MCP servers

@@ -559,6 +559,7 @@ fn policy() -> Policy {
         name: None,
         after: Duration::from_secs(after),
         channels: vec![channel.to_owned()],
+        schedule: None,
     };
     Policy {
         name: "default".into(),

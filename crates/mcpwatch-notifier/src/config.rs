@@ -65,6 +65,13 @@ pub struct NotifierConfig {
     /// What every remediation action shares: the commands they may run.
     #[serde(default)]
     pub remediation: RemediationSettings,
+    /// The people on-call schedules name, by key, with their own contacts.
+    #[serde(default)]
+    pub people: BTreeMap<String, PersonConfig>,
+    /// On-call schedules, by name: an escalation level's `schedule` tells whoever is on
+    /// call in it.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleConfig>,
 }
 
 /// `ui`.
@@ -248,6 +255,83 @@ fn variable_pattern() -> String {
     DEFAULT_VARIABLE_PATTERN.to_owned()
 }
 
+/// One of `people`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonConfig {
+    /// The name messages and the API show (the key when absent).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// How to reach them: one contact per channel.
+    pub contacts: Vec<ContactConfig>,
+}
+
+/// One of a person's `contacts`: a configured channel, and their address on it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    /// The channel (as under `channels`).
+    pub channel: String,
+    /// Their email address, for an email channel: mail goes to it instead of the channel's
+    /// `to`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Their Slack member id (`U012AB3CD`), for a Slack channel: the message mentions them.
+    #[serde(default)]
+    pub slack_member: Option<String>,
+    /// Their Teams user principal name or id, for a Teams channel.
+    #[serde(default)]
+    pub teams_user: Option<String>,
+}
+
+/// One of `schedules`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The IANA time zone handoffs are read in, such as `Europe/Berlin`.
+    pub time_zone: String,
+    /// Rotations, each taking over from the one before it at its start.
+    #[serde(default)]
+    pub rotations: Vec<RotationConfig>,
+    /// Someone else on call for a while; a later one wins where two overlap.
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
+}
+
+/// One of a schedule's `rotations`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// Shown in the API and the calendar.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The people taking turns, in order (keys of `people`).
+    pub members: Vec<String>,
+    /// `daily`, `weekly`, or a shift length of at least an hour such as `12h`.
+    pub every: String,
+    /// When shifts hand over, on the schedule's wall clock: `09:00`, or for a weekly
+    /// rotation a weekday and a time, `Mon 09:00`.
+    pub handoff: String,
+    /// A date (`2026-03-02`): the first member's first shift starts at the first handoff on
+    /// or after it.
+    pub start: String,
+}
+
+/// One of a schedule's `overrides`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    /// Who is on call instead (a key of `people`).
+    pub person: String,
+    /// From when, RFC 3339 with an offset (`2026-03-28T18:00:00+01:00`).
+    pub from: String,
+    /// Until when, excluded.
+    pub until: String,
+    /// Why, shown in the API and the calendar.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// One of `escalation_policies`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,7 +358,12 @@ pub struct EscalationLevelConfig {
     #[serde(default, deserialize_with = "optional_duration")]
     pub after: Option<Duration>,
     /// The channels this level is told through.
+    #[serde(default)]
     pub channels: Vec<String>,
+    /// An on-call schedule: whoever is on call in it when the level is told hears it
+    /// through their own contacts.
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 /// `acknowledgement`.
@@ -928,6 +1017,81 @@ impl EmailConfig {
     }
 }
 
+impl ContactConfig {
+    /// Their address on a channel of `kind`, when that kind needs one.
+    pub fn address_for(&self, kind: ChannelKind) -> Option<&str> {
+        match kind {
+            ChannelKind::Email => self.address.as_deref(),
+            ChannelKind::Slack => self.slack_member.as_deref(),
+            ChannelKind::Teams => self.teams_user.as_deref(),
+            ChannelKind::PagerDuty | ChannelKind::Webhook | ChannelKind::Log => None,
+        }
+    }
+
+    /// Checks that the contact gives what a channel of `kind` needs, and nothing it cannot
+    /// use.
+    fn validate(&self, kind: ChannelKind) -> Result<(), Problem> {
+        let (needed, field) = match kind {
+            ChannelKind::Email => (true, "address"),
+            ChannelKind::Slack => (true, "slack_member"),
+            // A Teams mention names the user by their principal name (or Entra object id).
+            ChannelKind::Teams => (true, "teams_user"),
+            // PagerDuty routes by its own schedules; a webhook and a log carry the person's
+            // key and name.
+            ChannelKind::PagerDuty | ChannelKind::Webhook | ChannelKind::Log => (false, ""),
+        };
+        let given = [
+            ("address", self.address.is_some()),
+            ("slack_member", self.slack_member.is_some()),
+            ("teams_user", self.teams_user.is_some()),
+        ];
+        if let Some((other, _)) = given.iter().find(|(name, set)| *set && *name != field) {
+            let uses = if needed {
+                format!("it uses {field}")
+            } else {
+                "it needs no address".to_owned()
+            };
+            return Err((
+                (*other).to_owned(),
+                format!(
+                    "channel {:?} is a {} channel: {uses}",
+                    self.channel,
+                    kind.as_str()
+                ),
+            ));
+        }
+        if needed && self.address_for(kind).is_none() {
+            return Err((
+                field.to_owned(),
+                format!("a contact on a {} channel needs its {field}", kind.as_str()),
+            ));
+        }
+        if let Some(address) = &self.address {
+            check_address(address).map_err(|m| ("address".to_owned(), m))?;
+        }
+        if let Some(member) = &self.slack_member
+            && !is_slack_member(member)
+        {
+            return Err((
+                "slack_member".into(),
+                format!(
+                    "{member:?} is not a Slack member id (U or W and capital letters and digits, as in a profile's \"Copy member ID\")"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Slack member id: `U` (or `W` on Enterprise Grid) and capital letters and digits.
+fn is_slack_member(text: &str) -> bool {
+    (3..=24).contains(&text.len())
+        && text.starts_with(['U', 'W'])
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 fn check_address(text: &str) -> Result<(), String> {
     text.parse::<lettre::message::Mailbox>()
         .map(|_| ())
@@ -1368,11 +1532,65 @@ impl NotifierConfig {
             .csrf_secret()
             .map_err(|m| ("ui.csrf_secret".to_owned(), m))?;
         self.check_route(&self.route, "route")?;
+        self.check_people()?;
         self.check_escalation()?;
         self.check_windows()?;
         self.severities.validate()?;
         if let Some(page) = &self.status_page {
             page.validate()?;
+        }
+        Ok(())
+    }
+
+    fn check_people(&self) -> Result<(), Problem> {
+        for (key, person) in &self.people {
+            let at = format!("people.{key}");
+            if !is_key(key) {
+                return Err((
+                    at,
+                    "a person's key is letters, digits, '-', '_' and '.'".into(),
+                ));
+            }
+            if let Some(name) = &person.name
+                && (name.trim().is_empty() || name.chars().any(char::is_control))
+            {
+                return Err((
+                    format!("{at}.name"),
+                    "a name, not empty and without control characters".into(),
+                ));
+            }
+            if person.contacts.is_empty() {
+                return Err((format!("{at}.contacts"), "give at least one contact".into()));
+            }
+            for (i, contact) in person.contacts.iter().enumerate() {
+                let at = format!("{at}.contacts[{i}]");
+                if person.contacts[..i]
+                    .iter()
+                    .any(|c| c.channel == contact.channel)
+                {
+                    return Err((
+                        format!("{at}.channel"),
+                        format!(
+                            "{key} has a contact on channel {:?} already; one contact per channel",
+                            contact.channel
+                        ),
+                    ));
+                }
+                let builtin_log = contact.channel == "log" && !self.channels.contains_key("log");
+                let kind = match self.channels.get(&contact.channel) {
+                    Some(channel) => channel.kind().map_err(|m| (format!("{at}.channel"), m))?,
+                    None if builtin_log => ChannelKind::Log,
+                    None => {
+                        return Err((
+                            format!("{at}.channel"),
+                            format!("no channel is named {:?}", contact.channel),
+                        ));
+                    }
+                };
+                contact
+                    .validate(kind)
+                    .map_err(|(k, m)| (join_key(&at, &k), m))?;
+            }
         }
         Ok(())
     }
@@ -1436,10 +1654,18 @@ impl NotifierConfig {
                     }
                     _ => {}
                 }
-                if level.channels.is_empty() {
+                if level.channels.is_empty() && level.schedule.is_none() {
                     return Err((
                         format!("{key}.channels"),
-                        "give at least one channel".into(),
+                        "give at least one channel, or a schedule".into(),
+                    ));
+                }
+                if let Some(schedule) = &level.schedule
+                    && !self.schedules.contains_key(schedule)
+                {
+                    return Err((
+                        format!("{key}.schedule"),
+                        format!("no schedule is named {schedule:?}"),
                     ));
                 }
                 for (j, channel) in level.channels.iter().enumerate() {
@@ -1546,6 +1772,16 @@ fn join_key(prefix: &str, key: &str) -> String {
     } else {
         format!("{prefix}.{key}")
     }
+}
+
+/// Whether `key` is a usable person's key or schedule name: letters, digits, `-`, `_` and
+/// `.` (it shows in URLs, the API and an incident's list of who was told).
+pub fn is_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_channel_name(name: &str) -> bool {
@@ -1763,6 +1999,120 @@ mod tests {
         let security = |n: &str| config.channels[n].email.as_ref().map(EmailConfig::security);
         assert_eq!(security("a"), Some(SmtpSecurity::Implicit));
         assert_eq!(security("b"), Some(SmtpSecurity::Starttls));
+    }
+
+    #[test]
+    fn people_and_schedules_are_checked_at_their_keys() {
+        let base = "channels:\n  mail:\n    email: {smarthost: 'mx:587', from: a@example.com, to: [team@example.com]}\n\
+                    \x20 chat:\n    slack: {url: 'https://hooks.example.com/x'}\n  hook:\n    webhook: {url: 'https://example.com/'}\n";
+        let person = "people:\n  alice:\n    name: Alice\n    contacts: [{channel: mail, address: alice@example.com}, {channel: chat, slack_member: U0ALICE}, {channel: hook}]\n";
+        let schedule = "schedules:\n  primary:\n    time_zone: Europe/Berlin\n    rotations:\n      - members: [alice]\n        every: weekly\n        handoff: Mon 09:00\n        start: 2026-03-02\n";
+        let ok = parse(&format!(
+            "{base}{person}{schedule}escalation_policies:\n  p:\n    levels:\n      - schedule: primary\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            ok.escalation_policies["p"].levels[0].schedule.as_deref(),
+            Some("primary")
+        );
+        let cases = [
+            (
+                "people:\n  alice:\n    contacts: [{channel: pager}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].channel: no channel is named \"pager\"",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: mail}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].address: a contact on a email channel needs its address",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: mail, address: 'not an address'}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].address: \"not an address\" is not an email address",
+            ),
+            (
+                "people:\n  alice:\n    contacts:\n      - channel: chat\n        slack_member: '@alice'\n".to_owned(),
+                ":5:",
+                "people.alice.contacts[0].slack_member: \"@alice\" is not a Slack member id",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: chat, address: alice@example.com}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].address: channel \"chat\" is a slack channel: it uses slack_member",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: hook, teams_user: alice@example.com}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[0].teams_user: channel \"hook\" is a webhook channel: it needs no address",
+            ),
+            (
+                "people:\n  alice:\n    contacts: []\n".to_owned(),
+                ":3:",
+                "people.alice.contacts: give at least one contact",
+            ),
+            (
+                "people:\n  alice:\n    contacts: [{channel: hook}, {channel: hook}]\n".to_owned(),
+                ":3:",
+                "people.alice.contacts[1].channel: alice has a contact on channel \"hook\" already",
+            ),
+            (
+                format!("{person}{}", schedule.replace("[alice]", "[alice, bob]")),
+                ":9:",
+                "schedules.primary.rotations[0].members[1]: no person is named \"bob\"",
+            ),
+            (
+                format!("{person}{}", schedule.replace("Europe/Berlin", "Europe/Atlantis")),
+                ":7:",
+                "schedules.primary.time_zone: \"Europe/Atlantis\" is not a known IANA time zone",
+            ),
+            (
+                format!("{person}{}", schedule.replace("Mon 09:00", "Monday morning")),
+                ":11:",
+                "schedules.primary.rotations[0].handoff: \"Monday morning\" is not a weekday and a time",
+            ),
+            (
+                format!("{person}{}", schedule.replace("[alice]", "[]")),
+                ":9:",
+                "schedules.primary.rotations[0].members: give at least one member",
+            ),
+            (
+                format!(
+                    "{person}{schedule}    overrides:\n      - {{person: alice, from: '2026-03-05T10:00:00+01:00', until: '2026-03-05T09:00:00Z'}}\n"
+                ),
+                ":14:",
+                "schedules.primary.overrides[0].until: must be later than from",
+            ),
+            (
+                format!(
+                    "{person}{schedule}    overrides:\n      - {{person: mallory, from: '2026-03-05T10:00:00+01:00', until: '2026-03-06T09:00:00Z'}}\n"
+                ),
+                ":14:",
+                "schedules.primary.overrides[0].person: no person is named \"mallory\"",
+            ),
+            (
+                format!(
+                    "{person}{schedule}escalation_policies:\n  p:\n    levels:\n      - {{schedule: secondary}}\n"
+                ),
+                ":16:",
+                "escalation_policies.p.levels[0].schedule: no schedule is named \"secondary\"",
+            ),
+            (
+                "escalation_policies:\n  p:\n    levels:\n      - {name: nobody}\n".to_owned(),
+                ":4:",
+                "escalation_policies.p.levels[0].channels: give at least one channel, or a schedule",
+            ),
+        ];
+        // `base` is 7 lines: each case's line is counted in its own text.
+        for (text, line, expected) in cases {
+            let error = parse(&format!("{base}{text}")).expect_err(&text);
+            assert!(error.contains(expected), "{expected}\n{error}");
+            let line: usize = line.trim_matches(':').parse().expect("line");
+            assert!(
+                error.starts_with(&format!("/etc/mcpwatch/notifier.yml:{}:", line + 7)),
+                "{line}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OnceCell, watch};
 
 use crate::ack::Action;
-use crate::channels::{Message, SendError};
+use crate::channels::{Channel, Message, SendError};
 use crate::config::{RateLimitConfig, RetryConfig};
 use crate::incident::{Event, Step};
 use crate::maintenance;
@@ -18,8 +18,8 @@ use crate::metrics::NotifierMetrics;
 use crate::payload::{LabelSet, Notification, Status};
 use crate::setup::{self, OneOffWindows, Setup};
 use crate::store::{Body, Claimed, Outcome, Store, StoreError};
-use crate::template::{EventContext, MessageContext};
 use crate::remediation::{self, RunReport};
+use crate::template::{EventContext, MessageContext, Recipient};
 use crate::time::now_ms;
 use crate::timeline::{Note, kind};
 
@@ -906,8 +906,9 @@ fn describe_window(context: &mut MessageContext, description: String) {
 }
 
 /// What templates and channels hear about a delivery's event; links signed when
-/// acknowledgement is configured.
-fn event_context(setup: &Setup, event: &Event, held: usize) -> EventContext {
+/// acknowledgement is configured; the person it is for, and their address on `channel`,
+/// from the configuration in force now.
+fn event_context(setup: &Setup, event: &Event, held: usize, channel: &Channel) -> EventContext {
     let link = |action: Action, incident: i64, generation: i64| {
         setup.links.as_ref().map(|links| {
             let expires = now_ms() / 1000 + i64::try_from(links.ttl.as_secs()).unwrap_or(0);
@@ -941,6 +942,26 @@ fn event_context(setup: &Setup, event: &Event, held: usize) -> EventContext {
             context.ack_url = link(Action::Ack, *incident, *generation);
         }
         _ => {}
+    }
+    if let Some(key) = event.person() {
+        let person = setup.schedules.people.get(key);
+        let contact = person.and_then(|p| p.contacts.iter().find(|c| c.channel == channel.name));
+        if contact.is_none() {
+            tracing::warn!(
+                channel = %channel.name,
+                person = key,
+                incident = event.incident(),
+                "A message for a person who has no contact on this channel in the configuration now goes to the channel's own recipients."
+            );
+        }
+        let recipient = Recipient {
+            person: key.to_owned(),
+            name: crate::schedule::display_name(key, person).to_owned(),
+            contact: contact
+                .and_then(|c| c.address_for(channel.kind))
+                .map(str::to_owned),
+        };
+        context = context.for_recipient(recipient, contact.is_some());
     }
     context
 }
@@ -1004,7 +1025,7 @@ async fn attempt(
             Event::Summary { held, .. } => held.len(),
             _ => 0,
         };
-        event_context(setup, event, held)
+        event_context(setup, event, held, channel)
     });
     let ack_url = event.as_ref().and_then(|e| e.ack_url.clone());
     let mut context =

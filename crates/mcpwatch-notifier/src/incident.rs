@@ -3,6 +3,12 @@
 //! delay, while it fires unacknowledged. Acknowledging stops the climb and is announced to
 //! every channel told; resolving stops it and sends the resolve to every channel told.
 //!
+//! A level with a schedule tells whoever is on call in it at that instant, through each of
+//! their contacts: the incident's list of who was told then holds `<channel>/<person>` (see
+//! [`told_entry`]), so that the acknowledgement and the resolve reach the same person the
+//! same way. Nobody on call: the level's channels are told, the message says so, and a
+//! level with no channels of its own lets the next level be told at once.
+//!
 //! The decisions are made here, on plain rows; each store loads the row, applies one of
 //! these functions and writes the row and the deliveries it asks for in one transaction,
 //! so that a restart (or another replica) neither skips nor repeats a level.
@@ -15,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NotifierConfig;
 use crate::severity::Severities;
+use crate::schedule::{People, Schedule, Schedules, instant};
 use crate::time::format_rfc3339;
 use crate::time::millis;
 use crate::timeline::{AlertBrief, Note, kind};
@@ -28,6 +35,95 @@ pub struct Level {
     pub after: Duration,
     /// Its channels.
     pub channels: Vec<String>,
+    /// The schedule whose on-call person it tells.
+    pub schedule: Option<OnCallTarget>,
+}
+
+/// A level's schedule, and the people of the configuration it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCallTarget {
+    /// The schedule.
+    pub schedule: Arc<Schedule>,
+    /// Everyone, with their contacts.
+    pub people: Arc<People>,
+}
+
+/// Where a level's message goes at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Each channel, with the person the delivery is for (`None`: the channel's own
+    /// recipients): the level's channels, then the contacts of whoever is on call.
+    pub to: Vec<(String, Option<String>)>,
+    /// The level's schedule.
+    pub schedule: Option<String>,
+    /// Nobody was on call in it.
+    pub nobody_on_call: bool,
+}
+
+impl Level {
+    /// Where this level's message goes at `now` (Unix ms).
+    pub fn targets(&self, now: i64) -> Targets {
+        let mut to: Vec<(String, Option<String>)> =
+            self.channels.iter().map(|c| (c.clone(), None)).collect();
+        let Some(target) = &self.schedule else {
+            return Targets {
+                to,
+                ..Targets::default()
+            };
+        };
+        let on_call = target.schedule.on_call(instant(now));
+        let person = on_call
+            .as_ref()
+            .and_then(|shift| Some((&shift.person, target.people.get(&shift.person)?)));
+        if let Some((key, person)) = person {
+            to.extend(
+                person
+                    .contacts
+                    .iter()
+                    .map(|c| (c.channel.clone(), Some(key.clone()))),
+            );
+        }
+        Targets {
+            to,
+            schedule: Some(target.schedule.name.clone()),
+            nobody_on_call: person.is_none(),
+        }
+    }
+
+    /// The channels a message with no incident behind it goes to at `now` (a maintenance
+    /// window's hold, a resolve of an incident never opened): the level's own channels, or
+    /// when it has none, those of the on-call person's contacts, with the channels' own
+    /// recipients.
+    pub fn plain_channels(&self, now: i64) -> Vec<String> {
+        if !self.channels.is_empty() {
+            return self.channels.clone();
+        }
+        let mut channels = Vec::new();
+        for (channel, _) in self.targets(now).to {
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+        channels
+    }
+}
+
+/// How an incident's list of who was told names a delivery: the channel, or for a person
+/// told through one of their contacts, `<channel>/<person>` (neither a channel name nor a
+/// person's key holds a `/`).
+pub fn told_entry(channel: &str, person: Option<&str>) -> String {
+    match person {
+        Some(person) => format!("{channel}/{person}"),
+        None => channel.to_owned(),
+    }
+}
+
+/// The channel and person of an entry [`told_entry`] wrote.
+pub fn parse_told(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once('/') {
+        Some((channel, person)) => (channel, Some(person)),
+        None => (entry, None),
+    }
 }
 
 /// An escalation policy.
@@ -49,8 +145,8 @@ pub struct Policy {
 pub type Policies = BTreeMap<String, Policy>;
 
 impl Policy {
-    /// The policies of a checked configuration.
-    pub fn all(config: &NotifierConfig) -> Policies {
+    /// The policies of a checked configuration, with its schedules.
+    pub fn all(config: &NotifierConfig, schedules: &Schedules) -> Policies {
         let severities = Arc::new(Severities::new(&config.severities));
         config
             .escalation_policies
@@ -63,6 +159,12 @@ impl Policy {
                         name: level.name.clone(),
                         after: level.after.unwrap_or_default(),
                         channels: level.channels.clone(),
+                        schedule: level.schedule.as_ref().and_then(|name| {
+                            Some(OnCallTarget {
+                                schedule: schedules.schedules.get(name)?.clone(),
+                                people: schedules.people.clone(),
+                            })
+                        }),
                     })
                     .collect();
                 (
@@ -119,6 +221,14 @@ pub enum Event {
         /// Who resolved it by hand.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// The person this delivery is for: on call in the level's schedule, told through
+        /// their contact on the delivery's channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        person: Option<String>,
+        /// The level's schedule, on the deliveries it concerns: with `person`, the schedule
+        /// they are on call in; without, nobody was on call in it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<String>,
     },
     /// Someone acknowledged the incident.
     Acknowledged {
@@ -130,6 +240,10 @@ pub enum Event {
         by: String,
         /// The generation after the acknowledgement.
         generation: i64,
+        /// The person told of the incident this announcement is for (see
+        /// [`Event::Incident`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        person: Option<String>,
     },
     /// Someone took the acknowledgement back: the climb goes on.
     Unacknowledged {
@@ -141,6 +255,9 @@ pub enum Event {
         by: String,
         /// The generation after.
         generation: i64,
+        /// The person told of the incident this announcement is for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        person: Option<String>,
     },
     /// A maintenance window ended: what it held, as one message.
     Summary {
@@ -178,6 +295,27 @@ impl Event {
             | Event::Unacknowledged { incident, .. } => Some(*incident),
             Event::Summary { .. } => None,
         }
+    }
+
+    /// The person this delivery is for, if it is for one.
+    pub fn person(&self) -> Option<&str> {
+        match self {
+            Event::Incident { person, .. }
+            | Event::Acknowledged { person, .. }
+            | Event::Unacknowledged { person, .. } => person.as_deref(),
+            Event::Summary { .. } => None,
+        }
+    }
+
+    /// The event for `to` (a person, or the channel's own recipients).
+    fn to(mut self, to: Option<&str>) -> Self {
+        match &mut self {
+            Event::Incident { person, .. }
+            | Event::Acknowledged { person, .. }
+            | Event::Unacknowledged { person, .. } => *person = to.map(str::to_owned),
+            Event::Summary { .. } => {}
+        }
+        self
     }
 
     fn set_incident(&mut self, id: i64) {
@@ -321,53 +459,116 @@ fn incident_event(row: &IncidentRow, policy: &Policy, step: Step) -> Event {
         step,
         generation: row.generation,
         by: None,
+        person: None,
+        schedule: None,
     }
 }
 
-/// Tells the level the incident is at; the timeline records each channel told.
+/// Tells the level the incident is at, as of `now`: its channels, and whoever is on call
+/// in its schedule through each of their contacts.
 fn tell_level(
     row: &mut IncidentRow,
     policy: &Policy,
     step: Step,
-    notes: &mut Vec<Note>,
+    now: i64,
 ) -> Vec<(String, Option<Event>)> {
     let level = usize::try_from(row.level).unwrap_or(0);
-    let channels = policy
+    let targets = policy
         .level(level)
-        .map(|l| l.channels.clone())
+        .map(|l| l.targets(now))
         .unwrap_or_default();
-    for channel in &channels {
-        if !row.told.contains(channel) {
-            row.told.push(channel.clone());
-        }
-        notes.push(
-            Note::new(kind::TOLD)
-                .channel(channel.clone())
-                .level(row.level + 1),
+    let event = incident_event(row, policy, step);
+    if targets.nobody_on_call {
+        tracing::warn!(
+            incident = row.id,
+            group_key = %row.group_key,
+            policy = %policy.name,
+            level = row.level + 1,
+            schedule = targets.schedule.as_deref().unwrap_or_default(),
+            channels = targets.to.len(),
+            "Nobody is on call in the level's schedule; only the level's own channels are told."
         );
     }
-    let event = incident_event(row, policy, step);
-    channels
+    targets
+        .to
         .into_iter()
-        .map(|c| (c, Some(event.clone())))
+        .map(|(channel, person)| {
+            let entry = told_entry(&channel, person.as_deref());
+            if !row.told.contains(&entry) {
+                row.told.push(entry);
+            }
+            let mut event = event.clone().to(person.as_deref());
+            if let Event::Incident { schedule, .. } = &mut event
+                && (person.is_some() || targets.nobody_on_call)
+            {
+                schedule.clone_from(&targets.schedule);
+            }
+            (channel, Some(event))
+        })
         .collect()
 }
 
-/// Tells every channel told so far (but those in `quiet`); the timeline records each.
+/// Every delivery of who was told, each with `event` (for the person it names).
 fn tell_told(
     row: &IncidentRow,
     event: &Event,
     quiet: &[String],
-    notes: &mut Vec<Note>,
 ) -> Vec<(String, Option<Event>)> {
     row.told
         .iter()
-        .filter(|c| !quiet.contains(c))
-        .map(|c| {
-            notes.push(Note::new(kind::TOLD).channel(c.clone()));
-            (c.clone(), Some(event.clone()))
+        .map(|entry| parse_told(entry))
+        .filter(|(channel, _)| !quiet.iter().any(|q| q == channel))
+        .map(|(channel, person)| (channel.to_owned(), Some(event.clone().to(person))))
+        .collect()
+}
+
+/// The timeline's entries of deliveries queued: one per channel, naming the person it
+/// is for when it is for one.
+fn told_notes(tell: &[(String, Option<Event>)], level: Option<u32>) -> Vec<Note> {
+    tell.iter()
+        .map(|(channel, event)| {
+            let note = Note::new(kind::TOLD).channel(channel.clone());
+            let note = match level {
+                Some(level) => note.level(level),
+                None => note,
+            };
+            match event {
+                Some(Event::Incident {
+                    person: Some(person),
+                    schedule,
+                    ..
+                }) => note.detail(match schedule {
+                    Some(schedule) => format!("for {person}, on call in {schedule}"),
+                    None => format!("for {person}"),
+                }),
+                Some(Event::Incident {
+                    person: None,
+                    schedule: Some(schedule),
+                    ..
+                }) => note.detail(format!("nobody was on call in {schedule}")),
+                Some(
+                    Event::Acknowledged {
+                        person: Some(person),
+                        ..
+                    }
+                    | Event::Unacknowledged {
+                        person: Some(person),
+                        ..
+                    },
+                ) => note.detail(format!("for {person}")),
+                _ => note,
+            }
         })
         .collect()
+}
+
+/// A level that told nobody (nobody on call, and no channels of its own) lets the next
+/// level be told at once.
+fn nobody_told(row: &mut IncidentRow, policy: &Policy, tell: &[(String, Option<Event>)], now: i64) {
+    let level = usize::try_from(row.level).unwrap_or(0);
+    if tell.is_empty() && level + 1 < policy.levels.len() {
+        row.next_at = Some(now);
+    }
 }
 
 /// The more severe of a stored severity and a new one, on the policy's scale.
@@ -396,7 +597,7 @@ pub fn on_notification(
         policy
             .levels
             .first()
-            .map(|l| l.channels.clone())
+            .map(|l| l.plain_channels(now))
             .unwrap_or_default()
     };
     let mut notes = Vec::new();
@@ -446,7 +647,10 @@ pub fn on_notification(
                 row.next_at = at(now, Some(touch.remediation_wait));
                 Vec::new()
             } else {
-                tell_level(&mut row, policy, Step::Opened, &mut notes)
+                let tell = tell_level(&mut row, policy, Step::Opened, now);
+                nobody_told(&mut row, policy, &tell, now);
+                notes.extend(told_notes(&tell, Some(row.level + 1)));
+                tell
             };
             Change {
                 row: Some(row),
@@ -479,7 +683,8 @@ pub fn on_notification(
                 row.next_update_at = at(now, policy.update_interval(row.severity.as_deref()));
             }
             notes.push(Note::new(kind::ALERTS_CHANGED).alerts(touch.briefs.clone()));
-            let tell = tell_level(&mut row, policy, Step::Update, &mut notes);
+            let tell = tell_level(&mut row, policy, Step::Update, now);
+            notes.extend(told_notes(&tell, Some(row.level + 1)));
             Change {
                 row: Some(row),
                 tell,
@@ -494,7 +699,8 @@ pub fn on_notification(
             close(&mut row, now);
             notes.push(Note::new(kind::RESOLVED).alerts(touch.briefs.clone()));
             let event = incident_event(&row, policy, Step::Resolved);
-            let tell = tell_told(&row, &event, &touch.quiet_when_resolved, &mut notes);
+            let tell = tell_told(&row, &event, &touch.quiet_when_resolved);
+            notes.extend(told_notes(&tell, None));
             Change {
                 row: Some(row),
                 tell,
@@ -526,7 +732,9 @@ pub fn waited(mut row: IncidentRow, policy: Option<&Policy>, now: i64, why: &str
     };
     row.next_at = at(now, policy.next_delay(0));
     let mut notes = vec![Note::new(kind::ESCALATED).level(1).detail(why)];
-    let tell = tell_level(&mut row, policy, Step::Opened, &mut notes);
+    let tell = tell_level(&mut row, policy, Step::Opened, now);
+    nobody_told(&mut row, policy, &tell, now);
+    notes.extend(told_notes(&tell, Some(row.level + 1)));
     Change {
         row: Some(row),
         tell,
@@ -579,7 +787,9 @@ pub fn escalate(mut row: IncidentRow, policy: Option<&Policy>, now: i64) -> Chan
         Some(name) => Note::new(note).level(row.level + 1).detail(name),
         None => Note::new(note).level(row.level + 1),
     }];
-    let tell = tell_level(&mut row, policy, step, &mut notes);
+    let tell = tell_level(&mut row, policy, step, now);
+    nobody_told(&mut row, policy, &tell, now);
+    notes.extend(told_notes(&tell, Some(row.level + 1)));
     Change {
         row: Some(row),
         tell,
@@ -601,7 +811,8 @@ pub fn status_update(mut row: IncidentRow, policy: Option<&Policy>, now: i64) ->
     row.next_update_at = at(now, Some(interval));
     let event = incident_event(&row, policy, Step::Status);
     let mut notes = vec![Note::new(kind::STATUS_UPDATE).level(row.level + 1)];
-    let tell = tell_told(&row, &event, &[], &mut notes);
+    let tell = tell_told(&row, &event, &[]);
+    notes.extend(told_notes(&tell, None));
     Change {
         row: Some(row),
         tell,
@@ -721,6 +932,7 @@ pub fn acknowledge(
                 policy: row.policy.clone(),
                 by: request.by.clone(),
                 generation: row.generation,
+                person: None,
             };
             (event, kind::ACKNOWLEDGED)
         }
@@ -745,12 +957,14 @@ pub fn acknowledge(
                 policy: row.policy.clone(),
                 by: request.by.clone(),
                 generation: row.generation,
+                person: None,
             };
             (event, kind::UNACKNOWLEDGED)
         }
     };
     let mut notes = vec![Note::new(note).by(request.by.clone())];
-    let tell = tell_told(&row, &event, &[], &mut notes);
+    let tell = tell_told(&row, &event, &[]);
+    notes.extend(told_notes(&tell, None));
     Ok(Change {
         row: Some(row),
         tell,
@@ -786,6 +1000,8 @@ pub fn resolve_by_hand(
             step: Step::Resolved,
             generation: row.generation,
             by: None,
+            person: None,
+            schedule: None,
         },
     };
     let event = match event {
@@ -796,6 +1012,8 @@ pub fn resolve_by_hand(
             level_name,
             step,
             generation,
+            person,
+            schedule,
             ..
         } => Event::Incident {
             incident,
@@ -805,11 +1023,14 @@ pub fn resolve_by_hand(
             step,
             generation,
             by: Some(by.to_owned()),
+            person,
+            schedule,
         },
         other => other,
     };
     let mut notes = vec![Note::new(kind::RESOLVED).by(by)];
-    let tell = tell_told(&row, &event, quiet_when_resolved, &mut notes);
+    let tell = tell_told(&row, &event, quiet_when_resolved);
+    notes.extend(told_notes(&tell, None));
     Ok(Change {
         row: Some(row),
         tell,
@@ -922,6 +1143,7 @@ mod tests {
             name: None,
             after: Duration::from_secs(after),
             channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            schedule: None,
         };
         Policy {
             name: "default".into(),
@@ -1179,6 +1401,158 @@ mod tests {
             resolve_by_hand(row, "carol", 6000, None, &quiet),
             Err(AckRefused::Resolved(9))
         );
+    }
+
+    /// Level 1 tells whoever is on call in `primary` (alice until 2026-03-02 09:00 UTC,
+    /// then bob; nobody before 2026-02-23), level 2 the manager channel and nobody else.
+    fn on_call_policy(level_1_channels: &str) -> Policy {
+        let config = NotifierConfig::parse(
+            &format!(
+                "channels:\n  mail:\n    email: {{smarthost: 'mx:587', from: a@example.com, to: [team@example.com]}}\n\
+                 \x20 chat:\n    slack: {{url: 'https://hooks.example.com/x'}}\n  manager:\n    log: {{}}\n\
+                 people:\n  alice:\n    contacts: [{{channel: mail, address: alice@example.com}}, {{channel: chat, slack_member: U0ALICE}}]\n\
+                 \x20 bob:\n    contacts: [{{channel: mail, address: bob@example.com}}]\n\
+                 schedules:\n  primary:\n    time_zone: UTC\n    rotations:\n\
+                 \x20     - {{members: [alice, bob], every: weekly, handoff: 'Mon 09:00', start: 2026-02-23}}\n\
+                 escalation_policies:\n  p:\n    levels:\n      - {{schedule: primary, channels: {level_1_channels}}}\n\
+                 \x20     - {{after: 15m, channels: [manager]}}\n"
+            ),
+            std::path::Path::new("notifier.yml"),
+        )
+        .expect("config");
+        let schedules = Schedules::new(&config).expect("schedules");
+        Policy::all(&config, &schedules).remove("p").expect("policy p")
+    }
+
+    fn ms(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>()
+            .expect("time")
+            .as_millisecond()
+    }
+
+    fn persons(change: &Change) -> Vec<(&str, Option<&str>)> {
+        change
+            .tell
+            .iter()
+            .map(|(c, e)| (c.as_str(), e.as_ref().and_then(Event::person)))
+            .collect()
+    }
+
+    #[test]
+    fn a_schedule_level_tells_whoever_is_on_call_then_and_the_same_person_hears_the_rest() {
+        let policy = on_call_policy("[]");
+        let touch = Touch {
+            policy: policy.clone(),
+            alerts: vec![0],
+            firing: true,
+            quiet_when_resolved: Vec::new(),
+            ..touch(true, None)
+        };
+        let opened_at = ms("2026-03-02T08:59:00Z");
+        let opened = on_notification(None, &touch, "r", "g", 1, opened_at).with_id(5);
+        assert_eq!(
+            persons(&opened),
+            [("mail", Some("alice")), ("chat", Some("alice"))]
+        );
+        assert!(matches!(
+            &opened.tell[0].1,
+            Some(Event::Incident { schedule: Some(s), person: Some(p), .. }) if s == "primary" && p == "alice"
+        ));
+        let row = opened.row.expect("row");
+        assert_eq!(row.told, ["mail/alice", "chat/alice"]);
+        // Escalated after the handoff: level 2 is the manager's; alice's entries stay.
+        let row = escalate(row, Some(&policy), ms("2026-03-02T09:14:00Z"))
+            .row
+            .expect("row");
+        assert_eq!(row.told, ["mail/alice", "chat/alice", "manager"]);
+        let ack = AckRequest {
+            action: AckAction::Ack,
+            by: "bob".into(),
+            generation: None,
+            now: ms("2026-03-02T09:20:00Z"),
+        };
+        let acked = acknowledge(row.clone(), &ack, Some(&policy)).expect("ack");
+        assert_eq!(
+            persons(&acked),
+            [("mail", Some("alice")), ("chat", Some("alice")), ("manager", None)]
+        );
+        let resolved = Touch {
+            firing: false,
+            quiet_when_resolved: vec!["chat".into()],
+            ..touch.clone()
+        };
+        let closed = on_notification(Some(row), &resolved, "r", "g", 2, ms("2026-03-02T10:00:00Z"));
+        assert_eq!(persons(&closed), [("mail", Some("alice")), ("manager", None)]);
+
+        // Opened after the handoff: bob, through his one contact.
+        let later = on_notification(None, &touch, "r", "g2", 3, ms("2026-03-02T09:00:00Z"));
+        assert_eq!(persons(&later), [("mail", Some("bob"))]);
+    }
+
+    #[test]
+    fn nobody_on_call_tells_the_level_channels_or_moves_on_at_once() {
+        let before = ms("2026-02-20T12:00:00Z");
+        let with_channels = on_call_policy("[manager]");
+        let touch = |policy: &Policy| Touch {
+            policy: policy.clone(),
+            alerts: vec![0],
+            firing: true,
+            quiet_when_resolved: Vec::new(),
+            ..touch(true, None)
+        };
+        let opened = on_notification(None, &touch(&with_channels), "r", "g", 1, before);
+        assert_eq!(persons(&opened), [("manager", None)]);
+        assert!(matches!(
+            &opened.tell[0].1,
+            Some(Event::Incident { schedule: Some(s), person: None, .. }) if s == "primary"
+        ));
+        assert_eq!(opened.row.expect("row").next_at, Some(before + 900_000));
+        // Someone on call: the level's channel hears it plainly, beside the person.
+        let opened = on_notification(None, &touch(&with_channels), "r", "g", 1, ms("2026-02-24T00:00:00Z"));
+        assert_eq!(persons(&opened), [("manager", None), ("mail", Some("alice")), ("chat", Some("alice"))]);
+        assert!(matches!(&opened.tell[0].1, Some(Event::Incident { schedule: None, .. })));
+
+        let alone = on_call_policy("[]");
+        let opened = on_notification(None, &touch(&alone), "r", "g", 1, before);
+        assert!(opened.tell.is_empty());
+        // Nobody heard level 1: level 2 is due at once.
+        let row = opened.row.expect("row");
+        assert_eq!(row.next_at, Some(before));
+        let second = escalate(row, Some(&alone), before + 1000);
+        assert_eq!(persons(&second), [("manager", None)]);
+        // Held by a window, or resolved without an incident: the first level's own
+        // channels, else the on-call person's contact channels, plainly.
+        let held = Touch {
+            hold: Some("nightly".into()),
+            ..touch(&alone)
+        };
+        let change = on_notification(None, &held, "r", "g", 1, ms("2026-02-24T00:00:00Z"));
+        assert_eq!(persons(&change), [("mail", None), ("chat", None)]);
+        assert!(change.tell.iter().all(|(_, e)| e.is_none()));
+    }
+
+    #[test]
+    fn told_entries_name_the_channel_and_the_person() {
+        assert_eq!(told_entry("mail", Some("alice")), "mail/alice");
+        assert_eq!(told_entry("mail", None), "mail");
+        assert_eq!(parse_told("mail/alice"), ("mail", Some("alice")));
+        assert_eq!(parse_told("mail"), ("mail", None));
+        // Events stored before people existed still decode.
+        let old = r#"{"kind":"incident","incident":1,"policy":"p","level":1,"step":"opened","generation":0}"#;
+        assert!(matches!(
+            Event::decode(Some(old)),
+            Some(Event::Incident { person: None, schedule: None, .. })
+        ));
+        let old = r#"{"kind":"acknowledged","incident":1,"policy":"p","by":"x","generation":1}"#;
+        assert_eq!(Event::decode(Some(old)).and_then(|e| e.person().map(str::to_owned)), None);
+        let event = Event::Acknowledged {
+            incident: 1,
+            policy: "p".into(),
+            by: "x".into(),
+            generation: 1,
+            person: Some("alice".into()),
+        };
+        assert_eq!(Event::decode(Some(&event.encode())), Some(event));
     }
 
     #[test]

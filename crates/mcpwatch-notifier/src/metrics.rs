@@ -10,6 +10,7 @@ use mcpwatch_core::{
     CollectError, Collector, HistogramValue, MetricSink, ScrapeContext, async_trait,
 };
 
+use crate::schedule::Schedules;
 use crate::store::Store;
 
 /// Upper bounds of the delivery latency buckets, in seconds: from an instant webhook to an
@@ -333,6 +334,48 @@ impl MetricSource for NotifierMetrics {
         );
         for (name, c) in channels.iter() {
             family.add_histogram(&[("channel", name)], c.latency.value());
+        }
+    }
+}
+
+/// Whether anyone is on call now in each schedule of the setup in force, read at each
+/// scrape: one series per schedule, whose names the configuration bounds (the person is
+/// not a label: who is on call is in the API, and a label per person would start a new
+/// series at every handoff).
+pub struct ScheduleGaps {
+    schedules: Box<dyn Fn() -> Arc<Schedules> + Send + Sync>,
+}
+
+impl std::fmt::Debug for ScheduleGaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleGaps").finish_non_exhaustive()
+    }
+}
+
+impl ScheduleGaps {
+    /// A source reading the schedules in force (swapped on reload) from `schedules`.
+    pub fn new(schedules: impl Fn() -> Arc<Schedules> + Send + Sync + 'static) -> Self {
+        Self {
+            schedules: Box::new(schedules),
+        }
+    }
+}
+
+impl MetricSource for ScheduleGaps {
+    fn collect(&self, sink: &mut MetricSink) {
+        let schedules = (self.schedules)();
+        let now = crate::schedule::instant(crate::time::now_ms());
+        let family = sink.gauge(
+            "mcpwatch_notifier_schedule_gap",
+            "1 when nobody is on call now in the schedule (an escalation level naming it tells only its own channels), else 0.",
+        );
+        for (name, schedule) in &schedules.schedules {
+            let gap = if schedule.on_call(now).is_some() {
+                0.0
+            } else {
+                1.0
+            };
+            family.add(&[("schedule", name)], gap);
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::config::{NotifierConfig, SetupError};
 use crate::dispatch::Dispatcher;
 use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView};
 use crate::maintenance::OneOff;
-use crate::metrics::{NotifierMetrics, QueueCollector};
+use crate::metrics::{NotifierMetrics, QueueCollector, ScheduleGaps};
 use crate::payload::{Incoming, Status};
 use crate::setup::{OneOffWindows, Setup, refresh_windows, retire};
 use crate::store::{
@@ -111,12 +111,16 @@ impl Notifier {
         retire(store.as_ref(), &names).await;
         let metrics = NotifierMetrics::new(&names);
         let channel_names = Arc::new(Mutex::new(names));
+        let (setup_tx, setup_rx) = watch::channel(Arc::new(setup));
         let engine = ScrapeEngine::builder()
             .collector(QueueCollector::new(store.clone(), channel_names.clone()))
             .source(metrics.clone())
+            .source(ScheduleGaps::new({
+                let setup = setup_rx.clone();
+                move || setup.borrow().schedules.clone()
+            }))
             .build_info(env!("CARGO_PKG_VERSION"), revision())
             .build();
-        let (setup_tx, setup_rx) = watch::channel(Arc::new(setup));
         let wake = Arc::new(Notify::new());
         let one_off: OneOffWindows = Arc::default();
         let dispatcher = Dispatcher::new(store.clone(), setup_rx, metrics.clone(), wake.clone())
@@ -159,23 +163,24 @@ impl Notifier {
             now,
         );
         // The channels told now: those of the deliveries, and the first level of each
-        // escalation policy an incident opens or moves on (later levels are told later).
+        // escalation policy an incident opens or moves on (later levels are told later),
+        // with the contacts of whoever is on call in its schedule.
         let mut channels: Vec<String> = Vec::new();
         let now_told = plan
             .deliveries
             .iter()
             .filter(|d| d.hold.is_none())
-            .map(|d| &d.channel)
+            .map(|d| d.channel.clone())
             .chain(
                 plan.incidents
                     .iter()
                     .filter(|touch| touch.hold.is_none())
                     .filter_map(|touch| touch.policy.levels.first())
-                    .flat_map(|level| level.channels.iter()),
+                    .flat_map(|level| level.targets(arrived).to.into_iter().map(|(c, _)| c)),
             );
         for channel in now_told {
-            if !channels.contains(channel) {
-                channels.push(channel.clone());
+            if !channels.contains(&channel) {
+                channels.push(channel);
             }
         }
         let accepted = self

@@ -13,6 +13,7 @@ use crate::maintenance::{self, OneOff, Recurring};
 use crate::payload::{Labels, Notification, Status};
 use crate::route::Router;
 use crate::severity::Severities;
+use crate::schedule::Schedules;
 use crate::store::{NewDelivery, Store, StoreError};
 use crate::remediation::Remediations;
 use crate::template::Templates;
@@ -33,6 +34,8 @@ pub struct Setup {
     pub policies: Arc<Policies>,
     /// The severity scale.
     pub severities: Arc<Severities>,
+    /// On-call schedules and the people they name.
+    pub schedules: Arc<Schedules>,
     /// Recurring maintenance windows.
     pub recurring: Vec<Recurring>,
     /// Signs acknowledgement links, when `acknowledgement` is configured.
@@ -95,6 +98,7 @@ impl Setup {
         let templates =
             Templates::build(&config).map_err(|(key, message)| SetupError { key, message })?;
         let channels = channels::build(&config)?;
+        let schedules = Schedules::new(&config).map_err(|(key, message)| SetupError { key, message })?;
         let links = match &config.acknowledgement {
             Some(ack) => Some(Links {
                 signer: LinkSigner::new(
@@ -110,7 +114,8 @@ impl Setup {
             router: Router::new(config.route.clone()),
             channels,
             templates,
-            policies: Arc::new(Policy::all(&config)),
+            policies: Arc::new(Policy::all(&config, &schedules)),
+            schedules: Arc::new(schedules),
             severities: Arc::new(Severities::new(&config.severities)),
             recurring: Recurring::all(&config),
             links,

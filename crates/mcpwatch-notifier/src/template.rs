@@ -16,8 +16,9 @@ use crate::payload::{Alert, LabelSet, Notification, Status};
 pub use crate::config::TEMPLATE_PARTS as PARTS;
 
 impl NotifierConfig {
-    /// Reads the file, checks it, and compiles its templates and remediation actions
-    /// against a sample so that an error is found now, not when an alert fires.
+    /// Reads the file, checks it, and compiles its schedules, its templates against a
+    /// sample, and its remediation actions, so that a mistake is found now, not when an
+    /// alert fires.
     pub fn load(path: &std::path::Path) -> Result<Self, mcpwatch_core::config::ConfigError> {
         Self::load_with(path, built)
     }
@@ -32,8 +33,11 @@ impl NotifierConfig {
     }
 }
 
-/// What `load` and `parse` check besides the configuration's own rules.
+/// What reading a configuration checks beyond its keys: its schedules compile (time zones,
+/// handoffs, the rotations' order), its templates render, and its remediation actions
+/// are sound.
 fn built(config: &NotifierConfig) -> Result<(), (String, String)> {
+    crate::schedule::Schedules::new(config)?;
     Templates::check(config)?;
     crate::remediation::check(config)
 }
@@ -554,6 +558,11 @@ pub struct EventContext {
     /// The person this message is for, when an escalation level's target is an on-call
     /// schedule: whoever was on call when the level fired.
     pub recipient: Option<Recipient>,
+    /// The level's on-call schedule, when the message concerns it: the recipient is on call
+    /// in it, or nobody was.
+    pub schedule: Option<String>,
+    /// Nobody was on call in `schedule`: the level's own channels are told instead.
+    pub nobody_on_call: bool,
 }
 
 /// A person told through one of their own contacts: each channel renders it its own way
@@ -581,6 +590,8 @@ impl EventContext {
                 level_name,
                 step,
                 by,
+                person,
+                schedule,
                 ..
             } => {
                 let who = level_name.as_ref().map_or_else(
@@ -628,6 +639,13 @@ impl EventContext {
                         ),
                     ),
                 };
+                let nobody_on_call = schedule.is_some() && person.is_none();
+                let headline = match schedule {
+                    Some(schedule) if nobody_on_call => format!(
+                        "{headline} Nobody was on call in schedule {schedule}: this level's channels are told instead."
+                    ),
+                    _ => headline,
+                };
                 Self {
                     kind,
                     incident: Some(*incident),
@@ -637,6 +655,8 @@ impl EventContext {
                     by: by.clone(),
                     headline,
                     label,
+                    schedule: schedule.clone(),
+                    nobody_on_call,
                     ..Self::default()
                 }
             }
@@ -684,6 +704,25 @@ impl EventContext {
                 ..Self::default()
             },
         }
+    }
+}
+
+impl EventContext {
+    /// The context of a message for one person: `contact` is their address on the
+    /// channel, when the current configuration still gives one; without it the message
+    /// goes to the channel's own recipients, and says for whom it was meant.
+    pub fn for_recipient(mut self, recipient: Recipient, known: bool) -> Self {
+        let name = &recipient.name;
+        let addition = match (&self.schedule, known) {
+            (_, false) => format!(
+                " It was meant for {name}, who has no contact on this channel in the configuration now; it goes to the channel's own recipients."
+            ),
+            (Some(schedule), true) => format!(" To {name}, on call in schedule {schedule}."),
+            (None, true) => format!(" To {name}, told of this incident as the person on call."),
+        };
+        self.headline.push_str(&addition);
+        self.recipient = Some(recipient);
+        self
     }
 }
 

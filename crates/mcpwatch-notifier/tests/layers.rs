@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     // The model.
     "time",
+    "ical",
     "timeinterval",
     "ack",
     "payload",
@@ -21,6 +22,7 @@ const ORDER: &[&str] = &[
     "timeline",
     // The configuration.
     "config",
+    "schedule",
     // What it configures.
     "route",
     "incident",

@@ -1,6 +1,7 @@
 //! Email over SMTP with lettre: STARTTLS (required, never silently skipped), implicit TLS
 //! (port 465), or plain only when `allow_insecure` says so; AUTH PLAIN or LOGIN after TLS;
 //! a text and an HTML part. SMTP 5xx is permanent, 4xx and connection trouble transient.
+//! A message for one person (an on-call schedule's) goes to their address alone.
 
 use std::time::Duration;
 
@@ -101,8 +102,19 @@ impl Sender for EmailSender {
                 self.from.email.domain()
             )))
             .user_agent(concat!("mcpwatch-notifier/", env!("CARGO_PKG_VERSION")).to_owned());
-        for to in &self.to {
-            builder = builder.to(to.clone());
+        // A message for one person goes to their address instead of the channel's list.
+        match message.contact() {
+            Some(address) => {
+                let to: Mailbox = address.parse().map_err(|e| {
+                    SendError::permanent("message", format!("the recipient's address: {e}"))
+                })?;
+                builder = builder.to(to);
+            }
+            None => {
+                for to in &self.to {
+                    builder = builder.to(to.clone());
+                }
+            }
         }
         let email = builder
             .multipart(

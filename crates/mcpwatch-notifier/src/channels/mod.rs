@@ -50,6 +50,18 @@ impl Message<'_> {
         self.templates.render(kind, channel, part, self.context)
     }
 
+    /// The address of the person this message is for on this channel (an email address,
+    /// a Slack member id), when it is for one and the configuration gives it.
+    pub fn contact(&self) -> Option<&str> {
+        self.context
+            .event
+            .as_ref()?
+            .recipient
+            .as_ref()?
+            .contact
+            .as_deref()
+    }
+
     /// The notification with only this message's alerts and its status, as Alertmanager
     /// would have sent it to this channel: a view borrowing from the stored one, written
     /// straight into the body, so that a large notification is not copied per channel.

@@ -1,6 +1,7 @@
 //! Slack incoming webhooks: one attachment coloured by status and severity, the title
 //! and text templates, and Slack's answers read as its documentation gives them (200 `ok`;
-//! 429 with `Retry-After`; 4xx such as `invalid_payload` permanent).
+//! 429 with `Retry-After`; 4xx such as `invalid_payload` permanent). A message for one person
+//! (an on-call schedule's) starts with a mention of their member id.
 
 use std::time::Duration;
 
@@ -54,7 +55,13 @@ impl SlackSender {
         if !context.external_url.is_empty() {
             attachment["title_link"] = Value::String(context.external_url.clone());
         }
-        let mut body = json!({ "attachments": [attachment], "text": "" });
+        // A message for one person mentions them in the message's own text, where Slack
+        // notifies them (a mention inside an attachment does not).
+        let mention = message
+            .contact()
+            .map(|member| format!("<@{member}>"))
+            .unwrap_or_default();
+        let mut body = json!({ "attachments": [attachment], "text": mention });
         if let Some(channel) = &self.config.channel {
             body["channel"] = Value::String(channel.clone());
         }

@@ -1,9 +1,10 @@
 //! The HTTP surface: `POST /webhook`, `GET /health`, `GET /metrics`, the admin API under
 //! `/api/v1/`, the web UI under `/ui/`, `POST /-/reload` and `GET /`.
 //!
-//! The escalation and maintenance endpoints are in [`operations`], the web UI in [`ui`];
-//! what both do (acknowledge, replay, add and end windows) is one function each, which the
-//! API answers in JSON and the UI in HTML.
+//! The escalation and maintenance endpoints are in [`operations`], the on-call schedules in
+//! [`schedules`], the public status page in [`status`], the web UI in [`ui`]; what the API
+//! and the UI both do (acknowledge, replay, add and end windows) is one function each,
+//! which the API answers in JSON and the UI in HTML.
 //!
 //! `/webhook` answers 200 only once the notification is committed to the store; 503 when
 //! the store fails (Alertmanager retries); and 4xx with a JSON error for what can never
@@ -32,6 +33,7 @@ use crate::notifier::{Answer, Notifier, Received};
 mod operations;
 mod status;
 mod ui;
+mod schedules;
 
 /// Re-reads the configuration; the error names what is wrong and where.
 pub type ReloadHook = Arc<dyn Fn() -> BoxFuture<'static, Result<(), ReloadError>> + Send + Sync>;
@@ -92,6 +94,9 @@ pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
         .route("/api/v1/windows/{id}", delete(operations::end_window))
         .route("/status", get(status::html))
         .route("/status.json", get(status::json))
+        .route("/api/v1/schedules", get(schedules::list))
+        .route("/api/v1/schedules/{name}", get(schedules::one))
+        .route("/api/v1/schedules/{name}/calendar.ics", get(schedules::feed))
         .route("/-/reload", post(reload_config))
         .merge(ui::routes())
         .fallback(not_found)
@@ -162,6 +167,7 @@ async fn index() -> Response {
             "<li>POST <code>/api/v1/notifications/{id}/replay</code></li>",
             "<li><a href=\"/api/v1/incidents\">/api/v1/incidents</a> (<code>?state=all</code>); POST <code>/api/v1/incidents/{id}/ack</code> and <code>/unack</code></li>",
             "<li><a href=\"/api/v1/windows\">/api/v1/windows</a>; POST to add a one-off maintenance window, DELETE <code>/api/v1/windows/{id}</code> to end one</li>",
+            "<li><a href=\"/api/v1/schedules\">/api/v1/schedules</a>: who is on call now and next; <code>/api/v1/schedules/{name}</code> with its shifts, <code>/calendar.ics</code> as an iCalendar feed</li>",
             "</ul></body></html>"
         ),
     )
