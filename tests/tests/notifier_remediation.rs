@@ -247,7 +247,8 @@ async fn what_a_command_leaves_behind_is_killed_and_does_not_hold_the_run() {
         "leave.sh",
         &scripts.text(
             "sleep 1000 &\necho $! > {dir}/left.pid\n\
-             setsid sleep 1000 &\necho $! > {dir}/escaped.pid\necho done",
+             setsid sh -c 'echo $$ > {dir}/escaped.tmp && mv {dir}/escaped.tmp {dir}/escaped.pid && exec sleep 1000' &\n\
+             while [ ! -s {dir}/escaped.pid ]; do sleep 0.05; done\necho done",
         ),
     );
     let actions = actions(
@@ -257,7 +258,8 @@ async fn what_a_command_leaves_behind_is_killed_and_does_not_hold_the_run() {
              remediations:\n  leave:\n    command: {{argv: ['{script}'], timeout: 10m}}\n"
         ),
     );
-    // Both sleepers hold the output pipes; the run still ends with the script.
+    // Both sleepers hold the output pipes; the run still ends with the script. The script
+    // ends only once the escaped one is in its own session (it wrote its pid from there).
     let report = run_named(&actions, "leave", &incident(&[GATEWAY])).await;
     let escaped = pid_in(&scripts.path("escaped.pid"));
     let left = pid_in(&scripts.path("left.pid"));
