@@ -731,8 +731,20 @@ pub fn waited(mut row: IncidentRow, policy: Option<&Policy>, now: i64, why: &str
         return store_only(row);
     };
     row.next_at = at(now, policy.next_delay(0));
-    let mut notes = vec![Note::new(kind::ESCALATED).level(1).detail(why)];
-    let tell = tell_level(&mut row, policy, Step::Opened, now);
+    let notes = vec![Note::new(kind::ESCALATED).level(1).detail(why)];
+    told_level(row, policy, Step::Opened, now, notes)
+}
+
+/// Tells the level the incident is at (see [`tell_level`]), after `notes`: a level that
+/// told nobody lets the next be told at once.
+fn told_level(
+    mut row: IncidentRow,
+    policy: &Policy,
+    step: Step,
+    now: i64,
+    mut notes: Vec<Note>,
+) -> Change {
+    let tell = tell_level(&mut row, policy, step, now);
     nobody_told(&mut row, policy, &tell, now);
     notes.extend(told_notes(&tell, Some(row.level + 1)));
     Change {
@@ -783,20 +795,11 @@ pub fn escalate(mut row: IncidentRow, policy: Option<&Policy>, now: i64) -> Chan
     let level_name = policy
         .level(usize::try_from(row.level).unwrap_or(0))
         .and_then(|l| l.name.clone());
-    let mut notes = vec![match level_name {
+    let notes = vec![match level_name {
         Some(name) => Note::new(note).level(row.level + 1).detail(name),
         None => Note::new(note).level(row.level + 1),
     }];
-    let tell = tell_level(&mut row, policy, step, now);
-    nobody_told(&mut row, policy, &tell, now);
-    notes.extend(told_notes(&tell, Some(row.level + 1)));
-    Change {
-        row: Some(row),
-        tell,
-        hold: None,
-        notes,
-        remediate: Vec::new(),
-    }
+    told_level(row, policy, step, now, notes)
 }
 
 /// A status update is due: every channel told hears that the incident is still open, and
@@ -990,7 +993,7 @@ pub fn resolve_by_hand(
     close(&mut row, now);
     row.resolved_by = Some(by.to_owned());
     row.generation += 1;
-    let event = match policy {
+    let mut event = match policy {
         Some(policy) => incident_event(&row, policy, Step::Resolved),
         None => Event::Incident {
             incident: row.id,
@@ -1004,30 +1007,9 @@ pub fn resolve_by_hand(
             schedule: None,
         },
     };
-    let event = match event {
-        Event::Incident {
-            incident,
-            policy,
-            level,
-            level_name,
-            step,
-            generation,
-            person,
-            schedule,
-            ..
-        } => Event::Incident {
-            incident,
-            policy,
-            level,
-            level_name,
-            step,
-            generation,
-            by: Some(by.to_owned()),
-            person,
-            schedule,
-        },
-        other => other,
-    };
+    if let Event::Incident { by: who, .. } = &mut event {
+        *who = Some(by.to_owned());
+    }
     let mut notes = vec![Note::new(kind::RESOLVED).by(by)];
     let tell = tell_told(&row, &event, quiet_when_resolved);
     notes.extend(told_notes(&tell, None));

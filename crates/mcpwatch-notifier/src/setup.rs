@@ -19,6 +19,33 @@ use crate::remediation::Remediations;
 use crate::template::Templates;
 use crate::timeline::{self, AlertBrief};
 
+impl NotifierConfig {
+    /// Reads the file, checks it, and compiles its schedules, its templates against a
+    /// sample, and its remediation actions, so that a mistake is found now, not when an
+    /// alert fires.
+    pub fn load(path: &std::path::Path) -> Result<Self, mcpwatch_core::config::ConfigError> {
+        Self::load_with(path, built)
+    }
+
+    /// Parses YAML text (relative paths taken from `origin`'s directory) and checks it as
+    /// [`NotifierConfig::load`] does.
+    pub fn parse(
+        text: &str,
+        origin: &std::path::Path,
+    ) -> Result<Self, mcpwatch_core::config::ConfigError> {
+        Self::parse_with(text, origin, built)
+    }
+}
+
+/// What reading a configuration checks beyond its keys: its schedules compile (time zones,
+/// handoffs, the rotations' order), its templates render, and its remediation actions
+/// are sound.
+fn built(config: &NotifierConfig) -> Result<(), (String, String)> {
+    crate::schedule::Schedules::new(config)?;
+    Templates::check(config)?;
+    crate::remediation::check(config)
+}
+
 /// Everything built from one configuration: swapped whole on reload.
 #[derive(Debug)]
 pub struct Setup {

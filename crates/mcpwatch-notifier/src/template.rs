@@ -15,33 +15,6 @@ use crate::payload::{Alert, LabelSet, Notification, Status};
 /// Every template part any channel kind renders.
 pub use crate::config::TEMPLATE_PARTS as PARTS;
 
-impl NotifierConfig {
-    /// Reads the file, checks it, and compiles its schedules, its templates against a
-    /// sample, and its remediation actions, so that a mistake is found now, not when an
-    /// alert fires.
-    pub fn load(path: &std::path::Path) -> Result<Self, mcpwatch_core::config::ConfigError> {
-        Self::load_with(path, built)
-    }
-
-    /// Parses YAML text (relative paths taken from `origin`'s directory) and checks it as
-    /// [`NotifierConfig::load`] does.
-    pub fn parse(
-        text: &str,
-        origin: &std::path::Path,
-    ) -> Result<Self, mcpwatch_core::config::ConfigError> {
-        Self::parse_with(text, origin, built)
-    }
-}
-
-/// What reading a configuration checks beyond its keys: its schedules compile (time zones,
-/// handoffs, the rotations' order), its templates render, and its remediation actions
-/// are sound.
-fn built(config: &NotifierConfig) -> Result<(), (String, String)> {
-    crate::schedule::Schedules::new(config)?;
-    Templates::check(config)?;
-    crate::remediation::check(config)
-}
-
 const TITLE: &str = "{% if event and event.label %}[{{ event.label }}] {% endif %}[{{ status|upper }}{% if status == 'firing' %}:{{ counts.firing }}{% endif %}] \
 {{ group_label_values or receiver }}{% if common_labels.instance is defined and 'instance' not in group_labels %} ({{ common_labels.instance }}){% endif %}";
 

@@ -30,6 +30,7 @@ const ORDER: &[&str] = &[
     "template",
     "channels",
     "maintenance",
+    "remediation",
     // The store.
     "store",
     "metrics",

@@ -984,74 +984,59 @@ async fn apply<T: Tx>(
     change: Change,
     now: i64,
 ) -> Result<Option<IncidentRow>, StoreError> {
+    // A new incident gets its id (and the columns that never change) first; every column
+    // that can change is then written by the one statement that updates a stored one.
     let change = match &change.row {
-        Some(row) => {
-            let told = serde_json::to_string(&row.told).unwrap_or_default();
-            let alerts = encode_alerts(&row.alerts);
-            if row.id == 0 {
-                let id = tx
-                    .insert(
-                        "INSERT INTO mcpwatch_incidents (policy, receiver, group_key, open, level, told,
-                             notification_id, alerts, opened_at, next_at, acked_at, acked_by, generation,
-                             resolved_at, resolved_by, severity, title, next_update_at, remediation)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                             ?17, ?18, ?19)",
-                        args![
-                            &row.policy,
-                            &row.receiver,
-                            &row.group_key,
-                            row.open,
-                            row.level,
-                            &told,
-                            row.notification_id,
-                            &alerts,
-                            row.opened_at,
-                            row.next_at,
-                            row.acked_at,
-                            row.acked_by.as_deref(),
-                            row.generation,
-                            row.resolved_at,
-                            row.resolved_by.as_deref(),
-                            row.severity.as_deref(),
-                            &row.title,
-                            row.next_update_at,
-                            row.waiting_for.as_deref()
-                        ],
-                    )
-                    .await?;
-                change.with_id(id)
-            } else {
-                tx.execute(
-                    "UPDATE mcpwatch_incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5,
-                         alerts = ?6, next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10,
-                         resolved_at = ?11, resolved_by = ?12, severity = ?13, title = ?14,
-                         next_update_at = ?15, remediation = ?16
-                     WHERE id = ?1",
+        Some(row) if row.id == 0 => {
+            let id = tx
+                .insert(
+                    "INSERT INTO mcpwatch_incidents (policy, receiver, group_key, opened_at, open, level,
+                         told, notification_id, alerts, generation)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, '[]', ?6, '[]', 0)",
                     args![
-                        row.id,
+                        &row.policy,
+                        &row.receiver,
+                        &row.group_key,
+                        row.opened_at,
                         row.open,
-                        row.level,
-                        &told,
-                        row.notification_id,
-                        &alerts,
-                        row.next_at,
-                        row.acked_at,
-                        row.acked_by.as_deref(),
-                        row.generation,
-                        row.resolved_at,
-                        row.resolved_by.as_deref(),
-                        row.severity.as_deref(),
-                        &row.title,
-                        row.next_update_at,
-                        row.waiting_for.as_deref()
+                        row.notification_id
                     ],
                 )
                 .await?;
-                change
-            }
+            change.with_id(id)
         }
-        None => change,
+        _ => change,
     };
+    if let Some(row) = &change.row {
+        let told = serde_json::to_string(&row.told).unwrap_or_default();
+        let alerts = encode_alerts(&row.alerts);
+        tx.execute(
+            "UPDATE mcpwatch_incidents SET open = ?2, level = ?3, told = ?4, notification_id = ?5,
+                 alerts = ?6, next_at = ?7, acked_at = ?8, acked_by = ?9, generation = ?10,
+                 resolved_at = ?11, resolved_by = ?12, severity = ?13, title = ?14,
+                 next_update_at = ?15, remediation = ?16
+             WHERE id = ?1",
+            args![
+                row.id,
+                row.open,
+                row.level,
+                &told,
+                row.notification_id,
+                &alerts,
+                row.next_at,
+                row.acked_at,
+                row.acked_by.as_deref(),
+                row.generation,
+                row.resolved_at,
+                row.resolved_by.as_deref(),
+                row.severity.as_deref(),
+                &row.title,
+                row.next_update_at,
+                row.waiting_for.as_deref()
+            ],
+        )
+        .await?;
+    }
     if let Some(row) = &change.row {
         tell(
             tx,
