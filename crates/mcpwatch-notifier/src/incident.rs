@@ -1059,6 +1059,8 @@ pub struct IncidentView {
     pub next_escalation_at: Option<String>,
     /// When the next status update is due, RFC 3339.
     pub next_update_at: Option<String>,
+    /// The remediation actions the first level waits for before it is told.
+    pub waiting_for: Option<String>,
     /// RFC 3339.
     pub acknowledged_at: Option<String>,
     /// When it was acknowledged, Unix ms.
@@ -1106,6 +1108,7 @@ impl IncidentRow {
             opened_ms: self.opened_at,
             next_escalation_at: self.next_at.map(format_rfc3339),
             next_update_at: self.next_update_at.map(format_rfc3339),
+            waiting_for: self.waiting_for.clone(),
             acknowledged_at: self.acked_at.map(format_rfc3339),
             acknowledged_ms: self.acked_at,
             acknowledged_by: self.acked_by.clone(),

@@ -3,8 +3,8 @@
 //!
 //! The escalation and maintenance endpoints are in [`operations`], the on-call schedules in
 //! [`schedules`], the public status page in [`status`], the web UI in [`ui`]; what the API
-//! and the UI both do (acknowledge, replay, add and end windows) is one function each,
-//! which the API answers in JSON and the UI in HTML.
+//! and the UI both do (acknowledge, resolve, the report, who is on call, replay, add and end
+//! windows) is one function each, which the API answers in JSON and the UI in HTML.
 //!
 //! `/webhook` answers 200 only once the notification is committed to the store; 503 when
 //! the store fails (Alertmanager retries); and 4xx with a JSON error for what can never
@@ -80,7 +80,7 @@ pub fn router(notifier: Arc<Notifier>, reload: Option<ReloadHook>) -> Router {
         )
         .route(
             "/api/v1/incidents/{id}/resolve",
-            post(operations::resolve),
+            post(operations::resolve_by_hand),
         )
         .route(
             "/api/v1/incidents/{id}/timeline",
@@ -159,7 +159,7 @@ async fn index() -> Response {
             "<h1>mcpwatch-notifier ",
             env!("CARGO_PKG_VERSION"),
             "</h1><ul>",
-            "<li><a href=\"/ui/\">/ui/</a>: incidents, maintenance windows, dead letters and channels (the web UI)</li>",
+            "<li><a href=\"/ui/\">/ui/</a>: incidents, who is on call, maintenance windows, dead letters and channels (the web UI)</li>",
             "<li>POST <code>/webhook</code>: Alertmanager webhook receiver</li>",
             "<li><a href=\"/health\">/health</a></li>",
             "<li><a href=\"/metrics\">/metrics</a></li>",

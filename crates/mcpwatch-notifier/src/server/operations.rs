@@ -1,6 +1,6 @@
 //! The admin API of escalation and maintenance: `/api/v1/incidents` (list, one, ack and
-//! unack, by the API's credentials or by a signed link) and `/api/v1/windows` (list, add a
-//! one-off window, end one).
+//! unack, by the API's credentials or by a signed link; resolve, timeline, report) and
+//! `/api/v1/windows` (list, add a one-off window, end one).
 //!
 //! A signed link is checked before anything else: a forged, altered or expired one is
 //! refused with 403, and one made before the incident was last acknowledged or taken back
@@ -22,9 +22,10 @@ use super::{App, IdPath, Refused, api_guard, basic_user, error};
 use crate::ack::{Action, LinkError};
 use crate::incident::{AckAction, AckRefused, AckRequest, IncidentView};
 use crate::maintenance::{NewWindow, WindowRow, WindowView};
-use crate::notifier::Notifier;
 use crate::matcher::Matcher;
+use crate::notifier::Notifier;
 use crate::time::now_ms;
+use crate::timeline::Entry;
 
 /// The longest one-off window the API takes.
 const MAX_WINDOW: Duration = Duration::from_secs(31 * 86_400);
@@ -208,7 +209,7 @@ pub(super) async fn acknowledge(
 }
 
 /// Resolves an incident by hand, by the API's credentials (no link resolves).
-pub(super) async fn resolve(
+pub(super) async fn resolve_by_hand(
     State(app): State<App>,
     headers: HeaderMap,
     id: IdPath,
@@ -220,29 +221,35 @@ pub(super) async fn resolve(
     let Ok(Path(id)) = id else {
         return error(StatusCode::BAD_REQUEST, "the incident id is a number");
     };
-    match app.notifier.resolve(id, who(&body, &headers, false)).await {
-        Ok(Ok(incident)) => axum::Json(json!({ "incident": incident })).into_response(),
-        Ok(Err(refused @ AckRefused::NotFound(_))) => {
-            error(StatusCode::NOT_FOUND, refused.to_string())
-        }
-        Ok(Err(refused)) => error(StatusCode::CONFLICT, refused.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    match resolve(&app.notifier, id, who(&body, &headers, false)).await {
+        Ok(incident) => axum::Json(json!({ "incident": incident })).into_response(),
+        Err(refused) => refused.json(),
     }
 }
 
-/// An incident and its timeline, or the answer that says why not.
-async fn incident_with_timeline(
-    app: &App,
+/// Resolves an incident by hand, for the API and the UI alike: the incident after, or why
+/// nothing changed (404, 409 resolved already).
+pub(super) async fn resolve(notifier: &Notifier, id: i64, by: String) -> Result<IncidentView, Refused> {
+    match notifier.resolve(id, by).await? {
+        Ok(incident) => Ok(incident),
+        Err(refused @ AckRefused::NotFound(_)) => {
+            Err(Refused::new(StatusCode::NOT_FOUND, refused.to_string()))
+        }
+        Err(refused) => Err(Refused::new(StatusCode::CONFLICT, refused.to_string())),
+    }
+}
+
+/// An incident and its timeline, for the API and the UI alike (404 when there is none).
+pub(super) async fn incident_with_timeline(
+    notifier: &Notifier,
     id: i64,
-) -> Result<(crate::incident::IncidentView, Vec<crate::timeline::Entry>), Box<Response>> {
-    let store = app.notifier.store();
-    let unavailable =
-        |e: crate::store::StoreError| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()));
-    let incident = store.incident(id).await.map_err(unavailable)?;
-    let Some(incident) = incident else {
-        return Err(Box::new(error(StatusCode::NOT_FOUND, format!("no incident {id}"))));
-    };
-    let timeline = store.timeline(id).await.map_err(unavailable)?;
+) -> Result<(IncidentView, Vec<Entry>), Refused> {
+    let store = notifier.store();
+    let incident = store
+        .incident(id)
+        .await?
+        .ok_or_else(|| Refused::new(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+    let timeline = store.timeline(id).await?;
     Ok((incident, timeline))
 }
 
@@ -253,11 +260,11 @@ pub(super) async fn timeline(State(app): State<App>, headers: HeaderMap, id: IdP
     let Ok(Path(id)) = id else {
         return error(StatusCode::BAD_REQUEST, "the incident id is a number");
     };
-    match incident_with_timeline(&app, id).await {
+    match incident_with_timeline(&app.notifier, id).await {
         Ok((incident, timeline)) => {
             axum::Json(json!({ "incident": incident, "timeline": timeline })).into_response()
         }
-        Err(answer) => *answer,
+        Err(refused) => refused.json(),
     }
 }
 
@@ -269,23 +276,28 @@ pub(super) async fn report(State(app): State<App>, headers: HeaderMap, id: IdPat
     let Ok(Path(id)) = id else {
         return error(StatusCode::BAD_REQUEST, "the incident id is a number");
     };
-    match incident_with_timeline(&app, id).await {
-        Ok((incident, timeline)) => {
-            let text = crate::report::markdown(&incident, &timeline, now_ms());
-            (
-                [
-                    (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"incident-{id}.md\""),
-                    ),
-                ],
-                text,
-            )
-                .into_response()
-        }
-        Err(answer) => *answer,
+    match report_download(&app.notifier, id).await {
+        Ok(download) => download,
+        Err(refused) => refused.json(),
     }
+}
+
+/// The post-incident report of incident `id` as a Markdown download, for the API and the
+/// UI alike; 404 when there is none.
+pub(super) async fn report_download(notifier: &Notifier, id: i64) -> Result<Response, Refused> {
+    let (incident, timeline) = incident_with_timeline(notifier, id).await?;
+    let text = crate::report::markdown(&incident, &timeline, now_ms());
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"incident-{id}.md\""),
+            ),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 pub(super) async fn ack(

@@ -17,8 +17,9 @@ use crate::ical::{CalendarEvent, calendar};
 use crate::schedule::{People, Schedule, Shift, Source, display_name, instant};
 use crate::time::now_ms;
 
-/// The shifts `/api/v1/schedules/{name}` lists by default, in days.
-const DEFAULT_DAYS: i64 = 14;
+/// The shifts `/api/v1/schedules/{name}` (and the UI's on-call page) list by default, in
+/// days.
+pub(super) const DEFAULT_DAYS: i64 = 14;
 /// The most it lists.
 const MAX_DAYS: i64 = 90;
 /// The feed covers this much before now and after it.
@@ -155,7 +156,12 @@ pub(super) async fn one(
     let Some(schedule) = setup.schedules.schedules.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no schedule is named {name:?}"));
     };
-    let people = &setup.schedules.people;
+    axum::Json(with_shifts(schedule, &setup.schedules.people, at, days)).into_response()
+}
+
+/// [`summary`] with `shifts`: every shift from `at` for `days` days. What
+/// `/api/v1/schedules/{name}` answers and the UI's on-call page shows.
+pub(super) fn with_shifts(schedule: &Schedule, people: &People, at: Timestamp, days: i64) -> Value {
     let until = at.saturating_add(SignedDuration::from_hours(24 * days)).unwrap_or(Timestamp::MAX);
     let mut value = summary(schedule, people, at);
     value["shifts"] = schedule
@@ -163,7 +169,7 @@ pub(super) async fn one(
         .iter()
         .map(|shift| shift_json(schedule, people, shift))
         .collect();
-    axum::Json(value).into_response()
+    value
 }
 
 pub(super) async fn feed(

@@ -1,6 +1,7 @@
-//! The web UI under `/ui/`: server-rendered pages over what the API serves (incidents,
-//! maintenance windows, dead letters, channel health) and forms for what the API does,
-//! through the same functions. No JavaScript, no third-party assets.
+//! The web UI under `/ui/`: server-rendered pages over what the API serves (incidents with
+//! their timelines and reports, maintenance windows, dead letters, channel health, who is
+//! on call) and forms for what the API does, through the same functions. No JavaScript, no
+//! third-party assets.
 //!
 //! It sits behind the API's auth (`api.auth`, and the web configuration's basic auth in
 //! front of everything). Each form carries a CSRF token: HMAC-SHA256, under `ui.csrf_secret`
@@ -15,6 +16,7 @@
 mod channels;
 mod dead_letters;
 mod incidents;
+mod on_call;
 mod windows;
 
 use std::fmt;
@@ -57,11 +59,14 @@ pub(super) fn routes() -> Router<App> {
         .route("/ui/incidents/{id}", get(incidents::show))
         .route("/ui/incidents/{id}/ack", post(incidents::ack))
         .route("/ui/incidents/{id}/unack", post(incidents::unack))
+        .route("/ui/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/ui/incidents/{id}/report", get(incidents::report))
         .route("/ui/windows", get(windows::list).post(windows::create))
         .route("/ui/windows/{id}/end", post(windows::end))
         .route("/ui/dead-letters", get(dead_letters::list))
         .route("/ui/dead-letters/{id}/replay", post(dead_letters::replay))
         .route("/ui/channels", get(channels::list))
+        .route("/ui/schedules", get(on_call::list))
         .route("/ui/static/ui.css", get(stylesheet))
         .layer(axum::middleware::map_response(secured))
 }
@@ -121,13 +126,18 @@ impl fmt::Display for Escaped<'_> {
 
 /// A time as people read it on a page: UTC in ISO form, and how long ago (or how soon).
 pub(super) fn time(ms: i64, now: i64) -> String {
-    let iso = format_rfc3339(ms);
-    // To the second: the milliseconds are noise on a page.
-    let shown = format!("{}Z", iso.get(..19).unwrap_or(&iso));
     format!(
-        "<time datetime=\"{iso}\">{shown}</time> <span class=\"age\">({})</span>",
+        "{} <span class=\"age\">({})</span>",
+        utc(ms),
         relative(ms, now)
     )
+}
+
+/// A time in UTC in ISO form, to the second (the milliseconds are noise on a page).
+pub(super) fn utc(ms: i64) -> String {
+    let iso = format_rfc3339(ms);
+    let shown = format!("{}Z", iso.get(..19).unwrap_or(&iso));
+    format!("<time datetime=\"{iso}\">{shown}</time>")
 }
 
 /// An RFC 3339 time from the store or the API as [`time`] shows it; text that is not one
@@ -415,11 +425,13 @@ pub(super) enum Nav {
     Windows,
     DeadLetters,
     Channels,
+    OnCall,
 }
 
 impl Nav {
-    const ALL: [(Nav, &'static str, &'static str); 4] = [
+    const ALL: [(Nav, &'static str, &'static str); 5] = [
         (Nav::Incidents, "/ui/", "Incidents"),
+        (Nav::OnCall, "/ui/schedules", "On call"),
         (Nav::Windows, "/ui/windows", "Maintenance"),
         (Nav::DeadLetters, "/ui/dead-letters", "Dead letters"),
         (Nav::Channels, "/ui/channels", "Channels"),
@@ -438,6 +450,7 @@ impl Done {
         Some(match self.done.as_deref()? {
             "acknowledged" => "Acknowledged: the channels told were told who is on it.",
             "unacknowledged" => "Acknowledgement taken back: the escalation goes on.",
+            "resolved" => "Resolved by hand: the channels told were told who resolved it.",
             "replayed" => "Replayed: the dead deliveries are back in the queue.",
             "window-added" => "Maintenance window added.",
             "window-ended" => "Maintenance window ended: what it held is summarized now.",
@@ -460,6 +473,8 @@ pub(super) struct Viewer {
     principal: Principal,
     signer: FormSigner,
     now: i64,
+    /// Whether `/status` is served (`status_page`): the navigation links to it.
+    status_page: bool,
 }
 
 impl Viewer {
@@ -487,6 +502,9 @@ impl Viewer {
             links.push_str(&format!(
                 "<li><a href=\"{href}\"{current}>{label}</a></li>"
             ));
+        }
+        if self.status_page {
+            links.push_str("<li><a href=\"/status\">Status page</a></li>");
         }
         let who = match self.principal.name() {
             Some(name) => format!("Signed in as <strong>{}</strong>", escape(name)),
@@ -623,6 +641,7 @@ pub(super) fn sign_in(app: &App, headers: &HeaderMap) -> Result<Viewer, Box<Resp
         principal,
         signer,
         now: now_ms(),
+        status_page: setup.config.status_page.is_some(),
     })
 }
 
