@@ -919,11 +919,12 @@ pub(crate) async fn prune<T: Tx>(
         args![before],
     )
     .await?;
-    // The status page's history: its days, and each component's last change before them.
+    // The status page's history: its days, and each component's last change before them
+    // (the state its first day starts in).
     let history = now.saturating_sub((i64::try_from(statuspage::HISTORY_DAYS).unwrap_or(90) + 1) * 86_400_000);
     tx.execute(
         "DELETE FROM mcpwatch_status_changes WHERE at < ?1 AND id NOT IN
-             (SELECT MAX(id) FROM mcpwatch_status_changes GROUP BY component)",
+             (SELECT MAX(id) FROM mcpwatch_status_changes WHERE at < ?1 GROUP BY component)",
         args![history],
     )
     .await?;
@@ -1093,18 +1094,27 @@ async fn group_status<T: Tx>(
     // Groups of one component reaching two replicas at once take turns: each sees the
     // other's part when it computes the component's state.
     tx.lock("status page", true).await?;
+    // The group's newer word, committed first, stands (whatever it said: a resolve leaves
+    // no row here to tell).
+    let newer = tx
+        .query(
+            "SELECT 1 FROM mcpwatch_notifications
+             WHERE received_at > ?3 AND receiver = ?1 AND group_key = ?2 LIMIT 1",
+            args![receiver, group_key, at],
+        )
+        .await?;
+    if !newer.is_empty() {
+        return Ok(());
+    }
     let old = tx
         .query(
-            "SELECT component, state, since, updated_at FROM mcpwatch_status_groups
+            "SELECT component, state, since FROM mcpwatch_status_groups
              WHERE receiver = ?1 AND group_key = ?2",
             args![receiver, group_key],
         )
         .await?;
     let mut old_rows = Vec::new();
     for row in &old {
-        if row.i64(3)? > at {
-            return Ok(());
-        }
         old_rows.push((row.text(0)?, row.i64(1)?, row.i64(2)?));
     }
     let mut affected: Vec<String> = old_rows.iter().map(|(c, _, _)| c.clone()).collect();
@@ -1134,9 +1144,18 @@ async fn group_status<T: Tx>(
     let after = component_states(tx, &affected).await?;
     for (component, state) in &after {
         if before.get(component) != Some(state) {
+            // Replicas commit in turn, not in the order of their times: a change is never
+            // before its component's last, so that the history ends in the state now.
+            let last = tx
+                .query(
+                    "SELECT MAX(at) FROM mcpwatch_status_changes WHERE component = ?1",
+                    args![component],
+                )
+                .await?;
+            let last = last.first().map(|r| r.opt_i64(0)).transpose()?.flatten();
             tx.execute(
                 "INSERT INTO mcpwatch_status_changes (component, state, at) VALUES (?1, ?2, ?3)",
-                args![component, *state, at],
+                args![component, *state, last.map_or(at, |last| last.max(at))],
             )
             .await?;
         }
@@ -1437,14 +1456,18 @@ pub(crate) async fn escalate<T: Tx>(
     limit: usize,
 ) -> Result<Vec<(i64, String, u32)>, StoreError> {
     // An incident another replica is escalating (or a webhook is updating) is skipped: its
-    // turn comes at the next tick, once that is committed.
+    // turn comes at the next tick, once that is committed. The longest overdue first, by
+    // whichever of its times fell due first: incidents due again at every tick must not
+    // keep one whose next level is hours away from its status update.
     let due = tx
         .query(
             concat!(
                 "SELECT ",
                 incident_columns!(),
                 " FROM mcpwatch_incidents WHERE next_at <= ?1 OR next_update_at <= ?1
-                  ORDER BY COALESCE(next_at, next_update_at) LIMIT ?2 FOR UPDATE SKIP LOCKED"
+                  ORDER BY CASE WHEN next_at IS NULL OR next_update_at < next_at
+                           THEN next_update_at ELSE next_at END
+                  LIMIT ?2 FOR UPDATE SKIP LOCKED"
             ),
             args![now, limit],
         )
