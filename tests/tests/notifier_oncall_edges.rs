@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpwatch_notifier::incident::{Level, Policies, Policy, Touch};
+use mcpwatch_notifier::incident::{AckAction, AckRequest, Level, Policies, Policy, Touch};
 use mcpwatch_notifier::severity::{
     ComponentState, Severities, SeverityConfig, SeverityLevelConfig,
 };
@@ -256,8 +256,9 @@ async fn status_history_on_two_replicas_on_postgres() {
     let a: Arc<dyn Store> = Arc::new(a.expect("a"));
     let b: Arc<dyn Store> = Arc::new(b.expect("b"));
     an_older_notification_of_a_group_changes_nothing(a.clone(), b.clone()).await;
-    the_history_ends_where_the_page_is(a.clone(), b).await;
-    pruning_keeps_the_state_the_history_starts_in(a).await;
+    the_history_ends_where_the_page_is(a.clone(), b.clone()).await;
+    pruning_keeps_the_state_the_history_starts_in(a.clone()).await;
+    what_waited_for_the_incident_comes_after_it(a, b).await;
 }
 
 /// A policy of `levels` levels an hour apart, with a status update every second for
@@ -373,4 +374,81 @@ async fn the_longest_overdue_update_goes_first(a: Arc<dyn Store>) {
 async fn the_longest_overdue_update_goes_first_on_sqlite() {
     let (_dir, a) = sqlite();
     the_longest_overdue_update_goes_first(a).await;
+}
+
+/// An incident's kinds of events, in the timeline's order.
+async fn kinds(a: &Arc<dyn Store>, id: i64) -> Vec<String> {
+    a.timeline(id)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .filter(|e| e.kind != "told")
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// Requests take their time when they arrive and then wait for the incident's lock: an
+/// acknowledgement that waited for an escalation, and a resolve that waited for the
+/// acknowledgement, are in the timeline after what they waited for, as they happened.
+async fn what_waited_for_the_incident_comes_after_it(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let policy = updating("ordered", 2);
+    let policies: Arc<Policies> = Arc::new([("ordered".to_owned(), policy.clone())].into());
+    let t = now_ms() - 7_200_000;
+    let Accepted::Stored(_) = a
+        .accept(opening("ordered", &policy, t))
+        .await
+        .expect("open")
+    else {
+        panic!("copy")
+    };
+    let id = a
+        .incidents(true, 100)
+        .await
+        .expect("incidents")
+        .iter()
+        .find(|i| i.title == "ordered")
+        .map(|i| i.id)
+        .expect("id");
+    // Level 2 is due an hour in; the escalation takes the lock first.
+    let climbed = b
+        .escalate(t + 3_600_000, policies.clone(), 100)
+        .await
+        .expect("escalate");
+    assert!(
+        climbed.iter().any(|(i, _, level)| *i == id && *level == 2),
+        "{climbed:?}"
+    );
+    let ack = AckRequest {
+        action: AckAction::Ack,
+        by: "alice".into(),
+        generation: None,
+        now: t + 3_600_000 - 20,
+    };
+    a.acknowledge(id, ack, policies.clone())
+        .await
+        .expect("ack")
+        .expect("acknowledged");
+    b.resolve(id, "bob".into(), t + 3_600_000 - 40, policies, Vec::new())
+        .await
+        .expect("resolve")
+        .expect("resolved");
+    let kinds = kinds(&a, id).await;
+    let position = |kind: &str| kinds.iter().position(|k| k == kind);
+    assert!(
+        position("escalated") < position("acknowledged")
+            && position("acknowledged") < position("resolved")
+            && position("escalated").is_some(),
+        "{kinds:?}"
+    );
+    let entries = a.timeline(id).await.expect("timeline");
+    assert!(
+        entries.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waited_for_the_incident_comes_after_it_on_sqlite() {
+    let (_dir, a) = sqlite();
+    what_waited_for_the_incident_comes_after_it(a.clone(), a).await;
 }

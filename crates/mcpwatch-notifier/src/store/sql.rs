@@ -1366,6 +1366,16 @@ pub(crate) async fn record<T: Tx>(
     note: &Note,
 ) -> Result<(), StoreError> {
     let alerts = note.encode_alerts();
+    // A request takes its time when it arrives, then may wait for the incident's lock:
+    // what it waited for stays before it, as it happened.
+    let last = tx
+        .query(
+            "SELECT MAX(at) FROM mcpwatch_incident_events WHERE incident = ?1",
+            args![incident],
+        )
+        .await?;
+    let last = last.first().map(|r| r.opt_i64(0)).transpose()?.flatten();
+    let at = last.map_or(at, |last| last.max(at));
     tx.execute(
         "INSERT INTO mcpwatch_incident_events (incident, at, kind, actor, channel, level, detail, alerts)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM mcpwatch_incidents WHERE id = ?1)",
