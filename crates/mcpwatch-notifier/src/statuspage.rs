@@ -23,6 +23,14 @@ pub const HISTORY_DAYS: usize = 90;
 /// Alert names kept per component and group (shown only when configured).
 const MAX_NAMES: usize = 10;
 
+/// Components the page shows at most when `components` is not set: every value of the
+/// label is a component then, and one that carries a pod or request id must not make a
+/// public page of megabytes. Those not operational come first.
+pub const MAX_UNLISTED_COMPONENTS: usize = 100;
+
+/// The longest name of a component shown by its label's value (longer ones are cut).
+pub const MAX_UNLISTED_NAME_BYTES: usize = 200;
+
 /// `status_page`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -124,7 +132,11 @@ pub fn of_alerts<'l, L: Labels + 'l>(
 ) -> Vec<GroupStatus> {
     let mut by_component: BTreeMap<String, (ComponentState, Vec<String>)> = BTreeMap::new();
     for (firing, labels) in alerts {
-        let Some(component) = labels.label(&config.component_label) else {
+        // An empty value names nothing: Prometheus treats it as no label.
+        let Some(component) = labels
+            .label(&config.component_label)
+            .filter(|c| !c.is_empty())
+        else {
             continue;
         };
         if !firing || config.public_name(component).is_none() {
@@ -326,6 +338,7 @@ mod tests {
             (false, alert("Down", "db", "critical")),
             (true, alert("Note", "db", "info")),
             (true, alert("Disk", "db", "warning")),
+            (true, alert("Nameless", "", "critical")),
         ];
         let status = of_alerts(
             &config,

@@ -65,6 +65,10 @@ pub struct AlertBrief {
 /// The longest label text kept for one alert.
 const MAX_LABELS_BYTES: usize = 512;
 
+/// The longest alert name kept (it is in every entry of the alert, and the incident's
+/// title).
+const MAX_NAME_BYTES: usize = 256;
+
 impl AlertBrief {
     /// The brief of an alert.
     pub fn new<L: Labels>(firing: bool, labels: &L) -> Self {
@@ -84,9 +88,14 @@ impl AlertBrief {
             }
         }
         text.push('}');
+        let mut name = labels.label("alertname").unwrap_or("(no alertname)").to_owned();
+        if name.len() > MAX_NAME_BYTES {
+            cut(&mut name, MAX_NAME_BYTES);
+            name.push('…');
+        }
         Self {
             status: if firing { "firing" } else { "resolved" }.into(),
-            name: labels.label("alertname").unwrap_or("(no alertname)").to_owned(),
+            name,
             labels: text,
         }
     }

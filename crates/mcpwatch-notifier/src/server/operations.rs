@@ -135,20 +135,35 @@ fn by_from_body(body: &Bytes) -> Option<String> {
     Form::parse(body).get("by").map(str::to_owned)
 }
 
-/// Who acknowledges: the `by` given (trimmed, at most 100 characters), else the basic
-/// auth user, else how it came.
-fn who(body: &Bytes, headers: &HeaderMap, link: bool) -> String {
+/// Who acts: the `by` given (trimmed, at most 100 characters), else the Basic-auth user,
+/// else how it came. A `by` other than the Basic-auth user that let the request in names
+/// that user too (`alice (as oncall)`): a name typed into a request is a claim, the user
+/// is checked.
+fn who(app: &App, body: &Bytes, headers: &HeaderMap, link: bool) -> String {
     let given = by_from_body(body)
         .map(|b| b.trim().chars().take(100).collect::<String>())
         .filter(|b| !b.is_empty());
-    given.or_else(|| basic_user(headers)).unwrap_or_else(|| {
-        if link {
+    // Only a user the API's auth checked (a link is let in without looking at it).
+    let checked = app
+        .notifier
+        .setup()
+        .config
+        .api
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.basic_auth.is_some());
+    let user = basic_user(headers);
+    match (given, user) {
+        (Some(by), Some(user)) if checked && !link && by != user => format!("{by} (as {user})"),
+        (Some(by), _) => by,
+        (None, Some(user)) => user,
+        (None, None) => if link {
             "an acknowledgement link"
         } else {
             "the API"
         }
-        .to_owned()
-    })
+        .to_owned(),
+    }
 }
 
 async fn act(
@@ -179,7 +194,7 @@ async fn act(
             Action::Ack => AckAction::Ack,
             Action::Unack => AckAction::Unack,
         },
-        by: who(&body, &headers, generation.is_some()),
+        by: who(&app, &body, &headers, generation.is_some()),
         generation,
         now: now_ms(),
     };
@@ -221,7 +236,7 @@ pub(super) async fn resolve_by_hand(
     let Ok(Path(id)) = id else {
         return error(StatusCode::BAD_REQUEST, "the incident id is a number");
     };
-    match resolve(&app.notifier, id, who(&body, &headers, false)).await {
+    match resolve(&app.notifier, id, who(&app, &body, &headers, false)).await {
         Ok(incident) => axum::Json(json!({ "incident": incident })).into_response(),
         Err(refused) => refused.json(),
     }

@@ -5,6 +5,7 @@
 //! at each request, so a change is on the page as soon as the webhook that made it was
 //! answered.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use axum::extract::State;
@@ -15,7 +16,9 @@ use serde::Serialize;
 use super::ui::escape;
 use super::{App, error};
 use crate::severity::ComponentState;
-use crate::statuspage::{self, Day, HISTORY_DAYS, StatusPageConfig};
+use crate::statuspage::{
+    self, Day, HISTORY_DAYS, MAX_UNLISTED_COMPONENTS, MAX_UNLISTED_NAME_BYTES, StatusPageConfig,
+};
 use crate::store::StoreError;
 use crate::time::{format_rfc3339, now_ms};
 
@@ -67,6 +70,8 @@ struct Page {
     status: &'static str,
     updated_at: String,
     components: Vec<Component>,
+    /// Components left out (more than the page shows when `components` is not set).
+    components_not_shown: usize,
     incidents: Vec<CurrentIncident>,
     maintenance: Vec<Maintenance>,
 }
@@ -92,15 +97,43 @@ async fn page(app: &App, config: &StatusPageConfig) -> Result<Page, StoreError> 
         config.components.iter().map(|c| c.value.clone()).collect()
     };
     names.retain(|value| config.public_name(value).is_some());
-    let mut worst = ComponentState::Operational;
+    let current: BTreeMap<&str, &statuspage::Current> = snapshot
+        .current
+        .iter()
+        .map(|c| (c.component.as_str(), c))
+        .collect();
+    let state_of = |value: &String| {
+        current
+            .get(value.as_str())
+            .map_or(ComponentState::Operational, |c| c.state)
+    };
+    let worst = names
+        .iter()
+        .map(state_of)
+        .max()
+        .unwrap_or(ComponentState::Operational);
+    let unlisted = config.components.is_empty();
+    let mut components_not_shown = 0;
+    if unlisted && names.len() > MAX_UNLISTED_COMPONENTS {
+        // The worst first (the sort keeps the names' order within a state).
+        let mut ranked = names.clone();
+        ranked.sort_by_key(|value| std::cmp::Reverse(state_of(value)));
+        ranked.truncate(MAX_UNLISTED_COMPONENTS);
+        components_not_shown = names.len() - ranked.len();
+        let shown: BTreeSet<&String> = ranked.iter().collect();
+        names.retain(|value| shown.contains(value));
+    }
     let mut components = Vec::new();
     let mut incidents = Vec::new();
     for value in &names {
-        let public = config.public_name(value).unwrap_or(value).to_owned();
+        let mut public = config.public_name(value).unwrap_or(value).to_owned();
+        if unlisted && public.len() > MAX_UNLISTED_NAME_BYTES {
+            crate::timeline::cut(&mut public, MAX_UNLISTED_NAME_BYTES);
+            public.push('…');
+        }
         let changes = snapshot.changes.get(value).map_or(&[][..], Vec::as_slice);
-        let current = snapshot.current.iter().find(|c| &c.component == value);
-        let state = current.map_or(ComponentState::Operational, |c| c.state);
-        worst = worst.max(state);
+        let current = current.get(value.as_str());
+        let state = state_of(value);
         let since = changes
             .last()
             .filter(|c| c.state == state)
@@ -147,6 +180,7 @@ async fn page(app: &App, config: &StatusPageConfig) -> Result<Page, StoreError> 
         status: worst.as_str(),
         updated_at: format_rfc3339(now),
         components,
+        components_not_shown,
         incidents,
         maintenance,
     })
@@ -306,6 +340,13 @@ fn render(page: &Page) -> String {
         let _ = write!(
             out,
             "</div><div class=\"legend\"><span>{HISTORY_DAYS} days ago</span><span>{uptime}</span><span>today</span></div></section>"
+        );
+    }
+    if page.components_not_shown > 0 {
+        let _ = write!(
+            out,
+            "<p id=\"not-shown\">{} more components are not shown.</p>",
+            page.components_not_shown
         );
     }
     let _ = write!(

@@ -1,0 +1,592 @@
+//! What hostile or unlucky alerts and callers do to the on-call features, end to end with
+//! the notifier process: label values that are markup, empty, a megabyte long or a
+//! thousand different components on the public status page; a store that goes away under
+//! it; a Basic-auth caller naming someone else in `by`; text that tries to break out of the
+//! post-incident report's Markdown; status updates for 200 incidents on two replicas.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use mcpwatch_tests::notifier::{NotifierProcess, TestAlert, payload};
+use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
+use mcpwatch_tests::stand_in::{HttpStandIn, Scripted};
+use serde_json::{Value, json};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A webhook of group `group`: each alert's labels, all firing or all resolved.
+fn webhook(group: &str, alerts: &[Vec<(&str, &str)>], status: &str) -> Value {
+    let test_alerts: Vec<TestAlert<'_>> = alerts
+        .iter()
+        .map(|l| (l.as_slice(), status, "2026-12-06T10:00:00Z"))
+        .collect();
+    payload("mcpwatch", group, &test_alerts, "http://am:9093")
+}
+
+fn service(name: &str, service: &str, severity: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("alertname", name.to_owned()),
+        ("service", service.to_owned()),
+        ("severity", severity.to_owned()),
+    ]
+}
+
+fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+async fn post(notifier: &NotifierProcess, body: &Value) {
+    let (status, answer) = notifier.post(body, None).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn get(notifier: &NotifierProcess, path: &str) -> (u16, String) {
+    let response = mcpwatch_tests::http::client()
+        .get(format!("{}{path}", notifier.url()))
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}
+
+async fn page(notifier: &NotifierProcess) -> Value {
+    let (status, text) = get(notifier, "/status.json").await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// Each shown component's name and state.
+fn states(page: &Value) -> BTreeMap<String, String> {
+    page["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                c["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Without `components`, every value of the label is a component: an empty one is none, a
+/// script is text, a megabyte is cut, a group that moves leaves the old component, a
+/// resolve of a group never seen changes nothing, and a thousand components give a page of
+/// 100 (those in trouble first) and a count of the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_bounds_what_alerts_put_on_it() {
+    let notifier = NotifierProcess::start(
+        "route:\n  channels: [log]\nstatus_page:\n  title: Hostile\n  component_label: service\n",
+    )
+    .await;
+    let script = "<script>alert(1)</script>";
+    let unicode = "sérvice-ünï-😀";
+    let huge = "x".repeat(1 << 20);
+    for (group, value, severity) in [
+        ("empty", "", "critical"),
+        ("script", script, "critical"),
+        ("unicode", unicode, "warning"),
+        ("huge", huge.as_str(), "critical"),
+    ] {
+        let labels = service("Down", value, severity);
+        post(&notifier, &webhook(group, &[borrowed(&labels)], "firing")).await;
+    }
+    let shown = page(&notifier).await;
+    let cut = format!("{}…", "x".repeat(200));
+    assert_eq!(
+        states(&shown),
+        [
+            (script.to_owned(), "outage".to_owned()),
+            (unicode.to_owned(), "degraded".to_owned()),
+            (cut.clone(), "outage".to_owned()),
+        ]
+        .into(),
+    );
+    let (status, html) = get(&notifier, "/status").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("<script"), "{html}");
+    assert_eq!(
+        html.matches("&lt;script&gt;alert(1)&lt;/script&gt;")
+            .count(),
+        2
+    );
+    assert!(!html.contains(&"x".repeat(201)));
+
+    // A group whose alerts move to another component leaves the first one.
+    let a = service("Moving", "alpha", "critical");
+    post(&notifier, &webhook("moving", &[borrowed(&a)], "firing")).await;
+    let b = service("Moving", "beta", "warning");
+    post(&notifier, &webhook("moving", &[borrowed(&b)], "firing")).await;
+    // A resolve of a group never seen.
+    let ghost = service("Ghost", "alpha", "critical");
+    post(
+        &notifier,
+        &webhook("ghost", &[borrowed(&ghost)], "resolved"),
+    )
+    .await;
+    let shown = states(&page(&notifier).await);
+    assert_eq!(
+        (shown.get("alpha"), shown.get("beta")),
+        (
+            Some(&"operational".to_owned()),
+            Some(&"degraded".to_owned())
+        )
+    );
+
+    // A thousand components, all operational again but the last ten.
+    for i in 0..1000 {
+        let labels = service("Many", &format!("pod-{i:04}"), "warning");
+        let group = format!("many-{i}");
+        post(&notifier, &webhook(&group, &[borrowed(&labels)], "firing")).await;
+        if i < 990 {
+            post(
+                &notifier,
+                &webhook(&group, &[borrowed(&labels)], "resolved"),
+            )
+            .await;
+        }
+    }
+    let shown = page(&notifier).await;
+    let components = states(&shown);
+    // 1005 components: alpha, beta, the script, the unicode one, the huge one and 1000 pods.
+    assert_eq!(components.len(), 100, "{components:?}");
+    assert_eq!(shown["components_not_shown"], 905);
+    assert_eq!(shown["status"], "outage");
+    // Every one in trouble is shown, and listed as a current incident.
+    let troubled: Vec<&String> = components
+        .iter()
+        .filter(|(_, state)| *state != "operational")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(troubled.len(), 14, "{troubled:?}");
+    assert_eq!(shown["incidents"].as_array().map(Vec::len), Some(14));
+    for i in 990..1000 {
+        assert_eq!(components[&format!("pod-{i:04}")], "degraded");
+    }
+    let (_, html) = get(&notifier, "/status").await;
+    assert!(html.contains("905 more components are not shown."));
+    assert_eq!(html.matches("<section class=\"component\">").count(), 100);
+}
+
+/// PostgreSQL stops under a replica: the public page answers 503 and says nothing of the
+/// store, its address or its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_away_is_not_named_on_the_public_page() {
+    let mut pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = pg.owned_database("notifier").await;
+    let notifier = NotifierProcess::start(&format!(
+        "storage:\n  postgres: {{dsn: '{dsn}'}}\nroute:\n  channels: [log]\n\
+         status_page:\n  component_label: service\n"
+    ))
+    .await;
+    let labels = service("Down", "gateway", "critical");
+    post(&notifier, &webhook("down", &[borrowed(&labels)], "firing")).await;
+    assert_eq!(page(&notifier).await["status"], "outage");
+    pg.stop();
+    for path in ["/status", "/status.json"] {
+        let response = mcpwatch_tests::http::client()
+            .get(format!("{}{path}", notifier.url()))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status().as_u16(), 503, "{path}");
+        let headers = format!("{:?}", response.headers());
+        let body = response.text().await.expect("text");
+        assert_eq!(body, r#"{"error":"the status is not available right now"}"#);
+        for secret in [
+            pg.password(),
+            &pg.port().to_string(),
+            "postgres",
+            "notifier",
+        ] {
+            assert!(!headers.contains(secret), "{secret:?} in {headers}");
+        }
+    }
+}
+
+const USER: &str = "oncall";
+const PASSWORD: &str = "correct-horse-battery";
+
+async fn as_user(
+    notifier: &NotifierProcess,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = mcpwatch_tests::http::client();
+    let url = format!("{}{path}", notifier.url());
+    let mut request = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    }
+    .basic_auth(USER, Some(PASSWORD));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("API request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The incident of alert group `group`.
+async fn wait_incident(notifier: &NotifierProcess, group: &str) -> Value {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (_, list) = as_user(
+            notifier,
+            "GET",
+            "/api/v1/incidents?state=all&limit=1000",
+            None,
+        )
+        .await;
+        if let Some(found) = list["incidents"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["group_key"] == group))
+        {
+            return found.clone();
+        }
+        assert!(Instant::now() < deadline, "no incident of {group}: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Basic-auth caller is who the timeline names: a `by` naming someone else is kept as
+/// their claim beside the user who made it, never in the user's place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_basic_auth_caller_cannot_write_another_name() {
+    let notifier = NotifierProcess::start(&format!(
+        "api:\n  auth: {{basic_auth: {{username: {USER}, password: {PASSWORD}}}}}\n\
+         escalation_policies:\n  default:\n    levels:\n      - {{channels: [log]}}\n\
+         route:\n  channels: [log]\n  escalation: default\n"
+    ))
+    .await;
+    let labels = service("Spoofed", "gateway", "critical");
+    post(
+        &notifier,
+        &webhook("spoofed", &[borrowed(&labels)], "firing"),
+    )
+    .await;
+    let id = wait_incident(&notifier, "spoofed").await["id"]
+        .as_i64()
+        .expect("id");
+    let (status, body) = as_user(
+        &notifier,
+        "POST",
+        &format!("/api/v1/incidents/{id}/ack"),
+        Some(json!({"by": "the CEO"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["incident"]["acknowledged_by"], "the CEO (as oncall)");
+    let (status, body) = as_user(
+        &notifier,
+        "POST",
+        &format!("/api/v1/incidents/{id}/unack"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = as_user(
+        &notifier,
+        "POST",
+        &format!("/api/v1/incidents/{id}/resolve"),
+        Some(json!({"by": USER})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["incident"]["resolved_by"], USER);
+    let (_, timeline) = as_user(
+        &notifier,
+        "GET",
+        &format!("/api/v1/incidents/{id}/timeline"),
+        None,
+    )
+    .await;
+    let actors: Vec<(&str, &str)> = timeline["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| Some((e["kind"].as_str()?, e["actor"].as_str()?)))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            ("acknowledged", "the CEO (as oncall)"),
+            ("unacknowledged", USER),
+            ("resolved", USER)
+        ]
+    );
+}
+
+/// The cells of a Markdown table row: split on the pipes no backslash escapes.
+fn cells(row: &str) -> usize {
+    let mut count: usize = 0;
+    let mut escaped = false;
+    for c in row.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '|' if !escaped => count += 1,
+            _ => escaped = false,
+        }
+    }
+    count.saturating_sub(1)
+}
+
+/// Alert labels, a receiver's error page and a caller's name full of Markdown and HTML
+/// reach the report; it stays one table row per event, five cells each, and adds no
+/// heading, link, image or tag. An alert name of 2 KB is cut in the timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_keeps_hostile_text_in_its_cells() {
+    let hostile = "| pwned | x |\n# Heading\r\n<img src=x onerror=alert(1)> [link](https://evil.example) ![i](https://evil.example/i.png) `code` **bold** _em_ \\";
+    let sink = HttpStandIn::webhook().await;
+    sink.push_response(Scripted::Status(500, hostile.to_owned()));
+    let notifier = NotifierProcess::start(&format!(
+        "delivery:\n  retry: {{initial_backoff: 100ms, max_backoff: 200ms, jitter: 0.1}}\n\
+         api:\n  auth: {{basic_auth: {{username: {USER}, password: {PASSWORD}}}}}\n\
+         channels:\n  hook:\n    webhook: {{url: '{}'}}\n\
+         escalation_policies:\n  default:\n    levels:\n      - {{channels: [hook]}}\n\
+         route:\n  channels: [log]\n  escalation: default\n",
+        sink.endpoint()
+    ))
+    .await;
+    let long_name = format!("Hostile{}", "n".repeat(2_000));
+    let labels = vec![
+        ("alertname", "Hostile"),
+        ("severity", "critical"),
+        ("detail", hostile),
+        ("tick", "a ``` b ` c"),
+    ];
+    let long = vec![("alertname", long_name.as_str()), ("severity", "critical")];
+    post(&notifier, &webhook("hostile", &[labels, long], "firing")).await;
+    let id = wait_incident(&notifier, "hostile").await["id"]
+        .as_i64()
+        .expect("id");
+    sink.wait_for_requests(2, LIMIT).await;
+    let deadline = Instant::now() + LIMIT;
+    let timeline = loop {
+        let (_, timeline) = as_user(
+            &notifier,
+            "GET",
+            &format!("/api/v1/incidents/{id}/timeline"),
+            None,
+        )
+        .await;
+        let delivered = timeline["timeline"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["kind"] == "delivered"));
+        if delivered || Instant::now() > deadline {
+            break timeline;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let names: Vec<usize> = timeline["timeline"][0]["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|a| a["name"].as_str().map_or(0, str::len))
+        .collect();
+    assert_eq!(names, [256 + '…'.len_utf8(), 7]);
+    let (status, _) = as_user(
+        &notifier,
+        "POST",
+        &format!("/api/v1/incidents/{id}/ack"),
+        Some(json!({"by": hostile})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let response = mcpwatch_tests::http::client()
+        .get(format!("{}/api/v1/incidents/{id}/report", notifier.url()))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .expect("report");
+    assert_eq!(response.status().as_u16(), 200);
+    let report = response.text().await.expect("text");
+    let entries = as_user(
+        &notifier,
+        "GET",
+        &format!("/api/v1/incidents/{id}/timeline"),
+        None,
+    )
+    .await
+    .1["timeline"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let (_, after_heading) = report.split_once("## Timeline\n\n").expect("timeline");
+    let (table, _) = after_heading.split_once("\n\n").expect("table end");
+    let rows: Vec<&str> = table.lines().collect();
+    // The header, its rule and one row per entry, five cells each.
+    assert_eq!(rows.len(), 2 + entries, "{table}");
+    for row in &rows {
+        assert_eq!(cells(row), 5, "{row}");
+    }
+    assert!(report.contains("attempt 1: HTTP 500"), "{report}");
+    let headings: Vec<&str> = report.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        headings[1..],
+        [
+            "## Alerts involved",
+            "## Timeline",
+            "## Root cause",
+            "## Impact",
+            "## Action items"
+        ]
+    );
+    // In the table every character of markup is escaped: no tag, link, image, code or
+    // emphasis starts.
+    for row in &rows {
+        let mut bare = String::new();
+        let mut chars = row.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                chars.next();
+            } else {
+                bare.push(c);
+            }
+        }
+        for markup in ['<', '>', '[', ']', '`', '*'] {
+            assert!(!bare.contains(markup), "{markup:?} in {row}");
+        }
+    }
+    // Each alert is one item, its identity in one code span.
+    let (_, alerts) = report.split_once("## Alerts involved\n\n").expect("alerts");
+    let (alerts, _) = alerts.split_once("\n\n").expect("alerts end");
+    assert_eq!(alerts.lines().count(), 2, "{alerts}");
+    assert!(alerts.lines().all(|l| l.starts_with("- `")), "{alerts}");
+}
+
+/// Each group's count of messages the sink took, by the event's kind.
+fn received(sink: &HttpStandIn) -> BTreeMap<(String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for request in sink.requests().iter().filter(|r| r.status == Some(200)) {
+        let body = request.json();
+        let group = body["groupKey"].as_str().unwrap_or("").to_owned();
+        let kind = body["mcpwatch"]["event"]["kind"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        *counts.entry((group, kind)).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn drained(notifier: &NotifierProcess) -> bool {
+    let health = notifier.get_json("/health").await;
+    health["queue"]["pending"] == 0 && health["queue"]["sending"] == 0
+}
+
+/// 200 incidents updated every second on two replicas sharing PostgreSQL: each gets its
+/// updates (one tick takes 100), each update the timeline records reaches the receiver
+/// exactly once, and none is sent after the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_updates_for_200_incidents_on_two_replicas() {
+    const INCIDENTS: usize = 200;
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = pg.owned_database("notifier").await;
+    let sink = HttpStandIn::webhook().await;
+    let config = format!(
+        "storage:\n  postgres: {{dsn: '{dsn}'}}\n\
+         api:\n  auth: {{basic_auth: {{username: {USER}, password: {PASSWORD}}}}}\n\
+         severities:\n  levels:\n\
+         \x20   - {{name: P0, values: [critical], status: outage, updates_every: 1s}}\n\
+         \x20 unknown: P0\n\
+         channels:\n  hook:\n    webhook: {{url: '{}'}}\n\
+         escalation_policies:\n  default:\n    levels:\n      - {{channels: [hook]}}\n\
+         route:\n  channels: [log]\n  escalation: default\n",
+        sink.endpoint()
+    );
+    let replicas = [
+        NotifierProcess::start(&config).await,
+        NotifierProcess::start(&config).await,
+    ];
+    let groups: Vec<String> = (0..INCIDENTS).map(|i| format!("burning-{i:03}")).collect();
+    for (i, group) in groups.iter().enumerate() {
+        let labels = service("Burning", &format!("svc-{i}"), "critical");
+        post(
+            &replicas[i % 2],
+            &webhook(group, &[borrowed(&labels)], "firing"),
+        )
+        .await;
+    }
+    // Every incident has had two updates.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let counts = received(&sink);
+        let updated = groups
+            .iter()
+            .filter(|g| {
+                counts
+                    .get(&((*g).clone(), "status".into()))
+                    .is_some_and(|n| *n >= 2)
+            })
+            .count();
+        if updated == INCIDENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{updated} of {INCIDENTS} updated twice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ids = BTreeMap::new();
+    for (i, group) in groups.iter().enumerate() {
+        let id = wait_incident(&replicas[0], group).await["id"]
+            .as_i64()
+            .expect("id");
+        let (status, body) = as_user(
+            &replicas[i % 2],
+            "POST",
+            &format!("/api/v1/incidents/{id}/ack"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        ids.insert(group.clone(), id);
+    }
+    let deadline = Instant::now() + LIMIT;
+    while !(drained(&replicas[0]).await && drained(&replicas[1]).await) {
+        assert!(Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two more intervals: nothing more comes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counts = received(&sink);
+    for (group, id) in &ids {
+        let (_, timeline) = as_user(
+            &replicas[1],
+            "GET",
+            &format!("/api/v1/incidents/{id}/timeline"),
+            None,
+        )
+        .await;
+        let kinds: Vec<&str> = timeline["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        let updates = kinds.iter().filter(|k| **k == "status_update").count();
+        let acked = kinds
+            .iter()
+            .position(|k| *k == "acknowledged")
+            .expect("acked");
+        let last_update = kinds
+            .iter()
+            .rposition(|k| *k == "status_update")
+            .expect("updated");
+        assert!(last_update < acked, "{group}: {kinds:?}");
+        let got = |kind: &str| counts.get(&(group.clone(), kind.to_owned())).copied();
+        assert_eq!(
+            (got("opened"), got("status"), got("acknowledged")),
+            (Some(1), Some(updates), Some(1)),
+            "{group}: {kinds:?}"
+        );
+    }
+}
