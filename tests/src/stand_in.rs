@@ -57,6 +57,8 @@ pub enum Scripted {
         /// The `Retry-After` header, in seconds.
         retry_after_secs: u64,
     },
+    /// `429 Too Many Requests` with this `Retry-After` value as it is (an HTTP date).
+    RateLimitedUntil(String),
     /// This status and body; the body is sent as JSON when it parses as JSON, else as text.
     /// Slack's documented errors: `400 invalid_payload`, `400 no_text`,
     /// `404 channel_not_found`, `410 channel_is_archived`, `500 rollup_error`.
@@ -263,7 +265,7 @@ impl HttpStandIn {
 /// An answer about to be sent.
 struct Answer {
     status: u16,
-    retry_after: Option<u64>,
+    retry_after: Option<String>,
     body: String,
 }
 
@@ -285,8 +287,8 @@ impl Answer {
         let mut builder = Response::builder()
             .status(self.status)
             .header("content-type", content_type);
-        if let Some(seconds) = self.retry_after {
-            builder = builder.header("retry-after", seconds.to_string());
+        if let Some(value) = self.retry_after {
+            builder = builder.header("retry-after", value);
         }
         builder
             .body(Body::from(self.body))
@@ -331,7 +333,11 @@ async fn handle(
             return answer.into_response();
         }
         Some(Scripted::RateLimited { retry_after_secs }) => Answer {
-            retry_after: Some(retry_after_secs),
+            retry_after: Some(retry_after_secs.to_string()),
+            ..rate_limited(shared.service)
+        },
+        Some(Scripted::RateLimitedUntil(date)) => Answer {
+            retry_after: Some(date),
             ..rate_limited(shared.service)
         },
         Some(Scripted::Status(status, body)) => Answer::new(status, body),

@@ -5,7 +5,7 @@
 //! post-incident report's Markdown; status updates for 200 incidents on two replicas.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcpwatch_tests::notifier::{NotifierProcess, TestAlert, payload};
 use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
@@ -589,4 +589,250 @@ async fn status_updates_for_200_incidents_on_two_replicas() {
             "{group}: {kinds:?}"
         );
     }
+}
+
+/// Each event of a feed as Python's `icalendar` reads it, and the handoffs Python's
+/// `zoneinfo` gives for hourly handoffs on the wall clock of `zone` (a time that does not
+/// exist is taken on the offset before the change, one that happens twice at its first
+/// occurrence: RFC 5545's rule): the (start, end) of each shift overlapping the window, in
+/// UTC.
+fn python_feed_and_expected(feed: &str, zone: &str, at: &str) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys, icalendar
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+zone, at = sys.argv[1], datetime.fromisoformat(sys.argv[2])
+cal = icalendar.Calendar.from_ical(sys.stdin.buffer.read())
+events = [
+    {"uid": str(e["UID"]), "summary": str(e["SUMMARY"]), "description": str(e["DESCRIPTION"]),
+     "start": e.decoded("DTSTART").astimezone(timezone.utc).isoformat(),
+     "end": e.decoded("DTEND").astimezone(timezone.utc).isoformat()}
+    for e in cal.walk("VEVENT")
+]
+tz = ZoneInfo(zone)
+wall = datetime(2026, 1, 1, 0, 0)
+handoffs = []
+while wall < datetime(2027, 3, 1):
+    handoffs.append(wall.replace(tzinfo=tz, fold=0).astimezone(timezone.utc))
+    wall += timedelta(hours=1)
+low, high = at - timedelta(days=7), at + timedelta(days=90)
+expected = []
+for start, end in zip(handoffs, handoffs[1:]):
+    if start < end and end > low and start < high:
+        expected.append([start.isoformat(), end.isoformat()])
+print(json.dumps({"events": events, "expected": expected}))
+"#;
+    let python = mcpwatch_tests::tools::require(
+        "python3",
+        "apt-get install python3 && python3 -m pip install icalendar",
+    );
+    let (code, out, err) =
+        mcpwatch_tests::tools::pipe(&python, &["-c", SCRIPT, zone, at], feed.as_bytes());
+    assert_eq!(code, Some(0), "icalendar refused the feed: {err}");
+    serde_json::from_str(&out).expect("the parser's JSON")
+}
+
+/// Hourly handoffs for 97 days across a daylight-saving change in four zones (Lord Howe's
+/// is half an hour, Santiago's at midnight), to people whose names carry `;`, `,`, `\` and
+/// characters of several bytes, and override reasons CR and LF: each feed parses, has exactly
+/// the shifts the tz database gives, nothing injected; unknown or crafted schedule names
+/// are a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_feeds_across_daylight_saving_with_hostile_names() {
+    // Control characters in a name are refused when the configuration is read.
+    let mallory = "Mallory;DTSTART:19700101T000000Z,X-INJECT:1;a,b é😀\\";
+    let reason = "swap\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nSUMMARY:forged";
+    let zones = [
+        ("berlin", "Europe/Berlin", "2026-10-20T00:00:00+00:00"),
+        ("newyork", "America/New_York", "2026-03-01T00:00:00+00:00"),
+        (
+            "lordhowe",
+            "Australia/Lord_Howe",
+            "2026-03-30T00:00:00+00:00",
+        ),
+        ("santiago", "America/Santiago", "2026-03-30T00:00:00+00:00"),
+    ];
+    let mut config = format!(
+        "api:\n  auth: {{basic_auth: {{username: {USER}, password: {PASSWORD}}}}}\n\
+         people:\n  mallory:\n    name: {}\n    contacts: [{{channel: log}}]\n\
+         \x20 plain:\n    contacts: [{{channel: log}}]\n\
+         schedules:\n",
+        serde_json::to_string(mallory).expect("name")
+    );
+    for (name, zone, _) in zones {
+        config.push_str(&format!(
+            "  {name}:\n    time_zone: {zone}\n    rotations:\n\
+             \x20     - {{members: [mallory, plain], every: 1h, handoff: '00:00', start: 2026-01-01}}\n\
+             \x20   overrides:\n\
+             \x20     - {{person: plain, from: '2026-12-31T00:00:00Z', until: '2026-12-31T01:00:00Z', reason: {}}}\n",
+            serde_json::to_string(reason).expect("reason")
+        ));
+    }
+    let notifier = NotifierProcess::start(&config).await;
+    for (name, zone, at) in zones {
+        let response = mcpwatch_tests::http::client()
+            .get(format!(
+                "{}/api/v1/schedules/{name}/calendar.ics",
+                notifier.url()
+            ))
+            .query(&[("at", at)])
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .expect("feed");
+        assert_eq!(response.status().as_u16(), 200, "{name}");
+        let feed = response.text().await.expect("text");
+        assert!(
+            !feed.replace("\r\n", "").contains(['\r', '\n']),
+            "{name}: a bare CR or LF"
+        );
+        assert!(
+            feed.split("\r\n").all(|l| l.len() <= 75),
+            "{name}: a line over 75 octets"
+        );
+        let unfolded = feed.replace("\r\n ", "");
+        for forged in ["\r\nX-INJECT", "\r\nBEGIN:VEVENT\r\nSUMMARY:forged"] {
+            assert!(!unfolded.contains(forged), "{name}: {forged:?} injected");
+        }
+        let parsed = python_feed_and_expected(&feed, zone, at);
+        let events = parsed["events"].as_array().expect("events");
+        let shifts: Vec<Value> = events
+            .iter()
+            .map(|e| json!([e["start"], e["end"]]))
+            .collect();
+        assert_eq!(Value::Array(shifts), parsed["expected"], "{name}");
+        let mut uids: Vec<&str> = events.iter().filter_map(|e| e["uid"].as_str()).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        assert_eq!(uids.len(), events.len(), "{name}");
+        let summary = format!("On call: {mallory} ({name})");
+        assert!(
+            events.iter().any(|e| e["summary"] == summary.as_str()),
+            "{name}"
+        );
+        assert!(events.iter().all(|e| e["summary"] != "forged"));
+        let description = format!(
+            "plain is on call in schedule {name} (override: {}).",
+            reason.replace("\r\n", "\n")
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e["description"] == description.as_str())
+                .count(),
+            usize::from(name == "berlin"),
+            "{name}"
+        );
+    }
+    // Names no schedule has, however they are spelled, are a 404.
+    for path in [
+        "..%2Fberlin",
+        "%2e%2e",
+        "berlin%00",
+        "berlin%2Fcalendar.ics",
+        "BERLIN",
+        "%F0%9F%98%80",
+    ] {
+        let response = mcpwatch_tests::http::client()
+            .get(format!(
+                "{}/api/v1/schedules/{path}/calendar.ics",
+                notifier.url()
+            ))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .expect("feed");
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+        let body: Value = response.json().await.expect("JSON");
+        // (`%2e%2e` is `..` to the client, which takes it out of the path.)
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("no schedule is named") || e == "no such endpoint"),
+            "{path}: {body}"
+        );
+    }
+}
+
+/// `at` (whole seconds) as an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    let text = mcpwatch_notifier::time::format_rfc3339(i64::try_from(secs * 1000).expect("ms"));
+    let (year, month, day, time) = (&text[0..4], &text[5..7], &text[8..10], &text[11..19]);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(secs / 86_400 % 7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months[month.parse::<usize>().expect("month") - 1];
+    format!("{weekday}, {day} {month} {year} {time} GMT")
+}
+
+/// A Teams workflow answering 429 with `Retry-After` as an HTTP date: the card (of a group
+/// of hostile alerts) is sent again no sooner than that date, within 28 KB both times,
+/// and the workflow's signature is in no log line and no API answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_retry_after_as_a_date_with_hostile_alerts() {
+    let teams = HttpStandIn::teams().await;
+    let sig = mcpwatch_tests::random_token("sig");
+    let url = teams.workflow_url(&sig);
+    let (started, wall) = (Instant::now(), SystemTime::now());
+    // Three to four seconds from now, on a whole second.
+    let until = UNIX_EPOCH
+        + Duration::from_secs(wall.duration_since(UNIX_EPOCH).expect("now").as_secs() + 4);
+    let until_instant = started + until.duration_since(wall).expect("later");
+    teams.push_response(Scripted::RateLimitedUntil(http_date(until)));
+    let notifier = NotifierProcess::start(&format!(
+        "delivery:\n  retry: {{initial_backoff: 100ms, max_backoff: 200ms, jitter: 0.1}}\n\
+         api:\n  auth: {{basic_auth: {{username: {USER}, password: {PASSWORD}}}}}\n\
+         channels:\n  chat:\n    teams: {{url: '{url}', max_alerts_listed: 50}}\n\
+         route:\n  channels: [chat]\n"
+    ))
+    .await;
+    let hostile = format!(
+        "<at>everyone</at> **x** [l](https://e) \"\\{}",
+        "é\u{0}\u{202e}".repeat(700)
+    );
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("Teams{i}<at>{}", "ß".repeat(900)))
+        .collect();
+    let keys: Vec<String> = (0..20).map(|i| format!("label_{i:02}")).collect();
+    let alerts: Vec<Vec<(&str, &str)>> = names
+        .iter()
+        .map(|name| {
+            let mut labels = vec![("alertname", name.as_str()), ("severity", "critical")];
+            labels.extend(keys.iter().map(|k| (k.as_str(), hostile.as_str())));
+            labels
+        })
+        .collect();
+    post(&notifier, &webhook("teams", &alerts, "firing")).await;
+    let requests = teams.wait_for_requests(2, LIMIT).await;
+    assert_eq!(
+        (requests[0].status, requests[1].status),
+        (Some(429), Some(202)),
+        "{}",
+        requests[1].text()
+    );
+    assert!(
+        requests[1].at >= until_instant,
+        "retried before the Retry-After date"
+    );
+    for request in &requests {
+        assert!(request.body.len() <= 28_000, "{} bytes", request.body.len());
+        assert_eq!(
+            mcpwatch_tests::stand_in::teams_card_error(&request.body),
+            None
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(teams.requests().len(), 2);
+    for path in [
+        "/api/v1/notifications",
+        "/api/v1/notifications/1",
+        "/health",
+        "/metrics",
+    ] {
+        let (_, body) = as_user(&notifier, "GET", path, None).await;
+        assert!(!body.to_string().contains(&sig), "{path}");
+    }
+    assert!(!notifier.log().contains(&sig));
 }
