@@ -277,6 +277,9 @@ pub fn days(changes: &[Change], now: i64) -> Vec<Day> {
         })
         .collect();
     let history_start = first_day * DAY_MS;
+    // Milliseconds (known, outage, degraded) per day, made seconds at the end: cut each
+    // stretch to seconds and a day known throughout would come short of 86,400.
+    let mut ms = vec![(0_i64, 0_i64, 0_i64); days.len()];
     for (i, change) in changes.iter().enumerate() {
         let from = change.at.max(history_start);
         let until = changes.get(i + 1).map_or(now, |next| next.at).min(now);
@@ -287,20 +290,25 @@ pub fn days(changes: &[Change], now: i64) -> Vec<Day> {
         while at < until {
             let day = at.div_euclid(DAY_MS);
             let end = ((day + 1) * DAY_MS).min(until);
-            let seconds = u64::try_from((end - at) / 1000).unwrap_or(0);
             if let Some(d) = usize::try_from(day - first_day)
                 .ok()
-                .and_then(|i| days.get_mut(i))
+                .and_then(|i| ms.get_mut(i))
             {
-                d.known_seconds += seconds;
+                d.0 += end - at;
                 match change.state {
-                    ComponentState::Outage => d.outage_seconds += seconds,
-                    ComponentState::Degraded => d.degraded_seconds += seconds,
+                    ComponentState::Outage => d.1 += end - at,
+                    ComponentState::Degraded => d.2 += end - at,
                     ComponentState::Operational => {}
                 }
             }
             at = end;
         }
+    }
+    let seconds = |ms: i64| u64::try_from(ms / 1000).unwrap_or(0);
+    for (d, (known, outage, degraded)) in days.iter_mut().zip(ms) {
+        d.known_seconds = seconds(known);
+        d.outage_seconds = seconds(outage);
+        d.degraded_seconds = seconds(degraded);
     }
     days
 }
@@ -376,6 +384,47 @@ mod tests {
         assert_eq!(status.len(), 1);
         assert_eq!(listed.public_name("gateway"), Some("MCP gateway"));
         assert_eq!(listed.public_name("db"), None);
+    }
+
+    #[test]
+    fn a_day_known_throughout_is_86_400_seconds_whatever_the_milliseconds_of_its_changes() {
+        let day = |d: i64| d * DAY_MS;
+        let changes = [
+            Change {
+                state: ComponentState::Operational,
+                at: day(20_000),
+            },
+            Change {
+                state: ComponentState::Outage,
+                at: day(20_001) + 36_000_500,
+            },
+            Change {
+                state: ComponentState::Operational,
+                at: day(20_001) + 39_600_250,
+            },
+            // Across midnight.
+            Change {
+                state: ComponentState::Degraded,
+                at: day(20_002) - 1_800_600,
+            },
+            Change {
+                state: ComponentState::Operational,
+                at: day(20_002) + 1_800_300,
+            },
+        ];
+        let days = days(&changes, day(20_003) + 43_200_000);
+        let [first, second, third, today] = days[HISTORY_DAYS - 4..] else {
+            panic!("four days");
+        };
+        assert_eq!(
+            [first, second, third, today].map(|d| d.known_seconds),
+            [86_400, 86_400, 86_400, 43_200]
+        );
+        assert_eq!(
+            (second.outage_seconds, second.degraded_seconds),
+            (3_599, 1_800)
+        );
+        assert_eq!(third.degraded_seconds, 1_800);
     }
 
     #[test]
