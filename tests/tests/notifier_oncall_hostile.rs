@@ -836,3 +836,105 @@ async fn teams_retry_after_as_a_date_with_hostile_alerts() {
     }
     assert!(!notifier.log().contains(&sig));
 }
+
+/// Posts every body at once, each to the replica its index picks.
+async fn post_all(replicas: &[NotifierProcess; 2], bodies: &[Value]) {
+    let posts = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| replicas[i % 2].post(body, None));
+    for (status, answer) in futures_util::future::join_all(posts).await {
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+/// The state of `component` on a replica's page, since when, and the state its history
+/// ends in.
+async fn component(notifier: &NotifierProcess, name: &str) -> (String, Value, Option<String>) {
+    let page = page(notifier).await;
+    let found = page["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let last_day = found["days"]
+        .as_array()
+        .and_then(|d| d.last())
+        .and_then(|d| d["state"].as_str())
+        .map(str::to_owned);
+    (
+        found["state"].as_str().unwrap_or("").to_owned(),
+        found["since"].clone(),
+        last_day,
+    )
+}
+
+/// 60 alert groups of one component reach two replicas on PostgreSQL at once, then
+/// resolve at once, in three waves; copies from a second Alertmanager of an HA pair come
+/// too, one after the group's resolve. After each wave both pages say exactly the worst
+/// state still firing, since a time, and today's bar agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_of_one_component_on_two_replicas_at_once() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = pg.owned_database("notifier").await;
+    let config = format!(
+        "storage:\n  postgres: {{dsn: '{dsn}'}}\nroute:\n  channels: [log]\n\
+         status_page:\n  component_label: service\n  components: [{{value: api, name: API}}]\n"
+    );
+    let replicas = [
+        NotifierProcess::start(&config).await,
+        NotifierProcess::start(&config).await,
+    ];
+    let wave = |range: std::ops::Range<usize>, severity: &'static str, status: &'static str| {
+        range
+            .map(|i| {
+                let labels = service(&format!("Api{i}"), "api", severity);
+                webhook(&format!("api-{i}"), &[borrowed(&labels)], status)
+            })
+            .collect::<Vec<Value>>()
+    };
+    let mut firing = wave(0..30, "critical", "firing");
+    firing.extend(wave(30..60, "warning", "firing"));
+    post_all(&replicas, &firing).await;
+    for replica in &replicas {
+        let (state, since, today) = component(replica, "API").await;
+        assert_eq!(
+            (state.as_str(), today.as_deref()),
+            ("outage", Some("outage"))
+        );
+        assert!(since.is_string(), "{since}");
+    }
+    // The HA pair's other Alertmanager sends the same firing groups (another
+    // externalURL): copies, stored once, changing nothing. Those of the critical groups
+    // come late, after every critical group resolved.
+    let copies: Vec<Value> = firing
+        .iter()
+        .map(|b| {
+            let mut copy = b.clone();
+            copy["externalURL"] = json!("http://am-2:9093");
+            copy
+        })
+        .collect();
+    post_all(&replicas, &copies[30..]).await;
+    post_all(&replicas, &wave(0..30, "critical", "resolved")).await;
+    post_all(&replicas, &copies[..30]).await;
+    for replica in &replicas {
+        let (state, _, today) = component(replica, "API").await;
+        assert_eq!(
+            (state.as_str(), today.as_deref()),
+            ("degraded", Some("outage"))
+        );
+    }
+    // All but one warning resolve, then the last.
+    post_all(&replicas, &wave(30..59, "warning", "resolved")).await;
+    for replica in &replicas {
+        assert_eq!(component(replica, "API").await.0, "degraded");
+    }
+    post_all(&replicas, &wave(59..60, "warning", "resolved")).await;
+    for replica in &replicas {
+        let (state, since, _) = component(replica, "API").await;
+        assert_eq!(state, "operational");
+        assert!(since.is_string(), "the history ends operational: {since}");
+        assert_eq!(page(replica).await["incidents"], json!([]));
+    }
+}
