@@ -39,6 +39,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// a process that left the group (`setsid`, a daemon) may hold the pipes open for good.
 const OUTPUT_GRACE: Duration = Duration::from_millis(250);
 
+/// How much longer than its timeout a run's claim lasts (the time to claim it and to
+/// record its end), and a policy that waits for it waits at most.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
 /// The shortest timeout an action may have.
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -173,6 +177,12 @@ impl Action {
             Kind::Http(http) => http.timeout,
             Kind::Command(command) => command.timeout,
         }
+    }
+
+    /// How long a claim of a run lasts: past it, the run counts as abandoned by a notifier
+    /// that stopped, and a policy waiting for it tells its first level.
+    pub fn lease(&self) -> Duration {
+        self.timeout() + LEASE_MARGIN
     }
 }
 
