@@ -1320,7 +1320,9 @@ async fn a_run_whose_replica_dies_is_abandoned_and_never_run_again() {
     gone(script_pid).await;
 
     // The survivor finds the run's lease passed: recorded abandoned, not run again; level
-    // 1 is told once the wait (the action's timeout and 30 s) is over.
+    // 1 is told when the wait (the action's timeout and 30 s from the opening) is over or
+    // the run is found abandoned, whichever it sees first (the lease counts from the
+    // claim, a moment after the opening), and once.
     wait_for_entry(survivor, id, "remediation_skipped").await;
     wait_for_entry(survivor, id, "delivered").await;
     dead.start_again().await;
@@ -1330,26 +1332,26 @@ async fn a_run_whose_replica_dies_is_abandoned_and_never_run_again() {
         .into_iter()
         .filter(|k| *k != "delivered")
         .collect();
+    let escalated = detail(only(&entries, "escalated"));
+    let expected: &[&str] = if escalated == "the remediation gave no result in time" {
+        &["escalated", "told", "remediation_skipped"]
+    } else {
+        assert_eq!(escalated, "the remediation ended");
+        &["remediation_skipped", "escalated", "told"]
+    };
     assert_eq!(
         steps,
         [
-            "opened",
-            "remediation_queued",
-            "remediation_started",
-            "escalated",
-            "told",
-            "remediation_skipped"
-        ],
+            &["opened", "remediation_queued", "remediation_started"][..],
+            expected
+        ]
+        .concat(),
         "{entries:#?}"
     );
     assert!(detail(only(&entries, "remediation_started")).contains(&format!("/{runner}/")));
-    assert_eq!(
-        detail(only(&entries, "escalated")),
-        "the remediation gave no result in time"
-    );
     let skipped = detail(only(&entries, "remediation_skipped"));
     assert!(
-        skipped.starts_with("slow: the notifier running it (")
+        skipped.starts_with("slow: abandoned: the notifier running it (")
             && skipped.contains(&format!("/{runner}/"))
             && skipped.ends_with(") stopped before it ended; it is not run again"),
         "{skipped}"
@@ -1461,5 +1463,55 @@ async fn a_graceful_stop_lets_a_run_end_and_records_it() {
     );
     assert!(!kinds(&entries).contains(&"remediation_skipped"));
     tokio::time::sleep(QUIET).await;
+    assert_eq!(lines(&ran), [id.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_past_its_grace_leaves_nothing_of_the_run_behind() {
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let (script, ran) = marking_script(
+        &scripts,
+        "long.sh",
+        &scripts
+            .text("echo $$ > {dir}/script.pid\nsleep 30 &\necho $! > {dir}/child.pid\nsleep 30"),
+    );
+    let config = notifier_config(
+        "",
+        &hook,
+        &[&script],
+        &format!("  long:\n    command: {{argv: ['{script}'], timeout: 60s}}\n"),
+        "long",
+        false,
+    )
+    .replace("delivery:\n", "delivery:\n  shutdown_grace: 1s\n");
+    let mut notifier = NotifierProcess::start(&config).await;
+    post(
+        &notifier,
+        &gateway("Long", &[("gw-1", "critical")], "firing", "http://am:9093"),
+    )
+    .await;
+    wait_for_lines(&ran, 1).await;
+    let child = scripts.path("child.pid");
+    mcpwatch_tests::wait_for("the child's pid", LIMIT, || {
+        std::fs::read_to_string(&child)
+            .is_ok_and(|pid| pid.ends_with('\n'))
+            .then_some(())
+    });
+    // Past shutdown_grace the notifier exits, and the run's process group goes with it.
+    notifier.stop();
+    gone(pid_in(&scripts.path("script.pid"))).await;
+    gone(pid_in(&child)).await;
+    // Its end was not recorded: the claim stands until its lease, and the run is not
+    // started again.
+    notifier.start_again().await;
+    tokio::time::sleep(QUIET).await;
+    let id = incident_id(&notifier, "Long").await;
+    let entries = timeline(&notifier, id).await;
+    only(&entries, "remediation_started");
+    assert!(
+        !kinds(&entries).contains(&"remediation_finished"),
+        "{entries:#?}"
+    );
     assert_eq!(lines(&ran), [id.to_string()]);
 }

@@ -1090,7 +1090,7 @@ async fn remediations(a: Arc<dyn Store>, b: Arc<dyn Store>) {
             step(
                 "remediation_skipped",
                 &format!(
-                    "fix: the notifier running it ({owner}) stopped before it ended; it is not run again"
+                    "fix: abandoned: the notifier running it ({owner}) stopped before it ended; it is not run again"
                 )
             ),
             "{steps:?}"

@@ -878,7 +878,7 @@ impl CommandAction {
                 );
             }
         };
-        let group = child.id();
+        let mut group = GroupGuard(child.id());
         let output = Arc::new(Mutex::new(Output::new(self.max_output)));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -891,9 +891,7 @@ impl CommandAction {
         // What is left of its group goes: at the timeout the command itself, after it
         // exited whatever it started and left running. (The group's id stays taken while
         // any member lives, so it names no other process.)
-        if let Some(group) = group {
-            kill_group(group);
-        }
+        group.kill();
         let outcome = match waited {
             Err(_) => {
                 let _ = child.wait().await;
@@ -943,6 +941,25 @@ async fn drain(mut pipe: impl AsyncRead + Unpin, output: Arc<Mutex<Output>>) {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(&buffer[..n]),
         }
+    }
+}
+
+/// A command's process group, killed when the run is given up half way (the notifier
+/// stopping past its grace drops the run): nothing it started is left behind.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    /// Kills the group now, once.
+    fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            kill_group(group);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -1270,7 +1270,7 @@ pub(crate) async fn claim_remediations<T: Tx>(
         )
         .await?;
         let note = Note::new(kind::REMEDIATION_SKIPPED).detail(format!(
-            "{action}: the notifier running it ({}) stopped before it ended; it is not run again",
+            "{action}: abandoned: the notifier running it ({}) stopped before it ended; it is not run again",
             row.opt_text(2)?.unwrap_or_default()
         ));
         record(tx, incident, now, &note).await?;
