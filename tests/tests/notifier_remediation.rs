@@ -3,12 +3,18 @@
 //! server in the test that checks the HMAC signature on its own. Variables reach a command
 //! only when their pattern takes the value; a timeout kills the whole process group; the
 //! output is bounded; `--check-config` of the binary refuses what is not allowed.
+//!
+//! Then end to end, through incidents of the notifier binary: once with two replicas on
+//! one PostgreSQL, the timeout enforced before level 1 is told, a fix that resolves the
+//! alerts before anyone is told, no run while a window holds an alert, a run whose
+//! replica dies recorded abandoned and not run again, a signed HTTP action, and a run
+//! that a graceful stop waits for.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,8 +24,10 @@ use mcpwatch_notifier::NotifierConfig;
 use mcpwatch_notifier::payload::Notification;
 use mcpwatch_notifier::remediation::{DEFAULT_PATH, Outcome, Remediations, RunReport, run};
 use mcpwatch_notifier::template::{EventContext, MessageContext};
-use mcpwatch_tests::notifier::payload;
+use mcpwatch_tests::notifier::{NotifierProcess, TestAlert, payload};
+use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 use mcpwatch_tests::random_token;
+use mcpwatch_tests::stand_in::{HttpStandIn, ReceivedRequest};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -567,10 +575,11 @@ fn check_config_refuses_what_is_not_allowed() {
         )
     };
     let head = format!("remediation:\n  allowed_commands: ['{allowed}', '{plain_file}']\n");
+    let policy = "escalation_policies:\n  p:\n    levels: [{channels: [log]}]\n";
     let good = format!(
-        "{head}remediations:\n  restart:\n    command:\n      argv: ['{allowed}', '{{service}}']\n\
+        "{head}{policy}remediations:\n  restart:\n    command:\n      argv: ['{allowed}', '{{service}}']\n\
          \x20     variables: {{service: {{label: service}}}}\n\
-         route:\n  routes:\n    - matchers: ['service=\"gateway\"']\n      remediation: restart\n"
+         route:\n  routes:\n    - matchers: ['service=\"gateway\"']\n      escalation: p\n      remediation: restart\n"
     );
     let (ok, err) = check(good.clone());
     assert!(ok, "{err}");
@@ -623,6 +632,16 @@ fn check_config_refuses_what_is_not_allowed() {
             "route.routes[0].remediation: no remediation action is named \"nope\"",
         ),
         (
+            "an action on a route whose alerts climb no escalation policy",
+            format!(
+                "{head}{policy}remediations:\n  restart:\n    command: {{argv: ['{allowed}']}}\n\
+                 route:\n  routes:\n    - {{matchers: ['severity=\"critical\"'], escalation: p}}\n\
+                 \x20   - {{matchers: ['service=\"gateway\"'], remediation: restart}}\n"
+            ),
+            ":12:",
+            "route.routes[1].remediation: an action runs when an incident opens, and no alert that takes this route climbs an escalation policy",
+        ),
+        (
             "an HMAC without a key",
             format!(
                 "{head}remediations:\n  h:\n    http: {{url: 'https://example.com/x', hmac: {{header: X-Sig}}}}\n"
@@ -649,4 +668,850 @@ fn check_config_refuses_what_is_not_allowed() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// ---------------------------------------------------------------- end to end
+//
+// The notifier binary, a webhook stand-in as level 1's channel, scripts in a temporary
+// directory: on SQLite, and on a real PostgreSQL shared by two replicas.
+
+const TOKEN: &str = "remediation-api-token";
+/// How long an end-to-end test waits for what should happen (a dead replica's lease, the
+/// action's timeout and 30 s, among it).
+const LIMIT: Duration = Duration::from_secs(90);
+/// Ticks (of 200 ms) after the fact in which nothing more may happen: a second run, a
+/// message to level 1.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// A notifier configuration on `storage`: alerts of `service="gateway"` climb policy
+/// `first` (level 1 told through `hook`, after the remediation when `wait`) and run
+/// `action`, one of `actions` (YAML under `remediations:`); `allowed` is the allow-list.
+fn notifier_config(
+    storage: &str,
+    hook: &HttpStandIn,
+    allowed: &[&str],
+    actions: &str,
+    action: &str,
+    wait: bool,
+) -> String {
+    format!(
+        "{storage}delivery:\n  poll_interval: 200ms\n  timeout: 2s\n  retry: {{initial_backoff: 200ms, max_backoff: 1s, jitter: 0.1}}\n\
+         api:\n  auth: {{bearer_token: {TOKEN}}}\n\
+         channels:\n  hook:\n    webhook: {{url: '{}'}}\n\
+         escalation_policies:\n  first:\n    wait_for_remediation: {wait}\n    levels: [{{channels: [hook]}}]\n\
+         remediation:\n  allowed_commands: {allowed:?}\n\
+         remediations:\n{actions}\
+         route:\n  routes:\n    - matchers: ['service=\"gateway\"']\n      escalation: first\n      remediation: {action}\n",
+        hook.endpoint()
+    )
+}
+
+fn postgres_storage(dsn: &str) -> String {
+    format!("storage:\n  postgres: {{dsn: '{dsn}'}}\n")
+}
+
+fn group_key(name: &str) -> String {
+    format!("{{}}:{{alertname=\"{name}\"}}")
+}
+
+/// A notification of group `name` as Alertmanager `am` sends it: an alert of
+/// `service="gateway"` for each (instance, severity), every one `status`.
+fn gateway(name: &str, alerts: &[(&str, &str)], status: &str, am: &str) -> Value {
+    let labels: Vec<Vec<(&str, &str)>> = alerts
+        .iter()
+        .map(|(instance, severity)| {
+            vec![
+                ("alertname", name),
+                ("service", "gateway"),
+                ("instance", instance),
+                ("severity", severity),
+            ]
+        })
+        .collect();
+    let alerts: Vec<TestAlert<'_>> = labels
+        .iter()
+        .map(|l| (l.as_slice(), status, "2026-12-06T10:00:00Z"))
+        .collect();
+    payload("mcpwatch", &group_key(name), &alerts, am)
+}
+
+async fn post(notifier: &NotifierProcess, body: &Value) {
+    let (status, answer) = notifier.post(body, None).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+async fn api(
+    notifier: &NotifierProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = mcpwatch_tests::http::client()
+        .request(method, format!("{}{path}", notifier.url()))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("API request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Every incident, resolved ones too.
+async fn incidents(notifier: &NotifierProcess) -> Vec<Value> {
+    let (status, body) = api(
+        notifier,
+        reqwest::Method::GET,
+        "/api/v1/incidents?state=all",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["incidents"].as_array().cloned().unwrap_or_default()
+}
+
+/// The id of group `name`'s incident, once it opened.
+async fn incident_id(notifier: &NotifierProcess, name: &str) -> i64 {
+    let key = group_key(name);
+    mcpwatch_tests::wait_for_async(&format!("an incident of {name}"), LIMIT, || {
+        let key = key.clone();
+        async move {
+            incidents(notifier)
+                .await
+                .iter()
+                .find(|i| i["group_key"] == key.as_str())
+                .and_then(|i| i["id"].as_i64())
+        }
+    })
+    .await
+}
+
+async fn timeline(notifier: &NotifierProcess, id: i64) -> Vec<Value> {
+    let path = format!("/api/v1/incidents/{id}/timeline");
+    let (status, body) = api(notifier, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["timeline"].as_array().cloned().unwrap_or_default()
+}
+
+fn kinds(entries: &[Value]) -> Vec<&str> {
+    entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect()
+}
+
+/// Incident `id`'s timeline once it has an entry of `kind`.
+async fn wait_for_entry(notifier: &NotifierProcess, id: i64, kind: &str) -> Vec<Value> {
+    mcpwatch_tests::wait_for_async(
+        &format!("{kind} in incident {id}'s timeline"),
+        LIMIT,
+        || async move {
+            let entries = timeline(notifier, id).await;
+            kinds(&entries).contains(&kind).then_some(entries)
+        },
+    )
+    .await
+}
+
+/// The one entry of `kind`.
+fn only<'a>(entries: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = entries.iter().filter(|e| e["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} expected: {entries:#?}");
+    found[0]
+}
+
+fn detail(entry: &Value) -> &str {
+    entry["detail"].as_str().unwrap_or("")
+}
+
+/// An entry's time, Unix ms.
+fn at_ms(entry: &Value) -> i64 {
+    let at = humantime::parse_rfc3339(entry["at"].as_str().expect("at")).expect("RFC 3339");
+    millis_since_epoch(at)
+}
+
+fn millis_since_epoch(at: SystemTime) -> i64 {
+    i64::try_from(
+        at.duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("ms fit")
+}
+
+/// When a request the stand-in received arrived, Unix ms.
+fn arrived_ms(request: &ReceivedRequest) -> i64 {
+    let (wall, now) = (SystemTime::now(), Instant::now());
+    millis_since_epoch(wall - now.duration_since(request.at))
+}
+
+/// What level 1's channel took for group `name`.
+fn messages(hook: &HttpStandIn, name: &str) -> Vec<ReceivedRequest> {
+    let key = group_key(name);
+    hook.requests()
+        .into_iter()
+        .filter(|r| r.status == Some(200) && r.json()["groupKey"] == key.as_str())
+        .collect()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    mcpwatch_tests::wait_for_async(
+        &format!("{n} lines in {}", path.display()),
+        LIMIT,
+        || async move {
+            let found = lines(path);
+            (found.len() >= n).then_some(found)
+        },
+    )
+    .await
+}
+
+/// `mcpwatch_notifier_remediations_total`: each series' labels and value.
+async fn remediation_counts(notifier: &NotifierProcess) -> BTreeMap<String, f64> {
+    let text = mcpwatch_tests::http::client()
+        .get(format!("{}/metrics", notifier.url()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("mcpwatch_notifier_remediations_total"))
+        .filter_map(|rest| rest.rsplit_once(' '))
+        .map(|(labels, value)| (labels.to_owned(), value.parse().expect("a value")))
+        .collect()
+}
+
+fn series(action: &str, result: &str) -> String {
+    format!("{{action=\"{action}\",result=\"{result}\"}}")
+}
+
+/// A script that appends the incident it runs for to `ran` (in the scripts' directory),
+/// then `rest`.
+fn marking_script(scripts: &Scripts, name: &str, rest: &str) -> (String, PathBuf) {
+    let ran = scripts.path("ran");
+    let script = scripts.script(
+        name,
+        &format!("echo \"$MCPWATCH_INCIDENT\" >> '{}'\n{rest}", ran.display()),
+    );
+    (script, ran)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediation_runs_once_with_two_replicas_on_postgres() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = pg.owned_database("notifier").await;
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let (script, ran) = marking_script(&scripts, "note.sh", "echo noted");
+    let config = notifier_config(
+        &postgres_storage(&dsn),
+        &hook,
+        &[&script],
+        &format!("  note:\n    command: {{argv: ['{script}']}}\n"),
+        "note",
+        false,
+    );
+    let (a, b) = tokio::join!(
+        NotifierProcess::start(&config),
+        NotifierProcess::start(&config)
+    );
+    // An Alertmanager pair's copies of one notification, to both replicas at once.
+    let copy_a = gateway(
+        "Remedy0",
+        &[("gw-0", "critical")],
+        "firing",
+        "http://am-0:9093",
+    );
+    let copy_b = gateway(
+        "Remedy0",
+        &[("gw-0", "critical")],
+        "firing",
+        "http://am-1:9093",
+    );
+    let ((status_a, _), (status_b, _)) = tokio::join!(a.post(&copy_a, None), b.post(&copy_b, None));
+    assert_eq!((status_a, status_b), (200, 200));
+    // Five more groups, each to one replica in turn.
+    for i in 1..=5 {
+        let to = if i % 2 == 0 { &a } else { &b };
+        let name = format!("Remedy{i}");
+        post(
+            to,
+            &gateway(
+                &name,
+                &[(&format!("gw-{i}"), "critical")],
+                "firing",
+                "http://am-0:9093",
+            ),
+        )
+        .await;
+    }
+    let mut ids = BTreeMap::new();
+    for i in 0..=5 {
+        let name = format!("Remedy{i}");
+        let id = incident_id(&a, &name).await;
+        wait_for_entry(&a, id, "remediation_finished").await;
+        ids.insert(name, id);
+    }
+    tokio::time::sleep(QUIET).await;
+
+    let ran = lines(&ran);
+    assert_eq!(ran.len(), 6, "{ran:?}");
+    assert_eq!(incidents(&b).await.len(), 6);
+    for (name, id) in &ids {
+        assert_eq!(
+            ran.iter().filter(|l| **l == id.to_string()).count(),
+            1,
+            "{name} (incident {id}) ran: {ran:?}"
+        );
+        // Read through the other replica: one timeline.
+        let entries = timeline(&b, *id).await;
+        assert!(detail(only(&entries, "remediation_queued")).starts_with("note"));
+        assert!(detail(only(&entries, "remediation_started")).starts_with("note (command) on "));
+        let finished = detail(only(&entries, "remediation_finished"));
+        assert!(
+            finished.starts_with("note (command): succeeded after ")
+                && finished.ends_with("\noutput:\nnoted\n"),
+            "{finished}"
+        );
+        assert!(!kinds(&entries).contains(&"remediation_skipped"));
+        // Level 1 was told at once, and once.
+        assert_eq!(messages(&hook, name).len(), 1, "{name}");
+    }
+    let mut counts = remediation_counts(&a).await;
+    for (labels, n) in remediation_counts(&b).await {
+        *counts.entry(labels).or_default() += n;
+    }
+    assert_eq!(
+        counts,
+        BTreeMap::from([(series("note", "succeeded"), 6.0)]),
+        "summed over both replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_the_run_and_its_children_and_level_one_hears_after_it() {
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let script = scripts.script(
+        "stuck.sh",
+        &scripts.text(
+            "echo $$ > {dir}/script.pid\nsleep 30 &\necho $! > {dir}/child.pid\necho started\nsleep 30",
+        ),
+    );
+    let config = notifier_config(
+        "",
+        &hook,
+        &[&script],
+        &format!("  stuck:\n    command: {{argv: ['{script}'], timeout: 1s}}\n"),
+        "stuck",
+        true,
+    );
+    let notifier = NotifierProcess::start(&config).await;
+    post(
+        &notifier,
+        &gateway("Stuck", &[("gw-1", "critical")], "firing", "http://am:9093"),
+    )
+    .await;
+    let id = incident_id(&notifier, "Stuck").await;
+    let entries = wait_for_entry(&notifier, id, "delivered").await;
+    tokio::time::sleep(QUIET).await;
+    let entries = {
+        let later = timeline(&notifier, id).await;
+        assert_eq!(
+            later, entries,
+            "the timeline changed after level 1 was told"
+        );
+        later
+    };
+    assert_eq!(
+        kinds(&entries),
+        [
+            "opened",
+            "remediation_queued",
+            "remediation_started",
+            "remediation_finished",
+            "escalated",
+            "told",
+            "delivered"
+        ]
+    );
+    assert_eq!(
+        detail(only(&entries, "remediation_queued")),
+        "stuck; level 1 is told when it ends"
+    );
+    let started = only(&entries, "remediation_started");
+    let finished = only(&entries, "remediation_finished");
+    assert!(
+        detail(finished).starts_with("stuck (command): timed out after ")
+            && detail(finished).ends_with("\noutput:\nstarted\n"),
+        "{finished}"
+    );
+    // Not before its timeout.
+    assert!(at_ms(finished) - at_ms(started) >= 1000, "{entries:#?}");
+    let escalated = only(&entries, "escalated");
+    assert_eq!(detail(escalated), "the remediation ended");
+    assert_eq!(escalated["level"], 1);
+    // The script and what it started in the background are gone.
+    gone(pid_in(&scripts.path("script.pid"))).await;
+    gone(pid_in(&scripts.path("child.pid"))).await;
+    // Level 1 heard of it once, after the run ended.
+    let told = messages(&hook, "Stuck");
+    assert_eq!(told.len(), 1);
+    assert!(
+        arrived_ms(&told[0]) >= at_ms(finished),
+        "level 1 was told before the remediation ended"
+    );
+    assert_eq!(
+        remediation_counts(&notifier).await,
+        BTreeMap::from([(series("stuck", "timed_out"), 1.0)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_that_resolves_the_alerts_keeps_people_out_of_it() {
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    // The automated fix worked: the script tells the notifier the alert resolved, as
+    // Alertmanager would, and says what the notifier answered.
+    let script = scripts.script(
+        "fix.sh",
+        &scripts.text(
+            "curl -sS --fail -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+             --data-binary @{dir}/resolved.json \"$(cat {dir}/url)\"",
+        ),
+    );
+    let config = notifier_config(
+        "",
+        &hook,
+        &[&script],
+        &format!("  fix:\n    command: {{argv: ['{script}'], timeout: 20s}}\n"),
+        "fix",
+        true,
+    );
+    let notifier = NotifierProcess::start(&config).await;
+    std::fs::write(scripts.path("url"), notifier.webhook_url()).expect("url");
+    std::fs::write(
+        scripts.path("resolved.json"),
+        gateway(
+            "Fixed",
+            &[("gw-1", "critical")],
+            "resolved",
+            "http://am:9093",
+        )
+        .to_string(),
+    )
+    .expect("resolved.json");
+    post(
+        &notifier,
+        &gateway("Fixed", &[("gw-1", "critical")], "firing", "http://am:9093"),
+    )
+    .await;
+    let id = incident_id(&notifier, "Fixed").await;
+    wait_for_entry(&notifier, id, "remediation_finished").await;
+    tokio::time::sleep(QUIET).await;
+    let entries = timeline(&notifier, id).await;
+    // The resolve arrived while the run went on; the run's end is recorded after it.
+    assert_eq!(
+        kinds(&entries),
+        [
+            "opened",
+            "remediation_queued",
+            "remediation_started",
+            "resolved",
+            "remediation_finished"
+        ],
+        "{entries:#?}"
+    );
+    let finished = detail(only(&entries, "remediation_finished"));
+    assert!(
+        finished.starts_with("fix (command): succeeded after ")
+            && finished.ends_with("\noutput:\n200"),
+        "{finished}"
+    );
+    let (status, incident) = api(
+        &notifier,
+        reqwest::Method::GET,
+        &format!("/api/v1/incidents/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{incident}");
+    assert_eq!(incident["state"], "resolved", "{incident}");
+    assert!(
+        hook.requests().is_empty(),
+        "level 1 was told: {:?}",
+        hook.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_run_while_a_window_holds_one_of_the_incidents_alerts() {
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let (script, ran) = marking_script(&scripts, "note.sh", "");
+    let config = notifier_config(
+        "",
+        &hook,
+        &[&script],
+        &format!("  note:\n    command: {{argv: ['{script}']}}\n"),
+        "note",
+        true,
+    );
+    let notifier = NotifierProcess::start(&config).await;
+    // It matches every gateway alert; critical ones pass it (hold_critical is false).
+    let (status, window) = api(
+        &notifier,
+        reqwest::Method::POST,
+        "/api/v1/windows",
+        Some(serde_json::json!({
+            "duration": "1h",
+            "matchers": ["service=\"gateway\""],
+            "author": "ops@example.com",
+            "reason": "gateway upgrade",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{window}");
+    let key = window["window"]["key"].as_str().expect("key").to_owned();
+    // A critical alert opens the incident; the warning beside it is held.
+    post(
+        &notifier,
+        &gateway(
+            "Mixed",
+            &[("gw-1", "critical"), ("gw-2", "warning")],
+            "firing",
+            "http://am:9093",
+        ),
+    )
+    .await;
+    // The window matches this one, and holds none of its alerts.
+    post(
+        &notifier,
+        &gateway(
+            "Critical",
+            &[("gw-3", "critical")],
+            "firing",
+            "http://am:9093",
+        ),
+    )
+    .await;
+    // Every alert held: no incident opens.
+    post(
+        &notifier,
+        &gateway("Held", &[("gw-4", "warning")], "firing", "http://am:9093"),
+    )
+    .await;
+    let mixed = incident_id(&notifier, "Mixed").await;
+    let critical = incident_id(&notifier, "Critical").await;
+    let mixed_entries = wait_for_entry(&notifier, mixed, "delivered").await;
+    let critical_entries = wait_for_entry(&notifier, critical, "delivered").await;
+    tokio::time::sleep(QUIET).await;
+
+    assert_eq!(
+        kinds(&mixed_entries),
+        [
+            "opened",
+            "remediation_queued",
+            "remediation_skipped",
+            "escalated",
+            "told",
+            "delivered"
+        ]
+    );
+    let skipped = detail(only(&mixed_entries, "remediation_skipped"));
+    assert_eq!(
+        skipped,
+        format!(
+            "note (command): refused: maintenance window {key} holds the incident's alerts after 0 ms"
+        )
+    );
+    assert_eq!(
+        kinds(&critical_entries),
+        [
+            "opened",
+            "remediation_queued",
+            "remediation_started",
+            "remediation_finished",
+            "escalated",
+            "told",
+            "delivered"
+        ]
+    );
+    assert_eq!(lines(&ran), [critical.to_string()]);
+    let groups: Vec<String> = incidents(&notifier)
+        .await
+        .iter()
+        .map(|i| i["group_key"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(!groups.contains(&group_key("Held")), "{groups:?}");
+    assert_eq!(messages(&hook, "Mixed").len(), 1);
+    assert_eq!(messages(&hook, "Critical").len(), 1);
+    assert!(messages(&hook, "Held").is_empty());
+    assert_eq!(
+        remediation_counts(&notifier).await,
+        BTreeMap::from([
+            (series("note", "refused"), 1.0),
+            (series("note", "succeeded"), 1.0)
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_replica_dies_is_abandoned_and_never_run_again() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = pg.owned_database("notifier").await;
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let ran = scripts.path("ran");
+    // Longer than its timeout: only a live notifier stops it.
+    let script = scripts.script(
+        "slow.sh",
+        &format!(
+            "echo \"$MCPWATCH_INCIDENT $PPID $$\" >> '{}'\nsleep 20",
+            ran.display()
+        ),
+    );
+    let config = notifier_config(
+        &postgres_storage(&dsn),
+        &hook,
+        &[&script],
+        &format!("  slow:\n    command: {{argv: ['{script}'], timeout: 3s}}\n"),
+        "slow",
+        true,
+    );
+    let (mut a, mut b) = tokio::join!(
+        NotifierProcess::start(&config),
+        NotifierProcess::start(&config)
+    );
+    let body = gateway("Crash", &[("gw-1", "critical")], "firing", "http://am:9093");
+    post(&a, &body).await;
+    post(&b, &body).await;
+    let line = wait_for_lines(&ran, 1).await.remove(0);
+    let fields: Vec<u32> = line
+        .split(' ')
+        .map(|f| f.parse().expect("a number"))
+        .collect();
+    let (id, runner, script_pid) = (i64::from(fields[0]), fields[1], fields[2]);
+    // kill -9 of the replica running it, mid-run.
+    let (dead, survivor) = if runner == a.pid() {
+        (&mut a, &b)
+    } else {
+        assert_eq!(runner, b.pid(), "run by neither replica");
+        (&mut b, &a)
+    };
+    dead.kill();
+    // Its orphan goes on: nobody is left to stop it.
+    assert!(running(script_pid));
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(i32::try_from(script_pid).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    gone(script_pid).await;
+
+    // The survivor finds the run's lease passed: recorded abandoned, not run again; level
+    // 1 is told when the wait (the action's timeout and 30 s from the opening) is over or
+    // the run is found abandoned, whichever it sees first (the lease counts from the
+    // claim, a moment after the opening), and once.
+    wait_for_entry(survivor, id, "remediation_skipped").await;
+    wait_for_entry(survivor, id, "delivered").await;
+    dead.start_again().await;
+    tokio::time::sleep(QUIET).await;
+    let entries = timeline(survivor, id).await;
+    let steps: Vec<&str> = kinds(&entries)
+        .into_iter()
+        .filter(|k| *k != "delivered")
+        .collect();
+    let escalated = detail(only(&entries, "escalated"));
+    let expected: &[&str] = if escalated == "the remediation gave no result in time" {
+        &["escalated", "told", "remediation_skipped"]
+    } else {
+        assert_eq!(escalated, "the remediation ended");
+        &["remediation_skipped", "escalated", "told"]
+    };
+    assert_eq!(
+        steps,
+        [
+            &["opened", "remediation_queued", "remediation_started"][..],
+            expected
+        ]
+        .concat(),
+        "{entries:#?}"
+    );
+    assert!(detail(only(&entries, "remediation_started")).contains(&format!("/{runner}/")));
+    let skipped = detail(only(&entries, "remediation_skipped"));
+    assert!(
+        skipped.starts_with("slow: abandoned: the notifier running it (")
+            && skipped.contains(&format!("/{runner}/"))
+            && skipped.ends_with(") stopped before it ended; it is not run again"),
+        "{skipped}"
+    );
+    assert_eq!(lines(&ran).len(), 1, "run again");
+    assert_eq!(messages(&hook, "Crash").len(), 1);
+    assert_eq!(
+        remediation_counts(survivor).await,
+        BTreeMap::from([(series("slow", "abandoned"), 1.0)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_action_reaches_its_receiver_once_signed_for_the_incident() {
+    const KEY: &[u8] = b"incident-hmac-key-0123456789abcdef";
+    let server = receiver(KEY).await;
+    let hook = HttpStandIn::webhook().await;
+    let key = std::str::from_utf8(KEY).expect("key");
+    let config = notifier_config(
+        "",
+        &hook,
+        &[],
+        &format!(
+            "  scale:\n    http: {{url: '{}/ok', hmac: {{secret: '{key}'}}}}\n",
+            server.url
+        ),
+        "scale",
+        false,
+    );
+    let notifier = NotifierProcess::start(&config).await;
+    post(
+        &notifier,
+        &gateway(
+            "Overload",
+            &[("gw-1", "critical")],
+            "firing",
+            "http://am:9093",
+        ),
+    )
+    .await;
+    let id = incident_id(&notifier, "Overload").await;
+    let entries = wait_for_entry(&notifier, id, "remediation_finished").await;
+    tokio::time::sleep(QUIET).await;
+    let requests = std::mem::take(
+        &mut server
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requests,
+    );
+    assert_eq!(requests.len(), 1);
+    let (headers, path, body, signed) = &requests[0];
+    assert_eq!(path, "/ok");
+    assert!(*signed, "the signature did not verify");
+    assert_eq!(
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+        Some(format!("mcpwatch-remediation-scale-{id}").as_str())
+    );
+    let body: Value = serde_json::from_slice(body).expect("JSON body");
+    assert_eq!(body["incident"], id);
+    assert_eq!(body["action"], "scale");
+    assert_eq!(body["group_key"], group_key("Overload"));
+    assert_eq!(body["alerts"][0]["labels"]["instance"], "gw-1");
+    let finished = detail(only(&entries, "remediation_finished"));
+    assert!(
+        finished.starts_with("scale (http): succeeded after ")
+            && finished.ends_with("\noutput:\nrestarted"),
+        "{finished}"
+    );
+    let shown = serde_json::to_string(&timeline(&notifier, id).await).expect("JSON");
+    assert!(!shown.contains(key) && !notifier.log().contains(key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_lets_a_run_end_and_records_it() {
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let (script, ran) = marking_script(&scripts, "restart.sh", "sleep 2\necho restarted");
+    let config = notifier_config(
+        "",
+        &hook,
+        &[&script],
+        &format!("  restart:\n    command: {{argv: ['{script}'], timeout: 8s}}\n"),
+        "restart",
+        false,
+    );
+    let mut notifier = NotifierProcess::start(&config).await;
+    post(
+        &notifier,
+        &gateway(
+            "Deploy",
+            &[("gw-1", "critical")],
+            "firing",
+            "http://am:9093",
+        ),
+    )
+    .await;
+    wait_for_lines(&ran, 1).await;
+    // A deploy stops it mid-run: SIGTERM waits for the run (within shutdown_grace).
+    notifier.stop();
+    notifier.start_again().await;
+    let id = incident_id(&notifier, "Deploy").await;
+    let entries = timeline(&notifier, id).await;
+    let finished = detail(only(&entries, "remediation_finished"));
+    assert!(
+        finished.starts_with("restart (command): succeeded after ")
+            && finished.ends_with("\noutput:\nrestarted\n"),
+        "{finished}"
+    );
+    assert!(!kinds(&entries).contains(&"remediation_skipped"));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(lines(&ran), [id.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_past_its_grace_leaves_nothing_of_the_run_behind() {
+    let hook = HttpStandIn::webhook().await;
+    let scripts = Scripts::new();
+    let (script, ran) = marking_script(
+        &scripts,
+        "long.sh",
+        &scripts
+            .text("echo $$ > {dir}/script.pid\nsleep 30 &\necho $! > {dir}/child.pid\nsleep 30"),
+    );
+    let config = notifier_config(
+        "",
+        &hook,
+        &[&script],
+        &format!("  long:\n    command: {{argv: ['{script}'], timeout: 60s}}\n"),
+        "long",
+        false,
+    )
+    .replace("delivery:\n", "delivery:\n  shutdown_grace: 1s\n");
+    let mut notifier = NotifierProcess::start(&config).await;
+    post(
+        &notifier,
+        &gateway("Long", &[("gw-1", "critical")], "firing", "http://am:9093"),
+    )
+    .await;
+    wait_for_lines(&ran, 1).await;
+    let child = scripts.path("child.pid");
+    mcpwatch_tests::wait_for("the child's pid", LIMIT, || {
+        std::fs::read_to_string(&child)
+            .is_ok_and(|pid| pid.ends_with('\n'))
+            .then_some(())
+    });
+    // Past shutdown_grace the notifier exits, and the run's process group goes with it.
+    notifier.stop();
+    gone(pid_in(&scripts.path("script.pid"))).await;
+    gone(pid_in(&child)).await;
+    // Its end was not recorded: the claim stands until its lease, and the run is not
+    // started again.
+    notifier.start_again().await;
+    tokio::time::sleep(QUIET).await;
+    let id = incident_id(&notifier, "Long").await;
+    let entries = timeline(&notifier, id).await;
+    only(&entries, "remediation_started");
+    assert!(
+        !kinds(&entries).contains(&"remediation_finished"),
+        "{entries:#?}"
+    );
+    assert_eq!(lines(&ran), [id.to_string()]);
 }

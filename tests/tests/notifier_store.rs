@@ -17,6 +17,7 @@ use mcpwatch_notifier::store::{
     SqliteStore, Store,
 };
 use mcpwatch_notifier::time::now_ms;
+use mcpwatch_notifier::timeline::Note;
 use mcpwatch_tests::postgres::{PostgresOptions, PostgresServer};
 
 fn key(name: &str) -> DedupKey {
@@ -940,4 +941,230 @@ async fn postgres_keeps_the_contract_and_replicas_share_it() {
     expected.sort_unstable();
     taken.sort_unstable();
     assert_eq!(taken, expected, "every expired claim is taken again, once");
+}
+
+/// Notification `i` of alert group `group`, firing or resolved, climbing a policy that
+/// waits for remediation action `fix`.
+fn remediated(group: &str, i: usize, at: i64, firing: bool) -> NewNotification {
+    let mut n = of_group(i, at, firing);
+    n.dedup_key = key(&format!("{group}-{i}"));
+    n.group_key = format!("{{}}:{{alertname=\"{group}\"}}");
+    let touch = &mut n.incidents[0];
+    touch.policy.wait_for_remediation = true;
+    touch.remediations = vec!["fix".into()];
+    touch.remediation_wait = Duration::from_secs(90);
+    n
+}
+
+/// The timeline's kinds and details.
+async fn steps_of(store: &Arc<dyn Store>, incident: i64) -> Vec<(String, String)> {
+    store
+        .timeline(incident)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .map(|e| (e.kind, e.detail.unwrap_or_default()))
+        .collect()
+}
+
+fn step(kind: &str, detail: &str) -> (String, String) {
+    (kind.to_owned(), detail.to_owned())
+}
+
+/// Remediation runs: queued when an incident opens, each claimed by one replica however
+/// they race, ended only by their owner, recorded abandoned (not run again) once a claim's
+/// lease passes, not run for an incident that resolved first; a policy waiting for them
+/// tells its first level when the last one ends.
+async fn remediations(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let policies: Arc<Policies> = Arc::new([("default".to_owned(), policy())].into());
+    let leases: std::collections::BTreeMap<String, Duration> =
+        [("fix".to_owned(), Duration::from_secs(60))].into();
+    let start = now_ms() - 3_600_000;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let group = format!("Remedy{i}");
+        stored(
+            a.accept(remediated(&group, i, start, true))
+                .await
+                .expect("accept"),
+        );
+        let open = b.incidents(true, 100).await.expect("incidents");
+        let id = open
+            .iter()
+            .find(|v| v.group_key.contains(&group))
+            .expect("opened")
+            .id;
+        assert_eq!(
+            steps_of(&b, id).await,
+            [
+                step("opened", ""),
+                step("remediation_queued", "fix; level 1 is told when it ends")
+            ]
+        );
+        ids.push(id);
+    }
+
+    // Both replicas claim at once: each run is claimed once.
+    let now = start + 1_000;
+    let (x, y) = tokio::join!(
+        a.claim_remediations(now, "a".into(), leases.clone(), 16, policies.clone()),
+        b.claim_remediations(now, "b".into(), leases.clone(), 16, policies.clone())
+    );
+    let (x, y) = (x.expect("claim a"), y.expect("claim b"));
+    assert!(x.ended.is_empty() && y.ended.is_empty());
+    let mut claimed: Vec<(i64, &str)> = x
+        .claimed
+        .iter()
+        .map(|c| (c.incident, "a"))
+        .chain(y.claimed.iter().map(|c| (c.incident, "b")))
+        .collect();
+    claimed.sort_unstable();
+    assert_eq!(
+        claimed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        ids,
+        "{claimed:?}"
+    );
+    assert!(
+        x.claimed
+            .iter()
+            .chain(&y.claimed)
+            .all(|c| c.action == "fix" && c.alerts == [0])
+    );
+    let again = a
+        .claim_remediations(now + 1, "a".into(), leases.clone(), 16, policies.clone())
+        .await
+        .expect("claim");
+    assert_eq!(again, Default::default());
+
+    // Only its owner ends a run, once; the waiting first level is told then.
+    let (first, owner) = claimed[0];
+    let other = if owner == "a" { "b" } else { "a" };
+    let finish = async |store: &Arc<dyn Store>, incident: i64, owner: &str, at: i64| {
+        store
+            .finish_remediation(
+                incident,
+                "fix".into(),
+                owner.into(),
+                at,
+                "succeeded",
+                Note::new("remediation_finished").detail("fix: succeeded"),
+                policies.clone(),
+            )
+            .await
+    };
+    assert!(!finish(&a, first, other, now + 2_000).await.expect("finish"));
+    assert!(finish(&b, first, owner, now + 2_000).await.expect("finish"));
+    assert!(!finish(&a, first, owner, now + 2_001).await.expect("finish"));
+    let steps = steps_of(&a, first).await;
+    assert_eq!(
+        steps[2..4],
+        [
+            step("remediation_finished", "fix: succeeded"),
+            step("escalated", "the remediation ended")
+        ],
+        "{steps:?}"
+    );
+    assert_eq!(steps[4].0, "told");
+    assert_eq!(steps.len(), 5, "{steps:?}");
+
+    // The other runs' owners stopped: once their lease passed, each is recorded
+    // abandoned, the first level told, and nothing is claimed again.
+    let late = now + 61_000;
+    let (x, y) = tokio::join!(
+        a.claim_remediations(late, "c".into(), leases.clone(), 16, policies.clone()),
+        b.claim_remediations(late, "d".into(), leases.clone(), 16, policies.clone())
+    );
+    let (x, y) = (x.expect("claim"), y.expect("claim"));
+    assert!(x.claimed.is_empty() && y.claimed.is_empty());
+    let mut ended: Vec<(i64, String, &str)> = x.ended.into_iter().chain(y.ended).collect();
+    ended.sort_unstable();
+    let expected: Vec<(i64, String, &str)> = claimed[1..]
+        .iter()
+        .map(|(id, _)| (*id, "fix".to_owned(), "abandoned"))
+        .collect();
+    assert_eq!(ended, expected);
+    for (id, owner) in &claimed[1..] {
+        let steps = steps_of(&b, *id).await;
+        assert_eq!(
+            steps[2],
+            step(
+                "remediation_skipped",
+                &format!(
+                    "fix: abandoned: the notifier running it ({owner}) stopped before it ended; it is not run again"
+                )
+            ),
+            "{steps:?}"
+        );
+        assert_eq!(steps[3], step("escalated", "the remediation ended"));
+        assert!(!finish(&a, *id, owner, late + 1).await.expect("finish"));
+    }
+    let later = a
+        .claim_remediations(
+            late + 120_000,
+            "a".into(),
+            leases.clone(),
+            16,
+            policies.clone(),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(later, Default::default());
+
+    // An incident that resolved before its run was claimed: the run is not started.
+    stored(
+        a.accept(remediated("Flap", 0, late, true))
+            .await
+            .expect("fires"),
+    );
+    let flap = a
+        .incidents(true, 100)
+        .await
+        .expect("incidents")
+        .iter()
+        .find(|v| v.group_key.contains("Flap"))
+        .expect("opened")
+        .id;
+    stored(
+        a.accept(remediated("Flap", 1, late + 10, false))
+            .await
+            .expect("resolves"),
+    );
+    let claims = b
+        .claim_remediations(late + 20, "b".into(), leases.clone(), 16, policies.clone())
+        .await
+        .expect("claim");
+    assert!(claims.claimed.is_empty());
+    assert_eq!(claims.ended, [(flap, "fix".to_owned(), "refused")]);
+    assert_eq!(
+        steps_of(&a, flap).await,
+        [
+            step("opened", ""),
+            step("remediation_queued", "fix; level 1 is told when it ends"),
+            step("resolved", ""),
+            step(
+                "remediation_skipped",
+                "fix: the incident resolved before it ran"
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_runs_each_remediation_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("notifier.db")).expect("open"));
+    remediations(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_runs_each_remediation_once_across_replicas() {
+    let pg = PostgresServer::start(PostgresOptions::default()).await;
+    let dsn = Secret::new(pg.owned_database("remediations").await);
+    let (a, b) = tokio::join!(PostgresStore::open(&dsn, 4), PostgresStore::open(&dsn, 4));
+    remediations(
+        Arc::new(a.expect("replica a")),
+        Arc::new(b.expect("replica b")),
+    )
+    .await;
 }

@@ -1372,6 +1372,37 @@ pub struct RouteConfig {
     pub routes: Vec<RouteConfig>,
 }
 
+impl RouteConfig {
+    /// Whether the alerts that stop here go where its parent's go: it has neither channels
+    /// nor an escalation policy of its own (as an Alertmanager route without a receiver).
+    pub fn has_parents_targets(&self) -> bool {
+        self.channels.is_empty() && self.escalation.is_none()
+    }
+
+    /// The escalation policy the alerts that stop here climb, under a parent whose alerts
+    /// climb `parent`.
+    pub fn escalation_under<'a>(&'a self, parent: Option<&'a str>) -> Option<&'a str> {
+        if self.has_parents_targets() {
+            parent
+        } else {
+            self.escalation.as_deref()
+        }
+    }
+
+    /// Whether an alert that stops here, or at a child route that inherits this route's
+    /// remediation, climbs an escalation policy (under a parent whose alerts climb
+    /// `parent`): a remediation runs only when an incident opens.
+    fn remediation_can_run(&self, parent: Option<&str>) -> bool {
+        let escalation = self.escalation_under(parent);
+        escalation.is_some()
+            || self
+                .routes
+                .iter()
+                .filter(|child| child.remediation.is_none())
+                .any(|child| child.remediation_can_run(escalation))
+    }
+}
+
 /// A configuration that parsed but cannot be built (a channel's address, a CA file, a
 /// template, a secret): the key at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1531,7 +1562,7 @@ impl NotifierConfig {
         self.ui
             .csrf_secret()
             .map_err(|m| ("ui.csrf_secret".to_owned(), m))?;
-        self.check_route(&self.route, "route")?;
+        self.check_route(&self.route, "route", None)?;
         self.check_people()?;
         self.check_escalation()?;
         self.check_windows()?;
@@ -1595,7 +1626,14 @@ impl NotifierConfig {
         Ok(())
     }
 
-    fn check_route(&self, route: &RouteConfig, key: &str) -> Result<(), Problem> {
+    /// Checks `route` (at `key`) and its children; `parent` is the escalation policy its
+    /// parent's alerts climb.
+    fn check_route(
+        &self,
+        route: &RouteConfig,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<(), Problem> {
         for (i, channel) in route.channels.iter().enumerate() {
             let builtin_log = channel == "log" && !self.channels.contains_key("log");
             if !self.channels.contains_key(channel) && !builtin_log {
@@ -1613,16 +1651,23 @@ impl NotifierConfig {
                 format!("no escalation policy is named {policy:?}"),
             ));
         }
-        if let Some(action) = &route.remediation
-            && !self.remediations.contains_key(action)
-        {
-            return Err((
-                format!("{key}.remediation"),
-                format!("no remediation action is named {action:?}"),
-            ));
+        if let Some(action) = &route.remediation {
+            if !self.remediations.contains_key(action) {
+                return Err((
+                    format!("{key}.remediation"),
+                    format!("no remediation action is named {action:?}"),
+                ));
+            }
+            if !route.remediation_can_run(parent) {
+                return Err((
+                    format!("{key}.remediation"),
+                    "an action runs when an incident opens, and no alert that takes this route climbs an escalation policy; set escalation on this route (or a parent it inherits from)".into(),
+                ));
+            }
         }
+        let escalation = route.escalation_under(parent);
         for (i, child) in route.routes.iter().enumerate() {
-            self.check_route(child, &format!("{key}.routes[{i}]"))?;
+            self.check_route(child, &format!("{key}.routes[{i}]"), escalation)?;
         }
         Ok(())
     }
@@ -2184,5 +2229,42 @@ mod tests {
         ))
         .expect_err("unknown policy");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_remediation_needs_an_escalation_policy_where_it_applies() {
+        let base = "channels:\n  chat: {log: {}}\nescalation_policies:\n  p:\n    levels: [{channels: [chat]}]\n\
+                    remediations:\n  fix:\n    http: {url: 'https://example.com/fix'}\n";
+        let route = |routes: &str| parse(&format!("{base}route:\n  routes:\n{routes}"));
+        let refused = |routes: &str, key: &str| {
+            let error = route(routes).expect_err(routes);
+            assert!(
+                error.contains(&format!(
+                    "{key}: an action runs when an incident opens, and no alert that takes this route climbs an escalation policy"
+                )),
+                "{error}"
+            );
+        };
+        // Its own policy, or its parent's when it has neither channels nor a policy.
+        route("    - {escalation: p, remediation: fix}\n").expect("own");
+        route("    - escalation: p\n      routes:\n        - {matchers: ['a=\"b\"'], remediation: fix}\n")
+            .expect("inherited");
+        // A child that inherits the action and climbs a policy.
+        route("    - remediation: fix\n      routes:\n        - {matchers: ['a=\"b\"'], escalation: p}\n")
+            .expect("a child uses it");
+        refused(
+            "    - {escalation: p}\n    - {remediation: fix}\n",
+            "route.routes[1].remediation",
+        );
+        // Channels of its own end the inherited policy.
+        refused(
+            "    - escalation: p\n      routes:\n        - {channels: [chat], remediation: fix}\n",
+            "route.routes[0].routes[0].remediation",
+        );
+        // A child that names its own action does not use this one.
+        refused(
+            "    - remediation: fix\n      routes:\n        - {escalation: p, remediation: fix}\n",
+            "route.routes[0].remediation",
+        );
     }
 }

@@ -240,9 +240,9 @@ impl Dispatcher {
     }
 
     /// The timed work, once per `delivery.poll_interval`: one-off windows read again (another replica may
-    /// have added one), escalations due told, and the summaries of windows that ended
-    /// queued.
-    async fn tick(&self, setup: &Setup) {
+    /// have added one), escalations due told, remediation runs started (in `tasks`, which a
+    /// shutdown waits for), and the summaries of windows that ended queued.
+    async fn tick(&self, setup: &Setup, tasks: &mut tokio::task::JoinSet<()>) {
         let now = now_ms();
         if let Err(e) = setup::refresh_windows(self.store.as_ref(), &self.windows, now).await {
             tracing::warn!(error = %e, "Reading the maintenance windows failed; trying again shortly.");
@@ -278,7 +278,7 @@ impl Dispatcher {
                 tracing::error!(error = %e, "Reading escalations due failed; trying again shortly.")
             }
         }
-        self.remediate(setup, now).await;
+        self.remediate(setup, now, tasks).await;
         let held = match self.store.held().await {
             Ok(held) => held,
             Err(e) => {
@@ -311,15 +311,13 @@ impl Dispatcher {
     }
 
     /// Claims the remediation runs queued (by any replica) and starts each in a task of
-    /// its own: it runs once, and its end is recorded in the incident's timeline.
-    async fn remediate(&self, setup: &Setup, now: i64) {
+    /// its own: it runs once, and its start and end are recorded in the incident's
+    /// timeline.
+    async fn remediate(&self, setup: &Setup, now: i64, tasks: &mut tokio::task::JoinSet<()>) {
         let leases = setup
             .remediations
             .names()
-            .filter_map(|name| {
-                let action = setup.remediations.get(name)?;
-                Some((name.to_owned(), action.timeout() + REMEDIATION_LEASE_MARGIN))
-            })
+            .filter_map(|name| Some((name.to_owned(), setup.remediations.get(name)?.lease())))
             .collect();
         let claims = match self
             .store
@@ -338,14 +336,33 @@ impl Dispatcher {
                 return;
             }
         };
+        for (incident, action, result) in &claims.ended {
+            self.metrics.remediated(action, result);
+            if *result == "abandoned" {
+                tracing::warn!(
+                    incident,
+                    action = %action,
+                    "A remediation run's notifier stopped before it ended; it is recorded as abandoned and not run again."
+                );
+            } else {
+                tracing::info!(
+                    incident,
+                    action = %action,
+                    "The incident resolved before its remediation ran; it is not run."
+                );
+            }
+        }
+        if !claims.ended.is_empty() {
+            self.wake.notify_one();
+        }
         let one_off = self.windows.read().map(|w| w.clone()).unwrap_or_default();
-        for claim in claims {
+        for claim in claims.claimed {
             let store = self.store.clone();
             let setup = self.setup.borrow().clone();
             let one_off = one_off.clone();
             let wake = self.wake.clone();
             let metrics = self.metrics.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let report = run_remediation(store.as_ref(), &setup, &one_off, &claim).await;
                 let (state, note) = remediation_note(&report);
                 metrics.remediated(&claim.action, state);
@@ -450,7 +467,7 @@ impl Dispatcher {
             let poll = setup.config.delivery.poll_interval;
             if last_tick.is_none_or(|t| t.elapsed() >= poll) {
                 last_tick = Some(Instant::now());
-                self.tick(&setup).await;
+                self.tick(&setup, &mut tasks).await;
             }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 last_prune = Instant::now();
@@ -540,16 +557,17 @@ impl Dispatcher {
             tracing::info!(
                 in_flight = tasks.len(),
                 grace = %humantime::format_duration(grace),
-                "Waiting for deliveries in flight."
+                "Waiting for deliveries and remediation runs in flight."
             );
             let waited =
                 tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
                     .await;
             if waited.is_err() {
-                // Their claims expire and another start (or replica) sends them again.
+                // Their claims expire: another start (or replica) sends the deliveries
+                // again, and records the runs abandoned.
                 tracing::warn!(
                     in_flight = tasks.len(),
-                    "Stopped with deliveries still in flight; they will be attempted again."
+                    "Stopped with deliveries or remediation runs still in flight; the deliveries will be attempted again, the runs are not."
                 );
             }
         }
@@ -730,10 +748,6 @@ fn parse(body: &Body) -> Result<Notification, StoreError> {
 /// Remediation runs one notifier claims at a time.
 const REMEDIATION_BATCH: usize = 16;
 
-/// How much longer than its timeout a run's claim lasts: past it, the run counts as
-/// abandoned by a notifier that stopped.
-const REMEDIATION_LEASE_MARGIN: Duration = Duration::from_secs(30);
-
 /// This process, as the claims of its remediation runs name it.
 fn remediation_owner() -> &'static str {
     static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -750,7 +764,7 @@ fn remediation_owner() -> &'static str {
 }
 
 /// Runs a claimed remediation, unless its action is gone or a maintenance window holds
-/// one of the incident's alerts.
+/// one of the incident's alerts; a run that goes ahead is first recorded as started.
 async fn run_remediation(
     store: &dyn Store,
     setup: &Setup,
@@ -784,6 +798,16 @@ async fn run_remediation(
         incident: Some(claim.incident),
         ..EventContext::default()
     });
+    let started = Note::new(kind::REMEDIATION_STARTED).detail(format!(
+        "{} ({}) on {}",
+        action.name(),
+        action.kind(),
+        remediation_owner()
+    ));
+    if let Err(e) = store.record(claim.incident, now, started).await {
+        // The claim is this notifier's: the run goes ahead, its end is recorded.
+        tracing::error!(incident = claim.incident, action = %claim.action, error = %e, "Recording a remediation's start failed.");
+    }
     remediation::run(&action, &context).await
 }
 

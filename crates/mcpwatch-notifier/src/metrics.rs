@@ -275,7 +275,7 @@ impl MetricSource for NotifierMetrics {
             }
             let family = sink.counter(
                 "mcpwatch_notifier_remediations_total",
-                "Remediation runs ended, by action and result (succeeded, failed, timed_out, refused).",
+                "Remediation runs ended, by action and result (succeeded, failed, timed_out, refused, abandoned).",
             );
             for ((action, result), n) in &incidents.remediations {
                 family.add(&[("action", action), ("result", result)], f(*n));

@@ -39,6 +39,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// a process that left the group (`setsid`, a daemon) may hold the pipes open for good.
 const OUTPUT_GRACE: Duration = Duration::from_millis(250);
 
+/// How much longer than its timeout a run's claim lasts (the time to claim it and to
+/// record its end), and a policy that waits for it waits at most.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
 /// The shortest timeout an action may have.
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -173,6 +177,12 @@ impl Action {
             Kind::Http(http) => http.timeout,
             Kind::Command(command) => command.timeout,
         }
+    }
+
+    /// How long a claim of a run lasts: past it, the run counts as abandoned by a notifier
+    /// that stopped, and a policy waiting for it tells its first level.
+    pub fn lease(&self) -> Duration {
+        self.timeout() + LEASE_MARGIN
     }
 }
 
@@ -868,7 +878,7 @@ impl CommandAction {
                 );
             }
         };
-        let group = child.id();
+        let mut group = GroupGuard(child.id());
         let output = Arc::new(Mutex::new(Output::new(self.max_output)));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -881,9 +891,7 @@ impl CommandAction {
         // What is left of its group goes: at the timeout the command itself, after it
         // exited whatever it started and left running. (The group's id stays taken while
         // any member lives, so it names no other process.)
-        if let Some(group) = group {
-            kill_group(group);
-        }
+        group.kill();
         let outcome = match waited {
             Err(_) => {
                 let _ = child.wait().await;
@@ -933,6 +941,25 @@ async fn drain(mut pipe: impl AsyncRead + Unpin, output: Arc<Mutex<Output>>) {
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(&buffer[..n]),
         }
+    }
+}
+
+/// A command's process group, killed when the run is given up half way (the notifier
+/// stopping past its grace drops the run): nothing it started is left behind.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    /// Kills the group now, once.
+    fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            kill_group(group);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

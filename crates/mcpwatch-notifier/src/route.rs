@@ -64,7 +64,7 @@ struct Own<'a> {
 /// parent's, as an Alertmanager route without a receiver has its parent's receiver. A
 /// remediation action is inherited on its own: a route that names none has its parent's.
 fn walk(route: &RouteConfig, inherited: Own<'_>, labels: &impl Labels, out: &mut Targets) {
-    let mut own = if route.channels.is_empty() && route.escalation.is_none() {
+    let mut own = if route.has_parents_targets() {
         inherited
     } else {
         Own {

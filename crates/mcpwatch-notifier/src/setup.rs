@@ -106,10 +106,6 @@ pub enum SendTestError {
     },
 }
 
-/// How much longer than its timeout the first level waits for a remediation: the time to
-/// claim it and to record its end.
-const REMEDIATION_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Where a notification's alerts go.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -280,10 +276,9 @@ impl Setup {
                     .remediations
                     .iter()
                     .filter_map(|name| self.remediations.get(name))
-                    .map(|action| action.timeout())
+                    .map(|action| action.lease())
                     .max()
-                    .unwrap_or_default()
-                    + REMEDIATION_MARGIN;
+                    .unwrap_or(crate::remediation::LEASE_MARGIN);
                 Some(Touch {
                     policy: self.policies.get(&name)?.clone(),
                     alerts: routed.alerts,

@@ -380,6 +380,17 @@ pub struct RemediationClaim {
     pub alerts: Vec<usize>,
 }
 
+/// What a claim of remediation runs did: the runs claimed for this notifier, and those it
+/// ended without running them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemediationClaims {
+    /// Runs to start now.
+    pub claimed: Vec<RemediationClaim>,
+    /// (incident, action, result) of each run ended here: `abandoned` (its notifier
+    /// stopped while it ran) or `refused` (its incident closed before it started).
+    pub ended: Vec<(i64, String, &'static str)>,
+}
+
 /// Where the notifier keeps its state.
 #[async_trait::async_trait]
 pub trait Store: std::fmt::Debug + Send + Sync + 'static {
@@ -481,7 +492,7 @@ pub trait Store: std::fmt::Debug + Send + Sync + 'static {
         leases: BTreeMap<String, Duration>,
         limit: usize,
         policies: Arc<Policies>,
-    ) -> Result<Vec<RemediationClaim>, StoreError>;
+    ) -> Result<RemediationClaims, StoreError>;
     /// Records how a claimed run ended; false when it is no longer `owner`'s.
     #[allow(clippy::too_many_arguments)]
     async fn finish_remediation(

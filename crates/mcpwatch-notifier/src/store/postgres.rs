@@ -18,7 +18,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note, RemediationClaim, Snapshot, DEFAULT_REMEDIATION_LEASE,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, Entry, IncidentView, ListFilter, Note, RemediationClaims, Snapshot, DEFAULT_REMEDIATION_LEASE,
     NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats, SCHEMA_VERSION,
     Store, StoreError, WindowRow,
 };
@@ -747,7 +747,7 @@ impl Store for PostgresStore {
         leases: BTreeMap<String, Duration>,
         limit: usize,
         policies: Arc<Policies>,
-    ) -> Result<Vec<RemediationClaim>, StoreError> {
+    ) -> Result<RemediationClaims, StoreError> {
         in_transaction!(self, |tx| sql::claim_remediations(
             tx,
             now,

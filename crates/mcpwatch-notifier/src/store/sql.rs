@@ -22,7 +22,7 @@ use super::{
 };
 use crate::incident::{self, Change, IncidentRow};
 use crate::statuspage::{self, GroupStatus, Snapshot};
-use super::RemediationClaim;
+use super::{RemediationClaim, RemediationClaims};
 use crate::time::format_rfc3339;
 use crate::timeline::{Entry, Note, kind};
 
@@ -1260,7 +1260,9 @@ async fn settle<T: Tx>(
 
 /// Claims up to `limit` queued remediation runs for `owner`, each until its lease (by
 /// action; `default_lease` for others) runs out. A run whose lease ran out (its notifier
-/// stopped while it ran) is not run again: it is recorded as abandoned.
+/// stopped while it ran) is not run again: it is recorded as abandoned. A run of an
+/// incident that closed before it started is recorded refused, not run. The start of a
+/// claimed run is the caller's to record, once it knows the run goes ahead.
 pub(crate) async fn claim_remediations<T: Tx>(
     tx: &mut T,
     now: i64,
@@ -1269,7 +1271,8 @@ pub(crate) async fn claim_remediations<T: Tx>(
     default_lease: Duration,
     limit: usize,
     policies: &Policies,
-) -> Result<Vec<RemediationClaim>, StoreError> {
+) -> Result<RemediationClaims, StoreError> {
+    let mut claims = RemediationClaims::default();
     let lost = tx
         .query(
             "SELECT incident, action, claimed_by FROM mcpwatch_remediations
@@ -1286,21 +1289,21 @@ pub(crate) async fn claim_remediations<T: Tx>(
         )
         .await?;
         let note = Note::new(kind::REMEDIATION_SKIPPED).detail(format!(
-            "{action}: the notifier running it ({}) stopped before it ended; it is not run again",
+            "{action}: abandoned: the notifier running it ({}) stopped before it ended; it is not run again",
             row.opt_text(2)?.unwrap_or_default()
         ));
         record(tx, incident, now, &note).await?;
         settle(tx, incident, now, policies).await?;
+        claims.ended.push((incident, action, "abandoned"));
     }
     let pending = tx
         .query(
-            "SELECT r.incident, r.action, i.notification_id, i.alerts FROM mcpwatch_remediations r
+            "SELECT r.incident, r.action, i.notification_id, i.alerts, i.open FROM mcpwatch_remediations r
              JOIN mcpwatch_incidents i ON i.id = r.incident
              WHERE r.state = 'pending' ORDER BY r.started_at, r.incident LIMIT ?1 FOR UPDATE OF r SKIP LOCKED",
             args![limit],
         )
         .await?;
-    let mut claimed = Vec::new();
     for row in &pending {
         let claim = RemediationClaim {
             incident: row.i64(0)?,
@@ -1308,6 +1311,21 @@ pub(crate) async fn claim_remediations<T: Tx>(
             notification_id: row.i64(2)?,
             alerts: decode_alerts(&row.text(3)?),
         };
+        if !row.bool(4)? {
+            tx.execute(
+                "UPDATE mcpwatch_remediations SET state = 'refused', finished_at = ?3
+                 WHERE incident = ?1 AND action = ?2 AND state = 'pending'",
+                args![claim.incident, &claim.action, now],
+            )
+            .await?;
+            let note = Note::new(kind::REMEDIATION_SKIPPED).detail(format!(
+                "{}: the incident resolved before it ran",
+                claim.action
+            ));
+            record(tx, claim.incident, now, &note).await?;
+            claims.ended.push((claim.incident, claim.action, "refused"));
+            continue;
+        }
         let lease = leases.get(&claim.action).copied().unwrap_or(default_lease);
         let taken = tx
             .execute(
@@ -1322,12 +1340,10 @@ pub(crate) async fn claim_remediations<T: Tx>(
             )
             .await?;
         if taken == 1 {
-            let note = Note::new(kind::REMEDIATION_STARTED).detail(claim.action.clone());
-            record(tx, claim.incident, now, &note).await?;
-            claimed.push(claim);
+            claims.claimed.push(claim);
         }
     }
-    Ok(claimed)
+    Ok(claims)
 }
 
 /// Records how `owner`'s run of `action` for `incident` ended (`state`, and `note` for

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::sql::{self, Cell, Row, Tx, Value};
 use super::{
-    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note, RemediationClaim, Snapshot, DEFAULT_REMEDIATION_LEASE,
+    Accepted, AckRefused, AckRequest, Body, ClaimBatch, DedupKey, DiskStats, Entry, IncidentView, Note, RemediationClaims, Snapshot, DEFAULT_REMEDIATION_LEASE,
     ListFilter, NewNotification, NewWindow, NotificationView, Outcome, Policies, QueueStats,
     SCHEMA_VERSION, Store, StoreError, WindowRow,
 };
@@ -216,7 +216,7 @@ enum Done {
     Escalated(Vec<(i64, String, u32)>),
     Acknowledged(Box<Result<IncidentView, AckRefused>>),
     Window(Option<WindowRow>),
-    Remediations(Vec<RemediationClaim>),
+    Remediations(RemediationClaims),
 }
 
 /// The value of one kind of write, out of its [`Done`].
@@ -241,7 +241,7 @@ from_done!(
     Count(usize),
     Escalated(Vec<(i64, String, u32)>),
     Window(Option<WindowRow>),
-    Remediations(Vec<RemediationClaim>),
+    Remediations(RemediationClaims),
 );
 
 impl FromDone for Result<IncidentView, AckRefused> {
@@ -1564,7 +1564,7 @@ impl Store for SqliteStore {
         leases: BTreeMap<String, Duration>,
         limit: usize,
         policies: Arc<Policies>,
-    ) -> Result<Vec<RemediationClaim>, StoreError> {
+    ) -> Result<RemediationClaims, StoreError> {
         self.write(Work::ClaimRemediations {
             now,
             owner,
