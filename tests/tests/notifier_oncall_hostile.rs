@@ -829,11 +829,21 @@ async fn teams_retry_after_as_a_date_with_hostile_alerts() {
         "/api/v1/notifications",
         "/api/v1/notifications/1",
         "/health",
-        "/metrics",
     ] {
         let (_, body) = as_user(&notifier, "GET", path, None).await;
         assert!(!body.to_string().contains(&sig), "{path}");
     }
+    let metrics = mcpwatch_tests::exposition::checked(
+        mcpwatch_tests::http::client()
+            .get(format!("{}/metrics", notifier.url()))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics"),
+    );
+    assert!(!metrics.contains(&sig), "/metrics");
     assert!(!notifier.log().contains(&sig));
 }
 

@@ -877,14 +877,16 @@ async fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
 
 /// `mcpwatch_notifier_remediations_total`: each series' labels and value.
 async fn remediation_counts(notifier: &NotifierProcess) -> BTreeMap<String, f64> {
-    let text = mcpwatch_tests::http::client()
-        .get(format!("{}/metrics", notifier.url()))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics");
+    let text = mcpwatch_tests::exposition::checked(
+        mcpwatch_tests::http::client()
+            .get(format!("{}/metrics", notifier.url()))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics"),
+    );
     text.lines()
         .filter_map(|line| line.strip_prefix("mcpwatch_notifier_remediations_total"))
         .filter_map(|rest| rest.rsplit_once(' '))

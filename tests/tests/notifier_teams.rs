@@ -194,7 +194,7 @@ async fn firing_and_resolved_cards_have_the_documented_shape() {
         api(&notifier, "/api/v1/notifications").await,
         api(&notifier, "/api/v1/incidents?state=all").await,
         api(&notifier, "/health").await,
-        api(&notifier, "/metrics").await,
+        mcpwatch_tests::exposition::checked(api(&notifier, "/metrics").await),
     ];
     for text in &said {
         assert!(!text.contains(&sig), "the signature leaked: {text}");
