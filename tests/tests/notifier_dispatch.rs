@@ -76,7 +76,9 @@ async fn shutdown_waits_for_deliveries_in_flight_up_to_the_grace() {
     hook.wait_for_requests(1, WAIT).await;
     notifier.stop();
     assert!(
-        notifier.log().contains("Waiting for deliveries in flight."),
+        notifier
+            .log()
+            .contains("Waiting for deliveries and remediation runs in flight."),
         "{}",
         notifier.log()
     );
