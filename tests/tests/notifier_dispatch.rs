@@ -116,7 +116,7 @@ async fn shutdown_waits_for_deliveries_in_flight_up_to_the_grace() {
     );
     let log = notifier.log();
     assert!(
-        log.contains("Stopped with deliveries still in flight"),
+        log.contains("Stopped with deliveries or remediation runs still in flight"),
         "{log}"
     );
     assert!(log.contains("Stopped."), "{log}");
