@@ -230,6 +230,10 @@ pub struct Day {
     pub degraded_seconds: u64,
     /// Seconds known (the rest of the day was before the history began, or is to come).
     pub known_seconds: u64,
+    /// The same three in milliseconds, which the day's bar and uptime are computed from: a
+    /// stretch shorter than a second still counts.
+    #[serde(skip)]
+    pub ms: (i64, i64, i64),
 }
 
 impl Day {
@@ -241,18 +245,19 @@ impl Day {
 
     /// The share of the known time not in outage; none when nothing is known.
     pub fn uptime(&self) -> Option<f64> {
+        let (known, outage, _) = self.ms;
         #[allow(clippy::cast_precision_loss)]
-        (self.known_seconds > 0)
-            .then(|| 1.0 - self.outage_seconds as f64 / self.known_seconds as f64)
+        (known > 0).then(|| 1.0 - outage as f64 / known as f64)
     }
 
     /// The worst state of the day: what its bar shows.
     pub fn worst(&self) -> Option<ComponentState> {
-        if self.known_seconds == 0 {
+        let (known, outage, degraded) = self.ms;
+        if known == 0 {
             None
-        } else if self.outage_seconds > 0 {
+        } else if outage > 0 {
             Some(ComponentState::Outage)
-        } else if self.degraded_seconds > 0 {
+        } else if degraded > 0 {
             Some(ComponentState::Degraded)
         } else {
             Some(ComponentState::Operational)
@@ -274,6 +279,7 @@ pub fn days(changes: &[Change], now: i64) -> Vec<Day> {
             outage_seconds: 0,
             degraded_seconds: 0,
             known_seconds: 0,
+            ms: (0, 0, 0),
         })
         .collect();
     let history_start = first_day * DAY_MS;
@@ -309,14 +315,15 @@ pub fn days(changes: &[Change], now: i64) -> Vec<Day> {
         d.known_seconds = seconds(known);
         d.outage_seconds = seconds(outage);
         d.degraded_seconds = seconds(degraded);
+        d.ms = (known, outage, degraded);
     }
     days
 }
 
 /// The share of the known time of `days` not in outage.
 pub fn uptime(days: &[Day]) -> Option<f64> {
-    let known: u64 = days.iter().map(|d| d.known_seconds).sum();
-    let outage: u64 = days.iter().map(|d| d.outage_seconds).sum();
+    let known: i64 = days.iter().map(|d| d.ms.0).sum();
+    let outage: i64 = days.iter().map(|d| d.ms.1).sum();
     #[allow(clippy::cast_precision_loss)]
     (known > 0).then(|| 1.0 - outage as f64 / known as f64)
 }
@@ -425,6 +432,25 @@ mod tests {
             (3_599, 1_800)
         );
         assert_eq!(third.degraded_seconds, 1_800);
+    }
+
+    #[test]
+    fn an_outage_under_a_second_old_colours_today() {
+        let now = 20_000 * DAY_MS + 3_600_000;
+        let changes = [
+            Change {
+                state: ComponentState::Operational,
+                at: now - 10_000,
+            },
+            Change {
+                state: ComponentState::Outage,
+                at: now - 300,
+            },
+        ];
+        let today = *days(&changes, now).last().expect("today");
+        assert_eq!((today.outage_seconds, today.known_seconds), (0, 10));
+        assert_eq!(today.worst(), Some(ComponentState::Outage));
+        assert!(today.uptime().is_some_and(|u| (u - 0.97).abs() < 1e-9));
     }
 
     #[test]
